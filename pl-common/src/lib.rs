@@ -1,0 +1,15 @@
+//! Types and pure logic shared by the pl XDP program (`pl-ebpf`) and userspace (`pl`).
+//!
+//! Everything here is `no_std`, so the eBPF side can use it, and plain logic, so it is
+//! unit-tested on the host. Map keys and values are `#[repr(C)]` with explicit padding and
+//! derive `bytemuck::Pod`; with the `user` feature they also implement `aya::Pod`.
+//!
+//! Byte order: fields named `*_be` (and every address or port in a map type) hold network
+//! byte order; everything else is host order.
+#![no_std]
+
+pub mod checksum;
+pub mod iface;
+pub mod maps;
+pub mod proto;
+pub mod stats;

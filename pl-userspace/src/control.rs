@@ -1,0 +1,158 @@
+//! The control socket: how `pl stats` (a separate process) finds a running `pl run`.
+//!
+//! Discovery is an abstract unix socket named `pl.<instance>`. Abstract sockets are scoped
+//! to the network namespace, so `ip netns exec NS pl stats` reaches exactly the `pl run`
+//! started with `ip netns exec NS`, with no file, pin or mount to share (each
+//! `ip netns exec` gets a fresh /sys, so bpffs pins would not be seen). One request and one
+//! reply per connection, each a line of JSON.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::{linux::net::SocketAddrExt as _, unix::net::SocketAddr},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::StatsReport;
+
+pub const DEFAULT_INSTANCE: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("instance name {instance:?}: use 1-64 characters from a-z, 0-9, '-', '_'")]
+    BadInstance { instance: String },
+    #[error("another pl run (instance {instance:?}) is already active in this network namespace")]
+    InUse { instance: String },
+    #[error("no pl run (instance {instance:?}) is active in this network namespace (looked for abstract socket @{name})")]
+    NotRunning { instance: String, name: String },
+    #[error("control socket @{name}: {source}")]
+    Io { name: String, source: std::io::Error },
+    #[error("control socket @{name}: bad reply: {source}")]
+    Protocol { name: String, source: serde_json::Error },
+    #[error("pl run answered: {message}")]
+    Remote { message: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    Stats,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Stats(StatsReport),
+    Error { message: String },
+}
+
+/// The abstract socket name for `instance`.
+pub fn socket_name(instance: &str) -> Result<String, ControlError> {
+    let ok = !instance.is_empty()
+        && instance.len() <= 64
+        && instance.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !ok {
+        return Err(ControlError::BadInstance { instance: instance.to_owned() });
+    }
+    Ok(format!("pl.{instance}"))
+}
+
+/// The listening side, held by `pl run`.
+pub struct Server {
+    listener: tokio::net::UnixListener,
+    name: String,
+}
+
+impl Server {
+    /// Binds the instance's socket; fails if another `pl run` in this namespace holds it.
+    pub fn bind(instance: &str) -> Result<Self, ControlError> {
+        let name = socket_name(instance)?;
+        let io = |source| ControlError::Io { name: name.clone(), source };
+        let addr = SocketAddr::from_abstract_name(&name).map_err(io)?;
+        let listener = std::os::unix::net::UnixListener::bind_addr(&addr).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                ControlError::InUse { instance: instance.to_owned() }
+            } else {
+                io(e)
+            }
+        })?;
+        listener.set_nonblocking(true).map_err(io)?;
+        let listener = tokio::net::UnixListener::from_std(listener).map_err(io)?;
+        Ok(Self { listener, name })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits for one request and answers it with `handle`.
+    pub async fn serve_one(&self, handle: impl FnOnce(Request) -> Reply) -> Result<(), ControlError> {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        let io = |source| ControlError::Io { name: self.name.clone(), source };
+        let (stream, _) = self.listener.accept().await.map_err(io)?;
+        let (read, mut write) = stream.into_split();
+        let mut line = String::new();
+        let mut read = tokio::io::BufReader::new(read);
+        tokio::time::timeout(Duration::from_secs(2), read.read_line(&mut line))
+            .await
+            .map_err(|_| io(std::io::ErrorKind::TimedOut.into()))?
+            .map_err(io)?;
+        let reply = match serde_json::from_str::<Request>(&line) {
+            Ok(req) => handle(req),
+            Err(e) => Reply::Error { message: format!("bad request: {e}") },
+        };
+        let mut out = serde_json::to_vec(&reply).map_err(|source| ControlError::Protocol { name: self.name.clone(), source })?;
+        out.push(b'\n');
+        write.write_all(&out).await.map_err(io)
+    }
+}
+
+/// Sends one request to the `pl run` of `instance` in this network namespace.
+pub fn request(instance: &str, req: &Request) -> Result<Reply, ControlError> {
+    let name = socket_name(instance)?;
+    let io = |source| ControlError::Io { name: name.clone(), source };
+    let addr = SocketAddr::from_abstract_name(&name).map_err(io)?;
+    let mut stream = std::os::unix::net::UnixStream::connect_addr(&addr).map_err(|e| match e.kind() {
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
+            ControlError::NotRunning { instance: instance.to_owned(), name: name.clone() }
+        }
+        _ => io(e),
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(io)?;
+    let mut msg = serde_json::to_vec(req).map_err(|source| ControlError::Protocol { name: name.clone(), source })?;
+    msg.push(b'\n');
+    stream.write_all(&msg).map_err(io)?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).map_err(io)?;
+    serde_json::from_str(&line).map_err(|source| ControlError::Protocol { name, source })
+}
+
+/// The counters of the `pl run` of `instance` in this network namespace.
+pub fn stats(instance: &str) -> Result<StatsReport, ControlError> {
+    match request(instance, &Request::Stats)? {
+        Reply::Stats(report) => Ok(report),
+        Reply::Error { message } => Err(ControlError::Remote { message }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_are_checked() {
+        assert_eq!(socket_name("default").expect("valid"), "pl.default");
+        for bad in ["", "Upper", "a/b", "sp ace", &"x".repeat(65)] {
+            assert!(matches!(socket_name(bad), Err(ControlError::BadInstance { .. })), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn wire_format_is_tagged_json() {
+        let req = serde_json::to_string(&Request::Stats).expect("serialize");
+        assert_eq!(req, r#"{"request":"stats"}"#);
+        let reply: Reply = serde_json::from_str(r#"{"reply":"error","message":"boom"}"#).expect("parse");
+        assert!(matches!(reply, Reply::Error { message } if message == "boom"));
+    }
+}

@@ -1,0 +1,146 @@
+//! Ethernet/IPv4 frame builders with correct checksums, for fixtures, lab traffic and the
+//! bench generator. Addresses are given as on the wire.
+
+use pl_common::{
+    checksum,
+    proto::{ETH_P_ARP, ETH_P_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+};
+
+pub type Mac = [u8; 6];
+
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
+
+/// Ethernet header + `payload`.
+pub fn ethernet(dst: Mac, src: Mac, ether_type: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ether_type.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The IPv4 fields a frame varies; the rest are fixed (no options, DF set, id 0).
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv4 {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub ttl: u8,
+}
+
+impl Ipv4 {
+    pub const fn new(src: [u8; 4], dst: [u8; 4]) -> Self {
+        Self { src, dst, ttl: 64 }
+    }
+
+    /// IPv4 header (checksummed) + `payload`.
+    pub fn packet(&self, proto: u8, payload: &[u8]) -> Vec<u8> {
+        let total = u16::try_from(20 + payload.len()).expect("IPv4 packet fits 64 KiB");
+        let mut h = vec![0x45, 0];
+        h.extend_from_slice(&total.to_be_bytes());
+        h.extend_from_slice(&[0, 0, 0x40, 0, self.ttl, proto, 0, 0]);
+        h.extend_from_slice(&self.src);
+        h.extend_from_slice(&self.dst);
+        let c = checksum::checksum(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        h.extend_from_slice(payload);
+        h
+    }
+
+    /// UDP datagram (checksummed; a computed 0 is sent as 0xffff).
+    pub fn udp(&self, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(8 + payload.len()).expect("UDP datagram fits 64 KiB");
+        let mut s = Vec::with_capacity(usize::from(len));
+        s.extend_from_slice(&sport.to_be_bytes());
+        s.extend_from_slice(&dport.to_be_bytes());
+        s.extend_from_slice(&len.to_be_bytes());
+        s.extend_from_slice(&[0, 0]);
+        s.extend_from_slice(payload);
+        let c = match checksum::l4_checksum(self.src, self.dst, IPPROTO_UDP, &s) {
+            0 => 0xffff,
+            c => c,
+        };
+        s[6..8].copy_from_slice(&c.to_be_bytes());
+        self.packet(IPPROTO_UDP, &s)
+    }
+
+    /// TCP segment with a 20-byte header (checksummed).
+    pub fn tcp(&self, sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut s = Vec::with_capacity(20 + payload.len());
+        s.extend_from_slice(&sport.to_be_bytes());
+        s.extend_from_slice(&dport.to_be_bytes());
+        s.extend_from_slice(&seq.to_be_bytes());
+        s.extend_from_slice(&ack.to_be_bytes());
+        s.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        s.extend_from_slice(payload);
+        let c = checksum::l4_checksum(self.src, self.dst, IPPROTO_TCP, &s);
+        s[16..18].copy_from_slice(&c.to_be_bytes());
+        self.packet(IPPROTO_TCP, &s)
+    }
+
+    /// ICMP echo request.
+    pub fn icmp_echo(&self, id: u16, seq: u16) -> Vec<u8> {
+        let mut m = vec![8, 0, 0, 0];
+        m.extend_from_slice(&id.to_be_bytes());
+        m.extend_from_slice(&seq.to_be_bytes());
+        let c = checksum::checksum(&m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        self.packet(IPPROTO_ICMP, &m)
+    }
+}
+
+/// Ethernet frame carrying an IPv4 packet.
+pub fn ipv4_frame(dst: Mac, src: Mac, packet: &[u8]) -> Vec<u8> {
+    ethernet(dst, src, ETH_P_IP, packet)
+}
+
+/// Broadcast ARP request: who has `target`? tell `sender_ip`.
+pub fn arp_request(sender_mac: Mac, sender_ip: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let mut a = vec![0, 1, 0x08, 0x00, 6, 4, 0, 1];
+    a.extend_from_slice(&sender_mac);
+    a.extend_from_slice(&sender_ip);
+    a.extend_from_slice(&[0; 6]);
+    a.extend_from_slice(&target);
+    ethernet([0xff; 6], sender_mac, ETH_P_ARP, &a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_header_and_udp_checksums_verify() {
+        let ip = Ipv4::new([10, 0, 0, 10], [10, 0, 0, 100]);
+        let p = ip.udp(40000, 5353, b"odd");
+        assert_eq!(p.len(), 20 + 8 + 3);
+        assert_eq!(checksum::checksum(&p[..20]), 0, "IPv4 header checksum does not verify");
+        let seg = &p[20..];
+        assert_eq!(
+            checksum::fold(checksum::sum(seg, checksum::pseudo_header_sum(ip.src, ip.dst, IPPROTO_UDP, seg.len() as u16))),
+            0xffff,
+            "UDP checksum does not verify"
+        );
+    }
+
+    #[test]
+    fn tcp_checksum_verifies() {
+        let ip = Ipv4::new([10, 0, 0, 10], [10, 0, 0, 100]);
+        let p = ip.tcp(40000, 443, 1, 0, TCP_SYN, &[]);
+        let seg = &p[20..];
+        assert_eq!(seg[13], TCP_SYN);
+        assert_eq!(
+            checksum::fold(checksum::sum(seg, checksum::pseudo_header_sum(ip.src, ip.dst, IPPROTO_TCP, seg.len() as u16))),
+            0xffff
+        );
+    }
+
+    #[test]
+    fn arp_request_layout() {
+        let f = arp_request([2, 0, 0, 0, 0, 1], [10, 0, 0, 10], [10, 0, 0, 100]);
+        assert_eq!(f.len(), 14 + 28);
+        assert_eq!(&f[..6], &[0xff; 6]);
+        assert_eq!(&f[12..14], &[0x08, 0x06]);
+        assert_eq!(&f[38..42], &[10, 0, 0, 100]);
+    }
+}

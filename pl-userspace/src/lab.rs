@@ -1,0 +1,362 @@
+//! The veth lab: one forwarder namespace joined by a veth pair to each network namespace.
+//!
+//! ```text
+//!  {P}acme    eth0 10.0.0.10/24 ──veth── fw-acme  ┐
+//!  {P}globex  eth0 10.0.0.10/24 ──veth── fw-globex├ {P}fw (no addresses; pl runs here)
+//!  {P}prov    eth0 10.9.0.11/24, 10.9.0.12/24 ─── fw-prov ┘
+//! ```
+//!
+//! The two consumer networks overlap on purpose (same /24, same client address). IPv6 is
+//! off in every namespace so the only frames on the wire are the ones a test sends.
+//! Peers run with tx checksum offload off (XDP cannot fix a partial checksum) and GRO on,
+//! toggled after link-up (a veth takes XDP_REDIRECTed frames only with GRO or XDP on its
+//! peer, and a fresh veth may report GRO on without honouring it).
+
+use std::{
+    fmt,
+    net::{Ipv4Addr, SocketAddrV4, UdpSocket},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    cmd::{self, CmdError},
+    netns::{self, NetnsError},
+};
+
+/// Which side of the forwarder a lab network is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Consumer,
+    Provider,
+}
+
+/// One lab network, as laid out before a prefix is applied.
+#[derive(Clone, Copy, Debug)]
+pub struct NetSpec {
+    /// The network's name (also its namespace suffix).
+    pub name: &'static str,
+    pub role: Role,
+    /// The forwarder's interface on this network.
+    pub fw_iface: &'static str,
+    /// Addresses on the peer's `eth0`, with prefix length.
+    pub addrs: &'static [&'static str],
+    /// Where the network's traffic to the forwarder goes: the endpoint address on a
+    /// consumer network, an NLB address on the provider network.
+    pub service_ip: Ipv4Addr,
+}
+
+/// The interface name inside every peer namespace.
+pub const PEER_IFACE: &str = "eth0";
+
+pub const NETWORKS: [NetSpec; 3] = [
+    NetSpec {
+        name: "acme",
+        role: Role::Consumer,
+        fw_iface: "fw-acme",
+        addrs: &["10.0.0.10/24"],
+        service_ip: Ipv4Addr::new(10, 0, 0, 100),
+    },
+    NetSpec {
+        name: "globex",
+        role: Role::Consumer,
+        fw_iface: "fw-globex",
+        addrs: &["10.0.0.10/24"],
+        service_ip: Ipv4Addr::new(10, 0, 0, 100),
+    },
+    NetSpec {
+        name: "prov",
+        role: Role::Provider,
+        fw_iface: "fw-prov",
+        addrs: &["10.9.0.11/24", "10.9.0.12/24"],
+        service_ip: Ipv4Addr::new(10, 9, 0, 250),
+    },
+];
+
+/// Bytes of Ethernet + IPv4 + UDP headers in front of a UDP payload.
+pub const UDP_FRAME_OVERHEAD: usize = 14 + 20 + 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("lab prefix {prefix:?}: use 1-16 characters from a-z, 0-9, '-'")]
+    BadPrefix { prefix: String },
+    #[error("lab {prefix}: {step}")]
+    Step { prefix: String, step: String, source: CmdError },
+    #[error("lab {prefix}: {source}")]
+    Netns { prefix: String, source: NetnsError },
+    #[error("lab {prefix}: network {network}: {source}")]
+    Traffic { prefix: String, network: String, source: std::io::Error },
+    #[error("lab {prefix}: `ip -j link` printed something unexpected for {iface} in {ns}")]
+    LinkInfo { prefix: String, ns: String, iface: String },
+    #[error("lab {prefix}: no network named {network}")]
+    NoSuchNetwork { prefix: String, network: String },
+}
+
+/// A lab named by its prefix: every namespace it makes starts with the prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lab {
+    prefix: String,
+}
+
+/// What `lab up` made, as `lab up` prints it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Topology {
+    pub prefix: String,
+    pub forwarder_ns: String,
+    pub networks: Vec<NetInfo>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetInfo {
+    pub network: String,
+    pub role: Role,
+    pub namespace: String,
+    pub peer_iface: String,
+    pub peer_mac: String,
+    pub addrs: Vec<String>,
+    pub fw_iface: String,
+    pub fw_mac: String,
+    pub service_ip: Ipv4Addr,
+}
+
+impl Topology {
+    pub fn network(&self, name: &str) -> Option<&NetInfo> {
+        self.networks.iter().find(|n| n.network == name)
+    }
+
+    pub fn fw_ifaces(&self) -> Vec<String> {
+        self.networks.iter().map(|n| n.fw_iface.clone()).collect()
+    }
+}
+
+impl fmt::Display for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "lab {}: forwarder namespace {} (its interfaces carry no addresses)", self.prefix, self.forwarder_ns)?;
+        for n in &self.networks {
+            let role = match n.role {
+                Role::Consumer => "consumer",
+                Role::Provider => "provider",
+            };
+            writeln!(
+                f,
+                "  {:<8} {:<8} ns {:<16} {} {} {:<24} <-> {:<10} {}",
+                n.network,
+                role,
+                n.namespace,
+                n.peer_iface,
+                n.peer_mac,
+                n.addrs.join(","),
+                n.fw_iface,
+                n.fw_mac
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Lab {
+    pub fn new(prefix: &str) -> Result<Self, LabError> {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= 16
+            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(LabError::BadPrefix { prefix: prefix.to_owned() });
+        }
+        Ok(Self { prefix: prefix.to_owned() })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn fw_ns(&self) -> String {
+        format!("{}fw", self.prefix)
+    }
+
+    pub fn ns(&self, net: &NetSpec) -> String {
+        format!("{}{}", self.prefix, net.name)
+    }
+
+    /// Every namespace the lab makes, forwarder first.
+    pub fn namespaces(&self) -> Vec<String> {
+        std::iter::once(self.fw_ns()).chain(NETWORKS.iter().map(|n| self.ns(n))).collect()
+    }
+
+    fn step(&self, step: impl Into<String>) -> impl FnOnce(CmdError) -> LabError + '_ {
+        let step = step.into();
+        move |source| LabError::Step { prefix: self.prefix.clone(), step, source }
+    }
+
+    /// Builds the lab, replacing any lab of the same prefix. On failure nothing is left.
+    pub fn up(&self) -> Result<Topology, LabError> {
+        self.down()?;
+        match self.build() {
+            Ok(()) => self.topology(),
+            Err(e) => {
+                let _ = self.down();
+                Err(e)
+            }
+        }
+    }
+
+    fn build(&self) -> Result<(), LabError> {
+        let fw = self.fw_ns();
+        for ns in self.namespaces() {
+            cmd::ip(["netns", "add", &ns]).map_err(self.step(format!("creating namespace {ns}")))?;
+            cmd::ip(["-n", &ns, "link", "set", "lo", "up"]).map_err(self.step(format!("{ns}: lo up")))?;
+            // Before any veth exists, so `default` covers them too.
+            cmd::run(netns::exec(&ns, "sysctl").args([
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ]))
+            .map_err(self.step(format!("{ns}: disabling IPv6")))?;
+        }
+        for net in &NETWORKS {
+            let ns = self.ns(net);
+            let what = |s: &str| format!("network {}: {s}", net.name);
+            cmd::ip(["-n", &fw, "link", "add", net.fw_iface, "type", "veth", "peer", "name", PEER_IFACE, "netns", &ns])
+                .map_err(self.step(what("creating the veth pair")))?;
+            for a in net.addrs {
+                cmd::ip(["-n", &ns, "addr", "add", a, "dev", PEER_IFACE]).map_err(self.step(what("adding address")))?;
+            }
+            cmd::run(netns::exec(&ns, "ethtool").args(["-K", PEER_IFACE, "tx", "off", "gro", "off"]))
+                .map_err(self.step(what("ethtool tx off")))?;
+            cmd::ip(["-n", &fw, "link", "set", net.fw_iface, "up"]).map_err(self.step(what("forwarder side up")))?;
+            cmd::ip(["-n", &ns, "link", "set", PEER_IFACE, "up"]).map_err(self.step(what("peer up")))?;
+            cmd::run(netns::exec(&ns, "ethtool").args(["-K", PEER_IFACE, "gro", "on"]))
+                .map_err(self.step(what("ethtool gro on")))?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything the lab made; stops processes still running inside it first
+    /// (a namespace lives on while a process holds it). Idempotent.
+    pub fn down(&self) -> Result<(), LabError> {
+        for ns in self.namespaces() {
+            if !netns::exists(&ns) {
+                continue;
+            }
+            stop_processes(&ns);
+            cmd::ip(["netns", "del", &ns]).map_err(self.step(format!("deleting namespace {ns}")))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the lab as it is now (MACs come from the kernel).
+    pub fn topology(&self) -> Result<Topology, LabError> {
+        let fw = self.fw_ns();
+        let networks = NETWORKS
+            .iter()
+            .map(|net| {
+                let ns = self.ns(net);
+                Ok(NetInfo {
+                    network: net.name.to_owned(),
+                    role: net.role,
+                    peer_mac: self.mac(&ns, PEER_IFACE)?,
+                    fw_mac: self.mac(&fw, net.fw_iface)?,
+                    namespace: ns,
+                    peer_iface: PEER_IFACE.to_owned(),
+                    addrs: net.addrs.iter().map(|a| (*a).to_owned()).collect(),
+                    fw_iface: net.fw_iface.to_owned(),
+                    service_ip: net.service_ip,
+                })
+            })
+            .collect::<Result<_, LabError>>()?;
+        Ok(Topology { prefix: self.prefix.clone(), forwarder_ns: fw, networks })
+    }
+
+    fn mac(&self, ns: &str, iface: &str) -> Result<String, LabError> {
+        let out = cmd::ip(["-n", ns, "-j", "link", "show", "dev", iface])
+            .map_err(self.step(format!("reading {iface} in {ns}")))?;
+        let bad = || LabError::LinkInfo { prefix: self.prefix.clone(), ns: ns.to_owned(), iface: iface.to_owned() };
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|_| bad())?;
+        v.get(0).and_then(|l| l.get("address")).and_then(|a| a.as_str()).map(str::to_owned).ok_or_else(bad)
+    }
+
+    /// Whether an XDP program is attached to the forwarder's `iface` (`ip -j link` shows
+    /// an `xdp` object for it).
+    pub fn xdp_attached(&self, iface: &str) -> Result<bool, LabError> {
+        let fw = self.fw_ns();
+        let out = cmd::ip(["-n", &fw, "-j", "link", "show", "dev", iface])
+            .map_err(self.step(format!("reading {iface} in {fw}")))?;
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .map_err(|_| LabError::LinkInfo { prefix: self.prefix.clone(), ns: fw.clone(), iface: iface.to_owned() })?;
+        Ok(v.get(0).and_then(|l| l.get("xdp")).is_some())
+    }
+
+    /// Sends `count` UDP datagrams of `payload` bytes from network `network`'s first
+    /// address to its service address, port `port`, and returns the frame bytes sent.
+    /// The service address's neighbour entry is pinned to the forwarder's MAC, since the
+    /// forwarder does not answer ARP for it yet.
+    pub fn send_udp(&self, topo: &Topology, network: &str, port: u16, count: usize, payload: usize) -> Result<u64, LabError> {
+        let net = topo.network(network).ok_or_else(|| LabError::NoSuchNetwork {
+            prefix: self.prefix.clone(),
+            network: network.to_owned(),
+        })?;
+        let dst = net.service_ip.to_string();
+        cmd::ip(["-n", &net.namespace, "neigh", "replace", &dst, "lladdr", &net.fw_mac, "dev", &net.peer_iface, "nud", "permanent"])
+            .map_err(self.step(format!("network {network}: neighbour entry for {dst}")))?;
+        let target = SocketAddrV4::new(net.service_ip, port);
+        let buf = vec![0x5a_u8; payload];
+        let io = |source| LabError::Traffic { prefix: self.prefix.clone(), network: network.to_owned(), source };
+        netns::run_in(&net.namespace, || -> std::io::Result<()> {
+            let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+            for _ in 0..count {
+                sock.send_to(&buf, target)?;
+            }
+            Ok(())
+        })
+        .map_err(|source| LabError::Netns { prefix: self.prefix.clone(), source })?
+        .map_err(io)?;
+        Ok((count * (UDP_FRAME_OVERHEAD + payload)) as u64)
+    }
+}
+
+/// SIGTERM to every process in `ns`, SIGKILL to those left after two seconds.
+fn stop_processes(ns: &str) {
+    let pids = || -> Vec<i32> {
+        cmd::run(Command::new("ip").args(["netns", "pids", ns]))
+            .map(|out| out.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+            .unwrap_or_default()
+    };
+    let signal = |sig| {
+        for pid in pids() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        }
+    };
+    signal(nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !pids().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(nix::sys::signal::Signal::SIGKILL);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_checked_and_namespaces_start_with_them() {
+        let lab = Lab::new("t1-").expect("valid prefix");
+        assert_eq!(lab.namespaces(), ["t1-fw", "t1-acme", "t1-globex", "t1-prov"]);
+        for bad in ["", "UP", "a b", "a/b", "12345678901234567"] {
+            assert!(matches!(Lab::new(bad), Err(LabError::BadPrefix { .. })), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn consumer_networks_overlap_and_interface_names_fit() {
+        let consumers: Vec<_> = NETWORKS.iter().filter(|n| n.role == Role::Consumer).collect();
+        assert!(consumers.len() >= 2);
+        assert!(consumers.windows(2).all(|w| w[0].addrs == w[1].addrs && w[0].service_ip == w[1].service_ip));
+        assert_eq!(NETWORKS.iter().filter(|n| n.role == Role::Provider).count(), 1);
+        for n in &NETWORKS {
+            assert!(n.fw_iface.len() < 16, "{} is too long for IFNAMSIZ", n.fw_iface);
+        }
+    }
+}

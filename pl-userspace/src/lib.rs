@@ -1,0 +1,19 @@
+//! pl: the userspace side of the pl XDP data path, as a library so the tests and the bench
+//! drive the same code the `pl` binary does.
+//!
+//! Data path control: [`dataplane`] (load, attach, read counters) -> [`control`] (the socket
+//! `pl stats` talks to). Labs and traffic: [`lab`], [`netns`], [`cmd`].
+
+pub mod cmd;
+pub mod control;
+pub mod dataplane;
+pub mod demo;
+pub mod errno;
+pub mod frame;
+pub mod lab;
+pub mod netns;
+pub mod runner;
+pub mod stats;
+
+/// The compiled XDP object, built by `build.rs`.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pl-ebpf"));

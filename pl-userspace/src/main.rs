@@ -1,0 +1,188 @@
+//! `pl`: run the XDP data path, read its counters, and drive the lab.
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use pl_common::maps::PROGRAM_NAME;
+use pl_userspace::{
+    control::{self, DEFAULT_INSTANCE, Reply, Request},
+    dataplane::{Dataplane, Mode},
+    demo::{self, DEFAULT_PREFIX, DemoOptions},
+    lab::Lab,
+};
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Parser)]
+#[command(name = "pl", version, about = "A PrivateLink-style data plane in XDP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the XDP program, attach it to the interfaces and run until SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Print the counters of the `pl run` in this network namespace.
+    Stats(StatsArgs),
+    /// Build or remove a veth lab of network namespaces.
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
+    /// Bring up a lab, run pl on it, push traffic through it, print counters, tear down.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// An interface to attach to (repeat for several).
+    #[arg(long = "interface", short = 'i', value_name = "IF", required = true)]
+    interfaces: Vec<String>,
+    /// Attach in generic (skb) mode instead of native driver mode.
+    #[arg(long)]
+    skb: bool,
+    /// Name of this instance's control socket, for several pl runs in one namespace.
+    #[arg(long, default_value = DEFAULT_INSTANCE)]
+    instance: String,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, default_value = DEFAULT_INSTANCE)]
+    instance: String,
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Create the lab (replacing one with the same prefix) and print its topology.
+    Up {
+        #[arg(long)]
+        prefix: String,
+        /// Print the topology as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove everything the lab made. Idempotent.
+    Down {
+        #[arg(long)]
+        prefix: String,
+    },
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[arg(long, default_value = DEFAULT_PREFIX)]
+    prefix: String,
+    /// UDP datagrams sent from each lab network.
+    #[arg(long, default_value_t = 100)]
+    packets: usize,
+    /// UDP payload bytes.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::Stats(args) => stats(&args),
+        Command::Lab { command } => lab(command),
+        Command::Demo(args) => demo(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pl: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Signals first, so a SIGTERM during start-up still goes through the detach below.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    // The socket before the program: a second instance fails here with nothing attached.
+    let server = control::Server::bind(&args.instance)?;
+    let mode = if args.skb { Mode::Skb } else { Mode::Native };
+    let dp = Dataplane::start(&args.interfaces, mode)?;
+    let names: Vec<String> =
+        dp.interfaces().iter().map(|i| format!("{} (ifindex {})", i.name, i.ifindex)).collect();
+    println!("pl: attached {PROGRAM_NAME} in {} mode to {}", mode.name(), names.join(", "));
+    println!("pl: control socket @{}; `pl stats` in this network namespace reads the counters", server.name());
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            served = server.serve_one(|req| match req {
+                Request::Stats => match dp.stats() {
+                    Ok(report) => Reply::Stats(report),
+                    Err(e) => Reply::Error { message: format!("{:#}", anyhow::Error::from(e)) },
+                },
+            }) => {
+                if let Err(e) = served {
+                    eprintln!("pl: control: {e:#}");
+                }
+            }
+        }
+    }
+    drop(dp);
+    println!("pl: detached from {}", args.interfaces.join(", "));
+    Ok(())
+}
+
+fn stats(args: &StatsArgs) -> anyhow::Result<()> {
+    let report = control::stats(&args.instance)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+fn lab(command: LabCommand) -> anyhow::Result<()> {
+    match command {
+        LabCommand::Up { prefix, json } => {
+            let topo = Lab::new(&prefix)?.up()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&topo)?);
+            } else {
+                print!("{topo}");
+            }
+        }
+        LabCommand::Down { prefix } => {
+            Lab::new(&prefix)?.down()?;
+            println!("lab {prefix}: down");
+        }
+    }
+    Ok(())
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let opts = DemoOptions { prefix: args.prefix, packets: args.packets, payload: args.payload };
+    let lab = Lab::new(&opts.prefix)?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let steps = tokio::task::spawn_blocking(move || demo::run(&opts));
+    let signal = tokio::select! {
+        done = steps => return done.context("pl demo panicked")?.context("pl demo"),
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    // The steps run on a blocking thread that cannot be cancelled: tear the lab down from
+    // here (that stops `pl run` inside it, which detaches) and exit without waiting.
+    eprintln!("pl demo: interrupted ({signal}); tearing down lab {}", lab.prefix());
+    let code = match lab.down() {
+        Ok(()) => 130,
+        Err(e) => {
+            eprintln!("pl demo: teardown failed: {e:#}; run `pl lab down --prefix {}`", lab.prefix());
+            1
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,150 @@
+//! A `pl run` child process inside a network namespace, as a user starts it
+//! (`ip netns exec NS pl run ...`): used by the demo, the tests and the bench.
+//!
+//! Dropping a [`PlRun`] stops the process (SIGTERM, then SIGKILL), so a failing caller
+//! leaves nothing attached.
+
+use std::{
+    io::Read as _,
+    path::Path,
+    process::{Child, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{sys::signal::Signal, unistd::Pid};
+
+use crate::{
+    control::{self, ControlError},
+    netns::{self, NetnsError},
+    stats::StatsReport,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("starting `pl run` in {ns}: {source}")]
+    Spawn { ns: String, source: std::io::Error },
+    #[error("`pl run` in {ns} exited ({status}) before it was ready: {stderr}")]
+    Exited { ns: String, status: std::process::ExitStatus, stderr: String },
+    #[error("`pl run` in {ns} did not answer on its control socket within {timeout:?}")]
+    NotReady { ns: String, timeout: Duration },
+    #[error("`pl run` in {ns} did not exit within {timeout:?} of {signal}")]
+    Hung { ns: String, timeout: Duration, signal: Signal },
+    #[error("`pl run` in {ns}: {source}")]
+    Io { ns: String, source: std::io::Error },
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+pub struct PlRun {
+    child: Option<Child>,
+    ns: String,
+    instance: String,
+}
+
+impl PlRun {
+    /// Starts `pl run ARGS` in namespace `ns` and waits until its control socket answers.
+    pub fn start(pl: &Path, ns: &str, instance: &str, args: &[&str]) -> Result<Self, RunnerError> {
+        let child = netns::exec(ns, pl)
+            .arg("run")
+            .args(["--instance", instance])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| RunnerError::Spawn { ns: ns.to_owned(), source })?;
+        let mut run = Self { child: Some(child), ns: ns.to_owned(), instance: instance.to_owned() };
+        run.wait_ready(Duration::from_secs(10))?;
+        Ok(run)
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("child is present until stop")
+    }
+
+    fn exited(&mut self) -> Result<Option<std::process::ExitStatus>, RunnerError> {
+        let ns = self.ns.clone();
+        self.child().try_wait().map_err(|source| RunnerError::Io { ns, source })
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), RunnerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited()? {
+                let mut stderr = String::new();
+                if let Some(mut e) = self.child().stderr.take() {
+                    let _ = e.read_to_string(&mut stderr);
+                }
+                return Err(RunnerError::Exited { ns: self.ns.clone(), status, stderr: stderr.trim().to_owned() });
+            }
+            if self.stats().is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(RunnerError::NotReady { ns: self.ns.clone(), timeout });
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().map_or(0, |c| c.id() as i32))
+    }
+
+    /// The counters, asked over the control socket from inside the namespace.
+    pub fn stats(&self) -> Result<StatsReport, RunnerError> {
+        Ok(netns::run_in(&self.ns, || control::stats(&self.instance))??)
+    }
+
+    /// Polls the counters until `done` holds or `timeout` passes; returns the last report.
+    pub fn wait_for_stats(&self, timeout: Duration, done: impl Fn(&StatsReport) -> bool) -> Result<StatsReport, RunnerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let report = self.stats()?;
+            if done(&report) || Instant::now() >= deadline {
+                return Ok(report);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` and waits for the process to exit; its status and output.
+    pub fn stop_with(mut self, signal: Signal) -> Result<Output, RunnerError> {
+        let timeout = Duration::from_secs(5);
+        let _ = nix::sys::signal::kill(self.pid(), signal);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.exited()?.is_some() {
+                let child = self.child.take().expect("child is present until stop");
+                return child.wait_with_output().map_err(|source| RunnerError::Io { ns: self.ns.clone(), source });
+            }
+            if Instant::now() >= deadline {
+                return Err(RunnerError::Hung { ns: self.ns.clone(), timeout, signal });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, as an init system would stop it.
+    pub fn stop(self) -> Result<Output, RunnerError> {
+        self.stop_with(Signal::SIGTERM)
+    }
+}
+
+impl Drop for PlRun {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

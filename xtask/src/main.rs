@@ -1,0 +1,119 @@
+//! `cargo xtask`: set-up, build, demo and test driver for pl.
+//!
+//! Kept free of the pl crates so it builds before `setup` has installed what they need.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode, ExitStatus},
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Set up, build, demo and test pl")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what pl needs (apt packages, nightly rust-src, bpf-linker, bpffs). Idempotent.
+    Setup,
+    /// Set up, then build the eBPF object and `pl` (release).
+    Build,
+    /// Set up, build, then run `pl demo` on a fresh lab (arguments go to `pl demo`).
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run every test: unit, packet fixtures, network-namespace end to end.
+    Test {
+        /// Extra arguments for `cargo test` (before `--`), e.g. a test name filter.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let env = setup::run()?;
+    match task {
+        Task::Setup => Ok(ExitCode::SUCCESS),
+        Task::Build => {
+            check(cargo(&env, &root).args(["build", "--release", "--package", "pl-userspace"]).status(), "cargo build")?;
+            println!("xtask: built {}", root.join("target/release/pl").display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Demo { args } => {
+            check(cargo(&env, &root).args(["build", "--release", "--package", "pl-userspace"]).status(), "cargo build")?;
+            let mut child = Command::new(root.join("target/release/pl"))
+                .arg("demo")
+                .args(args)
+                .spawn()
+                .context("starting pl demo")?;
+            // Ctrl-C reaches the demo too; it tears the lab down and exits, and we wait for that.
+            ignore_interrupts();
+            exit_code(child.wait().context("waiting for pl demo")?)
+        }
+        Task::Test { args } => {
+            // The end-to-end tests run this binary as a separate process, as a user would.
+            check(cargo(&env, &root).args(["build", "--package", "pl-userspace", "--bin", "pl"]).status(), "cargo build")?;
+            let status = cargo(&env, &root)
+                .arg("test")
+                .args(args)
+                .args(["--", "--test-threads=1"])
+                .env("PL_BIN", root.join("target/debug/pl"))
+                .status()
+                .context("running cargo test")?;
+            exit_code(status)
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// `cargo` (the one running us), in the workspace, with bpf-linker on PATH.
+fn cargo(env: &setup::Env, root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root).env("PATH", &env.path);
+    cmd
+}
+
+fn check(status: std::io::Result<ExitStatus>, what: &str) -> anyhow::Result<()> {
+    let status = status.with_context(|| format!("starting {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn exit_code(status: ExitStatus) -> anyhow::Result<ExitCode> {
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => bail!("killed by a signal ({status})"),
+    })
+}
+
+fn ignore_interrupts() {
+    // SAFETY: SIG_IGN is a valid disposition; no handler runs in our process.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+}
