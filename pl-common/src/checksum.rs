@@ -32,7 +32,8 @@ pub fn checksum(data: &[u8]) -> u16 {
 pub fn pseudo_header_sum(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: u16) -> u32 {
     let acc = sum(&src, 0);
     let acc = sum(&dst, acc);
-    acc.wrapping_add(u32::from(proto)).wrapping_add(u32::from(l4_len))
+    acc.wrapping_add(u32::from(proto))
+        .wrapping_add(u32::from(l4_len))
 }
 
 /// TCP or UDP checksum over the pseudo-header and `segment` (checksum field zeroed).
@@ -51,8 +52,16 @@ pub const fn update16(check: u16, old: u16, new: u16) -> u16 {
 /// The new checksum after a 32-bit field (an IPv4 address) changes, both given as the
 /// bytes on the wire.
 pub const fn update32(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
-    let c = update16(check, u16::from_be_bytes([old[0], old[1]]), u16::from_be_bytes([new[0], new[1]]));
-    update16(c, u16::from_be_bytes([old[2], old[3]]), u16::from_be_bytes([new[2], new[3]]))
+    let c = update16(
+        check,
+        u16::from_be_bytes([old[0], old[1]]),
+        u16::from_be_bytes([new[0], new[1]]),
+    );
+    update16(
+        c,
+        u16::from_be_bytes([old[2], old[3]]),
+        u16::from_be_bytes([new[2], new[3]]),
+    )
 }
 
 #[cfg(test)]
@@ -119,7 +128,10 @@ mod tests {
         let expected = !fold(
             0x0a00 + 0x000a + 0x0a00 + 0x0064 + 0x0011 + 0x000a + 0x9c40 + 0x14e9 + 0x000a + 0x6869,
         );
-        assert_eq!(l4_checksum([10, 0, 0, 10], [10, 0, 0, 100], 17, &seg), expected);
+        assert_eq!(
+            l4_checksum([10, 0, 0, 10], [10, 0, 0, 100], 17, &seg),
+            expected
+        );
         assert_eq!(expected, 0xd1d9);
     }
 }

@@ -126,16 +126,30 @@ mod tests {
     fn all_is_in_index_order_and_names_are_unique() {
         for (i, c) in IfaceCounter::ALL.iter().enumerate() {
             assert_eq!(*c as usize, i, "{c:?} is out of order in ALL");
-            assert_eq!(IfaceCounter::from_name(c.name()), Some(*c), "{c:?} name does not round-trip");
+            assert_eq!(
+                IfaceCounter::from_name(c.name()),
+                Some(*c),
+                "{c:?} name does not round-trip"
+            );
         }
         assert_eq!(IfaceCounter::from_name("nope"), None);
     }
 
     #[test]
     fn action_counters() {
-        assert_eq!(IfaceCounter::for_action(crate::proto::XDP_PASS), Some(IfaceCounter::XdpPass));
-        assert_eq!(IfaceCounter::for_action(crate::proto::XDP_REDIRECT), Some(IfaceCounter::XdpRedirect));
-        assert_eq!(IfaceCounter::for_action(0), None, "XDP_ABORTED has no counter of its own");
+        assert_eq!(
+            IfaceCounter::for_action(crate::proto::XDP_PASS),
+            Some(IfaceCounter::XdpPass)
+        );
+        assert_eq!(
+            IfaceCounter::for_action(crate::proto::XDP_REDIRECT),
+            Some(IfaceCounter::XdpRedirect)
+        );
+        assert_eq!(
+            IfaceCounter::for_action(0),
+            None,
+            "XDP_ABORTED has no counter of its own"
+        );
     }
 
     #[test]

@@ -49,7 +49,8 @@ fn classify_ipv4(ctx: &XdpContext) -> IfaceCounter {
         return IfaceCounter::Malformed;
     };
     // SAFETY: bounds checked by ptr_at.
-    let (version, hlen, proto) = unsafe { ((*ip).version(), usize::from((*ip).ihl()), (*ip).proto) };
+    let (version, hlen, proto) =
+        unsafe { ((*ip).version(), usize::from((*ip).ihl()), (*ip).proto) };
     if version != 4 || hlen < IPV4_MIN_HLEN || !has(ctx, ETH_HLEN, hlen) {
         return IfaceCounter::Malformed;
     }

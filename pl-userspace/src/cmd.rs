@@ -5,10 +5,16 @@ use std::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CmdError {
-    #[error("`{cmd}` could not be started: {source} (is it installed? `cargo xtask setup` installs it)")]
+    #[error(
+        "`{cmd}` could not be started: {source} (is it installed? `cargo xtask setup` installs it)"
+    )]
     Spawn { cmd: String, source: std::io::Error },
     #[error("`{cmd}` failed ({status}): {stderr}")]
-    Failed { cmd: String, status: std::process::ExitStatus, stderr: String },
+    Failed {
+        cmd: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
 }
 
 fn describe(cmd: &Command) -> String {
@@ -21,7 +27,10 @@ fn describe(cmd: &Command) -> String {
 
 /// Runs `cmd` to completion; its stdout on success.
 pub fn run(cmd: &mut Command) -> Result<String, CmdError> {
-    let out = cmd.output().map_err(|source| CmdError::Spawn { cmd: describe(cmd), source })?;
+    let out = cmd.output().map_err(|source| CmdError::Spawn {
+        cmd: describe(cmd),
+        source,
+    })?;
     if !out.status.success() {
         return Err(CmdError::Failed {
             cmd: describe(cmd),

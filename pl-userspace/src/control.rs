@@ -24,12 +24,20 @@ pub enum ControlError {
     BadInstance { instance: String },
     #[error("another pl run (instance {instance:?}) is already active in this network namespace")]
     InUse { instance: String },
-    #[error("no pl run (instance {instance:?}) is active in this network namespace (looked for abstract socket @{name})")]
+    #[error(
+        "no pl run (instance {instance:?}) is active in this network namespace (looked for abstract socket @{name})"
+    )]
     NotRunning { instance: String, name: String },
     #[error("control socket @{name}: {source}")]
-    Io { name: String, source: std::io::Error },
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("control socket @{name}: bad reply: {source}")]
-    Protocol { name: String, source: serde_json::Error },
+    Protocol {
+        name: String,
+        source: serde_json::Error,
+    },
     #[error("pl run answered: {message}")]
     Remote { message: String },
 }
@@ -51,9 +59,13 @@ pub enum Reply {
 pub fn socket_name(instance: &str) -> Result<String, ControlError> {
     let ok = !instance.is_empty()
         && instance.len() <= 64
-        && instance.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && instance
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if !ok {
-        return Err(ControlError::BadInstance { instance: instance.to_owned() });
+        return Err(ControlError::BadInstance {
+            instance: instance.to_owned(),
+        });
     }
     Ok(format!("pl.{instance}"))
 }
@@ -68,11 +80,16 @@ impl Server {
     /// Binds the instance's socket; fails if another `pl run` in this namespace holds it.
     pub fn bind(instance: &str) -> Result<Self, ControlError> {
         let name = socket_name(instance)?;
-        let io = |source| ControlError::Io { name: name.clone(), source };
+        let io = |source| ControlError::Io {
+            name: name.clone(),
+            source,
+        };
         let addr = SocketAddr::from_abstract_name(&name).map_err(io)?;
         let listener = std::os::unix::net::UnixListener::bind_addr(&addr).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
-                ControlError::InUse { instance: instance.to_owned() }
+                ControlError::InUse {
+                    instance: instance.to_owned(),
+                }
             } else {
                 io(e)
             }
@@ -87,9 +104,15 @@ impl Server {
     }
 
     /// Waits for one request and answers it with `handle`.
-    pub async fn serve_one(&self, handle: impl FnOnce(Request) -> Reply) -> Result<(), ControlError> {
+    pub async fn serve_one(
+        &self,
+        handle: impl FnOnce(Request) -> Reply,
+    ) -> Result<(), ControlError> {
         use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
-        let io = |source| ControlError::Io { name: self.name.clone(), source };
+        let io = |source| ControlError::Io {
+            name: self.name.clone(),
+            source,
+        };
         let (stream, _) = self.listener.accept().await.map_err(io)?;
         let (read, mut write) = stream.into_split();
         let mut line = String::new();
@@ -100,9 +123,14 @@ impl Server {
             .map_err(io)?;
         let reply = match serde_json::from_str::<Request>(&line) {
             Ok(req) => handle(req),
-            Err(e) => Reply::Error { message: format!("bad request: {e}") },
+            Err(e) => Reply::Error {
+                message: format!("bad request: {e}"),
+            },
         };
-        let mut out = serde_json::to_vec(&reply).map_err(|source| ControlError::Protocol { name: self.name.clone(), source })?;
+        let mut out = serde_json::to_vec(&reply).map_err(|source| ControlError::Protocol {
+            name: self.name.clone(),
+            source,
+        })?;
         out.push(b'\n');
         write.write_all(&out).await.map_err(io)
     }
@@ -111,16 +139,28 @@ impl Server {
 /// Sends one request to the `pl run` of `instance` in this network namespace.
 pub fn request(instance: &str, req: &Request) -> Result<Reply, ControlError> {
     let name = socket_name(instance)?;
-    let io = |source| ControlError::Io { name: name.clone(), source };
+    let io = |source| ControlError::Io {
+        name: name.clone(),
+        source,
+    };
     let addr = SocketAddr::from_abstract_name(&name).map_err(io)?;
-    let mut stream = std::os::unix::net::UnixStream::connect_addr(&addr).map_err(|e| match e.kind() {
-        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
-            ControlError::NotRunning { instance: instance.to_owned(), name: name.clone() }
-        }
-        _ => io(e),
+    let mut stream =
+        std::os::unix::net::UnixStream::connect_addr(&addr).map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
+                ControlError::NotRunning {
+                    instance: instance.to_owned(),
+                    name: name.clone(),
+                }
+            }
+            _ => io(e),
+        })?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(io)?;
+    let mut msg = serde_json::to_vec(req).map_err(|source| ControlError::Protocol {
+        name: name.clone(),
+        source,
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(io)?;
-    let mut msg = serde_json::to_vec(req).map_err(|source| ControlError::Protocol { name: name.clone(), source })?;
     msg.push(b'\n');
     stream.write_all(&msg).map_err(io)?;
     let mut line = String::new();
@@ -144,7 +184,10 @@ mod tests {
     fn instance_names_are_checked() {
         assert_eq!(socket_name("default").expect("valid"), "pl.default");
         for bad in ["", "Upper", "a/b", "sp ace", &"x".repeat(65)] {
-            assert!(matches!(socket_name(bad), Err(ControlError::BadInstance { .. })), "{bad:?} accepted");
+            assert!(
+                matches!(socket_name(bad), Err(ControlError::BadInstance { .. })),
+                "{bad:?} accepted"
+            );
         }
     }
 
@@ -152,7 +195,8 @@ mod tests {
     fn wire_format_is_tagged_json() {
         let req = serde_json::to_string(&Request::Stats).expect("serialize");
         assert_eq!(req, r#"{"request":"stats"}"#);
-        let reply: Reply = serde_json::from_str(r#"{"reply":"error","message":"boom"}"#).expect("parse");
+        let reply: Reply =
+            serde_json::from_str(r#"{"reply":"error","message":"boom"}"#).expect("parse");
         assert!(matches!(reply, Reply::Error { message } if message == "boom"));
     }
 }

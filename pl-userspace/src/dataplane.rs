@@ -51,20 +51,36 @@ impl Mode {
 pub enum DataplaneError {
     #[error("no interface given: pass --interface IF at least once")]
     NoInterface,
-    #[error("interface {name}: not found in this network namespace (if it lives in another one, run pl there: `ip netns exec NS pl ...`)")]
+    #[error(
+        "interface {name}: not found in this network namespace (if it lives in another one, run pl there: `ip netns exec NS pl ...`)"
+    )]
     UnknownInterface { name: String },
     #[error("interface {name}: given twice")]
     DuplicateInterface { name: String },
     #[error("{count} interfaces given; one pl instance manages at most {MAX_IFACES}")]
     TooManyInterfaces { count: usize },
-    #[error("loading the XDP program: permission denied; pl needs root (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)")]
-    Permission { source: Box<dyn std::error::Error + Send + Sync> },
+    #[error(
+        "loading the XDP program: permission denied; pl needs root (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
+    )]
+    Permission {
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("loading the XDP program")]
-    Load { source: Box<dyn std::error::Error + Send + Sync> },
+    Load {
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("interface {name}: cannot attach in {} mode: {cause}", mode.name())]
-    Attach { name: String, mode: Mode, cause: String, source: ProgramError },
+    Attach {
+        name: String,
+        mode: Mode,
+        cause: String,
+        source: Box<ProgramError>,
+    },
     #[error("map {map}")]
-    Map { map: &'static str, source: MapError },
+    Map {
+        map: &'static str,
+        source: Box<MapError>,
+    },
 }
 
 /// One interface the program is attached to.
@@ -85,7 +101,10 @@ pub struct Dataplane {
 
 impl std::fmt::Debug for Dataplane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dataplane").field("mode", &self.mode).field("ifaces", &self.ifaces).finish_non_exhaustive()
+        f.debug_struct("Dataplane")
+            .field("mode", &self.mode)
+            .field("ifaces", &self.ifaces)
+            .finish_non_exhaustive()
     }
 }
 
@@ -121,28 +140,47 @@ pub fn load() -> Result<Ebpf, DataplaneError> {
         }
     };
     let mut ebpf = Ebpf::load(crate::EBPF_OBJECT).map_err(|e| classify(Box::new(e)))?;
-    program(&mut ebpf).load().map_err(|e| classify(Box::new(e)))?;
+    program(&mut ebpf)
+        .load()
+        .map_err(|e| classify(Box::new(e)))?;
     Ok(ebpf)
 }
 
 fn program(ebpf: &mut Ebpf) -> &mut Xdp {
     ebpf.program_mut(PROGRAM_NAME)
         .and_then(|p| <&mut Xdp>::try_from(p).ok())
-        .unwrap_or_else(|| panic!("the embedded object has no XDP program {PROGRAM_NAME}: the build is broken"))
+        .unwrap_or_else(|| {
+            panic!("the embedded object has no XDP program {PROGRAM_NAME}: the build is broken")
+        })
 }
 
 /// Registers interfaces in the program's interface map, slot `i` for the `i`th.
-pub fn register(ebpf: &mut Ebpf, ifaces: &[(String, u32)]) -> Result<Vec<Attached>, DataplaneError> {
+pub fn register(
+    ebpf: &mut Ebpf,
+    ifaces: &[(String, u32)],
+) -> Result<Vec<Attached>, DataplaneError> {
     let mut map: HashMap<_, u32, IfaceConfig> = HashMap::try_from(
-        ebpf.map_mut(IFACES_MAP).unwrap_or_else(|| panic!("the embedded object has no map {IFACES_MAP}")),
+        ebpf.map_mut(IFACES_MAP)
+            .unwrap_or_else(|| panic!("the embedded object has no map {IFACES_MAP}")),
     )
-    .map_err(|source| DataplaneError::Map { map: IFACES_MAP, source })?;
+    .map_err(|source| DataplaneError::Map {
+        map: IFACES_MAP,
+        source: Box::new(source),
+    })?;
     ifaces
         .iter()
         .zip(0u32..)
         .map(|((name, ifindex), slot)| {
-            map.insert(ifindex, IfaceConfig { slot }, 0).map_err(|source| DataplaneError::Map { map: IFACES_MAP, source })?;
-            Ok(Attached { name: name.clone(), ifindex: *ifindex, slot })
+            map.insert(ifindex, IfaceConfig { slot }, 0)
+                .map_err(|source| DataplaneError::Map {
+                    map: IFACES_MAP,
+                    source: Box::new(source),
+                })?;
+            Ok(Attached {
+                name: name.clone(),
+                ifindex: *ifindex,
+                slot,
+            })
         })
         .collect()
 }
@@ -172,12 +210,13 @@ impl Dataplane {
         let prog = program(&mut ebpf);
         for iface in &ifaces {
             // On error `ebpf` drops here, detaching every link made so far.
-            prog.attach_to_if_index(iface.ifindex, mode.xdp()).map_err(|source| DataplaneError::Attach {
-                name: iface.name.clone(),
-                mode,
-                cause: attach_cause(&source, mode),
-                source,
-            })?;
+            prog.attach_to_if_index(iface.ifindex, mode.xdp())
+                .map_err(|source| DataplaneError::Attach {
+                    name: iface.name.clone(),
+                    mode,
+                    cause: attach_cause(&source, mode),
+                    source: Box::new(source),
+                })?;
         }
         Ok(Self { ebpf, mode, ifaces })
     }
@@ -192,9 +231,14 @@ impl Dataplane {
 
     /// Every interface's counters, summed over CPUs.
     pub fn stats(&self) -> Result<StatsReport, DataplaneError> {
-        let err = |source| DataplaneError::Map { map: IFACE_STATS_MAP, source };
+        let err = |source: MapError| DataplaneError::Map {
+            map: IFACE_STATS_MAP,
+            source: Box::new(source),
+        };
         let map: PerCpuArray<_, IfaceStats> = PerCpuArray::try_from(
-            self.ebpf.map(IFACE_STATS_MAP).unwrap_or_else(|| panic!("the embedded object has no map {IFACE_STATS_MAP}")),
+            self.ebpf
+                .map(IFACE_STATS_MAP)
+                .unwrap_or_else(|| panic!("the embedded object has no map {IFACE_STATS_MAP}")),
         )
         .map_err(err)?;
         let interfaces = self
@@ -205,7 +249,12 @@ impl Dataplane {
                 for cpu in map.get(&i.slot, 0).map_err(err)?.iter() {
                     total.accumulate(cpu);
                 }
-                Ok(IfaceReport::new(&i.name, i.ifindex, self.mode.name(), &total))
+                Ok(IfaceReport::new(
+                    &i.name,
+                    i.ifindex,
+                    self.mode.name(),
+                    &total,
+                ))
             })
             .collect::<Result<_, DataplaneError>>()?;
         Ok(StatsReport { interfaces })

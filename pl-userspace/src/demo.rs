@@ -3,7 +3,7 @@
 //! fails (the lab is removed when the guard drops; `pl`'s signal handler removes it on
 //! Ctrl-C).
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context as _, ensure};
 use pl_common::stats::IfaceCounter;
@@ -34,7 +34,10 @@ impl Drop for Teardown {
     fn drop(&mut self) {
         println!("==> tearing down lab {}", self.0.prefix());
         if let Err(e) = self.0.down() {
-            eprintln!("pl demo: teardown failed: {e:#}; run `pl lab down --prefix {}`", self.0.prefix());
+            eprintln!(
+                "pl demo: teardown failed: {e:#}; run `pl lab down --prefix {}`",
+                self.0.prefix()
+            );
         }
     }
 }
@@ -53,7 +56,10 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
     let fw_ns = &topo.forwarder_ns;
     let ifaces = topo.fw_ifaces();
     println!("==> starting `pl run` on {} in {fw_ns}", ifaces.join(", "));
-    let args: Vec<&str> = ifaces.iter().flat_map(|i| ["--interface", i.as_str()]).collect();
+    let args: Vec<&str> = ifaces
+        .iter()
+        .flat_map(|i| ["--interface", i.as_str()])
+        .collect();
     let run = PlRun::start(&exe, fw_ns, DEFAULT_INSTANCE, &args)?;
 
     println!(
@@ -73,7 +79,10 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
     }
     let want = opts.packets as u64;
     let report = run.wait_for_stats(Duration::from_secs(3), |r| {
-        ifaces.iter().all(|i| r.interface(i).is_some_and(|s| s.get(IfaceCounter::Ipv4Udp) >= want))
+        ifaces.iter().all(|i| {
+            r.interface(i)
+                .is_some_and(|s| s.get(IfaceCounter::Ipv4Udp) >= want)
+        })
     })?;
 
     println!("==> `pl stats` (a separate process in {fw_ns})");
@@ -82,18 +91,36 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
     println!("==> stopping `pl run` (SIGTERM)");
     let out = run.stop()?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
-    ensure!(out.status.success(), "pl run failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    ensure!(
+        out.status.success(),
+        "pl run failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     for i in &ifaces {
-        ensure!(!lab.xdp_attached(i)?, "{i} still has an XDP program after pl run exited");
-        let got = report.interface(i).map_or(0, |s| s.get(IfaceCounter::Ipv4Udp));
-        ensure!(got >= want, "{i}: pl counted {got} UDP frames of the {want} sent");
+        ensure!(
+            !lab.xdp_attached(i)?,
+            "{i} still has an XDP program after pl run exited"
+        );
+        let got = report
+            .interface(i)
+            .map_or(0, |s| s.get(IfaceCounter::Ipv4Udp));
+        ensure!(
+            got >= want,
+            "{i}: pl counted {got} UDP frames of the {want} sent"
+        );
     }
-    println!("==> every forwarder interface counted the {want} datagrams sent to it; no XDP program left attached");
+    println!(
+        "==> every forwarder interface counted the {want} datagrams sent to it; no XDP program left attached"
+    );
     Ok(())
 }
 
 fn pl_stats(exe: &Path, ns: &str) -> anyhow::Result<String> {
-    let out = Command::from(netns::exec(ns, exe)).arg("stats").output()?;
-    ensure!(out.status.success(), "pl stats failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    let out = netns::exec(ns, exe).arg("stats").output()?;
+    ensure!(
+        out.status.success(),
+        "pl stats failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

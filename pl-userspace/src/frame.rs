@@ -66,7 +66,15 @@ impl Ipv4 {
     }
 
     /// TCP segment with a 20-byte header (checksummed).
-    pub fn tcp(&self, sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    pub fn tcp(
+        &self,
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut s = Vec::with_capacity(20 + payload.len());
         s.extend_from_slice(&sport.to_be_bytes());
         s.extend_from_slice(&dport.to_be_bytes());
@@ -114,10 +122,17 @@ mod tests {
         let ip = Ipv4::new([10, 0, 0, 10], [10, 0, 0, 100]);
         let p = ip.udp(40000, 5353, b"odd");
         assert_eq!(p.len(), 20 + 8 + 3);
-        assert_eq!(checksum::checksum(&p[..20]), 0, "IPv4 header checksum does not verify");
+        assert_eq!(
+            checksum::checksum(&p[..20]),
+            0,
+            "IPv4 header checksum does not verify"
+        );
         let seg = &p[20..];
         assert_eq!(
-            checksum::fold(checksum::sum(seg, checksum::pseudo_header_sum(ip.src, ip.dst, IPPROTO_UDP, seg.len() as u16))),
+            checksum::fold(checksum::sum(
+                seg,
+                checksum::pseudo_header_sum(ip.src, ip.dst, IPPROTO_UDP, seg.len() as u16)
+            )),
             0xffff,
             "UDP checksum does not verify"
         );
@@ -130,7 +145,10 @@ mod tests {
         let seg = &p[20..];
         assert_eq!(seg[13], TCP_SYN);
         assert_eq!(
-            checksum::fold(checksum::sum(seg, checksum::pseudo_header_sum(ip.src, ip.dst, IPPROTO_TCP, seg.len() as u16))),
+            checksum::fold(checksum::sum(
+                seg,
+                checksum::pseudo_header_sum(ip.src, ip.dst, IPPROTO_TCP, seg.len() as u16)
+            )),
             0xffff
         );
     }

@@ -84,13 +84,25 @@ pub enum LabError {
     #[error("lab prefix {prefix:?}: use 1-16 characters from a-z, 0-9, '-'")]
     BadPrefix { prefix: String },
     #[error("lab {prefix}: {step}")]
-    Step { prefix: String, step: String, source: CmdError },
+    Step {
+        prefix: String,
+        step: String,
+        source: CmdError,
+    },
     #[error("lab {prefix}: {source}")]
     Netns { prefix: String, source: NetnsError },
     #[error("lab {prefix}: network {network}: {source}")]
-    Traffic { prefix: String, network: String, source: std::io::Error },
+    Traffic {
+        prefix: String,
+        network: String,
+        source: std::io::Error,
+    },
     #[error("lab {prefix}: `ip -j link` printed something unexpected for {iface} in {ns}")]
-    LinkInfo { prefix: String, ns: String, iface: String },
+    LinkInfo {
+        prefix: String,
+        ns: String,
+        iface: String,
+    },
     #[error("lab {prefix}: no network named {network}")]
     NoSuchNetwork { prefix: String, network: String },
 }
@@ -134,7 +146,11 @@ impl Topology {
 
 impl fmt::Display for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "lab {}: forwarder namespace {} (its interfaces carry no addresses)", self.prefix, self.forwarder_ns)?;
+        writeln!(
+            f,
+            "lab {}: forwarder namespace {} (its interfaces carry no addresses)",
+            self.prefix, self.forwarder_ns
+        )?;
         for n in &self.networks {
             let role = match n.role {
                 Role::Consumer => "consumer",
@@ -161,11 +177,17 @@ impl Lab {
     pub fn new(prefix: &str) -> Result<Self, LabError> {
         let ok = !prefix.is_empty()
             && prefix.len() <= 16
-            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok {
-            return Err(LabError::BadPrefix { prefix: prefix.to_owned() });
+            return Err(LabError::BadPrefix {
+                prefix: prefix.to_owned(),
+            });
         }
-        Ok(Self { prefix: prefix.to_owned() })
+        Ok(Self {
+            prefix: prefix.to_owned(),
+        })
     }
 
     pub fn prefix(&self) -> &str {
@@ -182,12 +204,18 @@ impl Lab {
 
     /// Every namespace the lab makes, forwarder first.
     pub fn namespaces(&self) -> Vec<String> {
-        std::iter::once(self.fw_ns()).chain(NETWORKS.iter().map(|n| self.ns(n))).collect()
+        std::iter::once(self.fw_ns())
+            .chain(NETWORKS.iter().map(|n| self.ns(n)))
+            .collect()
     }
 
     fn step(&self, step: impl Into<String>) -> impl FnOnce(CmdError) -> LabError + '_ {
         let step = step.into();
-        move |source| LabError::Step { prefix: self.prefix.clone(), step, source }
+        move |source| LabError::Step {
+            prefix: self.prefix.clone(),
+            step,
+            source,
+        }
     }
 
     /// Builds the lab, replacing any lab of the same prefix. On failure nothing is left.
@@ -205,8 +233,10 @@ impl Lab {
     fn build(&self) -> Result<(), LabError> {
         let fw = self.fw_ns();
         for ns in self.namespaces() {
-            cmd::ip(["netns", "add", &ns]).map_err(self.step(format!("creating namespace {ns}")))?;
-            cmd::ip(["-n", &ns, "link", "set", "lo", "up"]).map_err(self.step(format!("{ns}: lo up")))?;
+            cmd::ip(["netns", "add", &ns])
+                .map_err(self.step(format!("creating namespace {ns}")))?;
+            cmd::ip(["-n", &ns, "link", "set", "lo", "up"])
+                .map_err(self.step(format!("{ns}: lo up")))?;
             // Before any veth exists, so `default` covers them too.
             cmd::run(netns::exec(&ns, "sysctl").args([
                 "-qw",
@@ -218,15 +248,33 @@ impl Lab {
         for net in &NETWORKS {
             let ns = self.ns(net);
             let what = |s: &str| format!("network {}: {s}", net.name);
-            cmd::ip(["-n", &fw, "link", "add", net.fw_iface, "type", "veth", "peer", "name", PEER_IFACE, "netns", &ns])
-                .map_err(self.step(what("creating the veth pair")))?;
+            cmd::ip([
+                "-n",
+                &fw,
+                "link",
+                "add",
+                net.fw_iface,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                PEER_IFACE,
+                "netns",
+                &ns,
+            ])
+            .map_err(self.step(what("creating the veth pair")))?;
             for a in net.addrs {
-                cmd::ip(["-n", &ns, "addr", "add", a, "dev", PEER_IFACE]).map_err(self.step(what("adding address")))?;
+                cmd::ip(["-n", &ns, "addr", "add", a, "dev", PEER_IFACE])
+                    .map_err(self.step(what("adding address")))?;
             }
-            cmd::run(netns::exec(&ns, "ethtool").args(["-K", PEER_IFACE, "tx", "off", "gro", "off"]))
-                .map_err(self.step(what("ethtool tx off")))?;
-            cmd::ip(["-n", &fw, "link", "set", net.fw_iface, "up"]).map_err(self.step(what("forwarder side up")))?;
-            cmd::ip(["-n", &ns, "link", "set", PEER_IFACE, "up"]).map_err(self.step(what("peer up")))?;
+            cmd::run(
+                netns::exec(&ns, "ethtool").args(["-K", PEER_IFACE, "tx", "off", "gro", "off"]),
+            )
+            .map_err(self.step(what("ethtool tx off")))?;
+            cmd::ip(["-n", &fw, "link", "set", net.fw_iface, "up"])
+                .map_err(self.step(what("forwarder side up")))?;
+            cmd::ip(["-n", &ns, "link", "set", PEER_IFACE, "up"])
+                .map_err(self.step(what("peer up")))?;
             cmd::run(netns::exec(&ns, "ethtool").args(["-K", PEER_IFACE, "gro", "on"]))
                 .map_err(self.step(what("ethtool gro on")))?;
         }
@@ -241,7 +289,8 @@ impl Lab {
                 continue;
             }
             stop_processes(&ns);
-            cmd::ip(["netns", "del", &ns]).map_err(self.step(format!("deleting namespace {ns}")))?;
+            cmd::ip(["netns", "del", &ns])
+                .map_err(self.step(format!("deleting namespace {ns}")))?;
         }
         Ok(())
     }
@@ -266,15 +315,27 @@ impl Lab {
                 })
             })
             .collect::<Result<_, LabError>>()?;
-        Ok(Topology { prefix: self.prefix.clone(), forwarder_ns: fw, networks })
+        Ok(Topology {
+            prefix: self.prefix.clone(),
+            forwarder_ns: fw,
+            networks,
+        })
     }
 
     fn mac(&self, ns: &str, iface: &str) -> Result<String, LabError> {
         let out = cmd::ip(["-n", ns, "-j", "link", "show", "dev", iface])
             .map_err(self.step(format!("reading {iface} in {ns}")))?;
-        let bad = || LabError::LinkInfo { prefix: self.prefix.clone(), ns: ns.to_owned(), iface: iface.to_owned() };
+        let bad = || LabError::LinkInfo {
+            prefix: self.prefix.clone(),
+            ns: ns.to_owned(),
+            iface: iface.to_owned(),
+        };
         let v: serde_json::Value = serde_json::from_str(&out).map_err(|_| bad())?;
-        v.get(0).and_then(|l| l.get("address")).and_then(|a| a.as_str()).map(str::to_owned).ok_or_else(bad)
+        v.get(0)
+            .and_then(|l| l.get("address"))
+            .and_then(|a| a.as_str())
+            .map(str::to_owned)
+            .ok_or_else(bad)
     }
 
     /// Whether an XDP program is attached to the forwarder's `iface` (`ip -j link` shows
@@ -283,8 +344,11 @@ impl Lab {
         let fw = self.fw_ns();
         let out = cmd::ip(["-n", &fw, "-j", "link", "show", "dev", iface])
             .map_err(self.step(format!("reading {iface} in {fw}")))?;
-        let v: serde_json::Value = serde_json::from_str(&out)
-            .map_err(|_| LabError::LinkInfo { prefix: self.prefix.clone(), ns: fw.clone(), iface: iface.to_owned() })?;
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|_| LabError::LinkInfo {
+            prefix: self.prefix.clone(),
+            ns: fw.clone(),
+            iface: iface.to_owned(),
+        })?;
         Ok(v.get(0).and_then(|l| l.get("xdp")).is_some())
     }
 
@@ -292,17 +356,42 @@ impl Lab {
     /// address to its service address, port `port`, and returns the frame bytes sent.
     /// The service address's neighbour entry is pinned to the forwarder's MAC, since the
     /// forwarder does not answer ARP for it yet.
-    pub fn send_udp(&self, topo: &Topology, network: &str, port: u16, count: usize, payload: usize) -> Result<u64, LabError> {
-        let net = topo.network(network).ok_or_else(|| LabError::NoSuchNetwork {
-            prefix: self.prefix.clone(),
-            network: network.to_owned(),
-        })?;
+    pub fn send_udp(
+        &self,
+        topo: &Topology,
+        network: &str,
+        port: u16,
+        count: usize,
+        payload: usize,
+    ) -> Result<u64, LabError> {
+        let net = topo
+            .network(network)
+            .ok_or_else(|| LabError::NoSuchNetwork {
+                prefix: self.prefix.clone(),
+                network: network.to_owned(),
+            })?;
         let dst = net.service_ip.to_string();
-        cmd::ip(["-n", &net.namespace, "neigh", "replace", &dst, "lladdr", &net.fw_mac, "dev", &net.peer_iface, "nud", "permanent"])
-            .map_err(self.step(format!("network {network}: neighbour entry for {dst}")))?;
+        cmd::ip([
+            "-n",
+            &net.namespace,
+            "neigh",
+            "replace",
+            &dst,
+            "lladdr",
+            &net.fw_mac,
+            "dev",
+            &net.peer_iface,
+            "nud",
+            "permanent",
+        ])
+        .map_err(self.step(format!("network {network}: neighbour entry for {dst}")))?;
         let target = SocketAddrV4::new(net.service_ip, port);
         let buf = vec![0x5a_u8; payload];
-        let io = |source| LabError::Traffic { prefix: self.prefix.clone(), network: network.to_owned(), source };
+        let io = |source| LabError::Traffic {
+            prefix: self.prefix.clone(),
+            network: network.to_owned(),
+            source,
+        };
         netns::run_in(&net.namespace, || -> std::io::Result<()> {
             let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
             for _ in 0..count {
@@ -310,7 +399,10 @@ impl Lab {
             }
             Ok(())
         })
-        .map_err(|source| LabError::Netns { prefix: self.prefix.clone(), source })?
+        .map_err(|source| LabError::Netns {
+            prefix: self.prefix.clone(),
+            source,
+        })?
         .map_err(io)?;
         Ok((count * (UDP_FRAME_OVERHEAD + payload)) as u64)
     }
@@ -320,7 +412,11 @@ impl Lab {
 fn stop_processes(ns: &str) {
     let pids = || -> Vec<i32> {
         cmd::run(Command::new("ip").args(["netns", "pids", ns]))
-            .map(|out| out.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+            .map(|out| {
+                out.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let signal = |sig| {
@@ -343,20 +439,40 @@ mod tests {
     #[test]
     fn prefixes_are_checked_and_namespaces_start_with_them() {
         let lab = Lab::new("t1-").expect("valid prefix");
-        assert_eq!(lab.namespaces(), ["t1-fw", "t1-acme", "t1-globex", "t1-prov"]);
+        assert_eq!(
+            lab.namespaces(),
+            ["t1-fw", "t1-acme", "t1-globex", "t1-prov"]
+        );
         for bad in ["", "UP", "a b", "a/b", "12345678901234567"] {
-            assert!(matches!(Lab::new(bad), Err(LabError::BadPrefix { .. })), "{bad:?} accepted");
+            assert!(
+                matches!(Lab::new(bad), Err(LabError::BadPrefix { .. })),
+                "{bad:?} accepted"
+            );
         }
     }
 
     #[test]
     fn consumer_networks_overlap_and_interface_names_fit() {
-        let consumers: Vec<_> = NETWORKS.iter().filter(|n| n.role == Role::Consumer).collect();
+        let consumers: Vec<_> = NETWORKS
+            .iter()
+            .filter(|n| n.role == Role::Consumer)
+            .collect();
         assert!(consumers.len() >= 2);
-        assert!(consumers.windows(2).all(|w| w[0].addrs == w[1].addrs && w[0].service_ip == w[1].service_ip));
-        assert_eq!(NETWORKS.iter().filter(|n| n.role == Role::Provider).count(), 1);
+        assert!(
+            consumers
+                .windows(2)
+                .all(|w| w[0].addrs == w[1].addrs && w[0].service_ip == w[1].service_ip)
+        );
+        assert_eq!(
+            NETWORKS.iter().filter(|n| n.role == Role::Provider).count(),
+            1
+        );
         for n in &NETWORKS {
-            assert!(n.fw_iface.len() < 16, "{} is too long for IFNAMSIZ", n.fw_iface);
+            assert!(
+                n.fw_iface.len() < 16,
+                "{} is too long for IFNAMSIZ",
+                n.fw_iface
+            );
         }
     }
 }

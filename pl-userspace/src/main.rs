@@ -110,10 +110,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let server = control::Server::bind(&args.instance)?;
     let mode = if args.skb { Mode::Skb } else { Mode::Native };
     let dp = Dataplane::start(&args.interfaces, mode)?;
-    let names: Vec<String> =
-        dp.interfaces().iter().map(|i| format!("{} (ifindex {})", i.name, i.ifindex)).collect();
-    println!("pl: attached {PROGRAM_NAME} in {} mode to {}", mode.name(), names.join(", "));
-    println!("pl: control socket @{}; `pl stats` in this network namespace reads the counters", server.name());
+    let names: Vec<String> = dp
+        .interfaces()
+        .iter()
+        .map(|i| format!("{} (ifindex {})", i.name, i.ifindex))
+        .collect();
+    println!(
+        "pl: attached {PROGRAM_NAME} in {} mode to {}",
+        mode.name(),
+        names.join(", ")
+    );
+    println!(
+        "pl: control socket @{}; `pl stats` in this network namespace reads the counters",
+        server.name()
+    );
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -164,7 +174,11 @@ fn lab(command: LabCommand) -> anyhow::Result<()> {
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    let opts = DemoOptions { prefix: args.prefix, packets: args.packets, payload: args.payload };
+    let opts = DemoOptions {
+        prefix: args.prefix,
+        packets: args.packets,
+        payload: args.payload,
+    };
     let lab = Lab::new(&opts.prefix)?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -176,11 +190,17 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     // The steps run on a blocking thread that cannot be cancelled: tear the lab down from
     // here (that stops `pl run` inside it, which detaches) and exit without waiting.
-    eprintln!("pl demo: interrupted ({signal}); tearing down lab {}", lab.prefix());
+    eprintln!(
+        "pl demo: interrupted ({signal}); tearing down lab {}",
+        lab.prefix()
+    );
     let code = match lab.down() {
         Ok(()) => 130,
         Err(e) => {
-            eprintln!("pl demo: teardown failed: {e:#}; run `pl lab down --prefix {}`", lab.prefix());
+            eprintln!(
+                "pl demo: teardown failed: {e:#}; run `pl lab down --prefix {}`",
+                lab.prefix()
+            );
             1
         }
     };

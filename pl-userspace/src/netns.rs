@@ -7,7 +7,11 @@ use nix::sched::{CloneFlags, setns};
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
     #[error("network namespace {name}: cannot open {path}: {source}")]
-    Open { name: String, path: PathBuf, source: std::io::Error },
+    Open {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("network namespace {name}: setns failed: {source} (needs root)")]
     Enter { name: String, source: nix::Error },
     #[error("network namespace {name}: the thread running in it panicked")]
@@ -30,14 +34,23 @@ where
     R: Send,
 {
     let p = path(name);
-    let ns = File::open(&p).map_err(|source| NetnsError::Open { name: name.to_owned(), path: p, source })?;
+    let ns = File::open(&p).map_err(|source| NetnsError::Open {
+        name: name.to_owned(),
+        path: p,
+        source,
+    })?;
     std::thread::scope(|s| {
         s.spawn(|| {
-            setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter { name: name.to_owned(), source })?;
+            setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
+                name: name.to_owned(),
+                source,
+            })?;
             Ok(f())
         })
         .join()
-        .map_err(|_| NetnsError::Panicked { name: name.to_owned() })?
+        .map_err(|_| NetnsError::Panicked {
+            name: name.to_owned(),
+        })?
     })
 }
 

@@ -24,11 +24,19 @@ pub enum RunnerError {
     #[error("starting `pl run` in {ns}: {source}")]
     Spawn { ns: String, source: std::io::Error },
     #[error("`pl run` in {ns} exited ({status}) before it was ready: {stderr}")]
-    Exited { ns: String, status: std::process::ExitStatus, stderr: String },
+    Exited {
+        ns: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
     #[error("`pl run` in {ns} did not answer on its control socket within {timeout:?}")]
     NotReady { ns: String, timeout: Duration },
     #[error("`pl run` in {ns} did not exit within {timeout:?} of {signal}")]
-    Hung { ns: String, timeout: Duration, signal: Signal },
+    Hung {
+        ns: String,
+        timeout: Duration,
+        signal: Signal,
+    },
     #[error("`pl run` in {ns}: {source}")]
     Io { ns: String, source: std::io::Error },
     #[error(transparent)]
@@ -54,8 +62,15 @@ impl PlRun {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| RunnerError::Spawn { ns: ns.to_owned(), source })?;
-        let mut run = Self { child: Some(child), ns: ns.to_owned(), instance: instance.to_owned() };
+            .map_err(|source| RunnerError::Spawn {
+                ns: ns.to_owned(),
+                source,
+            })?;
+        let mut run = Self {
+            child: Some(child),
+            ns: ns.to_owned(),
+            instance: instance.to_owned(),
+        };
         run.wait_ready(Duration::from_secs(10))?;
         Ok(run)
     }
@@ -66,7 +81,9 @@ impl PlRun {
 
     fn exited(&mut self) -> Result<Option<std::process::ExitStatus>, RunnerError> {
         let ns = self.ns.clone();
-        self.child().try_wait().map_err(|source| RunnerError::Io { ns, source })
+        self.child()
+            .try_wait()
+            .map_err(|source| RunnerError::Io { ns, source })
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), RunnerError> {
@@ -77,13 +94,20 @@ impl PlRun {
                 if let Some(mut e) = self.child().stderr.take() {
                     let _ = e.read_to_string(&mut stderr);
                 }
-                return Err(RunnerError::Exited { ns: self.ns.clone(), status, stderr: stderr.trim().to_owned() });
+                return Err(RunnerError::Exited {
+                    ns: self.ns.clone(),
+                    status,
+                    stderr: stderr.trim().to_owned(),
+                });
             }
             if self.stats().is_ok() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(RunnerError::NotReady { ns: self.ns.clone(), timeout });
+                return Err(RunnerError::NotReady {
+                    ns: self.ns.clone(),
+                    timeout,
+                });
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -99,7 +123,11 @@ impl PlRun {
     }
 
     /// Polls the counters until `done` holds or `timeout` passes; returns the last report.
-    pub fn wait_for_stats(&self, timeout: Duration, done: impl Fn(&StatsReport) -> bool) -> Result<StatsReport, RunnerError> {
+    pub fn wait_for_stats(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&StatsReport) -> bool,
+    ) -> Result<StatsReport, RunnerError> {
         let deadline = Instant::now() + timeout;
         loop {
             let report = self.stats()?;
@@ -118,10 +146,17 @@ impl PlRun {
         loop {
             if self.exited()?.is_some() {
                 let child = self.child.take().expect("child is present until stop");
-                return child.wait_with_output().map_err(|source| RunnerError::Io { ns: self.ns.clone(), source });
+                return child.wait_with_output().map_err(|source| RunnerError::Io {
+                    ns: self.ns.clone(),
+                    source,
+                });
             }
             if Instant::now() >= deadline {
-                return Err(RunnerError::Hung { ns: self.ns.clone(), timeout, signal });
+                return Err(RunnerError::Hung {
+                    ns: self.ns.clone(),
+                    timeout,
+                    signal,
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -135,7 +170,9 @@ impl PlRun {
 
 impl Drop for PlRun {
     fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {

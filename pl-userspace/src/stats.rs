@@ -22,8 +22,16 @@ pub struct IfaceReport {
 
 impl IfaceReport {
     pub fn new(name: &str, ifindex: u32, mode: &str, stats: &IfaceStats) -> Self {
-        let counters = IfaceCounter::ALL.iter().map(|c| (c.name().to_owned(), stats.get(*c))).collect();
-        Self { name: name.to_owned(), ifindex, mode: mode.to_owned(), counters }
+        let counters = IfaceCounter::ALL
+            .iter()
+            .map(|c| (c.name().to_owned(), stats.get(*c)))
+            .collect();
+        Self {
+            name: name.to_owned(),
+            ifindex,
+            mode: mode.to_owned(),
+            counters,
+        }
     }
 
     pub fn get(&self, counter: IfaceCounter) -> u64 {
@@ -46,8 +54,9 @@ impl StatsReport {
             row.extend(IfaceCounter::ALL.iter().map(|c| i.get(*c).to_string()));
             rows.push(row);
         }
-        let widths: Vec<usize> =
-            (0..rows[0].len()).map(|col| rows.iter().map(|r| r[col].len()).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = (0..rows[0].len())
+            .map(|col| rows.iter().map(|r| r[col].len()).max().unwrap_or(0))
+            .collect();
         let mut out = String::new();
         for row in &rows {
             for (col, cell) in row.iter().enumerate() {
@@ -72,7 +81,9 @@ mod tests {
         let mut s = IfaceStats::default();
         s.counters[IfaceCounter::RxPackets as usize] = 7;
         s.counters[IfaceCounter::Ipv4Udp as usize] = 5;
-        let report = StatsReport { interfaces: vec![IfaceReport::new("fw-acme", 4, "native", &s)] };
+        let report = StatsReport {
+            interfaces: vec![IfaceReport::new("fw-acme", 4, "native", &s)],
+        };
         let json = serde_json::to_string(&report).expect("serialize");
         let back: StatsReport = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, report);
@@ -81,8 +92,18 @@ mod tests {
         assert_eq!(i.get(IfaceCounter::Ipv4Udp), 5);
         let table = report.table();
         for c in IfaceCounter::ALL {
-            assert!(table.contains(c.name()), "table lacks column {}:\n{table}", c.name());
+            assert!(
+                table.contains(c.name()),
+                "table lacks column {}:\n{table}",
+                c.name()
+            );
         }
-        assert!(table.lines().nth(1).is_some_and(|l| l.starts_with("fw-acme (native)")), "{table}");
+        assert!(
+            table
+                .lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with("fw-acme (native)")),
+            "{table}"
+        );
     }
 }

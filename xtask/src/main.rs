@@ -54,12 +54,22 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
     match task {
         Task::Setup => Ok(ExitCode::SUCCESS),
         Task::Build => {
-            check(cargo(&env, &root).args(["build", "--release", "--package", "pl-userspace"]).status(), "cargo build")?;
+            check(
+                cargo(&env, &root)
+                    .args(["build", "--release", "--package", "pl-userspace"])
+                    .status(),
+                "cargo build",
+            )?;
             println!("xtask: built {}", root.join("target/release/pl").display());
             Ok(ExitCode::SUCCESS)
         }
         Task::Demo { args } => {
-            check(cargo(&env, &root).args(["build", "--release", "--package", "pl-userspace"]).status(), "cargo build")?;
+            check(
+                cargo(&env, &root)
+                    .args(["build", "--release", "--package", "pl-userspace"])
+                    .status(),
+                "cargo build",
+            )?;
             let mut child = Command::new(root.join("target/release/pl"))
                 .arg("demo")
                 .args(args)
@@ -71,7 +81,12 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
         }
         Task::Test { args } => {
             // The end-to-end tests run this binary as a separate process, as a user would.
-            check(cargo(&env, &root).args(["build", "--package", "pl-userspace", "--bin", "pl"]).status(), "cargo build")?;
+            check(
+                cargo(&env, &root)
+                    .args(["build", "--package", "pl-userspace", "--bin", "pl"])
+                    .status(),
+                "cargo build",
+            )?;
             let status = cargo(&env, &root)
                 .arg("test")
                 .args(args)
@@ -85,7 +100,10 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// `cargo` (the one running us), in the workspace, with bpf-linker on PATH.

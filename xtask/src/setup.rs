@@ -11,8 +11,16 @@ use std::{
 use anyhow::{Context as _, bail};
 
 /// Debian packages pl and its lab, tests and bench use.
-const APT_PACKAGES: &[&str] =
-    &["iproute2", "ethtool", "iperf3", "socat", "nftables", "tcpdump", "bpftool", "iputils-ping"];
+const APT_PACKAGES: &[&str] = &[
+    "iproute2",
+    "ethtool",
+    "iperf3",
+    "socat",
+    "nftables",
+    "tcpdump",
+    "bpftool",
+    "iputils-ping",
+];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPFFS: &str = "/sys/fs/bpf";
 
@@ -58,7 +66,9 @@ fn is_root() -> bool {
 
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Installs missing apt packages; true if it installed any.
@@ -75,7 +85,11 @@ fn apt() -> anyhow::Result<bool> {
         return Ok(false);
     }
     if !is_root() {
-        bail!("apt packages missing: {}; run as root, or `sudo apt-get install {}`", missing.join(" "), missing.join(" "));
+        bail!(
+            "apt packages missing: {}; run as root, or `sudo apt-get install {}`",
+            missing.join(" "),
+            missing.join(" ")
+        );
     }
     println!("xtask setup: installing {}", missing.join(" "));
     let apt = |args: &[&str]| -> anyhow::Result<()> {
@@ -85,7 +99,10 @@ fn apt() -> anyhow::Result<bool> {
             .status()
             .context("running apt-get (is this Debian or Ubuntu?)")?;
         if !status.success() {
-            bail!("`apt-get {}` failed ({status}); fix the apt sources and re-run `cargo xtask setup`", args.join(" "));
+            bail!(
+                "`apt-get {}` failed ({status}); fix the apt sources and re-run `cargo xtask setup`",
+                args.join(" ")
+            );
         }
         Ok(())
     };
@@ -110,14 +127,24 @@ impl Nightly {
             "the nightly toolchain is missing or broken: `rustup toolchain install nightly` (the eBPF crate needs it)",
         )?;
         let field = |name: &str| {
-            vv.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).map(str::to_owned)
+            vv.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .map(str::to_owned)
         };
-        let commit = field("commit-hash:").context("`rustc +nightly -vV` printed no commit-hash")?;
-        let llvm = field("LLVM version:").context("`rustc +nightly -vV` printed no LLVM version")?;
+        let commit =
+            field("commit-hash:").context("`rustc +nightly -vV` printed no commit-hash")?;
+        let llvm =
+            field("LLVM version:").context("`rustc +nightly -vV` printed no LLVM version")?;
         let llvm_major = llvm.split('.').next().unwrap_or_default().to_owned();
-        let sysroot = output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))
-            .context("`rustc +nightly --print sysroot` failed")?;
-        Ok(Self { sysroot: PathBuf::from(sysroot.trim()), commit: commit.chars().take(12).collect(), llvm_major })
+        let sysroot =
+            output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))
+                .context("`rustc +nightly --print sysroot` failed")?;
+        Ok(Self {
+            sysroot: PathBuf::from(sysroot.trim()),
+            commit: commit.chars().take(12).collect(),
+            llvm_major,
+        })
     }
 
     /// nightly's own libLLVM (`libLLVM-22-rust-1.97.0-nightly.so` -> `LLVM-22-rust-1.97.0-nightly`).
@@ -135,11 +162,17 @@ impl Nightly {
 }
 
 fn rust_src(nightly: &Nightly) -> anyhow::Result<bool> {
-    if nightly.sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
+    if nightly
+        .sysroot
+        .join("lib/rustlib/src/rust/library/core")
+        .is_dir()
+    {
         return Ok(false);
     }
     println!("xtask setup: adding rust-src to nightly");
-    let status = Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]).status()?;
+    let status = Command::new("rustup")
+        .args(["component", "add", "rust-src", "--toolchain", "nightly"])
+        .status()?;
     if !status.success() {
         bail!("`rustup component add rust-src --toolchain nightly` failed ({status})");
     }
@@ -153,7 +186,10 @@ fn home() -> PathBuf {
 /// bpf-linker, cached outside the clone per (version, nightly commit): it links against
 /// that nightly's libLLVM by rpath, so a new nightly needs a new build.
 fn bpf_linker(nightly: &Nightly) -> anyhow::Result<(PathBuf, bool)> {
-    let root = home().join(".cache/pl").join(format!("bpf-linker-{BPF_LINKER_VERSION}-{}", nightly.commit));
+    let root = home().join(".cache/pl").join(format!(
+        "bpf-linker-{BPF_LINKER_VERSION}-{}",
+        nightly.commit
+    ));
     let bin = root.join("bin");
     let exe = bin.join("bpf-linker");
     if works(&exe) {
@@ -168,12 +204,22 @@ fn bpf_linker(nightly: &Nightly) -> anyhow::Result<(PathBuf, bool)> {
     let start = Instant::now();
     let lib_dir_s = lib_dir.display().to_string();
     let status = Command::new("cargo")
-        .args(["+nightly", "install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features"])
+        .args([
+            "+nightly",
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+        ])
         .arg("--features")
         .arg(format!("llvm-{},no-llvm-linking", nightly.llvm_major))
         .arg("--root")
         .arg(&root)
-        .env("RUSTFLAGS", format!("-L {lib_dir_s} -l dylib={lib} -C link-arg=-Wl,-rpath,{lib_dir_s}"))
+        .env(
+            "RUSTFLAGS",
+            format!("-L {lib_dir_s} -l dylib={lib} -C link-arg=-Wl,-rpath,{lib_dir_s}"),
+        )
         .status()
         .context("running cargo install bpf-linker")?;
     if !status.success() || !works(&exe) {
@@ -181,7 +227,10 @@ fn bpf_linker(nightly: &Nightly) -> anyhow::Result<(PathBuf, bool)> {
             "building bpf-linker {BPF_LINKER_VERSION} failed ({status}); it needs crates.io and nightly's {lib} in {lib_dir_s}"
         );
     }
-    println!("xtask setup: bpf-linker built in {:.0} s", start.elapsed().as_secs_f32());
+    println!(
+        "xtask setup: bpf-linker built in {:.0} s",
+        start.elapsed().as_secs_f32()
+    );
     Ok((bin, true))
 }
 
@@ -202,7 +251,10 @@ fn bpffs() -> anyhow::Result<bool> {
     if !is_root() {
         bail!("no bpffs at {BPFFS}; as root: `mount -t bpf bpf {BPFFS}`");
     }
-    let status = Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]).status().context("running mount")?;
+    let status = Command::new("mount")
+        .args(["-t", "bpf", "bpf", BPFFS])
+        .status()
+        .context("running mount")?;
     if !status.success() {
         bail!("`mount -t bpf bpf {BPFFS}` failed ({status})");
     }

@@ -1,0 +1,397 @@
+//! Network-namespace end-to-end tests: real labs, `pl run` as a separate process in the
+//! forwarder namespace, real sockets, `pl stats` from another process.
+
+use std::{collections::HashMap, time::Duration};
+
+use nix::sys::signal::Signal;
+use pl_common::stats::IfaceCounter;
+use pl_tests::{PublicPl, TestLab, output, pl_bin, require_kernel, stderr};
+use pl_userspace::{
+    lab::{NETWORKS, PEER_IFACE, UDP_FRAME_OVERHEAD},
+    netns,
+    runner::PlRun,
+    stats::StatsReport,
+};
+
+fn all_fw_args(lab: &TestLab) -> Vec<String> {
+    lab.topo
+        .fw_ifaces()
+        .into_iter()
+        .flat_map(|i| ["--interface".to_owned(), i])
+        .collect()
+}
+
+fn start(lab: &TestLab, instance: &str, args: &[String]) -> PlRun {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    PlRun::start(&pl_bin(), &lab.fw_ns(), instance, &args)
+        .unwrap_or_else(|e| panic!("pl run {args:?}: {e}"))
+}
+
+#[test]
+fn lab_up_replaces_and_down_is_idempotent() {
+    require_kernel!("lab_up_replaces_and_down_is_idempotent");
+    let lab = TestLab::up("lab");
+    // A second `up` over the same prefix replaces the lab cleanly.
+    let topo = lab
+        .lab
+        .up()
+        .unwrap_or_else(|e| panic!("second lab up: {e:#}"));
+    for ns in lab.lab.namespaces() {
+        assert!(
+            ns.starts_with(lab.lab.prefix()),
+            "{ns} does not start with the prefix"
+        );
+        assert!(netns::exists(&ns), "{ns} missing after lab up");
+    }
+    let fw = lab.fw_ns();
+    for net in &topo.networks {
+        let addrs = output(std::process::Command::new("ip").args([
+            "-n",
+            &fw,
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            &net.fw_iface,
+        ]));
+        assert!(
+            String::from_utf8_lossy(&addrs.stdout).trim().is_empty(),
+            "{} carries an IPv4 address",
+            net.fw_iface
+        );
+        let k = output(netns::exec(&net.namespace, "ethtool").args(["-k", PEER_IFACE]));
+        let k = String::from_utf8_lossy(&k.stdout);
+        assert!(
+            k.contains("generic-receive-offload: on"),
+            "{}: GRO is not on:\n{k}",
+            net.namespace
+        );
+        assert!(
+            k.contains("tx-checksumming: off"),
+            "{}: tx checksumming is not off:\n{k}",
+            net.namespace
+        );
+        assert_ne!(net.peer_mac, net.fw_mac);
+    }
+    let acme = topo.network("acme").expect("acme");
+    let globex = topo.network("globex").expect("globex");
+    assert_eq!(acme.addrs, globex.addrs, "consumer networks must overlap");
+    // Printed topology names every namespace, interface and MAC.
+    let printed = topo.to_string();
+    for net in &topo.networks {
+        for s in [&net.namespace, &net.fw_iface, &net.fw_mac, &net.peer_mac] {
+            assert!(
+                printed.contains(s.as_str()),
+                "topology print lacks {s}:\n{printed}"
+            );
+        }
+    }
+    lab.lab.down().unwrap_or_else(|e| panic!("lab down: {e:#}"));
+    lab.lab
+        .down()
+        .unwrap_or_else(|e| panic!("second lab down: {e:#}"));
+    for ns in lab.lab.namespaces() {
+        assert!(!netns::exists(&ns), "{ns} left after lab down");
+    }
+}
+
+#[test]
+fn counters_move_by_the_traffic_each_network_sends() {
+    require_kernel!("counters_move_by_the_traffic_each_network_sends");
+    let lab = TestLab::up("cnt");
+    let run = start(&lab, "default", &all_fw_args(&lab));
+    // Different counts per network, so traffic counted on the wrong interface shows.
+    let sent: HashMap<&str, (usize, usize)> =
+        [("acme", (7, 100)), ("globex", (11, 33)), ("prov", (13, 1))].into();
+    for (net, (count, payload)) in &sent {
+        lab.lab
+            .send_udp(&lab.topo, net, 5353, *count, *payload)
+            .unwrap_or_else(|e| panic!("sending from {net}: {e:#}"));
+    }
+    let expected = |r: &StatsReport| {
+        NETWORKS.iter().all(|n| {
+            r.interface(n.fw_iface)
+                .is_some_and(|i| i.get(IfaceCounter::RxPackets) >= sent[n.name].0 as u64)
+        })
+    };
+    run.wait_for_stats(Duration::from_secs(3), expected)
+        .unwrap_or_else(|e| panic!("stats: {e}"));
+
+    // `pl stats --json` from a second process in the same namespace.
+    let out = lab.pl(&lab.fw_ns(), &["stats", "--json"]);
+    assert!(
+        out.status.success(),
+        "pl stats --json failed: {}",
+        stderr(&out)
+    );
+    let report: StatsReport = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("pl stats --json output: {e}"));
+    for n in &NETWORKS {
+        let (count, payload) = sent[n.name];
+        let i = report
+            .interface(n.fw_iface)
+            .unwrap_or_else(|| panic!("{} missing from stats", n.fw_iface));
+        let c = count as u64;
+        assert_eq!(i.mode, "native", "{}", n.fw_iface);
+        for (counter, want) in [
+            (IfaceCounter::RxPackets, c),
+            (
+                IfaceCounter::RxBytes,
+                c * (UDP_FRAME_OVERHEAD + payload) as u64,
+            ),
+            (IfaceCounter::Ipv4Udp, c),
+            (IfaceCounter::XdpPass, c),
+            (IfaceCounter::Arp, 0),
+            (IfaceCounter::NonIpv4, 0),
+            (IfaceCounter::Malformed, 0),
+        ] {
+            assert_eq!(
+                i.get(counter),
+                want,
+                "{} {}: {report:#?}",
+                n.fw_iface,
+                counter.name()
+            );
+        }
+    }
+    // The table form names every interface.
+    let table = lab.pl(&lab.fw_ns(), &["stats"]);
+    assert!(
+        table.status.success(),
+        "pl stats failed: {}",
+        stderr(&table)
+    );
+    let table = String::from_utf8_lossy(&table.stdout);
+    for n in &NETWORKS {
+        assert!(
+            table.contains(n.fw_iface),
+            "pl stats table lacks {}:\n{table}",
+            n.fw_iface
+        );
+    }
+
+    let out = run
+        .stop()
+        .unwrap_or_else(|e| panic!("stopping pl run: {e}"));
+    assert!(
+        out.status.success(),
+        "pl run exited with {}: {}",
+        out.status,
+        stderr(&out)
+    );
+    for n in &NETWORKS {
+        assert!(
+            !lab.xdp_attached(n.fw_iface),
+            "{} still has XDP attached after SIGTERM",
+            n.fw_iface
+        );
+    }
+}
+
+#[test]
+fn run_detaches_on_sigint_and_generic_mode_works() {
+    require_kernel!("run_detaches_on_sigint_and_generic_mode_works");
+    let lab = TestLab::up("sig");
+    let run = start(
+        &lab,
+        "default",
+        &[
+            "--skb".to_owned(),
+            "--interface".to_owned(),
+            "fw-acme".to_owned(),
+        ],
+    );
+    let link = output(std::process::Command::new("ip").args([
+        "-n",
+        &lab.fw_ns(),
+        "link",
+        "show",
+        "dev",
+        "fw-acme",
+    ]));
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(
+        link.contains("xdpgeneric"),
+        "--skb did not attach in generic mode:\n{link}"
+    );
+    let report = run.stats().unwrap_or_else(|e| panic!("stats: {e}"));
+    assert_eq!(report.interfaces[0].mode, "skb");
+    let out = run
+        .stop_with(Signal::SIGINT)
+        .unwrap_or_else(|e| panic!("stopping pl run: {e}"));
+    assert!(
+        out.status.success(),
+        "pl run exited with {} on SIGINT: {}",
+        out.status,
+        stderr(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("detached from fw-acme"));
+    assert!(
+        !lab.xdp_attached("fw-acme"),
+        "fw-acme still has XDP attached after SIGINT"
+    );
+    // Nothing pinned: pl pins only when asked.
+    let pins = std::fs::read_dir("/sys/fs/bpf").map(|d| {
+        d.filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains("PL_"))
+            .count()
+    });
+    assert_eq!(pins.unwrap_or(0), 0, "pl left pins in /sys/fs/bpf");
+}
+
+/// Runs `pl run ARGS` expecting it to fail: its one-line error.
+fn run_error(lab: &TestLab, ns: &str, args: &[&str]) -> String {
+    let mut full = vec!["run", "--instance", "bad"];
+    full.extend_from_slice(args);
+    let out = lab.pl(ns, &full);
+    assert!(
+        !out.status.success(),
+        "pl {full:?} in {ns} succeeded; expected an error"
+    );
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "error is not one line:\n{err}");
+    err
+}
+
+#[test]
+fn bad_interfaces_fail_with_one_line_and_leave_nothing_attached() {
+    require_kernel!("bad_interfaces_fail_with_one_line_and_leave_nothing_attached");
+    let lab = TestLab::up("bad");
+    let fw = lab.fw_ns();
+
+    let err = run_error(&lab, &fw, &["--interface", "nope0"]);
+    assert!(
+        err.contains("interface nope0") && err.contains("not found in this network namespace"),
+        "{err}"
+    );
+
+    // fw-acme exists, but in the forwarder's namespace, not the consumer's.
+    let acme_ns = lab.topo.network("acme").expect("acme").namespace.clone();
+    let err = run_error(&lab, &acme_ns, &["--interface", "fw-acme"]);
+    assert!(
+        err.contains("interface fw-acme") && err.contains("another one"),
+        "{err}"
+    );
+
+    let err = run_error(
+        &lab,
+        &fw,
+        &["--interface", "fw-acme", "--interface", "fw-acme"],
+    );
+    assert!(err.contains("interface fw-acme: given twice"), "{err}");
+
+    // lo has no native XDP support.
+    let err = run_error(&lab, &fw, &["--interface", "lo"]);
+    assert!(
+        err.contains("interface lo") && err.contains("native XDP") && err.contains("--skb"),
+        "{err}"
+    );
+
+    // Occupied slot: fw-globex attaches first, then fw-acme refuses; fw-globex must be
+    // detached again.
+    let owner = start(
+        &lab,
+        "owner",
+        &["--interface".to_owned(), "fw-acme".to_owned()],
+    );
+    let err = run_error(
+        &lab,
+        &fw,
+        &["--interface", "fw-globex", "--interface", "fw-acme"],
+    );
+    assert!(
+        err.contains("interface fw-acme") && err.contains("already attached"),
+        "{err}"
+    );
+    assert!(
+        !lab.xdp_attached("fw-globex"),
+        "fw-globex left attached after a failed multi-interface attach"
+    );
+    assert!(
+        lab.xdp_attached("fw-acme"),
+        "the first instance lost its attachment"
+    );
+    // The first instance is unharmed.
+    owner
+        .stats()
+        .unwrap_or_else(|e| panic!("owner stats after the refused attach: {e}"));
+
+    // Missing privilege: the same command as an unprivileged user.
+    let public = PublicPl::new();
+    let out = output(
+        netns::exec(&fw, "setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(public.path())
+            .args(["run", "--instance", "nopriv", "--interface", "fw-globex"]),
+    );
+    assert!(!out.status.success(), "pl run as nobody succeeded");
+    let err = stderr(&out);
+    assert!(
+        err.contains("permission denied") && err.contains("root"),
+        "{err}"
+    );
+    assert!(
+        !lab.xdp_attached("fw-globex"),
+        "fw-globex attached by an unprivileged run"
+    );
+
+    drop(owner);
+    assert!(
+        !lab.xdp_attached("fw-acme"),
+        "fw-acme left attached after its pl run was stopped"
+    );
+}
+
+#[test]
+fn stats_without_a_running_instance_says_so() {
+    require_kernel!("stats_without_a_running_instance_says_so");
+    let lab = TestLab::up("nst");
+    let out = lab.pl(&lab.fw_ns(), &["stats"]);
+    assert!(!out.status.success(), "pl stats succeeded with no pl run");
+    let err = stderr(&out);
+    assert!(
+        err.contains("no pl run") && err.contains("this network namespace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    require_kernel!("demo_runs_end_to_end");
+    let prefix = format!("dm{}-", std::process::id());
+    let out = output(std::process::Command::new(pl_bin()).args([
+        "demo",
+        "--prefix",
+        &prefix,
+        "--packets",
+        "5",
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pl demo failed: {}\n{stdout}",
+        stderr(&out)
+    );
+    for s in [
+        "fw-acme (native)",
+        "fw-globex (native)",
+        "fw-prov (native)",
+        "rx_packets",
+        "tearing down",
+    ] {
+        assert!(stdout.contains(s), "demo output lacks {s:?}:\n{stdout}");
+    }
+    for n in &NETWORKS {
+        assert!(
+            !netns::exists(&format!("{prefix}{}", n.name)),
+            "demo left namespace {prefix}{}",
+            n.name
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! Packet fixtures: each frame runs through the real XDP object with BPF_PROG_TEST_RUN
+//! and is checked for the action, every byte of the output frame, and every counter's
+//! delta (all counters not named must stay put).
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, PerCpuArray},
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+use pl_common::{
+    iface::IfaceConfig,
+    maps::{IFACE_STATS_MAP, IFACES_MAP, PROGRAM_NAME},
+    proto::XDP_PASS,
+    stats::{IFACE_COUNTERS, IfaceCounter, IfaceStats},
+};
+use pl_tests::require_kernel;
+use pl_userspace::{
+    EBPF_OBJECT,
+    frame::{Ipv4, Mac, TCP_SYN, arp_request, ethernet, ipv4_frame},
+};
+
+/// `lo` exists in every namespace; BPF_PROG_TEST_RUN resolves `ingress_ifindex` there.
+const LO: u32 = 1;
+const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0, 0x0a];
+const FW_MAC: Mac = [0x02, 0, 0, 0, 0, 0xf1];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ingress {
+    /// An interface registered with pl (slot 0).
+    Managed,
+    /// An interface pl was not told about.
+    Unmanaged,
+}
+
+struct Fixture {
+    desc: &'static str,
+    ingress: Ingress,
+    input: Vec<u8>,
+    action: u32,
+    /// None: the frame leaves unchanged.
+    output: Option<Vec<u8>>,
+    counters: Vec<(IfaceCounter, u64)>,
+}
+
+/// The deltas for a frame of `len` bytes counted as `class` and passed.
+fn passed(len: usize, class: IfaceCounter) -> Vec<(IfaceCounter, u64)> {
+    vec![
+        (IfaceCounter::RxPackets, 1),
+        (IfaceCounter::RxBytes, len as u64),
+        (class, 1),
+        (IfaceCounter::XdpPass, 1),
+    ]
+}
+
+fn fixture(desc: &'static str, input: Vec<u8>, class: IfaceCounter) -> Fixture {
+    Fixture {
+        desc,
+        ingress: Ingress::Managed,
+        counters: passed(input.len(), class),
+        input,
+        action: XDP_PASS,
+        output: None,
+    }
+}
+
+fn fixtures() -> Vec<Fixture> {
+    let ip = Ipv4::new([10, 0, 0, 10], [10, 0, 0, 100]);
+    let udp = ipv4_frame(FW_MAC, CLIENT_MAC, &ip.udp(40000, 5353, b"hello"));
+    let mut truncated_udp = ipv4_frame(FW_MAC, CLIENT_MAC, &ip.udp(40000, 5353, &[]));
+    truncated_udp.truncate(14 + 20 + 4);
+    let mut ihl4 = udp.clone();
+    ihl4[14] = 0x44;
+    let mut v6_in_v4 = udp.clone();
+    v6_in_v4[14] = 0x65;
+    vec![
+        fixture(
+            "UDP datagram to an endpoint address",
+            udp.clone(),
+            IfaceCounter::Ipv4Udp,
+        ),
+        fixture(
+            "TCP SYN",
+            ipv4_frame(FW_MAC, CLIENT_MAC, &ip.tcp(40000, 443, 1, 0, TCP_SYN, &[])),
+            IfaceCounter::Ipv4Tcp,
+        ),
+        fixture(
+            "ICMP echo request",
+            ipv4_frame(FW_MAC, CLIENT_MAC, &ip.icmp_echo(7, 1)),
+            IfaceCounter::Ipv4Other,
+        ),
+        fixture(
+            "ARP request for an endpoint address",
+            arp_request(CLIENT_MAC, [10, 0, 0, 10], [10, 0, 0, 100]),
+            IfaceCounter::Arp,
+        ),
+        fixture(
+            "IPv6 frame",
+            ethernet(FW_MAC, CLIENT_MAC, 0x86dd, &[0x60; 40]),
+            IfaceCounter::NonIpv4,
+        ),
+        fixture(
+            "802.1Q-tagged frame",
+            ethernet(FW_MAC, CLIENT_MAC, 0x8100, &[0; 46]),
+            IfaceCounter::NonIpv4,
+        ),
+        fixture(
+            "ARP frame cut inside the ARP body",
+            ethernet([0xff; 6], CLIENT_MAC, 0x0806, &[0, 1, 8, 0]),
+            IfaceCounter::Malformed,
+        ),
+        fixture(
+            "IPv4 header cut short",
+            ethernet(FW_MAC, CLIENT_MAC, 0x0800, &[0x45, 0, 0, 20, 0, 0]),
+            IfaceCounter::Malformed,
+        ),
+        fixture(
+            "UDP header cut short",
+            truncated_udp,
+            IfaceCounter::Malformed,
+        ),
+        fixture("IPv4 IHL below 5", ihl4, IfaceCounter::Malformed),
+        fixture(
+            "IP version 6 in an IPv4 EtherType",
+            v6_in_v4,
+            IfaceCounter::Malformed,
+        ),
+        Fixture {
+            desc: "frame on an interface pl does not manage",
+            ingress: Ingress::Unmanaged,
+            input: udp,
+            action: XDP_PASS,
+            output: None,
+            counters: vec![],
+        },
+    ]
+}
+
+struct Harness {
+    ebpf: Ebpf,
+}
+
+impl Harness {
+    fn load() -> Self {
+        let mut ebpf =
+            Ebpf::load(EBPF_OBJECT).unwrap_or_else(|e| panic!("loading the XDP object: {e}"));
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .unwrap_or_else(|| panic!("object has no program {PROGRAM_NAME}"))
+            .try_into()
+            .unwrap_or_else(|e| panic!("{PROGRAM_NAME} is not XDP: {e}"));
+        prog.load()
+            .unwrap_or_else(|e| panic!("loading {PROGRAM_NAME}: {e}"));
+        Self { ebpf }
+    }
+
+    fn set_managed(&mut self, managed: bool) {
+        let mut ifaces: HashMap<_, u32, IfaceConfig> = HashMap::try_from(
+            self.ebpf
+                .map_mut(IFACES_MAP)
+                .unwrap_or_else(|| panic!("object has no map {IFACES_MAP}")),
+        )
+        .unwrap_or_else(|e| panic!("{IFACES_MAP}: {e}"));
+        if managed {
+            ifaces
+                .insert(LO, IfaceConfig { slot: 0 }, 0)
+                .unwrap_or_else(|e| panic!("registering lo: {e}"));
+        } else {
+            let _ = ifaces.remove(&LO);
+        }
+    }
+
+    fn counters(&self) -> IfaceStats {
+        let map: PerCpuArray<_, IfaceStats> = PerCpuArray::try_from(
+            self.ebpf
+                .map(IFACE_STATS_MAP)
+                .unwrap_or_else(|| panic!("object has no map {IFACE_STATS_MAP}")),
+        )
+        .unwrap_or_else(|e| panic!("{IFACE_STATS_MAP}: {e}"));
+        let mut total = IfaceStats::default();
+        for cpu in map
+            .get(&0, 0)
+            .unwrap_or_else(|e| panic!("reading {IFACE_STATS_MAP}[0]: {e}"))
+            .iter()
+        {
+            total.accumulate(cpu);
+        }
+        total
+    }
+
+    /// Runs one frame; the action and the output frame.
+    fn run(&mut self, input: &[u8]) -> (u32, Vec<u8>) {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+        let len = u32::try_from(input.len()).expect("frame fits u32");
+        let ctx: Vec<u8> = [0, len, 0, LO, 0, 0]
+            .iter()
+            .flat_map(|w: &u32| w.to_ne_bytes())
+            .collect();
+        let mut out = vec![0u8; 4096];
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .expect("loaded above")
+            .try_into()
+            .expect("XDP");
+        let res = prog
+            .test_run(TestRunOptions {
+                data_in: Some(input),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
+        out.truncate(res.data_size_out as usize);
+        (res.return_value, out)
+    }
+}
+
+#[test]
+fn packet_fixtures() {
+    require_kernel!("packet_fixtures");
+    let mut h = Harness::load();
+    let table = fixtures();
+    let mut failures = Vec::new();
+    for f in &table {
+        h.set_managed(f.ingress == Ingress::Managed);
+        let before = h.counters();
+        let (action, output) = h.run(&f.input);
+        let after = h.counters();
+        if action != f.action {
+            failures.push(format!(
+                "{}: action {action}, expected {}",
+                f.desc, f.action
+            ));
+        }
+        let expected = f.output.as_ref().unwrap_or(&f.input);
+        if &output != expected {
+            failures.push(format!(
+                "{}: output frame differs\n  got      {output:02x?}\n  expected {expected:02x?}",
+                f.desc
+            ));
+        }
+        let mut want = [0u64; IFACE_COUNTERS];
+        for (c, n) in &f.counters {
+            want[*c as usize] += n;
+        }
+        for c in IfaceCounter::ALL {
+            let got = after.get(c) - before.get(c);
+            if got != want[c as usize] {
+                failures.push(format!(
+                    "{}: counter {} moved by {got}, expected {}",
+                    f.desc,
+                    c.name(),
+                    want[c as usize]
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n{}",
+        failures.len(),
+        table.len(),
+        failures.join("\n")
+    );
+    eprintln!("{} packet fixtures passed", table.len());
+}
