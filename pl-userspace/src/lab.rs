@@ -289,8 +289,12 @@ impl Lab {
                 continue;
             }
             stop_processes(&ns);
-            cmd::ip(["netns", "del", &ns])
-                .map_err(self.step(format!("deleting namespace {ns}")))?;
+            // The demo's signal path may tear down concurrently and delete it first.
+            if let Err(e) = cmd::ip(["netns", "del", &ns])
+                && netns::exists(&ns)
+            {
+                return Err(self.step(format!("deleting namespace {ns}"))(e));
+            }
         }
         Ok(())
     }

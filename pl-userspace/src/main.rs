@@ -1,5 +1,7 @@
 //! `pl`: run the XDP data path, read its counters, and drive the lab.
 
+use std::time::Duration;
+
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use pl_common::maps::PROGRAM_NAME;
@@ -182,27 +184,30 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let lab = Lab::new(&opts.prefix)?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let steps = tokio::task::spawn_blocking(move || demo::run(&opts));
+    let mut steps = tokio::task::spawn_blocking(move || demo::run(&opts));
     let signal = tokio::select! {
-        done = steps => return done.context("pl demo panicked")?.context("pl demo"),
+        done = &mut steps => return done.context("pl demo panicked")?.context("pl demo"),
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
     // The steps run on a blocking thread that cannot be cancelled: tear the lab down from
-    // here (that stops `pl run` inside it, which detaches) and exit without waiting.
-    eprintln!(
-        "pl demo: interrupted ({signal}); tearing down lab {}",
-        lab.prefix()
-    );
-    let code = match lab.down() {
-        Ok(()) => 130,
-        Err(e) => {
-            eprintln!(
-                "pl demo: teardown failed: {e:#}; run `pl lab down --prefix {}`",
-                lab.prefix()
-            );
-            1
-        }
-    };
+    // here, which stops `pl run` inside it (it detaches) and makes the steps fail fast,
+    // then let the steps' own teardown finish before exiting.
+    let prefix = lab.prefix();
+    eprintln!("pl demo: interrupted ({signal}); tearing down lab {prefix}");
+    let mut code = 130;
+    if let Err(e) = lab.down() {
+        eprintln!("pl demo: teardown failed: {e:#}; run `pl lab down --prefix {prefix}`");
+        code = 1;
+    }
+    if tokio::time::timeout(Duration::from_secs(30), steps)
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "pl demo: its steps did not stop within 30 s; run `pl lab down --prefix {prefix}`"
+        );
+        code = 1;
+    }
     std::process::exit(code);
 }
