@@ -240,8 +240,9 @@ fn run_detaches_on_sigint_and_generic_mode_works() {
     assert_eq!(pins.unwrap_or(0), 0, "pl left pins in /sys/fs/bpf");
 }
 
-/// Runs `pl run ARGS` expecting it to fail: its one-line error.
-fn run_error(lab: &TestLab, ns: &str, args: &[&str]) -> String {
+/// Runs `pl run ARGS` in `ns` expecting it to fail with a one-line error that mentions
+/// every fragment in `mentions`.
+fn expect_run_error(lab: &TestLab, ns: &str, args: &[&str], mentions: &[&str]) {
     let mut full = vec!["run", "--instance", "bad"];
     full.extend_from_slice(args);
     let out = lab.pl(ns, &full);
@@ -249,9 +250,14 @@ fn run_error(lab: &TestLab, ns: &str, args: &[&str]) -> String {
         !out.status.success(),
         "pl {full:?} in {ns} succeeded; expected an error"
     );
-    let err = stderr(&out);
+    expect_one_line_error(&stderr(&out), mentions);
+}
+
+fn expect_one_line_error(err: &str, mentions: &[&str]) {
     assert_eq!(err.lines().count(), 1, "error is not one line:\n{err}");
-    err
+    for m in mentions {
+        assert!(err.contains(m), "error does not mention {m:?}: {err}");
+    }
 }
 
 #[test]
@@ -259,50 +265,47 @@ fn bad_interfaces_fail_with_one_line_and_leave_nothing_attached() {
     require_kernel!("bad_interfaces_fail_with_one_line_and_leave_nothing_attached");
     let lab = TestLab::up("bad");
     let fw = lab.fw_ns();
-
-    let err = run_error(&lab, &fw, &["--interface", "nope0"]);
-    assert!(
-        err.contains("interface nope0") && err.contains("not found in this network namespace"),
-        "{err}"
-    );
-
-    // fw-acme exists, but in the forwarder's namespace, not the consumer's.
     let acme_ns = lab.topo.network("acme").expect("acme").namespace.clone();
-    let err = run_error(&lab, &acme_ns, &["--interface", "fw-acme"]);
-    assert!(
-        err.contains("interface fw-acme") && err.contains("another one"),
-        "{err}"
-    );
 
-    let err = run_error(
-        &lab,
-        &fw,
-        &["--interface", "fw-acme", "--interface", "fw-acme"],
-    );
-    assert!(err.contains("interface fw-acme: given twice"), "{err}");
-
-    // lo has no native XDP support.
-    let err = run_error(&lab, &fw, &["--interface", "lo"]);
-    assert!(
-        err.contains("interface lo") && err.contains("native XDP") && err.contains("--skb"),
-        "{err}"
-    );
+    for (ns, args, mentions) in [
+        (
+            &fw,
+            &["--interface", "nope0"][..],
+            &["interface nope0", "not found in this network namespace"][..],
+        ),
+        // fw-acme exists, but in the forwarder's namespace, not the consumer's.
+        (
+            &acme_ns,
+            &["--interface", "fw-acme"],
+            &["interface fw-acme", "not found", "another one"],
+        ),
+        (
+            &fw,
+            &["--interface", "fw-acme", "--interface", "fw-acme"],
+            &["interface fw-acme: given twice"],
+        ),
+        // lo has no native XDP support.
+        (
+            &fw,
+            &["--interface", "lo"],
+            &["interface lo", "native XDP", "--skb"],
+        ),
+    ] {
+        expect_run_error(&lab, ns, args, mentions);
+    }
 
     // Occupied slot: fw-globex attaches first, then fw-acme refuses; fw-globex must be
-    // detached again.
+    // detached again and the owner of fw-acme left alone.
     let owner = start(
         &lab,
         "owner",
         &["--interface".to_owned(), "fw-acme".to_owned()],
     );
-    let err = run_error(
+    expect_run_error(
         &lab,
         &fw,
         &["--interface", "fw-globex", "--interface", "fw-acme"],
-    );
-    assert!(
-        err.contains("interface fw-acme") && err.contains("already attached"),
-        "{err}"
+        &["interface fw-acme", "already attached"],
     );
     assert!(
         !lab.xdp_attached("fw-globex"),
@@ -312,7 +315,6 @@ fn bad_interfaces_fail_with_one_line_and_leave_nothing_attached() {
         lab.xdp_attached("fw-acme"),
         "the first instance lost its attachment"
     );
-    // The first instance is unharmed.
     owner
         .stats()
         .unwrap_or_else(|e| panic!("owner stats after the refused attach: {e}"));
@@ -331,11 +333,7 @@ fn bad_interfaces_fail_with_one_line_and_leave_nothing_attached() {
             .args(["run", "--instance", "nopriv", "--interface", "fw-globex"]),
     );
     assert!(!out.status.success(), "pl run as nobody succeeded");
-    let err = stderr(&out);
-    assert!(
-        err.contains("permission denied") && err.contains("root"),
-        "{err}"
-    );
+    expect_one_line_error(&stderr(&out), &["permission denied", "root"]);
     assert!(
         !lab.xdp_attached("fw-globex"),
         "fw-globex attached by an unprivileged run"
@@ -354,11 +352,7 @@ fn stats_without_a_running_instance_says_so() {
     let lab = TestLab::up("nst");
     let out = lab.pl(&lab.fw_ns(), &["stats"]);
     assert!(!out.status.success(), "pl stats succeeded with no pl run");
-    let err = stderr(&out);
-    assert!(
-        err.contains("no pl run") && err.contains("this network namespace"),
-        "{err}"
-    );
+    expect_one_line_error(&stderr(&out), &["no pl run", "this network namespace"]);
 }
 
 #[test]

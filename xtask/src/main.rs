@@ -54,22 +54,12 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
     match task {
         Task::Setup => Ok(ExitCode::SUCCESS),
         Task::Build => {
-            check(
-                cargo(&env, &root)
-                    .args(["build", "--release", "--package", "pl-userspace"])
-                    .status(),
-                "cargo build",
-            )?;
+            build_release(&env, &root)?;
             println!("xtask: built {}", root.join("target/release/pl").display());
             Ok(ExitCode::SUCCESS)
         }
         Task::Demo { args } => {
-            check(
-                cargo(&env, &root)
-                    .args(["build", "--release", "--package", "pl-userspace"])
-                    .status(),
-                "cargo build",
-            )?;
+            build_release(&env, &root)?;
             let mut child = Command::new(root.join("target/release/pl"))
                 .arg("demo")
                 .args(args)
@@ -97,6 +87,14 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
             exit_code(status)
         }
     }
+}
+
+/// `target/release/pl`, with the eBPF object embedded.
+fn build_release(env: &setup::Env, root: &Path) -> anyhow::Result<()> {
+    let status = cargo(env, root)
+        .args(["build", "--release", "--package", "pl-userspace"])
+        .status();
+    check(status, "cargo build")
 }
 
 fn workspace_root() -> PathBuf {
