@@ -9,7 +9,19 @@ use bytemuck::{Pod, Zeroable};
 pub struct IfaceConfig {
     /// Index into [`crate::maps::IFACE_STATS_MAP`]; below [`crate::maps::MAX_IFACES`].
     pub slot: u32,
+    /// The network behind this interface (index into the egress devmap).
+    pub network: u16,
+    /// [`IFACE_DEDICATED`] or 0.
+    pub flags: u16,
+    /// The interface's own MAC: the source of what pl sends and of its ARP answers.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
 }
+
+/// The interface belongs to pl (from `--config`): frames that are not ARP or IPv4 TCP/UDP
+/// to one of our addresses are dropped. Without it (`--interface` only), pl only counts and
+/// passes every frame on.
+pub const IFACE_DEDICATED: u16 = 1;
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), no padding, every bit pattern valid (checked by the bytemuck derive).

@@ -9,7 +9,14 @@
 #![no_std]
 
 pub mod checksum;
+pub mod cidr;
+pub mod endpoint;
+pub mod flow;
+pub mod hash;
 pub mod iface;
+pub mod maglev;
 pub mod maps;
 pub mod proto;
+pub mod service;
+pub mod settings;
 pub mod stats;

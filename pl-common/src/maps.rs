@@ -13,3 +13,45 @@ pub const IFACE_STATS_MAP: &str = "PL_IFACE_STATS";
 
 /// How many interfaces one program instance can manage (the stats array's size).
 pub const MAX_IFACES: u32 = 64;
+
+/// `HASH<AddrKey, AddrInfo>`: endpoint and NLB addresses per network (ARP and lookup).
+pub const ADDRS_MAP: &str = "PL_ADDRS";
+/// `ARRAY<EndpointInfo>` by endpoint id.
+pub const ENDPOINTS_MAP: &str = "PL_ENDPOINTS";
+/// `HASH<ListenerKey, ListenerInfo>`.
+pub const LISTENERS_MAP: &str = "PL_LISTENERS";
+/// `LPM_TRIE<SourceKey, u8>`: allowed sources per endpoint.
+pub const SOURCES_MAP: &str = "PL_SOURCES";
+/// `ARRAY<ServiceInfo>` by service id.
+pub const SERVICES_MAP: &str = "PL_SERVICES";
+/// `ARRAY<TargetInfo>` by target id.
+pub const TARGETS_MAP: &str = "PL_TARGETS";
+/// `ARRAY<u32>`: every Maglev table back to back, `MAGLEV_SIZE` target ids each.
+pub const MAGLEV_MAP: &str = "PL_MAGLEV";
+/// `HASH<FlowKey, FlowValue>`: both directions of every flow.
+pub const FLOWS_MAP: &str = "PL_FLOWS";
+/// `DEVMAP` by network id: the interface to redirect out of.
+pub const EGRESS_MAP: &str = "PL_EGRESS";
+/// `HASH<AddrKey, [u8; 8]>`: MACs learned from ARP replies (6 bytes + 2 padding).
+pub const NEIGH_MAP: &str = "PL_NEIGH";
+/// `PERCPU_ARRAY<EndpointStats>` by endpoint id.
+pub const ENDPOINT_STATS_MAP: &str = "PL_ENDPOINT_STATS";
+/// `ARRAY<Settings>` of one element.
+pub const SETTINGS_MAP: &str = "PL_SETTINGS";
+
+pub const MAX_NETWORKS: u32 = MAX_IFACES;
+pub const MAX_ENDPOINTS: u32 = 1024;
+pub const MAX_SERVICES: u32 = 64;
+pub const MAX_TARGETS: u32 = 1024;
+pub const MAX_ADDRS: u32 = 4096;
+pub const MAX_LISTENERS: u32 = 1024;
+pub const MAX_SOURCES: u32 = 16384;
+pub const MAX_NEIGH: u32 = 4096;
+/// Entries in the flow map compiled into the object; `pl run` resizes it from the
+/// config's `limits.flow_table_size` (two entries per flow) before loading.
+pub const DEFAULT_FLOW_ENTRIES: u32 = 131_072;
+/// Slots of `PL_MAGLEV`: a table per (service, zone) and one cross-zone table per service.
+pub const MAGLEV_ENTRIES: u32 =
+    MAX_SERVICES * (crate::service::MAX_ZONES as u32 + 1) * crate::maglev::MAGLEV_SIZE as u32;
+/// `PERCPU_ARRAY<NewFlow>` of one element: scratch space for creating a flow.
+pub const SCRATCH_MAP: &str = "PL_SCRATCH";

@@ -3,79 +3,109 @@
 
 use bytemuck::{Pod, Zeroable};
 
-/// One per-interface counter. The discriminant is the index into [`IfaceStats::counters`].
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum IfaceCounter {
-    /// Frames seen on the interface.
-    RxPackets = 0,
-    /// Bytes of those frames, from the Ethernet header on (no FCS).
-    RxBytes,
-    /// ARP frames.
-    Arp,
-    /// IPv4 frames carrying TCP.
-    Ipv4Tcp,
-    /// IPv4 frames carrying UDP.
-    Ipv4Udp,
-    /// IPv4 frames carrying anything else (ICMP included).
-    Ipv4Other,
-    /// Frames that are neither ARP nor IPv4 (IPv6, VLAN-tagged, ...).
-    NonIpv4,
-    /// Frames cut short inside a header they announce, or with an impossible IPv4 header.
-    Malformed,
-    /// Frames the program returned `XDP_PASS` for.
-    XdpPass,
-    /// Frames the program returned `XDP_DROP` for.
-    XdpDrop,
-    /// Frames the program returned `XDP_TX` for.
-    XdpTx,
-    /// Frames the program returned `XDP_REDIRECT` for.
-    XdpRedirect,
+/// Defines a counter enum whose discriminants index a per-CPU array of u64, with `ALL`
+/// (index order), `COUNT`, and the one name each counter has everywhere.
+macro_rules! counters {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        $vis enum $name { $($(#[$vmeta])* $variant,)+ }
+
+        impl $name {
+            /// Every counter, in index order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)+];
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The name used in `pl stats`, JSON, metrics and docs.
+            pub const fn name(self) -> &'static str {
+                match self { $(Self::$variant => $text,)+ }
+            }
+
+            /// The counter with this name.
+            pub fn from_name(name: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|c| c.name() == name)
+            }
+        }
+    };
+}
+
+counters! {
+    /// One per-interface counter.
+    pub enum IfaceCounter {
+        /// Frames seen on the interface.
+        RxPackets = "rx_packets",
+        /// Bytes of those frames, from the Ethernet header on (no FCS).
+        RxBytes = "rx_bytes",
+        /// ARP frames.
+        Arp = "arp",
+        /// IPv4 frames carrying TCP.
+        Ipv4Tcp = "ipv4_tcp",
+        /// IPv4 frames carrying UDP.
+        Ipv4Udp = "ipv4_udp",
+        /// IPv4 frames carrying anything else (ICMP included).
+        Ipv4Other = "ipv4_other",
+        /// Frames that are neither ARP nor IPv4 (IPv6, VLAN-tagged, ...).
+        NonIpv4 = "non_ipv4",
+        /// Frames cut short inside a header they announce, or with an impossible IPv4 header.
+        Malformed = "malformed",
+        /// ARP requests for one of our addresses, answered with the interface's MAC.
+        ArpReplied = "arp_replied",
+        /// ARP replies from a target, whose MAC was learned.
+        ArpLearned = "arp_learned",
+        /// Dropped: ARP not for one of our addresses on this network.
+        DroppedArp = "dropped_arp",
+        /// Dropped: IPv4 TCP/UDP to an address that is no endpoint or NLB address here.
+        DroppedNotOurs = "dropped_not_ours",
+        /// Dropped: to an NLB address, matching no flow (the provider cannot initiate).
+        DroppedNoFlow = "dropped_no_flow",
+        /// Dropped: neither ARP nor IPv4 TCP/UDP (or malformed) on a dedicated interface.
+        DroppedUnsupported = "dropped_unsupported",
+        /// Frames the program returned `XDP_PASS` for.
+        XdpPass = "xdp_pass",
+        /// Frames the program returned `XDP_DROP` for.
+        XdpDrop = "xdp_drop",
+        /// Frames the program returned `XDP_TX` for.
+        XdpTx = "xdp_tx",
+        /// Frames the program returned `XDP_REDIRECT` for.
+        XdpRedirect = "xdp_redirect",
+    }
+}
+
+counters! {
+    /// One per-endpoint counter.
+    pub enum EndpointCounter {
+        /// Consumer -> provider packets and bytes forwarded.
+        ToProviderPackets = "to_provider_packets",
+        ToProviderBytes = "to_provider_bytes",
+        /// Provider -> consumer packets and bytes forwarded.
+        ToConsumerPackets = "to_consumer_packets",
+        ToConsumerBytes = "to_consumer_bytes",
+        /// Flows created.
+        NewFlows = "new_flows",
+        /// Refused: no listener on that protocol and port.
+        RefusedNoListener = "refused_no_listener",
+        /// Refused: the service has not accepted this endpoint.
+        RefusedNotAccepted = "refused_not_accepted",
+        /// Refused: source not in the endpoint's allowed_sources.
+        RefusedSource = "refused_source",
+        /// Refused: no healthy, resolved target in an eligible zone.
+        RefusedNoTarget = "refused_no_target",
+        /// Refused: no free SNAT port after the probes.
+        RefusedSnatExhausted = "refused_snat_exhausted",
+        /// Refused: TTL would reach zero.
+        RefusedTtl = "refused_ttl",
+        /// Refused: the flow table is full.
+        RefusedFlowTableFull = "refused_flow_table_full",
+    }
 }
 
 /// Number of [`IfaceCounter`]s.
-pub const IFACE_COUNTERS: usize = IfaceCounter::ALL.len();
+pub const IFACE_COUNTERS: usize = IfaceCounter::COUNT;
+/// Number of [`EndpointCounter`]s.
+pub const ENDPOINT_COUNTERS: usize = EndpointCounter::COUNT;
 
 impl IfaceCounter {
-    /// Every counter, in index order.
-    pub const ALL: [Self; 12] = [
-        Self::RxPackets,
-        Self::RxBytes,
-        Self::Arp,
-        Self::Ipv4Tcp,
-        Self::Ipv4Udp,
-        Self::Ipv4Other,
-        Self::NonIpv4,
-        Self::Malformed,
-        Self::XdpPass,
-        Self::XdpDrop,
-        Self::XdpTx,
-        Self::XdpRedirect,
-    ];
-
-    /// The name used in `pl stats`, JSON, metrics and docs.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::RxPackets => "rx_packets",
-            Self::RxBytes => "rx_bytes",
-            Self::Arp => "arp",
-            Self::Ipv4Tcp => "ipv4_tcp",
-            Self::Ipv4Udp => "ipv4_udp",
-            Self::Ipv4Other => "ipv4_other",
-            Self::NonIpv4 => "non_ipv4",
-            Self::Malformed => "malformed",
-            Self::XdpPass => "xdp_pass",
-            Self::XdpDrop => "xdp_drop",
-            Self::XdpTx => "xdp_tx",
-            Self::XdpRedirect => "xdp_redirect",
-        }
-    }
-
-    /// The counter with this name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.name() == name)
-    }
-
     /// The counter for an XDP action code, if it is one of the four that forward or drop.
     pub const fn for_action(action: u32) -> Option<Self> {
         match action {
@@ -114,9 +144,38 @@ impl IfaceStats {
     }
 }
 
+/// Value of [`crate::maps::ENDPOINT_STATS_MAP`]: one CPU's counters for one endpoint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct EndpointStats {
+    pub counters: [u64; ENDPOINT_COUNTERS],
+}
+
+impl Default for EndpointStats {
+    fn default() -> Self {
+        Self::zeroed()
+    }
+}
+
+impl EndpointStats {
+    pub const fn get(&self, counter: EndpointCounter) -> u64 {
+        self.counters[counter as usize]
+    }
+
+    pub fn accumulate(&mut self, other: &Self) {
+        for (a, b) in self.counters.iter_mut().zip(other.counters.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+    }
+}
+
 #[cfg(feature = "user")]
-// SAFETY: repr(C) array of u64, no padding, every bit pattern valid.
-unsafe impl aya::Pod for IfaceStats {}
+mod user {
+    use super::*;
+    // SAFETY: repr(C) arrays of u64, no padding, every bit pattern valid.
+    unsafe impl aya::Pod for IfaceStats {}
+    unsafe impl aya::Pod for EndpointStats {}
+}
 
 #[cfg(test)]
 mod tests {
@@ -128,6 +187,14 @@ mod tests {
             assert_eq!(*c as usize, i, "{c:?} is out of order in ALL");
             assert_eq!(
                 IfaceCounter::from_name(c.name()),
+                Some(*c),
+                "{c:?} name does not round-trip"
+            );
+        }
+        for (i, c) in EndpointCounter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "{c:?} is out of order in ALL");
+            assert_eq!(
+                EndpointCounter::from_name(c.name()),
                 Some(*c),
                 "{c:?} name does not round-trip"
             );
@@ -168,6 +235,6 @@ mod tests {
     #[test]
     fn stats_layout_is_what_the_map_expects() {
         assert_eq!(size_of::<IfaceStats>(), 8 * IFACE_COUNTERS);
-        assert_eq!(size_of::<crate::iface::IfaceConfig>(), 4);
+        assert_eq!(size_of::<crate::iface::IfaceConfig>(), 16);
     }
 }

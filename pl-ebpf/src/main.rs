@@ -1,16 +1,30 @@
-//! pl's XDP data path. A frame walks: classify (is the ingress interface ours?) -> parse
-//! (bounded, one place) -> stats. The PrivateLink stages (endpoint, policy, conntrack,
-//! nat, redirect) slot in between parse and stats.
+//! pl's XDP data path. A frame walks: classify (which of our interfaces, which network)
+//! -> parse (bounded, one place) -> ARP, or conntrack (existing flow?) -> endpoint lookup
+//! and policy (new flow) -> nat -> redirect -> stats.
 #![no_std]
 #![no_main]
 
+mod arp;
 mod classify;
+mod conntrack;
+mod endpoint;
 mod maps;
+mod nat;
 mod parse;
+mod redirect;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use pl_common::stats::IfaceCounter;
+use network_types::eth::EthHdr;
+use pl_common::{
+    endpoint::{ADDR_NLB, AddrKey},
+    flow::{FLOW_FORWARD, FlowKey},
+    iface::{IFACE_DEDICATED, IfaceConfig},
+    proto::ETH_HLEN,
+    stats::{EndpointCounter, IfaceCounter},
+};
+
+use crate::{maps::PL_ADDRS, parse::Frame, stats::Slot};
 
 #[xdp]
 pub fn pl_xdp(ctx: XdpContext) -> u32 {
@@ -25,16 +39,112 @@ fn try_pl_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     let Some(iface) = classify::ingress(ctx) else {
         return Ok(xdp_action::XDP_PASS);
     };
-    let stats = stats::Slot::get(iface.slot).ok_or(())?;
+    let stats = Slot::get(iface.slot).ok_or(())?;
     stats.add(IfaceCounter::RxPackets, 1);
     stats.add(IfaceCounter::RxBytes, (ctx.data_end() - ctx.data()) as u64);
-    stats.add(parse::classify(ctx), 1);
+    let (class, frame) = parse::parse(ctx);
+    stats.add(class, 1);
 
-    // Nothing is translated yet: hand everything to the kernel, so attaching to an
-    // interface that carries other traffic changes nothing but the counters.
-    let action = xdp_action::XDP_PASS;
+    // Observe-only interfaces (`pl run --interface`): count, and hand everything on.
+    let action = if iface.flags & IFACE_DEDICATED == 0 {
+        xdp_action::XDP_PASS
+    } else {
+        match frame {
+            Frame::Arp => arp::handle(ctx, &iface, &stats),
+            Frame::Ipv4L4 { proto } => ipv4(ctx, &iface, &stats, proto)?,
+            Frame::Other => {
+                stats.add(IfaceCounter::DroppedUnsupported, 1);
+                xdp_action::XDP_DROP
+            }
+        }
+    };
     stats.count_action(action);
     Ok(action)
+}
+
+fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Result<u32, ()> {
+    let ip = parse::ptr_at::<network_types::ip::Ipv4Hdr>(ctx, ETH_HLEN).ok_or(())?;
+    let ports = parse::ptr_at::<[u8; 4]>(ctx, parse::L4_OFF).ok_or(())?;
+    // SAFETY: both bounds-checked by ptr_at.
+    let (src, dst, p) = unsafe { ((*ip).src_addr, (*ip).dst_addr, *ports) };
+    let key = FlowKey {
+        src_be: u32::from_ne_bytes(src),
+        dst_be: u32::from_ne_bytes(dst),
+        sport_be: u16::from_ne_bytes([p[0], p[1]]),
+        dport_be: u16::from_ne_bytes([p[2], p[3]]),
+        network: iface.network,
+        proto,
+        _pad: 0,
+    };
+    let now = conntrack::now();
+    let s = conntrack::settings();
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let (found, expired) = conntrack::lookup(&key, now, &s);
+    if let Some(v) = found {
+        // SAFETY: a live map value; only its timestamp is ever rewritten in place.
+        return Ok(forward(ctx, unsafe { &*v }, proto, len));
+    }
+
+    // SAFETY: copied out at once.
+    let Some(addr) = (unsafe {
+        PL_ADDRS.get(AddrKey {
+            addr_be: key.dst_be,
+            network: key.network,
+            _pad: 0,
+        })
+    })
+    .copied() else {
+        stats.add(IfaceCounter::DroppedNotOurs, 1);
+        return Ok(xdp_action::XDP_DROP);
+    };
+    if addr.kind == ADDR_NLB {
+        // Only replies of existing flows reach a consumer: the provider cannot initiate.
+        stats.add(IfaceCounter::DroppedNoFlow, 1);
+        return Ok(xdp_action::XDP_DROP);
+    }
+    let endpoint = addr.id;
+    if expired {
+        conntrack::remove_expired(&key);
+    }
+    let refuse = |reason| {
+        stats::endpoint_add(endpoint, reason, 1);
+        Ok(xdp_action::XDP_DROP)
+    };
+    let admitted = match endpoint::admit(&key, endpoint, addr.zone) {
+        Ok(a) => a,
+        Err(reason) => return refuse(reason),
+    };
+    if nat::ttl(ctx).ok_or(())? <= 1 {
+        return refuse(EndpointCounter::RefusedTtl);
+    }
+    let eth = parse::ptr_at::<EthHdr>(ctx, 0).ok_or(())?;
+    // SAFETY: bounds-checked.
+    let consumer_mac = unsafe { (*eth).src_addr };
+    let v = match conntrack::create(&key, &admitted, endpoint, consumer_mac, iface.mac, &s, now) {
+        Ok(v) => v,
+        Err(reason) => return refuse(reason),
+    };
+    stats::endpoint_add(endpoint, EndpointCounter::NewFlows, 1);
+    // SAFETY: this CPU's scratch space or a live map value.
+    Ok(forward(ctx, unsafe { &*v }, proto, len))
+}
+
+/// Translates along an existing flow entry and redirects.
+#[inline(always)]
+fn forward(ctx: &XdpContext, v: &pl_common::flow::FlowValue, proto: u8, len: u64) -> u32 {
+    let to_provider = v.dir == FLOW_FORWARD;
+    match nat::ttl(ctx) {
+        Some(ttl) if ttl > 1 => {}
+        _ => {
+            stats::endpoint_add(v.endpoint, EndpointCounter::RefusedTtl, 1);
+            return xdp_action::XDP_DROP;
+        }
+    }
+    if nat::translate(ctx, v, proto).is_err() {
+        return xdp_action::XDP_ABORTED;
+    }
+    stats::endpoint_forwarded(v.endpoint, to_provider, len);
+    redirect::to_network(v.egress)
 }
 
 // Host builds (clippy --workspace) link std, which brings its own handler.

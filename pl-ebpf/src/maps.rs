@@ -1,14 +1,69 @@
 //! The program's maps. Names must match `pl_common::maps` (the fixture tests load them by
-//! those constants).
+//! those constants); sizes come from there too.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, DevMap, HashMap, LpmTrie, PerCpuArray},
 };
-use pl_common::{iface::IfaceConfig, maps::MAX_IFACES, stats::IfaceStats};
+use pl_common::{
+    endpoint::{AddrInfo, AddrKey, EndpointInfo, ListenerInfo, ListenerKey, SourceKey},
+    flow::{FlowKey, FlowValue, NewFlow},
+    iface::IfaceConfig,
+    maps::{
+        DEFAULT_FLOW_ENTRIES, MAGLEV_ENTRIES, MAX_ADDRS, MAX_ENDPOINTS, MAX_IFACES, MAX_LISTENERS,
+        MAX_NEIGH, MAX_NETWORKS, MAX_SERVICES, MAX_SOURCES, MAX_TARGETS,
+    },
+    service::{ServiceInfo, TargetInfo},
+    settings::Settings,
+    stats::{EndpointStats, IfaceStats},
+};
 
 #[map]
 pub static PL_IFACES: HashMap<u32, IfaceConfig> = HashMap::with_max_entries(MAX_IFACES, 0);
 
 #[map]
 pub static PL_IFACE_STATS: PerCpuArray<IfaceStats> = PerCpuArray::with_max_entries(MAX_IFACES, 0);
+
+#[map]
+pub static PL_ADDRS: HashMap<AddrKey, AddrInfo> = HashMap::with_max_entries(MAX_ADDRS, 0);
+
+#[map]
+pub static PL_ENDPOINTS: Array<EndpointInfo> = Array::with_max_entries(MAX_ENDPOINTS, 0);
+
+#[map]
+pub static PL_LISTENERS: HashMap<ListenerKey, ListenerInfo> =
+    HashMap::with_max_entries(MAX_LISTENERS, 0);
+
+#[map]
+pub static PL_SOURCES: LpmTrie<SourceKey, u8> =
+    LpmTrie::with_max_entries(MAX_SOURCES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub static PL_SERVICES: Array<ServiceInfo> = Array::with_max_entries(MAX_SERVICES, 0);
+
+#[map]
+pub static PL_TARGETS: Array<TargetInfo> = Array::with_max_entries(MAX_TARGETS, 0);
+
+#[map]
+pub static PL_MAGLEV: Array<u32> = Array::with_max_entries(MAGLEV_ENTRIES, 0);
+
+#[map]
+pub static PL_FLOWS: HashMap<FlowKey, FlowValue> =
+    HashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+
+#[map]
+pub static PL_EGRESS: DevMap = DevMap::with_max_entries(MAX_NETWORKS, 0);
+
+#[map]
+pub static PL_NEIGH: HashMap<AddrKey, [u8; 8]> = HashMap::with_max_entries(MAX_NEIGH, 0);
+
+#[map]
+pub static PL_ENDPOINT_STATS: PerCpuArray<EndpointStats> =
+    PerCpuArray::with_max_entries(MAX_ENDPOINTS, 0);
+
+#[map]
+pub static PL_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static PL_SCRATCH: PerCpuArray<NewFlow> = PerCpuArray::with_max_entries(1, 0);

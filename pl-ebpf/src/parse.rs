@@ -1,4 +1,8 @@
 //! Parse: the one place that reads headers, every read bounds-checked against data_end.
+//!
+//! The data path handles IPv4 without options and unfragmented (Katran's choice too):
+//! fixed offsets keep the verifier's job simple. Anything else is classified here and
+//! dropped on dedicated interfaces.
 
 use core::mem::size_of;
 
@@ -12,53 +16,78 @@ use pl_common::{
     stats::IfaceCounter,
 };
 
+/// Offset of the L4 header for IPv4 without options.
+pub const L4_OFF: usize = ETH_HLEN + IPV4_MIN_HLEN;
+
 /// A pointer to a `T` at `offset`, if the whole `T` lies inside the frame.
 #[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     let start = ctx.data();
     if start + offset + size_of::<T>() > ctx.data_end() {
         return None;
     }
-    Some((start + offset) as *const T)
+    Some((start + offset) as *mut T)
 }
 
-/// True when `len` bytes from `offset` lie inside the frame.
 #[inline(always)]
 fn has(ctx: &XdpContext, offset: usize, len: usize) -> bool {
     ctx.data() + offset + len <= ctx.data_end()
 }
 
-/// Which class counter the frame belongs to.
+/// What the data path does with a frame.
+pub enum Frame {
+    Arp,
+    /// IPv4 TCP or UDP, no options, not fragmented, whole L4 header present.
+    Ipv4L4 {
+        proto: u8,
+    },
+    /// Anything else, with its class counter.
+    Other,
+}
+
+/// The frame's class counter and what the data path makes of it.
 #[inline(always)]
-pub fn classify(ctx: &XdpContext) -> IfaceCounter {
+pub fn parse(ctx: &XdpContext) -> (IfaceCounter, Frame) {
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
-        return IfaceCounter::Malformed;
+        return (IfaceCounter::Malformed, Frame::Other);
     };
     // SAFETY: bounds checked by ptr_at.
     match u16::from_be(unsafe { (*eth).ether_type }) {
-        ETH_P_ARP if has(ctx, ETH_HLEN, ARP_LEN) => IfaceCounter::Arp,
-        ETH_P_ARP => IfaceCounter::Malformed,
-        ETH_P_IP => classify_ipv4(ctx),
-        _ => IfaceCounter::NonIpv4,
+        ETH_P_ARP if has(ctx, ETH_HLEN, ARP_LEN) => (IfaceCounter::Arp, Frame::Arp),
+        ETH_P_ARP => (IfaceCounter::Malformed, Frame::Other),
+        ETH_P_IP => parse_ipv4(ctx),
+        _ => (IfaceCounter::NonIpv4, Frame::Other),
     }
 }
 
 #[inline(always)]
-fn classify_ipv4(ctx: &XdpContext) -> IfaceCounter {
+fn parse_ipv4(ctx: &XdpContext) -> (IfaceCounter, Frame) {
     let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN) else {
-        return IfaceCounter::Malformed;
+        return (IfaceCounter::Malformed, Frame::Other);
     };
     // SAFETY: bounds checked by ptr_at.
-    let (version, hlen, proto) =
-        unsafe { ((*ip).version(), usize::from((*ip).ihl()), (*ip).proto) };
+    let (version, hlen, proto, frags) = unsafe {
+        (
+            (*ip).version(),
+            usize::from((*ip).ihl()),
+            (*ip).proto,
+            u16::from_be_bytes((*ip).frags),
+        )
+    };
     if version != 4 || hlen < IPV4_MIN_HLEN || !has(ctx, ETH_HLEN, hlen) {
-        return IfaceCounter::Malformed;
+        return (IfaceCounter::Malformed, Frame::Other);
     }
     let l4 = ETH_HLEN + hlen;
-    match proto {
+    let class = match proto {
         IPPROTO_TCP if has(ctx, l4, TCP_MIN_HLEN) => IfaceCounter::Ipv4Tcp,
         IPPROTO_UDP if has(ctx, l4, UDP_HLEN) => IfaceCounter::Ipv4Udp,
-        IPPROTO_TCP | IPPROTO_UDP => IfaceCounter::Malformed,
-        _ => IfaceCounter::Ipv4Other,
+        IPPROTO_TCP | IPPROTO_UDP => return (IfaceCounter::Malformed, Frame::Other),
+        _ => return (IfaceCounter::Ipv4Other, Frame::Other),
+    };
+    // More-fragments flag or a fragment offset: not handled by the data path yet.
+    let fragmented = frags & 0x3fff != 0;
+    if hlen != IPV4_MIN_HLEN || fragmented {
+        return (class, Frame::Other);
     }
+    (class, Frame::Ipv4L4 { proto })
 }

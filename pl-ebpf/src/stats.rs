@@ -1,8 +1,18 @@
-//! Stats: per-CPU counters per interface, so increments need no atomics.
+//! Stats: per-CPU counters per interface and per endpoint, so increments need no atomics.
+//!
+//! Indexing goes through `get_mut`: a counter index is always in range, but LLVM cannot
+//! always prove it, and a panic path is a program the verifier refuses.
 
-use pl_common::stats::{IfaceCounter, IfaceStats};
+use pl_common::stats::{EndpointCounter, IfaceCounter, IfaceStats};
 
-use crate::maps::PL_IFACE_STATS;
+use crate::maps::{PL_ENDPOINT_STATS, PL_IFACE_STATS};
+
+#[inline(always)]
+fn bump(counters: &mut [u64], index: usize, n: u64) {
+    if let Some(c) = counters.get_mut(index) {
+        *c = c.wrapping_add(n);
+    }
+}
 
 pub struct Slot(*mut IfaceStats);
 
@@ -14,12 +24,8 @@ impl Slot {
 
     #[inline(always)]
     pub fn add(&self, counter: IfaceCounter, n: u64) {
-        // SAFETY: the pointer is this CPU's element of a live map; nothing else on this CPU
-        // runs while the program does.
-        unsafe {
-            let c = &mut (*self.0).counters[counter as usize];
-            *c = c.wrapping_add(n);
-        }
+        // SAFETY: this CPU's element of a live map; nothing else on this CPU runs meanwhile.
+        bump(unsafe { &mut (*self.0).counters }, counter as usize, n);
     }
 
     #[inline(always)]
@@ -28,4 +34,31 @@ impl Slot {
             self.add(c, 1);
         }
     }
+}
+
+/// Adds `n` to an endpoint's counter (nothing if the id is out of range).
+#[inline(always)]
+pub fn endpoint_add(endpoint: u16, counter: EndpointCounter, n: u64) {
+    if let Some(p) = PL_ENDPOINT_STATS.get_ptr_mut(u32::from(endpoint)) {
+        // SAFETY: as above.
+        bump(unsafe { &mut (*p).counters }, counter as usize, n);
+    }
+}
+
+/// Counts a packet forwarded for an endpoint, in the direction it went.
+#[inline(always)]
+pub fn endpoint_forwarded(endpoint: u16, to_provider: bool, bytes: u64) {
+    let (packets, octets) = if to_provider {
+        (
+            EndpointCounter::ToProviderPackets,
+            EndpointCounter::ToProviderBytes,
+        )
+    } else {
+        (
+            EndpointCounter::ToConsumerPackets,
+            EndpointCounter::ToConsumerBytes,
+        )
+    };
+    endpoint_add(endpoint, packets, 1);
+    endpoint_add(endpoint, octets, bytes);
 }

@@ -171,11 +171,18 @@ pub fn register(
         .iter()
         .zip(0u32..)
         .map(|((name, ifindex), slot)| {
-            map.insert(ifindex, IfaceConfig { slot }, 0)
-                .map_err(|source| DataplaneError::Map {
-                    map: IFACES_MAP,
-                    source: Box::new(source),
-                })?;
+            map.insert(
+                ifindex,
+                IfaceConfig {
+                    slot,
+                    ..IfaceConfig::default()
+                },
+                0,
+            )
+            .map_err(|source| DataplaneError::Map {
+                map: IFACES_MAP,
+                source: Box::new(source),
+            })?;
             Ok(Attached {
                 name: name.clone(),
                 ifindex: *ifindex,

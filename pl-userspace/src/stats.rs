@@ -91,7 +91,7 @@ mod tests {
         assert_eq!(i.get(IfaceCounter::RxPackets), 7);
         assert_eq!(i.get(IfaceCounter::Ipv4Udp), 5);
         let table = report.table();
-        for c in IfaceCounter::ALL {
+        for &c in IfaceCounter::ALL {
             assert!(
                 table.contains(c.name()),
                 "table lacks column {}:\n{table}",

@@ -162,7 +162,7 @@ impl Harness {
         .unwrap_or_else(|e| panic!("{IFACES_MAP}: {e}"));
         if managed {
             ifaces
-                .insert(LO, IfaceConfig { slot: 0 }, 0)
+                .insert(LO, IfaceConfig::default(), 0)
                 .unwrap_or_else(|e| panic!("registering lo: {e}"));
         } else {
             let _ = ifaces.remove(&LO);
@@ -243,7 +243,7 @@ fn packet_fixtures() {
         for (c, n) in &f.counters {
             want[*c as usize] += n;
         }
-        for c in IfaceCounter::ALL {
+        for &c in IfaceCounter::ALL {
             let got = after.get(c) - before.get(c);
             if got != want[c as usize] {
                 failures.push(format!(

@@ -1,0 +1,93 @@
+//! IPv4 prefixes: parsing and matching for allowed sources (the XDP program matches with
+//! an LPM trie; this is the same rule on the host, for validation and tests).
+
+use core::{net::Ipv4Addr, str::FromStr};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CidrError {
+    /// Not `a.b.c.d/n` or `a.b.c.d`.
+    Syntax,
+    /// Prefix length above 32.
+    Length,
+    /// Bits set past the prefix length (`10.0.0.1/24`).
+    HostBits,
+}
+
+impl core::fmt::Display for CidrError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Syntax => "expected an IPv4 prefix like 10.0.0.0/24",
+            Self::Length => "prefix length must be 0 to 32",
+            Self::HostBits => "address has bits set past the prefix length",
+        })
+    }
+}
+
+impl Cidr {
+    pub const ANY: Self = Self {
+        addr: Ipv4Addr::UNSPECIFIED,
+        len: 0,
+    };
+
+    pub const fn mask(len: u8) -> u32 {
+        if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - len as u32)
+        }
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let m = Self::mask(self.len);
+        u32::from(ip) & m == u32::from(self.addr) & m
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Self, CidrError> {
+        let (a, l) = s.split_once('/').unwrap_or((s, "32"));
+        let addr: Ipv4Addr = a.parse().map_err(|_| CidrError::Syntax)?;
+        let len: u8 = l.parse().map_err(|_| CidrError::Syntax)?;
+        if len > 32 {
+            return Err(CidrError::Length);
+        }
+        if u32::from(addr) & !Self::mask(len) != 0 {
+            return Err(CidrError::HostBits);
+        }
+        Ok(Self { addr, len })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_match() {
+        let c: Cidr = "10.0.0.0/25".parse().expect("valid");
+        assert!(c.contains(Ipv4Addr::new(10, 0, 0, 10)));
+        assert!(!c.contains(Ipv4Addr::new(10, 0, 0, 200)));
+        assert!(Cidr::ANY.contains(Ipv4Addr::new(192, 0, 2, 1)));
+        let host: Cidr = "10.0.0.7".parse().expect("bare address");
+        assert_eq!(host.len, 32);
+        assert!(
+            host.contains(Ipv4Addr::new(10, 0, 0, 7)) && !host.contains(Ipv4Addr::new(10, 0, 0, 8))
+        );
+    }
+
+    #[test]
+    fn rejects() {
+        assert_eq!("10.0.0.1/24".parse::<Cidr>(), Err(CidrError::HostBits));
+        assert_eq!("10.0.0.0/33".parse::<Cidr>(), Err(CidrError::Length));
+        assert_eq!("10.0.0/8".parse::<Cidr>(), Err(CidrError::Syntax));
+        assert_eq!("x/8".parse::<Cidr>(), Err(CidrError::Syntax));
+    }
+}

@@ -1,0 +1,92 @@
+//! Endpoint lookup: which of our addresses a frame is for, and the endpoint's policy.
+//!
+//! Addresses and ports are in network byte order: `*_be` fields hold the bytes as on the
+//! wire, read into an integer with `from_ne_bytes` (so `u32::from_ne_bytes(ip.octets())`).
+
+use bytemuck::{Pod, Zeroable};
+
+/// What an [`AddrKey`] is.
+pub const ADDR_ENDPOINT: u8 = 1;
+pub const ADDR_NLB: u8 = 2;
+
+/// Key of `PL_ADDRS`: one of our addresses on one network.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct AddrKey {
+    pub addr_be: u32,
+    pub network: u16,
+    pub _pad: u16,
+}
+
+/// Value of `PL_ADDRS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct AddrInfo {
+    /// [`ADDR_ENDPOINT`] or [`ADDR_NLB`].
+    pub kind: u8,
+    /// Zone index of this address.
+    pub zone: u8,
+    /// Endpoint id (for an endpoint address) or service id (for an NLB address).
+    pub id: u16,
+}
+
+/// The endpoint carries traffic: accepted by its service (or acceptance not required).
+pub const ENDPOINT_ACCEPTED: u8 = 1;
+
+/// Value of `PL_ENDPOINTS`, indexed by endpoint id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct EndpointInfo {
+    pub service: u16,
+    pub network: u16,
+    pub flags: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Key of `PL_LISTENERS`: a service's (protocol, port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct ListenerKey {
+    pub service: u16,
+    pub port_be: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of `PL_LISTENERS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ListenerInfo {
+    pub target_port_be: u16,
+    pub _pad: u16,
+}
+
+/// Data of an LPM key in `PL_SOURCES`: endpoint id (big-endian, so it is matched as
+/// the first 32 prefix bits) then the source address. Prefix length = 32 + CIDR length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct SourceKey {
+    pub endpoint_be: u32,
+    pub addr_be: u32,
+}
+
+impl SourceKey {
+    pub const fn new(endpoint: u16, addr_be: u32) -> Self {
+        Self {
+            endpoint_be: (endpoint as u32).to_be(),
+            addr_be,
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: all repr(C) with explicit padding, every bit pattern valid (bytemuck-checked).
+    unsafe impl aya::Pod for AddrKey {}
+    unsafe impl aya::Pod for AddrInfo {}
+    unsafe impl aya::Pod for EndpointInfo {}
+    unsafe impl aya::Pod for ListenerKey {}
+    unsafe impl aya::Pod for ListenerInfo {}
+    unsafe impl aya::Pod for SourceKey {}
+}

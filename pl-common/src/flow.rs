@@ -1,0 +1,339 @@
+//! Connection tracking: one table holds both directions of every flow.
+//!
+//! A consumer flow `(consumer network, proto, client -> endpoint)` has a forward entry
+//! that rewrites it to `(nlb:snat_port -> target:target_port)` on the provider network,
+//! and a reply entry keyed by that provider-side tuple reversed, which rewrites replies
+//! back. The reply entry is also the SNAT port's reservation: it is inserted first, with
+//! BPF_NOEXIST, so two flows can never hold one port.
+//!
+//! Keys are 16 bytes and values 48, so an entry's key and value share a cache line; the
+//! checksum deltas are computed once per flow, not per packet.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::{checksum, hash::murmur3_words};
+
+/// Key of `PL_FLOWS`. Addresses and ports in network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FlowKey {
+    pub src_be: u32,
+    pub dst_be: u32,
+    pub sport_be: u16,
+    pub dport_be: u16,
+    /// Network the packet arrives on.
+    pub network: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// Seed of the flow hash (Maglev slot, first SNAT port probe).
+pub const FLOW_HASH_SEED: u32 = 0x706c;
+
+impl FlowKey {
+    /// murmur3 of the key's 16 bytes: network + protocol + 4-tuple.
+    #[inline(always)]
+    pub fn hash(&self) -> u32 {
+        murmur3_words(bytemuck::cast::<Self, [u32; 4]>(*self), FLOW_HASH_SEED)
+    }
+}
+
+/// This entry translates consumer -> provider.
+pub const FLOW_FORWARD: u8 = 0;
+/// This entry translates provider -> consumer.
+pub const FLOW_REPLY: u8 = 1;
+
+/// Value of `PL_FLOWS`: how to rewrite and where to send a packet that matches the key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FlowValue {
+    /// `bpf_ktime_get_ns` when the entry was created or last refreshed (refreshed at most
+    /// once a second, so established traffic rarely writes the line).
+    pub last_seen_ns: u64,
+    pub new_src_be: u32,
+    pub new_dst_be: u32,
+    pub new_sport_be: u16,
+    pub new_dport_be: u16,
+    /// Folded-in ones'-complement sum of (~old + new) over the two addresses: add to the
+    /// IPv4 header checksum.
+    pub csum_l3: u32,
+    /// The same over addresses and ports: add to the TCP/UDP checksum.
+    pub csum_l4: u32,
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    /// Network to send out of (index into the egress devmap).
+    pub egress: u16,
+    pub endpoint: u16,
+    /// [`FLOW_FORWARD`] or [`FLOW_REPLY`].
+    pub dir: u8,
+    pub _pad: [u8; 3],
+}
+
+const fn words_of(addr_be: u32) -> [u16; 2] {
+    let b = addr_be.to_ne_bytes();
+    [
+        u16::from_be_bytes([b[0], b[1]]),
+        u16::from_be_bytes([b[2], b[3]]),
+    ]
+}
+
+const fn port_word(port_be: u16) -> u16 {
+    u16::from_be_bytes(port_be.to_ne_bytes())
+}
+
+const fn delta(acc: u32, old: u16, new: u16) -> u32 {
+    acc + (!old as u32) + new as u32
+}
+
+/// The checksum deltas for rewriting `old` into the tuple (src, dst, sport, dport).
+#[inline(always)]
+pub const fn csum_deltas(
+    old: &FlowKey,
+    src_be: u32,
+    dst_be: u32,
+    sport_be: u16,
+    dport_be: u16,
+) -> (u32, u32) {
+    let (os, od, ns, nd) = (
+        words_of(old.src_be),
+        words_of(old.dst_be),
+        words_of(src_be),
+        words_of(dst_be),
+    );
+    let l3 = delta(
+        delta(delta(delta(0, os[0], ns[0]), os[1], ns[1]), od[0], nd[0]),
+        od[1],
+        nd[1],
+    );
+    let l4 = delta(
+        delta(l3, port_word(old.sport_be), port_word(sport_be)),
+        port_word(old.dport_be),
+        port_word(dport_be),
+    );
+    (checksum::fold(l3) as u32, checksum::fold(l4) as u32)
+}
+
+/// Applies a precomputed delta to a checksum field value (host order).
+#[inline(always)]
+pub const fn apply_delta(check: u16, delta: u32) -> u16 {
+    !checksum::fold((!check) as u32 + delta)
+}
+
+impl FlowValue {
+    /// The key replies to the packet this value produces will carry: the rewritten tuple
+    /// reversed, on the egress network.
+    #[inline(always)]
+    pub const fn reply_key(&self, proto: u8) -> FlowKey {
+        FlowKey {
+            src_be: self.new_dst_be,
+            dst_be: self.new_src_be,
+            sport_be: self.new_dport_be,
+            dport_be: self.new_sport_be,
+            network: self.egress,
+            proto,
+            _pad: 0,
+        }
+    }
+}
+
+/// Where and how a new flow goes, apart from its tuple.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FlowPlan {
+    pub now_ns: u64,
+    /// Provider-side source: an NLB address and the SNAT port.
+    pub nlb_be: u32,
+    /// Provider-side destination.
+    pub target_be: u32,
+    pub snat_port_be: u16,
+    pub target_port_be: u16,
+    pub provider_network: u16,
+    pub endpoint: u16,
+    pub target_mac: [u8; 6],
+    pub provider_mac: [u8; 6],
+    pub consumer_mac: [u8; 6],
+    pub consumer_iface_mac: [u8; 6],
+}
+
+/// The two entries of a new consumer flow. The data path builds it in a per-CPU scratch
+/// map (it does not fit the BPF stack beside everything else).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FlowPair {
+    pub forward: FlowValue,
+    pub reply_key: FlowKey,
+    pub reply: FlowValue,
+}
+
+/// Scratch space for creating a flow: `PL_SCRATCH[0]`, one per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct NewFlow {
+    pub plan: FlowPlan,
+    pub pair: FlowPair,
+}
+
+impl FlowPair {
+    pub fn new(key: &FlowKey, plan: &FlowPlan) -> Self {
+        let mut pair = Self::zeroed();
+        pair.fill(key, plan);
+        pair
+    }
+
+    /// Writes the forward entry for consumer tuple `key` translated as `p` says, the
+    /// reply entry's key (the translated tuple reversed), and the reply entry.
+    #[inline(always)]
+    pub fn fill(&mut self, key: &FlowKey, p: &FlowPlan) {
+        let (f3, f4) = csum_deltas(key, p.nlb_be, p.target_be, p.snat_port_be, p.target_port_be);
+        self.forward = FlowValue {
+            last_seen_ns: p.now_ns,
+            new_src_be: p.nlb_be,
+            new_dst_be: p.target_be,
+            new_sport_be: p.snat_port_be,
+            new_dport_be: p.target_port_be,
+            csum_l3: f3,
+            csum_l4: f4,
+            dst_mac: p.target_mac,
+            src_mac: p.provider_mac,
+            egress: p.provider_network,
+            endpoint: p.endpoint,
+            dir: FLOW_FORWARD,
+            _pad: [0; 3],
+        };
+        self.reply_key = self.forward.reply_key(key.proto);
+        let (r3, r4) = csum_deltas(
+            &self.reply_key,
+            key.dst_be,
+            key.src_be,
+            key.dport_be,
+            key.sport_be,
+        );
+        self.reply = FlowValue {
+            last_seen_ns: p.now_ns,
+            new_src_be: key.dst_be,
+            new_dst_be: key.src_be,
+            new_sport_be: key.dport_be,
+            new_dport_be: key.sport_be,
+            csum_l3: r3,
+            csum_l4: r4,
+            dst_mac: p.consumer_mac,
+            src_mac: p.consumer_iface_mac,
+            egress: key.network,
+            endpoint: p.endpoint,
+            dir: FLOW_REPLY,
+            _pad: [0; 3],
+        };
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: repr(C) with explicit padding, every bit pattern valid (bytemuck-checked).
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowValue {}
+    unsafe impl aya::Pod for NewFlow {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn be(a: [u8; 4]) -> u32 {
+        u32::from_ne_bytes(a)
+    }
+    const fn port(p: u16) -> u16 {
+        p.to_be()
+    }
+
+    fn key() -> FlowKey {
+        FlowKey {
+            src_be: be([10, 0, 0, 10]),
+            dst_be: be([10, 0, 0, 100]),
+            sport_be: port(40000),
+            dport_be: port(443),
+            network: 1,
+            proto: 6,
+            _pad: 0,
+        }
+    }
+
+    fn plan() -> FlowPlan {
+        FlowPlan {
+            nlb_be: be([10, 9, 0, 250]),
+            snat_port_be: port(40000),
+            target_be: be([10, 9, 0, 11]),
+            target_port_be: port(8443),
+            provider_network: 2,
+            endpoint: 5,
+            target_mac: [2, 0, 0, 0, 0, 0x11],
+            provider_mac: [2, 0, 0, 0, 0, 0xf2],
+            consumer_mac: [2, 0, 0, 0, 0, 0x0a],
+            consumer_iface_mac: [2, 0, 0, 0, 0, 0xf1],
+            now_ns: 7,
+        }
+    }
+
+    #[test]
+    fn layout_is_cache_friendly() {
+        assert_eq!(size_of::<FlowKey>(), 16);
+        assert_eq!(size_of::<FlowValue>(), 48);
+    }
+
+    #[test]
+    fn hash_golden_vector() {
+        // bytes 0a00000a 0a000064 9c4001bb 01000600, seed 0x706c: mmh3 gives 0x0ba9c7ca.
+        assert_eq!(key().hash(), 0x0ba9_c7ca);
+    }
+
+    #[test]
+    fn reply_key_is_the_rewritten_tuple_reversed() {
+        let pair = FlowPair::new(&key(), &plan());
+        let r = pair.reply_key;
+        assert_eq!(
+            (r.src_be, r.dst_be),
+            (be([10, 9, 0, 11]), be([10, 9, 0, 250]))
+        );
+        assert_eq!((r.sport_be, r.dport_be), (port(8443), port(40000)));
+        assert_eq!((r.network, r.proto), (2, 6));
+        // Reversing the reply's rewrite gives back the consumer's key.
+        assert_eq!(pair.reply.reply_key(6), key());
+        assert_eq!(pair.forward.dir, FLOW_FORWARD);
+        assert_eq!(pair.reply.dir, FLOW_REPLY);
+        assert_eq!(pair.reply.dst_mac, plan().consumer_mac);
+    }
+
+    /// Rewrites a real IPv4+TCP header with the deltas and checks both checksums against a
+    /// full recomputation.
+    #[test]
+    fn deltas_match_full_recompute() {
+        let k = key();
+        let pair = FlowPair::new(&k, &plan());
+        let mut pkt = [0u8; 40];
+        pkt[..20].copy_from_slice(&[
+            0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 10, 10, 0, 0, 100,
+        ]);
+        pkt[20..24].copy_from_slice(&[0x9c, 0x40, 0x01, 0xbb]);
+        pkt[32] = 0x50;
+        pkt[33] = 0x02;
+        let ip_c = checksum::checksum(&pkt[..20]);
+        pkt[10..12].copy_from_slice(&ip_c.to_be_bytes());
+        let tcp_c = checksum::l4_checksum([10, 0, 0, 10], [10, 0, 0, 100], 6, &pkt[20..]);
+        pkt[36..38].copy_from_slice(&tcp_c.to_be_bytes());
+
+        let f = pair.forward;
+        pkt[12..16].copy_from_slice(&f.new_src_be.to_ne_bytes());
+        pkt[16..20].copy_from_slice(&f.new_dst_be.to_ne_bytes());
+        pkt[20..22].copy_from_slice(&f.new_sport_be.to_ne_bytes());
+        pkt[22..24].copy_from_slice(&f.new_dport_be.to_ne_bytes());
+        let ip_new = apply_delta(ip_c, f.csum_l3);
+        let tcp_new = apply_delta(tcp_c, f.csum_l4);
+        pkt[10..12].fill(0);
+        pkt[36..38].fill(0);
+        assert_eq!(ip_new, checksum::checksum(&pkt[..20]));
+        assert_eq!(
+            tcp_new,
+            checksum::l4_checksum([10, 9, 0, 250], [10, 9, 0, 11], 6, &pkt[20..])
+        );
+    }
+}

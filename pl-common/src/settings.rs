@@ -1,0 +1,81 @@
+//! Run-time settings the data path reads from `PL_SETTINGS[0]`.
+
+use bytemuck::{Pod, Zeroable};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct Settings {
+    /// A flow idle this long is dead even before userspace sweeps it.
+    pub tcp_idle_ns: u64,
+    pub udp_idle_ns: u64,
+    /// SNAT ports are taken from [snat_port_min, snat_port_max] (host order).
+    pub snat_port_min: u16,
+    pub snat_port_max: u16,
+    pub _pad: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            tcp_idle_ns: 350 * 1_000_000_000,
+            udp_idle_ns: 120 * 1_000_000_000,
+            snat_port_min: 1024,
+            snat_port_max: 65535,
+            _pad: 0,
+        }
+    }
+}
+
+/// Probes per new flow before SNAT counts as exhausted.
+pub const SNAT_PROBES: u32 = 32;
+
+/// SNAT port for probe `i` of a flow whose consumer source port is `orig` (host order)
+/// and whose hash is `h`. Probe 0 keeps the consumer's port where the range allows (as
+/// Cilium does), so the provider often sees the client's own port; later probes walk the
+/// range from a hash-chosen point, so concurrent flows rarely probe the same ports.
+#[inline(always)]
+pub const fn snat_port(s: &Settings, orig: u16, h: u32, i: u32) -> u16 {
+    if i == 0 && orig >= s.snat_port_min && orig <= s.snat_port_max {
+        return orig;
+    }
+    let span = (s.snat_port_max as u64).saturating_sub(s.snat_port_min as u64) + 1;
+    // 7919 is prime: unless it divides the span, consecutive probes are distinct ports.
+    (s.snat_port_min as u64 + (h as u64 + i as u64 * 7919) % span) as u16
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C) with explicit padding, every bit pattern valid (bytemuck-checked).
+unsafe impl aya::Pod for Settings {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snat_ports_stay_in_range_and_probes_differ() {
+        let s = Settings {
+            snat_port_min: 2000,
+            snat_port_max: 2009,
+            ..Settings::default()
+        };
+        for h in [0, 1, u32::MAX, 0x0ba9_c7ca] {
+            let mut seen = [false; 10];
+            for i in 1..=10 {
+                let p = snat_port(&s, 1, h, i);
+                assert!((2000..=2009).contains(&p), "{p} out of range");
+                seen[usize::from(p - 2000)] = true;
+            }
+            // 7919 is coprime with the span, so 10 probes visit all 10 ports.
+            assert!(seen.iter().all(|s| *s), "probes of {h:#x} repeat: {seen:?}");
+        }
+        let one = Settings {
+            snat_port_min: 5,
+            snat_port_max: 5,
+            ..Settings::default()
+        };
+        assert_eq!(snat_port(&one, 1, 12345, 3), 5);
+        // Probe 0 keeps the consumer's port when it is in range, and only then.
+        assert_eq!(snat_port(&s, 2005, 99, 0), 2005);
+        assert!((2000..=2009).contains(&snat_port(&s, 40000, 99, 0)));
+    }
+}

@@ -1,0 +1,88 @@
+//! ARP: answer for our addresses with the interface's MAC; learn target MACs from the
+//! replies to the requests userspace sends from an NLB address.
+
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use pl_common::{
+    endpoint::{ADDR_NLB, AddrKey},
+    iface::IfaceConfig,
+    proto::ETH_HLEN,
+    stats::IfaceCounter,
+};
+
+use crate::{
+    maps::{PL_ADDRS, PL_NEIGH},
+    parse::ptr_at,
+    stats::Slot,
+};
+
+/// The Ethernet/IPv4 ARP body.
+#[repr(C)]
+struct ArpBody {
+    htype: [u8; 2],
+    ptype: [u8; 2],
+    hlen: u8,
+    plen: u8,
+    op: [u8; 2],
+    sha: [u8; 6],
+    spa: [u8; 4],
+    tha: [u8; 6],
+    tpa: [u8; 4],
+}
+
+const OP_REQUEST: u16 = 1;
+const OP_REPLY: u16 = 2;
+
+#[inline(always)]
+pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot) -> u32 {
+    let (Some(eth), Some(arp)) = (
+        ptr_at::<[u8; ETH_HLEN]>(ctx, 0),
+        ptr_at::<ArpBody>(ctx, ETH_HLEN),
+    ) else {
+        stats.add(IfaceCounter::DroppedArp, 1);
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: both pointers are bounds-checked and the frame is ours to rewrite.
+    let (eth, arp) = unsafe { (&mut *eth, &mut *arp) };
+    if arp.htype != [0, 1] || arp.ptype != [8, 0] || arp.hlen != 6 || arp.plen != 4 {
+        stats.add(IfaceCounter::DroppedArp, 1);
+        return xdp_action::XDP_DROP;
+    }
+    let op = u16::from_be_bytes(arp.op);
+    let ours = |ip: [u8; 4]| {
+        let key = AddrKey {
+            addr_be: u32::from_ne_bytes(ip),
+            network: iface.network,
+            _pad: 0,
+        };
+        // SAFETY: copied out at once.
+        unsafe { PL_ADDRS.get(key) }.copied()
+    };
+    if op == OP_REQUEST && ours(arp.tpa).is_some() {
+        let asked = arp.tpa;
+        let (asker_mac, asker_ip) = (arp.sha, arp.spa);
+        arp.op = OP_REPLY.to_be_bytes();
+        arp.tha = asker_mac;
+        arp.tpa = asker_ip;
+        arp.sha = iface.mac;
+        arp.spa = asked;
+        eth[..6].copy_from_slice(&asker_mac);
+        eth[6..12].copy_from_slice(&iface.mac);
+        stats.add(IfaceCounter::ArpReplied, 1);
+        return xdp_action::XDP_TX;
+    }
+    if op == OP_REPLY && ours(arp.tpa).is_some_and(|a| a.kind == ADDR_NLB) {
+        let key = AddrKey {
+            addr_be: u32::from_ne_bytes(arp.spa),
+            network: iface.network,
+            _pad: 0,
+        };
+        let mut mac = [0u8; 8];
+        mac[..6].copy_from_slice(&arp.sha);
+        // A full table only means this MAC is not learned; userspace asks again.
+        let _ = PL_NEIGH.insert(key, mac, 0);
+        stats.add(IfaceCounter::ArpLearned, 1);
+        return xdp_action::XDP_DROP;
+    }
+    stats.add(IfaceCounter::DroppedArp, 1);
+    xdp_action::XDP_DROP
+}
