@@ -34,14 +34,14 @@ pub fn populate<B: AsRef<[u8]>>(backends: &[B], table: &mut [u32], next: &mut [u
     };
     let mut filled = 0;
     loop {
-        for i in 0..n {
-            let mut slot = perm(i, next[i]);
+        for (i, j) in next.iter_mut().enumerate() {
+            let mut slot = perm(i, *j);
             while table[slot] != NO_BACKEND {
-                next[i] += 1;
-                slot = perm(i, next[i]);
+                *j += 1;
+                slot = perm(i, *j);
             }
             table[slot] = i as u32;
-            next[i] += 1;
+            *j += 1;
             filled += 1;
             if filled == m {
                 return;

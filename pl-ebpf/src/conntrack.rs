@@ -68,6 +68,10 @@ pub fn remove_expired(key: &FlowKey) {
     }
 }
 
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "borrowing passes map-value pointers to the helpers; by value they would be copied onto the 512-byte BPF stack"
+)]
 /// Creates both entries of a new flow; the forward value to translate with (in this
 /// CPU's scratch space, valid until the next packet on this CPU).
 #[inline(always)]
@@ -119,7 +123,6 @@ pub fn create(
                 // Another CPU created this flow between our lookup and insert: use theirs.
                 PL_FLOWS
                     .get_ptr(key)
-                    .map(|v| v as *const FlowValue)
                     .ok_or(EndpointCounter::RefusedFlowTableFull)
             }
         };
