@@ -77,6 +77,15 @@ fn parse_ipv4(ctx: &XdpContext) -> (IfaceCounter, Frame) {
     if version != 4 || hlen < IPV4_MIN_HLEN || !has(ctx, ETH_HLEN, hlen) {
         return (IfaceCounter::Malformed, Frame::Other);
     }
+    // A non-first fragment has no L4 header: classify by protocol, read nothing more.
+    if frags & 0x1fff != 0 {
+        let class = match proto {
+            IPPROTO_TCP => IfaceCounter::Ipv4Tcp,
+            IPPROTO_UDP => IfaceCounter::Ipv4Udp,
+            _ => IfaceCounter::Ipv4Other,
+        };
+        return (class, Frame::Other);
+    }
     let l4 = ETH_HLEN + hlen;
     let class = match proto {
         IPPROTO_TCP if has(ctx, l4, TCP_MIN_HLEN) => IfaceCounter::Ipv4Tcp,
@@ -84,9 +93,8 @@ fn parse_ipv4(ctx: &XdpContext) -> (IfaceCounter, Frame) {
         IPPROTO_TCP | IPPROTO_UDP => return (IfaceCounter::Malformed, Frame::Other),
         _ => return (IfaceCounter::Ipv4Other, Frame::Other),
     };
-    // More-fragments flag or a fragment offset: not handled by the data path yet.
-    let fragmented = frags & 0x3fff != 0;
-    if hlen != IPV4_MIN_HLEN || fragmented {
+    // Options, or a first fragment (more-fragments set): not handled by the data path yet.
+    if hlen != IPV4_MIN_HLEN || frags & 0x2000 != 0 {
         return (class, Frame::Other);
     }
     (class, Frame::Ipv4L4 { proto })

@@ -193,10 +193,12 @@ pub fn register(
 }
 
 /// Why the kernel refused an attach, in words that say what to do.
-fn attach_cause(err: &ProgramError, mode: Mode) -> String {
+fn attach_cause(name: &str, err: &ProgramError, mode: Mode) -> String {
     match errno::find(err) {
         Some(libc::EBUSY) | Some(libc::EEXIST) => {
-            "another XDP program is already attached (detach it with `ip link set dev IF xdp off`, or stop the pl instance that owns it)".to_owned()
+            format!(
+                "another XDP program is already attached (stop the pl run or other process that holds it; if it was attached with ip, `ip link set dev {name} xdp off`)"
+            )
         }
         Some(libc::EOPNOTSUPP) if mode == Mode::Native => {
             "the driver does not support native XDP (use --skb for generic mode)".to_owned()
@@ -221,7 +223,7 @@ impl Dataplane {
                 .map_err(|source| DataplaneError::Attach {
                     name: iface.name.clone(),
                     mode,
-                    cause: attach_cause(&source, mode),
+                    cause: attach_cause(&iface.name, &source, mode),
                     source: Box::new(source),
                 })?;
         }

@@ -35,7 +35,8 @@ impl Drop for Teardown {
         println!("==> tearing down lab {}", self.0.prefix());
         if let Err(e) = self.0.down() {
             eprintln!(
-                "pl demo: teardown failed: {e:#}; run `pl lab down --prefix {}`",
+                "pl demo: teardown failed: {:#}; run `pl lab down --prefix {}`",
+                anyhow::Error::from(e),
                 self.0.prefix()
             );
         }

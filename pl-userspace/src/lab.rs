@@ -15,7 +15,6 @@
 use std::{
     fmt,
     net::{Ipv4Addr, SocketAddrV4, UdpSocket},
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -221,8 +220,8 @@ impl Lab {
     /// Builds the lab, replacing any lab of the same prefix. On failure nothing is left.
     pub fn up(&self) -> Result<Topology, LabError> {
         self.down()?;
-        match self.build() {
-            Ok(()) => self.topology(),
+        match self.build().and_then(|()| self.topology()) {
+            Ok(topo) => Ok(topo),
             Err(e) => {
                 let _ = self.down();
                 Err(e)
@@ -326,34 +325,36 @@ impl Lab {
         })
     }
 
-    fn mac(&self, ns: &str, iface: &str) -> Result<String, LabError> {
+    /// `ip -j link show dev IFACE` in `ns`, as JSON.
+    fn link_json(&self, ns: &str, iface: &str) -> Result<serde_json::Value, LabError> {
         let out = cmd::ip(["-n", ns, "-j", "link", "show", "dev", iface])
             .map_err(self.step(format!("reading {iface} in {ns}")))?;
-        let bad = || LabError::LinkInfo {
-            prefix: self.prefix.clone(),
-            ns: ns.to_owned(),
-            iface: iface.to_owned(),
-        };
-        let v: serde_json::Value = serde_json::from_str(&out).map_err(|_| bad())?;
-        v.get(0)
-            .and_then(|l| l.get("address"))
+        serde_json::from_str::<serde_json::Value>(&out)
+            .ok()
+            .and_then(|v| v.get(0).cloned())
+            .ok_or_else(|| LabError::LinkInfo {
+                prefix: self.prefix.clone(),
+                ns: ns.to_owned(),
+                iface: iface.to_owned(),
+            })
+    }
+
+    fn mac(&self, ns: &str, iface: &str) -> Result<String, LabError> {
+        let link = self.link_json(ns, iface)?;
+        link.get("address")
             .and_then(|a| a.as_str())
             .map(str::to_owned)
-            .ok_or_else(bad)
+            .ok_or_else(|| LabError::LinkInfo {
+                prefix: self.prefix.clone(),
+                ns: ns.to_owned(),
+                iface: iface.to_owned(),
+            })
     }
 
     /// Whether an XDP program is attached to the forwarder's `iface` (`ip -j link` shows
     /// an `xdp` object for it).
     pub fn xdp_attached(&self, iface: &str) -> Result<bool, LabError> {
-        let fw = self.fw_ns();
-        let out = cmd::ip(["-n", &fw, "-j", "link", "show", "dev", iface])
-            .map_err(self.step(format!("reading {iface} in {fw}")))?;
-        let v: serde_json::Value = serde_json::from_str(&out).map_err(|_| LabError::LinkInfo {
-            prefix: self.prefix.clone(),
-            ns: fw.clone(),
-            iface: iface.to_owned(),
-        })?;
-        Ok(v.get(0).and_then(|l| l.get("xdp")).is_some())
+        Ok(self.link_json(&self.fw_ns(), iface)?.get("xdp").is_some())
     }
 
     /// Sends `count` UDP datagrams of `payload` bytes from network `network`'s first
@@ -415,7 +416,7 @@ impl Lab {
 /// SIGTERM to every process in `ns`, SIGKILL to those left after two seconds.
 fn stop_processes(ns: &str) {
     let pids = || -> Vec<i32> {
-        cmd::run(Command::new("ip").args(["netns", "pids", ns]))
+        cmd::ip(["netns", "pids", ns])
             .map(|out| {
                 out.split_whitespace()
                     .filter_map(|p| p.parse().ok())

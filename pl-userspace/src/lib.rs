@@ -5,12 +5,14 @@
 //! `pl stats` talks to). Labs and traffic: [`lab`], [`netns`], [`cmd`].
 
 pub mod cmd;
+pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod demo;
 pub mod errno;
 pub mod frame;
 pub mod lab;
+pub mod model;
 pub mod netns;
 pub mod runner;
 pub mod stats;

@@ -185,19 +185,21 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut steps = tokio::task::spawn_blocking(move || demo::run(&opts));
-    let signal = tokio::select! {
+    let (signal, mut code) = tokio::select! {
         done = &mut steps => return done.context("pl demo panicked")?.context("pl demo"),
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+        _ = term.recv() => ("SIGTERM", 143),
+        _ = int.recv() => ("SIGINT", 130),
     };
     // The steps run on a blocking thread that cannot be cancelled: tear the lab down from
     // here, which stops `pl run` inside it (it detaches) and makes the steps fail fast,
     // then let the steps' own teardown finish before exiting.
     let prefix = lab.prefix();
     eprintln!("pl demo: interrupted ({signal}); tearing down lab {prefix}");
-    let mut code = 130;
     if let Err(e) = lab.down() {
-        eprintln!("pl demo: teardown failed: {e:#}; run `pl lab down --prefix {prefix}`");
+        eprintln!(
+            "pl demo: teardown failed: {:#}; run `pl lab down --prefix {prefix}`",
+            anyhow::Error::from(e)
+        );
         code = 1;
     }
     if tokio::time::timeout(Duration::from_secs(30), steps)

@@ -138,28 +138,40 @@ impl PlRun {
         }
     }
 
-    /// Sends `signal` and waits for the process to exit; its status and output.
-    pub fn stop_with(mut self, signal: Signal) -> Result<Output, RunnerError> {
-        let timeout = Duration::from_secs(5);
-        let _ = nix::sys::signal::kill(self.pid(), signal);
+    /// Sends `signal` unless the process has already exited, then waits up to
+    /// `timeout` for it to exit; true if it did.
+    fn terminate(&mut self, signal: Signal, timeout: Duration) -> Result<bool, RunnerError> {
+        // A reaped child's pid may belong to someone else by now: check before signalling.
+        if self.exited()?.is_none() {
+            let _ = nix::sys::signal::kill(self.pid(), signal);
+        }
         let deadline = Instant::now() + timeout;
         loop {
             if self.exited()?.is_some() {
-                let child = self.child.take().expect("child is present until stop");
-                return child.wait_with_output().map_err(|source| RunnerError::Io {
-                    ns: self.ns.clone(),
-                    source,
-                });
+                return Ok(true);
             }
             if Instant::now() >= deadline {
-                return Err(RunnerError::Hung {
-                    ns: self.ns.clone(),
-                    timeout,
-                    signal,
-                });
+                return Ok(false);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends `signal` and waits for the process to exit; its status and output.
+    pub fn stop_with(mut self, signal: Signal) -> Result<Output, RunnerError> {
+        let timeout = Duration::from_secs(5);
+        if !self.terminate(signal, timeout)? {
+            return Err(RunnerError::Hung {
+                ns: self.ns.clone(),
+                timeout,
+                signal,
+            });
+        }
+        let child = self.child.take().expect("child is present until stop");
+        child.wait_with_output().map_err(|source| RunnerError::Io {
+            ns: self.ns.clone(),
+            source,
+        })
     }
 
     /// SIGTERM, as an init system would stop it.
@@ -170,18 +182,16 @@ impl PlRun {
 
 impl Drop for PlRun {
     fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        if self.child.is_none() {
             return;
-        };
-        let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        if !matches!(
+            self.terminate(Signal::SIGTERM, Duration::from_secs(3)),
+            Ok(true)
+        ) && let Some(mut child) = self.child.take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

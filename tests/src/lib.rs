@@ -3,8 +3,9 @@
 
 use std::{
     io::Write as _,
-    path::PathBuf,
-    process::{Command, Output},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
 };
 
 use pl_userspace::{
@@ -114,14 +115,48 @@ pub struct TestLab {
     pub topo: Topology,
 }
 
+/// An error with its whole cause chain, for panic messages.
+pub fn chain(e: impl Into<anyhow::Error>) -> String {
+    format!("{:#}", e.into())
+}
+
+/// Removes labs of tag `tag` left by test processes that no longer exist (a run killed
+/// before its drops ran), so they do not pile up on a machine that is kept.
+fn sweep_stale(tag: &str) {
+    let Ok(list) = pl_userspace::cmd::ip(["netns", "list"]) else {
+        return;
+    };
+    let mut stale = std::collections::BTreeSet::new();
+    for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = ns.strip_prefix(tag) else {
+            continue;
+        };
+        let Some((pid, _)) = rest.split_once('-') else {
+            continue;
+        };
+        if pid
+            .parse::<u32>()
+            .is_ok_and(|p| !Path::new(&format!("/proc/{p}")).exists())
+        {
+            stale.insert(format!("{tag}{pid}-"));
+        }
+    }
+    for prefix in stale {
+        if let Ok(lab) = Lab::new(&prefix) {
+            let _ = lab.down();
+        }
+    }
+}
+
 impl TestLab {
     /// `tag`: a few characters naming the test (the prefix is `{tag}{pid}-`).
     pub fn up(tag: &str) -> Self {
+        sweep_stale(tag);
         let prefix = format!("{tag}{}-", std::process::id());
-        let lab = Lab::new(&prefix).unwrap_or_else(|e| panic!("lab prefix {prefix}: {e}"));
+        let lab = Lab::new(&prefix).unwrap_or_else(|e| panic!("lab prefix {prefix}: {}", chain(e)));
         let topo = lab
             .up()
-            .unwrap_or_else(|e| panic!("lab up {prefix}: {e:#}"));
+            .unwrap_or_else(|e| panic!("lab up {prefix}: {}", chain(e)));
         Self { lab, topo }
     }
 
@@ -129,33 +164,58 @@ impl TestLab {
         self.topo.forwarder_ns.clone()
     }
 
-    /// Runs `pl ARGS` to completion inside namespace `ns`.
+    /// Runs `pl ARGS` inside namespace `ns`; fails the test if it runs past `PL_DEADLINE`
+    /// (a `pl run` expected to refuse would otherwise serve forever).
     pub fn pl(&self, ns: &str, args: &[&str]) -> Output {
-        netns::exec(ns, pl_bin())
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("running pl {args:?} in {ns}: {e}"))
+        output(netns::exec(ns, pl_bin()).args(args))
     }
 
     pub fn xdp_attached(&self, iface: &str) -> bool {
         self.lab
             .xdp_attached(iface)
-            .unwrap_or_else(|e| panic!("reading {iface}: {e:#}"))
+            .unwrap_or_else(|e| panic!("reading {iface}: {}", chain(e)))
     }
 }
 
 impl Drop for TestLab {
     fn drop(&mut self) {
         if let Err(e) = self.lab.down() {
-            eprintln!("lab down {}: {e:#}", self.lab.prefix());
+            eprintln!("lab down {}: {}", self.lab.prefix(), chain(e));
         }
     }
 }
 
-/// Runs a command to completion, for tools outside pl.
+/// How long a command run by [`output`] may take.
+pub const PL_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs a command to completion within [`PL_DEADLINE`]; kills it and fails the test past
+/// that.
 pub fn output(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let deadline = Instant::now() + PL_DEADLINE;
+    while child
+        .try_wait()
+        .unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}"))
+        .is_none()
+    {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().ok();
+            let stderr = out
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .unwrap_or_default();
+            panic!("{cmd:?} still running after {PL_DEADLINE:?}; killed. stderr:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("collecting output of {cmd:?}: {e}"))
 }
 
 /// Stderr as text, trimmed.

