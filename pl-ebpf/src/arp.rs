@@ -12,6 +12,7 @@ use pl_common::{
 use crate::{
     maps::{PL_ADDRS, PL_NEIGH},
     parse::ptr_at,
+    redirect,
     stats::Slot,
 };
 
@@ -68,7 +69,10 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot) -> u32 {
         eth[..6].copy_from_slice(&asker_mac);
         eth[6..12].copy_from_slice(&iface.mac);
         stats.add(IfaceCounter::ArpReplied, 1);
-        return xdp_action::XDP_TX;
+        // Out of the ingress interface by redirect, not XDP_TX: a veth flushes an XDP_TX
+        // frame to its peer only if the peer runs XDP itself, while a redirect always
+        // flushes (the peer needs GRO, as for forwarded frames).
+        return redirect::to_network(iface.network);
     }
     if op == OP_REPLY && ours(arp.tpa).is_some_and(|a| a.kind == ADDR_NLB) {
         let key = AddrKey {

@@ -4,22 +4,26 @@
 //! and if any interface refuses the program, the ones already attached are detached when
 //! the half-built [`Dataplane`] drops (aya detaches its links on drop).
 
-use std::collections::HashSet;
+use std::{collections::HashSet, net::Ipv4Addr};
 
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{HashMap, MapError, PerCpuArray},
     programs::{ProgramError, Xdp, XdpMode},
 };
 use pl_common::{
     iface::IfaceConfig,
-    maps::{IFACE_STATS_MAP, IFACES_MAP, MAX_IFACES, PROGRAM_NAME},
-    stats::IfaceStats,
+    maps::{ENDPOINT_STATS_MAP, FLOWS_MAP, IFACE_STATS_MAP, IFACES_MAP, MAX_IFACES, PROGRAM_NAME},
+    stats::{EndpointStats, IfaceStats},
 };
 
 use crate::{
-    errno,
-    stats::{IfaceReport, StatsReport},
+    apply::{ApplyError, apply},
+    errno, flows,
+    model::Model,
+    neigh::{self, Resolver},
+    plan::{Neighbors, Plan},
+    stats::{EndpointReport, IfaceReport, StatsReport, TargetReport},
 };
 
 /// Where the program runs on an interface.
@@ -76,6 +80,10 @@ pub enum DataplaneError {
         cause: String,
         source: Box<ProgramError>,
     },
+    #[error("programming the maps")]
+    Apply { source: ApplyError },
+    #[error("opening a raw socket for ARP (needs CAP_NET_RAW)")]
+    Arp { source: std::io::Error },
     #[error("map {map}")]
     Map {
         map: &'static str,
@@ -93,10 +101,11 @@ pub struct Attached {
 
 /// The loaded program, attached to its interfaces until dropped.
 pub struct Dataplane {
-    // Field order matters for drop: nothing else holds the links.
+    // Nothing else holds the links: dropping `ebpf` detaches.
     ebpf: Ebpf,
     mode: Mode,
     ifaces: Vec<Attached>,
+    data: Option<DataPath>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -132,6 +141,11 @@ pub fn resolve(names: &[String]) -> Result<Vec<(String, u32)>, DataplaneError> {
 
 /// Loads the embedded object and its program, attaching nothing.
 pub fn load() -> Result<Ebpf, DataplaneError> {
+    load_sized(None)
+}
+
+/// As [`load`], with the flow map sized to `flow_entries` entries if given.
+pub fn load_sized(flow_entries: Option<u32>) -> Result<Ebpf, DataplaneError> {
     let classify = |e: Box<dyn std::error::Error + Send + Sync>| {
         if errno::find(e.as_ref()) == Some(libc::EPERM) {
             DataplaneError::Permission { source: e }
@@ -139,7 +153,13 @@ pub fn load() -> Result<Ebpf, DataplaneError> {
             DataplaneError::Load { source: e }
         }
     };
-    let mut ebpf = Ebpf::load(crate::EBPF_OBJECT).map_err(|e| classify(Box::new(e)))?;
+    let mut loader = EbpfLoader::new();
+    if let Some(n) = flow_entries {
+        loader.map_max_entries(FLOWS_MAP, n);
+    }
+    let mut ebpf = loader
+        .load(crate::EBPF_OBJECT)
+        .map_err(|e| classify(Box::new(e)))?;
     program(&mut ebpf)
         .load()
         .map_err(|e| classify(Box::new(e)))?;
@@ -210,24 +230,221 @@ fn attach_cause(name: &str, err: &ProgramError, mode: Mode) -> String {
     }
 }
 
+/// Attaches the loaded program to every interface, or (on error, when the caller drops
+/// `ebpf`) to none.
+fn attach_all(ebpf: &mut Ebpf, ifaces: &[Attached], mode: Mode) -> Result<(), DataplaneError> {
+    let prog = program(ebpf);
+    for iface in ifaces {
+        prog.attach_to_if_index(iface.ifindex, mode.xdp())
+            .map_err(|source| DataplaneError::Attach {
+                name: iface.name.clone(),
+                mode,
+                cause: attach_cause(&iface.name, &source, mode),
+                source: Box::new(source),
+            })?;
+    }
+    Ok(())
+}
+
+/// The PrivateLink state beside the program: the model, the plan the maps hold, and
+/// what resolves target MACs.
+struct DataPath {
+    model: Model,
+    plan: Plan,
+    resolver: Resolver,
+    active: std::collections::HashMap<u16, u64>,
+}
+
 impl Dataplane {
     /// Resolves `names`, loads the program and attaches it to every interface, or to none.
+    /// Observe mode: frames are counted and passed on.
     pub fn start(names: &[String], mode: Mode) -> Result<Self, DataplaneError> {
         let resolved = resolve(names)?;
         let mut ebpf = load()?;
         let ifaces = register(&mut ebpf, &resolved)?;
-        let prog = program(&mut ebpf);
-        for iface in &ifaces {
-            // On error `ebpf` drops here, detaching every link made so far.
-            prog.attach_to_if_index(iface.ifindex, mode.xdp())
-                .map_err(|source| DataplaneError::Attach {
-                    name: iface.name.clone(),
-                    mode,
-                    cause: attach_cause(&iface.name, &source, mode),
-                    source: Box::new(source),
-                })?;
+        // On error `ebpf` drops here, detaching every link made so far.
+        attach_all(&mut ebpf, &ifaces, mode)?;
+        Ok(Self {
+            ebpf,
+            mode,
+            ifaces,
+            data: None,
+        })
+    }
+
+    /// Loads the program with the maps `model` implies and attaches it to every network's
+    /// interface, or to none. Targets take flows once ARP has resolved them.
+    pub fn start_model(model: Model, mode: Mode) -> Result<Self, DataplaneError> {
+        let mut ebpf = load_sized(Some(model.flow_table_size.saturating_mul(2)))?;
+        let plan = Plan::build(&model, &Neighbors::new());
+        apply(&mut ebpf, &plan, None).map_err(|source| DataplaneError::Apply { source })?;
+        let ifaces: Vec<Attached> = model
+            .networks
+            .iter()
+            .zip(0u32..)
+            .map(|(n, slot)| Attached {
+                name: n.interface.clone(),
+                ifindex: n.ifindex,
+                slot,
+            })
+            .collect();
+        let resolver = Resolver::new(&model).map_err(|source| DataplaneError::Arp { source })?;
+        attach_all(&mut ebpf, &ifaces, mode)?;
+        let data = DataPath {
+            model,
+            plan,
+            resolver,
+            active: std::collections::HashMap::new(),
+        };
+        Ok(Self {
+            ebpf,
+            mode,
+            ifaces,
+            data: Some(data),
+        })
+    }
+
+    pub fn has_data_path(&self) -> bool {
+        self.data.is_some()
+    }
+
+    /// A one-screen summary of what is programmed.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let Some(d) = self.data.as_ref() else {
+            return String::new();
+        };
+        let m = &d.model;
+        let mut out = String::new();
+        for n in &m.networks {
+            let _ = writeln!(
+                out,
+                "  network  {:<14} on {} ({})",
+                n.name,
+                n.interface,
+                mac_str(n.mac)
+            );
         }
-        Ok(Self { ebpf, mode, ifaces })
+        for s in &m.services {
+            let nlbs: Vec<String> = s
+                .nlbs
+                .iter()
+                .map(|(ip, z)| format!("{ip} ({})", m.zones[usize::from(*z)]))
+                .collect();
+            let listeners: Vec<String> = s
+                .listeners
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{}/{}->{}",
+                        if l.proto == 6 { "tcp" } else { "udp" },
+                        l.port,
+                        l.target_port
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  service  {:<14} in {} NLB {} listeners {}{}",
+                s.name,
+                m.networks[usize::from(s.network)].name,
+                nlbs.join(", "),
+                listeners.join(", "),
+                if s.cross_zone { " cross-zone" } else { "" }
+            );
+            for t in target_reports(d).iter().filter(|t| t.service == s.name) {
+                let _ = writeln!(
+                    out,
+                    "    target {} ({}) {}",
+                    t.ip,
+                    t.zone,
+                    t.mac.as_deref().unwrap_or("unresolved")
+                );
+            }
+        }
+        for e in &m.endpoints {
+            let addrs: Vec<String> = e
+                .addrs
+                .iter()
+                .map(|(ip, z)| format!("{ip} ({})", m.zones[usize::from(*z)]))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  endpoint {:<14} in {} -> {} at {}{}",
+                e.name,
+                m.networks[usize::from(e.network)].name,
+                m.services[usize::from(e.service)].name,
+                addrs.join(", "),
+                if e.accepted {
+                    ""
+                } else {
+                    " (pending acceptance)"
+                }
+            );
+        }
+        out
+    }
+
+    /// Asks ARP for every target again (to resolve new ones and notice changed MACs).
+    /// Problems come back as log lines.
+    pub fn probe_targets(&self) -> Vec<String> {
+        self.data
+            .as_ref()
+            .map(|d| d.resolver.probe(&d.model))
+            .unwrap_or_default()
+    }
+
+    /// Picks up MACs the program learned; re-plans and applies what changed. Returns the
+    /// targets that became resolved.
+    pub fn refresh_targets(&mut self) -> Result<Vec<String>, DataplaneError> {
+        let Some(d) = self.data.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let neigh = neigh::learned(&self.ebpf, &d.model);
+        let plan = Plan::build(&d.model, &neigh);
+        if plan == d.plan {
+            return Ok(Vec::new());
+        }
+        apply(&mut self.ebpf, &plan, Some(&d.plan))
+            .map_err(|source| DataplaneError::Apply { source })?;
+        let newly = plan
+            .targets
+            .iter()
+            .zip(&d.plan.targets)
+            .filter(|((_, n), (_, o))| n.mac != o.mac)
+            .map(|((_, n), _)| {
+                format!(
+                    "{} at {}",
+                    Ipv4Addr::from(n.addr_be.to_ne_bytes()),
+                    mac_str(n.mac)
+                )
+            })
+            .collect();
+        d.plan = plan;
+        Ok(newly)
+    }
+
+    /// Targets with no MAC yet, as addresses.
+    pub fn unresolved_targets(&self) -> Vec<Ipv4Addr> {
+        let Some(d) = self.data.as_ref() else {
+            return Vec::new();
+        };
+        d.plan
+            .targets
+            .iter()
+            .filter(|(_, t)| t.mac == [0; 6])
+            .map(|(_, t)| Ipv4Addr::from(t.addr_be.to_ne_bytes()))
+            .collect()
+    }
+
+    /// Removes idle flows and recounts live ones per endpoint.
+    pub fn sweep_flows(&mut self) -> u64 {
+        let Some(d) = self.data.as_mut() else {
+            return 0;
+        };
+        let sweep = flows::sweep(&mut self.ebpf, &d.model.settings, true);
+        d.active = sweep.active;
+        sweep.expired
     }
 
     pub fn mode(&self) -> Mode {
@@ -266,6 +483,78 @@ impl Dataplane {
                 ))
             })
             .collect::<Result<_, DataplaneError>>()?;
-        Ok(StatsReport { interfaces })
+        let (endpoints, targets) = match &self.data {
+            None => (Vec::new(), Vec::new()),
+            Some(d) => (self.endpoint_reports(d)?, target_reports(d)),
+        };
+        Ok(StatsReport {
+            interfaces,
+            endpoints,
+            targets,
+        })
     }
+
+    fn endpoint_reports(&self, d: &DataPath) -> Result<Vec<EndpointReport>, DataplaneError> {
+        let err = |source: MapError| DataplaneError::Map {
+            map: ENDPOINT_STATS_MAP,
+            source: Box::new(source),
+        };
+        let map: PerCpuArray<_, EndpointStats> = PerCpuArray::try_from(
+            self.ebpf
+                .map(ENDPOINT_STATS_MAP)
+                .unwrap_or_else(|| panic!("the embedded object has no map {ENDPOINT_STATS_MAP}")),
+        )
+        .map_err(err)?;
+        // Live flows counted now, not at the last sweep, so a new flow shows at once.
+        let active = flows::count(&self.ebpf);
+        d.model
+            .endpoints
+            .iter()
+            .zip(0u16..)
+            .map(|(e, id)| {
+                let mut total = EndpointStats::default();
+                for cpu in map.get(&u32::from(id), 0).map_err(err)?.iter() {
+                    total.accumulate(cpu);
+                }
+                Ok(EndpointReport::new(
+                    &e.name,
+                    &d.model.services[usize::from(e.service)].name,
+                    &d.model.networks[usize::from(e.network)].name,
+                    &total,
+                    active.get(&id).copied().unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+}
+
+fn target_reports(d: &DataPath) -> Vec<TargetReport> {
+    d.model
+        .services
+        .iter()
+        .flat_map(|s| {
+            s.targets.iter().map(|t| {
+                let mac = d
+                    .plan
+                    .targets
+                    .iter()
+                    .find(|(id, _)| *id == t.id)
+                    .map(|(_, i)| i.mac)
+                    .unwrap_or_default();
+                TargetReport {
+                    service: s.name.clone(),
+                    ip: t.ip,
+                    zone: d.model.zones[usize::from(t.zone)].clone(),
+                    mac: (mac != [0; 6]).then(|| mac_str(mac)),
+                }
+            })
+        })
+        .collect()
+}
+
+pub fn mac_str(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
 }

@@ -4,16 +4,20 @@
 //! Data path control: [`dataplane`] (load, attach, read counters) -> [`control`] (the socket
 //! `pl stats` talks to). Labs and traffic: [`lab`], [`netns`], [`cmd`].
 
+pub mod apply;
 pub mod cmd;
 pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod demo;
 pub mod errno;
+pub mod flows;
 pub mod frame;
 pub mod lab;
 pub mod model;
+pub mod neigh;
 pub mod netns;
+pub mod plan;
 pub mod runner;
 pub mod stats;
 

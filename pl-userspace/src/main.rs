@@ -1,6 +1,6 @@
 //! `pl`: run the XDP data path, read its counters, and drive the lab.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -10,6 +10,7 @@ use pl_userspace::{
     dataplane::{Dataplane, Mode},
     demo::{self, DEFAULT_PREFIX, DemoOptions},
     lab::Lab,
+    model::{LiveInterfaces, Model},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -36,9 +37,18 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["config", "interfaces"])))]
 struct RunArgs {
-    /// An interface to attach to (repeat for several).
-    #[arg(long = "interface", short = 'i', value_name = "IF", required = true)]
+    /// The PrivateLink config (TOML): networks, services, endpoints.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Observe only: attach to these interfaces, count frames and pass them on.
+    #[arg(
+        long = "interface",
+        short = 'i',
+        value_name = "IF",
+        conflicts_with = "config"
+    )]
     interfaces: Vec<String>,
     /// Attach in generic (skb) mode instead of native driver mode.
     #[arg(long)]
@@ -108,10 +118,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Signals first, so a SIGTERM during start-up still goes through the detach below.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // The whole config is validated before anything touches the kernel.
+    let model = args
+        .config
+        .as_deref()
+        .map(|p| Model::load(p, &LiveInterfaces))
+        .transpose()?;
     // The socket before the program: a second instance fails here with nothing attached.
     let server = control::Server::bind(&args.instance)?;
     let mode = if args.skb { Mode::Skb } else { Mode::Native };
-    let dp = Dataplane::start(&args.interfaces, mode)?;
+    let mut dp = match model {
+        Some(m) => Dataplane::start_model(m, mode)?,
+        None => Dataplane::start(&args.interfaces, mode)?,
+    };
     let names: Vec<String> = dp
         .interfaces()
         .iter()
@@ -122,14 +141,37 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         mode.name(),
         names.join(", ")
     );
+    if dp.has_data_path() {
+        resolve_targets(&mut dp).await;
+        print!("{}", dp.summary());
+    }
     println!(
         "pl: control socket @{}; `pl stats` in this network namespace reads the counters",
         server.name()
     );
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = tick.tick(), if dp.has_data_path() => {
+                ticks += 1;
+                // ARP every second while a target is unresolved, every 10 s to stay fresh.
+                if ticks % 10 == 0 || !dp.unresolved_targets().is_empty() {
+                    for e in dp.probe_targets() {
+                        eprintln!("pl: {e}");
+                    }
+                }
+                match dp.refresh_targets() {
+                    Ok(new) => new.iter().for_each(|t| println!("pl: target {t}")),
+                    Err(e) => eprintln!("pl: {:#}", anyhow::Error::from(e)),
+                }
+                if ticks % 5 == 0 {
+                    dp.sweep_flows();
+                }
+            }
             served = server.serve_one(|req| match req {
                 Request::Stats => match dp.stats() {
                     Ok(report) => Reply::Stats(report),
@@ -142,9 +184,38 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let names: Vec<String> = dp.interfaces().iter().map(|i| i.name.clone()).collect();
     drop(dp);
-    println!("pl: detached from {}", args.interfaces.join(", "));
+    println!("pl: detached from {}", names.join(", "));
     Ok(())
+}
+
+/// Asks ARP for every target and waits up to 3 s for answers, so the first flows find
+/// them resolved.
+async fn resolve_targets(dp: &mut Dataplane) {
+    for e in dp.probe_targets() {
+        eprintln!("pl: {e}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut asked = tokio::time::Instant::now();
+    while !dp.unresolved_targets().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if asked.elapsed() > Duration::from_millis(500) {
+            dp.probe_targets();
+            asked = tokio::time::Instant::now();
+        }
+        if let Err(e) = dp.refresh_targets() {
+            eprintln!("pl: {:#}", anyhow::Error::from(e));
+        }
+    }
+    let left = dp.unresolved_targets();
+    if !left.is_empty() {
+        let left: Vec<String> = left.iter().map(ToString::to_string).collect();
+        eprintln!(
+            "pl: targets not answering ARP yet (they take no flows until they do): {}",
+            left.join(", ")
+        );
+    }
 }
 
 fn stats(args: &StatsArgs) -> anyhow::Result<()> {

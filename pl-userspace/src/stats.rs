@@ -2,12 +2,61 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use pl_common::stats::{IfaceCounter, IfaceStats};
+use pl_common::stats::{EndpointCounter, EndpointStats, IfaceCounter, IfaceStats};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsReport {
     pub interfaces: Vec<IfaceReport>,
+    #[serde(default)]
+    pub endpoints: Vec<EndpointReport>,
+    #[serde(default)]
+    pub targets: Vec<TargetReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointReport {
+    pub name: String,
+    pub service: String,
+    pub network: String,
+    /// Every counter by its `pl_common` name, summed over CPUs.
+    pub counters: BTreeMap<String, u64>,
+    pub active_flows: u64,
+}
+
+impl EndpointReport {
+    pub fn new(
+        name: &str,
+        service: &str,
+        network: &str,
+        stats: &EndpointStats,
+        active_flows: u64,
+    ) -> Self {
+        let counters = EndpointCounter::ALL
+            .iter()
+            .map(|c| (c.name().to_owned(), stats.get(*c)))
+            .collect();
+        Self {
+            name: name.to_owned(),
+            service: service.to_owned(),
+            network: network.to_owned(),
+            counters,
+            active_flows,
+        }
+    }
+
+    pub fn get(&self, counter: EndpointCounter) -> u64 {
+        self.counters.get(counter.name()).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetReport {
+    pub service: String,
+    pub ip: std::net::Ipv4Addr,
+    pub zone: String,
+    /// Learned by ARP; targets without one take no flows.
+    pub mac: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,32 +93,82 @@ impl StatsReport {
         self.interfaces.iter().find(|i| i.name == name)
     }
 
-    /// One row per interface, one column per counter, in counter order.
+    pub fn endpoint(&self, name: &str) -> Option<&EndpointReport> {
+        self.endpoints.iter().find(|e| e.name == name)
+    }
+
+    /// Tables: one row per interface, then one per endpoint, one column per counter in
+    /// counter order; then the targets.
     pub fn table(&self) -> String {
         let mut header = vec!["interface".to_owned()];
         header.extend(IfaceCounter::ALL.iter().map(|c| c.name().to_owned()));
-        let mut rows = vec![header];
-        for i in &self.interfaces {
+        let rows = self.interfaces.iter().map(|i| {
             let mut row = vec![format!("{} ({})", i.name, i.mode)];
             row.extend(IfaceCounter::ALL.iter().map(|c| i.get(*c).to_string()));
-            rows.push(row);
-        }
-        let widths: Vec<usize> = (0..rows[0].len())
-            .map(|col| rows.iter().map(|r| r[col].len()).max().unwrap_or(0))
-            .collect();
-        let mut out = String::new();
-        for row in &rows {
-            for (col, cell) in row.iter().enumerate() {
-                if col == 0 {
-                    let _ = write!(out, "{cell:<w$}", w = widths[col]);
-                } else {
-                    let _ = write!(out, "  {cell:>w$}", w = widths[col]);
-                }
-            }
+            row
+        });
+        let mut out = render(header, rows);
+        if !self.endpoints.is_empty() {
+            let mut header = vec![
+                "endpoint".to_owned(),
+                "service".to_owned(),
+                "network".to_owned(),
+                "active_flows".to_owned(),
+            ];
+            header.extend(EndpointCounter::ALL.iter().map(|c| c.name().to_owned()));
+            let rows = self.endpoints.iter().map(|e| {
+                let mut row = vec![
+                    e.name.clone(),
+                    e.service.clone(),
+                    e.network.clone(),
+                    e.active_flows.to_string(),
+                ];
+                row.extend(EndpointCounter::ALL.iter().map(|c| e.get(*c).to_string()));
+                row
+            });
             out.push('\n');
+            out.push_str(&render(header, rows));
+        }
+        if !self.targets.is_empty() {
+            let header = vec![
+                "target".to_owned(),
+                "service".to_owned(),
+                "zone".to_owned(),
+                "mac".to_owned(),
+            ];
+            let rows = self.targets.iter().map(|t| {
+                vec![
+                    t.ip.to_string(),
+                    t.service.clone(),
+                    t.zone.clone(),
+                    t.mac.clone().unwrap_or_else(|| "unresolved".to_owned()),
+                ]
+            });
+            out.push('\n');
+            out.push_str(&render(header, rows));
         }
         out
     }
+}
+
+/// Aligned columns: the first left-aligned, the rest right-aligned.
+fn render(header: Vec<String>, rows: impl Iterator<Item = Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = std::iter::once(header).chain(rows).collect();
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|col| rows.iter().map(|r| r[col].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        for (col, cell) in row.iter().enumerate() {
+            if col == 0 {
+                let _ = write!(out, "{cell:<w$}", w = widths[col]);
+            } else {
+                let _ = write!(out, "  {cell:>w$}", w = widths[col]);
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -83,6 +182,7 @@ mod tests {
         s.counters[IfaceCounter::Ipv4Udp as usize] = 5;
         let report = StatsReport {
             interfaces: vec![IfaceReport::new("fw-acme", 4, "native", &s)],
+            ..StatsReport::default()
         };
         let json = serde_json::to_string(&report).expect("serialize");
         let back: StatsReport = serde_json::from_str(&json).expect("deserialize");

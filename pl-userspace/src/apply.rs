@@ -1,0 +1,146 @@
+//! Apply: write a plan into the maps, only what differs from the plan last applied (the
+//! shadow), so a neighbour change rewrites one Maglev table, not everything.
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, LpmTrie, MapData, MapError, lpm_trie::Key, xdp::DevMap},
+};
+use pl_common::{
+    endpoint::{AddrInfo, AddrKey, EndpointInfo, ListenerInfo, ListenerKey, SourceKey},
+    iface::IfaceConfig,
+    maglev::MAGLEV_SIZE,
+    maps::{
+        ADDRS_MAP, EGRESS_MAP, ENDPOINTS_MAP, IFACES_MAP, LISTENERS_MAP, MAGLEV_MAP, SERVICES_MAP,
+        SETTINGS_MAP, SOURCES_MAP, TARGETS_MAP,
+    },
+    service::{ServiceInfo, TargetInfo},
+    settings::Settings,
+};
+
+use crate::plan::Plan;
+
+#[derive(Debug, thiserror::Error)]
+#[error("writing map {map}: {source}")]
+pub struct ApplyError {
+    pub map: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+fn map<'a, T: TryFrom<&'a mut aya::maps::Map, Error = MapError>>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<T, ApplyError> {
+    let m = ebpf
+        .map_mut(name)
+        .unwrap_or_else(|| panic!("the embedded object has no map {name}"));
+    T::try_from(m).map_err(|e| ApplyError {
+        map: name,
+        source: Box::new(e),
+    })
+}
+
+fn err<E: std::error::Error + Send + Sync + 'static>(
+    map: &'static str,
+) -> impl Fn(E) -> ApplyError {
+    move |e| ApplyError {
+        map,
+        source: Box::new(e),
+    }
+}
+
+/// Entries of `new` that are not in `old` (by key and value).
+fn changed<'a, K: PartialEq, V: PartialEq>(
+    new: &'a [(K, V)],
+    old: Option<&'a [(K, V)]>,
+) -> impl Iterator<Item = &'a (K, V)> {
+    new.iter()
+        .filter(move |e| old.is_none_or(|o| !o.contains(e)))
+}
+
+/// Keys of `old` that `new` no longer has.
+fn removed<'a, K: PartialEq, V>(
+    new: &'a [(K, V)],
+    old: Option<&'a [(K, V)]>,
+) -> impl Iterator<Item = &'a K> {
+    old.unwrap_or_default()
+        .iter()
+        .map(|(k, _)| k)
+        .filter(move |k| !new.iter().any(|(n, _)| n == *k))
+}
+
+/// Writes `plan`, given that `old` (if any) is what the maps hold now.
+pub fn apply(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
+    let mut settings: Array<&mut MapData, Settings> = map(ebpf, SETTINGS_MAP)?;
+    if old.is_none_or(|o| o.settings != plan.settings) {
+        settings
+            .set(0, plan.settings, 0)
+            .map_err(err(SETTINGS_MAP))?;
+    }
+
+    let mut m: HashMap<&mut MapData, u32, IfaceConfig> = map(ebpf, IFACES_MAP)?;
+    for (k, v) in changed(&plan.ifaces, old.map(|o| &o.ifaces[..])) {
+        m.insert(k, v, 0).map_err(err(IFACES_MAP))?;
+    }
+    for k in removed(&plan.ifaces, old.map(|o| &o.ifaces[..])) {
+        m.remove(k).map_err(err(IFACES_MAP))?;
+    }
+
+    let mut m: DevMap<&mut MapData> = map(ebpf, EGRESS_MAP)?;
+    for (k, v) in changed(&plan.egress, old.map(|o| &o.egress[..])) {
+        m.set(*k, *v, None, 0).map_err(err(EGRESS_MAP))?;
+    }
+
+    let mut m: HashMap<&mut MapData, AddrKey, AddrInfo> = map(ebpf, ADDRS_MAP)?;
+    for (k, v) in changed(&plan.addrs, old.map(|o| &o.addrs[..])) {
+        m.insert(k, v, 0).map_err(err(ADDRS_MAP))?;
+    }
+    for k in removed(&plan.addrs, old.map(|o| &o.addrs[..])) {
+        m.remove(k).map_err(err(ADDRS_MAP))?;
+    }
+
+    let mut m: Array<&mut MapData, EndpointInfo> = map(ebpf, ENDPOINTS_MAP)?;
+    for (k, v) in changed(&plan.endpoints, old.map(|o| &o.endpoints[..])) {
+        m.set(*k, v, 0).map_err(err(ENDPOINTS_MAP))?;
+    }
+
+    let mut m: HashMap<&mut MapData, ListenerKey, ListenerInfo> = map(ebpf, LISTENERS_MAP)?;
+    for (k, v) in changed(&plan.listeners, old.map(|o| &o.listeners[..])) {
+        m.insert(k, v, 0).map_err(err(LISTENERS_MAP))?;
+    }
+    for k in removed(&plan.listeners, old.map(|o| &o.listeners[..])) {
+        m.remove(k).map_err(err(LISTENERS_MAP))?;
+    }
+
+    let mut m: LpmTrie<&mut MapData, SourceKey, u8> = map(ebpf, SOURCES_MAP)?;
+    for (len, data) in changed(&plan.sources, old.map(|o| &o.sources[..])) {
+        m.insert(&Key::new(*len, *data), 1, 0)
+            .map_err(err(SOURCES_MAP))?;
+    }
+    for (len, data) in old
+        .map(|o| &o.sources[..])
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| !plan.sources.contains(e))
+    {
+        m.remove(&Key::new(*len, *data)).map_err(err(SOURCES_MAP))?;
+    }
+
+    let mut m: Array<&mut MapData, ServiceInfo> = map(ebpf, SERVICES_MAP)?;
+    for (k, v) in changed(&plan.services, old.map(|o| &o.services[..])) {
+        m.set(*k, v, 0).map_err(err(SERVICES_MAP))?;
+    }
+    let mut m: Array<&mut MapData, TargetInfo> = map(ebpf, TARGETS_MAP)?;
+    for (k, v) in changed(&plan.targets, old.map(|o| &o.targets[..])) {
+        m.set(*k, v, 0).map_err(err(TARGETS_MAP))?;
+    }
+
+    let mut m: Array<&mut MapData, u32> = map(ebpf, MAGLEV_MAP)?;
+    for (table, slots) in changed(&plan.maglev, old.map(|o| &o.maglev[..])) {
+        let base = table * MAGLEV_SIZE as u32;
+        for (i, t) in slots.iter().enumerate() {
+            m.set(base + i as u32, *t, 0).map_err(err(MAGLEV_MAP))?;
+        }
+    }
+    Ok(())
+}

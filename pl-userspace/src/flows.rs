@@ -1,0 +1,93 @@
+//! The flow table seen from userspace: the idle sweep that frees SNAT ports, and the
+//! count of live flows per endpoint.
+
+use std::collections::HashMap as StdHashMap;
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, MapData},
+};
+use pl_common::{
+    flow::{FLOW_FORWARD, FlowKey, FlowValue},
+    maps::FLOWS_MAP,
+    proto::IPPROTO_TCP,
+    settings::Settings,
+};
+
+/// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` reads.
+pub fn now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Sweep {
+    /// Live flows per endpoint id.
+    pub active: StdHashMap<u16, u64>,
+    /// Flows removed as idle.
+    pub expired: u64,
+}
+
+/// Walks the flow map: counts live flows per endpoint and, if `expire`, removes both
+/// entries of every flow idle past its timeout (freeing its SNAT port).
+pub fn sweep(ebpf: &mut Ebpf, s: &Settings, expire: bool) -> Sweep {
+    let mut out = Sweep::default();
+    let Some(m) = ebpf.map_mut(FLOWS_MAP) else {
+        return out;
+    };
+    let Ok(mut map) = HashMap::<&mut MapData, FlowKey, FlowValue>::try_from(m) else {
+        return out;
+    };
+    let now = now_ns();
+    let entries: Vec<(FlowKey, FlowValue)> = map.iter().filter_map(Result::ok).collect();
+    let lookup: StdHashMap<FlowKey, FlowValue> = entries.iter().copied().collect();
+    for (key, v) in &entries {
+        if v.dir != FLOW_FORWARD {
+            // Replies are handled with their forward entry; an orphan goes when idle.
+            let fwd = v.reply_key(key.proto);
+            if expire && !lookup.contains_key(&fwd) && idle(now, v.last_seen_ns, key.proto, s) {
+                let _ = map.remove(key);
+            }
+            continue;
+        }
+        let reply_key = v.reply_key(key.proto);
+        let last = lookup
+            .get(&reply_key)
+            .map_or(v.last_seen_ns, |r| r.last_seen_ns.max(v.last_seen_ns));
+        if expire && idle(now, last, key.proto, s) {
+            let _ = map.remove(&reply_key);
+            let _ = map.remove(key);
+            out.expired += 1;
+        } else {
+            *out.active.entry(v.endpoint).or_default() += 1;
+        }
+    }
+    out
+}
+
+fn idle(now: u64, last: u64, proto: u8, s: &Settings) -> bool {
+    let limit = if proto == IPPROTO_TCP {
+        s.tcp_idle_ns
+    } else {
+        s.udp_idle_ns
+    };
+    now.saturating_sub(last) > limit
+}
+
+/// Live flows per endpoint, without removing anything.
+pub fn count(ebpf: &Ebpf) -> StdHashMap<u16, u64> {
+    let mut out = StdHashMap::new();
+    let Some(m) = ebpf.map(FLOWS_MAP) else {
+        return out;
+    };
+    let Ok(map) = HashMap::<&MapData, FlowKey, FlowValue>::try_from(m) else {
+        return out;
+    };
+    for (_, v) in map.iter().filter_map(Result::ok) {
+        if v.dir == FLOW_FORWARD {
+            *out.entry(v.endpoint).or_default() += 1;
+        }
+    }
+    out
+}

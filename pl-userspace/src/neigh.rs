@@ -1,0 +1,141 @@
+//! Target MAC resolution. pl has no address of its own on the provider network: it sends
+//! ARP requests from an NLB address (the one of the target's zone) out of the provider
+//! interface, and the XDP program learns the replies into `PL_NEIGH`.
+
+use std::{
+    net::Ipv4Addr,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+};
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, MapData},
+};
+use pl_common::{endpoint::AddrKey, maps::NEIGH_MAP, proto::ETH_P_ARP};
+
+use crate::{
+    frame,
+    model::{Mac, Model},
+    plan::{Neighbors, be},
+};
+
+/// A raw socket that sends ARP requests out of one interface.
+pub struct ArpSender {
+    fd: OwnedFd,
+    ifindex: u32,
+}
+
+impl ArpSender {
+    pub fn open(ifindex: u32) -> std::io::Result<Self> {
+        // SAFETY: plain socket(2); the fd is owned at once.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(ETH_P_ARP.to_be()),
+            )
+        };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: raw is a fresh, valid fd nothing else owns.
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+            ifindex,
+        })
+    }
+
+    /// Broadcasts "who has `target`? tell `from`" with source MAC `mac`.
+    pub fn request(&self, mac: Mac, from: Ipv4Addr, target: Ipv4Addr) -> std::io::Result<()> {
+        let f = frame::arp_request(mac, from.octets(), target.octets());
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid start.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = ETH_P_ARP.to_be();
+        addr.sll_ifindex = self.ifindex as i32;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+        // SAFETY: buffer and address are valid for the lengths given.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                f.as_ptr().cast(),
+                f.len(),
+                0,
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// One ARP sender per provider network, and what to ask.
+pub struct Resolver {
+    senders: std::collections::HashMap<u16, ArpSender>,
+}
+
+impl Resolver {
+    pub fn new(model: &Model) -> std::io::Result<Self> {
+        let mut senders = std::collections::HashMap::new();
+        for s in &model.services {
+            if let std::collections::hash_map::Entry::Vacant(v) = senders.entry(s.network) {
+                v.insert(ArpSender::open(
+                    model.networks[usize::from(s.network)].ifindex,
+                )?);
+            }
+        }
+        Ok(Self { senders })
+    }
+
+    /// Sends one request for every target (unresolved ones to resolve, resolved ones to
+    /// notice a changed MAC). Errors are per target and do not stop the others.
+    pub fn probe(&self, model: &Model) -> Vec<String> {
+        let mut errors = Vec::new();
+        for s in &model.services {
+            let Some(sender) = self.senders.get(&s.network) else {
+                continue;
+            };
+            let mac = model.networks[usize::from(s.network)].mac;
+            for t in &s.targets {
+                let Some((nlb, _)) = s.nlbs.iter().find(|(_, z)| *z == t.zone) else {
+                    continue;
+                };
+                if let Err(e) = sender.request(mac, *nlb, t.ip) {
+                    errors.push(format!("ARP for target {} from {nlb}: {e}", t.ip));
+                }
+            }
+        }
+        errors
+    }
+}
+
+/// The target MACs the XDP program has learned, for the targets of `model`.
+pub fn learned(ebpf: &Ebpf, model: &Model) -> Neighbors {
+    let Some(m) = ebpf.map(NEIGH_MAP) else {
+        return Neighbors::new();
+    };
+    let Ok(map) = HashMap::<&MapData, AddrKey, [u8; 8]>::try_from(m) else {
+        return Neighbors::new();
+    };
+    let mut out = Neighbors::new();
+    for s in &model.services {
+        for t in &s.targets {
+            let key = AddrKey {
+                addr_be: be(t.ip),
+                network: s.network,
+                _pad: 0,
+            };
+            if let Ok(v) = map.get(&key, 0) {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(&v[..6]);
+                out.insert((s.network, t.ip), mac);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,316 @@
+//! The exact map contents a model implies, given which target MACs are known. Apply
+//! writes a plan; keeping the last one applied is the shadow of what the kernel holds.
+
+use std::{collections::HashMap, net::Ipv4Addr};
+
+use pl_common::{
+    endpoint::{
+        ADDR_ENDPOINT, ADDR_NLB, AddrInfo, AddrKey, ENDPOINT_ACCEPTED, EndpointInfo, ListenerInfo,
+        ListenerKey, SourceKey,
+    },
+    iface::{IFACE_DEDICATED, IfaceConfig},
+    maglev::{self, MAGLEV_SIZE},
+    service::{MAX_ZONES, SERVICE_CROSS_ZONE, ServiceInfo, TargetInfo, maglev_table},
+    settings::Settings,
+};
+
+use crate::model::{Mac, Model};
+
+/// Target MACs learned by ARP, by (provider network, target address).
+pub type Neighbors = HashMap<(u16, Ipv4Addr), Mac>;
+
+/// Wire-order u32 of an address, as the map types hold it.
+pub fn be(ip: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(ip.octets())
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// By ifindex.
+    pub ifaces: Vec<(u32, IfaceConfig)>,
+    /// Network id -> ifindex, for the egress devmap.
+    pub egress: Vec<(u32, u32)>,
+    pub addrs: Vec<(AddrKey, AddrInfo)>,
+    pub endpoints: Vec<(u32, EndpointInfo)>,
+    pub listeners: Vec<(ListenerKey, ListenerInfo)>,
+    /// (LPM prefix length, key data).
+    pub sources: Vec<(u32, SourceKey)>,
+    pub services: Vec<(u32, ServiceInfo)>,
+    pub targets: Vec<(u32, TargetInfo)>,
+    /// Maglev table index -> `MAGLEV_SIZE` target ids.
+    pub maglev: Vec<(u32, Vec<u32>)>,
+    pub settings: Settings,
+}
+
+/// A Maglev table over `targets` (global ids with their addresses).
+fn table(targets: &[(u32, Ipv4Addr)]) -> Vec<u32> {
+    let keys: Vec<[u8; 4]> = targets.iter().map(|(_, ip)| ip.octets()).collect();
+    let mut t = vec![0; MAGLEV_SIZE];
+    let mut next = vec![0; keys.len()];
+    maglev::populate(&keys, &mut t, &mut next);
+    t.iter()
+        .map(|i| {
+            if *i == maglev::NO_BACKEND {
+                *i
+            } else {
+                targets[*i as usize].0
+            }
+        })
+        .collect()
+}
+
+impl Plan {
+    pub fn build(model: &Model, neigh: &Neighbors) -> Self {
+        let mut p = Self {
+            settings: model.settings,
+            ..Self::default()
+        };
+        for (id, n) in model.networks.iter().enumerate() {
+            let slot = id as u32;
+            p.ifaces.push((
+                n.ifindex,
+                IfaceConfig {
+                    slot,
+                    network: id as u16,
+                    flags: IFACE_DEDICATED,
+                    mac: n.mac,
+                    _pad: [0; 2],
+                },
+            ));
+            p.egress.push((slot, n.ifindex));
+        }
+        for (sid, s) in model.services.iter().enumerate() {
+            let sid = sid as u16;
+            let mut nlb_be = [0u32; MAX_ZONES];
+            for (ip, zone) in &s.nlbs {
+                nlb_be[usize::from(*zone)] = be(*ip);
+                p.addrs.push((
+                    AddrKey {
+                        addr_be: be(*ip),
+                        network: s.network,
+                        _pad: 0,
+                    },
+                    AddrInfo {
+                        kind: ADDR_NLB,
+                        zone: *zone,
+                        id: sid,
+                    },
+                ));
+            }
+            let info = ServiceInfo {
+                nlb_be,
+                network: s.network,
+                flags: if s.cross_zone { SERVICE_CROSS_ZONE } else { 0 },
+                _pad: 0,
+                provider_mac: model.networks[usize::from(s.network)].mac,
+                _pad2: [0; 2],
+            };
+            p.services.push((u32::from(sid), info));
+            for l in &s.listeners {
+                p.listeners.push((
+                    ListenerKey {
+                        service: sid,
+                        port_be: l.port.to_be(),
+                        proto: l.proto,
+                        _pad: [0; 3],
+                    },
+                    ListenerInfo {
+                        target_port_be: l.target_port.to_be(),
+                        _pad: 0,
+                    },
+                ));
+            }
+            // Only resolved targets take flows: a target with no MAC cannot be sent to.
+            let mut resolved = Vec::new();
+            for t in &s.targets {
+                let mac = neigh.get(&(s.network, t.ip)).copied();
+                p.targets.push((
+                    t.id,
+                    TargetInfo {
+                        addr_be: be(t.ip),
+                        mac: mac.unwrap_or_default(),
+                        zone: t.zone,
+                        _pad: 0,
+                    },
+                ));
+                if mac.is_some() {
+                    resolved.push((t.id, t.ip, t.zone));
+                }
+            }
+            for (_, zone) in &s.nlbs {
+                let in_zone: Vec<_> = resolved
+                    .iter()
+                    .filter(|(_, _, z)| z == zone)
+                    .map(|(id, ip, _)| (*id, *ip))
+                    .collect();
+                p.maglev
+                    .push((maglev_table(sid, Some(*zone)), table(&in_zone)));
+            }
+            let all: Vec<_> = resolved.iter().map(|(id, ip, _)| (*id, *ip)).collect();
+            p.maglev.push((maglev_table(sid, None), table(&all)));
+        }
+        for (eid, e) in model.endpoints.iter().enumerate() {
+            let eid = eid as u16;
+            for (ip, zone) in &e.addrs {
+                p.addrs.push((
+                    AddrKey {
+                        addr_be: be(*ip),
+                        network: e.network,
+                        _pad: 0,
+                    },
+                    AddrInfo {
+                        kind: ADDR_ENDPOINT,
+                        zone: *zone,
+                        id: eid,
+                    },
+                ));
+            }
+            let flags = if e.accepted { ENDPOINT_ACCEPTED } else { 0 };
+            p.endpoints.push((
+                u32::from(eid),
+                EndpointInfo {
+                    service: e.service,
+                    network: e.network,
+                    flags,
+                    _pad: [0; 3],
+                },
+            ));
+            for c in &e.sources {
+                p.sources
+                    .push((32 + u32::from(c.len), SourceKey::new(eid, be(c.addr))));
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Endpoint, Listener, Network, Service, Target};
+
+    fn model(cross_zone: bool) -> Model {
+        Model {
+            networks: vec![
+                Network {
+                    name: "acme".into(),
+                    interface: "fw-acme".into(),
+                    ifindex: 2,
+                    mac: [2, 0, 0, 0, 0, 2],
+                },
+                Network {
+                    name: "prov".into(),
+                    interface: "fw-prov".into(),
+                    ifindex: 4,
+                    mac: [2, 0, 0, 0, 0, 4],
+                },
+            ],
+            services: vec![Service {
+                name: "billing".into(),
+                network: 1,
+                nlbs: vec![
+                    (Ipv4Addr::new(10, 9, 0, 250), 0),
+                    (Ipv4Addr::new(10, 9, 0, 251), 1),
+                ],
+                cross_zone,
+                listeners: vec![Listener {
+                    proto: 6,
+                    port: 443,
+                    target_port: 8443,
+                }],
+                targets: vec![
+                    Target {
+                        id: 0,
+                        ip: Ipv4Addr::new(10, 9, 0, 11),
+                        zone: 0,
+                    },
+                    Target {
+                        id: 1,
+                        ip: Ipv4Addr::new(10, 9, 0, 12),
+                        zone: 1,
+                    },
+                ],
+            }],
+            endpoints: vec![Endpoint {
+                name: "acme-billing".into(),
+                service: 0,
+                network: 0,
+                addrs: vec![(Ipv4Addr::new(10, 0, 0, 100), 0)],
+                sources: vec!["10.0.0.0/25".parse().expect("cidr")],
+                accepted: true,
+            }],
+            zones: vec!["z1".into(), "z2".into()],
+            flow_table_size: 1000,
+            settings: Settings::default(),
+        }
+    }
+
+    fn maglev_of(p: &Plan, table: u32) -> &[u32] {
+        &p.maglev
+            .iter()
+            .find(|(t, _)| *t == table)
+            .expect("table planned")
+            .1
+    }
+
+    #[test]
+    fn unresolved_targets_take_no_flows() {
+        let m = model(false);
+        let none = Plan::build(&m, &Neighbors::new());
+        for (_, t) in &none.maglev {
+            assert!(
+                t.iter().all(|s| *s == maglev::NO_BACKEND),
+                "a table has an unresolved target"
+            );
+        }
+        let mut neigh = Neighbors::new();
+        neigh.insert((1, Ipv4Addr::new(10, 9, 0, 11)), [2, 0, 0, 0, 0, 0x11]);
+        let one = Plan::build(&m, &neigh);
+        assert!(
+            maglev_of(&one, maglev_table(0, Some(0)))
+                .iter()
+                .all(|s| *s == 0),
+            "zone z1 table must be all target 0"
+        );
+        assert!(
+            maglev_of(&one, maglev_table(0, Some(1)))
+                .iter()
+                .all(|s| *s == maglev::NO_BACKEND),
+            "z2 has no resolved target"
+        );
+        assert!(
+            maglev_of(&one, maglev_table(0, None))
+                .iter()
+                .all(|s| *s == 0)
+        );
+        assert_eq!(one.targets[0].1.mac, [2, 0, 0, 0, 0, 0x11]);
+    }
+
+    #[test]
+    fn addresses_listeners_sources_and_flags() {
+        let p = Plan::build(&model(true), &Neighbors::new());
+        assert_eq!(p.ifaces[1].1.flags, IFACE_DEDICATED);
+        assert_eq!(p.egress, vec![(0, 2), (1, 4)]);
+        let nlb = p
+            .addrs
+            .iter()
+            .find(|(k, _)| k.addr_be == be(Ipv4Addr::new(10, 9, 0, 251)))
+            .expect("NLB address planned");
+        assert_eq!((nlb.0.network, nlb.1.kind, nlb.1.zone), (1, ADDR_NLB, 1));
+        let ep = p
+            .addrs
+            .iter()
+            .find(|(_, v)| v.kind == ADDR_ENDPOINT)
+            .expect("endpoint address planned");
+        assert_eq!(ep.0.network, 0);
+        assert_eq!(p.listeners[0].0.port_be, 443u16.to_be());
+        assert_eq!(p.listeners[0].1.target_port_be, 8443u16.to_be());
+        assert_eq!(
+            p.sources,
+            vec![(32 + 25, SourceKey::new(0, be(Ipv4Addr::new(10, 0, 0, 0))))]
+        );
+        assert_eq!(p.services[0].1.flags, SERVICE_CROSS_ZONE);
+        assert_eq!(p.services[0].1.provider_mac, [2, 0, 0, 0, 0, 4]);
+        assert_eq!(p.endpoints[0].1.flags, ENDPOINT_ACCEPTED);
+    }
+}
