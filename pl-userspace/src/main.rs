@@ -159,7 +159,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = tick.tick(), if dp.has_data_path() => {
                 ticks += 1;
                 // ARP every second while a target is unresolved, every 10 s to stay fresh.
-                if ticks % 10 == 0 || !dp.unresolved_targets().is_empty() {
+                if ticks.is_multiple_of(10) || !dp.unresolved_targets().is_empty() {
                     for e in dp.probe_targets() {
                         eprintln!("pl: {e}");
                     }
@@ -168,7 +168,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     Ok(new) => new.iter().for_each(|t| println!("pl: target {t}")),
                     Err(e) => eprintln!("pl: {:#}", anyhow::Error::from(e)),
                 }
-                if ticks % 5 == 0 {
+                if ticks.is_multiple_of(5) {
                     dp.sweep_flows();
                 }
             }
