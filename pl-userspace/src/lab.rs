@@ -56,14 +56,14 @@ pub const NETWORKS: [NetSpec; 3] = [
         name: "acme",
         role: Role::Consumer,
         fw_iface: "fw-acme",
-        addrs: &["10.0.0.10/24"],
+        addrs: &["10.0.0.10/24", "10.0.0.200/24"],
         service_ip: Ipv4Addr::new(10, 0, 0, 100),
     },
     NetSpec {
         name: "globex",
         role: Role::Consumer,
         fw_iface: "fw-globex",
-        addrs: &["10.0.0.10/24"],
+        addrs: &["10.0.0.10/24", "10.0.0.200/24"],
         service_ip: Ipv4Addr::new(10, 0, 0, 100),
     },
     NetSpec {
@@ -74,6 +74,48 @@ pub const NETWORKS: [NetSpec; 3] = [
         service_ip: Ipv4Addr::new(10, 9, 0, 250),
     },
 ];
+
+/// The PrivateLink config for the lab: one service in the provider network with a target
+/// and an NLB address in each of two zones, and an endpoint in each consumer network at
+/// the same addresses. acme-billing admits 10.0.0.0/25 only (10.0.0.200 is refused);
+/// globex-billing admits any source.
+pub const LAB_CONFIG: &str = r#"# Generated for the pl lab.
+[[network]]
+name = "acme"
+interface = "fw-acme"
+
+[[network]]
+name = "globex"
+interface = "fw-globex"
+
+[[network]]
+name = "prov"
+interface = "fw-prov"
+
+[[service]]
+name = "billing"
+network = "prov"
+nlb_addresses = [{ ip = "10.9.0.250", zone = "z1" }, { ip = "10.9.0.251", zone = "z2" }]
+acceptance_required = true
+allowed_principals = ["acme", "globex"]
+accepted_endpoints = ["acme-billing", "globex-billing"]
+cross_zone = false
+listeners = [{ protocol = "tcp", port = 443, target_port = 8443 }, { protocol = "udp", port = 53, target_port = 5353 }]
+targets = [{ ip = "10.9.0.11", zone = "z1" }, { ip = "10.9.0.12", zone = "z2" }]
+
+[[endpoint]]
+name = "acme-billing"
+service = "billing"
+network = "acme"
+addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2" }]
+allowed_sources = ["10.0.0.0/25"]
+
+[[endpoint]]
+name = "globex-billing"
+service = "billing"
+network = "globex"
+addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2" }]
+"#;
 
 /// Bytes of Ethernet + IPv4 + UDP headers in front of a UDP payload.
 pub const UDP_FRAME_OVERHEAD: usize = 14 + 20 + 8;
@@ -191,6 +233,17 @@ impl Lab {
 
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Writes [`LAB_CONFIG`] (or `config`) to a file named after the lab in the temp dir.
+    pub fn write_config(&self, config: &str) -> Result<std::path::PathBuf, LabError> {
+        let path = std::env::temp_dir().join(format!("{}pl.toml", self.prefix));
+        std::fs::write(&path, config).map_err(|source| LabError::Traffic {
+            prefix: self.prefix.clone(),
+            network: "config".to_owned(),
+            source,
+        })?;
+        Ok(path)
     }
 
     pub fn fw_ns(&self) -> String {

@@ -20,6 +20,7 @@ pub mod netns;
 pub mod plan;
 pub mod runner;
 pub mod stats;
+pub mod traffic;
 
 /// The compiled XDP object, built by `build.rs`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pl-ebpf"));

@@ -1,0 +1,284 @@
+//! Real traffic through the lab: the provider's servers (one per target address) and the
+//! consumers' clients. Used by the demo and the end-to-end tests; every socket lives in a
+//! lab namespace and every wait is bounded.
+//!
+//! TCP on the target port speaks one line: `WHO` answers `target=IP peer=ADDR:PORT`;
+//! `SINK N` reads N bytes and answers their sha256 in hex. UDP answers every datagram with
+//! `target=IP peer=ADDR:PORT`. Every peer a server sees is recorded.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::netns::{self, NetnsError};
+
+pub const TCP_PORT: u16 = 443;
+pub const TCP_TARGET_PORT: u16 = 8443;
+pub const UDP_PORT: u16 = 53;
+pub const UDP_TARGET_PORT: u16 = 5353;
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrafficError {
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{what}: unexpected answer {answer:?}")]
+    Answer { what: String, answer: String },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TrafficError {
+    let what = what.into();
+    move |source| TrafficError::Io { what, source }
+}
+
+/// What a server saw: (target address, protocol, peer).
+pub type Seen = Arc<Mutex<Vec<(Ipv4Addr, &'static str, SocketAddr)>>>;
+
+/// The provider's servers; stopped and joined on drop.
+pub struct Servers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    pub seen: Seen,
+}
+
+impl Servers {
+    /// Starts a TCP and a UDP server on each of `targets` inside namespace `ns`.
+    pub fn start(ns: &str, targets: &[Ipv4Addr]) -> Result<Self, TrafficError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen: Seen = Arc::default();
+        let mut threads = Vec::new();
+        for ip in targets {
+            let ip = *ip;
+            let (tcp, udp) = netns::run_in(ns, || -> std::io::Result<_> {
+                let tcp = TcpListener::bind((ip, TCP_TARGET_PORT))?;
+                tcp.set_nonblocking(true)?;
+                let udp = UdpSocket::bind((ip, UDP_TARGET_PORT))?;
+                udp.set_read_timeout(Some(Duration::from_millis(50)))?;
+                Ok((tcp, udp))
+            })?
+            .map_err(io(format!("binding servers on {ip}")))?;
+            let (s, seen_t) = (stop.clone(), seen.clone());
+            threads.push(std::thread::spawn(move || serve_tcp(&tcp, ip, &s, &seen_t)));
+            let (s, seen_u) = (stop.clone(), seen.clone());
+            threads.push(std::thread::spawn(move || serve_udp(&udp, ip, &s, &seen_u)));
+        }
+        Ok(Self {
+            stop,
+            threads,
+            seen,
+        })
+    }
+
+    pub fn seen(&self) -> Vec<(Ipv4Addr, &'static str, SocketAddr)> {
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_tcp(l: &TcpListener, ip: Ipv4Addr, stop: &AtomicBool, seen: &Seen) {
+    let mut conns = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        match l.accept() {
+            Ok((s, peer)) => {
+                if let Ok(mut v) = seen.lock() {
+                    v.push((ip, "tcp", peer));
+                }
+                conns.push(std::thread::spawn(move || {
+                    let _ = handle_tcp(s, ip, peer);
+                }));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    for c in conns {
+        let _ = c.join();
+    }
+}
+
+fn handle_tcp(s: TcpStream, ip: Ipv4Addr, peer: SocketAddr) -> std::io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    let mut r = BufReader::new(s.try_clone()?);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let mut w = s;
+    match line.trim().split_once(' ') {
+        Some(("SINK", n)) => {
+            let mut left: u64 = n.parse().unwrap_or(0);
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            while left > 0 {
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let got = r.read(&mut buf[..want])?;
+                if got == 0 {
+                    break;
+                }
+                h.update(&buf[..got]);
+                left -= got as u64;
+            }
+            writeln!(w, "{}", hex(&h.finalize()))
+        }
+        _ => writeln!(w, "target={ip} peer={peer}"),
+    }
+}
+
+fn serve_udp(u: &UdpSocket, ip: Ipv4Addr, stop: &AtomicBool, seen: &Seen) {
+    let mut buf = [0u8; 2048];
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok((_, peer)) = u.recv_from(&mut buf) {
+            if let Ok(mut v) = seen.lock() {
+                v.push((ip, "udp", peer));
+            }
+            let _ = u.send_to(format!("target={ip} peer={peer}").as_bytes(), peer);
+        }
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A TCP connection from `src` (port `sport`, 0 for any) in namespace `ns` to `dst`,
+/// asking WHO: the server's answer.
+pub fn tcp_who(
+    ns: &str,
+    src: Ipv4Addr,
+    sport: u16,
+    dst: SocketAddrV4,
+    timeout: Duration,
+) -> Result<String, TrafficError> {
+    let what = format!("TCP {src} -> {dst} in {ns}");
+    netns::run_in(ns, || -> std::io::Result<String> {
+        let s = connect(src, sport, dst, timeout)?;
+        let mut w = s.try_clone()?;
+        w.write_all(b"WHO\n")?;
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line)?;
+        Ok(line.trim().to_owned())
+    })?
+    .map_err(io(what))
+}
+
+fn connect(
+    src: Ipv4Addr,
+    sport: u16,
+    dst: SocketAddrV4,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    use std::os::fd::{FromRawFd as _, IntoRawFd as _};
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Stream,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReuseAddr, &true)?;
+    nix::sys::socket::bind(
+        std::os::fd::AsRawFd::as_raw_fd(&sock),
+        &nix::sys::socket::SockaddrIn::from(SocketAddrV4::new(src, sport)),
+    )?;
+    // SAFETY: a fresh, bound, unconnected TCP socket we own.
+    let std_sock = unsafe { TcpStream::from_raw_fd(sock.into_raw_fd()) };
+    // std has no connect-with-timeout for a bound socket: connect non-blocking and poll.
+    std_sock.set_nonblocking(true)?;
+    let addr = nix::sys::socket::SockaddrIn::from(dst);
+    match nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&std_sock), &addr) {
+        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut fds = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(&std_sock),
+        nix::poll::PollFlags::POLLOUT,
+    )];
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms))? == 0 {
+        return Err(std::io::ErrorKind::TimedOut.into());
+    }
+    if let Some(e) = std_sock.take_error()? {
+        return Err(e);
+    }
+    std_sock.set_nonblocking(false)?;
+    std_sock.set_read_timeout(Some(IO_TIMEOUT))?;
+    std_sock.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(std_sock)
+}
+
+/// One UDP datagram from `src:sport` in `ns` to `dst`: the answer.
+pub fn udp_who(
+    ns: &str,
+    src: Ipv4Addr,
+    sport: u16,
+    dst: SocketAddrV4,
+    timeout: Duration,
+) -> Result<String, TrafficError> {
+    let what = format!("UDP {src} -> {dst} in {ns}");
+    netns::run_in(ns, || -> std::io::Result<String> {
+        let u = UdpSocket::bind((src, sport))?;
+        u.set_read_timeout(Some(timeout))?;
+        u.send_to(b"WHO", dst)?;
+        let mut buf = [0u8; 512];
+        let (n, _) = u.recv_from(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    })?
+    .map_err(io(what))
+}
+
+/// Streams `len` pseudo-random bytes over TCP to `dst` and returns (sha256 sent, sha256
+/// the server computed).
+pub fn tcp_sink(
+    ns: &str,
+    src: Ipv4Addr,
+    dst: SocketAddrV4,
+    len: u64,
+) -> Result<(String, String), TrafficError> {
+    let what = format!("TCP transfer {src} -> {dst} in {ns}");
+    netns::run_in(ns, || -> std::io::Result<(String, String)> {
+        let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        s.set_write_timeout(Some(Duration::from_secs(60)))?;
+        writeln!(s, "SINK {len}")?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut left = len;
+        while left > 0 {
+            for chunk in buf.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let b = x.to_le_bytes();
+                chunk.copy_from_slice(&b[..chunk.len()]);
+            }
+            let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            s.write_all(&buf[..n])?;
+            h.update(&buf[..n]);
+            left -= n as u64;
+        }
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line)?;
+        Ok((hex(&h.finalize()), line.trim().to_owned()))
+    })?
+    .map_err(io(what))
+}

@@ -1,0 +1,431 @@
+//! End-to-end tests of the PrivateLink data path: a lab, `pl run --config` in its
+//! forwarder namespace, real TCP and UDP sockets in the consumer and provider namespaces.
+
+use std::{
+    collections::HashSet,
+    net::{Ipv4Addr, SocketAddrV4},
+    time::Duration,
+};
+
+use pl_common::stats::{EndpointCounter, IfaceCounter};
+use pl_tests::{TestLab, chain, pl_bin, require_kernel, stderr};
+use pl_userspace::{
+    cmd,
+    lab::LAB_CONFIG,
+    netns,
+    runner::PlRun,
+    stats::StatsReport,
+    traffic::{self, Servers, TCP_PORT, UDP_PORT},
+};
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+const OUTSIDER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
+const EP_Z1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+const EP_Z2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 101);
+const T1: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 11);
+const T2: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 12);
+const SHORT: Duration = Duration::from_millis(1500);
+
+/// A lab running `pl run --config` (with `config`) and the provider's servers.
+struct Running {
+    run: PlRun,
+    servers: Servers,
+    lab: TestLab,
+}
+
+impl Running {
+    fn start(tag: &str, config: &str) -> Self {
+        let lab = TestLab::up(tag);
+        let path = lab
+            .lab
+            .write_config(config)
+            .unwrap_or_else(|e| panic!("{}", chain(e)));
+        let servers = Servers::start(
+            &lab.topo.network("prov").expect("prov").namespace,
+            &[T1, T2],
+        )
+        .unwrap_or_else(|e| panic!("servers: {}", chain(e)));
+        let path = path.to_string_lossy().into_owned();
+        let run = PlRun::start(&pl_bin(), &lab.fw_ns(), "default", &["--config", &path])
+            .unwrap_or_else(|e| panic!("pl run --config: {}", chain(e)));
+        let me = Self { run, servers, lab };
+        me.wait_resolved();
+        me
+    }
+
+    fn ns(&self, network: &str) -> String {
+        self.lab
+            .topo
+            .network(network)
+            .unwrap_or_else(|| panic!("no network {network}"))
+            .namespace
+            .clone()
+    }
+
+    fn stats(&self) -> StatsReport {
+        self.run
+            .stats()
+            .unwrap_or_else(|e| panic!("stats: {}", chain(e)))
+    }
+
+    /// Waits until every target that exists in the lab has a MAC.
+    fn wait_resolved(&self) {
+        let r = self
+            .run
+            .wait_for_stats(Duration::from_secs(5), |r| {
+                r.targets
+                    .iter()
+                    .filter(|t| t.ip == T1 || t.ip == T2)
+                    .all(|t| t.mac.is_some())
+            })
+            .unwrap_or_else(|e| panic!("stats: {}", chain(e)));
+        let missing: Vec<_> = r
+            .targets
+            .iter()
+            .filter(|t| (t.ip == T1 || t.ip == T2) && t.mac.is_none())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "targets never resolved by ARP: {missing:?}"
+        );
+    }
+
+    fn who_tcp(
+        &self,
+        network: &str,
+        src: Ipv4Addr,
+        sport: u16,
+        ep: Ipv4Addr,
+        port: u16,
+    ) -> Result<String, String> {
+        traffic::tcp_who(
+            &self.ns(network),
+            src,
+            sport,
+            SocketAddrV4::new(ep, port),
+            SHORT,
+        )
+        .map_err(chain)
+    }
+
+    fn who_udp(
+        &self,
+        network: &str,
+        src: Ipv4Addr,
+        sport: u16,
+        ep: Ipv4Addr,
+    ) -> Result<String, String> {
+        traffic::udp_who(
+            &self.ns(network),
+            src,
+            sport,
+            SocketAddrV4::new(ep, UDP_PORT),
+            SHORT,
+        )
+        .map_err(chain)
+    }
+
+    fn endpoint(&self, name: &str, c: EndpointCounter) -> u64 {
+        self.stats()
+            .endpoint(name)
+            .unwrap_or_else(|| panic!("no endpoint {name} in stats"))
+            .get(c)
+    }
+
+    fn iface(&self, name: &str, c: IfaceCounter) -> u64 {
+        self.stats()
+            .interface(name)
+            .unwrap_or_else(|| panic!("no interface {name} in stats"))
+            .get(c)
+    }
+}
+
+/// `target=IP peer=ADDR:PORT` -> (target, peer address, peer port).
+fn parse_who(answer: &str) -> (Ipv4Addr, Ipv4Addr, u16) {
+    let field = |k: &str| {
+        answer
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(k))
+            .unwrap_or_else(|| panic!("answer {answer:?} lacks {k}"))
+            .to_owned()
+    };
+    let peer: SocketAddrV4 = field("peer=")
+        .parse()
+        .unwrap_or_else(|e| panic!("peer in {answer:?}: {e}"));
+    (
+        field("target=")
+            .parse()
+            .unwrap_or_else(|e| panic!("target in {answer:?}: {e}")),
+        *peer.ip(),
+        peer.port(),
+    )
+}
+
+#[test]
+fn tcp_and_udp_reach_the_service_from_overlapping_networks() {
+    require_kernel!("tcp_and_udp_reach_the_service_from_overlapping_networks");
+    let r = Running::start("dp", LAB_CONFIG);
+    for net in ["acme", "globex"] {
+        // Zone z1's endpoint address reaches z1's target, from z1's NLB address.
+        let who = r
+            .who_tcp(net, CLIENT, 0, EP_Z1, TCP_PORT)
+            .unwrap_or_else(|e| panic!("{net} tcp: {e}"));
+        let (target, src, _) = parse_who(&who);
+        assert_eq!(
+            (target, src),
+            (T1, Ipv4Addr::new(10, 9, 0, 250)),
+            "{net}: {who}"
+        );
+        let who = r
+            .who_tcp(net, CLIENT, 0, EP_Z2, TCP_PORT)
+            .unwrap_or_else(|e| panic!("{net} tcp z2: {e}"));
+        assert_eq!(parse_who(&who).0, T2, "{net} z2: {who}");
+        assert_eq!(
+            parse_who(&who).1,
+            Ipv4Addr::new(10, 9, 0, 251),
+            "{net} z2 source: {who}"
+        );
+        let who = r
+            .who_udp(net, CLIENT, 0, EP_Z1)
+            .unwrap_or_else(|e| panic!("{net} udp: {e}"));
+        assert_eq!(
+            parse_who(&who).1,
+            Ipv4Addr::new(10, 9, 0, 250),
+            "{net} udp: {who}"
+        );
+    }
+
+    // The same client tuple from both networks at once: two flows, two SNAT tuples.
+    let (a, g) = std::thread::scope(|s| {
+        let a = s.spawn(|| r.who_tcp("acme", CLIENT, 40000, EP_Z1, TCP_PORT));
+        let g = s.spawn(|| r.who_tcp("globex", CLIENT, 40000, EP_Z1, TCP_PORT));
+        (
+            a.join().expect("acme thread"),
+            g.join().expect("globex thread"),
+        )
+    });
+    let (a, g) = (
+        a.unwrap_or_else(|e| panic!("acme: {e}")),
+        g.unwrap_or_else(|e| panic!("globex: {e}")),
+    );
+    let (pa, pg) = (parse_who(&a), parse_who(&g));
+    assert_ne!(
+        (pa.1, pa.2),
+        (pg.1, pg.2),
+        "both networks' flows share one provider-side tuple: {a} / {g}"
+    );
+
+    // The provider only ever saw NLB addresses.
+    for (_, proto, peer) in r.servers.seen() {
+        let ip = match peer {
+            std::net::SocketAddr::V4(v4) => *v4.ip(),
+            other => panic!("IPv6 peer {other}"),
+        };
+        assert!(
+            ip == Ipv4Addr::new(10, 9, 0, 250) || ip == Ipv4Addr::new(10, 9, 0, 251),
+            "{proto} peer {ip} is not an NLB address"
+        );
+    }
+
+    // Counters, read by a second process.
+    let out = r.lab.pl(&r.lab.fw_ns(), &["stats", "--json"]);
+    assert!(out.status.success(), "pl stats --json: {}", stderr(&out));
+    let report: StatsReport =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("pl stats --json: {e}"));
+    for ep in ["acme-billing", "globex-billing"] {
+        let e = report
+            .endpoint(ep)
+            .unwrap_or_else(|| panic!("{ep} missing"));
+        assert!(e.get(EndpointCounter::NewFlows) >= 4, "{ep}: {e:?}");
+        assert!(
+            e.get(EndpointCounter::ToProviderPackets) > 0
+                && e.get(EndpointCounter::ToConsumerPackets) > 0,
+            "{ep}: {e:?}"
+        );
+        assert!(e.active_flows >= 4, "{ep}: {e:?}");
+    }
+}
+
+#[test]
+fn refusals_are_dropped_and_counted_per_endpoint() {
+    require_kernel!("refusals_are_dropped_and_counted_per_endpoint");
+    let r = Running::start("rf", LAB_CONFIG);
+
+    assert!(
+        r.who_tcp("acme", CLIENT, 0, EP_Z1, 444).is_err(),
+        "no listener on 444, yet it answered"
+    );
+    assert!(r.endpoint("acme-billing", EndpointCounter::RefusedNoListener) >= 1);
+
+    assert!(
+        r.who_tcp("acme", OUTSIDER, 0, EP_Z1, TCP_PORT).is_err(),
+        "10.0.0.200 is outside acme's allowed_sources"
+    );
+    assert!(r.endpoint("acme-billing", EndpointCounter::RefusedSource) >= 1);
+    // globex-billing has no allowed_sources: any source.
+    r.who_tcp("globex", OUTSIDER, 0, EP_Z1, TCP_PORT)
+        .unwrap_or_else(|e| panic!("globex from 10.0.0.200: {e}"));
+
+    // TTL 1 would expire in the forwarder.
+    let ns = r.ns("acme");
+    netns::run_in(&ns, || {
+        let u = std::net::UdpSocket::bind((CLIENT, 0)).expect("bind");
+        u.set_ttl(1).expect("ttl");
+        u.send_to(b"x", (EP_Z1, UDP_PORT)).expect("send");
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let ttl = r.run.wait_for_stats(Duration::from_secs(2), |s| {
+        s.endpoint("acme-billing")
+            .is_some_and(|e| e.get(EndpointCounter::RefusedTtl) >= 1)
+    });
+    assert!(
+        ttl.expect("stats")
+            .endpoint("acme-billing")
+            .expect("acme")
+            .get(EndpointCounter::RefusedTtl)
+            >= 1
+    );
+
+    // The provider cannot open a connection toward an NLB address...
+    let prov = r.ns("prov");
+    let to_nlb = traffic::tcp_who(
+        &prov,
+        T1,
+        0,
+        SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 250), TCP_PORT),
+        SHORT,
+    );
+    assert!(
+        to_nlb.is_err(),
+        "the provider opened a connection to an NLB address"
+    );
+    assert!(r.iface("fw-prov", IfaceCounter::DroppedNoFlow) >= 1);
+    // ...nor reach a consumer address, even routing it at the forwarder.
+    cmd::ip([
+        "-n",
+        &prov,
+        "route",
+        "add",
+        "10.0.0.0/24",
+        "via",
+        "10.9.0.250",
+    ])
+    .unwrap_or_else(|e| panic!("{}", chain(e)));
+    assert!(
+        traffic::tcp_who(&prov, T1, 0, SocketAddrV4::new(CLIENT, 22), SHORT).is_err(),
+        "the provider reached a consumer"
+    );
+    assert!(r.iface("fw-prov", IfaceCounter::DroppedNotOurs) >= 1);
+    // Nothing of either network is reachable past the endpoint: no ICMP, no other address.
+    assert!(
+        r.iface("fw-acme", IfaceCounter::XdpPass) == 0,
+        "a frame was passed to the forwarder's stack"
+    );
+}
+
+#[test]
+fn acceptance_missing_targets_and_snat_exhaustion_are_refused() {
+    require_kernel!("acceptance_missing_targets_and_snat_exhaustion_are_refused");
+    // globex-billing not accepted; z2's target does not exist; one SNAT port.
+    let config = LAB_CONFIG
+        .replace(
+            r#"accepted_endpoints = ["acme-billing", "globex-billing"]"#,
+            r#"accepted_endpoints = ["acme-billing"]"#,
+        )
+        .replace(
+            r#"{ ip = "10.9.0.12", zone = "z2" }"#,
+            r#"{ ip = "10.9.0.13", zone = "z2" }"#,
+        )
+        + "\n[limits]\nsnat_port_min = 20000\nsnat_port_max = 20000\n";
+    let r = Running::start("ac", &config);
+
+    assert!(
+        r.who_tcp("globex", CLIENT, 0, EP_Z1, TCP_PORT).is_err(),
+        "an endpoint pending acceptance carried traffic"
+    );
+    assert!(r.endpoint("globex-billing", EndpointCounter::RefusedNotAccepted) >= 1);
+
+    assert!(
+        r.who_tcp("acme", CLIENT, 0, EP_Z2, TCP_PORT).is_err(),
+        "z2 has no resolved target, yet it answered"
+    );
+    assert!(r.endpoint("acme-billing", EndpointCounter::RefusedNoTarget) >= 1);
+    let t = r
+        .stats()
+        .targets
+        .into_iter()
+        .find(|t| t.ip == Ipv4Addr::new(10, 9, 0, 13))
+        .expect("target .13 in stats");
+    assert!(
+        t.mac.is_none(),
+        "a target that does not exist resolved: {t:?}"
+    );
+
+    // One SNAT port: the first flow takes it, a second flow to the same target is refused.
+    let who = r
+        .who_udp("acme", CLIENT, 41000, EP_Z1)
+        .unwrap_or_else(|e| panic!("first flow: {e}"));
+    assert_eq!(
+        parse_who(&who).2,
+        20000,
+        "SNAT port outside the configured range: {who}"
+    );
+    assert!(
+        r.who_udp("acme", CLIENT, 41001, EP_Z1).is_err(),
+        "a second flow got a port from a range of one"
+    );
+    assert!(r.endpoint("acme-billing", EndpointCounter::RefusedSnatExhausted) >= 1);
+}
+
+#[test]
+fn flows_stay_in_zone_unless_cross_zone_and_spread_over_targets() {
+    require_kernel!("flows_stay_in_zone_unless_cross_zone_and_spread_over_targets");
+    let targets_for = |r: &Running| -> HashSet<Ipv4Addr> {
+        (0..24u16)
+            .map(|i| {
+                let who = r
+                    .who_tcp("globex", CLIENT, 42000 + i, EP_Z1, TCP_PORT)
+                    .unwrap_or_else(|e| panic!("flow {i}: {e}"));
+                parse_who(&who).0
+            })
+            .collect()
+    };
+    let r = Running::start("zn", LAB_CONFIG);
+    assert_eq!(
+        targets_for(&r),
+        HashSet::from([T1]),
+        "cross_zone off: z1's endpoint address must reach z1's target only"
+    );
+    drop(r);
+    let r = Running::start(
+        "zx",
+        &LAB_CONFIG.replace("cross_zone = false", "cross_zone = true"),
+    );
+    assert_eq!(
+        targets_for(&r),
+        HashSet::from([T1, T2]),
+        "cross_zone on: 24 flows should spread over both targets"
+    );
+}
+
+#[test]
+fn hundred_megabytes_arrive_intact() {
+    require_kernel!("hundred_megabytes_arrive_intact");
+    let r = Running::start("mb", LAB_CONFIG);
+    let (sent, got) = traffic::tcp_sink(
+        &r.ns("acme"),
+        CLIENT,
+        SocketAddrV4::new(EP_Z1, TCP_PORT),
+        100 * 1024 * 1024,
+    )
+    .unwrap_or_else(|e| panic!("transfer: {}", chain(e)));
+    assert_eq!(
+        sent, got,
+        "sha256 of the 100 MB sent differs from what the target received"
+    );
+    let bytes = r.endpoint("acme-billing", EndpointCounter::ToProviderBytes);
+    assert!(
+        bytes > 100 * 1024 * 1024,
+        "to_provider_bytes {bytes} < 100 MB"
+    );
+}
