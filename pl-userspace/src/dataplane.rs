@@ -212,6 +212,43 @@ pub fn register(
         .collect()
 }
 
+/// One interface slot's counters, summed over CPUs.
+pub fn iface_stats(ebpf: &Ebpf, slot: u32) -> Result<IfaceStats, DataplaneError> {
+    sum_per_cpu(ebpf, IFACE_STATS_MAP, slot, IfaceStats::accumulate)
+}
+
+/// One endpoint's counters, summed over CPUs.
+pub fn endpoint_stats(ebpf: &Ebpf, id: u16) -> Result<EndpointStats, DataplaneError> {
+    sum_per_cpu(
+        ebpf,
+        ENDPOINT_STATS_MAP,
+        u32::from(id),
+        EndpointStats::accumulate,
+    )
+}
+
+fn sum_per_cpu<T: aya::Pod + Default>(
+    ebpf: &Ebpf,
+    name: &'static str,
+    index: u32,
+    add: fn(&mut T, &T),
+) -> Result<T, DataplaneError> {
+    let err = |source: MapError| DataplaneError::Map {
+        map: name,
+        source: Box::new(source),
+    };
+    let map: PerCpuArray<_, T> = PerCpuArray::try_from(
+        ebpf.map(name)
+            .unwrap_or_else(|| panic!("the embedded object has no map {name}")),
+    )
+    .map_err(err)?;
+    let mut total = T::default();
+    for cpu in map.get(&index, 0).map_err(err)?.iter() {
+        add(&mut total, cpu);
+    }
+    Ok(total)
+}
+
 /// Why the kernel refused an attach, in words that say what to do.
 fn attach_cause(name: &str, err: &ProgramError, mode: Mode) -> String {
     match errno::find(err) {
@@ -252,7 +289,6 @@ struct DataPath {
     model: Model,
     plan: Plan,
     resolver: Resolver,
-    active: std::collections::HashMap<u16, u64>,
 }
 
 impl Dataplane {
@@ -294,7 +330,6 @@ impl Dataplane {
             model,
             plan,
             resolver,
-            active: std::collections::HashMap::new(),
         };
         Ok(Self {
             ebpf,
@@ -437,14 +472,12 @@ impl Dataplane {
             .collect()
     }
 
-    /// Removes idle flows and recounts live ones per endpoint.
+    /// Removes idle flows (freeing their SNAT ports); how many.
     pub fn sweep_flows(&mut self) -> u64 {
-        let Some(d) = self.data.as_mut() else {
+        let Some(d) = self.data.as_ref() else {
             return 0;
         };
-        let sweep = flows::sweep(&mut self.ebpf, &d.model.settings, true);
-        d.active = sweep.active;
-        sweep.expired
+        flows::sweep(&mut self.ebpf, &d.model.settings)
     }
 
     pub fn mode(&self) -> Mode {
@@ -457,29 +490,15 @@ impl Dataplane {
 
     /// Every interface's counters, summed over CPUs.
     pub fn stats(&self) -> Result<StatsReport, DataplaneError> {
-        let err = |source: MapError| DataplaneError::Map {
-            map: IFACE_STATS_MAP,
-            source: Box::new(source),
-        };
-        let map: PerCpuArray<_, IfaceStats> = PerCpuArray::try_from(
-            self.ebpf
-                .map(IFACE_STATS_MAP)
-                .unwrap_or_else(|| panic!("the embedded object has no map {IFACE_STATS_MAP}")),
-        )
-        .map_err(err)?;
         let interfaces = self
             .ifaces
             .iter()
             .map(|i| {
-                let mut total = IfaceStats::default();
-                for cpu in map.get(&i.slot, 0).map_err(err)?.iter() {
-                    total.accumulate(cpu);
-                }
                 Ok(IfaceReport::new(
                     &i.name,
                     i.ifindex,
                     self.mode.name(),
-                    &total,
+                    &iface_stats(&self.ebpf, i.slot)?,
                 ))
             })
             .collect::<Result<_, DataplaneError>>()?;
@@ -495,16 +514,6 @@ impl Dataplane {
     }
 
     fn endpoint_reports(&self, d: &DataPath) -> Result<Vec<EndpointReport>, DataplaneError> {
-        let err = |source: MapError| DataplaneError::Map {
-            map: ENDPOINT_STATS_MAP,
-            source: Box::new(source),
-        };
-        let map: PerCpuArray<_, EndpointStats> = PerCpuArray::try_from(
-            self.ebpf
-                .map(ENDPOINT_STATS_MAP)
-                .unwrap_or_else(|| panic!("the embedded object has no map {ENDPOINT_STATS_MAP}")),
-        )
-        .map_err(err)?;
         // Live flows counted now, not at the last sweep, so a new flow shows at once.
         let active = flows::count(&self.ebpf);
         d.model
@@ -512,15 +521,11 @@ impl Dataplane {
             .iter()
             .zip(0u16..)
             .map(|(e, id)| {
-                let mut total = EndpointStats::default();
-                for cpu in map.get(&u32::from(id), 0).map_err(err)?.iter() {
-                    total.accumulate(cpu);
-                }
                 Ok(EndpointReport::new(
                     &e.name,
                     &d.model.services[usize::from(e.service)].name,
                     &d.model.networks[usize::from(e.network)].name,
-                    &total,
+                    &endpoint_stats(&self.ebpf, id)?,
                     active.get(&id).copied().unwrap_or(0),
                 ))
             })

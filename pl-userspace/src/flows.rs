@@ -21,18 +21,10 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Sweep {
-    /// Live flows per endpoint id.
-    pub active: StdHashMap<u16, u64>,
-    /// Flows removed as idle.
-    pub expired: u64,
-}
-
-/// Walks the flow map: counts live flows per endpoint and, if `expire`, removes both
-/// entries of every flow idle past its timeout (freeing its SNAT port).
-pub fn sweep(ebpf: &mut Ebpf, s: &Settings, expire: bool) -> Sweep {
-    let mut out = Sweep::default();
+/// Removes both entries of every flow idle past its timeout (freeing its SNAT port), and
+/// reply entries whose forward entry is gone; how many flows it removed.
+pub fn sweep(ebpf: &mut Ebpf, s: &Settings) -> u64 {
+    let mut out = 0;
     let Some(m) = ebpf.map_mut(FLOWS_MAP) else {
         return out;
     };
@@ -46,7 +38,7 @@ pub fn sweep(ebpf: &mut Ebpf, s: &Settings, expire: bool) -> Sweep {
         if v.dir != FLOW_FORWARD {
             // Replies are handled with their forward entry; an orphan goes when idle.
             let fwd = v.reply_key(key.proto);
-            if expire && !lookup.contains_key(&fwd) && idle(now, v.last_seen_ns, key.proto, s) {
+            if !lookup.contains_key(&fwd) && idle(now, v.last_seen_ns, key.proto, s) {
                 let _ = map.remove(key);
             }
             continue;
@@ -55,12 +47,10 @@ pub fn sweep(ebpf: &mut Ebpf, s: &Settings, expire: bool) -> Sweep {
         let last = lookup
             .get(&reply_key)
             .map_or(v.last_seen_ns, |r| r.last_seen_ns.max(v.last_seen_ns));
-        if expire && idle(now, last, key.proto, s) {
+        if idle(now, last, key.proto, s) {
             let _ = map.remove(&reply_key);
             let _ = map.remove(key);
-            out.expired += 1;
-        } else {
-            *out.active.entry(v.endpoint).or_default() += 1;
+            out += 1;
         }
     }
     out

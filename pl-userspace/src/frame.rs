@@ -113,6 +113,31 @@ pub fn arp_request(sender_mac: Mac, sender_ip: [u8; 4], target: [u8; 4]) -> Vec<
     ethernet([0xff; 6], sender_mac, ETH_P_ARP, &a)
 }
 
+/// ARP reply: `sender` (MAC, IP) tells `target` (MAC, IP) that it has the address.
+pub fn arp_reply(
+    sender_mac: Mac,
+    sender_ip: [u8; 4],
+    target_mac: Mac,
+    target_ip: [u8; 4],
+) -> Vec<u8> {
+    let mut a = vec![0, 1, 0x08, 0x00, 6, 4, 0, 2];
+    a.extend_from_slice(&sender_mac);
+    a.extend_from_slice(&sender_ip);
+    a.extend_from_slice(&target_mac);
+    a.extend_from_slice(&target_ip);
+    ethernet(target_mac, sender_mac, ETH_P_ARP, &a)
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<Mac> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +176,17 @@ mod tests {
             )),
             0xffff
         );
+    }
+
+    #[test]
+    fn mac_parsing() {
+        assert_eq!(
+            parse_mac("02:00:0a:ff:00:01"),
+            Some([2, 0, 0x0a, 0xff, 0, 1])
+        );
+        assert_eq!(parse_mac("02:00:0a:ff:00"), None);
+        assert_eq!(parse_mac("02:00:0a:ff:00:01:02"), None);
+        assert_eq!(parse_mac("zz:00:0a:ff:00:01"), None);
     }
 
     #[test]

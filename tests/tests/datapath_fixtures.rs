@@ -1,0 +1,663 @@
+//! Data-path packet fixtures: a table of (description, ingress interface, input frame,
+//! expected action, expected output frame, expected counter deltas) run in order through
+//! BPF_PROG_TEST_RUN against the real object, programmed by the real loader from a config.
+//! The table is stateful, as a flow table is: later rows see the flows earlier rows made.
+//!
+//! Expected frames are built from scratch by the frame builders, so every checksum in the
+//! output is checked against a full recomputation, not against the data path's own
+//! incremental arithmetic. Every interface's and endpoint's counters are compared; a
+//! counter a row does not name must not move.
+
+use std::{collections::HashSet, net::Ipv4Addr, path::PathBuf};
+
+use aya::{
+    Ebpf,
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+use pl_common::{
+    flow::FlowKey,
+    maps::PROGRAM_NAME,
+    proto::{XDP_DROP, XDP_REDIRECT},
+    settings::{SNAT_PROBES, snat_port},
+    stats::{EndpointCounter as E, IfaceCounter as I},
+};
+use pl_tests::{TestLab, chain, require_kernel};
+use pl_userspace::{
+    apply::apply,
+    config::Source,
+    dataplane,
+    frame::{Ipv4, Mac, TCP_ACK, TCP_SYN, arp_reply, arp_request, ethernet, ipv4_frame, parse_mac},
+    lab::LAB_CONFIG,
+    model::{LiveInterfaces, Model},
+    netns,
+    plan::{Neighbors, Plan},
+};
+
+const CLIENT: [u8; 4] = [10, 0, 0, 10];
+const OUTSIDER: [u8; 4] = [10, 0, 0, 200];
+const EP1: [u8; 4] = [10, 0, 0, 100];
+const EP2: [u8; 4] = [10, 0, 0, 101];
+const PENDING: [u8; 4] = [10, 0, 0, 102];
+const NLB1: [u8; 4] = [10, 9, 0, 250];
+const T1: [u8; 4] = [10, 9, 0, 11];
+const T2: [u8; 4] = [10, 9, 0, 12];
+const CA: Mac = [2, 0, 0, 0, 0x0a, 1];
+const CG: Mac = [2, 0, 0, 0, 0x0b, 1];
+const T1_MAC: Mac = [2, 0, 0, 0, 0x09, 0x11];
+const T2_MAC: Mac = [2, 0, 0, 0, 0x09, 0x12];
+const IFACES: [&str; 3] = ["fw-acme", "fw-globex", "fw-prov"];
+const ENDPOINTS: [&str; 3] = ["acme-billing", "globex-billing", "acme-pending"];
+
+/// The lab config plus an endpoint the service has not accepted and a 3-port SNAT range.
+fn config() -> String {
+    format!(
+        "{LAB_CONFIG}\n[[endpoint]]\nname = \"acme-pending\"\nservice = \"billing\"\nnetwork = \"acme\"\naddresses = [{{ ip = \"10.0.0.102\", zone = \"z1\" }}]\n\n[limits]\nsnat_port_min = 40000\nsnat_port_max = 40002\n"
+    )
+}
+
+#[derive(Clone, Copy)]
+enum Delta {
+    I(&'static str, I, u64),
+    E(&'static str, E, u64),
+}
+
+struct Fx {
+    desc: &'static str,
+    on: &'static str,
+    input: Vec<u8>,
+    action: u32,
+    /// None: leaves unchanged (drops, and what is passed).
+    output: Option<Vec<u8>>,
+    deltas: Vec<Delta>,
+}
+
+/// Ingress counters every frame moves.
+fn seen(on: &'static str, f: &[u8], class: I) -> Vec<Delta> {
+    vec![
+        Delta::I(on, I::RxPackets, 1),
+        Delta::I(on, I::RxBytes, f.len() as u64),
+        Delta::I(on, class, 1),
+    ]
+}
+
+fn dropped(desc: &'static str, on: &'static str, input: Vec<u8>, class: I, why: Delta) -> Fx {
+    let mut deltas = seen(on, &input, class);
+    deltas.extend([why, Delta::I(on, I::XdpDrop, 1)]);
+    Fx {
+        desc,
+        on,
+        input,
+        action: XDP_DROP,
+        output: None,
+        deltas,
+    }
+}
+
+fn refused(desc: &'static str, input: Vec<u8>, class: I, endpoint: &'static str, why: E) -> Fx {
+    dropped(desc, "fw-acme", input, class, Delta::E(endpoint, why, 1))
+}
+
+/// Forwarded along a flow (new or not) of `endpoint`.
+fn forwarded(
+    desc: &'static str,
+    on: &'static str,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    class: I,
+    endpoint: &'static str,
+    new: bool,
+) -> Fx {
+    let mut deltas = seen(on, &input, class);
+    deltas.push(Delta::I(on, I::XdpRedirect, 1));
+    let (p, b) = if on == "fw-prov" {
+        (E::ToConsumerPackets, E::ToConsumerBytes)
+    } else {
+        (E::ToProviderPackets, E::ToProviderBytes)
+    };
+    deltas.extend([
+        Delta::E(endpoint, p, 1),
+        Delta::E(endpoint, b, input.len() as u64),
+    ]);
+    if new {
+        deltas.push(Delta::E(endpoint, E::NewFlows, 1));
+    }
+    Fx {
+        desc,
+        on,
+        input,
+        action: XDP_REDIRECT,
+        output: Some(output),
+        deltas,
+    }
+}
+
+fn arp_answered(desc: &'static str, on: &'static str, input: Vec<u8>, output: Vec<u8>) -> Fx {
+    let mut deltas = seen(on, &input, I::Arp);
+    deltas.extend([
+        Delta::I(on, I::ArpReplied, 1),
+        Delta::I(on, I::XdpRedirect, 1),
+    ]);
+    Fx {
+        desc,
+        on,
+        input,
+        action: XDP_REDIRECT,
+        output: Some(output),
+        deltas,
+    }
+}
+
+const fn ip(src: [u8; 4], dst: [u8; 4], ttl: u8) -> Ipv4 {
+    Ipv4 { src, dst, ttl }
+}
+
+/// The SNAT port the data path must pick for `key`, given the ports already held.
+fn expect_port(
+    key: &FlowKey,
+    settings: &pl_common::settings::Settings,
+    taken: &mut HashSet<u16>,
+) -> u16 {
+    let (h, orig) = (key.hash(), u16::from_be(key.sport_be));
+    (0..SNAT_PROBES)
+        .map(|i| snat_port(settings, orig, h, i))
+        .find(|p| taken.insert(*p))
+        .expect("the range has a free port")
+}
+
+fn key(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, network: u16, proto: u8) -> FlowKey {
+    FlowKey {
+        src_be: u32::from_ne_bytes(src),
+        dst_be: u32::from_ne_bytes(dst),
+        sport_be: sport.to_be(),
+        dport_be: dport.to_be(),
+        network,
+        proto,
+        _pad: 0,
+    }
+}
+
+fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> {
+    let [fa, fg, fp] = *fw;
+    let mut tcp_ports = HashSet::new();
+    let mut udp_ports = HashSet::new();
+    let f1 = expect_port(
+        &key(CLIENT, EP1, 40000, 443, 0, 6),
+        settings,
+        &mut tcp_ports,
+    );
+    let f2 = expect_port(
+        &key(CLIENT, EP1, 40000, 443, 1, 6),
+        settings,
+        &mut tcp_ports,
+    );
+    let u1 = expect_port(
+        &key(CLIENT, EP1, 40000, 53, 0, 17),
+        settings,
+        &mut udp_ports,
+    );
+    let u2 = expect_port(
+        &key(CLIENT, EP1, 40020, 53, 0, 17),
+        settings,
+        &mut udp_ports,
+    );
+    let f3 = expect_port(
+        &key(CLIENT, EP1, 40005, 443, 0, 6),
+        settings,
+        &mut tcp_ports,
+    );
+    assert_eq!(
+        f1, 40000,
+        "probe 0 keeps the consumer's port when the range allows"
+    );
+
+    let syn = |src, sport: u16, dst, dport: u16, ttl| {
+        ip(src, dst, ttl).tcp(sport, dport, 1000, 0, TCP_SYN, &[])
+    };
+    let mut options = ipv4_frame(fa, CA, &syn(CLIENT, 40030, EP1, 443, 64));
+    options.splice(34..34, [1, 1, 1, 1]); // four NOPs: IHL 6
+    options[14] = 0x46;
+    options[17] += 4;
+    let mut first_fragment = ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).udp(40040, 53, b"frag"));
+    first_fragment[20] |= 0x20; // more fragments
+    let mut truncated = ipv4_frame(fa, CA, &syn(CLIENT, 40050, EP1, 443, 64));
+    truncated.truncate(14 + 20 + 12);
+    let mut udp_zero = ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).udp(40000, 53, b"zero"));
+    udp_zero[40..42].fill(0);
+    let mut udp_zero_out = ipv4_frame(T1_MAC, fp, &ip(NLB1, T1, 63).udp(u1, 5353, b"zero"));
+    udp_zero_out[40..42].fill(0);
+    let mut bad_htype = arp_request(CA, CLIENT, EP1);
+    bad_htype[15] = 6;
+
+    vec![
+        // ARP: answered for our addresses on their own network only; targets learned.
+        arp_answered(
+            "ARP for an endpoint address",
+            "fw-acme",
+            arp_request(CA, CLIENT, EP1),
+            arp_reply(fa, EP1, CA, CLIENT),
+        ),
+        arp_answered(
+            "ARP for the zone-2 endpoint address, other network",
+            "fw-globex",
+            arp_request(CG, CLIENT, EP2),
+            arp_reply(fg, EP2, CG, CLIENT),
+        ),
+        arp_answered(
+            "ARP for an NLB address on the provider network",
+            "fw-prov",
+            arp_request(T1_MAC, T1, NLB1),
+            arp_reply(fp, NLB1, T1_MAC, T1),
+        ),
+        dropped(
+            "ARP for an address that is not ours",
+            "fw-acme",
+            arp_request(CA, CLIENT, [10, 0, 0, 55]),
+            I::Arp,
+            Delta::I("fw-acme", I::DroppedArp, 1),
+        ),
+        dropped(
+            "ARP for an NLB address asked on a consumer network",
+            "fw-acme",
+            arp_request(CA, CLIENT, NLB1),
+            I::Arp,
+            Delta::I("fw-acme", I::DroppedArp, 1),
+        ),
+        dropped(
+            "ARP for an endpoint address asked on the provider network",
+            "fw-prov",
+            arp_request(T1_MAC, T1, EP1),
+            I::Arp,
+            Delta::I("fw-prov", I::DroppedArp, 1),
+        ),
+        dropped(
+            "ARP reply from a target to an NLB address: learned",
+            "fw-prov",
+            arp_reply(T2_MAC, T2, fp, NLB1),
+            I::Arp,
+            Delta::I("fw-prov", I::ArpLearned, 1),
+        ),
+        dropped(
+            "ARP reply to an address that is not an NLB address",
+            "fw-prov",
+            arp_reply(T2_MAC, T2, fp, T1),
+            I::Arp,
+            Delta::I("fw-prov", I::DroppedArp, 1),
+        ),
+        dropped(
+            "ARP with a hardware type other than Ethernet",
+            "fw-acme",
+            bad_htype,
+            I::Arp,
+            Delta::I("fw-acme", I::DroppedArp, 1),
+        ),
+        // Forward and reverse translation.
+        forwarded(
+            "TCP SYN to an endpoint: new flow, DNAT to the zone's target, SNAT to its NLB address",
+            "fw-acme",
+            ipv4_frame(fa, CA, &syn(CLIENT, 40000, EP1, 443, 64)),
+            ipv4_frame(T1_MAC, fp, &syn(NLB1, f1, T1, 8443, 63)),
+            I::Ipv4Tcp,
+            "acme-billing",
+            true,
+        ),
+        forwarded(
+            "TCP data on the established flow",
+            "fw-acme",
+            ipv4_frame(
+                fa,
+                CA,
+                &ip(CLIENT, EP1, 64).tcp(40000, 443, 1001, 5001, TCP_ACK, b"hello"),
+            ),
+            ipv4_frame(
+                T1_MAC,
+                fp,
+                &ip(NLB1, T1, 63).tcp(f1, 8443, 1001, 5001, TCP_ACK, b"hello"),
+            ),
+            I::Ipv4Tcp,
+            "acme-billing",
+            false,
+        ),
+        forwarded(
+            "TCP SYN-ACK from the target: reverse-translated to the consumer",
+            "fw-prov",
+            ipv4_frame(
+                fp,
+                T1_MAC,
+                &ip(T1, NLB1, 64).tcp(8443, f1, 5000, 1001, TCP_SYN | TCP_ACK, &[]),
+            ),
+            ipv4_frame(
+                CA,
+                fa,
+                &ip(EP1, CLIENT, 63).tcp(443, 40000, 5000, 1001, TCP_SYN | TCP_ACK, &[]),
+            ),
+            I::Ipv4Tcp,
+            "acme-billing",
+            false,
+        ),
+        forwarded(
+            "the same client tuple from the overlapping network: its own flow and SNAT port",
+            "fw-globex",
+            ipv4_frame(fg, CG, &syn(CLIENT, 40000, EP1, 443, 64)),
+            ipv4_frame(T1_MAC, fp, &syn(NLB1, f2, T1, 8443, 63)),
+            I::Ipv4Tcp,
+            "globex-billing",
+            true,
+        ),
+        forwarded(
+            "the target's reply to the second flow goes to the second network",
+            "fw-prov",
+            ipv4_frame(
+                fp,
+                T1_MAC,
+                &ip(T1, NLB1, 64).tcp(8443, f2, 7000, 1001, TCP_SYN | TCP_ACK, &[]),
+            ),
+            ipv4_frame(
+                CG,
+                fg,
+                &ip(EP1, CLIENT, 63).tcp(443, 40000, 7000, 1001, TCP_SYN | TCP_ACK, &[]),
+            ),
+            I::Ipv4Tcp,
+            "globex-billing",
+            false,
+        ),
+        forwarded(
+            "UDP to an endpoint: new flow, listener 53 -> target port 5353",
+            "fw-acme",
+            ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).udp(40000, 53, b"query")),
+            ipv4_frame(T1_MAC, fp, &ip(NLB1, T1, 63).udp(u1, 5353, b"query")),
+            I::Ipv4Udp,
+            "acme-billing",
+            true,
+        ),
+        forwarded(
+            "UDP with checksum 0 keeps checksum 0",
+            "fw-acme",
+            udp_zero,
+            udp_zero_out,
+            I::Ipv4Udp,
+            "acme-billing",
+            false,
+        ),
+        forwarded(
+            "UDP with an odd payload length",
+            "fw-acme",
+            ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).udp(40020, 53, b"odd")),
+            ipv4_frame(T1_MAC, fp, &ip(NLB1, T1, 63).udp(u2, 5353, b"odd")),
+            I::Ipv4Udp,
+            "acme-billing",
+            true,
+        ),
+        forwarded(
+            "UDP reply from the target",
+            "fw-prov",
+            ipv4_frame(fp, T1_MAC, &ip(T1, NLB1, 64).udp(5353, u2, b"answer!")),
+            ipv4_frame(CA, fa, &ip(EP1, CLIENT, 63).udp(53, 40020, b"answer!")),
+            I::Ipv4Udp,
+            "acme-billing",
+            false,
+        ),
+        // Refusals, each counted on its endpoint.
+        refused(
+            "no listener on the port",
+            ipv4_frame(fa, CA, &syn(CLIENT, 40001, EP1, 444, 64)),
+            I::Ipv4Tcp,
+            "acme-billing",
+            E::RefusedNoListener,
+        ),
+        refused(
+            "source outside allowed_sources",
+            ipv4_frame(fa, CA, &syn(OUTSIDER, 40001, EP1, 443, 64)),
+            I::Ipv4Tcp,
+            "acme-billing",
+            E::RefusedSource,
+        ),
+        refused(
+            "endpoint the service has not accepted",
+            ipv4_frame(fa, CA, &syn(CLIENT, 40001, PENDING, 443, 64)),
+            I::Ipv4Tcp,
+            "acme-pending",
+            E::RefusedNotAccepted,
+        ),
+        refused(
+            "zone whose target has not answered ARP: no eligible target",
+            ipv4_frame(fa, CA, &syn(CLIENT, 40001, EP2, 443, 64)),
+            I::Ipv4Tcp,
+            "acme-billing",
+            E::RefusedNoTarget,
+        ),
+        refused(
+            "TTL 1 would expire in the forwarder",
+            ipv4_frame(fa, CA, &syn(CLIENT, 40001, EP1, 443, 1)),
+            I::Ipv4Tcp,
+            "acme-billing",
+            E::RefusedTtl,
+        ),
+        forwarded(
+            "a source port outside the SNAT range gets a port from it",
+            "fw-acme",
+            ipv4_frame(fa, CA, &syn(CLIENT, 40005, EP1, 443, 64)),
+            ipv4_frame(T1_MAC, fp, &syn(NLB1, f3, T1, 8443, 63)),
+            I::Ipv4Tcp,
+            "acme-billing",
+            true,
+        ),
+        refused(
+            "every SNAT port for this target is held",
+            ipv4_frame(fa, CA, &syn(CLIENT, 40006, EP1, 443, 64)),
+            I::Ipv4Tcp,
+            "acme-billing",
+            E::RefusedSnatExhausted,
+        ),
+        // The provider cannot initiate; nothing but our addresses is reachable.
+        dropped(
+            "provider SYN to an NLB address with no flow",
+            "fw-prov",
+            ipv4_frame(fp, T1_MAC, &syn(T1, 40000, NLB1, 443, 64)),
+            I::Ipv4Tcp,
+            Delta::I("fw-prov", I::DroppedNoFlow, 1),
+        ),
+        dropped(
+            "provider packet to a consumer address",
+            "fw-prov",
+            ipv4_frame(fp, T1_MAC, &syn(T1, 40000, CLIENT, 22, 64)),
+            I::Ipv4Tcp,
+            Delta::I("fw-prov", I::DroppedNotOurs, 1),
+        ),
+        dropped(
+            "consumer packet to an address that is no endpoint",
+            "fw-acme",
+            ipv4_frame(fa, CA, &syn(CLIENT, 40000, [10, 0, 0, 55], 443, 64)),
+            I::Ipv4Tcp,
+            Delta::I("fw-acme", I::DroppedNotOurs, 1),
+        ),
+        dropped(
+            "consumer packet to an NLB address (not in its network)",
+            "fw-acme",
+            ipv4_frame(fa, CA, &syn(CLIENT, 40000, NLB1, 443, 64)),
+            I::Ipv4Tcp,
+            Delta::I("fw-acme", I::DroppedNotOurs, 1),
+        ),
+        // Frames the data path does not carry, on a dedicated interface.
+        dropped(
+            "IPv6",
+            "fw-acme",
+            ethernet(fa, CA, 0x86dd, &[0x60; 40]),
+            I::NonIpv4,
+            Delta::I("fw-acme", I::DroppedUnsupported, 1),
+        ),
+        dropped(
+            "ICMP echo to an endpoint address",
+            "fw-acme",
+            ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).icmp_echo(1, 1)),
+            I::Ipv4Other,
+            Delta::I("fw-acme", I::DroppedUnsupported, 1),
+        ),
+        dropped(
+            "802.1Q-tagged frame",
+            "fw-acme",
+            ethernet(fa, CA, 0x8100, &[0; 46]),
+            I::NonIpv4,
+            Delta::I("fw-acme", I::DroppedUnsupported, 1),
+        ),
+        dropped(
+            "TCP header cut short",
+            "fw-acme",
+            truncated,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedUnsupported, 1),
+        ),
+        dropped(
+            "IPv4 options",
+            "fw-acme",
+            options,
+            I::Ipv4Tcp,
+            Delta::I("fw-acme", I::DroppedUnsupported, 1),
+        ),
+        dropped(
+            "first fragment (more-fragments set)",
+            "fw-acme",
+            first_fragment,
+            I::Ipv4Udp,
+            Delta::I("fw-acme", I::DroppedUnsupported, 1),
+        ),
+    ]
+}
+
+/// Every interface's and endpoint's counters, flattened with names.
+fn snapshot(ebpf: &Ebpf) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for (slot, name) in IFACES.iter().enumerate() {
+        let s =
+            dataplane::iface_stats(ebpf, slot as u32).unwrap_or_else(|e| panic!("{}", chain(e)));
+        out.extend(
+            I::ALL
+                .iter()
+                .map(|c| (format!("{name} {}", c.name()), s.get(*c))),
+        );
+    }
+    for (id, name) in ENDPOINTS.iter().enumerate() {
+        let s =
+            dataplane::endpoint_stats(ebpf, id as u16).unwrap_or_else(|e| panic!("{}", chain(e)));
+        out.extend(
+            E::ALL
+                .iter()
+                .map(|c| (format!("{name} {}", c.name()), s.get(*c))),
+        );
+    }
+    out
+}
+
+fn run(ebpf: &mut Ebpf, ifindex: u32, input: &[u8]) -> (u32, Vec<u8>) {
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+    let len = u32::try_from(input.len()).expect("frame fits u32");
+    let ctx: Vec<u8> = [0, len, 0, ifindex, 0, 0]
+        .iter()
+        .flat_map(|w: &u32| w.to_ne_bytes())
+        .collect();
+    let mut out = vec![0u8; 4096];
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROGRAM_NAME)
+        .expect("program")
+        .try_into()
+        .expect("XDP");
+    let res = prog
+        .test_run(TestRunOptions {
+            data_in: Some(input),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..TestRunOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
+    out.truncate(res.data_size_out as usize);
+    (res.return_value, out)
+}
+
+#[test]
+fn datapath_fixtures() {
+    require_kernel!("datapath_fixtures");
+    // Ingress ifindexes must be real devices in the running thread's namespace: run in a lab's.
+    let lab = TestLab::up("fx");
+    let fw_macs: Vec<Mac> = IFACES
+        .iter()
+        .map(|i| {
+            let n = lab
+                .topo
+                .networks
+                .iter()
+                .find(|n| n.fw_iface == *i)
+                .expect("lab interface");
+            parse_mac(&n.fw_mac).expect("MAC")
+        })
+        .collect();
+    let fw: [Mac; 3] = fw_macs.try_into().expect("three interfaces");
+    let failures = netns::run_in(&lab.fw_ns(), || {
+        let src = Source {
+            path: PathBuf::from("fixtures.toml"),
+            text: config(),
+        };
+        let cfg = src.parse().unwrap_or_else(|e| panic!("{e}"));
+        let model = Model::build(&src, &cfg, &LiveInterfaces).unwrap_or_else(|e| panic!("{e}"));
+        let mut ebpf = dataplane::load_sized(Some(1024)).unwrap_or_else(|e| panic!("{}", chain(e)));
+        // Target 1 resolved, target 2 not (zone 2 has no eligible target).
+        let neigh = Neighbors::from([((2, Ipv4Addr::from(T1)), T1_MAC)]);
+        apply(&mut ebpf, &Plan::build(&model, &neigh), None)
+            .unwrap_or_else(|e| panic!("{}", chain(e)));
+        let table = fixtures(&fw, &model.settings);
+        assert!(
+            table.len() >= 30,
+            "the data path needs at least 30 fixtures"
+        );
+        let mut failures = Vec::new();
+        for f in &table {
+            let ifindex = model
+                .networks
+                .iter()
+                .find(|n| n.interface == f.on)
+                .expect("fixture interface")
+                .ifindex;
+            let before = snapshot(&ebpf);
+            let (action, output) = run(&mut ebpf, ifindex, &f.input);
+            let after = snapshot(&ebpf);
+            if action != f.action {
+                failures.push(format!(
+                    "{}: action {action}, expected {}",
+                    f.desc, f.action
+                ));
+            }
+            let expected = f.output.as_ref().unwrap_or(&f.input);
+            if &output != expected {
+                failures.push(format!(
+                    "{}: output differs\n  got      {output:02x?}\n  expected {expected:02x?}",
+                    f.desc
+                ));
+            }
+            for ((name, b), (_, a)) in before.iter().zip(&after) {
+                let want: u64 = f
+                    .deltas
+                    .iter()
+                    .filter_map(|d| match d {
+                        Delta::I(i, c, n) if *name == format!("{i} {}", c.name()) => Some(*n),
+                        Delta::E(e, c, n) if *name == format!("{e} {}", c.name()) => Some(*n),
+                        _ => None,
+                    })
+                    .sum();
+                if a - b != want {
+                    failures.push(format!(
+                        "{}: {name} moved by {}, expected {want}",
+                        f.desc,
+                        a - b
+                    ));
+                }
+            }
+        }
+        eprintln!("{} data-path fixtures run", table.len());
+        failures
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
