@@ -1,30 +1,38 @@
-//! `pl demo`: a lab, `pl run` on its forwarder, real traffic into every forwarder
-//! interface, the counters from a separate `pl stats`, then teardown, also when a step
-//! fails (the lab is removed when the guard drops; `pl`'s signal handler removes it on
-//! Ctrl-C).
+//! `pl demo`: the PrivateLink story on a fresh lab. Two consumer networks with the same
+//! address plan reach one provider service through their own endpoints over TCP and UDP;
+//! the provider's log shows only NLB addresses; a refused source and a provider-initiated
+//! attempt fail; `pl stats` (a separate process) closes with per-endpoint counters. The
+//! lab is removed however the demo ends (the guard below; `pl`'s signal handler on Ctrl-C).
 
-use std::{path::Path, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    path::Path,
+    time::Duration,
+};
 
 use anyhow::{Context as _, ensure};
-use pl_common::stats::IfaceCounter;
 
 use crate::{
     control::DEFAULT_INSTANCE,
-    lab::{Lab, Topology},
+    lab::{LAB_CONFIG, Lab, Topology},
     netns,
     runner::PlRun,
+    traffic::{self, Servers, TCP_PORT, UDP_PORT},
 };
 
 pub const DEFAULT_PREFIX: &str = "pl-demo-";
-const UDP_PORT: u16 = 5353;
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+const OUTSIDER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
+const ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+const NLB: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 250);
+const TARGETS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 9, 0, 11), Ipv4Addr::new(10, 9, 0, 12)];
+const WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
     pub prefix: String,
-    /// Datagrams sent from each lab network.
+    /// UDP requests from each consumer network.
     pub packets: usize,
-    /// UDP payload bytes per datagram.
-    pub payload: usize,
 }
 
 /// Removes the lab when dropped, however the demo ends.
@@ -52,66 +60,144 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
     drive(&teardown.0, &topo, opts)
 }
 
+fn ns<'a>(topo: &'a Topology, network: &str) -> anyhow::Result<&'a str> {
+    Ok(&topo
+        .network(network)
+        .with_context(|| format!("lab has no network {network}"))?
+        .namespace)
+}
+
 fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the pl binary")?;
     let fw_ns = &topo.forwarder_ns;
-    let ifaces = topo.fw_ifaces();
-    println!("==> starting `pl run` on {} in {fw_ns}", ifaces.join(", "));
-    let args: Vec<&str> = ifaces
-        .iter()
-        .flat_map(|i| ["--interface", i.as_str()])
-        .collect();
-    let run = PlRun::start(&exe, fw_ns, DEFAULT_INSTANCE, &args)?;
+    let config = lab.write_config(LAB_CONFIG)?;
+    println!(
+        "==> provider: servers on targets {} and {} (tcp 8443, udp 5353)",
+        TARGETS[0], TARGETS[1]
+    );
+    let servers = Servers::start(ns(topo, "prov")?, &TARGETS)?;
+    println!("==> `pl run --config {}` in {fw_ns}", config.display());
+    let config = config.to_string_lossy().into_owned();
+    let run = PlRun::start(&exe, fw_ns, DEFAULT_INSTANCE, &["--config", &config])?;
+    run.wait_for_stats(Duration::from_secs(5), |r| {
+        r.targets.iter().all(|t| t.mac.is_some())
+    })?;
 
     println!(
-        "==> sending {} UDP datagrams ({} payload bytes) from each network to its forwarder interface",
-        opts.packets, opts.payload
+        "==> consumers: acme and globex both are 10.0.0.0/24 and both use endpoint address {ENDPOINT}"
     );
-    for net in &topo.networks {
-        let bytes = lab.send_udp(topo, &net.network, UDP_PORT, opts.packets, opts.payload)?;
-        println!(
-            "    {:<8} {} -> {}:{UDP_PORT} via {}: {} frames, {bytes} bytes",
-            net.network,
-            net.addrs[0].split('/').next().unwrap_or_default(),
-            net.service_ip,
-            net.fw_iface,
-            opts.packets
-        );
+    for net in ["acme", "globex"] {
+        let who = traffic::tcp_who(
+            ns(topo, net)?,
+            CLIENT,
+            0,
+            SocketAddrV4::new(ENDPOINT, TCP_PORT),
+            WAIT,
+        )?;
+        println!("    {net:<7} tcp {CLIENT} -> {ENDPOINT}:{TCP_PORT}: {who}");
+        for i in 0..opts.packets {
+            let who = traffic::udp_who(
+                ns(topo, net)?,
+                CLIENT,
+                0,
+                SocketAddrV4::new(ENDPOINT, UDP_PORT),
+                WAIT,
+            )?;
+            if i == 0 {
+                println!(
+                    "    {net:<7} udp {CLIENT} -> {ENDPOINT}:{UDP_PORT}: {who} (x{})",
+                    opts.packets
+                );
+            }
+        }
     }
-    let want = opts.packets as u64;
-    let report = run.wait_for_stats(Duration::from_secs(3), |r| {
-        ifaces.iter().all(|i| {
-            r.interface(i)
-                .is_some_and(|s| s.get(IfaceCounter::Ipv4Udp) >= want)
-        })
-    })?;
+    println!("==> the same client tuple {CLIENT}:40000 from both networks at the same moment");
+    let (a, g) = std::thread::scope(|s| {
+        let one = |net: &'static str| {
+            let ns = ns(topo, net).map(str::to_owned);
+            s.spawn(move || {
+                traffic::tcp_who(
+                    &ns?,
+                    CLIENT,
+                    40000,
+                    SocketAddrV4::new(ENDPOINT, TCP_PORT),
+                    WAIT,
+                )
+                .map_err(anyhow::Error::from)
+            })
+        };
+        let (a, g) = (one("acme"), one("globex"));
+        (a.join(), g.join())
+    });
+    let a = a.map_err(|_| anyhow::anyhow!("acme client panicked"))??;
+    let g = g.map_err(|_| anyhow::anyhow!("globex client panicked"))??;
+    println!("    acme:   {a}\n    globex: {g}");
+    ensure!(
+        a != g,
+        "both networks' flows got the same provider-side tuple"
+    );
+
+    println!("==> refused: a source outside acme-billing's allowed_sources (10.0.0.0/25)");
+    let refused = traffic::tcp_who(
+        ns(topo, "acme")?,
+        OUTSIDER,
+        0,
+        SocketAddrV4::new(ENDPOINT, TCP_PORT),
+        WAIT,
+    );
+    ensure!(refused.is_err(), "{OUTSIDER} was let through: {refused:?}");
+    println!(
+        "    acme    tcp {OUTSIDER} -> {ENDPOINT}:{TCP_PORT}: no answer (dropped, counted as refused_source)"
+    );
+    println!("==> refused: the provider opening a connection toward an NLB address");
+    let initiated = traffic::tcp_who(
+        ns(topo, "prov")?,
+        TARGETS[0],
+        0,
+        SocketAddrV4::new(NLB, TCP_PORT),
+        WAIT,
+    );
+    ensure!(
+        initiated.is_err(),
+        "the provider opened a connection: {initiated:?}"
+    );
+    println!(
+        "    prov    tcp {} -> {NLB}:{TCP_PORT}: no answer (dropped, counted as dropped_no_flow)",
+        TARGETS[0]
+    );
+
+    println!("==> provider's log: every connection came from an NLB address");
+    let seen = servers.seen();
+    for (target, proto, peer) in seen.iter().filter(|(_, p, _)| *p == "tcp") {
+        println!("    {target} accepted {proto} from {peer}");
+    }
+    let foreign: Vec<_> = seen
+        .iter()
+        .filter(|(_, _, p)| !matches!(p, SocketAddr::V4(v) if v.ip().octets()[..3] == [10, 9, 0]))
+        .collect();
+    ensure!(
+        foreign.is_empty(),
+        "the provider saw non-NLB sources: {foreign:?}"
+    );
 
     println!("==> `pl stats` (a separate process in {fw_ns})");
     print!("{}", pl_stats(&exe, fw_ns)?);
-
     println!("==> stopping `pl run` (SIGTERM)");
+    drop(servers);
     let out = run.stop()?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
     ensure!(
         out.status.success(),
         "pl run failed: {}",
         String::from_utf8_lossy(&out.stderr).trim()
     );
-    for i in &ifaces {
+    for i in topo.fw_ifaces() {
         ensure!(
-            !lab.xdp_attached(i)?,
+            !lab.xdp_attached(&i)?,
             "{i} still has an XDP program after pl run exited"
-        );
-        let got = report
-            .interface(i)
-            .map_or(0, |s| s.get(IfaceCounter::Ipv4Udp));
-        ensure!(
-            got >= want,
-            "{i}: pl counted {got} UDP frames of the {want} sent"
         );
     }
     println!(
-        "==> every forwarder interface counted the {want} datagrams sent to it; no XDP program left attached"
+        "==> done: both overlapping networks were served, the provider saw only NLB addresses, refusals held, nothing left attached"
     );
     Ok(())
 }

@@ -88,12 +88,9 @@ enum LabCommand {
 struct DemoArgs {
     #[arg(long, default_value = DEFAULT_PREFIX)]
     prefix: String,
-    /// UDP datagrams sent from each lab network.
-    #[arg(long, default_value_t = 100)]
+    /// UDP requests from each consumer network.
+    #[arg(long, default_value_t = 10)]
     packets: usize,
-    /// UDP payload bytes.
-    #[arg(long, default_value_t = 64)]
-    payload: usize,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -250,7 +247,6 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let opts = DemoOptions {
         prefix: args.prefix,
         packets: args.packets,
-        payload: args.payload,
     };
     let lab = Lab::new(&opts.prefix)?;
     let mut term = signal(SignalKind::terminate())?;

@@ -361,7 +361,10 @@ fn demo_runs_end_to_end() {
         "fw-acme (native)",
         "fw-globex (native)",
         "fw-prov (native)",
-        "rx_packets",
+        "acme-billing",
+        "globex-billing",
+        "peer=10.9.0.250:",
+        "refused_source",
         "tearing down",
     ] {
         assert!(stdout.contains(s), "demo output lacks {s:?}:\n{stdout}");
