@@ -429,3 +429,71 @@ fn hundred_megabytes_arrive_intact() {
         "to_provider_bytes {bytes} < 100 MB"
     );
 }
+
+#[test]
+fn flow_table_is_bounded_and_idle_flows_free_their_entries() {
+    require_kernel!("flow_table_is_bounded_and_idle_flows_free_their_entries");
+    // Room for one flow (two entries); UDP flows idle out after 1 s.
+    let r = Running::start(
+        "ag",
+        &format!("{LAB_CONFIG}\n[limits]\nflow_table_size = 1\nudp_idle_timeout_s = 1\n"),
+    );
+    r.who_udp("acme", CLIENT, 41000, EP_Z1)
+        .unwrap_or_else(|e| panic!("first flow: {e}"));
+    assert!(
+        r.who_udp("acme", CLIENT, 41001, EP_Z1).is_err(),
+        "a second flow fit a table sized for one"
+    );
+    assert!(r.endpoint("acme-billing", EndpointCounter::RefusedFlowTableFull) >= 1);
+    // The established flow still works while the table is full.
+    r.who_udp("acme", CLIENT, 41000, EP_Z1)
+        .unwrap_or_else(|e| panic!("established flow while full: {e}"));
+    // Once idle, the sweep removes it and the table takes a new flow.
+    let swept = r.run.wait_for_stats(Duration::from_secs(10), |s| {
+        s.endpoint("acme-billing")
+            .is_some_and(|e| e.active_flows == 0)
+    });
+    assert_eq!(
+        swept
+            .expect("stats")
+            .endpoint("acme-billing")
+            .expect("acme")
+            .active_flows,
+        0,
+        "idle flow never swept"
+    );
+    r.who_udp("acme", CLIENT, 41001, EP_Z1)
+        .unwrap_or_else(|e| panic!("new flow after the sweep: {e}"));
+}
+
+#[test]
+fn a_bad_config_is_refused_before_anything_is_attached() {
+    require_kernel!("a_bad_config_is_refused_before_anything_is_attached");
+    let lab = TestLab::up("bc");
+    let path = lab
+        .lab
+        .write_config(&LAB_CONFIG.replace("interface = \"fw-prov\"", "interface = \"fw-nope\""))
+        .expect("write config");
+    let out = lab.pl(&lab.fw_ns(), &["run", "--config", &path.to_string_lossy()]);
+    assert!(
+        !out.status.success(),
+        "pl run accepted a config naming a missing interface"
+    );
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    for m in [
+        path.to_string_lossy().as_ref(),
+        ":12:",
+        "[[network]] \"prov\"",
+        "interface",
+        "fw-nope",
+    ] {
+        assert!(err.contains(m), "error lacks {m:?}: {err}");
+    }
+    for i in lab.topo.fw_ifaces() {
+        assert!(
+            !lab.xdp_attached(&i),
+            "{i} has XDP attached after a refused config"
+        );
+    }
+}
