@@ -412,8 +412,8 @@ impl Lab {
 
     /// Sends `count` UDP datagrams of `payload` bytes from network `network`'s first
     /// address to its service address, port `port`, and returns the frame bytes sent.
-    /// The service address's neighbour entry is pinned to the forwarder's MAC, since the
-    /// forwarder does not answer ARP for it yet.
+    /// The service address's neighbour entry is pinned to the forwarder's MAC: in observe
+    /// mode (`pl run --interface`) the forwarder answers no ARP.
     pub fn send_udp(
         &self,
         topo: &Topology,
