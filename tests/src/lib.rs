@@ -218,6 +218,35 @@ pub fn output(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("collecting output of {cmd:?}: {e}"))
 }
 
+/// Runs one frame through the loaded XDP program with BPF_PROG_TEST_RUN, arriving on
+/// `ifindex` (a device in the calling thread's namespace): the action and the output frame.
+pub fn xdp_test_run(ebpf: &mut aya::Ebpf, ifindex: u32, input: &[u8]) -> (u32, Vec<u8>) {
+    use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+    let len = u32::try_from(input.len()).expect("frame fits u32");
+    let ctx: Vec<u8> = [0, len, 0, ifindex, 0, 0]
+        .iter()
+        .flat_map(|w: &u32| w.to_ne_bytes())
+        .collect();
+    let mut out = vec![0u8; 4096];
+    let name = pl_common::maps::PROGRAM_NAME;
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .unwrap_or_else(|| panic!("object has no program {name}"))
+        .try_into()
+        .unwrap_or_else(|e| panic!("{name} is not XDP: {e}"));
+    let res = prog
+        .test_run(TestRunOptions {
+            data_in: Some(input),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..TestRunOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
+    out.truncate(res.data_size_out as usize);
+    (res.return_value, out)
+}
+
 /// Stderr as text, trimmed.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_owned()

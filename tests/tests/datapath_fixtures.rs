@@ -10,18 +10,14 @@
 
 use std::{collections::HashSet, net::Ipv4Addr, path::PathBuf};
 
-use aya::{
-    Ebpf,
-    programs::{TestRun as _, TestRunOptions, Xdp},
-};
+use aya::Ebpf;
 use pl_common::{
     flow::FlowKey,
-    maps::PROGRAM_NAME,
     proto::{XDP_DROP, XDP_REDIRECT},
     settings::{SNAT_PROBES, snat_port},
     stats::{EndpointCounter as E, IfaceCounter as I},
 };
-use pl_tests::{TestLab, chain, require_kernel};
+use pl_tests::{TestLab, chain, require_kernel, xdp_test_run};
 use pl_userspace::{
     apply::apply,
     config::Source,
@@ -547,31 +543,6 @@ fn snapshot(ebpf: &Ebpf) -> Vec<(String, u64)> {
     out
 }
 
-fn run(ebpf: &mut Ebpf, ifindex: u32, input: &[u8]) -> (u32, Vec<u8>) {
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-    let len = u32::try_from(input.len()).expect("frame fits u32");
-    let ctx: Vec<u8> = [0, len, 0, ifindex, 0, 0]
-        .iter()
-        .flat_map(|w: &u32| w.to_ne_bytes())
-        .collect();
-    let mut out = vec![0u8; 4096];
-    let prog: &mut Xdp = ebpf
-        .program_mut(PROGRAM_NAME)
-        .expect("program")
-        .try_into()
-        .expect("XDP");
-    let res = prog
-        .test_run(TestRunOptions {
-            data_in: Some(input),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            ..TestRunOptions::default()
-        })
-        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
-    out.truncate(res.data_size_out as usize);
-    (res.return_value, out)
-}
-
 #[test]
 fn datapath_fixtures() {
     require_kernel!("datapath_fixtures");
@@ -616,7 +587,7 @@ fn datapath_fixtures() {
                 .expect("fixture interface")
                 .ifindex;
             let before = snapshot(&ebpf);
-            let (action, output) = run(&mut ebpf, ifindex, &f.input);
+            let (action, output) = xdp_test_run(&mut ebpf, ifindex, &f.input);
             let after = snapshot(&ebpf);
             if action != f.action {
                 failures.push(format!(

@@ -2,20 +2,16 @@
 //! and is checked for the action, every byte of the output frame, and every counter's
 //! delta (all counters not named must stay put).
 
-use aya::{
-    Ebpf,
-    maps::{HashMap, PerCpuArray},
-    programs::{TestRun as _, TestRunOptions, Xdp},
-};
+use aya::{Ebpf, maps::HashMap};
 use pl_common::{
     iface::IfaceConfig,
-    maps::{IFACE_STATS_MAP, IFACES_MAP, PROGRAM_NAME},
+    maps::IFACES_MAP,
     proto::XDP_PASS,
     stats::{IFACE_COUNTERS, IfaceCounter, IfaceStats},
 };
-use pl_tests::require_kernel;
+use pl_tests::{chain, require_kernel, xdp_test_run};
 use pl_userspace::{
-    EBPF_OBJECT,
+    dataplane,
     frame::{Ipv4, Mac, TCP_SYN, arp_request, ethernet, ipv4_frame},
 };
 
@@ -135,83 +131,40 @@ fn fixtures() -> Vec<Fixture> {
     ]
 }
 
+/// The real object, loaded by the real loader, with `lo` registered (or not) in slot 0.
 struct Harness {
     ebpf: Ebpf,
 }
 
 impl Harness {
     fn load() -> Self {
-        let mut ebpf =
-            Ebpf::load(EBPF_OBJECT).unwrap_or_else(|e| panic!("loading the XDP object: {e}"));
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .unwrap_or_else(|| panic!("object has no program {PROGRAM_NAME}"))
-            .try_into()
-            .unwrap_or_else(|e| panic!("{PROGRAM_NAME} is not XDP: {e}"));
-        prog.load()
-            .unwrap_or_else(|e| panic!("loading {PROGRAM_NAME}: {e}"));
-        Self { ebpf }
+        Self {
+            ebpf: dataplane::load()
+                .unwrap_or_else(|e| panic!("loading the XDP object: {}", chain(e))),
+        }
     }
 
     fn set_managed(&mut self, managed: bool) {
-        let mut ifaces: HashMap<_, u32, IfaceConfig> = HashMap::try_from(
-            self.ebpf
-                .map_mut(IFACES_MAP)
-                .unwrap_or_else(|| panic!("object has no map {IFACES_MAP}")),
-        )
-        .unwrap_or_else(|e| panic!("{IFACES_MAP}: {e}"));
         if managed {
-            ifaces
-                .insert(LO, IfaceConfig::default(), 0)
-                .unwrap_or_else(|e| panic!("registering lo: {e}"));
+            dataplane::register(&mut self.ebpf, &[("lo".to_owned(), LO)])
+                .unwrap_or_else(|e| panic!("registering lo: {}", chain(e)));
         } else {
+            let mut ifaces: HashMap<_, u32, IfaceConfig> = HashMap::try_from(
+                self.ebpf
+                    .map_mut(IFACES_MAP)
+                    .unwrap_or_else(|| panic!("object has no map {IFACES_MAP}")),
+            )
+            .unwrap_or_else(|e| panic!("{IFACES_MAP}: {e}"));
             let _ = ifaces.remove(&LO);
         }
     }
 
     fn counters(&self) -> IfaceStats {
-        let map: PerCpuArray<_, IfaceStats> = PerCpuArray::try_from(
-            self.ebpf
-                .map(IFACE_STATS_MAP)
-                .unwrap_or_else(|| panic!("object has no map {IFACE_STATS_MAP}")),
-        )
-        .unwrap_or_else(|e| panic!("{IFACE_STATS_MAP}: {e}"));
-        let mut total = IfaceStats::default();
-        for cpu in map
-            .get(&0, 0)
-            .unwrap_or_else(|e| panic!("reading {IFACE_STATS_MAP}[0]: {e}"))
-            .iter()
-        {
-            total.accumulate(cpu);
-        }
-        total
+        dataplane::iface_stats(&self.ebpf, 0).unwrap_or_else(|e| panic!("{}", chain(e)))
     }
 
-    /// Runs one frame; the action and the output frame.
     fn run(&mut self, input: &[u8]) -> (u32, Vec<u8>) {
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-        let len = u32::try_from(input.len()).expect("frame fits u32");
-        let ctx: Vec<u8> = [0, len, 0, LO, 0, 0]
-            .iter()
-            .flat_map(|w: &u32| w.to_ne_bytes())
-            .collect();
-        let mut out = vec![0u8; 4096];
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(PROGRAM_NAME)
-            .expect("loaded above")
-            .try_into()
-            .expect("XDP");
-        let res = prog
-            .test_run(TestRunOptions {
-                data_in: Some(input),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                ..TestRunOptions::default()
-            })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
-        out.truncate(res.data_size_out as usize);
-        (res.return_value, out)
+        xdp_test_run(&mut self.ebpf, LO, input)
     }
 }
 
