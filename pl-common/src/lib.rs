@@ -8,6 +8,7 @@
 //! byte order; everything else is host order.
 #![no_std]
 
+pub mod bench;
 pub mod checksum;
 pub mod cidr;
 pub mod endpoint;

@@ -5,6 +5,7 @@
 //! `pl stats` talks to). Labs and traffic: [`lab`], [`netns`], [`cmd`].
 
 pub mod apply;
+pub mod bench;
 pub mod cmd;
 pub mod config;
 pub mod control;
@@ -24,3 +25,6 @@ pub mod traffic;
 
 /// The compiled XDP object, built by `build.rs`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pl-ebpf"));
+
+/// The benchmark's XDP programs (generator, sink, bare redirect).
+pub static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pl-bench"));

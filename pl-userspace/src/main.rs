@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use pl_common::maps::PROGRAM_NAME;
 use pl_userspace::{
+    bench,
     control::{self, DEFAULT_INSTANCE, Reply, Request},
     dataplane::{Dataplane, Mode},
     demo::{self, DEFAULT_PREFIX, DemoOptions},
@@ -34,6 +35,20 @@ enum Command {
     },
     /// Bring up a lab, run pl on it, push traffic through it, print counters, tear down.
     Demo(DemoArgs),
+    /// Measure packet rates through pl against the bare-redirect limit on a lab.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, default_value = "pl-bench-")]
+    prefix: String,
+    /// A short run (CI-sized): fewer repeats, shorter windows, up to 64k flows.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -101,6 +116,7 @@ async fn main() -> std::process::ExitCode {
         Command::Stats(args) => stats(&args),
         Command::Lab { command } => lab(command),
         Command::Demo(args) => demo(args).await,
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -239,6 +255,22 @@ fn lab(command: LabCommand) -> anyhow::Result<()> {
             Lab::new(&prefix)?.down()?;
             println!("lab {prefix}: down");
         }
+    }
+    Ok(())
+}
+
+fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    let opts = bench::BenchOptions {
+        prefix: args.prefix.clone(),
+        quick: args.quick,
+    };
+    let exe = std::env::current_exe().context("locating the pl binary")?;
+    let results = bench::run(&opts, &exe).context("pl bench")?;
+    print!("{}", bench::table(&results));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("results written to {}", path.display());
     }
     Ok(())
 }

@@ -30,6 +30,11 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Set up, build, then run `pl bench` (arguments go to `pl bench`, e.g. --quick).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Set up, then run every test: unit, packet fixtures, network-namespace end to end.
     Test {
         /// Extra arguments for `cargo test` (before `--`), e.g. a test name filter.
@@ -71,6 +76,15 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
             // Ctrl-C reaches the demo too; it tears the lab down and exits, and we wait for that.
             ignore_interrupts();
             exit_code(child.wait().context("waiting for pl demo")?)
+        }
+        Task::Bench { args } => {
+            build_release(&env, &root)?;
+            let status = Command::new(target_dir(&root).join("release/pl"))
+                .arg("bench")
+                .args(args)
+                .status()
+                .context("running pl bench")?;
+            exit_code(status)
         }
         Task::Test { args } => {
             // The end-to-end tests run this binary as a separate process, as a user would.

@@ -1,0 +1,105 @@
+//! Benchmark programs. `pl_gen` runs under BPF_PROG_TEST_RUN with live frames on a
+//! consumer's interface and sends each frame out of it (XDP_TX, which live mode turns into
+//! a redirect), varying the flow per frame. `pl_sink` counts what reaches the provider and
+//! drops it. `pl_bare` only redirects, with no lookups: the limit pl is measured against.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::bpf_get_smp_processor_id,
+    macros::{map, xdp},
+    maps::{Array, DevMap, PerCpuArray},
+    programs::XdpContext,
+};
+use pl_common::{
+    bench::{GEN_HEADER, GenConfig, flow_source},
+    checksum,
+};
+
+#[map]
+static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
+#[map]
+static GEN_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+#[map]
+static SINK_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+#[map]
+static BARE_EGRESS: DevMap = DevMap::with_max_entries(1, 0);
+
+#[inline(always)]
+fn bump(map: &PerCpuArray<u64>, index: u32, n: u64) -> u64 {
+    match map.get_ptr_mut(index) {
+        // SAFETY: this CPU's element; nothing else on this CPU runs meanwhile.
+        Some(p) => unsafe {
+            let old = *p;
+            *p = old.wrapping_add(n);
+            old
+        },
+        None => 0,
+    }
+}
+
+#[xdp]
+pub fn pl_gen(ctx: XdpContext) -> u32 {
+    let Some(cfg) = GEN_CONFIG.get(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let start = ctx.data();
+    if start + GEN_HEADER > ctx.data_end() {
+        return xdp_action::XDP_ABORTED;
+    }
+    // SAFETY: GEN_HEADER bytes are inside the frame (checked above).
+    let frame = unsafe { &mut *(start as *mut [u8; GEN_HEADER]) };
+    *frame = cfg.header;
+
+    // SAFETY: no preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let seq = bump(&GEN_COUNT, 1, 1);
+    let cpus = if cfg.cpus == 0 { 1 } else { cfg.cpus };
+    let n = (seq * u64::from(cpus) + u64::from(cpu % cpus)) as u32;
+    let i = if cfg.flows == 0 { n } else { n % cfg.flows };
+    let (addr_off, sport) = flow_source(i);
+
+    // IPv4 source = template source + offset (low bytes), then the header checksum afresh.
+    let src =
+        u32::from_be_bytes([frame[26], frame[27], frame[28], frame[29]]).wrapping_add(addr_off);
+    frame[26..30].copy_from_slice(&src.to_be_bytes());
+    frame[24] = 0;
+    frame[25] = 0;
+    let c = checksum::checksum(&frame[14..34]);
+    frame[24..26].copy_from_slice(&c.to_be_bytes());
+    frame[34..36].copy_from_slice(&sport.to_be_bytes());
+    bump(&GEN_COUNT, 0, 1);
+    xdp_action::XDP_TX
+}
+
+#[xdp]
+pub fn pl_sink(ctx: XdpContext) -> u32 {
+    // ARP goes to the stack, so the forwarder can resolve the targets behind the sink.
+    let start = ctx.data();
+    if start + 14 <= ctx.data_end() {
+        // SAFETY: 14 bytes are inside the frame (checked above).
+        let eth = unsafe { &*(start as *const [u8; 14]) };
+        if eth[12] == 0x08 && eth[13] == 0x06 {
+            return xdp_action::XDP_PASS;
+        }
+    }
+    bump(&SINK_COUNT, 0, 1);
+    bump(&SINK_COUNT, 1, (ctx.data_end() - ctx.data()) as u64);
+    xdp_action::XDP_DROP
+}
+
+#[xdp]
+pub fn pl_bare(_ctx: XdpContext) -> u32 {
+    BARE_EGRESS.redirect(0, 0).unwrap_or(xdp_action::XDP_DROP)
+}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

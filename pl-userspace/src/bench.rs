@@ -1,0 +1,652 @@
+//! `pl bench`: packet rates through pl against the bare-redirect limit, on the lab, with
+//! frames from an XDP live-frame generator (this kernel has no pktgen) and a sink that
+//! counts what reaches the provider. Variants run interleaved and repeated, so noise
+//! shows as spread.
+//!
+//! The generator (`pl_gen`) runs under BPF_PROG_TEST_RUN with live frames on globex's
+//! `eth0`, pinned to the last CPU, in one long call per measurement that a signal ends.
+//! Live mode turns its XDP_TX into a redirect out of `eth0`, so every frame reaches
+//! `fw-globex`, where the variant under test runs. The sink (`pl_sink`) on the provider's
+//! `eth0` counts and drops. The rate is what the sink received over the window.
+
+use std::{
+    net::Ipv4Addr,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, PerCpuArray, xdp::DevMap},
+    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+};
+use pl_common::{
+    bench::{
+        BARE_EGRESS_MAP, BARE_PROGRAM, GEN_CONFIG_MAP, GEN_COUNT_MAP, GEN_HEADER, GEN_PROGRAM,
+        GenConfig, SINK_COUNT_MAP, SINK_PROGRAM,
+    },
+    stats::EndpointCounter,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    cmd, control,
+    frame::{Ipv4, TCP_SYN, ipv4_frame, parse_mac},
+    lab::{Lab, Topology},
+    netns,
+    runner::PlRun,
+};
+
+/// Frame size on the wire (no FCS), as pktgen-style benchmarks quote.
+pub const FRAME_LEN: usize = 64;
+const ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+/// Generator sources start here; flow i adds i / 60000 to it.
+const SOURCE_BASE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 0);
+const TARGETS: u8 = 20;
+const BATCH: u32 = 64;
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub prefix: String,
+    pub quick: bool,
+}
+
+/// One measurement.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Sample {
+    pub sent: u64,
+    pub received: u64,
+    pub seconds: f64,
+}
+
+impl Sample {
+    pub fn pps(&self) -> f64 {
+        self.received as f64 / self.seconds
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VariantResult {
+    pub name: String,
+    pub flows: String,
+    pub samples: Vec<Sample>,
+}
+
+impl VariantResult {
+    fn sorted_pps(&self) -> Vec<f64> {
+        let mut v: Vec<f64> = self.samples.iter().map(Sample::pps).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    pub fn median(&self) -> f64 {
+        let v = self.sorted_pps();
+        if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+    }
+
+    pub fn min(&self) -> f64 {
+        self.sorted_pps().first().copied().unwrap_or(0.0)
+    }
+
+    pub fn max(&self) -> f64 {
+        self.sorted_pps().last().copied().unwrap_or(0.0)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchResults {
+    pub quick: bool,
+    pub cpus: usize,
+    pub frame_len: usize,
+    pub kernel: String,
+    pub variants: Vec<VariantResult>,
+    /// Flow-table memory per flow: the flow map's kernel memory (fdinfo memlock) divided by
+    /// the flows it holds.
+    pub flow_table_bytes: u64,
+    pub flow_table_flows: u64,
+}
+
+impl BenchResults {
+    pub fn variant(&self, name: &str, flows: &str) -> Option<&VariantResult> {
+        self.variants
+            .iter()
+            .find(|v| v.name == name && v.flows == flows)
+    }
+}
+
+/// The generator, sink and bare-redirect programs, loaded once.
+struct Progs {
+    ebpf: Ebpf,
+    sink_link: Option<aya::programs::xdp::XdpLinkId>,
+    bare_link: Option<aya::programs::xdp::XdpLinkId>,
+}
+
+fn prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
+    let p: &mut Xdp = ebpf
+        .program_mut(name)
+        .with_context(|| format!("bench object has no {name}"))?
+        .try_into()?;
+    Ok(p)
+}
+
+fn sum(ebpf: &Ebpf, map: &str, index: u32) -> anyhow::Result<u64> {
+    let m: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(ebpf.map(map).with_context(|| format!("no map {map}"))?)?;
+    Ok(m.get(&index, 0)?.iter().sum())
+}
+
+extern "C" fn on_usr1(_: i32) {}
+
+/// The bench's fixed setup: lab, programs, interface indexes.
+struct Bench<'a> {
+    topo: &'a Topology,
+    pl: &'a Path,
+    config: String,
+    progs: Progs,
+    gen_ifindex: u32,
+    gen_ns: String,
+    cpus: usize,
+    run: Option<PlRun>,
+}
+
+impl Bench<'_> {
+    /// Sets the generator's template and flow count.
+    fn generate(&mut self, tcp_syn: bool, flows: u32) -> anyhow::Result<()> {
+        let net = self.topo.network("globex").context("no globex")?;
+        let (dst, src) = (
+            parse_mac(&net.fw_mac).context("fw MAC")?,
+            parse_mac(&net.peer_mac).context("peer MAC")?,
+        );
+        let ip = Ipv4::new(SOURCE_BASE.octets(), ENDPOINT.octets());
+        let mut f = if tcp_syn {
+            ipv4_frame(
+                dst,
+                src,
+                &ip.tcp(1024, 443, 1, 0, TCP_SYN, &[0; FRAME_LEN - 54]),
+            )
+        } else {
+            let mut f = ipv4_frame(dst, src, &ip.udp(1024, 53, &[0; FRAME_LEN - 42]));
+            f[40..42].fill(0); // UDP checksum 0: nothing to recompute per frame
+            f
+        };
+        f.resize(GEN_HEADER, 0);
+        let mut header = [0u8; GEN_HEADER];
+        header.copy_from_slice(&f);
+        let cfg = GenConfig {
+            header,
+            header_len: GEN_HEADER as u32,
+            flows,
+            cpus: 1,
+            _pad: 0,
+        };
+        let mut m: Array<&mut MapData, GenConfig> = Array::try_from(
+            self.progs
+                .ebpf
+                .map_mut(GEN_CONFIG_MAP)
+                .context("no generator config map")?,
+        )?;
+        m.set(0, cfg, 0)?;
+        Ok(())
+    }
+
+    /// Runs the generator for `window` and returns what it sent and the sink received.
+    fn measure(&mut self, window: Duration) -> anyhow::Result<Sample> {
+        let (sent0, recv0) = (
+            sum(&self.progs.ebpf, GEN_COUNT_MAP, 0)?,
+            sum(&self.progs.ebpf, SINK_COUNT_MAP, 0)?,
+        );
+        let frame = vec![0u8; FRAME_LEN];
+        let ctx: Vec<u8> = [0, FRAME_LEN as u32, 0, self.gen_ifindex, 0, 0]
+            .iter()
+            .flat_map(|w: &u32| w.to_ne_bytes())
+            .collect();
+        let ns_file = std::fs::File::open(netns::path(&self.gen_ns))?;
+        let gen_cpu = self.cpus.saturating_sub(1);
+        let ebpf = &mut self.progs.ebpf;
+        let start = Instant::now();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let elapsed = std::thread::scope(|s| -> anyhow::Result<Duration> {
+            let h = s.spawn(|| -> anyhow::Result<()> {
+                let _ = tid_tx.send(nix::sys::pthread::pthread_self());
+                let mut set = nix::sched::CpuSet::new();
+                set.set(gen_cpu)?;
+                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
+                nix::sched::setns(&ns_file, nix::sched::CloneFlags::CLONE_NEWNET)?;
+                let p = prog(ebpf, GEN_PROGRAM)?;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // One long call; SIGUSR1 ends it (EINTR), which is how it should end.
+                    let _ = p.test_run(TestRunOptions {
+                        data_in: Some(&frame),
+                        ctx_in: Some(&ctx),
+                        repeat: u32::MAX,
+                        attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                        ..TestRunOptions::default()
+                    });
+                }
+                Ok(())
+            });
+            std::thread::sleep(window);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let elapsed = start.elapsed();
+            let tid = tid_rx
+                .recv()
+                .map_err(|_| anyhow::anyhow!("generator thread ended before it started"))?;
+            while !h.is_finished() {
+                let _ = nix::sys::pthread::pthread_kill(tid, nix::sys::signal::Signal::SIGUSR1);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            h.join()
+                .map_err(|_| anyhow::anyhow!("generator thread panicked"))??;
+            Ok(elapsed)
+        })?;
+        // Let frames in flight land before reading the sink.
+        std::thread::sleep(Duration::from_millis(50));
+        let (sent1, recv1) = (
+            sum(&self.progs.ebpf, GEN_COUNT_MAP, 0)?,
+            sum(&self.progs.ebpf, SINK_COUNT_MAP, 0)?,
+        );
+        Ok(Sample {
+            sent: sent1 - sent0,
+            received: recv1 - recv0,
+            seconds: elapsed.as_secs_f64(),
+        })
+    }
+
+    fn stop_pl(&mut self) -> anyhow::Result<()> {
+        if let Some(run) = self.run.take() {
+            let out = run.stop()?;
+            ensure!(
+                out.status.success(),
+                "pl run failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// A fresh `pl run` (empty flow table), targets resolved.
+    fn start_pl(&mut self) -> anyhow::Result<()> {
+        self.stop_pl()?;
+        self.detach_bare()?;
+        let run = PlRun::start(
+            self.pl,
+            &self.topo.forwarder_ns,
+            control::DEFAULT_INSTANCE,
+            &["--config", &self.config],
+        )?;
+        let r = run.wait_for_stats(Duration::from_secs(10), |r| {
+            r.targets.iter().all(|t| t.mac.is_some())
+        })?;
+        let missing = r.targets.iter().filter(|t| t.mac.is_none()).count();
+        ensure!(missing == 0, "{missing} bench targets never answered ARP");
+        self.run = Some(run);
+        Ok(())
+    }
+
+    /// Creates `flows` established flows by running the generator until pl counted them.
+    fn warm_up(&mut self, flows: u32) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.measure(Duration::from_millis(300))?;
+            let stats = self.run.as_ref().context("pl is not running")?.stats()?;
+            let made = stats
+                .endpoints
+                .first()
+                .map_or(0, |e| e.get(EndpointCounter::NewFlows));
+            if made >= u64::from(flows) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("only {made} of {flows} flows created in 60 s");
+            }
+        }
+    }
+
+    fn attach_bare(&mut self) -> anyhow::Result<()> {
+        self.stop_pl()?;
+        if self.progs.bare_link.is_some() {
+            return Ok(());
+        }
+        let (fw, prov_if, glob_if) = (
+            self.topo.forwarder_ns.clone(),
+            ifindex(&self.topo.forwarder_ns, "fw-prov")?,
+            ifindex(&self.topo.forwarder_ns, "fw-globex")?,
+        );
+        let ebpf = &mut self.progs.ebpf;
+        // A devmap resolves the ifindex in the writer's namespace: write from the forwarder's.
+        let link = netns::run_in(&fw, || -> anyhow::Result<_> {
+            let mut egress: DevMap<&mut MapData> = DevMap::try_from(
+                ebpf.map_mut(BARE_EGRESS_MAP)
+                    .context("no bare egress map")?,
+            )?;
+            egress.set(0, prov_if, None, 0)?;
+            Ok(prog(ebpf, BARE_PROGRAM)?.attach_to_if_index(glob_if, XdpMode::Driver)?)
+        })??;
+        self.progs.bare_link = Some(link);
+        Ok(())
+    }
+
+    fn detach_bare(&mut self) -> anyhow::Result<()> {
+        if let Some(link) = self.progs.bare_link.take() {
+            prog(&mut self.progs.ebpf, BARE_PROGRAM)?.detach(link)?;
+        }
+        Ok(())
+    }
+}
+
+fn ifindex(ns: &str, dev: &str) -> anyhow::Result<u32> {
+    let dev = dev.to_owned();
+    Ok(netns::run_in(ns, move || {
+        nix::net::if_::if_nametoindex(dev.as_str())
+    })??)
+}
+
+/// The bench config: globex reaches one service with `TARGETS` targets in one zone, so
+/// SNAT tuples (targets x ports) exceed a million.
+fn config(flow_table_size: u32) -> String {
+    let targets: Vec<String> = (0..TARGETS)
+        .map(|i| format!("{{ ip = \"10.9.0.{}\", zone = \"z1\" }}", 20 + i))
+        .collect();
+    format!(
+        r#"[[network]]
+name = "globex"
+interface = "fw-globex"
+
+[[network]]
+name = "prov"
+interface = "fw-prov"
+
+[[service]]
+name = "bench"
+network = "prov"
+nlb_addresses = [{{ ip = "10.9.0.250", zone = "z1" }}]
+allowed_principals = ["globex"]
+accepted_endpoints = ["globex-bench"]
+listeners = [{{ protocol = "udp", port = 53, target_port = 5353 }}, {{ protocol = "tcp", port = 443, target_port = 8443 }}]
+targets = [{}]
+
+[[endpoint]]
+name = "globex-bench"
+service = "bench"
+network = "globex"
+addresses = [{{ ip = "10.0.0.100", zone = "z1" }}]
+
+[limits]
+flow_table_size = {flow_table_size}
+"#,
+        targets.join(", ")
+    )
+}
+
+/// Prints a progress line for a variant, overwritten as it runs.
+fn progress(label: &str, done: usize, total: usize, last: Option<f64>) {
+    use std::io::Write as _;
+    let width = 20;
+    let filled = done * width / total.max(1);
+    let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
+    let rate = last
+        .map(|p| format!(" {:.2} Mpps", p / 1e6))
+        .unwrap_or_default();
+    print!("\r  [{bar}] {done}/{total} {label}{rate}        ");
+    let _ = std::io::stdout().flush();
+}
+
+pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let (repeats, window, scale): (usize, Duration, &[u32]) = if opts.quick {
+        (2, Duration::from_millis(400), &[1_000, 65_536])
+    } else {
+        (5, Duration::from_secs(2), &[1_000, 65_536, 1_000_000])
+    };
+    let max_flows = scale.iter().copied().max().unwrap_or(1);
+    // New-flow windows create about rate x window flows: leave room for them.
+    let table = (max_flows + 2_000_000).min(8_000_000);
+
+    // SAFETY: the handler does nothing; SIGUSR1 only needs to interrupt the generator's syscall.
+    unsafe {
+        nix::sys::signal::sigaction(
+            nix::sys::signal::Signal::SIGUSR1,
+            &nix::sys::signal::SigAction::new(
+                nix::sys::signal::SigHandler::Handler(on_usr1),
+                nix::sys::signal::SaFlags::empty(),
+                nix::sys::signal::SigSet::empty(),
+            ),
+        )?;
+    }
+
+    let lab = Lab::new(&opts.prefix)?;
+    println!("==> lab {}", opts.prefix);
+    let topo = lab.up()?;
+    let _teardown = crate::demo::Teardown(lab.clone());
+    let prov = topo.network("prov").context("no prov")?.namespace.clone();
+    for i in 0..TARGETS {
+        cmd::ip([
+            "-n",
+            &prov,
+            "addr",
+            "add",
+            &format!("10.9.0.{}/24", 20 + i),
+            "dev",
+            "eth0",
+        ])?;
+    }
+    let config_path = lab.write_config(&config(table))?;
+    let mut progs = Progs {
+        ebpf: Ebpf::load(crate::BENCH_OBJECT)?,
+        sink_link: None,
+        bare_link: None,
+    };
+    for name in [GEN_PROGRAM, SINK_PROGRAM, BARE_PROGRAM] {
+        prog(&mut progs.ebpf, name)?.load()?;
+    }
+    let prov_eth0 = ifindex(&prov, "eth0")?;
+    let ebpf = &mut progs.ebpf;
+    progs.sink_link = Some(netns::run_in(&prov, || {
+        prog(ebpf, SINK_PROGRAM)?
+            .attach_to_if_index(prov_eth0, XdpMode::Driver)
+            .map_err(anyhow::Error::from)
+    })??);
+    let gen_ns = topo
+        .network("globex")
+        .context("no globex")?
+        .namespace
+        .clone();
+    let mut b = Bench {
+        topo: &topo,
+        pl,
+        config: config_path.to_string_lossy().into_owned(),
+        progs,
+        gen_ifindex: ifindex(&gen_ns, "eth0")?,
+        gen_ns,
+        cpus,
+        run: None,
+    };
+
+    // (name, flows label, setup + measure)
+    let mut variants: Vec<VariantResult> = Vec::new();
+    let mut push = |name: &str, flows: &str, s: Sample| {
+        if let Some(v) = variants
+            .iter_mut()
+            .find(|v| v.name == name && v.flows == flows)
+        {
+            v.samples.push(s);
+        } else {
+            variants.push(VariantResult {
+                name: name.to_owned(),
+                flows: flows.to_owned(),
+                samples: vec![s],
+            });
+        }
+    };
+    let per_round = 3 + scale.len();
+    let total = repeats * per_round;
+    let mut done = 0;
+    let mut flow_table_bytes = 0;
+    println!(
+        "==> {repeats} rounds of {per_round} measurements, {} ms each, {FRAME_LEN}-byte frames, generator on CPU {}",
+        window.as_millis(),
+        cpus.saturating_sub(1)
+    );
+    for _ in 0..repeats {
+        progress("bare redirect", done, total, None);
+        b.attach_bare()?;
+        b.generate(false, 1)?;
+        let s = b.measure(window)?;
+        done += 1;
+        progress("bare redirect", done, total, Some(s.pps()));
+        push("bare redirect", "1", s);
+
+        b.start_pl()?;
+        b.generate(false, 1)?;
+        b.warm_up(1)?;
+        let s = b.measure(window)?;
+        done += 1;
+        progress("pl established", done, total, Some(s.pps()));
+        push("pl established", "1", s);
+
+        for &n in scale {
+            b.start_pl()?;
+            b.generate(false, n)?;
+            b.warm_up(n)?;
+            let s = b.measure(window)?;
+            done += 1;
+            progress(
+                &format!("pl established, {n} flows"),
+                done,
+                total,
+                Some(s.pps()),
+            );
+            push("pl established", &n.to_string(), s);
+            if flow_table_bytes == 0 {
+                flow_table_bytes = flow_map_memlock(&b.topo.forwarder_ns)?;
+            }
+        }
+
+        b.start_pl()?;
+        b.generate(true, 0)?;
+        let s = b.measure(window)?;
+        done += 1;
+        progress("pl new flows", done, total, Some(s.pps()));
+        push("pl new flows", "new", s);
+    }
+    println!();
+    b.stop_pl()?;
+    b.detach_bare()?;
+    Ok(BenchResults {
+        quick: opts.quick,
+        cpus,
+        frame_len: FRAME_LEN,
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        variants,
+        flow_table_bytes,
+        flow_table_flows: u64::from(table),
+    })
+}
+
+/// Kernel memory of the running pl's flow map: `memlock` in its fdinfo (via bpftool,
+/// which finds it by name).
+fn flow_map_memlock(_ns: &str) -> anyhow::Result<u64> {
+    let out = cmd::run(
+        std::process::Command::new("bpftool").args(["-j", "map", "show", "name", "PL_FLOWS"]),
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("bpftool -j map show")?;
+    let entry = if v.is_array() {
+        v.get(0).cloned()
+    } else {
+        Some(v)
+    };
+    entry
+        .and_then(|e| e.get("bytes_memlock").and_then(serde_json::Value::as_u64))
+        .context("bpftool printed no bytes_memlock for PL_FLOWS")
+}
+
+/// The results as the table `pl bench` prints and BENCHMARKS.md holds.
+pub fn table(r: &BenchResults) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| variant | flows | median Mpps | min | max | sent | received | lost |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for v in &r.variants {
+        let sent: u64 = v.samples.iter().map(|s| s.sent).sum();
+        let recv: u64 = v.samples.iter().map(|s| s.received).sum();
+        let lost = sent.saturating_sub(recv);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {sent} | {recv} | {:.1}% |",
+            v.name,
+            v.flows,
+            v.median() / 1e6,
+            v.min() / 1e6,
+            v.max() / 1e6,
+            if sent == 0 {
+                0.0
+            } else {
+                lost as f64 * 100.0 / sent as f64
+            }
+        );
+    }
+    let ratio = |a: Option<&VariantResult>, b: Option<&VariantResult>| match (a, b) {
+        (Some(a), Some(b)) if b.median() > 0.0 => format!("{:.2}x", a.median() / b.median()),
+        _ => "n/a".to_owned(),
+    };
+    let est = r.variant("pl established", "1");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| ratio | value | target |");
+    let _ = writeln!(out, "|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| pl established / bare redirect | {} | >= 0.85x |",
+        ratio(est, r.variant("bare redirect", "1"))
+    );
+    let _ = writeln!(
+        out,
+        "| pl new flows / pl established | {} | >= 0.5x |",
+        ratio(r.variant("pl new flows", "new"), est)
+    );
+    let scaled: Vec<&VariantResult> = r
+        .variants
+        .iter()
+        .filter(|v| v.name == "pl established" && v.flows != "1")
+        .collect();
+    if let (Some(first), Some(last)) = (scaled.first(), scaled.last()) {
+        let loss = 100.0 * (1.0 - last.median() / first.median().max(1.0));
+        let _ = writeln!(
+            out,
+            "| per-packet rate lost from {} to {} flows | {loss:.1}% | < 15% |",
+            first.flows, last.flows
+        );
+        for v in &scaled {
+            let _ = writeln!(
+                out,
+                "| ns per packet at {} flows | {:.0} | |",
+                v.flows,
+                1e9 / v.median().max(1.0)
+            );
+        }
+    }
+    if r.flow_table_bytes > 0 {
+        let _ = writeln!(
+            out,
+            "| flow-table memory per flow | {} B ({} B for a table of {} flows) | |",
+            r.flow_table_bytes / r.flow_table_flows.max(1),
+            r.flow_table_bytes,
+            r.flow_table_flows
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{} CPUs (generator on CPU {}), kernel {}, {}-byte frames",
+        r.cpus,
+        r.cpus.saturating_sub(1),
+        r.kernel,
+        r.frame_len
+    );
+    out
+}
