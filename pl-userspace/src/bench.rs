@@ -105,6 +105,16 @@ pub struct BenchResults {
     /// the flows it holds.
     pub flow_table_bytes: u64,
     pub flow_table_flows: u64,
+    /// iperf3 throughput, one TCP stream.
+    #[serde(default)]
+    pub tcp: Vec<TcpResult>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TcpResult {
+    pub name: String,
+    pub bits_per_second: f64,
+    pub seconds: u32,
 }
 
 impl BenchResults {
@@ -148,7 +158,35 @@ struct Bench<'a> {
     gen_ns: String,
     cpus: usize,
     run: Option<PlRun>,
+    mode: Mode,
 }
+
+/// What forwards on the forwarder namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Nothing,
+    /// `pl run --config` (a fresh one for every measurement).
+    Pl,
+    /// `pl_bare` on fw-globex, redirecting to fw-prov.
+    Bare,
+    /// No XDP: the kernel forwards with nft DNAT + SNAT and conntrack.
+    Nft,
+    /// No XDP, no NAT: the kernel routes between the namespaces.
+    Routing,
+}
+
+const NFT_RULES: &str = "table ip plbench {
+  chain pre {
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname \"fw-globex\" ip daddr 10.0.0.100 udp dport 53 dnat to 10.9.0.20:5353
+    iifname \"fw-globex\" ip daddr 10.0.0.100 tcp dport 443 dnat to 10.9.0.20:8443
+  }
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname \"fw-prov\" snat to 10.9.0.250
+  }
+}
+";
 
 impl Bench<'_> {
     /// Sets the generator's template and flow count.
@@ -254,6 +292,98 @@ impl Bench<'_> {
         })
     }
 
+    fn ip_in(&self, ns: &str, args: &[&str]) -> anyhow::Result<()> {
+        let mut full = vec!["-n", ns];
+        full.extend_from_slice(args);
+        cmd::ip(full)?;
+        Ok(())
+    }
+
+    fn exec_in(&self, ns: &str, program: &str, args: &[&str]) -> anyhow::Result<()> {
+        cmd::run(netns::exec(ns, program).args(args))?;
+        Ok(())
+    }
+
+    /// Leaves the current mode: stops pl, detaches the bare redirect, or removes the
+    /// kernel's addresses, rules and routes.
+    fn leave(&mut self) -> anyhow::Result<()> {
+        let fw = self.topo.forwarder_ns.clone();
+        match self.mode {
+            Mode::Nothing => {}
+            Mode::Pl => self.stop_pl()?,
+            Mode::Bare => self.detach_bare()?,
+            Mode::Nft | Mode::Routing => {
+                if self.mode == Mode::Nft {
+                    self.exec_in(&fw, "nft", &["delete", "table", "ip", "plbench"])?;
+                } else {
+                    let (glob, prov) = (self.ns_of("globex")?, self.ns_of("prov")?);
+                    self.ip_in(&glob, &["route", "del", "10.9.0.0/24"])?;
+                    self.ip_in(&prov, &["route", "del", "10.0.0.0/24"])?;
+                }
+                for dev in ["fw-globex", "fw-prov"] {
+                    self.ip_in(&fw, &["addr", "flush", "dev", dev])?;
+                }
+                self.exec_in(&fw, "sysctl", &["-qw", "net.ipv4.ip_forward=0"])?;
+            }
+        }
+        self.mode = Mode::Nothing;
+        Ok(())
+    }
+
+    fn ns_of(&self, network: &str) -> anyhow::Result<String> {
+        Ok(self
+            .topo
+            .network(network)
+            .with_context(|| format!("no network {network}"))?
+            .namespace
+            .clone())
+    }
+
+    /// The kernel as the forwarder: addresses on its interfaces, forwarding on, and either
+    /// nft NAT (`nat`) or plain routes in the consumer and provider.
+    fn enter_kernel(&mut self, nat: bool) -> anyhow::Result<()> {
+        self.leave()?;
+        let fw = self.topo.forwarder_ns.clone();
+        let (glob_addr, prov_addr) = if nat {
+            ("10.0.0.100/24", "10.9.0.250/24")
+        } else {
+            ("10.0.0.1/24", "10.9.0.1/24")
+        };
+        self.ip_in(&fw, &["addr", "add", glob_addr, "dev", "fw-globex"])?;
+        self.ip_in(&fw, &["addr", "add", prov_addr, "dev", "fw-prov"])?;
+        // Generator sources (10.1.0.0/16) route back through fw-globex.
+        self.ip_in(
+            &fw,
+            &["route", "replace", "10.1.0.0/16", "dev", "fw-globex"],
+        )?;
+        self.exec_in(
+            &fw,
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv4.ip_forward=1",
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.fw-globex.rp_filter=0",
+            ],
+        )?;
+        // Without an XDP program, fw-globex takes the generator's redirected frames only with GRO.
+        self.exec_in(&fw, "ethtool", &["-K", "fw-globex", "gro", "off"])?;
+        self.exec_in(&fw, "ethtool", &["-K", "fw-globex", "gro", "on"])?;
+        if nat {
+            let rules = std::env::temp_dir().join(format!("{}nft.rules", self.topo.prefix));
+            std::fs::write(&rules, NFT_RULES)
+                .with_context(|| format!("writing {}", rules.display()))?;
+            self.exec_in(&fw, "nft", &["-f", &rules.to_string_lossy()])?;
+            self.mode = Mode::Nft;
+        } else {
+            let (glob, prov) = (self.ns_of("globex")?, self.ns_of("prov")?);
+            self.ip_in(&glob, &["route", "add", "10.9.0.0/24", "via", "10.0.0.1"])?;
+            self.ip_in(&prov, &["route", "add", "10.0.0.0/24", "via", "10.9.0.1"])?;
+            self.mode = Mode::Routing;
+        }
+        Ok(())
+    }
+
     fn stop_pl(&mut self) -> anyhow::Result<()> {
         if let Some(run) = self.run.take() {
             let out = run.stop()?;
@@ -268,8 +398,7 @@ impl Bench<'_> {
 
     /// A fresh `pl run` (empty flow table), targets resolved.
     fn start_pl(&mut self) -> anyhow::Result<()> {
-        self.stop_pl()?;
-        self.detach_bare()?;
+        self.leave()?;
         let run = PlRun::start(
             self.pl,
             &self.topo.forwarder_ns,
@@ -282,6 +411,7 @@ impl Bench<'_> {
         let missing = r.targets.iter().filter(|t| t.mac.is_none()).count();
         ensure!(missing == 0, "{missing} bench targets never answered ARP");
         self.run = Some(run);
+        self.mode = Mode::Pl;
         Ok(())
     }
 
@@ -305,10 +435,7 @@ impl Bench<'_> {
     }
 
     fn attach_bare(&mut self) -> anyhow::Result<()> {
-        self.stop_pl()?;
-        if self.progs.bare_link.is_some() {
-            return Ok(());
-        }
+        self.leave()?;
         let (fw, prov_if, glob_if) = (
             self.topo.forwarder_ns.clone(),
             ifindex(&self.topo.forwarder_ns, "fw-prov")?,
@@ -325,6 +452,7 @@ impl Bench<'_> {
             Ok(prog(ebpf, BARE_PROGRAM)?.attach_to_if_index(glob_if, XdpMode::Driver)?)
         })??;
         self.progs.bare_link = Some(link);
+        self.mode = Mode::Bare;
         Ok(())
     }
 
@@ -333,6 +461,60 @@ impl Bench<'_> {
             prog(&mut self.progs.ebpf, BARE_PROGRAM)?.detach(link)?;
         }
         Ok(())
+    }
+}
+
+impl Bench<'_> {
+    /// Attaches or detaches the sink on the provider's eth0 (real TCP needs the stack).
+    fn sink(&mut self, on: bool) -> anyhow::Result<()> {
+        let prov = self.ns_of("prov")?;
+        if on && self.progs.sink_link.is_none() {
+            let idx = ifindex(&prov, "eth0")?;
+            let ebpf = &mut self.progs.ebpf;
+            self.progs.sink_link = Some(netns::run_in(&prov, || {
+                prog(ebpf, SINK_PROGRAM)?
+                    .attach_to_if_index(idx, XdpMode::Driver)
+                    .map_err(anyhow::Error::from)
+            })??);
+        } else if !on && let Some(link) = self.progs.sink_link.take() {
+            prog(&mut self.progs.ebpf, SINK_PROGRAM)?.detach(link)?;
+        }
+        Ok(())
+    }
+
+    /// iperf3 from globex to `dst:port` for `seconds`: received bits per second.
+    fn iperf(&self, dst: &str, port: u16, seconds: u32) -> anyhow::Result<f64> {
+        let prov = self.ns_of("prov")?;
+        let glob = self.ns_of("globex")?;
+        let mut server = netns::exec(&prov, "iperf3")
+            .args(["-s", "-1", "-p", "8443"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting iperf3 -s (is iperf3 installed? `cargo xtask setup`)")?;
+        std::thread::sleep(Duration::from_millis(300));
+        let out = netns::exec(&glob, "iperf3")
+            .args([
+                "-J",
+                "-c",
+                dst,
+                "-p",
+                &port.to_string(),
+                "-t",
+                &seconds.to_string(),
+            ])
+            .output();
+        let _ = server.kill();
+        let _ = server.wait();
+        let out = out.context("running iperf3 -c")?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("iperf3 -J output")?;
+        if let Some(e) = v.get("error").and_then(serde_json::Value::as_str) {
+            bail!("iperf3 to {dst}:{port}: {e}");
+        }
+        v.pointer("/end/sum_received/bits_per_second")
+            .and_then(serde_json::Value::as_f64)
+            .context("iperf3 reported no received rate")
     }
 }
 
@@ -462,6 +644,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         gen_ns,
         cpus,
         run: None,
+        mode: Mode::Nothing,
     };
 
     // (name, flows label, setup + measure)
@@ -480,7 +663,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
             });
         }
     };
-    let per_round = 3 + scale.len();
+    let per_round = 4 + scale.len();
     let total = repeats * per_round;
     let mut done = 0;
     let mut flow_table_bytes = 0;
@@ -530,10 +713,44 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         done += 1;
         progress("pl new flows", done, total, Some(s.pps()));
         push("pl new flows", "new", s);
+
+        b.enter_kernel(true)?;
+        b.generate(false, 1)?;
+        b.measure(Duration::from_millis(100))?; // conntrack entry and neighbour in place
+        let s = b.measure(window)?;
+        done += 1;
+        progress("nftables", done, total, Some(s.pps()));
+        push("nftables DNAT+SNAT", "1", s);
     }
     println!();
-    b.stop_pl()?;
-    b.detach_bare()?;
+
+    // Real TCP: iperf3 through pl, through nft, and plain routing (sink off: TCP needs the stack).
+    let seconds = if opts.quick { 1 } else { 5 };
+    let mut tcp = Vec::new();
+    b.sink(false)?;
+    for (name, dst, port) in [
+        ("pl", "10.0.0.100", 443),
+        ("nftables", "10.0.0.100", 443),
+        ("routing", "10.9.0.20", 8443),
+    ] {
+        match name {
+            "pl" => b.start_pl()?,
+            "nftables" => b.enter_kernel(true)?,
+            _ => b.enter_kernel(false)?,
+        }
+        let bps = b
+            .iperf(dst, port, seconds)
+            .with_context(|| format!("iperf3 through {name}"))?;
+        println!("  iperf3 through {name}: {:.2} Gbit/s", bps / 1e9);
+        tcp.push(TcpResult {
+            name: name.to_owned(),
+            bits_per_second: bps,
+            seconds,
+        });
+    }
+    b.leave()?;
+    b.sink(true)?;
+    b.leave()?;
     Ok(BenchResults {
         quick: opts.quick,
         cpus,
@@ -544,6 +761,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         variants,
         flow_table_bytes,
         flow_table_flows: u64::from(table),
+        tcp,
     })
 }
 
@@ -604,6 +822,11 @@ pub fn table(r: &BenchResults) -> String {
         out,
         "| pl established / bare redirect | {} | >= 0.85x |",
         ratio(est, r.variant("bare redirect", "1"))
+    );
+    let _ = writeln!(
+        out,
+        "| pl established / nftables | {} | >= 5x |",
+        ratio(est, r.variant("nftables DNAT+SNAT", "1"))
     );
     let _ = writeln!(
         out,

@@ -48,6 +48,17 @@ fn quick_bench_moves_packets_in_every_variant() {
         }
     }
     assert!(r.flow_table_bytes > 0, "no flow-table memory figure");
+    for name in ["pl", "nftables", "routing"] {
+        let t = r
+            .tcp
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no iperf3 result through {name}"));
+        assert!(
+            t.bits_per_second > 0.0,
+            "iperf3 through {name} moved nothing"
+        );
+    }
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains("pl established / bare redirect"),
