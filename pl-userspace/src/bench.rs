@@ -396,9 +396,11 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// A fresh `pl run` (empty flow table), targets resolved.
-    fn start_pl(&mut self) -> anyhow::Result<()> {
+    /// A fresh `pl run` whose flow table holds `flows`, targets resolved.
+    fn start_pl(&mut self, flows: u32) -> anyhow::Result<()> {
         self.leave()?;
+        std::fs::write(&self.config, config(flows))
+            .with_context(|| format!("writing {}", self.config))?;
         let run = PlRun::start(
             self.pl,
             &self.topo.forwarder_ns,
@@ -583,8 +585,10 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         (5, Duration::from_secs(2), &[1_000, 65_536, 1_000_000])
     };
     let max_flows = scale.iter().copied().max().unwrap_or(1);
-    // New-flow windows create about rate x window flows: leave room for them.
-    let table = (max_flows + 2_000_000).min(8_000_000);
+    // Established runs get a table sized for their flows, as an operator would size it; new-flow
+    // windows create about rate x window flows, so theirs has room for that.
+    let sized = |flows: u32| flows.saturating_mul(2).max(1024);
+    let new_flow_table = 4_000_000;
 
     // SAFETY: the handler does nothing; SIGUSR1 only needs to interrupt the generator's syscall.
     unsafe {
@@ -614,7 +618,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
             "eth0",
         ])?;
     }
-    let config_path = lab.write_config(&config(table))?;
+    let config_path = lab.write_config(&config(sized(max_flows)))?;
     let mut progs = Progs {
         ebpf: Ebpf::load(crate::BENCH_OBJECT)?,
         sink_link: None,
@@ -667,6 +671,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     let total = repeats * per_round;
     let mut done = 0;
     let mut flow_table_bytes = 0;
+    let mut flow_table_flows = 0;
     println!(
         "==> {repeats} rounds of {per_round} measurements, {} ms each, {FRAME_LEN}-byte frames, generator on CPU {}",
         window.as_millis(),
@@ -681,7 +686,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         progress("bare redirect", done, total, Some(s.pps()));
         push("bare redirect", "1", s);
 
-        b.start_pl()?;
+        b.start_pl(sized(1))?;
         b.generate(false, 1)?;
         b.warm_up(1)?;
         let s = b.measure(window)?;
@@ -690,7 +695,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         push("pl established", "1", s);
 
         for &n in scale {
-            b.start_pl()?;
+            b.start_pl(sized(n))?;
             b.generate(false, n)?;
             b.warm_up(n)?;
             let s = b.measure(window)?;
@@ -702,12 +707,13 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
                 Some(s.pps()),
             );
             push("pl established", &n.to_string(), s);
-            if flow_table_bytes == 0 {
+            if n == max_flows {
                 flow_table_bytes = flow_map_memlock(&b.topo.forwarder_ns)?;
+                flow_table_flows = u64::from(sized(n));
             }
         }
 
-        b.start_pl()?;
+        b.start_pl(new_flow_table)?;
         b.generate(true, 0)?;
         let s = b.measure(window)?;
         done += 1;
@@ -734,7 +740,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         ("routing", "10.9.0.20", 8443),
     ] {
         match name {
-            "pl" => b.start_pl()?,
+            "pl" => b.start_pl(sized(1))?,
             "nftables" => b.enter_kernel(true)?,
             _ => b.enter_kernel(false)?,
         }
@@ -760,7 +766,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
             .unwrap_or_default(),
         variants,
         flow_table_bytes,
-        flow_table_flows: u64::from(table),
+        flow_table_flows,
         tcp,
     })
 }
