@@ -32,6 +32,8 @@ pub struct AddrInfo {
 
 /// The endpoint carries traffic: accepted by its service (or acceptance not required).
 pub const ENDPOINT_ACCEPTED: u8 = 1;
+/// The endpoint admits any source: the allowed-sources lookup is skipped.
+pub const ENDPOINT_ANY_SOURCE: u8 = 2;
 
 /// Value of `PL_ENDPOINTS`, indexed by endpoint id.
 #[repr(C)]

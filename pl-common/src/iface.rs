@@ -2,8 +2,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-/// Value of [`crate::maps::IFACES_MAP`], keyed by ifindex (host order, as the kernel gives it
-/// in `xdp_md.ingress_ifindex`).
+/// Value of [`crate::maps::IFACES_MAP`], an array indexed by ifindex (as the kernel gives it
+/// in `xdp_md.ingress_ifindex`): one cache-hot load per frame, no hashing. An entry without
+/// [`IFACE_ACTIVE`] is an interface pl does not manage.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct IfaceConfig {
@@ -11,12 +12,18 @@ pub struct IfaceConfig {
     pub slot: u32,
     /// The network behind this interface (index into the egress devmap).
     pub network: u16,
-    /// [`IFACE_DEDICATED`] or 0.
+    /// [`IFACE_ACTIVE`], [`IFACE_DEDICATED`].
     pub flags: u16,
     /// The interface's own MAC: the source of what pl sends and of its ARP answers.
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
+    /// Idle timeouts in seconds, copied here so the per-packet path reads no settings map.
+    pub tcp_idle_s: u32,
+    pub udp_idle_s: u32,
 }
+
+/// The entry describes an interface pl manages.
+pub const IFACE_ACTIVE: u16 = 2;
 
 /// The interface belongs to pl (from `--config`): frames that are not ARP or IPv4 TCP/UDP
 /// to one of our addresses are dropped. Without it (`--interface` only), pl only counts and

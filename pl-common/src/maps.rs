@@ -4,9 +4,12 @@
 /// The XDP entry point in the object.
 pub const PROGRAM_NAME: &str = "pl_xdp";
 
-/// `HASH<u32 ifindex, IfaceConfig>`: the interfaces pl manages, written by userspace before
-/// attaching. A frame arriving on any other interface is passed untouched.
+/// `ARRAY<IfaceConfig>` indexed by ifindex: the interfaces pl manages, written by userspace
+/// before attaching. A frame arriving on any other interface is passed untouched.
 pub const IFACES_MAP: &str = "PL_IFACES";
+
+/// ifindexes pl can manage: `0..MAX_IFINDEX` (the interface array's size).
+pub const MAX_IFINDEX: u32 = 16384;
 
 /// `PERCPU_ARRAY<IfaceStats>` indexed by `IfaceConfig::slot`.
 pub const IFACE_STATS_MAP: &str = "PL_IFACE_STATS";

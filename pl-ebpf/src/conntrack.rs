@@ -1,9 +1,10 @@
 //! Conntrack: find the packet's flow, or create one (SNAT port reservation first, then
 //! the forward entry, rolled back if another CPU created the same flow meanwhile).
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_ktime_get_coarse_ns};
 use pl_common::{
     flow::{FlowKey, FlowPlan, FlowValue},
+    iface::IfaceConfig,
     proto::IPPROTO_TCP,
     settings::{SNAT_PROBES, Settings, snat_port},
     stats::EndpointCounter,
@@ -18,10 +19,12 @@ const EEXIST: i32 = 17;
 /// Refresh `last_seen_ns` at most this often, so established traffic rarely writes.
 const REFRESH_NS: u64 = 1_000_000_000;
 
+/// CLOCK_MONOTONIC at tick resolution: plenty for idle timeouts of seconds, and cheaper
+/// than the precise clock on every packet.
 #[inline(always)]
 pub fn now() -> u64 {
     // SAFETY: no preconditions.
-    unsafe { bpf_ktime_get_ns() }
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 #[inline(always)]
@@ -30,25 +33,27 @@ pub fn settings() -> Settings {
 }
 
 #[inline(always)]
-fn idle_limit(s: &Settings, proto: u8) -> u64 {
-    if proto == IPPROTO_TCP {
-        s.tcp_idle_ns
+fn idle_limit(iface: &IfaceConfig, proto: u8) -> u64 {
+    let s = if proto == IPPROTO_TCP {
+        iface.tcp_idle_s
     } else {
-        s.udp_idle_ns
-    }
+        iface.udp_idle_s
+    };
+    u64::from(s) * 1_000_000_000
 }
 
 /// The live flow entry for `key`, refreshed. An entry idle past its timeout counts as
-/// gone even before userspace sweeps it; `expired` says one was found.
+/// gone even before userspace sweeps it; `expired` says one was found. The idle limits
+/// come from the ingress interface's entry, so this path reads no settings map.
 #[inline(always)]
-pub fn lookup(key: &FlowKey, now: u64, s: &Settings) -> (Option<*mut FlowValue>, bool) {
+pub fn lookup(key: &FlowKey, now: u64, iface: &IfaceConfig) -> (Option<*mut FlowValue>, bool) {
     let Some(v) = PL_FLOWS.get_ptr_mut(key) else {
         return (None, false);
     };
     // SAFETY: a live map value; concurrent writers only store whole u64 timestamps.
     let last = unsafe { (*v).last_seen_ns };
     let idle = now.saturating_sub(last);
-    if idle > idle_limit(s, key.proto) {
+    if idle > idle_limit(iface, key.proto) {
         return (None, true);
     }
     if idle > REFRESH_NS {

@@ -4,7 +4,7 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use pl_common::{
-    endpoint::{ENDPOINT_ACCEPTED, ListenerKey, SourceKey},
+    endpoint::{ENDPOINT_ACCEPTED, ENDPOINT_ANY_SOURCE, ListenerKey, SourceKey},
     flow::FlowKey,
     maglev::NO_BACKEND,
     service::{MAX_ZONES, SERVICE_CROSS_ZONE, maglev_slot, maglev_table},
@@ -43,9 +43,11 @@ pub fn admit(key: &FlowKey, endpoint: u16, zone: u8) -> Result<Admitted, Endpoin
     if ep.flags & ENDPOINT_ACCEPTED == 0 {
         return Err(EndpointCounter::RefusedNotAccepted);
     }
-    let source = Key::new(64, SourceKey::new(endpoint, key.src_be));
-    if PL_SOURCES.get(source).is_none() {
-        return Err(EndpointCounter::RefusedSource);
+    if ep.flags & ENDPOINT_ANY_SOURCE == 0 {
+        let source = Key::new(64, SourceKey::new(endpoint, key.src_be));
+        if PL_SOURCES.get(source).is_none() {
+            return Err(EndpointCounter::RefusedSource);
+        }
     }
     let svc = PL_SERVICES
         .get(u32::from(ep.service))

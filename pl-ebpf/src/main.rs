@@ -77,9 +77,8 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
         _pad: 0,
     };
     let now = conntrack::now();
-    let s = conntrack::settings();
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let (found, expired) = conntrack::lookup(&key, now, &s);
+    let (found, expired) = conntrack::lookup(&key, now, iface);
     if let Some(v) = found {
         // SAFETY: a live map value; only its timestamp is ever rewritten in place.
         return Ok(forward(ctx, unsafe { &*v }, proto, len));
@@ -120,6 +119,7 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
     let eth = parse::ptr_at::<EthHdr>(ctx, 0).ok_or(())?;
     // SAFETY: bounds-checked.
     let consumer_mac = unsafe { (*eth).src_addr };
+    let s = conntrack::settings();
     let v = match conntrack::create(&key, &admitted, endpoint, consumer_mac, iface.mac, &s, now) {
         Ok(v) => v,
         Err(reason) => return refuse(reason),

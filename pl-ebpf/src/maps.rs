@@ -11,8 +11,8 @@ use pl_common::{
     flow::{FlowKey, FlowValue, NewFlow},
     iface::IfaceConfig,
     maps::{
-        DEFAULT_FLOW_ENTRIES, MAGLEV_ENTRIES, MAX_ADDRS, MAX_ENDPOINTS, MAX_IFACES, MAX_LISTENERS,
-        MAX_NEIGH, MAX_NETWORKS, MAX_SERVICES, MAX_SOURCES, MAX_TARGETS,
+        DEFAULT_FLOW_ENTRIES, MAGLEV_ENTRIES, MAX_ADDRS, MAX_ENDPOINTS, MAX_IFACES, MAX_IFINDEX,
+        MAX_LISTENERS, MAX_NEIGH, MAX_NETWORKS, MAX_SERVICES, MAX_SOURCES, MAX_TARGETS,
     },
     service::{ServiceInfo, TargetInfo},
     settings::Settings,
@@ -20,7 +20,7 @@ use pl_common::{
 };
 
 #[map]
-pub static PL_IFACES: HashMap<u32, IfaceConfig> = HashMap::with_max_entries(MAX_IFACES, 0);
+pub static PL_IFACES: Array<IfaceConfig> = Array::with_max_entries(MAX_IFINDEX, 0);
 
 #[map]
 pub static PL_IFACE_STATS: PerCpuArray<IfaceStats> = PerCpuArray::with_max_entries(MAX_IFACES, 0);

@@ -78,12 +78,13 @@ pub fn apply(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), App
             .map_err(err(SETTINGS_MAP))?;
     }
 
-    let mut m: HashMap<&mut MapData, u32, IfaceConfig> = map(ebpf, IFACES_MAP)?;
+    let mut m: Array<&mut MapData, IfaceConfig> = map(ebpf, IFACES_MAP)?;
     for (k, v) in changed(&plan.ifaces, old.map(|o| &o.ifaces[..])) {
-        m.insert(k, v, 0).map_err(err(IFACES_MAP))?;
+        m.set(*k, v, 0).map_err(err(IFACES_MAP))?;
     }
     for k in removed(&plan.ifaces, old.map(|o| &o.ifaces[..])) {
-        m.remove(k).map_err(err(IFACES_MAP))?;
+        m.set(*k, IfaceConfig::default(), 0)
+            .map_err(err(IFACES_MAP))?;
     }
 
     let mut m: DevMap<&mut MapData> = map(ebpf, EGRESS_MAP)?;

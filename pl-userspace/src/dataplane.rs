@@ -8,12 +8,15 @@ use std::{collections::HashSet, net::Ipv4Addr};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapError, PerCpuArray},
+    maps::{Array, MapError, PerCpuArray},
     programs::{ProgramError, Xdp, XdpMode},
 };
 use pl_common::{
-    iface::IfaceConfig,
-    maps::{ENDPOINT_STATS_MAP, FLOWS_MAP, IFACE_STATS_MAP, IFACES_MAP, MAX_IFACES, PROGRAM_NAME},
+    iface::{IFACE_ACTIVE, IfaceConfig},
+    maps::{
+        ENDPOINT_STATS_MAP, FLOWS_MAP, IFACE_STATS_MAP, IFACES_MAP, MAX_IFACES, MAX_IFINDEX,
+        PROGRAM_NAME,
+    },
     stats::{EndpointStats, IfaceStats},
 };
 
@@ -59,6 +62,8 @@ pub enum DataplaneError {
         "interface {name}: not found in this network namespace (if it lives in another one, run pl there: `ip netns exec NS pl ...`)"
     )]
     UnknownInterface { name: String },
+    #[error("interface {name}: ifindex {ifindex} is above the {MAX_IFINDEX} pl supports")]
+    IfindexTooLarge { name: String, ifindex: u32 },
     #[error("interface {name}: given twice")]
     DuplicateInterface { name: String },
     #[error("{count} interfaces given; one pl instance manages at most {MAX_IFACES}")]
@@ -134,6 +139,12 @@ pub fn resolve(names: &[String]) -> Result<Vec<(String, u32)>, DataplaneError> {
             }
             let ifindex = nix::net::if_::if_nametoindex(name.as_str())
                 .map_err(|_| DataplaneError::UnknownInterface { name: name.clone() })?;
+            if ifindex >= MAX_IFINDEX {
+                return Err(DataplaneError::IfindexTooLarge {
+                    name: name.clone(),
+                    ifindex,
+                });
+            }
             Ok((name.clone(), ifindex))
         })
         .collect()
@@ -174,35 +185,35 @@ fn program(ebpf: &mut Ebpf) -> &mut Xdp {
         })
 }
 
-/// Registers interfaces in the program's interface map, slot `i` for the `i`th.
+/// Registers interfaces in the program's interface map (observe mode: count and pass), slot
+/// `i` for the `i`th.
 pub fn register(
     ebpf: &mut Ebpf,
     ifaces: &[(String, u32)],
 ) -> Result<Vec<Attached>, DataplaneError> {
-    let mut map: HashMap<_, u32, IfaceConfig> = HashMap::try_from(
+    let err = |source: MapError| DataplaneError::Map {
+        map: IFACES_MAP,
+        source: Box::new(source),
+    };
+    let mut map: Array<_, IfaceConfig> = Array::try_from(
         ebpf.map_mut(IFACES_MAP)
             .unwrap_or_else(|| panic!("the embedded object has no map {IFACES_MAP}")),
     )
-    .map_err(|source| DataplaneError::Map {
-        map: IFACES_MAP,
-        source: Box::new(source),
-    })?;
+    .map_err(err)?;
     ifaces
         .iter()
         .zip(0u32..)
         .map(|((name, ifindex), slot)| {
-            map.insert(
-                ifindex,
+            map.set(
+                *ifindex,
                 IfaceConfig {
                     slot,
+                    flags: IFACE_ACTIVE,
                     ..IfaceConfig::default()
                 },
                 0,
             )
-            .map_err(|source| DataplaneError::Map {
-                map: IFACES_MAP,
-                source: Box::new(source),
-            })?;
+            .map_err(err)?;
             Ok(Attached {
                 name: name.clone(),
                 ifindex: *ifindex,

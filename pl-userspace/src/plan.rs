@@ -5,10 +5,10 @@ use std::{collections::HashMap, net::Ipv4Addr};
 
 use pl_common::{
     endpoint::{
-        ADDR_ENDPOINT, ADDR_NLB, AddrInfo, AddrKey, ENDPOINT_ACCEPTED, EndpointInfo, ListenerInfo,
-        ListenerKey, SourceKey,
+        ADDR_ENDPOINT, ADDR_NLB, AddrInfo, AddrKey, ENDPOINT_ACCEPTED, ENDPOINT_ANY_SOURCE,
+        EndpointInfo, ListenerInfo, ListenerKey, SourceKey,
     },
-    iface::{IFACE_DEDICATED, IfaceConfig},
+    iface::{IFACE_ACTIVE, IFACE_DEDICATED, IfaceConfig},
     maglev::{self, MAGLEV_SIZE},
     service::{MAX_ZONES, SERVICE_CROSS_ZONE, ServiceInfo, TargetInfo, maglev_table},
     settings::Settings,
@@ -72,9 +72,13 @@ impl Plan {
                 IfaceConfig {
                     slot,
                     network: id as u16,
-                    flags: IFACE_DEDICATED,
+                    flags: IFACE_ACTIVE | IFACE_DEDICATED,
                     mac: n.mac,
                     _pad: [0; 2],
+                    tcp_idle_s: u32::try_from(model.settings.tcp_idle_ns / 1_000_000_000)
+                        .unwrap_or(u32::MAX),
+                    udp_idle_s: u32::try_from(model.settings.udp_idle_ns / 1_000_000_000)
+                        .unwrap_or(u32::MAX),
                 },
             ));
             p.egress.push((slot, n.ifindex));
@@ -165,7 +169,9 @@ impl Plan {
                     },
                 ));
             }
-            let flags = if e.accepted { ENDPOINT_ACCEPTED } else { 0 };
+            let any = e.sources.iter().any(|c| c.len == 0);
+            let flags = if e.accepted { ENDPOINT_ACCEPTED } else { 0 }
+                | if any { ENDPOINT_ANY_SOURCE } else { 0 };
             p.endpoints.push((
                 u32::from(eid),
                 EndpointInfo {
@@ -289,7 +295,8 @@ mod tests {
     #[test]
     fn addresses_listeners_sources_and_flags() {
         let p = Plan::build(&model(true), &Neighbors::new());
-        assert_eq!(p.ifaces[1].1.flags, IFACE_DEDICATED);
+        assert_eq!(p.ifaces[1].1.flags, IFACE_ACTIVE | IFACE_DEDICATED);
+        assert_eq!(p.ifaces[1].1.tcp_idle_s, 350);
         assert_eq!(p.egress, vec![(0, 2), (1, 4)]);
         let nlb = p
             .addrs
@@ -311,6 +318,9 @@ mod tests {
         );
         assert_eq!(p.services[0].1.flags, SERVICE_CROSS_ZONE);
         assert_eq!(p.services[0].1.provider_mac, [2, 0, 0, 0, 0, 4]);
-        assert_eq!(p.endpoints[0].1.flags, ENDPOINT_ACCEPTED);
+        assert_eq!(
+            p.endpoints[0].1.flags, ENDPOINT_ACCEPTED,
+            "a /25 is not any source"
+        );
     }
 }

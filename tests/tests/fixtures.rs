@@ -2,7 +2,7 @@
 //! and is checked for the action, every byte of the output frame, and every counter's
 //! delta (all counters not named must stay put).
 
-use aya::{Ebpf, maps::HashMap};
+use aya::{Ebpf, maps::Array};
 use pl_common::{
     iface::IfaceConfig,
     maps::IFACES_MAP,
@@ -149,13 +149,15 @@ impl Harness {
             dataplane::register(&mut self.ebpf, &[("lo".to_owned(), LO)])
                 .unwrap_or_else(|e| panic!("registering lo: {}", chain(e)));
         } else {
-            let mut ifaces: HashMap<_, u32, IfaceConfig> = HashMap::try_from(
+            let mut ifaces: Array<_, IfaceConfig> = Array::try_from(
                 self.ebpf
                     .map_mut(IFACES_MAP)
                     .unwrap_or_else(|| panic!("object has no map {IFACES_MAP}")),
             )
             .unwrap_or_else(|e| panic!("{IFACES_MAP}: {e}"));
-            let _ = ifaces.remove(&LO);
+            ifaces
+                .set(LO, IfaceConfig::default(), 0)
+                .unwrap_or_else(|e| panic!("unregistering lo: {e}"));
         }
     }
 
