@@ -45,7 +45,15 @@ pub enum ControlError {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
-    Stats,
+    Stats {
+        /// Count live flows per endpoint (walks the flow table; skip it for cheap polls).
+        #[serde(default = "yes")]
+        flows: bool,
+    },
+}
+
+const fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -170,7 +178,12 @@ pub fn request(instance: &str, req: &Request) -> Result<Reply, ControlError> {
 
 /// The counters of the `pl run` of `instance` in this network namespace.
 pub fn stats(instance: &str) -> Result<StatsReport, ControlError> {
-    match request(instance, &Request::Stats)? {
+    stats_with(instance, true)
+}
+
+/// As [`stats`]; `flows: false` leaves `active_flows` at 0 and does not walk the flow table.
+pub fn stats_with(instance: &str, flows: bool) -> Result<StatsReport, ControlError> {
+    match request(instance, &Request::Stats { flows })? {
         Reply::Stats(report) => Ok(report),
         Reply::Error { message } => Err(ControlError::Remote { message }),
     }
@@ -193,8 +206,11 @@ mod tests {
 
     #[test]
     fn wire_format_is_tagged_json() {
-        let req = serde_json::to_string(&Request::Stats).expect("serialize");
-        assert_eq!(req, r#"{"request":"stats"}"#);
+        let req = serde_json::to_string(&Request::Stats { flows: false }).expect("serialize");
+        assert_eq!(req, r#"{"request":"stats","flows":false}"#);
+        // Older clients send no field: flows are counted.
+        let old: Request = serde_json::from_str(r#"{"request":"stats"}"#).expect("parse");
+        assert!(matches!(old, Request::Stats { flows: true }));
         let reply: Reply =
             serde_json::from_str(r#"{"reply":"error","message":"boom"}"#).expect("parse");
         assert!(matches!(reply, Reply::Error { message } if message == "boom"));

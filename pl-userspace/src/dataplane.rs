@@ -499,8 +499,9 @@ impl Dataplane {
         &self.ifaces
     }
 
-    /// Every interface's counters, summed over CPUs.
-    pub fn stats(&self) -> Result<StatsReport, DataplaneError> {
+    /// Every interface's and endpoint's counters, summed over CPUs; live flows per endpoint
+    /// too if `flows` (that walks the flow table).
+    pub fn stats(&self, flows: bool) -> Result<StatsReport, DataplaneError> {
         let interfaces = self
             .ifaces
             .iter()
@@ -515,7 +516,7 @@ impl Dataplane {
             .collect::<Result<_, DataplaneError>>()?;
         let (endpoints, targets) = match &self.data {
             None => (Vec::new(), Vec::new()),
-            Some(d) => (self.endpoint_reports(d)?, target_reports(d)),
+            Some(d) => (self.endpoint_reports(d, flows)?, target_reports(d)),
         };
         Ok(StatsReport {
             interfaces,
@@ -524,9 +525,17 @@ impl Dataplane {
         })
     }
 
-    fn endpoint_reports(&self, d: &DataPath) -> Result<Vec<EndpointReport>, DataplaneError> {
+    fn endpoint_reports(
+        &self,
+        d: &DataPath,
+        count_flows: bool,
+    ) -> Result<Vec<EndpointReport>, DataplaneError> {
         // Live flows counted now, not at the last sweep, so a new flow shows at once.
-        let active = flows::count(&self.ebpf);
+        let active = if count_flows {
+            flows::count(&self.ebpf)
+        } else {
+            Default::default()
+        };
         d.model
             .endpoints
             .iter()

@@ -49,6 +49,9 @@ struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Write BENCHMARKS.md and bench.svg (the plot) into this directory.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -186,7 +189,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
             served = server.serve_one(|req| match req {
-                Request::Stats => match dp.stats() {
+                Request::Stats { flows } => match dp.stats(flows) {
                     Ok(report) => Reply::Stats(report),
                     Err(e) => Reply::Error { message: format!("{:#}", anyhow::Error::from(e)) },
                 },
@@ -271,6 +274,15 @@ fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("results written to {}", path.display());
+    }
+    if let Some(dir) = &args.report {
+        let command = if args.quick {
+            "cargo xtask bench --quick"
+        } else {
+            "cargo xtask bench"
+        };
+        bench::write_report(&results, dir, command)?;
+        println!("BENCHMARKS.md and bench.svg written to {}", dir.display());
     }
     Ok(())
 }

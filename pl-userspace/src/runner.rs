@@ -122,6 +122,13 @@ impl PlRun {
         Ok(netns::run_in(&self.ns, || control::stats(&self.instance))??)
     }
 
+    /// The counters without live-flow counts: cheap with a large flow table.
+    pub fn counters(&self) -> Result<StatsReport, RunnerError> {
+        Ok(netns::run_in(&self.ns, || {
+            control::stats_with(&self.instance, false)
+        })??)
+    }
+
     /// Polls the counters until `done` holds or `timeout` passes; returns the last report.
     pub fn wait_for_stats(
         &self,

@@ -79,11 +79,13 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
         }
         Task::Bench { args } => {
             build_release(&env, &root)?;
-            let status = Command::new(target_dir(&root).join("release/pl"))
-                .arg("bench")
-                .args(args)
-                .status()
-                .context("running pl bench")?;
+            let mut bench = Command::new(target_dir(&root).join("release/pl"));
+            bench.arg("bench").args(&args);
+            // A full run is the published one: it rewrites BENCHMARKS.md and its plot.
+            if !args.iter().any(|a| a == "--quick" || a == "--report") {
+                bench.arg("--report").arg(&root);
+            }
+            let status = bench.status().context("running pl bench")?;
             exit_code(status)
         }
         Task::Test { args } => {
