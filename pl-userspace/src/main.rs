@@ -52,6 +52,9 @@ struct BenchArgs {
     /// Write BENCHMARKS.md and bench.svg (the plot) into this directory.
     #[arg(long, value_name = "DIR")]
     report: Option<PathBuf>,
+    /// Measure nothing: render the results of an earlier `--json` run (with --report).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["quick", "json"])]
+    from_json: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -82,8 +82,14 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
             let mut bench = Command::new(target_dir(&root).join("release/pl"));
             bench.arg("bench").args(&args);
             // A full run is the published one: it rewrites BENCHMARKS.md and its plot.
-            if !args.iter().any(|a| a == "--quick" || a == "--report") {
+            if !args
+                .iter()
+                .any(|a| a == "--quick" || a == "--report" || a == "--from-json")
+            {
                 bench.arg("--report").arg(&root);
+                bench
+                    .arg("--json")
+                    .arg(target_dir(&root).join("bench.json"));
             }
             let status = bench.status().context("running pl bench")?;
             exit_code(status)
