@@ -884,6 +884,13 @@ pub fn table(r: &BenchResults) -> String {
             r.flow_table_flows
         );
     }
+    if !r.tcp.is_empty() {
+        let _ = writeln!(out, "\n| real TCP, one iperf3 stream | Gbit/s |");
+        let _ = writeln!(out, "|---|---|");
+        for t in &r.tcp {
+            let _ = writeln!(out, "| {} | {:.2} |", t.name, t.bits_per_second / 1e9);
+        }
+    }
     let _ = writeln!(
         out,
         "\n{} CPUs (generator on CPU {}), kernel {}, {}-byte frames",
@@ -904,7 +911,14 @@ pub fn write_report(r: &BenchResults, dir: &Path, command: &str) -> anyhow::Resu
         let bars: Vec<(String, f64)> = r
             .variants
             .iter()
-            .map(|v| (format!("{} ({} flows)", v.name, v.flows), v.median() / 1e6))
+            .map(|v| {
+                let flows = match v.flows.as_str() {
+                    "new" => "each frame a new flow".to_owned(),
+                    "1" => "1 flow".to_owned(),
+                    n => format!("{n} flows"),
+                };
+                (format!("{} ({flows})", v.name), v.median() / 1e6)
+            })
             .collect();
         let n = bars.len() as u32;
         let top = bars.iter().map(|(_, m)| *m).fold(1.0, f64::max) * 1.2;

@@ -111,9 +111,24 @@ impl Server {
         &self.name
     }
 
-    /// Waits for one request and answers it with `handle`.
-    pub async fn serve_one(
+    /// Waits for a client. Cancel-safe: a `select!` may drop it and call it again.
+    pub async fn accept(&self) -> Result<tokio::net::UnixStream, ControlError> {
+        let (stream, _) = self
+            .listener
+            .accept()
+            .await
+            .map_err(|source| ControlError::Io {
+                name: self.name.clone(),
+                source,
+            })?;
+        Ok(stream)
+    }
+
+    /// Reads one request from `stream` and answers it with `handle`. Await it to the end
+    /// (not inside a `select!` branch that can be dropped), or the client sees a broken pipe.
+    pub async fn answer(
         &self,
+        stream: tokio::net::UnixStream,
         handle: impl FnOnce(Request) -> Reply,
     ) -> Result<(), ControlError> {
         use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
@@ -121,7 +136,6 @@ impl Server {
             name: self.name.clone(),
             source,
         };
-        let (stream, _) = self.listener.accept().await.map_err(io)?;
         let (read, mut write) = stream.into_split();
         let mut line = String::new();
         let mut read = tokio::io::BufReader::new(read);

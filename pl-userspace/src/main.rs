@@ -191,12 +191,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     dp.sweep_flows();
                 }
             }
-            served = server.serve_one(|req| match req {
-                Request::Stats { flows } => match dp.stats(flows) {
-                    Ok(report) => Reply::Stats(report),
-                    Err(e) => Reply::Error { message: format!("{:#}", anyhow::Error::from(e)) },
-                },
-            }) => {
+            conn = server.accept() => {
+                // Answered to the end here: a tick must not cut a request in half.
+                let served = match conn {
+                    Ok(c) => server.answer(c, |req| match req {
+                        Request::Stats { flows } => match dp.stats(flows) {
+                            Ok(report) => Reply::Stats(report),
+                            Err(e) => Reply::Error { message: format!("{:#}", anyhow::Error::from(e)) },
+                        },
+                    }).await,
+                    Err(e) => Err(e),
+                };
                 if let Err(e) = served {
                     eprintln!("pl: control: {e:#}");
                 }
@@ -266,12 +271,19 @@ fn lab(command: LabCommand) -> anyhow::Result<()> {
 }
 
 fn bench(args: &BenchArgs) -> anyhow::Result<()> {
-    let opts = bench::BenchOptions {
-        prefix: args.prefix.clone(),
-        quick: args.quick,
+    let results = if let Some(path) = &args.from_json {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not pl bench JSON", path.display()))?
+    } else {
+        let opts = bench::BenchOptions {
+            prefix: args.prefix.clone(),
+            quick: args.quick,
+        };
+        let exe = std::env::current_exe().context("locating the pl binary")?;
+        bench::run(&opts, &exe).context("pl bench")?
     };
-    let exe = std::env::current_exe().context("locating the pl binary")?;
-    let results = bench::run(&opts, &exe).context("pl bench")?;
     print!("{}", bench::table(&results));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)
@@ -279,7 +291,7 @@ fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         println!("results written to {}", path.display());
     }
     if let Some(dir) = &args.report {
-        let command = if args.quick {
+        let command = if results.quick {
             "cargo xtask bench --quick"
         } else {
             "cargo xtask bench"
