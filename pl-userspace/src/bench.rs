@@ -828,32 +828,20 @@ pub fn table(r: &BenchResults) -> String {
     let _ = writeln!(out);
     let _ = writeln!(out, "| ratio | value | target |");
     let _ = writeln!(out, "|---|---|---|");
-    let _ = writeln!(
-        out,
-        "| pl established / bare redirect | {} | >= 0.85x |",
-        ratio(est, r.variant("bare redirect", "1"))
+    let (bare, nft, new) = (
+        r.variant("bare redirect", "1"),
+        r.variant("nftables DNAT+SNAT", "1"),
+        r.variant("pl new flows", "new"),
     );
-    let _ = writeln!(
-        out,
-        "| pl established / nftables | {} | >= 5x |",
-        ratio(est, r.variant("nftables DNAT+SNAT", "1"))
-    );
-    let new = r.variant("pl new flows", "new");
-    let _ = writeln!(
-        out,
-        "| pl new flows / bare redirect | {} | |",
-        ratio(new, r.variant("bare redirect", "1"))
-    );
-    let _ = writeln!(
-        out,
-        "| pl new flows / nftables | {} | |",
-        ratio(new, r.variant("nftables DNAT+SNAT", "1"))
-    );
-    let _ = writeln!(
-        out,
-        "| pl new flows / pl established | {} | >= 0.5x |",
-        ratio(r.variant("pl new flows", "new"), est)
-    );
+    for (label, a, b, target) in [
+        ("pl established / bare redirect", est, bare, ">= 0.85x"),
+        ("pl established / nftables", est, nft, ">= 5x"),
+        ("pl new flows / bare redirect", new, bare, ""),
+        ("pl new flows / nftables", new, nft, ""),
+        ("pl new flows / pl established", new, est, ">= 0.5x"),
+    ] {
+        let _ = writeln!(out, "| {label} | {} | {target} |", ratio(a, b));
+    }
     let scaled: Vec<&VariantResult> = r
         .variants
         .iter()

@@ -247,6 +247,20 @@ pub fn xdp_test_run(ebpf: &mut aya::Ebpf, ifindex: u32, input: &[u8]) -> (u32, V
     (res.return_value, out)
 }
 
+/// Compares a fixture's action and output frame with what it expects, adding a line per
+/// difference to `failures`.
+pub fn check_frame(desc: &str, got: (u32, &[u8]), want: (u32, &[u8]), failures: &mut Vec<String>) {
+    if got.0 != want.0 {
+        failures.push(format!("{desc}: action {}, expected {}", got.0, want.0));
+    }
+    if got.1 != want.1 {
+        failures.push(format!(
+            "{desc}: output frame differs\n  got      {:02x?}\n  expected {:02x?}",
+            got.1, want.1
+        ));
+    }
+}
+
 /// Stderr as text, trimmed.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_owned()

@@ -17,7 +17,7 @@ use pl_common::{
     settings::{SNAT_PROBES, snat_port},
     stats::{EndpointCounter as E, IfaceCounter as I},
 };
-use pl_tests::{TestLab, chain, require_kernel, xdp_test_run};
+use pl_tests::{TestLab, chain, check_frame, require_kernel, xdp_test_run};
 use pl_userspace::{
     apply::apply,
     config::Source,
@@ -589,19 +589,13 @@ fn datapath_fixtures() {
             let before = snapshot(&ebpf);
             let (action, output) = xdp_test_run(&mut ebpf, ifindex, &f.input);
             let after = snapshot(&ebpf);
-            if action != f.action {
-                failures.push(format!(
-                    "{}: action {action}, expected {}",
-                    f.desc, f.action
-                ));
-            }
             let expected = f.output.as_ref().unwrap_or(&f.input);
-            if &output != expected {
-                failures.push(format!(
-                    "{}: output differs\n  got      {output:02x?}\n  expected {expected:02x?}",
-                    f.desc
-                ));
-            }
+            check_frame(
+                f.desc,
+                (action, &output),
+                (f.action, expected),
+                &mut failures,
+            );
             for ((name, b), (_, a)) in before.iter().zip(&after) {
                 let want: u64 = f
                     .deltas

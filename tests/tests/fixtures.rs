@@ -9,7 +9,7 @@ use pl_common::{
     proto::XDP_PASS,
     stats::{IFACE_COUNTERS, IfaceCounter, IfaceStats},
 };
-use pl_tests::{chain, require_kernel, xdp_test_run};
+use pl_tests::{chain, check_frame, require_kernel, xdp_test_run};
 use pl_userspace::{
     dataplane,
     frame::{Ipv4, Mac, TCP_SYN, arp_request, ethernet, ipv4_frame},
@@ -181,19 +181,13 @@ fn packet_fixtures() {
         let before = h.counters();
         let (action, output) = h.run(&f.input);
         let after = h.counters();
-        if action != f.action {
-            failures.push(format!(
-                "{}: action {action}, expected {}",
-                f.desc, f.action
-            ));
-        }
         let expected = f.output.as_ref().unwrap_or(&f.input);
-        if &output != expected {
-            failures.push(format!(
-                "{}: output frame differs\n  got      {output:02x?}\n  expected {expected:02x?}",
-                f.desc
-            ));
-        }
+        check_frame(
+            f.desc,
+            (action, &output),
+            (f.action, expected),
+            &mut failures,
+        );
         let mut want = [0u64; IFACE_COUNTERS];
         for (c, n) in &f.counters {
             want[*c as usize] += n;
