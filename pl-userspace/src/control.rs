@@ -50,6 +50,9 @@ pub enum Request {
         #[serde(default = "yes")]
         flows: bool,
     },
+    /// Validate the config at `config` (absolute; the running one's path if absent) and
+    /// apply what changed.
+    Reload { config: Option<String> },
 }
 
 const fn yes() -> bool {
@@ -60,6 +63,7 @@ const fn yes() -> bool {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Stats(StatsReport),
+    Reloaded { message: String },
     Error { message: String },
 }
 
@@ -158,6 +162,17 @@ impl Server {
     }
 }
 
+/// Asks the `pl run` of `instance` to reload (from `config`, or the file it runs with).
+pub fn reload(instance: &str, config: Option<String>) -> Result<String, ControlError> {
+    match request(instance, &Request::Reload { config })? {
+        Reply::Reloaded { message } => Ok(message),
+        Reply::Error { message } => Err(ControlError::Remote { message }),
+        Reply::Stats(_) => Err(ControlError::Remote {
+            message: "answered a reload with stats".to_owned(),
+        }),
+    }
+}
+
 /// Sends one request to the `pl run` of `instance` in this network namespace.
 pub fn request(instance: &str, req: &Request) -> Result<Reply, ControlError> {
     let name = socket_name(instance)?;
@@ -200,6 +215,9 @@ pub fn stats_with(instance: &str, flows: bool) -> Result<StatsReport, ControlErr
     match request(instance, &Request::Stats { flows })? {
         Reply::Stats(report) => Ok(report),
         Reply::Error { message } => Err(ControlError::Remote { message }),
+        Reply::Reloaded { .. } => Err(ControlError::Remote {
+            message: "answered stats with a reload".to_owned(),
+        }),
     }
 }
 

@@ -9,7 +9,7 @@ use std::{collections::HashSet, net::Ipv4Addr};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapError, PerCpuArray},
-    programs::{ProgramError, Xdp, XdpMode},
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use pl_common::{
     iface::{IFACE_ACTIVE, IfaceConfig},
@@ -85,6 +85,8 @@ pub enum DataplaneError {
         cause: String,
         source: Box<ProgramError>,
     },
+    #[error("reload refused: {why}")]
+    Reload { why: String },
     #[error("programming the maps")]
     Apply { source: ApplyError },
     #[error("opening a raw socket for ARP (needs CAP_NET_RAW)")]
@@ -110,6 +112,7 @@ pub struct Dataplane {
     ebpf: Ebpf,
     mode: Mode,
     ifaces: Vec<Attached>,
+    links: Vec<(u32, XdpLinkId)>,
     data: Option<DataPath>,
 }
 
@@ -280,18 +283,31 @@ fn attach_cause(name: &str, err: &ProgramError, mode: Mode) -> String {
 
 /// Attaches the loaded program to every interface, or (on error, when the caller drops
 /// `ebpf`) to none.
-fn attach_all(ebpf: &mut Ebpf, ifaces: &[Attached], mode: Mode) -> Result<(), DataplaneError> {
+fn attach_all(
+    ebpf: &mut Ebpf,
+    ifaces: &[Attached],
+    mode: Mode,
+) -> Result<Vec<(u32, XdpLinkId)>, DataplaneError> {
     let prog = program(ebpf);
+    let mut links = Vec::new();
     for iface in ifaces {
-        prog.attach_to_if_index(iface.ifindex, mode.xdp())
-            .map_err(|source| DataplaneError::Attach {
-                name: iface.name.clone(),
-                mode,
-                cause: attach_cause(&iface.name, &source, mode),
-                source: Box::new(source),
-            })?;
+        match prog.attach_to_if_index(iface.ifindex, mode.xdp()) {
+            Ok(link) => links.push((iface.ifindex, link)),
+            Err(source) => {
+                // Undo this call's attachments (a reload must leave the running set as it was).
+                for (_, link) in links {
+                    let _ = prog.detach(link);
+                }
+                return Err(DataplaneError::Attach {
+                    name: iface.name.clone(),
+                    mode,
+                    cause: attach_cause(&iface.name, &source, mode),
+                    source: Box::new(source),
+                });
+            }
+        }
     }
-    Ok(())
+    Ok(links)
 }
 
 /// The PrivateLink state beside the program: the model, the plan the maps hold, and
@@ -310,11 +326,12 @@ impl Dataplane {
         let mut ebpf = load()?;
         let ifaces = register(&mut ebpf, &resolved)?;
         // On error `ebpf` drops here, detaching every link made so far.
-        attach_all(&mut ebpf, &ifaces, mode)?;
+        let links = attach_all(&mut ebpf, &ifaces, mode)?;
         Ok(Self {
             ebpf,
             mode,
             ifaces,
+            links,
             data: None,
         })
     }
@@ -329,6 +346,7 @@ impl Dataplane {
             .networks
             .iter()
             .zip(0u32..)
+            .filter(|(n, _)| !n.removed)
             .map(|(n, slot)| Attached {
                 name: n.interface.clone(),
                 ifindex: n.ifindex,
@@ -336,7 +354,7 @@ impl Dataplane {
             })
             .collect();
         let resolver = Resolver::new(&model).map_err(|source| DataplaneError::Arp { source })?;
-        attach_all(&mut ebpf, &ifaces, mode)?;
+        let links = attach_all(&mut ebpf, &ifaces, mode)?;
         let data = DataPath {
             model,
             plan,
@@ -346,8 +364,97 @@ impl Dataplane {
             ebpf,
             mode,
             ifaces,
+            links,
             data: Some(data),
         })
+    }
+
+    /// Applies a new, validated model while running: what stays keeps its ids (and its
+    /// flows), what is gone takes no new flows, what is new appears. New interfaces are
+    /// attached after the maps know them; if one refuses, the maps are put back and the
+    /// running configuration stays as it was. Returns what changed, in words.
+    pub fn reload(&mut self, new: Model) -> Result<String, DataplaneError> {
+        let Self {
+            ebpf,
+            mode,
+            ifaces,
+            links,
+            data,
+        } = self;
+        let Some(d) = data.as_mut() else {
+            return Err(DataplaneError::Reload {
+                why: "pl run was started without --config".to_owned(),
+            });
+        };
+        if new.flow_table_size != d.model.flow_table_size {
+            return Err(DataplaneError::Reload {
+                why: format!(
+                    "[limits] flow_table_size cannot change while running ({} -> {}): restart pl run",
+                    d.model.flow_table_size, new.flow_table_size
+                ),
+            });
+        }
+        let model = new
+            .align(&d.model)
+            .map_err(|why| DataplaneError::Reload { why })?;
+        let was_live = |i: usize| d.model.networks.get(i).is_some_and(|n| !n.removed);
+        let added: Vec<Attached> = model
+            .networks
+            .iter()
+            .zip(0u32..)
+            .filter(|(n, i)| !n.removed && !was_live(*i as usize))
+            .map(|(n, slot)| Attached {
+                name: n.interface.clone(),
+                ifindex: n.ifindex,
+                slot,
+            })
+            .collect();
+        let gone: Vec<u32> = model
+            .networks
+            .iter()
+            .zip(&d.model.networks)
+            .filter(|(n, p)| n.removed && !p.removed)
+            .map(|(_, p)| p.ifindex)
+            .collect();
+        let resolver = Resolver::new(&model).map_err(|source| DataplaneError::Arp { source })?;
+        let plan = Plan::build(&model, &neigh::learned(ebpf, &model));
+        apply(ebpf, &plan, Some(&d.plan)).map_err(|source| DataplaneError::Apply { source })?;
+        match attach_all(ebpf, &added, *mode) {
+            Ok(new_links) => links.extend(new_links),
+            Err(e) => {
+                let _ = apply(ebpf, &d.plan, Some(&plan));
+                return Err(e);
+            }
+        }
+        let prog = program(ebpf);
+        for ifindex in &gone {
+            if let Some(i) = links.iter().position(|(x, _)| x == ifindex) {
+                let (_, link) = links.remove(i);
+                let _ = prog.detach(link);
+            }
+        }
+        ifaces.retain(|a| !gone.contains(&a.ifindex));
+        ifaces.extend(added.iter().cloned());
+        let count = |f: &dyn Fn(&Model) -> usize| (f(&model), f(&d.model));
+        let (eps, eps_before) = count(&|m| m.endpoints.iter().filter(|e| !e.removed).count());
+        let (svcs, svcs_before) = count(&|m| m.services.iter().filter(|s| !s.removed).count());
+        let (tgts, tgts_before) = count(&|m| {
+            m.services
+                .iter()
+                .filter(|s| !s.removed)
+                .map(|s| s.targets.len())
+                .sum()
+        });
+        let summary = format!(
+            "reloaded: {} networks (+{} -{}), services {svcs_before} -> {svcs}, endpoints {eps_before} -> {eps}, targets {tgts_before} -> {tgts}",
+            ifaces.len(),
+            added.len(),
+            gone.len()
+        );
+        d.model = model;
+        d.plan = plan;
+        d.resolver = resolver;
+        Ok(summary)
     }
 
     pub fn has_data_path(&self) -> bool {
@@ -362,7 +469,7 @@ impl Dataplane {
         };
         let m = &d.model;
         let mut out = String::new();
-        for n in &m.networks {
+        for n in m.networks.iter().filter(|n| !n.removed) {
             let _ = writeln!(
                 out,
                 "  network  {:<14} on {} ({})",
@@ -371,7 +478,7 @@ impl Dataplane {
                 mac_str(n.mac)
             );
         }
-        for s in &m.services {
+        for s in m.services.iter().filter(|s| !s.removed) {
             let nlbs: Vec<String> = s
                 .nlbs
                 .iter()
@@ -408,7 +515,7 @@ impl Dataplane {
                 );
             }
         }
-        for e in &m.endpoints {
+        for e in m.endpoints.iter().filter(|e| !e.removed) {
             let addrs: Vec<String> = e
                 .addrs
                 .iter()
@@ -540,6 +647,7 @@ impl Dataplane {
             .endpoints
             .iter()
             .zip(0u16..)
+            .filter(|(e, _)| !e.removed)
             .map(|(e, id)| {
                 Ok(EndpointReport::new(
                     &e.name,
@@ -557,6 +665,7 @@ fn target_reports(d: &DataPath) -> Vec<TargetReport> {
     d.model
         .services
         .iter()
+        .filter(|s| !s.removed)
         .flat_map(|s| {
             s.targets.iter().map(|t| {
                 let mac = d

@@ -28,6 +28,9 @@ enum Command {
     Run(RunArgs),
     /// Print the counters of the `pl run` in this network namespace.
     Stats(StatsArgs),
+    /// Make the `pl run` in this network namespace reload its config (or FILE): it is
+    /// validated in full first, and a bad one changes nothing. SIGHUP does the same.
+    Reload(ReloadArgs),
     /// Build or remove a veth lab of network namespaces.
     Lab {
         #[command(subcommand)]
@@ -80,6 +83,15 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct ReloadArgs {
+    /// A new config file; default: the one `pl run` was started with.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[arg(long, default_value = DEFAULT_INSTANCE)]
+    instance: String,
+}
+
+#[derive(Args)]
 struct StatsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -120,6 +132,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Stats(args) => stats(&args),
+        Command::Reload(args) => reload_cmd(&args),
         Command::Lab { command } => lab(command),
         Command::Demo(args) => demo(args).await,
         Command::Bench(args) => bench(&args),
@@ -137,6 +150,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Signals first, so a SIGTERM during start-up still goes through the detach below.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     // The whole config is validated before anything touches the kernel.
     let model = args
         .config
@@ -175,6 +189,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = hup.recv() => match reload(&mut dp, args.config.as_deref()) {
+                Ok(message) => println!("pl: SIGHUP: {message}"),
+                Err(e) => eprintln!("pl: SIGHUP: {e:#}; still running the previous configuration"),
+            },
             _ = tick.tick(), if dp.has_data_path() => {
                 ticks += 1;
                 // ARP every second while a target is unresolved, every 10 s to stay fresh.
@@ -199,6 +217,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                             Ok(report) => Reply::Stats(report),
                             Err(e) => Reply::Error { message: format!("{:#}", anyhow::Error::from(e)) },
                         },
+                        Request::Reload { config } => {
+                            let path = config.map(PathBuf::from).or_else(|| args.config.clone());
+                            match reload(&mut dp, path.as_deref()) {
+                                Ok(message) => Reply::Reloaded { message },
+                                Err(e) => Reply::Error { message: format!("{e:#}") },
+                            }
+                        }
                     }).await,
                     Err(e) => Err(e),
                 };
@@ -212,6 +237,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     drop(dp);
     println!("pl: detached from {}", names.join(", "));
     Ok(())
+}
+
+/// Validates the config at `path` in full, then applies what changed; on any error the
+/// running configuration stays as it was.
+fn reload(dp: &mut Dataplane, path: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let path = path.context("pl run was started without --config: nothing to reload")?;
+    let model = Model::load(path, &LiveInterfaces)?;
+    let message = dp.reload(model)?;
+    println!("pl: {message}");
+    Ok(message)
 }
 
 /// Asks ARP for every target and waits up to 3 s for answers, so the first flows find
@@ -240,6 +275,18 @@ async fn resolve_targets(dp: &mut Dataplane) {
             left.join(", ")
         );
     }
+}
+
+fn reload_cmd(args: &ReloadArgs) -> anyhow::Result<()> {
+    // pl run reads the file itself: hand it an absolute path.
+    let config = args
+        .config
+        .as_ref()
+        .map(|p| std::fs::canonicalize(p).with_context(|| format!("{}: cannot read", p.display())))
+        .transpose()?
+        .map(|p| p.to_string_lossy().into_owned());
+    println!("{}", control::reload(&args.instance, config)?);
+    Ok(())
 }
 
 fn stats(args: &StatsArgs) -> anyhow::Result<()> {

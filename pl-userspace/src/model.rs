@@ -23,6 +23,8 @@ pub type Mac = [u8; 6];
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Network {
     pub name: String,
+    /// Gone from the config since pl run started: kept so ids stay put, programmed as disabled.
+    pub removed: bool,
     pub interface: String,
     pub ifindex: u32,
     pub mac: Mac,
@@ -46,6 +48,8 @@ pub struct Target {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {
     pub name: String,
+    /// Gone from the config since pl run started: kept so ids stay put, programmed as disabled.
+    pub removed: bool,
     /// The provider network.
     pub network: u16,
     /// NLB address per zone index.
@@ -58,6 +62,8 @@ pub struct Service {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub name: String,
+    /// Gone from the config since pl run started: kept so ids stay put, programmed as disabled.
+    pub removed: bool,
     pub service: u16,
     pub network: u16,
     pub addrs: Vec<(Ipv4Addr, u8)>,
@@ -76,6 +82,8 @@ pub struct Model {
     /// Concurrent flows the table holds.
     pub flow_table_size: u32,
     pub settings: Settings,
+    /// The next unused target id: ids are never reused while pl runs.
+    pub next_target: u32,
 }
 
 /// Looks interfaces up; the live one asks the kernel, tests give a fixed set.
@@ -101,6 +109,31 @@ impl Interfaces for LiveInterfaces {
             .ok_or_else(|| "has no MAC address (not an Ethernet interface?)".to_owned())?;
         Ok((ifindex, mac))
     }
+}
+
+/// `prev`'s entries at their indexes (tombstoned with `tomb` if gone from `new`), then the
+/// entries new in `new`; and where each of `new`'s entries went.
+fn align_vec<T>(
+    prev: &[T],
+    new: Vec<T>,
+    name: impl Fn(&T) -> &String,
+    tomb: impl Fn(&T) -> T,
+) -> (Vec<T>, Vec<u16>) {
+    let mut out: Vec<T> = prev.iter().map(&tomb).collect();
+    let mut map = Vec::with_capacity(new.len());
+    for item in new {
+        match prev.iter().position(|p| name(p) == name(&item)) {
+            Some(i) => {
+                out[i] = item;
+                map.push(i as u16);
+            }
+            None => {
+                map.push(out.len() as u16);
+                out.push(item);
+            }
+        }
+    }
+    (out, map)
 }
 
 /// Where in the file a section is, for errors.
@@ -278,6 +311,7 @@ impl Model {
                 )
             })?;
             networks.push(Network {
+                removed: false,
                 name,
                 interface: iface.get_ref().clone(),
                 ifindex,
@@ -314,7 +348,7 @@ impl Model {
         let mut names = HashSet::new();
         let mut services = Vec::new();
         let mut principals = Vec::new();
-        let mut next_target = 0u32;
+        let mut next_target = 0u32; // ids from 0; `align` carries them across reloads
         for (i, s) in cfg.service.iter().enumerate() {
             let c = s.get_ref();
             let sec = Section {
@@ -425,6 +459,7 @@ impl Model {
             }
             principals.push(&c.allowed_principals);
             services.push(Service {
+                removed: false,
                 name,
                 network,
                 nlbs,
@@ -548,6 +583,7 @@ impl Model {
                     .iter()
                     .any(|a| a.get_ref() == &name);
             endpoints.push(Endpoint {
+                removed: false,
                 name,
                 service: service as u16,
                 network,
@@ -608,12 +644,126 @@ impl Model {
             _pad: 0,
         };
         Ok(Self {
+            next_target,
             networks,
             services,
             endpoints,
             zones: zones.0,
             flow_table_size: l.flow_table_size,
             settings,
+        })
+    }
+
+    /// Re-numbers this (new) model so that everything the running model `prev` has keeps its
+    /// index: names that stay keep their ids, removed ones become tombstones (disabled, not
+    /// reused while pl runs), new ones are appended; target ids likewise by (service, address).
+    /// Flows and counters refer to these ids, so a reload must not shift them.
+    pub fn align(self, prev: &Model) -> Result<Model, String> {
+        // Zones: keep the running indexes, append new names.
+        let mut zones = prev.zones.clone();
+        let mut zmap = Vec::new();
+        for z in &self.zones {
+            let i = zones.iter().position(|p| p == z).unwrap_or_else(|| {
+                zones.push(z.clone());
+                zones.len() - 1
+            });
+            zmap.push(i as u8);
+        }
+        if zones.len() > MAX_ZONES {
+            return Err(format!(
+                "zones used since pl run started exceed {MAX_ZONES}: restart pl run"
+            ));
+        }
+        let z = |i: u8| zmap[usize::from(i)];
+
+        let (networks, nmap) = align_vec(
+            &prev.networks,
+            self.networks,
+            |n| &n.name,
+            |n| Network {
+                removed: true,
+                ..n.clone()
+            },
+        );
+        for (new, old) in networks.iter().zip(&prev.networks) {
+            if !new.removed && !old.removed && new.ifindex != old.ifindex {
+                return Err(format!(
+                    "network {:?}: its interface cannot change while running (remove the network, reload, add it back)",
+                    new.name
+                ));
+            }
+        }
+        let n = |i: u16| nmap[usize::from(i)];
+
+        let mut next_target = prev.next_target;
+        let prev_target = |svc: &str, ip: Ipv4Addr| {
+            prev.services
+                .iter()
+                .filter(|s| s.name == svc)
+                .flat_map(|s| s.targets.iter())
+                .find(|t| t.ip == ip)
+                .map(|t| t.id)
+        };
+        let services_new: Vec<Service> = self
+            .services
+            .into_iter()
+            .map(|mut s| {
+                s.network = n(s.network);
+                s.nlbs.iter_mut().for_each(|(_, zone)| *zone = z(*zone));
+                for t in &mut s.targets {
+                    t.zone = z(t.zone);
+                    t.id = prev_target(&s.name, t.ip).unwrap_or_else(|| {
+                        next_target += 1;
+                        next_target - 1
+                    });
+                }
+                s
+            })
+            .collect();
+        let (services, smap) = align_vec(
+            &prev.services,
+            services_new,
+            |s| &s.name,
+            |s| Service {
+                removed: true,
+                targets: Vec::new(),
+                ..s.clone()
+            },
+        );
+        let endpoints_new: Vec<Endpoint> = self
+            .endpoints
+            .into_iter()
+            .map(|mut e| {
+                e.service = smap[usize::from(e.service)];
+                e.network = n(e.network);
+                e.addrs.iter_mut().for_each(|(_, zone)| *zone = z(*zone));
+                e
+            })
+            .collect();
+        let (endpoints, _) = align_vec(
+            &prev.endpoints,
+            endpoints_new,
+            |e| &e.name,
+            |e| Endpoint {
+                removed: true,
+                ..e.clone()
+            },
+        );
+        if networks.len() > MAX_NETWORKS as usize
+            || services.len() > MAX_SERVICES as usize
+            || endpoints.len() > MAX_ENDPOINTS as usize
+            || next_target > MAX_TARGETS
+        {
+            return Err("networks, services, endpoints or targets added since pl run started exceed the map sizes: restart pl run".to_owned());
+        }
+        Ok(Model {
+            networks,
+            services,
+            endpoints,
+            zones,
+            flow_table_size: self.flow_table_size,
+            settings: self.settings,
+            next_target,
         })
     }
 
@@ -727,6 +877,73 @@ addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2
         // Overlap: the same address in two networks is fine.
         assert_eq!(m.endpoints[0].addrs, m.endpoints[1].addrs);
         assert_eq!(m.flow_table_size, 65_536);
+    }
+
+    #[test]
+    fn align_keeps_ids_of_what_stays_and_tombstones_what_goes() {
+        let prev = build(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+        // globex-billing removed, acme-extra added, target .12 swapped for .13, a zone added.
+        let mut text = EXAMPLE
+            .replace(
+                "[[endpoint]]\nname = \"globex-billing\"",
+                "[[endpoint]]\nname = \"acme-extra\"",
+            )
+            .replace(
+                "network = \"globex\"\naddresses",
+                "network = \"acme\"\naddresses",
+            )
+            .replace(
+                "{ ip = \"10.9.0.12\", zone = \"z2\" }",
+                "{ ip = \"10.9.0.13\", zone = \"z2\" }",
+            )
+            .replace(
+                "accepted_endpoints = [\"acme-billing\", \"globex-billing\"]",
+                "accepted_endpoints = [\"acme-billing\", \"acme-extra\"]",
+            );
+        // The last endpoint (now acme-extra) gets an address of its own.
+        let last = text.rfind("addresses = [").expect("an endpoint");
+        text.replace_range(
+            last..,
+            "addresses = [{ ip = \"10.0.0.102\", zone = \"z1\" }]\n",
+        );
+        let new = build(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            new.endpoints[1].name, "acme-extra",
+            "test config did not change as meant"
+        );
+        let a = new.align(&prev).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.endpoints.len(), 3);
+        assert_eq!(
+            (a.endpoints[0].name.as_str(), a.endpoints[0].removed),
+            ("acme-billing", false)
+        );
+        assert_eq!(
+            (a.endpoints[1].name.as_str(), a.endpoints[1].removed),
+            ("globex-billing", true),
+            "a removed endpoint keeps its id as a tombstone"
+        );
+        assert_eq!(
+            (a.endpoints[2].name.as_str(), a.endpoints[2].removed),
+            ("acme-extra", false),
+            "a new endpoint is appended"
+        );
+        let ids: Vec<(Ipv4Addr, u32)> =
+            a.services[0].targets.iter().map(|t| (t.ip, t.id)).collect();
+        assert_eq!(
+            ids,
+            vec![
+                (Ipv4Addr::new(10, 9, 0, 11), 0),
+                (Ipv4Addr::new(10, 9, 0, 13), 2)
+            ],
+            "kept target keeps id 0; new one gets a fresh id"
+        );
+        assert_eq!(a.next_target, 3);
+        assert_eq!(a.zones, prev.zones);
+        // Changing a live network's interface is refused.
+        let moved = build(&EXAMPLE.replace("interface = \"fw-prov\"", "interface = \"fw-acme2\""))
+            .map(|_| ())
+            .expect_err("fw-acme2 does not exist");
+        assert!(moved.to_string().contains("fw-acme2"));
     }
 
     /// Each case: a replacement in the example, then what the error must say.

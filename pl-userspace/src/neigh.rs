@@ -82,7 +82,7 @@ pub struct Resolver {
 impl Resolver {
     pub fn new(model: &Model) -> std::io::Result<Self> {
         let mut senders = std::collections::HashMap::new();
-        for s in &model.services {
+        for s in model.services.iter().filter(|s| !s.removed) {
             if let std::collections::hash_map::Entry::Vacant(v) = senders.entry(s.network) {
                 v.insert(ArpSender::open(
                     model.networks[usize::from(s.network)].ifindex,
@@ -96,7 +96,7 @@ impl Resolver {
     /// notice a changed MAC). Errors are per target and do not stop the others.
     pub fn probe(&self, model: &Model) -> Vec<String> {
         let mut errors = Vec::new();
-        for s in &model.services {
+        for s in model.services.iter().filter(|s| !s.removed) {
             let Some(sender) = self.senders.get(&s.network) else {
                 continue;
             };
@@ -123,7 +123,7 @@ pub fn learned(ebpf: &Ebpf, model: &Model) -> Neighbors {
         return Neighbors::new();
     };
     let mut out = Neighbors::new();
-    for s in &model.services {
+    for s in model.services.iter().filter(|s| !s.removed) {
         for t in &s.targets {
             let key = AddrKey {
                 addr_be: be(t.ip),

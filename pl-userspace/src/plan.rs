@@ -66,6 +66,9 @@ impl Plan {
             ..Self::default()
         };
         for (id, n) in model.networks.iter().enumerate() {
+            if n.removed {
+                continue;
+            }
             let slot = id as u32;
             p.ifaces.push((
                 n.ifindex,
@@ -85,6 +88,11 @@ impl Plan {
         }
         for (sid, s) in model.services.iter().enumerate() {
             let sid = sid as u16;
+            if s.removed {
+                // Disabled in place; nothing reaches it once its endpoints and NLB addresses are gone.
+                p.services.push((u32::from(sid), ServiceInfo::default()));
+                continue;
+            }
             let mut nlb_be = [0u32; MAX_ZONES];
             for (ip, zone) in &s.nlbs {
                 nlb_be[usize::from(*zone)] = be(*ip);
@@ -155,6 +163,10 @@ impl Plan {
         }
         for (eid, e) in model.endpoints.iter().enumerate() {
             let eid = eid as u16;
+            if e.removed {
+                p.endpoints.push((u32::from(eid), EndpointInfo::default()));
+                continue;
+            }
             for (ip, zone) in &e.addrs {
                 p.addrs.push((
                     AddrKey {
@@ -197,14 +209,17 @@ mod tests {
 
     fn model(cross_zone: bool) -> Model {
         Model {
+            next_target: 2,
             networks: vec![
                 Network {
+                    removed: false,
                     name: "acme".into(),
                     interface: "fw-acme".into(),
                     ifindex: 2,
                     mac: [2, 0, 0, 0, 0, 2],
                 },
                 Network {
+                    removed: false,
                     name: "prov".into(),
                     interface: "fw-prov".into(),
                     ifindex: 4,
@@ -212,6 +227,7 @@ mod tests {
                 },
             ],
             services: vec![Service {
+                removed: false,
                 name: "billing".into(),
                 network: 1,
                 nlbs: vec![
@@ -238,6 +254,7 @@ mod tests {
                 ],
             }],
             endpoints: vec![Endpoint {
+                removed: false,
                 name: "acme-billing".into(),
                 service: 0,
                 network: 0,

@@ -497,3 +497,103 @@ fn a_bad_config_is_refused_before_anything_is_attached() {
         );
     }
 }
+
+#[test]
+fn reload_under_load_keeps_the_stream_and_applies_the_changes() {
+    require_kernel!("reload_under_load_keeps_the_stream_and_applies_the_changes");
+    let r = Running::start("rl", LAB_CONFIG);
+    let prov = r.ns("prov");
+    cmd::ip(["-n", &prov, "addr", "add", "10.9.0.13/24", "dev", "eth0"])
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    // Target .12 (zone z2) goes, .13 comes; endpoint acme-extra appears. The stream runs to .11.
+    let new = LAB_CONFIG
+        .replace(
+            r#"{ ip = "10.9.0.12", zone = "z2" }"#,
+            r#"{ ip = "10.9.0.13", zone = "z2" }"#,
+        )
+        .replace(
+            r#"accepted_endpoints = ["acme-billing", "globex-billing"]"#,
+            r#"accepted_endpoints = ["acme-billing", "globex-billing", "acme-extra"]"#,
+        )
+        + "\n[[endpoint]]\nname = \"acme-extra\"\nservice = \"billing\"\nnetwork = \"acme\"\naddresses = [{ ip = \"10.0.0.102\", zone = \"z1\" }]\n";
+    let new_path = std::env::temp_dir().join(format!("rl{}-new.toml", std::process::id()));
+    std::fs::write(&new_path, &new).expect("write new config");
+    let bad_path = std::env::temp_dir().join(format!("rl{}-bad.toml", std::process::id()));
+    std::fs::write(
+        &bad_path,
+        new.replace("interface = \"fw-prov\"", "interface = \"fw-nope\""),
+    )
+    .expect("write bad config");
+    let acme = r.ns("acme");
+    let fw = r.lab.fw_ns();
+
+    let (transfer, reload_done_at, stream_done_at) = std::thread::scope(|s| {
+        let stream = s.spawn(|| {
+            let res = traffic::tcp_sink(
+                &acme,
+                CLIENT,
+                SocketAddrV4::new(EP_Z1, TCP_PORT),
+                512 * 1024 * 1024,
+            );
+            (res, std::time::Instant::now())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        // A bad config first: refused, nothing changes.
+        let bad = r
+            .lab
+            .pl(&fw, &["reload", "--config", &bad_path.to_string_lossy()]);
+        assert!(
+            !bad.status.success(),
+            "a config naming a missing interface was accepted on reload"
+        );
+        assert!(
+            stderr(&bad).contains("fw-nope"),
+            "reload error does not name the interface: {}",
+            stderr(&bad)
+        );
+        let good = r
+            .lab
+            .pl(&fw, &["reload", "--config", &new_path.to_string_lossy()]);
+        assert!(good.status.success(), "reload failed: {}", stderr(&good));
+        let reloaded = std::time::Instant::now();
+        let (res, done) = stream.join().expect("stream thread");
+        (res, reloaded, done)
+    });
+    let _ = std::fs::remove_file(&new_path);
+    let _ = std::fs::remove_file(&bad_path);
+    let (sent, got) =
+        transfer.unwrap_or_else(|e| panic!("the stream broke across the reload: {}", chain(e)));
+    assert_eq!(sent, got, "bytes lost across the reload");
+    assert!(
+        reload_done_at < stream_done_at,
+        "the stream ended before the reload: the test proved nothing"
+    );
+
+    // The new endpoint answers; the removed target is gone, the new one resolves.
+    let who = r
+        .who_tcp("acme", CLIENT, 0, Ipv4Addr::new(10, 0, 0, 102), TCP_PORT)
+        .unwrap_or_else(|e| panic!("new endpoint: {e}"));
+    assert_eq!(parse_who(&who).0, T1, "{who}");
+    let s = r.run.wait_for_stats(Duration::from_secs(5), |s| {
+        s.targets
+            .iter()
+            .any(|t| t.ip == Ipv4Addr::new(10, 9, 0, 13) && t.mac.is_some())
+    });
+    let s = s.unwrap_or_else(|e| panic!("{}", chain(e)));
+    assert!(
+        s.targets.iter().all(|t| t.ip != T2),
+        "removed target still listed: {:?}",
+        s.targets
+    );
+    assert!(
+        s.endpoint("acme-extra").is_some(),
+        "new endpoint not in stats"
+    );
+    // Counters of what stayed kept their history (ids did not shift).
+    assert!(
+        s.endpoint("acme-billing")
+            .expect("acme-billing")
+            .get(EndpointCounter::ToProviderBytes)
+            > 512 * 1024 * 1024
+    );
+}
