@@ -66,7 +66,61 @@ pub struct FlowValue {
     pub endpoint: u16,
     /// [`FLOW_FORWARD`] or [`FLOW_REPLY`].
     pub dir: u8,
-    pub _pad: [u8; 3],
+    /// What this direction has seen: [`CT_SEEN`], [`CT_NON_SYN`], [`CT_CLOSING`]. Written
+    /// only when a bit is new, so established traffic does not write it.
+    pub state: u8,
+    pub _pad: [u8; 2],
+}
+
+/// A packet went this way.
+pub const CT_SEEN: u8 = 1;
+/// A TCP packet without SYN went this way (the handshake got past SYN in this direction).
+pub const CT_NON_SYN: u8 = 2;
+/// A TCP FIN or RST went this way.
+pub const CT_CLOSING: u8 = 4;
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+
+/// The state bits a packet sets in its direction's entry (`tcp_flags`: the TCP header's
+/// flags byte; ignored for UDP).
+#[inline(always)]
+pub const fn packet_state(proto: u8, tcp_flags: u8) -> u8 {
+    if proto != crate::proto::IPPROTO_TCP {
+        return CT_SEEN;
+    }
+    let mut s = CT_SEEN;
+    if tcp_flags & TCP_SYN == 0 {
+        s |= CT_NON_SYN;
+    }
+    if tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        s |= CT_CLOSING;
+    }
+    s
+}
+
+/// How long a flow may stay idle, in ns, from both directions' states: TCP closing (a FIN
+/// or RST either way), established (past SYN both ways) or half-open; UDP replied or one-way.
+pub const fn idle_limit_ns(
+    proto: u8,
+    forward: u8,
+    reply: u8,
+    s: &crate::settings::Settings,
+) -> u64 {
+    if proto == crate::proto::IPPROTO_TCP {
+        if (forward | reply) & CT_CLOSING != 0 {
+            s.tcp_closing_ns
+        } else if forward & reply & CT_NON_SYN != 0 {
+            s.tcp_idle_ns
+        } else {
+            s.tcp_transient_ns
+        }
+    } else if reply & CT_SEEN != 0 {
+        s.udp_idle_ns
+    } else {
+        s.udp_oneway_ns
+    }
 }
 
 const fn words_of(addr_be: u32) -> [u16; 2] {
@@ -153,6 +207,9 @@ pub struct FlowPlan {
     pub provider_mac: [u8; 6],
     pub consumer_mac: [u8; 6],
     pub consumer_iface_mac: [u8; 6],
+    /// State bits of the packet that opens the flow (see [`packet_state`]).
+    pub first_state: u8,
+    pub _pad: [u8; 7],
 }
 
 /// The two entries of a new consumer flow. The data path builds it in a per-CPU scratch
@@ -198,7 +255,8 @@ impl FlowPair {
             egress: p.provider_network,
             endpoint: p.endpoint,
             dir: FLOW_FORWARD,
-            _pad: [0; 3],
+            state: p.first_state,
+            _pad: [0; 2],
         };
         self.reply_key = self.forward.reply_key(key.proto);
         let (r3, r4) = csum_deltas(
@@ -221,7 +279,8 @@ impl FlowPair {
             egress: key.network,
             endpoint: p.endpoint,
             dir: FLOW_REPLY,
-            _pad: [0; 3],
+            state: 0,
+            _pad: [0; 2],
         };
     }
 }
@@ -271,7 +330,56 @@ mod tests {
             consumer_mac: [2, 0, 0, 0, 0, 0x0a],
             consumer_iface_mac: [2, 0, 0, 0, 0, 0xf1],
             now_ns: 7,
+            first_state: CT_SEEN,
+            _pad: [0; 7],
         }
+    }
+
+    #[test]
+    fn states_pick_the_timeout() {
+        use crate::proto::{IPPROTO_TCP, IPPROTO_UDP};
+        let s = crate::settings::Settings::default();
+        let syn = packet_state(IPPROTO_TCP, TCP_SYN);
+        let synack = packet_state(IPPROTO_TCP, TCP_SYN | 0x10);
+        let ack = packet_state(IPPROTO_TCP, 0x10);
+        let fin = packet_state(IPPROTO_TCP, TCP_FIN | 0x10);
+        assert_eq!(syn, CT_SEEN);
+        assert_eq!(ack, CT_SEEN | CT_NON_SYN);
+        assert_eq!(
+            idle_limit_ns(IPPROTO_TCP, syn, 0, &s),
+            s.tcp_transient_ns,
+            "SYN only: half-open"
+        );
+        assert_eq!(
+            idle_limit_ns(IPPROTO_TCP, syn | ack, synack, &s),
+            s.tcp_transient_ns,
+            "reply still at SYN-ACK"
+        );
+        assert_eq!(
+            idle_limit_ns(IPPROTO_TCP, syn | ack, synack | ack, &s),
+            s.tcp_idle_ns,
+            "established"
+        );
+        assert_eq!(
+            idle_limit_ns(IPPROTO_TCP, syn | ack | fin, synack | ack, &s),
+            s.tcp_closing_ns,
+            "a FIN: closing"
+        );
+        assert_eq!(
+            idle_limit_ns(IPPROTO_TCP, syn, packet_state(IPPROTO_TCP, TCP_RST), &s),
+            s.tcp_closing_ns,
+            "an RST: closing"
+        );
+        assert_eq!(
+            packet_state(IPPROTO_UDP, 0xff),
+            CT_SEEN,
+            "UDP ignores the flags byte"
+        );
+        assert_eq!(idle_limit_ns(IPPROTO_UDP, CT_SEEN, 0, &s), s.udp_oneway_ns);
+        assert_eq!(
+            idle_limit_ns(IPPROTO_UDP, CT_SEEN, CT_SEEN, &s),
+            s.udp_idle_ns
+        );
     }
 
     #[test]

@@ -5,9 +5,13 @@ use bytemuck::{Pod, Zeroable};
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct Settings {
-    /// A flow idle this long is dead even before userspace sweeps it.
+    /// Idle timeouts by flow state (see `flow::idle_limit_ns`): TCP established, TCP
+    /// half-open, TCP closing, UDP replied, UDP one-way.
     pub tcp_idle_ns: u64,
+    pub tcp_transient_ns: u64,
+    pub tcp_closing_ns: u64,
     pub udp_idle_ns: u64,
+    pub udp_oneway_ns: u64,
     /// SNAT ports are taken from [snat_port_min, snat_port_max] (host order).
     pub snat_port_min: u16,
     pub snat_port_max: u16,
@@ -18,7 +22,10 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             tcp_idle_ns: 350 * 1_000_000_000,
+            tcp_transient_ns: 60 * 1_000_000_000,
+            tcp_closing_ns: 10 * 1_000_000_000,
             udp_idle_ns: 120 * 1_000_000_000,
+            udp_oneway_ns: 30 * 1_000_000_000,
             snat_port_min: 1024,
             snat_port_max: 65535,
             _pad: 0,

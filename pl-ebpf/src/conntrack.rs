@@ -3,6 +3,7 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_ktime_get_coarse_ns};
 use pl_common::{
+    flow::CT_CLOSING,
     flow::{FlowKey, FlowPlan, FlowValue},
     iface::IfaceConfig,
     proto::IPPROTO_TCP,
@@ -33,8 +34,10 @@ pub fn settings() -> Settings {
 }
 
 #[inline(always)]
-fn idle_limit(iface: &IfaceConfig, proto: u8) -> u64 {
-    let s = if proto == IPPROTO_TCP {
+fn idle_limit(iface: &IfaceConfig, proto: u8, state: u8) -> u64 {
+    let s = if state & CT_CLOSING != 0 {
+        iface.tcp_closing_s
+    } else if proto == IPPROTO_TCP {
         iface.tcp_idle_s
     } else {
         iface.udp_idle_s
@@ -50,10 +53,10 @@ pub fn lookup(key: &FlowKey, now: u64, iface: &IfaceConfig) -> (Option<*mut Flow
     let Some(v) = PL_FLOWS.get_ptr_mut(key) else {
         return (None, false);
     };
-    // SAFETY: a live map value; concurrent writers only store whole u64 timestamps.
-    let last = unsafe { (*v).last_seen_ns };
+    // SAFETY: a live map value; concurrent writers only store whole fields.
+    let (last, state) = unsafe { ((*v).last_seen_ns, (*v).state) };
     let idle = now.saturating_sub(last);
-    if idle > idle_limit(iface, key.proto) {
+    if idle > idle_limit(iface, key.proto, state) {
         return (None, true);
     }
     if idle > REFRESH_NS {
@@ -88,7 +91,8 @@ pub fn create(
     consumer_iface_mac: [u8; 6],
     s: &Settings,
     now: u64,
-) -> Result<*const FlowValue, EndpointCounter> {
+    first_state: u8,
+) -> Result<*mut FlowValue, EndpointCounter> {
     let nf = PL_SCRATCH
         .get_ptr_mut(0)
         .ok_or(EndpointCounter::RefusedFlowTableFull)?;
@@ -106,6 +110,8 @@ pub fn create(
         provider_mac: a.provider_mac,
         consumer_mac,
         consumer_iface_mac,
+        first_state,
+        _pad: [0; 7],
     };
     let h = key.hash();
     let orig = u16::from_be(key.sport_be);
@@ -119,7 +125,7 @@ pub fn create(
             Err(_) => return Err(EndpointCounter::RefusedFlowTableFull),
         }
         return match PL_FLOWS.insert(key, &nf.pair.forward, u64::from(BPF_NOEXIST)) {
-            Ok(()) => Ok(&nf.pair.forward),
+            Ok(()) => Ok(&mut nf.pair.forward),
             Err(e) => {
                 let _ = PL_FLOWS.remove(&nf.pair.reply_key);
                 if e != -EEXIST {
@@ -127,7 +133,7 @@ pub fn create(
                 }
                 // Another CPU created this flow between our lookup and insert: use theirs.
                 PL_FLOWS
-                    .get_ptr(key)
+                    .get_ptr_mut(key)
                     .ok_or(EndpointCounter::RefusedFlowTableFull)
             }
         };

@@ -18,9 +18,9 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use network_types::eth::EthHdr;
 use pl_common::{
     endpoint::{ADDR_NLB, AddrKey},
-    flow::{FLOW_FORWARD, FlowKey},
+    flow::{FLOW_FORWARD, FlowKey, packet_state},
     iface::{IFACE_DEDICATED, IfaceConfig},
-    proto::ETH_HLEN,
+    proto::{ETH_HLEN, IPPROTO_TCP},
     stats::{EndpointCounter, IfaceCounter},
 };
 
@@ -78,10 +78,16 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
     };
     let now = conntrack::now();
     let len = (ctx.data_end() - ctx.data()) as u64;
+    let tcp_flags = if proto == IPPROTO_TCP {
+        // SAFETY: a TCP header is present (parse checked it); byte 13 holds the flags.
+        parse::ptr_at::<[u8; 14]>(ctx, parse::L4_OFF).map_or(0, |h| unsafe { (*h)[13] })
+    } else {
+        0
+    };
+    let bits = packet_state(proto, tcp_flags);
     let (found, expired) = conntrack::lookup(&key, now, iface);
     if let Some(v) = found {
-        // SAFETY: a live map value; only its timestamp is ever rewritten in place.
-        return Ok(forward(ctx, unsafe { &*v }, proto, len));
+        return Ok(forward(ctx, v, proto, len, bits));
     }
 
     // SAFETY: copied out at once.
@@ -120,18 +126,40 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
     // SAFETY: bounds-checked.
     let consumer_mac = unsafe { (*eth).src_addr };
     let s = conntrack::settings();
-    let v = match conntrack::create(&key, &admitted, endpoint, consumer_mac, iface.mac, &s, now) {
+    let v = match conntrack::create(
+        &key,
+        &admitted,
+        endpoint,
+        consumer_mac,
+        iface.mac,
+        &s,
+        now,
+        bits,
+    ) {
         Ok(v) => v,
         Err(reason) => return refuse(reason),
     };
     stats::endpoint_add(endpoint, EndpointCounter::NewFlows, 1);
-    // SAFETY: this CPU's scratch space or a live map value.
-    Ok(forward(ctx, unsafe { &*v }, proto, len))
+    Ok(forward(ctx, v, proto, len, bits))
 }
 
 /// Translates along an existing flow entry and redirects.
 #[inline(always)]
-fn forward(ctx: &XdpContext, v: &pl_common::flow::FlowValue, proto: u8, len: u64) -> u32 {
+fn forward(
+    ctx: &XdpContext,
+    v: *mut pl_common::flow::FlowValue,
+    proto: u8,
+    len: u64,
+    bits: u8,
+) -> u32 {
+    // SAFETY: a live map value, or this CPU's scratch copy of one just inserted; fields are
+    // written whole, and the state only when this packet adds a bit (rarely).
+    let v = unsafe {
+        if (*v).state & bits != bits {
+            (*v).state |= bits;
+        }
+        &*v
+    };
     let to_provider = v.dir == FLOW_FORWARD;
     match nat::ttl(ctx) {
         Some(ttl) if ttl > 1 => {}

@@ -87,8 +87,16 @@ pub struct LimitsCfg {
     pub flow_table_size: u32,
     pub snat_port_min: u16,
     pub snat_port_max: u16,
+    /// TCP established (past SYN both ways, no FIN/RST).
     pub tcp_idle_timeout_s: u64,
+    /// TCP half-open (SYN seen, not yet established).
+    pub tcp_transient_timeout_s: u64,
+    /// TCP after a FIN or RST either way.
+    pub tcp_closing_timeout_s: u64,
+    /// UDP once the target has replied.
     pub udp_idle_timeout_s: u64,
+    /// UDP with no reply yet.
+    pub udp_oneway_timeout_s: u64,
 }
 
 impl Default for LimitsCfg {
@@ -98,7 +106,10 @@ impl Default for LimitsCfg {
             snat_port_min: 1024,
             snat_port_max: 65535,
             tcp_idle_timeout_s: 350,
+            tcp_transient_timeout_s: 60,
+            tcp_closing_timeout_s: 10,
             udp_idle_timeout_s: 120,
+            udp_oneway_timeout_s: 30,
         }
     }
 }

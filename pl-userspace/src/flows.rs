@@ -8,9 +8,8 @@ use aya::{
     maps::{HashMap, MapData},
 };
 use pl_common::{
-    flow::{FLOW_FORWARD, FlowKey, FlowValue},
+    flow::{FLOW_FORWARD, FlowKey, FlowValue, idle_limit_ns},
     maps::FLOWS_MAP,
-    proto::IPPROTO_TCP,
     settings::Settings,
 };
 
@@ -38,16 +37,18 @@ pub fn sweep(ebpf: &mut Ebpf, s: &Settings) -> u64 {
         if v.dir != FLOW_FORWARD {
             // Replies are handled with their forward entry; an orphan goes when idle.
             let fwd = v.reply_key(key.proto);
-            if !lookup.contains_key(&fwd) && idle(now, v.last_seen_ns, key.proto, s) {
+            if !lookup.contains_key(&fwd)
+                && now.saturating_sub(v.last_seen_ns) > idle_limit_ns(key.proto, 0, v.state, s)
+            {
                 let _ = map.remove(key);
             }
             continue;
         }
         let reply_key = v.reply_key(key.proto);
-        let last = lookup
-            .get(&reply_key)
-            .map_or(v.last_seen_ns, |r| r.last_seen_ns.max(v.last_seen_ns));
-        if idle(now, last, key.proto, s) {
+        let reply = lookup.get(&reply_key);
+        let last = reply.map_or(v.last_seen_ns, |r| r.last_seen_ns.max(v.last_seen_ns));
+        let limit = idle_limit_ns(key.proto, v.state, reply.map_or(0, |r| r.state), s);
+        if now.saturating_sub(last) > limit {
             let _ = map.remove(&reply_key);
             let _ = map.remove(key);
             out += 1;
@@ -55,16 +56,6 @@ pub fn sweep(ebpf: &mut Ebpf, s: &Settings) -> u64 {
     }
     out
 }
-
-fn idle(now: u64, last: u64, proto: u8, s: &Settings) -> bool {
-    let limit = if proto == IPPROTO_TCP {
-        s.tcp_idle_ns
-    } else {
-        s.udp_idle_ns
-    };
-    now.saturating_sub(last) > limit
-}
-
 /// Live flows per endpoint, without removing anything.
 pub fn count(ebpf: &Ebpf) -> StdHashMap<u16, u64> {
     let mut out = StdHashMap::new();

@@ -630,15 +630,24 @@ impl Model {
         if l.snat_port_min == 0 || l.snat_port_min > l.snat_port_max {
             return limit_err("snat_port_min", "must be 1 to snat_port_max");
         }
-        if l.tcp_idle_timeout_s == 0 {
-            return limit_err("tcp_idle_timeout_s", "must be at least 1");
+        for (field, v) in [
+            ("tcp_idle_timeout_s", l.tcp_idle_timeout_s),
+            ("tcp_transient_timeout_s", l.tcp_transient_timeout_s),
+            ("tcp_closing_timeout_s", l.tcp_closing_timeout_s),
+            ("udp_idle_timeout_s", l.udp_idle_timeout_s),
+            ("udp_oneway_timeout_s", l.udp_oneway_timeout_s),
+        ] {
+            if v == 0 || v > u64::from(u32::MAX) {
+                return limit_err(field, "must be 1 to 4294967295 seconds");
+            }
         }
-        if l.udp_idle_timeout_s == 0 {
-            return limit_err("udp_idle_timeout_s", "must be at least 1");
-        }
+        let ns = |s: u64| s.saturating_mul(1_000_000_000);
         let settings = Settings {
-            tcp_idle_ns: l.tcp_idle_timeout_s.saturating_mul(1_000_000_000),
-            udp_idle_ns: l.udp_idle_timeout_s.saturating_mul(1_000_000_000),
+            tcp_idle_ns: ns(l.tcp_idle_timeout_s),
+            tcp_transient_ns: ns(l.tcp_transient_timeout_s),
+            tcp_closing_ns: ns(l.tcp_closing_timeout_s),
+            udp_idle_ns: ns(l.udp_idle_timeout_s),
+            udp_oneway_ns: ns(l.udp_oneway_timeout_s),
             snat_port_min: l.snat_port_min,
             snat_port_max: l.snat_port_max,
             _pad: 0,

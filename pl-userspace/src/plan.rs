@@ -59,6 +59,11 @@ fn table(targets: &[(u32, Ipv4Addr)]) -> Vec<u32> {
         .collect()
 }
 
+/// Whole seconds of `ns`, as the interface entry holds timeouts.
+fn secs(ns: u64) -> u32 {
+    u32::try_from(ns / 1_000_000_000).unwrap_or(u32::MAX)
+}
+
 impl Plan {
     pub fn build(model: &Model, neigh: &Neighbors) -> Self {
         let mut p = Self {
@@ -78,10 +83,10 @@ impl Plan {
                     flags: IFACE_ACTIVE | IFACE_DEDICATED,
                     mac: n.mac,
                     _pad: [0; 2],
-                    tcp_idle_s: u32::try_from(model.settings.tcp_idle_ns / 1_000_000_000)
-                        .unwrap_or(u32::MAX),
-                    udp_idle_s: u32::try_from(model.settings.udp_idle_ns / 1_000_000_000)
-                        .unwrap_or(u32::MAX),
+                    tcp_idle_s: secs(model.settings.tcp_idle_ns),
+                    udp_idle_s: secs(model.settings.udp_idle_ns),
+                    tcp_closing_s: secs(model.settings.tcp_closing_ns),
+                    _pad2: 0,
                 },
             ));
             p.egress.push((slot, n.ifindex));

@@ -225,6 +225,18 @@ fn connect(
     Ok(std_sock)
 }
 
+/// An established TCP connection to `dst`, left open: it has sent a `SINK` request and a
+/// few bytes, so the server waits for more. Drop it to close.
+pub fn tcp_hold(ns: &str, src: Ipv4Addr, dst: SocketAddrV4) -> Result<TcpStream, TrafficError> {
+    let what = format!("TCP {src} -> {dst} in {ns}");
+    netns::run_in(ns, || -> std::io::Result<TcpStream> {
+        let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
+        s.write_all(b"SINK 1000000\nhello")?;
+        Ok(s)
+    })?
+    .map_err(io(what))
+}
+
 /// One UDP datagram from `src:sport` in `ns` to `dst`: the answer.
 pub fn udp_who(
     ns: &str,

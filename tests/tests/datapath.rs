@@ -597,3 +597,53 @@ fn reload_under_load_keeps_the_stream_and_applies_the_changes() {
             > 512 * 1024 * 1024
     );
 }
+
+#[test]
+fn closing_and_one_way_flows_age_out_fast_established_ones_stay() {
+    require_kernel!("closing_and_one_way_flows_age_out_fast_established_ones_stay");
+    // Short timeouts for all but established TCP and replied UDP; a UDP listener nobody
+    // answers. The held connection survives only if it is seen as established.
+    let config = LAB_CONFIG.replace(
+        r#"{ protocol = "udp", port = 53, target_port = 5353 }]"#,
+        r#"{ protocol = "udp", port = 53, target_port = 5353 }, { protocol = "udp", port = 54, target_port = 5354 }]"#,
+    ) + "\n[limits]\ntcp_closing_timeout_s = 1\ntcp_transient_timeout_s = 1\nudp_oneway_timeout_s = 1\n";
+    let r = Running::start("st", &config);
+    let acme = r.ns("acme");
+    let held = traffic::tcp_hold(&acme, CLIENT, SocketAddrV4::new(EP_Z1, TCP_PORT))
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    r.who_tcp("acme", CLIENT, 0, EP_Z1, TCP_PORT)
+        .unwrap_or_else(|e| panic!("closed connection: {e}"));
+    r.who_udp("acme", CLIENT, 0, EP_Z1)
+        .unwrap_or_else(|e| panic!("replied UDP: {e}"));
+    assert!(
+        traffic::udp_who(
+            &acme,
+            CLIENT,
+            0,
+            SocketAddrV4::new(EP_Z1, 54),
+            Duration::from_millis(300)
+        )
+        .is_err(),
+        "port 5354 has no server, yet UDP 54 was answered"
+    );
+    let before = r
+        .stats()
+        .endpoint("acme-billing")
+        .expect("acme")
+        .active_flows;
+    assert_eq!(before, 4, "held TCP, closed TCP, replied UDP, one-way UDP");
+    // The sweep runs every 5 s: the closed and the one-way flow go, the other two stay.
+    let after = r
+        .run
+        .wait_for_stats(Duration::from_secs(15), |s| {
+            s.endpoint("acme-billing")
+                .is_some_and(|e| e.active_flows <= 2)
+        })
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    assert_eq!(
+        after.endpoint("acme-billing").expect("acme").active_flows,
+        2,
+        "closing/one-way flows not swept, or the wrong ones"
+    );
+    drop(held);
+}
