@@ -76,22 +76,28 @@ pub fn remove_expired(key: &FlowKey) {
     }
 }
 
+/// Where a new flow comes from: its endpoint, the consumer's MAC, our interface's MAC on
+/// that network, and the state bits of its first packet.
+pub struct Origin {
+    pub endpoint: u16,
+    pub mac: [u8; 6],
+    pub iface_mac: [u8; 6],
+    pub state: u8,
+}
+
+/// Creates both entries of a new flow; the forward value to translate with (in this
+/// CPU's scratch space, valid until the next packet on this CPU).
+#[inline(always)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
     reason = "borrowing passes map-value pointers to the helpers; by value they would be copied onto the 512-byte BPF stack"
 )]
-/// Creates both entries of a new flow; the forward value to translate with (in this
-/// CPU's scratch space, valid until the next packet on this CPU).
-#[inline(always)]
 pub fn create(
     key: &FlowKey,
     a: &Admitted,
-    endpoint: u16,
-    consumer_mac: [u8; 6],
-    consumer_iface_mac: [u8; 6],
+    from: &Origin,
     s: &Settings,
     now: u64,
-    first_state: u8,
 ) -> Result<*mut FlowValue, EndpointCounter> {
     let nf = PL_SCRATCH
         .get_ptr_mut(0)
@@ -105,12 +111,12 @@ pub fn create(
         snat_port_be: 0,
         target_port_be: a.target_port_be,
         provider_network: a.provider_network,
-        endpoint,
+        endpoint: from.endpoint,
         target_mac: a.target_mac,
         provider_mac: a.provider_mac,
-        consumer_mac,
-        consumer_iface_mac,
-        first_state,
+        consumer_mac: from.mac,
+        consumer_iface_mac: from.iface_mac,
+        first_state: from.state,
         _pad: [0; 7],
     };
     let h = key.hash();

@@ -124,18 +124,14 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
     }
     let eth = parse::ptr_at::<EthHdr>(ctx, 0).ok_or(())?;
     // SAFETY: bounds-checked.
-    let consumer_mac = unsafe { (*eth).src_addr };
-    let s = conntrack::settings();
-    let v = match conntrack::create(
-        &key,
-        &admitted,
+    let from = conntrack::Origin {
         endpoint,
-        consumer_mac,
-        iface.mac,
-        &s,
-        now,
-        bits,
-    ) {
+        mac: unsafe { (*eth).src_addr },
+        iface_mac: iface.mac,
+        state: bits,
+    };
+    let s = conntrack::settings();
+    let v = match conntrack::create(&key, &admitted, &from, &s, now) {
         Ok(v) => v,
         Err(reason) => return refuse(reason),
     };
