@@ -15,6 +15,7 @@ pub mod errno;
 pub mod flows;
 pub mod frame;
 pub mod lab;
+pub mod metrics;
 pub mod model;
 pub mod neigh;
 pub mod netns;

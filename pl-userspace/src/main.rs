@@ -80,6 +80,10 @@ struct RunArgs {
     /// Name of this instance's control socket, for several pl runs in one namespace.
     #[arg(long, default_value = DEFAULT_INSTANCE)]
     instance: String,
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics, e.g. 127.0.0.1:9464
+    /// (bound in pl run's network namespace).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args)]
@@ -159,6 +163,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .transpose()?;
     // The socket before the program: a second instance fails here with nothing attached.
     let server = control::Server::bind(&args.instance)?;
+    // Likewise the metrics listener: a bad address fails with nothing attached.
+    let metrics = match args.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics {addr}: cannot listen"))?,
+        ),
+        None => None,
+    };
     let mode = if args.skb { Mode::Skb } else { Mode::Native };
     let mut dp = match model {
         Some(m) => Dataplane::start_model(m, mode)?,
@@ -183,6 +196,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         server.name()
     );
 
+    if let Some(addr) = args.metrics {
+        println!("pl: metrics at http://{addr}/metrics");
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks = 0u64;
     loop {
@@ -207,6 +223,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
                 if ticks.is_multiple_of(5) {
                     dp.sweep_flows();
+                }
+            }
+            scrape = async {
+                match &metrics {
+                    Some(l) => l.accept().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Ok((stream, _)) = scrape {
+                    let body = match dp.stats(true) {
+                        Ok(report) => pl_userspace::metrics::render(&report),
+                        Err(e) => format!("# pl: {:#}\n", anyhow::Error::from(e)),
+                    };
+                    if let Err(e) = serve_metrics(stream, &body).await {
+                        eprintln!("pl: metrics: {e}");
+                    }
                 }
             }
             conn = server.accept() => {
@@ -237,6 +269,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     drop(dp);
     println!("pl: detached from {}", names.join(", "));
     Ok(())
+}
+
+/// Reads the request (whatever it asks, the answer is the metrics) and writes the response.
+async fn serve_metrics(mut stream: tokio::net::TcpStream, body: &str) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await;
+    stream
+        .write_all(pl_userspace::metrics::http_response(body).as_bytes())
+        .await?;
+    stream.shutdown().await
 }
 
 /// Validates the config at `path` in full, then applies what changed; on any error the

@@ -35,6 +35,11 @@ struct Running {
 
 impl Running {
     fn start(tag: &str, config: &str) -> Self {
+        Self::start_with(tag, config, &[])
+    }
+
+    /// As [`Running::start`], with more arguments for `pl run`.
+    fn start_with(tag: &str, config: &str, extra: &[&str]) -> Self {
         let lab = TestLab::up(tag);
         let path = lab
             .lab
@@ -46,7 +51,9 @@ impl Running {
         )
         .unwrap_or_else(|e| panic!("servers: {}", chain(e)));
         let path = path.to_string_lossy().into_owned();
-        let run = PlRun::start(&pl_bin(), &lab.fw_ns(), "default", &["--config", &path])
+        let mut args = vec!["--config", path.as_str()];
+        args.extend_from_slice(extra);
+        let run = PlRun::start(&pl_bin(), &lab.fw_ns(), "default", &args)
             .unwrap_or_else(|e| panic!("pl run --config: {}", chain(e)));
         let me = Self { run, servers, lab };
         me.wait_resolved();
@@ -646,4 +653,48 @@ fn closing_and_one_way_flows_age_out_fast_established_ones_stay() {
         "closing/one-way flows not swept, or the wrong ones"
     );
     drop(held);
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_text() {
+    require_kernel!("metrics_are_served_in_prometheus_text");
+    let r = Running::start_with("mx", LAB_CONFIG, &["--metrics", "127.0.0.1:9464"]);
+    r.who_tcp("acme", CLIENT, 0, EP_Z1, TCP_PORT)
+        .unwrap_or_else(|e| panic!("tcp: {e}"));
+    assert!(r.who_tcp("acme", OUTSIDER, 0, EP_Z1, TCP_PORT).is_err());
+    let scrape = netns::run_in(&r.lab.fw_ns(), || -> std::io::Result<String> {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9464")?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: pl\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("scraping metrics: {e}"));
+    assert!(scrape.starts_with("HTTP/1.1 200 OK"), "{scrape}");
+    let value = |prefix: &str| -> u64 {
+        scrape
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{scrape}"))
+    };
+    assert!(
+        value(
+            r#"pl_endpoint_new_flows_total{endpoint="acme-billing",service="billing",network="acme"}"#
+        ) >= 1
+    );
+    assert!(
+        value(
+            r#"pl_endpoint_refused_total{endpoint="acme-billing",service="billing",network="acme",reason="source"}"#
+        ) >= 1
+    );
+    assert_eq!(
+        value(r#"pl_target_resolved{service="billing",target="10.9.0.11",zone="z1"}"#),
+        1
+    );
+    assert!(value(r#"pl_interface_rx_packets_total{interface="fw-acme"}"#) > 0);
 }

@@ -1,0 +1,181 @@
+//! Prometheus metrics (OpenMetrics text, via prometheus-client) from a stats snapshot:
+//! every scrape renders what `pl stats` would print, under the same counter names.
+
+use pl_common::stats::{EndpointCounter, IfaceCounter};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _, text},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
+};
+
+use crate::stats::StatsReport;
+
+const REFUSED: &str = "refused_";
+
+#[derive(Debug)]
+struct Snapshot(StatsReport);
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for &c in IfaceCounter::ALL {
+            let name = format!("interface_{}", c.name());
+            let mut m = enc.encode_descriptor(
+                &name,
+                "per-interface counter (see README, Counters)",
+                None,
+                MetricType::Counter,
+            )?;
+            for i in &self.0.interfaces {
+                let l = labels(&[("interface", &i.name)]);
+                ConstCounter::new(i.get(c)).encode(m.encode_family(&l)?)?;
+            }
+        }
+        for &c in EndpointCounter::ALL
+            .iter()
+            .filter(|c| !c.name().starts_with(REFUSED))
+        {
+            let name = format!("endpoint_{}", c.name());
+            let mut m = enc.encode_descriptor(
+                &name,
+                "per-endpoint counter (see README, Counters)",
+                None,
+                MetricType::Counter,
+            )?;
+            for e in &self.0.endpoints {
+                let l = labels(&[
+                    ("endpoint", &e.name),
+                    ("service", &e.service),
+                    ("network", &e.network),
+                ]);
+                ConstCounter::new(e.get(c)).encode(m.encode_family(&l)?)?;
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "endpoint_refused",
+            "new flows refused, by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for e in &self.0.endpoints {
+            for &c in EndpointCounter::ALL
+                .iter()
+                .filter(|c| c.name().starts_with(REFUSED))
+            {
+                let reason = &c.name()[REFUSED.len()..];
+                let l = labels(&[
+                    ("endpoint", &e.name),
+                    ("service", &e.service),
+                    ("network", &e.network),
+                    ("reason", reason),
+                ]);
+                ConstCounter::new(e.get(c)).encode(m.encode_family(&l)?)?;
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "endpoint_active_flows",
+            "live flows",
+            None,
+            MetricType::Gauge,
+        )?;
+        for e in &self.0.endpoints {
+            let l = labels(&[
+                ("endpoint", &e.name),
+                ("service", &e.service),
+                ("network", &e.network),
+            ]);
+            ConstGauge::new(i64::try_from(e.active_flows).unwrap_or(i64::MAX))
+                .encode(m.encode_family(&l)?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "target_resolved",
+            "1 if ARP resolved the target (only resolved targets take flows)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for t in &self.0.targets {
+            let ip = t.ip.to_string();
+            let l = labels(&[("service", &t.service), ("target", &ip), ("zone", &t.zone)]);
+            ConstGauge::new(i64::from(t.mac.is_some())).encode(m.encode_family(&l)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The OpenMetrics text for `report`, names prefixed `pl_`.
+pub fn render(report: &StatsReport) -> String {
+    let mut registry = Registry::with_prefix("pl");
+    registry.register_collector(Box::new(Snapshot(report.clone())));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = text::encode(&mut out, &registry);
+    out
+}
+
+/// A whole HTTP/1.1 response carrying `body`.
+pub fn http_response(body: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{EndpointReport, IfaceReport, TargetReport};
+    use pl_common::stats::{EndpointStats, IfaceStats};
+
+    #[test]
+    fn renders_every_counter_with_its_labels() {
+        let mut e = EndpointStats::default();
+        e.counters[EndpointCounter::ToProviderPackets as usize] = 7;
+        e.counters[EndpointCounter::RefusedSource as usize] = 2;
+        let report = StatsReport {
+            interfaces: vec![IfaceReport::new(
+                "fw-acme",
+                2,
+                "native",
+                &IfaceStats::default(),
+            )],
+            endpoints: vec![EndpointReport::new(
+                "acme-billing",
+                "billing",
+                "acme",
+                &e,
+                3,
+            )],
+            targets: vec![TargetReport {
+                service: "billing".into(),
+                ip: "10.9.0.11".parse().expect("ip"),
+                zone: "z1".into(),
+                mac: Some("02:00:00:00:00:11".into()),
+            }],
+        };
+        let text = render(&report);
+        for line in [
+            r#"pl_endpoint_to_provider_packets_total{endpoint="acme-billing",service="billing",network="acme"} 7"#,
+            r#"pl_endpoint_refused_total{endpoint="acme-billing",service="billing",network="acme",reason="source"} 2"#,
+            r#"pl_endpoint_active_flows{endpoint="acme-billing",service="billing",network="acme"} 3"#,
+            r#"pl_target_resolved{service="billing",target="10.9.0.11",zone="z1"} 1"#,
+            r#"pl_interface_rx_packets_total{interface="fw-acme"} 0"#,
+            "# EOF",
+        ] {
+            assert!(text.contains(line), "metrics lack {line:?}:\n{text}");
+        }
+        assert!(
+            !text.contains("endpoint_refused_source"),
+            "refusals must be one metric with a reason label"
+        );
+        assert!(http_response(&text).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+}
