@@ -630,13 +630,6 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     for name in [GEN_PROGRAM, SINK_PROGRAM, BARE_PROGRAM] {
         prog(&mut progs.ebpf, name)?.load()?;
     }
-    let prov_eth0 = ifindex(&prov, "eth0")?;
-    let ebpf = &mut progs.ebpf;
-    progs.sink_link = Some(netns::run_in(&prov, || {
-        prog(ebpf, SINK_PROGRAM)?
-            .attach_to_if_index(prov_eth0, XdpMode::Driver)
-            .map_err(anyhow::Error::from)
-    })??);
     let gen_ns = topo
         .network("globex")
         .context("no globex")?
@@ -653,6 +646,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         run: None,
         mode: Mode::Nothing,
     };
+    b.sink(true)?;
 
     // (name, flows label, setup + measure)
     let mut variants: Vec<VariantResult> = Vec::new();

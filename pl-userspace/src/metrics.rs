@@ -9,7 +9,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::stats::StatsReport;
+use crate::stats::{EndpointReport, StatsReport};
 
 const REFUSED: &str = "refused_";
 
@@ -23,6 +23,17 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
+}
+
+/// An endpoint's labels, with a refusal `reason` where one applies.
+fn endpoint_labels(e: &EndpointReport, reason: Option<&str>) -> Labels {
+    let mut l = labels(&[
+        ("endpoint", &e.name),
+        ("service", &e.service),
+        ("network", &e.network),
+    ]);
+    l.extend(reason.map(|r| ("reason".to_owned(), r.to_owned())));
+    l
 }
 
 impl Collector for Snapshot {
@@ -52,11 +63,7 @@ impl Collector for Snapshot {
                 MetricType::Counter,
             )?;
             for e in &self.0.endpoints {
-                let l = labels(&[
-                    ("endpoint", &e.name),
-                    ("service", &e.service),
-                    ("network", &e.network),
-                ]);
+                let l = endpoint_labels(e, None);
                 ConstCounter::new(e.get(c)).encode(m.encode_family(&l)?)?;
             }
         }
@@ -72,12 +79,7 @@ impl Collector for Snapshot {
                 .filter(|c| c.name().starts_with(REFUSED))
             {
                 let reason = &c.name()[REFUSED.len()..];
-                let l = labels(&[
-                    ("endpoint", &e.name),
-                    ("service", &e.service),
-                    ("network", &e.network),
-                    ("reason", reason),
-                ]);
+                let l = endpoint_labels(e, Some(reason));
                 ConstCounter::new(e.get(c)).encode(m.encode_family(&l)?)?;
             }
         }
@@ -88,11 +90,7 @@ impl Collector for Snapshot {
             MetricType::Gauge,
         )?;
         for e in &self.0.endpoints {
-            let l = labels(&[
-                ("endpoint", &e.name),
-                ("service", &e.service),
-                ("network", &e.network),
-            ]);
+            let l = endpoint_labels(e, None);
             ConstGauge::new(i64::try_from(e.active_flows).unwrap_or(i64::MAX))
                 .encode(m.encode_family(&l)?)?;
         }
@@ -132,7 +130,7 @@ pub fn http_response(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{EndpointReport, IfaceReport, TargetReport};
+    use crate::stats::{IfaceReport, TargetReport};
     use pl_common::stats::{EndpointStats, IfaceStats};
 
     #[test]
