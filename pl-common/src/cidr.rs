@@ -4,6 +4,7 @@
 use core::{net::Ipv4Addr, str::FromStr};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct Cidr {
     pub addr: Ipv4Addr,
     pub len: u8,

@@ -4,6 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct Settings {
     /// Idle timeouts by flow state (see `flow::idle_limit_ns`): TCP established, TCP
     /// half-open, TCP closing, UDP replied, UDP one-way.

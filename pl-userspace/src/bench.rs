@@ -388,7 +388,7 @@ impl Bench<'_> {
 
     fn stop_pl(&mut self) -> anyhow::Result<()> {
         if let Some(run) = self.run.take() {
-            let out = run.stop()?;
+            let out = run.stop_and_down()?;
             ensure!(
                 out.status.success(),
                 "pl run failed: {}",

@@ -147,6 +147,10 @@ impl Server {
             .await
             .map_err(|_| io(std::io::ErrorKind::TimedOut.into()))?
             .map_err(io)?;
+        if line.is_empty() {
+            // A liveness probe (`control::running`): connected and closed.
+            return Ok(());
+        }
         let reply = match serde_json::from_str::<Request>(&line) {
             Ok(req) => handle(req),
             Err(e) => Reply::Error {
@@ -171,6 +175,14 @@ pub fn reload(instance: &str, config: Option<String>) -> Result<String, ControlE
             message: "answered a reload with stats".to_owned(),
         }),
     }
+}
+
+/// True if a `pl run` of `instance` answers in this network namespace.
+pub fn running(instance: &str) -> bool {
+    socket_name(instance)
+        .ok()
+        .and_then(|name| SocketAddr::from_abstract_name(&name).ok())
+        .is_some_and(|addr| std::os::unix::net::UnixStream::connect_addr(&addr).is_ok())
 }
 
 /// Sends one request to the `pl run` of `instance` in this network namespace.

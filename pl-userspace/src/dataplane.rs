@@ -1,21 +1,28 @@
 //! Loading the XDP object, attaching it, and reading its counters.
 //!
-//! Attaching is all-or-nothing: interface names are resolved before anything is loaded,
-//! and if any interface refuses the program, the ones already attached are detached when
-//! the half-built [`Dataplane`] drops (aya detaches its links on drop).
+//! Every attachment is a bpf_link pinned in the instance's [`State`], beside the flow table:
+//! stopping `pl run` leaves the data plane forwarding, and the next start swaps its program
+//! into the same links (`bpf_link_update`, so no packet meets an interface without one) and
+//! reuses the flow table. Attaching is all-or-nothing: interfaces are resolved before
+//! anything is loaded, and if one refuses the program, the links this start made are
+//! unpinned again before any existing link is touched. [`down`] removes it all.
 
 use std::{collections::HashSet, net::Ipv4Addr};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapError, PerCpuArray},
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        ProgramError, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
 };
 use pl_common::{
     iface::{IFACE_ACTIVE, IfaceConfig},
     maps::{
-        ENDPOINT_STATS_MAP, FLOWS_MAP, IFACE_STATS_MAP, IFACES_MAP, MAX_IFACES, MAX_IFINDEX,
-        PROGRAM_NAME,
+        DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOWS_MAP, IFACE_STATS_MAP, IFACES_MAP,
+        MAX_IFACES, MAX_IFINDEX, PROGRAM_NAME,
     },
     stats::{EndpointStats, IfaceStats},
 };
@@ -25,7 +32,8 @@ use crate::{
     errno, flows,
     model::Model,
     neigh::{self, Resolver},
-    plan::{Neighbors, Plan},
+    plan::Plan,
+    state::{KEPT_MAPS, Saved, State, StateError},
     stats::{EndpointReport, IfaceReport, StatsReport, TargetReport},
 };
 
@@ -87,6 +95,26 @@ pub enum DataplaneError {
     },
     #[error("reload refused: {why}")]
     Reload { why: String },
+    #[error(
+        "taking over the data plane the last pl run left: {why}; `pl run --fresh` starts over (dropping live flows) and `pl down` removes it"
+    )]
+    Restore { why: String },
+    #[error("pl run (instance {instance:?}) is active in this network namespace: stop it first")]
+    Running { instance: String },
+    #[error("interface {name}: replacing the program in its link {path}")]
+    Swap {
+        name: String,
+        path: std::path::PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("pinning {what} at {path}: {cause}")]
+    Pin {
+        what: String,
+        path: std::path::PathBuf,
+        cause: String,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error("programming the maps")]
     Apply { source: ApplyError },
     #[error("opening a raw socket for ARP (needs CAP_NET_RAW)")]
@@ -99,21 +127,29 @@ pub enum DataplaneError {
 }
 
 /// One interface the program is attached to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attached {
     pub name: String,
     pub ifindex: u32,
     pub slot: u32,
 }
 
-/// The loaded program, attached to its interfaces until dropped.
+/// The loaded program and its pinned links: dropping it leaves the data plane running.
 pub struct Dataplane {
-    // Nothing else holds the links: dropping `ebpf` detaches.
     ebpf: Ebpf,
     mode: Mode,
     ifaces: Vec<Attached>,
-    links: Vec<(u32, XdpLinkId)>,
+    state: State,
     data: Option<DataPath>,
+}
+
+/// How to start.
+#[derive(Clone, Copy, Debug)]
+pub struct StartOptions<'a> {
+    pub instance: &'a str,
+    pub mode: Mode,
+    /// Ignore the state a previous run left (its links are still taken over).
+    pub fresh: bool,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -160,6 +196,12 @@ pub fn load() -> Result<Ebpf, DataplaneError> {
 
 /// As [`load`], with the flow map sized to `flow_entries` entries if given.
 pub fn load_sized(flow_entries: Option<u32>) -> Result<Ebpf, DataplaneError> {
+    load_with(flow_entries, None)
+}
+
+/// As [`load_sized`]; with `kept`, the maps that outlive a run are taken from its pins
+/// (and pinned there if missing).
+fn load_with(flow_entries: Option<u32>, kept: Option<&State>) -> Result<Ebpf, DataplaneError> {
     let classify = |e: Box<dyn std::error::Error + Send + Sync>| {
         if errno::find(e.as_ref()) == Some(libc::EPERM) {
             DataplaneError::Permission { source: e }
@@ -170,6 +212,11 @@ pub fn load_sized(flow_entries: Option<u32>) -> Result<Ebpf, DataplaneError> {
     let mut loader = EbpfLoader::new();
     if let Some(n) = flow_entries {
         loader.map_max_entries(FLOWS_MAP, n);
+    }
+    if let Some(state) = kept {
+        for map in KEPT_MAPS {
+            loader.map_pin_path(map, state.map_pin(map));
+        }
     }
     let mut ebpf = loader
         .load(crate::EBPF_OBJECT)
@@ -268,7 +315,7 @@ fn attach_cause(name: &str, err: &ProgramError, mode: Mode) -> String {
     match errno::find(err) {
         Some(libc::EBUSY) | Some(libc::EEXIST) => {
             format!(
-                "another XDP program is already attached (stop the pl run or other process that holds it; if it was attached with ip, `ip link set dev {name} xdp off`)"
+                "another XDP program is already attached (if another pl instance left it, `pl down --instance NAME` in this namespace removes it; if ip attached it, `ip link set dev {name} xdp off`)"
             )
         }
         Some(libc::EOPNOTSUPP) if mode == Mode::Native => {
@@ -281,33 +328,118 @@ fn attach_cause(name: &str, err: &ProgramError, mode: Mode) -> String {
     }
 }
 
-/// Attaches the loaded program to every interface, or (on error, when the caller drops
-/// `ebpf`) to none.
+/// Attaches the loaded program to every interface, each by a link pinned in `state`: a
+/// pinned link has its program swapped atomically, other interfaces get a new link. New
+/// links come first, so a refusal unpins them and leaves every existing link as it was.
 fn attach_all(
     ebpf: &mut Ebpf,
     ifaces: &[Attached],
     mode: Mode,
-) -> Result<Vec<(u32, XdpLinkId)>, DataplaneError> {
+    state: &State,
+) -> Result<(), DataplaneError> {
     let prog = program(ebpf);
-    let mut links = Vec::new();
-    for iface in ifaces {
-        match prog.attach_to_if_index(iface.ifindex, mode.xdp()) {
-            Ok(link) => links.push((iface.ifindex, link)),
-            Err(source) => {
-                // Undo this call's attachments (a reload must leave the running set as it was).
-                for (_, link) in links {
-                    let _ = prog.detach(link);
+    let (existing, new): (Vec<&Attached>, Vec<&Attached>) = ifaces
+        .iter()
+        .partition(|i| state.link_pin(i.ifindex).exists());
+    let mut made = Vec::new();
+    let undo = |made: &[std::path::PathBuf]| {
+        for p in made {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    for iface in &new {
+        match attach_pinned(prog, iface, mode, state) {
+            Ok(path) => made.push(path),
+            Err(e) => {
+                undo(&made);
+                return Err(e);
+            }
+        }
+    }
+    for iface in &existing {
+        let path = state.link_pin(iface.ifindex);
+        type BoxError = Box<dyn std::error::Error + Send + Sync>;
+        let swapped = PinnedLink::from_pin(&path)
+            .map_err(BoxError::from)
+            .and_then(|pinned| Ok(XdpLink::try_from(FdLink::from(pinned))?))
+            .and_then(|link| Ok(prog.attach_to_link(link)?))
+            // Our fd closes; the pin holds the link.
+            .and_then(|id| Ok(prog.take_link(id).map(drop)?));
+        match swapped {
+            Ok(()) => {}
+            // The interface went away and came back under the same ifindex: its old
+            // link is defunct.
+            Err(e) if errno::find(e.as_ref()) == Some(libc::ENOLINK) => {
+                let _ = std::fs::remove_file(&path);
+                match attach_pinned(prog, iface, mode, state) {
+                    Ok(path) => made.push(path),
+                    Err(e) => {
+                        undo(&made);
+                        return Err(e);
+                    }
                 }
-                return Err(DataplaneError::Attach {
+            }
+            Err(source) => {
+                undo(&made);
+                return Err(DataplaneError::Swap {
                     name: iface.name.clone(),
-                    mode,
-                    cause: attach_cause(&iface.name, &source, mode),
-                    source: Box::new(source),
+                    path,
+                    source,
                 });
             }
         }
     }
-    Ok(links)
+    Ok(())
+}
+
+/// Attaches a new link to `iface` and pins it; on error nothing stays attached.
+fn attach_pinned(
+    prog: &mut Xdp,
+    iface: &Attached,
+    mode: Mode,
+    state: &State,
+) -> Result<std::path::PathBuf, DataplaneError> {
+    let path = state.link_pin(iface.ifindex);
+    let pin_err = |cause: String| DataplaneError::Pin {
+        what: format!("interface {}'s link", iface.name),
+        path: path.clone(),
+        cause,
+    };
+    let id = prog
+        .attach_to_if_index(iface.ifindex, mode.xdp())
+        .map_err(|source| DataplaneError::Attach {
+            name: iface.name.clone(),
+            mode,
+            cause: attach_cause(&iface.name, &source, mode),
+            source: Box::new(source),
+        })?;
+    // Dropped on error from here: the link closes and detaches.
+    let link = prog.take_link(id).map_err(|e| pin_err(e.to_string()))?;
+    let link =
+        FdLink::try_from(link).map_err(|e| pin_err(format!("the kernel gave no bpf_link: {e}")))?;
+    link.pin(&path).map_err(|e| pin_err(e.to_string()))?;
+    Ok(path)
+}
+
+/// Detaches an interface by unpinning its link.
+fn unpin_link(state: &State, ifindex: u32) {
+    let _ = std::fs::remove_file(state.link_pin(ifindex));
+}
+
+/// Stops whatever `instance` left in this network namespace: detaches its program from every
+/// interface and frees its flow table. Refused while its `pl run` is active. Returns the
+/// interfaces it was attached to, or None if there was nothing.
+pub fn down(instance: &str) -> Result<Option<Vec<Attached>>, DataplaneError> {
+    if crate::control::running(instance) {
+        return Err(DataplaneError::Running {
+            instance: instance.to_owned(),
+        });
+    }
+    let state = State::locate(instance)?;
+    if !state.exists() {
+        return Ok(None);
+    }
+    Ok(Some(state.remove()?))
 }
 
 /// The PrivateLink state beside the program: the model, the plan the maps hold, and
@@ -321,52 +453,155 @@ struct DataPath {
 impl Dataplane {
     /// Resolves `names`, loads the program and attaches it to every interface, or to none.
     /// Observe mode: frames are counted and passed on.
-    pub fn start(names: &[String], mode: Mode) -> Result<Self, DataplaneError> {
-        let resolved = resolve(names)?;
-        let mut ebpf = load()?;
-        let ifaces = register(&mut ebpf, &resolved)?;
-        // On error `ebpf` drops here, detaching every link made so far.
-        let links = attach_all(&mut ebpf, &ifaces, mode)?;
-        Ok(Self {
-            ebpf,
-            mode,
-            ifaces,
-            links,
-            data: None,
-        })
+    pub fn start(names: &[String], opts: StartOptions<'_>) -> Result<Self, DataplaneError> {
+        let ifaces = resolve(names)?
+            .into_iter()
+            .zip(0u32..)
+            .map(|((name, ifindex), slot)| Attached {
+                name,
+                ifindex,
+                slot,
+            })
+            .collect();
+        Self::boot(opts, None, ifaces)
     }
 
     /// Loads the program with the maps `model` implies and attaches it to every network's
     /// interface, or to none. Targets take flows once ARP has resolved them.
-    pub fn start_model(model: Model, mode: Mode) -> Result<Self, DataplaneError> {
-        let mut ebpf = load_sized(Some(model.flow_table_size.saturating_mul(2)))?;
-        let plan = Plan::build(&model, &Neighbors::new());
-        apply(&mut ebpf, &plan, None).map_err(|source| DataplaneError::Apply { source })?;
-        let ifaces: Vec<Attached> = model
-            .networks
-            .iter()
-            .zip(0u32..)
-            .filter(|(n, _)| !n.removed)
-            .map(|(n, slot)| Attached {
-                name: n.interface.clone(),
-                ifindex: n.ifindex,
-                slot,
-            })
-            .collect();
-        let resolver = Resolver::new(&model).map_err(|source| DataplaneError::Arp { source })?;
-        let links = attach_all(&mut ebpf, &ifaces, mode)?;
-        let data = DataPath {
-            model,
-            plan,
-            resolver,
+    pub fn start_model(model: Model, opts: StartOptions<'_>) -> Result<Self, DataplaneError> {
+        Self::boot(opts, Some(model), Vec::new())
+    }
+
+    /// Takes over what the last run of the instance left (unless `opts.fresh`): its ids,
+    /// flow table, learned MACs and counters, and its links, which get the new program.
+    fn boot(
+        opts: StartOptions<'_>,
+        model: Option<Model>,
+        observe: Vec<Attached>,
+    ) -> Result<Self, DataplaneError> {
+        let (state, warning) = State::open(opts.instance)?;
+        if let Some(w) = warning {
+            eprintln!("pl: {w}");
+        }
+        let prior = state.saved()?;
+        let flow_entries = model.as_ref().map_or(DEFAULT_FLOW_ENTRIES, |m| {
+            m.flow_table_size.saturating_mul(2)
+        });
+        // Observe mode keeps nothing worth carrying into a config run, or back.
+        let keep = !opts.fresh
+            && prior
+                .as_ref()
+                .is_some_and(|p| p.model.is_some() == model.is_some());
+        let restore = |why: String| DataplaneError::Restore { why };
+        if let Some(p) = prior.as_ref() {
+            if p.mode != opts.mode.name() && !opts.fresh {
+                return Err(restore(format!(
+                    "its links are in {} mode and a link keeps its mode; this run asks for {}",
+                    p.mode,
+                    opts.mode.name()
+                )));
+            }
+            if keep && p.flow_entries != flow_entries {
+                return Err(restore(format!(
+                    "[limits] flow_table_size changed ({} -> {}) and a pinned flow table cannot be resized",
+                    p.flow_entries / 2,
+                    flow_entries / 2
+                )));
+            }
+        }
+        let model = match (model, prior.as_ref().and_then(|p| p.model.as_ref())) {
+            (Some(m), Some(prev)) if keep => Some(m.align(prev).map_err(restore)?),
+            (m, _) => m,
         };
-        Ok(Self {
+        if keep {
+            state.check_maps(flow_entries)?;
+        }
+        let mut ebpf = load_with(Some(flow_entries), keep.then_some(&state))?;
+        let (ifaces, data) = match model {
+            Some(model) => {
+                // Kept MACs count at once: new flows need not wait for ARP.
+                let plan = Plan::build(&model, &neigh::learned(&ebpf, &model));
+                apply(&mut ebpf, &plan, None).map_err(|source| DataplaneError::Apply { source })?;
+                let ifaces = model
+                    .networks
+                    .iter()
+                    .zip(0u32..)
+                    .filter(|(n, _)| !n.removed)
+                    .map(|(n, slot)| Attached {
+                        name: n.interface.clone(),
+                        ifindex: n.ifindex,
+                        slot,
+                    })
+                    .collect();
+                let resolver =
+                    Resolver::new(&model).map_err(|source| DataplaneError::Arp { source })?;
+                let data = DataPath {
+                    model,
+                    plan,
+                    resolver,
+                };
+                (ifaces, Some(data))
+            }
+            None => {
+                let names: Vec<(String, u32)> = observe
+                    .iter()
+                    .map(|a| (a.name.clone(), a.ifindex))
+                    .collect();
+                (register(&mut ebpf, &names)?, None)
+            }
+        };
+        if let Some(p) = prior.as_ref().filter(|p| p.mode != opts.mode.name()) {
+            // --fresh in another mode: the old links cannot take this program.
+            p.interfaces
+                .iter()
+                .for_each(|i| unpin_link(&state, i.ifindex));
+        }
+        attach_all(&mut ebpf, &ifaces, opts.mode, &state)?;
+        for gone in prior.iter().flat_map(|p| &p.interfaces) {
+            if !ifaces.iter().any(|i| i.ifindex == gone.ifindex) {
+                unpin_link(&state, gone.ifindex);
+            }
+        }
+        if !keep {
+            state.unpin_maps()?;
+            for map in KEPT_MAPS {
+                let path = state.map_pin(map);
+                ebpf.map(map)
+                    .unwrap_or_else(|| panic!("the embedded object has no map {map}"))
+                    .pin(&path)
+                    .map_err(|e| DataplaneError::Pin {
+                        what: format!("map {map}"),
+                        path,
+                        cause: e.to_string(),
+                    })?;
+            }
+        }
+        let dp = Self {
             ebpf,
-            mode,
+            mode: opts.mode,
             ifaces,
-            links,
-            data: Some(data),
-        })
+            state,
+            data,
+        };
+        dp.save(flow_entries)?;
+        Ok(dp)
+    }
+
+    /// Records what runs now, for the next start to take over.
+    fn save(&self, flow_entries: u32) -> Result<(), DataplaneError> {
+        self.state.save(&Saved {
+            pl_version: env!("CARGO_PKG_VERSION").to_owned(),
+            mode: self.mode.name().to_owned(),
+            interfaces: self.ifaces.clone(),
+            flow_entries,
+            model: self.data.as_ref().map(|d| d.model.clone()),
+        })?;
+        Ok(())
+    }
+
+    /// Where the pinned maps and links live.
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.state.dir()
     }
 
     /// Applies a new, validated model while running: what stays keeps its ids (and its
@@ -378,7 +613,7 @@ impl Dataplane {
             ebpf,
             mode,
             ifaces,
-            links,
+            state,
             data,
         } = self;
         let Some(d) = data.as_mut() else {
@@ -419,19 +654,12 @@ impl Dataplane {
         let resolver = Resolver::new(&model).map_err(|source| DataplaneError::Arp { source })?;
         let plan = Plan::build(&model, &neigh::learned(ebpf, &model));
         apply(ebpf, &plan, Some(&d.plan)).map_err(|source| DataplaneError::Apply { source })?;
-        match attach_all(ebpf, &added, *mode) {
-            Ok(new_links) => links.extend(new_links),
-            Err(e) => {
-                let _ = apply(ebpf, &d.plan, Some(&plan));
-                return Err(e);
-            }
+        if let Err(e) = attach_all(ebpf, &added, *mode, state) {
+            let _ = apply(ebpf, &d.plan, Some(&plan));
+            return Err(e);
         }
-        let prog = program(ebpf);
         for ifindex in &gone {
-            if let Some(i) = links.iter().position(|(x, _)| x == ifindex) {
-                let (_, link) = links.remove(i);
-                let _ = prog.detach(link);
-            }
+            unpin_link(state, *ifindex);
         }
         ifaces.retain(|a| !gone.contains(&a.ifindex));
         ifaces.extend(added.iter().cloned());
@@ -454,6 +682,8 @@ impl Dataplane {
         d.model = model;
         d.plan = plan;
         d.resolver = resolver;
+        let flow_entries = d.model.flow_table_size.saturating_mul(2);
+        self.save(flow_entries)?;
         Ok(summary)
     }
 

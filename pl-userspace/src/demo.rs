@@ -182,9 +182,9 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
 
     println!("==> `pl stats` (a separate process in {fw_ns})");
     print!("{}", pl_stats(&exe, fw_ns)?);
-    println!("==> stopping `pl run` (SIGTERM)");
+    println!("==> stopping `pl run` (SIGTERM), then `pl down` to detach");
     drop(servers);
-    let out = run.stop()?;
+    let out = run.stop_and_down()?;
     ensure!(
         out.status.success(),
         "pl run failed: {}",

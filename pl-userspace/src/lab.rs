@@ -146,6 +146,11 @@ pub enum LabError {
     },
     #[error("lab {prefix}: no network named {network}")]
     NoSuchNetwork { prefix: String, network: String },
+    #[error("lab {prefix}: {source}")]
+    State {
+        prefix: String,
+        source: crate::state::StateError,
+    },
 }
 
 /// A lab named by its prefix: every namespace it makes starts with the prefix.
@@ -273,6 +278,14 @@ impl Lab {
     /// Builds the lab, replacing any lab of the same prefix. On failure nothing is left.
     pub fn up(&self) -> Result<Topology, LabError> {
         self.down()?;
+        // In this (the host's) mount namespace, so every `ip netns exec` made later sees
+        // the same pins and `pl run` restarts inside the lab keep their flows.
+        if let Some(w) = crate::state::ensure_bpffs().map_err(|source| LabError::State {
+            prefix: self.prefix.clone(),
+            source,
+        })? {
+            eprintln!("lab {}: {w}", self.prefix);
+        }
         match self.build().and_then(|()| self.topology()) {
             Ok(topo) => Ok(topo),
             Err(e) => {
@@ -341,6 +354,25 @@ impl Lab {
                 continue;
             }
             stop_processes(&ns);
+            // What a stopped `pl run` left attached and pinned dies with the namespace.
+            let removed = netns::run_in(&ns, crate::state::netns_cookie)
+                .map_err(|source| LabError::Netns {
+                    prefix: self.prefix.clone(),
+                    source,
+                })
+                .and_then(|cookie| {
+                    cookie
+                        .and_then(crate::state::remove_netns)
+                        .map_err(|source| LabError::State {
+                            prefix: self.prefix.clone(),
+                            source,
+                        })
+                });
+            if let Err(e) = removed
+                && netns::exists(&ns)
+            {
+                return Err(e);
+            }
             // The demo's signal path may tear down concurrently and delete it first.
             if let Err(e) = cmd::ip(["netns", "del", &ns])
                 && netns::exists(&ns)

@@ -21,6 +21,7 @@ pub mod neigh;
 pub mod netns;
 pub mod plan;
 pub mod runner;
+pub mod state;
 pub mod stats;
 pub mod traffic;
 

@@ -8,7 +8,7 @@ use pl_common::maps::PROGRAM_NAME;
 use pl_userspace::{
     bench,
     control::{self, DEFAULT_INSTANCE, Reply, Request},
-    dataplane::{Dataplane, Mode},
+    dataplane::{self, Dataplane, Mode, StartOptions},
     demo::{self, DEFAULT_PREFIX, DemoOptions},
     lab::Lab,
     model::{LiveInterfaces, Model},
@@ -24,8 +24,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load the XDP program, attach it to the interfaces and run until SIGINT/SIGTERM.
+    /// Load the XDP program, attach it to the interfaces and run until SIGINT/SIGTERM. The
+    /// data plane outlives it: a restart takes over its links and flows; `pl down` removes it.
     Run(RunArgs),
+    /// Detach what `pl run` left in this network namespace and free its flow table.
+    Down(DownArgs),
     /// Print the counters of the `pl run` in this network namespace.
     Stats(StatsArgs),
     /// Make the `pl run` in this network namespace reload its config (or FILE): it is
@@ -77,6 +80,10 @@ struct RunArgs {
     /// Attach in generic (skb) mode instead of native driver mode.
     #[arg(long)]
     skb: bool,
+    /// Start with empty tables instead of taking over the flows (and ids) the last run left;
+    /// its links are still replaced atomically.
+    #[arg(long)]
+    fresh: bool,
     /// Name of this instance's control socket, for several pl runs in one namespace.
     #[arg(long, default_value = DEFAULT_INSTANCE)]
     instance: String,
@@ -84,6 +91,12 @@ struct RunArgs {
     /// (bound in pl run's network namespace).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+}
+
+#[derive(Args)]
+struct DownArgs {
+    #[arg(long, default_value = DEFAULT_INSTANCE)]
+    instance: String,
 }
 
 #[derive(Args)]
@@ -136,6 +149,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Stats(args) => stats(&args),
+        Command::Down(args) => down(&args),
         Command::Reload(args) => reload_cmd(&args),
         Command::Lab { command } => lab(command),
         Command::Demo(args) => demo(args).await,
@@ -173,9 +187,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let mode = if args.skb { Mode::Skb } else { Mode::Native };
+    let opts = StartOptions {
+        instance: &args.instance,
+        mode,
+        fresh: args.fresh,
+    };
     let mut dp = match model {
-        Some(m) => Dataplane::start_model(m, mode)?,
-        None => Dataplane::start(&args.interfaces, mode)?,
+        Some(m) => Dataplane::start_model(m, opts)?,
+        None => Dataplane::start(&args.interfaces, opts)?,
     };
     let names: Vec<String> = dp
         .interfaces()
@@ -266,8 +285,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     let names: Vec<String> = dp.interfaces().iter().map(|i| i.name.clone()).collect();
+    let instance = &args.instance;
     drop(dp);
-    println!("pl: detached from {}", names.join(", "));
+    println!(
+        "pl: stopped; the data plane stays attached to {} and keeps forwarding (`pl run` again takes it over, `pl down --instance {instance}` removes it)",
+        names.join(", ")
+    );
+    Ok(())
+}
+
+fn down(args: &DownArgs) -> anyhow::Result<()> {
+    match dataplane::down(&args.instance)? {
+        None => println!("pl down: nothing of instance {:?} here", args.instance),
+        Some(ifaces) => {
+            let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
+            println!(
+                "pl down: detached from {} and removed instance {:?}'s flows and state",
+                if names.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    names.join(", ")
+                },
+                args.instance
+            );
+        }
+    }
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use crate::config::{Config, ConfigError, Source, ZonedIp};
 
 pub type Mac = [u8; 6];
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Network {
     pub name: String,
     /// Gone from the config since pl run started: kept so ids stay put, programmed as disabled.
@@ -30,14 +30,14 @@ pub struct Network {
     pub mac: Mac,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Listener {
     pub proto: u8,
     pub port: u16,
     pub target_port: u16,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     /// Global target id (index into `PL_TARGETS`).
     pub id: u32,
@@ -45,7 +45,7 @@ pub struct Target {
     pub zone: u8,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Service {
     pub name: String,
     /// Gone from the config since pl run started: kept so ids stay put, programmed as disabled.
@@ -59,7 +59,7 @@ pub struct Service {
     pub targets: Vec<Target>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
     pub name: String,
     /// Gone from the config since pl run started: kept so ids stay put, programmed as disabled.
@@ -72,7 +72,7 @@ pub struct Endpoint {
     pub accepted: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Model {
     pub networks: Vec<Network>,
     pub services: Vec<Service>,

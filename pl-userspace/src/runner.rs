@@ -1,8 +1,9 @@
 //! A `pl run` child process inside a network namespace, as a user starts it
 //! (`ip netns exec NS pl run ...`): used by the demo, the tests and the bench.
 //!
-//! Dropping a [`PlRun`] stops the process (SIGTERM, then SIGKILL), so a failing caller
-//! leaves nothing attached.
+//! Dropping a [`PlRun`] stops the process (SIGTERM, then SIGKILL). Like any stop, that
+//! leaves the data plane attached: [`PlRun::stop_and_down`] removes it, and so does
+//! tearing the lab down.
 
 use std::{
     io::Read as _,
@@ -39,6 +40,8 @@ pub enum RunnerError {
     },
     #[error("`pl run` in {ns}: {source}")]
     Io { ns: String, source: std::io::Error },
+    #[error("`pl down` in {ns} failed: {stderr}")]
+    Down { ns: String, stderr: String },
     #[error(transparent)]
     Netns(#[from] NetnsError),
     #[error(transparent)]
@@ -47,6 +50,7 @@ pub enum RunnerError {
 
 pub struct PlRun {
     child: Option<Child>,
+    pl: std::path::PathBuf,
     ns: String,
     instance: String,
 }
@@ -68,6 +72,7 @@ impl PlRun {
             })?;
         let mut run = Self {
             child: Some(child),
+            pl: pl.to_owned(),
             ns: ns.to_owned(),
             instance: instance.to_owned(),
         };
@@ -185,6 +190,14 @@ impl PlRun {
     pub fn stop(self) -> Result<Output, RunnerError> {
         self.stop_with(Signal::SIGTERM)
     }
+
+    /// Stops the process, then removes the data plane it left (`pl down`).
+    pub fn stop_and_down(self) -> Result<Output, RunnerError> {
+        let (pl, ns, instance) = (self.pl.clone(), self.ns.clone(), self.instance.clone());
+        let out = self.stop()?;
+        down(&pl, &ns, &instance)?;
+        Ok(out)
+    }
 }
 
 impl Drop for PlRun {
@@ -201,4 +214,23 @@ impl Drop for PlRun {
             let _ = child.wait();
         }
     }
+}
+
+/// `pl down --instance INSTANCE` in namespace `ns`.
+pub fn down(pl: &Path, ns: &str, instance: &str) -> Result<Output, RunnerError> {
+    let out = netns::exec(ns, pl)
+        .args(["down", "--instance", instance])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| RunnerError::Io {
+            ns: ns.to_owned(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(RunnerError::Down {
+            ns: ns.to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(out)
 }

@@ -170,6 +170,17 @@ impl TestLab {
         output(netns::exec(ns, pl_bin()).args(args))
     }
 
+    /// `pl down --instance INSTANCE` in the forwarder namespace, which must succeed.
+    pub fn pl_down(&self, instance: &str) -> String {
+        let out = self.pl(&self.fw_ns(), &["down", "--instance", instance]);
+        assert!(
+            out.status.success(),
+            "pl down --instance {instance} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn xdp_attached(&self, iface: &str) -> bool {
         self.lab
             .xdp_attached(iface)

@@ -182,18 +182,33 @@ fn counters_move_by_the_traffic_each_network_sends() {
         out.status,
         stderr(&out)
     );
+    // Stopping leaves the data plane forwarding; `pl down` removes it.
     for n in &NETWORKS {
         assert!(
-            !lab.xdp_attached(n.fw_iface),
-            "{} still has XDP attached after SIGTERM",
+            lab.xdp_attached(n.fw_iface),
+            "{} lost its XDP program when pl run stopped",
             n.fw_iface
         );
     }
+    let down = lab.pl_down("default");
+    assert!(down.contains("detached from"), "pl down said: {down}");
+    for n in &NETWORKS {
+        assert!(
+            !lab.xdp_attached(n.fw_iface),
+            "{} still has XDP attached after pl down",
+            n.fw_iface
+        );
+    }
+    let again = lab.pl_down("default");
+    assert!(
+        again.contains("nothing"),
+        "a second pl down should find nothing: {again}"
+    );
 }
 
 #[test]
-fn run_detaches_on_sigint_and_generic_mode_works() {
-    require_kernel!("run_detaches_on_sigint_and_generic_mode_works");
+fn sigint_leaves_the_data_plane_for_pl_down_and_generic_mode_works() {
+    require_kernel!("sigint_leaves_the_data_plane_for_pl_down_and_generic_mode_works");
     let lab = TestLab::up("sig");
     let run = start(
         &lab,
@@ -215,6 +230,14 @@ fn run_detaches_on_sigint_and_generic_mode_works() {
         .stats()
         .unwrap_or_else(|e| panic!("stats: {}", chain(e)));
     assert_eq!(report.interfaces[0].mode, "skb");
+    // pl down refuses while the instance runs, and changes nothing.
+    let busy = lab.pl(&lab.fw_ns(), &["down"]);
+    assert!(
+        !busy.status.success(),
+        "pl down succeeded under a live pl run"
+    );
+    expect_one_line_error(&stderr(&busy), &["is active", "stop it first"]);
+    assert!(lab.xdp_attached("fw-acme"), "a refused pl down detached");
     let out = run
         .stop_with(Signal::SIGINT)
         .unwrap_or_else(|e| panic!("stopping pl run: {}", chain(e)));
@@ -224,10 +247,24 @@ fn run_detaches_on_sigint_and_generic_mode_works() {
         out.status,
         stderr(&out)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("detached from fw-acme"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("stays attached to fw-acme"),
+        "pl run's last words: {said}"
+    );
+    assert!(
+        lab.xdp_attached("fw-acme"),
+        "fw-acme lost its program on SIGINT"
+    );
+    // A native-mode start cannot take over a generic-mode link.
+    let out = lab.pl(&lab.fw_ns(), &["run", "--interface", "fw-acme"]);
+    assert!(!out.status.success(), "a native run took over an skb link");
+    expect_one_line_error(&stderr(&out), &["skb mode", "--fresh", "pl down"]);
+    let down = lab.pl_down("default");
+    assert!(down.contains("fw-acme"), "pl down said: {down}");
     assert!(
         !lab.xdp_attached("fw-acme"),
-        "fw-acme still has XDP attached after SIGINT"
+        "fw-acme still has XDP attached after pl down"
     );
 }
 
@@ -332,8 +369,13 @@ fn bad_interfaces_fail_with_one_line_and_leave_nothing_attached() {
 
     drop(owner);
     assert!(
+        lab.xdp_attached("fw-acme"),
+        "fw-acme lost its program when its pl run stopped"
+    );
+    lab.pl_down("owner");
+    assert!(
         !lab.xdp_attached("fw-acme"),
-        "fw-acme left attached after its pl run was stopped"
+        "fw-acme left attached after pl down"
     );
 }
 

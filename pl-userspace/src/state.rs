@@ -1,0 +1,378 @@
+//! What outlives `pl run`: the flow table (and with it the SNAT reservations), learned MACs
+//! and counters pinned on a bpffs, one pinned XDP link per interface, and the running model
+//! in a file beside them. A restart picks them up and swaps its program into the links, so
+//! established flows keep going; `pl down` removes it all.
+//!
+//! Layout, per instance and network namespace (the netns cookie is never reused while the
+//! machine is up, so a stale directory cannot be mistaken for a live one):
+//! `/run/pl/bpf/<instance>-<cookie>/{PL_FLOWS,..,link-<ifindex>}` on a bpffs mounted at
+//! `/run/pl/bpf`, and `/run/pl/<instance>-<cookie>.json`. `/run`, unlike `/sys`, is the same
+//! inside `ip netns exec`, so every namespace's `pl` finds its state.
+
+use std::{
+    io,
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{MapInfo, MapType};
+use pl_common::{
+    endpoint::AddrKey,
+    flow::{FlowKey, FlowValue},
+    maps::{
+        ENDPOINT_STATS_MAP, FLOWS_MAP, IFACE_STATS_MAP, MAX_ENDPOINTS, MAX_IFACES, MAX_NEIGH,
+        NEIGH_MAP,
+    },
+    stats::{EndpointStats, IfaceStats},
+};
+
+use crate::{dataplane::Attached, model::Model};
+
+pub const STATE_ROOT: &str = "/run/pl";
+const BPFFS_MAGIC: libc::c_long = 0xcafe_4a11;
+
+/// Maps that carry over a restart; the rest are written afresh from the config.
+pub const KEPT_MAPS: [&str; 4] = [FLOWS_MAP, NEIGH_MAP, IFACE_STATS_MAP, ENDPOINT_STATS_MAP];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Instance(#[from] crate::control::ControlError),
+    #[error("{path}: {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("reading this network namespace's cookie (SO_NETNS_COOKIE): {source}")]
+    Cookie { source: io::Error },
+    #[error("{path}: not pl state ({why}); remove it or run `pl down`")]
+    Corrupt { path: PathBuf, why: String },
+    #[error(
+        "pinned map {map} in {dir} is {found}, this pl needs {wanted}: it was made by another pl version or config; `pl run --fresh` starts over (dropping live flows)"
+    )]
+    Incompatible {
+        map: &'static str,
+        dir: PathBuf,
+        found: String,
+        wanted: String,
+    },
+}
+
+/// What the last `pl run` of an instance left: enough to take over its links and keep the
+/// ids its flows refer to.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Saved {
+    pub pl_version: String,
+    /// `native` or `skb`: a link keeps its mode, so a restart must use the same.
+    pub mode: String,
+    pub interfaces: Vec<Attached>,
+    /// Entries of the pinned flow map.
+    pub flow_entries: u32,
+    /// The model the maps were written from (none in observe mode).
+    pub model: Option<Model>,
+}
+
+/// One instance's state location in this network namespace.
+#[derive(Debug)]
+pub struct State {
+    dir: PathBuf,
+    meta: PathBuf,
+}
+
+/// This network namespace's cookie: unique among all namespaces since boot.
+pub fn netns_cookie() -> Result<u64, StateError> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")
+        .or_else(|_| std::net::UdpSocket::bind("[::]:0"))
+        .map_err(|source| StateError::Cookie { source })?;
+    let mut cookie = 0u64;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the buffer and its length describe `cookie`.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(StateError::Cookie {
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(cookie)
+}
+
+fn bpffs_root() -> PathBuf {
+    Path::new(STATE_ROOT).join("bpf")
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == BPFFS_MAGIC)
+}
+
+/// Mounts a bpffs at `/run/pl/bpf` unless one is there. Returns a warning if the mount was
+/// made in a mount namespace of its own (`ip netns exec` makes one), where it dies with
+/// the process: mount it once in the host's (any `pl lab up` or `pl run` there does).
+pub fn ensure_bpffs() -> Result<Option<String>, StateError> {
+    let root = bpffs_root();
+    if is_bpffs(&root) {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&root).map_err(|source| StateError::Io {
+        path: root.clone(),
+        what: "creating the state directory",
+        source,
+    })?;
+    nix::mount::mount(
+        Some("bpf"),
+        &root,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| StateError::Io {
+        path: root.clone(),
+        what: "mounting a bpffs (needs root)",
+        source: e.into(),
+    })?;
+    let own = std::fs::read_link("/proc/self/ns/mnt").ok();
+    let parent = std::fs::read_link(format!(
+        "/proc/{}/ns/mnt",
+        std::os::unix::process::parent_id()
+    ))
+    .ok();
+    Ok((own != parent).then(|| {
+        format!(
+            "mounted a bpffs on {} in a private mount namespace: state will not outlive this process; run `mount -t bpf bpf {}` in the host namespace to keep flows across restarts",
+            root.display(),
+            root.display()
+        )
+    }))
+}
+
+impl State {
+    /// Where `instance`'s state lives in the caller's network namespace; creates nothing.
+    pub fn locate(instance: &str) -> Result<Self, StateError> {
+        crate::control::socket_name(instance)?;
+        Ok(Self::for_cookie(instance, netns_cookie()?))
+    }
+
+    fn for_cookie(instance: &str, cookie: u64) -> Self {
+        let name = format!("{instance}-{cookie}");
+        Self {
+            dir: bpffs_root().join(&name),
+            meta: Path::new(STATE_ROOT).join(format!("{name}.json")),
+        }
+    }
+
+    /// As [`State::locate`], with the bpffs mounted and the directory made. The second
+    /// value is a warning to log, if any.
+    pub fn open(instance: &str) -> Result<(Self, Option<String>), StateError> {
+        let state = Self::locate(instance)?;
+        let warning = ensure_bpffs()?;
+        std::fs::create_dir_all(&state.dir).map_err(|source| StateError::Io {
+            path: state.dir.clone(),
+            what: "creating the state directory",
+            source,
+        })?;
+        Ok((state, warning))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn map_pin(&self, map: &str) -> PathBuf {
+        self.dir.join(map)
+    }
+
+    pub fn link_pin(&self, ifindex: u32) -> PathBuf {
+        self.dir.join(format!("link-{ifindex}"))
+    }
+
+    /// True if anything of this instance is left here.
+    pub fn exists(&self) -> bool {
+        self.meta.exists() || self.dir.exists()
+    }
+
+    /// What the last run saved, if anything.
+    pub fn saved(&self) -> Result<Option<Saved>, StateError> {
+        let text = match std::fs::read_to_string(&self.meta) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StateError::Io {
+                    path: self.meta.clone(),
+                    what: "reading",
+                    source,
+                });
+            }
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                path: self.meta.clone(),
+                why: e.to_string(),
+            })
+    }
+
+    /// Writes `saved` atomically (a crash leaves the old file or the new one).
+    pub fn save(&self, saved: &Saved) -> Result<(), StateError> {
+        let tmp = self.meta.with_extension("json.tmp");
+        let text = serde_json::to_string(saved).expect("the saved state serializes");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &self.meta))
+            .map_err(|source| StateError::Io {
+                path: self.meta.clone(),
+                what: "writing",
+                source,
+            })
+    }
+
+    /// Checks that every pinned map has the shape this build uses (a map reused from a
+    /// pin is not checked by the loader).
+    pub fn check_maps(&self, flow_entries: u32) -> Result<(), StateError> {
+        let wanted: [(&'static str, MapType, usize, usize, u32); 4] = [
+            (
+                FLOWS_MAP,
+                MapType::Hash,
+                size_of::<FlowKey>(),
+                size_of::<FlowValue>(),
+                flow_entries,
+            ),
+            (NEIGH_MAP, MapType::Hash, size_of::<AddrKey>(), 8, MAX_NEIGH),
+            (
+                IFACE_STATS_MAP,
+                MapType::PerCpuArray,
+                4,
+                size_of::<IfaceStats>(),
+                MAX_IFACES,
+            ),
+            (
+                ENDPOINT_STATS_MAP,
+                MapType::PerCpuArray,
+                4,
+                size_of::<EndpointStats>(),
+                MAX_ENDPOINTS,
+            ),
+        ];
+        for (map, ty, key, value, entries) in wanted {
+            let path = self.map_pin(map);
+            if !path.exists() {
+                continue;
+            }
+            let info = MapInfo::from_pin(&path).map_err(|e| StateError::Corrupt {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+            let found = (
+                info.map_type().ok(),
+                info.key_size() as usize,
+                info.value_size() as usize,
+                info.max_entries(),
+            );
+            if found != (Some(ty), key, value, entries) {
+                return Err(StateError::Incompatible {
+                    map,
+                    dir: self.dir.clone(),
+                    found: format!(
+                        "{:?} key {} B value {} B, {} entries",
+                        found.0, found.1, found.2, found.3
+                    ),
+                    wanted: format!("{ty:?} key {key} B value {value} B, {entries} entries"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Unpins maps (the kernel frees them once no program uses them).
+    pub fn unpin_maps(&self) -> Result<(), StateError> {
+        for map in KEPT_MAPS {
+            remove_if_there(&self.map_pin(map))?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything: links first (which detaches the program), then maps and the
+    /// saved model. Returns the interfaces that were detached.
+    pub fn remove(&self) -> Result<Vec<Attached>, StateError> {
+        let detached = self
+            .saved()
+            .ok()
+            .flatten()
+            .map(|s| s.interfaces)
+            .unwrap_or_default();
+        if self.dir.exists() {
+            let entries = std::fs::read_dir(&self.dir).map_err(|source| StateError::Io {
+                path: self.dir.clone(),
+                what: "listing",
+                source,
+            })?;
+            for entry in entries.flatten() {
+                remove_if_there(&entry.path())?;
+            }
+            std::fs::remove_dir(&self.dir).map_err(|source| StateError::Io {
+                path: self.dir.clone(),
+                what: "removing",
+                source,
+            })?;
+        }
+        remove_if_there(&self.meta)?;
+        Ok(detached)
+    }
+}
+
+fn remove_if_there(path: &Path) -> Result<(), StateError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StateError::Io {
+            path: path.to_owned(),
+            what: "removing",
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the state of every instance in the network namespace with `cookie` (for
+/// tearing a namespace down). Returns how many instances had state.
+pub fn remove_netns(cookie: u64) -> Result<usize, StateError> {
+    let suffix = format!("-{cookie}.json");
+    let Ok(entries) = std::fs::read_dir(STATE_ROOT) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(instance) = name.strip_suffix(&suffix) {
+            State::for_cookie(instance, cookie).remove()?;
+            removed += 1;
+        }
+    }
+    // A run that died before saving leaves a directory only.
+    if let Ok(entries) = std::fs::read_dir(bpffs_root()) {
+        let suffix = format!("-{cookie}");
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(instance) = name.strip_suffix(&suffix) {
+                State::for_cookie(instance, cookie).remove()?;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_paths_are_per_instance_and_namespace() {
+        let s = State::for_cookie("x", 7);
+        assert_eq!(s.dir, Path::new("/run/pl/bpf/x-7"));
+        assert_eq!(s.meta, Path::new("/run/pl/x-7.json"));
+    }
+}
