@@ -42,6 +42,25 @@ impl FlowKey {
 pub const FLOW_FORWARD: u8 = 0;
 /// This entry translates provider -> consumer.
 pub const FLOW_REPLY: u8 = 1;
+/// A health probe's reservation, keyed like a reply entry (target -> NLB address and probe
+/// port): what comes back is recorded in `state` and dropped, never forwarded. Written and
+/// read by userspace only; it also keeps the probe port out of SNAT.
+pub const FLOW_PROBE: u8 = 2;
+
+/// What a probe entry's `state` says: Some(true) for a SYN-ACK, Some(false) for a RST,
+/// None for no answer yet.
+pub const fn probe_outcome(state: u8) -> Option<bool> {
+    if state & CT_CLOSING != 0 {
+        Some(false)
+    } else if state & CT_SEEN != 0 && state & CT_NON_SYN == 0 {
+        Some(true)
+    } else if state & CT_SEEN != 0 {
+        // A bare ACK or data: the port is open but not answering a SYN as it should.
+        Some(false)
+    } else {
+        None
+    }
+}
 
 /// Value of `PL_FLOWS`: how to rewrite and where to send a packet that matches the key.
 #[repr(C)]
@@ -64,7 +83,7 @@ pub struct FlowValue {
     /// Network to send out of (index into the egress devmap).
     pub egress: u16,
     pub endpoint: u16,
-    /// [`FLOW_FORWARD`] or [`FLOW_REPLY`].
+    /// [`FLOW_FORWARD`], [`FLOW_REPLY`] or [`FLOW_PROBE`].
     pub dir: u8,
     /// What this direction has seen: [`CT_SEEN`], [`CT_NON_SYN`], [`CT_CLOSING`]. Written
     /// only when a bit is new, so established traffic does not write it.
@@ -297,6 +316,26 @@ mod user {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_outcomes_follow_the_state_bits_of_what_came_back() {
+        const SYN: u8 = 0x02;
+        const ACK: u8 = 0x10;
+        const RST: u8 = 0x04;
+        let tcp = crate::proto::IPPROTO_TCP;
+        for (what, flags, want) in [
+            ("SYN-ACK", SYN | ACK, Some(true)),
+            ("RST-ACK", RST | ACK, Some(false)),
+            ("RST", RST, Some(false)),
+            ("bare ACK", ACK, Some(false)),
+        ] {
+            assert_eq!(probe_outcome(packet_state(tcp, flags)), want, "{what}");
+        }
+        assert_eq!(probe_outcome(0), None, "nothing came back");
+        // A SYN-ACK then a RST (the target gave up): down.
+        let both = packet_state(tcp, SYN | ACK) | packet_state(tcp, RST);
+        assert_eq!(probe_outcome(both), Some(false));
+    }
 
     const fn be(a: [u8; 4]) -> u32 {
         u32::from_ne_bytes(a)

@@ -18,7 +18,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use network_types::eth::EthHdr;
 use pl_common::{
     endpoint::{ADDR_NLB, AddrKey},
-    flow::{FLOW_FORWARD, FlowKey, packet_state},
+    flow::{FLOW_FORWARD, FLOW_PROBE, FlowKey, packet_state},
     iface::{IFACE_DEDICATED, IfaceConfig},
     proto::{ETH_HLEN, IPPROTO_TCP},
     stats::{EndpointCounter, IfaceCounter},
@@ -156,6 +156,10 @@ fn forward(
         }
         &*v
     };
+    if v.dir == FLOW_PROBE {
+        // A health probe's answer: the state bits above are the result.
+        return xdp_action::XDP_DROP;
+    }
     let to_provider = v.dir == FLOW_FORWARD;
     match nat::ttl(ctx) {
         Some(ttl) if ttl > 1 => {}

@@ -56,6 +56,24 @@ pub struct ServiceCfg {
     pub cross_zone: bool,
     pub listeners: Spanned<Vec<Spanned<ListenerCfg>>>,
     pub targets: Spanned<Vec<Spanned<ZonedIp>>>,
+    /// Active checks of the targets; on, with NLB's defaults, when absent.
+    pub health_check: Option<Spanned<HealthCheckCfg>>,
+}
+
+/// `health_check = { ... }`: TCP SYN probes from the NLB address of the target's zone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckCfg {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Only `"tcp"`.
+    pub protocol: Option<Spanned<String>>,
+    /// Defaults to the first listener's target port (NLB's "traffic port").
+    pub port: Option<Spanned<u16>>,
+    pub interval_s: Option<Spanned<u32>>,
+    pub timeout_ms: Option<Spanned<u32>>,
+    pub healthy_threshold: Option<Spanned<u32>>,
+    pub unhealthy_threshold: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,7 +11,7 @@ use std::{collections::HashSet, net::Ipv4Addr};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapError, PerCpuArray},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray},
     programs::{
         ProgramError, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -19,6 +19,7 @@ use aya::{
     },
 };
 use pl_common::{
+    flow::{FlowKey, FlowValue},
     iface::{IFACE_ACTIVE, IfaceConfig},
     maps::{
         DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOWS_MAP, IFACE_STATS_MAP, IFACES_MAP,
@@ -30,9 +31,10 @@ use pl_common::{
 use crate::{
     apply::{ApplyError, apply},
     errno, flows,
+    health::Checker,
     model::Model,
     neigh::{self, Resolver},
-    plan::Plan,
+    plan::{Plan, Unhealthy},
     state::{KEPT_MAPS, Saved, State, StateError},
     stats::{EndpointReport, IfaceReport, StatsReport, TargetReport},
 };
@@ -448,6 +450,19 @@ struct DataPath {
     model: Model,
     plan: Plan,
     resolver: Resolver,
+    health: Checker,
+}
+
+/// The flow map, for userspace's own entries (health probes) and the sweep.
+fn flows_map(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, FlowKey, FlowValue>, DataplaneError> {
+    HashMap::try_from(
+        ebpf.map_mut(FLOWS_MAP)
+            .unwrap_or_else(|| panic!("the embedded object has no map {FLOWS_MAP}")),
+    )
+    .map_err(|source| DataplaneError::Map {
+        map: FLOWS_MAP,
+        source: Box::new(source),
+    })
 }
 
 impl Dataplane {
@@ -520,8 +535,11 @@ impl Dataplane {
         let (ifaces, data) = match model {
             Some(model) => {
                 // Kept MACs count at once: new flows need not wait for ARP.
-                let plan = Plan::build(&model, &neigh::learned(&ebpf, &model));
+                let plan = Plan::build(&model, &neigh::learned(&ebpf, &model), &Unhealthy::new());
                 apply(&mut ebpf, &plan, None).map_err(|source| DataplaneError::Apply { source })?;
+                let mut flows = flows_map(&mut ebpf)?;
+                let mut health = Checker::new(&mut flows);
+                health.sync(&model, &mut flows);
                 let ifaces = model
                     .networks
                     .iter()
@@ -539,6 +557,7 @@ impl Dataplane {
                     model,
                     plan,
                     resolver,
+                    health,
                 };
                 (ifaces, Some(data))
             }
@@ -652,7 +671,7 @@ impl Dataplane {
             .map(|(_, p)| p.ifindex)
             .collect();
         let resolver = Resolver::new(&model).map_err(|source| DataplaneError::Arp { source })?;
-        let plan = Plan::build(&model, &neigh::learned(ebpf, &model));
+        let plan = Plan::build(&model, &neigh::learned(ebpf, &model), &d.health.unhealthy());
         apply(ebpf, &plan, Some(&d.plan)).map_err(|source| DataplaneError::Apply { source })?;
         if let Err(e) = attach_all(ebpf, &added, *mode, state) {
             let _ = apply(ebpf, &d.plan, Some(&plan));
@@ -679,6 +698,7 @@ impl Dataplane {
             added.len(),
             gone.len()
         );
+        d.health.sync(&model, &mut flows_map(ebpf)?);
         d.model = model;
         d.plan = plan;
         d.resolver = resolver;
@@ -777,14 +797,35 @@ impl Dataplane {
             .unwrap_or_default()
     }
 
-    /// Picks up MACs the program learned; re-plans and applies what changed. Returns the
-    /// targets that became resolved.
+    /// Runs the health checks that are due and reads answers; re-plans if a target went
+    /// in or out of rotation. Returns what changed, as log lines.
+    pub fn check_health(&mut self) -> Result<Vec<String>, DataplaneError> {
+        let Some(d) = self.data.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let before = d.health.unhealthy();
+        let macs = d.plan.targets.iter().map(|(id, t)| (*id, t.mac)).collect();
+        let log = d.health.tick(
+            &d.model,
+            &d.model.settings,
+            &macs,
+            &d.resolver,
+            &mut flows_map(&mut self.ebpf)?,
+        );
+        if d.health.unhealthy() != before {
+            self.refresh_targets()?;
+        }
+        Ok(log)
+    }
+
+    /// Picks up MACs the program learned and target health; re-plans and applies what
+    /// changed. Returns the targets that became resolved.
     pub fn refresh_targets(&mut self) -> Result<Vec<String>, DataplaneError> {
         let Some(d) = self.data.as_mut() else {
             return Ok(Vec::new());
         };
         let neigh = neigh::learned(&self.ebpf, &d.model);
-        let plan = Plan::build(&d.model, &neigh);
+        let plan = Plan::build(&d.model, &neigh, &d.health.unhealthy());
         if plan == d.plan {
             return Ok(Vec::new());
         }
@@ -895,9 +936,10 @@ fn target_reports(d: &DataPath) -> Vec<TargetReport> {
     d.model
         .services
         .iter()
-        .filter(|s| !s.removed)
-        .flat_map(|s| {
-            s.targets.iter().map(|t| {
+        .zip(0u16..)
+        .filter(|(s, _)| !s.removed)
+        .flat_map(|(s, sid)| {
+            s.targets.iter().map(move |t| {
                 let mac = d
                     .plan
                     .targets
@@ -905,11 +947,15 @@ fn target_reports(d: &DataPath) -> Vec<TargetReport> {
                     .find(|(id, _)| *id == t.id)
                     .map(|(_, i)| i.mac)
                     .unwrap_or_default();
+                let h = d.health.target(t.id);
                 TargetReport {
                     service: s.name.clone(),
                     ip: t.ip,
                     zone: d.model.zones[usize::from(t.zone)].clone(),
                     mac: (mac != [0; 6]).then(|| mac_str(mac)),
+                    health: h.map_or("unchecked", |h| h.health.name()).to_owned(),
+                    last_check: h.map_or("none", |h| h.last).to_owned(),
+                    service_failing_open: d.health.failing_open(sid),
                 }
             })
         })

@@ -8,7 +8,7 @@ use aya::{
     maps::{HashMap, MapData},
 };
 use pl_common::{
-    flow::{FLOW_FORWARD, FlowKey, FlowValue, idle_limit_ns},
+    flow::{FLOW_FORWARD, FLOW_PROBE, FlowKey, FlowValue, idle_limit_ns},
     maps::FLOWS_MAP,
     settings::Settings,
 };
@@ -34,6 +34,10 @@ pub fn sweep(ebpf: &mut Ebpf, s: &Settings) -> u64 {
     let entries: Vec<(FlowKey, FlowValue)> = map.iter().filter_map(Result::ok).collect();
     let lookup: StdHashMap<FlowKey, FlowValue> = entries.iter().copied().collect();
     for (key, v) in &entries {
+        if v.dir == FLOW_PROBE {
+            // The health checker's, not a flow.
+            continue;
+        }
         if v.dir != FLOW_FORWARD {
             // Replies are handled with their forward entry; an orphan goes when idle.
             let fwd = v.reply_key(key.proto);

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod errno;
 pub mod flows;
 pub mod frame;
+pub mod health;
 pub mod lab;
 pub mod metrics;
 pub mod model;

@@ -219,6 +219,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         println!("pl: metrics at http://{addr}/metrics");
     }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Health checks run on their own schedule; this only bounds how late a check is read.
+    let mut health_tick = tokio::time::interval(Duration::from_millis(50));
+    health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ticks = 0u64;
     loop {
         tokio::select! {
@@ -244,6 +247,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     dp.sweep_flows();
                 }
             }
+            _ = health_tick.tick(), if dp.has_data_path() => match dp.check_health() {
+                Ok(log) => log.iter().for_each(|l| println!("pl: health: {l}")),
+                Err(e) => eprintln!("pl: health: {:#}", anyhow::Error::from(e)),
+            },
             scrape = async {
                 match &metrics {
                     Some(l) => l.accept().await,

@@ -105,6 +105,34 @@ impl Collector for Snapshot {
             let l = labels(&[("service", &t.service), ("target", &ip), ("zone", &t.zone)]);
             ConstGauge::new(i64::from(t.mac.is_some())).encode(m.encode_family(&l)?)?;
         }
+        let mut m = enc.encode_descriptor(
+            "target_healthy",
+            "1 if the target takes new flows by its health checks (initial, healthy, unchecked)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for t in &self.0.targets {
+            let ip = t.ip.to_string();
+            let l = labels(&[("service", &t.service), ("target", &ip), ("zone", &t.zone)]);
+            ConstGauge::new(i64::from(t.health != "unhealthy")).encode(m.encode_family(&l)?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "service_failing_open",
+            "1 if every target of the service is unhealthy and all of them take flows",
+            None,
+            MetricType::Gauge,
+        )?;
+        let mut services: Vec<(&str, bool)> = self
+            .0
+            .targets
+            .iter()
+            .map(|t| (t.service.as_str(), t.service_failing_open))
+            .collect();
+        services.dedup();
+        for (service, open) in services {
+            ConstGauge::new(i64::from(open))
+                .encode(m.encode_family(&labels(&[("service", service)]))?)?;
+        }
         Ok(())
     }
 }
@@ -157,6 +185,9 @@ mod tests {
                 ip: "10.9.0.11".parse().expect("ip"),
                 zone: "z1".into(),
                 mac: Some("02:00:00:00:00:11".into()),
+                health: "unhealthy".into(),
+                last_check: "rst".into(),
+                service_failing_open: true,
             }],
         };
         let text = render(&report);
@@ -165,6 +196,8 @@ mod tests {
             r#"pl_endpoint_refused_total{endpoint="acme-billing",service="billing",network="acme",reason="source"} 2"#,
             r#"pl_endpoint_active_flows{endpoint="acme-billing",service="billing",network="acme"} 3"#,
             r#"pl_target_resolved{service="billing",target="10.9.0.11",zone="z1"} 1"#,
+            r#"pl_target_healthy{service="billing",target="10.9.0.11",zone="z1"} 0"#,
+            r#"pl_service_failing_open{service="billing"} 1"#,
             r#"pl_interface_rx_packets_total{interface="fw-acme"} 0"#,
             "# EOF",
         ] {

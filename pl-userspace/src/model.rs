@@ -57,6 +57,34 @@ pub struct Service {
     pub cross_zone: bool,
     pub listeners: Vec<Listener>,
     pub targets: Vec<Target>,
+    #[serde(default)]
+    pub health: HealthCheck,
+}
+
+/// A service's active health check (TCP SYN to `port` from the NLB address of the target's
+/// zone). Defaults are NLB's: every 30 s, 10 s timeout, 5 passes to come back, 2 failures
+/// to go.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HealthCheck {
+    pub enabled: bool,
+    pub port: u16,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 0,
+            interval_ms: 30_000,
+            timeout_ms: 10_000,
+            healthy_threshold: 5,
+            unhealthy_threshold: 2,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -254,6 +282,87 @@ impl Claims {
         self.0.insert((network, ip), what);
         Ok(())
     }
+}
+
+/// `health_check`, validated, with defaults filled in.
+fn health_check(
+    sec: &Section<'_>,
+    cfg: Option<&Spanned<crate::config::HealthCheckCfg>>,
+    listeners: &[Listener],
+) -> Result<HealthCheck, ConfigError> {
+    let mut h = HealthCheck {
+        port: listeners[0].target_port,
+        ..HealthCheck::default()
+    };
+    let Some(cfg) = cfg else {
+        return Ok(h);
+    };
+    let c = cfg.get_ref();
+    h.enabled = c.enabled;
+    if let Some(p) = &c.protocol
+        && p.get_ref() != "tcp"
+    {
+        return sec.err(
+            "health_check.protocol",
+            Some(p.span().start),
+            format!("{:?}: only \"tcp\" (SYN probes) is supported", p.get_ref()),
+        );
+    }
+    let ranged = |field: &str, v: &Option<Spanned<u32>>, lo: u32, hi: u32, default: u64| match v {
+        None => Ok(default),
+        Some(s) if (lo..=hi).contains(s.get_ref()) => Ok(u64::from(*s.get_ref())),
+        Some(s) => sec.err(
+            field,
+            Some(s.span().start),
+            format!("{} is out of range {lo}..={hi}", s.get_ref()),
+        ),
+    };
+    if let Some(p) = &c.port {
+        if *p.get_ref() == 0 {
+            return sec.err(
+                "health_check.port",
+                Some(p.span().start),
+                "port 0 is not a port",
+            );
+        }
+        h.port = *p.get_ref();
+    }
+    h.interval_ms = ranged("health_check.interval_s", &c.interval_s, 1, 300, 30)? * 1000;
+    // NLB's 10 s, or half the interval if that is shorter.
+    let timeout = h.timeout_ms.min(h.interval_ms / 2);
+    h.timeout_ms = ranged(
+        "health_check.timeout_ms",
+        &c.timeout_ms,
+        50,
+        120_000,
+        timeout,
+    )?;
+    if h.timeout_ms >= h.interval_ms {
+        return sec.err(
+            "health_check.timeout_ms",
+            c.timeout_ms.as_ref().map(|s| s.span().start),
+            format!(
+                "{} ms must be shorter than interval_s ({} s)",
+                h.timeout_ms,
+                h.interval_ms / 1000
+            ),
+        );
+    }
+    h.healthy_threshold = ranged(
+        "health_check.healthy_threshold",
+        &c.healthy_threshold,
+        1,
+        10,
+        5,
+    )? as u32;
+    h.unhealthy_threshold = ranged(
+        "health_check.unhealthy_threshold",
+        &c.unhealthy_threshold,
+        1,
+        10,
+        2,
+    )? as u32;
+    Ok(h)
 }
 
 fn zoned(
@@ -458,6 +567,7 @@ impl Model {
                 next_target += 1;
             }
             principals.push(&c.allowed_principals);
+            let health = health_check(&sec, c.health_check.as_ref(), &listeners)?;
             services.push(Service {
                 removed: false,
                 name,
@@ -466,6 +576,7 @@ impl Model {
                 cross_zone: c.cross_zone,
                 listeners,
                 targets,
+                health,
             });
         }
         if services.len() > MAX_SERVICES as usize || next_target > MAX_TARGETS {
@@ -959,6 +1070,24 @@ addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2
     #[test]
     fn bad_configs_name_line_section_and_field() {
         let cases: &[(&str, &str, &str, &[&str])] = &[
+            (
+                "cross_zone = false",
+                "cross_zone = false\nhealth_check = { interval_s = 2, timeout_ms = 2000 }",
+                "[[service]] \"billing\": health_check.timeout_ms",
+                &["2000 ms must be shorter than interval_s (2 s)"],
+            ),
+            (
+                "cross_zone = false",
+                "cross_zone = false\nhealth_check = { protocol = \"http\" }",
+                "[[service]] \"billing\": health_check.protocol",
+                &["only \"tcp\""],
+            ),
+            (
+                "cross_zone = false",
+                "cross_zone = false\nhealth_check = { unhealthy_threshold = 0 }",
+                "[[service]] \"billing\": health_check.unhealthy_threshold",
+                &["0 is out of range 1..=10"],
+            ),
             (
                 "name = \"globex\"\ninterface = \"fw-globex\"",
                 "name = \"acme\"\ninterface = \"fw-globex\"",

@@ -19,22 +19,17 @@ use crate::{
     plan::{Neighbors, be},
 };
 
-/// A raw socket that sends ARP requests out of one interface.
-pub struct ArpSender {
+/// A raw socket that sends whole frames out of one interface (ARP requests, health
+/// probes). Protocol 0: it receives nothing, so nothing queues up on it.
+pub struct RawSender {
     fd: OwnedFd,
     ifindex: u32,
 }
 
-impl ArpSender {
+impl RawSender {
     pub fn open(ifindex: u32) -> std::io::Result<Self> {
         // SAFETY: plain socket(2); the fd is owned at once.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                i32::from(ETH_P_ARP.to_be()),
-            )
-        };
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -47,14 +42,21 @@ impl ArpSender {
 
     /// Broadcasts "who has `target`? tell `from`" with source MAC `mac`.
     pub fn request(&self, mac: Mac, from: Ipv4Addr, target: Ipv4Addr) -> std::io::Result<()> {
-        let f = frame::arp_request(mac, from.octets(), target.octets());
+        self.send(
+            &frame::arp_request(mac, from.octets(), target.octets()),
+            ETH_P_ARP,
+        )
+    }
+
+    /// Sends `f`, a whole Ethernet frame of type `ether_type` (host order).
+    pub fn send(&self, f: &[u8], ether_type: u16) -> std::io::Result<()> {
         // SAFETY: sockaddr_ll is plain data; zeroed is a valid start.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = ETH_P_ARP.to_be();
+        addr.sll_protocol = ether_type.to_be();
         addr.sll_ifindex = self.ifindex as i32;
         addr.sll_halen = 6;
-        addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+        addr.sll_addr[..6].copy_from_slice(&f[..6]);
         // SAFETY: buffer and address are valid for the lengths given.
         let n = unsafe {
             libc::sendto(
@@ -76,7 +78,7 @@ impl ArpSender {
 
 /// One ARP sender per provider network, and what to ask.
 pub struct Resolver {
-    senders: std::collections::HashMap<u16, ArpSender>,
+    senders: std::collections::HashMap<u16, RawSender>,
 }
 
 impl Resolver {
@@ -84,12 +86,17 @@ impl Resolver {
         let mut senders = std::collections::HashMap::new();
         for s in model.services.iter().filter(|s| !s.removed) {
             if let std::collections::hash_map::Entry::Vacant(v) = senders.entry(s.network) {
-                v.insert(ArpSender::open(
+                v.insert(RawSender::open(
                     model.networks[usize::from(s.network)].ifindex,
                 )?);
             }
         }
         Ok(Self { senders })
+    }
+
+    /// The sender out of provider network `network`.
+    pub fn sender(&self, network: u16) -> Option<&RawSender> {
+        self.senders.get(&network)
     }
 
     /// Sends one request for every target (unresolved ones to resolve, resolved ones to

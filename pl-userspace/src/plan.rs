@@ -19,6 +19,9 @@ use crate::model::{Mac, Model};
 /// Target MACs learned by ARP, by (provider network, target address).
 pub type Neighbors = HashMap<(u16, Ipv4Addr), Mac>;
 
+/// Target ids that failed their health checks.
+pub type Unhealthy = std::collections::HashSet<u32>;
+
 /// Wire-order u32 of an address, as the map types hold it.
 pub fn be(ip: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(ip.octets())
@@ -65,7 +68,10 @@ fn secs(ns: u64) -> u32 {
 }
 
 impl Plan {
-    pub fn build(model: &Model, neigh: &Neighbors) -> Self {
+    /// Maglev tables hold the resolved, healthy targets. A zone with none left fails over
+    /// to the healthy targets of the other zones; a service with no healthy target fails
+    /// open (each table holds all its resolved targets, as an NLB does).
+    pub fn build(model: &Model, neigh: &Neighbors, unhealthy: &Unhealthy) -> Self {
         let mut p = Self {
             settings: model.settings,
             ..Self::default()
@@ -154,17 +160,33 @@ impl Plan {
                     resolved.push((t.id, t.ip, t.zone));
                 }
             }
-            for (_, zone) in &s.nlbs {
-                let in_zone: Vec<_> = resolved
+            let pick = |zone: Option<u8>, healthy_only: bool| -> Vec<(u32, Ipv4Addr)> {
+                resolved
                     .iter()
-                    .filter(|(_, _, z)| z == zone)
+                    .filter(|(id, _, z)| {
+                        zone.is_none_or(|zone| *z == zone)
+                            && !(healthy_only && unhealthy.contains(id))
+                    })
                     .map(|(id, ip, _)| (*id, *ip))
-                    .collect();
+                    .collect()
+            };
+            let any_healthy = !pick(None, true).is_empty();
+            let pick = |zone: Option<u8>| {
+                let healthy = pick(zone, true);
+                let chosen = if !healthy.is_empty() {
+                    healthy
+                } else if any_healthy {
+                    pick(None, true)
+                } else {
+                    pick(zone, false)
+                };
+                table(&chosen)
+            };
+            for (_, zone) in &s.nlbs {
                 p.maglev
-                    .push((maglev_table(sid, Some(*zone)), table(&in_zone)));
+                    .push((maglev_table(sid, Some(*zone)), pick(Some(*zone))));
             }
-            let all: Vec<_> = resolved.iter().map(|(id, ip, _)| (*id, *ip)).collect();
-            p.maglev.push((maglev_table(sid, None), table(&all)));
+            p.maglev.push((maglev_table(sid, None), pick(None)));
         }
         for (eid, e) in model.endpoints.iter().enumerate() {
             let eid = eid as u16;
@@ -257,6 +279,7 @@ mod tests {
                         zone: 1,
                     },
                 ],
+                health: Default::default(),
             }],
             endpoints: vec![Endpoint {
                 removed: false,
@@ -284,7 +307,7 @@ mod tests {
     #[test]
     fn unresolved_targets_take_no_flows() {
         let m = model(false);
-        let none = Plan::build(&m, &Neighbors::new());
+        let none = Plan::build(&m, &Neighbors::new(), &Unhealthy::new());
         for (_, t) in &none.maglev {
             assert!(
                 t.iter().all(|s| *s == maglev::NO_BACKEND),
@@ -293,7 +316,7 @@ mod tests {
         }
         let mut neigh = Neighbors::new();
         neigh.insert((1, Ipv4Addr::new(10, 9, 0, 11)), [2, 0, 0, 0, 0, 0x11]);
-        let one = Plan::build(&m, &neigh);
+        let one = Plan::build(&m, &neigh, &Unhealthy::new());
         assert!(
             maglev_of(&one, maglev_table(0, Some(0)))
                 .iter()
@@ -315,8 +338,33 @@ mod tests {
     }
 
     #[test]
+    fn unhealthy_targets_leave_the_tables_until_all_are_unhealthy() {
+        let m = model(true);
+        let mut neigh = Neighbors::new();
+        neigh.insert((1, Ipv4Addr::new(10, 9, 0, 11)), [2, 0, 0, 0, 0, 0x11]);
+        neigh.insert((1, Ipv4Addr::new(10, 9, 0, 12)), [2, 0, 0, 0, 0, 0x12]);
+        let ids = |p: &Plan, t| {
+            let mut v: Vec<u32> = maglev_of(p, t).to_vec();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let all = Plan::build(&m, &neigh, &Unhealthy::new());
+        assert_eq!(ids(&all, maglev_table(0, None)), vec![0, 1]);
+        let one_down = Plan::build(&m, &neigh, &Unhealthy::from([1]));
+        assert_eq!(ids(&one_down, maglev_table(0, None)), vec![0]);
+        // Zone z2's only target is down: its table fails over to zone z1's.
+        assert_eq!(ids(&one_down, maglev_table(0, Some(1))), vec![0]);
+        assert_eq!(ids(&one_down, maglev_table(0, Some(0))), vec![0]);
+        // Every target down: the service fails open to all of them.
+        let both = Plan::build(&m, &neigh, &Unhealthy::from([0, 1]));
+        assert_eq!(ids(&both, maglev_table(0, None)), vec![0, 1]);
+        assert_eq!(ids(&both, maglev_table(0, Some(1))), vec![1]);
+    }
+
+    #[test]
     fn addresses_listeners_sources_and_flags() {
-        let p = Plan::build(&model(true), &Neighbors::new());
+        let p = Plan::build(&model(true), &Neighbors::new(), &Unhealthy::new());
         assert_eq!(p.ifaces[1].1.flags, IFACE_ACTIVE | IFACE_DEDICATED);
         assert_eq!(p.ifaces[1].1.tcp_idle_s, 350);
         assert_eq!(p.egress, vec![(0, 2), (1, 4)]);

@@ -57,6 +57,12 @@ pub struct TargetReport {
     pub zone: String,
     /// Learned by ARP; targets without one take no flows.
     pub mac: Option<String>,
+    /// `initial`, `healthy`, `unhealthy` (takes no new flows) or `unchecked`.
+    pub health: String,
+    /// The last check's answer: `syn-ack`, `rst`, `timeout`, or `none` yet.
+    pub last_check: String,
+    /// Every target of the service is unhealthy, so all of them take flows (fail open).
+    pub service_failing_open: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +141,8 @@ impl StatsReport {
                 "service".to_owned(),
                 "zone".to_owned(),
                 "mac".to_owned(),
+                "health".to_owned(),
+                "last_check".to_owned(),
             ];
             let rows = self.targets.iter().map(|t| {
                 vec![
@@ -142,6 +150,12 @@ impl StatsReport {
                     t.service.clone(),
                     t.zone.clone(),
                     t.mac.clone().unwrap_or_else(|| "unresolved".to_owned()),
+                    if t.service_failing_open {
+                        format!("{} (service failing open)", t.health)
+                    } else {
+                        t.health.clone()
+                    },
+                    t.last_check.clone(),
                 ]
             });
             out.push('\n');

@@ -850,3 +850,143 @@ fn restart_under_load_keeps_the_stream_and_its_flows_fresh_drops_them() {
         "--fresh kept counters: {billing:?}"
     );
 }
+
+#[test]
+fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
+    require_kernel!("health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open");
+    let lab = TestLab::up("hc");
+    let prov = lab.topo.network("prov").expect("prov").namespace.clone();
+    let acme = lab.topo.network("acme").expect("acme").namespace.clone();
+    let config = LAB_CONFIG.replace(
+        "cross_zone = false",
+        "cross_zone = false\nhealth_check = { interval_s = 1, timeout_ms = 300, healthy_threshold = 2, unhealthy_threshold = 2 }",
+    );
+    assert_ne!(config, LAB_CONFIG, "the lab config changed shape");
+    let path = lab
+        .lab
+        .write_config(&config)
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let serve = |t: Ipv4Addr| {
+        Servers::start(&prov, &[t]).unwrap_or_else(|e| panic!("servers on {t}: {}", chain(e)))
+    };
+    let (s1, s2) = (serve(T1), serve(T2));
+    let run = PlRun::start(
+        &pl_bin(),
+        &lab.fw_ns(),
+        "default",
+        &["--config", &path.to_string_lossy()],
+    )
+    .unwrap_or_else(|e| panic!("pl run: {}", chain(e)));
+    let health = |r: &StatsReport, t: Ipv4Addr| {
+        r.targets
+            .iter()
+            .find(|x| x.ip == t)
+            .map(|x| (x.health.clone(), x.service_failing_open))
+            .unwrap_or_else(|| panic!("target {t} not in stats"))
+    };
+    let wait = |what: &str, secs: u64, done: &dyn Fn(&StatsReport) -> bool| {
+        let r = run
+            .wait_for_stats(Duration::from_secs(secs), done)
+            .unwrap_or_else(|e| panic!("{}", chain(e)));
+        assert!(done(&r), "{what}: not within {secs} s: {:?}", r.targets);
+        r
+    };
+    wait("both targets healthy", 5, &|r| {
+        health(r, T1).0 == "healthy" && health(r, T2).0 == "healthy"
+    });
+    // Checks never reach the application: a SYN-ACK is reset before it could be accepted.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        s1.seen().is_empty() && s2.seen().is_empty(),
+        "a health check reached the servers as a connection: {:?} {:?}",
+        s1.seen(),
+        s2.seen()
+    );
+    let who = |dst: Ipv4Addr| {
+        traffic::tcp_who(&acme, CLIENT, 0, SocketAddrV4::new(dst, TCP_PORT), SHORT)
+            .map(|a| parse_who(&a).0)
+            .map_err(chain)
+    };
+    assert_eq!(who(EP_Z1), Ok(T1), "zone z1's endpoint goes to T1");
+
+    // T1's server stops: its port answers RST. New flows to the z1 endpoint fail over to
+    // zone z2's healthy T2 once two checks in a row have failed.
+    drop(s1);
+    let began = std::time::Instant::now();
+    let failover = loop {
+        if who(EP_Z1) == Ok(T2) {
+            break began.elapsed();
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "no failover within 10 s: {:?}",
+            run.stats().map(|r| r.targets)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("failover after the target's port closed: {failover:?} (interval 1 s, 2 failures)");
+    let r = run.stats().unwrap_or_else(|e| panic!("{}", chain(e)));
+    assert_eq!(health(&r, T1), ("unhealthy".to_owned(), false));
+    assert!(
+        r.targets
+            .iter()
+            .any(|t| t.ip == T1 && t.last_check == "rst"),
+        "T1's last check should have been answered by RST: {:?}",
+        r.targets
+    );
+
+    // Back: two passes in a row return it to rotation.
+    let s1 = serve(T1);
+    let began = std::time::Instant::now();
+    let recovery = loop {
+        if who(EP_Z1) == Ok(T1) {
+            break began.elapsed();
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "T1 not back within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("back in rotation after the port reopened: {recovery:?} (2 passes)");
+
+    // Everything down: the service fails open and says so; new flows are still made.
+    drop(s1);
+    drop(s2);
+    let r = wait("failing open", 10, &|r| {
+        health(r, T1) == ("unhealthy".to_owned(), true)
+            && health(r, T2) == ("unhealthy".to_owned(), true)
+    });
+    let flows_before = r
+        .endpoint("acme-billing")
+        .expect("acme-billing")
+        .get(EndpointCounter::NewFlows);
+    let _ = traffic::udp_who(
+        &acme,
+        CLIENT,
+        0,
+        SocketAddrV4::new(EP_Z1, UDP_PORT),
+        Duration::from_millis(200),
+    );
+    let r = run.stats().unwrap_or_else(|e| panic!("{}", chain(e)));
+    let e = r.endpoint("acme-billing").expect("acme-billing");
+    assert_eq!(
+        (
+            e.get(EndpointCounter::NewFlows),
+            e.get(EndpointCounter::RefusedNoTarget)
+        ),
+        (flows_before + 1, 0),
+        "failing open must still admit new flows: {e:?}"
+    );
+    let out = run
+        .stop_and_down()
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let log = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "target 10.9.0.11: unhealthy",
+        "target 10.9.0.11: healthy",
+        "failing open",
+    ] {
+        assert!(log.contains(line), "pl run's log lacks {line:?}:\n{log}");
+    }
+}

@@ -571,8 +571,12 @@ fn datapath_fixtures() {
         let mut ebpf = dataplane::load_sized(Some(1024)).unwrap_or_else(|e| panic!("{}", chain(e)));
         // Target 1 resolved, target 2 not (zone 2 has no eligible target).
         let neigh = Neighbors::from([((2, Ipv4Addr::from(T1)), T1_MAC)]);
-        apply(&mut ebpf, &Plan::build(&model, &neigh), None)
-            .unwrap_or_else(|e| panic!("{}", chain(e)));
+        apply(
+            &mut ebpf,
+            &Plan::build(&model, &neigh, &Default::default()),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
         let table = fixtures(&fw, &model.settings);
         assert!(
             table.len() >= 30,

@@ -1,0 +1,467 @@
+//! Active health checks. pl owns no address on the provider network, so a check is a TCP
+//! SYN sent from the NLB address of the target's zone (the address the provider already
+//! sees) out of the provider interface, over a raw socket. Its answer comes back through
+//! the XDP program: a `FLOW_PROBE` entry in the flow table, keyed like a reply, records
+//! the answer's TCP bits and drops it (and keeps its port out of SNAT). A SYN-ACK passes
+//! and is reset at once (no connection reaches the application); a RST or silence past
+//! the timeout fails.
+//!
+//! Policy is NLB's: the first answer decides a new target's state (until then it takes
+//! flows); then `unhealthy_threshold` failures in a row take it out of new flows and
+//! `healthy_threshold` passes bring it back. Flows already established are left alone.
+
+use std::{
+    collections::HashMap,
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use pl_common::{
+    flow::{FLOW_PROBE, FlowKey, FlowValue, probe_outcome},
+    proto::{ETH_P_IP, IPPROTO_TCP},
+    settings::Settings,
+};
+
+use crate::{
+    flows::now_ns,
+    frame::{self, Ipv4},
+    model::{HealthCheck, Model},
+    neigh::Resolver,
+    plan::{Unhealthy, be},
+};
+
+const TCP_RST: u8 = 0x04;
+/// `bpf_map_update_elem` flag: fail if the key exists.
+const BPF_NOEXIST: u64 = 1;
+
+/// A target's health as checks found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Not answered yet: takes flows until the first answer decides.
+    Initial,
+    Healthy,
+    Unhealthy,
+    /// The service has `health_check.enabled = false`.
+    Unchecked,
+}
+
+impl Health {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Initial => "initial",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+            Self::Unchecked => "unchecked",
+        }
+    }
+}
+
+/// One checked target.
+#[derive(Clone, Debug)]
+struct Checked {
+    service: u16,
+    ip: Ipv4Addr,
+    health: Health,
+    /// Consecutive passes or failures.
+    passes: u32,
+    fails: u32,
+    next: Instant,
+    /// The probe's reservation in the flow table, once one was made.
+    key: Option<FlowKey>,
+    /// Sent at, with its initial sequence number.
+    inflight: Option<(Instant, u32)>,
+    last: &'static str,
+}
+
+/// What the checks found about one target, for stats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetHealth {
+    pub health: Health,
+    /// `syn-ack`, `rst`, `timeout`, or `none` before the first answer.
+    pub last: &'static str,
+}
+
+/// The checks of every target of a model, by target id.
+#[derive(Debug, Default)]
+pub struct Checker {
+    targets: HashMap<u32, Checked>,
+    /// Services failing open (every target unhealthy), to log each change once.
+    failing_open: Vec<u16>,
+}
+
+type Flows<'a> = BpfHashMap<&'a mut MapData, FlowKey, FlowValue>;
+
+impl Checker {
+    /// Removes the probe entries a previous run left (their checks are not this run's).
+    pub fn new(flows: &mut Flows<'_>) -> Self {
+        let stale: Vec<FlowKey> = flows
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| v.dir == FLOW_PROBE)
+            .map(|(k, _)| k)
+            .collect();
+        for k in &stale {
+            let _ = flows.remove(k);
+        }
+        Self::default()
+    }
+
+    /// Follows a (re)loaded model: new targets start `Initial` with a check due at once,
+    /// staying ones keep their state (unless their check changed), removed ones lose their
+    /// probe entry.
+    pub fn sync(&mut self, model: &Model, flows: &mut Flows<'_>) {
+        let start = Instant::now();
+        let mut keep = HashMap::new();
+        for (sid, s) in model.services.iter().enumerate() {
+            if s.removed {
+                continue;
+            }
+            for (i, t) in s.targets.iter().enumerate() {
+                let fresh = Checked {
+                    service: sid as u16,
+                    ip: t.ip,
+                    health: if s.health.enabled {
+                        Health::Initial
+                    } else {
+                        Health::Unchecked
+                    },
+                    passes: 0,
+                    fails: 0,
+                    // The first checks go out 10 ms apart.
+                    next: start + Duration::from_millis(10 * i as u64),
+                    key: None,
+                    inflight: None,
+                    last: "none",
+                };
+                let c = match self.targets.remove(&t.id) {
+                    Some(old) if old.service == fresh.service && old.ip == t.ip => {
+                        if (old.health == Health::Unchecked) == s.health.enabled {
+                            drop_probe(flows, &old);
+                            fresh
+                        } else {
+                            old
+                        }
+                    }
+                    Some(old) => {
+                        drop_probe(flows, &old);
+                        fresh
+                    }
+                    None => fresh,
+                };
+                keep.insert(t.id, c);
+            }
+        }
+        for old in self.targets.values() {
+            drop_probe(flows, old);
+        }
+        self.targets = keep;
+    }
+
+    /// Targets that take no new flows.
+    pub fn unhealthy(&self) -> Unhealthy {
+        self.targets
+            .iter()
+            .filter(|(_, c)| c.health == Health::Unhealthy)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub fn target(&self, id: u32) -> Option<TargetHealth> {
+        self.targets.get(&id).map(|c| TargetHealth {
+            health: c.health,
+            last: c.last,
+        })
+    }
+
+    /// True if every target of service `sid` is unhealthy, so it fails open.
+    pub fn failing_open(&self, sid: u16) -> bool {
+        self.failing_open.contains(&sid)
+    }
+
+    /// Reads answers, applies thresholds and sends the checks that are due. Returns what
+    /// changed, as log lines; the caller re-plans if [`Checker::unhealthy`] changed.
+    pub fn tick(
+        &mut self,
+        model: &Model,
+        settings: &Settings,
+        macs: &HashMap<u32, [u8; 6]>,
+        resolver: &Resolver,
+        flows: &mut Flows<'_>,
+    ) -> Vec<String> {
+        let now = Instant::now();
+        let mut log = Vec::new();
+        for (id, c) in &mut self.targets {
+            let s = &model.services[usize::from(c.service)];
+            if c.health == Health::Unchecked {
+                continue;
+            }
+            let hc = &s.health;
+            let Some(&(nlb, _)) = s
+                .nlbs
+                .iter()
+                .find(|(_, z)| s.targets.iter().any(|t| t.id == *id && t.zone == *z))
+            else {
+                continue;
+            };
+            let mac = macs.get(id).copied().filter(|m| *m != [0; 6]);
+            let send = Sender {
+                resolver,
+                network: s.network,
+                src_mac: model.networks[usize::from(s.network)].mac,
+                nlb,
+                target: c.ip,
+                port: hc.port,
+            };
+            if let Some((sent, isn)) = c.inflight {
+                let key = c.key.expect("an inflight probe has its entry");
+                let state = flows.get(&key, 0).map(|v| v.state).unwrap_or(0);
+                let outcome = match probe_outcome(state) {
+                    Some(true) => {
+                        // Reset the half-open connection on the target.
+                        if let Some(m) = mac {
+                            let _ = send.segment(m, key.dport_be, isn.wrapping_add(1), TCP_RST);
+                        }
+                        Some((true, "syn-ack"))
+                    }
+                    Some(false) => Some((false, "rst")),
+                    None if now.duration_since(sent) >= Duration::from_millis(hc.timeout_ms) => {
+                        Some((false, "timeout"))
+                    }
+                    None => None,
+                };
+                if let Some((pass, what)) = outcome {
+                    c.inflight = None;
+                    c.last = what;
+                    if let Some(line) = c.record(pass, hc) {
+                        log.push(format!(
+                            "service {}: target {}: {line} ({what})",
+                            s.name, c.ip
+                        ));
+                    }
+                }
+            }
+            if c.inflight.is_some() || now < c.next {
+                continue;
+            }
+            c.next = now + Duration::from_millis(hc.interval_ms);
+            // An unresolved target takes no flows anyway; ARP brings it in.
+            let Some(m) = mac else { continue };
+            let Some(key) = c.reserve(flows, s.network, nlb, hc, settings, *id) else {
+                log.push(format!(
+                    "service {}: target {}: no free port to probe from",
+                    s.name, c.ip
+                ));
+                continue;
+            };
+            // A fresh entry: state 0, so only this probe's answer is read.
+            let entry = FlowValue {
+                last_seen_ns: now_ns(),
+                dir: FLOW_PROBE,
+                endpoint: u16::MAX,
+                ..FlowValue::default()
+            };
+            if flows.insert(key, entry, 0).is_err() {
+                continue;
+            }
+            let isn = (now_ns() as u32) ^ id.rotate_left(16);
+            match send.segment(m, key.dport_be, isn, frame::TCP_SYN) {
+                Ok(()) => c.inflight = Some((now, isn)),
+                Err(e) => log.push(format!(
+                    "service {}: target {}: sending a check: {e}",
+                    s.name, c.ip
+                )),
+            }
+        }
+        self.note_fail_open(model, &mut log);
+        log
+    }
+
+    fn note_fail_open(&mut self, model: &Model, log: &mut Vec<String>) {
+        let mut now_open = Vec::new();
+        for (sid, s) in model.services.iter().enumerate() {
+            let sid = sid as u16;
+            let all_down = !s.removed
+                && !s.targets.is_empty()
+                && s.targets.iter().all(|t| {
+                    self.targets
+                        .get(&t.id)
+                        .is_some_and(|c| c.health == Health::Unhealthy)
+                });
+            if all_down {
+                now_open.push(sid);
+            }
+            match (all_down, self.failing_open.contains(&sid)) {
+                (true, false) => log.push(format!(
+                    "service {}: every target is unhealthy: failing open, new flows go to all of them",
+                    s.name
+                )),
+                (false, true) => log.push(format!(
+                    "service {}: a target is healthy again: no longer failing open",
+                    s.name
+                )),
+                _ => {}
+            }
+        }
+        self.failing_open = now_open;
+    }
+}
+
+impl Checked {
+    /// Counts a result; returns the transition, if any, in words.
+    fn record(&mut self, pass: bool, hc: &HealthCheck) -> Option<&'static str> {
+        if pass {
+            self.passes += 1;
+            self.fails = 0;
+        } else {
+            self.fails += 1;
+            self.passes = 0;
+        }
+        let next = match (self.health, pass) {
+            (Health::Initial, true) => Health::Healthy,
+            (Health::Initial, false) => Health::Unhealthy,
+            (Health::Healthy, false) if self.fails >= hc.unhealthy_threshold => Health::Unhealthy,
+            (Health::Unhealthy, true) if self.passes >= hc.healthy_threshold => Health::Healthy,
+            (h, _) => h,
+        };
+        let changed = next != self.health;
+        self.health = next;
+        changed.then_some(match next {
+            Health::Healthy => "healthy: takes new flows",
+            _ => "unhealthy: takes no new flows",
+        })
+    }
+
+    /// The probe's flow-table key: made once, on a port no flow holds (inserted with
+    /// BPF_NOEXIST, as SNAT reserves ports), then reused for every check.
+    fn reserve(
+        &mut self,
+        flows: &mut Flows<'_>,
+        network: u16,
+        nlb: Ipv4Addr,
+        hc: &HealthCheck,
+        s: &Settings,
+        id: u32,
+    ) -> Option<FlowKey> {
+        if let Some(k) = self
+            .key
+            .filter(|k| k.sport_be == hc.port.to_be() && k.dst_be == be(nlb))
+        {
+            return Some(k);
+        }
+        let span = u32::from(s.snat_port_max - s.snat_port_min) + 1;
+        for i in 0..64u32 {
+            let port = s.snat_port_min + ((id.wrapping_mul(2_654_435_761) ^ i) % span) as u16;
+            let key = FlowKey {
+                src_be: be(self.ip),
+                dst_be: be(nlb),
+                sport_be: hc.port.to_be(),
+                dport_be: port.to_be(),
+                network,
+                proto: IPPROTO_TCP,
+                _pad: 0,
+            };
+            let entry = FlowValue {
+                last_seen_ns: now_ns(),
+                dir: FLOW_PROBE,
+                endpoint: u16::MAX,
+                ..FlowValue::default()
+            };
+            if flows.insert(key, entry, BPF_NOEXIST).is_ok() {
+                if let Some(old) = self.key.replace(key) {
+                    let _ = flows.remove(&old);
+                }
+                return Some(key);
+            }
+        }
+        None
+    }
+}
+
+fn drop_probe(flows: &mut Flows<'_>, c: &Checked) {
+    if let Some(k) = c.key {
+        let _ = flows.remove(&k);
+    }
+}
+
+/// Builds and sends a check's segments for one target.
+struct Sender<'a> {
+    resolver: &'a Resolver,
+    network: u16,
+    src_mac: [u8; 6],
+    nlb: Ipv4Addr,
+    target: Ipv4Addr,
+    port: u16,
+}
+
+impl Sender<'_> {
+    fn segment(&self, dst_mac: [u8; 6], sport_be: u16, seq: u32, flags: u8) -> std::io::Result<()> {
+        let sender = self.resolver.sender(self.network).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no raw socket on the provider network",
+            )
+        })?;
+        let packet = Ipv4::new(self.nlb.octets(), self.target.octets()).tcp(
+            u16::from_be(sport_be),
+            self.port,
+            seq,
+            0,
+            flags,
+            &[],
+        );
+        sender.send(&frame::ipv4_frame(dst_mac, self.src_mac, &packet), ETH_P_IP)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(health: Health) -> Checked {
+        Checked {
+            service: 0,
+            ip: Ipv4Addr::new(10, 9, 0, 11),
+            health,
+            passes: 0,
+            fails: 0,
+            next: Instant::now(),
+            key: None,
+            inflight: None,
+            last: "none",
+        }
+    }
+
+    #[test]
+    fn thresholds_move_targets_as_an_nlb_does() {
+        let hc = HealthCheck {
+            healthy_threshold: 3,
+            unhealthy_threshold: 2,
+            ..HealthCheck::default()
+        };
+        // The first answer decides.
+        let mut c = checked(Health::Initial);
+        assert!(c.record(false, &hc).is_some());
+        assert_eq!(c.health, Health::Unhealthy);
+        let mut c = checked(Health::Initial);
+        c.record(true, &hc);
+        assert_eq!(c.health, Health::Healthy);
+        // Healthy: one failure is not enough, a pass resets the count, two in a row are.
+        assert_eq!(c.record(false, &hc), None);
+        c.record(true, &hc);
+        assert_eq!(c.record(false, &hc), None);
+        assert!(c.record(false, &hc).is_some());
+        assert_eq!(c.health, Health::Unhealthy);
+        // Back after three passes in a row, not two.
+        c.record(true, &hc);
+        c.record(true, &hc);
+        assert_eq!(c.health, Health::Unhealthy);
+        c.record(false, &hc);
+        c.record(true, &hc);
+        c.record(true, &hc);
+        assert_eq!(c.health, Health::Unhealthy);
+        assert!(c.record(true, &hc).is_some());
+        assert_eq!(c.health, Health::Healthy);
+    }
+}
