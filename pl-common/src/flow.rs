@@ -6,8 +6,8 @@
 //! back. The reply entry is also the SNAT port's reservation: it is inserted first, with
 //! BPF_NOEXIST, so two flows can never hold one port.
 //!
-//! Keys are 16 bytes and values 48, so an entry's key and value share a cache line; the
-//! checksum deltas are computed once per flow, not per packet.
+//! Keys are 16 bytes and values 64 (one cache line, counters included); the checksum
+//! deltas are computed once per flow, not per packet.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -89,6 +89,12 @@ pub struct FlowValue {
     /// only when a bit is new, so established traffic does not write it.
     pub state: u8,
     pub _pad: [u8; 2],
+    /// Packets and bytes (whole frames) this direction carried. Plain adds, not atomic:
+    /// one direction of a flow arrives on one RX queue, so one CPU writes them.
+    pub packets: u32,
+    /// `bpf_ktime_get_ns` / 1e9 when the flow was created (its age, for `pl flows`).
+    pub created_s: u32,
+    pub bytes: u64,
 }
 
 /// A packet went this way.
@@ -228,7 +234,10 @@ pub struct FlowPlan {
     pub consumer_iface_mac: [u8; 6],
     /// State bits of the packet that opens the flow (see [`packet_state`]).
     pub first_state: u8,
-    pub _pad: [u8; 7],
+    pub _pad: u8,
+    /// Length of the frame that opens the flow: the forward entry's first packet.
+    pub first_len: u16,
+    pub _pad2: [u8; 4],
 }
 
 /// The two entries of a new consumer flow. The data path builds it in a per-CPU scratch
@@ -276,6 +285,9 @@ impl FlowPair {
             dir: FLOW_FORWARD,
             state: p.first_state,
             _pad: [0; 2],
+            packets: 1,
+            created_s: (p.now_ns / 1_000_000_000) as u32,
+            bytes: u64::from(p.first_len),
         };
         self.reply_key = self.forward.reply_key(key.proto);
         let (r3, r4) = csum_deltas(
@@ -300,6 +312,9 @@ impl FlowPair {
             dir: FLOW_REPLY,
             state: 0,
             _pad: [0; 2],
+            packets: 0,
+            created_s: (p.now_ns / 1_000_000_000) as u32,
+            bytes: 0,
         };
     }
 }
@@ -370,7 +385,9 @@ mod tests {
             consumer_iface_mac: [2, 0, 0, 0, 0, 0xf1],
             now_ns: 7,
             first_state: CT_SEEN,
-            _pad: [0; 7],
+            _pad: 0,
+            first_len: 60,
+            _pad2: [0; 4],
         }
     }
 
@@ -424,7 +441,9 @@ mod tests {
     #[test]
     fn layout_is_cache_friendly() {
         assert_eq!(size_of::<FlowKey>(), 16);
-        assert_eq!(size_of::<FlowValue>(), 48);
+        // One cache line per value, counters included.
+        assert_eq!(size_of::<FlowValue>(), 64);
+        assert_eq!(align_of::<FlowValue>(), 8);
     }
 
     #[test]

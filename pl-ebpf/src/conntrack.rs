@@ -83,6 +83,8 @@ pub struct Origin {
     pub mac: [u8; 6],
     pub iface_mac: [u8; 6],
     pub state: u8,
+    /// The opening frame's length (counted in the new entry).
+    pub len: u16,
 }
 
 /// Creates both entries of a new flow; the forward value to translate with (in this
@@ -117,7 +119,9 @@ pub fn create(
         consumer_mac: from.mac,
         consumer_iface_mac: from.iface_mac,
         first_state: from.state,
-        _pad: [0; 7],
+        _pad: 0,
+        first_len: from.len,
+        _pad2: [0; 4],
     };
     let h = key.hash();
     let orig = u16::from_be(key.sport_be);

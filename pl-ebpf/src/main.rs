@@ -129,6 +129,7 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
         mac: unsafe { (*eth).src_addr },
         iface_mac: iface.mac,
         state: bits,
+        len: len as u16,
     };
     let s = conntrack::settings();
     let v = match conntrack::create(&key, &admitted, &from, &s, now) {
@@ -148,12 +149,15 @@ fn forward(
     len: u64,
     bits: u8,
 ) -> u32 {
-    // SAFETY: a live map value, or this CPU's scratch copy of one just inserted; fields are
-    // written whole, and the state only when this packet adds a bit (rarely).
+    // SAFETY: a live map value, or this CPU's scratch copy of one just inserted (whose
+    // first packet `create` counted); fields are written whole, the state only when this
+    // packet adds a bit (rarely), the counters by the one CPU this direction arrives on.
     let v = unsafe {
         if (*v).state & bits != bits {
             (*v).state |= bits;
         }
+        (*v).packets = (*v).packets.wrapping_add(1);
+        (*v).bytes = (*v).bytes.wrapping_add(len);
         &*v
     };
     if v.dir == FLOW_PROBE {

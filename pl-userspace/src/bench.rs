@@ -552,6 +552,8 @@ nlb_addresses = [{{ ip = "10.9.0.250", zone = "z1" }}]
 allowed_principals = ["globex"]
 accepted_endpoints = ["globex-bench"]
 listeners = [{{ protocol = "udp", port = 53, target_port = 5353 }}, {{ protocol = "tcp", port = 443, target_port = 8443 }}]
+# The sink answers nothing, and its counts must be the generator's frames only.
+health_check = {{ enabled = false }}
 targets = [{}]
 
 [[endpoint]]

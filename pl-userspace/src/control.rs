@@ -53,6 +53,28 @@ pub enum Request {
     /// Validate the config at `config` (absolute; the running one's path if absent) and
     /// apply what changed.
     Reload { config: Option<String> },
+    /// The live flows that pass the filter.
+    Flows {
+        #[serde(default)]
+        filter: FlowFilter,
+    },
+}
+
+/// Which flows `pl flows` asks for; every given field must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowFilter {
+    pub endpoint: Option<String>,
+    pub service: Option<String>,
+    /// The provider-side source: which flow holds this NLB address and SNAT port?
+    pub nlb: Option<std::net::SocketAddrV4>,
+}
+
+impl FlowFilter {
+    pub fn matches(&self, f: &crate::flows::FlowReport) -> bool {
+        self.endpoint.as_ref().is_none_or(|e| *e == f.endpoint)
+            && self.service.as_ref().is_none_or(|s| *s == f.service)
+            && self.nlb.is_none_or(|n| n == f.nlb)
+    }
 }
 
 const fn yes() -> bool {
@@ -63,8 +85,15 @@ const fn yes() -> bool {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Stats(StatsReport),
-    Reloaded { message: String },
-    Error { message: String },
+    Reloaded {
+        message: String,
+    },
+    Flows {
+        flows: Vec<crate::flows::FlowReport>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// The abstract socket name for `instance`.
@@ -171,8 +200,22 @@ pub fn reload(instance: &str, config: Option<String>) -> Result<String, ControlE
     match request(instance, &Request::Reload { config })? {
         Reply::Reloaded { message } => Ok(message),
         Reply::Error { message } => Err(ControlError::Remote { message }),
-        Reply::Stats(_) => Err(ControlError::Remote {
-            message: "answered a reload with stats".to_owned(),
+        _ => Err(ControlError::Remote {
+            message: "answered a reload with something else".to_owned(),
+        }),
+    }
+}
+
+/// The live flows of the `pl run` of `instance` that pass `filter`.
+pub fn flows(
+    instance: &str,
+    filter: FlowFilter,
+) -> Result<Vec<crate::flows::FlowReport>, ControlError> {
+    match request(instance, &Request::Flows { filter })? {
+        Reply::Flows { flows } => Ok(flows),
+        Reply::Error { message } => Err(ControlError::Remote { message }),
+        _ => Err(ControlError::Remote {
+            message: "answered flows with something else".to_owned(),
         }),
     }
 }
@@ -227,8 +270,8 @@ pub fn stats_with(instance: &str, flows: bool) -> Result<StatsReport, ControlErr
     match request(instance, &Request::Stats { flows })? {
         Reply::Stats(report) => Ok(report),
         Reply::Error { message } => Err(ControlError::Remote { message }),
-        Reply::Reloaded { .. } => Err(ControlError::Remote {
-            message: "answered stats with a reload".to_owned(),
+        _ => Err(ControlError::Remote {
+            message: "answered stats with something else".to_owned(),
         }),
     }
 }

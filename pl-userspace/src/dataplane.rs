@@ -95,6 +95,8 @@ pub enum DataplaneError {
         cause: String,
         source: Box<ProgramError>,
     },
+    #[error("no {what} named {name:?} in the running config")]
+    Unknown { what: &'static str, name: String },
     #[error("reload refused: {why}")]
     Reload { why: String },
     #[error(
@@ -901,6 +903,67 @@ impl Dataplane {
             endpoints,
             targets,
         })
+    }
+
+    /// The live flows that pass `filter`, with names.
+    pub fn flows(
+        &self,
+        filter: &crate::control::FlowFilter,
+    ) -> Result<Vec<flows::FlowReport>, DataplaneError> {
+        let Some(d) = self.data.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let m = &d.model;
+        let unknown = |what, name: &String| DataplaneError::Unknown {
+            what,
+            name: name.clone(),
+        };
+        if let Some(e) = &filter.endpoint
+            && !m.endpoints.iter().any(|x| !x.removed && x.name == *e)
+        {
+            return Err(unknown("endpoint", e));
+        }
+        if let Some(s) = &filter.service
+            && !m.services.iter().any(|x| !x.removed && x.name == *s)
+        {
+            return Err(unknown("service", s));
+        }
+        let now = flows::now_ns();
+        let mut out: Vec<flows::FlowReport> = flows::list(&self.ebpf)
+            .into_iter()
+            .filter_map(|f| {
+                let e = m.endpoints.get(usize::from(f.forward.endpoint))?;
+                let last = f.reply.map_or(f.forward.last_seen_ns, |r| {
+                    r.last_seen_ns.max(f.forward.last_seen_ns)
+                });
+                let r = f.reply.unwrap_or_default();
+                Some(flows::FlowReport {
+                    proto: if f.key.proto == pl_common::proto::IPPROTO_TCP {
+                        "tcp"
+                    } else {
+                        "udp"
+                    }
+                    .to_owned(),
+                    network: m.networks[usize::from(f.key.network)].name.clone(),
+                    endpoint: e.name.clone(),
+                    service: m.services[usize::from(e.service)].name.clone(),
+                    consumer: flows::addr(f.key.src_be, f.key.sport_be),
+                    endpoint_addr: flows::addr(f.key.dst_be, f.key.dport_be),
+                    nlb: f.nlb(),
+                    target: flows::addr(f.forward.new_dst_be, f.forward.new_dport_be),
+                    state: f.state().to_owned(),
+                    age_s: (now / 1_000_000_000).saturating_sub(u64::from(f.forward.created_s)),
+                    idle_s: now.saturating_sub(last) / 1_000_000_000,
+                    to_provider_packets: u64::from(f.forward.packets),
+                    to_provider_bytes: f.forward.bytes,
+                    to_consumer_packets: u64::from(r.packets),
+                    to_consumer_bytes: r.bytes,
+                })
+            })
+            .filter(|f| filter.matches(f))
+            .collect();
+        out.sort_by(|a, b| (&a.endpoint, a.consumer).cmp(&(&b.endpoint, b.consumer)));
+        Ok(out)
     }
 
     fn endpoint_reports(

@@ -1,15 +1,22 @@
-//! The flow table seen from userspace: the idle sweep that frees SNAT ports, and the
-//! count of live flows per endpoint.
+//! The flow table seen from userspace: the idle sweep that frees SNAT ports, the count of
+//! live flows per endpoint, and the flows themselves for `pl flows`.
 
-use std::collections::HashMap as StdHashMap;
+use std::{
+    collections::HashMap as StdHashMap,
+    net::{Ipv4Addr, SocketAddrV4},
+};
 
 use aya::{
     Ebpf,
     maps::{HashMap, MapData},
 };
 use pl_common::{
-    flow::{FLOW_FORWARD, FLOW_PROBE, FlowKey, FlowValue, idle_limit_ns},
+    flow::{
+        CT_CLOSING, CT_NON_SYN, CT_SEEN, FLOW_FORWARD, FLOW_PROBE, FlowKey, FlowValue,
+        idle_limit_ns,
+    },
     maps::FLOWS_MAP,
+    proto::IPPROTO_TCP,
     settings::Settings,
 };
 
@@ -75,4 +82,130 @@ pub fn count(ebpf: &Ebpf) -> StdHashMap<u16, u64> {
         }
     }
     out
+}
+
+/// One flow as `pl flows` shows it. Addresses as the packets carry them on each side.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FlowReport {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    pub network: String,
+    pub endpoint: String,
+    pub service: String,
+    /// Consumer side: the client and the endpoint address it connected to.
+    pub consumer: SocketAddrV4,
+    pub endpoint_addr: SocketAddrV4,
+    /// Provider side: the NLB address and SNAT port the target sees, and the target.
+    pub nlb: SocketAddrV4,
+    pub target: SocketAddrV4,
+    /// TCP: `syn_sent`, `syn_received`, `established`, `closing`; UDP: `one_way`, `replied`.
+    pub state: String,
+    pub age_s: u64,
+    /// Since the last packet either way (entries refresh at most once a second).
+    pub idle_s: u64,
+    pub to_provider_packets: u64,
+    pub to_provider_bytes: u64,
+    pub to_consumer_packets: u64,
+    pub to_consumer_bytes: u64,
+}
+
+/// A flow as the table holds it: the consumer tuple, its forward entry and (unless it was
+/// lost) its reply entry.
+#[derive(Clone, Copy, Debug)]
+pub struct Flow {
+    pub key: FlowKey,
+    pub forward: FlowValue,
+    pub reply: Option<FlowValue>,
+}
+
+impl Flow {
+    /// The state from both directions' bits.
+    pub fn state(&self) -> &'static str {
+        let (f, r) = (self.forward.state, self.reply.map_or(0, |r| r.state));
+        if self.key.proto == IPPROTO_TCP {
+            if (f | r) & CT_CLOSING != 0 {
+                "closing"
+            } else if f & r & CT_NON_SYN != 0 {
+                "established"
+            } else if r & CT_SEEN != 0 {
+                "syn_received"
+            } else {
+                "syn_sent"
+            }
+        } else if r & CT_SEEN != 0 {
+            "replied"
+        } else {
+            "one_way"
+        }
+    }
+
+    pub fn nlb(&self) -> SocketAddrV4 {
+        addr(self.forward.new_src_be, self.forward.new_sport_be)
+    }
+}
+
+/// The socket address of a wire-order address and port.
+pub fn addr(ip_be: u32, port_be: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::from(ip_be.to_ne_bytes()), u16::from_be(port_be))
+}
+
+/// Every consumer flow in the table (probe entries and orphan replies left out).
+pub fn list(ebpf: &Ebpf) -> Vec<Flow> {
+    let Some(m) = ebpf.map(FLOWS_MAP) else {
+        return Vec::new();
+    };
+    let Ok(map) = HashMap::<&MapData, FlowKey, FlowValue>::try_from(m) else {
+        return Vec::new();
+    };
+    let entries: StdHashMap<FlowKey, FlowValue> = map.iter().filter_map(Result::ok).collect();
+    entries
+        .iter()
+        .filter(|(_, v)| v.dir == FLOW_FORWARD)
+        .map(|(k, v)| Flow {
+            key: *k,
+            forward: *v,
+            reply: entries.get(&v.reply_key(k.proto)).copied(),
+        })
+        .collect()
+}
+
+/// One row per flow: both sides' tuples, state, age and counters.
+pub fn table(flows: &[FlowReport]) -> String {
+    let header = [
+        "proto",
+        "endpoint",
+        "network",
+        "consumer",
+        "endpoint_addr",
+        "nlb",
+        "target",
+        "state",
+        "age_s",
+        "idle_s",
+        "pkts_to_prov",
+        "bytes_to_prov",
+        "pkts_to_cons",
+        "bytes_to_cons",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let rows = flows.iter().map(|f| {
+        vec![
+            f.proto.clone(),
+            f.endpoint.clone(),
+            f.network.clone(),
+            f.consumer.to_string(),
+            f.endpoint_addr.to_string(),
+            f.nlb.to_string(),
+            f.target.to_string(),
+            f.state.clone(),
+            f.age_s.to_string(),
+            f.idle_s.to_string(),
+            f.to_provider_packets.to_string(),
+            f.to_provider_bytes.to_string(),
+            f.to_consumer_packets.to_string(),
+            f.to_consumer_bytes.to_string(),
+        ]
+    });
+    crate::stats::render(header, rows)
 }

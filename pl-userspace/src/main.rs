@@ -29,6 +29,9 @@ enum Command {
     Run(RunArgs),
     /// Detach what `pl run` left in this network namespace and free its flow table.
     Down(DownArgs),
+    /// List the live flows of the `pl run` in this network namespace: both sides' tuples,
+    /// endpoint, target, state, age, idle time and counters.
+    Flows(FlowsArgs),
     /// Print the counters of the `pl run` in this network namespace.
     Stats(StatsArgs),
     /// Make the `pl run` in this network namespace reload its config (or FILE): it is
@@ -94,6 +97,25 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct FlowsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only this endpoint's flows.
+    #[arg(long, value_name = "NAME")]
+    endpoint: Option<String>,
+    /// Only this service's flows.
+    #[arg(long, value_name = "NAME")]
+    service: Option<String>,
+    /// The provider's question: which consumer owns the connection from this NLB address and
+    /// port? (Errors if no live flow holds it.)
+    #[arg(long, value_name = "IP:PORT")]
+    nlb: Option<std::net::SocketAddrV4>,
+    #[arg(long, default_value = DEFAULT_INSTANCE)]
+    instance: String,
+}
+
+#[derive(Args)]
 struct DownArgs {
     #[arg(long, default_value = DEFAULT_INSTANCE)]
     instance: String,
@@ -150,6 +172,7 @@ async fn main() -> std::process::ExitCode {
         Command::Run(args) => run(args).await,
         Command::Stats(args) => stats(&args),
         Command::Down(args) => down(&args),
+        Command::Flows(args) => flows_cmd(&args),
         Command::Reload(args) => reload_cmd(&args),
         Command::Lab { command } => lab(command),
         Command::Demo(args) => demo(args).await,
@@ -275,6 +298,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                             Ok(report) => Reply::Stats(report),
                             Err(e) => Reply::Error { message: format!("{:#}", anyhow::Error::from(e)) },
                         },
+                        Request::Flows { filter } => match dp.flows(&filter) {
+                            Ok(flows) => Reply::Flows { flows },
+                            Err(e) => Reply::Error { message: format!("{:#}", anyhow::Error::from(e)) },
+                        },
                         Request::Reload { config } => {
                             let path = config.map(PathBuf::from).or_else(|| args.config.clone());
                             match reload(&mut dp, path.as_deref()) {
@@ -298,6 +325,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "pl: stopped; the data plane stays attached to {} and keeps forwarding (`pl run` again takes it over, `pl down --instance {instance}` removes it)",
         names.join(", ")
     );
+    Ok(())
+}
+
+fn flows_cmd(args: &FlowsArgs) -> anyhow::Result<()> {
+    let filter = control::FlowFilter {
+        endpoint: args.endpoint.clone(),
+        service: args.service.clone(),
+        nlb: args.nlb,
+    };
+    let flows = control::flows(&args.instance, filter)?;
+    if let Some(nlb) = args.nlb
+        && flows.is_empty()
+    {
+        anyhow::bail!("--nlb {nlb}: no live flow holds this NLB address and port");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&flows)?);
+    } else {
+        print!("{}", pl_userspace::flows::table(&flows));
+    }
     Ok(())
 }
 

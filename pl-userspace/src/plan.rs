@@ -68,9 +68,10 @@ fn secs(ns: u64) -> u32 {
 }
 
 impl Plan {
-    /// Maglev tables hold the resolved, healthy targets. A zone with none left fails over
-    /// to the healthy targets of the other zones; a service with no healthy target fails
-    /// open (each table holds all its resolved targets, as an NLB does).
+    /// Maglev tables hold the resolved, healthy targets. A zone whose resolved targets are
+    /// all unhealthy fails over to the healthy targets of the other zones; a service with
+    /// no healthy target fails open (each table holds all its resolved targets, as an NLB
+    /// does). A zone with no resolved target stays empty (its flows are refused).
     pub fn build(model: &Model, neigh: &Neighbors, unhealthy: &Unhealthy) -> Self {
         let mut p = Self {
             settings: model.settings,
@@ -173,7 +174,8 @@ impl Plan {
             let any_healthy = !pick(None, true).is_empty();
             let pick = |zone: Option<u8>| {
                 let healthy = pick(zone, true);
-                let chosen = if !healthy.is_empty() {
+                // A zone with no resolved target at all refuses: nothing there answers.
+                let chosen = if !healthy.is_empty() || pick(zone, false).is_empty() {
                     healthy
                 } else if any_healthy {
                     pick(None, true)

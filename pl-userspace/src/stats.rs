@@ -166,7 +166,7 @@ impl StatsReport {
 }
 
 /// Aligned columns: the first left-aligned, the rest right-aligned.
-fn render(header: Vec<String>, rows: impl Iterator<Item = Vec<String>>) -> String {
+pub(crate) fn render(header: Vec<String>, rows: impl Iterator<Item = Vec<String>>) -> String {
     let rows: Vec<Vec<String>> = std::iter::once(header).chain(rows).collect();
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|col| rows.iter().map(|r| r[col].len()).max().unwrap_or(0))

@@ -11,6 +11,7 @@ use pl_common::stats::{EndpointCounter, IfaceCounter};
 use pl_tests::{TestLab, chain, pl_bin, require_kernel, stderr};
 use pl_userspace::{
     cmd,
+    flows::FlowReport,
     lab::LAB_CONFIG,
     netns,
     runner::PlRun,
@@ -989,4 +990,142 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
     ] {
         assert!(log.contains(line), "pl run's log lacks {line:?}:\n{log}");
     }
+}
+
+/// `pl flows --json ARGS` in the forwarder namespace.
+fn pl_flows(r: &Running, args: &[&str]) -> Result<Vec<FlowReport>, String> {
+    let mut full = vec!["flows", "--json"];
+    full.extend_from_slice(args);
+    let out = r.lab.pl(&r.lab.fw_ns(), &full);
+    if !out.status.success() {
+        return Err(stderr(&out));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "pl flows printed no JSON: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn flows_show_both_sides_and_the_nlb_lookup_names_the_consumer() {
+    require_kernel!("flows_show_both_sides_and_the_nlb_lookup_names_the_consumer");
+    let r = Running::start("fl", LAB_CONFIG);
+    let ep = SocketAddrV4::new(EP_Z1, TCP_PORT);
+    // Two consumers with the same address in overlapping networks, one TCP, one UDP.
+    let held = traffic::tcp_hold(&r.ns("acme"), CLIENT, ep)
+        .unwrap_or_else(|e| panic!("held connection: {}", chain(e)));
+    let client = match held.local_addr() {
+        Ok(std::net::SocketAddr::V4(a)) => a,
+        other => panic!("held connection's address: {other:?}"),
+    };
+    r.who_udp("globex", CLIENT, 4242, EP_Z1)
+        .unwrap_or_else(|e| panic!("globex UDP: {e}"));
+    std::thread::sleep(Duration::from_millis(1200));
+
+    let flows = pl_flows(&r, &[]).unwrap_or_else(|e| panic!("pl flows: {e}"));
+    assert_eq!(flows.len(), 2, "{flows:#?}");
+    let tcp = flows
+        .iter()
+        .find(|f| f.proto == "tcp")
+        .unwrap_or_else(|| panic!("no TCP flow: {flows:#?}"));
+    assert_eq!(
+        (
+            tcp.network.as_str(),
+            tcp.endpoint.as_str(),
+            tcp.service.as_str(),
+            tcp.consumer,
+            tcp.endpoint_addr,
+            tcp.target,
+            tcp.state.as_str(),
+        ),
+        (
+            "acme",
+            "acme-billing",
+            "billing",
+            client,
+            ep,
+            SocketAddrV4::new(T1, traffic::TCP_TARGET_PORT),
+            "established",
+        ),
+        "{tcp:#?}"
+    );
+    assert_eq!(*tcp.nlb.ip(), Ipv4Addr::new(10, 9, 0, 250), "{tcp:#?}");
+    assert!(tcp.age_s >= 1, "age: {tcp:#?}");
+    // SYN, ACK, the request; SYN-ACK, ACK.
+    assert!(
+        tcp.to_provider_packets >= 3 && tcp.to_consumer_packets >= 2,
+        "{tcp:#?}"
+    );
+    let udp = flows
+        .iter()
+        .find(|f| f.proto == "udp")
+        .unwrap_or_else(|| panic!("no UDP flow: {flows:#?}"));
+    assert_eq!(
+        (udp.network.as_str(), udp.consumer, udp.state.as_str()),
+        ("globex", SocketAddrV4::new(CLIENT, 4242), "replied"),
+        "{udp:#?}"
+    );
+    assert_eq!(
+        (udp.to_provider_packets, udp.to_consumer_packets),
+        (1, 1),
+        "{udp:#?}"
+    );
+    // Per-flow counters add up to the endpoint's, exactly (the first packet included).
+    let s = r.stats();
+    for f in &flows {
+        let e = s.endpoint(&f.endpoint).expect("endpoint in stats");
+        assert_eq!(
+            (
+                f.to_provider_packets,
+                f.to_provider_bytes,
+                f.to_consumer_packets,
+                f.to_consumer_bytes
+            ),
+            (
+                e.get(EndpointCounter::ToProviderPackets),
+                e.get(EndpointCounter::ToProviderBytes),
+                e.get(EndpointCounter::ToConsumerPackets),
+                e.get(EndpointCounter::ToConsumerBytes),
+            ),
+            "{} flow counters differ from its endpoint's",
+            f.endpoint
+        );
+    }
+
+    // The provider's question: who is the connection from this NLB address and port?
+    let nlb = tcp.nlb.to_string();
+    let who = pl_flows(&r, &["--nlb", &nlb]).unwrap_or_else(|e| panic!("--nlb: {e}"));
+    assert_eq!(who, vec![tcp.clone()], "--nlb {nlb}");
+    let who = pl_flows(&r, &["--nlb", &udp.nlb.to_string()]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (who.len(), who[0].network.as_str()),
+        (1, "globex"),
+        "{who:#?}"
+    );
+    let none = pl_flows(&r, &["--nlb", "10.9.0.250:1"]).expect_err("no flow holds port 1");
+    assert!(
+        none.contains("10.9.0.250:1") && none.contains("no live flow"),
+        "{none}"
+    );
+
+    // Filters, and a name that does not exist.
+    let acme = pl_flows(&r, &["--endpoint", "acme-billing"]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(acme.len(), 1, "{acme:#?}");
+    assert_eq!(
+        pl_flows(&r, &["--service", "billing"]).map(|f| f.len()),
+        Ok(2)
+    );
+    let bad = pl_flows(&r, &["--endpoint", "nope"]).expect_err("unknown endpoint");
+    assert!(bad.contains("no endpoint named \"nope\""), "{bad}");
+
+    // The table names every column.
+    let out = r.lab.pl(&r.lab.fw_ns(), &["flows"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("established") && table.contains(&nlb) && table.contains("bytes_to_cons"),
+        "{table}"
+    );
+    drop(held);
 }
