@@ -12,6 +12,7 @@ pub mod bench;
 pub mod checksum;
 pub mod cidr;
 pub mod endpoint;
+pub mod event;
 pub mod flow;
 pub mod hash;
 pub mod iface;

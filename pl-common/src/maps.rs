@@ -56,5 +56,10 @@ pub const DEFAULT_FLOW_ENTRIES: u32 = 131_072;
 /// Slots of `PL_MAGLEV`: a table per (service, zone) and one cross-zone table per service.
 pub const MAGLEV_ENTRIES: u32 =
     MAX_SERVICES * (crate::service::MAX_ZONES as u32 + 1) * crate::maglev::MAGLEV_SIZE as u32;
+/// `RINGBUF` of [`crate::event::FlowEvent`]s, for `pl flows --watch`.
+pub const EVENTS_MAP: &str = "PL_EVENTS";
+pub const EVENTS_BYTES: u32 = 256 * 1024;
+/// `ARRAY<u32>` of one element: nonzero while someone watches events.
+pub const WATCH_MAP: &str = "PL_WATCH";
 /// `PERCPU_ARRAY<NewFlow>` of one element: scratch space for creating a flow.
 pub const SCRATCH_MAP: &str = "PL_SCRATCH";

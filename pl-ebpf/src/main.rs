@@ -8,6 +8,7 @@ mod arp;
 mod classify;
 mod conntrack;
 mod endpoint;
+mod events;
 mod maps;
 mod nat;
 mod parse;
@@ -113,6 +114,7 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
     }
     let refuse = |reason| {
         stats::endpoint_add(endpoint, reason, 1);
+        events::refused(&key, endpoint, reason);
         Ok(xdp_action::XDP_DROP)
     };
     let admitted = match endpoint::admit(&key, endpoint, addr.zone) {
@@ -137,6 +139,8 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
         Err(reason) => return refuse(reason),
     };
     stats::endpoint_add(endpoint, EndpointCounter::NewFlows, 1);
+    // SAFETY: the entry just made (or this CPU's copy of it).
+    events::opened(&key, unsafe { &*v });
     Ok(forward(ctx, v, proto, len, bits))
 }
 

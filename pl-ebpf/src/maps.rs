@@ -4,15 +4,16 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, DevMap, HashMap, LpmTrie, PerCpuArray},
+    maps::{Array, DevMap, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use pl_common::{
     endpoint::{AddrInfo, AddrKey, EndpointInfo, ListenerInfo, ListenerKey, SourceKey},
     flow::{FlowKey, FlowValue, NewFlow},
     iface::IfaceConfig,
     maps::{
-        DEFAULT_FLOW_ENTRIES, MAGLEV_ENTRIES, MAX_ADDRS, MAX_ENDPOINTS, MAX_IFACES, MAX_IFINDEX,
-        MAX_LISTENERS, MAX_NEIGH, MAX_NETWORKS, MAX_SERVICES, MAX_SOURCES, MAX_TARGETS,
+        DEFAULT_FLOW_ENTRIES, EVENTS_BYTES, MAGLEV_ENTRIES, MAX_ADDRS, MAX_ENDPOINTS, MAX_IFACES,
+        MAX_IFINDEX, MAX_LISTENERS, MAX_NEIGH, MAX_NETWORKS, MAX_SERVICES, MAX_SOURCES,
+        MAX_TARGETS,
     },
     service::{ServiceInfo, TargetInfo},
     settings::Settings,
@@ -67,3 +68,9 @@ pub static PL_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static PL_SCRATCH: PerCpuArray<NewFlow> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static PL_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map]
+pub static PL_WATCH: Array<u32> = Array::with_max_entries(1, 0);

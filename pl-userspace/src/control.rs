@@ -58,6 +58,10 @@ pub enum Request {
         #[serde(default)]
         filter: FlowFilter,
     },
+    /// Keep the connection open and stream flow events, one JSON [`WatchEvent`] a line.
+    ///
+    /// [`WatchEvent`]: crate::flows::WatchEvent
+    Watch,
 }
 
 /// Which flows `pl flows` asks for; every given field must match.
@@ -157,13 +161,14 @@ impl Server {
         Ok(stream)
     }
 
-    /// Reads one request from `stream` and answers it with `handle`. Await it to the end
-    /// (not inside a `select!` branch that can be dropped), or the client sees a broken pipe.
+    /// Reads one request from `stream` and answers it with `handle`; a watch request gets
+    /// no answer: its stream comes back, to be written events. Await it to the end (not
+    /// inside a `select!` branch that can be dropped), or the client sees a broken pipe.
     pub async fn answer(
         &self,
         stream: tokio::net::UnixStream,
         handle: impl FnOnce(Request) -> Reply,
-    ) -> Result<(), ControlError> {
+    ) -> Result<Option<tokio::net::unix::OwnedWriteHalf>, ControlError> {
         use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
         let io = |source| ControlError::Io {
             name: self.name.clone(),
@@ -178,9 +183,10 @@ impl Server {
             .map_err(io)?;
         if line.is_empty() {
             // A liveness probe (`control::running`): connected and closed.
-            return Ok(());
+            return Ok(None);
         }
         let reply = match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Watch) => return Ok(Some(write)),
             Ok(req) => handle(req),
             Err(e) => Reply::Error {
                 message: format!("bad request: {e}"),
@@ -191,7 +197,8 @@ impl Server {
             source,
         })?;
         out.push(b'\n');
-        write.write_all(&out).await.map_err(io)
+        write.write_all(&out).await.map_err(io)?;
+        Ok(None)
     }
 }
 
@@ -220,6 +227,31 @@ pub fn flows(
     }
 }
 
+/// Streams the flow events of the `pl run` of `instance` to `each` until it stops or the
+/// connection ends.
+pub fn watch(
+    instance: &str,
+    mut each: impl FnMut(crate::flows::WatchEvent),
+) -> Result<(), ControlError> {
+    let (mut stream, name) = connect(instance)?;
+    let io = |source| ControlError::Io {
+        name: name.clone(),
+        source,
+    };
+    let mut msg = serde_json::to_vec(&Request::Watch).expect("a request serializes");
+    msg.push(b'\n');
+    stream.write_all(&msg).map_err(io)?;
+    for line in BufReader::new(stream).lines() {
+        let line = line.map_err(io)?;
+        let event = serde_json::from_str(&line).map_err(|source| ControlError::Protocol {
+            name: name.clone(),
+            source,
+        })?;
+        each(event);
+    }
+    Ok(())
+}
+
 /// True if a `pl run` of `instance` answers in this network namespace.
 pub fn running(instance: &str) -> bool {
     socket_name(instance)
@@ -228,15 +260,15 @@ pub fn running(instance: &str) -> bool {
         .is_some_and(|addr| std::os::unix::net::UnixStream::connect_addr(&addr).is_ok())
 }
 
-/// Sends one request to the `pl run` of `instance` in this network namespace.
-pub fn request(instance: &str, req: &Request) -> Result<Reply, ControlError> {
+/// A connection to the `pl run` of `instance` in this network namespace, and its socket name.
+fn connect(instance: &str) -> Result<(std::os::unix::net::UnixStream, String), ControlError> {
     let name = socket_name(instance)?;
     let io = |source| ControlError::Io {
         name: name.clone(),
         source,
     };
     let addr = SocketAddr::from_abstract_name(&name).map_err(io)?;
-    let mut stream =
+    let stream =
         std::os::unix::net::UnixStream::connect_addr(&addr).map_err(|e| match e.kind() {
             std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
                 ControlError::NotRunning {
@@ -246,6 +278,16 @@ pub fn request(instance: &str, req: &Request) -> Result<Reply, ControlError> {
             }
             _ => io(e),
         })?;
+    Ok((stream, name))
+}
+
+/// Sends one request to the `pl run` of `instance` in this network namespace.
+pub fn request(instance: &str, req: &Request) -> Result<Reply, ControlError> {
+    let (mut stream, name) = connect(instance)?;
+    let io = |source| ControlError::Io {
+        name: name.clone(),
+        source,
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(io)?;

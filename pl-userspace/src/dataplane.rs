@@ -11,7 +11,7 @@ use std::{collections::HashSet, net::Ipv4Addr};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
         ProgramError, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -19,13 +19,14 @@ use aya::{
     },
 };
 use pl_common::{
+    event::{EVENT_OPEN, FlowEvent},
     flow::{FlowKey, FlowValue},
     iface::{IFACE_ACTIVE, IfaceConfig},
     maps::{
-        DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOWS_MAP, IFACE_STATS_MAP, IFACES_MAP,
-        MAX_IFACES, MAX_IFINDEX, PROGRAM_NAME,
+        DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, EVENTS_MAP, FLOWS_MAP, IFACE_STATS_MAP,
+        IFACES_MAP, MAX_IFACES, MAX_IFINDEX, PROGRAM_NAME, WATCH_MAP,
     },
-    stats::{EndpointStats, IfaceStats},
+    stats::{EndpointCounter, EndpointStats, IfaceStats},
 };
 
 use crate::{
@@ -863,12 +864,78 @@ impl Dataplane {
             .collect()
     }
 
-    /// Removes idle flows (freeing their SNAT ports); how many.
-    pub fn sweep_flows(&mut self) -> u64 {
+    /// Removes idle flows (freeing their SNAT ports); their close events.
+    pub fn sweep_flows(&mut self) -> Vec<flows::WatchEvent> {
         let Some(d) = self.data.as_ref() else {
-            return 0;
+            return Vec::new();
         };
         flows::sweep(&mut self.ebpf, &d.model.settings)
+            .iter()
+            .filter_map(|f| {
+                let mut e = watch_event(
+                    &d.model,
+                    "close",
+                    f.key.proto,
+                    f.forward.endpoint,
+                    f.key.network,
+                    (f.key.src_be, f.key.sport_be),
+                    (f.key.dst_be, f.key.dport_be),
+                )?;
+                e.nlb = Some(f.nlb());
+                e.target = Some(flows::addr(f.forward.new_dst_be, f.forward.new_dport_be));
+                e.state = Some(f.state().to_owned());
+                Some(e)
+            })
+            .collect()
+    }
+
+    /// The ring buffer the program writes flow events to (taken once, to be polled).
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.ebpf
+            .take_map(EVENTS_MAP)
+            .and_then(|m| RingBuf::try_from(m).ok())
+    }
+
+    /// Turns the program's flow events on (someone watches) or off.
+    pub fn set_watch(&mut self, on: bool) -> Result<(), DataplaneError> {
+        let err = |source: MapError| DataplaneError::Map {
+            map: WATCH_MAP,
+            source: Box::new(source),
+        };
+        let mut map: Array<_, u32> = Array::try_from(
+            self.ebpf
+                .map_mut(WATCH_MAP)
+                .unwrap_or_else(|| panic!("the embedded object has no map {WATCH_MAP}")),
+        )
+        .map_err(err)?;
+        map.set(0, u32::from(on), 0).map_err(err)
+    }
+
+    /// An event from the program, with names.
+    pub fn event(&self, e: &FlowEvent) -> Option<flows::WatchEvent> {
+        let d = self.data.as_ref()?;
+        let kind = if e.kind == EVENT_OPEN {
+            "open"
+        } else {
+            "refused"
+        };
+        let mut w = watch_event(
+            &d.model,
+            kind,
+            e.proto,
+            e.endpoint,
+            e.network,
+            (e.src_be, e.sport_be),
+            (e.dst_be, e.dport_be),
+        )?;
+        if e.kind == EVENT_OPEN {
+            w.nlb = Some(flows::addr(e.nlb_be, e.snat_port_be));
+            w.target = Some(flows::addr(e.target_be, e.target_port_be));
+        } else {
+            let reason = EndpointCounter::ALL.get(usize::from(e.reason))?.name();
+            w.reason = Some(reason.trim_start_matches("refused_").to_owned());
+        }
+        Some(w)
     }
 
     pub fn mode(&self) -> Mode {
@@ -992,6 +1059,41 @@ impl Dataplane {
                 ))
             })
             .collect()
+    }
+}
+
+/// A watch event with the names of `endpoint` and `network`, or None if the model has no
+/// such endpoint.
+fn watch_event(
+    m: &Model,
+    event: &str,
+    proto: u8,
+    endpoint: u16,
+    network: u16,
+    consumer: (u32, u16),
+    endpoint_addr: (u32, u16),
+) -> Option<flows::WatchEvent> {
+    let e = m.endpoints.get(usize::from(endpoint))?;
+    Some(flows::WatchEvent {
+        event: event.to_owned(),
+        proto: proto_name(proto).to_owned(),
+        endpoint: e.name.clone(),
+        service: m.services.get(usize::from(e.service))?.name.clone(),
+        network: m.networks.get(usize::from(network))?.name.clone(),
+        consumer: flows::addr(consumer.0, consumer.1),
+        endpoint_addr: flows::addr(endpoint_addr.0, endpoint_addr.1),
+        nlb: None,
+        target: None,
+        reason: None,
+        state: None,
+    })
+}
+
+fn proto_name(proto: u8) -> &'static str {
+    if proto == pl_common::proto::IPPROTO_TCP {
+        "tcp"
+    } else {
+        "udp"
     }
 }
 

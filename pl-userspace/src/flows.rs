@@ -28,9 +28,9 @@ pub fn now_ns() -> u64 {
 }
 
 /// Removes both entries of every flow idle past its timeout (freeing its SNAT port), and
-/// reply entries whose forward entry is gone; how many flows it removed.
-pub fn sweep(ebpf: &mut Ebpf, s: &Settings) -> u64 {
-    let mut out = 0;
+/// reply entries whose forward entry is gone; the flows it removed.
+pub fn sweep(ebpf: &mut Ebpf, s: &Settings) -> Vec<Flow> {
+    let mut out = Vec::new();
     let Some(m) = ebpf.map_mut(FLOWS_MAP) else {
         return out;
     };
@@ -62,7 +62,11 @@ pub fn sweep(ebpf: &mut Ebpf, s: &Settings) -> u64 {
         if now.saturating_sub(last) > limit {
             let _ = map.remove(&reply_key);
             let _ = map.remove(key);
-            out += 1;
+            out.push(Flow {
+                key: *key,
+                forward: *v,
+                reply: reply.copied(),
+            });
         }
     }
     out
@@ -208,4 +212,49 @@ pub fn table(flows: &[FlowReport]) -> String {
         ]
     });
     crate::stats::render(header, rows)
+}
+
+/// One line of `pl flows --watch`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WatchEvent {
+    /// `open`, `refused` or `close`.
+    pub event: String,
+    pub proto: String,
+    pub endpoint: String,
+    pub service: String,
+    pub network: String,
+    pub consumer: SocketAddrV4,
+    pub endpoint_addr: SocketAddrV4,
+    /// Provider side, for opens and closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nlb: Option<SocketAddrV4>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<SocketAddrV4>,
+    /// Why a new flow was refused: the refusal counter's name without `refused_`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The state a flow closed in (it went idle past that state's timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+impl WatchEvent {
+    /// The event as one line of text.
+    pub fn line(&self) -> String {
+        use std::fmt::Write as _;
+        let mut l = format!(
+            "{:<7} {} {} ({}) {} -> {}",
+            self.event, self.proto, self.endpoint, self.network, self.consumer, self.endpoint_addr
+        );
+        if let (Some(n), Some(t)) = (self.nlb, self.target) {
+            let _ = write!(l, " => {n} -> {t}");
+        }
+        if let Some(r) = &self.reason {
+            let _ = write!(l, " reason={r}");
+        }
+        if let Some(s) = &self.state {
+            let _ = write!(l, " state={s}");
+        }
+        l
+    }
 }

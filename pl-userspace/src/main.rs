@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use pl_common::maps::PROGRAM_NAME;
+use pl_common::{event::FlowEvent, maps::PROGRAM_NAME};
 use pl_userspace::{
     bench,
     control::{self, DEFAULT_INSTANCE, Reply, Request},
@@ -111,6 +111,10 @@ struct FlowsArgs {
     /// port? (Errors if no live flow holds it.)
     #[arg(long, value_name = "IP:PORT")]
     nlb: Option<std::net::SocketAddrV4>,
+    /// Stream flow opens, refusals (with the reason) and closes as they happen, one line
+    /// each (JSON with --json), until interrupted.
+    #[arg(long)]
+    watch: bool,
     #[arg(long, default_value = DEFAULT_INSTANCE)]
     instance: String,
 }
@@ -241,6 +245,23 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.metrics {
         println!("pl: metrics at http://{addr}/metrics");
     }
+    // Flow events for `pl flows --watch`: the program writes them only while someone watches.
+    let mut events = dp
+        .take_events()
+        .map(|ring| {
+            // SAFETY: the ring buffer owns its fd, and the AsyncFd owns the ring buffer until
+            // both drop together; nothing else closes or replaces the fd.
+            unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    ring,
+                    tokio::io::Interest::READABLE,
+                )
+            }
+            .map_err(std::io::Error::from)
+        })
+        .transpose()
+        .context("polling the flow event ring buffer")?;
+    let mut watchers: Vec<tokio::net::unix::OwnedWriteHalf> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     // Health checks run on their own schedule; this only bounds how late a check is read.
     let mut health_tick = tokio::time::interval(Duration::from_millis(50));
@@ -267,8 +288,28 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     Err(e) => eprintln!("pl: {:#}", anyhow::Error::from(e)),
                 }
                 if ticks.is_multiple_of(5) {
-                    dp.sweep_flows();
+                    let closed = dp.sweep_flows();
+                    broadcast(&mut dp, &mut watchers, &closed);
                 }
+            }
+            ready = async {
+                match events.as_mut() {
+                    Some(fd) => fd.readable_mut().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let mut batch = Vec::new();
+                if let Ok(mut guard) = ready {
+                    let ring = guard.get_inner_mut();
+                    while let Some(item) = ring.next() {
+                        if let Some(bytes) = item.get(..size_of::<FlowEvent>()) {
+                            batch.push(bytemuck::pod_read_unaligned::<FlowEvent>(bytes));
+                        }
+                    }
+                    guard.clear_ready();
+                }
+                let named: Vec<_> = batch.iter().filter_map(|e| dp.event(e)).collect();
+                broadcast(&mut dp, &mut watchers, &named);
             }
             _ = health_tick.tick(), if dp.has_data_path() => match dp.check_health() {
                 Ok(log) => log.iter().for_each(|l| println!("pl: health: {l}")),
@@ -294,6 +335,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 // Answered to the end here: a tick must not cut a request in half.
                 let served = match conn {
                     Ok(c) => server.answer(c, |req| match req {
+                        Request::Watch => unreachable!("answer() hands watch requests back"),
                         Request::Stats { flows } => match dp.stats(flows) {
                             Ok(report) => Reply::Stats(report),
                             Err(e) => Reply::Error { message: format!("{:#}", anyhow::Error::from(e)) },
@@ -312,8 +354,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     }).await,
                     Err(e) => Err(e),
                 };
-                if let Err(e) = served {
-                    eprintln!("pl: control: {e:#}");
+                match served {
+                    Ok(Some(watcher)) => {
+                        watchers.push(watcher);
+                        if let Err(e) = dp.set_watch(true) {
+                            eprintln!("pl: watch: {:#}", anyhow::Error::from(e));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => eprintln!("pl: control: {e:#}"),
                 }
             }
         }
@@ -334,6 +383,27 @@ fn flows_cmd(args: &FlowsArgs) -> anyhow::Result<()> {
         service: args.service.clone(),
         nlb: args.nlb,
     };
+    if args.watch {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        control::watch(&args.instance, |e| {
+            let wanted = filter.endpoint.as_ref().is_none_or(|x| *x == e.endpoint)
+                && filter.service.as_ref().is_none_or(|x| *x == e.service)
+                && filter.nlb.is_none_or(|x| e.nlb == Some(x));
+            if wanted {
+                let line = if args.json {
+                    serde_json::to_string(&e).expect("an event serializes")
+                } else {
+                    e.line()
+                };
+                // A closed pipe (`| head`) ends the watch quietly.
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    std::process::exit(0);
+                }
+            }
+        })?;
+        anyhow::bail!("pl run (instance {:?}) stopped", args.instance);
+    }
     let flows = control::flows(&args.instance, filter)?;
     if let Some(nlb) = args.nlb
         && flows.is_empty()
@@ -365,6 +435,29 @@ fn down(args: &DownArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes `events` to every watcher, one JSON line each; a watcher that cannot take them
+/// at once (gone, or not reading) is dropped. With none left the program stops writing.
+fn broadcast(
+    dp: &mut Dataplane,
+    watchers: &mut Vec<tokio::net::unix::OwnedWriteHalf>,
+    events: &[pl_userspace::flows::WatchEvent],
+) {
+    if events.is_empty() || watchers.is_empty() {
+        return;
+    }
+    let mut text = String::new();
+    for e in events {
+        text.push_str(&serde_json::to_string(e).expect("an event serializes"));
+        text.push('\n');
+    }
+    watchers.retain(|w| w.try_write(text.as_bytes()).is_ok_and(|n| n == text.len()));
+    if watchers.is_empty()
+        && let Err(e) = dp.set_watch(false)
+    {
+        eprintln!("pl: watch: {:#}", anyhow::Error::from(e));
+    }
 }
 
 /// Reads the request (whatever it asks, the answer is the metrics) and writes the response.

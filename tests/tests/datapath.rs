@@ -11,7 +11,7 @@ use pl_common::stats::{EndpointCounter, IfaceCounter};
 use pl_tests::{TestLab, chain, pl_bin, require_kernel, stderr};
 use pl_userspace::{
     cmd,
-    flows::FlowReport,
+    flows::{FlowReport, WatchEvent},
     lab::LAB_CONFIG,
     netns,
     runner::PlRun,
@@ -1128,4 +1128,89 @@ fn flows_show_both_sides_and_the_nlb_lookup_names_the_consumer() {
         "{table}"
     );
     drop(held);
+}
+
+#[test]
+fn watch_streams_opens_refusals_with_reasons_and_closes() {
+    require_kernel!("watch_streams_opens_refusals_with_reasons_and_closes");
+    let config = format!("{LAB_CONFIG}\n[limits]\ntcp_closing_timeout_s = 1\n");
+    let r = Running::start("wt", &config);
+    let mut child = netns::exec(&r.lab.fw_ns(), pl_bin())
+        .args(["flows", "--watch", "--json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("pl flows --watch: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<WatchEvent>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let e = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("--watch --json printed {line:?}: {e}"));
+            if tx.send(e).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen: Vec<WatchEvent> = Vec::new();
+    let mut wait_for =
+        |what: &str, secs: u64, act: &dyn Fn(), want: &dyn Fn(&WatchEvent) -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+            loop {
+                act();
+                while let Ok(e) = rx.recv_timeout(Duration::from_millis(200)) {
+                    seen.push(e);
+                }
+                if let Some(e) = seen.iter().find(|e| want(e)) {
+                    return e.clone();
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no {what} event within {secs} s; saw {seen:#?}"
+                );
+            }
+        };
+    // The watcher may not be registered yet when the first connection goes: repeat.
+    let open = wait_for(
+        "open",
+        5,
+        &|| {
+            let _ = r.who_tcp("acme", CLIENT, 40001, EP_Z1, TCP_PORT);
+        },
+        &|e| e.event == "open" && e.consumer == SocketAddrV4::new(CLIENT, 40001),
+    );
+    assert_eq!(
+        (open.endpoint.as_str(), open.network.as_str(), open.target),
+        (
+            "acme-billing",
+            "acme",
+            Some(SocketAddrV4::new(T1, traffic::TCP_TARGET_PORT))
+        ),
+        "{open:#?}"
+    );
+    assert!(open.nlb.is_some(), "{open:#?}");
+    let refused = wait_for(
+        "refused",
+        5,
+        &|| {
+            let _ = r.who_udp("acme", OUTSIDER, 0, EP_Z1);
+        },
+        &|e| e.event == "refused",
+    );
+    assert_eq!(
+        (refused.reason.as_deref(), *refused.consumer.ip()),
+        (Some("source"), OUTSIDER),
+        "{refused:#?}"
+    );
+    // The connection closed (FIN both ways): gone at the first sweep past 1 s.
+    let closed = wait_for("close", 12, &|| {}, &|e| {
+        e.event == "close" && e.consumer == SocketAddrV4::new(CLIENT, 40001)
+    });
+    assert_eq!(closed.state.as_deref(), Some("closing"), "{closed:#?}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
 }
