@@ -42,12 +42,8 @@ impl FlowKey {
 pub const FLOW_FORWARD: u8 = 0;
 /// This entry translates provider -> consumer.
 pub const FLOW_REPLY: u8 = 1;
-/// A health probe's reservation, keyed like a reply entry (target -> NLB address and probe
-/// port): what comes back is recorded in `state` and dropped, never forwarded. Written and
-/// read by userspace only; it also keeps the probe port out of SNAT.
-pub const FLOW_PROBE: u8 = 2;
-
-/// What a probe entry's `state` says: Some(true) for a SYN-ACK, Some(false) for a RST,
+/// What a health probe's entry in `PL_PROBES` says (its state bits, as [`packet_state`]
+/// gives them for what came back): Some(true) for a SYN-ACK, Some(false) for a RST,
 /// None for no answer yet.
 pub const fn probe_outcome(state: u8) -> Option<bool> {
     if state & CT_CLOSING != 0 {
@@ -83,7 +79,7 @@ pub struct FlowValue {
     /// Network to send out of (index into the egress devmap).
     pub egress: u16,
     pub endpoint: u16,
-    /// [`FLOW_FORWARD`], [`FLOW_REPLY`] or [`FLOW_PROBE`].
+    /// [`FLOW_FORWARD`] or [`FLOW_REPLY`].
     pub dir: u8,
     /// What this direction has seen: [`CT_SEEN`], [`CT_NON_SYN`], [`CT_CLOSING`]. Written
     /// only when a bit is new, so established traffic does not write it.

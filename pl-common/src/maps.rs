@@ -56,6 +56,10 @@ pub const DEFAULT_FLOW_ENTRIES: u32 = 131_072;
 /// Slots of `PL_MAGLEV`: a table per (service, zone) and one cross-zone table per service.
 pub const MAGLEV_ENTRIES: u32 =
     MAX_SERVICES * (crate::service::MAX_ZONES as u32 + 1) * crate::maglev::MAGLEV_SIZE as u32;
+/// `HASH<FlowKey, u32>`: health probes in flight, keyed like a reply (target -> NLB address
+/// and probe port). The program ORs the state bits of what comes back into the value and
+/// drops it; only packets to an NLB address with no flow are looked up here.
+pub const PROBES_MAP: &str = "PL_PROBES";
 /// `RINGBUF` of [`crate::event::FlowEvent`]s, for `pl flows --watch`.
 pub const EVENTS_MAP: &str = "PL_EVENTS";
 pub const EVENTS_BYTES: u32 = 256 * 1024;

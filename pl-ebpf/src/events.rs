@@ -1,13 +1,17 @@
 //! Flow events for `pl flows --watch`: written on the new-flow path only, and only while
 //! userspace has set `PL_WATCH[0]` (a watcher is connected). A full ring drops the event.
+//! Also the program's own log lines (aya-log), for conditions an operator must hear about,
+//! at most one a second per CPU so a flood cannot flood the log.
 
+use aya_ebpf::programs::XdpContext;
+use aya_log_ebpf::warn;
 use pl_common::{
     event::{EVENT_OPEN, EVENT_REFUSED, FlowEvent},
     flow::{FlowKey, FlowValue},
     stats::EndpointCounter,
 };
 
-use crate::maps::{PL_EVENTS, PL_WATCH};
+use crate::maps::{PL_EVENTS, PL_LOG_GATE, PL_WATCH};
 
 #[inline(always)]
 fn watched() -> bool {
@@ -30,7 +34,8 @@ fn consumer_side(key: &FlowKey, endpoint: u16, kind: u8) -> FlowEvent {
 }
 
 /// A flow opened: consumer tuple `key`, translated as `v` (its forward entry) says.
-#[inline(always)]
+// Out of line: keeps the caller's frame (near the 512-byte limit) as it was.
+#[inline(never)]
 pub fn opened(key: &FlowKey, v: &FlowValue) {
     if !watched() {
         return;
@@ -44,7 +49,8 @@ pub fn opened(key: &FlowKey, v: &FlowValue) {
 }
 
 /// A new flow was refused for `reason`.
-#[inline(always)]
+// Out of line: keeps the caller's frame (near the 512-byte limit) as it was.
+#[inline(never)]
 pub fn refused(key: &FlowKey, endpoint: u16, reason: EndpointCounter) {
     if !watched() {
         return;
@@ -52,4 +58,42 @@ pub fn refused(key: &FlowKey, endpoint: u16, reason: EndpointCounter) {
     let mut e = consumer_side(key, endpoint, EVENT_REFUSED);
     e.reason = reason as u8;
     let _ = PL_EVENTS.output::<FlowEvent>(&e, 0);
+}
+
+/// True at most once a second per CPU.
+#[inline(always)]
+fn log_allowed(now: u64) -> bool {
+    let Some(last) = PL_LOG_GATE.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's element; nothing else on this CPU runs meanwhile.
+    unsafe {
+        if now.saturating_sub(*last) < 1_000_000_000 {
+            return false;
+        }
+        *last = now;
+    }
+    true
+}
+
+/// Logs a refusal an operator must act on: the flow table or an NLB's SNAT ports are full.
+// Out of line: keeps the caller's frame (near the 512-byte limit) as it was.
+#[inline(never)]
+pub fn log_refusal(ctx: &XdpContext, now: u64, endpoint: u16, reason: EndpointCounter) {
+    match reason {
+        EndpointCounter::RefusedFlowTableFull if log_allowed(now) => {
+            warn!(
+                ctx,
+                "flow table full: refusing new flows (endpoint id {}); established flows go on",
+                endpoint
+            );
+        }
+        EndpointCounter::RefusedSnatExhausted if log_allowed(now) => {
+            warn!(
+                ctx,
+                "SNAT ports exhausted for a target: refusing new flows (endpoint id {})", endpoint
+            );
+        }
+        _ => {}
+    }
 }

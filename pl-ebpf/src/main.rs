@@ -19,13 +19,17 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use network_types::eth::EthHdr;
 use pl_common::{
     endpoint::{ADDR_NLB, AddrKey},
-    flow::{FLOW_FORWARD, FLOW_PROBE, FlowKey, packet_state},
+    flow::{FLOW_FORWARD, FlowKey, packet_state},
     iface::{IFACE_DEDICATED, IfaceConfig},
     proto::{ETH_HLEN, IPPROTO_TCP},
     stats::{EndpointCounter, IfaceCounter},
 };
 
-use crate::{maps::PL_ADDRS, parse::Frame, stats::Slot};
+use crate::{
+    maps::{PL_ADDRS, PL_PROBES},
+    parse::Frame,
+    stats::Slot,
+};
 
 #[xdp]
 pub fn pl_xdp(ctx: XdpContext) -> u32 {
@@ -104,6 +108,12 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
         return Ok(xdp_action::XDP_DROP);
     };
     if addr.kind == ADDR_NLB {
+        if let Some(p) = PL_PROBES.get_ptr_mut(&key) {
+            // A health probe's answer: its state bits are the result, for userspace.
+            // SAFETY: a live map value, written whole.
+            unsafe { *p |= u32::from(bits) };
+            return Ok(xdp_action::XDP_DROP);
+        }
         // Only replies of existing flows reach a consumer: the provider cannot initiate.
         stats.add(IfaceCounter::DroppedNoFlow, 1);
         return Ok(xdp_action::XDP_DROP);
@@ -115,6 +125,7 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
     let refuse = |reason| {
         stats::endpoint_add(endpoint, reason, 1);
         events::refused(&key, endpoint, reason);
+        events::log_refusal(ctx, now, endpoint, reason);
         Ok(xdp_action::XDP_DROP)
     };
     let admitted = match endpoint::admit(&key, endpoint, addr.zone) {
@@ -164,10 +175,6 @@ fn forward(
         (*v).bytes = (*v).bytes.wrapping_add(len);
         &*v
     };
-    if v.dir == FLOW_PROBE {
-        // A health probe's answer: the state bits above are the result.
-        return xdp_action::XDP_DROP;
-    }
     let to_provider = v.dir == FLOW_FORWARD;
     match nat::ttl(ctx) {
         Some(ttl) if ttl > 1 => {}

@@ -74,3 +74,10 @@ pub static PL_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 #[map]
 pub static PL_WATCH: Array<u32> = Array::with_max_entries(1, 0);
+
+/// When this CPU last wrote a log line (ktime ns): logs are at most one a second per CPU.
+#[map]
+pub static PL_LOG_GATE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static PL_PROBES: HashMap<FlowKey, u32> = HashMap::with_max_entries(MAX_TARGETS, 0);

@@ -20,11 +20,10 @@ use aya::{
 };
 use pl_common::{
     event::{EVENT_OPEN, FlowEvent},
-    flow::{FlowKey, FlowValue},
     iface::{IFACE_ACTIVE, IfaceConfig},
     maps::{
         DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, EVENTS_MAP, FLOWS_MAP, IFACE_STATS_MAP,
-        IFACES_MAP, MAX_IFACES, MAX_IFINDEX, PROGRAM_NAME, WATCH_MAP,
+        IFACES_MAP, MAX_IFACES, MAX_IFINDEX, PROBES_MAP, PROGRAM_NAME, WATCH_MAP,
     },
     stats::{EndpointCounter, EndpointStats, IfaceStats},
 };
@@ -32,7 +31,7 @@ use pl_common::{
 use crate::{
     apply::{ApplyError, apply},
     errno, flows,
-    health::Checker,
+    health::{Checker, Flows, Probes},
     model::Model,
     neigh::{self, Resolver},
     plan::{Plan, Unhealthy},
@@ -456,16 +455,21 @@ struct DataPath {
     health: Checker,
 }
 
-/// The flow map, for userspace's own entries (health probes) and the sweep.
-fn flows_map(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, FlowKey, FlowValue>, DataplaneError> {
-    HashMap::try_from(
-        ebpf.map_mut(FLOWS_MAP)
-            .unwrap_or_else(|| panic!("the embedded object has no map {FLOWS_MAP}")),
-    )
-    .map_err(|source| DataplaneError::Map {
-        map: FLOWS_MAP,
-        source: Box::new(source),
-    })
+/// The flow map (read) and the probe map, for the health checker.
+fn health_maps(ebpf: &mut Ebpf) -> Result<(Flows<'_>, Probes<'_>), DataplaneError> {
+    let [flows, probes] = ebpf.maps_disjoint_mut([FLOWS_MAP, PROBES_MAP]);
+    let err = |map| {
+        move |source| DataplaneError::Map {
+            map,
+            source: Box::new(source),
+        }
+    };
+    let flows = flows.unwrap_or_else(|| panic!("the embedded object has no map {FLOWS_MAP}"));
+    let probes = probes.unwrap_or_else(|| panic!("the embedded object has no map {PROBES_MAP}"));
+    Ok((
+        HashMap::try_from(&*flows).map_err(err(FLOWS_MAP))?,
+        HashMap::try_from(probes).map_err(err(PROBES_MAP))?,
+    ))
 }
 
 impl Dataplane {
@@ -499,7 +503,7 @@ impl Dataplane {
     ) -> Result<Self, DataplaneError> {
         let (state, warning) = State::open(opts.instance)?;
         if let Some(w) = warning {
-            eprintln!("pl: {w}");
+            tracing::warn!("{w}");
         }
         let prior = state.saved()?;
         let flow_entries = model.as_ref().map_or(DEFAULT_FLOW_ENTRIES, |m| {
@@ -540,9 +544,8 @@ impl Dataplane {
                 // Kept MACs count at once: new flows need not wait for ARP.
                 let plan = Plan::build(&model, &neigh::learned(&ebpf, &model), &Unhealthy::new());
                 apply(&mut ebpf, &plan, None).map_err(|source| DataplaneError::Apply { source })?;
-                let mut flows = flows_map(&mut ebpf)?;
-                let mut health = Checker::new(&mut flows);
-                health.sync(&model, &mut flows);
+                let mut health = Checker::default();
+                health.sync(&model, &mut health_maps(&mut ebpf)?.1);
                 let ifaces = model
                     .networks
                     .iter()
@@ -701,7 +704,7 @@ impl Dataplane {
             added.len(),
             gone.len()
         );
-        d.health.sync(&model, &mut flows_map(ebpf)?);
+        d.health.sync(&model, &mut health_maps(ebpf)?.1);
         d.model = model;
         d.plan = plan;
         d.resolver = resolver;
@@ -808,12 +811,14 @@ impl Dataplane {
         };
         let before = d.health.unhealthy();
         let macs = d.plan.targets.iter().map(|(id, t)| (*id, t.mac)).collect();
+        let (flows, mut probes) = health_maps(&mut self.ebpf)?;
         let log = d.health.tick(
             &d.model,
             &d.model.settings,
             &macs,
             &d.resolver,
-            &mut flows_map(&mut self.ebpf)?,
+            &flows,
+            &mut probes,
         );
         if d.health.unhealthy() != before {
             self.refresh_targets()?;
@@ -887,6 +892,17 @@ impl Dataplane {
                 Some(e)
             })
             .collect()
+    }
+
+    /// The reader of the program's own log lines (aya-log), taken once, to be polled.
+    pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        match aya_log::EbpfLogger::init(&mut self.ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!("the XDP program's log lines will not be shown: {e}");
+                None
+            }
+        }
     }
 
     /// The ring buffer the program writes flow events to (taken once, to be polled).

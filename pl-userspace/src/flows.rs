@@ -11,10 +11,7 @@ use aya::{
     maps::{HashMap, MapData},
 };
 use pl_common::{
-    flow::{
-        CT_CLOSING, CT_NON_SYN, CT_SEEN, FLOW_FORWARD, FLOW_PROBE, FlowKey, FlowValue,
-        idle_limit_ns,
-    },
+    flow::{CT_CLOSING, CT_NON_SYN, CT_SEEN, FLOW_FORWARD, FlowKey, FlowValue, idle_limit_ns},
     maps::FLOWS_MAP,
     proto::IPPROTO_TCP,
     settings::Settings,
@@ -41,10 +38,6 @@ pub fn sweep(ebpf: &mut Ebpf, s: &Settings) -> Vec<Flow> {
     let entries: Vec<(FlowKey, FlowValue)> = map.iter().filter_map(Result::ok).collect();
     let lookup: StdHashMap<FlowKey, FlowValue> = entries.iter().copied().collect();
     for (key, v) in &entries {
-        if v.dir == FLOW_PROBE {
-            // The health checker's, not a flow.
-            continue;
-        }
         if v.dir != FLOW_FORWARD {
             // Replies are handled with their forward entry; an orphan goes when idle.
             let fwd = v.reply_key(key.proto);
@@ -153,7 +146,7 @@ pub fn addr(ip_be: u32, port_be: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from(ip_be.to_ne_bytes()), u16::from_be(port_be))
 }
 
-/// Every consumer flow in the table (probe entries and orphan replies left out).
+/// Every consumer flow in the table (orphan replies left out).
 pub fn list(ebpf: &Ebpf) -> Vec<Flow> {
     let Some(m) = ebpf.map(FLOWS_MAP) else {
         return Vec::new();

@@ -1,10 +1,10 @@
 //! Active health checks. pl owns no address on the provider network, so a check is a TCP
 //! SYN sent from the NLB address of the target's zone (the address the provider already
 //! sees) out of the provider interface, over a raw socket. Its answer comes back through
-//! the XDP program: a `FLOW_PROBE` entry in the flow table, keyed like a reply, records
-//! the answer's TCP bits and drops it (and keeps its port out of SNAT). A SYN-ACK passes
-//! and is reset at once (no connection reaches the application); a RST or silence past
-//! the timeout fails.
+//! the XDP program: an entry in `PL_PROBES`, keyed like a reply, records the answer's TCP
+//! bits and drops it. The probe's port is one no flow holds (checked before each probe),
+//! and probes take no room in the flow table. A SYN-ACK passes and is reset at once (no
+//! connection reaches the application); a RST or silence past the timeout fails.
 //!
 //! Policy is NLB's: the first answer decides a new target's state (until then it takes
 //! flows); then `unhealthy_threshold` failures in a row take it out of new flows and
@@ -18,7 +18,7 @@ use std::{
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use pl_common::{
-    flow::{FLOW_PROBE, FlowKey, FlowValue, probe_outcome},
+    flow::{FlowKey, FlowValue, probe_outcome},
     proto::{ETH_P_IP, IPPROTO_TCP},
     settings::Settings,
 };
@@ -91,27 +91,16 @@ pub struct Checker {
     failing_open: Vec<u16>,
 }
 
-type Flows<'a> = BpfHashMap<&'a mut MapData, FlowKey, FlowValue>;
+/// The flow table, read to keep probes off ports that flows hold.
+pub type Flows<'a> = BpfHashMap<&'a MapData, FlowKey, FlowValue>;
+/// `PL_PROBES`: probe key -> state bits of what came back.
+pub type Probes<'a> = BpfHashMap<&'a mut MapData, FlowKey, u32>;
 
 impl Checker {
-    /// Removes the probe entries a previous run left (their checks are not this run's).
-    pub fn new(flows: &mut Flows<'_>) -> Self {
-        let stale: Vec<FlowKey> = flows
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, v)| v.dir == FLOW_PROBE)
-            .map(|(k, _)| k)
-            .collect();
-        for k in &stale {
-            let _ = flows.remove(k);
-        }
-        Self::default()
-    }
-
     /// Follows a (re)loaded model: new targets start `Initial` with a check due at once,
     /// staying ones keep their state (unless their check changed), removed ones lose their
     /// probe entry.
-    pub fn sync(&mut self, model: &Model, flows: &mut Flows<'_>) {
+    pub fn sync(&mut self, model: &Model, probes: &mut Probes<'_>) {
         let start = Instant::now();
         let mut keep = HashMap::new();
         for (sid, s) in model.services.iter().enumerate() {
@@ -138,14 +127,14 @@ impl Checker {
                 let c = match self.targets.remove(&t.id) {
                     Some(old) if old.service == fresh.service && old.ip == t.ip => {
                         if (old.health == Health::Unchecked) == s.health.enabled {
-                            drop_probe(flows, &old);
+                            drop_probe(probes, &old);
                             fresh
                         } else {
                             old
                         }
                     }
                     Some(old) => {
-                        drop_probe(flows, &old);
+                        drop_probe(probes, &old);
                         fresh
                     }
                     None => fresh,
@@ -154,7 +143,7 @@ impl Checker {
             }
         }
         for old in self.targets.values() {
-            drop_probe(flows, old);
+            drop_probe(probes, old);
         }
         self.targets = keep;
     }
@@ -188,7 +177,8 @@ impl Checker {
         settings: &Settings,
         macs: &HashMap<u32, [u8; 6]>,
         resolver: &Resolver,
-        flows: &mut Flows<'_>,
+        flows: &Flows<'_>,
+        probes: &mut Probes<'_>,
     ) -> Vec<String> {
         let now = Instant::now();
         let mut log = Vec::new();
@@ -216,7 +206,7 @@ impl Checker {
             };
             if let Some((sent, isn)) = c.inflight {
                 let key = c.key.expect("an inflight probe has its entry");
-                let state = flows.get(&key, 0).map(|v| v.state).unwrap_or(0);
+                let state = probes.get(&key, 0).unwrap_or(0) as u8;
                 let outcome = match probe_outcome(state) {
                     Some(true) => {
                         // Reset the half-open connection on the target.
@@ -248,21 +238,15 @@ impl Checker {
             c.next = now + Duration::from_millis(hc.interval_ms);
             // An unresolved target takes no flows anyway; ARP brings it in.
             let Some(m) = mac else { continue };
-            let Some(key) = c.reserve(flows, s.network, nlb, hc, settings, *id) else {
+            let Some(key) = c.reserve(flows, probes, s.network, nlb, hc, settings, *id) else {
                 log.push(format!(
                     "service {}: target {}: no free port to probe from",
                     s.name, c.ip
                 ));
                 continue;
             };
-            // A fresh entry: state 0, so only this probe's answer is read.
-            let entry = FlowValue {
-                last_seen_ns: now_ns(),
-                dir: FLOW_PROBE,
-                endpoint: u16::MAX,
-                ..FlowValue::default()
-            };
-            if flows.insert(key, entry, 0).is_err() {
+            // State 0, so only this probe's answer is read.
+            if probes.insert(key, 0, 0).is_err() {
                 continue;
             }
             let isn = (now_ns() as u32) ^ id.rotate_left(16);
@@ -333,20 +317,26 @@ impl Checked {
         })
     }
 
-    /// The probe's flow-table key: made once, on a port no flow holds (inserted with
-    /// BPF_NOEXIST, as SNAT reserves ports), then reused for every check.
+    /// The probe's key: kept from check to check while no flow holds its port (SNAT may
+    /// hand out any port; a flow that took this one is seen here before the next probe).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the two maps, where the target lives and what to check: no natural group"
+    )]
     fn reserve(
         &mut self,
-        flows: &mut Flows<'_>,
+        flows: &Flows<'_>,
+        probes: &mut Probes<'_>,
         network: u16,
         nlb: Ipv4Addr,
         hc: &HealthCheck,
         s: &Settings,
         id: u32,
     ) -> Option<FlowKey> {
+        let free = |k: &FlowKey| flows.get(k, 0).is_err();
         if let Some(k) = self
             .key
-            .filter(|k| k.sport_be == hc.port.to_be() && k.dst_be == be(nlb))
+            .filter(|k| k.sport_be == hc.port.to_be() && k.dst_be == be(nlb) && free(k))
         {
             return Some(k);
         }
@@ -362,15 +352,9 @@ impl Checked {
                 proto: IPPROTO_TCP,
                 _pad: 0,
             };
-            let entry = FlowValue {
-                last_seen_ns: now_ns(),
-                dir: FLOW_PROBE,
-                endpoint: u16::MAX,
-                ..FlowValue::default()
-            };
-            if flows.insert(key, entry, BPF_NOEXIST).is_ok() {
+            if free(&key) && probes.insert(key, 0, BPF_NOEXIST).is_ok() {
                 if let Some(old) = self.key.replace(key) {
-                    let _ = flows.remove(&old);
+                    let _ = probes.remove(&old);
                 }
                 return Some(key);
             }
@@ -379,9 +363,9 @@ impl Checked {
     }
 }
 
-fn drop_probe(flows: &mut Flows<'_>, c: &Checked) {
+fn drop_probe(probes: &mut Probes<'_>, c: &Checked) {
     if let Some(k) = c.key {
-        let _ = flows.remove(&k);
+        let _ = probes.remove(&k);
     }
 }
 

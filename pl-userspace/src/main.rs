@@ -172,6 +172,14 @@ struct DemoArgs {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Logs (pl run's, and the XDP program's through aya-log) go to stderr; RUST_LOG filters.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Stats(args) => stats(&args),
@@ -228,22 +236,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .iter()
         .map(|i| format!("{} (ifindex {})", i.name, i.ifindex))
         .collect();
-    println!(
-        "pl: attached {PROGRAM_NAME} in {} mode to {}",
+    tracing::info!(
+        "attached {PROGRAM_NAME} in {} mode to {}",
         mode.name(),
         names.join(", ")
     );
     if dp.has_data_path() {
         resolve_targets(&mut dp).await;
-        print!("{}", dp.summary());
+        for line in dp.summary().lines() {
+            tracing::info!("{}", line.trim_start());
+        }
     }
-    println!(
-        "pl: control socket @{}; `pl stats` in this network namespace reads the counters",
+    tracing::info!(
+        "control socket @{}; `pl stats` in this network namespace reads the counters",
         server.name()
     );
 
     if let Some(addr) = args.metrics {
-        println!("pl: metrics at http://{addr}/metrics");
+        tracing::info!("metrics at http://{addr}/metrics");
     }
     // Flow events for `pl flows --watch`: the program writes them only while someone watches.
     let mut events = dp
@@ -262,6 +272,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .transpose()
         .context("polling the flow event ring buffer")?;
     let mut watchers: Vec<tokio::net::unix::OwnedWriteHalf> = Vec::new();
+    let mut ebpf_log = dp
+        .take_logger()
+        .map(|l| {
+            // SAFETY: as for `events`: the logger owns its ring buffer's fd.
+            unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE)
+            }
+            .map_err(std::io::Error::from)
+        })
+        .transpose()
+        .context("polling the XDP program's log")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     // Health checks run on their own schedule; this only bounds how late a check is read.
     let mut health_tick = tokio::time::interval(Duration::from_millis(50));
@@ -272,24 +293,35 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => match reload(&mut dp, args.config.as_deref()) {
-                Ok(message) => println!("pl: SIGHUP: {message}"),
-                Err(e) => eprintln!("pl: SIGHUP: {e:#}; still running the previous configuration"),
+                Ok(message) => tracing::info!("SIGHUP: {message}"),
+                Err(e) => tracing::warn!("SIGHUP: {e:#}; still running the previous configuration"),
             },
             _ = tick.tick(), if dp.has_data_path() => {
                 ticks += 1;
                 // ARP every second while a target is unresolved, every 10 s to stay fresh.
                 if ticks.is_multiple_of(10) || !dp.unresolved_targets().is_empty() {
                     for e in dp.probe_targets() {
-                        eprintln!("pl: {e}");
+                        tracing::warn!("{e}");
                     }
                 }
                 match dp.refresh_targets() {
-                    Ok(new) => new.iter().for_each(|t| println!("pl: target {t}")),
-                    Err(e) => eprintln!("pl: {:#}", anyhow::Error::from(e)),
+                    Ok(new) => new.iter().for_each(|t| tracing::info!("target {t}")),
+                    Err(e) => tracing::warn!("{:#}", anyhow::Error::from(e)),
                 }
                 if ticks.is_multiple_of(5) {
                     let closed = dp.sweep_flows();
                     broadcast(&mut dp, &mut watchers, &closed);
+                }
+            }
+            ready = async {
+                match ebpf_log.as_mut() {
+                    Some(fd) => fd.readable_mut().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Ok(mut guard) = ready {
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
                 }
             }
             ready = async {
@@ -312,8 +344,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 broadcast(&mut dp, &mut watchers, &named);
             }
             _ = health_tick.tick(), if dp.has_data_path() => match dp.check_health() {
-                Ok(log) => log.iter().for_each(|l| println!("pl: health: {l}")),
-                Err(e) => eprintln!("pl: health: {:#}", anyhow::Error::from(e)),
+                Ok(log) => log.iter().for_each(|l| tracing::info!("health: {l}")),
+                Err(e) => tracing::warn!("health: {:#}", anyhow::Error::from(e)),
             },
             scrape = async {
                 match &metrics {
@@ -327,7 +359,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                         Err(e) => format!("# pl: {:#}\n", anyhow::Error::from(e)),
                     };
                     if let Err(e) = serve_metrics(stream, &body).await {
-                        eprintln!("pl: metrics: {e}");
+                        tracing::warn!("metrics: {e}");
                     }
                 }
             }
@@ -358,11 +390,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     Ok(Some(watcher)) => {
                         watchers.push(watcher);
                         if let Err(e) = dp.set_watch(true) {
-                            eprintln!("pl: watch: {:#}", anyhow::Error::from(e));
+                            tracing::warn!("watch: {:#}", anyhow::Error::from(e));
                         }
                     }
                     Ok(None) => {}
-                    Err(e) => eprintln!("pl: control: {e:#}"),
+                    Err(e) => tracing::warn!("control: {e:#}"),
                 }
             }
         }
@@ -370,8 +402,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let names: Vec<String> = dp.interfaces().iter().map(|i| i.name.clone()).collect();
     let instance = &args.instance;
     drop(dp);
-    println!(
-        "pl: stopped; the data plane stays attached to {} and keeps forwarding (`pl run` again takes it over, `pl down --instance {instance}` removes it)",
+    tracing::info!(
+        "stopped; the data plane stays attached to {} and keeps forwarding (`pl run` again takes it over, `pl down --instance {instance}` removes it)",
         names.join(", ")
     );
     Ok(())
@@ -456,7 +488,7 @@ fn broadcast(
     if watchers.is_empty()
         && let Err(e) = dp.set_watch(false)
     {
-        eprintln!("pl: watch: {:#}", anyhow::Error::from(e));
+        tracing::warn!("watch: {:#}", anyhow::Error::from(e));
     }
 }
 
@@ -477,7 +509,7 @@ fn reload(dp: &mut Dataplane, path: Option<&std::path::Path>) -> anyhow::Result<
     let path = path.context("pl run was started without --config: nothing to reload")?;
     let model = Model::load(path, &LiveInterfaces)?;
     let message = dp.reload(model)?;
-    println!("pl: {message}");
+    tracing::info!("{message}");
     Ok(message)
 }
 
@@ -485,7 +517,7 @@ fn reload(dp: &mut Dataplane, path: Option<&std::path::Path>) -> anyhow::Result<
 /// them resolved.
 async fn resolve_targets(dp: &mut Dataplane) {
     for e in dp.probe_targets() {
-        eprintln!("pl: {e}");
+        tracing::warn!("{e}");
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let mut asked = tokio::time::Instant::now();
@@ -496,14 +528,14 @@ async fn resolve_targets(dp: &mut Dataplane) {
             asked = tokio::time::Instant::now();
         }
         if let Err(e) = dp.refresh_targets() {
-            eprintln!("pl: {:#}", anyhow::Error::from(e));
+            tracing::warn!("{:#}", anyhow::Error::from(e));
         }
     }
     let left = dp.unresolved_targets();
     if !left.is_empty() {
         let left: Vec<String> = left.iter().map(ToString::to_string).collect();
-        eprintln!(
-            "pl: targets not answering ARP yet (they take no flows until they do): {}",
+        tracing::warn!(
+            "targets not answering ARP yet (they take no flows until they do): {}",
             left.join(", ")
         );
     }

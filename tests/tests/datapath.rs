@@ -475,6 +475,7 @@ fn flow_table_is_bounded_and_idle_flows_free_their_entries() {
         "a second flow fit a table sized for one"
     );
     assert!(r.endpoint("acme-billing", EndpointCounter::RefusedFlowTableFull) >= 1);
+    // Health probes take no room in the flow table: it holds exactly one flow, above.
     // The established flow still works while the table is full.
     r.who_udp("acme", CLIENT, 41000, EP_Z1)
         .unwrap_or_else(|e| panic!("established flow while full: {e}"));
@@ -494,6 +495,18 @@ fn flow_table_is_bounded_and_idle_flows_free_their_entries() {
     );
     r.who_udp("acme", CLIENT, 41001, EP_Z1)
         .unwrap_or_else(|e| panic!("new flow after the sweep: {e}"));
+    // The XDP program said so itself, through aya-log, into pl run's log.
+    let Running {
+        run,
+        servers: _servers,
+        lab: _lab,
+    } = r;
+    let out = run.stop().unwrap_or_else(|e| panic!("stop: {}", chain(e)));
+    let log = stderr(&out);
+    assert!(
+        log.contains("flow table full: refusing new flows"),
+        "the program's log line is missing from pl run's log:\n{log}"
+    );
 }
 
 #[test]
@@ -982,7 +995,7 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
     let out = run
         .stop_and_down()
         .unwrap_or_else(|e| panic!("{}", chain(e)));
-    let log = String::from_utf8_lossy(&out.stdout);
+    let log = stderr(&out);
     for line in [
         "target 10.9.0.11: unhealthy",
         "target 10.9.0.11: healthy",

@@ -247,10 +247,10 @@ fn sigint_leaves_the_data_plane_for_pl_down_and_generic_mode_works() {
         out.status,
         stderr(&out)
     );
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = stderr(&out);
     assert!(
         said.contains("stays attached to fw-acme"),
-        "pl run's last words: {said}"
+        "pl run's log (stderr): {said}"
     );
     assert!(
         lab.xdp_attached("fw-acme"),
