@@ -108,7 +108,12 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
         return Ok(xdp_action::XDP_DROP);
     };
     if addr.kind == ADDR_NLB {
-        if let Some(p) = PL_PROBES.get_ptr_mut(&key) {
+        #[expect(
+            clippy::needless_borrows_for_generic_args,
+            reason = "by value the key would be copied again onto the 512-byte BPF stack"
+        )]
+        let probe = PL_PROBES.get_ptr_mut(&key);
+        if let Some(p) = probe {
             // A health probe's answer: its state bits are the result, for userspace.
             // SAFETY: a live map value, written whole.
             unsafe { *p |= u32::from(bits) };
