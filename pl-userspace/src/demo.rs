@@ -181,7 +181,9 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
     );
 
     println!("==> `pl stats` (a separate process in {fw_ns})");
-    print!("{}", pl_stats(&exe, fw_ns)?);
+    print!("{}", pl(&exe, fw_ns, &["stats"])?);
+    println!("==> `pl flows`: both sides of every live flow");
+    print!("{}", pl(&exe, fw_ns, &["flows"])?);
     println!("==> stopping `pl run` (SIGTERM), then `pl down` to detach");
     drop(servers);
     let out = run.stop_and_down()?;
@@ -202,11 +204,13 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pl_stats(exe: &Path, ns: &str) -> anyhow::Result<String> {
-    let out = netns::exec(ns, exe).arg("stats").output()?;
+/// `pl ARGS` run in namespace `ns`: its output.
+fn pl(exe: &Path, ns: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = netns::exec(ns, exe).args(args).output()?;
     ensure!(
         out.status.success(),
-        "pl stats failed: {}",
+        "pl {} failed: {}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stderr).trim()
     );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
