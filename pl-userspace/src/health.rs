@@ -63,6 +63,8 @@ impl Health {
 struct Checked {
     service: u16,
     ip: Ipv4Addr,
+    /// Probes go from this zone's NLB address.
+    zone: u8,
     health: Health,
     /// Consecutive passes or failures.
     passes: u32,
@@ -111,6 +113,7 @@ impl Checker {
                 let fresh = Checked {
                     service: sid as u16,
                     ip: t.ip,
+                    zone: t.zone,
                     health: if s.health.enabled {
                         Health::Initial
                     } else {
@@ -125,7 +128,9 @@ impl Checker {
                     last: "none",
                 };
                 let c = match self.targets.remove(&t.id) {
-                    Some(old) if old.service == fresh.service && old.ip == t.ip => {
+                    Some(old)
+                        if old.service == fresh.service && old.ip == t.ip && old.zone == t.zone =>
+                    {
                         if (old.health == Health::Unchecked) == s.health.enabled {
                             drop_probe(probes, &old);
                             fresh
@@ -188,11 +193,7 @@ impl Checker {
                 continue;
             }
             let hc = &s.health;
-            let Some(&(nlb, _)) = s
-                .nlbs
-                .iter()
-                .find(|(_, z)| s.targets.iter().any(|t| t.id == *id && t.zone == *z))
-            else {
+            let Some(&(nlb, _)) = s.nlbs.iter().find(|(_, z)| *z == c.zone) else {
                 continue;
             };
             let mac = macs.get(id).copied().filter(|m| *m != [0; 6]);
@@ -407,6 +408,7 @@ mod tests {
         Checked {
             service: 0,
             ip: Ipv4Addr::new(10, 9, 0, 11),
+            zone: 0,
             health,
             passes: 0,
             fails: 0,

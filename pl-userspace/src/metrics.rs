@@ -9,7 +9,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::stats::{EndpointReport, StatsReport};
+use crate::stats::{EndpointReport, StatsReport, TargetReport};
 
 const REFUSED: &str = "refused_";
 
@@ -94,27 +94,26 @@ impl Collector for Snapshot {
             ConstGauge::new(i64::try_from(e.active_flows).unwrap_or(i64::MAX))
                 .encode(m.encode_family(&l)?)?;
         }
-        let mut m = enc.encode_descriptor(
-            "target_resolved",
-            "1 if ARP resolved the target (only resolved targets take flows)",
-            None,
-            MetricType::Gauge,
-        )?;
-        for t in &self.0.targets {
-            let ip = t.ip.to_string();
-            let l = labels(&[("service", &t.service), ("target", &ip), ("zone", &t.zone)]);
-            ConstGauge::new(i64::from(t.mac.is_some())).encode(m.encode_family(&l)?)?;
-        }
-        let mut m = enc.encode_descriptor(
-            "target_healthy",
-            "1 if the target takes new flows by its health checks (initial, healthy, unchecked)",
-            None,
-            MetricType::Gauge,
-        )?;
-        for t in &self.0.targets {
-            let ip = t.ip.to_string();
-            let l = labels(&[("service", &t.service), ("target", &ip), ("zone", &t.zone)]);
-            ConstGauge::new(i64::from(t.health != "unhealthy")).encode(m.encode_family(&l)?)?;
+        type Gauge = (&'static str, &'static str, fn(&TargetReport) -> bool);
+        let gauges: [Gauge; 2] = [
+            (
+                "target_resolved",
+                "1 if ARP resolved the target (only resolved targets take flows)",
+                |t| t.mac.is_some(),
+            ),
+            (
+                "target_healthy",
+                "1 if the target takes new flows by its health checks (initial, healthy, unchecked)",
+                |t| t.health != "unhealthy",
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for t in &self.0.targets {
+                let ip = t.ip.to_string();
+                let l = labels(&[("service", &t.service), ("target", &ip), ("zone", &t.zone)]);
+                ConstGauge::new(i64::from(value(t))).encode(m.encode_family(&l)?)?;
+            }
         }
         let mut m = enc.encode_descriptor(
             "service_failing_open",
@@ -158,7 +157,7 @@ pub fn http_response(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{IfaceReport, TargetReport};
+    use crate::stats::IfaceReport;
     use pl_common::stats::{EndpointStats, IfaceStats};
 
     #[test]

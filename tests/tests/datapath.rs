@@ -922,22 +922,26 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
             .map_err(chain)
     };
     assert_eq!(who(EP_Z1), Ok(T1), "zone z1's endpoint goes to T1");
+    // How long until new connections to the z1 endpoint reach `target`.
+    let until = |target: Ipv4Addr| {
+        let began = std::time::Instant::now();
+        loop {
+            if who(EP_Z1) == Ok(target) {
+                return began.elapsed();
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(10),
+                "new flows did not reach {target} within 10 s: {:?}",
+                run.stats().map(|r| r.targets)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
 
     // T1's server stops: its port answers RST. New flows to the z1 endpoint fail over to
     // zone z2's healthy T2 once two checks in a row have failed.
     drop(s1);
-    let began = std::time::Instant::now();
-    let failover = loop {
-        if who(EP_Z1) == Ok(T2) {
-            break began.elapsed();
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(10),
-            "no failover within 10 s: {:?}",
-            run.stats().map(|r| r.targets)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let failover = until(T2);
     println!("failover after the target's port closed: {failover:?} (interval 1 s, 2 failures)");
     let r = run.stats().unwrap_or_else(|e| panic!("{}", chain(e)));
     assert_eq!(health(&r, T1), ("unhealthy".to_owned(), false));
@@ -951,17 +955,7 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
 
     // Back: two passes in a row return it to rotation.
     let s1 = serve(T1);
-    let began = std::time::Instant::now();
-    let recovery = loop {
-        if who(EP_Z1) == Ok(T1) {
-            break began.elapsed();
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(10),
-            "T1 not back within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let recovery = until(T1);
     println!("back in rotation after the port reopened: {recovery:?} (2 passes)");
 
     // Everything down: the service fails open and says so; new flows are still made.
