@@ -39,6 +39,8 @@ pub const EGRESS_MAP: &str = "PL_EGRESS";
 pub const NEIGH_MAP: &str = "PL_NEIGH";
 /// `PERCPU_ARRAY<EndpointStats>` by endpoint id.
 pub const ENDPOINT_STATS_MAP: &str = "PL_ENDPOINT_STATS";
+/// `PERCPU_ARRAY<u64>` by target id: flows opened to the target.
+pub const TARGET_STATS_MAP: &str = "PL_TARGET_STATS";
 /// `ARRAY<Settings>` of one element.
 pub const SETTINGS_MAP: &str = "PL_SETTINGS";
 

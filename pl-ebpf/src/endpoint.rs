@@ -21,6 +21,7 @@ pub struct Admitted {
     pub target_mac: [u8; 6],
     pub provider_network: u16,
     pub provider_mac: [u8; 6],
+    pub target: u32,
 }
 
 /// Admits a new flow of `key` to endpoint `endpoint` (whose address is in zone `zone`), or
@@ -78,5 +79,6 @@ pub fn admit(key: &FlowKey, endpoint: u16, zone: u8) -> Result<Admitted, Endpoin
         target_mac: target.mac,
         provider_network: svc.network,
         provider_mac: svc.provider_mac,
+        target: target_id,
     })
 }

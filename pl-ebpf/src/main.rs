@@ -155,6 +155,7 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
         Err(reason) => return refuse(reason),
     };
     stats::endpoint_add(endpoint, EndpointCounter::NewFlows, 1);
+    stats::target_new_flow(admitted.target);
     // SAFETY: the entry just made (or this CPU's copy of it).
     events::opened(&key, unsafe { &*v });
     Ok(forward(ctx, v, proto, len, bits))

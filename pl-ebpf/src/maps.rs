@@ -64,6 +64,9 @@ pub static PL_ENDPOINT_STATS: PerCpuArray<EndpointStats> =
     PerCpuArray::with_max_entries(MAX_ENDPOINTS, 0);
 
 #[map]
+pub static PL_TARGET_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
+
+#[map]
 pub static PL_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 #[map]

@@ -5,7 +5,7 @@
 
 use pl_common::stats::{EndpointCounter, IfaceCounter, IfaceStats};
 
-use crate::maps::{PL_ENDPOINT_STATS, PL_IFACE_STATS};
+use crate::maps::{PL_ENDPOINT_STATS, PL_IFACE_STATS, PL_TARGET_STATS};
 
 #[inline(always)]
 fn bump(counters: &mut [u64], index: usize, n: u64) {
@@ -42,6 +42,15 @@ pub fn endpoint_add(endpoint: u16, counter: EndpointCounter, n: u64) {
     if let Some(p) = PL_ENDPOINT_STATS.get_ptr_mut(u32::from(endpoint)) {
         // SAFETY: as above.
         bump(unsafe { &mut (*p).counters }, counter as usize, n);
+    }
+}
+
+/// Counts a flow opened to target `id`.
+#[inline(always)]
+pub fn target_new_flow(id: u32) {
+    if let Some(p) = PL_TARGET_STATS.get_ptr_mut(id) {
+        // SAFETY: this CPU's element.
+        unsafe { *p += 1 };
     }
 }
 

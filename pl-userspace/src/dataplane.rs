@@ -23,7 +23,7 @@ use pl_common::{
     iface::{IFACE_ACTIVE, IfaceConfig},
     maps::{
         DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, EVENTS_MAP, FLOWS_MAP, IFACE_STATS_MAP,
-        IFACES_MAP, MAX_IFACES, MAX_IFINDEX, PROBES_MAP, PROGRAM_NAME, WATCH_MAP,
+        IFACES_MAP, MAX_IFACES, MAX_IFINDEX, PROBES_MAP, PROGRAM_NAME, TARGET_STATS_MAP, WATCH_MAP,
     },
     stats::{EndpointCounter, EndpointStats, IfaceStats},
 };
@@ -979,7 +979,24 @@ impl Dataplane {
             .collect::<Result<_, DataplaneError>>()?;
         let (endpoints, targets) = match &self.data {
             None => (Vec::new(), Vec::new()),
-            Some(d) => (self.endpoint_reports(d, flows)?, target_reports(d)),
+            Some(d) => {
+                // Live flows counted now, not at the last sweep, so a new flow shows at once.
+                let active = if flows {
+                    flows::count(&self.ebpf)
+                } else {
+                    flows::Counts::default()
+                };
+                let mut targets = target_reports(d);
+                for (t, id) in targets.iter_mut().zip(target_ids(d)) {
+                    t.new_flows = sum_per_cpu(&self.ebpf, TARGET_STATS_MAP, id.0, |a, b| *a += b)?;
+                    t.active_flows = active
+                        .by_target
+                        .get(&(id.1, crate::plan::be(t.ip)))
+                        .copied()
+                        .unwrap_or(0);
+                }
+                (self.endpoint_reports(d, &active)?, targets)
+            }
         };
         Ok(StatsReport {
             interfaces,
@@ -1052,14 +1069,8 @@ impl Dataplane {
     fn endpoint_reports(
         &self,
         d: &DataPath,
-        count_flows: bool,
+        active: &flows::Counts,
     ) -> Result<Vec<EndpointReport>, DataplaneError> {
-        // Live flows counted now, not at the last sweep, so a new flow shows at once.
-        let active = if count_flows {
-            flows::count(&self.ebpf)
-        } else {
-            Default::default()
-        };
         d.model
             .endpoints
             .iter()
@@ -1071,7 +1082,7 @@ impl Dataplane {
                     &d.model.services[usize::from(e.service)].name,
                     &d.model.networks[usize::from(e.network)].name,
                     &endpoint_stats(&self.ebpf, id)?,
-                    active.get(&id).copied().unwrap_or(0),
+                    active.by_endpoint.get(&id).copied().unwrap_or(0),
                 ))
             })
             .collect()
@@ -1113,6 +1124,15 @@ fn proto_name(proto: u8) -> &'static str {
     }
 }
 
+/// (target id, provider network) in the order of [`target_reports`].
+fn target_ids(d: &DataPath) -> impl Iterator<Item = (u32, u16)> + '_ {
+    d.model
+        .services
+        .iter()
+        .filter(|s| !s.removed)
+        .flat_map(|s| s.targets.iter().map(move |t| (t.id, s.network)))
+}
+
 fn target_reports(d: &DataPath) -> Vec<TargetReport> {
     d.model
         .services
@@ -1137,6 +1157,8 @@ fn target_reports(d: &DataPath) -> Vec<TargetReport> {
                     health: h.map_or("unchecked", |h| h.health.name()).to_owned(),
                     last_check: h.map_or("none", |h| h.last).to_owned(),
                     service_failing_open: d.health.failing_open(sid),
+                    new_flows: 0,
+                    active_flows: 0,
                 }
             })
         })

@@ -64,9 +64,16 @@ pub fn sweep(ebpf: &mut Ebpf, s: &Settings) -> Vec<Flow> {
     }
     out
 }
-/// Live flows per endpoint, without removing anything.
-pub fn count(ebpf: &Ebpf) -> StdHashMap<u16, u64> {
-    let mut out = StdHashMap::new();
+/// Live flows by endpoint id and by target (provider network, wire-order address).
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub by_endpoint: StdHashMap<u16, u64>,
+    pub by_target: StdHashMap<(u16, u32), u64>,
+}
+
+/// Counts live flows, without removing anything.
+pub fn count(ebpf: &Ebpf) -> Counts {
+    let mut out = Counts::default();
     let Some(m) = ebpf.map(FLOWS_MAP) else {
         return out;
     };
@@ -75,7 +82,8 @@ pub fn count(ebpf: &Ebpf) -> StdHashMap<u16, u64> {
     };
     for (_, v) in map.iter().filter_map(Result::ok) {
         if v.dir == FLOW_FORWARD {
-            *out.entry(v.endpoint).or_default() += 1;
+            *out.by_endpoint.entry(v.endpoint).or_default() += 1;
+            *out.by_target.entry((v.egress, v.new_dst_be)).or_default() += 1;
         }
     }
     out

@@ -94,25 +94,50 @@ impl Collector for Snapshot {
             ConstGauge::new(i64::try_from(e.active_flows).unwrap_or(i64::MAX))
                 .encode(m.encode_family(&l)?)?;
         }
-        type Gauge = (&'static str, &'static str, fn(&TargetReport) -> bool);
-        let gauges: [Gauge; 2] = [
+        type Metric = (
+            &'static str,
+            &'static str,
+            MetricType,
+            fn(&TargetReport) -> u64,
+        );
+        let per_target: [Metric; 4] = [
             (
                 "target_resolved",
                 "1 if ARP resolved the target (only resolved targets take flows)",
-                |t| t.mac.is_some(),
+                MetricType::Gauge,
+                |t| u64::from(t.mac.is_some()),
             ),
             (
                 "target_healthy",
                 "1 if the target takes new flows by its health checks (initial, healthy, unchecked)",
-                |t| t.health != "unhealthy",
+                MetricType::Gauge,
+                |t| u64::from(t.health != "unhealthy"),
+            ),
+            (
+                "target_new_flows",
+                "flows opened to the target",
+                MetricType::Counter,
+                |t| t.new_flows,
+            ),
+            (
+                "target_active_flows",
+                "live flows to the target",
+                MetricType::Gauge,
+                |t| t.active_flows,
             ),
         ];
-        for (name, help, value) in gauges {
-            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (name, help, kind, value) in per_target {
+            let mut m = enc.encode_descriptor(name, help, None, kind.clone())?;
             for t in &self.0.targets {
                 let ip = t.ip.to_string();
                 let l = labels(&[("service", &t.service), ("target", &ip), ("zone", &t.zone)]);
-                ConstGauge::new(i64::from(value(t))).encode(m.encode_family(&l)?)?;
+                let v = value(t);
+                if matches!(kind, MetricType::Counter) {
+                    ConstCounter::new(v).encode(m.encode_family(&l)?)?;
+                } else {
+                    ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
+                        .encode(m.encode_family(&l)?)?;
+                }
             }
         }
         let mut m = enc.encode_descriptor(
@@ -187,6 +212,8 @@ mod tests {
                 health: "unhealthy".into(),
                 last_check: "rst".into(),
                 service_failing_open: true,
+                new_flows: 9,
+                active_flows: 4,
             }],
         };
         let text = render(&report);
@@ -197,6 +224,8 @@ mod tests {
             r#"pl_target_resolved{service="billing",target="10.9.0.11",zone="z1"} 1"#,
             r#"pl_target_healthy{service="billing",target="10.9.0.11",zone="z1"} 0"#,
             r#"pl_service_failing_open{service="billing"} 1"#,
+            r#"pl_target_new_flows_total{service="billing",target="10.9.0.11",zone="z1"} 9"#,
+            r#"pl_target_active_flows{service="billing",target="10.9.0.11",zone="z1"} 4"#,
             r#"pl_interface_rx_packets_total{interface="fw-acme"} 0"#,
             "# EOF",
         ] {

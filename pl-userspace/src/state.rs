@@ -21,7 +21,7 @@ use pl_common::{
     flow::{FlowKey, FlowValue},
     maps::{
         ENDPOINT_STATS_MAP, FLOWS_MAP, IFACE_STATS_MAP, MAX_ENDPOINTS, MAX_IFACES, MAX_NEIGH,
-        NEIGH_MAP,
+        MAX_TARGETS, NEIGH_MAP, TARGET_STATS_MAP,
     },
     stats::{EndpointStats, IfaceStats},
 };
@@ -32,7 +32,13 @@ pub const STATE_ROOT: &str = "/run/pl";
 const BPFFS_MAGIC: libc::c_long = 0xcafe_4a11;
 
 /// Maps that carry over a restart; the rest are written afresh from the config.
-pub const KEPT_MAPS: [&str; 4] = [FLOWS_MAP, NEIGH_MAP, IFACE_STATS_MAP, ENDPOINT_STATS_MAP];
+pub const KEPT_MAPS: [&str; 5] = [
+    FLOWS_MAP,
+    NEIGH_MAP,
+    IFACE_STATS_MAP,
+    ENDPOINT_STATS_MAP,
+    TARGET_STATS_MAP,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -235,7 +241,7 @@ impl State {
     /// Checks that every pinned map has the shape this build uses (a map reused from a
     /// pin is not checked by the loader).
     pub fn check_maps(&self, flow_entries: u32) -> Result<(), StateError> {
-        let wanted: [(&'static str, MapType, usize, usize, u32); 4] = [
+        let wanted: [(&'static str, MapType, usize, usize, u32); 5] = [
             (
                 FLOWS_MAP,
                 MapType::Hash,
@@ -258,6 +264,7 @@ impl State {
                 size_of::<EndpointStats>(),
                 MAX_ENDPOINTS,
             ),
+            (TARGET_STATS_MAP, MapType::PerCpuArray, 4, 8, MAX_TARGETS),
         ];
         for (map, ty, key, value, entries) in wanted {
             let path = self.map_pin(map);

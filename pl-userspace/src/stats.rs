@@ -63,6 +63,9 @@ pub struct TargetReport {
     pub last_check: String,
     /// Every target of the service is unhealthy, so all of them take flows (fail open).
     pub service_failing_open: bool,
+    /// Flows opened to it (since the flow table was made: restarts keep it).
+    pub new_flows: u64,
+    pub active_flows: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +146,8 @@ impl StatsReport {
                 "mac".to_owned(),
                 "health".to_owned(),
                 "last_check".to_owned(),
+                "new_flows".to_owned(),
+                "active_flows".to_owned(),
             ];
             let rows = self.targets.iter().map(|t| {
                 vec![
@@ -156,6 +161,8 @@ impl StatsReport {
                         t.health.clone()
                     },
                     t.last_check.clone(),
+                    t.new_flows.to_string(),
+                    t.active_flows.to_string(),
                 ]
             });
             out.push('\n');

@@ -8,7 +8,7 @@ use std::{
 };
 
 use pl_common::stats::{EndpointCounter, IfaceCounter};
-use pl_tests::{TestLab, chain, pl_bin, require_kernel, stderr};
+use pl_tests::{TestLab, chain, output, pl_bin, require_kernel, stderr};
 use pl_userspace::{
     cmd,
     flows::{FlowReport, WatchEvent},
@@ -938,9 +938,25 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
         }
     };
 
-    // T1's server stops: its port answers RST. New flows to the z1 endpoint fail over to
-    // zone z2's healthy T2 once two checks in a row have failed.
-    drop(s1);
+    // An established connection to T1, to outlive T1's health.
+    let mut held = traffic::tcp_hold(&acme, CLIENT, SocketAddrV4::new(EP_Z1, TCP_PORT))
+        .unwrap_or_else(|e| panic!("held connection: {}", chain(e)));
+
+    // T1 refuses new connections (a RST to every SYN; established ones go on), as a
+    // target that stopped listening does. New flows to the z1 endpoint fail over to zone
+    // z2's healthy T2 once two checks in a row have failed.
+    let rules = std::env::temp_dir().join(format!("hc{}-nft.rules", std::process::id()));
+    std::fs::write(
+        &rules,
+        "table ip pltest {\n chain input {\n  type filter hook input priority 0;\n  ip daddr 10.9.0.11 tcp dport 8443 tcp flags syn reject with tcp reset\n }\n}\n",
+    )
+    .expect("write nft rules");
+    let nft = |args: &[&str]| {
+        let out = output(netns::exec(&prov, "nft").args(args));
+        assert!(out.status.success(), "nft {args:?}: {}", stderr(&out));
+    };
+    nft(&["-f", &rules.to_string_lossy()]);
+    let _ = std::fs::remove_file(&rules);
     let failover = until(T2);
     println!("failover after the target's port closed: {failover:?} (interval 1 s, 2 failures)");
     let r = run.stats().unwrap_or_else(|e| panic!("{}", chain(e)));
@@ -953,8 +969,20 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
         r.targets
     );
 
+    // The established flow to the now unhealthy T1 is left alone: it finishes its request.
+    {
+        use std::io::{BufRead as _, Write as _};
+        held.write_all(&vec![b'x'; 1_000_000 - 5])
+            .unwrap_or_else(|e| panic!("the held connection broke: {e}"));
+        let mut answer = String::new();
+        std::io::BufReader::new(&mut held)
+            .read_line(&mut answer)
+            .unwrap_or_else(|e| panic!("no answer on the held connection: {e}"));
+        assert_eq!(answer.trim().len(), 64, "not a sha256 answer: {answer:?}");
+    }
+
     // Back: two passes in a row return it to rotation.
-    let s1 = serve(T1);
+    nft(&["delete", "table", "ip", "pltest"]);
     let recovery = until(T1);
     println!("back in rotation after the port reopened: {recovery:?} (2 passes)");
 
@@ -1100,6 +1128,12 @@ fn flows_show_both_sides_and_the_nlb_lookup_names_the_consumer() {
             f.endpoint
         );
     }
+
+    // Both flows went to T1 (zone z1): the target's counters say so too.
+    let t1 = s.targets.iter().find(|t| t.ip == T1).expect("T1 in stats");
+    assert_eq!((t1.new_flows, t1.active_flows), (2, 2), "{t1:?}");
+    let t2 = s.targets.iter().find(|t| t.ip == T2).expect("T2 in stats");
+    assert_eq!((t2.new_flows, t2.active_flows), (0, 0), "{t2:?}");
 
     // The provider's question: who is the connection from this NLB address and port?
     let nlb = tcp.nlb.to_string();
