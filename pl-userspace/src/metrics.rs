@@ -127,7 +127,7 @@ impl Collector for Snapshot {
             ),
         ];
         for (name, help, kind, value) in per_target {
-            let mut m = enc.encode_descriptor(name, help, None, kind.clone())?;
+            let mut m = enc.encode_descriptor(name, help, None, kind)?;
             for t in &self.0.targets {
                 let ip = t.ip.to_string();
                 let l = labels(&[("service", &t.service), ("target", &ip), ("zone", &t.zone)]);
