@@ -9,6 +9,10 @@ pub const UDP_HLEN: usize = 8;
 /// EtherTypes in host order (compare after `u16::from_be`).
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
+/// 802.1Q and 802.1ad (QinQ) tags.
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+pub const ICMP_HLEN: usize = 8;
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;

@@ -59,8 +59,28 @@ counters! {
         DroppedNotOurs = "dropped_not_ours",
         /// Dropped: to an NLB address, matching no flow (the provider cannot initiate).
         DroppedNoFlow = "dropped_no_flow",
-        /// Dropped: neither ARP nor IPv4 TCP/UDP (or malformed) on a dedicated interface.
-        DroppedUnsupported = "dropped_unsupported",
+        /// Dropped: cut short inside a header it announces (Ethernet, ARP, IPv4, TCP, UDP,
+        /// ICMP), or shorter than its IPv4 total length.
+        DroppedTruncated = "dropped_truncated",
+        /// Dropped: IPv4 version not 4, IHL below 5 or past the frame, total length below
+        /// the header.
+        DroppedBadIpv4 = "dropped_bad_ipv4",
+        /// Dropped: TCP data offset below 5 or past the packet; UDP length below 8 (zero
+        /// included) or past the packet.
+        DroppedBadL4 = "dropped_bad_l4",
+        /// Dropped: IPv4 with options (the data path rewrites fixed offsets, as Katran does).
+        DroppedIpOptions = "dropped_ip_options",
+        /// Dropped: an IPv4 fragment, first or not (no reassembly; PMTU discovery works
+        /// through endpoints instead).
+        DroppedFragment = "dropped_fragment",
+        /// Dropped: 802.1Q or 802.1ad tagged (pl's interfaces carry untagged frames).
+        DroppedVlan = "dropped_vlan",
+        /// Dropped: neither ARP nor IPv4 (IPv6 included).
+        DroppedNonIpv4 = "dropped_non_ipv4",
+        /// Dropped: IPv4 protocol other than TCP, UDP and ICMP.
+        DroppedProtocol = "dropped_protocol",
+        /// Dropped: ICMP that is no error about a flow pl holds (echo included).
+        DroppedIcmp = "dropped_icmp",
         /// Frames the program returned `XDP_PASS` for.
         XdpPass = "xdp_pass",
         /// Frames the program returned `XDP_DROP` for.
@@ -89,6 +109,9 @@ counters! {
         RefusedNotAccepted = "refused_not_accepted",
         /// Refused: source not in the endpoint's allowed_sources.
         RefusedSource = "refused_source",
+        /// Refused: the source is one of pl's own addresses on that network (an endpoint
+        /// or NLB address): spoofed.
+        RefusedSpoofed = "refused_spoofed",
         /// Refused: no healthy, resolved target in an eligible zone.
         RefusedNoTarget = "refused_no_target",
         /// Refused: no free SNAT port after the probes.

@@ -4,14 +4,16 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use pl_common::{
-    endpoint::{ENDPOINT_ACCEPTED, ENDPOINT_ANY_SOURCE, ListenerKey, SourceKey},
+    endpoint::{AddrKey, ENDPOINT_ACCEPTED, ENDPOINT_ANY_SOURCE, ListenerKey, SourceKey},
     flow::FlowKey,
     maglev::NO_BACKEND,
     service::{MAX_ZONES, SERVICE_CROSS_ZONE, maglev_slot, maglev_table},
     stats::EndpointCounter,
 };
 
-use crate::maps::{PL_ENDPOINTS, PL_LISTENERS, PL_MAGLEV, PL_SERVICES, PL_SOURCES, PL_TARGETS};
+use crate::maps::{
+    PL_ADDRS, PL_ENDPOINTS, PL_LISTENERS, PL_MAGLEV, PL_SERVICES, PL_SOURCES, PL_TARGETS,
+};
 
 /// Where an admitted flow goes.
 pub struct Admitted {
@@ -43,6 +45,18 @@ pub fn admit(key: &FlowKey, endpoint: u16, zone: u8) -> Result<Admitted, Endpoin
         .ok_or(EndpointCounter::RefusedNoListener)?;
     if ep.flags & ENDPOINT_ACCEPTED == 0 {
         return Err(EndpointCounter::RefusedNotAccepted);
+    }
+    // Nobody else on the network may hold our addresses.
+    // SAFETY: only tested for presence.
+    let own = unsafe {
+        PL_ADDRS.get(AddrKey {
+            addr_be: key.src_be,
+            network: key.network,
+            _pad: 0,
+        })
+    };
+    if own.is_some() {
+        return Err(EndpointCounter::RefusedSpoofed);
     }
     if ep.flags & ENDPOINT_ANY_SOURCE == 0 {
         let source = Key::new(64, SourceKey::new(endpoint, key.src_be));

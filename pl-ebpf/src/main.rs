@@ -57,8 +57,12 @@ fn try_pl_xdp(ctx: &XdpContext) -> Result<u32, ()> {
         match frame {
             Frame::Arp => arp::handle(ctx, &iface, &stats),
             Frame::Ipv4L4 { proto } => ipv4(ctx, &iface, &stats, proto)?,
-            Frame::Other => {
-                stats.add(IfaceCounter::DroppedUnsupported, 1);
+            Frame::Icmp => {
+                stats.add(IfaceCounter::DroppedIcmp, 1);
+                xdp_action::XDP_DROP
+            }
+            Frame::Drop(why) => {
+                stats.add(why, 1);
                 xdp_action::XDP_DROP
             }
         }

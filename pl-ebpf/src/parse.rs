@@ -1,8 +1,9 @@
 //! Parse: the one place that reads headers, every read bounds-checked against data_end.
 //!
-//! The data path handles IPv4 without options and unfragmented (Katran's choice too):
-//! fixed offsets keep the verifier's job simple. Anything else is classified here and
-//! dropped on dedicated interfaces.
+//! The data path carries IPv4 TCP and UDP without options and unfragmented, and ICMP
+//! errors about its flows (Katran's choice too): fixed offsets keep the verifier's job
+//! simple. Every other frame gets a reason here, and dedicated interfaces drop it counted
+//! under that reason. Ethernet padding past the IPv4 total length is allowed (and carried).
 
 use core::mem::size_of;
 
@@ -10,8 +11,8 @@ use aya_ebpf::programs::XdpContext;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 use pl_common::{
     proto::{
-        ARP_LEN, ETH_HLEN, ETH_P_ARP, ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HLEN,
-        TCP_MIN_HLEN, UDP_HLEN,
+        ARP_LEN, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ICMP_HLEN, IPPROTO_ICMP,
+        IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HLEN, TCP_MIN_HLEN, UDP_HLEN,
     },
     stats::IfaceCounter,
 };
@@ -37,65 +38,110 @@ fn has(ctx: &XdpContext, offset: usize, len: usize) -> bool {
 /// What the data path does with a frame.
 pub enum Frame {
     Arp,
-    /// IPv4 TCP or UDP, no options, not fragmented, whole L4 header present.
+    /// IPv4 TCP or UDP, no options, not fragmented, whole L4 header present and sane.
     Ipv4L4 {
         proto: u8,
     },
-    /// Anything else, with its class counter.
-    Other,
+    /// IPv4 ICMP, no options, not fragmented, ICMP header present.
+    Icmp,
+    /// Not carried: dropped on a dedicated interface, counted under this reason.
+    Drop(IfaceCounter),
 }
 
 /// The frame's class counter and what the data path makes of it.
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> (IfaceCounter, Frame) {
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
-        return (IfaceCounter::Malformed, Frame::Other);
+        return (
+            IfaceCounter::Malformed,
+            Frame::Drop(IfaceCounter::DroppedTruncated),
+        );
     };
     // SAFETY: bounds checked by ptr_at.
     match u16::from_be(unsafe { (*eth).ether_type }) {
         ETH_P_ARP if has(ctx, ETH_HLEN, ARP_LEN) => (IfaceCounter::Arp, Frame::Arp),
-        ETH_P_ARP => (IfaceCounter::Malformed, Frame::Other),
+        ETH_P_ARP => (
+            IfaceCounter::Malformed,
+            Frame::Drop(IfaceCounter::DroppedTruncated),
+        ),
         ETH_P_IP => parse_ipv4(ctx),
-        _ => (IfaceCounter::NonIpv4, Frame::Other),
+        ETH_P_8021Q | ETH_P_8021AD => (
+            IfaceCounter::NonIpv4,
+            Frame::Drop(IfaceCounter::DroppedVlan),
+        ),
+        _ => (
+            IfaceCounter::NonIpv4,
+            Frame::Drop(IfaceCounter::DroppedNonIpv4),
+        ),
     }
 }
 
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext) -> (IfaceCounter, Frame) {
+    let malformed = |why| (IfaceCounter::Malformed, Frame::Drop(why));
     let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN) else {
-        return (IfaceCounter::Malformed, Frame::Other);
+        return malformed(IfaceCounter::DroppedTruncated);
     };
     // SAFETY: bounds checked by ptr_at.
-    let (version, hlen, proto, frags) = unsafe {
+    let (version, hlen, total, proto, frags) = unsafe {
         (
             (*ip).version(),
             usize::from((*ip).ihl()),
+            usize::from(u16::from_be_bytes((*ip).tot_len)),
             (*ip).proto,
             u16::from_be_bytes((*ip).frags),
         )
     };
-    if version != 4 || hlen < IPV4_MIN_HLEN || !has(ctx, ETH_HLEN, hlen) {
-        return (IfaceCounter::Malformed, Frame::Other);
+    if version != 4 || hlen < IPV4_MIN_HLEN || total < hlen {
+        return malformed(IfaceCounter::DroppedBadIpv4);
     }
-    // A non-first fragment has no L4 header: classify by protocol, read nothing more.
-    if frags & 0x1fff != 0 {
-        let class = match proto {
-            IPPROTO_TCP => IfaceCounter::Ipv4Tcp,
-            IPPROTO_UDP => IfaceCounter::Ipv4Udp,
-            _ => IfaceCounter::Ipv4Other,
-        };
-        return (class, Frame::Other);
+    if !has(ctx, ETH_HLEN, hlen) {
+        return malformed(IfaceCounter::DroppedBadIpv4);
     }
-    let l4 = ETH_HLEN + hlen;
+    if !has(ctx, ETH_HLEN, total) {
+        return malformed(IfaceCounter::DroppedTruncated);
+    }
     let class = match proto {
-        IPPROTO_TCP if has(ctx, l4, TCP_MIN_HLEN) => IfaceCounter::Ipv4Tcp,
-        IPPROTO_UDP if has(ctx, l4, UDP_HLEN) => IfaceCounter::Ipv4Udp,
-        IPPROTO_TCP | IPPROTO_UDP => return (IfaceCounter::Malformed, Frame::Other),
-        _ => return (IfaceCounter::Ipv4Other, Frame::Other),
+        IPPROTO_TCP => IfaceCounter::Ipv4Tcp,
+        IPPROTO_UDP => IfaceCounter::Ipv4Udp,
+        _ => IfaceCounter::Ipv4Other,
     };
-    // Options, or a first fragment (more-fragments set): not handled by the data path yet.
-    if hlen != IPV4_MIN_HLEN || frags & 0x2000 != 0 {
-        return (class, Frame::Other);
+    // Any fragment, first or not: its L4 header (if any) speaks for a packet not here.
+    if frags & 0x3fff != 0 {
+        return (class, Frame::Drop(IfaceCounter::DroppedFragment));
     }
-    (class, Frame::Ipv4L4 { proto })
+    if hlen != IPV4_MIN_HLEN {
+        return (class, Frame::Drop(IfaceCounter::DroppedIpOptions));
+    }
+    let l4_len = total - IPV4_MIN_HLEN;
+    match proto {
+        IPPROTO_TCP => {
+            let Some(tcp) =
+                ptr_at::<[u8; TCP_MIN_HLEN]>(ctx, L4_OFF).filter(|_| l4_len >= TCP_MIN_HLEN)
+            else {
+                return malformed(IfaceCounter::DroppedTruncated);
+            };
+            // SAFETY: bounds checked by ptr_at; byte 12 holds the data offset.
+            let doff = usize::from(unsafe { (*tcp)[12] } >> 4) * 4;
+            if doff < TCP_MIN_HLEN || doff > l4_len {
+                return malformed(IfaceCounter::DroppedBadL4);
+            }
+            (class, Frame::Ipv4L4 { proto })
+        }
+        IPPROTO_UDP => {
+            let Some(udp) = ptr_at::<[u8; UDP_HLEN]>(ctx, L4_OFF).filter(|_| l4_len >= UDP_HLEN)
+            else {
+                return malformed(IfaceCounter::DroppedTruncated);
+            };
+            // SAFETY: bounds checked by ptr_at; bytes 4..6 hold the length.
+            let len = usize::from(u16::from_be_bytes(unsafe { [(*udp)[4], (*udp)[5]] }));
+            if len < UDP_HLEN || len > l4_len {
+                return malformed(IfaceCounter::DroppedBadL4);
+            }
+            (class, Frame::Ipv4L4 { proto })
+        }
+        IPPROTO_ICMP if l4_len >= ICMP_HLEN && has(ctx, L4_OFF, ICMP_HLEN) => (class, Frame::Icmp),
+        IPPROTO_ICMP => malformed(IfaceCounter::DroppedTruncated),
+        _ => (class, Frame::Drop(IfaceCounter::DroppedProtocol)),
+    }
 }

@@ -223,6 +223,30 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
     udp_zero_out[40..42].fill(0);
     let mut bad_htype = arp_request(CA, CLIENT, EP1);
     bad_htype[15] = 6;
+    // Malformed variants of one good UDP datagram and one good SYN (headers at 14, 34).
+    let good_udp = ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).udp(40060, 53, b"malformed"));
+    let good_syn = ipv4_frame(fa, CA, &syn(CLIENT, 40061, EP1, 443, 64));
+    let with = |f: &[u8], at: usize, bytes: &[u8]| {
+        let mut f = f.to_vec();
+        f[at..at + bytes.len()].copy_from_slice(bytes);
+        f
+    };
+    let cut_udp = good_udp[..14 + 20 + 6].to_vec();
+    let cut_icmp = ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).icmp_echo(1, 1))[..14 + 20 + 4].to_vec();
+    let long_total = with(&good_udp, 16, &(20u16 + 8 + 9 + 1).to_be_bytes());
+    let short_total = with(&good_udp, 16, &10u16.to_be_bytes());
+    let ihl4 = with(&good_udp, 14, &[0x44]);
+    let ihl15 = with(&good_udp, 14, &[0x4f]);
+    let v6_in_v4 = with(&good_udp, 14, &[0x65]);
+    let doff4 = with(&good_syn, 14 + 20 + 12, &[0x40]);
+    let doff15 = with(&good_syn, 14 + 20 + 12, &[0xf0]);
+    let udp_len0 = with(&good_udp, 14 + 20 + 4, &[0, 0]);
+    let udp_long = with(&good_udp, 14 + 20 + 4, &200u16.to_be_bytes());
+    let later_fragment = with(
+        &ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).udp(40000, 53, b"tail")),
+        20,
+        &[0, 185],
+    );
 
     vec![
         // ARP: answered for our addresses on their own network only; targets learned.
@@ -473,48 +497,183 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
             I::Ipv4Tcp,
             Delta::I("fw-acme", I::DroppedNotOurs, 1),
         ),
-        // Frames the data path does not carry, on a dedicated interface.
+        // Spoofing: our own addresses as a source.
+        refused(
+            "consumer source is an endpoint address of its own network",
+            ipv4_frame(fa, CA, &syn(EP2, 40070, EP1, 443, 64)),
+            I::Ipv4Tcp,
+            "acme-billing",
+            E::RefusedSpoofed,
+        ),
+        refused(
+            "consumer source is the endpoint address it sends to",
+            ipv4_frame(fa, CA, &ip(EP1, EP1, 64).udp(40071, 53, b"self")),
+            I::Ipv4Udp,
+            "acme-billing",
+            E::RefusedSpoofed,
+        ),
+        // Frames the data path does not carry, on a dedicated interface: each dropped
+        // under its reason.
         dropped(
             "IPv6",
             "fw-acme",
             ethernet(fa, CA, 0x86dd, &[0x60; 40]),
             I::NonIpv4,
-            Delta::I("fw-acme", I::DroppedUnsupported, 1),
+            Delta::I("fw-acme", I::DroppedNonIpv4, 1),
+        ),
+        dropped(
+            "an EtherType pl does not know (LLDP)",
+            "fw-acme",
+            ethernet(fa, CA, 0x88cc, &[0; 46]),
+            I::NonIpv4,
+            Delta::I("fw-acme", I::DroppedNonIpv4, 1),
         ),
         dropped(
             "ICMP echo to an endpoint address",
             "fw-acme",
             ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).icmp_echo(1, 1)),
             I::Ipv4Other,
-            Delta::I("fw-acme", I::DroppedUnsupported, 1),
+            Delta::I("fw-acme", I::DroppedIcmp, 1),
         ),
         dropped(
             "802.1Q-tagged frame",
             "fw-acme",
             ethernet(fa, CA, 0x8100, &[0; 46]),
             I::NonIpv4,
-            Delta::I("fw-acme", I::DroppedUnsupported, 1),
+            Delta::I("fw-acme", I::DroppedVlan, 1),
+        ),
+        dropped(
+            "802.1ad double-tagged frame",
+            "fw-acme",
+            ethernet(fa, CA, 0x88a8, &[0x81, 0, 0, 1, 8, 0, 0x45, 0, 0, 0]),
+            I::NonIpv4,
+            Delta::I("fw-acme", I::DroppedVlan, 1),
+        ),
+        dropped(
+            "ARP cut inside its body",
+            "fw-acme",
+            ethernet([0xff; 6], CA, 0x0806, &[0, 1, 8, 0]),
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedTruncated, 1),
+        ),
+        dropped(
+            "IPv4 header cut short",
+            "fw-acme",
+            ethernet(fa, CA, 0x0800, &[0x45, 0, 0, 20, 0, 0]),
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedTruncated, 1),
         ),
         dropped(
             "TCP header cut short",
             "fw-acme",
             truncated,
             I::Malformed,
-            Delta::I("fw-acme", I::DroppedUnsupported, 1),
+            Delta::I("fw-acme", I::DroppedTruncated, 1),
+        ),
+        dropped(
+            "UDP header cut short",
+            "fw-acme",
+            cut_udp,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedTruncated, 1),
+        ),
+        dropped(
+            "ICMP header cut short",
+            "fw-acme",
+            cut_icmp,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedTruncated, 1),
+        ),
+        dropped(
+            "IPv4 total length past the frame",
+            "fw-acme",
+            long_total,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedTruncated, 1),
+        ),
+        dropped(
+            "IPv4 total length below the header",
+            "fw-acme",
+            short_total,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedBadIpv4, 1),
+        ),
+        dropped(
+            "IPv4 IHL below 5",
+            "fw-acme",
+            ihl4,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedBadIpv4, 1),
+        ),
+        dropped(
+            "IPv4 IHL past the frame",
+            "fw-acme",
+            ihl15,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedBadIpv4, 1),
+        ),
+        dropped(
+            "IP version 6 in an IPv4 EtherType",
+            "fw-acme",
+            v6_in_v4,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedBadIpv4, 1),
+        ),
+        dropped(
+            "TCP data offset below 5",
+            "fw-acme",
+            doff4,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedBadL4, 1),
+        ),
+        dropped(
+            "TCP data offset past the packet",
+            "fw-acme",
+            doff15,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedBadL4, 1),
+        ),
+        dropped(
+            "UDP length zero",
+            "fw-acme",
+            udp_len0,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedBadL4, 1),
+        ),
+        dropped(
+            "UDP length past the packet",
+            "fw-acme",
+            udp_long,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedBadL4, 1),
         ),
         dropped(
             "IPv4 options",
             "fw-acme",
             options,
             I::Ipv4Tcp,
-            Delta::I("fw-acme", I::DroppedUnsupported, 1),
+            Delta::I("fw-acme", I::DroppedIpOptions, 1),
         ),
         dropped(
             "first fragment (more-fragments set)",
             "fw-acme",
             first_fragment,
             I::Ipv4Udp,
-            Delta::I("fw-acme", I::DroppedUnsupported, 1),
+            Delta::I("fw-acme", I::DroppedFragment, 1),
+        ),
+        dropped(
+            "non-first fragment of a flow that exists (offset 185)",
+            "fw-acme",
+            later_fragment,
+            I::Ipv4Udp,
+            Delta::I("fw-acme", I::DroppedFragment, 1),
+        ),
+        dropped(
+            "GRE (protocol 47)",
+            "fw-acme",
+            ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).packet(47, &[0; 8])),
+            I::Ipv4Other,
+            Delta::I("fw-acme", I::DroppedProtocol, 1),
         ),
     ]
 }
