@@ -15,6 +15,7 @@ pub mod endpoint;
 pub mod event;
 pub mod flow;
 pub mod hash;
+pub mod icmp;
 pub mod iface;
 pub mod maglev;
 pub mod maps;

@@ -81,6 +81,8 @@ counters! {
         DroppedProtocol = "dropped_protocol",
         /// Dropped: ICMP that is no error about a flow pl holds (echo included).
         DroppedIcmp = "dropped_icmp",
+        /// ICMP errors about a flow, translated and sent on to the flow's other side.
+        IcmpTranslated = "icmp_translated",
         /// Frames the program returned `XDP_PASS` for.
         XdpPass = "xdp_pass",
         /// Frames the program returned `XDP_DROP` for.

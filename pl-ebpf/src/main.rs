@@ -9,6 +9,7 @@ mod classify;
 mod conntrack;
 mod endpoint;
 mod events;
+mod icmp;
 mod maps;
 mod nat;
 mod parse;
@@ -57,10 +58,7 @@ fn try_pl_xdp(ctx: &XdpContext) -> Result<u32, ()> {
         match frame {
             Frame::Arp => arp::handle(ctx, &iface, &stats),
             Frame::Ipv4L4 { proto } => ipv4(ctx, &iface, &stats, proto)?,
-            Frame::Icmp => {
-                stats.add(IfaceCounter::DroppedIcmp, 1);
-                xdp_action::XDP_DROP
-            }
+            Frame::Icmp => icmp::handle(ctx, &iface, &stats),
             Frame::Drop(why) => {
                 stats.add(why, 1);
                 xdp_action::XDP_DROP

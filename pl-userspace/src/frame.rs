@@ -87,6 +87,17 @@ impl Ipv4 {
         self.packet(IPPROTO_TCP, &s)
     }
 
+    /// ICMP error `ty`/`code` (`rest`: the header's last 4 bytes, the MTU for
+    /// fragmentation-needed) quoting `quoted`.
+    pub fn icmp_error(&self, ty: u8, code: u8, rest: [u8; 4], quoted: &[u8]) -> Vec<u8> {
+        let mut m = vec![ty, code, 0, 0];
+        m.extend_from_slice(&rest);
+        m.extend_from_slice(quoted);
+        let c = checksum::checksum(&m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        self.packet(IPPROTO_ICMP, &m)
+    }
+
     /// ICMP echo request.
     pub fn icmp_echo(&self, id: u16, seq: u16) -> Vec<u8> {
         let mut m = vec![8, 0, 0, 0];

@@ -37,6 +37,9 @@ const PENDING: [u8; 4] = [10, 0, 0, 102];
 const NLB1: [u8; 4] = [10, 9, 0, 250];
 const T1: [u8; 4] = [10, 9, 0, 11];
 const T2: [u8; 4] = [10, 9, 0, 12];
+/// A router on the provider network, and the MTU it reports.
+const ROUTER: [u8; 4] = [10, 9, 0, 1];
+const MTU_1400: [u8; 4] = [0, 0, 0x05, 0x78];
 const CA: Mac = [2, 0, 0, 0, 0x0a, 1];
 const CG: Mac = [2, 0, 0, 0, 0x0b, 1];
 const T1_MAC: Mac = [2, 0, 0, 0, 0x09, 0x11];
@@ -117,6 +120,36 @@ fn forwarded(
     if new {
         deltas.push(Delta::E(endpoint, E::NewFlows, 1));
     }
+    Fx {
+        desc,
+        on,
+        input,
+        action: XDP_REDIRECT,
+        output: Some(output),
+        deltas,
+    }
+}
+
+/// An ICMP error about a flow of `endpoint`, translated and sent to the flow's other side.
+fn icmp_translated(
+    desc: &'static str,
+    on: &'static str,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    endpoint: &'static str,
+) -> Fx {
+    let mut deltas = seen(on, &input, I::Ipv4Other);
+    let (p, b) = if on == "fw-prov" {
+        (E::ToConsumerPackets, E::ToConsumerBytes)
+    } else {
+        (E::ToProviderPackets, E::ToProviderBytes)
+    };
+    deltas.extend([
+        Delta::I(on, I::IcmpTranslated, 1),
+        Delta::I(on, I::XdpRedirect, 1),
+        Delta::E(endpoint, p, 1),
+        Delta::E(endpoint, b, input.len() as u64),
+    ]);
     Fx {
         desc,
         on,
@@ -497,6 +530,140 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
             I::Ipv4Tcp,
             Delta::I("fw-acme", I::DroppedNotOurs, 1),
         ),
+        // ICMP errors about a flow: translated both ways (PMTU discovery through an endpoint).
+        icmp_translated(
+            "fragmentation needed from a provider router about a TCP flow: to the consumer, from the endpoint address",
+            "fw-prov",
+            ipv4_frame(
+                fp,
+                T2_MAC,
+                &ip(ROUTER, NLB1, 64).icmp_error(
+                    3,
+                    4,
+                    MTU_1400,
+                    &syn(NLB1, f1, T1, 8443, 63)[..28],
+                ),
+            ),
+            ipv4_frame(
+                CA,
+                fa,
+                &ip(EP1, CLIENT, 63).icmp_error(
+                    3,
+                    4,
+                    MTU_1400,
+                    &syn(CLIENT, 40000, EP1, 443, 63)[..28],
+                ),
+            ),
+            "acme-billing",
+        ),
+        icmp_translated(
+            "fragmentation needed quoting the whole TCP header: its checksum is translated too",
+            "fw-prov",
+            ipv4_frame(
+                fp,
+                T2_MAC,
+                &ip(ROUTER, NLB1, 64).icmp_error(3, 4, MTU_1400, &syn(NLB1, f1, T1, 8443, 63)),
+            ),
+            ipv4_frame(
+                CA,
+                fa,
+                &ip(EP1, CLIENT, 63).icmp_error(3, 4, MTU_1400, &syn(CLIENT, 40000, EP1, 443, 63)),
+            ),
+            "acme-billing",
+        ),
+        icmp_translated(
+            "time exceeded from a provider router about a UDP flow: to the consumer",
+            "fw-prov",
+            ipv4_frame(
+                fp,
+                T2_MAC,
+                &ip(ROUTER, NLB1, 64).icmp_error(
+                    11,
+                    0,
+                    [0; 4],
+                    &ip(NLB1, T1, 63).udp(u1, 5353, b"query")[..28],
+                ),
+            ),
+            ipv4_frame(
+                CA,
+                fa,
+                &ip(EP1, CLIENT, 63).icmp_error(
+                    11,
+                    0,
+                    [0; 4],
+                    &ip(CLIENT, EP1, 63).udp(40000, 53, b"query")[..28],
+                ),
+            ),
+            "acme-billing",
+        ),
+        icmp_translated(
+            "port unreachable from the consumer about a UDP reply: to the target, from the NLB address",
+            "fw-acme",
+            ipv4_frame(
+                fa,
+                CA,
+                &ip(CLIENT, EP1, 64).icmp_error(
+                    3,
+                    3,
+                    [0; 4],
+                    &ip(EP1, CLIENT, 63).udp(53, 40000, b"answer")[..28],
+                ),
+            ),
+            ipv4_frame(
+                T1_MAC,
+                fp,
+                &ip(NLB1, T1, 63).icmp_error(
+                    3,
+                    3,
+                    [0; 4],
+                    &ip(T1, NLB1, 63).udp(5353, u1, b"answer")[..28],
+                ),
+            ),
+            "acme-billing",
+        ),
+        dropped(
+            "ICMP error quoting a tuple no flow holds",
+            "fw-prov",
+            ipv4_frame(
+                fp,
+                T2_MAC,
+                &ip(ROUTER, NLB1, 64).icmp_error(3, 4, MTU_1400, &syn(NLB1, 1, T1, 8443, 63)[..28]),
+            ),
+            I::Ipv4Other,
+            Delta::I("fw-prov", I::DroppedIcmp, 1),
+        ),
+        dropped(
+            "ICMP error on globex quoting a flow that exists only on acme",
+            "fw-globex",
+            ipv4_frame(
+                fg,
+                CG,
+                &ip(CLIENT, EP1, 64).icmp_error(
+                    3,
+                    3,
+                    [0; 4],
+                    &ip(EP1, CLIENT, 63).udp(53, 40020, b"answer")[..28],
+                ),
+            ),
+            I::Ipv4Other,
+            Delta::I("fw-globex", I::DroppedIcmp, 1),
+        ),
+        dropped(
+            "ICMP redirect (not an error pl translates)",
+            "fw-prov",
+            ipv4_frame(
+                fp,
+                T2_MAC,
+                &ip(ROUTER, NLB1, 64).icmp_error(
+                    5,
+                    1,
+                    [10, 9, 0, 1],
+                    &syn(NLB1, f1, T1, 8443, 63)[..28],
+                ),
+            ),
+            I::Ipv4Other,
+            Delta::I("fw-prov", I::DroppedIcmp, 1),
+        ),
         // Spoofing: our own addresses as a source.
         refused(
             "consumer source is an endpoint address of its own network",
@@ -738,8 +905,8 @@ fn datapath_fixtures() {
         .unwrap_or_else(|e| panic!("{}", chain(e)));
         let table = fixtures(&fw, &model.settings);
         assert!(
-            table.len() >= 30,
-            "the data path needs at least 30 fixtures"
+            table.len() >= 60,
+            "the data path needs at least 60 fixtures"
         );
         let mut failures = Vec::new();
         for f in &table {

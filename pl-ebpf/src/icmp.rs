@@ -1,0 +1,66 @@
+//! ICMP: errors about a flow pl holds are translated and sent to the flow's other side (see
+//! `pl_common::icmp`); everything else ICMP, echo included, is dropped and counted.
+
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use network_types::eth::EthHdr;
+use pl_common::{
+    flow::FLOW_FORWARD,
+    icmp::{QUOTED_TCP_CHECK, Rewrite, WINDOW, error_key, translate_error},
+    iface::IfaceConfig,
+    proto::{ETH_HLEN, IPPROTO_TCP},
+    stats::IfaceCounter,
+};
+
+use crate::{maps::PL_FLOWS, nat, parse::ptr_at, redirect, stats, stats::Slot};
+
+#[inline(always)]
+pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
+    let drop = || {
+        slot.add(IfaceCounter::DroppedIcmp, 1);
+        xdp_action::XDP_DROP
+    };
+    let Some(w) = ptr_at::<[u8; WINDOW]>(ctx, ETH_HLEN) else {
+        return drop();
+    };
+    // SAFETY: bounds-checked by ptr_at.
+    let Some(key) = error_key(unsafe { &*w }, iface.network) else {
+        return drop();
+    };
+    // SAFETY: copied out at once.
+    let Some(v) = (unsafe { PL_FLOWS.get(key) }).copied() else {
+        return drop();
+    };
+    if nat::ttl(ctx).is_none_or(|t| t <= 1) {
+        return drop();
+    }
+    let tcp_check = if key.proto == IPPROTO_TCP {
+        ptr_at::<[u8; 2]>(ctx, ETH_HLEN + QUOTED_TCP_CHECK)
+    } else {
+        None
+    };
+    let r = Rewrite {
+        src_be: v.new_src_be,
+        dst_be: v.new_dst_be,
+        sport_be: v.new_sport_be,
+        dport_be: v.new_dport_be,
+    };
+    // SAFETY: all bounds-checked; the frame is ours to rewrite.
+    unsafe {
+        translate_error(&mut *w, &r, tcp_check.map(|c| &mut *c));
+    }
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return drop();
+    };
+    // SAFETY: bounds-checked.
+    unsafe {
+        (*eth).dst_addr = v.dst_mac;
+        (*eth).src_addr = v.src_mac;
+    }
+    slot.add(IfaceCounter::IcmpTranslated, 1);
+    stats::endpoint_forwarded(
+        v.endpoint,
+        v.dir == FLOW_FORWARD,
+        (ctx.data_end() - ctx.data()) as u64,
+    );
+    redirect::to_network(v.egress)
+}
