@@ -23,6 +23,16 @@ pub const fn fold(mut acc: u32) -> u16 {
     acc as u16
 }
 
+/// True if a 20-byte IPv4 header (no options) carries a checksum that verifies.
+#[inline(always)]
+pub fn ipv4_header_ok(h: &[u8; 20]) -> bool {
+    let mut acc = 0u32;
+    for i in 0..10 {
+        acc += u32::from(u16::from_be_bytes([h[2 * i], h[2 * i + 1]]));
+    }
+    fold(acc) == 0xffff
+}
+
 /// The checksum field value for `data` (already containing a zero checksum field).
 pub fn checksum(data: &[u8]) -> u16 {
     !fold(sum(data, 0))
@@ -86,6 +96,10 @@ mod tests {
         assert_eq!(checksum(&HDR), 0xb861);
         // A header with its checksum in place sums to 0xffff, i.e. verifies to 0.
         assert_eq!(checksum(&with_check(HDR)), 0);
+        assert!(ipv4_header_ok(&with_check(HDR)));
+        let mut bad = with_check(HDR);
+        bad[8] ^= 1;
+        assert!(!ipv4_header_ok(&bad), "a flipped TTL bit must fail");
     }
 
     #[test]

@@ -63,7 +63,7 @@ counters! {
         /// ICMP), or shorter than its IPv4 total length.
         DroppedTruncated = "dropped_truncated",
         /// Dropped: IPv4 version not 4, IHL below 5 or past the frame, total length below
-        /// the header.
+        /// the header, or a header checksum that does not verify.
         DroppedBadIpv4 = "dropped_bad_ipv4",
         /// Dropped: TCP data offset below 5 or past the packet; UDP length below 8 (zero
         /// included) or past the packet.

@@ -10,6 +10,7 @@ use core::mem::size_of;
 use aya_ebpf::programs::XdpContext;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 use pl_common::{
+    checksum,
     proto::{
         ARP_LEN, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ICMP_HLEN, IPPROTO_ICMP,
         IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HLEN, TCP_MIN_HLEN, UDP_HLEN,
@@ -112,6 +113,11 @@ fn parse_ipv4(ctx: &XdpContext) -> (IfaceCounter, Frame) {
     }
     if hlen != IPV4_MIN_HLEN {
         return (class, Frame::Drop(IfaceCounter::DroppedIpOptions));
+    }
+    // A router drops a header that fails its checksum; translating it would only hide that.
+    // SAFETY: the 20-byte header is inside the frame (checked above).
+    if !checksum::ipv4_header_ok(unsafe { &*(ip as *const [u8; IPV4_MIN_HLEN]) }) {
+        return malformed(IfaceCounter::DroppedBadIpv4);
     }
     let l4_len = total - IPV4_MIN_HLEN;
     match proto {

@@ -274,6 +274,7 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
     let doff4 = with(&good_syn, 14 + 20 + 12, &[0x40]);
     let doff15 = with(&good_syn, 14 + 20 + 12, &[0xf0]);
     let udp_len0 = with(&good_udp, 14 + 20 + 4, &[0, 0]);
+    let bad_ip_check = with(&good_udp, 14 + 10, &[good_udp[24] ^ 0x10, good_udp[25]]);
     let udp_long = with(&good_udp, 14 + 20 + 4, &200u16.to_be_bytes());
     let later_fragment = with(
         &ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).udp(40000, 53, b"tail")),
@@ -813,6 +814,13 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
             udp_long,
             I::Malformed,
             Delta::I("fw-acme", I::DroppedBadL4, 1),
+        ),
+        dropped(
+            "IPv4 header checksum that does not verify",
+            "fw-acme",
+            bad_ip_check,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedBadIpv4, 1),
         ),
         dropped(
             "IPv4 options",
