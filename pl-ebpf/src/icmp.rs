@@ -33,7 +33,11 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
     if nat::ttl(ctx).is_none_or(|t| t <= 1) {
         return drop();
     }
-    let tcp_check = if key.proto == IPPROTO_TCP {
+    // The quoted TCP checksum counts only if the ICMP message quotes that far: bytes past
+    // the IPv4 total length are padding, outside every checksum.
+    // SAFETY: bounds-checked by ptr_at.
+    let total = usize::from(u16::from_be_bytes(unsafe { [(*w)[2], (*w)[3]] }));
+    let tcp_check = if key.proto == IPPROTO_TCP && QUOTED_TCP_CHECK + 2 <= total {
         ptr_at::<[u8; 2]>(ctx, ETH_HLEN + QUOTED_TCP_CHECK)
     } else {
         None

@@ -35,6 +35,14 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Set up, then the full fuzz run: 1 000 000 random and mutated frames through the XDP
+    /// program (BPF_PROG_TEST_RUN). `--seed N` replays a run.
+    Fuzz {
+        #[arg(long, default_value_t = 1_000_000)]
+        frames: u64,
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Set up, then run every test: unit, packet fixtures, network-namespace end to end.
     Test {
         /// Extra arguments for `cargo test` (before `--`), e.g. a test name filter.
@@ -93,6 +101,23 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
             }
             let status = bench.status().context("running pl bench")?;
             exit_code(status)
+        }
+        Task::Fuzz { frames, seed } => {
+            let mut test = cargo(&env, &root);
+            test.args([
+                "test",
+                "--package",
+                "pl-tests",
+                "--test",
+                "fuzz",
+                "--",
+                "--nocapture",
+            ])
+            .env("PL_FUZZ_FRAMES", frames.to_string());
+            if let Some(s) = seed {
+                test.env("PL_FUZZ_SEED", s.to_string());
+            }
+            exit_code(test.status().context("running the fuzz test")?)
         }
         Task::Test { args } => {
             // The end-to-end tests run this binary as a separate process, as a user would.

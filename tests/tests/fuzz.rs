@@ -1,0 +1,472 @@
+//! Fuzzing the data path through BPF_PROG_TEST_RUN: random and mutated frames, seeded from
+//! fixture-like frames, against the real object programmed from the lab config.
+//!
+//! Every frame must come out dropped or redirected (never aborted), every redirected frame
+//! must be well formed with a verifying IPv4 checksum and an L4/ICMP checksum exactly as
+//! valid as the input's, and policy must hold: consumer frames reach only a target through
+//! an NLB address, from an allowed source, to an endpoint's listener; provider frames (and
+//! ICMP errors) reach a consumer only along a flow a consumer made. At the end every drop
+//! must be counted under a reason.
+//!
+//! `PL_FUZZ_FRAMES` sets the count (default 100 000; `cargo xtask fuzz` runs 1 000 000) and
+//! `PL_FUZZ_SEED` replays a run; the seed is printed.
+
+use std::{collections::HashSet, net::Ipv4Addr, path::PathBuf};
+
+use aya::Ebpf;
+use pl_common::{
+    checksum,
+    proto::{XDP_DROP, XDP_REDIRECT},
+    stats::{EndpointCounter as E, IfaceCounter as I},
+};
+use pl_tests::{TestLab, chain, require_kernel, xdp_test_run};
+use pl_userspace::{
+    apply::apply,
+    config::Source,
+    dataplane,
+    frame::{Ipv4, Mac, TCP_ACK, TCP_SYN, arp_reply, arp_request, ipv4_frame, parse_mac},
+    lab::LAB_CONFIG,
+    model::{LiveInterfaces, Model},
+    netns,
+    plan::{Neighbors, Plan},
+};
+
+const CLIENT: [u8; 4] = [10, 0, 0, 10];
+const OUTSIDER: [u8; 4] = [10, 0, 0, 200];
+const EP1: [u8; 4] = [10, 0, 0, 100];
+const EP2: [u8; 4] = [10, 0, 0, 101];
+const NLBS: [[u8; 4]; 2] = [[10, 9, 0, 250], [10, 9, 0, 251]];
+const T1: [u8; 4] = [10, 9, 0, 11];
+const T2: [u8; 4] = [10, 9, 0, 12];
+const CA: Mac = [2, 0, 0, 0, 0x0a, 1];
+const TM: Mac = [2, 0, 0, 0, 0x09, 0x11];
+const IFACES: [&str; 3] = ["fw-acme", "fw-globex", "fw-prov"];
+
+/// xorshift64*: small, seedable, good enough to fuzz with.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.below(from.len())]
+    }
+}
+
+/// A provider-side tuple of a flow a consumer made: (nlb, snat port, target, target port,
+/// protocol).
+type Held = (Ipv4Addr, u16, Ipv4Addr, u16, u8);
+
+fn be16(f: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([f[at], f[at + 1]])
+}
+
+fn addr(f: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3])
+}
+
+/// Whether the TCP/UDP/ICMP checksum of the IPv4 packet in `f` verifies (UDP 0: none).
+/// None if the frame is no whole IPv4 packet.
+fn l4_ok(f: &[u8]) -> Option<bool> {
+    if f.len() < 34 || be16(f, 12) != 0x0800 || f[14] != 0x45 {
+        return None;
+    }
+    let total = usize::from(be16(f, 16));
+    let seg = f.get(34..14 + total)?;
+    let (src, dst) = (f[26..30].try_into().ok()?, f[30..34].try_into().ok()?);
+    Some(match f[23] {
+        6 => {
+            checksum::fold(checksum::sum(
+                seg,
+                checksum::pseudo_header_sum(src, dst, 6, seg.len() as u16),
+            )) == 0xffff
+        }
+        17 if seg.len() >= 8 && be16(seg, 6) == 0 => true,
+        17 => {
+            checksum::fold(checksum::sum(
+                seg,
+                checksum::pseudo_header_sum(src, dst, 17, seg.len() as u16),
+            )) == 0xffff
+        }
+        1 => checksum::fold(checksum::sum(seg, 0)) == 0xffff,
+        _ => return None,
+    })
+}
+
+/// Seeds: frames that reach every stage, on each interface (0 acme, 1 globex, 2 prov).
+fn seeds(fw: &[Mac; 3]) -> Vec<(usize, Vec<u8>)> {
+    let ip = |s, d, ttl| Ipv4 {
+        src: s,
+        dst: d,
+        ttl,
+    };
+    let mut out = Vec::new();
+    for (n, mac) in [(0, CA), (1, [2, 0, 0, 0, 0x0b, 1])] {
+        let f = fw[n];
+        for src in [CLIENT, OUTSIDER, EP2] {
+            for dst in [EP1, EP2] {
+                out.push((
+                    n,
+                    ipv4_frame(
+                        f,
+                        mac,
+                        &ip(src, dst, 64).tcp(40000, 443, 7, 0, TCP_SYN, &[]),
+                    ),
+                ));
+                out.push((
+                    n,
+                    ipv4_frame(
+                        f,
+                        mac,
+                        &ip(src, dst, 64).tcp(40001, 443, 8, 9, TCP_ACK, b"data"),
+                    ),
+                ));
+                out.push((
+                    n,
+                    ipv4_frame(f, mac, &ip(src, dst, 64).udp(40002, 53, b"query")),
+                ));
+            }
+        }
+        out.push((n, ipv4_frame(f, mac, &ip(CLIENT, EP1, 64).icmp_echo(1, 1))));
+        out.push((
+            n,
+            ipv4_frame(
+                f,
+                mac,
+                &ip(CLIENT, EP1, 64).icmp_error(
+                    3,
+                    3,
+                    [0; 4],
+                    &ip(EP1, CLIENT, 63).udp(53, 40002, b"answer")[..28],
+                ),
+            ),
+        ));
+        out.push((n, arp_request(mac, CLIENT, EP1)));
+    }
+    let f = fw[2];
+    for t in [T1, T2] {
+        for nlb in NLBS {
+            out.push((
+                2,
+                ipv4_frame(
+                    f,
+                    TM,
+                    &ip(t, nlb, 64).tcp(8443, 40000, 1, 8, TCP_SYN | TCP_ACK, &[]),
+                ),
+            ));
+            out.push((
+                2,
+                ipv4_frame(f, TM, &ip(t, nlb, 64).udp(5353, 40002, b"answer")),
+            ));
+            out.push((
+                2,
+                ipv4_frame(
+                    f,
+                    TM,
+                    &ip([10, 9, 0, 1], nlb, 64).icmp_error(
+                        3,
+                        4,
+                        [0, 0, 5, 0x78],
+                        &ip(nlb, t, 63).tcp(40000, 8443, 7, 0, TCP_SYN, &[])[..28],
+                    ),
+                ),
+            ));
+        }
+        out.push((2, arp_reply(TM, t, f, NLBS[0])));
+    }
+    out
+}
+
+/// Mutates `f` in one of several ways; keeps at least an Ethernet header.
+fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
+    for _ in 0..=rng.below(3) {
+        match rng.below(9) {
+            // Flip a bit, mostly in the headers.
+            0 | 1 => {
+                let end = f.len().min(if rng.below(4) == 0 { f.len() } else { 64 });
+                let i = rng.below(end);
+                f[i] ^= 1 << rng.below(8);
+            }
+            // A random byte.
+            2 => {
+                let i = rng.below(f.len());
+                f[i] = rng.next() as u8;
+            }
+            // Cut short, or grow.
+            3 => {
+                let n = 14 + rng.below(f.len().saturating_sub(13).max(1));
+                f.truncate(n);
+            }
+            4 => {
+                for _ in 0..rng.below(40) {
+                    f.push(rng.next() as u8);
+                }
+            }
+            // Interesting values in length and offset fields.
+            5 => {
+                let at = rng.pick(&[14, 16, 20, 23, 38, 46]);
+                if at + 1 < f.len() {
+                    let v = rng.pick(&[0u16, 1, 5, 8, 20, 0x45, 0xff, 0x4000, 0x2000, 0xffff]);
+                    f[at..at + 2].copy_from_slice(&v.to_be_bytes());
+                }
+            }
+            // Ports and addresses from the small sets that make flows meet.
+            6 if f.len() >= 38 => {
+                let at = rng.pick(&[34, 36]);
+                let p = rng.pick(&[40000u16, 40001, 40002, 443, 53, 8443, 5353, 1]);
+                f[at..at + 2].copy_from_slice(&p.to_be_bytes());
+            }
+            7 if f.len() >= 34 => {
+                let at = rng.pick(&[26, 30]);
+                let a = rng.pick(&[CLIENT, OUTSIDER, EP1, EP2, T1, T2, NLBS[0], NLBS[1]]);
+                f[at..at + 4].copy_from_slice(&a);
+            }
+            // Nothing more: some frames stay as they were.
+            _ => {}
+        }
+    }
+    // Most of the time keep the IPv4 header checksum right, so frames get past it.
+    if rng.below(4) != 0 && f.len() >= 34 && be16(f, 12) == 0x0800 && f[14] == 0x45 {
+        f[24..26].fill(0);
+        let c = checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// What a redirected frame must satisfy; a description of the breach if it does not.
+fn check_redirect(on: usize, input: &[u8], out: &[u8], held: &mut HashSet<Held>) -> Option<String> {
+    if out.len() < 14 {
+        return Some("runt output".into());
+    }
+    match be16(out, 12) {
+        0x0806 => {
+            return (out.len() < 42 || be16(out, 20) != 2)
+                .then(|| "ARP output that is no reply".into());
+        }
+        0x0800 => {}
+        t => return Some(format!("output EtherType {t:#06x}")),
+    }
+    if out.len() < 34 || out[14] != 0x45 || usize::from(be16(out, 16)) + 14 > out.len() {
+        return Some("output IPv4 header malformed".into());
+    }
+    if !checksum::ipv4_header_ok(out[14..34].try_into().expect("20 bytes")) {
+        return Some("output IPv4 checksum does not verify".into());
+    }
+    if l4_ok(input) != l4_ok(out) {
+        return Some(format!(
+            "L4 checksum validity changed: {:?} -> {:?}",
+            l4_ok(input),
+            l4_ok(out)
+        ));
+    }
+    let proto = out[23];
+    let (src, dst) = (addr(out, 26), addr(out, 30));
+    let nlbs = NLBS.map(Ipv4Addr::from);
+    let targets = [Ipv4Addr::from(T1), Ipv4Addr::from(T2)];
+    if proto == 1 {
+        // ICMP error: its quoted packet belongs to a held flow.
+        if out.len() < 62 {
+            return Some("ICMP output too short to quote a packet".into());
+        }
+        let (qs, qd, qsp, qdp, qp) = (
+            addr(out, 54),
+            addr(out, 58),
+            be16(out, 62),
+            be16(out, 64),
+            out[51],
+        );
+        let flow = if on == 2 {
+            // To the consumer: the input quoted our packet to the target.
+            let (is, id, isp, idp) = (
+                addr(input, 54),
+                addr(input, 58),
+                be16(input, 62),
+                be16(input, 64),
+            );
+            (is, isp, id, idp, input[51])
+        } else {
+            (qd, qdp, qs, qsp, qp)
+        };
+        return (!held.contains(&flow))
+            .then(|| format!("ICMP error about a flow nobody made: {flow:?}"));
+    }
+    let (sport, dport) = (be16(out, 34), be16(out, 36));
+    if on == 2 {
+        let (is, id, isp, idp) = (
+            addr(input, 26),
+            addr(input, 30),
+            be16(input, 34),
+            be16(input, 36),
+        );
+        let flow = (id, idp, is, isp, proto);
+        return (!held.contains(&flow)).then(|| format!("provider frame along no flow: {flow:?}"));
+    }
+    // Consumer to provider: NLB address to a target, from an allowed source to a listener.
+    let (isrc, idst, idport) = (
+        Ipv4Addr::from(<[u8; 4]>::try_from(&input[26..30]).ok()?),
+        addr(input, 30),
+        be16(input, 36),
+    );
+    let allowed = on == 1 || isrc.octets()[..3] == [10, 0, 0] && isrc.octets()[3] < 128;
+    let ours = [EP1, EP2].map(Ipv4Addr::from).contains(&isrc);
+    let listener = matches!((proto, idport, dport), (6, 443, 8443) | (17, 53, 5353));
+    if !nlbs.contains(&src)
+        || !targets.contains(&dst)
+        || !allowed
+        || ours
+        || !listener
+        || ![EP1, EP2].map(Ipv4Addr::from).contains(&idst)
+    {
+        return Some(format!(
+            "consumer frame {isrc} -> {idst}:{idport} went out as {src}:{sport} -> {dst}:{dport}"
+        ));
+    }
+    held.insert((src, sport, dst, dport, proto));
+    None
+}
+
+fn total(ebpf: &Ebpf, pick: &dyn Fn(&str) -> bool) -> u64 {
+    let mut n = 0;
+    for slot in 0..IFACES.len() {
+        let s =
+            dataplane::iface_stats(ebpf, slot as u32).unwrap_or_else(|e| panic!("{}", chain(e)));
+        n += I::ALL
+            .iter()
+            .filter(|c| pick(c.name()))
+            .map(|c| s.get(*c))
+            .sum::<u64>();
+    }
+    for id in 0..2 {
+        let s = dataplane::endpoint_stats(ebpf, id).unwrap_or_else(|e| panic!("{}", chain(e)));
+        n += E::ALL
+            .iter()
+            .filter(|c| pick(c.name()))
+            .map(|c| s.get(*c))
+            .sum::<u64>();
+    }
+    n
+}
+
+#[test]
+fn fuzzed_frames_never_abort_break_checksums_or_policy() {
+    require_kernel!("fuzzed_frames_never_abort_break_checksums_or_policy");
+    let frames: usize = std::env::var("PL_FUZZ_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let seed: u64 = std::env::var("PL_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    println!(
+        "fuzz: {frames} frames, seed {seed} (replay: PL_FUZZ_SEED={seed} PL_FUZZ_FRAMES={frames})"
+    );
+    let lab = TestLab::up("fz");
+    let fw: [Mac; 3] = IFACES.map(|i| {
+        parse_mac(
+            &lab.topo
+                .networks
+                .iter()
+                .find(|n| n.fw_iface == i)
+                .expect("lab interface")
+                .fw_mac,
+        )
+        .expect("MAC")
+    });
+    let result = netns::run_in(&lab.fw_ns(), || {
+        let src = Source {
+            path: PathBuf::from("fuzz.toml"),
+            text: LAB_CONFIG.to_owned(),
+        };
+        let cfg = src.parse().unwrap_or_else(|e| panic!("{e}"));
+        let model = Model::build(&src, &cfg, &LiveInterfaces).unwrap_or_else(|e| panic!("{e}"));
+        let mut ebpf = dataplane::load_sized(Some(4096)).unwrap_or_else(|e| panic!("{}", chain(e)));
+        let neigh = Neighbors::from([((2, Ipv4Addr::from(T1)), TM), ((2, Ipv4Addr::from(T2)), TM)]);
+        apply(
+            &mut ebpf,
+            &Plan::build(&model, &neigh, &Default::default()),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+        let ifindex: Vec<u32> = IFACES
+            .iter()
+            .map(|i| {
+                model
+                    .networks
+                    .iter()
+                    .find(|n| n.interface == *i)
+                    .expect("network")
+                    .ifindex
+            })
+            .collect();
+        let seeds = seeds(&fw);
+        let mut rng = Rng(seed);
+        let mut held = HashSet::new();
+        let (mut redirected, mut findings) = (0u64, Vec::new());
+        for n in 0..frames {
+            let (on, mut f) = seeds[rng.below(seeds.len())].clone();
+            // A few in a hundred are pure noise after the Ethernet header.
+            if rng.below(100) < 3 {
+                f.truncate(14);
+                f.extend((0..rng.below(80)).map(|_| rng.next() as u8));
+            } else {
+                mutate(&mut rng, &mut f);
+            }
+            let (action, out) = xdp_test_run(&mut ebpf, ifindex[on], &f);
+            let breach = match action {
+                XDP_DROP => None,
+                XDP_REDIRECT => {
+                    redirected += 1;
+                    check_redirect(on, &f, &out, &mut held)
+                }
+                other => Some(format!("action {other}")),
+            };
+            if let Some(why) = breach {
+                findings.push(format!(
+                    "frame {n} on {}: {why}\n  input  {f:02x?}\n  output {out:02x?}",
+                    IFACES[on]
+                ));
+                if findings.len() >= 10 {
+                    break;
+                }
+            }
+        }
+        // Every drop is counted under a reason (or as an ARP learned from a reply).
+        let drops = total(&ebpf, &|c| c == "xdp_drop");
+        let reasons = total(&ebpf, &|c| {
+            c.starts_with("dropped_") || c.starts_with("refused_") || c == "arp_learned"
+        });
+        (redirected, held.len(), drops, reasons, findings)
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let (redirected, flows, drops, reasons, findings) = result;
+    println!("fuzz: {redirected} redirected, {flows} flows made, {drops} dropped");
+    assert!(
+        findings.is_empty(),
+        "seed {seed}: {} findings:\n{}",
+        findings.len(),
+        findings.join("\n")
+    );
+    assert_eq!(
+        drops, reasons,
+        "seed {seed}: drops without a reason counter"
+    );
+    assert!(
+        redirected > 0 && flows > 0,
+        "seed {seed}: the fuzz never got a frame through: it tested nothing"
+    );
+}
