@@ -294,3 +294,37 @@ pub fn tcp_sink(
     })?
     .map_err(io(what))
 }
+
+/// A SYN flood from namespace `ns` out of `iface` (frames to `dst_mac`): TCP SYNs to `dst`,
+/// each from a new (source address in 10.0.1.0/24, source port) tuple, until `stop` is set
+/// or `limit` frames went out. Returns how many went out.
+pub fn syn_flood(
+    ns: &str,
+    iface: &str,
+    (src_mac, dst_mac): (crate::frame::Mac, crate::frame::Mac),
+    dst: SocketAddrV4,
+    limit: u64,
+    stop: &AtomicBool,
+) -> Result<u64, TrafficError> {
+    use crate::frame::{Ipv4, TCP_SYN, ipv4_frame};
+    let what = format!("SYN flood to {dst} from {ns}");
+    netns::run_in(ns, || -> std::io::Result<u64> {
+        let ifindex = nix::net::if_::if_nametoindex(iface).map_err(std::io::Error::from)?;
+        let sender = crate::neigh::RawSender::open(ifindex)?;
+        let mut sent = 0u64;
+        while sent < limit && !stop.load(Ordering::Relaxed) {
+            let (host, port) = ((sent % 250) as u8 + 1, 1024 + (sent / 250 % 60000) as u16);
+            let ip = Ipv4::new([10, 0, 1, host], dst.ip().octets());
+            let f = ipv4_frame(
+                dst_mac,
+                src_mac,
+                &ip.tcp(port, dst.port(), 1, 0, TCP_SYN, &[]),
+            );
+            // A full queue drops a frame: a flood does not retry.
+            let _ = sender.send(&f, pl_common::proto::ETH_P_IP);
+            sent += 1;
+        }
+        Ok(sent)
+    })?
+    .map_err(io(what))
+}

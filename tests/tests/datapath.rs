@@ -12,7 +12,8 @@ use pl_tests::{TestLab, chain, output, pl_bin, require_kernel, stderr};
 use pl_userspace::{
     cmd,
     flows::{FlowReport, WatchEvent},
-    lab::LAB_CONFIG,
+    frame::parse_mac,
+    lab::{LAB_CONFIG, PEER_IFACE},
     netns,
     runner::PlRun,
     stats::StatsReport,
@@ -1254,4 +1255,85 @@ fn watch_streams_opens_refusals_with_reasons_and_closes() {
     let _ = child.kill();
     let _ = child.wait();
     let _ = reader.join();
+}
+
+#[test]
+fn syn_flood_fills_the_table_to_its_bound_and_established_flows_keep_going() {
+    require_kernel!("syn_flood_fills_the_table_to_its_bound_and_established_flows_keep_going");
+    const TABLE: u64 = 2000;
+    let config = format!(
+        "{LAB_CONFIG}\n[limits]\nflow_table_size = {TABLE}\ntcp_transient_timeout_s = 2\ntcp_closing_timeout_s = 2\n"
+    );
+    let r = Running::start("sf", &config);
+    let (acme, globex) = (r.ns("acme"), r.ns("globex"));
+    let ep = SocketAddrV4::new(EP_Z1, TCP_PORT);
+    // Established before the flood, on the endpoint the flood hits.
+    let mut held = traffic::tcp_hold(&globex, CLIENT, ep)
+        .unwrap_or_else(|e| panic!("held connection: {}", chain(e)));
+    let len: u64 = 64 * 1024 * 1024;
+    let stream = || {
+        let began = std::time::Instant::now();
+        let (sent, got) = traffic::tcp_sink(&acme, CLIENT, ep, len)
+            .unwrap_or_else(|e| panic!("stream: {}", chain(e)));
+        assert_eq!(sent, got, "bytes lost");
+        len as f64 / began.elapsed().as_secs_f64() / 1e6
+    };
+    let before = stream();
+    let g = r.lab.topo.network("globex").expect("globex");
+    let macs = (
+        parse_mac(&g.peer_mac).expect("peer MAC"),
+        parse_mac(&g.fw_mac).expect("fw MAC"),
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // The stream connects first (a new flow could not get in once the table is full), then
+    // the flood starts and runs until the stream is done.
+    let (during, sent, peak) = std::thread::scope(|s| {
+        let measured = s.spawn(|| stream());
+        std::thread::sleep(Duration::from_millis(100));
+        let flood = s.spawn(|| {
+            traffic::syn_flood(&globex, PEER_IFACE, macs, ep, 50_000_000, &stop)
+                .unwrap_or_else(|e| panic!("flood: {}", chain(e)))
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let peak: u64 = r.stats().endpoints.iter().map(|e| e.active_flows).sum();
+        let during = measured.join().expect("stream thread");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (during, flood.join().expect("flood thread"), peak)
+    });
+    let full = r.endpoint("globex-billing", EndpointCounter::RefusedFlowTableFull);
+    println!(
+        "flood: {sent} SYNs; flows at the peak {peak} (table {TABLE}); refused as table full {full}; stream {before:.0} MB/s before, {during:.0} MB/s during"
+    );
+    assert!(
+        full > 0,
+        "the flood never filled the table: it tested nothing"
+    );
+    assert!(peak <= TABLE, "{peak} flows in a table of {TABLE}");
+    // The connection established before the flood finishes its request.
+    {
+        use std::io::{BufRead as _, Write as _};
+        held.write_all(&vec![b'x'; 1_000_000 - 5])
+            .unwrap_or_else(|e| panic!("the held connection broke: {e}"));
+        let mut answer = String::new();
+        std::io::BufReader::new(&mut held)
+            .read_line(&mut answer)
+            .unwrap_or_else(|e| panic!("no answer on the held connection: {e}"));
+        assert_eq!(answer.trim().len(), 64, "not a sha256 answer: {answer:?}");
+    }
+    // After the flood the half-open entries age out (2 s, then a sweep) and new flows fit.
+    let began = std::time::Instant::now();
+    let recovered = loop {
+        if r.who_tcp("globex", CLIENT, 0, EP_Z1, TCP_PORT).is_ok() {
+            let active: u64 = r.stats().endpoints.iter().map(|e| e.active_flows).sum();
+            if active < TABLE / 10 {
+                break began.elapsed();
+            }
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "the table did not recover within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!("flood: table recovered {recovered:?} after the flood stopped");
 }
