@@ -1288,7 +1288,7 @@ fn syn_flood_fills_the_table_to_its_bound_and_established_flows_keep_going() {
     // The stream connects first (a new flow could not get in once the table is full), then
     // the flood starts and runs until the stream is done.
     let (during, sent, peak) = std::thread::scope(|s| {
-        let measured = s.spawn(|| stream());
+        let measured = s.spawn(stream);
         std::thread::sleep(Duration::from_millis(100));
         let flood = s.spawn(|| {
             traffic::syn_flood(&globex, PEER_IFACE, macs, ep, 50_000_000, &stop)
