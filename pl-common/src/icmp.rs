@@ -167,3 +167,51 @@ pub fn translate_error(w: &mut [u8; WINDOW], r: &Rewrite, tcp_check: Option<&mut
     }
     put(w, OUT_CHECK, out);
 }
+
+/// Bytes of a time-exceeded message from the IPv4 header on: IPv4 (20), ICMP (8), the
+/// quoted IPv4 header and 8 bytes of what followed it (28).
+pub const TIME_EXCEEDED_LEN: usize = WINDOW;
+
+/// Writes into `w` a time-exceeded message (TTL expired in transit) about the packet whose
+/// first 28 bytes (IPv4 header without options, 8 bytes of L4) `w[28..56]` already holds:
+/// from the address that packet was sent to, back to its sender, TTL 64, DF set, id 0.
+#[inline(always)]
+pub fn time_exceeded(w: &mut [u8; TIME_EXCEEDED_LEN]) {
+    let header = [
+        0x45,
+        0,
+        0,
+        TIME_EXCEEDED_LEN as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        crate::proto::IPPROTO_ICMP,
+    ];
+    w[..10].copy_from_slice(&header);
+    w[10] = 0;
+    w[11] = 0;
+    for i in 0..4 {
+        w[12 + i] = w[QUOTED_DST + i];
+        w[16 + i] = w[QUOTED_SRC + i];
+    }
+    let icmp = [ICMP_TIME_EXCEEDED, 0, 0, 0, 0, 0, 0, 0];
+    w[20..28].copy_from_slice(&icmp);
+    let c = checksum_of(&w[..20]);
+    put(w, OUT_CHECK, c);
+    let c = checksum_of(&w[20..]);
+    put(w, ICMP_CHECK, c);
+}
+
+/// The checksum field value over `data` (its checksum field zero), in fixed-size steps.
+#[inline(always)]
+fn checksum_of(data: &[u8]) -> u16 {
+    let mut acc = 0u32;
+    let mut i = 0;
+    while i + 1 < data.len() {
+        acc += u32::from(u16::from_be_bytes([data[i], data[i + 1]]));
+        i += 2;
+    }
+    !crate::checksum::fold(acc)
+}

@@ -83,6 +83,8 @@ counters! {
         DroppedIcmp = "dropped_icmp",
         /// ICMP errors about a flow, translated and sent on to the flow's other side.
         IcmpTranslated = "icmp_translated",
+        /// ICMP time exceeded sent back to a sender whose packet's TTL expired here.
+        IcmpTimeExceeded = "icmp_time_exceeded",
         /// Frames the program returned `XDP_PASS` for.
         XdpPass = "xdp_pass",
         /// Frames the program returned `XDP_DROP` for.

@@ -1,17 +1,26 @@
 //! ICMP: errors about a flow pl holds are translated and sent to the flow's other side (see
 //! `pl_common::icmp`); everything else ICMP, echo included, is dropped and counted.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_tail, programs::XdpContext};
 use network_types::eth::EthHdr;
 use pl_common::{
     flow::FLOW_FORWARD,
-    icmp::{QUOTED_TCP_CHECK, Rewrite, WINDOW, error_key, translate_error},
+    icmp::{
+        QUOTED_TCP_CHECK, Rewrite, TIME_EXCEEDED_LEN, WINDOW, error_key,
+        time_exceeded as time_exceeded_message, translate_error,
+    },
     iface::IfaceConfig,
     proto::{ETH_HLEN, IPPROTO_TCP},
     stats::IfaceCounter,
 };
 
-use crate::{maps::PL_FLOWS, nat, parse::ptr_at, redirect, stats, stats::Slot};
+use crate::{
+    maps::{PL_FLOWS, PL_ICMP_SCRATCH},
+    nat,
+    parse::ptr_at,
+    redirect, stats,
+    stats::Slot,
+};
 
 #[inline(always)]
 pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
@@ -67,4 +76,48 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
         (ctx.data_end() - ctx.data()) as u64,
     );
     redirect::to_network(v.egress)
+}
+
+/// Turns the frame (IPv4 without options, TCP or UDP, whose TTL expires here) into an ICMP
+/// time exceeded back to its sender, from the address it was sent to, out of the interface
+/// it came in on. Built in per-CPU scratch space: the BPF stack is spent.
+#[inline(never)]
+pub fn time_exceeded(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
+    let Some(w) = PL_ICMP_SCRATCH.get_ptr_mut(0) else {
+        return xdp_action::XDP_DROP;
+    };
+    let Some(quoted) = ptr_at::<[u8; 28]>(ctx, ETH_HLEN) else {
+        return xdp_action::XDP_DROP;
+    };
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: this CPU's scratch element; packet reads bounds-checked.
+    let sender_mac = unsafe {
+        let w = &mut *w;
+        w[28..].copy_from_slice(&*quoted);
+        time_exceeded_message(w);
+        (*eth).src_addr
+    };
+    let len = (ctx.data_end() - ctx.data()) as i32;
+    let want = (ETH_HLEN + TIME_EXCEEDED_LEN) as i32;
+    // SAFETY: the helper checks the new length against the buffer.
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, want - len) } != 0 {
+        return xdp_action::XDP_DROP;
+    }
+    // Packet pointers are stale after the resize: look again.
+    let (Some(eth), Some(out)) = (
+        ptr_at::<EthHdr>(ctx, 0),
+        ptr_at::<[u8; TIME_EXCEEDED_LEN]>(ctx, ETH_HLEN),
+    ) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: bounds-checked; scratch as above.
+    unsafe {
+        (*eth).dst_addr = sender_mac;
+        (*eth).src_addr = iface.mac;
+        *out = *w;
+    }
+    slot.add(IfaceCounter::IcmpTimeExceeded, 1);
+    redirect::to_network(iface.network)
 }

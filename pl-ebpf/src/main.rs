@@ -94,7 +94,7 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
     let bits = packet_state(proto, tcp_flags);
     let (found, expired) = conntrack::lookup(&key, now, iface);
     if let Some(v) = found {
-        return Ok(forward(ctx, v, proto, len, bits));
+        return Ok(forward(ctx, iface, stats, v, proto, len, bits));
     }
 
     // SAFETY: copied out at once.
@@ -140,7 +140,9 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
         Err(reason) => return refuse(reason),
     };
     if nat::ttl(ctx).ok_or(())? <= 1 {
-        return refuse(EndpointCounter::RefusedTtl);
+        // As a router would: the sender hears it from the endpoint address.
+        stats::endpoint_add(endpoint, EndpointCounter::RefusedTtl, 1);
+        return Ok(icmp::time_exceeded(ctx, iface, stats));
     }
     let eth = parse::ptr_at::<EthHdr>(ctx, 0).ok_or(())?;
     // SAFETY: bounds-checked.
@@ -160,13 +162,15 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
     stats::target_new_flow(admitted.target);
     // SAFETY: the entry just made (or this CPU's copy of it).
     events::opened(&key, unsafe { &*v });
-    Ok(forward(ctx, v, proto, len, bits))
+    Ok(forward(ctx, iface, stats, v, proto, len, bits))
 }
 
 /// Translates along an existing flow entry and redirects.
 #[inline(always)]
 fn forward(
     ctx: &XdpContext,
+    iface: &IfaceConfig,
+    slot: &Slot,
     v: *mut pl_common::flow::FlowValue,
     proto: u8,
     len: u64,
@@ -188,7 +192,7 @@ fn forward(
         Some(ttl) if ttl > 1 => {}
         _ => {
             stats::endpoint_add(v.endpoint, EndpointCounter::RefusedTtl, 1);
-            return xdp_action::XDP_DROP;
+            return icmp::time_exceeded(ctx, iface, slot);
         }
     }
     if nat::translate(ctx, v, proto).is_err() {

@@ -84,3 +84,8 @@ pub static PL_LOG_GATE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static PL_PROBES: HashMap<FlowKey, u32> = HashMap::with_max_entries(MAX_TARGETS, 0);
+
+/// Per-CPU scratch for building an ICMP message (the BPF stack has no room left).
+#[map]
+pub static PL_ICMP_SCRATCH: PerCpuArray<[u8; pl_common::icmp::TIME_EXCEEDED_LEN]> =
+    PerCpuArray::with_max_entries(1, 0);

@@ -160,6 +160,31 @@ fn icmp_translated(
     }
 }
 
+/// A TTL that expires here: an ICMP time exceeded goes back out of the same interface.
+fn time_exceeded(
+    desc: &'static str,
+    on: &'static str,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    class: I,
+    endpoint: &'static str,
+) -> Fx {
+    let mut deltas = seen(on, &input, class);
+    deltas.extend([
+        Delta::I(on, I::IcmpTimeExceeded, 1),
+        Delta::I(on, I::XdpRedirect, 1),
+        Delta::E(endpoint, E::RefusedTtl, 1),
+    ]);
+    Fx {
+        desc,
+        on,
+        input,
+        action: XDP_REDIRECT,
+        output: Some(output),
+        deltas,
+    }
+}
+
 fn arp_answered(desc: &'static str, on: &'static str, input: Vec<u8>, output: Vec<u8>) -> Fx {
     let mut deltas = seen(on, &input, I::Arp);
     deltas.extend([
@@ -479,12 +504,43 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
             "acme-billing",
             E::RefusedNoTarget,
         ),
-        refused(
-            "TTL 1 would expire in the forwarder",
+        time_exceeded(
+            "TTL 1 on a new flow: time exceeded back to the consumer, from the endpoint address",
+            "fw-acme",
             ipv4_frame(fa, CA, &syn(CLIENT, 40001, EP1, 443, 1)),
+            ipv4_frame(
+                CA,
+                fa,
+                &ip(EP1, CLIENT, 64).icmp_error(
+                    11,
+                    0,
+                    [0; 4],
+                    &syn(CLIENT, 40001, EP1, 443, 1)[..28],
+                ),
+            ),
             I::Ipv4Tcp,
             "acme-billing",
-            E::RefusedTtl,
+        ),
+        time_exceeded(
+            "TTL 1 on an established flow (traceroute): time exceeded from the endpoint address",
+            "fw-acme",
+            ipv4_frame(
+                fa,
+                CA,
+                &ip(CLIENT, EP1, 1).tcp(40000, 443, 1001, 5001, TCP_ACK, b"hello"),
+            ),
+            ipv4_frame(
+                CA,
+                fa,
+                &ip(EP1, CLIENT, 64).icmp_error(
+                    11,
+                    0,
+                    [0; 4],
+                    &ip(CLIENT, EP1, 1).tcp(40000, 443, 1001, 5001, TCP_ACK, b"hello")[..28],
+                ),
+            ),
+            I::Ipv4Tcp,
+            "acme-billing",
         ),
         forwarded(
             "a source port outside the SNAT range gets a port from it",
