@@ -225,16 +225,30 @@ fn connect(
     Ok(std_sock)
 }
 
+/// What a held connection's request carries in all, and sends at once.
+const HOLD_LEN: usize = 1_000_000;
+const HOLD_FIRST: &[u8] = b"hello";
+
 /// An established TCP connection to `dst`, left open: it has sent a `SINK` request and a
 /// few bytes, so the server waits for more. Drop it to close.
 pub fn tcp_hold(ns: &str, src: Ipv4Addr, dst: SocketAddrV4) -> Result<TcpStream, TrafficError> {
     let what = format!("TCP {src} -> {dst} in {ns}");
     netns::run_in(ns, || -> std::io::Result<TcpStream> {
         let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
-        s.write_all(b"SINK 1000000\nhello")?;
+        writeln!(s, "SINK {HOLD_LEN}")?;
+        s.write_all(HOLD_FIRST)?;
         Ok(s)
     })?
     .map_err(io(what))
+}
+
+/// Finishes the request a [`tcp_hold`] connection started: sends the rest of its bytes and
+/// reads the answer (the sha256 the server computed).
+pub fn finish_hold(s: &mut TcpStream) -> std::io::Result<String> {
+    s.write_all(&vec![b'x'; HOLD_LEN - HOLD_FIRST.len()])?;
+    let mut answer = String::new();
+    BufReader::new(s).read_line(&mut answer)?;
+    Ok(answer.trim().to_owned())
 }
 
 /// One UDP datagram from `src:sport` in `ns` to `dst`: the answer.

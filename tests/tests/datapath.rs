@@ -971,16 +971,9 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
     );
 
     // The established flow to the now unhealthy T1 is left alone: it finishes its request.
-    {
-        use std::io::{BufRead as _, Write as _};
-        held.write_all(&vec![b'x'; 1_000_000 - 5])
-            .unwrap_or_else(|e| panic!("the held connection broke: {e}"));
-        let mut answer = String::new();
-        std::io::BufReader::new(&mut held)
-            .read_line(&mut answer)
-            .unwrap_or_else(|e| panic!("no answer on the held connection: {e}"));
-        assert_eq!(answer.trim().len(), 64, "not a sha256 answer: {answer:?}");
-    }
+    let answer = traffic::finish_hold(&mut held)
+        .unwrap_or_else(|e| panic!("the held connection broke: {e}"));
+    assert_eq!(answer.len(), 64, "not a sha256 answer: {answer:?}");
 
     // Back: two passes in a row return it to rotation.
     nft(&["delete", "table", "ip", "pltest"]);
@@ -1310,16 +1303,9 @@ fn syn_flood_fills_the_table_to_its_bound_and_established_flows_keep_going() {
     );
     assert!(peak <= TABLE, "{peak} flows in a table of {TABLE}");
     // The connection established before the flood finishes its request.
-    {
-        use std::io::{BufRead as _, Write as _};
-        held.write_all(&vec![b'x'; 1_000_000 - 5])
-            .unwrap_or_else(|e| panic!("the held connection broke: {e}"));
-        let mut answer = String::new();
-        std::io::BufReader::new(&mut held)
-            .read_line(&mut answer)
-            .unwrap_or_else(|e| panic!("no answer on the held connection: {e}"));
-        assert_eq!(answer.trim().len(), 64, "not a sha256 answer: {answer:?}");
-    }
+    let answer = traffic::finish_hold(&mut held)
+        .unwrap_or_else(|e| panic!("the held connection broke: {e}"));
+    assert_eq!(answer.len(), 64, "not a sha256 answer: {answer:?}");
     // After the flood the half-open entries age out (2 s, then a sweep) and new flows fit.
     let began = std::time::Instant::now();
     let recovered = loop {

@@ -96,30 +96,18 @@ fn refused(desc: &'static str, input: Vec<u8>, class: I, endpoint: &'static str,
     dropped(desc, "fw-acme", input, class, Delta::E(endpoint, why, 1))
 }
 
-/// Forwarded along a flow (new or not) of `endpoint`.
-fn forwarded(
+/// A row whose frame leaves, redirected, as `output`; `extra` are its deltas beyond the
+/// ingress counters and the verdict.
+fn redirected(
     desc: &'static str,
     on: &'static str,
-    input: Vec<u8>,
-    output: Vec<u8>,
     class: I,
-    endpoint: &'static str,
-    new: bool,
+    (input, output): (Vec<u8>, Vec<u8>),
+    extra: &[Delta],
 ) -> Fx {
     let mut deltas = seen(on, &input, class);
     deltas.push(Delta::I(on, I::XdpRedirect, 1));
-    let (p, b) = if on == "fw-prov" {
-        (E::ToConsumerPackets, E::ToConsumerBytes)
-    } else {
-        (E::ToProviderPackets, E::ToProviderBytes)
-    };
-    deltas.extend([
-        Delta::E(endpoint, p, 1),
-        Delta::E(endpoint, b, input.len() as u64),
-    ]);
-    if new {
-        deltas.push(Delta::E(endpoint, E::NewFlows, 1));
-    }
+    deltas.extend_from_slice(extra);
     Fx {
         desc,
         on,
@@ -130,6 +118,33 @@ fn forwarded(
     }
 }
 
+/// An endpoint's packet and byte counters for a frame of `len` bytes arriving on `on`.
+fn carried(on: &'static str, endpoint: &'static str, len: usize) -> [Delta; 2] {
+    let (p, b) = if on == "fw-prov" {
+        (E::ToConsumerPackets, E::ToConsumerBytes)
+    } else {
+        (E::ToProviderPackets, E::ToProviderBytes)
+    };
+    [Delta::E(endpoint, p, 1), Delta::E(endpoint, b, len as u64)]
+}
+
+/// Forwarded along a flow (new or not) of `endpoint`.
+fn forwarded(
+    desc: &'static str,
+    on: &'static str,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    class: I,
+    endpoint: &'static str,
+    new: bool,
+) -> Fx {
+    let mut extra = carried(on, endpoint, input.len()).to_vec();
+    if new {
+        extra.push(Delta::E(endpoint, E::NewFlows, 1));
+    }
+    redirected(desc, on, class, (input, output), &extra)
+}
+
 /// An ICMP error about a flow of `endpoint`, translated and sent to the flow's other side.
 fn icmp_translated(
     desc: &'static str,
@@ -138,26 +153,9 @@ fn icmp_translated(
     output: Vec<u8>,
     endpoint: &'static str,
 ) -> Fx {
-    let mut deltas = seen(on, &input, I::Ipv4Other);
-    let (p, b) = if on == "fw-prov" {
-        (E::ToConsumerPackets, E::ToConsumerBytes)
-    } else {
-        (E::ToProviderPackets, E::ToProviderBytes)
-    };
-    deltas.extend([
-        Delta::I(on, I::IcmpTranslated, 1),
-        Delta::I(on, I::XdpRedirect, 1),
-        Delta::E(endpoint, p, 1),
-        Delta::E(endpoint, b, input.len() as u64),
-    ]);
-    Fx {
-        desc,
-        on,
-        input,
-        action: XDP_REDIRECT,
-        output: Some(output),
-        deltas,
-    }
+    let mut extra = carried(on, endpoint, input.len()).to_vec();
+    extra.push(Delta::I(on, I::IcmpTranslated, 1));
+    redirected(desc, on, I::Ipv4Other, (input, output), &extra)
 }
 
 /// A TTL that expires here: an ICMP time exceeded goes back out of the same interface.
@@ -169,36 +167,21 @@ fn time_exceeded(
     class: I,
     endpoint: &'static str,
 ) -> Fx {
-    let mut deltas = seen(on, &input, class);
-    deltas.extend([
+    let extra = [
         Delta::I(on, I::IcmpTimeExceeded, 1),
-        Delta::I(on, I::XdpRedirect, 1),
         Delta::E(endpoint, E::RefusedTtl, 1),
-    ]);
-    Fx {
-        desc,
-        on,
-        input,
-        action: XDP_REDIRECT,
-        output: Some(output),
-        deltas,
-    }
+    ];
+    redirected(desc, on, class, (input, output), &extra)
 }
 
 fn arp_answered(desc: &'static str, on: &'static str, input: Vec<u8>, output: Vec<u8>) -> Fx {
-    let mut deltas = seen(on, &input, I::Arp);
-    deltas.extend([
-        Delta::I(on, I::ArpReplied, 1),
-        Delta::I(on, I::XdpRedirect, 1),
-    ]);
-    Fx {
+    redirected(
         desc,
         on,
-        input,
-        action: XDP_REDIRECT,
-        output: Some(output),
-        deltas,
-    }
+        I::Arp,
+        (input, output),
+        &[Delta::I(on, I::ArpReplied, 1)],
+    )
 }
 
 const fn ip(src: [u8; 4], dst: [u8; 4], ttl: u8) -> Ipv4 {
