@@ -276,3 +276,19 @@ pub fn check_frame(desc: &str, got: (u32, &[u8]), want: (u32, &[u8]), failures: 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_owned()
 }
+
+/// Addresses of the lab config as on the wire, for frame-level tests.
+pub mod wire {
+    pub const CLIENT: [u8; 4] = [10, 0, 0, 10];
+    /// In the consumer networks, outside acme-billing's allowed sources.
+    pub const OUTSIDER: [u8; 4] = [10, 0, 0, 200];
+    /// Endpoint addresses (zones z1, z2) in both consumer networks.
+    pub const EP1: [u8; 4] = [10, 0, 0, 100];
+    pub const EP2: [u8; 4] = [10, 0, 0, 101];
+    /// NLB addresses (z1, z2) and targets on the provider network.
+    pub const NLB1: [u8; 4] = [10, 9, 0, 250];
+    pub const NLB2: [u8; 4] = [10, 9, 0, 251];
+    pub const T1: [u8; 4] = [10, 9, 0, 11];
+    pub const T2: [u8; 4] = [10, 9, 0, 12];
+    pub const IFACES: [&str; 3] = ["fw-acme", "fw-globex", "fw-prov"];
+}

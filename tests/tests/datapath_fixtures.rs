@@ -17,7 +17,11 @@ use pl_common::{
     settings::{SNAT_PROBES, snat_port},
     stats::{EndpointCounter as E, IfaceCounter as I},
 };
-use pl_tests::{TestLab, chain, check_frame, require_kernel, xdp_test_run};
+use pl_tests::{
+    TestLab, chain, check_frame, require_kernel,
+    wire::{CLIENT, EP1, EP2, IFACES, NLB1, OUTSIDER, T1, T2},
+    xdp_test_run,
+};
 use pl_userspace::{
     apply::apply,
     config::Source,
@@ -29,14 +33,7 @@ use pl_userspace::{
     plan::{Neighbors, Plan},
 };
 
-const CLIENT: [u8; 4] = [10, 0, 0, 10];
-const OUTSIDER: [u8; 4] = [10, 0, 0, 200];
-const EP1: [u8; 4] = [10, 0, 0, 100];
-const EP2: [u8; 4] = [10, 0, 0, 101];
 const PENDING: [u8; 4] = [10, 0, 0, 102];
-const NLB1: [u8; 4] = [10, 9, 0, 250];
-const T1: [u8; 4] = [10, 9, 0, 11];
-const T2: [u8; 4] = [10, 9, 0, 12];
 /// A router on the provider network, and the MTU it reports.
 const ROUTER: [u8; 4] = [10, 9, 0, 1];
 const MTU_1400: [u8; 4] = [0, 0, 0x05, 0x78];
@@ -44,7 +41,6 @@ const CA: Mac = [2, 0, 0, 0, 0x0a, 1];
 const CG: Mac = [2, 0, 0, 0, 0x0b, 1];
 const T1_MAC: Mac = [2, 0, 0, 0, 0x09, 0x11];
 const T2_MAC: Mac = [2, 0, 0, 0, 0x09, 0x12];
-const IFACES: [&str; 3] = ["fw-acme", "fw-globex", "fw-prov"];
 const ENDPOINTS: [&str; 3] = ["acme-billing", "globex-billing", "acme-pending"];
 
 /// The lab config plus an endpoint the service has not accepted and a 3-port SNAT range.

@@ -19,7 +19,11 @@ use pl_common::{
     proto::{XDP_DROP, XDP_REDIRECT},
     stats::{EndpointCounter as E, IfaceCounter as I},
 };
-use pl_tests::{TestLab, chain, require_kernel, xdp_test_run};
+use pl_tests::{
+    TestLab, chain, require_kernel,
+    wire::{CLIENT, EP1, EP2, IFACES, NLB1, NLB2, OUTSIDER, T1, T2},
+    xdp_test_run,
+};
 use pl_userspace::{
     apply::apply,
     config::Source,
@@ -31,16 +35,9 @@ use pl_userspace::{
     plan::{Neighbors, Plan},
 };
 
-const CLIENT: [u8; 4] = [10, 0, 0, 10];
-const OUTSIDER: [u8; 4] = [10, 0, 0, 200];
-const EP1: [u8; 4] = [10, 0, 0, 100];
-const EP2: [u8; 4] = [10, 0, 0, 101];
-const NLBS: [[u8; 4]; 2] = [[10, 9, 0, 250], [10, 9, 0, 251]];
-const T1: [u8; 4] = [10, 9, 0, 11];
-const T2: [u8; 4] = [10, 9, 0, 12];
+const NLBS: [[u8; 4]; 2] = [NLB1, NLB2];
 const CA: Mac = [2, 0, 0, 0, 0x0a, 1];
 const TM: Mac = [2, 0, 0, 0, 0x09, 0x11];
-const IFACES: [&str; 3] = ["fw-acme", "fw-globex", "fw-prov"];
 
 /// xorshift64*: small, seedable, good enough to fuzz with.
 struct Rng(u64);
