@@ -180,6 +180,12 @@ fn arp_answered(desc: &'static str, on: &'static str, input: Vec<u8>, output: Ve
     )
 }
 
+/// `f` padded with zeros to Ethernet's 60-byte minimum, as a NIC pads a short frame.
+fn padded(mut f: Vec<u8>) -> Vec<u8> {
+    f.resize(f.len().max(60), 0);
+    f
+}
+
 const fn ip(src: [u8; 4], dst: [u8; 4], ttl: u8) -> Ipv4 {
     Ipv4 { src, dst, ttl }
 }
@@ -426,6 +432,23 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
             I::Ipv4Udp,
             "acme-billing",
             true,
+        ),
+        forwarded(
+            "Ethernet padding past the IPv4 total length is carried, the datagram translated",
+            "fw-acme",
+            padded(ipv4_frame(
+                fa,
+                CA,
+                &ip(CLIENT, EP1, 64).udp(40000, 53, b"pad"),
+            )),
+            padded(ipv4_frame(
+                T1_MAC,
+                fp,
+                &ip(NLB1, T1, 63).udp(u1, 5353, b"pad"),
+            )),
+            I::Ipv4Udp,
+            "acme-billing",
+            false,
         ),
         forwarded(
             "UDP with checksum 0 keeps checksum 0",
@@ -751,6 +774,20 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
             ethernet(fa, CA, 0x88a8, &[0x81, 0, 0, 1, 8, 0, 0x45, 0, 0, 0]),
             I::NonIpv4,
             Delta::I("fw-acme", I::DroppedVlan, 1),
+        ),
+        dropped(
+            "IPv4 EtherType and nothing after the Ethernet header",
+            "fw-acme",
+            ethernet(fa, CA, 0x0800, &[]),
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedTruncated, 1),
+        ),
+        dropped(
+            "an IPv4 header announcing TCP and nothing after it",
+            "fw-acme",
+            good_syn[..34].to_vec(),
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedTruncated, 1),
         ),
         dropped(
             "ARP cut inside its body",
