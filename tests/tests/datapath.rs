@@ -12,8 +12,9 @@ use pl_tests::{TestLab, chain, output, pl_bin, require_kernel, stderr};
 use pl_userspace::{
     cmd,
     flows::{FlowReport, WatchEvent},
-    frame::parse_mac,
+    frame::{Ipv4, ipv4_frame, parse_mac},
     lab::{LAB_CONFIG, PEER_IFACE},
+    neigh::RawSender,
     netns,
     runner::PlRun,
     stats::StatsReport,
@@ -1322,4 +1323,77 @@ fn syn_flood_fills_the_table_to_its_bound_and_established_flows_keep_going() {
         std::thread::sleep(Duration::from_millis(200));
     };
     println!("flood: table recovered {recovered:?} after the flood stopped");
+}
+
+#[test]
+fn pmtu_discovery_works_through_an_endpoint() {
+    require_kernel!("pmtu_discovery_works_through_an_endpoint");
+    let r = Running::start("pm", LAB_CONFIG);
+    let (acme, prov) = (r.ns("acme"), r.ns("prov"));
+    // A connected UDP socket in acme, with a flow through the endpoint.
+    let sock = netns::run_in(&acme, || -> std::io::Result<std::net::UdpSocket> {
+        let u = std::net::UdpSocket::bind((CLIENT, 41500))?;
+        u.connect((EP_Z1, UDP_PORT))?;
+        u.set_read_timeout(Some(SHORT))?;
+        u.send(b"WHO")?;
+        let mut buf = [0u8; 256];
+        u.recv(&mut buf)?;
+        Ok(u)
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("UDP through the endpoint: {e}"));
+    let flows = pl_flows(&r, &["--endpoint", "acme-billing"]).unwrap_or_else(|e| panic!("{e}"));
+    let flow = flows
+        .iter()
+        .find(|f| f.consumer == SocketAddrV4::new(CLIENT, 41500))
+        .unwrap_or_else(|| panic!("no flow for the socket: {flows:#?}"));
+    let route = || {
+        let out = output(netns::exec(&acme, "ip").args(["route", "get", "10.0.0.100"]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        !route().contains("mtu"),
+        "a PMTU before the test: {}",
+        route()
+    );
+
+    // A hop on the provider side says the datagram was too big for its 1400-byte link.
+    let p = r.lab.topo.network("prov").expect("prov");
+    let (peer, fw) = (
+        parse_mac(&p.peer_mac).expect("MAC"),
+        parse_mac(&p.fw_mac).expect("MAC"),
+    );
+    // It quotes the datagram as the provider side carried it: NLB address and SNAT port to
+    // the target, TTL one lower.
+    let quoted = Ipv4 {
+        src: flow.nlb.ip().octets(),
+        dst: flow.target.ip().octets(),
+        ttl: 63,
+    }
+    .udp(flow.nlb.port(), flow.target.port(), b"WHO");
+    let icmp = Ipv4::new(flow.target.ip().octets(), flow.nlb.ip().octets()).icmp_error(
+        3,
+        4,
+        [0, 0, 0x05, 0x78],
+        &quoted[..28],
+    );
+    netns::run_in(&prov, || -> std::io::Result<()> {
+        let ifindex = nix::net::if_::if_nametoindex(PEER_IFACE).map_err(std::io::Error::from)?;
+        RawSender::open(ifindex)?.send(&ipv4_frame(fw, peer, &icmp), 0x0800)
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("sending the ICMP error: {e}"));
+
+    // The consumer learns the path MTU to the endpoint address.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !route().contains("mtu 1400") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        route().contains("mtu 1400"),
+        "acme did not learn the PMTU:\n{}",
+        route()
+    );
+    assert_eq!(r.iface("fw-prov", IfaceCounter::IcmpTranslated), 1);
+    drop(sock);
 }
