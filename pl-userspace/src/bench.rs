@@ -107,6 +107,12 @@ pub struct BenchResults {
     /// the flows it holds.
     pub flow_table_bytes: u64,
     pub flow_table_flows: u64,
+    /// `pl stats` with live-flow counts (a walk of the whole flow table) at the largest
+    /// flow count: how long it took, and the flows it counted.
+    #[serde(default)]
+    pub stats_walk_ms: f64,
+    #[serde(default)]
+    pub stats_walk_flows: u64,
     /// iperf3 throughput, one TCP stream.
     #[serde(default)]
     pub tcp: Vec<TcpResult>,
@@ -671,6 +677,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     let mut done = 0;
     let mut flow_table_bytes = 0;
     let mut flow_table_flows = 0;
+    let (mut stats_walk_ms, mut stats_walk_flows) = (0.0, 0);
     println!(
         "==> {repeats} rounds of {per_round} measurements, {} ms each, {FRAME_LEN}-byte frames, generator on CPU {}",
         window.as_millis(),
@@ -709,6 +716,11 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
             if n == max_flows {
                 flow_table_bytes = flow_map_memlock(&b.topo.forwarder_ns)?;
                 flow_table_flows = u64::from(sized(n));
+                let run = b.run.as_ref().context("pl is not running")?;
+                let began = Instant::now();
+                let report = run.stats()?;
+                stats_walk_ms = began.elapsed().as_secs_f64() * 1e3;
+                stats_walk_flows = report.endpoints.iter().map(|e| e.active_flows).sum();
             }
         }
 
@@ -767,6 +779,8 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         variants,
         flow_table_bytes,
         flow_table_flows,
+        stats_walk_ms,
+        stats_walk_flows,
         tcp,
     })
 }
@@ -866,6 +880,13 @@ pub fn table(r: &BenchResults) -> String {
             r.flow_table_bytes / r.flow_table_flows.max(1),
             r.flow_table_bytes,
             r.flow_table_flows
+        );
+    }
+    if r.stats_walk_flows > 0 {
+        let _ = writeln!(
+            out,
+            "| `pl stats` with live-flow counts at {} flows (walks the table) | {:.0} ms | |",
+            r.stats_walk_flows, r.stats_walk_ms
         );
     }
     if !r.tcp.is_empty() {

@@ -24,10 +24,22 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// Every entry of the flow table, read in batches (empty if the map is missing).
+fn entries(ebpf: &Ebpf) -> Vec<(FlowKey, FlowValue)> {
+    let Some(data) = ebpf.map(FLOWS_MAP).and_then(crate::batch::hash_data) else {
+        return Vec::new();
+    };
+    crate::batch::entries(data).unwrap_or_else(|e| {
+        tracing::warn!("reading the flow table in batches: {e}");
+        Vec::new()
+    })
+}
+
 /// Removes both entries of every flow idle past its timeout (freeing its SNAT port), and
 /// reply entries whose forward entry is gone; the flows it removed.
 pub fn sweep(ebpf: &mut Ebpf, s: &Settings) -> Vec<Flow> {
     let mut out = Vec::new();
+    let entries = entries(ebpf);
     let Some(m) = ebpf.map_mut(FLOWS_MAP) else {
         return out;
     };
@@ -35,7 +47,6 @@ pub fn sweep(ebpf: &mut Ebpf, s: &Settings) -> Vec<Flow> {
         return out;
     };
     let now = now_ns();
-    let entries: Vec<(FlowKey, FlowValue)> = map.iter().filter_map(Result::ok).collect();
     let lookup: StdHashMap<FlowKey, FlowValue> = entries.iter().copied().collect();
     for (key, v) in &entries {
         if v.dir != FLOW_FORWARD {
@@ -74,13 +85,7 @@ pub struct Counts {
 /// Counts live flows, without removing anything.
 pub fn count(ebpf: &Ebpf) -> Counts {
     let mut out = Counts::default();
-    let Some(m) = ebpf.map(FLOWS_MAP) else {
-        return out;
-    };
-    let Ok(map) = HashMap::<&MapData, FlowKey, FlowValue>::try_from(m) else {
-        return out;
-    };
-    for (_, v) in map.iter().filter_map(Result::ok) {
+    for (_, v) in entries(ebpf) {
         if v.dir == FLOW_FORWARD {
             *out.by_endpoint.entry(v.endpoint).or_default() += 1;
             *out.by_target.entry((v.egress, v.new_dst_be)).or_default() += 1;
@@ -156,13 +161,7 @@ pub fn addr(ip_be: u32, port_be: u16) -> SocketAddrV4 {
 
 /// Every consumer flow in the table (orphan replies left out).
 pub fn list(ebpf: &Ebpf) -> Vec<Flow> {
-    let Some(m) = ebpf.map(FLOWS_MAP) else {
-        return Vec::new();
-    };
-    let Ok(map) = HashMap::<&MapData, FlowKey, FlowValue>::try_from(m) else {
-        return Vec::new();
-    };
-    let entries: StdHashMap<FlowKey, FlowValue> = map.iter().filter_map(Result::ok).collect();
+    let entries: StdHashMap<FlowKey, FlowValue> = entries(ebpf).into_iter().collect();
     entries
         .iter()
         .filter(|(_, v)| v.dir == FLOW_FORWARD)

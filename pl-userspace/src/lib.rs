@@ -5,6 +5,7 @@
 //! `pl stats` talks to). Labs and traffic: [`lab`], [`netns`], [`cmd`].
 
 pub mod apply;
+pub mod batch;
 pub mod bench;
 pub mod cmd;
 pub mod config;
