@@ -947,18 +947,22 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
     // T1 refuses new connections (a RST to every SYN; established ones go on), as a
     // target that stopped listening does. New flows to the z1 endpoint fail over to zone
     // z2's healthy T2 once two checks in a row have failed.
-    let rules = std::env::temp_dir().join(format!("hc{}-nft.rules", std::process::id()));
-    std::fs::write(
-        &rules,
-        "table ip pltest {\n chain input {\n  type filter hook input priority 0;\n  ip daddr 10.9.0.11 tcp dport 8443 tcp flags syn reject with tcp reset\n }\n}\n",
-    )
-    .expect("write nft rules");
     let nft = |args: &[&str]| {
         let out = output(netns::exec(&prov, "nft").args(args));
         assert!(out.status.success(), "nft {args:?}: {}", stderr(&out));
     };
-    nft(&["-f", &rules.to_string_lossy()]);
-    let _ = std::fs::remove_file(&rules);
+    // A table `pltest` in the provider's namespace with one rule on new connections.
+    let on_syn = |rule: &str| {
+        let rules = std::env::temp_dir().join(format!("hc{}-nft.rules", std::process::id()));
+        std::fs::write(
+            &rules,
+            format!("table ip pltest {{\n chain input {{\n  type filter hook input priority 0;\n  {rule}\n }}\n}}\n"),
+        )
+        .expect("write nft rules");
+        nft(&["-f", &rules.to_string_lossy()]);
+        let _ = std::fs::remove_file(&rules);
+    };
+    on_syn("ip daddr 10.9.0.11 tcp dport 8443 tcp flags syn reject with tcp reset");
     let failover = until(T2);
     println!("failover after the target's port closed: {failover:?} (interval 1 s, 2 failures)");
     let r = run.stats().unwrap_or_else(|e| panic!("{}", chain(e)));
@@ -980,6 +984,15 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
     nft(&["delete", "table", "ip", "pltest"]);
     let recovery = until(T1);
     println!("back in rotation after the port reopened: {recovery:?} (2 passes)");
+
+    // A target that goes silent (SYNs dropped, no answer): out after two timeouts.
+    on_syn("ip daddr 10.9.0.12 tcp dport 8443 tcp flags syn drop");
+    wait("T2 out by timeouts", 6, &|r| {
+        r.targets
+            .iter()
+            .any(|t| t.ip == T2 && t.health == "unhealthy" && t.last_check == "timeout")
+    });
+    nft(&["delete", "table", "ip", "pltest"]);
 
     // Everything down: the service fails open and says so; new flows are still made.
     drop(s1);
