@@ -206,13 +206,24 @@ pub fn load_sized(flow_entries: Option<u32>) -> Result<Ebpf, DataplaneError> {
 /// As [`load_sized`]; with `kept`, the maps that outlive a run are taken from its pins
 /// (and pinned there if missing).
 fn load_with(flow_entries: Option<u32>, kept: Option<&State>) -> Result<Ebpf, DataplaneError> {
-    let classify = |e: Box<dyn std::error::Error + Send + Sync>| {
-        if errno::find(e.as_ref()) == Some(libc::EPERM) {
-            DataplaneError::Permission { source: e }
-        } else {
-            DataplaneError::Load { source: e }
-        }
-    };
+    let mut ebpf = open_maps(flow_entries, kept)?;
+    program(&mut ebpf)
+        .load()
+        .map_err(|e| classify(Box::new(e)))?;
+    Ok(ebpf)
+}
+
+/// A load error, told apart by whether it is a missing privilege.
+fn classify(e: Box<dyn std::error::Error + Send + Sync>) -> DataplaneError {
+    if errno::find(e.as_ref()) == Some(libc::EPERM) {
+        DataplaneError::Permission { source: e }
+    } else {
+        DataplaneError::Load { source: e }
+    }
+}
+
+/// The object's maps (the kept ones from `kept`'s pins), its program not loaded.
+fn open_maps(flow_entries: Option<u32>, kept: Option<&State>) -> Result<Ebpf, DataplaneError> {
     let mut loader = EbpfLoader::new();
     if let Some(n) = flow_entries {
         loader.map_max_entries(FLOWS_MAP, n);
@@ -222,13 +233,9 @@ fn load_with(flow_entries: Option<u32>, kept: Option<&State>) -> Result<Ebpf, Da
             loader.map_pin_path(map, state.map_pin(map));
         }
     }
-    let mut ebpf = loader
+    loader
         .load(crate::EBPF_OBJECT)
-        .map_err(|e| classify(Box::new(e)))?;
-    program(&mut ebpf)
-        .load()
-        .map_err(|e| classify(Box::new(e)))?;
-    Ok(ebpf)
+        .map_err(|e| classify(Box::new(e)))
 }
 
 fn program(ebpf: &mut Ebpf) -> &mut Xdp {
@@ -610,6 +617,44 @@ impl Dataplane {
         };
         dp.save(flow_entries)?;
         Ok(dp)
+    }
+
+    /// A read-only view of the data plane a stopped `pl run` of `instance` left in this
+    /// network namespace: its pinned counters and flows, named by the saved model (target
+    /// health is unknown). Loads no program and attaches nothing; None if nothing was left.
+    pub fn left_behind(instance: &str) -> Result<Option<Self>, DataplaneError> {
+        let state = State::locate(instance)?;
+        let Some(saved) = state.saved()? else {
+            return Ok(None);
+        };
+        state.check_maps(saved.flow_entries)?;
+        let ebpf = open_maps(Some(saved.flow_entries), Some(&state))?;
+        let mode = if saved.mode == Mode::Skb.name() {
+            Mode::Skb
+        } else {
+            Mode::Native
+        };
+        let data = match saved.model {
+            None => None,
+            Some(model) => {
+                let plan = Plan::build(&model, &neigh::learned(&ebpf, &model), &Unhealthy::new());
+                let resolver =
+                    Resolver::new(&model).map_err(|source| DataplaneError::Arp { source })?;
+                Some(DataPath {
+                    model,
+                    plan,
+                    resolver,
+                    health: Checker::default(),
+                })
+            }
+        };
+        Ok(Some(Self {
+            ebpf,
+            mode,
+            ifaces: saved.interfaces,
+            state,
+            data,
+        }))
     }
 
     /// Records what runs now, for the next start to take over.
@@ -1154,7 +1199,7 @@ fn target_reports(d: &DataPath) -> Vec<TargetReport> {
                     ip: t.ip,
                     zone: d.model.zones[usize::from(t.zone)].clone(),
                     mac: (mac != [0; 6]).then(|| mac_str(mac)),
-                    health: h.map_or("unchecked", |h| h.health.name()).to_owned(),
+                    health: h.map_or("unknown", |h| h.health.name()).to_owned(),
                     last_check: h.map_or("none", |h| h.last).to_owned(),
                     service_failing_open: d.health.failing_open(sid),
                     new_flows: 0,

@@ -436,7 +436,10 @@ fn flows_cmd(args: &FlowsArgs) -> anyhow::Result<()> {
         })?;
         anyhow::bail!("pl run (instance {:?}) stopped", args.instance);
     }
-    let flows = control::flows(&args.instance, filter)?;
+    let flows = match control::flows(&args.instance, filter.clone()) {
+        Ok(f) => f,
+        Err(e) => left_behind(&args.instance, e)?.flows(&filter)?,
+    };
     if let Some(nlb) = args.nlb
         && flows.is_empty()
     {
@@ -553,8 +556,25 @@ fn reload_cmd(args: &ReloadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Without a `pl run`, the data plane it left (if any) is read from its pins.
+fn left_behind(instance: &str, err: control::ControlError) -> anyhow::Result<Dataplane> {
+    if !matches!(err, control::ControlError::NotRunning { .. }) {
+        return Err(err.into());
+    }
+    let Some(dp) = Dataplane::left_behind(instance)? else {
+        return Err(err.into());
+    };
+    eprintln!(
+        "pl: no pl run (instance {instance:?}) is active here; reading the data plane it left (still forwarding; target health unknown)"
+    );
+    Ok(dp)
+}
+
 fn stats(args: &StatsArgs) -> anyhow::Result<()> {
-    let report = control::stats(&args.instance)?;
+    let report = match control::stats(&args.instance) {
+        Ok(r) => r,
+        Err(e) => left_behind(&args.instance, e)?.stats(true)?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

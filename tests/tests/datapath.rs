@@ -823,6 +823,39 @@ fn restart_under_load_keeps_the_stream_and_its_flows_fresh_drops_them() {
     let who = traffic::tcp_who(&acme, CLIENT, 0, SocketAddrV4::new(EP_Z1, TCP_PORT), SHORT)
         .unwrap_or_else(|e| panic!("no forwarding while pl run is stopped: {}", chain(e)));
     assert!([T1, T2].contains(&parse_who(&who).0), "{who}");
+    // And observable: pl stats and pl flows read what the stopped run left.
+    let out = lab.pl(&fw, &["stats", "--json"]);
+    assert!(
+        out.status.success(),
+        "pl stats without pl run: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("reading the data plane it left"),
+        "{}",
+        stderr(&out)
+    );
+    let left: StatsReport = serde_json::from_slice(&out.stdout).expect("pl stats --json");
+    let billing = left.endpoint("acme-billing").expect("acme-billing");
+    assert!(
+        billing.active_flows >= 1 && billing.get(EndpointCounter::ToProviderBytes) > len,
+        "stats from the pins lack the flows or counters: {billing:?}"
+    );
+    let out = lab.pl(&fw, &["flows", "--json"]);
+    assert!(
+        out.status.success(),
+        "pl flows without pl run: {}",
+        stderr(&out)
+    );
+    let listed: Vec<FlowReport> = serde_json::from_slice(&out.stdout).expect("pl flows --json");
+    let listed = listed
+        .iter()
+        .filter(|f| f.endpoint == "acme-billing")
+        .count() as u64;
+    assert_eq!(
+        listed, billing.active_flows,
+        "pl flows and pl stats from the pins disagree"
+    );
     let resized = lab
         .lab
         .write_config(&format!("{changed}\n[limits]\nflow_table_size = 5000\n"))
