@@ -915,11 +915,22 @@ impl Dataplane {
     }
 
     /// Removes idle flows (freeing their SNAT ports); their close events.
-    pub fn sweep_flows(&mut self) -> Vec<flows::WatchEvent> {
+    /// A sweep of the flow table to run off the control loop (it walks the whole table),
+    /// through the table's pin; None in observe mode.
+    pub fn sweep_job(
+        &self,
+    ) -> Option<impl FnOnce() -> Result<flows::Sweep, MapError> + Send + 'static> {
+        let d = self.data.as_ref()?;
+        let (pin, settings) = (self.state.map_pin(FLOWS_MAP), d.model.settings);
+        Some(move || flows::sweep_pinned(&pin, &settings))
+    }
+
+    /// Close events for flows a sweep removed.
+    pub fn close_events(&self, closed: &[flows::Flow]) -> Vec<flows::WatchEvent> {
         let Some(d) = self.data.as_ref() else {
             return Vec::new();
         };
-        flows::sweep(&mut self.ebpf, &d.model.settings)
+        closed
             .iter()
             .filter_map(|f| {
                 let mut e = watch_event(
@@ -1010,6 +1021,17 @@ impl Dataplane {
     /// Every interface's and endpoint's counters, summed over CPUs; live flows per endpoint
     /// too if `flows` (that walks the flow table).
     pub fn stats(&self, flows: bool) -> Result<StatsReport, DataplaneError> {
+        // Live flows counted now, not at the last sweep, so a new flow shows at once.
+        let live = if flows {
+            flows::count(&self.ebpf)
+        } else {
+            flows::Counts::default()
+        };
+        self.stats_with(&live)
+    }
+
+    /// As [`Dataplane::stats`], with live flows as counted elsewhere (the last sweep's).
+    pub fn stats_with(&self, live: &flows::Counts) -> Result<StatsReport, DataplaneError> {
         let interfaces = self
             .ifaces
             .iter()
@@ -1025,12 +1047,7 @@ impl Dataplane {
         let (endpoints, targets) = match &self.data {
             None => (Vec::new(), Vec::new()),
             Some(d) => {
-                // Live flows counted now, not at the last sweep, so a new flow shows at once.
-                let active = if flows {
-                    flows::count(&self.ebpf)
-                } else {
-                    flows::Counts::default()
-                };
+                let active = live;
                 let mut targets = target_reports(d);
                 for (t, id) in targets.iter_mut().zip(target_ids(d)) {
                     t.new_flows = sum_per_cpu(&self.ebpf, TARGET_STATS_MAP, id.0, |a, b| *a += b)?;
@@ -1040,7 +1057,7 @@ impl Dataplane {
                         .copied()
                         .unwrap_or(0);
                 }
-                (self.endpoint_reports(d, &active)?, targets)
+                (self.endpoint_reports(d, active)?, targets)
             }
         };
         Ok(StatsReport {

@@ -35,14 +35,32 @@ fn entries(ebpf: &Ebpf) -> Vec<(FlowKey, FlowValue)> {
     })
 }
 
+/// What a sweep did: the flows it removed, and the live flows it left.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    pub closed: Vec<Flow>,
+    pub live: Counts,
+}
+
+/// Sweeps the flow table pinned at `pin` (opened anew, so this can run on its own thread
+/// while `pl run` goes on serving).
+pub fn sweep_pinned(pin: &std::path::Path, s: &Settings) -> Result<Sweep, aya::maps::MapError> {
+    let mut map = aya::maps::Map::HashMap(MapData::from_pin(pin)?);
+    Ok(sweep(&mut map, s))
+}
+
 /// Removes both entries of every flow idle past its timeout (freeing its SNAT port), and
-/// reply entries whose forward entry is gone; the flows it removed.
-pub fn sweep(ebpf: &mut Ebpf, s: &Settings) -> Vec<Flow> {
-    let mut out = Vec::new();
-    let entries = entries(ebpf);
-    let Some(m) = ebpf.map_mut(FLOWS_MAP) else {
-        return out;
-    };
+/// reply entries whose forward entry is gone; the flows it removed and the ones it left.
+pub fn sweep(m: &mut aya::maps::Map, s: &Settings) -> Sweep {
+    let mut out = Sweep::default();
+    let entries = crate::batch::hash_data(m)
+        .map(|d| {
+            crate::batch::entries(d).unwrap_or_else(|e| {
+                tracing::warn!("reading the flow table in batches: {e}");
+                Vec::new()
+            })
+        })
+        .unwrap_or_default();
     let Ok(mut map) = HashMap::<&mut MapData, FlowKey, FlowValue>::try_from(m) else {
         return out;
     };
@@ -66,11 +84,13 @@ pub fn sweep(ebpf: &mut Ebpf, s: &Settings) -> Vec<Flow> {
         if now.saturating_sub(last) > limit {
             let _ = map.remove(&reply_key);
             let _ = map.remove(key);
-            out.push(Flow {
+            out.closed.push(Flow {
                 key: *key,
                 forward: *v,
                 reply: reply.copied(),
             });
+        } else {
+            out.live.add(v);
         }
     }
     out
@@ -82,13 +102,20 @@ pub struct Counts {
     pub by_target: StdHashMap<(u16, u32), u64>,
 }
 
+impl Counts {
+    /// Counts the flow whose forward entry is `v`.
+    fn add(&mut self, v: &FlowValue) {
+        *self.by_endpoint.entry(v.endpoint).or_default() += 1;
+        *self.by_target.entry((v.egress, v.new_dst_be)).or_default() += 1;
+    }
+}
+
 /// Counts live flows, without removing anything.
 pub fn count(ebpf: &Ebpf) -> Counts {
     let mut out = Counts::default();
     for (_, v) in entries(ebpf) {
         if v.dir == FLOW_FORWARD {
-            *out.by_endpoint.entry(v.endpoint).or_default() += 1;
-            *out.by_target.entry((v.egress, v.new_dst_be)).or_default() += 1;
+            out.add(&v);
         }
     }
     out

@@ -10,6 +10,7 @@ use pl_userspace::{
     control::{self, DEFAULT_INSTANCE, Reply, Request},
     dataplane::{self, Dataplane, Mode, StartOptions},
     demo::{self, DEFAULT_PREFIX, DemoOptions},
+    flows,
     lab::Lab,
     model::{LiveInterfaces, Model},
 };
@@ -283,6 +284,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         })
         .transpose()
         .context("polling the XDP program's log")?;
+    let mut sweeping: Option<tokio::task::JoinHandle<Result<flows::Sweep, aya::maps::MapError>>> =
+        None;
+    // Live flows as the last sweep left them, for metrics scrapes (a walk per scrape would
+    // stall this loop with a large table; `pl stats` still counts afresh).
+    let mut live = flows::Counts::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     // Health checks run on their own schedule; this only bounds how late a check is read.
     let mut health_tick = tokio::time::interval(Duration::from_millis(50));
@@ -308,9 +314,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     Ok(new) => new.iter().for_each(|t| tracing::info!("target {t}")),
                     Err(e) => tracing::warn!("{:#}", anyhow::Error::from(e)),
                 }
-                if ticks.is_multiple_of(5) {
-                    let closed = dp.sweep_flows();
-                    broadcast(&mut dp, &mut watchers, &closed);
+                // The sweep walks the whole table: off this loop, one at a time.
+                if ticks.is_multiple_of(5) && sweeping.is_none() {
+                    sweeping = dp.sweep_job().map(tokio::task::spawn_blocking);
+                }
+            }
+            swept = async {
+                match sweeping.as_mut() {
+                    Some(job) => job.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                sweeping = None;
+                match swept {
+                    Ok(Ok(s)) => {
+                        let closed = dp.close_events(&s.closed);
+                        broadcast(&mut dp, &mut watchers, &closed);
+                        live = s.live;
+                    }
+                    Ok(Err(e)) => tracing::warn!("sweeping the flow table: {e}"),
+                    Err(e) => tracing::warn!("the flow table sweep stopped: {e}"),
                 }
             }
             ready = async {
@@ -354,7 +377,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             } => {
                 if let Ok((stream, _)) = scrape {
-                    let body = match dp.stats(true) {
+                    let body = match dp.stats_with(&live) {
                         Ok(report) => pl_userspace::metrics::render(&report),
                         Err(e) => format!("# pl: {:#}\n", anyhow::Error::from(e)),
                     };
@@ -448,7 +471,7 @@ fn flows_cmd(args: &FlowsArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&flows)?);
     } else {
-        print!("{}", pl_userspace::flows::table(&flows));
+        print!("{}", flows::table(&flows));
     }
     Ok(())
 }
@@ -477,7 +500,7 @@ fn down(args: &DownArgs) -> anyhow::Result<()> {
 fn broadcast(
     dp: &mut Dataplane,
     watchers: &mut Vec<tokio::net::unix::OwnedWriteHalf>,
-    events: &[pl_userspace::flows::WatchEvent],
+    events: &[flows::WatchEvent],
 ) {
     if events.is_empty() || watchers.is_empty() {
         return;
