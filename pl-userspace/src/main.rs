@@ -252,6 +252,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "control socket @{}; `pl stats` in this network namespace reads the counters",
         server.name()
     );
+    tracing::info!(
+        "pinned links and maps in {} (they outlive this process; `pl down` removes them)",
+        dp.state_dir().display()
+    );
 
     if let Some(addr) = args.metrics {
         tracing::info!("metrics at http://{addr}/metrics");
