@@ -201,7 +201,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    // Signals first, so a SIGTERM during start-up still goes through the detach below.
+    // Signals first, so a SIGTERM during start-up still ends in the orderly stop below.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -263,29 +263,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Flow events for `pl flows --watch`: the program writes them only while someone watches.
     let mut events = dp
         .take_events()
-        .map(|ring| {
-            // SAFETY: the ring buffer owns its fd, and the AsyncFd owns the ring buffer until
-            // both drop together; nothing else closes or replaces the fd.
-            unsafe {
-                tokio::io::unix::AsyncFd::register_with_interest(
-                    ring,
-                    tokio::io::Interest::READABLE,
-                )
-            }
-            .map_err(std::io::Error::from)
-        })
+        .map(readable)
         .transpose()
         .context("polling the flow event ring buffer")?;
     let mut watchers: Vec<tokio::net::unix::OwnedWriteHalf> = Vec::new();
     let mut ebpf_log = dp
         .take_logger()
-        .map(|l| {
-            // SAFETY: as for `events`: the logger owns its ring buffer's fd.
-            unsafe {
-                tokio::io::unix::AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE)
-            }
-            .map_err(std::io::Error::from)
-        })
+        .map(readable)
         .transpose()
         .context("polling the XDP program's log")?;
     let mut sweeping: Option<tokio::task::JoinHandle<Result<flows::Sweep, aya::maps::MapError>>> =
@@ -497,6 +481,14 @@ fn down(args: &DownArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `ring` (a ring buffer, or a reader owning one) polled for readability by tokio.
+fn readable<T: std::os::fd::AsRawFd>(ring: T) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: `ring` owns its fd, and the AsyncFd owns `ring` until both drop together;
+    // nothing else closes or replaces the fd.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)
 }
 
 /// Writes `events` to every watcher, one JSON line each; a watcher that cannot take them
