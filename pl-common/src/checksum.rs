@@ -26,11 +26,7 @@ pub const fn fold(mut acc: u32) -> u16 {
 /// True if a 20-byte IPv4 header (no options) carries a checksum that verifies.
 #[inline(always)]
 pub fn ipv4_header_ok(h: &[u8; 20]) -> bool {
-    let mut acc = 0u32;
-    for i in 0..10 {
-        acc += u32::from(u16::from_be_bytes([h[2 * i], h[2 * i + 1]]));
-    }
-    fold(acc) == 0xffff
+    fold(sum(h, 0)) == 0xffff
 }
 
 /// The checksum field value for `data` (already containing a zero checksum field).

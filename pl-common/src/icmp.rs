@@ -198,20 +198,8 @@ pub fn time_exceeded(w: &mut [u8; TIME_EXCEEDED_LEN]) {
     }
     let icmp = [ICMP_TIME_EXCEEDED, 0, 0, 0, 0, 0, 0, 0];
     w[20..28].copy_from_slice(&icmp);
-    let c = checksum_of(&w[..20]);
+    let c = crate::checksum::checksum(&w[..20]);
     put(w, OUT_CHECK, c);
-    let c = checksum_of(&w[20..]);
+    let c = crate::checksum::checksum(&w[20..]);
     put(w, ICMP_CHECK, c);
-}
-
-/// The checksum field value over `data` (its checksum field zero), in fixed-size steps.
-#[inline(always)]
-fn checksum_of(data: &[u8]) -> u16 {
-    let mut acc = 0u32;
-    let mut i = 0;
-    while i + 1 < data.len() {
-        acc += u32::from(u16::from_be_bytes([data[i], data[i + 1]]));
-        i += 2;
-    }
-    !crate::checksum::fold(acc)
 }
