@@ -779,6 +779,7 @@ impl Dataplane {
                 mac_str(n.mac)
             );
         }
+        let targets = target_reports(d, |_, _, _| Ok((0, 0))).unwrap_or_default();
         for s in m.services.iter().filter(|s| !s.removed) {
             let nlbs: Vec<String> = s
                 .nlbs
@@ -806,7 +807,7 @@ impl Dataplane {
                 listeners.join(", "),
                 if s.cross_zone { " cross-zone" } else { "" }
             );
-            for t in target_reports(d).iter().filter(|t| t.service == s.name) {
+            for t in targets.iter().filter(|t| t.service == s.name) {
                 let _ = writeln!(
                     out,
                     "    target {} ({}) {}",
@@ -943,7 +944,7 @@ impl Dataplane {
                     (f.key.dst_be, f.key.dport_be),
                 )?;
                 e.nlb = Some(f.nlb());
-                e.target = Some(flows::addr(f.forward.new_dst_be, f.forward.new_dport_be));
+                e.target = Some(f.target());
                 e.state = Some(f.state().to_owned());
                 Some(e)
             })
@@ -1047,17 +1048,16 @@ impl Dataplane {
         let (endpoints, targets) = match &self.data {
             None => (Vec::new(), Vec::new()),
             Some(d) => {
-                let active = live;
-                let mut targets = target_reports(d);
-                for (t, id) in targets.iter_mut().zip(target_ids(d)) {
-                    t.new_flows = sum_per_cpu(&self.ebpf, TARGET_STATS_MAP, id.0, |a, b| *a += b)?;
-                    t.active_flows = active
-                        .by_target
-                        .get(&(id.1, crate::plan::be(t.ip)))
-                        .copied()
-                        .unwrap_or(0);
-                }
-                (self.endpoint_reports(d, active)?, targets)
+                let targets = target_reports(d, |id, network, ip| {
+                    Ok((
+                        sum_per_cpu(&self.ebpf, TARGET_STATS_MAP, id, |a, b| *a += b)?,
+                        live.by_target
+                            .get(&(network, crate::plan::be(ip)))
+                            .copied()
+                            .unwrap_or(0),
+                    ))
+                })?;
+                (self.endpoint_reports(d, live)?, targets)
             }
         };
         Ok(StatsReport {
@@ -1112,7 +1112,7 @@ impl Dataplane {
                     consumer: flows::addr(f.key.src_be, f.key.sport_be),
                     endpoint_addr: flows::addr(f.key.dst_be, f.key.dport_be),
                     nlb: f.nlb(),
-                    target: flows::addr(f.forward.new_dst_be, f.forward.new_dport_be),
+                    target: f.target(),
                     state: f.state().to_owned(),
                     age_s: (now / 1_000_000_000).saturating_sub(u64::from(f.forward.created_s)),
                     idle_s: now.saturating_sub(last) / 1_000_000_000,
@@ -1186,42 +1186,38 @@ fn proto_name(proto: u8) -> &'static str {
     }
 }
 
-/// (target id, provider network) in the order of [`target_reports`].
-fn target_ids(d: &DataPath) -> impl Iterator<Item = (u32, u16)> + '_ {
-    d.model
-        .services
-        .iter()
-        .filter(|s| !s.removed)
-        .flat_map(|s| s.targets.iter().map(move |t| (t.id, s.network)))
-}
-
-fn target_reports(d: &DataPath) -> Vec<TargetReport> {
+/// Every target with its MAC and health; `flows` gives its (new, live) flow counts from
+/// its id, provider network and address.
+fn target_reports(
+    d: &DataPath,
+    flows: impl Fn(u32, u16, Ipv4Addr) -> Result<(u64, u64), DataplaneError>,
+) -> Result<Vec<TargetReport>, DataplaneError> {
     d.model
         .services
         .iter()
         .zip(0u16..)
         .filter(|(s, _)| !s.removed)
-        .flat_map(|(s, sid)| {
-            s.targets.iter().map(move |t| {
-                let mac = d
-                    .plan
-                    .targets
-                    .iter()
-                    .find(|(id, _)| *id == t.id)
-                    .map(|(_, i)| i.mac)
-                    .unwrap_or_default();
-                let h = d.health.target(t.id);
-                TargetReport {
-                    service: s.name.clone(),
-                    ip: t.ip,
-                    zone: d.model.zones[usize::from(t.zone)].clone(),
-                    mac: (mac != [0; 6]).then(|| mac_str(mac)),
-                    health: h.map_or("unknown", |h| h.health.name()).to_owned(),
-                    last_check: h.map_or("none", |h| h.last).to_owned(),
-                    service_failing_open: d.health.failing_open(sid),
-                    new_flows: 0,
-                    active_flows: 0,
-                }
+        .flat_map(|(s, sid)| s.targets.iter().map(move |t| (s, sid, t)))
+        .map(|(s, sid, t)| {
+            let mac = d
+                .plan
+                .targets
+                .iter()
+                .find(|(id, _)| *id == t.id)
+                .map(|(_, i)| i.mac)
+                .unwrap_or_default();
+            let h = d.health.target(t.id);
+            let (new_flows, active_flows) = flows(t.id, s.network, t.ip)?;
+            Ok(TargetReport {
+                service: s.name.clone(),
+                ip: t.ip,
+                zone: d.model.zones[usize::from(t.zone)].clone(),
+                mac: (mac != [0; 6]).then(|| mac_str(mac)),
+                health: h.map_or("unknown", |h| h.health.name()).to_owned(),
+                last_check: h.map_or("none", |h| h.last).to_owned(),
+                service_failing_open: d.health.failing_open(sid),
+                new_flows,
+                active_flows,
             })
         })
         .collect()

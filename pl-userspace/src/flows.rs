@@ -26,7 +26,12 @@ pub fn now_ns() -> u64 {
 
 /// Every entry of the flow table, read in batches (empty if the map is missing).
 fn entries(ebpf: &Ebpf) -> Vec<(FlowKey, FlowValue)> {
-    let Some(data) = ebpf.map(FLOWS_MAP).and_then(crate::batch::hash_data) else {
+    ebpf.map(FLOWS_MAP).map(entries_of).unwrap_or_default()
+}
+
+/// Every entry of the flow map `m`, read in batches (empty, with a warning, on error).
+fn entries_of(m: &aya::maps::Map) -> Vec<(FlowKey, FlowValue)> {
+    let Some(data) = crate::batch::hash_data(m) else {
         return Vec::new();
     };
     crate::batch::entries(data).unwrap_or_else(|e| {
@@ -53,14 +58,7 @@ pub fn sweep_pinned(pin: &std::path::Path, s: &Settings) -> Result<Sweep, aya::m
 /// reply entries whose forward entry is gone; the flows it removed and the ones it left.
 pub fn sweep(m: &mut aya::maps::Map, s: &Settings) -> Sweep {
     let mut out = Sweep::default();
-    let entries = crate::batch::hash_data(m)
-        .map(|d| {
-            crate::batch::entries(d).unwrap_or_else(|e| {
-                tracing::warn!("reading the flow table in batches: {e}");
-                Vec::new()
-            })
-        })
-        .unwrap_or_default();
+    let entries = entries_of(m);
     let Ok(mut map) = HashMap::<&mut MapData, FlowKey, FlowValue>::try_from(m) else {
         return out;
     };
@@ -178,6 +176,11 @@ impl Flow {
 
     pub fn nlb(&self) -> SocketAddrV4 {
         addr(self.forward.new_src_be, self.forward.new_sport_be)
+    }
+
+    /// The provider-side destination: the target and its port.
+    pub fn target(&self) -> SocketAddrV4 {
+        addr(self.forward.new_dst_be, self.forward.new_dport_be)
     }
 }
 

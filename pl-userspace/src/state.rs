@@ -31,6 +31,29 @@ use crate::{dataplane::Attached, model::Model};
 pub const STATE_ROOT: &str = "/run/pl";
 const BPFFS_MAGIC: libc::c_long = 0xcafe_4a11;
 
+/// The shape a kept map must have: type, key and value sizes, entries (the flow map's
+/// from the config).
+fn kept_shape(map: &str, flow_entries: u32) -> (MapType, usize, usize, u32) {
+    match map {
+        FLOWS_MAP => (
+            MapType::Hash,
+            size_of::<FlowKey>(),
+            size_of::<FlowValue>(),
+            flow_entries,
+        ),
+        NEIGH_MAP => (MapType::Hash, size_of::<AddrKey>(), 8, MAX_NEIGH),
+        IFACE_STATS_MAP => (MapType::PerCpuArray, 4, size_of::<IfaceStats>(), MAX_IFACES),
+        ENDPOINT_STATS_MAP => (
+            MapType::PerCpuArray,
+            4,
+            size_of::<EndpointStats>(),
+            MAX_ENDPOINTS,
+        ),
+        TARGET_STATS_MAP => (MapType::PerCpuArray, 4, 8, MAX_TARGETS),
+        other => unreachable!("kept map {other} has no shape"),
+    }
+}
+
 /// Maps that carry over a restart; the rest are written afresh from the config.
 pub const KEPT_MAPS: [&str; 5] = [
     FLOWS_MAP,
@@ -241,32 +264,8 @@ impl State {
     /// Checks that every pinned map has the shape this build uses (a map reused from a
     /// pin is not checked by the loader).
     pub fn check_maps(&self, flow_entries: u32) -> Result<(), StateError> {
-        let wanted: [(&'static str, MapType, usize, usize, u32); 5] = [
-            (
-                FLOWS_MAP,
-                MapType::Hash,
-                size_of::<FlowKey>(),
-                size_of::<FlowValue>(),
-                flow_entries,
-            ),
-            (NEIGH_MAP, MapType::Hash, size_of::<AddrKey>(), 8, MAX_NEIGH),
-            (
-                IFACE_STATS_MAP,
-                MapType::PerCpuArray,
-                4,
-                size_of::<IfaceStats>(),
-                MAX_IFACES,
-            ),
-            (
-                ENDPOINT_STATS_MAP,
-                MapType::PerCpuArray,
-                4,
-                size_of::<EndpointStats>(),
-                MAX_ENDPOINTS,
-            ),
-            (TARGET_STATS_MAP, MapType::PerCpuArray, 4, 8, MAX_TARGETS),
-        ];
-        for (map, ty, key, value, entries) in wanted {
+        for map in KEPT_MAPS {
+            let (ty, key, value, entries) = kept_shape(map, flow_entries);
             let path = self.map_pin(map);
             if !path.exists() {
                 continue;
@@ -375,6 +374,14 @@ pub fn remove_netns(cookie: u64) -> Result<usize, StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kept_map_has_a_shape() {
+        for map in KEPT_MAPS {
+            let (_, key, value, _) = kept_shape(map, 2);
+            assert!(key > 0 && value > 0, "{map}");
+        }
+    }
 
     #[test]
     fn state_paths_are_per_instance_and_namespace() {
