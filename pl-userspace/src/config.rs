@@ -144,6 +144,30 @@ pub struct ConfigError {
     pub message: String,
 }
 
+fn file_error(path: &Path, message: String) -> ConfigError {
+    ConfigError {
+        file: path.to_owned(),
+        line: None,
+        section: "file".to_owned(),
+        field: String::new(),
+        message,
+    }
+}
+
+/// Why `what` (described by `meta`) could have been written by someone other than root or
+/// this process's user, if it could.
+fn untrusted(what: &str, meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = nix::unistd::geteuid().as_raw();
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != 0 && meta.uid() != me {
+        return Some(format!("{what} is owned by uid {}, not root", meta.uid()));
+    }
+    let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
+    (mode & 0o022 != 0 && !sticky_dir)
+        .then(|| format!("{what} is writable by group or others (mode {mode:04o})"))
+}
+
 /// The text of a config file, for turning byte spans into line numbers.
 pub struct Source {
     pub path: PathBuf,
@@ -151,18 +175,78 @@ pub struct Source {
 }
 
 impl Source {
+    /// Reads `path` without asking who could have written it (tools, tests).
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            line: None,
-            section: "file".to_owned(),
-            field: String::new(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| file_error(path, format!("cannot read: {e}")))?;
         Ok(Self {
             path: path.to_owned(),
             text,
         })
+    }
+
+    /// Reads `path` for `pl run`, which applies whatever it says as root: refuses a file
+    /// another user could have written, as sshd's StrictModes does. The file and every
+    /// directory above it must be owned by root (or this process's user) and not writable
+    /// by group or others; a directory with the sticky bit (`/tmp`) may be, since no one
+    /// else can replace a file in it. With `insecure` the refusal becomes the returned
+    /// warning.
+    pub fn read_trusted(
+        path: &Path,
+        insecure: bool,
+    ) -> Result<(Self, Option<String>), ConfigError> {
+        use std::io::Read as _;
+        let cannot = |e: std::io::Error| file_error(path, format!("cannot read: {e}"));
+        let mut file = std::fs::File::open(path).map_err(cannot)?;
+        // The checks look at the file that was opened, and the text comes from it.
+        let meta = file.metadata().map_err(cannot)?;
+        if !meta.is_file() {
+            return Err(file_error(path, "not a regular file".to_owned()));
+        }
+        let problem = untrusted("the file", &meta).or_else(|| {
+            let real = std::fs::canonicalize(path).ok()?;
+            let given = std::path::absolute(path).ok()?;
+            real.ancestors()
+                .skip(1)
+                .chain(given.ancestors().skip(1))
+                .find_map(|dir| {
+                    let m = std::fs::metadata(dir).ok()?;
+                    untrusted(&format!("directory {}", dir.display()), &m)
+                })
+        });
+        let warning = match problem {
+            Some(p) if !insecure => {
+                return Err(file_error(
+                    path,
+                    format!(
+                        "{p}: any local user who can change it would command the data plane; fix the ownership or mode, or pass --insecure-config"
+                    ),
+                ));
+            }
+            Some(p) => Some(format!(
+                "{}: {p}; used anyway (--insecure-config)",
+                path.display()
+            )),
+            None => None,
+        };
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(cannot)?;
+        Ok((
+            Self {
+                path: path.to_owned(),
+                text,
+            },
+            warning,
+        ))
+    }
+
+    /// A config that arrived as text (a client's `pl reload --config`); `name` is what
+    /// errors quote.
+    pub fn from_text(name: &str, text: String) -> Self {
+        Self {
+            path: PathBuf::from(name),
+            text,
+        }
     }
 
     /// 1-based line of byte offset `at`.

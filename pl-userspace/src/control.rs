@@ -14,7 +14,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::StatsReport;
+use crate::{
+    peer::{Access, Peer, Policy},
+    stats::StatsReport,
+};
 
 pub const DEFAULT_INSTANCE: &str = "default";
 
@@ -40,19 +43,26 @@ pub enum ControlError {
     },
     #[error("pl run answered: {message}")]
     Remote { message: String },
+    #[error("pl {request} (as uid {uid}): {message}")]
+    Denied {
+        request: &'static str,
+        uid: u32,
+        message: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "request", rename_all = "snake_case")]
+#[serde(tag = "request", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     Stats {
         /// Count live flows per endpoint (walks the flow table; skip it for cheap polls).
         #[serde(default = "yes")]
         flows: bool,
     },
-    /// Validate the config at `config` (absolute; the running one's path if absent) and
-    /// apply what changed.
-    Reload { config: Option<String> },
+    /// Validate a config and apply what changed. `pl run` never opens a path its peer names:
+    /// `sent` carries the text the client read itself; without it, `pl run` reloads the
+    /// file it was started with.
+    Reload { sent: Option<SentConfig> },
     /// The live flows that pass the filter.
     Flows {
         #[serde(default)]
@@ -62,6 +72,34 @@ pub enum Request {
     ///
     /// [`WatchEvent`]: crate::flows::WatchEvent
     Watch,
+}
+
+impl Request {
+    /// The request's name, as the CLI and the log say it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Stats { .. } => "stats",
+            Self::Reload { .. } => "reload",
+            Self::Flows { .. } => "flows",
+            Self::Watch => "watch",
+        }
+    }
+
+    /// What a peer needs to be allowed this request.
+    pub fn needs(&self) -> Access {
+        match self {
+            Self::Stats { .. } | Self::Flows { .. } | Self::Watch => Access::Read,
+            Self::Reload { .. } => Access::Admin,
+        }
+    }
+}
+
+/// A config as the client read it: its text, and the name to quote in errors.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentConfig {
+    pub name: String,
+    pub text: String,
 }
 
 /// Which flows `pl flows` asks for; every given field must match.
@@ -98,6 +136,10 @@ pub enum Reply {
     Error {
         message: String,
     },
+    /// The peer may not make this request; the connection closes after it.
+    Denied {
+        message: String,
+    },
 }
 
 /// The abstract socket name for `instance`.
@@ -115,15 +157,42 @@ pub fn socket_name(instance: &str) -> Result<String, ControlError> {
     Ok(format!("pl.{instance}"))
 }
 
+/// How long a client has to send its request once connected.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a client has to take its reply before the connection is dropped.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest request (a reload carries a whole config).
+pub const MAX_REQUEST: u64 = 1 << 20;
+/// Connections served at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Connections one non-root uid may have open at once.
+pub const MAX_PER_UID: usize = 8;
+
+/// An allowed request, handed to `pl run`'s loop to answer.
+pub enum Job {
+    /// Answer `request` through `reply`.
+    Ask {
+        request: Request,
+        peer: Peer,
+        reply: tokio::sync::oneshot::Sender<Reply>,
+    },
+    /// Write flow events to `stream` until it stops taking them.
+    Watch {
+        peer: Peer,
+        stream: tokio::net::unix::OwnedWriteHalf,
+    },
+}
+
 /// The listening side, held by `pl run`.
 pub struct Server {
     listener: tokio::net::UnixListener,
     name: String,
+    policy: Policy,
 }
 
 impl Server {
     /// Binds the instance's socket; fails if another `pl run` in this namespace holds it.
-    pub fn bind(instance: &str) -> Result<Self, ControlError> {
+    pub fn bind(instance: &str, policy: Policy) -> Result<Self, ControlError> {
         let name = socket_name(instance)?;
         let io = |source| ControlError::Io {
             name: name.clone(),
@@ -141,75 +210,211 @@ impl Server {
         })?;
         listener.set_nonblocking(true).map_err(io)?;
         let listener = tokio::net::UnixListener::from_std(listener).map_err(io)?;
-        Ok(Self { listener, name })
+        Ok(Self {
+            listener,
+            name,
+            policy,
+        })
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Waits for a client. Cancel-safe: a `select!` may drop it and call it again.
-    pub async fn accept(&self) -> Result<tokio::net::UnixStream, ControlError> {
-        let (stream, _) = self
-            .listener
-            .accept()
-            .await
-            .map_err(|source| ControlError::Io {
-                name: self.name.clone(),
-                source,
-            })?;
-        Ok(stream)
-    }
-
-    /// Reads one request from `stream` and answers it with `handle`; a watch request gets
-    /// no answer: its stream comes back, to be written events. Await it to the end (not
-    /// inside a `select!` branch that can be dropped), or the client sees a broken pipe.
-    pub async fn answer(
-        &self,
-        stream: tokio::net::UnixStream,
-        handle: impl FnOnce(Request) -> Reply,
-    ) -> Result<Option<tokio::net::unix::OwnedWriteHalf>, ControlError> {
-        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
-        let io = |source| ControlError::Io {
-            name: self.name.clone(),
-            source,
-        };
-        let (read, mut write) = stream.into_split();
-        let mut line = String::new();
-        let mut read = tokio::io::BufReader::new(read);
-        tokio::time::timeout(Duration::from_secs(2), read.read_line(&mut line))
-            .await
-            .map_err(|_| io(std::io::ErrorKind::TimedOut.into()))?
-            .map_err(io)?;
-        if line.is_empty() {
-            // A liveness probe (`control::running`): connected and closed.
-            return Ok(None);
+    /// Serves connections until `jobs` closes, each on a task of its own: a client that
+    /// connects and says nothing, or never reads its reply, holds only its own task, and
+    /// only for [`REQUEST_TIMEOUT`] and [`REPLY_TIMEOUT`]. Allowed requests go to `jobs`.
+    pub async fn serve(self, jobs: tokio::sync::mpsc::Sender<Job>) {
+        let open = std::sync::Arc::new(std::sync::Mutex::new(OpenConnections::default()));
+        loop {
+            let stream = tokio::select! {
+                () = jobs.closed() => return,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!("control socket @{}: accept: {e}", self.name);
+                        // EMFILE and the like: do not spin.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let peer = match Peer::of(&stream) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!("control: reading a peer's credentials: {e}; closed");
+                    continue;
+                }
+            };
+            let Some(slot) = OpenConnections::take(&open, peer.uid) else {
+                tracing::warn!(
+                    "control: {peer}: too many connections open (at most {MAX_CONNECTIONS}, {MAX_PER_UID} per non-root uid); closed"
+                );
+                continue;
+            };
+            let (policy, jobs) = (self.policy.clone(), jobs.clone());
+            tokio::spawn(async move {
+                serve_one(stream, &peer, &policy, &jobs).await;
+                drop(slot);
+            });
         }
-        let reply = match serde_json::from_str::<Request>(&line) {
-            Ok(Request::Watch) => return Ok(Some(write)),
-            Ok(req) => handle(req),
-            Err(e) => Reply::Error {
-                message: format!("bad request: {e}"),
-            },
-        };
-        let mut out = serde_json::to_vec(&reply).map_err(|source| ControlError::Protocol {
-            name: self.name.clone(),
-            source,
-        })?;
-        out.push(b'\n');
-        write.write_all(&out).await.map_err(io)?;
-        Ok(None)
     }
 }
 
-/// Asks the `pl run` of `instance` to reload (from `config`, or the file it runs with).
-pub fn reload(instance: &str, config: Option<String>) -> Result<String, ControlError> {
-    match request(instance, &Request::Reload { config })? {
+/// Counts of open connections, in total and per uid.
+#[derive(Default)]
+struct OpenConnections {
+    total: usize,
+    per_uid: std::collections::HashMap<u32, usize>,
+}
+
+/// One open connection's place in [`OpenConnections`], given back on drop.
+struct Slot {
+    open: std::sync::Arc<std::sync::Mutex<OpenConnections>>,
+    uid: u32,
+}
+
+impl OpenConnections {
+    fn take(open: &std::sync::Arc<std::sync::Mutex<Self>>, uid: u32) -> Option<Slot> {
+        let mut o = open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = o.per_uid.get(&uid).copied().unwrap_or(0);
+        if o.total >= MAX_CONNECTIONS || (uid != 0 && mine >= MAX_PER_UID) {
+            return None;
+        }
+        o.total += 1;
+        o.per_uid.insert(uid, mine + 1);
+        Some(Slot {
+            open: open.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut o = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        o.total -= 1;
+        if let Some(n) = o.per_uid.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                o.per_uid.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// Why `peer` may not make `request`, in the words the client shows.
+fn denial(request: &Request, peer: &Peer, policy: &Policy) -> String {
+    let who = match (request.needs(), policy.read_group) {
+        (Access::Admin, _) => "root or CAP_NET_ADMIN".to_owned(),
+        (_, Some(g)) => format!("root, CAP_NET_ADMIN or group {g} (pl run --read-group)"),
+        (_, None) => "root or CAP_NET_ADMIN (pl run has no --read-group)".to_owned(),
+    };
+    format!(
+        "permission denied: uid {} may not use {}; it needs {who}",
+        peer.uid,
+        request.name()
+    )
+}
+
+/// Reads one request from `stream`, checks it against `peer`'s access and has it answered.
+async fn serve_one(
+    stream: tokio::net::UnixStream,
+    peer: &Peer,
+    policy: &Policy,
+    jobs: &tokio::sync::mpsc::Sender<Job>,
+) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    let (read, write) = stream.into_split();
+    let mut line = Vec::new();
+    let mut limited = tokio::io::BufReader::new(read.take(MAX_REQUEST));
+    match tokio::time::timeout(REQUEST_TIMEOUT, limited.read_until(b'\n', &mut line)).await {
+        Err(_) => {
+            tracing::info!("control: {peer}: no request within {REQUEST_TIMEOUT:?}; closed");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::info!("control: {peer}: reading the request: {e}; closed");
+            return;
+        }
+        // A liveness probe (`control::running`): connected and closed.
+        Ok(Ok(0)) => return,
+        Ok(Ok(_)) => {}
+    }
+    let request = match serde_json::from_slice::<Request>(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            let message = if line.last() == Some(&b'\n') {
+                format!("bad request: {e}")
+            } else {
+                format!("bad request: no complete line within {MAX_REQUEST} bytes")
+            };
+            tracing::warn!("control: {peer}: {message}");
+            reply(write, peer, &Reply::Error { message }).await;
+            return;
+        }
+    };
+    let what = request.name();
+    if peer.access(policy) < request.needs() {
+        let message = denial(&request, peer, policy);
+        tracing::warn!("control: {peer}: {what}: refused ({message})");
+        reply(write, peer, &Reply::Denied { message }).await;
+        return;
+    }
+    if matches!(request, Request::Watch) {
+        tracing::info!("control: {peer}: watch: started");
+        let _ = jobs
+            .send(Job::Watch {
+                peer: peer.clone(),
+                stream: write,
+            })
+            .await;
+        return;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job = Job::Ask {
+        request,
+        peer: peer.clone(),
+        reply: tx,
+    };
+    if jobs.send(job).await.is_err() {
+        return;
+    }
+    let Ok(answer) = rx.await else {
+        return;
+    };
+    match &answer {
+        Reply::Error { message } => tracing::warn!("control: {peer}: {what}: failed: {message}"),
+        Reply::Reloaded { message } => tracing::info!("control: {peer}: {what}: {message}"),
+        _ => tracing::info!("control: {peer}: {what}: answered"),
+    }
+    reply(write, peer, &answer).await;
+}
+
+/// Writes `answer` as one JSON line, giving up after [`REPLY_TIMEOUT`].
+async fn reply(mut write: tokio::net::unix::OwnedWriteHalf, peer: &Peer, answer: &Reply) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut out = serde_json::to_vec(answer).expect("a reply serializes");
+    out.push(b'\n');
+    match tokio::time::timeout(REPLY_TIMEOUT, write.write_all(&out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::info!("control: {peer}: writing the reply: {e}"),
+        Err(_) => tracing::info!(
+            "control: {peer}: did not take its reply within {REPLY_TIMEOUT:?}; closed"
+        ),
+    }
+}
+
+/// Asks the `pl run` of `instance` to reload: `sent`, or the file it was started with.
+pub fn reload(instance: &str, sent: Option<SentConfig>) -> Result<String, ControlError> {
+    match request(instance, &Request::Reload { sent })? {
         Reply::Reloaded { message } => Ok(message),
-        Reply::Error { message } => Err(ControlError::Remote { message }),
-        _ => Err(ControlError::Remote {
-            message: "answered a reload with something else".to_owned(),
-        }),
+        _ => Err(unexpected("reload")),
     }
 }
 
@@ -220,10 +425,13 @@ pub fn flows(
 ) -> Result<Vec<crate::flows::FlowReport>, ControlError> {
     match request(instance, &Request::Flows { filter })? {
         Reply::Flows { flows } => Ok(flows),
-        Reply::Error { message } => Err(ControlError::Remote { message }),
-        _ => Err(ControlError::Remote {
-            message: "answered flows with something else".to_owned(),
-        }),
+        _ => Err(unexpected("flows")),
+    }
+}
+
+fn unexpected(request: &str) -> ControlError {
+    ControlError::Remote {
+        message: format!("answered {request} with something else"),
     }
 }
 
@@ -238,18 +446,45 @@ pub fn watch(
         name: name.clone(),
         source,
     };
-    let mut msg = serde_json::to_vec(&Request::Watch).expect("a request serializes");
+    let req = Request::Watch;
+    let mut msg = serde_json::to_vec(&req).expect("a request serializes");
     msg.push(b'\n');
     stream.write_all(&msg).map_err(io)?;
     for line in BufReader::new(stream).lines() {
         let line = line.map_err(io)?;
-        let event = serde_json::from_str(&line).map_err(|source| ControlError::Protocol {
-            name: name.clone(),
-            source,
-        })?;
-        each(event);
+        match serde_json::from_str(&line) {
+            Ok(event) => each(event),
+            // Not an event: a refusal or an error, the only line before the stream closes.
+            Err(source) => {
+                return Err(match serde_json::from_str::<Reply>(&line) {
+                    Ok(reply) => failure(&req, reply)
+                        .err()
+                        .unwrap_or(ControlError::Protocol {
+                            name: name.clone(),
+                            source,
+                        }),
+                    Err(_) => ControlError::Protocol {
+                        name: name.clone(),
+                        source,
+                    },
+                });
+            }
+        }
     }
     Ok(())
+}
+
+/// `reply`, or the error it carries.
+fn failure(req: &Request, reply: Reply) -> Result<Reply, ControlError> {
+    match reply {
+        Reply::Error { message } => Err(ControlError::Remote { message }),
+        Reply::Denied { message } => Err(ControlError::Denied {
+            request: req.name(),
+            uid: nix::unistd::geteuid().as_raw(),
+            message,
+        }),
+        other => Ok(other),
+    }
 }
 
 /// True if a `pl run` of `instance` answers in this network namespace.
@@ -281,7 +516,8 @@ fn connect(instance: &str) -> Result<(std::os::unix::net::UnixStream, String), C
     Ok((stream, name))
 }
 
-/// Sends one request to the `pl run` of `instance` in this network namespace.
+/// Sends one request to the `pl run` of `instance` in this network namespace; an error or
+/// a refusal it answers comes back as an error.
 pub fn request(instance: &str, req: &Request) -> Result<Reply, ControlError> {
     let (mut stream, name) = connect(instance)?;
     let io = |source| ControlError::Io {
@@ -299,7 +535,9 @@ pub fn request(instance: &str, req: &Request) -> Result<Reply, ControlError> {
     stream.write_all(&msg).map_err(io)?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).map_err(io)?;
-    serde_json::from_str(&line).map_err(|source| ControlError::Protocol { name, source })
+    let reply =
+        serde_json::from_str(&line).map_err(|source| ControlError::Protocol { name, source })?;
+    failure(req, reply)
 }
 
 /// The counters of the `pl run` of `instance` in this network namespace.
@@ -311,10 +549,7 @@ pub fn stats(instance: &str) -> Result<StatsReport, ControlError> {
 pub fn stats_with(instance: &str, flows: bool) -> Result<StatsReport, ControlError> {
     match request(instance, &Request::Stats { flows })? {
         Reply::Stats(report) => Ok(report),
-        Reply::Error { message } => Err(ControlError::Remote { message }),
-        _ => Err(ControlError::Remote {
-            message: "answered stats with something else".to_owned(),
-        }),
+        _ => Err(unexpected("stats")),
     }
 }
 
@@ -343,5 +578,49 @@ mod tests {
         let reply: Reply =
             serde_json::from_str(r#"{"reply":"error","message":"boom"}"#).expect("parse");
         assert!(matches!(reply, Reply::Error { message } if message == "boom"));
+    }
+
+    #[test]
+    fn a_reload_naming_a_path_is_not_a_request() {
+        // What older clients sent, and what a hostile peer would: pl run must not open it.
+        let e = serde_json::from_str::<Request>(r#"{"request":"reload","config":"/etc/shadow"}"#)
+            .expect_err("a path to open is no longer part of the protocol");
+        assert!(e.to_string().contains("unknown field `config`"), "{e}");
+        let sent = Request::Reload {
+            sent: Some(SentConfig {
+                name: "pl.toml".into(),
+                text: "[limits]\n".into(),
+            }),
+        };
+        let wire = serde_json::to_string(&sent).expect("serialize");
+        assert_eq!(
+            wire,
+            r#"{"request":"reload","sent":{"name":"pl.toml","text":"[limits]\n"}}"#
+        );
+        assert_eq!(sent.needs(), Access::Admin);
+        assert_eq!(Request::Watch.needs(), Access::Read);
+    }
+
+    #[test]
+    fn a_denial_names_the_request_the_uid_and_who_may() {
+        let peer = Peer {
+            pid: 7,
+            uid: 65534,
+            gid: 65534,
+            groups: vec![],
+            net_admin: false,
+        };
+        let stats = Request::Stats { flows: true };
+        let open = denial(&stats, &peer, &Policy::default());
+        assert_eq!(
+            open,
+            "permission denied: uid 65534 may not use stats; it needs root or CAP_NET_ADMIN (pl run has no --read-group)"
+        );
+        let grouped = Policy {
+            read_group: Some(4242),
+        };
+        assert!(denial(&stats, &peer, &grouped).contains("group 4242"));
+        let reload = Request::Reload { sent: None };
+        assert!(denial(&reload, &peer, &grouped).ends_with("needs root or CAP_NET_ADMIN"));
     }
 }

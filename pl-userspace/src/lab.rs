@@ -242,12 +242,16 @@ impl Lab {
 
     /// Writes [`LAB_CONFIG`] (or `config`) to a file named after the lab in the temp dir.
     pub fn write_config(&self, config: &str) -> Result<std::path::PathBuf, LabError> {
+        use std::os::unix::fs::PermissionsExt as _;
         let path = std::env::temp_dir().join(format!("{}pl.toml", self.prefix));
-        std::fs::write(&path, config).map_err(|source| LabError::Traffic {
-            prefix: self.prefix.clone(),
-            network: "config".to_owned(),
-            source,
-        })?;
+        // Root's alone, whatever the umask: pl run refuses a config others could change.
+        std::fs::write(&path, config)
+            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)))
+            .map_err(|source| LabError::Traffic {
+                prefix: self.prefix.clone(),
+                network: "config".to_owned(),
+                source,
+            })?;
         Ok(path)
     }
 

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod model;
 pub mod neigh;
 pub mod netns;
+pub mod peer;
 pub mod plan;
 pub mod runner;
 pub mod state;

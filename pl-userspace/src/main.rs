@@ -7,12 +7,15 @@ use clap::{Args, Parser, Subcommand};
 use pl_common::{event::FlowEvent, maps::PROGRAM_NAME};
 use pl_userspace::{
     bench,
-    control::{self, DEFAULT_INSTANCE, Reply, Request},
+    config::Source,
+    control::{self, DEFAULT_INSTANCE, Reply, Request, SentConfig},
     dataplane::{self, Dataplane, Mode, StartOptions},
     demo::{self, DEFAULT_PREFIX, DemoOptions},
     flows,
     lab::Lab,
+    metrics,
     model::{LiveInterfaces, Model},
+    peer::{self, Policy},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -92,9 +95,17 @@ struct RunArgs {
     #[arg(long, default_value = DEFAULT_INSTANCE)]
     instance: String,
     /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics, e.g. 127.0.0.1:9464
-    /// (bound in pl run's network namespace).
+    /// (bound in pl run's network namespace; bind it to a management address).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Members of this group (name or gid) may use `pl stats`, `pl flows` and `pl flows
+    /// --watch`; only root (or CAP_NET_ADMIN) may do anything else. Default: nobody but root.
+    #[arg(long, value_name = "GROUP")]
+    read_group: Option<String>,
+    /// Use a config file that a user other than root could change (writable by group or
+    /// others, or owned by another user), with a warning, instead of refusing it.
+    #[arg(long)]
+    insecure_config: bool,
 }
 
 #[derive(Args)]
@@ -128,7 +139,8 @@ struct DownArgs {
 
 #[derive(Args)]
 struct ReloadArgs {
-    /// A new config file; default: the one `pl run` was started with.
+    /// A new config file, read here and sent to `pl run` (which keeps it as the running
+    /// config); default: `pl run` reads again the file it was started with.
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
     #[arg(long, default_value = DEFAULT_INSTANCE)]
@@ -205,14 +217,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    // Whatever pl run writes (state, pins) is root's alone.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let policy = Policy {
+        read_group: args.read_group.as_deref().map(peer::group_id).transpose()?,
+    };
     // The whole config is validated before anything touches the kernel.
     let model = args
         .config
         .as_deref()
-        .map(|p| Model::load(p, &LiveInterfaces))
+        .map(|p| load_config(p, args.insecure_config))
         .transpose()?;
     // The socket before the program: a second instance fails here with nothing attached.
-    let server = control::Server::bind(&args.instance)?;
+    let server = control::Server::bind(&args.instance, policy)?;
     // Likewise the metrics listener: a bad address fails with nothing attached.
     let metrics = match args.metrics {
         Some(addr) => Some(
@@ -257,7 +274,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         dp.state_dir().display()
     );
 
-    if let Some(addr) = args.metrics {
+    // Control connections and scrapes are served on tasks of their own; only requests that
+    // passed the peer check reach this loop, as jobs.
+    let (jobs_tx, mut jobs) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(server.serve(jobs_tx));
+    let (snapshot, scrapes) = tokio::sync::watch::channel(std::sync::Arc::<str>::from(""));
+    if let (Some(listener), Some(addr)) = (metrics, args.metrics) {
+        tokio::spawn(metrics::serve(listener, scrapes));
         tracing::info!("metrics at http://{addr}/metrics");
     }
     // Flow events for `pl flows --watch`: the program writes them only while someone watches.
@@ -282,11 +305,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut health_tick = tokio::time::interval(Duration::from_millis(50));
     health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ticks = 0u64;
+    let publish = |dp: &Dataplane, live: &flows::Counts| {
+        if args.metrics.is_some() {
+            let body = match dp.stats_with(live) {
+                Ok(report) => metrics::render(&report),
+                Err(e) => format!("# pl: {:#}\n", anyhow::Error::from(e)),
+            };
+            snapshot.send_replace(body.into());
+        }
+    };
+    publish(&dp, &live);
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match reload(&mut dp, args.config.as_deref()) {
+            _ = hup.recv() => match reload(&mut dp, None, &args) {
                 Ok(message) => tracing::info!("SIGHUP: {message}"),
                 Err(e) => tracing::warn!("SIGHUP: {e:#}; still running the previous configuration"),
             },
@@ -306,6 +339,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 if ticks.is_multiple_of(5) && sweeping.is_none() {
                     sweeping = dp.sweep_job().map(tokio::task::spawn_blocking);
                 }
+                publish(&dp, &live);
             }
             swept = async {
                 match sweeping.as_mut() {
@@ -358,56 +392,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Ok(log) => log.iter().for_each(|l| tracing::info!("health: {l}")),
                 Err(e) => tracing::warn!("health: {:#}", anyhow::Error::from(e)),
             },
-            scrape = async {
-                match &metrics {
-                    Some(l) => l.accept().await,
-                    None => std::future::pending().await,
+            Some(job) = jobs.recv() => match job {
+                control::Job::Ask { request, reply, .. } => {
+                    let _ = reply.send(answer(&mut dp, request, &args));
                 }
-            } => {
-                if let Ok((stream, _)) = scrape {
-                    let body = match dp.stats_with(&live) {
-                        Ok(report) => pl_userspace::metrics::render(&report),
-                        Err(e) => format!("# pl: {:#}\n", anyhow::Error::from(e)),
-                    };
-                    if let Err(e) = serve_metrics(stream, &body).await {
-                        tracing::warn!("metrics: {e}");
+                control::Job::Watch { stream, .. } => {
+                    watchers.push(stream);
+                    if let Err(e) = dp.set_watch(true) {
+                        tracing::warn!("watch: {:#}", anyhow::Error::from(e));
                     }
                 }
-            }
-            conn = server.accept() => {
-                // Answered to the end here: a tick must not cut a request in half.
-                let served = match conn {
-                    Ok(c) => server.answer(c, |req| match req {
-                        Request::Watch => unreachable!("answer() hands watch requests back"),
-                        Request::Stats { flows } => match dp.stats(flows) {
-                            Ok(report) => Reply::Stats(report),
-                            Err(e) => Reply::Error { message: format!("{:#}", anyhow::Error::from(e)) },
-                        },
-                        Request::Flows { filter } => match dp.flows(&filter) {
-                            Ok(flows) => Reply::Flows { flows },
-                            Err(e) => Reply::Error { message: format!("{:#}", anyhow::Error::from(e)) },
-                        },
-                        Request::Reload { config } => {
-                            let path = config.map(PathBuf::from).or_else(|| args.config.clone());
-                            match reload(&mut dp, path.as_deref()) {
-                                Ok(message) => Reply::Reloaded { message },
-                                Err(e) => Reply::Error { message: format!("{e:#}") },
-                            }
-                        }
-                    }).await,
-                    Err(e) => Err(e),
-                };
-                match served {
-                    Ok(Some(watcher)) => {
-                        watchers.push(watcher);
-                        if let Err(e) = dp.set_watch(true) {
-                            tracing::warn!("watch: {:#}", anyhow::Error::from(e));
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!("control: {e:#}"),
-                }
-            }
+            },
         }
     }
     let names: Vec<String> = dp.interfaces().iter().map(|i| i.name.clone()).collect();
@@ -514,22 +509,50 @@ fn broadcast(
     }
 }
 
-/// Reads the request (whatever it asks, the answer is the metrics) and writes the response.
-async fn serve_metrics(mut stream: tokio::net::TcpStream, body: &str) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut buf = [0u8; 1024];
-    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await;
-    stream
-        .write_all(pl_userspace::metrics::http_response(body).as_bytes())
-        .await?;
-    stream.shutdown().await
+/// The answer to an allowed control request.
+fn answer(dp: &mut Dataplane, request: Request, args: &RunArgs) -> Reply {
+    let failed = |e: anyhow::Error| Reply::Error {
+        message: format!("{e:#}"),
+    };
+    match request {
+        Request::Watch => unreachable!("watch requests come as Job::Watch"),
+        Request::Stats { flows } => dp
+            .stats(flows)
+            .map_or_else(|e| failed(e.into()), Reply::Stats),
+        Request::Flows { filter } => dp
+            .flows(&filter)
+            .map_or_else(|e| failed(e.into()), |flows| Reply::Flows { flows }),
+        Request::Reload { sent } => {
+            reload(dp, sent, args).map_or_else(failed, |message| Reply::Reloaded { message })
+        }
+    }
 }
 
-/// Validates the config at `path` in full, then applies what changed; on any error the
-/// running configuration stays as it was.
-fn reload(dp: &mut Dataplane, path: Option<&std::path::Path>) -> anyhow::Result<String> {
-    let path = path.context("pl run was started without --config: nothing to reload")?;
-    let model = Model::load(path, &LiveInterfaces)?;
+/// Reads `path` as pl run's config (refusing a file others could write unless `insecure`)
+/// and validates it in full.
+fn load_config(path: &std::path::Path, insecure: bool) -> anyhow::Result<Model> {
+    let (src, warning) = Source::read_trusted(path, insecure)?;
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    Ok(Model::from_source(&src, &LiveInterfaces)?)
+}
+
+/// Validates `sent` (a config a client read and sent), or else the file pl run was started
+/// with, in full; then applies what changed. On any error the running configuration stays
+/// as it was.
+fn reload(dp: &mut Dataplane, sent: Option<SentConfig>, args: &RunArgs) -> anyhow::Result<String> {
+    let model = match sent {
+        // Only the client's own text is parsed and quoted: no path it names is opened.
+        Some(c) => Model::from_source(&Source::from_text(&c.name, c.text), &LiveInterfaces)?,
+        None => {
+            let path = args
+                .config
+                .as_deref()
+                .context("pl run was started without --config: nothing to reload")?;
+            load_config(path, args.insecure_config)?
+        }
+    };
     let message = dp.reload(model)?;
     tracing::info!("{message}");
     Ok(message)
@@ -564,14 +587,20 @@ async fn resolve_targets(dp: &mut Dataplane) {
 }
 
 fn reload_cmd(args: &ReloadArgs) -> anyhow::Result<()> {
-    // pl run reads the file itself: hand it an absolute path.
-    let config = args
+    // pl run opens no path a client names: the file is read here and its text sent.
+    let sent = args
         .config
         .as_ref()
-        .map(|p| std::fs::canonicalize(p).with_context(|| format!("{}: cannot read", p.display())))
-        .transpose()?
-        .map(|p| p.to_string_lossy().into_owned());
-    println!("{}", control::reload(&args.instance, config)?);
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map(|text| SentConfig {
+                    name: p.display().to_string(),
+                    text,
+                })
+                .with_context(|| format!("{}: cannot read", p.display()))
+        })
+        .transpose()?;
+    println!("{}", control::reload(&args.instance, sent)?);
     Ok(())
 }
 

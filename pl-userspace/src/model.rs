@@ -887,11 +887,9 @@ impl Model {
         })
     }
 
-    /// Reads, parses and validates a config file.
-    pub fn load(path: &std::path::Path, ifaces: &dyn Interfaces) -> Result<Self, ConfigError> {
-        let src = Source::read(path)?;
-        let cfg = src.parse()?;
-        Self::build(&src, &cfg, ifaces)
+    /// Parses and validates a config's text.
+    pub fn from_source(src: &Source, ifaces: &dyn Interfaces) -> Result<Self, ConfigError> {
+        Self::build(src, &src.parse()?, ifaces)
     }
 }
 

@@ -6,7 +6,7 @@
 //! tearing the lab down.
 
 use std::{
-    io::Read as _,
+    io::Read,
     path::Path,
     process::{Child, Output, Stdio},
     time::{Duration, Instant},
@@ -50,15 +50,42 @@ pub enum RunnerError {
 
 pub struct PlRun {
     child: Option<Child>,
+    /// What it wrote to stdout and stderr so far: drained as it comes, so a busy log never
+    /// fills the pipe and blocks `pl run`.
+    stdout: Drain,
+    stderr: Drain,
     pl: std::path::PathBuf,
     ns: String,
     instance: String,
 }
 
+/// A pipe read to its end by a thread of its own.
+struct Drain(Option<std::thread::JoinHandle<Vec<u8>>>);
+
+impl Drain {
+    fn new(pipe: Option<impl Read + Send + 'static>) -> Self {
+        Self(pipe.map(|mut p| {
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                let _ = p.read_to_end(&mut out);
+                out
+            })
+        }))
+    }
+
+    /// Everything written, once the process has exited (its end of the pipe closed).
+    fn collect(&mut self) -> Vec<u8> {
+        self.0
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
 impl PlRun {
     /// Starts `pl run ARGS` in namespace `ns` and waits until its control socket answers.
     pub fn start(pl: &Path, ns: &str, instance: &str, args: &[&str]) -> Result<Self, RunnerError> {
-        let child = netns::exec(ns, pl)
+        let mut child = netns::exec(ns, pl)
             .arg("run")
             .args(["--instance", instance])
             .args(args)
@@ -70,8 +97,14 @@ impl PlRun {
                 ns: ns.to_owned(),
                 source,
             })?;
+        let (stdout, stderr) = (
+            Drain::new(child.stdout.take()),
+            Drain::new(child.stderr.take()),
+        );
         let mut run = Self {
             child: Some(child),
+            stdout,
+            stderr,
             pl: pl.to_owned(),
             ns: ns.to_owned(),
             instance: instance.to_owned(),
@@ -95,14 +128,11 @@ impl PlRun {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.exited()? {
-                let mut stderr = String::new();
-                if let Some(mut e) = self.child().stderr.take() {
-                    let _ = e.read_to_string(&mut stderr);
-                }
+                let stderr = self.stderr.collect();
                 return Err(RunnerError::Exited {
                     ns: self.ns.clone(),
                     status,
-                    stderr: stderr.trim().to_owned(),
+                    stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
                 });
             }
             if self.stats().is_ok() {
@@ -179,10 +209,15 @@ impl PlRun {
                 signal,
             });
         }
-        let child = self.child.take().expect("child is present until stop");
-        child.wait_with_output().map_err(|source| RunnerError::Io {
+        let mut child = self.child.take().expect("child is present until stop");
+        let status = child.wait().map_err(|source| RunnerError::Io {
             ns: self.ns.clone(),
             source,
+        })?;
+        Ok(Output {
+            status,
+            stdout: self.stdout.collect(),
+            stderr: self.stderr.collect(),
         })
     }
 

@@ -109,6 +109,18 @@ pub struct State {
     meta: PathBuf,
 }
 
+/// Writes `path` anew with mode 0600.
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
+}
+
 /// This network namespace's cookie: unique among all namespaces since boot.
 pub fn netns_cookie() -> Result<u64, StateError> {
     let sock = std::net::UdpSocket::bind("0.0.0.0:0")
@@ -148,19 +160,15 @@ fn is_bpffs(path: &Path) -> bool {
 pub fn ensure_bpffs() -> Result<Option<String>, StateError> {
     let root = bpffs_root();
     if is_bpffs(&root) {
-        return Ok(None);
+        return private_dir(&root).map(|()| None);
     }
-    std::fs::create_dir_all(&root).map_err(|source| StateError::Io {
-        path: root.clone(),
-        what: "creating the state directory",
-        source,
-    })?;
+    private_dir(&root)?;
     nix::mount::mount(
         Some("bpf"),
         &root,
         Some("bpf"),
         nix::mount::MsFlags::empty(),
-        None::<&str>,
+        Some("mode=0700"),
     )
     .map_err(|e| StateError::Io {
         path: root.clone(),
@@ -180,6 +188,28 @@ pub fn ensure_bpffs() -> Result<Option<String>, StateError> {
             root.display()
         )
     }))
+}
+
+/// Makes `dir` (and its parents up to [`STATE_ROOT`]) exist as root's alone: mode 0700,
+/// also where an older pl left it more open. Pins and the saved model hold every flow's
+/// addresses, and a map fd lets its holder rewrite the data path.
+fn private_dir(dir: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    let io = |what, source| StateError::Io {
+        path: dir.to_owned(),
+        what,
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io("creating the state directory", e))?;
+    for d in dir.ancestors().take_while(|d| d.starts_with(STATE_ROOT)) {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("making the state directory private (0700)", e))?;
+    }
+    Ok(())
 }
 
 impl State {
@@ -202,11 +232,7 @@ impl State {
     pub fn open(instance: &str) -> Result<(Self, Option<String>), StateError> {
         let state = Self::locate(instance)?;
         let warning = ensure_bpffs()?;
-        std::fs::create_dir_all(&state.dir).map_err(|source| StateError::Io {
-            path: state.dir.clone(),
-            what: "creating the state directory",
-            source,
-        })?;
+        private_dir(&state.dir)?;
         Ok((state, warning))
     }
 
@@ -252,7 +278,7 @@ impl State {
     pub fn save(&self, saved: &Saved) -> Result<(), StateError> {
         let tmp = self.meta.with_extension("json.tmp");
         let text = serde_json::to_string(saved).expect("the saved state serializes");
-        std::fs::write(&tmp, text)
+        write_private(&tmp, text.as_bytes())
             .and_then(|()| std::fs::rename(&tmp, &self.meta))
             .map_err(|source| StateError::Io {
                 path: self.meta.clone(),

@@ -272,6 +272,34 @@ pub fn check_frame(desc: &str, got: (u32, &[u8]), want: (u32, &[u8]), failures: 
     }
 }
 
+/// Replaces table `table` in namespace `ns` with one input-hook rule (nft syntax), such as
+/// `ip daddr 10.9.0.11 tcp dport 8443 tcp flags syn reject with tcp reset`.
+pub fn nft_input_rule(ns: &str, table: &str, rule: &str) {
+    let rules = std::env::temp_dir().join(format!("{ns}-{table}.nft"));
+    std::fs::write(
+        &rules,
+        format!("table ip {table} {{\n chain input {{\n  type filter hook input priority 0;\n  {rule}\n }}\n}}\n"),
+    )
+    .expect("write nft rules");
+    let out = output(netns::exec(ns, "nft").arg("-f").arg(&rules));
+    let _ = std::fs::remove_file(&rules);
+    assert!(
+        out.status.success(),
+        "nft -f ({rule}) in {ns}: {}",
+        stderr(&out)
+    );
+}
+
+/// Removes table `table` from namespace `ns`.
+pub fn nft_delete_table(ns: &str, table: &str) {
+    let out = output(netns::exec(ns, "nft").args(["delete", "table", "ip", table]));
+    assert!(
+        out.status.success(),
+        "nft delete table {table} in {ns}: {}",
+        stderr(&out)
+    );
+}
+
 /// Stderr as text, trimmed.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_owned()

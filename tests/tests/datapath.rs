@@ -8,7 +8,9 @@ use std::{
 };
 
 use pl_common::stats::{EndpointCounter, IfaceCounter};
-use pl_tests::{TestLab, chain, output, pl_bin, require_kernel, stderr};
+use pl_tests::{
+    TestLab, chain, nft_delete_table, nft_input_rule, output, pl_bin, require_kernel, stderr,
+};
 use pl_userspace::{
     cmd,
     flows::{FlowReport, WatchEvent},
@@ -980,21 +982,8 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
     // T1 refuses new connections (a RST to every SYN; established ones go on), as a
     // target that stopped listening does. New flows to the z1 endpoint fail over to zone
     // z2's healthy T2 once two checks in a row have failed.
-    let nft = |args: &[&str]| {
-        let out = output(netns::exec(&prov, "nft").args(args));
-        assert!(out.status.success(), "nft {args:?}: {}", stderr(&out));
-    };
     // A table `pltest` in the provider's namespace with one rule on new connections.
-    let on_syn = |rule: &str| {
-        let rules = std::env::temp_dir().join(format!("hc{}-nft.rules", std::process::id()));
-        std::fs::write(
-            &rules,
-            format!("table ip pltest {{\n chain input {{\n  type filter hook input priority 0;\n  {rule}\n }}\n}}\n"),
-        )
-        .expect("write nft rules");
-        nft(&["-f", &rules.to_string_lossy()]);
-        let _ = std::fs::remove_file(&rules);
-    };
+    let on_syn = |rule: &str| nft_input_rule(&prov, "pltest", rule);
     on_syn("ip daddr 10.9.0.11 tcp dport 8443 tcp flags syn reject with tcp reset");
     let failover = until(T2);
     println!("failover after the target's port closed: {failover:?} (interval 1 s, 2 failures)");
@@ -1014,7 +1003,7 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
     assert_eq!(answer.len(), 64, "not a sha256 answer: {answer:?}");
 
     // Back: two passes in a row return it to rotation.
-    nft(&["delete", "table", "ip", "pltest"]);
+    nft_delete_table(&prov, "pltest");
     let recovery = until(T1);
     println!("back in rotation after the port reopened: {recovery:?} (2 passes)");
 
@@ -1025,7 +1014,7 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
             .iter()
             .any(|t| t.ip == T2 && t.health == "unhealthy" && t.last_check == "timeout")
     });
-    nft(&["delete", "table", "ip", "pltest"]);
+    nft_delete_table(&prov, "pltest");
 
     // Everything down: the service fails open and says so; new flows are still made.
     drop(s1);

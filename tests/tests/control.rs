@@ -1,0 +1,591 @@
+//! Who may drive `pl run`, and that no client can stall it: the control socket checks each
+//! peer's credentials, `reload` opens no path a peer names, the config and state are
+//! root's alone, and idle clients on the control socket or the metrics port hold up
+//! neither requests nor health checks.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddrV4},
+    os::unix::fs::PermissionsExt as _,
+    path::Path,
+    process::{Output, Stdio},
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use pl_tests::{
+    PublicPl, TestLab, chain, nft_delete_table, nft_input_rule, output, pl_bin, require_kernel,
+    stderr,
+};
+use pl_userspace::{
+    flows::FlowReport,
+    lab::LAB_CONFIG,
+    netns,
+    runner::PlRun,
+    stats::StatsReport,
+    traffic::{self, Servers, TCP_PORT},
+};
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+const OUTSIDER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
+const EP_Z1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+const T1: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 11);
+const T2: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 12);
+const NOBODY: &str = "65534";
+const READ_GROUP: &str = "4242";
+const TARGETS: &str =
+    r#"targets = [{ ip = "10.9.0.11", zone = "z1" }, { ip = "10.9.0.12", zone = "z2" }]"#;
+
+/// `pl ARGS` in `ns` as uid 65534, with `groups` as its only groups (none if empty).
+fn as_user(ns: &str, pl: &Path, groups: &str, args: &[&str]) -> Output {
+    output(user_cmd(ns, groups).arg(pl).args(args))
+}
+
+fn user_cmd(ns: &str, groups: &str) -> std::process::Command {
+    let mut cmd = netns::exec(ns, "setpriv");
+    cmd.args([
+        &format!("--reuid={NOBODY}"),
+        &format!("--regid={NOBODY}"),
+        "--inh-caps=-all",
+    ]);
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        cmd.arg(format!("--groups={groups}"));
+    }
+    cmd
+}
+
+/// Sends one raw line to the control socket of `ns` (as uid 65534 if `nobody`), the way a
+/// hostile client would; the reply line.
+fn raw_request(ns: &str, nobody: bool, line: &str) -> String {
+    let script = "printf '%s\\n' \"$PL_REQ\" | socat -t 3 - ABSTRACT-CONNECT:pl.default";
+    let mut cmd = if nobody {
+        user_cmd(ns, "")
+    } else {
+        netns::exec(ns, "env")
+    };
+    let out = output(cmd.args(["sh", "-c", script]).env("PL_REQ", line));
+    assert!(out.status.success(), "socat: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The config's shape as pl run reports it: endpoints and targets.
+fn shape(r: &StatsReport) -> (Vec<String>, Vec<Ipv4Addr>) {
+    (
+        r.endpoints.iter().map(|e| e.name.clone()).collect(),
+        r.targets.iter().map(|t| t.ip).collect(),
+    )
+}
+
+fn flows(ns: &str) -> Vec<FlowReport> {
+    let out = output(netns::exec(ns, pl_bin()).args(["flows", "--json"]));
+    assert!(out.status.success(), "pl flows: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("pl flows --json: {e}"))
+}
+
+/// A refusal as the CLI shows it: one line, naming the request and the uid, exit non-zero.
+fn assert_denied(out: &Output, request: &str) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "{request} as uid {NOBODY} succeeded");
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    for m in ["permission denied", &format!("pl {request}"), "uid 65534"] {
+        assert!(err.contains(m), "{request}: refusal lacks {m:?}: {err}");
+    }
+}
+
+fn write_mode(path: &Path, text: &str, mode: u32, owner: u32) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+    std::os::unix::fs::chown(path, Some(owner), Some(owner))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+}
+
+/// Every file and directory under `dir`, with its mode, that group or others may use.
+fn open_to_others(dir: &Path, found: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            found.push(format!("{} {mode:04o}", e.path().display()));
+        }
+        if meta.is_dir() {
+            open_to_others(&e.path(), found);
+        }
+    }
+}
+
+#[test]
+fn only_root_commands_the_data_plane_and_the_read_group_only_reads() {
+    require_kernel!("only_root_commands_the_data_plane_and_the_read_group_only_reads");
+    let lab = TestLab::up("acl");
+    let fw = lab.fw_ns();
+    let acme = lab.topo.network("acme").expect("acme").namespace.clone();
+    let prov = lab.topo.network("prov").expect("prov").namespace.clone();
+    let _servers = Servers::start(&prov, &[T1, T2]).unwrap_or_else(|e| panic!("{}", chain(e)));
+    let path = lab
+        .lab
+        .write_config(LAB_CONFIG)
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let config = path.to_string_lossy().into_owned();
+
+    // A config someone else could change is refused before anything is attached.
+    for (mode, owner, says) in [
+        (0o664, 0, "writable by group or others (mode 0664)"),
+        (0o644, 65534, "owned by uid 65534"),
+    ] {
+        write_mode(&path, LAB_CONFIG, mode, owner);
+        let out = lab.pl(&fw, &["run", "--instance", "acl-bad", "--config", &config]);
+        assert!(!out.status.success(), "pl run took a config {says}");
+        let err = stderr(&out);
+        for m in [config.as_str(), says, "--insecure-config"] {
+            assert!(
+                err.contains(m),
+                "refusal of a config {says} lacks {m:?}: {err}"
+            );
+        }
+        assert!(
+            !lab.xdp_attached("fw-acme"),
+            "attached with a config {says}"
+        );
+    }
+    write_mode(&path, LAB_CONFIG, 0o644, 0);
+
+    let run = PlRun::start(
+        &pl_bin(),
+        &fw,
+        "default",
+        &["--config", &config, "--read-group", READ_GROUP],
+    )
+    .unwrap_or_else(|e| panic!("pl run: {}", chain(e)));
+
+    // The state it keeps is root's alone.
+    let mut open = Vec::new();
+    open_to_others(Path::new("/run/pl"), &mut open);
+    assert!(open.is_empty(), "state open to others: {open:?}");
+
+    let ep = SocketAddrV4::new(EP_Z1, TCP_PORT);
+    let held = traffic::tcp_hold(&acme, CLIENT, ep).unwrap_or_else(|e| panic!("{}", chain(e)));
+    let before = run.stats().unwrap_or_else(|e| panic!("{}", chain(e)));
+    let before_flows = flows(&fw);
+    assert_eq!(before_flows.len(), 1, "the held connection is one flow");
+
+    // What a hostile local user would send: its own config, opening the endpoint to every
+    // source and adding a target of its choosing.
+    let evil_text = LAB_CONFIG
+        .replace(r#"["10.0.0.0/25"]"#, r#"["0.0.0.0/0"]"#)
+        .replace(
+            TARGETS,
+            &TARGETS.replace("]", r#", { ip = "10.9.0.66", zone = "z1" }]"#),
+        );
+    assert_ne!(evil_text, LAB_CONFIG, "the lab config changed shape");
+    let pid = std::process::id();
+    let evil = std::env::temp_dir().join(format!("acl{pid}-evil.toml"));
+    write_mode(&evil, &evil_text, 0o644, 65534);
+    let evil = evil.to_string_lossy().into_owned();
+    // A root-only file the daemon would echo parts of, if it read it.
+    let secret = std::env::temp_dir().join(format!("acl{pid}-secret.toml"));
+    let token = format!("token-{pid}-not-to-be-read");
+    write_mode(&secret, &format!("secret_token = \"{token}\"\n"), 0o600, 0);
+    let secret = secret.to_string_lossy().into_owned();
+
+    let public = PublicPl::new();
+    let pl = public.path();
+    // Without the read group: nothing at all.
+    for args in [
+        &["stats"][..],
+        &["flows"],
+        &["flows", "--watch"],
+        &["reload"],
+        &["reload", "--config", &evil],
+    ] {
+        let request = if args.contains(&"--watch") {
+            "watch"
+        } else {
+            args[0]
+        };
+        assert_denied(&as_user(&fw, &pl, "", args), request);
+    }
+    // Raw requests: the whole config in the request, and the old form naming a path.
+    let sent =
+        serde_json::json!({"request": "reload", "sent": {"name": "evil", "text": evil_text}});
+    let reply = raw_request(&fw, true, &sent.to_string());
+    assert!(
+        reply.contains("permission denied"),
+        "raw reload as nobody: {reply}"
+    );
+    let by_path = serde_json::json!({"request": "reload", "config": secret}).to_string();
+    for nobody in [true, false] {
+        let reply = raw_request(&fw, nobody, &by_path);
+        assert!(
+            reply.contains("unknown field `config`")
+                && !reply.contains("secret_token")
+                && !reply.contains(&token),
+            "a reload naming a root-only file (nobody: {nobody}): {reply}"
+        );
+    }
+
+    // With the read group: stats and flows, and watch; still no reload.
+    let out = as_user(&fw, &pl, READ_GROUP, &["stats", "--json"]);
+    assert!(
+        out.status.success(),
+        "stats in the read group: {}",
+        stderr(&out)
+    );
+    let read: StatsReport =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stats --json: {e}"));
+    assert_eq!(
+        shape(&read),
+        shape(&before),
+        "the read group saw other stats"
+    );
+    let out = as_user(&fw, &pl, READ_GROUP, &["flows", "--json"]);
+    assert!(
+        out.status.success(),
+        "flows in the read group: {}",
+        stderr(&out)
+    );
+    let read: Vec<FlowReport> =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("flows --json: {e}"));
+    assert_eq!(read.len(), 1, "the read group sees the held flow: {read:?}");
+    assert_denied(&as_user(&fw, &pl, READ_GROUP, &["reload"]), "reload");
+    assert_denied(
+        &as_user(&fw, &pl, READ_GROUP, &["reload", "--config", &evil]),
+        "reload",
+    );
+
+    // Nothing changed: config, flows, counters.
+    let after = run.stats().unwrap_or_else(|e| panic!("{}", chain(e)));
+    assert_eq!(
+        shape(&after),
+        shape(&before),
+        "a refused reload changed the config"
+    );
+    assert_eq!(after.endpoints, before.endpoints, "counters moved");
+    let after_flows = flows(&fw);
+    let key = |f: &FlowReport| (f.consumer, f.nlb, f.target, f.to_provider_packets);
+    assert_eq!(
+        after_flows.iter().map(key).collect::<Vec<_>>(),
+        before_flows.iter().map(key).collect::<Vec<_>>(),
+        "flows changed"
+    );
+    assert!(
+        traffic::tcp_who(&acme, OUTSIDER, 0, ep, Duration::from_millis(800)).is_err(),
+        "a source outside allowed_sources got through: the evil config was applied"
+    );
+
+    // Watch in the read group: it streams.
+    let mut watch = user_cmd(&fw, READ_GROUP)
+        .arg(&pl)
+        .args(["flows", "--watch", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pl flows --watch");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = traffic::tcp_who(&acme, CLIENT, 0, ep, Duration::from_millis(800));
+    let event = rx.recv_timeout(Duration::from_secs(5));
+    let _ = watch.kill();
+    let mut err = String::new();
+    if let Some(mut e) = watch.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let _ = watch.wait();
+    let event = event.unwrap_or_else(|_| panic!("no event for the read group's watch: {err}"));
+    assert!(event.contains("\"open\""), "not an open event: {event}");
+
+    // Root: `pl reload` and SIGHUP read the file pl run was started with, again.
+    let three = LAB_CONFIG.replace(
+        TARGETS,
+        &TARGETS.replace("]", r#", { ip = "10.9.0.13", zone = "z1" }]"#),
+    );
+    let targets = |r: &StatsReport| r.targets.len();
+    write_mode(&path, &three, 0o644, 0);
+    let out = lab.pl(&fw, &["reload"]);
+    assert!(out.status.success(), "pl reload: {}", stderr(&out));
+    assert_eq!(
+        targets(&run.stats().expect("stats")),
+        3,
+        "pl reload did not read the file again"
+    );
+    write_mode(&path, LAB_CONFIG, 0o644, 0);
+    nix::sys::signal::kill(run.pid(), nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    let r = run
+        .wait_for_stats(Duration::from_secs(5), |r| targets(r) == 2)
+        .expect("stats");
+    assert_eq!(targets(&r), 2, "SIGHUP did not read the file again");
+    // `pl reload --config FILE`: the client reads it (root may read anything) and sends it.
+    let other = std::env::temp_dir().join(format!("acl{pid}-other.toml"));
+    write_mode(&other, &three, 0o600, 0);
+    let out = lab.pl(&fw, &["reload", "--config", &other.to_string_lossy()]);
+    assert!(out.status.success(), "pl reload --config: {}", stderr(&out));
+    assert_eq!(
+        targets(&run.stats().expect("stats")),
+        3,
+        "the sent config was not applied"
+    );
+
+    drop(held);
+    for f in [&evil, &secret, &other.to_string_lossy().into_owned()] {
+        let _ = std::fs::remove_file(f);
+    }
+    let out = run
+        .stop_and_down()
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let log = stderr(&out);
+    for line in [
+        "control: uid 65534",
+        "reload: refused (permission denied",
+        "stats: refused (permission denied",
+        "control: uid 0",
+        "reload: reloaded",
+    ] {
+        assert!(log.contains(line), "pl run's log lacks {line:?}:\n{log}");
+    }
+    assert!(
+        !log.contains(&token),
+        "pl run's log quotes the root-only file:\n{log}"
+    );
+}
+
+/// Keeps `n` idle connections open to each of the control socket and the metrics port of
+/// `ns` until `stop`, opening a new one whenever pl run closes one. Counts (connections
+/// made, closed by pl run) for each.
+struct Pests {
+    stop: AtomicBool,
+    control: [AtomicUsize; 2],
+    metrics: [AtomicUsize; 2],
+}
+
+impl Pests {
+    fn run(&self, ns: &str, n: usize, metrics: SocketAddrV4) {
+        use std::os::linux::net::SocketAddrExt as _;
+        netns::run_in(ns, || {
+            let name = std::os::unix::net::SocketAddr::from_abstract_name("pl.default")
+                .expect("abstract name");
+            let mut control: Vec<Option<std::os::unix::net::UnixStream>> =
+                (0..n).map(|_| None).collect();
+            let mut scrape: Vec<Option<std::net::TcpStream>> = (0..n).map(|_| None).collect();
+            while !self.stop.load(Ordering::Relaxed) {
+                for c in &mut control {
+                    keep(c, &self.control, || {
+                        std::os::unix::net::UnixStream::connect_addr(&name)
+                    });
+                }
+                for c in &mut scrape {
+                    keep(c, &self.metrics, || std::net::TcpStream::connect(metrics));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .expect("pests in the forwarder namespace");
+    }
+}
+
+/// Opens `slot` if it is empty; empties it if the other side closed it.
+fn keep<S: std::io::Read + std::os::fd::AsFd>(
+    slot: &mut Option<S>,
+    counts: &[AtomicUsize; 2],
+    open: impl FnOnce() -> std::io::Result<S>,
+) {
+    let Some(s) = slot else {
+        if let Ok(s) = open() {
+            counts[0].fetch_add(1, Ordering::Relaxed);
+            *slot = Some(s);
+        }
+        return;
+    };
+    let ready = {
+        let mut fds = [nix::poll::PollFd::new(
+            s.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
+    };
+    // Readable with nothing to read (or an error): pl run closed it.
+    if ready && !matches!(s.read(&mut [0u8; 4096]), Ok(n) if n > 0) {
+        counts[1].fetch_add(1, Ordering::Relaxed);
+        *slot = None;
+    }
+}
+
+/// How long `pl ARGS` takes in `ns`; it must succeed.
+fn timed(ns: &str, args: &[&str]) -> Duration {
+    let began = Instant::now();
+    let out = output(netns::exec(ns, pl_bin()).args(args));
+    let took = began.elapsed();
+    assert!(out.status.success(), "pl {args:?}: {}", stderr(&out));
+    took
+}
+
+/// The slowest of three runs of `pl ARGS`.
+fn slowest(ns: &str, args: &[&str]) -> Duration {
+    (0..3).map(|_| timed(ns, args)).max().expect("three runs")
+}
+
+/// One HTTP request to the metrics port: the status line.
+fn http(ns: &str, addr: SocketAddrV4, request: &str) -> String {
+    netns::run_in(ns, || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.write_all(request.as_bytes())?;
+        let mut out = String::new();
+        BufReader::new(s).read_line(&mut out)?;
+        Ok(out.trim().to_owned())
+    })
+    .expect("netns")
+    .unwrap_or_else(|e| panic!("{request:?} to {addr}: {e}"))
+}
+
+#[test]
+fn idle_clients_stall_neither_requests_nor_health_checks() {
+    require_kernel!("idle_clients_stall_neither_requests_nor_health_checks");
+    let lab = TestLab::up("idle");
+    let fw = lab.fw_ns();
+    let acme = lab.topo.network("acme").expect("acme").namespace.clone();
+    let prov = lab.topo.network("prov").expect("prov").namespace.clone();
+    let _servers = Servers::start(&prov, &[T1, T2]).unwrap_or_else(|e| panic!("{}", chain(e)));
+    let config = LAB_CONFIG.replace(
+        "cross_zone = false",
+        "cross_zone = false\nhealth_check = { interval_s = 1, timeout_ms = 300, healthy_threshold = 2, unhealthy_threshold = 2 }",
+    );
+    let path = lab
+        .lab
+        .write_config(&config)
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let metrics = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464);
+    let run = PlRun::start(
+        &pl_bin(),
+        &fw,
+        "default",
+        &[
+            "--config",
+            &path.to_string_lossy(),
+            "--metrics",
+            &metrics.to_string(),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("pl run: {}", chain(e)));
+    let healthy = |r: &StatsReport| r.targets.iter().all(|t| t.health == "healthy");
+    let r = run
+        .wait_for_stats(Duration::from_secs(6), healthy)
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    assert!(healthy(&r), "targets not healthy: {:?}", r.targets);
+    let _held = traffic::tcp_hold(&acme, CLIENT, SocketAddrV4::new(EP_Z1, TCP_PORT))
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+
+    let quiet = (slowest(&fw, &["stats"]), slowest(&fw, &["flows"]));
+
+    let pests = Pests {
+        stop: AtomicBool::new(false),
+        control: Default::default(),
+        metrics: Default::default(),
+    };
+    let (loaded, failover, codes, held_for) = std::thread::scope(|s| {
+        let began = Instant::now();
+        s.spawn(|| pests.run(&fw, 50, metrics));
+        // Until all 100 are open.
+        while pests.control[0].load(Ordering::Relaxed) < 50
+            || pests.metrics[0].load(Ordering::Relaxed) < 50
+        {
+            assert!(
+                began.elapsed() < Duration::from_secs(5),
+                "the idle connections did not open"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let loaded = (slowest(&fw, &["stats"]), slowest(&fw, &["flows"]));
+        let codes = [
+            http(&fw, metrics, "GET /metrics HTTP/1.1\r\nHost: pl\r\n\r\n"),
+            http(&fw, metrics, "GET /secrets HTTP/1.1\r\nHost: pl\r\n\r\n"),
+            http(
+                &fw,
+                metrics,
+                "POST /metrics HTTP/1.1\r\nHost: pl\r\nContent-Length: 0\r\n\r\n",
+            ),
+        ];
+        // Health failover while they sit there: T1 answers SYNs with RST.
+        nft_input_rule(
+            &prov,
+            "idle",
+            "ip daddr 10.9.0.11 tcp dport 8443 tcp flags syn reject with tcp reset",
+        );
+        let cut = Instant::now();
+        let failover = loop {
+            let who = traffic::tcp_who(
+                &acme,
+                CLIENT,
+                0,
+                SocketAddrV4::new(EP_Z1, TCP_PORT),
+                Duration::from_millis(800),
+            );
+            if who.is_ok_and(|a| a.contains("target=10.9.0.12")) {
+                break cut.elapsed();
+            }
+            assert!(
+                cut.elapsed() < Duration::from_secs(10),
+                "no failover within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        nft_delete_table(&prov, "idle");
+        // Long enough for pl run to have closed the first idle control connections.
+        while began.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pests.stop.store(true, Ordering::Relaxed);
+        (loaded, failover, codes, began.elapsed())
+    });
+    let count = |c: &[AtomicUsize; 2]| (c[0].load(Ordering::Relaxed), c[1].load(Ordering::Relaxed));
+    println!(
+        "quiet: pl stats {:?}, pl flows {:?}; with 50 idle control and 50 idle metrics connections: pl stats {:?}, pl flows {:?}, failover {failover:?} (interval 1 s, 2 failures); over {held_for:?}: control connections opened/closed by pl run {:?}, metrics {:?}",
+        quiet.0,
+        quiet.1,
+        loaded.0,
+        loaded.1,
+        count(&pests.control),
+        count(&pests.metrics)
+    );
+    assert_eq!(codes[0], "HTTP/1.1 200 OK", "GET /metrics");
+    assert_eq!(codes[1], "HTTP/1.1 404 Not Found", "GET /secrets");
+    assert_eq!(codes[2], "HTTP/1.1 405 Method Not Allowed", "POST /metrics");
+    let limit = |q: Duration| q * 3 + Duration::from_millis(300);
+    assert!(
+        loaded.0 < limit(quiet.0),
+        "pl stats slowed by idle clients: {:?} vs {:?}",
+        loaded.0,
+        quiet.0
+    );
+    assert!(
+        loaded.1 < limit(quiet.1),
+        "pl flows slowed by idle clients: {:?} vs {:?}",
+        loaded.1,
+        quiet.1
+    );
+    // The health test sees about 1.6 s with the same settings and no idle clients.
+    assert!(
+        failover < Duration::from_secs(4),
+        "failover took {failover:?} with idle clients"
+    );
+    assert!(
+        count(&pests.control).1 >= 50,
+        "pl run never closed the idle control connections: {:?}",
+        count(&pests.control)
+    );
+    drop(run);
+    lab.pl_down("default");
+}
