@@ -169,6 +169,7 @@ fn untrusted(what: &str, meta: &std::fs::Metadata) -> Option<String> {
 }
 
 /// The text of a config file, for turning byte spans into line numbers.
+#[derive(Debug)]
 pub struct Source {
     pub path: PathBuf,
     pub text: String,
@@ -285,5 +286,51 @@ impl Source {
                 .to_owned();
             self.error(at, "file", "", msg)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_config_others_could_write_is_refused_unless_insecure() {
+        let dir = std::env::temp_dir().join(format!("pl-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let path = dir.join("pl.toml");
+        std::fs::write(&path, "[limits]\n").expect("write");
+        let mode = |m| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m));
+
+        mode(0o600).expect("chmod");
+        let (src, warning) = Source::read_trusted(&path, false).expect("a private file is read");
+        assert_eq!((src.text.as_str(), warning), ("[limits]\n", None));
+
+        mode(0o620).expect("chmod");
+        let e = Source::read_trusted(&path, false).expect_err("group-writable");
+        assert_eq!(e.file, path);
+        assert!(
+            e.message
+                .contains("writable by group or others (mode 0620)"),
+            "{e}"
+        );
+        assert!(e.message.contains("--insecure-config"), "{e}");
+        let (_, warning) = Source::read_trusted(&path, true).expect("insecure reads it");
+        assert!(warning.is_some_and(|w| w.contains("--insecure-config")));
+
+        // The file is private, its directory is not.
+        mode(0o600).expect("chmod");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let e = Source::read_trusted(&path, false).expect_err("world-writable directory");
+        assert!(
+            e.message.contains(&format!("directory {}", dir.display())),
+            "{e}"
+        );
+        // A sticky one (/tmp) is fine: no one else can replace the file in it.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        Source::read_trusted(&path, false).expect("a sticky directory");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -280,6 +280,25 @@ fn only_root_commands_the_data_plane_and_the_read_group_only_reads() {
         "a source outside allowed_sources got through: the evil config was applied"
     );
 
+    // CAP_NET_ADMIN without root (as a service manager grants it): everything.
+    let out = output(
+        netns::exec(&fw, "setpriv")
+            .args([
+                &format!("--reuid={NOBODY}"),
+                &format!("--regid={NOBODY}"),
+                "--clear-groups",
+                "--inh-caps=+net_admin",
+                "--ambient-caps=+net_admin",
+            ])
+            .arg(&pl)
+            .arg("reload"),
+    );
+    assert!(
+        out.status.success(),
+        "reload with CAP_NET_ADMIN as uid {NOBODY}: {}",
+        stderr(&out)
+    );
+
     // Watch in the read group: it streams.
     let mut watch = user_cmd(&fw, READ_GROUP)
         .arg(&pl)
