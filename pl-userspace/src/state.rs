@@ -73,6 +73,10 @@ pub enum StateError {
         what: &'static str,
         source: io::Error,
     },
+    #[error(
+        "{path}: {what}: permission denied; pl keeps its state as root's alone: run it as root"
+    )]
+    Permission { path: PathBuf, what: &'static str },
     #[error("reading this network namespace's cookie (SO_NETNS_COOKIE): {source}")]
     Cookie { source: io::Error },
     #[error("{path}: not pl state ({why}); remove it or run `pl down`")]
@@ -195,10 +199,19 @@ pub fn ensure_bpffs() -> Result<Option<String>, StateError> {
 /// addresses, and a map fd lets its holder rewrite the data path.
 fn private_dir(dir: &Path) -> Result<(), StateError> {
     use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    let io = |what, source| StateError::Io {
-        path: dir.to_owned(),
-        what,
-        source,
+    let io = |what, source: io::Error| {
+        if source.kind() == io::ErrorKind::PermissionDenied {
+            StateError::Permission {
+                path: dir.to_owned(),
+                what,
+            }
+        } else {
+            StateError::Io {
+                path: dir.to_owned(),
+                what,
+                source,
+            }
+        }
     };
     std::fs::DirBuilder::new()
         .recursive(true)
