@@ -176,11 +176,15 @@ pub enum Job {
         peer: Peer,
         reply: tokio::sync::oneshot::Sender<Reply>,
     },
-    /// Write flow events to `stream` until it stops taking them.
-    Watch {
-        peer: Peer,
-        stream: tokio::net::unix::OwnedWriteHalf,
-    },
+    /// Write flow events to the watcher until it stops taking them.
+    Watch { peer: Peer, watcher: Watcher },
+}
+
+/// A `watch` client's connection. It keeps its place among the open connections while it
+/// lives, so watchers count against the same limits.
+pub struct Watcher {
+    pub stream: tokio::net::unix::OwnedWriteHalf,
+    _slot: Slot,
 }
 
 /// The listening side, held by `pl run`.
@@ -253,10 +257,7 @@ impl Server {
                 continue;
             };
             let (policy, jobs) = (self.policy.clone(), jobs.clone());
-            tokio::spawn(async move {
-                serve_one(stream, &peer, &policy, &jobs).await;
-                drop(slot);
-            });
+            tokio::spawn(async move { serve_one(stream, slot, &peer, &policy, &jobs).await });
         }
     }
 }
@@ -323,8 +324,10 @@ fn denial(request: &Request, peer: &Peer, policy: &Policy) -> String {
 }
 
 /// Reads one request from `stream`, checks it against `peer`'s access and has it answered.
+/// The connection holds `slot` until it closes.
 async fn serve_one(
     stream: tokio::net::UnixStream,
+    slot: Slot,
     peer: &Peer,
     policy: &Policy,
     jobs: &tokio::sync::mpsc::Sender<Job>,
@@ -371,7 +374,10 @@ async fn serve_one(
         let _ = jobs
             .send(Job::Watch {
                 peer: peer.clone(),
-                stream: write,
+                watcher: Watcher {
+                    stream: write,
+                    _slot: slot,
+                },
             })
             .await;
         return;

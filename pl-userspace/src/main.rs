@@ -289,7 +289,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(readable)
         .transpose()
         .context("polling the flow event ring buffer")?;
-    let mut watchers: Vec<tokio::net::unix::OwnedWriteHalf> = Vec::new();
+    let mut watchers: Vec<control::Watcher> = Vec::new();
     let mut ebpf_log = dp
         .take_logger()
         .map(readable)
@@ -396,8 +396,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 control::Job::Ask { request, reply, .. } => {
                     let _ = reply.send(answer(&mut dp, request, &args));
                 }
-                control::Job::Watch { stream, .. } => {
-                    watchers.push(stream);
+                control::Job::Watch { watcher, .. } => {
+                    watchers.push(watcher);
                     if let Err(e) = dp.set_watch(true) {
                         tracing::warn!("watch: {:#}", anyhow::Error::from(e));
                     }
@@ -490,7 +490,7 @@ fn readable<T: std::os::fd::AsRawFd>(ring: T) -> std::io::Result<tokio::io::unix
 /// at once (gone, or not reading) is dropped. With none left the program stops writing.
 fn broadcast(
     dp: &mut Dataplane,
-    watchers: &mut Vec<tokio::net::unix::OwnedWriteHalf>,
+    watchers: &mut Vec<control::Watcher>,
     events: &[flows::WatchEvent],
 ) {
     if events.is_empty() || watchers.is_empty() {
@@ -501,7 +501,11 @@ fn broadcast(
         text.push_str(&serde_json::to_string(e).expect("an event serializes"));
         text.push('\n');
     }
-    watchers.retain(|w| w.try_write(text.as_bytes()).is_ok_and(|n| n == text.len()));
+    watchers.retain(|w| {
+        w.stream
+            .try_write(text.as_bytes())
+            .is_ok_and(|n| n == text.len())
+    });
     if watchers.is_empty()
         && let Err(e) = dp.set_watch(false)
     {
