@@ -3,6 +3,15 @@
 
 use core::{net::Ipv4Addr, str::FromStr};
 
+/// True for a source no router forwards (Linux's martians): 0.0.0.0/8 ("this network"),
+/// 127.0.0.0/8 (loopback), 224.0.0.0/4 (multicast), 240.0.0.0/4 (reserved, with the
+/// limited broadcast 255.255.255.255). `addr_be` in network byte order.
+#[inline(always)]
+pub const fn is_martian(addr_be: u32) -> bool {
+    let first = addr_be.to_ne_bytes()[0];
+    first == 0 || first == 127 || first >= 224
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct Cidr {
@@ -70,6 +79,32 @@ impl FromStr for Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn martians_are_the_sources_no_router_forwards() {
+        let be = |a: [u8; 4]| u32::from_ne_bytes(a);
+        for m in [
+            [0, 0, 0, 0],
+            [0, 1, 2, 3],
+            [127, 0, 0, 1],
+            [224, 0, 0, 1],
+            [239, 255, 255, 250],
+            [240, 0, 0, 1],
+            [255, 255, 255, 255],
+        ] {
+            assert!(is_martian(be(m)), "{m:?}");
+        }
+        for ok in [
+            [10, 0, 0, 10],
+            [1, 0, 0, 0],
+            [126, 255, 255, 255],
+            [128, 0, 0, 1],
+            [223, 255, 255, 255],
+            [192, 168, 1, 1],
+        ] {
+            assert!(!is_martian(be(ok)), "{ok:?}");
+        }
+    }
 
     #[test]
     fn parse_and_match() {

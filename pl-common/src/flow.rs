@@ -46,7 +46,7 @@ pub const FLOW_REPLY: u8 = 1;
 /// gives them for what came back): Some(true) for a SYN-ACK, Some(false) for a RST,
 /// None for no answer yet.
 pub const fn probe_outcome(state: u8) -> Option<bool> {
-    if state & CT_CLOSING != 0 {
+    if state & (CT_FIN | CT_RST) != 0 {
         Some(false)
     } else if state & CT_SEEN != 0 && state & CT_NON_SYN == 0 {
         Some(true)
@@ -81,8 +81,8 @@ pub struct FlowValue {
     pub endpoint: u16,
     /// [`FLOW_FORWARD`] or [`FLOW_REPLY`].
     pub dir: u8,
-    /// What this direction has seen: [`CT_SEEN`], [`CT_NON_SYN`], [`CT_CLOSING`]. Written
-    /// only when a bit is new, so established traffic does not write it.
+    /// What this direction has seen: [`CT_SEEN`], [`CT_NON_SYN`], [`CT_FIN`], [`CT_RST`].
+    /// Written only when a bit is new, so established traffic does not write it.
     pub state: u8,
     pub _pad: [u8; 2],
     /// Packets and bytes (whole frames) this direction carried. Plain adds, not atomic:
@@ -97,12 +97,15 @@ pub struct FlowValue {
 pub const CT_SEEN: u8 = 1;
 /// A TCP packet without SYN went this way (the handshake got past SYN in this direction).
 pub const CT_NON_SYN: u8 = 2;
-/// A TCP FIN or RST went this way.
-pub const CT_CLOSING: u8 = 4;
+/// A TCP FIN went this way: this side has finished sending.
+pub const CT_FIN: u8 = 4;
+/// A TCP RST went this way: the connection is over.
+pub const CT_RST: u8 = 8;
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
 
 /// The state bits a packet sets in its direction's entry (`tcp_flags`: the TCP header's
 /// flags byte; ignored for UDP).
@@ -115,14 +118,54 @@ pub const fn packet_state(proto: u8, tcp_flags: u8) -> u8 {
     if tcp_flags & TCP_SYN == 0 {
         s |= CT_NON_SYN;
     }
-    if tcp_flags & (TCP_FIN | TCP_RST) != 0 {
-        s |= CT_CLOSING;
+    if tcp_flags & TCP_FIN != 0 {
+        s |= CT_FIN;
+    }
+    if tcp_flags & TCP_RST != 0 {
+        s |= CT_RST;
     }
     s
 }
 
-/// How long a flow may stay idle, in ns, from both directions' states: TCP closing (a FIN
-/// or RST either way), established (past SYN both ways) or half-open; UDP replied or one-way.
+/// True if a packet may open a new flow: any UDP datagram; for TCP only a SYN without
+/// ACK, FIN or RST (as conntrack without loose pickup, and Cilium, do). A bare ACK, FIN or
+/// RST with no flow takes no table room.
+#[inline(always)]
+pub const fn opens_flow(proto: u8, tcp_flags: u8) -> bool {
+    proto != crate::proto::IPPROTO_TCP
+        || tcp_flags & (TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST) == TCP_SYN
+}
+
+/// Where a TCP connection is, from both directions' state bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpPhase {
+    /// SYN seen, the handshake not done both ways.
+    Opening,
+    /// Past SYN both ways, no FIN or RST.
+    Established,
+    /// One side sent FIN; the other may still be sending (FIN_WAIT / CLOSE_WAIT).
+    HalfClosed,
+    /// FIN both ways, or an RST either way (TIME_WAIT / CLOSE). A new SYN from the
+    /// consumer starts a fresh flow.
+    Closing,
+}
+
+#[inline(always)]
+pub const fn tcp_phase(forward: u8, reply: u8) -> TcpPhase {
+    if (forward | reply) & CT_RST != 0 || forward & reply & CT_FIN != 0 {
+        TcpPhase::Closing
+    } else if (forward | reply) & CT_FIN != 0 {
+        TcpPhase::HalfClosed
+    } else if forward & reply & CT_NON_SYN != 0 {
+        TcpPhase::Established
+    } else {
+        TcpPhase::Opening
+    }
+}
+
+/// How long a flow may stay idle, in ns, from both directions' states: TCP by
+/// [`tcp_phase`]; UDP replied or one-way.
+#[inline(always)]
 pub const fn idle_limit_ns(
     proto: u8,
     forward: u8,
@@ -130,18 +173,75 @@ pub const fn idle_limit_ns(
     s: &crate::settings::Settings,
 ) -> u64 {
     if proto == crate::proto::IPPROTO_TCP {
-        if (forward | reply) & CT_CLOSING != 0 {
-            s.tcp_closing_ns
-        } else if forward & reply & CT_NON_SYN != 0 {
-            s.tcp_idle_ns
-        } else {
-            s.tcp_transient_ns
+        match tcp_phase(forward, reply) {
+            TcpPhase::Opening => s.tcp_transient_ns,
+            TcpPhase::Established => s.tcp_idle_ns,
+            TcpPhase::HalfClosed => s.tcp_half_closed_ns,
+            TcpPhase::Closing => s.tcp_closing_ns,
         }
     } else if reply & CT_SEEN != 0 {
         s.udp_idle_ns
     } else {
         s.udp_oneway_ns
     }
+}
+
+/// A flow's two entries, as one.
+#[derive(Clone, Copy, Debug)]
+pub struct Pair<'a> {
+    pub forward: &'a FlowValue,
+    pub reply: &'a FlowValue,
+}
+
+impl<'a> Pair<'a> {
+    /// `a` and `b` as a pair, whichever is the forward entry; None unless one of each
+    /// direction.
+    #[inline(always)]
+    pub fn of(a: &'a FlowValue, b: &'a FlowValue) -> Option<Self> {
+        match (a.dir, b.dir) {
+            (FLOW_FORWARD, FLOW_REPLY) => Some(Self {
+                forward: a,
+                reply: b,
+            }),
+            (FLOW_REPLY, FLOW_FORWARD) => Some(Self {
+                forward: b,
+                reply: a,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The last packet either way.
+    #[inline(always)]
+    pub const fn last_seen_ns(&self) -> u64 {
+        let (f, r) = (self.forward.last_seen_ns, self.reply.last_seen_ns);
+        if f > r { f } else { r }
+    }
+
+    /// Whether the flow is alive at `now`: one judgment of both directions, the same in
+    /// the data path and in the sweep. A flow lives while either side uses it.
+    #[inline(always)]
+    pub const fn alive(&self, proto: u8, now: u64, s: &crate::settings::Settings) -> bool {
+        now.saturating_sub(self.last_seen_ns())
+            <= idle_limit_ns(proto, self.forward.state, self.reply.state, s)
+    }
+
+    /// A SYN from the consumer on this flow starts a fresh one (port reuse after close).
+    #[inline(always)]
+    pub const fn reopened_by_syn(&self, proto: u8) -> bool {
+        proto == crate::proto::IPPROTO_TCP
+            && matches!(
+                tcp_phase(self.forward.state, self.reply.state),
+                TcpPhase::Closing
+            )
+    }
+}
+
+/// True if `entry`, found under `key`, and `other`, found under the key `entry` points
+/// to, are two halves of one flow: `other` points back to `key`.
+#[inline(always)]
+pub fn same_flow(key: &FlowKey, entry: &FlowValue, other: &FlowValue) -> bool {
+    other.dir != entry.dir && other.reply_key(key.proto) == *key
 }
 
 const fn words_of(addr_be: u32) -> [u16; 2] {
@@ -391,37 +491,69 @@ mod tests {
     fn states_pick_the_timeout() {
         use crate::proto::{IPPROTO_TCP, IPPROTO_UDP};
         let s = crate::settings::Settings::default();
-        let syn = packet_state(IPPROTO_TCP, TCP_SYN);
-        let synack = packet_state(IPPROTO_TCP, TCP_SYN | 0x10);
-        let ack = packet_state(IPPROTO_TCP, 0x10);
-        let fin = packet_state(IPPROTO_TCP, TCP_FIN | 0x10);
+        let tcp = |flags| packet_state(IPPROTO_TCP, flags);
+        let (syn, synack, ack) = (tcp(TCP_SYN), tcp(TCP_SYN | TCP_ACK), tcp(TCP_ACK));
+        let (fin, rst) = (tcp(TCP_FIN | TCP_ACK), tcp(TCP_RST));
         assert_eq!(syn, CT_SEEN);
         assert_eq!(ack, CT_SEEN | CT_NON_SYN);
-        assert_eq!(
-            idle_limit_ns(IPPROTO_TCP, syn, 0, &s),
-            s.tcp_transient_ns,
-            "SYN only: half-open"
-        );
-        assert_eq!(
-            idle_limit_ns(IPPROTO_TCP, syn | ack, synack, &s),
-            s.tcp_transient_ns,
-            "reply still at SYN-ACK"
-        );
-        assert_eq!(
-            idle_limit_ns(IPPROTO_TCP, syn | ack, synack | ack, &s),
-            s.tcp_idle_ns,
-            "established"
-        );
-        assert_eq!(
-            idle_limit_ns(IPPROTO_TCP, syn | ack | fin, synack | ack, &s),
-            s.tcp_closing_ns,
-            "a FIN: closing"
-        );
-        assert_eq!(
-            idle_limit_ns(IPPROTO_TCP, syn, packet_state(IPPROTO_TCP, TCP_RST), &s),
-            s.tcp_closing_ns,
-            "an RST: closing"
-        );
+        let est = (syn | ack, synack | ack);
+        for (what, f, r, phase, limit) in [
+            ("SYN only", syn, 0, TcpPhase::Opening, s.tcp_transient_ns),
+            (
+                "reply still at SYN-ACK",
+                syn | ack,
+                synack,
+                TcpPhase::Opening,
+                s.tcp_transient_ns,
+            ),
+            (
+                "established",
+                est.0,
+                est.1,
+                TcpPhase::Established,
+                s.tcp_idle_ns,
+            ),
+            // One FIN: the other side may still be sending (a client that half-closes and
+            // waits for its answer).
+            (
+                "consumer FIN",
+                est.0 | fin,
+                est.1,
+                TcpPhase::HalfClosed,
+                s.tcp_half_closed_ns,
+            ),
+            (
+                "provider FIN",
+                est.0,
+                est.1 | fin,
+                TcpPhase::HalfClosed,
+                s.tcp_half_closed_ns,
+            ),
+            (
+                "FIN both ways",
+                est.0 | fin,
+                est.1 | fin,
+                TcpPhase::Closing,
+                s.tcp_closing_ns,
+            ),
+            (
+                "RST from the target",
+                syn,
+                rst,
+                TcpPhase::Closing,
+                s.tcp_closing_ns,
+            ),
+            (
+                "RST after one FIN",
+                est.0 | fin,
+                est.1 | rst,
+                TcpPhase::Closing,
+                s.tcp_closing_ns,
+            ),
+        ] {
+            assert_eq!(tcp_phase(f, r), phase, "{what}");
+            assert_eq!(idle_limit_ns(IPPROTO_TCP, f, r, &s), limit, "{what}");
+        }
         assert_eq!(
             packet_state(IPPROTO_UDP, 0xff),
             CT_SEEN,
@@ -432,6 +564,96 @@ mod tests {
             idle_limit_ns(IPPROTO_UDP, CT_SEEN, CT_SEEN, &s),
             s.udp_idle_ns
         );
+    }
+
+    #[test]
+    fn only_a_bare_syn_opens_a_tcp_flow() {
+        use crate::proto::{IPPROTO_TCP, IPPROTO_UDP};
+        for (what, flags, opens) in [
+            ("SYN", TCP_SYN, true),
+            ("SYN with ECN bits", TCP_SYN | 0xc0, true),
+            ("SYN-ACK", TCP_SYN | TCP_ACK, false),
+            ("bare ACK", TCP_ACK, false),
+            ("FIN", TCP_FIN | TCP_ACK, false),
+            ("RST", TCP_RST, false),
+            ("SYN+RST", TCP_SYN | TCP_RST, false),
+            ("SYN+FIN", TCP_SYN | TCP_FIN, false),
+        ] {
+            assert_eq!(opens_flow(IPPROTO_TCP, flags), opens, "{what}");
+        }
+        assert!(opens_flow(IPPROTO_UDP, 0), "any UDP datagram");
+    }
+
+    fn entry(dir: u8, last_seen_ns: u64, state: u8) -> FlowValue {
+        FlowValue {
+            dir,
+            last_seen_ns,
+            state,
+            ..FlowValue::default()
+        }
+    }
+
+    #[test]
+    fn a_flow_lives_while_either_side_uses_it() {
+        use crate::proto::{IPPROTO_TCP, IPPROTO_UDP};
+        const S: u64 = 1_000_000_000;
+        let s = crate::settings::Settings::default();
+        // A consumer that keeps sending to a target silent for longer than the UDP idle
+        // timeout: the flow is alive in both directions, so the reply can still come.
+        let now = 1000 * S;
+        let fwd = entry(FLOW_FORWARD, now - S, CT_SEEN);
+        let rep = entry(FLOW_REPLY, now - 200 * S, CT_SEEN);
+        let pair = Pair::of(&rep, &fwd).expect("one of each");
+        assert!(core::ptr::eq(pair.forward, &fwd), "ordered by direction");
+        assert!(pair.alive(IPPROTO_UDP, now, &s));
+        // The mirror: the provider pushes, the consumer is quiet.
+        let (f, r) = (
+            entry(FLOW_FORWARD, now - 300 * S, CT_SEEN | CT_NON_SYN),
+            entry(FLOW_REPLY, now - S, CT_SEEN | CT_NON_SYN),
+        );
+        assert!(Pair::of(&f, &r).expect("pair").alive(IPPROTO_TCP, now, &s));
+        // Both quiet past the limit: gone.
+        let (f, r) = (
+            entry(FLOW_FORWARD, now - 121 * S, CT_SEEN),
+            entry(FLOW_REPLY, now - 130 * S, CT_SEEN),
+        );
+        assert!(!Pair::of(&f, &r).expect("pair").alive(IPPROTO_UDP, now, &s));
+        assert!(
+            Pair::of(&fwd, &fwd).is_none(),
+            "two forward entries are no pair"
+        );
+    }
+
+    #[test]
+    fn a_syn_reopens_only_a_closed_flow() {
+        use crate::proto::{IPPROTO_TCP, IPPROTO_UDP};
+        let est = CT_SEEN | CT_NON_SYN;
+        let pair = |f, r| (entry(FLOW_FORWARD, 0, f), entry(FLOW_REPLY, 0, r));
+        for (what, f, r, reopens) in [
+            ("established", est, est, false),
+            ("half-closed", est | CT_FIN, est, false),
+            ("closed by FINs", est | CT_FIN, est | CT_FIN, true),
+            ("reset", est, est | CT_RST, true),
+        ] {
+            let (a, b) = pair(f, r);
+            let p = Pair::of(&a, &b).expect("pair");
+            assert_eq!(p.reopened_by_syn(IPPROTO_TCP), reopens, "{what}");
+        }
+        let (a, b) = pair(CT_SEEN, CT_SEEN);
+        assert!(!Pair::of(&a, &b).expect("pair").reopened_by_syn(IPPROTO_UDP));
+    }
+
+    #[test]
+    fn halves_of_one_flow_point_at_each_other() {
+        let pair = FlowPair::new(&key(), &plan());
+        assert!(same_flow(&key(), &pair.forward, &pair.reply));
+        assert!(same_flow(&pair.reply_key, &pair.reply, &pair.forward));
+        // A reply entry of another consumer's flow on the same provider tuple.
+        let mut other = key();
+        other.sport_be = port(40001);
+        let theirs = FlowPair::new(&other, &plan());
+        assert!(!same_flow(&key(), &pair.forward, &theirs.reply));
+        assert!(!same_flow(&key(), &pair.forward, &pair.forward));
     }
 
     #[test]

@@ -17,13 +17,6 @@ pub struct IfaceConfig {
     /// The interface's own MAC: the source of what pl sends and of its ARP answers.
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
-    /// Idle timeouts in seconds, copied here so the per-packet path reads no settings map:
-    /// the longest a flow can have in its state, as XDP sees one direction; the sweep applies
-    /// the exact one from both.
-    pub tcp_idle_s: u32,
-    pub udp_idle_s: u32,
-    pub tcp_closing_s: u32,
-    pub _pad2: u32,
 }
 
 /// The entry describes an interface pl manages.

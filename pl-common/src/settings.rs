@@ -7,9 +7,11 @@ use bytemuck::{Pod, Zeroable};
 #[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct Settings {
     /// Idle timeouts by flow state (see `flow::idle_limit_ns`): TCP established, TCP
-    /// half-open, TCP closing, UDP replied, UDP one-way.
+    /// half-open, TCP half-closed (one FIN), TCP closing (FIN both ways or RST), UDP
+    /// replied, UDP one-way.
     pub tcp_idle_ns: u64,
     pub tcp_transient_ns: u64,
+    pub tcp_half_closed_ns: u64,
     pub tcp_closing_ns: u64,
     pub udp_idle_ns: u64,
     pub udp_oneway_ns: u64,
@@ -24,6 +26,7 @@ impl Default for Settings {
         Self {
             tcp_idle_ns: 350 * 1_000_000_000,
             tcp_transient_ns: 60 * 1_000_000_000,
+            tcp_half_closed_ns: 120 * 1_000_000_000,
             tcp_closing_ns: 10 * 1_000_000_000,
             udp_idle_ns: 120 * 1_000_000_000,
             udp_oneway_ns: 30 * 1_000_000_000,

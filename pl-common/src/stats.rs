@@ -59,6 +59,12 @@ counters! {
         DroppedNotOurs = "dropped_not_ours",
         /// Dropped: to an NLB address, matching no flow (the provider cannot initiate).
         DroppedNoFlow = "dropped_no_flow",
+        /// Dropped: a source no router forwards (0/8, 127/8, 224/4 multicast, 240/4,
+        /// broadcast), whatever allowed_sources says, as Linux drops martians.
+        DroppedMartian = "dropped_martian",
+        /// Passed to the kernel untouched: the Ethernet destination is neither this
+        /// interface's MAC nor (for ARP) broadcast, so the frame is not for pl.
+        PassedNotOurMac = "passed_not_our_mac",
         /// Dropped: cut short inside a header it announces (Ethernet, ARP, IPv4, TCP, UDP,
         /// ICMP), or shorter than its IPv4 total length.
         DroppedTruncated = "dropped_truncated",
@@ -124,6 +130,12 @@ counters! {
         RefusedTtl = "refused_ttl",
         /// Refused: the flow table is full.
         RefusedFlowTableFull = "refused_flow_table_full",
+        /// Refused: a TCP packet with no flow that is not a SYN (a bare ACK, FIN or RST
+        /// opens nothing).
+        RefusedNotSyn = "refused_not_syn",
+        /// Established flows removed by a reload whose config refuses them (source no
+        /// longer allowed, endpoint no longer accepted or gone).
+        Revoked = "revoked",
     }
 }
 

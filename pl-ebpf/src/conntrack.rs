@@ -3,10 +3,7 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_ktime_get_coarse_ns};
 use pl_common::{
-    flow::CT_CLOSING,
-    flow::{FlowKey, FlowPlan, FlowValue},
-    iface::IfaceConfig,
-    proto::IPPROTO_TCP,
+    flow::{FLOW_FORWARD, FlowKey, FlowPlan, FlowValue, Pair, same_flow},
     settings::{SNAT_PROBES, Settings, snat_port},
     stats::EndpointCounter,
 };
@@ -33,46 +30,70 @@ pub fn settings() -> Settings {
     PL_SETTINGS.get(0).copied().unwrap_or_default()
 }
 
-#[inline(always)]
-fn idle_limit(iface: &IfaceConfig, proto: u8, state: u8) -> u64 {
-    let s = if state & CT_CLOSING != 0 {
-        iface.tcp_closing_s
-    } else if proto == IPPROTO_TCP {
-        iface.tcp_idle_s
-    } else {
-        iface.udp_idle_s
-    };
-    u64::from(s) * 1_000_000_000
+/// What the table holds for a packet's key.
+pub enum Found {
+    /// A live flow entry, refreshed.
+    Live(*mut FlowValue),
+    /// An entry that must go before the tuple can start afresh: its flow is past its idle
+    /// time (judged from both directions), its other half is missing, or it is a closed TCP
+    /// flow that the consumer's SYN reopens.
+    Stale,
+    Absent,
 }
 
-/// The live flow entry for `key`, refreshed. An entry idle past its timeout counts as
-/// gone even before userspace sweeps it; `expired` says one was found. The idle limits
-/// come from the ingress interface's entry, so this path reads no settings map.
+/// The flow entry for `key`, refreshed. The fast path reads only this entry: within a
+/// second of its own last packet a flow is alive under any timeout. Past that (at most
+/// once a second per direction, since it refreshes then), and for a consumer's SYN, the
+/// whole pair is judged with [`Pair`], as the sweep judges it.
 #[inline(always)]
-pub fn lookup(key: &FlowKey, now: u64, iface: &IfaceConfig) -> (Option<*mut FlowValue>, bool) {
+pub fn lookup(key: &FlowKey, now: u64, syn: bool) -> Found {
     let Some(v) = PL_FLOWS.get_ptr_mut(key) else {
-        return (None, false);
+        return Found::Absent;
     };
-    // SAFETY: a live map value; concurrent writers only store whole fields.
-    let (last, state) = unsafe { ((*v).last_seen_ns, (*v).state) };
-    let idle = now.saturating_sub(last);
-    if idle > idle_limit(iface, key.proto, state) {
-        return (None, true);
+    // SAFETY: a live map value; concurrent writers only store whole fields. Read in place:
+    // copies of two 64-byte values would not fit the BPF stack.
+    let this = unsafe { &*v };
+    let idle = now.saturating_sub(this.last_seen_ns);
+    let reopen_check = syn && this.dir == FLOW_FORWARD;
+    if idle <= REFRESH_NS && !reopen_check {
+        return Found::Live(v);
+    }
+    let other_key = this.reply_key(key.proto);
+    // SAFETY: as above.
+    let Some(other) = (unsafe { PL_FLOWS.get(&other_key) }) else {
+        return Found::Stale;
+    };
+    let Some(pair) = Pair::of(this, other).filter(|_| same_flow(key, this, other)) else {
+        return Found::Stale;
+    };
+    let alive = PL_SETTINGS
+        .get(0)
+        .is_none_or(|s| pair.alive(key.proto, now, s));
+    if !alive || (reopen_check && pair.reopened_by_syn(key.proto)) {
+        return Found::Stale;
     }
     if idle > REFRESH_NS {
         // SAFETY: as above.
         unsafe { (*v).last_seen_ns = now };
     }
-    (Some(v), false)
+    Found::Live(v)
 }
 
-/// Removes an expired forward entry and its reply entry so the tuple can start afresh.
+/// Removes the consumer flow `key` and its reply entry so the tuple can start afresh. The
+/// forward entry goes first: a forward entry never outlives the reply entry that reserves
+/// its SNAT port. The reply entry is removed only if it is this flow's.
 #[inline(always)]
-pub fn remove_expired(key: &FlowKey) {
-    // SAFETY: copied out at once.
-    if let Some(v) = unsafe { PL_FLOWS.get(key) }.copied() {
-        let _ = PL_FLOWS.remove(v.reply_key(key.proto));
-        let _ = PL_FLOWS.remove(key);
+pub fn remove_stale(key: &FlowKey) {
+    // SAFETY: read in place, before anything is removed.
+    let Some(v) = (unsafe { PL_FLOWS.get(key) }) else {
+        return;
+    };
+    let reply_key = v.reply_key(key.proto);
+    // SAFETY: as above.
+    let ours = unsafe { PL_FLOWS.get(&reply_key) }.is_some_and(|r| same_flow(key, v, r));
+    let _ = PL_FLOWS.remove(key);
+    if ours {
+        let _ = PL_FLOWS.remove(&reply_key);
     }
 }
 
@@ -85,6 +106,12 @@ pub struct Origin {
     pub state: u8,
     /// The opening frame's length (counted in the new entry).
     pub len: u16,
+}
+
+/// A flow `create` made, or found made by another CPU in the meantime (counted there).
+pub enum Created {
+    New(*mut FlowValue),
+    Raced(*mut FlowValue),
 }
 
 /// Creates both entries of a new flow; the forward value to translate with (in this
@@ -100,7 +127,7 @@ pub fn create(
     from: &Origin,
     s: &Settings,
     now: u64,
-) -> Result<*mut FlowValue, EndpointCounter> {
+) -> Result<Created, EndpointCounter> {
     let nf = PL_SCRATCH
         .get_ptr_mut(0)
         .ok_or(EndpointCounter::RefusedFlowTableFull)?;
@@ -135,7 +162,7 @@ pub fn create(
             Err(_) => return Err(EndpointCounter::RefusedFlowTableFull),
         }
         return match PL_FLOWS.insert(key, &nf.pair.forward, u64::from(BPF_NOEXIST)) {
-            Ok(()) => Ok(&mut nf.pair.forward),
+            Ok(()) => Ok(Created::New(&mut nf.pair.forward)),
             Err(e) => {
                 let _ = PL_FLOWS.remove(&nf.pair.reply_key);
                 if e != -EEXIST {
@@ -144,6 +171,7 @@ pub fn create(
                 // Another CPU created this flow between our lookup and insert: use theirs.
                 PL_FLOWS
                     .get_ptr_mut(key)
+                    .map(Created::Raced)
                     .ok_or(EndpointCounter::RefusedFlowTableFull)
             }
         };

@@ -19,14 +19,16 @@ mod stats;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use network_types::eth::EthHdr;
 use pl_common::{
+    cidr::is_martian,
     endpoint::{ADDR_NLB, AddrKey},
-    flow::{FLOW_FORWARD, FlowKey, packet_state},
+    flow::{FLOW_FORWARD, FlowKey, opens_flow, packet_state},
     iface::{IFACE_DEDICATED, IfaceConfig},
     proto::{ETH_HLEN, IPPROTO_TCP},
     stats::{EndpointCounter, IfaceCounter},
 };
 
 use crate::{
+    conntrack::{Created, Found},
     maps::{PL_ADDRS, PL_PROBES},
     parse::Frame,
     stats::Slot,
@@ -47,17 +49,21 @@ fn try_pl_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     };
     let stats = Slot::get(iface.slot).ok_or(())?;
     stats.add(IfaceCounter::RxPackets, 1);
-    stats.add(IfaceCounter::RxBytes, (ctx.data_end() - ctx.data()) as u64);
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    stats.add(IfaceCounter::RxBytes, len);
     let (class, frame) = parse::parse(ctx);
     stats.add(class, 1);
 
     // Observe-only interfaces (`pl run --interface`): count, and hand everything on.
     let action = if iface.flags & IFACE_DEDICATED == 0 {
         xdp_action::XDP_PASS
+    } else if !classify::addressed_to_us(ctx, &iface) {
+        stats.add(IfaceCounter::PassedNotOurMac, 1);
+        xdp_action::XDP_PASS
     } else {
         match frame {
             Frame::Arp => arp::handle(ctx, &iface, &stats),
-            Frame::Ipv4L4 { proto } => ipv4(ctx, &iface, &stats, proto)?,
+            Frame::Ipv4L4 { proto } => ipv4(ctx, &iface, &stats, proto, len)?,
             Frame::Icmp => icmp::handle(ctx, &iface, &stats),
             Frame::Drop(why) => {
                 stats.add(why, 1);
@@ -69,7 +75,15 @@ fn try_pl_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     Ok(action)
 }
 
-fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Result<u32, ()> {
+/// `len`: the frame's length, measured once at entry (recomputing it from the packet
+/// pointers this deep can compile to arithmetic on pkt_end, which the verifier refuses).
+fn ipv4(
+    ctx: &XdpContext,
+    iface: &IfaceConfig,
+    stats: &Slot,
+    proto: u8,
+    len: u64,
+) -> Result<u32, ()> {
     let ip = parse::ptr_at::<network_types::ip::Ipv4Hdr>(ctx, ETH_HLEN).ok_or(())?;
     let ports = parse::ptr_at::<[u8; 4]>(ctx, parse::L4_OFF).ok_or(())?;
     // SAFETY: both bounds-checked by ptr_at.
@@ -84,18 +98,23 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
         _pad: 0,
     };
     let now = conntrack::now();
-    let len = (ctx.data_end() - ctx.data()) as u64;
     let tcp_flags = if proto == IPPROTO_TCP {
         // SAFETY: a TCP header is present (parse checked it); byte 13 holds the flags.
         parse::ptr_at::<[u8; 14]>(ctx, parse::L4_OFF).map_or(0, |h| unsafe { (*h)[13] })
     } else {
         0
     };
-    let bits = packet_state(proto, tcp_flags);
-    let (found, expired) = conntrack::lookup(&key, now, iface);
-    if let Some(v) = found {
-        return Ok(forward(ctx, iface, stats, v, proto, len, bits));
+    if is_martian(key.src_be) {
+        stats.add(IfaceCounter::DroppedMartian, 1);
+        return Ok(xdp_action::XDP_DROP);
     }
+    let bits = packet_state(proto, tcp_flags);
+    let opens = opens_flow(proto, tcp_flags);
+    let stale = match conntrack::lookup(&key, now, opens) {
+        Found::Live(v) => return Ok(forward(ctx, iface, stats, v, proto, len, bits)),
+        Found::Stale => true,
+        Found::Absent => false,
+    };
 
     // SAFETY: copied out at once.
     let Some(addr) = (unsafe {
@@ -126,15 +145,20 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
         return Ok(xdp_action::XDP_DROP);
     }
     let endpoint = addr.id;
-    if expired {
-        conntrack::remove_expired(&key);
-    }
     let refuse = |reason| {
         stats::endpoint_add(endpoint, reason, 1);
         events::refused(&key, endpoint, reason);
         events::log_refusal(ctx, now, endpoint, reason);
         Ok(xdp_action::XDP_DROP)
     };
+    // Only a SYN (or any UDP datagram) opens a flow: a stray ACK, FIN or RST takes no
+    // table room, and leaves a stale entry for the sweep.
+    if !opens {
+        return refuse(EndpointCounter::RefusedNotSyn);
+    }
+    if stale {
+        conntrack::remove_stale(&key);
+    }
     let admitted = match endpoint::admit(&key, endpoint, addr.zone) {
         Ok(a) => a,
         Err(reason) => return refuse(reason),
@@ -155,13 +179,17 @@ fn ipv4(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, proto: u8) -> Resul
     };
     let s = conntrack::settings();
     let v = match conntrack::create(&key, &admitted, &from, &s, now) {
-        Ok(v) => v,
+        Ok(Created::New(v)) => {
+            stats::endpoint_add(endpoint, EndpointCounter::NewFlows, 1);
+            stats::target_new_flow(admitted.target);
+            // SAFETY: this CPU's copy of the entry just made.
+            events::opened(&key, unsafe { &*v });
+            v
+        }
+        // Another CPU made this flow meanwhile and counted it.
+        Ok(Created::Raced(v)) => v,
         Err(reason) => return refuse(reason),
     };
-    stats::endpoint_add(endpoint, EndpointCounter::NewFlows, 1);
-    stats::target_new_flow(admitted.target);
-    // SAFETY: the entry just made (or this CPU's copy of it).
-    events::opened(&key, unsafe { &*v });
     Ok(forward(ctx, iface, stats, v, proto, len, bits))
 }
 

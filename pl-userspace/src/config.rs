@@ -109,7 +109,9 @@ pub struct LimitsCfg {
     pub tcp_idle_timeout_s: u64,
     /// TCP half-open (SYN seen, not yet established).
     pub tcp_transient_timeout_s: u64,
-    /// TCP after a FIN or RST either way.
+    /// TCP after a FIN one way only (the other side may still send: FIN_WAIT/CLOSE_WAIT).
+    pub tcp_half_closed_timeout_s: u64,
+    /// TCP after FIN both ways, or an RST either way.
     pub tcp_closing_timeout_s: u64,
     /// UDP once the target has replied.
     pub udp_idle_timeout_s: u64,
@@ -125,6 +127,7 @@ impl Default for LimitsCfg {
             snat_port_max: 65535,
             tcp_idle_timeout_s: 350,
             tcp_transient_timeout_s: 60,
+            tcp_half_closed_timeout_s: 120,
             tcp_closing_timeout_s: 10,
             udp_idle_timeout_s: 120,
             udp_oneway_timeout_s: 30,

@@ -11,7 +11,10 @@ use aya::{
     maps::{HashMap, MapData},
 };
 use pl_common::{
-    flow::{CT_CLOSING, CT_NON_SYN, CT_SEEN, FLOW_FORWARD, FlowKey, FlowValue, idle_limit_ns},
+    flow::{
+        CT_SEEN, FLOW_FORWARD, FlowKey, FlowValue, Pair, TcpPhase, idle_limit_ns, same_flow,
+        tcp_phase,
+    },
     maps::FLOWS_MAP,
     proto::IPPROTO_TCP,
     settings::Settings,
@@ -54,45 +57,98 @@ pub fn sweep_pinned(pin: &std::path::Path, s: &Settings) -> Result<Sweep, aya::m
     Ok(sweep(&mut map, s))
 }
 
-/// Removes both entries of every flow idle past its timeout (freeing its SNAT port), and
-/// reply entries whose forward entry is gone; the flows it removed and the ones it left.
+/// Removes both entries of every flow past its idle time (freeing its SNAT port), and
+/// halves whose other half is gone; the flows it removed and the ones it left.
+///
+/// The snapshot may be a second old by the time an entry is judged dead, and XDP keeps
+/// changing the table meanwhile. So every entry is judged again, read afresh, right before
+/// it is deleted, as [`Pair`] judges it in the data path; a forward entry goes before its
+/// reply entry (its SNAT reservation), and a reply entry goes only if it still points
+/// back at the flow judged. A delete never takes a newer flow on the same tuple.
 pub fn sweep(m: &mut aya::maps::Map, s: &Settings) -> Sweep {
     let mut out = Sweep::default();
     let entries = entries_of(m);
     let Ok(mut map) = HashMap::<&mut MapData, FlowKey, FlowValue>::try_from(m) else {
         return out;
     };
-    let now = now_ns();
-    let lookup: StdHashMap<FlowKey, FlowValue> = entries.iter().copied().collect();
+    let snapshot: StdHashMap<FlowKey, FlowValue> = entries.iter().copied().collect();
     for (key, v) in &entries {
+        let other_key = v.reply_key(key.proto);
+        let other = snapshot.get(&other_key).filter(|o| same_flow(key, v, o));
         if v.dir != FLOW_FORWARD {
-            // Replies are handled with their forward entry; an orphan goes when idle.
-            let fwd = v.reply_key(key.proto);
-            if !lookup.contains_key(&fwd)
-                && now.saturating_sub(v.last_seen_ns) > idle_limit_ns(key.proto, 0, v.state, s)
-            {
-                let _ = map.remove(key);
+            // Replies go with their forward entry; one without goes once idle.
+            if other.is_none() {
+                remove_orphan_reply(&mut map, key, s);
             }
             continue;
         }
-        let reply_key = v.reply_key(key.proto);
-        let reply = lookup.get(&reply_key);
-        let last = reply.map_or(v.last_seen_ns, |r| r.last_seen_ns.max(v.last_seen_ns));
-        let limit = idle_limit_ns(key.proto, v.state, reply.map_or(0, |r| r.state), s);
-        if now.saturating_sub(last) > limit {
-            let _ = map.remove(&reply_key);
-            let _ = map.remove(key);
-            out.closed.push(Flow {
-                key: *key,
-                forward: *v,
-                reply: reply.copied(),
-            });
-        } else {
+        if other.is_some_and(|o| judge(key, v, Some(o), now_ns(), s)) {
             out.live.add(v);
+            continue;
         }
+        // Dead in the snapshot: judge it again as it is now.
+        let Ok(fresh) = map.get(key, 0) else {
+            continue;
+        };
+        let fresh_other = map
+            .get(&other_key, 0)
+            .ok()
+            .filter(|o| same_flow(key, &fresh, o));
+        if judge(key, &fresh, fresh_other.as_ref(), now_ns(), s) {
+            out.live.add(&fresh);
+            continue;
+        }
+        let _ = map.remove(key);
+        // The reservation goes only if it is still this flow's.
+        if let Ok(o) = map.get(&other_key, 0)
+            && same_flow(key, &fresh, &o)
+        {
+            let _ = map.remove(&other_key);
+        }
+        out.closed.push(Flow {
+            key: *key,
+            forward: fresh,
+            reply: fresh_other,
+        });
     }
     out
 }
+
+/// Whether the flow with forward entry `forward` (under `key`) lives at `now`; a forward
+/// entry without its reply entry does not.
+fn judge(
+    key: &FlowKey,
+    forward: &FlowValue,
+    reply: Option<&FlowValue>,
+    now: u64,
+    s: &Settings,
+) -> bool {
+    reply
+        .and_then(|r| Pair::of(forward, r))
+        .is_some_and(|p| p.alive(key.proto, now, s))
+}
+
+/// Removes the reply entry `key` if, read afresh, it has no forward entry and has been idle
+/// past the longest time its own state allows (a reply entry is made a moment before its
+/// forward entry, so a young one is left alone).
+fn remove_orphan_reply(
+    map: &mut HashMap<&mut MapData, FlowKey, FlowValue>,
+    key: &FlowKey,
+    s: &Settings,
+) {
+    let Ok(fresh) = map.get(key, 0) else {
+        return;
+    };
+    let fwd_key = fresh.reply_key(key.proto);
+    let has_forward = map
+        .get(&fwd_key, 0)
+        .is_ok_and(|f| same_flow(key, &fresh, &f));
+    let idle = now_ns().saturating_sub(fresh.last_seen_ns);
+    if !has_forward && idle > idle_limit_ns(key.proto, 0, fresh.state, s) {
+        let _ = map.remove(key);
+    }
+}
+
 /// Live flows by endpoint id and by target (provider network, wire-order address).
 #[derive(Debug, Default)]
 pub struct Counts {
@@ -158,14 +214,12 @@ impl Flow {
     pub fn state(&self) -> &'static str {
         let (f, r) = (self.forward.state, self.reply.map_or(0, |r| r.state));
         if self.key.proto == IPPROTO_TCP {
-            if (f | r) & CT_CLOSING != 0 {
-                "closing"
-            } else if f & r & CT_NON_SYN != 0 {
-                "established"
-            } else if r & CT_SEEN != 0 {
-                "syn_received"
-            } else {
-                "syn_sent"
+            match tcp_phase(f, r) {
+                TcpPhase::Closing => "closing",
+                TcpPhase::HalfClosed => "half_closed",
+                TcpPhase::Established => "established",
+                TcpPhase::Opening if r & CT_SEEN != 0 => "syn_received",
+                TcpPhase::Opening => "syn_sent",
             }
         } else if r & CT_SEEN != 0 {
             "replied"

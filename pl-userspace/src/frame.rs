@@ -8,7 +8,9 @@ use pl_common::{
 
 pub type Mac = [u8; 6];
 
+pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 
 /// Ethernet header + `payload`.

@@ -744,6 +744,7 @@ impl Model {
         for (field, v) in [
             ("tcp_idle_timeout_s", l.tcp_idle_timeout_s),
             ("tcp_transient_timeout_s", l.tcp_transient_timeout_s),
+            ("tcp_half_closed_timeout_s", l.tcp_half_closed_timeout_s),
             ("tcp_closing_timeout_s", l.tcp_closing_timeout_s),
             ("udp_idle_timeout_s", l.udp_idle_timeout_s),
             ("udp_oneway_timeout_s", l.udp_oneway_timeout_s),
@@ -756,6 +757,7 @@ impl Model {
         let settings = Settings {
             tcp_idle_ns: ns(l.tcp_idle_timeout_s),
             tcp_transient_ns: ns(l.tcp_transient_timeout_s),
+            tcp_half_closed_ns: ns(l.tcp_half_closed_timeout_s),
             tcp_closing_ns: ns(l.tcp_closing_timeout_s),
             udp_idle_ns: ns(l.udp_idle_timeout_s),
             udp_oneway_ns: ns(l.udp_oneway_timeout_s),

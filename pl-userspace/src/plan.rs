@@ -62,11 +62,6 @@ fn table(targets: &[(u32, Ipv4Addr)]) -> Vec<u32> {
         .collect()
 }
 
-/// Whole seconds of `ns`, as the interface entry holds timeouts.
-fn secs(ns: u64) -> u32 {
-    u32::try_from(ns / 1_000_000_000).unwrap_or(u32::MAX)
-}
-
 impl Plan {
     /// Maglev tables hold the resolved, healthy targets. A zone whose resolved targets are
     /// all unhealthy fails over to the healthy targets of the other zones; a service with
@@ -90,10 +85,6 @@ impl Plan {
                     flags: IFACE_ACTIVE | IFACE_DEDICATED,
                     mac: n.mac,
                     _pad: [0; 2],
-                    tcp_idle_s: secs(model.settings.tcp_idle_ns),
-                    udp_idle_s: secs(model.settings.udp_idle_ns),
-                    tcp_closing_s: secs(model.settings.tcp_closing_ns),
-                    _pad2: 0,
                 },
             ));
             p.egress.push((slot, n.ifindex));
@@ -368,7 +359,6 @@ mod tests {
     fn addresses_listeners_sources_and_flags() {
         let p = Plan::build(&model(true), &Neighbors::new(), &Unhealthy::new());
         assert_eq!(p.ifaces[1].1.flags, IFACE_ACTIVE | IFACE_DEDICATED);
-        assert_eq!(p.ifaces[1].1.tcp_idle_s, 350);
         assert_eq!(p.egress, vec![(0, 2), (1, 4)]);
         let nlb = p
             .addrs

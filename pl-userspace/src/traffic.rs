@@ -3,8 +3,10 @@
 //! lab namespace and every wait is bounded.
 //!
 //! TCP on the target port speaks one line: `WHO` answers `target=IP peer=ADDR:PORT`;
-//! `SINK N` reads N bytes and answers their sha256 in hex. UDP answers every datagram with
-//! `target=IP peer=ADDR:PORT`. Every peer a server sees is recorded.
+//! `SINK N` reads N bytes and answers their sha256 in hex; `LATE MS` reads until the client
+//! half-closes, waits MS milliseconds and answers `late`. UDP answers every datagram with
+//! `target=IP peer=ADDR:PORT`, except `QUIET` (no answer) and `LATE MS` (`late`, MS
+//! milliseconds later). Every peer a server sees is recorded.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -140,19 +142,42 @@ fn handle_tcp(s: TcpStream, ip: Ipv4Addr, peer: SocketAddr) -> std::io::Result<(
             }
             writeln!(w, "{}", hex(&h.finalize()))
         }
+        Some(("LATE", ms)) => {
+            // Until the client's FIN, then the answer after a pause.
+            std::io::copy(&mut r, &mut std::io::sink())?;
+            std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+            writeln!(w, "late")
+        }
         _ => writeln!(w, "target={ip} peer={peer}"),
     }
 }
 
 fn serve_udp(u: &UdpSocket, ip: Ipv4Addr, stop: &AtomicBool, seen: &Seen) {
     let mut buf = [0u8; 2048];
+    let mut late = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        if let Ok((_, peer)) = u.recv_from(&mut buf) {
+        if let Ok((n, peer)) = u.recv_from(&mut buf) {
             if let Ok(mut v) = seen.lock() {
                 v.push((ip, "udp", peer));
             }
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if text == "QUIET" {
+                continue;
+            }
+            if let Some(ms) = text.strip_prefix("LATE ").and_then(|m| m.parse().ok())
+                && let Ok(u) = u.try_clone()
+            {
+                late.push(std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    let _ = u.send_to(b"late", peer);
+                }));
+                continue;
+            }
             let _ = u.send_to(format!("target={ip} peer={peer}").as_bytes(), peer);
         }
+    }
+    for t in late {
+        let _ = t.join();
     }
 }
 
@@ -232,9 +257,19 @@ const HOLD_FIRST: &[u8] = b"hello";
 /// An established TCP connection to `dst`, left open: it has sent a `SINK` request and a
 /// few bytes, so the server waits for more. Drop it to close.
 pub fn tcp_hold(ns: &str, src: Ipv4Addr, dst: SocketAddrV4) -> Result<TcpStream, TrafficError> {
-    let what = format!("TCP {src} -> {dst} in {ns}");
+    tcp_hold_from(ns, src, 0, dst)
+}
+
+/// As [`tcp_hold`], from source port `sport` (0: any).
+pub fn tcp_hold_from(
+    ns: &str,
+    src: Ipv4Addr,
+    sport: u16,
+    dst: SocketAddrV4,
+) -> Result<TcpStream, TrafficError> {
+    let what = format!("TCP {src}:{sport} -> {dst} in {ns}");
     netns::run_in(ns, || -> std::io::Result<TcpStream> {
-        let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
+        let mut s = connect(src, sport, dst, Duration::from_secs(3))?;
         writeln!(s, "SINK {HOLD_LEN}")?;
         s.write_all(HOLD_FIRST)?;
         Ok(s)
@@ -249,6 +284,58 @@ pub fn finish_hold(s: &mut TcpStream) -> std::io::Result<String> {
     let mut answer = String::new();
     BufReader::new(s).read_line(&mut answer)?;
     Ok(answer.trim().to_owned())
+}
+
+/// A TCP request that half-closes: `LATE ms`, then FIN; the server answers `ms` later on
+/// the half-closed connection. The answer.
+pub fn tcp_half_closed(
+    ns: &str,
+    src: Ipv4Addr,
+    dst: SocketAddrV4,
+    ms: u64,
+) -> Result<String, TrafficError> {
+    let what = format!("TCP {src} -> {dst} in {ns}, half-closed");
+    netns::run_in(ns, || -> std::io::Result<String> {
+        let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
+        writeln!(s, "LATE {ms}")?;
+        s.shutdown(std::net::Shutdown::Write)?;
+        let mut answer = String::new();
+        BufReader::new(s).read_line(&mut answer)?;
+        Ok(answer.trim().to_owned())
+    })?
+    .map_err(io(what))
+}
+
+/// A UDP flow from `src:sport` to `dst` whose target goes quiet: one answered datagram,
+/// then `LATE ms`, then a datagram the server leaves unanswered every 200 ms until the
+/// late answer comes (or `ms` + 3 s pass). The late answer.
+pub fn udp_silent_target(
+    ns: &str,
+    src: Ipv4Addr,
+    sport: u16,
+    dst: SocketAddrV4,
+    ms: u64,
+) -> Result<String, TrafficError> {
+    let what = format!("UDP {src}:{sport} -> {dst} in {ns}, target quiet for {ms} ms");
+    netns::run_in(ns, || -> std::io::Result<String> {
+        let u = UdpSocket::bind((src, sport))?;
+        u.connect(dst)?;
+        u.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut buf = [0u8; 512];
+        u.send(b"WHO")?;
+        u.recv(&mut buf)?;
+        u.send(format!("LATE {ms}").as_bytes())?;
+        u.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let deadline = std::time::Instant::now() + Duration::from_millis(ms + 3000);
+        while std::time::Instant::now() < deadline {
+            if let Ok(n) = u.recv(&mut buf) {
+                return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            u.send(b"QUIET")?;
+        }
+        Err(std::io::ErrorKind::TimedOut.into())
+    })?
+    .map_err(io(what))
 }
 
 /// One UDP datagram from `src:sport` in `ns` to `dst`: the answer.
@@ -309,19 +396,20 @@ pub fn tcp_sink(
     .map_err(io(what))
 }
 
-/// A SYN flood from namespace `ns` out of `iface` (frames to `dst_mac`): TCP SYNs to `dst`,
-/// each from a new (source address in 10.0.1.0/24, source port) tuple, until `stop` is set
-/// or `limit` frames went out. Returns how many went out.
-pub fn syn_flood(
+/// A TCP flood from namespace `ns` out of `iface` (frames to `dst_mac`): segments with
+/// `flags` (SYN, bare ACK, ...) to `dst`, each from a new (source address in 10.0.1.0/24,
+/// source port) tuple, until `stop` is set or `limit` frames went out. Returns how many
+/// went out.
+pub fn tcp_flood(
     ns: &str,
     iface: &str,
     (src_mac, dst_mac): (crate::frame::Mac, crate::frame::Mac),
     dst: SocketAddrV4,
-    limit: u64,
-    stop: &AtomicBool,
+    flags: u8,
+    (limit, stop): (u64, &AtomicBool),
 ) -> Result<u64, TrafficError> {
-    use crate::frame::{Ipv4, TCP_SYN, ipv4_frame};
-    let what = format!("SYN flood to {dst} from {ns}");
+    use crate::frame::{Ipv4, ipv4_frame};
+    let what = format!("TCP flood (flags {flags:#04x}) to {dst} from {ns}");
     netns::run_in(ns, || -> std::io::Result<u64> {
         let ifindex = nix::net::if_::if_nametoindex(iface).map_err(std::io::Error::from)?;
         let sender = crate::neigh::RawSender::open(ifindex)?;
@@ -332,7 +420,7 @@ pub fn syn_flood(
             let f = ipv4_frame(
                 dst_mac,
                 src_mac,
-                &ip.tcp(port, dst.port(), 1, 0, TCP_SYN, &[]),
+                &ip.tcp(port, dst.port(), 1, 0, flags, &[]),
             );
             // A full queue drops a frame: a flood does not retry.
             let _ = sender.send(&f, pl_common::proto::ETH_P_IP);

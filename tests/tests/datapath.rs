@@ -14,7 +14,7 @@ use pl_tests::{
 use pl_userspace::{
     cmd,
     flows::{FlowReport, WatchEvent},
-    frame::{Ipv4, ipv4_frame, parse_mac},
+    frame::{Ipv4, TCP_ACK, TCP_SYN, ipv4_frame, parse_mac},
     lab::{LAB_CONFIG, PEER_IFACE},
     neigh::RawSender,
     netns,
@@ -1320,7 +1320,7 @@ fn syn_flood_fills_the_table_to_its_bound_and_established_flows_keep_going() {
         let measured = s.spawn(stream);
         std::thread::sleep(Duration::from_millis(100));
         let flood = s.spawn(|| {
-            traffic::syn_flood(&globex, PEER_IFACE, macs, ep, 50_000_000, &stop)
+            traffic::tcp_flood(&globex, PEER_IFACE, macs, ep, TCP_SYN, (50_000_000, &stop))
                 .unwrap_or_else(|e| panic!("flood: {}", chain(e)))
         });
         std::thread::sleep(Duration::from_millis(300));
@@ -1431,4 +1431,92 @@ fn pmtu_discovery_works_through_an_endpoint() {
     );
     assert_eq!(r.iface("fw-prov", IfaceCounter::IcmpTranslated), 1);
     drop(sock);
+}
+
+/// Lifecycles that long-lived traffic goes through, with short timeouts: each would lose
+/// data (or table room) if a flow were judged one direction at a time, if one FIN closed
+/// it, if a reused port rode the old flow, or if any TCP segment opened a flow.
+#[test]
+fn flows_live_as_long_as_either_side_uses_them() {
+    require_kernel!("flows_live_as_long_as_either_side_uses_them");
+    let config = format!(
+        "{LAB_CONFIG}\n[limits]\ntcp_closing_timeout_s = 1\ntcp_half_closed_timeout_s = 30\nudp_idle_timeout_s = 2\nudp_oneway_timeout_s = 2\n"
+    );
+    let r = Running::start("lc", &config);
+    let (acme, globex) = (r.ns("acme"), r.ns("globex"));
+    let ep = SocketAddrV4::new(EP_Z1, TCP_PORT);
+
+    // Half-close: the client sends its request and FIN, the answer comes 6.5 s later, past
+    // the closing timeout and at least one sweep: the flow is half-closed, not closing.
+    let answer = traffic::tcp_half_closed(&acme, CLIENT, ep, 6500)
+        .unwrap_or_else(|e| panic!("half-closed request lost its answer: {}", chain(e)));
+    assert_eq!(answer, "late");
+
+    // A UDP flow whose target is quiet for 3.5 s (past the 2 s UDP timeouts) while the
+    // consumer keeps sending: alive in both directions, so the late answer arrives.
+    let udp = SocketAddrV4::new(EP_Z1, UDP_PORT);
+    let answer = traffic::udp_silent_target(&acme, CLIENT, 45001, udp, 3500)
+        .unwrap_or_else(|e| panic!("the silent target's late answer was lost: {}", chain(e)));
+    assert_eq!(answer, "late");
+
+    // Port reuse: a connection from port 45000 closes (FIN both ways); the same port
+    // connects again at once. The new connection gets a fresh, established flow (not the
+    // closing one) and survives a pause longer than the closing timeout.
+    let port = 45000;
+    r.who_tcp("acme", CLIENT, port, EP_Z1, TCP_PORT)
+        .unwrap_or_else(|e| panic!("first connection: {e}"));
+    std::thread::sleep(Duration::from_millis(200));
+    let mut held = traffic::tcp_hold_from(&acme, CLIENT, port, ep)
+        .unwrap_or_else(|e| panic!("the reused port did not connect: {}", chain(e)));
+    let flow = pl_flows(&r, &["--endpoint", "acme-billing"])
+        .unwrap_or_else(|e| panic!("pl flows: {e}"))
+        .into_iter()
+        .find(|f| f.consumer == SocketAddrV4::new(CLIENT, port) && f.proto == "tcp")
+        .expect("the reused port's flow");
+    assert_eq!(
+        flow.state, "established",
+        "the reused port rides the old flow: {flow:?}"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let answer = traffic::finish_hold(&mut held)
+        .unwrap_or_else(|e| panic!("the reused port's connection died in a pause: {e}"));
+    assert_eq!(answer.len(), 64, "not a sha256 answer: {answer:?}");
+
+    // A flood of bare ACKs opens nothing.
+    let g = r.lab.topo.network("globex").expect("globex");
+    let macs = (
+        parse_mac(&g.peer_mac).expect("peer MAC"),
+        parse_mac(&g.fw_mac).expect("fw MAC"),
+    );
+    let before = r.stats();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let sent = traffic::tcp_flood(&globex, PEER_IFACE, macs, ep, TCP_ACK, (20_000, &stop))
+        .unwrap_or_else(|e| panic!("ACK flood: {}", chain(e)));
+    let after = r
+        .run
+        .wait_for_stats(Duration::from_secs(3), |s| {
+            s.endpoint("globex-billing")
+                .is_some_and(|e| e.get(EndpointCounter::RefusedNotSyn) >= sent * 9 / 10)
+        })
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let g_before = before.endpoint("globex-billing").expect("globex-billing");
+    let g_after = after.endpoint("globex-billing").expect("globex-billing");
+    println!(
+        "bare-ACK flood: {sent} sent, {} refused_not_syn, active flows {} -> {}",
+        g_after.get(EndpointCounter::RefusedNotSyn),
+        g_before.active_flows,
+        g_after.active_flows
+    );
+    assert!(
+        g_after.get(EndpointCounter::RefusedNotSyn) >= sent * 9 / 10,
+        "bare ACKs not refused as not_syn: {g_after:?}"
+    );
+    assert_eq!(
+        (g_after.active_flows, g_after.get(EndpointCounter::NewFlows)),
+        (
+            g_before.active_flows,
+            g_before.get(EndpointCounter::NewFlows)
+        ),
+        "bare ACKs opened flows"
+    );
 }

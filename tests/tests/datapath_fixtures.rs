@@ -13,7 +13,7 @@ use std::{collections::HashSet, net::Ipv4Addr, path::PathBuf};
 use aya::Ebpf;
 use pl_common::{
     flow::FlowKey,
-    proto::{XDP_DROP, XDP_REDIRECT},
+    proto::{XDP_DROP, XDP_PASS, XDP_REDIRECT},
     settings::{SNAT_PROBES, snat_port},
     stats::{EndpointCounter as E, IfaceCounter as I},
 };
@@ -26,7 +26,10 @@ use pl_userspace::{
     apply::apply,
     config::Source,
     dataplane,
-    frame::{Ipv4, Mac, TCP_ACK, TCP_SYN, arp_reply, arp_request, ethernet, ipv4_frame, parse_mac},
+    frame::{
+        Ipv4, Mac, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, arp_reply, arp_request, ethernet,
+        ipv4_frame, parse_mac,
+    },
     lab::LAB_CONFIG,
     model::{LiveInterfaces, Model},
     netns,
@@ -922,7 +925,135 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
             I::Ipv4Other,
             Delta::I("fw-acme", I::DroppedProtocol, 1),
         ),
+        // Conntrack lifecycle: only a SYN opens a TCP flow; a SYN reopens a closed one.
+        refused(
+            "a bare ACK with no flow opens none",
+            ipv4_frame(
+                fa,
+                CA,
+                &ip(CLIENT, EP1, 64).tcp(40070, 443, 1, 1, TCP_ACK, &[]),
+            ),
+            I::Ipv4Tcp,
+            "acme-billing",
+            E::RefusedNotSyn,
+        ),
+        refused(
+            "a FIN with no flow opens none",
+            ipv4_frame(
+                fa,
+                CA,
+                &ip(CLIENT, EP1, 64).tcp(40071, 443, 1, 1, TCP_FIN | TCP_ACK, &[]),
+            ),
+            I::Ipv4Tcp,
+            "acme-billing",
+            E::RefusedNotSyn,
+        ),
+        refused(
+            "a RST with no flow opens none",
+            ipv4_frame(
+                fa,
+                CA,
+                &ip(CLIENT, EP1, 64).tcp(40072, 443, 1, 0, TCP_RST, &[]),
+            ),
+            I::Ipv4Tcp,
+            "acme-billing",
+            E::RefusedNotSyn,
+        ),
+        refused(
+            "a SYN-ACK with no flow opens none",
+            ipv4_frame(
+                fa,
+                CA,
+                &ip(CLIENT, EP1, 64).tcp(40073, 443, 1, 1, TCP_SYN | TCP_ACK, &[]),
+            ),
+            I::Ipv4Tcp,
+            "acme-billing",
+            E::RefusedNotSyn,
+        ),
+        forwarded(
+            "the target resets the first flow: the RST reaches the consumer",
+            "fw-prov",
+            ipv4_frame(
+                fp,
+                T1_MAC,
+                &ip(T1, NLB1, 64).tcp(8443, f1, 5001, 0, TCP_RST, &[]),
+            ),
+            ipv4_frame(
+                CA,
+                fa,
+                &ip(EP1, CLIENT, 63).tcp(443, 40000, 5001, 0, TCP_RST, &[]),
+            ),
+            I::Ipv4Tcp,
+            "acme-billing",
+            false,
+        ),
+        forwarded(
+            "the client reuses its port: the SYN opens a fresh flow on the closed one's tuple",
+            "fw-acme",
+            ipv4_frame(fa, CA, &syn(CLIENT, 40000, EP1, 443, 64)),
+            ipv4_frame(T1_MAC, fp, &syn(NLB1, f1, T1, 8443, 63)),
+            I::Ipv4Tcp,
+            "acme-billing",
+            true,
+        ),
+        forwarded(
+            "a SYN retransmitted on an open flow stays on it",
+            "fw-acme",
+            ipv4_frame(fa, CA, &syn(CLIENT, 40000, EP1, 443, 64)),
+            ipv4_frame(T1_MAC, fp, &syn(NLB1, f1, T1, 8443, 63)),
+            I::Ipv4Tcp,
+            "acme-billing",
+            false,
+        ),
+        dropped(
+            "a loopback source is a martian, whatever allowed_sources says",
+            "fw-acme",
+            ipv4_frame(fa, CA, &syn([127, 0, 0, 1], 40074, EP1, 443, 64)),
+            I::Ipv4Tcp,
+            Delta::I("fw-acme", I::DroppedMartian, 1),
+        ),
+        dropped(
+            "a multicast source is a martian",
+            "fw-globex",
+            ipv4_frame(fg, CG, &ip([224, 0, 0, 5], EP1, 64).udp(40075, 53, b"m")),
+            I::Ipv4Udp,
+            Delta::I("fw-globex", I::DroppedMartian, 1),
+        ),
+        dropped(
+            "source 0.0.0.0 is a martian",
+            "fw-acme",
+            ipv4_frame(fa, CA, &ip([0, 0, 0, 0], EP1, 64).udp(68, 53, b"z")),
+            I::Ipv4Udp,
+            Delta::I("fw-acme", I::DroppedMartian, 1),
+        ),
+        not_for_us(
+            "a frame for another host's MAC is passed to the kernel untouched",
+            "fw-acme",
+            ipv4_frame(
+                [2, 0, 0, 0, 0x0a, 0x99],
+                CA,
+                &syn(CLIENT, 40076, EP1, 443, 64),
+            ),
+            I::Ipv4Tcp,
+        ),
     ]
+}
+
+/// A frame addressed to another host on the segment: passed on, untouched, and counted.
+fn not_for_us(desc: &'static str, on: &'static str, input: Vec<u8>, class: I) -> Fx {
+    let mut deltas = seen(on, &input, class);
+    deltas.extend([
+        Delta::I(on, I::PassedNotOurMac, 1),
+        Delta::I(on, I::XdpPass, 1),
+    ]);
+    Fx {
+        desc,
+        on,
+        input,
+        action: XDP_PASS,
+        output: None,
+        deltas,
+    }
 }
 
 /// Every interface's and endpoint's counters, flattened with names.

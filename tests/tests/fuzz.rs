@@ -16,7 +16,7 @@ use std::{collections::HashSet, net::Ipv4Addr, path::PathBuf};
 use aya::Ebpf;
 use pl_common::{
     checksum,
-    proto::{XDP_DROP, XDP_REDIRECT},
+    proto::{XDP_DROP, XDP_PASS, XDP_REDIRECT},
     stats::{EndpointCounter as E, IfaceCounter as I},
 };
 use pl_tests::{
@@ -424,7 +424,7 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
         let seeds = seeds(&fw);
         let mut rng = Rng(seed);
         let mut held = HashSet::new();
-        let (mut redirected, mut findings) = (0u64, Vec::new());
+        let (mut redirected, mut passed, mut findings) = (0u64, 0u64, Vec::new());
         for n in 0..frames {
             let (on, mut f) = seeds[rng.below(seeds.len())].clone();
             // A few in a hundred are pure noise after the Ethernet header.
@@ -437,6 +437,12 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
             let (action, out) = xdp_test_run(&mut ebpf, ifindex[on], &f);
             let breach = match action {
                 XDP_DROP => None,
+                // Only a frame for another host (not our MAC, not broadcast), untouched.
+                XDP_PASS => {
+                    passed += 1;
+                    (f[..6] == fw[on] || f[..6] == [0xff; 6] || out != f)
+                        .then(|| "passed a frame addressed to us, or changed it".to_owned())
+                }
                 XDP_REDIRECT => {
                     redirected += 1;
                     check_redirect(on, &f, &out, &mut held)
@@ -459,10 +465,11 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
         let reasons = total(&ebpf, &|c| {
             c.starts_with("dropped_") || c.starts_with("refused_") || c == "arp_learned"
         }) - total(&ebpf, &|c| c == "icmp_time_exceeded");
-        (redirected, held.len(), drops, reasons, findings)
+        let passes = (passed, total(&ebpf, &|c| c == "passed_not_our_mac"));
+        (redirected, held.len(), drops, reasons, passes, findings)
     })
     .unwrap_or_else(|e| panic!("{}", chain(e)));
-    let (redirected, flows, drops, reasons, findings) = result;
+    let (redirected, flows, drops, reasons, passes, findings) = result;
     println!("fuzz: {redirected} redirected, {flows} flows made, {drops} dropped");
     assert!(
         findings.is_empty(),
@@ -473,6 +480,10 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
     assert_eq!(
         drops, reasons,
         "seed {seed}: drops without a reason counter"
+    );
+    assert_eq!(
+        passes.0, passes.1,
+        "seed {seed}: passes and passed_not_our_mac differ"
     );
     assert!(
         redirected > 0 && flows > 0,
