@@ -91,6 +91,16 @@ pub fn apply(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), App
     for (k, v) in changed(&plan.egress, old.map(|o| &o.egress[..])) {
         m.set(*k, *v, None, 0).map_err(err(EGRESS_MAP))?;
     }
+    // A removed network's slot sends nowhere.
+    let data = ebpf.map(EGRESS_MAP).and_then(|m| match m {
+        aya::maps::Map::DevMap(d) => Some(d),
+        _ => None,
+    });
+    if let Some(d) = data {
+        for k in removed(&plan.egress, old.map(|o| &o.egress[..])) {
+            crate::batch::delete(d, k).map_err(err(EGRESS_MAP))?;
+        }
+    }
 
     let mut m: HashMap<&mut MapData, AddrKey, AddrInfo> = map(ebpf, ADDRS_MAP)?;
     for (k, v) in changed(&plan.addrs, old.map(|o| &o.addrs[..])) {

@@ -1,6 +1,7 @@
-//! Reading a whole BPF hash map with `BPF_MAP_LOOKUP_BATCH`: thousands of entries a system
-//! call instead of two system calls an entry, so the sweep, the live-flow counts and
-//! `pl flows` stay cheap with a million flows (aya 0.14 has no batch operations).
+//! Map operations aya 0.14 lacks. Reading a whole BPF hash map with
+//! `BPF_MAP_LOOKUP_BATCH`: thousands of entries a system call instead of two system calls
+//! an entry, so the sweep, the live-flow counts and `pl flows` stay cheap with a million
+//! flows. Deleting from a devmap (aya's `DevMap` can only set).
 
 use std::{
     io,
@@ -9,6 +10,7 @@ use std::{
 
 use aya::maps::{Map, MapData};
 
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// Entries asked for per call.
 const CHUNK: usize = 4096;
@@ -81,5 +83,40 @@ pub fn entries<K: aya::Pod, V: aya::Pod>(map: &MapData) -> io::Result<Vec<(K, V)
         }
         token = next;
         first = false;
+    }
+}
+
+/// `union bpf_attr`'s member for the element commands.
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// Deletes `key` from `map` (any kind that supports deletion, devmaps included); a key
+/// that is not there is not an error.
+pub fn delete<K: aya::Pod>(map: &MapData, key: &K) -> io::Result<()> {
+    let mut attr = ElemAttr {
+        map_fd: map.fd().as_fd().as_raw_fd() as u32,
+        key: std::ptr::from_ref(key) as u64,
+        ..ElemAttr::default()
+    };
+    // SAFETY: `key` is a whole key of the map's key size; `attr` is the element member.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_DELETE_ELEM,
+            &raw mut attr,
+            size_of::<ElemAttr>(),
+        )
+    };
+    match (rc < 0).then(io::Error::last_os_error) {
+        None => Ok(()),
+        Some(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Some(e) => Err(e),
     }
 }

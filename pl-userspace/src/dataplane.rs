@@ -460,6 +460,8 @@ struct DataPath {
     plan: Plan,
     resolver: Resolver,
     health: Checker,
+    /// Flows removed by reloads, by endpoint id (saved with the state).
+    revoked: Vec<u64>,
 }
 
 /// The flow map (read) and the probe map, for the health checker.
@@ -544,6 +546,16 @@ impl Dataplane {
         };
         if keep {
             state.check_maps(flow_entries)?;
+            if let Some(p) = prior
+                .as_ref()
+                .filter(|p| p.pl_version != env!("CARGO_PKG_VERSION"))
+            {
+                tracing::info!(
+                    "taking over the data plane of pl {} (this is pl {}): its maps have the shapes this version uses",
+                    p.pl_version,
+                    env!("CARGO_PKG_VERSION")
+                );
+            }
         }
         let mut ebpf = load_with(Some(flow_entries), keep.then_some(&state))?;
         let (ifaces, data) = match model {
@@ -566,11 +578,17 @@ impl Dataplane {
                     .collect();
                 let resolver =
                     Resolver::new(&model).map_err(|source| DataplaneError::Arp { source })?;
+                let revoked = prior
+                    .as_ref()
+                    .filter(|_| keep)
+                    .map(|p| p.revoked.clone())
+                    .unwrap_or_default();
                 let data = DataPath {
                     model,
                     plan,
                     resolver,
                     health,
+                    revoked,
                 };
                 (ifaces, Some(data))
             }
@@ -645,6 +663,7 @@ impl Dataplane {
                     plan,
                     resolver,
                     health: Checker::default(),
+                    revoked: saved.revoked,
                 })
             }
         };
@@ -665,6 +684,11 @@ impl Dataplane {
             interfaces: self.ifaces.clone(),
             flow_entries,
             model: self.data.as_ref().map(|d| d.model.clone()),
+            revoked: self
+                .data
+                .as_ref()
+                .map(|d| d.revoked.clone())
+                .unwrap_or_default(),
         })?;
         Ok(())
     }
@@ -723,10 +747,32 @@ impl Dataplane {
             .collect();
         let resolver = Resolver::new(&model).map_err(|source| DataplaneError::Arp { source })?;
         let plan = Plan::build(&model, &neigh::learned(ebpf, &model), &d.health.unhealthy());
-        apply(ebpf, &plan, Some(&d.plan)).map_err(|source| DataplaneError::Apply { source })?;
+        if let Err(source) = apply(ebpf, &plan, Some(&d.plan)) {
+            // Put back what was written before the failure: the maps match the shadow again.
+            let _ = apply(ebpf, &d.plan, Some(&plan));
+            return Err(DataplaneError::Apply { source });
+        }
         if let Err(e) = attach_all(ebpf, &added, *mode, state) {
             let _ = apply(ebpf, &d.plan, Some(&plan));
             return Err(e);
+        }
+        // Established flows the new config refuses go, as AWS cuts a rejected endpoint's
+        // connections; the rest are untouched.
+        let revoked = ebpf.map_mut(FLOWS_MAP).map_or_else(Vec::new, |m| {
+            flows::revoke(m, |k, v| {
+                !model.allows(
+                    v.endpoint,
+                    k.network,
+                    Ipv4Addr::from(k.src_be.to_ne_bytes()),
+                )
+            })
+        });
+        for f in &revoked {
+            let id = usize::from(f.forward.endpoint);
+            if d.revoked.len() <= id {
+                d.revoked.resize(id + 1, 0);
+            }
+            d.revoked[id] += 1;
         }
         for ifindex in &gone {
             unpin_link(state, *ifindex);
@@ -744,10 +790,11 @@ impl Dataplane {
                 .sum()
         });
         let summary = format!(
-            "reloaded: {} networks (+{} -{}), services {svcs_before} -> {svcs}, endpoints {eps_before} -> {eps}, targets {tgts_before} -> {tgts}",
+            "reloaded: {} networks (+{} -{}), services {svcs_before} -> {svcs}, endpoints {eps_before} -> {eps}, targets {tgts_before} -> {tgts}, {} flows revoked",
             ifaces.len(),
             added.len(),
-            gone.len()
+            gone.len(),
+            revoked.len()
         );
         d.health.sync(&model, &mut health_maps(ebpf)?.1);
         d.model = model;
@@ -1139,11 +1186,14 @@ impl Dataplane {
             .zip(0u16..)
             .filter(|(e, _)| !e.removed)
             .map(|(e, id)| {
+                let mut stats = endpoint_stats(&self.ebpf, id)?;
+                stats.counters[EndpointCounter::Revoked as usize] +=
+                    d.revoked.get(usize::from(id)).copied().unwrap_or(0);
                 Ok(EndpointReport::new(
                     &e.name,
                     &d.model.services[usize::from(e.service)].name,
                     &d.model.networks[usize::from(e.network)].name,
-                    &endpoint_stats(&self.ebpf, id)?,
+                    &stats,
                     active.by_endpoint.get(&id).copied().unwrap_or(0),
                 ))
             })

@@ -66,6 +66,12 @@ pub fn sweep_pinned(pin: &std::path::Path, s: &Settings) -> Result<Sweep, aya::m
 /// reply entry (its SNAT reservation), and a reply entry goes only if it still points
 /// back at the flow judged. A delete never takes a newer flow on the same tuple.
 pub fn sweep(m: &mut aya::maps::Map, s: &Settings) -> Sweep {
+    sweep_with_clock(m, s, &now_ns)
+}
+
+/// As [`sweep`], with the time from `clock` (a test sweeps ahead of the data path's
+/// clock, so that everything it finds is due while XDP goes on using it).
+pub fn sweep_with_clock(m: &mut aya::maps::Map, s: &Settings, clock: &dyn Fn() -> u64) -> Sweep {
     let mut out = Sweep::default();
     let entries = entries_of(m);
     let Ok(mut map) = HashMap::<&mut MapData, FlowKey, FlowValue>::try_from(m) else {
@@ -78,37 +84,83 @@ pub fn sweep(m: &mut aya::maps::Map, s: &Settings) -> Sweep {
         if v.dir != FLOW_FORWARD {
             // Replies go with their forward entry; one without goes once idle.
             if other.is_none() {
-                remove_orphan_reply(&mut map, key, s);
+                remove_orphan_reply(&mut map, key, clock(), s);
             }
             continue;
         }
-        if other.is_some_and(|o| judge(key, v, Some(o), now_ns(), s)) {
+        if other.is_some_and(|o| judge(key, v, Some(o), clock(), s)) {
             out.live.add(v);
             continue;
         }
-        // Dead in the snapshot: judge it again as it is now.
+        // Dead in the snapshot: judge it again as it is now. It may be a newer flow on
+        // the same tuple by now, with another reply entry: follow the fresh one.
         let Ok(fresh) = map.get(key, 0) else {
             continue;
         };
+        let other_key = fresh.reply_key(key.proto);
         let fresh_other = map
             .get(&other_key, 0)
             .ok()
             .filter(|o| same_flow(key, &fresh, o));
-        if judge(key, &fresh, fresh_other.as_ref(), now_ns(), s) {
+        if judge(key, &fresh, fresh_other.as_ref(), clock(), s) {
             out.live.add(&fresh);
             continue;
         }
-        let _ = map.remove(key);
-        // The reservation goes only if it is still this flow's.
-        if let Ok(o) = map.get(&other_key, 0)
-            && same_flow(key, &fresh, &o)
-        {
-            let _ = map.remove(&other_key);
-        }
+        remove_pair(&mut map, key, &fresh);
         out.closed.push(Flow {
             key: *key,
             forward: fresh,
             reply: fresh_other,
+        });
+    }
+    out
+}
+
+/// Removes the flow whose forward entry, as just read, is `forward` (under `key`): the
+/// forward entry first, then its reply entry (the SNAT reservation) only if it still
+/// points back at this flow.
+fn remove_pair(
+    map: &mut HashMap<&mut MapData, FlowKey, FlowValue>,
+    key: &FlowKey,
+    forward: &FlowValue,
+) {
+    let other_key = forward.reply_key(key.proto);
+    let _ = map.remove(key);
+    if let Ok(o) = map.get(&other_key, 0)
+        && same_flow(key, forward, &o)
+    {
+        let _ = map.remove(&other_key);
+    }
+}
+
+/// Removes every flow that `refused` says the running config no longer allows (given its
+/// consumer key and forward entry); the flows removed.
+pub fn revoke(m: &mut aya::maps::Map, refused: impl Fn(&FlowKey, &FlowValue) -> bool) -> Vec<Flow> {
+    let entries = entries_of(m);
+    let Ok(mut map) = HashMap::<&mut MapData, FlowKey, FlowValue>::try_from(m) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (key, v) in entries
+        .iter()
+        .filter(|(k, v)| v.dir == FLOW_FORWARD && refused(k, v))
+    {
+        // As it is now: a newer flow on the tuple is judged on its own.
+        let Ok(fresh) = map.get(key, 0) else {
+            continue;
+        };
+        if fresh != *v && !refused(key, &fresh) {
+            continue;
+        }
+        let reply = map
+            .get(&fresh.reply_key(key.proto), 0)
+            .ok()
+            .filter(|o| same_flow(key, &fresh, o));
+        remove_pair(&mut map, key, &fresh);
+        out.push(Flow {
+            key: *key,
+            forward: fresh,
+            reply,
         });
     }
     out
@@ -134,6 +186,7 @@ fn judge(
 fn remove_orphan_reply(
     map: &mut HashMap<&mut MapData, FlowKey, FlowValue>,
     key: &FlowKey,
+    now: u64,
     s: &Settings,
 ) {
     let Ok(fresh) = map.get(key, 0) else {
@@ -143,7 +196,7 @@ fn remove_orphan_reply(
     let has_forward = map
         .get(&fwd_key, 0)
         .is_ok_and(|f| same_flow(key, &fresh, &f));
-    let idle = now_ns().saturating_sub(fresh.last_seen_ns);
+    let idle = now.saturating_sub(fresh.last_seen_ns);
     if !has_forward && idle > idle_limit_ns(key.proto, 0, fresh.state, s) {
         let _ = map.remove(key);
     }

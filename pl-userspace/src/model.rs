@@ -889,6 +889,28 @@ impl Model {
         })
     }
 
+    /// Whether this config still lets a consumer flow of `endpoint` from `src` on `network`
+    /// run: network, endpoint and service live, the endpoint accepted, the source allowed
+    /// (an empty list allows any). A reload removes the flows it does not.
+    pub fn allows(&self, endpoint: u16, network: u16, src: Ipv4Addr) -> bool {
+        let live_net = |id: u16| {
+            self.networks
+                .get(usize::from(id))
+                .is_some_and(|n| !n.removed)
+        };
+        self.endpoints.get(usize::from(endpoint)).is_some_and(|e| {
+            !e.removed
+                && e.accepted
+                && e.network == network
+                && live_net(network)
+                && self
+                    .services
+                    .get(usize::from(e.service))
+                    .is_some_and(|s| !s.removed && live_net(s.network))
+                && (e.sources.is_empty() || e.sources.iter().any(|c| c.contains(src)))
+        })
+    }
+
     /// Parses and validates a config's text.
     pub fn from_source(src: &Source, ifaces: &dyn Interfaces) -> Result<Self, ConfigError> {
         Self::build(src, &src.parse()?, ifaces)

@@ -104,6 +104,10 @@ pub struct Saved {
     pub flow_entries: u32,
     /// The model the maps were written from (none in observe mode).
     pub model: Option<Model>,
+    /// Flows removed by reloads, by endpoint id (a counter only userspace writes, kept
+    /// here rather than in the per-CPU counters XDP writes).
+    #[serde(default)]
+    pub revoked: Vec<u64>,
 }
 
 /// One instance's state location in this network namespace.

@@ -300,6 +300,67 @@ pub fn nft_delete_table(ns: &str, table: &str) {
     );
 }
 
+/// A small, fast, seedable generator (xorshift*) for fuzzing and churn: replayable from
+/// its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    pub fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.below(from.len())]
+    }
+}
+
+/// `PL_<NAME>_SEED` if set, else a seed from the clock (odd, never zero).
+pub fn seed(name: &str) -> u64 {
+    std::env::var(format!("PL_{name}_SEED"))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        })
+}
+
+/// The real program, loaded with a flow table of `flow_entries` and programmed from
+/// `config` with `neigh` as the learned MACs, as `pl run` would. Call it inside a lab's
+/// forwarder namespace (the config's interfaces must exist there).
+pub fn programmed(
+    config: &str,
+    flow_entries: u32,
+    neigh: &pl_userspace::plan::Neighbors,
+) -> (aya::Ebpf, pl_userspace::model::Model) {
+    use pl_userspace::{
+        config::Source,
+        dataplane,
+        model::{LiveInterfaces, Model},
+        plan::Plan,
+    };
+    let src = Source::from_text("test.toml", config.to_owned());
+    let model = Model::from_source(&src, &LiveInterfaces).unwrap_or_else(|e| panic!("{e}"));
+    let mut ebpf =
+        dataplane::load_sized(Some(flow_entries)).unwrap_or_else(|e| panic!("{}", chain(e)));
+    pl_userspace::apply::apply(
+        &mut ebpf,
+        &Plan::build(&model, neigh, &Default::default()),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{}", chain(e)));
+    (ebpf, model)
+}
+
 /// Stderr as text, trimmed.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_owned()

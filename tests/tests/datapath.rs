@@ -1520,3 +1520,55 @@ fn flows_live_as_long_as_either_side_uses_them() {
         "bare ACKs opened flows"
     );
 }
+
+/// A reload that narrows an endpoint's allowed sources removes the established flows it
+/// now refuses, counts them, and leaves every other flow alone.
+#[test]
+fn a_reload_revokes_the_flows_it_no_longer_allows() {
+    require_kernel!("a_reload_revokes_the_flows_it_no_longer_allows");
+    let r = Running::start("rv", LAB_CONFIG);
+    let (acme, globex) = (r.ns("acme"), r.ns("globex"));
+    let ep = SocketAddrV4::new(EP_Z1, TCP_PORT);
+    let mut acme_held =
+        traffic::tcp_hold(&acme, CLIENT, ep).unwrap_or_else(|e| panic!("{}", chain(e)));
+    let mut globex_held =
+        traffic::tcp_hold(&globex, CLIENT, ep).unwrap_or_else(|e| panic!("{}", chain(e)));
+    let narrowed = LAB_CONFIG.replace(r#"["10.0.0.0/25"]"#, r#"["10.0.0.64/26"]"#);
+    assert_ne!(narrowed, LAB_CONFIG, "the lab config changed shape");
+    let path = r
+        .lab
+        .lab
+        .write_config(&narrowed)
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let out = r.lab.pl(
+        &r.lab.fw_ns(),
+        &["reload", "--config", &path.to_string_lossy()],
+    );
+    assert!(out.status.success(), "reload: {}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("1 flows revoked"), "reload said: {said}");
+    let flows = pl_flows(&r, &[]).unwrap_or_else(|e| panic!("pl flows: {e}"));
+    let endpoints: Vec<&str> = flows.iter().map(|f| f.endpoint.as_str()).collect();
+    assert_eq!(
+        endpoints,
+        ["globex-billing"],
+        "flows after the reload: {flows:?}"
+    );
+    assert_eq!(r.endpoint("acme-billing", EndpointCounter::Revoked), 1);
+    assert_eq!(r.endpoint("globex-billing", EndpointCounter::Revoked), 0);
+    // The other connection finishes its request; the revoked one goes nowhere.
+    let answer = traffic::finish_hold(&mut globex_held)
+        .unwrap_or_else(|e| panic!("an allowed connection broke across the reload: {e}"));
+    assert_eq!(answer.len(), 64, "not a sha256 answer: {answer:?}");
+    acme_held
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("read timeout");
+    assert!(
+        traffic::finish_hold(&mut acme_held).is_err(),
+        "the revoked connection still reached its target"
+    );
+    assert!(
+        r.endpoint("acme-billing", EndpointCounter::RefusedNotSyn) > 0,
+        "the revoked connection's segments were not refused"
+    );
+}

@@ -11,7 +11,7 @@
 //! `PL_FUZZ_FRAMES` sets the count (default 100 000; `cargo xtask fuzz` runs 1 000 000) and
 //! `PL_FUZZ_SEED` replays a run; the seed is printed.
 
-use std::{collections::HashSet, net::Ipv4Addr, path::PathBuf};
+use std::{collections::HashSet, net::Ipv4Addr};
 
 use aya::Ebpf;
 use pl_common::{
@@ -20,19 +20,16 @@ use pl_common::{
     stats::{EndpointCounter as E, IfaceCounter as I},
 };
 use pl_tests::{
-    TestLab, chain, require_kernel,
+    Rng, TestLab, chain, programmed, require_kernel,
     wire::{CLIENT, EP1, EP2, IFACES, NLB1, NLB2, OUTSIDER, T1, T2},
     xdp_test_run,
 };
 use pl_userspace::{
-    apply::apply,
-    config::Source,
     dataplane,
     frame::{Ipv4, Mac, TCP_ACK, TCP_SYN, arp_reply, arp_request, ipv4_frame, parse_mac},
     lab::LAB_CONFIG,
-    model::{LiveInterfaces, Model},
     netns,
-    plan::{Neighbors, Plan},
+    plan::Neighbors,
 };
 
 const NLBS: [[u8; 4]; 2] = [NLB1, NLB2];
@@ -40,25 +37,6 @@ const CA: Mac = [2, 0, 0, 0, 0x0a, 1];
 const TM: Mac = [2, 0, 0, 0, 0x09, 0x11];
 
 /// xorshift64*: small, seedable, good enough to fuzz with.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.below(from.len())]
-    }
-}
-
 /// A provider-side tuple of a flow a consumer made: (nlb, snat port, target, target port,
 /// protocol).
 type Held = (Ipv4Addr, u16, Ipv4Addr, u16, u8);
@@ -196,7 +174,7 @@ fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
             // A random byte.
             2 => {
                 let i = rng.below(f.len());
-                f[i] = rng.next() as u8;
+                f[i] = rng.next_u64() as u8;
             }
             // Cut short, or grow.
             3 => {
@@ -205,7 +183,7 @@ fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
             }
             4 => {
                 for _ in 0..rng.below(40) {
-                    f.push(rng.next() as u8);
+                    f.push(rng.next_u64() as u8);
                 }
             }
             // Interesting values in length and offset fields.
@@ -371,15 +349,7 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let seed: u64 = std::env::var("PL_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
+    let seed = pl_tests::seed("FUZZ");
     println!(
         "fuzz: {frames} frames, seed {seed} (replay: PL_FUZZ_SEED={seed} PL_FUZZ_FRAMES={frames})"
     );
@@ -396,20 +366,8 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
         .expect("MAC")
     });
     let result = netns::run_in(&lab.fw_ns(), || {
-        let src = Source {
-            path: PathBuf::from("fuzz.toml"),
-            text: LAB_CONFIG.to_owned(),
-        };
-        let cfg = src.parse().unwrap_or_else(|e| panic!("{e}"));
-        let model = Model::build(&src, &cfg, &LiveInterfaces).unwrap_or_else(|e| panic!("{e}"));
-        let mut ebpf = dataplane::load_sized(Some(4096)).unwrap_or_else(|e| panic!("{}", chain(e)));
         let neigh = Neighbors::from([((2, Ipv4Addr::from(T1)), TM), ((2, Ipv4Addr::from(T2)), TM)]);
-        apply(
-            &mut ebpf,
-            &Plan::build(&model, &neigh, &Default::default()),
-            None,
-        )
-        .unwrap_or_else(|e| panic!("{}", chain(e)));
+        let (mut ebpf, model) = programmed(LAB_CONFIG, 4096, &neigh);
         let ifindex: Vec<u32> = IFACES
             .iter()
             .map(|i| {
@@ -430,7 +388,7 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
             // A few in a hundred are pure noise after the Ethernet header.
             if rng.below(100) < 3 {
                 f.truncate(14);
-                f.extend((0..rng.below(80)).map(|_| rng.next() as u8));
+                f.extend((0..rng.below(80)).map(|_| rng.next_u64() as u8));
             } else {
                 mutate(&mut rng, &mut f);
             }

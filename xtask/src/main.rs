@@ -43,6 +43,15 @@ enum Task {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Set up, then a long churn run (a soak): the flow sweep against XDP creating, closing
+    /// and reopening flows on a small table, every pair checked after each round. `--seed N`
+    /// replays a run's frames.
+    Churn {
+        #[arg(long, default_value_t = 5000)]
+        rounds: u64,
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Set up, then run every test: unit, packet fixtures, network-namespace end to end.
     Test {
         /// Extra arguments for `cargo test` (before `--`), e.g. a test name filter.
@@ -103,21 +112,10 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
             exit_code(status)
         }
         Task::Fuzz { frames, seed } => {
-            let mut test = cargo(&env, &root);
-            test.args([
-                "test",
-                "--package",
-                "pl-tests",
-                "--test",
-                "fuzz",
-                "--",
-                "--nocapture",
-            ])
-            .env("PL_FUZZ_FRAMES", frames.to_string());
-            if let Some(s) = seed {
-                test.env("PL_FUZZ_SEED", s.to_string());
-            }
-            exit_code(test.status().context("running the fuzz test")?)
+            one_test(&env, &root, "fuzz", ("FUZZ", "FRAMES", frames), seed)
+        }
+        Task::Churn { rounds, seed } => {
+            one_test(&env, &root, "churn", ("CHURN", "ROUNDS", rounds), seed)
         }
         Task::Test { args } => {
             // The end-to-end tests run this binary as a separate process, as a user would.
@@ -157,6 +155,35 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
+}
+
+/// Runs test file `test` alone, with `PL_<NAME>_<SIZE>` set to `n` and `PL_<NAME>_SEED` to
+/// `seed` if given.
+fn one_test(
+    env: &setup::Env,
+    root: &Path,
+    test: &str,
+    (name, size, n): (&str, &str, u64),
+    seed: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let mut cmd = cargo(env, root);
+    cmd.args([
+        "test",
+        "--package",
+        "pl-tests",
+        "--test",
+        test,
+        "--",
+        "--nocapture",
+    ])
+    .env(format!("PL_{name}_{size}"), n.to_string());
+    if let Some(s) = seed {
+        cmd.env(format!("PL_{name}_SEED"), s.to_string());
+    }
+    exit_code(
+        cmd.status()
+            .with_context(|| format!("running the {test} test"))?,
+    )
 }
 
 /// `cargo` (the one running us), in the workspace, with bpf-linker on PATH.
