@@ -54,10 +54,15 @@ fn put(w: &mut [u8; WINDOW], at: usize, v: u16) {
 
 /// The flow-table key of the entry an ICMP error in `w` (arrived on `network`) belongs to:
 /// the quoted packet reversed. None unless it is an error the data path translates,
-/// quoting TCP or UDP in IPv4 without options.
+/// quoting TCP or UDP in IPv4 without options, with the quoted L4 header's first 8 bytes
+/// inside the outer total length.
 #[inline(always)]
 pub fn error_key(w: &[u8; WINDOW], network: u16) -> Option<FlowKey> {
     if !matches!(w[ICMP_TYPE], ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED) || w[QUOTED] != 0x45 {
+        return None;
+    }
+    // The quoted ports must be in the message, not in Ethernet padding after it.
+    if usize::from(word(w, 2)) < WINDOW {
         return None;
     }
     let proto = w[QUOTED_PROTO];
@@ -202,4 +207,36 @@ pub fn time_exceeded(w: &mut [u8; TIME_EXCEEDED_LEN]) {
     put(w, OUT_CHECK, c);
     let c = crate::checksum::checksum(&w[20..]);
     put(w, ICMP_CHECK, c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port unreachable about UDP 10.9.0.250:40000 -> 10.9.0.11:5353, `total` bytes long
+    /// by its outer header (the window may run on into padding).
+    fn unreachable(total: u16) -> [u8; WINDOW] {
+        let mut w = [0u8; WINDOW];
+        w[0] = 0x45;
+        w[2..4].copy_from_slice(&total.to_be_bytes());
+        w[ICMP_TYPE] = ICMP_DEST_UNREACH;
+        w[QUOTED] = 0x45;
+        w[QUOTED_PROTO] = IPPROTO_UDP;
+        w[QUOTED_SRC..QUOTED_SRC + 4].copy_from_slice(&[10, 9, 0, 250]);
+        w[QUOTED_DST..QUOTED_DST + 4].copy_from_slice(&[10, 9, 0, 11]);
+        w[QUOTED_L4..QUOTED_L4 + 4].copy_from_slice(&[0x9c, 0x40, 0x14, 0xe9]);
+        w
+    }
+
+    #[test]
+    fn the_quoted_ports_must_be_inside_the_message() {
+        let key = error_key(&unreachable(56), 2).expect("a whole quote");
+        assert_eq!(
+            (u16::from_be(key.sport_be), u16::from_be(key.dport_be)),
+            (5353, 40000),
+            "the quoted packet reversed"
+        );
+        // A quote cut after 4 bytes of UDP: the rest of the window is padding.
+        assert_eq!(error_key(&unreachable(52), 2), None);
+    }
 }

@@ -274,6 +274,6 @@ mod tests {
     #[test]
     fn stats_layout_is_what_the_map_expects() {
         assert_eq!(size_of::<IfaceStats>(), 8 * IFACE_COUNTERS);
-        assert_eq!(size_of::<crate::iface::IfaceConfig>(), 32);
+        assert_eq!(size_of::<crate::iface::IfaceConfig>(), 16);
     }
 }

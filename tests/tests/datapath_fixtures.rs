@@ -295,6 +295,21 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
         &[0, 185],
     );
 
+    // An error quoting only the source port of a reply: the destination port (40000, a
+    // live flow's) sits in Ethernet padding after the message, where it must not be read.
+    let mut short_quote = ipv4_frame(
+        fa,
+        CA,
+        &ip(CLIENT, EP1, 64).icmp_error(
+            3,
+            3,
+            [0; 4],
+            &ip(EP1, CLIENT, 63).udp(53, 40000, b"answer")[..22],
+        ),
+    );
+    short_quote.extend_from_slice(&40000u16.to_be_bytes());
+    short_quote.resize(80, 0);
+
     vec![
         // ARP: answered for our addresses on their own network only; targets learned.
         arp_answered(
@@ -657,6 +672,13 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
                 ),
             ),
             "acme-billing",
+        ),
+        dropped(
+            "port unreachable quoting 2 bytes of UDP, the flow's other port in the padding",
+            "fw-acme",
+            short_quote,
+            I::Ipv4Other,
+            Delta::I("fw-acme", I::DroppedIcmp, 1),
         ),
         icmp_translated(
             "port unreachable from the consumer about a UDP reply: to the target, from the NLB address",
