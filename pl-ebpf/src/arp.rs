@@ -1,5 +1,6 @@
 //! ARP: answer for our addresses with the interface's MAC; learn target MACs from the
-//! replies to the requests userspace sends from an NLB address.
+//! replies to the requests userspace sends from an NLB address, and a known target's new
+//! MAC from its gratuitous ARP.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use pl_common::{
@@ -86,6 +87,21 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot) -> u32 {
         let _ = PL_NEIGH.insert(key, mac, 0);
         stats.add(IfaceCounter::ArpLearned, 1);
         return xdp_action::XDP_DROP;
+    }
+    // A gratuitous ARP (a host announcing its own address, as after a failover or a VRRP
+    // move): a neighbour pl already knows changed MAC. Unknown senders teach nothing.
+    if arp.spa == arp.tpa {
+        let key = AddrKey {
+            addr_be: u32::from_ne_bytes(arp.spa),
+            network: iface.network,
+            _pad: 0,
+        };
+        if let Some(known) = PL_NEIGH.get_ptr_mut(&key) {
+            // SAFETY: a live map value; written whole.
+            unsafe { (&mut (*known))[..6].copy_from_slice(&arp.sha) };
+            stats.add(IfaceCounter::ArpLearned, 1);
+            return xdp_action::XDP_DROP;
+        }
     }
     stats.add(IfaceCounter::DroppedArp, 1);
     xdp_action::XDP_DROP

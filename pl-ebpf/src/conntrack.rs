@@ -10,7 +10,7 @@ use pl_common::{
 
 use crate::{
     endpoint::Admitted,
-    maps::{PL_FLOWS, PL_SCRATCH, PL_SETTINGS},
+    maps::{PL_FLOWS, PL_PROBES, PL_SCRATCH, PL_SETTINGS},
 };
 
 const EEXIST: i32 = 17;
@@ -160,6 +160,13 @@ pub fn create(
             // That port is held for this (NLB, target, port, protocol): next probe.
             Err(e) if e == -EEXIST => continue,
             Err(_) => return Err(EndpointCounter::RefusedFlowTableFull),
+        }
+        // A health check holds the port: back off. The checker inserts its probe and then
+        // looks for a flow, this inserts the reservation and then looks for a probe, so
+        // one of the two always sees the other.
+        if PL_PROBES.get_ptr(&nf.pair.reply_key).is_some() {
+            let _ = PL_FLOWS.remove(&nf.pair.reply_key);
+            continue;
         }
         return match PL_FLOWS.insert(key, &nf.pair.forward, u64::from(BPF_NOEXIST)) {
             Ok(()) => Ok(Created::New(&mut nf.pair.forward)),

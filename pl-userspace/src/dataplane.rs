@@ -920,7 +920,8 @@ impl Dataplane {
     }
 
     /// Picks up MACs the program learned and target health; re-plans and applies what
-    /// changed. Returns the targets that became resolved.
+    /// changed. A target that moved to a new MAC takes its established flows along.
+    /// Returns what happened to targets, a line each (resolved, moved).
     pub fn refresh_targets(&mut self) -> Result<Vec<String>, DataplaneError> {
         let Some(d) = self.data.as_mut() else {
             return Ok(Vec::new());
@@ -932,21 +933,36 @@ impl Dataplane {
         }
         apply(&mut self.ebpf, &plan, Some(&d.plan))
             .map_err(|source| DataplaneError::Apply { source })?;
-        let newly = plan
-            .targets
-            .iter()
-            .zip(&d.plan.targets)
-            .filter(|((_, n), (_, o))| n.mac != o.mac)
-            .map(|((_, n), _)| {
-                format!(
-                    "{} at {}",
-                    Ipv4Addr::from(n.addr_be.to_ne_bytes()),
-                    mac_str(n.mac)
-                )
-            })
-            .collect();
+        let network_of = |id: u32| {
+            d.model
+                .services
+                .iter()
+                .find(|s| s.targets.iter().any(|t| t.id == id))
+                .map(|s| s.network)
+        };
+        let mut news = Vec::new();
+        for ((id, n), (_, o)) in plan.targets.iter().zip(&d.plan.targets) {
+            if n.mac == o.mac {
+                continue;
+            }
+            let ip = Ipv4Addr::from(n.addr_be.to_ne_bytes());
+            if o.mac == [0; 6] {
+                news.push(format!("{ip} at {}", mac_str(n.mac)));
+                continue;
+            }
+            // It moved: its established flows follow, as new flows already do.
+            let followed = match (network_of(*id), self.ebpf.map_mut(FLOWS_MAP)) {
+                (Some(network), Some(m)) => flows::follow_mac(m, network, n.addr_be, n.mac),
+                _ => 0,
+            };
+            news.push(format!(
+                "{ip} moved from {} to {}: {followed} flows follow",
+                mac_str(o.mac),
+                mac_str(n.mac)
+            ));
+        }
         d.plan = plan;
-        Ok(newly)
+        Ok(news)
     }
 
     /// Targets with no MAC yet, as addresses.

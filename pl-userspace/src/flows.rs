@@ -20,6 +20,9 @@ use pl_common::{
     settings::Settings,
 };
 
+/// `BPF_EXIST`: an update that only replaces an entry that is there.
+const BPF_EXIST: u64 = 2;
+
 /// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` reads.
 pub fn now_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -164,6 +167,31 @@ pub fn revoke(m: &mut aya::maps::Map, refused: impl Fn(&FlowKey, &FlowValue) -> 
         });
     }
     out
+}
+
+/// Points every flow to the target `target_be` on provider network `network` at `mac`
+/// (the target moved: failover, VRRP); the number of flows rewritten. A flow's packets and
+/// bytes counted by XDP between the read and the write of its entry are lost.
+pub fn follow_mac(m: &mut aya::maps::Map, network: u16, target_be: u32, mac: [u8; 6]) -> usize {
+    let entries = entries_of(m);
+    let Ok(mut map) = HashMap::<&mut MapData, FlowKey, FlowValue>::try_from(m) else {
+        return 0;
+    };
+    let mut n = 0;
+    for (key, v) in &entries {
+        if v.dir != FLOW_FORWARD || v.egress != network || v.new_dst_be != target_be {
+            continue;
+        }
+        // Read afresh right before the write, which only replaces an entry that exists.
+        let Ok(mut fresh) = map.get(key, 0) else {
+            continue;
+        };
+        if fresh.dst_mac != mac && fresh.new_dst_be == target_be {
+            fresh.dst_mac = mac;
+            n += usize::from(map.insert(key, fresh, BPF_EXIST).is_ok());
+        }
+    }
+    n
 }
 
 /// Whether the flow with forward entry `forward` (under `key`) lives at `now`; a forward

@@ -318,8 +318,8 @@ impl Checked {
         })
     }
 
-    /// The probe's key: kept from check to check while no flow holds its port (SNAT may
-    /// hand out any port; a flow that took this one is seen here before the next probe).
+    /// The probe's key, reserved in `PL_PROBES` and kept from check to check. New flows
+    /// skip a port a probe holds; a flow that held it before the probe did is seen here.
     #[expect(
         clippy::too_many_arguments,
         reason = "the two maps, where the target lives and what to check: no natural group"
@@ -353,12 +353,19 @@ impl Checked {
                 proto: IPPROTO_TCP,
                 _pad: 0,
             };
-            if free(&key) && probes.insert(key, 0, BPF_NOEXIST).is_ok() {
-                if let Some(old) = self.key.replace(key) {
-                    let _ = probes.remove(&old);
-                }
-                return Some(key);
+            // Probe first, then look for a flow: the data path reserves a flow's port and
+            // then looks for a probe, so one of the two always sees the other.
+            if probes.insert(key, 0, BPF_NOEXIST).is_err() {
+                continue;
             }
+            if !free(&key) {
+                let _ = probes.remove(&key);
+                continue;
+            }
+            if let Some(old) = self.key.replace(key) {
+                let _ = probes.remove(&old);
+            }
+            return Some(key);
         }
         None
     }

@@ -1572,3 +1572,65 @@ fn a_reload_revokes_the_flows_it_no_longer_allows() {
         "the revoked connection's segments were not refused"
     );
 }
+
+/// A target's address moves to another MAC (failover, VRRP) and announces it with a
+/// gratuitous ARP: its established flows follow within a second, as new flows do.
+#[test]
+fn flows_follow_a_target_that_moves_to_a_new_mac() {
+    require_kernel!("flows_follow_a_target_that_moves_to_a_new_mac");
+    let r = Running::start("mm", LAB_CONFIG);
+    let (acme, prov) = (r.ns("acme"), r.ns("prov"));
+    let ep = SocketAddrV4::new(EP_Z1, TCP_PORT);
+    let mut held = traffic::tcp_hold(&acme, CLIENT, ep).unwrap_or_else(|e| panic!("{}", chain(e)));
+    let moved: pl_userspace::frame::Mac = [2, 0, 0, 0, 0x09, 0x99];
+    cmd::ip([
+        "-n",
+        &prov,
+        "link",
+        "set",
+        "dev",
+        PEER_IFACE,
+        "address",
+        "02:00:00:00:09:99",
+    ])
+    .unwrap_or_else(|e| panic!("moving the provider's MAC: {}", chain(e)));
+    netns::run_in(&prov, || -> std::io::Result<()> {
+        let ifindex = nix::net::if_::if_nametoindex(PEER_IFACE).map_err(std::io::Error::from)?;
+        let garp = pl_userspace::frame::arp_request(moved, T1.octets(), T1.octets());
+        RawSender::open(ifindex)?.send(&garp, pl_common::proto::ETH_P_ARP)
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("gratuitous ARP: {e}"));
+    let learned = r
+        .run
+        .wait_for_stats(Duration::from_secs(3), |s| {
+            s.targets
+                .iter()
+                .any(|t| t.ip == T1 && t.mac.as_deref() == Some("02:00:00:00:09:99"))
+        })
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    assert!(
+        learned
+            .targets
+            .iter()
+            .any(|t| t.ip == T1 && t.mac.as_deref() == Some("02:00:00:00:09:99")),
+        "the gratuitous ARP was not learned: {:?}",
+        learned.targets
+    );
+    // The refresh that learned it also moved the flows (same tick); give it a second.
+    std::thread::sleep(Duration::from_millis(1200));
+    let answer = traffic::finish_hold(&mut held)
+        .unwrap_or_else(|e| panic!("the established flow kept the dead MAC: {e}"));
+    assert_eq!(answer.len(), 64, "not a sha256 answer: {answer:?}");
+    r.who_tcp("acme", CLIENT, 0, EP_Z1, TCP_PORT)
+        .unwrap_or_else(|e| panic!("a new flow after the move: {e}"));
+    let out = r
+        .run
+        .stop_and_down()
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let log = stderr(&out);
+    assert!(
+        log.contains("10.9.0.11 moved from") && log.contains("1 flows follow"),
+        "pl run's log lacks the move:\n{log}"
+    );
+}
