@@ -110,7 +110,9 @@ fn ipv4(
     }
     let bits = packet_state(proto, tcp_flags);
     let opens = opens_flow(proto, tcp_flags);
-    let stale = match conntrack::lookup(&key, now, opens) {
+    // A TCP SYN on a flow may reopen it (port reuse); nothing else needs its pair judged
+    // before a second of idleness, so UDP stays on the one-lookup path.
+    let stale = match conntrack::lookup(&key, now, opens && proto == IPPROTO_TCP) {
         Found::Live(v) => return Ok(forward(ctx, iface, stats, v, proto, len, bits)),
         Found::Stale => true,
         Found::Absent => false,

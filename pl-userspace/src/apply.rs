@@ -146,12 +146,23 @@ pub fn apply(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), App
         m.set(*k, v, 0).map_err(err(TARGETS_MAP))?;
     }
 
-    let mut m: Array<&mut MapData, u32> = map(ebpf, MAGLEV_MAP)?;
+    // Only the slots that differ, in batches: a table has 65537 of them, and a target that
+    // comes or goes moves about 1/n.
+    let Some(aya::maps::Map::Array(data)) = ebpf.map(MAGLEV_MAP) else {
+        return Err(err(MAGLEV_MAP)(std::io::Error::other(
+            "missing, or not an array",
+        )));
+    };
     for (table, slots) in changed(&plan.maglev, old.map(|o| &o.maglev[..])) {
         let base = table * MAGLEV_SIZE as u32;
-        for (i, t) in slots.iter().enumerate() {
-            m.set(base + i as u32, *t, 0).map_err(err(MAGLEV_MAP))?;
-        }
+        let before = old.and_then(|o| o.maglev.iter().find(|(t, _)| t == table).map(|(_, s)| s));
+        let (keys, values): (Vec<u32>, Vec<u32>) = slots
+            .iter()
+            .zip(0u32..)
+            .filter(|(v, i)| before.is_none_or(|b| b[*i as usize] != **v))
+            .map(|(v, i)| (base + i, *v))
+            .unzip();
+        crate::batch::update(data, &keys, &values).map_err(err(MAGLEV_MAP))?;
     }
     Ok(())
 }

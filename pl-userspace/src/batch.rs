@@ -1,7 +1,8 @@
 //! Map operations aya 0.14 lacks. Reading a whole BPF hash map with
 //! `BPF_MAP_LOOKUP_BATCH`: thousands of entries a system call instead of two system calls
 //! an entry, so the sweep, the live-flow counts and `pl flows` stay cheap with a million
-//! flows. Deleting from a devmap (aya's `DevMap` can only set).
+//! flows. Writing many entries at once with `BPF_MAP_UPDATE_BATCH` (a Maglev table is 65537
+//! slots). Deleting from a devmap (aya's `DevMap` can only set).
 
 use std::{
     io,
@@ -12,6 +13,7 @@ use aya::maps::{Map, MapData};
 
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 /// Entries asked for per call.
 const CHUNK: usize = 4096;
 
@@ -119,4 +121,34 @@ pub fn delete<K: aya::Pod>(map: &MapData, key: &K) -> io::Result<()> {
         Some(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         Some(e) => Err(e),
     }
+}
+
+/// Writes `values[i]` at `keys[i]` for every i, `CHUNK` entries a system call. `K` and `V`
+/// must be the map's key and value types (plain data).
+pub fn update<K: aya::Pod, V: aya::Pod>(map: &MapData, keys: &[K], values: &[V]) -> io::Result<()> {
+    assert_eq!(keys.len(), values.len(), "a value for every key");
+    let fd = map.fd().as_fd().as_raw_fd();
+    for (k, v) in keys.chunks(CHUNK).zip(values.chunks(CHUNK)) {
+        let mut attr = BatchAttr {
+            keys: k.as_ptr() as u64,
+            values: v.as_ptr() as u64,
+            count: k.len() as u32,
+            map_fd: fd as u32,
+            ..BatchAttr::default()
+        };
+        // SAFETY: the buffers hold `count` keys and values of the map's sizes; `attr` is
+        // the batch member of bpf_attr. The kernel only reads them.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_UPDATE_BATCH,
+                &raw mut attr,
+                size_of::<BatchAttr>(),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

@@ -49,8 +49,8 @@ pub struct Plan {
 fn table(targets: &[(u32, Ipv4Addr)]) -> Vec<u32> {
     let keys: Vec<[u8; 4]> = targets.iter().map(|(_, ip)| ip.octets()).collect();
     let mut t = vec![0; MAGLEV_SIZE];
-    let mut next = vec![0; keys.len()];
-    maglev::populate(&keys, &mut t, &mut next);
+    let mut walks = vec![maglev::Walk::default(); keys.len()];
+    maglev::populate(&keys, &mut t, &mut walks);
     t.iter()
         .map(|i| {
             if *i == maglev::NO_BACKEND {
