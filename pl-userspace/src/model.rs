@@ -1022,6 +1022,54 @@ addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2
     }
 
     #[test]
+    fn a_reload_allows_only_what_its_config_still_would_admit() {
+        let prev = build(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+        let ip = |s: &str| s.parse::<Ipv4Addr>().expect("address");
+        let (acme, globex) = (0u16, 1u16);
+        // Endpoint ids 0 (acme-billing, on network 0) and 1 (globex-billing, network 1).
+        assert!(prev.allows(0, acme, ip("10.0.0.10")));
+        assert!(
+            !prev.allows(0, acme, ip("10.0.1.10")),
+            "outside allowed_sources"
+        );
+        assert!(
+            prev.allows(1, globex, ip("192.0.2.1")),
+            "no allowed_sources: any"
+        );
+        assert!(
+            !prev.allows(0, globex, ip("10.0.0.10")),
+            "not the endpoint's network"
+        );
+        assert!(!prev.allows(9, acme, ip("10.0.0.10")), "no such endpoint");
+        // globex-billing no longer accepted.
+        let unaccepted = build(&EXAMPLE.replace(
+            r#"accepted_endpoints = ["acme-billing", "globex-billing"]"#,
+            r#"accepted_endpoints = ["acme-billing"]"#,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .align(&prev)
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!unaccepted.allows(1, globex, ip("192.0.2.1")));
+        assert!(unaccepted.allows(0, acme, ip("10.0.0.10")));
+        // globex-billing gone from the config: a tombstone allows nothing.
+        let cut = EXAMPLE
+            .find("[[endpoint]]\nname = \"globex-billing\"")
+            .expect("globex");
+        let removed = build(&EXAMPLE[..cut].replace(
+            r#"accepted_endpoints = ["acme-billing", "globex-billing"]"#,
+            r#"accepted_endpoints = ["acme-billing"]"#,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .align(&prev)
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            removed.endpoints[1].removed,
+            "test config did not change as meant"
+        );
+        assert!(!removed.allows(1, globex, ip("192.0.2.1")));
+    }
+
+    #[test]
     fn align_keeps_ids_of_what_stays_and_tombstones_what_goes() {
         let prev = build(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
         // globex-billing removed, acme-extra added, target .12 swapped for .13, a zone added.
