@@ -164,6 +164,23 @@ impl TestLab {
         self.topo.forwarder_ns.clone()
     }
 
+    /// The MAC of forwarder interface `iface` (`fw-acme`, ...).
+    pub fn fw_mac(&self, iface: &str) -> pl_userspace::frame::Mac {
+        let n = self
+            .topo
+            .networks
+            .iter()
+            .find(|n| n.fw_iface == iface)
+            .unwrap_or_else(|| panic!("no lab interface {iface}"));
+        pl_userspace::frame::parse_mac(&n.fw_mac)
+            .unwrap_or_else(|| panic!("{iface}: bad MAC {}", n.fw_mac))
+    }
+
+    /// The MACs of the three forwarder interfaces, in [`wire::IFACES`] order.
+    pub fn fw_macs(&self) -> [pl_userspace::frame::Mac; 3] {
+        wire::IFACES.map(|i| self.fw_mac(i))
+    }
+
     /// Runs `pl ARGS` inside namespace `ns`; fails the test if it runs past `PL_DEADLINE`
     /// (a `pl run` expected to refuse would otherwise serve forever).
     pub fn pl(&self, ns: &str, args: &[&str]) -> Output {

@@ -29,7 +29,7 @@ use pl_tests::{
 };
 use pl_userspace::{
     flows,
-    frame::{Ipv4, Mac, TCP_ACK, TCP_RST, TCP_SYN, ipv4_frame, parse_mac},
+    frame::{Ipv4, Mac, TCP_ACK, TCP_RST, TCP_SYN, ipv4_frame},
     lab::LAB_CONFIG,
     netns,
     plan::Neighbors,
@@ -72,13 +72,7 @@ fn the_sweep_never_leaves_half_a_flow_under_churn() {
     let seed = pl_tests::seed("CHURN");
     println!("churn: {rounds} rounds, seed {seed} (replay: PL_CHURN_SEED={seed})");
     let lab = TestLab::up("ch");
-    let fa = lab
-        .topo
-        .networks
-        .iter()
-        .find(|n| n.fw_iface == "fw-acme")
-        .map(|n| parse_mac(&n.fw_mac).expect("MAC"))
-        .expect("fw-acme");
+    let fa = lab.fw_mac("fw-acme");
     let config = format!(
         "{LAB_CONFIG}\n[limits]\nflow_table_size = {TABLE}\nsnat_port_min = 40000\nsnat_port_max = 40063\ntcp_transient_timeout_s = 1\ntcp_closing_timeout_s = 1\nudp_oneway_timeout_s = 1\n"
     );

@@ -27,8 +27,7 @@ use pl_userspace::{
     config::Source,
     dataplane,
     frame::{
-        Ipv4, Mac, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, arp_reply, arp_request, ethernet,
-        ipv4_frame, parse_mac,
+        Ipv4, Mac, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, arp_reply, arp_request, ethernet, ipv4_frame,
     },
     lab::LAB_CONFIG,
     model::{LiveInterfaces, Model},
@@ -1107,19 +1106,7 @@ fn datapath_fixtures() {
     require_kernel!("datapath_fixtures");
     // Ingress ifindexes must be real devices in the running thread's namespace: run in a lab's.
     let lab = TestLab::up("fx");
-    let fw_macs: Vec<Mac> = IFACES
-        .iter()
-        .map(|i| {
-            let n = lab
-                .topo
-                .networks
-                .iter()
-                .find(|n| n.fw_iface == *i)
-                .expect("lab interface");
-            parse_mac(&n.fw_mac).expect("MAC")
-        })
-        .collect();
-    let fw: [Mac; 3] = fw_macs.try_into().expect("three interfaces");
+    let fw = lab.fw_macs();
     let failures = netns::run_in(&lab.fw_ns(), || {
         let src = Source {
             path: PathBuf::from("fixtures.toml"),

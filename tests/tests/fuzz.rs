@@ -26,7 +26,7 @@ use pl_tests::{
 };
 use pl_userspace::{
     dataplane,
-    frame::{Ipv4, Mac, TCP_ACK, TCP_SYN, arp_reply, arp_request, ipv4_frame, parse_mac},
+    frame::{Ipv4, Mac, TCP_ACK, TCP_SYN, arp_reply, arp_request, ipv4_frame},
     lab::LAB_CONFIG,
     netns,
     plan::Neighbors,
@@ -354,17 +354,7 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
         "fuzz: {frames} frames, seed {seed} (replay: PL_FUZZ_SEED={seed} PL_FUZZ_FRAMES={frames})"
     );
     let lab = TestLab::up("fz");
-    let fw: [Mac; 3] = IFACES.map(|i| {
-        parse_mac(
-            &lab.topo
-                .networks
-                .iter()
-                .find(|n| n.fw_iface == i)
-                .expect("lab interface")
-                .fw_mac,
-        )
-        .expect("MAC")
-    });
+    let fw = lab.fw_macs();
     let result = netns::run_in(&lab.fw_ns(), || {
         let neigh = Neighbors::from([((2, Ipv4Addr::from(T1)), TM), ((2, Ipv4Addr::from(T2)), TM)]);
         let (mut ebpf, model) = programmed(LAB_CONFIG, 4096, &neigh);

@@ -15,7 +15,7 @@ use pl_tests::{
     xdp_test_run,
 };
 use pl_userspace::{
-    frame::{Ipv4, Mac, TCP_SYN, ipv4_frame, parse_mac},
+    frame::{Ipv4, Mac, TCP_SYN, ipv4_frame},
     lab::LAB_CONFIG,
     netns,
     plan::Neighbors,
@@ -28,13 +28,7 @@ const TM: Mac = [2, 0, 0, 0, 0x09, 0x11];
 fn a_new_flow_skips_a_port_a_health_probe_holds() {
     require_kernel!("a_new_flow_skips_a_port_a_health_probe_holds");
     let lab = TestLab::up("pp");
-    let fa = lab
-        .topo
-        .networks
-        .iter()
-        .find(|n| n.fw_iface == "fw-acme")
-        .map(|n| parse_mac(&n.fw_mac).expect("MAC"))
-        .expect("fw-acme");
+    let fa = lab.fw_mac("fw-acme");
     let config = format!("{LAB_CONFIG}\n[limits]\nsnat_port_min = 40000\nsnat_port_max = 40001\n");
     let ports = netns::run_in(&lab.fw_ns(), || {
         let neigh = Neighbors::from([((2, Ipv4Addr::from(T1)), TM), ((2, Ipv4Addr::from(T2)), TM)]);
