@@ -85,6 +85,11 @@ impl Request {
         }
     }
 
+    /// True if answering walks the whole flow table (0.7 s at a million flows).
+    pub fn walks_table(&self) -> bool {
+        matches!(self, Self::Stats { flows: true } | Self::Flows { .. })
+    }
+
     /// What a peer needs to be allowed this request.
     pub fn needs(&self) -> Access {
         match self {
@@ -167,6 +172,9 @@ pub const MAX_REQUEST: u64 = 1 << 20;
 pub const MAX_CONNECTIONS: usize = 256;
 /// Connections one non-root uid may have open at once.
 pub const MAX_PER_UID: usize = 8;
+/// How often a non-root uid may have the flow table walked (`stats` with flow counts,
+/// `flows`).
+pub const WALK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// An allowed request, handed to `pl run`'s loop to answer.
 pub enum Job {
@@ -262,11 +270,13 @@ impl Server {
     }
 }
 
-/// Counts of open connections, in total and per uid.
+/// Counts of open connections, in total and per uid, and when each non-root uid last had
+/// the flow table walked.
 #[derive(Default)]
 struct OpenConnections {
     total: usize,
     per_uid: std::collections::HashMap<u32, usize>,
+    last_walk: std::collections::HashMap<u32, std::time::Instant>,
 }
 
 /// One open connection's place in [`OpenConnections`], given back on drop.
@@ -276,6 +286,25 @@ struct Slot {
 }
 
 impl OpenConnections {
+    /// Whether `uid` may have the flow table walked now: root always; anyone else once
+    /// per [`WALK_INTERVAL`], so a reader polling `pl stats` or `pl flows` cannot keep the
+    /// run loop (and with it health checks and ARP) busy walking a million flows.
+    fn may_walk(&mut self, uid: u32) -> bool {
+        let now = std::time::Instant::now();
+        if uid == 0 {
+            return true;
+        }
+        if self
+            .last_walk
+            .get(&uid)
+            .is_some_and(|t| now.duration_since(*t) < WALK_INTERVAL)
+        {
+            return false;
+        }
+        self.last_walk.insert(uid, now);
+        true
+    }
+
     fn take(open: &std::sync::Arc<std::sync::Mutex<Self>>, uid: u32) -> Option<Slot> {
         let mut o = open
             .lock()
@@ -367,6 +396,22 @@ async fn serve_one(
         let message = denial(&request, peer, policy);
         tracing::warn!("control: {peer}: {what}: refused ({message})");
         reply(write, peer, &Reply::Denied { message }).await;
+        return;
+    }
+    if peer.uid != 0
+        && request.walks_table()
+        && !slot
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .may_walk(peer.uid)
+    {
+        let message = format!(
+            "busy: uid {} may have the flow table walked once per {WALK_INTERVAL:?} (stats with flow counts, flows); ask again later",
+            peer.uid
+        );
+        tracing::info!("control: {peer}: {what}: {message}");
+        reply(write, peer, &Reply::Error { message }).await;
         return;
     }
     if matches!(request, Request::Watch) {
@@ -605,6 +650,20 @@ mod tests {
         );
         assert_eq!(sent.needs(), Access::Admin);
         assert_eq!(Request::Watch.needs(), Access::Read);
+    }
+
+    #[test]
+    fn readers_walk_the_table_once_a_second_root_always() {
+        let mut o = OpenConnections::default();
+        assert!(o.may_walk(1000));
+        assert!(!o.may_walk(1000), "a second walk within the interval");
+        assert!(o.may_walk(1001), "another uid has its own allowance");
+        assert!(o.may_walk(0) && o.may_walk(0), "root is not limited");
+        let flows = Request::Flows {
+            filter: FlowFilter::default(),
+        };
+        assert!(flows.walks_table());
+        assert!(!Request::Stats { flows: false }.walks_table());
     }
 
     #[test]

@@ -245,6 +245,14 @@ fn only_root_commands_the_data_plane_and_the_read_group_only_reads() {
         shape(&before),
         "the read group saw other stats"
     );
+    // A reader walks the flow table once a second at most (root is not limited).
+    let out = as_user(&fw, &pl, READ_GROUP, &["flows", "--json"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("busy"),
+        "a reader walked the table twice within a second: {}",
+        stderr(&out)
+    );
+    std::thread::sleep(Duration::from_millis(1100));
     let out = as_user(&fw, &pl, READ_GROUP, &["flows", "--json"]);
     assert!(
         out.status.success(),
