@@ -826,7 +826,7 @@ impl Dataplane {
                 mac_str(n.mac)
             );
         }
-        let targets = target_reports(d, |_, _, _| Ok((0, 0))).unwrap_or_default();
+        let targets = target_reports(d, |_, _| Ok((0, 0))).unwrap_or_default();
         for s in m.services.iter().filter(|s| !s.removed) {
             let nlbs: Vec<String> = s
                 .nlbs
@@ -1111,13 +1111,10 @@ impl Dataplane {
         let (endpoints, targets) = match &self.data {
             None => (Vec::new(), Vec::new()),
             Some(d) => {
-                let targets = target_reports(d, |id, network, ip| {
+                let targets = target_reports(d, |id, key| {
                     Ok((
                         sum_per_cpu(&self.ebpf, TARGET_STATS_MAP, id, |a, b| *a += b)?,
-                        live.by_target
-                            .get(&(network, crate::plan::be(ip)))
-                            .copied()
-                            .unwrap_or(0),
+                        live.by_target.get(&key).copied().unwrap_or(0),
                     ))
                 })?;
                 (self.endpoint_reports(d, live)?, targets)
@@ -1254,9 +1251,11 @@ fn proto_name(proto: u8) -> &'static str {
 
 /// Every target with its MAC and health; `flows` gives its (new, live) flow counts from
 /// its id, provider network and address.
+/// A report per (service, target); `flows` gives a target's new and live flows from its
+/// id and its [`flows::TargetKey`] (a target several services share has one per service).
 fn target_reports(
     d: &DataPath,
-    flows: impl Fn(u32, u16, Ipv4Addr) -> Result<(u64, u64), DataplaneError>,
+    flows: impl Fn(u32, flows::TargetKey) -> Result<(u64, u64), DataplaneError>,
 ) -> Result<Vec<TargetReport>, DataplaneError> {
     d.model
         .services
@@ -1273,7 +1272,14 @@ fn target_reports(
                 .map(|(_, i)| i.mac)
                 .unwrap_or_default();
             let h = d.health.target(t.id);
-            let (new_flows, active_flows) = flows(t.id, s.network, t.ip)?;
+            // Its flows come from the NLB address of its zone, one per service.
+            let nlb = s
+                .nlbs
+                .iter()
+                .find(|(_, z)| *z == t.zone)
+                .map_or(Ipv4Addr::UNSPECIFIED, |(a, _)| *a);
+            let key = (s.network, crate::plan::be(nlb), crate::plan::be(t.ip));
+            let (new_flows, active_flows) = flows(t.id, key)?;
             Ok(TargetReport {
                 service: s.name.clone(),
                 ip: t.ip,

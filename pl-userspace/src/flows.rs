@@ -230,18 +230,26 @@ fn remove_orphan_reply(
     }
 }
 
+/// A target as one service reaches it: (provider network, the NLB address its flows come
+/// from, its address), addresses as on the wire. A target several services share has one
+/// key per service, since each service has its own NLB addresses.
+pub type TargetKey = (u16, u32, u32);
+
 /// Live flows by endpoint id and by target (provider network, wire-order address).
 #[derive(Debug, Default)]
 pub struct Counts {
     pub by_endpoint: StdHashMap<u16, u64>,
-    pub by_target: StdHashMap<(u16, u32), u64>,
+    pub by_target: StdHashMap<TargetKey, u64>,
 }
 
 impl Counts {
     /// Counts the flow whose forward entry is `v`.
     fn add(&mut self, v: &FlowValue) {
         *self.by_endpoint.entry(v.endpoint).or_default() += 1;
-        *self.by_target.entry((v.egress, v.new_dst_be)).or_default() += 1;
+        *self
+            .by_target
+            .entry((v.egress, v.new_src_be, v.new_dst_be))
+            .or_default() += 1;
     }
 }
 

@@ -258,11 +258,41 @@ impl Zones {
     }
 }
 
-/// Addresses claimed per network: no address may be two things in one network.
+/// Addresses claimed per network: no address may be two things in one network, except a
+/// target shared by services.
 #[derive(Default)]
 struct Claims(HashMap<(u16, Ipv4Addr), String>);
 
+const TARGET_OF: &str = "a target of service ";
+
 impl Claims {
+    /// Claims `ip` as a target of `service`: fine if it is already another service's target.
+    fn claim_target(
+        &mut self,
+        sec: &Section<'_>,
+        field: &str,
+        at: usize,
+        network: u16,
+        ip: Ipv4Addr,
+        service: &str,
+    ) -> Result<(), ConfigError> {
+        if self
+            .0
+            .get(&(network, ip))
+            .is_some_and(|prev| prev.starts_with(TARGET_OF))
+        {
+            return Ok(());
+        }
+        self.claim(
+            sec,
+            field,
+            at,
+            network,
+            ip,
+            format!("{TARGET_OF}{service:?}"),
+        )
+    }
+
     fn claim(
         &mut self,
         sec: &Section<'_>,
@@ -551,14 +581,12 @@ impl Model {
                         ),
                     );
                 }
-                claims.claim(
-                    &sec,
-                    "targets",
-                    at,
-                    network,
-                    ip,
-                    format!("a target of service {name:?}"),
-                )?;
+                if targets.iter().any(|t| t.ip == ip) {
+                    return sec.err("targets", Some(at), format!("{ip} is given twice"));
+                }
+                // Services may share a target (one host serving several target groups),
+                // but it may be nothing else in the network.
+                claims.claim_target(&sec, "targets", at, network, ip, &name)?;
                 targets.push(Target {
                     id: next_target,
                     ip,
@@ -1019,6 +1047,33 @@ addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2
         // Overlap: the same address in two networks is fine.
         assert_eq!(m.endpoints[0].addrs, m.endpoints[1].addrs);
         assert_eq!(m.flow_table_size, 65_536);
+    }
+
+    #[test]
+    fn services_may_share_a_target_but_not_list_it_twice() {
+        let second = "\n[[service]]\nname = \"ledger\"\nnetwork = \"billing-prod\"\nnlb_addresses = [{ ip = \"10.9.0.240\", zone = \"z1\" }]\nlisteners = [{ protocol = \"tcp\", port = 443 }]\ntargets = [{ ip = \"10.9.0.11\", zone = \"z1\" }]\n";
+        let m = build(&format!("{EXAMPLE}{second}")).unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<(u32, Ipv4Addr)> = m
+            .services
+            .iter()
+            .flat_map(|s| s.targets.iter().map(|t| (t.id, t.ip)))
+            .filter(|(_, ip)| *ip == Ipv4Addr::new(10, 9, 0, 11))
+            .collect();
+        assert_eq!(ids.len(), 2, "one target per service: {ids:?}");
+        assert_ne!(ids[0].0, ids[1].0, "each service's target has its own id");
+        let twice = second.replace(
+            "targets = [{ ip = \"10.9.0.11\", zone = \"z1\" }]",
+            "targets = [{ ip = \"10.9.0.11\", zone = \"z1\" }, { ip = \"10.9.0.11\", zone = \"z1\" }]",
+        );
+        let e = build(&format!("{EXAMPLE}{twice}")).expect_err("a target given twice");
+        assert!(e.to_string().contains("10.9.0.11 is given twice"), "{e}");
+        // A shared target is still nothing else: not an NLB address of another service.
+        let as_nlb = second.replace("10.9.0.240", "10.9.0.12");
+        let e = build(&format!("{EXAMPLE}{as_nlb}")).expect_err("a target as an NLB address");
+        assert!(
+            e.to_string().contains("10.9.0.12 is already a target"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1634,3 +1634,69 @@ fn flows_follow_a_target_that_moves_to_a_new_mac() {
         "pl run's log lacks the move:\n{log}"
     );
 }
+
+/// One host serving two services (two target groups): both reach it, each from its own
+/// NLB address, and each service counts only its own flows to it.
+#[test]
+fn a_target_shared_by_two_services_serves_both() {
+    require_kernel!("a_target_shared_by_two_services_serves_both");
+    const LEDGER_EP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 110);
+    let config = format!(
+        r#"{LAB_CONFIG}
+[[service]]
+name = "ledger"
+network = "prov"
+nlb_addresses = [{{ ip = "10.9.0.240", zone = "z1" }}]
+allowed_principals = ["acme"]
+accepted_endpoints = ["acme-ledger"]
+listeners = [{{ protocol = "tcp", port = 443, target_port = 8443 }}]
+targets = [{{ ip = "10.9.0.11", zone = "z1" }}]
+
+[[endpoint]]
+name = "acme-ledger"
+service = "ledger"
+network = "acme"
+addresses = [{{ ip = "10.0.0.110", zone = "z1" }}]
+"#
+    );
+    let r = Running::start("st", &config);
+    let acme = r.ns("acme");
+    for (ep, nlb) in [(EP_Z1, "10.9.0.250"), (LEDGER_EP, "10.9.0.240")] {
+        let who = r
+            .who_tcp("acme", CLIENT, 0, ep, TCP_PORT)
+            .unwrap_or_else(|e| panic!("{ep}: {e}"));
+        let (target, peer, _) = parse_who(&who);
+        assert_eq!((target, peer.to_string()), (T1, nlb.to_owned()), "via {ep}");
+    }
+    let _billing = traffic::tcp_hold(&acme, CLIENT, SocketAddrV4::new(EP_Z1, TCP_PORT))
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let _ledger: Vec<_> = (0..2)
+        .map(|_| {
+            traffic::tcp_hold(&acme, CLIENT, SocketAddrV4::new(LEDGER_EP, TCP_PORT))
+                .unwrap_or_else(|e| panic!("{}", chain(e)))
+        })
+        .collect();
+    let stats = r.stats();
+    let t1: Vec<(&str, u64, u64)> = stats
+        .targets
+        .iter()
+        .filter(|t| t.ip == T1)
+        .map(|t| (t.service.as_str(), t.new_flows, t.active_flows))
+        .collect();
+    // One WHO and one held connection through billing, one WHO and two held through
+    // ledger (the WHO flows are still closing): each service counts its own.
+    assert_eq!(
+        t1,
+        [("billing", 2, 2), ("ledger", 3, 3)],
+        "per-service counts for the shared target"
+    );
+    assert!(
+        stats
+            .targets
+            .iter()
+            .filter(|t| t.ip == T1)
+            .all(|t| t.mac.is_some()),
+        "the shared target is resolved for both: {:?}",
+        stats.targets
+    );
+}
