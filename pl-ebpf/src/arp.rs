@@ -75,7 +75,11 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot) -> u32 {
         // flushes (the peer needs GRO, as for forwarded frames).
         return redirect::to_network(iface.network);
     }
-    if op == OP_REPLY && ours(arp.tpa).is_some_and(|a| a.kind == ADDR_NLB) {
+    // What is learned must be a host's own address: unicast, not zero, and the frame's
+    // Ethernet source (a spoofed sender field cannot point flows at a third host or at
+    // broadcast).
+    let sender_ok = arp.sha[0] & 1 == 0 && arp.sha != [0; 6] && arp.sha == eth[6..12];
+    if op == OP_REPLY && sender_ok && ours(arp.tpa).is_some_and(|a| a.kind == ADDR_NLB) {
         let key = AddrKey {
             addr_be: u32::from_ne_bytes(arp.spa),
             network: iface.network,
@@ -90,7 +94,7 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot) -> u32 {
     }
     // A gratuitous ARP (a host announcing its own address, as after a failover or a VRRP
     // move): a neighbour pl already knows changed MAC. Unknown senders teach nothing.
-    if arp.spa == arp.tpa {
+    if arp.spa == arp.tpa && sender_ok {
         let key = AddrKey {
             addr_be: u32::from_ne_bytes(arp.spa),
             network: iface.network,

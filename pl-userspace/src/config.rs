@@ -207,15 +207,23 @@ impl Source {
         if !meta.is_file() {
             return Err(file_error(path, "not a regular file".to_owned()));
         }
+        // What cannot be checked counts as untrusted.
         let problem = untrusted("the file", &meta).or_else(|| {
-            let real = std::fs::canonicalize(path).ok()?;
-            let given = std::path::absolute(path).ok()?;
+            let (real, given) = match (std::fs::canonicalize(path), std::path::absolute(path)) {
+                (Ok(r), Ok(g)) => (r, g),
+                (Err(e), _) | (_, Err(e)) => {
+                    return Some(format!("its directories cannot be checked ({e})"));
+                }
+            };
             real.ancestors()
                 .skip(1)
                 .chain(given.ancestors().skip(1))
-                .find_map(|dir| {
-                    let m = std::fs::metadata(dir).ok()?;
-                    untrusted(&format!("directory {}", dir.display()), &m)
+                .find_map(|dir| match std::fs::metadata(dir) {
+                    Ok(m) => untrusted(&format!("directory {}", dir.display()), &m),
+                    Err(e) => Some(format!(
+                        "directory {} cannot be checked ({e})",
+                        dir.display()
+                    )),
                 })
         });
         let warning = match problem {

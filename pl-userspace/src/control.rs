@@ -168,7 +168,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest request (a reload carries a whole config).
 pub const MAX_REQUEST: u64 = 1 << 20;
-/// Connections served at once; more are closed at once.
+/// Connections of non-root readers served at once; more are closed at once (root's are
+/// not limited).
 pub const MAX_CONNECTIONS: usize = 256;
 /// Connections one non-root uid may have open at once.
 pub const MAX_PER_UID: usize = 8;
@@ -238,6 +239,7 @@ impl Server {
     /// only for [`REQUEST_TIMEOUT`] and [`REPLY_TIMEOUT`]. Allowed requests go to `jobs`.
     pub async fn serve(self, jobs: tokio::sync::mpsc::Sender<Job>) {
         let open = std::sync::Arc::new(std::sync::Mutex::new(OpenConnections::default()));
+        let mut refusals = Quiet::default();
         loop {
             let stream = tokio::select! {
                 () = jobs.closed() => return,
@@ -258,6 +260,26 @@ impl Server {
                     continue;
                 }
             };
+            // No access at all: refused at once, before it can hold a slot, a task or two
+            // seconds of this socket. The request is not read, so the refusal cannot name
+            // it; the client names it.
+            if peer.access(&self.policy) == Access::None {
+                let message = format!(
+                    "permission denied: uid {} may not use this socket; it needs {}",
+                    peer.uid,
+                    who_may(Access::Read, &self.policy)
+                );
+                let mut line = serde_json::to_vec(&Reply::Denied {
+                    message: message.clone(),
+                })
+                .expect("a reply serializes");
+                line.push(b'\n');
+                let _ = stream.try_write(&line);
+                if refusals.should_log(peer.uid) {
+                    tracing::warn!("control: {peer}: refused ({message})");
+                }
+                continue;
+            }
             let Some(slot) = OpenConnections::take(&open, peer.uid) else {
                 tracing::warn!(
                     "control: {peer}: too many connections open (at most {MAX_CONNECTIONS}, {MAX_PER_UID} per non-root uid); closed"
@@ -270,13 +292,13 @@ impl Server {
     }
 }
 
-/// Counts of open connections, in total and per uid, and when each non-root uid last had
+/// Counts of open connections, in total and per uid, and when a non-root reader last had
 /// the flow table walked.
 #[derive(Default)]
 struct OpenConnections {
     total: usize,
     per_uid: std::collections::HashMap<u32, usize>,
-    last_walk: std::collections::HashMap<u32, std::time::Instant>,
+    last_walk: Option<std::time::Instant>,
 }
 
 /// One open connection's place in [`OpenConnections`], given back on drop.
@@ -286,9 +308,10 @@ struct Slot {
 }
 
 impl OpenConnections {
-    /// Whether `uid` may have the flow table walked now: root always; anyone else once
-    /// per [`WALK_INTERVAL`], so a reader polling `pl stats` or `pl flows` cannot keep the
-    /// run loop (and with it health checks and ARP) busy walking a million flows.
+    /// Whether `uid` may have the flow table walked now: root always; readers, all of them
+    /// together, once per [`WALK_INTERVAL`], so readers polling `pl stats` or `pl flows`
+    /// (from any number of uids) cannot keep the run loop, and with it health checks and
+    /// ARP, busy walking a million flows.
     fn may_walk(&mut self, uid: u32) -> bool {
         let now = std::time::Instant::now();
         if uid == 0 {
@@ -296,12 +319,11 @@ impl OpenConnections {
         }
         if self
             .last_walk
-            .get(&uid)
-            .is_some_and(|t| now.duration_since(*t) < WALK_INTERVAL)
+            .is_some_and(|t| now.duration_since(t) < WALK_INTERVAL)
         {
             return false;
         }
-        self.last_walk.insert(uid, now);
+        self.last_walk = Some(now);
         true
     }
 
@@ -310,7 +332,8 @@ impl OpenConnections {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mine = o.per_uid.get(&uid).copied().unwrap_or(0);
-        if o.total >= MAX_CONNECTIONS || (uid != 0 && mine >= MAX_PER_UID) {
+        // Root is never locked out by others' connections.
+        if uid != 0 && (o.total >= MAX_CONNECTIONS || mine >= MAX_PER_UID) {
             return None;
         }
         o.total += 1;
@@ -338,18 +361,46 @@ impl Drop for Slot {
     }
 }
 
+/// Who may make a request that needs `need`, in words.
+fn who_may(need: Access, policy: &Policy) -> String {
+    match (need, policy.read_group) {
+        (Access::Admin, _) => "root".to_owned(),
+        (_, Some(g)) => format!("root or group {g} (pl run --read-group)"),
+        (_, None) => "root (pl run has no --read-group)".to_owned(),
+    }
+}
+
 /// Why `peer` may not make `request`, in the words the client shows.
 fn denial(request: &Request, peer: &Peer, policy: &Policy) -> String {
-    let who = match (request.needs(), policy.read_group) {
-        (Access::Admin, _) => "root or CAP_NET_ADMIN".to_owned(),
-        (_, Some(g)) => format!("root, CAP_NET_ADMIN or group {g} (pl run --read-group)"),
-        (_, None) => "root or CAP_NET_ADMIN (pl run has no --read-group)".to_owned(),
-    };
     format!(
-        "permission denied: uid {} may not use {}; it needs {who}",
+        "permission denied: uid {} may not use {}; it needs {}",
         peer.uid,
-        request.name()
+        request.name(),
+        who_may(request.needs(), policy)
     )
+}
+
+/// Logs refusals of a uid at most once a second, so a flood of refused connections cannot
+/// flood the log.
+#[derive(Default)]
+struct Quiet(std::collections::HashMap<u32, std::time::Instant>);
+
+impl Quiet {
+    fn should_log(&mut self, uid: u32) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .0
+            .get(&uid)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(1))
+        {
+            return false;
+        }
+        if self.0.len() > 1024 {
+            self.0.clear();
+        }
+        self.0.insert(uid, now);
+        true
+    }
 }
 
 /// Reads one request from `stream`, checks it against `peer`'s access and has it answered.
@@ -407,7 +458,7 @@ async fn serve_one(
             .may_walk(peer.uid)
     {
         let message = format!(
-            "busy: uid {} may have the flow table walked once per {WALK_INTERVAL:?} (stats with flow counts, flows); ask again later",
+            "busy: readers may have the flow table walked once per {WALK_INTERVAL:?} between them (stats with flow counts, flows); ask again later (uid {})",
             peer.uid
         );
         tracing::info!("control: {peer}: {what}: {message}");
@@ -500,7 +551,8 @@ pub fn watch(
     let req = Request::Watch;
     let mut msg = serde_json::to_vec(&req).expect("a request serializes");
     msg.push(b'\n');
-    stream.write_all(&msg).map_err(io)?;
+    // As in `request`: a refusal may be waiting even if the write found the socket closed.
+    let _ = stream.write_all(&msg);
     for line in BufReader::new(stream).lines() {
         let line = line.map_err(io)?;
         match serde_json::from_str(&line) {
@@ -583,9 +635,14 @@ pub fn request(instance: &str, req: &Request) -> Result<Reply, ControlError> {
         source,
     })?;
     msg.push(b'\n');
-    stream.write_all(&msg).map_err(io)?;
+    // A peer refused at once gets its answer before the request is even read: a closed
+    // socket here still has the refusal to read.
+    let written = stream.write_all(&msg);
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).map_err(io)?;
+    if line.is_empty() {
+        written.map_err(io)?;
+    }
     let reply =
         serde_json::from_str(&line).map_err(|source| ControlError::Protocol { name, source })?;
     failure(req, reply)
@@ -653,11 +710,11 @@ mod tests {
     }
 
     #[test]
-    fn readers_walk_the_table_once_a_second_root_always() {
+    fn readers_walk_the_table_once_a_second_between_them_root_always() {
         let mut o = OpenConnections::default();
         assert!(o.may_walk(1000));
         assert!(!o.may_walk(1000), "a second walk within the interval");
-        assert!(o.may_walk(1001), "another uid has its own allowance");
+        assert!(!o.may_walk(1001), "readers share one allowance");
         assert!(o.may_walk(0) && o.may_walk(0), "root is not limited");
         let flows = Request::Flows {
             filter: FlowFilter::default(),
@@ -673,19 +730,18 @@ mod tests {
             uid: 65534,
             gid: 65534,
             groups: vec![],
-            net_admin: false,
         };
         let stats = Request::Stats { flows: true };
         let open = denial(&stats, &peer, &Policy::default());
         assert_eq!(
             open,
-            "permission denied: uid 65534 may not use stats; it needs root or CAP_NET_ADMIN (pl run has no --read-group)"
+            "permission denied: uid 65534 may not use stats; it needs root (pl run has no --read-group)"
         );
         let grouped = Policy {
             read_group: Some(4242),
         };
         assert!(denial(&stats, &peer, &grouped).contains("group 4242"));
         let reload = Request::Reload { sent: None };
-        assert!(denial(&reload, &peer, &grouped).ends_with("needs root or CAP_NET_ADMIN"));
+        assert!(denial(&reload, &peer, &grouped).ends_with("needs root"));
     }
 }

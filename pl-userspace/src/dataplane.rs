@@ -941,6 +941,7 @@ impl Dataplane {
                 .map(|s| s.network)
         };
         let mut news = Vec::new();
+        let mut moves = Vec::new();
         for ((id, n), (_, o)) in plan.targets.iter().zip(&d.plan.targets) {
             if n.mac == o.mac {
                 continue;
@@ -948,18 +949,27 @@ impl Dataplane {
             let ip = Ipv4Addr::from(n.addr_be.to_ne_bytes());
             if o.mac == [0; 6] {
                 news.push(format!("{ip} at {}", mac_str(n.mac)));
-                continue;
+            } else if let Some(network) = network_of(*id) {
+                // It moved: its established flows follow, as new flows already do.
+                moves.push((network, n.addr_be, n.mac, o.mac));
             }
-            // It moved: its established flows follow, as new flows already do.
-            let followed = match (network_of(*id), self.ebpf.map_mut(FLOWS_MAP)) {
-                (Some(network), Some(m)) => flows::follow_mac(m, network, n.addr_be, n.mac),
-                _ => 0,
-            };
-            news.push(format!(
-                "{ip} moved from {} to {}: {followed} flows follow",
-                mac_str(o.mac),
-                mac_str(n.mac)
-            ));
+        }
+        if !moves.is_empty() {
+            let m: Vec<(u16, u32, [u8; 6])> =
+                moves.iter().map(|(n, a, m, _)| (*n, *a, *m)).collect();
+            let followed = self
+                .ebpf
+                .map_mut(FLOWS_MAP)
+                .map_or(0, |fm| flows::follow_mac(fm, &m));
+            for (_, addr, new, old) in &moves {
+                news.push(format!(
+                    "{} moved from {} to {}",
+                    Ipv4Addr::from(addr.to_ne_bytes()),
+                    mac_str(*old),
+                    mac_str(*new)
+                ));
+            }
+            news.push(format!("{followed} flows follow"));
         }
         d.plan = plan;
         Ok(news)

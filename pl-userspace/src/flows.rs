@@ -169,26 +169,39 @@ pub fn revoke(m: &mut aya::maps::Map, refused: impl Fn(&FlowKey, &FlowValue) -> 
     out
 }
 
-/// Points every flow to the target `target_be` on provider network `network` at `mac`
-/// (the target moved: failover, VRRP); the number of flows rewritten. A flow's packets and
-/// bytes counted by XDP between the read and the write of its entry are lost.
-pub fn follow_mac(m: &mut aya::maps::Map, network: u16, target_be: u32, mac: [u8; 6]) -> usize {
+/// Points every flow to a moved target at its new MAC (failover, VRRP): `moves` are
+/// (provider network, target address on the wire, new MAC). One walk of the table for
+/// all of them; the number of flows rewritten.
+///
+/// A syscall cannot change part of an entry: each is read afresh and written back whole,
+/// only if it is the same flow (same creation time and reservation) and, just before the
+/// write, still unchanged. What XDP writes to that entry in the remaining window (a
+/// packet's counts, a new state bit) is lost; a lost FIN or RST leaves the flow to its
+/// longer timeout.
+pub fn follow_mac(m: &mut aya::maps::Map, moves: &[(u16, u32, [u8; 6])]) -> usize {
     let entries = entries_of(m);
     let Ok(mut map) = HashMap::<&mut MapData, FlowKey, FlowValue>::try_from(m) else {
         return 0;
     };
     let mut n = 0;
     for (key, v) in &entries {
-        if v.dir != FLOW_FORWARD || v.egress != network || v.new_dst_be != target_be {
-            continue;
-        }
-        // Read afresh right before the write, which only replaces an entry that exists.
-        let Ok(mut fresh) = map.get(key, 0) else {
+        let Some((_, _, mac)) = moves
+            .iter()
+            .find(|(net, ip, _)| v.dir == FLOW_FORWARD && v.egress == *net && v.new_dst_be == *ip)
+        else {
             continue;
         };
-        if fresh.dst_mac != mac && fresh.new_dst_be == target_be {
-            fresh.dst_mac = mac;
-            n += usize::from(map.insert(key, fresh, BPF_EXIST).is_ok());
+        let Ok(fresh) = map.get(key, 0) else {
+            continue;
+        };
+        let same_flow = fresh.created_s == v.created_s && fresh.new_sport_be == v.new_sport_be;
+        if !same_flow || fresh.dst_mac == *mac {
+            continue;
+        }
+        let mut moved = fresh;
+        moved.dst_mac = *mac;
+        if map.get(key, 0).is_ok_and(|now| now == fresh) {
+            n += usize::from(map.insert(key, moved, BPF_EXIST).is_ok());
         }
     }
     n

@@ -99,7 +99,7 @@ struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
     /// Members of this group (name or gid) may use `pl stats`, `pl flows` and `pl flows
-    /// --watch`; only root (or CAP_NET_ADMIN) may do anything else. Default: nobody but root.
+    /// --watch`; only root may do anything else. Default: nobody but root.
     #[arg(long, value_name = "GROUP")]
     read_group: Option<String>,
     /// Use a config file that a user other than root could change (writable by group or

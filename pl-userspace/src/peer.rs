@@ -2,13 +2,14 @@
 //!
 //! The control socket is abstract (no file, so no file permissions): every connection's
 //! credentials are read from the kernel (`SO_PEERCRED`, `SO_PEERGROUPS`) and checked here.
-//! Root, or a process with CAP_NET_ADMIN in pl run's user namespace, may do everything;
-//! members of the read group may read; nobody else may do anything.
+//! Root may do everything; members of the read group may read; nobody else may do anything.
+//!
+//! Only what the kernel recorded at `connect` counts. Capabilities are not recorded there,
+//! and reading them later from /proc races with the peer: it can connect, send a request
+//! and then exec a setuid or file-capability program (or enter a user namespace) before
+//! they are read. So CAP_NET_ADMIN without uid 0 grants nothing.
 
-use std::{
-    fmt, io,
-    os::fd::{AsRawFd, FromRawFd as _, OwnedFd},
-};
+use std::{fmt, io, os::fd::AsRawFd};
 
 /// What a peer may do; ordered, so `have >= need` decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -28,8 +29,6 @@ pub struct Peer {
     pub gid: u32,
     /// Supplementary groups (the primary `gid` may or may not be among them).
     pub groups: Vec<u32>,
-    /// CAP_NET_ADMIN, effective, in pl run's own user namespace.
-    pub net_admin: bool,
 }
 
 impl fmt::Display for Peer {
@@ -49,13 +48,12 @@ impl Peer {
             uid: cred.uid,
             gid: cred.gid,
             groups,
-            net_admin: cred.uid != 0 && has_net_admin(fd, cred.pid),
         })
     }
 
     /// What this peer may do under `policy`.
     pub fn access(&self, policy: &Policy) -> Access {
-        if self.uid == 0 || self.net_admin {
+        if self.uid == 0 {
             Access::Admin
         } else if policy
             .read_group
@@ -145,85 +143,31 @@ fn peer_groups(fd: i32) -> io::Result<Vec<u32>> {
     }
 }
 
-const CAP_NET_ADMIN: u32 = 12;
-
-/// True if the peer process has CAP_NET_ADMIN effective in our user namespace.
-///
-/// Read from /proc through a pidfd of the peer (`SO_PEERPIDFD`): the status is trusted only
-/// if the process is still alive after it was read, so a recycled pid cannot lend its
-/// capabilities to a peer that has exited. Any doubt answers no.
-fn has_net_admin(fd: i32, pid: i32) -> bool {
-    let Ok(pidfd) = getsockopt::<libc::c_int>(fd, libc::SO_PEERPIDFD) else {
-        return false;
-    };
-    if pidfd < 0 {
-        return false;
-    }
-    // SAFETY: the kernel just gave us this fd; we own it from here.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    let same_userns = std::fs::read_link(format!("/proc/{pid}/ns/user")).ok()
-        == std::fs::read_link("/proc/self/ns/user").ok();
-    let caps = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| cap_eff(&s));
-    // SAFETY: signal 0 only checks that the process exists; the pidfd is valid.
-    let alive = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            0,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    } == 0;
-    alive && same_userns && caps.is_some_and(|c| c & (1 << CAP_NET_ADMIN) != 0)
-}
-
-/// The `CapEff:` mask of a /proc/PID/status text.
-fn cap_eff(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn peer(uid: u32, gid: u32, groups: &[u32], net_admin: bool) -> Peer {
+    fn peer(uid: u32, gid: u32, groups: &[u32]) -> Peer {
         Peer {
             pid: 1,
             uid,
             gid,
             groups: groups.to_vec(),
-            net_admin,
         }
     }
 
     #[test]
-    fn root_and_net_admin_command_the_read_group_reads_others_nothing() {
+    fn root_commands_the_read_group_reads_others_nothing() {
         let none = Policy::default();
         let readers = Policy {
             read_group: Some(4242),
         };
-        assert_eq!(peer(0, 0, &[], false).access(&none), Access::Admin);
-        assert_eq!(peer(1000, 1000, &[], true).access(&none), Access::Admin);
-        assert_eq!(peer(1000, 1000, &[], false).access(&none), Access::None);
-        assert_eq!(peer(1000, 1000, &[4242], false).access(&none), Access::None);
-        assert_eq!(
-            peer(1000, 1000, &[4242], false).access(&readers),
-            Access::Read
-        );
-        assert_eq!(peer(1000, 4242, &[], false).access(&readers), Access::Read);
-        assert_eq!(peer(1000, 1000, &[7], false).access(&readers), Access::None);
-    }
-
-    #[test]
-    fn cap_eff_is_read_from_proc_status() {
-        let s = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t0000000000001000\n";
-        assert_eq!(cap_eff(s), Some(1 << CAP_NET_ADMIN));
-        assert_eq!(cap_eff("Name:\tx\n"), None);
+        assert_eq!(peer(0, 0, &[]).access(&none), Access::Admin);
+        assert_eq!(peer(1000, 1000, &[]).access(&none), Access::None);
+        assert_eq!(peer(1000, 1000, &[4242]).access(&none), Access::None);
+        assert_eq!(peer(1000, 1000, &[4242]).access(&readers), Access::Read);
+        assert_eq!(peer(1000, 4242, &[]).access(&readers), Access::Read);
+        assert_eq!(peer(1000, 1000, &[7]).access(&readers), Access::None);
     }
 
     #[test]

@@ -296,6 +296,9 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
 
     // An error quoting only the source port of a reply: the destination port (40000, a
     // live flow's) sits in Ethernet padding after the message, where it must not be read.
+    // A reply naming another host's MAC as the sender: learning it would point flows there.
+    let mut arp_spoof = arp_reply(T2_MAC, T2, fp, NLB1);
+    arp_spoof[22..28].copy_from_slice(&[2, 0, 0, 0, 0x09, 0x66]);
     let mut short_quote = ipv4_frame(
         fa,
         CA,
@@ -356,6 +359,13 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
             arp_reply(T2_MAC, T2, fp, NLB1),
             I::Arp,
             Delta::I("fw-prov", I::ArpLearned, 1),
+        ),
+        dropped(
+            "ARP reply whose sender MAC is not the frame's source: not learned",
+            "fw-prov",
+            arp_spoof,
+            I::Arp,
+            Delta::I("fw-prov", I::DroppedArp, 1),
         ),
         dropped(
             "ARP reply to an address that is not an NLB address",
