@@ -1700,3 +1700,100 @@ addresses = [{{ ip = "10.0.0.110", zone = "z1" }}]
         stats.targets
     );
 }
+
+/// A namespace the test makes beside a lab, removed on drop.
+struct ExtraNs(String);
+
+impl Drop for ExtraNs {
+    fn drop(&mut self) {
+        let _ = cmd::ip(["netns", "del", &self.0]);
+    }
+}
+
+/// A consumer on a remote network, routed through a router on the consumer's segment (a
+/// VPN or Direct Connect edge): its packets reach the endpoint with the router's MAC and
+/// a remote source; replies go back to the router; `allowed_sources` names the remote
+/// prefix.
+#[test]
+fn a_consumer_behind_a_router_reaches_the_endpoint() {
+    require_kernel!("a_consumer_behind_a_router_reaches_the_endpoint");
+    const REMOTE: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 10);
+    let config = LAB_CONFIG.replace(
+        r#"allowed_sources = ["10.0.0.0/25"]"#,
+        r#"allowed_sources = ["10.0.0.0/25", "192.168.50.0/24"]"#,
+    );
+    assert_ne!(config, LAB_CONFIG, "the lab config changed shape");
+    let r = Running::start("rt", &config);
+    let acme = r.ns("acme");
+    let remote = ExtraNs(format!("{}remote", r.lab.lab.prefix()));
+    let ip = |args: &[&str]| {
+        cmd::ip(args.iter().copied()).unwrap_or_else(|e| panic!("ip {args:?}: {}", chain(e)));
+    };
+    ip(&["netns", "add", &remote.0]);
+    // The router is the consumer namespace itself: one leg on the lab segment, one here.
+    ip(&[
+        "-n", &acme, "link", "add", "edge", "type", "veth", "peer", "name", "eth0", "netns",
+        &remote.0,
+    ]);
+    ip(&["-n", &acme, "addr", "add", "192.168.50.1/24", "dev", "edge"]);
+    ip(&["-n", &acme, "link", "set", "edge", "up"]);
+    ip(&[
+        "-n",
+        &remote.0,
+        "addr",
+        "add",
+        "192.168.50.10/24",
+        "dev",
+        "eth0",
+    ]);
+    ip(&["-n", &remote.0, "link", "set", "eth0", "up"]);
+    ip(&["-n", &remote.0, "link", "set", "lo", "up"]);
+    ip(&[
+        "-n",
+        &remote.0,
+        "route",
+        "add",
+        "default",
+        "via",
+        "192.168.50.1",
+    ]);
+    let out = output(netns::exec(&acme, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]));
+    assert!(out.status.success(), "sysctl: {}", stderr(&out));
+
+    let ep = SocketAddrV4::new(EP_Z1, TCP_PORT);
+    let who = traffic::tcp_who(&remote.0, REMOTE, 0, ep, SHORT)
+        .unwrap_or_else(|e| panic!("TCP from behind the router: {}", chain(e)));
+    let (target, nlb, _) = parse_who(&who);
+    assert_eq!((target, nlb), (T1, Ipv4Addr::new(10, 9, 0, 250)), "{who}");
+    let udp = traffic::udp_who(
+        &remote.0,
+        REMOTE,
+        0,
+        SocketAddrV4::new(EP_Z1, UDP_PORT),
+        SHORT,
+    )
+    .unwrap_or_else(|e| panic!("UDP from behind the router: {}", chain(e)));
+    assert!(udp.contains("target=10.9.0.11"), "{udp}");
+    let flows = pl_flows(&r, &["--endpoint", "acme-billing"]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        flows.iter().any(|f| *f.consumer.ip() == REMOTE),
+        "no flow from the remote consumer: {flows:?}"
+    );
+    // A remote source outside allowed_sources is still refused.
+    let before = r.endpoint("acme-billing", EndpointCounter::RefusedSource);
+    ip(&[
+        "-n",
+        &remote.0,
+        "addr",
+        "add",
+        "192.168.60.10/24",
+        "dev",
+        "eth0",
+    ]);
+    let outsider = traffic::tcp_who(&remote.0, Ipv4Addr::new(192, 168, 60, 10), 0, ep, SHORT);
+    assert!(
+        outsider.is_err(),
+        "a source outside allowed_sources got through"
+    );
+    assert!(r.endpoint("acme-billing", EndpointCounter::RefusedSource) > before);
+}
