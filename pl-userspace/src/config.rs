@@ -24,6 +24,17 @@ pub struct Config {
 pub struct NetworkCfg {
     pub name: Spanned<String>,
     pub interface: Spanned<String>,
+    /// Static routes to targets behind routers; an address no route matches is on-link.
+    #[serde(default)]
+    pub routes: Vec<Spanned<RouteCfg>>,
+}
+
+/// `{ to = "10.60.0.0/24", via = "10.9.0.1" }`: `to` is reached through the router `via`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCfg {
+    pub to: Spanned<String>,
+    pub via: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -857,9 +857,10 @@ impl Dataplane {
             for t in targets.iter().filter(|t| t.service == s.name) {
                 let _ = writeln!(
                     out,
-                    "    target {} ({}) {}",
+                    "    target {} ({}){} {}",
                     t.ip,
                     t.zone,
+                    t.via.map_or_else(String::new, |v| format!(" via {v}")),
                     t.mac.as_deref().unwrap_or("unresolved")
                 );
             }
@@ -1294,6 +1295,7 @@ fn target_reports(
                 service: s.name.clone(),
                 ip: t.ip,
                 zone: d.model.zones[usize::from(t.zone)].clone(),
+                via: t.via,
                 mac: (mac != [0; 6]).then(|| mac_str(mac)),
                 health: h.map_or("unknown", |h| h.health.name()).to_owned(),
                 last_check: h.map_or("none", |h| h.last).to_owned(),

@@ -285,6 +285,7 @@ mod tests {
                 service: "billing".into(),
                 ip: "10.9.0.11".parse().expect("ip"),
                 zone: "z1".into(),
+                via: None,
                 mac: Some("02:00:00:00:00:11".into()),
                 health: "unhealthy".into(),
                 last_check: "rst".into(),

@@ -28,6 +28,27 @@ pub struct Network {
     pub interface: String,
     pub ifindex: u32,
     pub mac: Mac,
+    /// Static routes to targets behind routers (longest prefix wins).
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// Addresses in `to` are reached through the on-link router `via`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Route {
+    pub to: Cidr,
+    pub via: Ipv4Addr,
+}
+
+/// The router a network's route sends `ip` to: the longest matching prefix, None when no
+/// route matches (on-link) or the route's router is `ip` itself.
+pub fn next_hop(routes: &[Route], ip: Ipv4Addr) -> Option<Ipv4Addr> {
+    routes
+        .iter()
+        .filter(|r| r.to.contains(ip))
+        .max_by_key(|r| r.to.len)
+        .map(|r| r.via)
+        .filter(|via| *via != ip)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -43,6 +64,16 @@ pub struct Target {
     pub id: u32,
     pub ip: Ipv4Addr,
     pub zone: u8,
+    /// The router a static route sends it to; None when on-link.
+    #[serde(default)]
+    pub via: Option<Ipv4Addr>,
+}
+
+impl Target {
+    /// The address whose MAC its frames go to: its router's, or its own.
+    pub fn hop(&self) -> Ipv4Addr {
+        self.via.unwrap_or(self.ip)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -264,6 +295,7 @@ impl Zones {
 struct Claims(HashMap<(u16, Ipv4Addr), String>);
 
 const TARGET_OF: &str = "a target of service ";
+const NEXT_HOP: &str = "the next hop of a route";
 
 impl Claims {
     /// Claims `ip` as a target of `service`: fine if it is already another service's target.
@@ -279,7 +311,7 @@ impl Claims {
         if self
             .0
             .get(&(network, ip))
-            .is_some_and(|prev| prev.starts_with(TARGET_OF))
+            .is_some_and(|prev| prev.starts_with(TARGET_OF) || prev == NEXT_HOP)
         {
             return Ok(());
         }
@@ -291,6 +323,20 @@ impl Claims {
             ip,
             format!("{TARGET_OF}{service:?}"),
         )
+    }
+
+    /// Claims `ip` as a router: several routes may share one, and it may be a target too.
+    fn claim_hop(
+        &mut self,
+        sec: &Section<'_>,
+        at: usize,
+        network: u16,
+        ip: Ipv4Addr,
+    ) -> Result<(), ConfigError> {
+        if self.0.contains_key(&(network, ip)) {
+            return Ok(());
+        }
+        self.claim(sec, "routes.via", at, network, ip, NEXT_HOP.to_owned())
     }
 
     fn claim(
@@ -312,6 +358,56 @@ impl Claims {
         self.0.insert((network, ip), what);
         Ok(())
     }
+}
+
+/// A network's `routes`, validated: prefixes well-formed and listed once, routers usable
+/// and on-link. pl does not route recursively, so a router may be covered by no route but
+/// a default one (`0.0.0.0/0`, which cannot mean that the router's own segment is remote).
+fn routes(
+    sec: &Section<'_>,
+    cfg: &[Spanned<crate::config::RouteCfg>],
+) -> Result<Vec<Route>, ConfigError> {
+    let mut out: Vec<Route> = Vec::new();
+    for rc in cfg {
+        let c = rc.get_ref();
+        let to = c.to.get_ref().parse::<Cidr>().or_else(|e| {
+            sec.err(
+                "routes.to",
+                Some(c.to.span().start),
+                format!("{:?}: {e}", c.to.get_ref()),
+            )
+        })?;
+        if out.iter().any(|r| r.to == to) {
+            return sec.err(
+                "routes.to",
+                Some(c.to.span().start),
+                format!("{:?} is listed twice", c.to.get_ref()),
+            );
+        }
+        let via = parse_ip(sec, "routes.via", &c.via)?;
+        let b = via.octets();
+        if pl_common::cidr::is_martian(u32::from_ne_bytes(b)) {
+            return sec.err(
+                "routes.via",
+                Some(c.via.span().start),
+                format!("{via} cannot be a router's address"),
+            );
+        }
+        out.push(Route { to, via });
+    }
+    for (r, rc) in out.iter().zip(cfg) {
+        if let Some(cover) = out.iter().find(|o| o.to.len > 0 && o.to.contains(r.via)) {
+            return sec.err(
+                "routes.via",
+                Some(rc.get_ref().via.span().start),
+                format!(
+                    "{} is not on-link: route {}/{} sends it to {} (a next hop must be on the network's own segment; pl does not route recursively)",
+                    r.via, cover.to.addr, cover.to.len, cover.via
+                ),
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// `health_check`, validated, with defaults filled in.
@@ -449,12 +545,22 @@ impl Model {
                     format!("{}: {why}", iface.get_ref()),
                 )
             })?;
+            let routes = routes(&sec, &n.get_ref().routes)?;
+            for (r, rc) in routes.iter().zip(&n.get_ref().routes) {
+                claims.claim_hop(
+                    &sec,
+                    rc.get_ref().via.span().start,
+                    networks.len() as u16,
+                    r.via,
+                )?;
+            }
             networks.push(Network {
                 removed: false,
                 name,
                 interface: iface.get_ref().clone(),
                 ifindex,
                 mac,
+                routes,
             });
         }
         if networks.len() > MAX_NETWORKS as usize {
@@ -591,6 +697,7 @@ impl Model {
                     id: next_target,
                     ip,
                     zone,
+                    via: next_hop(&networks[usize::from(network)].routes, ip),
                 });
                 next_target += 1;
             }
@@ -1009,6 +1116,39 @@ addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2
         };
         let cfg = src.parse()?;
         Model::build(&src, &cfg, &Fixed)
+    }
+
+    #[test]
+    fn routes_send_targets_to_the_longest_matching_router() {
+        let text = EXAMPLE.replace(
+            "interface = \"fw-prov\"",
+            "interface = \"fw-prov\"\nroutes = [{ to = \"0.0.0.0/0\", via = \"10.9.0.1\" }, { to = \"10.9.0.12/32\", via = \"10.9.0.2\" }, { to = \"10.9.0.0/24\", via = \"10.9.0.3\" }]",
+        );
+        // Without the /24 the routers are on-link; with it they are not.
+        let err = build(&text).expect_err("a router covered by a /24 route");
+        assert!(err.to_string().contains("routes.via"), "{err}");
+        let text = text.replace(", { to = \"10.9.0.0/24\", via = \"10.9.0.3\" }", "");
+        let m = build(&text).unwrap_or_else(|e| panic!("{e}"));
+        let vias: Vec<_> = m.services[0].targets.iter().map(|t| t.via).collect();
+        assert_eq!(
+            vias,
+            [
+                Some(Ipv4Addr::new(10, 9, 0, 1)),
+                Some(Ipv4Addr::new(10, 9, 0, 2))
+            ],
+            "the /32 wins over the default"
+        );
+        let routes = &m.networks[2].routes;
+        assert_eq!(
+            next_hop(routes, Ipv4Addr::new(10, 9, 0, 1)),
+            None,
+            "a router is its own next hop"
+        );
+        assert_eq!(
+            next_hop(&[], Ipv4Addr::new(10, 9, 0, 11)),
+            None,
+            "no routes: on-link"
+        );
     }
 
     #[test]

@@ -99,10 +99,11 @@ impl Resolver {
         self.senders.get(&network)
     }
 
-    /// Sends one request for every target (unresolved ones to resolve, resolved ones to
-    /// notice a changed MAC). Errors are per target and do not stop the others.
+    /// Sends one request for every target, or for its router if a route sends it to one
+    /// (unresolved ones to resolve, resolved ones to notice a changed MAC). Errors are per target and do not stop the others.
     pub fn probe(&self, model: &Model) -> Vec<String> {
         let mut errors = Vec::new();
+        let mut asked = std::collections::HashSet::new();
         for s in model.services.iter().filter(|s| !s.removed) {
             let Some(sender) = self.senders.get(&s.network) else {
                 continue;
@@ -112,8 +113,17 @@ impl Resolver {
                 let Some((nlb, _)) = s.nlbs.iter().find(|(_, z)| *z == t.zone) else {
                     continue;
                 };
-                if let Err(e) = sender.request(mac, *nlb, t.ip) {
-                    errors.push(format!("ARP for target {} from {nlb}: {e}", t.ip));
+                // A router serving many targets is asked once a round.
+                if !asked.insert((s.network, t.hop())) {
+                    continue;
+                }
+                if let Err(e) = sender.request(mac, *nlb, t.hop()) {
+                    errors.push(match t.via {
+                        Some(via) => {
+                            format!("ARP for router {via} (of target {}) from {nlb}: {e}", t.ip)
+                        }
+                        None => format!("ARP for target {} from {nlb}: {e}", t.ip),
+                    });
                 }
             }
         }
@@ -121,7 +131,8 @@ impl Resolver {
     }
 }
 
-/// The target MACs the XDP program has learned, for the targets of `model`.
+/// The MACs the XDP program has learned for the targets of `model` (their routers' for
+/// routed ones), by (network, address asked).
 pub fn learned(ebpf: &Ebpf, model: &Model) -> Neighbors {
     let Some(m) = ebpf.map(NEIGH_MAP) else {
         return Neighbors::new();
@@ -133,14 +144,14 @@ pub fn learned(ebpf: &Ebpf, model: &Model) -> Neighbors {
     for s in model.services.iter().filter(|s| !s.removed) {
         for t in &s.targets {
             let key = AddrKey {
-                addr_be: be(t.ip),
+                addr_be: be(t.hop()),
                 network: s.network,
                 _pad: 0,
             };
             if let Ok(v) = map.get(&key, 0) {
                 let mut mac = [0u8; 6];
                 mac.copy_from_slice(&v[..6]);
-                out.insert((s.network, t.ip), mac);
+                out.insert((s.network, t.hop()), mac);
             }
         }
     }

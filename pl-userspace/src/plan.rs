@@ -138,7 +138,8 @@ impl Plan {
             // Only resolved targets take flows: a target with no MAC cannot be sent to.
             let mut resolved = Vec::new();
             for t in &s.targets {
-                let mac = neigh.get(&(s.network, t.ip)).copied();
+                // A routed target's frames go to its router.
+                let mac = neigh.get(&(s.network, t.hop())).copied();
                 p.targets.push((
                     t.id,
                     TargetInfo {
@@ -237,6 +238,7 @@ mod tests {
                     interface: "fw-acme".into(),
                     ifindex: 2,
                     mac: [2, 0, 0, 0, 0, 2],
+                    routes: Vec::new(),
                 },
                 Network {
                     removed: false,
@@ -244,6 +246,7 @@ mod tests {
                     interface: "fw-prov".into(),
                     ifindex: 4,
                     mac: [2, 0, 0, 0, 0, 4],
+                    routes: Vec::new(),
                 },
             ],
             services: vec![Service {
@@ -265,11 +268,13 @@ mod tests {
                         id: 0,
                         ip: Ipv4Addr::new(10, 9, 0, 11),
                         zone: 0,
+                        via: None,
                     },
                     Target {
                         id: 1,
                         ip: Ipv4Addr::new(10, 9, 0, 12),
                         zone: 1,
+                        via: None,
                     },
                 ],
                 health: Default::default(),
@@ -287,6 +292,29 @@ mod tests {
             flow_table_size: 1000,
             settings: Settings::default(),
         }
+    }
+
+    #[test]
+    fn a_routed_target_takes_its_routers_mac() {
+        let mut m = model(false);
+        let router = Ipv4Addr::new(10, 9, 0, 1);
+        m.services[0].targets[1].ip = Ipv4Addr::new(10, 60, 0, 5);
+        m.services[0].targets[1].via = Some(router);
+        let target_mac = [2, 0, 0, 0, 0, 0x11];
+        let router_mac = [2, 0, 0, 0, 0, 1];
+        let mut neigh = Neighbors::new();
+        neigh.insert((1, Ipv4Addr::new(10, 9, 0, 11)), target_mac);
+        // A MAC learned for the routed target's own address is not the one to use.
+        neigh.insert((1, Ipv4Addr::new(10, 60, 0, 5)), [2, 0, 0, 0, 0, 0x99]);
+        let p = Plan::build(&m, &neigh, &Unhealthy::new());
+        assert_eq!(p.targets[1].1.mac, [0; 6], "router not resolved yet");
+        assert!(!maglev_of(&p, maglev_table(0, None)).contains(&1));
+        neigh.insert((1, router), router_mac);
+        let p = Plan::build(&m, &neigh, &Unhealthy::new());
+        assert_eq!(p.targets[0].1.mac, target_mac, "on-link target");
+        assert_eq!(p.targets[1].1.mac, router_mac, "routed target");
+        assert_eq!(p.targets[1].1.addr_be, be(Ipv4Addr::new(10, 60, 0, 5)));
+        assert!(maglev_of(&p, maglev_table(0, None)).contains(&1));
     }
 
     fn maglev_of(p: &Plan, table: u32) -> &[u32] {

@@ -55,7 +55,10 @@ pub struct TargetReport {
     pub service: String,
     pub ip: std::net::Ipv4Addr,
     pub zone: String,
-    /// Learned by ARP; targets without one take no flows.
+    /// The router a static route sends it to; None when on-link.
+    #[serde(default)]
+    pub via: Option<std::net::Ipv4Addr>,
+    /// Learned by ARP (its router's, when routed); targets without one take no flows.
     pub mac: Option<String>,
     /// `initial`, `healthy`, `unhealthy` (takes no new flows) or `unchecked`.
     pub health: String,
@@ -143,6 +146,7 @@ impl StatsReport {
                 "target".to_owned(),
                 "service".to_owned(),
                 "zone".to_owned(),
+                "next_hop".to_owned(),
                 "mac".to_owned(),
                 "health".to_owned(),
                 "last_check".to_owned(),
@@ -154,6 +158,8 @@ impl StatsReport {
                     t.ip.to_string(),
                     t.service.clone(),
                     t.zone.clone(),
+                    t.via
+                        .map_or_else(|| "on-link".to_owned(), |v| v.to_string()),
                     t.mac.clone().unwrap_or_else(|| "unresolved".to_owned()),
                     if t.service_failing_open {
                         format!("{} (service failing open)", t.health)

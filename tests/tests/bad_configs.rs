@@ -37,6 +37,36 @@ const CORPUS: &[(&str, &str, &str, &[&str])] = &[
         &["[[network]] \"globex\": interface", "fw-acme"],
     ),
     (
+        "a route whose router is off-link",
+        "interface = \"fw-prov\"",
+        "interface = \"fw-prov\"\nroutes = [{ to = \"10.60.0.0/24\", via = \"10.9.0.1\" }, { to = \"10.9.0.0/28\", via = \"10.9.0.2\" }]",
+        &[
+            "[[network]] \"prov\": routes.via",
+            "10.9.0.1 is not on-link",
+        ],
+    ),
+    (
+        "a route to a prefix that is no prefix",
+        "interface = \"fw-prov\"",
+        "interface = \"fw-prov\"\nroutes = [{ to = \"10.60.0.1/24\", via = \"10.9.0.1\" }]",
+        &["[[network]] \"prov\": routes.to", "10.60.0.1/24"],
+    ),
+    (
+        "a route listed twice",
+        "interface = \"fw-prov\"",
+        "interface = \"fw-prov\"\nroutes = [{ to = \"10.60.0.0/24\", via = \"10.9.0.1\" }, { to = \"10.60.0.0/24\", via = \"10.9.0.2\" }]",
+        &["[[network]] \"prov\": routes.to", "listed twice"],
+    ),
+    (
+        "a route through an NLB address",
+        "interface = \"fw-prov\"",
+        "interface = \"fw-prov\"\nroutes = [{ to = \"10.60.0.0/24\", via = \"10.9.0.250\" }]",
+        &[
+            "[[service]] \"billing\": nlb_addresses",
+            "10.9.0.250 is already the next hop",
+        ],
+    ),
+    (
         "a service on a network that does not exist",
         "network = \"prov\"\nnlb",
         "network = \"nowhere\"\nnlb",

@@ -1797,3 +1797,132 @@ fn a_consumer_behind_a_router_reaches_the_endpoint() {
     );
     assert!(r.endpoint("acme-billing", EndpointCounter::RefusedSource) > before);
 }
+
+/// Targets behind a router (another subnet, an on-premises site): the provider network
+/// carries static routes; a routed target's frames and health checks go to its router's
+/// MAC, learned by ARP from an NLB address; `pl stats` names the router. A target whose
+/// router never answers stays unresolved and takes no flow.
+#[test]
+fn a_routed_target_is_reached_and_checked_through_its_router() {
+    require_kernel!("a_routed_target_is_reached_and_checked_through_its_router");
+    const ROUTED: Ipv4Addr = Ipv4Addr::new(10, 60, 0, 5);
+    const STRANDED: Ipv4Addr = Ipv4Addr::new(10, 70, 0, 5);
+    const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+    const EP_ON_LINK: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 110);
+    const EP_ROUTED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 111);
+    let lab_config = LAB_CONFIG.replace(
+        "interface = \"fw-prov\"",
+        "interface = \"fw-prov\"\nroutes = [{ to = \"10.60.0.0/16\", via = \"10.9.0.1\" }, { to = \"10.70.0.0/24\", via = \"10.9.0.3\" }]",
+    );
+    assert_ne!(lab_config, LAB_CONFIG, "the lab config changed shape");
+    let config = format!(
+        r#"{lab_config}
+[[service]]
+name = "ledger"
+network = "prov"
+nlb_addresses = [{{ ip = "10.9.0.240", zone = "z1" }}, {{ ip = "10.9.0.241", zone = "z2" }}]
+allowed_principals = ["acme"]
+accepted_endpoints = ["acme-ledger"]
+listeners = [{{ protocol = "tcp", port = 443, target_port = 8443 }}, {{ protocol = "udp", port = 53, target_port = 5353 }}]
+targets = [{{ ip = "10.9.0.11", zone = "z1" }}, {{ ip = "10.60.0.5", zone = "z2" }}, {{ ip = "10.70.0.5", zone = "z2" }}]
+health_check = {{ interval_s = 1, timeout_ms = 300, healthy_threshold = 2, unhealthy_threshold = 2 }}
+
+[[endpoint]]
+name = "acme-ledger"
+service = "ledger"
+network = "acme"
+addresses = [{{ ip = "10.0.0.110", zone = "z1" }}, {{ ip = "10.0.0.111", zone = "z2" }}]
+"#
+    );
+    let r = Running::start("rtt", &config);
+    let prov = r.ns("prov");
+    let site = ExtraNs(format!("{}site", r.lab.lab.prefix()));
+    let ip = |args: &[&str]| {
+        cmd::ip(args.iter().copied()).unwrap_or_else(|e| panic!("ip {args:?}: {}", chain(e)));
+    };
+    // The router is the provider namespace: 10.9.0.1 on the lab segment, 10.60.0.1 toward
+    // the site where the routed target lives.
+    ip(&["netns", "add", &site.0]);
+    ip(&["-n", &prov, "addr", "add", "10.9.0.1/24", "dev", PEER_IFACE]);
+    ip(&[
+        "-n", &prov, "link", "add", "site", "type", "veth", "peer", "name", "eth0", "netns",
+        &site.0,
+    ]);
+    ip(&["-n", &prov, "addr", "add", "10.60.0.1/24", "dev", "site"]);
+    ip(&["-n", &prov, "link", "set", "site", "up"]);
+    ip(&["-n", &site.0, "addr", "add", "10.60.0.5/24", "dev", "eth0"]);
+    ip(&["-n", &site.0, "link", "set", "eth0", "up"]);
+    ip(&["-n", &site.0, "link", "set", "lo", "up"]);
+    ip(&["-n", &site.0, "route", "add", "default", "via", "10.60.0.1"]);
+    let out = output(netns::exec(&prov, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]));
+    assert!(out.status.success(), "sysctl: {}", stderr(&out));
+    let _site_servers =
+        Servers::start(&site.0, &[ROUTED]).unwrap_or_else(|e| panic!("servers: {}", chain(e)));
+    let out = output(netns::exec(&prov, "cat").arg(format!("/sys/class/net/{PEER_IFACE}/address")));
+    let router_mac = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+
+    // The router is resolved, the routed target checked healthy through it.
+    let stats = r
+        .run
+        .wait_for_stats(Duration::from_secs(10), |s| {
+            s.targets
+                .iter()
+                .any(|t| t.ip == ROUTED && t.health == "healthy")
+        })
+        .unwrap_or_else(|e| panic!("stats: {}", chain(e)));
+    let t = |ip: Ipv4Addr| {
+        stats
+            .targets
+            .iter()
+            .find(|t| t.ip == ip)
+            .unwrap_or_else(|| panic!("no target {ip} in {:?}", stats.targets))
+    };
+    let routed = t(ROUTED);
+    assert_eq!(
+        (routed.via, routed.mac.as_deref(), routed.health.as_str()),
+        (Some(ROUTER), Some(router_mac.as_str()), "healthy"),
+        "the routed target: {routed:?}"
+    );
+    let stranded = t(STRANDED);
+    assert_eq!(
+        (stranded.via, stranded.mac.as_deref()),
+        (Some(Ipv4Addr::new(10, 9, 0, 3)), None),
+        "a target whose router never answers: {stranded:?}"
+    );
+    let text = output(netns::exec(&r.lab.fw_ns(), pl_bin()).args(["stats"]));
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("10.60.0.5") && l.contains("10.9.0.1")),
+        "pl stats names the router:\n{text}"
+    );
+
+    // Flows reach the on-link target in z1 and the routed one in z2, TCP and UDP, each
+    // seeing its zone's NLB address; the stranded target takes none.
+    for (ep, target, nlb) in [
+        (EP_ON_LINK, T1, Ipv4Addr::new(10, 9, 0, 240)),
+        (EP_ROUTED, ROUTED, Ipv4Addr::new(10, 9, 0, 241)),
+    ] {
+        for _ in 0..4 {
+            let who = r
+                .who_tcp("acme", CLIENT, 0, ep, TCP_PORT)
+                .unwrap_or_else(|e| panic!("TCP to {ep}: {e}"));
+            let (t, peer, _) = parse_who(&who);
+            assert_eq!((t, peer), (target, nlb), "TCP through {ep}");
+        }
+        let udp = r
+            .who_udp("acme", CLIENT, 0, ep)
+            .unwrap_or_else(|e| panic!("UDP to {ep}: {e}"));
+        assert!(
+            udp.contains(&format!("target={target}")),
+            "UDP through {ep}: {udp}"
+        );
+    }
+    let stats = r.stats();
+    let stranded = stats
+        .targets
+        .iter()
+        .find(|t| t.ip == STRANDED)
+        .expect("stranded target");
+    assert_eq!(stranded.new_flows, 0, "an unresolved target took flows");
+}
