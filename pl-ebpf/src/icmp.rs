@@ -99,7 +99,8 @@ pub fn time_exceeded(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 
         time_exceeded_message(w);
         (*eth).src_addr
     };
-    let len = (ctx.data_end() - ctx.data()) as i32;
+    // The whole frame: a multi-buffer one sheds its fragments too.
+    let len = crate::parse::frame_len(ctx) as i32;
     let want = (ETH_HLEN + TIME_EXCEEDED_LEN) as i32;
     // SAFETY: the helper checks the new length against the buffer.
     if unsafe { bpf_xdp_adjust_tail(ctx.ctx, want - len) } != 0 {

@@ -34,7 +34,9 @@ use crate::{
     stats::Slot,
 };
 
-#[xdp]
+// frags: multi-buffer frames (jumbo MTUs) reach the program instead of the driver
+// refusing it; headers stay in the linear part, lengths come from `parse::frame_len`.
+#[xdp(frags)]
 pub fn pl_xdp(ctx: XdpContext) -> u32 {
     match try_pl_xdp(&ctx) {
         Ok(action) => action,
@@ -49,9 +51,9 @@ fn try_pl_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     };
     let stats = Slot::get(iface.slot).ok_or(())?;
     stats.add(IfaceCounter::RxPackets, 1);
-    let len = (ctx.data_end() - ctx.data()) as u64;
+    let len = parse::frame_len(ctx);
     stats.add(IfaceCounter::RxBytes, len);
-    let (class, frame) = parse::parse(ctx);
+    let (class, frame) = parse::parse(ctx, len);
     stats.add(class, 1);
 
     // Observe-only interfaces (`pl run --interface`): count, and hand everything on.

@@ -1,4 +1,6 @@
 //! Parse: the one place that reads headers, every read bounds-checked against data_end.
+//! Frames may be multi-buffer (jumbo frames on a frags-capable driver): headers must lie
+//! in the linear part, lengths are checked against the whole frame.
 //!
 //! The data path carries IPv4 TCP and UDP without options and unfragmented, and ICMP
 //! errors about its flows (Katran's choice too): fixed offsets keep the verifier's job
@@ -7,7 +9,7 @@
 
 use core::mem::size_of;
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{helpers::bpf_xdp_get_buff_len, programs::XdpContext};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 use pl_common::{
     checksum,
@@ -31,6 +33,13 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
+/// The whole frame's length, fragments included (data_end ends the linear part only).
+#[inline(always)]
+pub fn frame_len(ctx: &XdpContext) -> u64 {
+    // SAFETY: the helper only reads the xdp_buff the context points to.
+    unsafe { bpf_xdp_get_buff_len(ctx.ctx) }
+}
+
 #[inline(always)]
 fn has(ctx: &XdpContext, offset: usize, len: usize) -> bool {
     ctx.data() + offset + len <= ctx.data_end()
@@ -49,9 +58,10 @@ pub enum Frame {
     Drop(IfaceCounter),
 }
 
-/// The frame's class counter and what the data path makes of it.
+/// The frame's class counter and what the data path makes of it; `len` is the whole
+/// frame's length.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> (IfaceCounter, Frame) {
+pub fn parse(ctx: &XdpContext, len: u64) -> (IfaceCounter, Frame) {
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return (
             IfaceCounter::Malformed,
@@ -65,7 +75,7 @@ pub fn parse(ctx: &XdpContext) -> (IfaceCounter, Frame) {
             IfaceCounter::Malformed,
             Frame::Drop(IfaceCounter::DroppedTruncated),
         ),
-        ETH_P_IP => parse_ipv4(ctx),
+        ETH_P_IP => parse_ipv4(ctx, len),
         ETH_P_8021Q | ETH_P_8021AD => (
             IfaceCounter::NonIpv4,
             Frame::Drop(IfaceCounter::DroppedVlan),
@@ -78,7 +88,7 @@ pub fn parse(ctx: &XdpContext) -> (IfaceCounter, Frame) {
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext) -> (IfaceCounter, Frame) {
+fn parse_ipv4(ctx: &XdpContext, len: u64) -> (IfaceCounter, Frame) {
     let malformed = |why| (IfaceCounter::Malformed, Frame::Drop(why));
     let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN) else {
         return malformed(IfaceCounter::DroppedTruncated);
@@ -99,7 +109,8 @@ fn parse_ipv4(ctx: &XdpContext) -> (IfaceCounter, Frame) {
     if !has(ctx, ETH_HLEN, hlen) {
         return malformed(IfaceCounter::DroppedBadIpv4);
     }
-    if !has(ctx, ETH_HLEN, total) {
+    // The payload may run on into fragments; only the headers must be linear.
+    if (ETH_HLEN + total) as u64 > len {
         return malformed(IfaceCounter::DroppedTruncated);
     }
     let class = match proto {

@@ -117,6 +117,9 @@ network = "globex"
 addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2" }]
 "#;
 
+/// A veth's MTU unless the lab is told otherwise.
+pub const DEFAULT_MTU: u32 = 1500;
+
 /// Bytes of Ethernet + IPv4 + UDP headers in front of a UDP payload.
 pub const UDP_FRAME_OVERHEAD: usize = 14 + 20 + 8;
 
@@ -157,6 +160,9 @@ pub enum LabError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lab {
     prefix: String,
+    /// Every veth's MTU, unless `mtus` names its network.
+    mtu: u32,
+    mtus: Vec<(String, u32)>,
 }
 
 /// What `lab up` made, as `lab up` prints it.
@@ -178,6 +184,8 @@ pub struct NetInfo {
     pub fw_iface: String,
     pub fw_mac: String,
     pub service_ip: Ipv4Addr,
+    #[serde(default)]
+    pub mtu: u32,
 }
 
 impl Topology {
@@ -204,7 +212,7 @@ impl fmt::Display for Topology {
             };
             writeln!(
                 f,
-                "  {:<8} {:<8} ns {:<16} {} {} {:<24} <-> {:<10} {}",
+                "  {:<8} {:<8} ns {:<16} {} {} {:<24} <-> {:<10} {} mtu {}",
                 n.network,
                 role,
                 n.namespace,
@@ -212,7 +220,8 @@ impl fmt::Display for Topology {
                 n.peer_mac,
                 n.addrs.join(","),
                 n.fw_iface,
-                n.fw_mac
+                n.fw_mac,
+                n.mtu
             )?;
         }
         Ok(())
@@ -233,7 +242,31 @@ impl Lab {
         }
         Ok(Self {
             prefix: prefix.to_owned(),
+            mtu: DEFAULT_MTU,
+            mtus: Vec::new(),
         })
+    }
+
+    /// Every network's link at `mtu` (both ends of its veth).
+    #[must_use]
+    pub fn with_mtu(mut self, mtu: u32) -> Self {
+        self.mtu = mtu;
+        self
+    }
+
+    /// One network's link at `mtu`, the others as [`Lab::with_mtu`] says.
+    #[must_use]
+    pub fn with_network_mtu(mut self, network: &str, mtu: u32) -> Self {
+        self.mtus.push((network.to_owned(), mtu));
+        self
+    }
+
+    fn mtu_of(&self, network: &str) -> u32 {
+        self.mtus
+            .iter()
+            .rev()
+            .find(|(n, _)| n == network)
+            .map_or(self.mtu, |(_, m)| *m)
     }
 
     pub fn prefix(&self) -> &str {
@@ -336,6 +369,10 @@ impl Lab {
                 cmd::ip(["-n", &ns, "addr", "add", a, "dev", PEER_IFACE])
                     .map_err(self.step(what("adding address")))?;
             }
+            let mtu = self.mtu_of(net.name).to_string();
+            cmd::ip(["-n", &fw, "link", "set", net.fw_iface, "mtu", &mtu])
+                .and_then(|_| cmd::ip(["-n", &ns, "link", "set", PEER_IFACE, "mtu", &mtu]))
+                .map_err(self.step(what(&format!("MTU {mtu}"))))?;
             cmd::run(
                 netns::exec(&ns, "ethtool").args(["-K", PEER_IFACE, "tx", "off", "gro", "off"]),
             )
@@ -404,6 +441,7 @@ impl Lab {
                     addrs: net.addrs.iter().map(|a| (*a).to_owned()).collect(),
                     fw_iface: net.fw_iface.to_owned(),
                     service_ip: net.service_ip,
+                    mtu: self.mtu(&fw, net.fw_iface)?,
                 })
             })
             .collect::<Result<_, LabError>>()?;
@@ -421,6 +459,18 @@ impl Lab {
         serde_json::from_str::<serde_json::Value>(&out)
             .ok()
             .and_then(|v| v.get(0).cloned())
+            .ok_or_else(|| LabError::LinkInfo {
+                prefix: self.prefix.clone(),
+                ns: ns.to_owned(),
+                iface: iface.to_owned(),
+            })
+    }
+
+    fn mtu(&self, ns: &str, iface: &str) -> Result<u32, LabError> {
+        let link = self.link_json(ns, iface)?;
+        link.get("mtu")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|m| u32::try_from(m).ok())
             .ok_or_else(|| LabError::LinkInfo {
                 prefix: self.prefix.clone(),
                 ns: ns.to_owned(),

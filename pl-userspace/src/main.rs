@@ -165,6 +165,9 @@ enum LabCommand {
         /// Print the topology as JSON.
         #[arg(long)]
         json: bool,
+        /// Every link's MTU (both veth ends); 9000 for jumbo frames.
+        #[arg(long, default_value_t = pl_userspace::lab::DEFAULT_MTU, value_parser = clap::value_parser!(u32).range(68..=65535))]
+        mtu: u32,
     },
     /// Remove everything the lab made. Idempotent.
     Down {
@@ -637,8 +640,8 @@ fn stats(args: &StatsArgs) -> anyhow::Result<()> {
 
 fn lab(command: LabCommand) -> anyhow::Result<()> {
     match command {
-        LabCommand::Up { prefix, json } => {
-            let topo = Lab::new(&prefix)?.up()?;
+        LabCommand::Up { prefix, json, mtu } => {
+            let topo = Lab::new(&prefix)?.with_mtu(mtu).up()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&topo)?);
             } else {

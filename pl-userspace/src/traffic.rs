@@ -3,7 +3,8 @@
 //! lab namespace and every wait is bounded.
 //!
 //! TCP on the target port speaks one line: `WHO` answers `target=IP peer=ADDR:PORT`;
-//! `SINK N` reads N bytes and answers their sha256 in hex; `LATE MS` reads until the client
+//! `SINK N` reads N bytes and answers their sha256 in hex; `SOURCE N` sends N bytes of
+//! [`Stream`] and closes; `LATE MS` reads until the client
 //! half-closes, waits MS milliseconds and answers `late`. UDP answers every datagram with
 //! `target=IP peer=ADDR:PORT`, except `QUIET` (no answer) and `LATE MS` (`late`, MS
 //! milliseconds later). Every peer a server sees is recorded.
@@ -141,6 +142,18 @@ fn handle_tcp(s: TcpStream, ip: Ipv4Addr, peer: SocketAddr) -> std::io::Result<(
                 left -= got as u64;
             }
             writeln!(w, "{}", hex(&h.finalize()))
+        }
+        Some(("SOURCE", n)) => {
+            let mut left: u64 = n.parse().unwrap_or(0);
+            let mut stream = Stream::default();
+            let mut buf = vec![0u8; 64 * 1024];
+            while left > 0 {
+                let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                stream.fill(&mut buf[..n]);
+                w.write_all(&buf[..n])?;
+                left -= n as u64;
+            }
+            Ok(())
         }
         Some(("LATE", ms)) => {
             // Until the client's FIN, then the answer after a pause.
@@ -374,17 +387,11 @@ pub fn tcp_sink(
         writeln!(s, "SINK {len}")?;
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut stream = Stream::default();
         let mut left = len;
         while left > 0 {
-            for chunk in buf.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let b = x.to_le_bytes();
-                chunk.copy_from_slice(&b[..chunk.len()]);
-            }
             let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            stream.fill(&mut buf[..n]);
             s.write_all(&buf[..n])?;
             h.update(&buf[..n]);
             left -= n as u64;
@@ -394,6 +401,98 @@ pub fn tcp_sink(
         Ok((hex(&h.finalize()), line.trim().to_owned()))
     })?
     .map_err(io(what))
+}
+
+/// Asks the target behind `dst` for `len` bytes (`SOURCE`): the sha256 of what the stream
+/// should be and of what arrived.
+pub fn tcp_source(
+    ns: &str,
+    src: Ipv4Addr,
+    dst: SocketAddrV4,
+    len: u64,
+) -> Result<(String, String), TrafficError> {
+    let what = format!("TCP transfer {dst} -> {src} in {ns}");
+    netns::run_in(ns, || -> std::io::Result<(String, String)> {
+        let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        writeln!(s, "SOURCE {len}")?;
+        let (mut want, mut got) = (Sha256::new(), Sha256::new());
+        let mut stream = Stream::default();
+        let (mut buf, mut expect) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+        let mut left = len;
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            got.update(&buf[..n]);
+            let m = n.min(usize::try_from(left).unwrap_or(usize::MAX));
+            stream.fill(&mut expect[..m]);
+            want.update(&expect[..m]);
+            left -= m as u64;
+        }
+        // Short: the rest of the stream still counts toward what was wanted.
+        while left > 0 {
+            let m = expect
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            stream.fill(&mut expect[..m]);
+            want.update(&expect[..m]);
+            left -= m as u64;
+        }
+        Ok((hex(&want.finalize()), hex(&got.finalize())))
+    })?
+    .map_err(io(what))
+}
+
+/// The bytes bulk transfers carry: xorshift64, so neither side stores them.
+pub struct Stream {
+    x: u64,
+    word: [u8; 8],
+    /// Bytes of `word` handed out (a fill may end mid-word).
+    pos: usize,
+}
+
+impl Default for Stream {
+    fn default() -> Self {
+        Self {
+            x: 0x9e37_79b9_7f4a_7c15,
+            word: [0; 8],
+            pos: 8,
+        }
+    }
+}
+
+impl Stream {
+    fn next(&mut self) {
+        self.x ^= self.x << 13;
+        self.x ^= self.x >> 7;
+        self.x ^= self.x << 17;
+        self.word = self.x.to_le_bytes();
+        self.pos = 0;
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        let mut at = 0;
+        while self.pos < 8 && at < buf.len() {
+            buf[at] = self.word[self.pos];
+            self.pos += 1;
+            at += 1;
+        }
+        let mut chunks = buf[at..].chunks_exact_mut(8);
+        for c in &mut chunks {
+            self.next();
+            c.copy_from_slice(&self.word);
+            self.pos = 8;
+        }
+        for b in chunks.into_remainder() {
+            if self.pos == 8 {
+                self.next();
+            }
+            *b = self.word[self.pos];
+            self.pos += 1;
+        }
+    }
 }
 
 /// A TCP flood from namespace `ns` out of `iface` (frames to `dst_mac`): segments with
@@ -429,4 +528,22 @@ pub fn tcp_flood(
         Ok(sent)
     })?
     .map_err(io(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stream;
+
+    #[test]
+    fn a_stream_is_the_same_however_it_is_cut() {
+        let mut whole = vec![0u8; 1000];
+        Stream::default().fill(&mut whole);
+        let mut cut = vec![0u8; 1000];
+        let mut s = Stream::default();
+        for part in cut.chunks_mut(13) {
+            s.fill(part);
+        }
+        assert_eq!(whole, cut);
+        assert_ne!(whole[..8], whole[8..16], "the stream moves on");
+    }
 }

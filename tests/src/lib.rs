@@ -151,9 +151,15 @@ fn sweep_stale(tag: &str) {
 impl TestLab {
     /// `tag`: a few characters naming the test (the prefix is `{tag}{pid}-`).
     pub fn up(tag: &str) -> Self {
+        Self::up_with(tag, |lab| lab)
+    }
+
+    /// As [`TestLab::up`], the lab shaped by `shape` first (MTUs).
+    pub fn up_with(tag: &str, shape: impl FnOnce(Lab) -> Lab) -> Self {
         sweep_stale(tag);
         let prefix = format!("{tag}{}-", std::process::id());
         let lab = Lab::new(&prefix).unwrap_or_else(|e| panic!("lab prefix {prefix}: {}", chain(e)));
+        let lab = shape(lab);
         let topo = lab
             .up()
             .unwrap_or_else(|e| panic!("lab up {prefix}: {}", chain(e)));
@@ -246,17 +252,27 @@ pub fn output(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("collecting output of {cmd:?}: {e}"))
 }
 
+/// Bytes of a long test frame kept in its linear part; the rest goes to fragments.
+pub const JUMBO_LINEAR: u32 = 1024;
+
 /// Runs one frame through the loaded XDP program with BPF_PROG_TEST_RUN, arriving on
 /// `ifindex` (a device in the calling thread's namespace): the action and the output frame.
 pub fn xdp_test_run(ebpf: &mut aya::Ebpf, ifindex: u32, input: &[u8]) -> (u32, Vec<u8>) {
     use aya::programs::{TestRun as _, TestRunOptions, Xdp};
     // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
     let len = u32::try_from(input.len()).expect("frame fits u32");
-    let ctx: Vec<u8> = [0, len, 0, ifindex, 0, 0]
+    // A frame over a page goes multi-buffer, as a jumbo frame off a frags-capable driver:
+    // data_end below the frame's size makes the kernel put the rest into fragments.
+    let linear = if len > JUMBO_LINEAR {
+        JUMBO_LINEAR
+    } else {
+        len
+    };
+    let ctx: Vec<u8> = [0, linear, 0, ifindex, 0, 0]
         .iter()
         .flat_map(|w: &u32| w.to_ne_bytes())
         .collect();
-    let mut out = vec![0u8; 4096];
+    let mut out = vec![0u8; 16384];
     let name = pl_common::maps::PROGRAM_NAME;
     let prog: &mut Xdp = ebpf
         .program_mut(name)

@@ -294,6 +294,9 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
         &[0, 185],
     );
 
+    let jumbo: Vec<u8> = (0..8972u32).map(|i| (i % 251) as u8).collect();
+    let mut jumbo_cut = ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).udp(40000, 53, &jumbo));
+    jumbo_cut.truncate(6000);
     // An error quoting only the source port of a reply: the destination port (40000, a
     // live flow's) sits in Ethernet padding after the message, where it must not be read.
     // A reply naming another host's MAC as the sender: learning it would point flows there.
@@ -1056,6 +1059,33 @@ fn fixtures(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> 
             ipv4_frame(fa, CA, &ip([0, 0, 0, 0], EP1, 64).udp(68, 53, b"z")),
             I::Ipv4Udp,
             Delta::I("fw-acme", I::DroppedMartian, 1),
+        ),
+        // Multi-buffer frames (jumbo MTUs): BPF_PROG_TEST_RUN puts what does not fit one
+        // page into fragments; the headers stay linear, lengths count the whole frame.
+        forwarded(
+            "a 9000-byte datagram in a multi-buffer frame is translated whole",
+            "fw-acme",
+            ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).udp(40000, 53, &jumbo)),
+            ipv4_frame(T1_MAC, fp, &ip(NLB1, T1, 63).udp(u1, 5353, &jumbo)),
+            I::Ipv4Udp,
+            "acme-billing",
+            false,
+        ),
+        forwarded(
+            "its answer, multi-buffer too, goes back to the consumer",
+            "fw-prov",
+            ipv4_frame(fp, T1_MAC, &ip(T1, NLB1, 64).udp(5353, u1, &jumbo)),
+            ipv4_frame(CA, fa, &ip(EP1, CLIENT, 63).udp(53, 40000, &jumbo)),
+            I::Ipv4Udp,
+            "acme-billing",
+            false,
+        ),
+        dropped(
+            "a multi-buffer frame shorter than its IPv4 total length is truncated",
+            "fw-acme",
+            jumbo_cut,
+            I::Malformed,
+            Delta::I("fw-acme", I::DroppedTruncated, 1),
         ),
         not_for_us(
             "a frame for another host's MAC is passed to the kernel untouched",
