@@ -103,7 +103,7 @@ pub const CT_FIN: u8 = 4;
 pub const CT_RST: u8 = 8;
 
 const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
+const TCP_SYN: u8 = crate::proto::TCP_SYN;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
 

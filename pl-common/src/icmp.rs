@@ -173,36 +173,53 @@ pub fn translate_error(w: &mut [u8; WINDOW], r: &Rewrite, tcp_check: Option<&mut
     put(w, OUT_CHECK, out);
 }
 
-/// Bytes of a time-exceeded message from the IPv4 header on: IPv4 (20), ICMP (8), the
-/// quoted IPv4 header and 8 bytes of what followed it (28).
+/// Bytes of an error message pl sends (time exceeded, fragmentation needed) from the IPv4
+/// header on: IPv4 (20), ICMP (8), the quoted IPv4 header and 8 bytes of what followed it
+/// (28).
 pub const TIME_EXCEEDED_LEN: usize = WINDOW;
 
-/// Writes into `w` a time-exceeded message (TTL expired in transit) about the packet whose
-/// first 28 bytes (IPv4 header without options, 8 bytes of L4) `w[28..56]` already holds:
-/// from the address that packet was sent to, back to its sender, TTL 64, DF set, id 0.
+/// An ICMP error pl answers a sender with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Time exceeded in transit: the TTL would reach zero here.
+    TimeExceeded,
+    /// Destination unreachable, fragmentation needed and DF set, with the next hop's MTU.
+    FragNeeded { mtu: u16 },
+}
+
+/// Writes into `w` the error `reply` about the packet whose first 28 bytes (IPv4 header
+/// without options, 8 bytes of L4) `w[28..56]` already holds: from the address that
+/// packet was sent to, back to its sender, TTL 64, DF set, id 0.
 #[inline(always)]
-pub fn time_exceeded(w: &mut [u8; TIME_EXCEEDED_LEN]) {
-    let header = [
-        0x45,
-        0,
-        0,
-        TIME_EXCEEDED_LEN as u8,
-        0,
-        0,
-        0x40,
-        0,
-        64,
-        crate::proto::IPPROTO_ICMP,
-    ];
-    w[..10].copy_from_slice(&header);
+pub fn error_reply(w: &mut [u8; TIME_EXCEEDED_LEN], reply: Reply) {
+    // Byte by byte, no temporaries: this runs in XDP on a stack near its 512-byte limit.
+    w[0] = 0x45;
+    w[1] = 0;
+    w[2] = 0;
+    w[3] = TIME_EXCEEDED_LEN as u8;
+    w[4] = 0;
+    w[5] = 0;
+    w[6] = 0x40;
+    w[7] = 0;
+    w[8] = 64;
+    w[9] = crate::proto::IPPROTO_ICMP;
     w[10] = 0;
     w[11] = 0;
     for i in 0..4 {
         w[12 + i] = w[QUOTED_DST + i];
         w[16 + i] = w[QUOTED_SRC + i];
     }
-    let icmp = [ICMP_TIME_EXCEEDED, 0, 0, 0, 0, 0, 0, 0];
-    w[20..28].copy_from_slice(&icmp);
+    for b in &mut w[20..28] {
+        *b = 0;
+    }
+    match reply {
+        Reply::TimeExceeded => w[20] = ICMP_TIME_EXCEEDED,
+        Reply::FragNeeded { mtu } => {
+            w[20] = ICMP_DEST_UNREACH;
+            w[21] = ICMP_FRAG_NEEDED;
+            put(w, 26, mtu);
+        }
+    }
     let c = crate::checksum::checksum(&w[..20]);
     put(w, OUT_CHECK, c);
     let c = crate::checksum::checksum(&w[20..]);

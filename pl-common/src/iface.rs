@@ -16,7 +16,9 @@ pub struct IfaceConfig {
     pub flags: u16,
     /// The interface's own MAC: the source of what pl sends and of its ARP answers.
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// The smallest MTU of pl's interfaces: a packet that fits it fits any egress, so only
+    /// a larger one has its egress MTU looked up (0: always look).
+    pub mtu_floor: u16,
 }
 
 /// The entry describes an interface pl manages.

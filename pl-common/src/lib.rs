@@ -19,6 +19,7 @@ pub mod icmp;
 pub mod iface;
 pub mod maglev;
 pub mod maps;
+pub mod mss;
 pub mod proto;
 pub mod service;
 pub mod settings;

@@ -35,6 +35,8 @@ pub const MAGLEV_MAP: &str = "PL_MAGLEV";
 pub const FLOWS_MAP: &str = "PL_FLOWS";
 /// `DEVMAP` by network id: the interface to redirect out of.
 pub const EGRESS_MAP: &str = "PL_EGRESS";
+/// Array of u32 by network id: the MTU of the network's interface (0: not known).
+pub const NET_MTU_MAP: &str = "PL_NET_MTU";
 /// `HASH<AddrKey, [u8; 8]>`: MACs learned from ARP replies (6 bytes + 2 padding).
 pub const NEIGH_MAP: &str = "PL_NEIGH";
 /// `PERCPU_ARRAY<EndpointStats>` by endpoint id.

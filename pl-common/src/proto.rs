@@ -17,6 +17,8 @@ pub const ICMP_HLEN: usize = 8;
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+/// The SYN bit of the TCP flags byte.
+pub const TCP_SYN: u8 = 0x02;
 
 /// XDP action codes (`enum xdp_action`).
 pub const XDP_ABORTED: u32 = 0;

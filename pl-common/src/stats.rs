@@ -91,6 +91,9 @@ counters! {
         IcmpTranslated = "icmp_translated",
         /// ICMP time exceeded sent back to a sender whose packet's TTL expired here.
         IcmpTimeExceeded = "icmp_time_exceeded",
+        /// ICMP fragmentation needed sent back to a sender whose DF packet is larger than
+        /// the egress interface's MTU (pl does not fragment).
+        IcmpFragNeeded = "icmp_frag_needed",
         /// Frames the program returned `XDP_PASS` for.
         XdpPass = "xdp_pass",
         /// Frames the program returned `XDP_DROP` for.
@@ -113,6 +116,9 @@ counters! {
         ToConsumerBytes = "to_consumer_bytes",
         /// Flows created.
         NewFlows = "new_flows",
+        /// SYNs and SYN-ACKs whose MSS option was lowered to what the smaller of the two
+        /// networks' MTUs carries.
+        MssClamped = "mss_clamped",
         /// Refused: no listener on that protocol and port.
         RefusedNoListener = "refused_no_listener",
         /// Refused: the service has not accepted this endpoint.
@@ -128,6 +134,9 @@ counters! {
         RefusedSnatExhausted = "refused_snat_exhausted",
         /// Refused: TTL would reach zero.
         RefusedTtl = "refused_ttl",
+        /// Refused: larger than the egress interface's MTU (with DF, answered with ICMP
+        /// fragmentation needed; without, dropped: pl does not fragment).
+        RefusedTooBig = "refused_too_big",
         /// Refused: the flow table is full.
         RefusedFlowTableFull = "refused_flow_table_full",
         /// Refused: a TCP packet with no flow that is not a SYN (a bare ACK, FIN or RST
@@ -139,10 +148,13 @@ counters! {
     }
 }
 
-/// Number of [`IfaceCounter`]s.
-pub const IFACE_COUNTERS: usize = IfaceCounter::COUNT;
-/// Number of [`EndpointCounter`]s.
-pub const ENDPOINT_COUNTERS: usize = EndpointCounter::COUNT;
+/// Counter slots per interface: room past [`IfaceCounter::COUNT`] so a new counter does not
+/// change the pinned map's value size, which would make a restart drop the flows.
+pub const IFACE_COUNTERS: usize = 48;
+/// Counter slots per endpoint, with room to grow likewise.
+pub const ENDPOINT_COUNTERS: usize = 32;
+const _: () = assert!(IfaceCounter::COUNT <= IFACE_COUNTERS);
+const _: () = assert!(EndpointCounter::COUNT <= ENDPOINT_COUNTERS);
 
 impl IfaceCounter {
     /// The counter for an XDP action code, if it is one of the four that forward or drop.

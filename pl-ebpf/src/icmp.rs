@@ -6,8 +6,8 @@ use network_types::eth::EthHdr;
 use pl_common::{
     flow::FLOW_FORWARD,
     icmp::{
-        QUOTED_TCP_CHECK, Rewrite, TIME_EXCEEDED_LEN, WINDOW, error_key,
-        time_exceeded as time_exceeded_message, translate_error,
+        QUOTED_TCP_CHECK, Reply, Rewrite, TIME_EXCEEDED_LEN, WINDOW, error_key, error_reply,
+        translate_error,
     },
     iface::IfaceConfig,
     proto::{ETH_HLEN, IPPROTO_TCP},
@@ -78,27 +78,33 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
     redirect::to_network(v.egress)
 }
 
-/// Turns the frame (IPv4 without options, TCP or UDP, whose TTL expires here) into an ICMP
-/// time exceeded back to its sender, from the address it was sent to, out of the interface
+/// Turns the frame (IPv4 without options, TCP or UDP, that cannot go on) into the ICMP
+/// error back to its sender, from the address it was sent to, out of the interface
 /// it came in on. Built in per-CPU scratch space: the BPF stack is spent.
+///
+/// `frag_mtu`: 0 for time exceeded, else the MTU a fragmentation needed reports (one
+/// scalar: a BPF call passes an enum's fields in registers the callee cannot trust).
 #[inline(never)]
-pub fn time_exceeded(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
+pub fn reply(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot, frag_mtu: u32) -> u32 {
+    let reply = if frag_mtu == 0 {
+        Reply::TimeExceeded
+    } else {
+        Reply::FragNeeded {
+            mtu: frag_mtu.min(u32::from(u16::MAX)) as u16,
+        }
+    };
     let Some(w) = PL_ICMP_SCRATCH.get_ptr_mut(0) else {
         return xdp_action::XDP_DROP;
     };
     let Some(quoted) = ptr_at::<[u8; 28]>(ctx, ETH_HLEN) else {
         return xdp_action::XDP_DROP;
     };
-    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
-        return xdp_action::XDP_DROP;
-    };
     // SAFETY: this CPU's scratch element; packet reads bounds-checked.
-    let sender_mac = unsafe {
+    unsafe {
         let w = &mut *w;
         w[28..].copy_from_slice(&*quoted);
-        time_exceeded_message(w);
-        (*eth).src_addr
-    };
+        error_reply(w, reply);
+    }
     // The whole frame: a multi-buffer one sheds its fragments too.
     let len = crate::parse::frame_len(ctx) as i32;
     let want = (ETH_HLEN + TIME_EXCEEDED_LEN) as i32;
@@ -113,12 +119,19 @@ pub fn time_exceeded(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 
     ) else {
         return xdp_action::XDP_DROP;
     };
-    // SAFETY: bounds-checked; scratch as above.
+    // SAFETY: bounds-checked; scratch as above. Shrinking the tail left the Ethernet
+    // header as it came: back to where it came from.
     unsafe {
-        (*eth).dst_addr = sender_mac;
+        (*eth).dst_addr = (*eth).src_addr;
         (*eth).src_addr = iface.mac;
         *out = *w;
     }
-    slot.add(IfaceCounter::IcmpTimeExceeded, 1);
+    slot.add(
+        match reply {
+            Reply::TimeExceeded => IfaceCounter::IcmpTimeExceeded,
+            Reply::FragNeeded { .. } => IfaceCounter::IcmpFragNeeded,
+        },
+        1,
+    );
     redirect::to_network(iface.network)
 }

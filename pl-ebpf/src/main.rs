@@ -11,6 +11,7 @@ mod endpoint;
 mod events;
 mod icmp;
 mod maps;
+mod mtu;
 mod nat;
 mod parse;
 mod redirect;
@@ -23,7 +24,7 @@ use pl_common::{
     endpoint::{ADDR_NLB, AddrKey},
     flow::{FLOW_FORWARD, FlowKey, opens_flow, packet_state},
     iface::{IFACE_DEDICATED, IfaceConfig},
-    proto::{ETH_HLEN, IPPROTO_TCP},
+    proto::{ETH_HLEN, IPPROTO_TCP, TCP_SYN},
     stats::{EndpointCounter, IfaceCounter},
 };
 
@@ -115,7 +116,7 @@ fn ipv4(
     // A TCP SYN on a flow may reopen it (port reuse); nothing else needs its pair judged
     // before a second of idleness, so UDP stays on the one-lookup path.
     let stale = match conntrack::lookup(&key, now, opens && proto == IPPROTO_TCP) {
-        Found::Live(v) => return Ok(forward(ctx, iface, stats, v, proto, len, bits)),
+        Found::Live(v) => return Ok(forward(ctx, iface, stats, v, proto, len, bits, tcp_flags)),
         Found::Stale => true,
         Found::Absent => false,
     };
@@ -170,7 +171,7 @@ fn ipv4(
     if nat::ttl(ctx).ok_or(())? <= 1 {
         // As a router would: the sender hears it from the endpoint address.
         stats::endpoint_add(endpoint, EndpointCounter::RefusedTtl, 1);
-        return Ok(icmp::time_exceeded(ctx, iface, stats));
+        return Ok(icmp::reply(ctx, iface, stats, 0));
     }
     let eth = parse::ptr_at::<EthHdr>(ctx, 0).ok_or(())?;
     // SAFETY: bounds-checked.
@@ -194,11 +195,15 @@ fn ipv4(
         Ok(Created::Raced(v)) => v,
         Err(reason) => return refuse(reason),
     };
-    Ok(forward(ctx, iface, stats, v, proto, len, bits))
+    Ok(forward(ctx, iface, stats, v, proto, len, bits, tcp_flags))
 }
 
 /// Translates along an existing flow entry and redirects.
 #[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "inlined; a struct would cost BPF stack"
+)]
 fn forward(
     ctx: &XdpContext,
     iface: &IfaceConfig,
@@ -207,6 +212,7 @@ fn forward(
     proto: u8,
     len: u64,
     bits: u8,
+    tcp_flags: u8,
 ) -> u32 {
     // SAFETY: a live map value, or this CPU's scratch copy of one just inserted (whose
     // first packet `create` counted); fields are written whole, the state only when this
@@ -224,11 +230,20 @@ fn forward(
         Some(ttl) if ttl > 1 => {}
         _ => {
             stats::endpoint_add(v.endpoint, EndpointCounter::RefusedTtl, 1);
-            return icmp::time_exceeded(ctx, iface, slot);
+            return icmp::reply(ctx, iface, slot, 0);
         }
+    }
+    match mtu::too_big(ctx, iface, v.endpoint, v.egress, len) {
+        mtu::FITS => {}
+        mtu::DROP => return xdp_action::XDP_DROP,
+        // Told to the sender, from the address it sent to.
+        egress_mtu => return icmp::reply(ctx, iface, slot, egress_mtu),
     }
     if nat::translate(ctx, v, proto).is_err() {
         return xdp_action::XDP_ABORTED;
+    }
+    if tcp_flags & TCP_SYN != 0 {
+        mtu::clamp_mss(ctx, iface.network, v.egress, v.endpoint);
     }
     stats::endpoint_forwarded(v.endpoint, to_provider, len);
     redirect::to_network(v.egress)

@@ -57,6 +57,9 @@ pub static PL_FLOWS: HashMap<FlowKey, FlowValue> =
 pub static PL_EGRESS: DevMap = DevMap::with_max_entries(MAX_NETWORKS, 0);
 
 #[map]
+pub static PL_NET_MTU: Array<u32> = Array::with_max_entries(MAX_NETWORKS, 0);
+
+#[map]
 pub static PL_NEIGH: HashMap<AddrKey, [u8; 8]> = HashMap::with_max_entries(MAX_NEIGH, 0);
 
 #[map]

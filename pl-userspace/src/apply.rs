@@ -10,8 +10,8 @@ use pl_common::{
     iface::IfaceConfig,
     maglev::MAGLEV_SIZE,
     maps::{
-        ADDRS_MAP, EGRESS_MAP, ENDPOINTS_MAP, IFACES_MAP, LISTENERS_MAP, MAGLEV_MAP, SERVICES_MAP,
-        SETTINGS_MAP, SOURCES_MAP, TARGETS_MAP,
+        ADDRS_MAP, EGRESS_MAP, ENDPOINTS_MAP, IFACES_MAP, LISTENERS_MAP, MAGLEV_MAP, NET_MTU_MAP,
+        SERVICES_MAP, SETTINGS_MAP, SOURCES_MAP, TARGETS_MAP,
     },
     service::{ServiceInfo, TargetInfo},
     settings::Settings,
@@ -76,6 +76,15 @@ pub fn apply(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), App
         settings
             .set(0, plan.settings, 0)
             .map_err(err(SETTINGS_MAP))?;
+    }
+
+    // Before the interfaces whose MTU floor points at them.
+    let mut m: Array<&mut MapData, u32> = map(ebpf, NET_MTU_MAP)?;
+    for (k, v) in changed(&plan.mtus, old.map(|o| &o.mtus[..])) {
+        m.set(*k, *v, 0).map_err(err(NET_MTU_MAP))?;
+    }
+    for k in removed(&plan.mtus, old.map(|o| &o.mtus[..])) {
+        m.set(*k, 0, 0).map_err(err(NET_MTU_MAP))?;
     }
 
     let mut m: Array<&mut MapData, IfaceConfig> = map(ebpf, IFACES_MAP)?;

@@ -77,12 +77,33 @@ impl Ipv4 {
         flags: u8,
         payload: &[u8],
     ) -> Vec<u8> {
-        let mut s = Vec::with_capacity(20 + payload.len());
+        self.tcp_with_options(sport, dport, seq, ack, flags, &[], payload)
+    }
+
+    /// TCP segment with `options` (a multiple of 4 bytes, at most 40) after its header.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a segment's fields, in wire order"
+    )]
+    pub fn tcp_with_options(
+        &self,
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        options: &[u8],
+        payload: &[u8],
+    ) -> Vec<u8> {
+        assert!(options.len() % 4 == 0 && options.len() <= 40, "TCP options");
+        let words = (5 + options.len() / 4) as u8;
+        let mut s = Vec::with_capacity(20 + options.len() + payload.len());
         s.extend_from_slice(&sport.to_be_bytes());
         s.extend_from_slice(&dport.to_be_bytes());
         s.extend_from_slice(&seq.to_be_bytes());
         s.extend_from_slice(&ack.to_be_bytes());
-        s.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        s.extend_from_slice(&[words << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        s.extend_from_slice(options);
         s.extend_from_slice(payload);
         let c = checksum::l4_checksum(self.src, self.dst, IPPROTO_TCP, &s);
         s[16..18].copy_from_slice(&c.to_be_bytes());

@@ -28,9 +28,16 @@ pub struct Network {
     pub interface: String,
     pub ifindex: u32,
     pub mac: Mac,
+    /// The interface's MTU when the config was read (MSS clamping, fragmentation needed).
+    #[serde(default = "default_mtu")]
+    pub mtu: u32,
     /// Static routes to targets behind routers (longest prefix wins).
     #[serde(default)]
     pub routes: Vec<Route>,
+}
+
+const fn default_mtu() -> u32 {
+    1500
 }
 
 /// Addresses in `to` are reached through the on-link router `via`.
@@ -147,15 +154,15 @@ pub struct Model {
 
 /// Looks interfaces up; the live one asks the kernel, tests give a fixed set.
 pub trait Interfaces {
-    /// The interface's ifindex and MAC, or why not.
-    fn resolve(&self, name: &str) -> Result<(u32, Mac), String>;
+    /// The interface's ifindex, MAC and MTU, or why not.
+    fn resolve(&self, name: &str) -> Result<(u32, Mac, u32), String>;
 }
 
 /// The interfaces of the caller's network namespace.
 pub struct LiveInterfaces;
 
 impl Interfaces for LiveInterfaces {
-    fn resolve(&self, name: &str) -> Result<(u32, Mac), String> {
+    fn resolve(&self, name: &str) -> Result<(u32, Mac, u32), String> {
         let ifindex = nix::net::if_::if_nametoindex(name)
             .map_err(|_| "no such interface in this network namespace".to_owned())?;
         let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("listing interfaces: {e}"))?;
@@ -166,8 +173,38 @@ impl Interfaces for LiveInterfaces {
                     .and_then(|s| s.as_link_addr().and_then(nix::sys::socket::LinkAddr::addr))
             })
             .ok_or_else(|| "has no MAC address (not an Ethernet interface?)".to_owned())?;
-        Ok((ifindex, mac))
+        let mtu = mtu_of(name).map_err(|e| format!("reading its MTU: {e}"))?;
+        Ok((ifindex, mac, mtu))
     }
+}
+
+/// The MTU of interface `name` in the caller's network namespace (SIOCGIFMTU: sysfs may
+/// show another namespace's devices).
+fn mtu_of(name: &str) -> std::io::Result<u32> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    // SAFETY: plain socket(2); the fd is owned at once.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: raw is a fresh fd nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ifreq is plain data; zeroed is a valid start.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads ifr_name and writes ifr_mtu inside `req`.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &raw mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the union member SIOCGIFMTU fills.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    Ok(u32::try_from(mtu).unwrap_or(0))
 }
 
 /// `prev`'s entries at their indexes (tombstoned with `tomb` if gone from `new`), then the
@@ -538,7 +575,7 @@ impl Model {
                     ),
                 );
             }
-            let (ifindex, mac) = ifaces.resolve(iface.get_ref()).or_else(|why| {
+            let (ifindex, mac, mtu) = ifaces.resolve(iface.get_ref()).or_else(|why| {
                 sec.err(
                     "interface",
                     Some(iface.span().start),
@@ -560,6 +597,7 @@ impl Model {
                 interface: iface.get_ref().clone(),
                 ifindex,
                 mac,
+                mtu,
                 routes,
             });
         }
@@ -1099,11 +1137,11 @@ addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2
 
     struct Fixed;
     impl Interfaces for Fixed {
-        fn resolve(&self, name: &str) -> Result<(u32, Mac), String> {
+        fn resolve(&self, name: &str) -> Result<(u32, Mac, u32), String> {
             match name {
-                "fw-acme" => Ok((2, [2, 0, 0, 0, 0, 2])),
-                "fw-globex" => Ok((3, [2, 0, 0, 0, 0, 3])),
-                "fw-prov" => Ok((4, [2, 0, 0, 0, 0, 4])),
+                "fw-acme" => Ok((2, [2, 0, 0, 0, 0, 2], 9000)),
+                "fw-globex" => Ok((3, [2, 0, 0, 0, 0, 3], 1500)),
+                "fw-prov" => Ok((4, [2, 0, 0, 0, 0, 4], 1500)),
                 _ => Err("no such interface in this network namespace".to_owned()),
             }
         }

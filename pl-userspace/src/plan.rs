@@ -33,6 +33,8 @@ pub struct Plan {
     pub ifaces: Vec<(u32, IfaceConfig)>,
     /// Network id -> ifindex, for the egress devmap.
     pub egress: Vec<(u32, u32)>,
+    /// Network id -> its interface's MTU.
+    pub mtus: Vec<(u32, u32)>,
     pub addrs: Vec<(AddrKey, AddrInfo)>,
     pub endpoints: Vec<(u32, EndpointInfo)>,
     pub listeners: Vec<(ListenerKey, ListenerInfo)>,
@@ -72,11 +74,19 @@ impl Plan {
             settings: model.settings,
             ..Self::default()
         };
+        let mtu_floor = model
+            .networks
+            .iter()
+            .filter(|n| !n.removed)
+            .map(|n| n.mtu)
+            .min()
+            .map_or(0, |m| u16::try_from(m).unwrap_or(u16::MAX));
         for (id, n) in model.networks.iter().enumerate() {
             if n.removed {
                 continue;
             }
             let slot = id as u32;
+            p.mtus.push((slot, n.mtu));
             p.ifaces.push((
                 n.ifindex,
                 IfaceConfig {
@@ -84,7 +94,7 @@ impl Plan {
                     network: id as u16,
                     flags: IFACE_ACTIVE | IFACE_DEDICATED,
                     mac: n.mac,
-                    _pad: [0; 2],
+                    mtu_floor,
                 },
             ));
             p.egress.push((slot, n.ifindex));
@@ -238,6 +248,7 @@ mod tests {
                     interface: "fw-acme".into(),
                     ifindex: 2,
                     mac: [2, 0, 0, 0, 0, 2],
+                    mtu: 1500,
                     routes: Vec::new(),
                 },
                 Network {
@@ -246,6 +257,7 @@ mod tests {
                     interface: "fw-prov".into(),
                     ifindex: 4,
                     mac: [2, 0, 0, 0, 0, 4],
+                    mtu: 1500,
                     routes: Vec::new(),
                 },
             ],

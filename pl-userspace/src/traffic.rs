@@ -445,6 +445,73 @@ pub fn tcp_source(
     .map_err(io(what))
 }
 
+/// Sends a `size`-byte UDP datagram with DF (path MTU discovery on) from `src` to `dst`
+/// and waits up to 2 s for the kernel to learn a smaller path MTU from an ICMP
+/// fragmentation needed: the socket's `IP_MTU` then.
+pub fn udp_pmtu(
+    ns: &str,
+    src: Ipv4Addr,
+    dst: SocketAddrV4,
+    size: usize,
+) -> Result<u32, TrafficError> {
+    use std::os::fd::AsRawFd as _;
+    let what = format!("UDP path MTU {src} -> {dst} in {ns}");
+    netns::run_in(ns, || -> std::io::Result<u32> {
+        let u = UdpSocket::bind((src, 0))?;
+        u.connect(dst)?;
+        let fd = u.as_raw_fd();
+        let opt = |name: libc::c_int, v: libc::c_int| -> std::io::Result<()> {
+            // SAFETY: an int option on a socket we own.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_IP,
+                    name,
+                    (&raw const v).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        };
+        opt(libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)?;
+        let mtu = || -> std::io::Result<u32> {
+            let mut v: libc::c_int = 0;
+            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: IP_MTU writes one int into `v`.
+            let r = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::IPPROTO_IP,
+                    libc::IP_MTU,
+                    (&raw mut v).cast(),
+                    &raw mut len,
+                )
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(u32::try_from(v).unwrap_or(0))
+        };
+        let first = mtu()?;
+        // Sent whole: the local link (jumbo) carries it.
+        u.send(&vec![0x5a; size])?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            let now = mtu()?;
+            if now < first {
+                return Ok(now);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        mtu()
+    })?
+    .map_err(io(what))
+}
+
 /// The bytes bulk transfers carry: xorshift64, so neither side stores them.
 pub struct Stream {
     x: u64,

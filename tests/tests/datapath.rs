@@ -1975,3 +1975,66 @@ addresses = [{{ ip = "10.0.0.110", zone = "z1" }}, {{ ip = "10.0.0.111", zone = 
         .expect("stranded target");
     assert_eq!(stranded.new_flows, 0, "an unresolved target took flows");
 }
+
+/// A consumer network at 9000 talking to a provider at 1500, the target host itself set to
+/// 9000 (only pl's side of its segment carries 1500): the SYN-ACK's MSS reaches the
+/// consumer clamped, the target's segments fit pl's provider link (unclamped, they would
+/// be dropped there and the transfer would stall); a 3000-byte DF datagram gets
+/// fragmentation needed and the consumer's kernel caches MTU 1500 for the endpoint.
+#[test]
+fn a_jumbo_consumer_reaches_a_1500_provider_through_clamped_mss_and_pmtu() {
+    require_kernel!("a_jumbo_consumer_reaches_a_1500_provider_through_clamped_mss_and_pmtu");
+    let r = Running::start_shaped("mm", LAB_CONFIG, &[], |lab| {
+        lab.with_mtu(9000).with_network_mtu("prov", 1500)
+    });
+    let (acme, prov) = (r.ns("acme"), r.ns("prov"));
+    cmd::ip(["-n", &prov, "link", "set", PEER_IFACE, "mtu", "9000"])
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let ep = SocketAddrV4::new(EP_Z1, TCP_PORT);
+
+    // The consumer's view of the connection: the MSS it may send.
+    let mss = netns::run_in(&acme, || -> std::io::Result<u32> {
+        let s = std::net::TcpStream::connect_timeout(&ep.into(), SHORT)?;
+        let mss = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::TcpMaxSeg)?;
+        Ok(mss)
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("connecting: {e}"));
+    assert!(
+        mss <= 1460,
+        "the consumer may send {mss}-byte segments: the SYN-ACK's MSS was not clamped"
+    );
+    let clamped = r.endpoint("acme-billing", EndpointCounter::MssClamped);
+    assert!(clamped >= 2, "SYN and SYN-ACK clamped: {clamped}");
+    let (want, got) = traffic::tcp_source(&acme, CLIENT, ep, 8 * 1024 * 1024)
+        .unwrap_or_else(|e| panic!("provider -> consumer: {}", chain(e)));
+    assert_eq!(want, got, "sha256 of 8 MB from the target differs");
+    let (sent, got) = traffic::tcp_sink(&acme, CLIENT, ep, 8 * 1024 * 1024)
+        .unwrap_or_else(|e| panic!("consumer -> provider: {}", chain(e)));
+    assert_eq!(sent, got, "sha256 of 8 MB to the target differs");
+
+    // PMTU: a 3000-byte datagram with DF is answered from the endpoint address.
+    let route = || {
+        let out = output(netns::exec(&acme, "ip").args(["route", "get", "10.0.0.100"]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        !route().contains("mtu"),
+        "a PMTU before the test: {}",
+        route()
+    );
+    let before = r.endpoint("acme-billing", EndpointCounter::RefusedTooBig);
+    let mtu = traffic::udp_pmtu(&acme, CLIENT, SocketAddrV4::new(EP_Z1, UDP_PORT), 3000)
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    assert_eq!(
+        mtu, 1500,
+        "the consumer's socket did not learn the path MTU"
+    );
+    assert!(
+        route().contains("mtu 1500"),
+        "acme did not cache the PMTU:\n{}",
+        route()
+    );
+    assert!(r.endpoint("acme-billing", EndpointCounter::RefusedTooBig) > before);
+    assert!(r.iface("fw-acme", IfaceCounter::IcmpFragNeeded) >= 1);
+}

@@ -29,7 +29,7 @@ use pl_userspace::{
     frame::{
         Ipv4, Mac, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, arp_reply, arp_request, ethernet, ipv4_frame,
     },
-    lab::LAB_CONFIG,
+    lab::{LAB_CONFIG, Lab},
     model::{LiveInterfaces, Model},
     netns,
     plan::{Neighbors, Plan},
@@ -1141,16 +1141,22 @@ fn snapshot(ebpf: &Ebpf) -> Vec<(String, u64)> {
     out
 }
 
-#[test]
-fn datapath_fixtures() {
-    require_kernel!("datapath_fixtures");
+/// Runs `table` (built from the forwarder MACs and settings) against the real object
+/// programmed from `config` on a lab shaped by `shape`; fails with every difference.
+fn run_table(
+    tag: &str,
+    config: String,
+    shape: impl FnOnce(Lab) -> Lab,
+    table: impl FnOnce(&[Mac; 3], &pl_common::settings::Settings) -> Vec<Fx> + Send,
+    min_rows: usize,
+) {
     // Ingress ifindexes must be real devices in the running thread's namespace: run in a lab's.
-    let lab = TestLab::up("fx");
+    let lab = TestLab::up_with(tag, shape);
     let fw = lab.fw_macs();
     let failures = netns::run_in(&lab.fw_ns(), || {
         let src = Source {
             path: PathBuf::from("fixtures.toml"),
-            text: config(),
+            text: config,
         };
         let cfg = src.parse().unwrap_or_else(|e| panic!("{e}"));
         let model = Model::build(&src, &cfg, &LiveInterfaces).unwrap_or_else(|e| panic!("{e}"));
@@ -1163,10 +1169,10 @@ fn datapath_fixtures() {
             None,
         )
         .unwrap_or_else(|e| panic!("{}", chain(e)));
-        let table = fixtures(&fw, &model.settings);
+        let table = table(&fw, &model.settings);
         assert!(
-            table.len() >= 60,
-            "the data path needs at least 60 fixtures"
+            table.len() >= min_rows,
+            "the table needs at least {min_rows} fixtures"
         );
         let mut failures = Vec::new();
         for f in &table {
@@ -1205,7 +1211,7 @@ fn datapath_fixtures() {
                 }
             }
         }
-        eprintln!("{} data-path fixtures run", table.len());
+        eprintln!("{} fixtures run", table.len());
         failures
     })
     .unwrap_or_else(|e| panic!("{}", chain(e)));
@@ -1215,4 +1221,209 @@ fn datapath_fixtures() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn datapath_fixtures() {
+    require_kernel!("datapath_fixtures");
+    // Jumbo links, so multi-buffer frames fit every egress.
+    run_table("fx", config(), |lab| lab.with_mtu(9000), fixtures, 60);
+}
+
+/// MTU mismatch: the consumer networks at 9000, the provider at 1500. SYN and SYN-ACK
+/// MSS options are clamped to 1460 wherever they sit; a DF datagram too big for the
+/// provider is answered with fragmentation needed from the endpoint address, a non-DF
+/// one dropped.
+#[test]
+fn mtu_fixtures() {
+    require_kernel!("mtu_fixtures");
+    run_table(
+        "fm",
+        LAB_CONFIG.to_owned(),
+        |lab| lab.with_mtu(9000).with_network_mtu("prov", 1500),
+        mtu_table,
+        8,
+    );
+}
+
+/// Linux's SYN options with `mss`: MSS, SACK permitted, timestamps, NOP, window scale.
+fn linux_syn_options(mss: u16) -> Vec<u8> {
+    let m = mss.to_be_bytes();
+    vec![
+        2, 4, m[0], m[1], 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+    ]
+}
+
+fn mtu_table(fw: &[Mac; 3], settings: &pl_common::settings::Settings) -> Vec<Fx> {
+    let [fa, _, fp] = *fw;
+    let mut taken = HashSet::new();
+    let mut port = |sport: u16, dport: u16, proto: u8| {
+        expect_port(
+            &key(CLIENT, EP1, sport, dport, 0, proto),
+            settings,
+            &mut taken,
+        )
+    };
+    let (p1, p2, p3, p4, p5) = (
+        port(41000, 443, 6),
+        port(41001, 443, 6),
+        port(41002, 443, 6),
+        port(41003, 443, 6),
+        port(41004, 443, 6),
+    );
+    let mut udp_taken = HashSet::new();
+    let u1 = expect_port(
+        &key(CLIENT, EP1, 41010, 53, 0, 17),
+        settings,
+        &mut udp_taken,
+    );
+    let syn_in = |sport: u16, opts: &[u8]| {
+        ipv4_frame(
+            fa,
+            CA,
+            &ip(CLIENT, EP1, 64).tcp_with_options(sport, 443, 7, 0, TCP_SYN, opts, &[]),
+        )
+    };
+    let syn_out = |nat: u16, opts: &[u8]| {
+        ipv4_frame(
+            T1_MAC,
+            fp,
+            &ip(NLB1, T1, 63).tcp_with_options(nat, 8443, 7, 0, TCP_SYN, opts, &[]),
+        )
+    };
+    let clamped = |desc, sport, opts_in: Vec<u8>, opts_out: Vec<u8>, nat| {
+        let mut fx = forwarded(
+            desc,
+            "fw-acme",
+            syn_in(sport, &opts_in),
+            syn_out(nat, &opts_out),
+            I::Ipv4Tcp,
+            "acme-billing",
+            true,
+        );
+        if opts_in != opts_out {
+            fx.deltas.push(Delta::E("acme-billing", E::MssClamped, 1));
+        }
+        fx
+    };
+    let mss = |v: u16| v.to_be_bytes();
+    let (j, k) = (mss(8960), mss(1460));
+    let big = vec![7u8; 3000];
+    let datagram = ip(CLIENT, EP1, 64).udp(41010, 53, &big);
+    let mut no_df = datagram.clone();
+    no_df[6] = 0;
+    let c = pl_common::checksum::checksum(&{
+        let mut h = no_df[..20].to_vec();
+        h[10] = 0;
+        h[11] = 0;
+        h
+    });
+    no_df[10..12].copy_from_slice(&c.to_be_bytes());
+    let frag_needed = ipv4_frame(
+        CA,
+        fa,
+        &ip(EP1, CLIENT, 64).icmp_error(3, 4, [0, 0, 0x05, 0xdc], &datagram[..28]),
+    );
+    let too_big_df = redirected(
+        "a DF datagram too big for the provider: fragmentation needed (MTU 1500) from the endpoint address",
+        "fw-acme",
+        I::Ipv4Udp,
+        (ipv4_frame(fa, CA, &datagram), frag_needed),
+        &[
+            Delta::E("acme-billing", E::NewFlows, 1),
+            Delta::E("acme-billing", E::RefusedTooBig, 1),
+            Delta::I("fw-acme", I::IcmpFragNeeded, 1),
+        ],
+    );
+    vec![
+        clamped(
+            "a SYN's MSS 8960, first option (Linux's layout), is clamped to 1460",
+            41000,
+            linux_syn_options(8960),
+            linux_syn_options(1460),
+            p1,
+        ),
+        clamped(
+            "an MSS after one NOP (odd offset) is clamped, the checksum still right",
+            41001,
+            vec![1, 2, 4, j[0], j[1], 1, 1, 1],
+            vec![1, 2, 4, k[0], k[1], 1, 1, 1],
+            p2,
+        ),
+        clamped(
+            "an MSS after SACK-permitted and two NOPs (last option) is clamped",
+            41002,
+            vec![4, 2, 1, 1, 2, 4, j[0], j[1]],
+            vec![4, 2, 1, 1, 2, 4, k[0], k[1]],
+            p3,
+        ),
+        clamped(
+            "a SYN without an MSS option is left as it is",
+            41003,
+            vec![1, 1, 4, 2],
+            vec![1, 1, 4, 2],
+            p4,
+        ),
+        clamped(
+            "an MSS already below 1460 is never raised",
+            41004,
+            linux_syn_options(1200),
+            linux_syn_options(1200),
+            p5,
+        ),
+        {
+            let mut fx = forwarded(
+                "the SYN-ACK's MSS (after a NOP, odd offset) is clamped on its way back",
+                "fw-prov",
+                ipv4_frame(
+                    fp,
+                    T1_MAC,
+                    &ip(T1, NLB1, 64).tcp_with_options(
+                        8443,
+                        p2,
+                        9,
+                        8,
+                        TCP_SYN | TCP_ACK,
+                        &[1, 2, 4, j[0], j[1], 1, 1, 1],
+                        &[],
+                    ),
+                ),
+                ipv4_frame(
+                    CA,
+                    fa,
+                    &ip(EP1, CLIENT, 63).tcp_with_options(
+                        443,
+                        41001,
+                        9,
+                        8,
+                        TCP_SYN | TCP_ACK,
+                        &[1, 2, 4, k[0], k[1], 1, 1, 1],
+                        &[],
+                    ),
+                ),
+                I::Ipv4Tcp,
+                "acme-billing",
+                false,
+            );
+            fx.deltas.push(Delta::E("acme-billing", E::MssClamped, 1));
+            fx
+        },
+        too_big_df,
+        dropped(
+            "a datagram too big for the provider without DF is dropped: pl does not fragment",
+            "fw-acme",
+            ipv4_frame(fa, CA, &no_df),
+            I::Ipv4Udp,
+            Delta::E("acme-billing", E::RefusedTooBig, 1),
+        ),
+        forwarded(
+            "a datagram that fits 1500 goes on",
+            "fw-acme",
+            ipv4_frame(fa, CA, &ip(CLIENT, EP1, 64).udp(41010, 53, &big[..1400])),
+            ipv4_frame(T1_MAC, fp, &ip(NLB1, T1, 63).udp(u1, 5353, &big[..1400])),
+            I::Ipv4Udp,
+            "acme-billing",
+            false,
+        ),
+    ]
 }

@@ -1,0 +1,110 @@
+//! MTU: where an endpoint joins networks of different MTUs, pl neither fragments nor lets
+//! the path black-hole. SYN and SYN-ACK have their MSS lowered to what both sides carry;
+//! a packet too big for the egress is answered with ICMP fragmentation needed (DF set) or
+//! dropped (DF clear), and counted.
+
+use aya_ebpf::programs::XdpContext;
+use network_types::ip::Ipv4Hdr;
+use pl_common::{
+    iface::IfaceConfig,
+    mss::{clamp, find_mss, mss_for_mtu},
+    proto::{ETH_HLEN, TCP_MIN_HLEN},
+    stats::EndpointCounter,
+};
+
+use crate::{
+    maps::PL_NET_MTU,
+    parse::{L4_OFF, ptr_at},
+    stats,
+};
+
+const TCP_CHECK: usize = 16;
+const IP_DF: u16 = 0x4000;
+
+/// The MTU of network `network`'s interface; 0 if unknown.
+#[inline(always)]
+fn mtu_of(network: u16) -> u32 {
+    PL_NET_MTU.get(u32::from(network)).copied().unwrap_or(0)
+}
+
+/// [`too_big`]: the packet fits the egress.
+pub const FITS: u32 = 0;
+/// [`too_big`]: too big, DF clear: drop it (pl does not fragment).
+pub const DROP: u32 = 1;
+
+/// Whether a packet of `len` bytes (whole frame) arriving on `iface` can leave through
+/// network `egress`: [`FITS`], [`DROP`], or else the egress MTU to answer with ICMP
+/// fragmentation needed (DF set). Counted for `endpoint` when it cannot.
+#[inline(always)]
+pub fn too_big(ctx: &XdpContext, iface: &IfaceConfig, endpoint: u16, egress: u16, len: u64) -> u32 {
+    // The common case costs one compare: it fits the smallest MTU pl has.
+    if iface.mtu_floor != 0 && len <= (ETH_HLEN as u64) + u64::from(iface.mtu_floor) {
+        return FITS;
+    }
+    egress_check(ctx, endpoint, egress)
+}
+
+/// Out of line, so the main frame's stack does not carry it (the ICMP reply is called
+/// from the main frame, and both must fit 512 bytes).
+#[inline(never)]
+fn egress_check(ctx: &XdpContext, endpoint: u16, egress: u16) -> u32 {
+    let mtu = mtu_of(egress);
+    let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN) else {
+        return FITS;
+    };
+    // SAFETY: bounds-checked by ptr_at.
+    let (total, frags) = unsafe {
+        (
+            u32::from(u16::from_be_bytes((*ip).tot_len)),
+            u16::from_be_bytes((*ip).frags),
+        )
+    };
+    if mtu == 0 || total <= mtu {
+        return FITS;
+    }
+    stats::endpoint_add(endpoint, EndpointCounter::RefusedTooBig, 1);
+    if frags & IP_DF == 0 {
+        return DROP;
+    }
+    // MTUs below 68 do not carry IPv4; the floor keeps the answer apart from DROP.
+    mtu.max(68)
+}
+
+/// Lowers the MSS option of a SYN or SYN-ACK crossing from network `ingress` to `egress`
+/// to what the smaller MTU carries; counts it for `endpoint`. Never raises it. Out of line:
+/// only SYNs come here, and the option walk's state stays off the main frame's stack.
+#[inline(never)]
+pub fn clamp_mss(ctx: &XdpContext, ingress: u16, egress: u16, endpoint: u16) {
+    let (a, b) = (mtu_of(ingress), mtu_of(egress));
+    if a == 0 || b == 0 {
+        return;
+    }
+    let max = mss_for_mtu(a.min(b));
+    let Some(tcp) = ptr_at::<[u8; TCP_MIN_HLEN]>(ctx, L4_OFF) else {
+        return;
+    };
+    // SAFETY: bounds-checked; byte 12 holds the data offset.
+    let doff = usize::from(unsafe { (*tcp)[12] } >> 4) * 4;
+    let opts = L4_OFF + TCP_MIN_HLEN;
+    // SAFETY: each byte bounds-checked by ptr_at.
+    let Some(at) = find_mss(doff.saturating_sub(TCP_MIN_HLEN), |i| {
+        ptr_at::<u8>(ctx, opts + i).map(|p| unsafe { *p })
+    }) else {
+        return;
+    };
+    let (Some(value), Some(check)) = (
+        ptr_at::<[u8; 2]>(ctx, opts + at),
+        ptr_at::<[u8; 2]>(ctx, L4_OFF + TCP_CHECK),
+    ) else {
+        return;
+    };
+    // SAFETY: both bounds-checked; the frame is ours to rewrite.
+    unsafe {
+        let old = u16::from_be_bytes(*check);
+        if let Some((v, c)) = clamp(*value, max, old, at % 2 == 1) {
+            *value = v;
+            *check = c.to_be_bytes();
+            stats::endpoint_add(endpoint, EndpointCounter::MssClamped, 1);
+        }
+    }
+}
