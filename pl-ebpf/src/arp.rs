@@ -100,7 +100,12 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot) -> u32 {
             network: iface.network,
             _pad: 0,
         };
-        if let Some(known) = PL_NEIGH.get_ptr_mut(&key) {
+        #[expect(
+            clippy::needless_borrows_for_generic_args,
+            reason = "by value the key would be copied again onto the 512-byte BPF stack"
+        )]
+        let known = PL_NEIGH.get_ptr_mut(&key);
+        if let Some(known) = known {
             // SAFETY: a live map value; written whole.
             unsafe { (&mut (*known))[..6].copy_from_slice(&arp.sha) };
             stats.add(IfaceCounter::ArpLearned, 1);

@@ -60,6 +60,10 @@ pub fn lookup(key: &FlowKey, now: u64, syn: bool) -> Found {
     }
     let other_key = this.reply_key(key.proto);
     // SAFETY: as above.
+    #[expect(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by value the key would be copied again onto the 512-byte BPF stack"
+    )]
     let Some(other) = (unsafe { PL_FLOWS.get(&other_key) }) else {
         return Found::Stale;
     };
@@ -90,9 +94,17 @@ pub fn remove_stale(key: &FlowKey) {
     };
     let reply_key = v.reply_key(key.proto);
     // SAFETY: as above.
+    #[expect(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by value the key would be copied again onto the 512-byte BPF stack"
+    )]
     let ours = unsafe { PL_FLOWS.get(&reply_key) }.is_some_and(|r| same_flow(key, v, r));
     let _ = PL_FLOWS.remove(key);
     if ours {
+        #[expect(
+            clippy::needless_borrows_for_generic_args,
+            reason = "by value the key would be copied again onto the 512-byte BPF stack"
+        )]
         let _ = PL_FLOWS.remove(&reply_key);
     }
 }

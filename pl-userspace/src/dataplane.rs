@@ -37,6 +37,7 @@ use crate::{
     plan::{Plan, Unhealthy},
     state::{KEPT_MAPS, Saved, State, StateError},
     stats::{EndpointReport, IfaceReport, StatsReport, TargetReport},
+    xdpfeat,
 };
 
 /// Where the program runs on an interface.
@@ -95,6 +96,9 @@ pub enum DataplaneError {
         cause: String,
         source: Box<ProgramError>,
     },
+    /// The interface cannot carry pl as asked; `why` names what is missing.
+    #[error("interface {name}: {why}")]
+    Unsuited { name: String, why: String },
     #[error("no {what} named {name:?} in the running config")]
     Unknown { what: &'static str, name: String },
     #[error("reload refused: {why}")]
@@ -342,12 +346,17 @@ fn attach_cause(name: &str, err: &ProgramError, mode: Mode) -> String {
 /// Attaches the loaded program to every interface, each by a link pinned in `state`: a
 /// pinned link has its program swapped atomically, other interfaces get a new link. New
 /// links come first, so a refusal unpins them and leaves every existing link as it was.
+/// `forwards`: the program redirects between them (a config), not only counts.
 fn attach_all(
     ebpf: &mut Ebpf,
     ifaces: &[Attached],
     mode: Mode,
+    forwards: bool,
     state: &State,
 ) -> Result<(), DataplaneError> {
+    for iface in ifaces {
+        suited(iface, mode, forwards)?;
+    }
     let prog = program(ebpf);
     let (existing, new): (Vec<&Attached>, Vec<&Attached>) = ifaces
         .iter()
@@ -430,6 +439,47 @@ fn attach_pinned(
         FdLink::try_from(link).map_err(|e| pin_err(format!("the kernel gave no bpf_link: {e}")))?;
     link.pin(&path).map_err(|e| pin_err(e.to_string()))?;
     Ok(path)
+}
+
+/// Refuses an interface whose driver (native mode) or offloads (generic mode) would make
+/// pl drop or corrupt what it forwards, before anything is attached.
+fn suited(iface: &Attached, mode: Mode, forwards: bool) -> Result<(), DataplaneError> {
+    let unsuited = |why: String| DataplaneError::Unsuited {
+        name: iface.name.clone(),
+        why,
+    };
+    match mode {
+        Mode::Native => {
+            let mtu = crate::model::mtu_of(&iface.name).unwrap_or(0);
+            let need = xdpfeat::Need {
+                redirect: forwards,
+                frags: mtu > xdpfeat::SINGLE_BUFFER_MTU,
+            };
+            match xdpfeat::check(&iface.name, iface.ifindex, need) {
+                Ok(xdpfeat::Checked::Supported(_)) => Ok(()),
+                Ok(xdpfeat::Checked::Unknown) => {
+                    tracing::warn!(
+                        "interface {}: this kernel cannot say which XDP features its driver has (no netdev netlink family); attaching anyway",
+                        iface.name
+                    );
+                    Ok(())
+                }
+                Err(xdpfeat::XdpFeatureError::Unsupported {
+                    features, missing, ..
+                }) => Err(unsuited(format!(
+                    "its driver lacks {} for native XDP (it advertises: {features}); `--skb` (generic mode) needs no driver support but is slower (every packet becomes an skb)",
+                    missing.join(", ")
+                ))),
+                Err(e) => Err(unsuited(format!("asking its XDP features: {e}"))),
+            }
+        }
+        Mode::Skb if forwards => match xdpfeat::generic_mode_problem(&iface.name) {
+            Ok(None) => Ok(()),
+            Ok(Some(why)) => Err(unsuited(why)),
+            Err(e) => Err(unsuited(format!("reading its offloads (ethtool): {e}"))),
+        },
+        Mode::Skb => Ok(()),
+    }
 }
 
 /// Detaches an interface by unpinning its link.
@@ -606,7 +656,7 @@ impl Dataplane {
                 .iter()
                 .for_each(|i| unpin_link(&state, i.ifindex));
         }
-        attach_all(&mut ebpf, &ifaces, opts.mode, &state)?;
+        attach_all(&mut ebpf, &ifaces, opts.mode, data.is_some(), &state)?;
         for gone in prior.iter().flat_map(|p| &p.interfaces) {
             if !ifaces.iter().any(|i| i.ifindex == gone.ifindex) {
                 unpin_link(&state, gone.ifindex);
@@ -752,7 +802,7 @@ impl Dataplane {
             let _ = apply(ebpf, &d.plan, Some(&plan));
             return Err(DataplaneError::Apply { source });
         }
-        if let Err(e) = attach_all(ebpf, &added, *mode, state) {
+        if let Err(e) = attach_all(ebpf, &added, *mode, true, state) {
             let _ = apply(ebpf, &d.plan, Some(&plan));
             return Err(e);
         }

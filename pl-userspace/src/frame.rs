@@ -95,7 +95,10 @@ impl Ipv4 {
         options: &[u8],
         payload: &[u8],
     ) -> Vec<u8> {
-        assert!(options.len() % 4 == 0 && options.len() <= 40, "TCP options");
+        assert!(
+            options.len().is_multiple_of(4) && options.len() <= 40,
+            "TCP options"
+        );
         let words = (5 + options.len() / 4) as u8;
         let mut s = Vec::with_capacity(20 + options.len() + payload.len());
         s.extend_from_slice(&sport.to_be_bytes());

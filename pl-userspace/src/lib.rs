@@ -27,6 +27,7 @@ pub mod runner;
 pub mod state;
 pub mod stats;
 pub mod traffic;
+pub mod xdpfeat;
 
 /// The compiled XDP object, built by `build.rs`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pl-ebpf"));

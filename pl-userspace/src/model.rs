@@ -180,7 +180,7 @@ impl Interfaces for LiveInterfaces {
 
 /// The MTU of interface `name` in the caller's network namespace (SIOCGIFMTU: sysfs may
 /// show another namespace's devices).
-fn mtu_of(name: &str) -> std::io::Result<u32> {
+pub fn mtu_of(name: &str) -> std::io::Result<u32> {
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
     // SAFETY: plain socket(2); the fd is owned at once.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };

@@ -1,16 +1,22 @@
 //! Network-namespace end-to-end tests: real labs, `pl run` as a separate process in the
 //! forwarder namespace, real sockets, `pl stats` from another process.
 
-use std::{collections::HashMap, process::Command, time::Duration};
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddrV4},
+    process::Command,
+    time::Duration,
+};
 
 use nix::sys::signal::Signal;
 use pl_common::stats::IfaceCounter;
 use pl_tests::{PublicPl, TestLab, chain, output, pl_bin, require_kernel, stderr};
 use pl_userspace::{
-    lab::{NETWORKS, PEER_IFACE, UDP_FRAME_OVERHEAD},
+    lab::{LAB_CONFIG, NETWORKS, PEER_IFACE, UDP_FRAME_OVERHEAD},
     netns,
     runner::PlRun,
     stats::StatsReport,
+    traffic::{self, Servers, TCP_PORT},
 };
 
 fn all_fw_args(lab: &TestLab) -> Vec<String> {
@@ -415,4 +421,80 @@ fn demo_runs_end_to_end() {
     for ns in lab.namespaces() {
         assert!(!netns::exists(&ns), "demo left namespace {ns}");
     }
+}
+
+/// Interfaces that cannot carry pl as asked are refused before anything is attached: in
+/// native mode a driver that is no redirect target (a veth whose peer has neither XDP nor
+/// GRO), in generic mode an interface with GRO on (generic XDP would see merged packets
+/// whose checksums NAT cannot update). With GRO off, generic mode forwards.
+#[test]
+fn interfaces_that_cannot_carry_pl_are_refused_by_feature() {
+    require_kernel!("interfaces_that_cannot_carry_pl_are_refused_by_feature");
+    let lab = TestLab::up("feat");
+    let config = lab
+        .lab
+        .write_config(LAB_CONFIG)
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let config = config.to_string_lossy().into_owned();
+    let fw = lab.fw_ns();
+    let acme = lab.topo.network("acme").expect("acme").namespace.clone();
+    let ethtool = |ns: &str, args: &[&str]| {
+        let out = output(netns::exec(ns, "ethtool").args(args));
+        assert!(out.status.success(), "ethtool {args:?}: {}", stderr(&out));
+    };
+    let none_attached = || {
+        for n in &NETWORKS {
+            assert!(
+                !lab.xdp_attached(n.fw_iface),
+                "{} left attached",
+                n.fw_iface
+            );
+        }
+    };
+
+    // Native: acme's end loses GRO, so fw-acme is no redirect target.
+    ethtool(&acme, &["-K", PEER_IFACE, "gro", "off"]);
+    expect_run_error(
+        &lab,
+        &fw,
+        &["--config", &config],
+        &["interface fw-acme", "redirect target", "--skb"],
+    );
+    none_attached();
+    ethtool(&acme, &["-K", PEER_IFACE, "gro", "on"]);
+
+    // Generic: GRO on the interface itself.
+    ethtool(&fw, &["-K", "fw-globex", "gro", "on"]);
+    expect_run_error(
+        &lab,
+        &fw,
+        &["--skb", "--config", &config],
+        &["interface fw-globex", "generic-receive-offload", "gro off"],
+    );
+    none_attached();
+    ethtool(&fw, &["-K", "fw-globex", "gro", "off"]);
+
+    // Generic mode with GRO off forwards (the lab's peers send with checksums done).
+    let run = PlRun::start(&pl_bin(), &fw, "feat", &["--skb", "--config", &config])
+        .unwrap_or_else(|e| panic!("pl run --skb: {}", chain(e)));
+    let servers = Servers::start(
+        &lab.topo.network("prov").expect("prov").namespace,
+        &[Ipv4Addr::new(10, 9, 0, 11), Ipv4Addr::new(10, 9, 0, 12)],
+    )
+    .unwrap_or_else(|e| panic!("{}", chain(e)));
+    run.wait_for_stats(Duration::from_secs(5), |r| {
+        r.targets.iter().all(|t| t.mac.is_some())
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let (sent, got) = traffic::tcp_sink(
+        &acme,
+        Ipv4Addr::new(10, 0, 0, 10),
+        SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), TCP_PORT),
+        4 * 1024 * 1024,
+    )
+    .unwrap_or_else(|e| panic!("through generic mode: {}", chain(e)));
+    assert_eq!(sent, got, "sha256 through generic mode differs");
+    drop(servers);
+    let out = run.stop().unwrap_or_else(|e| panic!("{}", chain(e)));
+    assert!(out.status.success(), "pl run --skb: {}", stderr(&out));
 }
