@@ -123,6 +123,13 @@ pub struct TcpResult {
     pub name: String,
     pub bits_per_second: f64,
     pub seconds: u32,
+    /// Every link's MTU during the run.
+    #[serde(default = "mtu_1500")]
+    pub mtu: u32,
+}
+
+const fn mtu_1500() -> u32 {
+    1500
 }
 
 impl BenchResults {
@@ -304,6 +311,19 @@ impl Bench<'_> {
         let mut full = vec!["-n", ns];
         full.extend_from_slice(args);
         cmd::ip(full)?;
+        Ok(())
+    }
+
+    /// Every lab link, both ends, at `mtu`.
+    fn set_mtu(&self, mtu: u32) -> anyhow::Result<()> {
+        let mtu = mtu.to_string();
+        for n in &self.topo.networks {
+            self.ip_in(
+                &self.topo.forwarder_ns,
+                &["link", "set", &n.fw_iface, "mtu", &mtu],
+            )?;
+            self.ip_in(&n.namespace, &["link", "set", &n.peer_iface, "mtu", &mtu])?;
+        }
         Ok(())
     }
 
@@ -742,31 +762,42 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     }
     println!();
 
-    // Real TCP: iperf3 through pl, through nft, and plain routing (sink off: TCP needs the stack).
+    // Real TCP: iperf3 through pl, through nft, and plain routing (sink off: TCP needs the
+    // stack), with every link at 1500 and then at 9000: on veth any XDP program strips GSO
+    // from its peer, so pl moves MTU-sized packets where nftables moves 64 KB ones.
     let seconds = if opts.quick { 1 } else { 5 };
     let mut tcp = Vec::new();
     b.sink(false)?;
-    for (name, dst, port) in [
-        ("pl", "10.0.0.100", 443),
-        ("nftables", "10.0.0.100", 443),
-        ("routing", "10.9.0.20", 8443),
-    ] {
-        match name {
-            "pl" => b.start_pl(sized(1))?,
-            "nftables" => b.enter_kernel(true)?,
-            _ => b.enter_kernel(false)?,
+    for mtu in [1500, 9000] {
+        b.leave()?;
+        b.set_mtu(mtu)?;
+        for (name, dst, port) in [
+            ("pl", "10.0.0.100", 443),
+            ("nftables", "10.0.0.100", 443),
+            ("routing", "10.9.0.20", 8443),
+        ] {
+            match name {
+                "pl" => b.start_pl(sized(1))?,
+                "nftables" => b.enter_kernel(true)?,
+                _ => b.enter_kernel(false)?,
+            }
+            let bps = b
+                .iperf(dst, port, seconds)
+                .with_context(|| format!("iperf3 through {name} at MTU {mtu}"))?;
+            println!(
+                "  iperf3 through {name} at MTU {mtu}: {:.2} Gbit/s",
+                bps / 1e9
+            );
+            tcp.push(TcpResult {
+                name: name.to_owned(),
+                bits_per_second: bps,
+                seconds,
+                mtu,
+            });
         }
-        let bps = b
-            .iperf(dst, port, seconds)
-            .with_context(|| format!("iperf3 through {name}"))?;
-        println!("  iperf3 through {name}: {:.2} Gbit/s", bps / 1e9);
-        tcp.push(TcpResult {
-            name: name.to_owned(),
-            bits_per_second: bps,
-            seconds,
-        });
     }
     b.leave()?;
+    b.set_mtu(1500)?;
     b.sink(true)?;
     b.leave()?;
     Ok(BenchResults {
@@ -890,10 +921,33 @@ pub fn table(r: &BenchResults) -> String {
         );
     }
     if !r.tcp.is_empty() {
-        let _ = writeln!(out, "\n| real TCP, one iperf3 stream | Gbit/s |");
-        let _ = writeln!(out, "|---|---|");
+        let _ = writeln!(out, "\n| real TCP, one iperf3 stream | MTU | Gbit/s |");
+        let _ = writeln!(out, "|---|---|---|");
         for t in &r.tcp {
-            let _ = writeln!(out, "| {} | {:.2} |", t.name, t.bits_per_second / 1e9);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.2} |",
+                t.name,
+                t.mtu,
+                t.bits_per_second / 1e9
+            );
+        }
+        let at = |name: &str, mtu: u32| {
+            r.tcp
+                .iter()
+                .find(|t| t.name == name && t.mtu == mtu)
+                .map(|t| t.bits_per_second)
+        };
+        let _ = writeln!(out, "\n| real TCP ratio | value | target |");
+        let _ = writeln!(out, "|---|---|---|");
+        for (mtu, target) in [(1500, ""), (9000, ">= 1x")] {
+            if let (Some(pl), Some(nft)) = (at("pl", mtu), at("nftables", mtu)) {
+                let _ = writeln!(
+                    out,
+                    "| pl / nftables at MTU {mtu} | {:.2}x | {target} |",
+                    pl / nft.max(1.0)
+                );
+            }
         }
     }
     let _ = writeln!(

@@ -84,7 +84,9 @@ struct RunArgs {
         conflicts_with = "config"
     )]
     interfaces: Vec<String>,
-    /// Attach in generic (skb) mode instead of native driver mode.
+    /// Attach in generic (skb) mode instead of native driver mode: needs no driver support,
+    /// but every packet becomes an skb first (several times slower than native), and an
+    /// interface with GRO or LRO on is refused (merged packets NAT cannot checksum).
     #[arg(long)]
     skb: bool,
     /// Start with empty tables instead of taking over the flows (and ids) the last run left;
