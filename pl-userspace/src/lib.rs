@@ -1,17 +1,19 @@
 //! pl: the userspace side of the pl XDP data path, as a library so the tests and the bench
 //! drive the same code the `pl` binary does.
 //!
-//! Data path control: [`dataplane`] (load, attach, read counters) -> [`control`] (the socket
-//! `pl stats` talks to). Labs and traffic: [`lab`], [`netns`], [`cmd`].
+//! Two wings. The product: a config goes [`config`] (the schema as written) -> [`model`]
+//! (validated) -> [`plan`] (exact map contents) -> [`apply`] (writes the difference) into the
+//! maps [`dataplane`] loaded and attached; [`control`] is the socket the CLI talks to, with
+//! [`peer`] deciding who may ask what; [`health`], [`neigh`] and [`flows`] keep targets,
+//! MACs and the flow table current; [`state`] is what outlives a run. The [`lab`] wing
+//! (namespaces, traffic, demo, bench) drives pl as a user would; the product never imports it.
+//! `docs/ARCHITECTURE.md` is the map.
 
 pub mod apply;
 pub mod batch;
-pub mod bench;
-pub mod cmd;
 pub mod config;
 pub mod control;
 pub mod dataplane;
-pub mod demo;
 pub mod errno;
 pub mod flows;
 pub mod frame;
@@ -20,13 +22,10 @@ pub mod lab;
 pub mod metrics;
 pub mod model;
 pub mod neigh;
-pub mod netns;
 pub mod peer;
 pub mod plan;
-pub mod runner;
 pub mod state;
 pub mod stats;
-pub mod traffic;
 pub mod xdpfeat;
 
 /// The compiled XDP object, built by `build.rs`.

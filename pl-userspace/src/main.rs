@@ -6,13 +6,14 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use pl_common::{event::FlowEvent, maps::PROGRAM_NAME};
 use pl_userspace::{
-    bench,
     config::Source,
     control::{self, DEFAULT_INSTANCE, Reply, Request, SentConfig},
     dataplane::{self, Dataplane, Mode, StartOptions},
-    demo::{self, DEFAULT_PREFIX, DemoOptions},
     flows,
-    lab::Lab,
+    lab::{
+        Lab, bench,
+        demo::{self, DEFAULT_PREFIX, DemoOptions},
+    },
     metrics,
     model::{LiveInterfaces, Model},
     peer::{self, Policy},

@@ -9,8 +9,8 @@ use std::{
 };
 
 use pl_userspace::{
+    lab::netns,
     lab::{Lab, Topology},
-    netns,
 };
 
 /// Why kernel tests cannot run here, if they cannot.
@@ -123,7 +123,7 @@ pub fn chain(e: impl Into<anyhow::Error>) -> String {
 /// Removes labs of tag `tag` left by test processes that no longer exist (a run killed
 /// before its drops ran), so they do not pile up on a machine that is kept.
 fn sweep_stale(tag: &str) {
-    let Ok(list) = pl_userspace::cmd::ip(["netns", "list"]) else {
+    let Ok(list) = pl_userspace::lab::cmd::ip(["netns", "list"]) else {
         return;
     };
     let mut stale = std::collections::BTreeSet::new();

@@ -8,8 +8,8 @@ use pl_tests::{TestLab, chain, pl_bin, require_kernel, stderr};
 use pl_userspace::{
     flows::FlowReport,
     lab::LAB_CONFIG,
-    runner::PlRun,
-    traffic::{self, Servers, TCP_PORT},
+    lab::runner::PlRun,
+    lab::traffic::{self, Servers, TCP_PORT},
 };
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);

@@ -3,7 +3,7 @@
 //! speed (speeds belong to `cargo xtask bench` and BENCHMARKS.md).
 
 use pl_tests::{output, pl_bin, require_kernel, stderr};
-use pl_userspace::bench::BenchResults;
+use pl_userspace::lab::bench::BenchResults;
 
 #[test]
 fn quick_bench_moves_packets_in_every_variant() {

@@ -31,7 +31,7 @@ use pl_userspace::{
     flows,
     frame::{Ipv4, Mac, TCP_ACK, TCP_RST, TCP_SYN, ipv4_frame},
     lab::LAB_CONFIG,
-    netns,
+    lab::netns,
     plan::Neighbors,
 };
 

@@ -20,10 +20,10 @@ use pl_tests::{
 use pl_userspace::{
     flows::FlowReport,
     lab::LAB_CONFIG,
-    netns,
-    runner::PlRun,
+    lab::netns,
+    lab::runner::PlRun,
+    lab::traffic::{self, Servers, TCP_PORT},
     stats::StatsReport,
-    traffic::{self, Servers, TCP_PORT},
 };
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);

@@ -12,15 +12,15 @@ use pl_tests::{
     TestLab, chain, nft_delete_table, nft_input_rule, output, pl_bin, require_kernel, stderr,
 };
 use pl_userspace::{
-    cmd,
     flows::{FlowReport, WatchEvent},
     frame::{Ipv4, TCP_ACK, TCP_SYN, ipv4_frame, parse_mac},
+    lab::cmd,
+    lab::netns,
+    lab::runner::PlRun,
+    lab::traffic::{self, Servers, TCP_PORT, UDP_PORT},
     lab::{LAB_CONFIG, PEER_IFACE},
     neigh::RawSender,
-    netns,
-    runner::PlRun,
     stats::StatsReport,
-    traffic::{self, Servers, TCP_PORT, UDP_PORT},
 };
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);

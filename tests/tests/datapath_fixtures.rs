@@ -29,9 +29,9 @@ use pl_userspace::{
     frame::{
         Ipv4, Mac, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, arp_reply, arp_request, ethernet, ipv4_frame,
     },
+    lab::netns,
     lab::{LAB_CONFIG, Lab},
     model::{LiveInterfaces, Model},
-    netns,
     plan::{Neighbors, Plan},
 };
 

@@ -12,11 +12,11 @@ use nix::sys::signal::Signal;
 use pl_common::stats::IfaceCounter;
 use pl_tests::{PublicPl, TestLab, chain, output, pl_bin, require_kernel, stderr};
 use pl_userspace::{
+    lab::netns,
+    lab::runner::PlRun,
+    lab::traffic::{self, Servers, TCP_PORT},
     lab::{LAB_CONFIG, NETWORKS, PEER_IFACE, UDP_FRAME_OVERHEAD},
-    netns,
-    runner::PlRun,
     stats::StatsReport,
-    traffic::{self, Servers, TCP_PORT},
 };
 
 fn all_fw_args(lab: &TestLab) -> Vec<String> {

@@ -28,7 +28,7 @@ use pl_userspace::{
     dataplane,
     frame::{Ipv4, Mac, TCP_ACK, TCP_SYN, arp_reply, arp_request, ipv4_frame},
     lab::LAB_CONFIG,
-    netns,
+    lab::netns,
     plan::Neighbors,
 };
 

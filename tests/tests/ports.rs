@@ -17,7 +17,7 @@ use pl_tests::{
 use pl_userspace::{
     frame::{Ipv4, Mac, TCP_SYN, ipv4_frame},
     lab::LAB_CONFIG,
-    netns,
+    lab::netns,
     plan::Neighbors,
 };
 

@@ -14,10 +14,11 @@ use anyhow::{Context as _, ensure};
 
 use crate::{
     control::DEFAULT_INSTANCE,
-    lab::{LAB_CONFIG, Lab, Topology},
-    netns,
-    runner::PlRun,
-    traffic::{self, Servers, TCP_PORT, UDP_PORT},
+    lab::{
+        LAB_CONFIG, Lab, Teardown, Topology, netns,
+        runner::PlRun,
+        traffic::{self, Servers, TCP_PORT, UDP_PORT},
+    },
 };
 
 pub const DEFAULT_PREFIX: &str = "pl-demo-";
@@ -35,29 +36,13 @@ pub struct DemoOptions {
     pub packets: usize,
 }
 
-/// Removes the lab when dropped, however the demo ends.
-pub struct Teardown(pub Lab);
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        println!("==> tearing down lab {}", self.0.prefix());
-        if let Err(e) = self.0.down() {
-            eprintln!(
-                "pl demo: teardown failed: {:#}; run `pl lab down --prefix {}`",
-                anyhow::Error::from(e),
-                self.0.prefix()
-            );
-        }
-    }
-}
-
 pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
     let lab = Lab::new(&opts.prefix)?;
     println!("==> bringing up lab {}", opts.prefix);
     let topo = lab.up()?;
-    let teardown = Teardown(lab);
+    let teardown = Teardown::new(lab, "demo");
     print!("{topo}");
-    drive(&teardown.0, &topo, opts)
+    drive(teardown.lab(), &topo, opts)
 }
 
 fn ns<'a>(topo: &'a Topology, network: &str) -> anyhow::Result<&'a str> {

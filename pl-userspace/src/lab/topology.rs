@@ -21,8 +21,11 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    cmd::{self, CmdError},
-    netns::{self, NetnsError},
+    lab::{
+        cmd::{self, CmdError},
+        netns::{self, NetnsError},
+    },
+    state,
 };
 
 /// Which side of the forwarder a lab network is on.
@@ -152,7 +155,7 @@ pub enum LabError {
     #[error("lab {prefix}: {source}")]
     State {
         prefix: String,
-        source: crate::state::StateError,
+        source: state::StateError,
     },
 }
 
@@ -317,7 +320,7 @@ impl Lab {
         self.down()?;
         // In this (the host's) mount namespace, so every `ip netns exec` made later sees
         // the same pins and `pl run` restarts inside the lab keep their flows.
-        if let Some(w) = crate::state::ensure_bpffs().map_err(|source| LabError::State {
+        if let Some(w) = state::ensure_bpffs().map_err(|source| LabError::State {
             prefix: self.prefix.clone(),
             source,
         })? {
@@ -396,14 +399,14 @@ impl Lab {
             }
             stop_processes(&ns);
             // What a stopped `pl run` left attached and pinned dies with the namespace.
-            let removed = netns::run_in(&ns, crate::state::netns_cookie)
+            let removed = netns::run_in(&ns, state::netns_cookie)
                 .map_err(|source| LabError::Netns {
                     prefix: self.prefix.clone(),
                     source,
                 })
                 .and_then(|cookie| {
                     cookie
-                        .and_then(crate::state::remove_netns)
+                        .and_then(state::remove_netns)
                         .map_err(|source| LabError::State {
                             prefix: self.prefix.clone(),
                             source,
@@ -616,6 +619,37 @@ mod tests {
                 n.fw_iface.len() < 16,
                 "{} is too long for IFNAMSIZ",
                 n.fw_iface
+            );
+        }
+    }
+}
+
+/// Removes a lab when dropped, however the command that made it (demo, bench) ends.
+pub struct Teardown {
+    lab: Lab,
+    /// The `pl` subcommand that made the lab, for its error line.
+    command: &'static str,
+}
+
+impl Teardown {
+    pub fn new(lab: Lab, command: &'static str) -> Self {
+        Self { lab, command }
+    }
+
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        println!("==> tearing down lab {}", self.lab.prefix());
+        if let Err(e) = self.lab.down() {
+            eprintln!(
+                "pl {}: teardown failed: {:#}; run `pl lab down --prefix {}`",
+                self.command,
+                anyhow::Error::from(e),
+                self.lab.prefix()
             );
         }
     }

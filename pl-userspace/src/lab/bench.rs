@@ -31,11 +31,9 @@ use pl_common::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    cmd, control,
+    control,
     frame::{Ipv4, TCP_SYN, ipv4_frame, parse_mac},
-    lab::{Lab, Topology},
-    netns,
-    runner::PlRun,
+    lab::{Lab, Teardown, Topology, cmd, netns, runner::PlRun},
 };
 
 /// Frame size on the wire (no FCS), as pktgen-style benchmarks quote.
@@ -636,7 +634,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     let lab = Lab::new(&opts.prefix)?;
     println!("==> lab {}", opts.prefix);
     let topo = lab.up()?;
-    let _teardown = crate::demo::Teardown(lab.clone());
+    let _teardown = Teardown::new(lab.clone(), "bench");
     let prov = topo.network("prov").context("no prov")?.namespace.clone();
     for i in 0..TARGETS {
         cmd::ip([

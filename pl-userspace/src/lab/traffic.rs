@@ -22,7 +22,7 @@ use std::{
 
 use sha2::{Digest as _, Sha256};
 
-use crate::netns::{self, NetnsError};
+use crate::lab::netns::{self, NetnsError};
 
 pub const TCP_PORT: u16 = 443;
 pub const TCP_TARGET_PORT: u16 = 8443;

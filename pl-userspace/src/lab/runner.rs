@@ -16,7 +16,7 @@ use nix::{sys::signal::Signal, unistd::Pid};
 
 use crate::{
     control::{self, ControlError},
-    netns::{self, NetnsError},
+    lab::netns::{self, NetnsError},
     stats::StatsReport,
 };
 
