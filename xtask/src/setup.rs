@@ -18,6 +18,8 @@ const APT_PACKAGES: &[&str] = &[
     "ethtool",
     "iperf3",
     "socat",
+    // /usr/bin/python3: the control test's raw client, run as an unprivileged user
+    "python3-minimal",
     "nftables",
     "tcpdump",
     "bpftool",
