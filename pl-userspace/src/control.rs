@@ -8,6 +8,7 @@
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
+    net::SocketAddrV4,
     os::{linux::net::SocketAddrExt as _, unix::net::SocketAddr},
     time::Duration,
 };
@@ -113,14 +114,23 @@ pub struct FlowFilter {
     pub endpoint: Option<String>,
     pub service: Option<String>,
     /// The provider-side source: which flow holds this NLB address and SNAT port?
-    pub nlb: Option<std::net::SocketAddrV4>,
+    pub nlb: Option<SocketAddrV4>,
 }
 
 impl FlowFilter {
     pub fn matches(&self, f: &crate::flows::FlowReport) -> bool {
-        self.endpoint.as_ref().is_none_or(|e| *e == f.endpoint)
-            && self.service.as_ref().is_none_or(|s| *s == f.service)
-            && self.nlb.is_none_or(|n| n == f.nlb)
+        self.matches_parts(&f.endpoint, &f.service, Some(f.nlb))
+    }
+
+    /// For `pl flows --watch`: a refusal (no NLB side) never matches `nlb`.
+    pub fn matches_event(&self, e: &crate::flows::WatchEvent) -> bool {
+        self.matches_parts(&e.endpoint, &e.service, e.nlb)
+    }
+
+    fn matches_parts(&self, endpoint: &str, service: &str, nlb: Option<SocketAddrV4>) -> bool {
+        self.endpoint.as_ref().is_none_or(|e| e == endpoint)
+            && self.service.as_ref().is_none_or(|s| s == service)
+            && self.nlb.is_none_or(|n| nlb == Some(n))
     }
 }
 
@@ -674,6 +684,38 @@ mod tests {
                 "{bad:?} accepted"
             );
         }
+    }
+
+    #[test]
+    fn a_watch_event_is_filtered_as_a_flow_is() {
+        let event = |endpoint: &str, nlb: Option<&str>| crate::flows::WatchEvent {
+            event: "open".to_owned(),
+            proto: "tcp".to_owned(),
+            endpoint: endpoint.to_owned(),
+            service: "svc".to_owned(),
+            network: "net".to_owned(),
+            consumer: "10.0.0.1:1000".parse().expect("addr"),
+            endpoint_addr: "10.0.0.2:80".parse().expect("addr"),
+            nlb: nlb.map(|n| n.parse().expect("addr")),
+            target: None,
+            reason: None,
+            state: None,
+        };
+        let by_nlb = FlowFilter {
+            nlb: Some("10.9.0.250:40000".parse().expect("addr")),
+            ..FlowFilter::default()
+        };
+        assert!(by_nlb.matches_event(&event("e", Some("10.9.0.250:40000"))));
+        assert!(!by_nlb.matches_event(&event("e", Some("10.9.0.250:40001"))));
+        // A refusal has no provider side: it never matches an NLB filter.
+        assert!(!by_nlb.matches_event(&event("e", None)));
+        let by_endpoint = FlowFilter {
+            endpoint: Some("e".to_owned()),
+            service: Some("svc".to_owned()),
+            nlb: None,
+        };
+        assert!(by_endpoint.matches_event(&event("e", None)));
+        assert!(!by_endpoint.matches_event(&event("f", None)));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod apply;
 pub mod batch;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod dataplane;
 pub mod errno;
 pub mod flows;

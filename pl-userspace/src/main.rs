@@ -4,19 +4,15 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use pl_common::{event::FlowEvent, maps::PROGRAM_NAME};
 use pl_userspace::{
-    config::Source,
-    control::{self, DEFAULT_INSTANCE, Reply, Request, SentConfig},
-    dataplane::{self, Dataplane, Mode, StartOptions},
+    control::{self, DEFAULT_INSTANCE, SentConfig},
+    daemon,
+    dataplane::{self, Dataplane, Mode},
     flows,
     lab::{
         Lab, bench,
         demo::{self, DEFAULT_PREFIX, DemoOptions},
     },
-    metrics,
-    model::{LiveInterfaces, Model},
-    peer::{self, Policy},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -111,6 +107,21 @@ struct RunArgs {
     insecure_config: bool,
 }
 
+impl RunArgs {
+    fn into_options(self) -> daemon::Options {
+        daemon::Options {
+            config: self.config,
+            interfaces: self.interfaces,
+            mode: if self.skb { Mode::Skb } else { Mode::Native },
+            fresh: self.fresh,
+            instance: self.instance,
+            metrics: self.metrics,
+            read_group: self.read_group,
+            insecure_config: self.insecure_config,
+        }
+    }
+}
+
 #[derive(Args)]
 struct FlowsArgs {
     /// Print JSON instead of a table.
@@ -200,7 +211,7 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => daemon::run(args.into_options()).await,
         Command::Stats(args) => stats(&args),
         Command::Down(args) => down(&args),
         Command::Flows(args) => flows_cmd(&args),
@@ -218,209 +229,6 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
-    // Signals first, so a SIGTERM during start-up still ends in the orderly stop below.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    // Whatever pl run writes (state, pins) is root's alone.
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    let policy = Policy {
-        read_group: args.read_group.as_deref().map(peer::group_id).transpose()?,
-    };
-    // The whole config is validated before anything touches the kernel.
-    let model = args
-        .config
-        .as_deref()
-        .map(|p| load_config(p, args.insecure_config))
-        .transpose()?;
-    // The socket before the program: a second instance fails here with nothing attached.
-    let server = control::Server::bind(&args.instance, policy)?;
-    // Likewise the metrics listener: a bad address fails with nothing attached.
-    let metrics = match args.metrics {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("--metrics {addr}: cannot listen"))?,
-        ),
-        None => None,
-    };
-    let mode = if args.skb { Mode::Skb } else { Mode::Native };
-    let opts = StartOptions {
-        instance: &args.instance,
-        mode,
-        fresh: args.fresh,
-    };
-    let mut dp = match model {
-        Some(m) => Dataplane::start_model(m, opts)?,
-        None => Dataplane::start(&args.interfaces, opts)?,
-    };
-    let names: Vec<String> = dp
-        .interfaces()
-        .iter()
-        .map(|i| format!("{} (ifindex {})", i.name, i.ifindex))
-        .collect();
-    tracing::info!(
-        "attached {PROGRAM_NAME} in {} mode to {}",
-        mode.name(),
-        names.join(", ")
-    );
-    if dp.has_data_path() {
-        resolve_targets(&mut dp).await;
-        for line in dp.summary().lines() {
-            tracing::info!("{}", line.trim_start());
-        }
-    }
-    tracing::info!(
-        "control socket @{}; `pl stats` in this network namespace reads the counters",
-        server.name()
-    );
-    tracing::info!(
-        "pinned links and maps in {} (they outlive this process; `pl down` removes them)",
-        dp.state_dir().display()
-    );
-
-    // Control connections and scrapes are served on tasks of their own; only requests that
-    // passed the peer check reach this loop, as jobs.
-    let (jobs_tx, mut jobs) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(server.serve(jobs_tx));
-    let (snapshot, scrapes) = tokio::sync::watch::channel(std::sync::Arc::<str>::from(""));
-    if let (Some(listener), Some(addr)) = (metrics, args.metrics) {
-        tokio::spawn(metrics::serve(listener, scrapes));
-        tracing::info!("metrics at http://{addr}/metrics");
-    }
-    // Flow events for `pl flows --watch`: the program writes them only while someone watches.
-    let mut events = dp
-        .take_events()
-        .map(readable)
-        .transpose()
-        .context("polling the flow event ring buffer")?;
-    let mut watchers: Vec<control::Watcher> = Vec::new();
-    let mut ebpf_log = dp
-        .take_logger()
-        .map(readable)
-        .transpose()
-        .context("polling the XDP program's log")?;
-    let mut sweeping: Option<tokio::task::JoinHandle<Result<flows::Sweep, aya::maps::MapError>>> =
-        None;
-    // Live flows as the last sweep left them, for metrics scrapes (a walk per scrape would
-    // stall this loop with a large table; `pl stats` still counts afresh).
-    let mut live = flows::Counts::default();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    // Health checks run on their own schedule; this only bounds how late a check is read.
-    let mut health_tick = tokio::time::interval(Duration::from_millis(50));
-    health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut ticks = 0u64;
-    let publish = |dp: &Dataplane, live: &flows::Counts| {
-        if args.metrics.is_some() {
-            let body = match dp.stats_with(live) {
-                Ok(report) => metrics::render(&report),
-                Err(e) => format!("# pl: {:#}\n", anyhow::Error::from(e)),
-            };
-            snapshot.send_replace(body.into());
-        }
-    };
-    publish(&dp, &live);
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => match reload(&mut dp, None, &args) {
-                Ok(message) => tracing::info!("SIGHUP: {message}"),
-                Err(e) => tracing::warn!("SIGHUP: {e:#}; still running the previous configuration"),
-            },
-            _ = tick.tick(), if dp.has_data_path() => {
-                ticks += 1;
-                // ARP every second while a target is unresolved, every 10 s to stay fresh.
-                if ticks.is_multiple_of(10) || !dp.unresolved_targets().is_empty() {
-                    for e in dp.probe_targets() {
-                        tracing::warn!("{e}");
-                    }
-                }
-                match dp.refresh_targets() {
-                    Ok(new) => new.iter().for_each(|t| tracing::info!("target {t}")),
-                    Err(e) => tracing::warn!("{:#}", anyhow::Error::from(e)),
-                }
-                // The sweep walks the whole table: off this loop, one at a time.
-                if ticks.is_multiple_of(5) && sweeping.is_none() {
-                    sweeping = dp.sweep_job().map(tokio::task::spawn_blocking);
-                }
-                publish(&dp, &live);
-            }
-            swept = async {
-                match sweeping.as_mut() {
-                    Some(job) => job.await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                sweeping = None;
-                match swept {
-                    Ok(Ok(s)) => {
-                        let closed = dp.close_events(&s.closed);
-                        broadcast(&mut dp, &mut watchers, &closed);
-                        live = s.live;
-                    }
-                    Ok(Err(e)) => tracing::warn!("sweeping the flow table: {e}"),
-                    Err(e) => tracing::warn!("the flow table sweep stopped: {e}"),
-                }
-            }
-            ready = async {
-                match ebpf_log.as_mut() {
-                    Some(fd) => fd.readable_mut().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                if let Ok(mut guard) = ready {
-                    guard.get_inner_mut().flush();
-                    guard.clear_ready();
-                }
-            }
-            ready = async {
-                match events.as_mut() {
-                    Some(fd) => fd.readable_mut().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                let mut batch = Vec::new();
-                if let Ok(mut guard) = ready {
-                    let ring = guard.get_inner_mut();
-                    while let Some(item) = ring.next() {
-                        if let Some(bytes) = item.get(..size_of::<FlowEvent>()) {
-                            batch.push(bytemuck::pod_read_unaligned::<FlowEvent>(bytes));
-                        }
-                    }
-                    guard.clear_ready();
-                }
-                let named: Vec<_> = batch.iter().filter_map(|e| dp.event(e)).collect();
-                broadcast(&mut dp, &mut watchers, &named);
-            }
-            _ = health_tick.tick(), if dp.has_data_path() => match dp.check_health() {
-                Ok(log) => log.iter().for_each(|l| tracing::info!("health: {l}")),
-                Err(e) => tracing::warn!("health: {:#}", anyhow::Error::from(e)),
-            },
-            Some(job) = jobs.recv() => match job {
-                control::Job::Ask { request, reply, .. } => {
-                    let _ = reply.send(answer(&mut dp, request, &args));
-                }
-                control::Job::Watch { watcher, .. } => {
-                    watchers.push(watcher);
-                    if let Err(e) = dp.set_watch(true) {
-                        tracing::warn!("watch: {:#}", anyhow::Error::from(e));
-                    }
-                }
-            },
-        }
-    }
-    let names: Vec<String> = dp.interfaces().iter().map(|i| i.name.clone()).collect();
-    let instance = &args.instance;
-    drop(dp);
-    tracing::info!(
-        "stopped; the data plane stays attached to {} and keeps forwarding (`pl run` again takes it over, `pl down --instance {instance}` removes it)",
-        names.join(", ")
-    );
-    Ok(())
-}
-
 fn flows_cmd(args: &FlowsArgs) -> anyhow::Result<()> {
     let filter = control::FlowFilter {
         endpoint: args.endpoint.clone(),
@@ -431,10 +239,7 @@ fn flows_cmd(args: &FlowsArgs) -> anyhow::Result<()> {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
         control::watch(&args.instance, |e| {
-            let wanted = filter.endpoint.as_ref().is_none_or(|x| *x == e.endpoint)
-                && filter.service.as_ref().is_none_or(|x| *x == e.service)
-                && filter.nlb.is_none_or(|x| e.nlb == Some(x));
-            if wanted {
+            if filter.matches_event(&e) {
                 let line = if args.json {
                     serde_json::to_string(&e).expect("an event serializes")
                 } else {
@@ -482,118 +287,6 @@ fn down(args: &DownArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `ring` (a ring buffer, or a reader owning one) polled for readability by tokio.
-fn readable<T: std::os::fd::AsRawFd>(ring: T) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
-    // SAFETY: `ring` owns its fd, and the AsyncFd owns `ring` until both drop together;
-    // nothing else closes or replaces the fd.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(std::io::Error::from)
-}
-
-/// Writes `events` to every watcher, one JSON line each; a watcher that cannot take them
-/// at once (gone, or not reading) is dropped. With none left the program stops writing.
-fn broadcast(
-    dp: &mut Dataplane,
-    watchers: &mut Vec<control::Watcher>,
-    events: &[flows::WatchEvent],
-) {
-    if events.is_empty() || watchers.is_empty() {
-        return;
-    }
-    let mut text = String::new();
-    for e in events {
-        text.push_str(&serde_json::to_string(e).expect("an event serializes"));
-        text.push('\n');
-    }
-    watchers.retain(|w| {
-        w.stream
-            .try_write(text.as_bytes())
-            .is_ok_and(|n| n == text.len())
-    });
-    if watchers.is_empty()
-        && let Err(e) = dp.set_watch(false)
-    {
-        tracing::warn!("watch: {:#}", anyhow::Error::from(e));
-    }
-}
-
-/// The answer to an allowed control request.
-fn answer(dp: &mut Dataplane, request: Request, args: &RunArgs) -> Reply {
-    let failed = |e: anyhow::Error| Reply::Error {
-        message: format!("{e:#}"),
-    };
-    match request {
-        Request::Watch => unreachable!("watch requests come as Job::Watch"),
-        Request::Stats { flows } => dp
-            .stats(flows)
-            .map_or_else(|e| failed(e.into()), Reply::Stats),
-        Request::Flows { filter } => dp
-            .flows(&filter)
-            .map_or_else(|e| failed(e.into()), |flows| Reply::Flows { flows }),
-        Request::Reload { sent } => {
-            reload(dp, sent, args).map_or_else(failed, |message| Reply::Reloaded { message })
-        }
-    }
-}
-
-/// Reads `path` as pl run's config (refusing a file others could write unless `insecure`)
-/// and validates it in full.
-fn load_config(path: &std::path::Path, insecure: bool) -> anyhow::Result<Model> {
-    let (src, warning) = Source::read_trusted(path, insecure)?;
-    if let Some(w) = warning {
-        tracing::warn!("{w}");
-    }
-    Ok(Model::from_source(&src, &LiveInterfaces)?)
-}
-
-/// Validates `sent` (a config a client read and sent), or else the file pl run was started
-/// with, in full; then applies what changed. On any error the running configuration stays
-/// as it was.
-fn reload(dp: &mut Dataplane, sent: Option<SentConfig>, args: &RunArgs) -> anyhow::Result<String> {
-    let model = match sent {
-        // Only the client's own text is parsed and quoted: no path it names is opened.
-        Some(c) => Model::from_source(&Source::from_text(&c.name, c.text), &LiveInterfaces)?,
-        None => {
-            let path = args
-                .config
-                .as_deref()
-                .context("pl run was started without --config: nothing to reload")?;
-            load_config(path, args.insecure_config)?
-        }
-    };
-    let message = dp.reload(model)?;
-    tracing::info!("{message}");
-    Ok(message)
-}
-
-/// Asks ARP for every target and waits up to 3 s for answers, so the first flows find
-/// them resolved.
-async fn resolve_targets(dp: &mut Dataplane) {
-    for e in dp.probe_targets() {
-        tracing::warn!("{e}");
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    let mut asked = tokio::time::Instant::now();
-    while !dp.unresolved_targets().is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if asked.elapsed() > Duration::from_millis(500) {
-            dp.probe_targets();
-            asked = tokio::time::Instant::now();
-        }
-        if let Err(e) = dp.refresh_targets() {
-            tracing::warn!("{:#}", anyhow::Error::from(e));
-        }
-    }
-    let left = dp.unresolved_targets();
-    if !left.is_empty() {
-        let left: Vec<String> = left.iter().map(ToString::to_string).collect();
-        tracing::warn!(
-            "targets not answering ARP yet (they take no flows until they do): {}",
-            left.join(", ")
-        );
-    }
 }
 
 fn reload_cmd(args: &ReloadArgs) -> anyhow::Result<()> {

@@ -74,7 +74,10 @@ print(reply.decode(errors='replace'))\n";
     } else {
         netns::exec(ns, "env")
     };
-    let out = output(cmd.args(["/usr/bin/python3", "-c", CLIENT]).env("PL_REQ", line));
+    let out = output(
+        cmd.args(["/usr/bin/python3", "-c", CLIENT])
+            .env("PL_REQ", line),
+    );
     assert!(out.status.success(), "raw client: {}", stderr(&out));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

@@ -579,6 +579,37 @@ fn stop_processes(ns: &str) {
     signal(nix::sys::signal::Signal::SIGKILL);
 }
 
+/// Removes a lab when dropped, however the command that made it (demo, bench) ends.
+pub struct Teardown {
+    lab: Lab,
+    /// The `pl` subcommand that made the lab, for its error line.
+    command: &'static str,
+}
+
+impl Teardown {
+    pub fn new(lab: Lab, command: &'static str) -> Self {
+        Self { lab, command }
+    }
+
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        println!("==> tearing down lab {}", self.lab.prefix());
+        if let Err(e) = self.lab.down() {
+            eprintln!(
+                "pl {}: teardown failed: {:#}; run `pl lab down --prefix {}`",
+                self.command,
+                anyhow::Error::from(e),
+                self.lab.prefix()
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -619,37 +650,6 @@ mod tests {
                 n.fw_iface.len() < 16,
                 "{} is too long for IFNAMSIZ",
                 n.fw_iface
-            );
-        }
-    }
-}
-
-/// Removes a lab when dropped, however the command that made it (demo, bench) ends.
-pub struct Teardown {
-    lab: Lab,
-    /// The `pl` subcommand that made the lab, for its error line.
-    command: &'static str,
-}
-
-impl Teardown {
-    pub fn new(lab: Lab, command: &'static str) -> Self {
-        Self { lab, command }
-    }
-
-    pub fn lab(&self) -> &Lab {
-        &self.lab
-    }
-}
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        println!("==> tearing down lab {}", self.lab.prefix());
-        if let Err(e) = self.lab.down() {
-            eprintln!(
-                "pl {}: teardown failed: {:#}; run `pl lab down --prefix {}`",
-                self.command,
-                anyhow::Error::from(e),
-                self.lab.prefix()
             );
         }
     }

@@ -1,0 +1,447 @@
+//! `pl run`: start-up, the run loop and the orderly stop.
+//!
+//! The loop holds no logic of its own: each source (signals, the 1 s tick, the sweep's
+//! result, the program's log and flow-event rings, the health tick, control jobs) is one
+//! `select!` arm that calls one method. Like `main.rs`, this is an edge of the crate and
+//! speaks `anyhow`; everything it calls returns typed errors.
+
+mod schedule;
+mod watchers;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use aya::maps::{MapData, MapError, RingBuf};
+use pl_common::maps::PROGRAM_NAME;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{Signal, SignalKind, signal},
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+
+pub use self::{schedule::Schedule, watchers::Watchers};
+use crate::{
+    config::Source,
+    control::{self, Job, Reply, Request, SentConfig},
+    dataplane::{Dataplane, Mode, StartOptions},
+    flows, metrics,
+    model::{LiveInterfaces, Model},
+    peer::{self, Policy},
+};
+
+/// What `pl run` was asked to do.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The config file; `None` observes `interfaces` instead.
+    pub config: Option<PathBuf>,
+    pub interfaces: Vec<String>,
+    pub mode: Mode,
+    pub fresh: bool,
+    pub instance: String,
+    pub metrics: Option<SocketAddr>,
+    pub read_group: Option<String>,
+    pub insecure_config: bool,
+}
+
+type Logger = aya_log::EbpfLogger<&'static dyn log::Log>;
+type SweepJob = JoinHandle<Result<flows::Sweep, MapError>>;
+
+/// Runs `pl run` until SIGINT or SIGTERM; the data plane stays attached after.
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    // Signals first, so a SIGTERM during start-up still ends in the orderly stop below.
+    let mut signals = Signals::new()?;
+    // Whatever pl run writes (state, pins) is root's alone.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let (dp, server, listener) = start(&opts).await?;
+    let mut daemon = Daemon::new(dp, opts)?;
+    let (jobs_tx, mut jobs) = mpsc::channel(64);
+    // Control connections and scrapes are served on tasks of their own; only requests that
+    // passed the peer check reach this loop, as jobs.
+    tokio::spawn(server.serve(jobs_tx));
+    daemon.serve_metrics(listener);
+    daemon.run_loop(&mut signals, &mut jobs).await;
+    daemon.stop();
+    Ok(())
+}
+
+/// Validates everything, binds the socket and the metrics listener, then attaches: a bad
+/// config, a second instance or a bad address fails with nothing attached.
+async fn start(
+    opts: &Options,
+) -> anyhow::Result<(Dataplane, control::Server, Option<tokio::net::TcpListener>)> {
+    let policy = Policy {
+        read_group: opts.read_group.as_deref().map(peer::group_id).transpose()?,
+    };
+    let model = opts
+        .config
+        .as_deref()
+        .map(|p| load_config(p, opts.insecure_config))
+        .transpose()?;
+    let server = control::Server::bind(&opts.instance, policy)?;
+    let listener = match opts.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics {addr}: cannot listen"))?,
+        ),
+        None => None,
+    };
+    let start = StartOptions {
+        instance: &opts.instance,
+        mode: opts.mode,
+        fresh: opts.fresh,
+    };
+    let mut dp = match model {
+        Some(m) => Dataplane::start_model(m, start)?,
+        None => Dataplane::start(&opts.interfaces, start)?,
+    };
+    let names: Vec<String> = dp
+        .interfaces()
+        .iter()
+        .map(|i| format!("{} (ifindex {})", i.name, i.ifindex))
+        .collect();
+    tracing::info!(
+        "attached {PROGRAM_NAME} in {} mode to {}",
+        opts.mode.name(),
+        names.join(", ")
+    );
+    if dp.has_data_path() {
+        resolve_targets(&mut dp).await;
+        for line in dp.summary().lines() {
+            tracing::info!("{}", line.trim_start());
+        }
+    }
+    tracing::info!(
+        "control socket @{}; `pl stats` in this network namespace reads the counters",
+        server.name()
+    );
+    tracing::info!(
+        "pinned links and maps in {} (they outlive this process; `pl down` removes them)",
+        dp.state_dir().display()
+    );
+    Ok((dp, server, listener))
+}
+
+/// SIGTERM, SIGINT (stop) and SIGHUP (reload).
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// The running data plane and what the loop keeps between events.
+struct Daemon {
+    dp: Dataplane,
+    opts: Options,
+    /// Flow events for `pl flows --watch`: the program writes them only while someone
+    /// watches.
+    events: Option<AsyncFd<RingBuf<MapData>>>,
+    ebpf_log: Option<AsyncFd<Logger>>,
+    watchers: Watchers,
+    sweeping: Option<SweepJob>,
+    /// Live flows as the last sweep left them, for metrics scrapes (a walk per scrape would
+    /// stall this loop with a large table; `pl stats` still counts afresh).
+    live: flows::Counts,
+    schedule: Schedule,
+    /// The metrics body scrapes read; `None` without `--metrics`.
+    snapshot: Option<watch::Sender<Arc<str>>>,
+}
+
+impl Daemon {
+    fn new(mut dp: Dataplane, opts: Options) -> anyhow::Result<Self> {
+        let events = dp
+            .take_events()
+            .map(readable)
+            .transpose()
+            .context("polling the flow event ring buffer")?;
+        let ebpf_log = dp
+            .take_logger()
+            .map(readable)
+            .transpose()
+            .context("polling the XDP program's log")?;
+        Ok(Self {
+            dp,
+            opts,
+            events,
+            ebpf_log,
+            watchers: Watchers::default(),
+            sweeping: None,
+            live: flows::Counts::default(),
+            schedule: Schedule::default(),
+            snapshot: None,
+        })
+    }
+
+    fn serve_metrics(&mut self, listener: Option<tokio::net::TcpListener>) {
+        let (Some(listener), Some(addr)) = (listener, self.opts.metrics) else {
+            return;
+        };
+        let (snapshot, scrapes) = watch::channel(Arc::<str>::from(""));
+        tokio::spawn(metrics::serve(listener, scrapes));
+        tracing::info!("metrics at http://{addr}/metrics");
+        self.snapshot = Some(snapshot);
+        self.publish();
+    }
+
+    async fn run_loop(&mut self, signals: &mut Signals, jobs: &mut mpsc::Receiver<Job>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Health checks run on their own schedule; this only bounds how late one is read.
+        let mut health_tick = tokio::time::interval(Duration::from_millis(50));
+        health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let data_path = self.dp.has_data_path();
+        loop {
+            tokio::select! {
+                _ = signals.term.recv() => break,
+                _ = signals.int.recv() => break,
+                _ = signals.hup.recv() => self.on_hangup(),
+                _ = tick.tick(), if data_path => self.on_tick(),
+                swept = finished(&mut self.sweeping) => self.on_swept(swept),
+                ready = ready(&mut self.ebpf_log) => {
+                    if let Ok(mut guard) = ready {
+                        guard.get_inner_mut().flush();
+                        guard.clear_ready();
+                    }
+                }
+                ready = ready(&mut self.events) => {
+                    let batch = match ready {
+                        Ok(mut guard) => {
+                            let batch = watchers::drain(guard.get_inner_mut());
+                            guard.clear_ready();
+                            batch
+                        }
+                        Err(_) => Vec::new(),
+                    };
+                    self.on_events(&batch);
+                }
+                _ = health_tick.tick(), if data_path => self.on_health(),
+                Some(job) = jobs.recv() => self.on_job(job),
+            }
+        }
+    }
+
+    fn on_hangup(&mut self) {
+        match self.reload(None) {
+            Ok(message) => tracing::info!("SIGHUP: {message}"),
+            Err(e) => tracing::warn!("SIGHUP: {e:#}; still running the previous configuration"),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let due = self.schedule.tick(!self.dp.unresolved_targets().is_empty());
+        if due.probe {
+            for e in self.dp.probe_targets() {
+                tracing::warn!("{e}");
+            }
+        }
+        match self.dp.refresh_targets() {
+            Ok(new) => new.iter().for_each(|t| tracing::info!("target {t}")),
+            Err(e) => tracing::warn!("{:#}", anyhow::Error::from(e)),
+        }
+        // The sweep walks the whole table: off this loop, one at a time.
+        if due.sweep && self.sweeping.is_none() {
+            self.sweeping = self.dp.sweep_job().map(tokio::task::spawn_blocking);
+        }
+        self.publish();
+    }
+
+    fn on_swept(&mut self, swept: Result<Result<flows::Sweep, MapError>, tokio::task::JoinError>) {
+        self.sweeping = None;
+        match swept {
+            Ok(Ok(s)) => {
+                let closed = self.dp.close_events(&s.closed);
+                self.broadcast(&closed);
+                self.live = s.live;
+            }
+            Ok(Err(e)) => tracing::warn!("sweeping the flow table: {e}"),
+            Err(e) => tracing::warn!("the flow table sweep stopped: {e}"),
+        }
+    }
+
+    fn on_events(&mut self, batch: &[pl_common::event::FlowEvent]) {
+        let named: Vec<_> = batch.iter().filter_map(|e| self.dp.event(e)).collect();
+        self.broadcast(&named);
+    }
+
+    fn on_health(&mut self) {
+        match self.dp.check_health() {
+            Ok(log) => log.iter().for_each(|l| tracing::info!("health: {l}")),
+            Err(e) => tracing::warn!("health: {:#}", anyhow::Error::from(e)),
+        }
+    }
+
+    fn on_job(&mut self, job: Job) {
+        match job {
+            Job::Ask { request, reply, .. } => {
+                let _ = reply.send(self.answer(request));
+            }
+            Job::Watch { watcher, .. } => {
+                self.watchers.add(watcher);
+                self.set_watch(true);
+            }
+        }
+    }
+
+    /// The answer to an allowed control request.
+    fn answer(&mut self, request: Request) -> Reply {
+        let failed = |e: anyhow::Error| Reply::Error {
+            message: format!("{e:#}"),
+        };
+        match request {
+            Request::Watch => unreachable!("watch requests come as Job::Watch"),
+            Request::Stats { flows } => self
+                .dp
+                .stats(flows)
+                .map_or_else(|e| failed(e.into()), Reply::Stats),
+            Request::Flows { filter } => self
+                .dp
+                .flows(&filter)
+                .map_or_else(|e| failed(e.into()), |flows| Reply::Flows { flows }),
+            Request::Reload { sent } => self
+                .reload(sent)
+                .map_or_else(failed, |message| Reply::Reloaded { message }),
+        }
+    }
+
+    /// Validates `sent` (a config a client read and sent), or else the file pl run was
+    /// started with, in full; then applies what changed. On any error the running
+    /// configuration stays as it was.
+    fn reload(&mut self, sent: Option<SentConfig>) -> anyhow::Result<String> {
+        let model = match sent {
+            // Only the client's own text is parsed and quoted: no path it names is opened.
+            Some(c) => Model::from_source(&Source::from_text(&c.name, c.text), &LiveInterfaces)?,
+            None => {
+                let path = self
+                    .opts
+                    .config
+                    .as_deref()
+                    .context("pl run was started without --config: nothing to reload")?;
+                load_config(path, self.opts.insecure_config)?
+            }
+        };
+        let message = self.dp.reload(model)?;
+        tracing::info!("{message}");
+        Ok(message)
+    }
+
+    /// Sends `events` to the watchers; with none left the program stops writing them.
+    fn broadcast(&mut self, events: &[flows::WatchEvent]) {
+        if self.watchers.broadcast(events) {
+            self.set_watch(false);
+        }
+    }
+
+    fn set_watch(&mut self, on: bool) {
+        if let Err(e) = self.dp.set_watch(on) {
+            tracing::warn!("watch: {:#}", anyhow::Error::from(e));
+        }
+    }
+
+    fn publish(&self) {
+        let Some(snapshot) = &self.snapshot else {
+            return;
+        };
+        let body = match self.dp.stats_with(&self.live) {
+            Ok(report) => metrics::render(&report),
+            Err(e) => format!("# pl: {:#}\n", anyhow::Error::from(e)),
+        };
+        snapshot.send_replace(body.into());
+    }
+
+    /// Lets go of the data plane, which stays attached and forwarding.
+    fn stop(self) {
+        let names: Vec<String> = self
+            .dp
+            .interfaces()
+            .iter()
+            .map(|i| i.name.clone())
+            .collect();
+        let instance = self.opts.instance;
+        drop(self.dp);
+        tracing::info!(
+            "stopped; the data plane stays attached to {} and keeps forwarding (`pl run` again takes it over, `pl down --instance {instance}` removes it)",
+            names.join(", ")
+        );
+    }
+}
+
+/// Reads `path` as pl run's config (refusing a file others could write unless `insecure`)
+/// and validates it in full.
+fn load_config(path: &Path, insecure: bool) -> anyhow::Result<Model> {
+    let (src, warning) = Source::read_trusted(path, insecure)?;
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    Ok(Model::from_source(&src, &LiveInterfaces)?)
+}
+
+/// Asks ARP for every target and waits up to 3 s for answers, so the first flows find
+/// them resolved.
+async fn resolve_targets(dp: &mut Dataplane) {
+    for e in dp.probe_targets() {
+        tracing::warn!("{e}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut asked = tokio::time::Instant::now();
+    while !dp.unresolved_targets().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if asked.elapsed() > Duration::from_millis(500) {
+            dp.probe_targets();
+            asked = tokio::time::Instant::now();
+        }
+        if let Err(e) = dp.refresh_targets() {
+            tracing::warn!("{:#}", anyhow::Error::from(e));
+        }
+    }
+    let left = dp.unresolved_targets();
+    if !left.is_empty() {
+        let left: Vec<String> = left.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            "targets not answering ARP yet (they take no flows until they do): {}",
+            left.join(", ")
+        );
+    }
+}
+
+/// `ring` (a ring buffer, or a reader owning one) polled for readability by tokio.
+fn readable<T: std::os::fd::AsRawFd>(ring: T) -> std::io::Result<AsyncFd<T>> {
+    // SAFETY: `ring` owns its fd, and the AsyncFd owns `ring` until both drop together;
+    // nothing else closes or replaces the fd.
+    unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)
+}
+
+/// Readiness of `fd`, or never when there is none.
+async fn ready<T: std::os::fd::AsRawFd>(
+    fd: &mut Option<AsyncFd<T>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, T>> {
+    match fd.as_mut() {
+        Some(fd) => fd.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The result of the running sweep, or never when none runs.
+async fn finished(
+    job: &mut Option<SweepJob>,
+) -> Result<Result<flows::Sweep, MapError>, tokio::task::JoinError> {
+    match job.as_mut() {
+        Some(job) => job.await,
+        None => std::future::pending().await,
+    }
+}
