@@ -42,6 +42,20 @@ fn endpoint_labels(e: &EndpointReport, reason: Option<&str>) -> Labels {
 
 impl Collector for Snapshot {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.interfaces(&mut enc)?;
+        self.endpoints(&mut enc)?;
+        self.targets(&mut enc)?;
+        self.services(&mut enc)
+    }
+}
+
+/// Every gauge's value: a count past `i64::MAX` is shown as the largest it can be.
+fn gauge(v: u64) -> ConstGauge {
+    ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+impl Snapshot {
+    fn interfaces(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         for &c in IfaceCounter::ALL {
             let name = format!("interface_{}", c.name());
             let mut m = enc.encode_descriptor(
@@ -55,6 +69,11 @@ impl Collector for Snapshot {
                 ConstCounter::new(i.get(c)).encode(m.encode_family(&l)?)?;
             }
         }
+        Ok(())
+    }
+
+    /// Endpoint counters; the refusals as one metric with a `reason` label.
+    fn endpoints(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         for &c in EndpointCounter::ALL
             .iter()
             .filter(|c| !c.name().starts_with(REFUSED))
@@ -95,42 +114,13 @@ impl Collector for Snapshot {
         )?;
         for e in &self.0.endpoints {
             let l = endpoint_labels(e, None);
-            ConstGauge::new(i64::try_from(e.active_flows).unwrap_or(i64::MAX))
-                .encode(m.encode_family(&l)?)?;
+            gauge(e.active_flows).encode(m.encode_family(&l)?)?;
         }
-        type Metric = (
-            &'static str,
-            &'static str,
-            MetricType,
-            fn(&TargetReport) -> u64,
-        );
-        let per_target: [Metric; 4] = [
-            (
-                "target_resolved",
-                "1 if ARP resolved the target (only resolved targets take flows)",
-                MetricType::Gauge,
-                |t| u64::from(t.mac.is_some()),
-            ),
-            (
-                "target_healthy",
-                "1 if the target takes new flows by its health checks (initial, healthy, unchecked)",
-                MetricType::Gauge,
-                |t| u64::from(t.health != "unhealthy"),
-            ),
-            (
-                "target_new_flows",
-                "flows opened to the target",
-                MetricType::Counter,
-                |t| t.new_flows,
-            ),
-            (
-                "target_active_flows",
-                "live flows to the target",
-                MetricType::Gauge,
-                |t| t.active_flows,
-            ),
-        ];
-        for (name, help, kind, value) in per_target {
+        Ok(())
+    }
+
+    fn targets(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (name, help, kind, value) in PER_TARGET {
             let mut m = enc.encode_descriptor(name, help, None, kind)?;
             for t in &self.0.targets {
                 let ip = t.ip.to_string();
@@ -139,11 +129,14 @@ impl Collector for Snapshot {
                 if matches!(kind, MetricType::Counter) {
                     ConstCounter::new(v).encode(m.encode_family(&l)?)?;
                 } else {
-                    ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
-                        .encode(m.encode_family(&l)?)?;
+                    gauge(v).encode(m.encode_family(&l)?)?;
                 }
             }
         }
+        Ok(())
+    }
+
+    fn services(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let mut m = enc.encode_descriptor(
             "service_failing_open",
             "1 if every target of the service is unhealthy and all of them take flows",
@@ -164,6 +157,41 @@ impl Collector for Snapshot {
         Ok(())
     }
 }
+
+/// A per-target metric: name, help, type, and its value for one target.
+type TargetMetric = (
+    &'static str,
+    &'static str,
+    MetricType,
+    fn(&TargetReport) -> u64,
+);
+
+const PER_TARGET: [TargetMetric; 4] = [
+    (
+        "target_resolved",
+        "1 if ARP resolved the target (only resolved targets take flows)",
+        MetricType::Gauge,
+        |t| u64::from(t.mac.is_some()),
+    ),
+    (
+        "target_healthy",
+        "1 if the target takes new flows by its health checks (initial, healthy, unchecked)",
+        MetricType::Gauge,
+        |t| u64::from(t.health != "unhealthy"),
+    ),
+    (
+        "target_new_flows",
+        "flows opened to the target",
+        MetricType::Counter,
+        |t| t.new_flows,
+    ),
+    (
+        "target_active_flows",
+        "live flows to the target",
+        MetricType::Gauge,
+        |t| t.active_flows,
+    ),
+];
 
 /// The OpenMetrics text for `report`, names prefixed `pl_`.
 pub fn render(report: &StatsReport) -> String {

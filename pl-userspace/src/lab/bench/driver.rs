@@ -1,0 +1,552 @@
+//! The bench's hands: the generator, sink and bare-redirect programs, and what forwards on
+//! the forwarder (pl, bare redirect, nftables, routing), switched between measurements.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, PerCpuArray, xdp::DevMap},
+    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+};
+use pl_common::{
+    bench::{
+        BARE_EGRESS_MAP, BARE_PROGRAM, GEN_CONFIG_MAP, GEN_COUNT_MAP, GEN_HEADER, GEN_PROGRAM,
+        GenConfig, SINK_COUNT_MAP, SINK_PROGRAM,
+    },
+    stats::EndpointCounter,
+};
+
+use super::{BATCH, ENDPOINT, FRAME_LEN, SOURCE_BASE, TARGETS, results::Sample};
+use crate::{
+    control,
+    frame::{Ipv4, TCP_SYN, ipv4_frame, parse_mac},
+    lab::{Topology, cmd, netns, runner::PlRun},
+};
+
+/// The generator, sink and bare-redirect programs, loaded once.
+struct Progs {
+    ebpf: Ebpf,
+    sink_link: Option<aya::programs::xdp::XdpLinkId>,
+    bare_link: Option<aya::programs::xdp::XdpLinkId>,
+}
+
+fn prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
+    let p: &mut Xdp = ebpf
+        .program_mut(name)
+        .with_context(|| format!("bench object has no {name}"))?
+        .try_into()?;
+    Ok(p)
+}
+
+fn sum(ebpf: &Ebpf, map: &str, index: u32) -> anyhow::Result<u64> {
+    let m: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(ebpf.map(map).with_context(|| format!("no map {map}"))?)?;
+    Ok(m.get(&index, 0)?.iter().sum())
+}
+
+extern "C" fn on_usr1(_: i32) {}
+
+/// Lets SIGUSR1 interrupt the generator's one long syscall without ending the process.
+pub(super) fn catch_usr1() -> anyhow::Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    // SAFETY: the handler does nothing; SIGUSR1 only needs to interrupt the generator's syscall.
+    unsafe {
+        sigaction(
+            Signal::SIGUSR1,
+            &SigAction::new(
+                SigHandler::Handler(on_usr1),
+                SaFlags::empty(),
+                SigSet::empty(),
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// The bench's fixed setup: lab, programs, interface indexes.
+pub(super) struct Bench<'a> {
+    pub(super) topo: &'a Topology,
+    pl: &'a Path,
+    config: String,
+    progs: Progs,
+    gen_ifindex: u32,
+    gen_ns: String,
+    cpus: usize,
+    pub(super) run: Option<PlRun>,
+    mode: Mode,
+}
+
+/// What forwards on the forwarder namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Nothing,
+    /// `pl run --config` (a fresh one for every measurement).
+    Pl,
+    /// `pl_bare` on fw-globex, redirecting to fw-prov.
+    Bare,
+    /// No XDP: the kernel forwards with nft DNAT + SNAT and conntrack.
+    Nft,
+    /// No XDP, no NAT: the kernel routes between the namespaces.
+    Routing,
+}
+
+const NFT_RULES: &str = "table ip plbench {
+  chain pre {
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname \"fw-globex\" ip daddr 10.0.0.100 udp dport 53 dnat to 10.9.0.20:5353
+    iifname \"fw-globex\" ip daddr 10.0.0.100 tcp dport 443 dnat to 10.9.0.20:8443
+  }
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname \"fw-prov\" snat to 10.9.0.250
+  }
+}
+";
+
+impl<'a> Bench<'a> {
+    /// Loads the generator, sink and bare-redirect programs; nothing is attached yet.
+    pub(super) fn new(
+        topo: &'a Topology,
+        pl: &'a Path,
+        config: &Path,
+        cpus: usize,
+    ) -> anyhow::Result<Self> {
+        let mut progs = Progs {
+            ebpf: Ebpf::load(crate::BENCH_OBJECT)?,
+            sink_link: None,
+            bare_link: None,
+        };
+        for name in [GEN_PROGRAM, SINK_PROGRAM, BARE_PROGRAM] {
+            prog(&mut progs.ebpf, name)?.load()?;
+        }
+        let gen_ns = topo
+            .network("globex")
+            .context("no globex")?
+            .namespace
+            .clone();
+        Ok(Bench {
+            topo,
+            pl,
+            config: config.to_string_lossy().into_owned(),
+            progs,
+            gen_ifindex: ifindex(&gen_ns, "eth0")?,
+            gen_ns,
+            cpus,
+            run: None,
+            mode: Mode::Nothing,
+        })
+    }
+}
+
+impl Bench<'_> {
+    /// Sets the generator's template and flow count.
+    pub(super) fn generate(&mut self, tcp_syn: bool, flows: u32) -> anyhow::Result<()> {
+        let net = self.topo.network("globex").context("no globex")?;
+        let (dst, src) = (
+            parse_mac(&net.fw_mac).context("fw MAC")?,
+            parse_mac(&net.peer_mac).context("peer MAC")?,
+        );
+        let ip = Ipv4::new(SOURCE_BASE.octets(), ENDPOINT.octets());
+        let mut f = if tcp_syn {
+            ipv4_frame(
+                dst,
+                src,
+                &ip.tcp(1024, 443, 1, 0, TCP_SYN, &[0; FRAME_LEN - 54]),
+            )
+        } else {
+            let mut f = ipv4_frame(dst, src, &ip.udp(1024, 53, &[0; FRAME_LEN - 42]));
+            f[40..42].fill(0); // UDP checksum 0: nothing to recompute per frame
+            f
+        };
+        f.resize(GEN_HEADER, 0);
+        let mut header = [0u8; GEN_HEADER];
+        header.copy_from_slice(&f);
+        let cfg = GenConfig {
+            header,
+            header_len: GEN_HEADER as u32,
+            flows,
+            cpus: 1,
+            _pad: 0,
+        };
+        let mut m: Array<&mut MapData, GenConfig> = Array::try_from(
+            self.progs
+                .ebpf
+                .map_mut(GEN_CONFIG_MAP)
+                .context("no generator config map")?,
+        )?;
+        m.set(0, cfg, 0)?;
+        Ok(())
+    }
+
+    /// Runs the generator for `window` and returns what it sent and the sink received.
+    pub(super) fn measure(&mut self, window: Duration) -> anyhow::Result<Sample> {
+        let (sent0, recv0) = (
+            sum(&self.progs.ebpf, GEN_COUNT_MAP, 0)?,
+            sum(&self.progs.ebpf, SINK_COUNT_MAP, 0)?,
+        );
+        let frame = vec![0u8; FRAME_LEN];
+        let ctx: Vec<u8> = [0, FRAME_LEN as u32, 0, self.gen_ifindex, 0, 0]
+            .iter()
+            .flat_map(|w: &u32| w.to_ne_bytes())
+            .collect();
+        let ns_file = std::fs::File::open(netns::path(&self.gen_ns))?;
+        let gen_cpu = self.cpus.saturating_sub(1);
+        let ebpf = &mut self.progs.ebpf;
+        let start = Instant::now();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let elapsed = std::thread::scope(|s| -> anyhow::Result<Duration> {
+            let h = s.spawn(|| -> anyhow::Result<()> {
+                let _ = tid_tx.send(nix::sys::pthread::pthread_self());
+                let mut set = nix::sched::CpuSet::new();
+                set.set(gen_cpu)?;
+                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
+                nix::sched::setns(&ns_file, nix::sched::CloneFlags::CLONE_NEWNET)?;
+                let p = prog(ebpf, GEN_PROGRAM)?;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // One long call; SIGUSR1 ends it (EINTR), which is how it should end.
+                    let _ = p.test_run(TestRunOptions {
+                        data_in: Some(&frame),
+                        ctx_in: Some(&ctx),
+                        repeat: u32::MAX,
+                        attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                        ..TestRunOptions::default()
+                    });
+                }
+                Ok(())
+            });
+            std::thread::sleep(window);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let elapsed = start.elapsed();
+            let tid = tid_rx
+                .recv()
+                .map_err(|_| anyhow::anyhow!("generator thread ended before it started"))?;
+            while !h.is_finished() {
+                let _ = nix::sys::pthread::pthread_kill(tid, nix::sys::signal::Signal::SIGUSR1);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            h.join()
+                .map_err(|_| anyhow::anyhow!("generator thread panicked"))??;
+            Ok(elapsed)
+        })?;
+        // Let frames in flight land before reading the sink.
+        std::thread::sleep(Duration::from_millis(50));
+        let (sent1, recv1) = (
+            sum(&self.progs.ebpf, GEN_COUNT_MAP, 0)?,
+            sum(&self.progs.ebpf, SINK_COUNT_MAP, 0)?,
+        );
+        Ok(Sample {
+            sent: sent1 - sent0,
+            received: recv1 - recv0,
+            seconds: elapsed.as_secs_f64(),
+        })
+    }
+
+    fn ip_in(&self, ns: &str, args: &[&str]) -> anyhow::Result<()> {
+        let mut full = vec!["-n", ns];
+        full.extend_from_slice(args);
+        cmd::ip(full)?;
+        Ok(())
+    }
+
+    /// Every lab link, both ends, at `mtu`.
+    pub(super) fn set_mtu(&self, mtu: u32) -> anyhow::Result<()> {
+        let mtu = mtu.to_string();
+        for n in &self.topo.networks {
+            self.ip_in(
+                &self.topo.forwarder_ns,
+                &["link", "set", &n.fw_iface, "mtu", &mtu],
+            )?;
+            self.ip_in(&n.namespace, &["link", "set", &n.peer_iface, "mtu", &mtu])?;
+        }
+        Ok(())
+    }
+
+    fn exec_in(&self, ns: &str, program: &str, args: &[&str]) -> anyhow::Result<()> {
+        cmd::run(netns::exec(ns, program).args(args))?;
+        Ok(())
+    }
+
+    /// Leaves the current mode: stops pl, detaches the bare redirect, or removes the
+    /// kernel's addresses, rules and routes.
+    pub(super) fn leave(&mut self) -> anyhow::Result<()> {
+        let fw = self.topo.forwarder_ns.clone();
+        match self.mode {
+            Mode::Nothing => {}
+            Mode::Pl => self.stop_pl()?,
+            Mode::Bare => self.detach_bare()?,
+            Mode::Nft | Mode::Routing => {
+                if self.mode == Mode::Nft {
+                    self.exec_in(&fw, "nft", &["delete", "table", "ip", "plbench"])?;
+                } else {
+                    let (glob, prov) = (self.ns_of("globex")?, self.ns_of("prov")?);
+                    self.ip_in(&glob, &["route", "del", "10.9.0.0/24"])?;
+                    self.ip_in(&prov, &["route", "del", "10.0.0.0/24"])?;
+                }
+                for dev in ["fw-globex", "fw-prov"] {
+                    self.ip_in(&fw, &["addr", "flush", "dev", dev])?;
+                }
+                self.exec_in(&fw, "sysctl", &["-qw", "net.ipv4.ip_forward=0"])?;
+            }
+        }
+        self.mode = Mode::Nothing;
+        Ok(())
+    }
+
+    fn ns_of(&self, network: &str) -> anyhow::Result<String> {
+        Ok(self
+            .topo
+            .network(network)
+            .with_context(|| format!("no network {network}"))?
+            .namespace
+            .clone())
+    }
+
+    /// The kernel as the forwarder: addresses on its interfaces, forwarding on, and either
+    /// nft NAT (`nat`) or plain routes in the consumer and provider.
+    pub(super) fn enter_kernel(&mut self, nat: bool) -> anyhow::Result<()> {
+        self.leave()?;
+        let fw = self.topo.forwarder_ns.clone();
+        let (glob_addr, prov_addr) = if nat {
+            ("10.0.0.100/24", "10.9.0.250/24")
+        } else {
+            ("10.0.0.1/24", "10.9.0.1/24")
+        };
+        self.ip_in(&fw, &["addr", "add", glob_addr, "dev", "fw-globex"])?;
+        self.ip_in(&fw, &["addr", "add", prov_addr, "dev", "fw-prov"])?;
+        // Generator sources (10.1.0.0/16) route back through fw-globex.
+        self.ip_in(
+            &fw,
+            &["route", "replace", "10.1.0.0/16", "dev", "fw-globex"],
+        )?;
+        self.exec_in(
+            &fw,
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv4.ip_forward=1",
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.fw-globex.rp_filter=0",
+            ],
+        )?;
+        // Without an XDP program, fw-globex takes the generator's redirected frames only with GRO.
+        self.exec_in(&fw, "ethtool", &["-K", "fw-globex", "gro", "off"])?;
+        self.exec_in(&fw, "ethtool", &["-K", "fw-globex", "gro", "on"])?;
+        if nat {
+            let rules = std::env::temp_dir().join(format!("{}nft.rules", self.topo.prefix));
+            std::fs::write(&rules, NFT_RULES)
+                .with_context(|| format!("writing {}", rules.display()))?;
+            self.exec_in(&fw, "nft", &["-f", &rules.to_string_lossy()])?;
+            self.mode = Mode::Nft;
+        } else {
+            let (glob, prov) = (self.ns_of("globex")?, self.ns_of("prov")?);
+            self.ip_in(&glob, &["route", "add", "10.9.0.0/24", "via", "10.0.0.1"])?;
+            self.ip_in(&prov, &["route", "add", "10.0.0.0/24", "via", "10.9.0.1"])?;
+            self.mode = Mode::Routing;
+        }
+        Ok(())
+    }
+
+    fn stop_pl(&mut self) -> anyhow::Result<()> {
+        if let Some(run) = self.run.take() {
+            let out = run.stop_and_down()?;
+            ensure!(
+                out.status.success(),
+                "pl run failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// A fresh `pl run` whose flow table holds `flows`, targets resolved.
+    pub(super) fn start_pl(&mut self, flows: u32) -> anyhow::Result<()> {
+        self.leave()?;
+        std::fs::write(&self.config, config(flows))
+            .with_context(|| format!("writing {}", self.config))?;
+        let run = PlRun::start(
+            self.pl,
+            &self.topo.forwarder_ns,
+            control::DEFAULT_INSTANCE,
+            &["--config", &self.config],
+        )?;
+        let r = run.wait_for_stats(Duration::from_secs(10), |r| {
+            r.targets.iter().all(|t| t.mac.is_some())
+        })?;
+        let missing = r.targets.iter().filter(|t| t.mac.is_none()).count();
+        ensure!(missing == 0, "{missing} bench targets never answered ARP");
+        self.run = Some(run);
+        self.mode = Mode::Pl;
+        Ok(())
+    }
+
+    /// Creates `flows` established flows by running the generator until pl counted them.
+    pub(super) fn warm_up(&mut self, flows: u32) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.measure(Duration::from_millis(300))?;
+            let stats = self.run.as_ref().context("pl is not running")?.counters()?;
+            let made = stats
+                .endpoints
+                .first()
+                .map_or(0, |e| e.get(EndpointCounter::NewFlows));
+            // SNAT probes can miss a free port once in a few thousand flows at a million.
+            if made * 1000 >= u64::from(flows) * 999 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("only {made} of {flows} flows created in 60 s");
+            }
+        }
+    }
+
+    pub(super) fn attach_bare(&mut self) -> anyhow::Result<()> {
+        self.leave()?;
+        let (fw, prov_if, glob_if) = (
+            self.topo.forwarder_ns.clone(),
+            ifindex(&self.topo.forwarder_ns, "fw-prov")?,
+            ifindex(&self.topo.forwarder_ns, "fw-globex")?,
+        );
+        let ebpf = &mut self.progs.ebpf;
+        // A devmap resolves the ifindex in the writer's namespace: write from the forwarder's.
+        let link = netns::run_in(&fw, || -> anyhow::Result<_> {
+            let mut egress: DevMap<&mut MapData> = DevMap::try_from(
+                ebpf.map_mut(BARE_EGRESS_MAP)
+                    .context("no bare egress map")?,
+            )?;
+            egress.set(0, prov_if, None, 0)?;
+            Ok(prog(ebpf, BARE_PROGRAM)?.attach_to_if_index(glob_if, XdpMode::Driver)?)
+        })??;
+        self.progs.bare_link = Some(link);
+        self.mode = Mode::Bare;
+        Ok(())
+    }
+
+    fn detach_bare(&mut self) -> anyhow::Result<()> {
+        if let Some(link) = self.progs.bare_link.take() {
+            prog(&mut self.progs.ebpf, BARE_PROGRAM)?.detach(link)?;
+        }
+        Ok(())
+    }
+}
+
+impl Bench<'_> {
+    /// Attaches or detaches the sink on the provider's eth0 (real TCP needs the stack).
+    pub(super) fn sink(&mut self, on: bool) -> anyhow::Result<()> {
+        let prov = self.ns_of("prov")?;
+        if on && self.progs.sink_link.is_none() {
+            let idx = ifindex(&prov, "eth0")?;
+            let ebpf = &mut self.progs.ebpf;
+            self.progs.sink_link = Some(netns::run_in(&prov, || {
+                prog(ebpf, SINK_PROGRAM)?
+                    .attach_to_if_index(idx, XdpMode::Driver)
+                    .map_err(anyhow::Error::from)
+            })??);
+        } else if !on && let Some(link) = self.progs.sink_link.take() {
+            prog(&mut self.progs.ebpf, SINK_PROGRAM)?.detach(link)?;
+        }
+        Ok(())
+    }
+
+    /// iperf3 from globex to `dst:port` for `seconds`: received bits per second.
+    pub(super) fn iperf(&self, dst: &str, port: u16, seconds: u32) -> anyhow::Result<f64> {
+        let prov = self.ns_of("prov")?;
+        let glob = self.ns_of("globex")?;
+        let mut server = netns::exec(&prov, "iperf3")
+            .args(["-s", "-1", "-p", "8443"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting iperf3 -s (is iperf3 installed? `cargo xtask setup`)")?;
+        std::thread::sleep(Duration::from_millis(300));
+        let out = netns::exec(&glob, "iperf3")
+            .args([
+                "-J",
+                "-c",
+                dst,
+                "-p",
+                &port.to_string(),
+                "-t",
+                &seconds.to_string(),
+            ])
+            .output();
+        let _ = server.kill();
+        let _ = server.wait();
+        let out = out.context("running iperf3 -c")?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("iperf3 -J output")?;
+        if let Some(e) = v.get("error").and_then(serde_json::Value::as_str) {
+            bail!("iperf3 to {dst}:{port}: {e}");
+        }
+        v.pointer("/end/sum_received/bits_per_second")
+            .and_then(serde_json::Value::as_f64)
+            .context("iperf3 reported no received rate")
+    }
+}
+
+fn ifindex(ns: &str, dev: &str) -> anyhow::Result<u32> {
+    let dev = dev.to_owned();
+    Ok(netns::run_in(ns, move || {
+        nix::net::if_::if_nametoindex(dev.as_str())
+    })??)
+}
+
+/// The bench config: globex reaches one service with `TARGETS` targets in one zone, so
+/// SNAT tuples (targets x ports) exceed two million.
+pub(super) fn config(flow_table_size: u32) -> String {
+    let targets: Vec<String> = (0..TARGETS)
+        .map(|i| format!("{{ ip = \"10.9.0.{}\", zone = \"z1\" }}", 20 + i))
+        .collect();
+    format!(
+        r#"[[network]]
+name = "globex"
+interface = "fw-globex"
+
+[[network]]
+name = "prov"
+interface = "fw-prov"
+
+[[service]]
+name = "bench"
+network = "prov"
+nlb_addresses = [{{ ip = "10.9.0.250", zone = "z1" }}]
+allowed_principals = ["globex"]
+accepted_endpoints = ["globex-bench"]
+listeners = [{{ protocol = "udp", port = 53, target_port = 5353 }}, {{ protocol = "tcp", port = 443, target_port = 8443 }}]
+# The sink answers nothing, and its counts must be the generator's frames only.
+health_check = {{ enabled = false }}
+targets = [{}]
+
+[[endpoint]]
+name = "globex-bench"
+service = "bench"
+network = "globex"
+addresses = [{{ ip = "10.0.0.100", zone = "z1" }}]
+
+[limits]
+flow_table_size = {flow_table_size}
+"#,
+        targets.join(", ")
+    )
+}
+
+/// Kernel memory of the running pl's flow map: `memlock` in its fdinfo (via bpftool,
+/// which finds it by name).
+pub(super) fn flow_map_memlock() -> anyhow::Result<u64> {
+    let out = cmd::run(
+        std::process::Command::new("bpftool").args(["-j", "map", "show", "name", "PL_FLOWS"]),
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("bpftool -j map show")?;
+    let entry = if v.is_array() {
+        v.get(0).cloned()
+    } else {
+        Some(v)
+    };
+    entry
+        .and_then(|e| e.get("bytes_memlock").and_then(serde_json::Value::as_u64))
+        .context("bpftool printed no bytes_memlock for PL_FLOWS")
+}

@@ -1,0 +1,280 @@
+//! `pl bench`: packet rates through pl against the bare-redirect limit, on the lab, with
+//! frames from an XDP live-frame generator (this kernel has no pktgen) and a sink that
+//! counts what reaches the provider. Variants run interleaved and repeated, so noise
+//! shows as spread.
+//!
+//! The generator (`pl_gen`) runs under BPF_PROG_TEST_RUN with live frames on globex's
+//! `eth0`, pinned to the last CPU, in one long call per measurement that a signal ends.
+//! Live mode turns its XDP_TX into a redirect out of `eth0`, so every frame reaches
+//! `fw-globex`, where the variant under test runs. The sink (`pl_sink`) on the provider's
+//! `eth0` counts and drops. The rate is what the sink received over the window.
+
+mod driver;
+mod report;
+mod results;
+
+use std::{
+    net::Ipv4Addr,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use driver::Bench;
+pub use report::{table, write_report};
+use results::Variants;
+pub use results::{BenchResults, Sample, TcpResult, VariantResult};
+
+use crate::lab::{Lab, Teardown, Topology, cmd};
+
+/// Frame size on the wire (no FCS), as pktgen-style benchmarks quote.
+pub const FRAME_LEN: usize = 64;
+const ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+/// Generator sources start here; flow i adds i / 60000 to it.
+const SOURCE_BASE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 0);
+/// Targets behind the bench service: with 40, a million flows fill ~39% of each target's
+/// SNAT ports, so 32 probes practically never all collide.
+const TARGETS: u8 = 40;
+const BATCH: u32 = 64;
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub prefix: String,
+    pub quick: bool,
+}
+
+/// Prints a progress line for a variant, overwritten as it runs.
+fn progress(label: &str, done: usize, total: usize, last: Option<f64>) {
+    use std::io::Write as _;
+    let width = 20;
+    let filled = done * width / total.max(1);
+    let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
+    let rate = last
+        .map(|p| format!(" {:.2} Mpps", p / 1e6))
+        .unwrap_or_default();
+    print!("\r  [{bar}] {done}/{total} {label}{rate}        ");
+    let _ = std::io::stdout().flush();
+}
+
+/// How long and how wide a run is: `--quick` for CI, the full run for BENCHMARKS.md.
+struct Sizes {
+    repeats: usize,
+    window: Duration,
+    /// Established-flow counts measured each round.
+    scale: &'static [u32],
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                repeats: 2,
+                window: Duration::from_millis(400),
+                scale: &[1_000, 65_536],
+            }
+        } else {
+            Self {
+                repeats: 5,
+                window: Duration::from_secs(2),
+                scale: &[1_000, 65_536, 1_000_000],
+            }
+        }
+    }
+
+    fn max_flows(&self) -> u32 {
+        self.scale.iter().copied().max().unwrap_or(1)
+    }
+}
+
+/// Established runs get a table sized for their flows, as an operator would size it.
+fn sized(flows: u32) -> u32 {
+    flows.saturating_mul(2).max(1024)
+}
+
+/// New-flow windows create about rate x window flows; their table has room for that.
+const NEW_FLOW_TABLE: u32 = 4_000_000;
+
+pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let sizes = Sizes::new(opts.quick);
+    driver::catch_usr1()?;
+
+    let lab = Lab::new(&opts.prefix)?;
+    println!("==> lab {}", opts.prefix);
+    let topo = lab.up()?;
+    let _teardown = Teardown::new(lab.clone(), "bench");
+    add_targets(&topo)?;
+    let config_path = lab.write_config(&driver::config(sized(sizes.max_flows())))?;
+    let mut b = Bench::new(&topo, pl, &config_path, cpus)?;
+    b.sink(true)?;
+
+    let mut rounds = Rounds::new(&sizes);
+    println!(
+        "==> {} rounds of {} measurements, {} ms each, {FRAME_LEN}-byte frames, generator on CPU {}",
+        sizes.repeats,
+        rounds.total / sizes.repeats,
+        sizes.window.as_millis(),
+        cpus.saturating_sub(1)
+    );
+    for _ in 0..sizes.repeats {
+        rounds.round(&mut b)?;
+    }
+    println!();
+
+    let tcp = real_tcp(&mut b, opts.quick)?;
+    b.leave()?;
+    Ok(BenchResults {
+        quick: opts.quick,
+        cpus,
+        frame_len: FRAME_LEN,
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        variants: rounds.variants.0,
+        flow_table_bytes: rounds.flow_table_bytes,
+        flow_table_flows: rounds.flow_table_flows,
+        stats_walk_ms: rounds.stats_walk_ms,
+        stats_walk_flows: rounds.stats_walk_flows,
+        tcp,
+    })
+}
+
+/// The provider's `TARGETS` addresses, one per bench target.
+fn add_targets(topo: &Topology) -> anyhow::Result<()> {
+    let prov = &topo.network("prov").context("no prov")?.namespace;
+    for i in 0..TARGETS {
+        let addr = format!("10.9.0.{}/24", 20 + i);
+        cmd::ip(["-n", prov, "addr", "add", &addr, "dev", "eth0"])?;
+    }
+    Ok(())
+}
+
+/// The interleaved packet-rate rounds: every variant once per round, so drift shows as
+/// spread in each variant rather than as a gap between them.
+struct Rounds<'s> {
+    sizes: &'s Sizes,
+    variants: Variants,
+    done: usize,
+    total: usize,
+    flow_table_bytes: u64,
+    flow_table_flows: u64,
+    stats_walk_ms: f64,
+    stats_walk_flows: u64,
+}
+
+impl<'s> Rounds<'s> {
+    fn new(sizes: &'s Sizes) -> Self {
+        Self {
+            sizes,
+            variants: Variants::default(),
+            done: 0,
+            total: sizes.repeats * (4 + sizes.scale.len()),
+            flow_table_bytes: 0,
+            flow_table_flows: 0,
+            stats_walk_ms: 0.0,
+            stats_walk_flows: 0,
+        }
+    }
+
+    /// Records one measurement and advances the progress line.
+    fn record(&mut self, label: &str, name: &str, flows: &str, s: Sample) {
+        self.done += 1;
+        progress(label, self.done, self.total, Some(s.pps()));
+        self.variants.push(name, flows, s);
+    }
+
+    fn round(&mut self, b: &mut Bench<'_>) -> anyhow::Result<()> {
+        let window = self.sizes.window;
+        progress("bare redirect", self.done, self.total, None);
+        b.attach_bare()?;
+        b.generate(false, 1)?;
+        let s = b.measure(window)?;
+        self.record("bare redirect", "bare redirect", "1", s);
+
+        b.start_pl(sized(1))?;
+        b.generate(false, 1)?;
+        b.warm_up(1)?;
+        let s = b.measure(window)?;
+        self.record("pl established", "pl established", "1", s);
+
+        for &n in self.sizes.scale {
+            self.established(b, n)?;
+        }
+
+        b.start_pl(NEW_FLOW_TABLE)?;
+        b.generate(true, 0)?;
+        // Short: every frame takes a SNAT tuple, and there are ~2.6 M of them.
+        let s = b.measure(window.min(Duration::from_millis(500)))?;
+        self.record("pl new flows", "pl new flows", "new", s);
+
+        b.enter_kernel(true)?;
+        b.generate(false, 1)?;
+        b.measure(Duration::from_millis(100))?; // conntrack entry and neighbour in place
+        let s = b.measure(window)?;
+        self.record("nftables", "nftables DNAT+SNAT", "1", s);
+        Ok(())
+    }
+
+    /// pl with `n` established flows; at the largest count, also the flow table's memory
+    /// and how long `pl stats` takes to walk it.
+    fn established(&mut self, b: &mut Bench<'_>, n: u32) -> anyhow::Result<()> {
+        b.start_pl(sized(n))?;
+        b.generate(false, n)?;
+        b.warm_up(n)?;
+        let s = b.measure(self.sizes.window)?;
+        let label = format!("pl established, {n} flows");
+        self.record(&label, "pl established", &n.to_string(), s);
+        if n == self.sizes.max_flows() {
+            self.flow_table_bytes = driver::flow_map_memlock()?;
+            self.flow_table_flows = u64::from(sized(n));
+            let run = b.run.as_ref().context("pl is not running")?;
+            let began = Instant::now();
+            let report = run.stats()?;
+            self.stats_walk_ms = began.elapsed().as_secs_f64() * 1e3;
+            self.stats_walk_flows = report.endpoints.iter().map(|e| e.active_flows).sum();
+        }
+        Ok(())
+    }
+}
+
+/// Real TCP: iperf3 through pl, through nft, and plain routing (sink off: TCP needs the
+/// stack), with every link at 1500 and then at 9000: on veth any XDP program strips GSO
+/// from its peer, so pl moves MTU-sized packets where nftables moves 64 KB ones.
+fn real_tcp(b: &mut Bench<'_>, quick: bool) -> anyhow::Result<Vec<TcpResult>> {
+    let seconds = if quick { 1 } else { 5 };
+    let mut tcp = Vec::new();
+    b.sink(false)?;
+    for mtu in [1500, 9000] {
+        b.leave()?;
+        b.set_mtu(mtu)?;
+        for (name, dst, port) in [
+            ("pl", "10.0.0.100", 443),
+            ("nftables", "10.0.0.100", 443),
+            ("routing", "10.9.0.20", 8443),
+        ] {
+            match name {
+                "pl" => b.start_pl(sized(1))?,
+                "nftables" => b.enter_kernel(true)?,
+                _ => b.enter_kernel(false)?,
+            }
+            let bps = b
+                .iperf(dst, port, seconds)
+                .with_context(|| format!("iperf3 through {name} at MTU {mtu}"))?;
+            println!(
+                "  iperf3 through {name} at MTU {mtu}: {:.2} Gbit/s",
+                bps / 1e9
+            );
+            tcp.push(TcpResult {
+                name: name.to_owned(),
+                bits_per_second: bps,
+                seconds,
+                mtu,
+            });
+        }
+    }
+    b.leave()?;
+    b.set_mtu(1500)?;
+    b.sink(true)?;
+    Ok(tcp)
+}

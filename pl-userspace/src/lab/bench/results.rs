@@ -1,0 +1,110 @@
+//! What `pl bench` measured: samples per variant, real-TCP runs, and the JSON they are kept as.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Sample {
+    pub sent: u64,
+    pub received: u64,
+    pub seconds: f64,
+}
+
+impl Sample {
+    pub fn pps(&self) -> f64 {
+        self.received as f64 / self.seconds
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VariantResult {
+    pub name: String,
+    pub flows: String,
+    pub samples: Vec<Sample>,
+}
+
+impl VariantResult {
+    fn sorted_pps(&self) -> Vec<f64> {
+        let mut v: Vec<f64> = self.samples.iter().map(Sample::pps).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    pub fn median(&self) -> f64 {
+        let v = self.sorted_pps();
+        if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+    }
+
+    pub fn min(&self) -> f64 {
+        self.sorted_pps().first().copied().unwrap_or(0.0)
+    }
+
+    pub fn max(&self) -> f64 {
+        self.sorted_pps().last().copied().unwrap_or(0.0)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchResults {
+    pub quick: bool,
+    pub cpus: usize,
+    pub frame_len: usize,
+    pub kernel: String,
+    pub variants: Vec<VariantResult>,
+    /// Flow-table memory per flow: the flow map's kernel memory (fdinfo memlock) divided by
+    /// the flows it holds.
+    pub flow_table_bytes: u64,
+    pub flow_table_flows: u64,
+    /// `pl stats` with live-flow counts (a walk of the whole flow table) at the largest
+    /// flow count: how long it took, and the flows it counted.
+    #[serde(default)]
+    pub stats_walk_ms: f64,
+    #[serde(default)]
+    pub stats_walk_flows: u64,
+    /// iperf3 throughput, one TCP stream.
+    #[serde(default)]
+    pub tcp: Vec<TcpResult>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TcpResult {
+    pub name: String,
+    pub bits_per_second: f64,
+    pub seconds: u32,
+    /// Every link's MTU during the run.
+    #[serde(default = "mtu_1500")]
+    pub mtu: u32,
+}
+
+const fn mtu_1500() -> u32 {
+    1500
+}
+
+impl BenchResults {
+    pub fn variant(&self, name: &str, flows: &str) -> Option<&VariantResult> {
+        self.variants
+            .iter()
+            .find(|v| v.name == name && v.flows == flows)
+    }
+}
+
+/// Collects samples by variant, in the order variants were first measured.
+#[derive(Default)]
+pub(super) struct Variants(pub(super) Vec<VariantResult>);
+
+impl Variants {
+    pub(super) fn push(&mut self, name: &str, flows: &str, s: Sample) {
+        if let Some(v) = self
+            .0
+            .iter_mut()
+            .find(|v| v.name == name && v.flows == flows)
+        {
+            v.samples.push(s);
+        } else {
+            self.0.push(VariantResult {
+                name: name.to_owned(),
+                flows: flows.to_owned(),
+                samples: vec![s],
+            });
+        }
+    }
+}
