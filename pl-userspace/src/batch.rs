@@ -2,16 +2,19 @@
 //! `BPF_MAP_LOOKUP_BATCH`: thousands of entries a system call instead of two system calls
 //! an entry, so the sweep, the live-flow counts and `pl flows` stay cheap with a million
 //! flows. Writing many entries at once with `BPF_MAP_UPDATE_BATCH` (a Maglev table is 65537
-//! slots). Deleting from a devmap (aya's `DevMap` can only set).
+//! slots). Deleting from a devmap (aya's `DevMap` can only set). Taking an entry out of a
+//! hash map atomically (`BPF_MAP_LOOKUP_AND_DELETE_ELEM`), so the sweep judges what it
+//! removes.
 
 use std::{
     io,
-    os::fd::{AsFd as _, AsRawFd as _},
+    os::fd::{AsFd as _, AsRawFd as _, RawFd},
 };
 
 use aya::maps::{Map, MapData};
 
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 /// Entries asked for per call.
@@ -121,6 +124,40 @@ pub fn delete<K: aya::Pod>(map: &MapData, key: &K) -> io::Result<()> {
         Some(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         Some(e) => Err(e),
     }
+}
+
+/// Removes `key` from the hash map open as `fd` and returns the value removed, in one
+/// step: nothing can change it between the read and the delete. None if it was not there.
+/// `K` and `V` must be the map's key and value types (plain data).
+pub fn take<K: aya::Pod, V: aya::Pod>(fd: RawFd, key: &K) -> io::Result<Option<V>> {
+    let mut value = std::mem::MaybeUninit::<V>::uninit();
+    let mut attr = ElemAttr {
+        map_fd: fd as u32,
+        key: std::ptr::from_ref(key) as u64,
+        value: value.as_mut_ptr() as u64,
+        ..ElemAttr::default()
+    };
+    // SAFETY: `key` is a whole key and `value` room for a whole value of the map's sizes;
+    // `attr` is the element member of bpf_attr.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_AND_DELETE_ELEM,
+            &raw mut attr,
+            size_of::<ElemAttr>(),
+        )
+    };
+    match (rc < 0).then(io::Error::last_os_error) {
+        // SAFETY: the kernel wrote a whole value.
+        None => Ok(Some(unsafe { value.assume_init() })),
+        Some(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Some(e) => Err(e),
+    }
+}
+
+/// The descriptor of `map`, for [`take`] while an aya map type borrows it.
+pub fn raw_fd(map: &MapData) -> RawFd {
+    map.fd().as_fd().as_raw_fd()
 }
 
 /// Writes `values[i]` at `keys[i]` for every i, `CHUNK` entries a system call. `K` and `V`

@@ -20,6 +20,8 @@ use pl_common::{
     settings::Settings,
 };
 
+/// `BPF_NOEXIST`: an update that only creates an entry.
+const BPF_NOEXIST: u64 = 1;
 /// `BPF_EXIST`: an update that only replaces an entry that is there.
 const BPF_EXIST: u64 = 2;
 
@@ -64,10 +66,11 @@ pub fn sweep_pinned(pin: &std::path::Path, s: &Settings) -> Result<Sweep, aya::m
 /// halves whose other half is gone; the flows it removed and the ones it left.
 ///
 /// The snapshot may be a second old by the time an entry is judged dead, and XDP keeps
-/// changing the table meanwhile. So every entry is judged again, read afresh, right before
-/// it is deleted, as [`Pair`] judges it in the data path; a forward entry goes before its
-/// reply entry (its SNAT reservation), and a reply entry goes only if it still points
-/// back at the flow judged. A delete never takes a newer flow on the same tuple.
+/// changing the table meanwhile. So every entry due is judged again, as [`Pair`] judges it
+/// in the data path, on the value an atomic lookup-and-delete took out (put back if it
+/// lives); a forward entry goes before its reply entry (its SNAT reservation), and a reply
+/// entry goes only if it points back at the flow taken. A delete never takes a newer flow
+/// on the same tuple.
 pub fn sweep(m: &mut aya::maps::Map, s: &Settings) -> Sweep {
     sweep_with_clock(m, s, &now_ns)
 }
@@ -77,6 +80,9 @@ pub fn sweep(m: &mut aya::maps::Map, s: &Settings) -> Sweep {
 pub fn sweep_with_clock(m: &mut aya::maps::Map, s: &Settings, clock: &dyn Fn() -> u64) -> Sweep {
     let mut out = Sweep::default();
     let entries = entries_of(m);
+    let Some(fd) = crate::batch::hash_data(m).map(crate::batch::raw_fd) else {
+        return out;
+    };
     let Ok(mut map) = HashMap::<&mut MapData, FlowKey, FlowValue>::try_from(m) else {
         return out;
     };
@@ -95,76 +101,80 @@ pub fn sweep_with_clock(m: &mut aya::maps::Map, s: &Settings, clock: &dyn Fn() -
             out.live.add(v);
             continue;
         }
-        // Dead in the snapshot: judge it again as it is now. It may be a newer flow on
-        // the same tuple by now, with another reply entry: follow the fresh one.
-        let Ok(fresh) = map.get(key, 0) else {
-            continue;
-        };
-        let other_key = fresh.reply_key(key.proto);
-        let fresh_other = map
-            .get(&other_key, 0)
-            .ok()
-            .filter(|o| same_flow(key, &fresh, o));
-        if judge(key, &fresh, fresh_other.as_ref(), clock(), s) {
-            out.live.add(&fresh);
-            continue;
+        // Dead in the snapshot: judged again on the entry as it is taken out, which may be
+        // a newer flow on the same tuple by now, with another reply entry.
+        match remove_pair(&mut map, fd, key, |f, r| !judge(key, f, r, clock(), s)) {
+            Taken::Removed(flow) => out.closed.push(flow),
+            Taken::Kept(fresh) => out.live.add(&fresh),
+            Taken::Gone => {}
         }
-        remove_pair(&mut map, key, &fresh);
-        out.closed.push(Flow {
-            key: *key,
-            forward: fresh,
-            reply: fresh_other,
-        });
     }
     out
 }
 
-/// Removes the flow whose forward entry, as just read, is `forward` (under `key`): the
-/// forward entry first, then its reply entry (the SNAT reservation) only if it still
-/// points back at this flow.
+/// What [`remove_pair`] did.
+enum Taken {
+    /// The flow is gone, both halves.
+    Removed(Flow),
+    /// The forward entry, as taken, was not doomed: it is back in the table.
+    Kept(FlowValue),
+    /// Nothing was under the key.
+    Gone,
+}
+
+/// Removes the flow under `key` if `doomed` says so of its forward entry (and reply entry)
+/// as the forward entry is taken out of the table: taken, not read then deleted, so the
+/// verdict is on what is removed, never on a newer flow XDP put on the tuple meanwhile.
+/// The forward entry goes first, then its reply entry (the SNAT reservation) if it points
+/// back. An entry not doomed is put back (a packet in that moment finds no flow; a SYN
+/// opens one); if a newer flow took the tuple even then, the taken flow's reservation goes
+/// rather than stay orphaned.
 fn remove_pair(
     map: &mut HashMap<&mut MapData, FlowKey, FlowValue>,
+    fd: std::os::fd::RawFd,
     key: &FlowKey,
-    forward: &FlowValue,
-) {
+    doomed: impl Fn(&FlowValue, Option<&FlowValue>) -> bool,
+) -> Taken {
+    let Ok(Some(forward)) = crate::batch::take::<FlowKey, FlowValue>(fd, key) else {
+        return Taken::Gone;
+    };
     let other_key = forward.reply_key(key.proto);
-    let _ = map.remove(key);
-    if let Ok(o) = map.get(&other_key, 0)
-        && same_flow(key, forward, &o)
-    {
+    let reply = map
+        .get(&other_key, 0)
+        .ok()
+        .filter(|o| same_flow(key, &forward, o));
+    if !doomed(&forward, reply.as_ref()) && map.insert(key, forward, BPF_NOEXIST).is_ok() {
+        return Taken::Kept(forward);
+    }
+    if reply.is_some() {
         let _ = map.remove(&other_key);
     }
+    Taken::Removed(Flow {
+        key: *key,
+        forward,
+        reply,
+    })
 }
 
 /// Removes every flow that `refused` says the running config no longer allows (given its
 /// consumer key and forward entry); the flows removed.
 pub fn revoke(m: &mut aya::maps::Map, refused: impl Fn(&FlowKey, &FlowValue) -> bool) -> Vec<Flow> {
     let entries = entries_of(m);
+    let Some(fd) = crate::batch::hash_data(m).map(crate::batch::raw_fd) else {
+        return Vec::new();
+    };
     let Ok(mut map) = HashMap::<&mut MapData, FlowKey, FlowValue>::try_from(m) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for (key, v) in entries
+    for (key, _) in entries
         .iter()
         .filter(|(k, v)| v.dir == FLOW_FORWARD && refused(k, v))
     {
-        // As it is now: a newer flow on the tuple is judged on its own.
-        let Ok(fresh) = map.get(key, 0) else {
-            continue;
-        };
-        if fresh != *v && !refused(key, &fresh) {
-            continue;
+        // As it is taken out: a newer flow on the tuple is judged on its own.
+        if let Taken::Removed(flow) = remove_pair(&mut map, fd, key, |f, _| refused(key, f)) {
+            out.push(flow);
         }
-        let reply = map
-            .get(&fresh.reply_key(key.proto), 0)
-            .ok()
-            .filter(|o| same_flow(key, &fresh, o));
-        remove_pair(&mut map, key, &fresh);
-        out.push(Flow {
-            key: *key,
-            forward: fresh,
-            reply,
-        });
     }
     out
 }
