@@ -29,6 +29,8 @@ pub const TCP_TARGET_PORT: u16 = 8443;
 pub const UDP_PORT: u16 = 53;
 pub const UDP_TARGET_PORT: u16 = 5353;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server waits between the bytes of a `SINK` request.
+const HOLD_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrafficError {
@@ -129,6 +131,8 @@ fn handle_tcp(s: TcpStream, ip: Ipv4Addr, peer: SocketAddr) -> std::io::Result<(
     let mut w = s;
     match line.trim().split_once(' ') {
         Some(("SINK", n)) => {
+            // A held request may wait out a long test step (a flood, a reload, a restart).
+            w.set_read_timeout(Some(HOLD_TIMEOUT))?;
             let mut left: u64 = n.parse().unwrap_or(0);
             let mut h = Sha256::new();
             let mut buf = vec![0u8; 64 * 1024];
