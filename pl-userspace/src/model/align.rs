@@ -9,12 +9,28 @@ use pl_common::{
 
 use super::{Endpoint, Model, Network, Service};
 
+/// Why a reload's model cannot take the running one's ids: the running maps would not fit
+/// it, or it changes what a live id means.
+#[derive(Debug, thiserror::Error)]
+pub enum AlignError {
+    #[error("zones used since pl run started exceed {max}: restart pl run", max = MAX_ZONES)]
+    TooManyZones,
+    #[error(
+        "network {network:?}: its interface cannot change while running (remove the network, reload, add it back)"
+    )]
+    InterfaceChanged { network: String },
+    #[error(
+        "networks, services, endpoints or targets added since pl run started exceed the map sizes: restart pl run"
+    )]
+    MapsFull,
+}
+
 impl Model {
     /// Re-numbers this (new) model so that everything the running model `prev` has keeps its
     /// index: names that stay keep their ids, removed ones become tombstones (disabled, not
     /// reused while pl runs), new ones are appended; target ids likewise by (service, address).
     /// Flows and counters refer to these ids, so a reload must not shift them.
-    pub fn align(self, prev: &Model) -> Result<Model, String> {
+    pub fn align(self, prev: &Model) -> Result<Model, AlignError> {
         let (zones, zmap) = align_zones(&prev.zones, &self.zones)?;
         let networks = self.networks;
         let (networks, nmap) = align_vec(
@@ -28,10 +44,9 @@ impl Model {
         );
         for (new, old) in networks.iter().zip(&prev.networks) {
             if !new.removed && !old.removed && new.ifindex != old.ifindex {
-                return Err(format!(
-                    "network {:?}: its interface cannot change while running (remove the network, reload, add it back)",
-                    new.name
-                ));
+                return Err(AlignError::InterfaceChanged {
+                    network: new.name.clone(),
+                });
             }
         }
         let ids = Ids { zmap, nmap };
@@ -43,7 +58,7 @@ impl Model {
             || endpoints.len() > MAX_ENDPOINTS as usize
             || next_target > MAX_TARGETS
         {
-            return Err("networks, services, endpoints or targets added since pl run started exceed the map sizes: restart pl run".to_owned());
+            return Err(AlignError::MapsFull);
         }
         Ok(Model {
             networks,
@@ -74,7 +89,7 @@ impl Ids {
 }
 
 /// Zones: keep the running indexes, append new names.
-fn align_zones(prev: &[String], new: &[String]) -> Result<(Vec<String>, Vec<u8>), String> {
+fn align_zones(prev: &[String], new: &[String]) -> Result<(Vec<String>, Vec<u8>), AlignError> {
     let mut zones = prev.to_vec();
     let mut zmap = Vec::new();
     for z in new {
@@ -85,9 +100,7 @@ fn align_zones(prev: &[String], new: &[String]) -> Result<(Vec<String>, Vec<u8>)
         zmap.push(i as u8);
     }
     if zones.len() > MAX_ZONES {
-        return Err(format!(
-            "zones used since pl run started exceed {MAX_ZONES}: restart pl run"
-        ));
+        return Err(AlignError::TooManyZones);
     }
     Ok((zones, zmap))
 }

@@ -23,6 +23,7 @@ use std::net::Ipv4Addr;
 use pl_common::{cidr::Cidr, settings::Settings};
 
 pub use self::{
+    align::AlignError,
     health_check::HealthCheck,
     interfaces::{Interfaces, LiveInterfaces, mtu_of},
     networks::{Route, next_hop},
