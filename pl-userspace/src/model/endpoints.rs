@@ -10,6 +10,7 @@ use super::{
     addresses::Addresses,
     networks::network_id,
     section::{Section, name_of},
+    services,
 };
 use crate::config::{Config, ConfigError, EndpointCfg, ServiceCfg, Source};
 
@@ -31,7 +32,7 @@ pub(super) fn endpoints(
         let network = network_id(networks, &sec, "network", &c.network)?;
         let svc_cfg = cfg.service[service].get_ref();
         allowed(&sec, c, svc_cfg)?;
-        let addrs = addresses(&sec, c, &name, network, &services[service], svc_cfg, addrs)?;
+        let own = addresses(&sec, c, &name, network, &services[service], svc_cfg, addrs)?;
         let sources = sources(&sec, c)?;
         let accepted = !svc_cfg.acceptance_required
             || svc_cfg
@@ -43,7 +44,7 @@ pub(super) fn endpoints(
             name,
             service: service as u16,
             network,
-            addrs,
+            addrs: own,
             sources,
             accepted,
         });
@@ -106,17 +107,17 @@ fn addresses(
     network: u16,
     service: &Service,
     svc_cfg: &ServiceCfg,
-    book: &mut Addresses,
+    taken: &mut Addresses,
 ) -> Result<Vec<(Ipv4Addr, u8)>, ConfigError> {
     let mut addrs = Vec::new();
-    for (ip, zone, at) in book.zoned(sec, "addresses", &c.addresses)? {
+    for (ip, zone, at) in taken.zoned(sec, "addresses", &c.addresses)? {
         if !service.nlbs.iter().any(|(_, z)| *z == zone) {
             return sec.err(
                 "addresses",
                 Some(at),
                 format!(
                     "zone {:?} has no NLB address of service {:?}",
-                    book.zones.name(zone),
+                    taken.zones.name(zone),
                     svc_cfg.name.get_ref()
                 ),
             );
@@ -127,11 +128,11 @@ fn addresses(
                 Some(at),
                 format!(
                     "zone {:?} has two addresses (one per zone)",
-                    book.zones.name(zone)
+                    taken.zones.name(zone)
                 ),
             );
         }
-        book.claims.claim(
+        taken.claims.claim(
             sec,
             "addresses",
             at,
@@ -170,13 +171,7 @@ fn accepted_endpoints(
     endpoints: &[Endpoint],
 ) -> Result<(), ConfigError> {
     for (i, s) in cfg.service.iter().enumerate() {
-        let sec = Section::new(
-            src,
-            "service",
-            i,
-            s.get_ref().name.get_ref(),
-            s.span().start,
-        );
+        let sec = services::section(src, i, s);
         for a in &s.get_ref().accepted_endpoints {
             if !endpoints.iter().any(|e| &e.name == a.get_ref()) {
                 return sec.err(

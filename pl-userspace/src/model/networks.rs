@@ -46,18 +46,13 @@ pub(super) fn networks(
     let mut used_ifaces = HashMap::new();
     let mut networks = Vec::new();
     for (i, n) in cfg.network.iter().enumerate() {
-        let sec = Section::new(
-            src,
-            "network",
-            i,
-            n.get_ref().name.get_ref(),
-            n.span().start,
-        );
-        let name = name_of(&sec, &n.get_ref().name, &mut names)?;
+        let c = n.get_ref();
+        let sec = Section::new(src, "network", i, c.name.get_ref(), n.span().start);
+        let name = name_of(&sec, &c.name, &mut names)?;
         let id = networks.len() as u16;
         networks.push(network(
             &sec,
-            n.get_ref(),
+            c,
             name,
             id,
             ifaces,

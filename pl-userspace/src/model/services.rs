@@ -6,6 +6,7 @@ use pl_common::{
     maps::{MAX_SERVICES, MAX_TARGETS},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
 };
+use toml::Spanned;
 
 use super::{
     Listener, Network, Service, Target,
@@ -28,7 +29,7 @@ pub(super) fn services(
     let mut next_target = 0u32; // ids from 0; `align` carries them across reloads
     for (i, s) in cfg.service.iter().enumerate() {
         let c = s.get_ref();
-        let sec = Section::new(src, "service", i, c.name.get_ref(), s.span().start);
+        let sec = section(src, i, s);
         let name = name_of(&sec, &c.name, &mut names)?;
         let network = network_id(networks, &sec, "network", &c.network)?;
         let mut service = Service {
@@ -61,16 +62,21 @@ pub(super) fn services(
     Ok((services, next_target))
 }
 
+/// Where the `i`th service `s` is, for errors.
+pub(super) fn section<'a>(src: &'a Source, i: usize, s: &Spanned<ServiceCfg>) -> Section<'a> {
+    Section::new(
+        src,
+        "service",
+        i,
+        s.get_ref().name.get_ref(),
+        s.span().start,
+    )
+}
+
 /// Every `allowed_principals` entry is `"*"` or a network.
 fn principals(src: &Source, cfg: &Config, networks: &[Network]) -> Result<(), ConfigError> {
     for (i, s) in cfg.service.iter().enumerate() {
-        let sec = Section::new(
-            src,
-            "service",
-            i,
-            s.get_ref().name.get_ref(),
-            s.span().start,
-        );
+        let sec = section(src, i, s);
         for p in &s.get_ref().allowed_principals {
             if p.get_ref() != "*" {
                 network_id(networks, &sec, "allowed_principals", p)?;
