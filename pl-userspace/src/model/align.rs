@@ -32,10 +32,9 @@ impl Model {
     /// Flows and counters refer to these ids, so a reload must not shift them.
     pub fn align(self, prev: &Model) -> Result<Model, AlignError> {
         let (zones, zmap) = align_zones(&prev.zones, &self.zones)?;
-        let networks = self.networks;
         let (networks, nmap) = align_vec(
             &prev.networks,
-            networks,
+            self.networks,
             |n| &n.name,
             |n| Network {
                 removed: true,

@@ -4,7 +4,8 @@
 //!
 //! One file per section of the config (`networks`, `services`, `endpoints`, `limits`),
 //! with what they share: `section` (where an error is), `addresses` (zones and which
-//! address is what), `health_check`; `align` re-numbers a reload's model to the running ids.
+//! address is what), `health_check`, `interfaces` (ifindex, MAC, MTU); `align` re-numbers
+//! a reload's model to the running one's ids.
 
 mod addresses;
 mod align;
