@@ -591,7 +591,9 @@ impl Dataplane {
             }
         }
         let model = match (model, prior.as_ref().and_then(|p| p.model.as_ref())) {
-            (Some(m), Some(prev)) if keep => Some(m.align(prev).map_err(restore)?),
+            (Some(m), Some(prev)) if keep => {
+                Some(m.align(prev).map_err(|e| restore(e.to_string()))?)
+            }
             (m, _) => m,
         };
         if keep {
@@ -775,7 +777,7 @@ impl Dataplane {
         }
         let model = new
             .align(&d.model)
-            .map_err(|why| DataplaneError::Reload { why })?;
+            .map_err(|e| DataplaneError::Reload { why: e.to_string() })?;
         let was_live = |i: usize| d.model.networks.get(i).is_some_and(|n| !n.removed);
         let added: Vec<Attached> = model
             .networks

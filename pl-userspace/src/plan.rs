@@ -14,7 +14,7 @@ use pl_common::{
     settings::Settings,
 };
 
-use crate::model::{Mac, Model};
+use crate::model::{Endpoint, Mac, Model, Service};
 
 /// Target MACs learned by ARP, by (provider network, target address).
 pub type Neighbors = HashMap<(u16, Ipv4Addr), Mac>;
@@ -74,6 +74,18 @@ impl Plan {
             settings: model.settings,
             ..Self::default()
         };
+        p.networks(model);
+        for (sid, s) in model.services.iter().enumerate() {
+            p.service(model, sid as u16, s, neigh, unhealthy);
+        }
+        for (eid, e) in model.endpoints.iter().enumerate() {
+            p.endpoint(eid as u16, e);
+        }
+        p
+    }
+
+    /// Interfaces, egress and MTUs of the live networks.
+    fn networks(&mut self, model: &Model) {
         let mtu_floor = model
             .networks
             .iter()
@@ -86,8 +98,8 @@ impl Plan {
                 continue;
             }
             let slot = id as u32;
-            p.mtus.push((slot, n.mtu));
-            p.ifaces.push((
+            self.mtus.push((slot, n.mtu));
+            self.ifaces.push((
                 n.ifindex,
                 IfaceConfig {
                     slot,
@@ -97,146 +109,154 @@ impl Plan {
                     mtu_floor,
                 },
             ));
-            p.egress.push((slot, n.ifindex));
+            self.egress.push((slot, n.ifindex));
         }
-        for (sid, s) in model.services.iter().enumerate() {
-            let sid = sid as u16;
-            if s.removed {
-                // Disabled in place; nothing reaches it once its endpoints and NLB addresses are gone.
-                p.services.push((u32::from(sid), ServiceInfo::default()));
-                continue;
-            }
-            let mut nlb_be = [0u32; MAX_ZONES];
-            for (ip, zone) in &s.nlbs {
-                nlb_be[usize::from(*zone)] = be(*ip);
-                p.addrs.push((
-                    AddrKey {
-                        addr_be: be(*ip),
-                        network: s.network,
-                        _pad: 0,
-                    },
-                    AddrInfo {
-                        kind: ADDR_NLB,
-                        zone: *zone,
-                        id: sid,
-                    },
-                ));
-            }
-            let info = ServiceInfo {
-                nlb_be,
-                network: s.network,
-                flags: if s.cross_zone { SERVICE_CROSS_ZONE } else { 0 },
-                _pad: 0,
-                provider_mac: model.networks[usize::from(s.network)].mac,
-                _pad2: [0; 2],
-            };
-            p.services.push((u32::from(sid), info));
-            for l in &s.listeners {
-                p.listeners.push((
-                    ListenerKey {
-                        service: sid,
-                        port_be: l.port.to_be(),
-                        proto: l.proto,
-                        _pad: [0; 3],
-                    },
-                    ListenerInfo {
-                        target_port_be: l.target_port.to_be(),
-                        _pad: 0,
-                    },
-                ));
-            }
-            // Only resolved targets take flows: a target with no MAC cannot be sent to.
-            let mut resolved = Vec::new();
-            for t in &s.targets {
-                // A routed target's frames go to its router.
-                let mac = neigh.get(&(s.network, t.hop())).copied();
-                p.targets.push((
-                    t.id,
-                    TargetInfo {
-                        addr_be: be(t.ip),
-                        mac: mac.unwrap_or_default(),
-                        zone: t.zone,
-                        _pad: 0,
-                    },
-                ));
-                if mac.is_some() {
-                    resolved.push((t.id, t.ip, t.zone));
-                }
-            }
-            let pick = |zone: Option<u8>, healthy_only: bool| -> Vec<(u32, Ipv4Addr)> {
-                resolved
-                    .iter()
-                    .filter(|(id, _, z)| {
-                        zone.is_none_or(|zone| *z == zone)
-                            && !(healthy_only && unhealthy.contains(id))
-                    })
-                    .map(|(id, ip, _)| (*id, *ip))
-                    .collect()
-            };
-            let any_healthy = !pick(None, true).is_empty();
-            let pick = |zone: Option<u8>| {
-                let healthy = pick(zone, true);
-                // A zone with no resolved target at all refuses: nothing there answers.
-                let chosen = if !healthy.is_empty() || pick(zone, false).is_empty() {
-                    healthy
-                } else if any_healthy {
-                    pick(None, true)
-                } else {
-                    pick(zone, false)
-                };
-                table(&chosen)
-            };
-            for (_, zone) in &s.nlbs {
-                p.maglev
-                    .push((maglev_table(sid, Some(*zone)), pick(Some(*zone))));
-            }
-            p.maglev.push((maglev_table(sid, None), pick(None)));
+    }
+
+    /// Service `sid`: its NLB addresses, info, listeners, targets and Maglev tables.
+    fn service(
+        &mut self,
+        model: &Model,
+        sid: u16,
+        s: &Service,
+        neigh: &Neighbors,
+        unhealthy: &Unhealthy,
+    ) {
+        if s.removed {
+            // Disabled in place; nothing reaches it once its endpoints and NLB addresses are gone.
+            self.services.push((u32::from(sid), ServiceInfo::default()));
+            return;
         }
-        for (eid, e) in model.endpoints.iter().enumerate() {
-            let eid = eid as u16;
-            if e.removed {
-                p.endpoints.push((u32::from(eid), EndpointInfo::default()));
-                continue;
-            }
-            for (ip, zone) in &e.addrs {
-                p.addrs.push((
-                    AddrKey {
-                        addr_be: be(*ip),
-                        network: e.network,
-                        _pad: 0,
-                    },
-                    AddrInfo {
-                        kind: ADDR_ENDPOINT,
-                        zone: *zone,
-                        id: eid,
-                    },
-                ));
-            }
-            let any = e.sources.iter().any(|c| c.len == 0);
-            let flags = if e.accepted { ENDPOINT_ACCEPTED } else { 0 }
-                | if any { ENDPOINT_ANY_SOURCE } else { 0 };
-            p.endpoints.push((
-                u32::from(eid),
-                EndpointInfo {
-                    service: e.service,
-                    network: e.network,
-                    flags,
+        let mut nlb_be = [0u32; MAX_ZONES];
+        for (ip, zone) in &s.nlbs {
+            nlb_be[usize::from(*zone)] = be(*ip);
+            self.addr(*ip, s.network, ADDR_NLB, *zone, sid);
+        }
+        let info = ServiceInfo {
+            nlb_be,
+            network: s.network,
+            flags: if s.cross_zone { SERVICE_CROSS_ZONE } else { 0 },
+            _pad: 0,
+            provider_mac: model.networks[usize::from(s.network)].mac,
+            _pad2: [0; 2],
+        };
+        self.services.push((u32::from(sid), info));
+        for l in &s.listeners {
+            self.listeners.push((
+                ListenerKey {
+                    service: sid,
+                    port_be: l.port.to_be(),
+                    proto: l.proto,
                     _pad: [0; 3],
                 },
+                ListenerInfo {
+                    target_port_be: l.target_port.to_be(),
+                    _pad: 0,
+                },
             ));
-            for c in &e.sources {
-                p.sources
-                    .push((32 + u32::from(c.len), SourceKey::new(eid, be(c.addr))));
+        }
+        let resolved = self.targets(s, neigh);
+        for (_, zone) in &s.nlbs {
+            let table = pick(&resolved, Some(*zone), unhealthy);
+            self.maglev.push((maglev_table(sid, Some(*zone)), table));
+        }
+        let table = pick(&resolved, None, unhealthy);
+        self.maglev.push((maglev_table(sid, None), table));
+    }
+
+    /// Service `s`'s targets; returns the resolved ones (id, address, zone). Only these
+    /// take flows: a target with no MAC cannot be sent to.
+    fn targets(&mut self, s: &Service, neigh: &Neighbors) -> Vec<(u32, Ipv4Addr, u8)> {
+        let mut resolved = Vec::new();
+        for t in &s.targets {
+            // A routed target's frames go to its router.
+            let mac = neigh.get(&(s.network, t.hop())).copied();
+            self.targets.push((
+                t.id,
+                TargetInfo {
+                    addr_be: be(t.ip),
+                    mac: mac.unwrap_or_default(),
+                    zone: t.zone,
+                    _pad: 0,
+                },
+            ));
+            if mac.is_some() {
+                resolved.push((t.id, t.ip, t.zone));
             }
         }
-        p
+        resolved
     }
+
+    /// Endpoint `eid`: its addresses, info and allowed sources.
+    fn endpoint(&mut self, eid: u16, e: &Endpoint) {
+        if e.removed {
+            self.endpoints
+                .push((u32::from(eid), EndpointInfo::default()));
+            return;
+        }
+        for (ip, zone) in &e.addrs {
+            self.addr(*ip, e.network, ADDR_ENDPOINT, *zone, eid);
+        }
+        let any = e.sources.iter().any(|c| c.len == 0);
+        let flags = if e.accepted { ENDPOINT_ACCEPTED } else { 0 }
+            | if any { ENDPOINT_ANY_SOURCE } else { 0 };
+        self.endpoints.push((
+            u32::from(eid),
+            EndpointInfo {
+                service: e.service,
+                network: e.network,
+                flags,
+                _pad: [0; 3],
+            },
+        ));
+        for c in &e.sources {
+            self.sources
+                .push((32 + u32::from(c.len), SourceKey::new(eid, be(c.addr))));
+        }
+    }
+
+    /// An address (NLB or endpoint `kind`) in `network`, owned by service or endpoint `id`.
+    fn addr(&mut self, ip: Ipv4Addr, network: u16, kind: u8, zone: u8, id: u16) {
+        self.addrs.push((
+            AddrKey {
+                addr_be: be(ip),
+                network,
+                _pad: 0,
+            },
+            AddrInfo { kind, zone, id },
+        ));
+    }
+}
+
+/// The Maglev table of `zone` (None: the service-wide one) over the `resolved` targets: the
+/// healthy ones; failing over to other zones' healthy targets, then open to all the zone's.
+fn pick(resolved: &[(u32, Ipv4Addr, u8)], zone: Option<u8>, unhealthy: &Unhealthy) -> Vec<u32> {
+    let select = |zone: Option<u8>, healthy_only: bool| -> Vec<(u32, Ipv4Addr)> {
+        resolved
+            .iter()
+            .filter(|(id, _, z)| {
+                zone.is_none_or(|zone| *z == zone) && !(healthy_only && unhealthy.contains(id))
+            })
+            .map(|(id, ip, _)| (*id, *ip))
+            .collect()
+    };
+    let any_healthy = !select(None, true).is_empty();
+    let healthy = select(zone, true);
+    // A zone with no resolved target at all refuses: nothing there answers.
+    let chosen = if !healthy.is_empty() || select(zone, false).is_empty() {
+        healthy
+    } else if any_healthy {
+        select(None, true)
+    } else {
+        select(zone, false)
+    };
+    table(&chosen)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Endpoint, Listener, Network, Service, Target};
+    use crate::model::{Listener, Network, Target};
 
     fn model(cross_zone: bool) -> Model {
         Model {

@@ -1,0 +1,431 @@
+//! The validated config: names resolved to ids, addresses parsed, every cross-reference
+//! checked. Building a model touches no kernel state, so a bad config leaves nothing
+//! behind; the first problem found comes back naming file, line, section and field.
+//!
+//! One file per section of the config (`networks`, `services`, `endpoints`, `limits`),
+//! with what they share: `section` (where an error is), `addresses` (zones and which
+//! address is what), `health_check`, `interfaces` (ifindex, MAC, MTU); `align` re-numbers
+//! a reload's model to the running one's ids.
+
+mod addresses;
+mod align;
+mod endpoints;
+mod health_check;
+mod interfaces;
+mod limits;
+mod networks;
+mod section;
+mod services;
+#[cfg(test)]
+pub(crate) mod testing;
+
+use std::net::Ipv4Addr;
+
+use pl_common::{cidr::Cidr, settings::Settings};
+
+pub use self::{
+    align::AlignError,
+    health_check::HealthCheck,
+    interfaces::{Interfaces, LiveInterfaces, mtu_of},
+    networks::{Route, next_hop},
+};
+use crate::config::{Config, ConfigError, Source};
+
+pub type Mac = [u8; 6];
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Network {
+    pub name: String,
+    /// Gone from the config since pl run started: kept so ids stay put, programmed as disabled.
+    pub removed: bool,
+    pub interface: String,
+    pub ifindex: u32,
+    pub mac: Mac,
+    /// The interface's MTU when the config was read (MSS clamping, fragmentation needed).
+    #[serde(default = "default_mtu")]
+    pub mtu: u32,
+    /// Static routes to targets behind routers (longest prefix wins).
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+const fn default_mtu() -> u32 {
+    1500
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Listener {
+    pub proto: u8,
+    pub port: u16,
+    pub target_port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Target {
+    /// Global target id (index into `PL_TARGETS`).
+    pub id: u32,
+    pub ip: Ipv4Addr,
+    pub zone: u8,
+    /// The router a static route sends it to; None when on-link.
+    #[serde(default)]
+    pub via: Option<Ipv4Addr>,
+}
+
+impl Target {
+    /// The address whose MAC its frames go to: its router's, or its own.
+    pub fn hop(&self) -> Ipv4Addr {
+        self.via.unwrap_or(self.ip)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Service {
+    pub name: String,
+    /// Gone from the config since pl run started: kept so ids stay put, programmed as disabled.
+    pub removed: bool,
+    /// The provider network.
+    pub network: u16,
+    /// NLB address per zone index.
+    pub nlbs: Vec<(Ipv4Addr, u8)>,
+    pub cross_zone: bool,
+    pub listeners: Vec<Listener>,
+    pub targets: Vec<Target>,
+    #[serde(default)]
+    pub health: HealthCheck,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    /// Gone from the config since pl run started: kept so ids stay put, programmed as disabled.
+    pub removed: bool,
+    pub service: u16,
+    pub network: u16,
+    pub addrs: Vec<(Ipv4Addr, u8)>,
+    pub sources: Vec<Cidr>,
+    /// Accepted by the service (or acceptance not required): carries traffic.
+    pub accepted: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Model {
+    pub networks: Vec<Network>,
+    pub services: Vec<Service>,
+    pub endpoints: Vec<Endpoint>,
+    /// Zone names by index.
+    pub zones: Vec<String>,
+    /// Concurrent flows the table holds.
+    pub flow_table_size: u32,
+    pub settings: Settings,
+    /// The next unused target id: ids are never reused while pl runs.
+    pub next_target: u32,
+}
+
+impl Model {
+    /// Validates `cfg` (parsed from `src`) against the interfaces `ifaces` knows. Networks,
+    /// then services, endpoints and limits: later sections refer to earlier ones by name.
+    pub fn build(src: &Source, cfg: &Config, ifaces: &dyn Interfaces) -> Result<Self, ConfigError> {
+        let mut addrs = addresses::Addresses::default();
+        let networks = networks::networks(src, cfg, ifaces, &mut addrs.claims)?;
+        let (services, next_target) = services::services(src, cfg, &networks, &mut addrs)?;
+        let endpoints = endpoints::endpoints(src, cfg, &networks, &services, &mut addrs)?;
+        let (flow_table_size, settings) = limits::limits(src, cfg)?;
+        Ok(Self {
+            next_target,
+            networks,
+            services,
+            endpoints,
+            zones: addrs.zones.0,
+            flow_table_size,
+            settings,
+        })
+    }
+
+    /// Whether this config still lets a consumer flow of `endpoint` from `src` on `network`
+    /// run: network, endpoint and service live, the endpoint accepted, the source allowed
+    /// (an empty list allows any). A reload removes the flows it does not.
+    pub fn allows(&self, endpoint: u16, network: u16, src: Ipv4Addr) -> bool {
+        let live_net = |id: u16| {
+            self.networks
+                .get(usize::from(id))
+                .is_some_and(|n| !n.removed)
+        };
+        self.endpoints.get(usize::from(endpoint)).is_some_and(|e| {
+            !e.removed
+                && e.accepted
+                && e.network == network
+                && live_net(network)
+                && self
+                    .services
+                    .get(usize::from(e.service))
+                    .is_some_and(|s| !s.removed && live_net(s.network))
+                && (e.sources.is_empty() || e.sources.iter().any(|c| c.contains(src)))
+        })
+    }
+
+    /// Parses and validates a config's text.
+    pub fn from_source(src: &Source, ifaces: &dyn Interfaces) -> Result<Self, ConfigError> {
+        Self::build(src, &src.parse()?, ifaces)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pl_common::proto::{IPPROTO_TCP, IPPROTO_UDP};
+
+    use super::*;
+    use crate::model::testing::{EXAMPLE, build};
+
+    #[test]
+    fn example_builds() {
+        let m = build(EXAMPLE).unwrap_or_else(|e| panic!("example rejected: {e}"));
+        assert_eq!(m.networks.len(), 3);
+        assert_eq!(m.zones, ["z1", "z2"]);
+        let s = &m.services[0];
+        assert_eq!(s.network, 2);
+        assert_eq!(
+            s.listeners[0],
+            Listener {
+                proto: IPPROTO_TCP,
+                port: 443,
+                target_port: 8443
+            }
+        );
+        assert_eq!(
+            s.listeners[1],
+            Listener {
+                proto: IPPROTO_UDP,
+                port: 53,
+                target_port: 53
+            }
+        );
+        assert_eq!(
+            m.endpoints[0].sources,
+            vec!["10.0.0.0/24".parse::<Cidr>().expect("cidr")]
+        );
+        assert_eq!(
+            m.endpoints[1].sources,
+            vec![Cidr::ANY],
+            "no allowed_sources means any source"
+        );
+        assert!(m.endpoints.iter().all(|e| e.accepted));
+        // Overlap: the same address in two networks is fine.
+        assert_eq!(m.endpoints[0].addrs, m.endpoints[1].addrs);
+        assert_eq!(m.flow_table_size, 65_536);
+    }
+
+    #[test]
+    fn a_reload_allows_only_what_its_config_still_would_admit() {
+        let prev = build(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+        let ip = |s: &str| s.parse::<Ipv4Addr>().expect("address");
+        let (acme, globex) = (0u16, 1u16);
+        // Endpoint ids 0 (acme-billing, on network 0) and 1 (globex-billing, network 1).
+        assert!(prev.allows(0, acme, ip("10.0.0.10")));
+        assert!(
+            !prev.allows(0, acme, ip("10.0.1.10")),
+            "outside allowed_sources"
+        );
+        assert!(
+            prev.allows(1, globex, ip("192.0.2.1")),
+            "no allowed_sources: any"
+        );
+        assert!(
+            !prev.allows(0, globex, ip("10.0.0.10")),
+            "not the endpoint's network"
+        );
+        assert!(!prev.allows(9, acme, ip("10.0.0.10")), "no such endpoint");
+        // globex-billing no longer accepted.
+        let unaccepted = build(&EXAMPLE.replace(
+            r#"accepted_endpoints = ["acme-billing", "globex-billing"]"#,
+            r#"accepted_endpoints = ["acme-billing"]"#,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .align(&prev)
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!unaccepted.allows(1, globex, ip("192.0.2.1")));
+        assert!(unaccepted.allows(0, acme, ip("10.0.0.10")));
+        // globex-billing gone from the config: a tombstone allows nothing.
+        let cut = EXAMPLE
+            .find("[[endpoint]]\nname = \"globex-billing\"")
+            .expect("globex");
+        let removed = build(&EXAMPLE[..cut].replace(
+            r#"accepted_endpoints = ["acme-billing", "globex-billing"]"#,
+            r#"accepted_endpoints = ["acme-billing"]"#,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .align(&prev)
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            removed.endpoints[1].removed,
+            "test config did not change as meant"
+        );
+        assert!(!removed.allows(1, globex, ip("192.0.2.1")));
+    }
+
+    /// Each case: a replacement in the example, then what the error must say.
+    #[test]
+    fn bad_configs_name_line_section_and_field() {
+        let cases: &[(&str, &str, &str, &[&str])] = &[
+            (
+                "cross_zone = false",
+                "cross_zone = false\nhealth_check = { interval_s = 2, timeout_ms = 2000 }",
+                "[[service]] \"billing\": health_check.timeout_ms",
+                &["2000 ms must be shorter than interval_s (2 s)"],
+            ),
+            (
+                "cross_zone = false",
+                "cross_zone = false\nhealth_check = { protocol = \"http\" }",
+                "[[service]] \"billing\": health_check.protocol",
+                &["only \"tcp\""],
+            ),
+            (
+                "cross_zone = false",
+                "cross_zone = false\nhealth_check = { unhealthy_threshold = 0 }",
+                "[[service]] \"billing\": health_check.unhealthy_threshold",
+                &["0 is out of range 1..=10"],
+            ),
+            (
+                "name = \"globex\"\ninterface = \"fw-globex\"",
+                "name = \"acme\"\ninterface = \"fw-globex\"",
+                "[[network]] \"acme\": name",
+                &["used twice", ":7:"],
+            ),
+            (
+                "interface = \"fw-prov\"",
+                "interface = \"fw-nope\"",
+                "[[network]] \"billing-prod\": interface",
+                &["fw-nope", "no such interface"],
+            ),
+            (
+                "interface = \"fw-globex\"",
+                "interface = \"fw-acme\"",
+                "[[network]] \"globex\": interface",
+                &["already the interface of network \"acme\""],
+            ),
+            (
+                "network = \"billing-prod\"",
+                "network = \"billing\"",
+                "[[service]] \"billing\": network",
+                &["no network named \"billing\""],
+            ),
+            (
+                "service = \"billing\"\nnetwork = \"globex\"",
+                "service = \"payroll\"\nnetwork = \"globex\"",
+                "[[endpoint]] \"globex-billing\": service",
+                &["no service named \"payroll\""],
+            ),
+            (
+                "allowed_principals = [\"acme\", \"globex\"]",
+                "allowed_principals = [\"acme\"]",
+                "[[endpoint]] \"globex-billing\": network",
+                &["not an allowed principal"],
+            ),
+            (
+                "allowed_principals = [\"acme\", \"globex\"]",
+                "allowed_principals = [\"acme\", \"initech\"]",
+                "[[service]] \"billing\": allowed_principals",
+                &["no network named \"initech\""],
+            ),
+            (
+                "accepted_endpoints = [\"acme-billing\", \"globex-billing\"]",
+                "accepted_endpoints = [\"acme-billing\", \"nobody\"]",
+                "[[service]] \"billing\": accepted_endpoints",
+                &["no endpoint named \"nobody\""],
+            ),
+            (
+                "{ ip = \"10.0.0.101\", zone = \"z2\" }]\nallowed_sources",
+                "{ ip = \"10.0.0.100\", zone = \"z2\" }]\nallowed_sources",
+                "[[endpoint]] \"acme-billing\": addresses",
+                &["10.0.0.100 is already an address of endpoint \"acme-billing\""],
+            ),
+            (
+                "{ ip = \"10.9.0.12\", zone = \"z2\" }]",
+                "{ ip = \"10.9.0.250\", zone = \"z2\" }]",
+                "[[service]] \"billing\": targets",
+                &["already an NLB address"],
+            ),
+            (
+                "{ ip = \"10.9.0.12\", zone = \"z2\" }]",
+                "{ ip = \"10.9.0.12\", zone = \"z3\" }]",
+                "[[service]] \"billing\": targets",
+                &["zone \"z3\" has no NLB address"],
+            ),
+            (
+                "{ ip = \"10.0.0.101\", zone = \"z2\" }]\nallowed_sources",
+                "{ ip = \"10.0.0.101\", zone = \"z9\" }]\nallowed_sources",
+                "[[endpoint]] \"acme-billing\": addresses",
+                &["zone \"z9\" has no NLB address"],
+            ),
+            (
+                "{ protocol = \"udp\", port = 53 }",
+                "{ protocol = \"tcp\", port = 443 }",
+                "[[service]] \"billing\": listeners.port",
+                &["tcp port 443 is listed twice"],
+            ),
+            (
+                "{ protocol = \"udp\", port = 53 }",
+                "{ protocol = \"sctp\", port = 53 }",
+                "[[service]] \"billing\": listeners.protocol",
+                &["\"sctp\""],
+            ),
+            (
+                "{ ip = \"10.9.0.11\", zone = \"z1\" }",
+                "{ ip = \"10.9.0.311\", zone = \"z1\" }",
+                "[[service]] \"billing\": targets",
+                &["\"10.9.0.311\" is not an IPv4 address"],
+            ),
+            (
+                "allowed_sources = [\"10.0.0.0/24\"]",
+                "allowed_sources = [\"10.0.0.1/24\"]",
+                "[[endpoint]] \"acme-billing\": allowed_sources",
+                &["bits set past the prefix"],
+            ),
+            (
+                "cross_zone = false",
+                "cross_zone = false\ncolour = \"blue\"",
+                "file",
+                &["unknown field `colour`"],
+            ),
+            (
+                "port = 443,",
+                "port = 70000,",
+                "file",
+                &[":22:", "expected u16"],
+            ),
+            (
+                "name = \"billing\"\nnetwork",
+                "name = \"bil ling\"\nnetwork",
+                "[[service]] \"bil ling\": name",
+                &["use 1-64 characters"],
+            ),
+        ];
+        for (from, to, section, mentions) in cases {
+            assert!(
+                EXAMPLE.contains(from),
+                "case {section}: {from:?} is not in the example"
+            );
+            let text = EXAMPLE.replacen(from, to, 1);
+            let err = build(&text)
+                .map(|_| ())
+                .expect_err(&format!("{section}: {to:?} was accepted"));
+            let msg = err.to_string();
+            assert!(msg.starts_with("pl.toml:"), "{msg}");
+            assert!(
+                msg.contains(section),
+                "error lacks section/field {section:?}: {msg}"
+            );
+            for m in *mentions {
+                assert!(msg.contains(m), "error lacks {m:?}: {msg}");
+            }
+            assert!(err.line.is_some(), "no line in {msg}");
+        }
+        let limits = format!("{EXAMPLE}\n[limits]\nsnat_port_min = 2000\nsnat_port_max = 1000\n");
+        let msg = build(&limits)
+            .expect_err("inverted SNAT range accepted")
+            .to_string();
+        assert!(
+            msg.contains("[limits]: snat_port_min") && msg.contains(":38:"),
+            "{msg}"
+        );
+    }
+}

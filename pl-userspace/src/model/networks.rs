@@ -1,0 +1,226 @@
+//! Networks: one per forwarder interface, with the static routes to targets behind routers.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::Ipv4Addr,
+};
+
+use pl_common::{cidr::Cidr, maps::MAX_NETWORKS};
+use toml::Spanned;
+
+use super::{
+    Network,
+    addresses::Claims,
+    interfaces::Interfaces,
+    section::{Section, name_of, parse_ip},
+};
+use crate::config::{Config, ConfigError, NetworkCfg, RouteCfg, Source};
+
+/// Addresses in `to` are reached through the on-link router `via`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Route {
+    pub to: Cidr,
+    pub via: Ipv4Addr,
+}
+
+/// The router a network's route sends `ip` to: the longest matching prefix, None when no
+/// route matches (on-link) or the route's router is `ip` itself.
+pub fn next_hop(routes: &[Route], ip: Ipv4Addr) -> Option<Ipv4Addr> {
+    routes
+        .iter()
+        .filter(|r| r.to.contains(ip))
+        .max_by_key(|r| r.to.len)
+        .map(|r| r.via)
+        .filter(|via| *via != ip)
+}
+
+/// The `[[network]]` sections: names unique, interfaces present and used once, routes sound
+/// and their routers claimed.
+pub(super) fn networks(
+    src: &Source,
+    cfg: &Config,
+    ifaces: &dyn Interfaces,
+    claims: &mut Claims,
+) -> Result<Vec<Network>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut used_ifaces = HashMap::new();
+    let mut networks = Vec::new();
+    for (i, n) in cfg.network.iter().enumerate() {
+        let c = n.get_ref();
+        let sec = Section::new(src, "network", i, c.name.get_ref(), n.span().start);
+        let name = name_of(&sec, &c.name, &mut names)?;
+        let id = networks.len() as u16;
+        networks.push(network(
+            &sec,
+            c,
+            name,
+            id,
+            ifaces,
+            &mut used_ifaces,
+            claims,
+        )?);
+    }
+    if networks.len() > MAX_NETWORKS as usize {
+        return Err(src.error(
+            None,
+            "[[network]]",
+            "",
+            format!("{} networks; at most {MAX_NETWORKS}", networks.len()),
+        ));
+    }
+    Ok(networks)
+}
+
+/// One network, named `name`, to be network `id`.
+fn network(
+    sec: &Section<'_>,
+    c: &NetworkCfg,
+    name: String,
+    id: u16,
+    ifaces: &dyn Interfaces,
+    used_ifaces: &mut HashMap<String, String>,
+    claims: &mut Claims,
+) -> Result<Network, ConfigError> {
+    let iface = &c.interface;
+    if let Some(other) = used_ifaces.insert(iface.get_ref().clone(), name.clone()) {
+        return sec.err(
+            "interface",
+            Some(iface.span().start),
+            format!(
+                "{} is already the interface of network {other:?}",
+                iface.get_ref()
+            ),
+        );
+    }
+    let (ifindex, mac, mtu) = ifaces.resolve(iface.get_ref()).or_else(|why| {
+        sec.err(
+            "interface",
+            Some(iface.span().start),
+            format!("{}: {why}", iface.get_ref()),
+        )
+    })?;
+    let routes = routes(sec, &c.routes)?;
+    for (r, rc) in routes.iter().zip(&c.routes) {
+        claims.claim_hop(sec, rc.get_ref().via.span().start, id, r.via)?;
+    }
+    Ok(Network {
+        removed: false,
+        name,
+        interface: iface.get_ref().clone(),
+        ifindex,
+        mac,
+        mtu,
+        routes,
+    })
+}
+
+/// The id of the network `n` names.
+pub(super) fn network_id(
+    networks: &[Network],
+    sec: &Section<'_>,
+    field: &str,
+    n: &Spanned<String>,
+) -> Result<u16, ConfigError> {
+    networks
+        .iter()
+        .position(|x| &x.name == n.get_ref())
+        .map(|i| i as u16)
+        .map_or_else(
+            || {
+                sec.err(
+                    field,
+                    Some(n.span().start),
+                    format!("no network named {:?}", n.get_ref()),
+                )
+            },
+            Ok,
+        )
+}
+
+/// A network's `routes`, validated: prefixes well-formed and listed once, routers usable
+/// and on-link. pl does not route recursively, so a router may be covered by no route but
+/// a default one (`0.0.0.0/0`, which cannot mean that the router's own segment is remote).
+fn routes(sec: &Section<'_>, cfg: &[Spanned<RouteCfg>]) -> Result<Vec<Route>, ConfigError> {
+    let mut out: Vec<Route> = Vec::new();
+    for rc in cfg {
+        let c = rc.get_ref();
+        let to = c.to.get_ref().parse::<Cidr>().or_else(|e| {
+            sec.err(
+                "routes.to",
+                Some(c.to.span().start),
+                format!("{:?}: {e}", c.to.get_ref()),
+            )
+        })?;
+        if out.iter().any(|r| r.to == to) {
+            return sec.err(
+                "routes.to",
+                Some(c.to.span().start),
+                format!("{:?} is listed twice", c.to.get_ref()),
+            );
+        }
+        let via = parse_ip(sec, "routes.via", &c.via)?;
+        let b = via.octets();
+        if pl_common::cidr::is_martian(u32::from_ne_bytes(b)) {
+            return sec.err(
+                "routes.via",
+                Some(c.via.span().start),
+                format!("{via} cannot be a router's address"),
+            );
+        }
+        out.push(Route { to, via });
+    }
+    for (r, rc) in out.iter().zip(cfg) {
+        if let Some(cover) = out.iter().find(|o| o.to.len > 0 && o.to.contains(r.via)) {
+            return sec.err(
+                "routes.via",
+                Some(rc.get_ref().via.span().start),
+                format!(
+                    "{} is not on-link: route {}/{} sends it to {} (a next hop must be on the network's own segment; pl does not route recursively)",
+                    r.via, cover.to.addr, cover.to.len, cover.via
+                ),
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::model::testing::{EXAMPLE, build};
+
+    #[test]
+    fn routes_send_targets_to_the_longest_matching_router() {
+        let text = EXAMPLE.replace(
+            "interface = \"fw-prov\"",
+            "interface = \"fw-prov\"\nroutes = [{ to = \"0.0.0.0/0\", via = \"10.9.0.1\" }, { to = \"10.9.0.12/32\", via = \"10.9.0.2\" }, { to = \"10.9.0.0/24\", via = \"10.9.0.3\" }]",
+        );
+        // Without the /24 the routers are on-link; with it they are not.
+        let err = build(&text).expect_err("a router covered by a /24 route");
+        assert!(err.to_string().contains("routes.via"), "{err}");
+        let text = text.replace(", { to = \"10.9.0.0/24\", via = \"10.9.0.3\" }", "");
+        let m = build(&text).unwrap_or_else(|e| panic!("{e}"));
+        let vias: Vec<_> = m.services[0].targets.iter().map(|t| t.via).collect();
+        assert_eq!(
+            vias,
+            [
+                Some(Ipv4Addr::new(10, 9, 0, 1)),
+                Some(Ipv4Addr::new(10, 9, 0, 2))
+            ],
+            "the /32 wins over the default"
+        );
+        let routes = &m.networks[2].routes;
+        assert_eq!(
+            next_hop(routes, Ipv4Addr::new(10, 9, 0, 1)),
+            None,
+            "a router is its own next hop"
+        );
+        assert_eq!(
+            next_hop(&[], Ipv4Addr::new(10, 9, 0, 11)),
+            None,
+            "no routes: on-link"
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! Where in the file a section is, so each error names file, line, section and field; and
+//! the checks every section shares (names, addresses).
+
+use std::{collections::HashSet, net::Ipv4Addr};
+
+use toml::Spanned;
+
+use crate::config::{ConfigError, Source};
+
+/// Where in the file a section is, for errors.
+pub(super) struct Section<'a> {
+    pub src: &'a Source,
+    pub label: String,
+    pub at: usize,
+}
+
+impl<'a> Section<'a> {
+    /// The `index`th `[[kind]]` section, starting at `at`, named `name` (maybe not yet).
+    pub fn new(src: &'a Source, kind: &str, index: usize, name: &str, at: usize) -> Self {
+        Self {
+            src,
+            label: label(kind, index, name),
+            at,
+        }
+    }
+
+    pub fn err<T>(
+        &self,
+        field: &str,
+        at: Option<usize>,
+        msg: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(self
+            .src
+            .error(Some(at.unwrap_or(self.at)), &self.label, field, msg))
+    }
+}
+
+fn label(kind: &str, index: usize, name: &str) -> String {
+    if name.is_empty() {
+        format!("[[{kind}]] #{}", index + 1)
+    } else {
+        format!("[[{kind}]] \"{name}\"")
+    }
+}
+
+pub(super) fn parse_ip(
+    sec: &Section<'_>,
+    field: &str,
+    s: &Spanned<String>,
+) -> Result<Ipv4Addr, ConfigError> {
+    s.get_ref().parse().or_else(|_| {
+        sec.err(
+            field,
+            Some(s.span().start),
+            format!("{:?} is not an IPv4 address", s.get_ref()),
+        )
+    })
+}
+
+/// Checks a name is usable and not taken; returns it.
+pub(super) fn name_of(
+    sec: &Section<'_>,
+    n: &Spanned<String>,
+    taken: &mut HashSet<String>,
+) -> Result<String, ConfigError> {
+    let name = n.get_ref();
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !ok {
+        return sec.err(
+            "name",
+            Some(n.span().start),
+            format!("{name:?}: use 1-64 characters from A-Z, a-z, 0-9, '-', '_', '.'"),
+        );
+    }
+    if !taken.insert(name.clone()) {
+        return sec.err(
+            "name",
+            Some(n.span().start),
+            format!("{name:?} is used twice"),
+        );
+    }
+    Ok(name.clone())
+}

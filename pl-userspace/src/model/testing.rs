@@ -1,0 +1,66 @@
+//! Shared by the model's tests: the example config, a fixed set of interfaces, a builder.
+
+use std::path::PathBuf;
+
+use super::{Interfaces, Mac, Model};
+use crate::config::{ConfigError, Source};
+
+/// The example from the issue that fixed the schema.
+pub const EXAMPLE: &str = r#"
+[[network]]
+name = "acme"
+interface = "fw-acme"
+
+[[network]]
+name = "globex"
+interface = "fw-globex"
+
+[[network]]
+name = "billing-prod"
+interface = "fw-prov"
+
+[[service]]
+name = "billing"
+network = "billing-prod"
+nlb_addresses = [{ ip = "10.9.0.250", zone = "z1" }, { ip = "10.9.0.251", zone = "z2" }]
+acceptance_required = true
+allowed_principals = ["acme", "globex"]
+accepted_endpoints = ["acme-billing", "globex-billing"]
+cross_zone = false
+listeners = [{ protocol = "tcp", port = 443, target_port = 8443 }, { protocol = "udp", port = 53 }]
+targets = [{ ip = "10.9.0.11", zone = "z1" }, { ip = "10.9.0.12", zone = "z2" }]
+
+[[endpoint]]
+name = "acme-billing"
+service = "billing"
+network = "acme"
+addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2" }]
+allowed_sources = ["10.0.0.0/24"]
+
+[[endpoint]]
+name = "globex-billing"
+service = "billing"
+network = "globex"
+addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2" }]
+"#;
+
+pub struct Fixed;
+impl Interfaces for Fixed {
+    fn resolve(&self, name: &str) -> Result<(u32, Mac, u32), String> {
+        match name {
+            "fw-acme" => Ok((2, [2, 0, 0, 0, 0, 2], 9000)),
+            "fw-globex" => Ok((3, [2, 0, 0, 0, 0, 3], 1500)),
+            "fw-prov" => Ok((4, [2, 0, 0, 0, 0, 4], 1500)),
+            _ => Err("no such interface in this network namespace".to_owned()),
+        }
+    }
+}
+
+pub fn build(text: &str) -> Result<Model, ConfigError> {
+    let src = Source {
+        path: PathBuf::from("pl.toml"),
+        text: text.to_owned(),
+    };
+    let cfg = src.parse()?;
+    Model::build(&src, &cfg, &Fixed)
+}
