@@ -24,8 +24,8 @@ pub const DEFAULT_INSTANCE: &str = "default";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("instance name {instance:?}: use 1-64 characters from a-z, 0-9, '-', '_'")]
-    BadInstance { instance: String },
+    #[error(transparent)]
+    BadInstance(#[from] crate::instance::BadInstance),
     #[error("another pl run (instance {instance:?}) is already active in this network namespace")]
     InUse { instance: String },
     #[error(
@@ -159,16 +159,7 @@ pub enum Reply {
 
 /// The abstract socket name for `instance`.
 pub fn socket_name(instance: &str) -> Result<String, ControlError> {
-    let ok = !instance.is_empty()
-        && instance.len() <= 64
-        && instance
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if !ok {
-        return Err(ControlError::BadInstance {
-            instance: instance.to_owned(),
-        });
-    }
+    crate::instance::check(instance)?;
     Ok(format!("pl.{instance}"))
 }
 
@@ -680,7 +671,7 @@ mod tests {
         assert_eq!(socket_name("default").expect("valid"), "pl.default");
         for bad in ["", "Upper", "a/b", "sp ace", &"x".repeat(65)] {
             assert!(
-                matches!(socket_name(bad), Err(ControlError::BadInstance { .. })),
+                matches!(socket_name(bad), Err(ControlError::BadInstance(_))),
                 "{bad:?} accepted"
             );
         }

@@ -20,6 +20,8 @@ use pl_common::{
     settings::Settings,
 };
 
+use crate::model::Model;
+
 /// `BPF_NOEXIST`: an update that only creates an entry.
 const BPF_NOEXIST: u64 = 1;
 /// `BPF_EXIST`: an update that only replaces an entry that is there.
@@ -312,6 +314,40 @@ pub struct FlowReport {
     pub to_consumer_bytes: u64,
 }
 
+impl FlowReport {
+    /// `f` with the names `m` gives its ids, at monotonic time `now_ns`; None if `m` has
+    /// no endpoint with its id.
+    pub fn new(m: &Model, f: &Flow, now_ns: u64) -> Option<Self> {
+        let e = m.endpoints.get(usize::from(f.forward.endpoint))?;
+        let last = f.reply.map_or(f.forward.last_seen_ns, |r| {
+            r.last_seen_ns.max(f.forward.last_seen_ns)
+        });
+        let r = f.reply.unwrap_or_default();
+        Some(Self {
+            proto: proto_name(f.key.proto).to_owned(),
+            network: m.networks[usize::from(f.key.network)].name.clone(),
+            endpoint: e.name.clone(),
+            service: m.services[usize::from(e.service)].name.clone(),
+            consumer: addr(f.key.src_be, f.key.sport_be),
+            endpoint_addr: addr(f.key.dst_be, f.key.dport_be),
+            nlb: f.nlb(),
+            target: f.target(),
+            state: f.state().to_owned(),
+            age_s: (now_ns / 1_000_000_000).saturating_sub(u64::from(f.forward.created_s)),
+            idle_s: now_ns.saturating_sub(last) / 1_000_000_000,
+            to_provider_packets: u64::from(f.forward.packets),
+            to_provider_bytes: f.forward.bytes,
+            to_consumer_packets: u64::from(r.packets),
+            to_consumer_bytes: r.bytes,
+        })
+    }
+}
+
+/// `tcp` or `udp` (the only protocols pl forwards).
+pub fn proto_name(proto: u8) -> &'static str {
+    if proto == IPPROTO_TCP { "tcp" } else { "udp" }
+}
+
 /// A flow as the table holds it: the consumer tuple, its forward entry and (unless it was
 /// lost) its reply entry.
 #[derive(Clone, Copy, Debug)]
@@ -435,6 +471,33 @@ pub struct WatchEvent {
 }
 
 impl WatchEvent {
+    /// An `event` with the names of `endpoint` and `network` and nothing optional set; None
+    /// if `m` has no such endpoint. Addresses are wire-order (address, port) pairs.
+    pub fn new(
+        m: &Model,
+        event: &str,
+        proto: u8,
+        endpoint: u16,
+        network: u16,
+        consumer: (u32, u16),
+        endpoint_addr: (u32, u16),
+    ) -> Option<Self> {
+        let e = m.endpoints.get(usize::from(endpoint))?;
+        Some(Self {
+            event: event.to_owned(),
+            proto: proto_name(proto).to_owned(),
+            endpoint: e.name.clone(),
+            service: m.services.get(usize::from(e.service))?.name.clone(),
+            network: m.networks.get(usize::from(network))?.name.clone(),
+            consumer: addr(consumer.0, consumer.1),
+            endpoint_addr: addr(endpoint_addr.0, endpoint_addr.1),
+            nlb: None,
+            target: None,
+            reason: None,
+            state: None,
+        })
+    }
+
     /// The event as one line of text.
     pub fn line(&self) -> String {
         use std::fmt::Write as _;

@@ -5,8 +5,9 @@
 //! (validated) -> [`plan`] (exact map contents) -> [`apply`] (writes the difference) into the
 //! maps [`dataplane`] loaded and attached; [`control`] is the socket the CLI talks to, with
 //! [`peer`] deciding who may ask what; [`health`], [`neigh`] and [`flows`] keep targets,
-//! MACs and the flow table current; [`state`] is what outlives a run. The [`lab`] wing
-//! (namespaces, traffic, demo, bench) drives pl as a user would; the product never imports it.
+//! MACs and the flow table current; [`state`] is what outlives a run, per [`instance`]. The
+//! [`lab`] wing (namespaces, traffic, demo, bench) drives pl as a user would; the product
+//! never imports it.
 //! `docs/ARCHITECTURE.md` is the map.
 
 pub mod apply;
@@ -19,6 +20,7 @@ pub mod errno;
 pub mod flows;
 pub mod frame;
 pub mod health;
+pub mod instance;
 pub mod lab;
 pub mod metrics;
 pub mod model;

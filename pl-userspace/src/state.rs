@@ -26,7 +26,7 @@ use pl_common::{
     stats::{EndpointStats, IfaceStats},
 };
 
-use crate::{dataplane::Attached, model::Model};
+use crate::{instance::BadInstance, model::Model};
 
 pub const STATE_ROOT: &str = "/run/pl";
 const BPFFS_MAGIC: libc::c_long = 0xcafe_4a11;
@@ -66,7 +66,7 @@ pub const KEPT_MAPS: [&str; 5] = [
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error(transparent)]
-    Instance(#[from] crate::control::ControlError),
+    Instance(#[from] BadInstance),
     #[error("{path}: {what}: {source}")]
     Io {
         path: PathBuf,
@@ -92,13 +92,40 @@ pub enum StateError {
     },
 }
 
+/// Where the program runs on an interface. Saved as `"native"` or `"skb"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// In the driver (`XDP_FLAGS_DRV_MODE`): the fast path, and the default.
+    Native,
+    /// In the generic stack (`XDP_FLAGS_SKB_MODE`): for drivers without native XDP.
+    Skb,
+}
+
+impl Mode {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Skb => "skb",
+        }
+    }
+}
+
+/// One interface the program is attached to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attached {
+    pub name: String,
+    pub ifindex: u32,
+    pub slot: u32,
+}
+
 /// What the last `pl run` of an instance left: enough to take over its links and keep the
 /// ids its flows refer to.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Saved {
     pub pl_version: String,
-    /// `native` or `skb`: a link keeps its mode, so a restart must use the same.
-    pub mode: String,
+    /// A link keeps its mode, so a restart must use the same.
+    pub mode: Mode,
     pub interfaces: Vec<Attached>,
     /// Entries of the pinned flow map.
     pub flow_entries: u32,
@@ -232,7 +259,7 @@ fn private_dir(dir: &Path) -> Result<(), StateError> {
 impl State {
     /// Where `instance`'s state lives in the caller's network namespace; creates nothing.
     pub fn locate(instance: &str) -> Result<Self, StateError> {
-        crate::control::socket_name(instance)?;
+        crate::instance::check(instance)?;
         Ok(Self::for_cookie(instance, netns_cookie()?))
     }
 
@@ -424,6 +451,33 @@ mod tests {
             let (_, key, value, _) = kept_shape(map, 2);
             assert!(key > 0 && value > 0, "{map}");
         }
+    }
+
+    #[test]
+    fn an_old_saved_state_still_loads() {
+        let text = r#"{"pl_version":"0.1.0","mode":"skb","interfaces":[{"name":"veth0","ifindex":7,"slot":0}],"flow_entries":2048,"model":null}"#;
+        let saved: Saved = serde_json::from_str(text).expect("an old state file parses");
+        assert_eq!(saved.mode, Mode::Skb);
+        assert_eq!(saved.interfaces[0].ifindex, 7);
+        assert!(saved.revoked.is_empty());
+        let native = text.replace("\"skb\"", "\"native\"");
+        let saved: Saved = serde_json::from_str(&native).expect("parses");
+        assert_eq!(saved.mode, Mode::Native);
+        // Written back the same way, for an older pl to read.
+        assert!(
+            serde_json::to_string(&saved)
+                .expect("serializes")
+                .contains(r#""mode":"native""#)
+        );
+    }
+
+    #[test]
+    fn a_bad_instance_reads_as_before() {
+        let e = State::locate("Bad").expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            "instance name \"Bad\": use 1-64 characters from a-z, 0-9, '-', '_'"
+        );
     }
 
     #[test]

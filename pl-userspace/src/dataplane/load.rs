@@ -1,0 +1,199 @@
+//! Loading the embedded object and reaching its program and maps.
+//!
+//! The object is built with pl, so a missing program or map is a broken build (a panic);
+//! a map of the wrong type or a failed access is a [`DataplaneError::Map`] naming it.
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, Map, MapError, PerCpuArray},
+    programs::Xdp,
+};
+use pl_common::{
+    iface::{IFACE_ACTIVE, IfaceConfig},
+    maps::{ENDPOINT_STATS_MAP, FLOWS_MAP, IFACE_STATS_MAP, IFACES_MAP, PROBES_MAP, PROGRAM_NAME},
+    stats::{EndpointStats, IfaceStats},
+};
+
+use super::{Attached, DataplaneError};
+use crate::{
+    errno,
+    health::{Flows, Probes},
+    state::{KEPT_MAPS, State},
+};
+
+/// Loads the embedded object and its program, attaching nothing.
+pub fn load() -> Result<Ebpf, DataplaneError> {
+    load_sized(None)
+}
+
+/// As [`load`], with the flow map sized to `flow_entries` entries if given.
+pub fn load_sized(flow_entries: Option<u32>) -> Result<Ebpf, DataplaneError> {
+    load_with(flow_entries, None)
+}
+
+/// As [`load_sized`]; with `kept`, the maps that outlive a run are taken from its pins
+/// (and pinned there if missing).
+pub(super) fn load_with(
+    flow_entries: Option<u32>,
+    kept: Option<&State>,
+) -> Result<Ebpf, DataplaneError> {
+    let mut ebpf = open_maps(flow_entries, kept)?;
+    program(&mut ebpf)
+        .load()
+        .map_err(|e| classify(Box::new(e)))?;
+    Ok(ebpf)
+}
+
+/// A load error, told apart by whether it is a missing privilege.
+fn classify(e: Box<dyn std::error::Error + Send + Sync>) -> DataplaneError {
+    if errno::find(e.as_ref()) == Some(libc::EPERM) {
+        DataplaneError::Permission { source: e }
+    } else {
+        DataplaneError::Load { source: e }
+    }
+}
+
+/// The object's maps (the kept ones from `kept`'s pins), its program not loaded.
+pub(super) fn open_maps(
+    flow_entries: Option<u32>,
+    kept: Option<&State>,
+) -> Result<Ebpf, DataplaneError> {
+    let mut loader = EbpfLoader::new();
+    if let Some(n) = flow_entries {
+        loader.map_max_entries(FLOWS_MAP, n);
+    }
+    if let Some(state) = kept {
+        for map in KEPT_MAPS {
+            loader.map_pin_path(map, state.map_pin(map));
+        }
+    }
+    loader
+        .load(crate::EBPF_OBJECT)
+        .map_err(|e| classify(Box::new(e)))
+}
+
+pub(super) fn program(ebpf: &mut Ebpf) -> &mut Xdp {
+    ebpf.program_mut(PROGRAM_NAME)
+        .and_then(|p| <&mut Xdp>::try_from(p).ok())
+        .unwrap_or_else(|| {
+            panic!("the embedded object has no XDP program {PROGRAM_NAME}: the build is broken")
+        })
+}
+
+/// `map`, which the embedded object has unless the build is broken.
+fn present<T>(name: &str, map: Option<T>) -> T {
+    map.unwrap_or_else(|| panic!("the embedded object has no map {name}"))
+}
+
+/// The map `name`, untyped.
+pub(super) fn raw_map<'a>(ebpf: &'a Ebpf, name: &str) -> &'a Map {
+    present(name, ebpf.map(name))
+}
+
+/// The map `name`, untyped, writable.
+pub(super) fn raw_map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Map {
+    present(name, ebpf.map_mut(name))
+}
+
+/// The map `name` as `M` (an [`Array`], a [`HashMap`], ..), read-only.
+fn map<'a, M>(ebpf: &'a Ebpf, name: &'static str) -> Result<M, DataplaneError>
+where
+    M: TryFrom<&'a Map, Error = MapError>,
+{
+    M::try_from(raw_map(ebpf, name)).map_err(DataplaneError::map(name))
+}
+
+/// The map `name` as `M`, writable.
+pub(super) fn map_mut<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M, DataplaneError>
+where
+    M: TryFrom<&'a mut Map, Error = MapError>,
+{
+    M::try_from(raw_map_mut(ebpf, name)).map_err(DataplaneError::map(name))
+}
+
+/// Registers interfaces in the program's interface map (observe mode: count and pass), slot
+/// `i` for the `i`th.
+pub fn register(
+    ebpf: &mut Ebpf,
+    ifaces: &[(String, u32)],
+) -> Result<Vec<Attached>, DataplaneError> {
+    let mut map: Array<_, IfaceConfig> = map_mut(ebpf, IFACES_MAP)?;
+    ifaces
+        .iter()
+        .zip(0u32..)
+        .map(|((name, ifindex), slot)| {
+            let config = IfaceConfig {
+                slot,
+                flags: IFACE_ACTIVE,
+                ..IfaceConfig::default()
+            };
+            map.set(*ifindex, config, 0)
+                .map_err(DataplaneError::map(IFACES_MAP))?;
+            Ok(Attached {
+                name: name.clone(),
+                ifindex: *ifindex,
+                slot,
+            })
+        })
+        .collect()
+}
+
+/// One interface slot's counters, summed over CPUs.
+pub fn iface_stats(ebpf: &Ebpf, slot: u32) -> Result<IfaceStats, DataplaneError> {
+    sum_per_cpu(ebpf, IFACE_STATS_MAP, slot, IfaceStats::accumulate)
+}
+
+/// One endpoint's counters, summed over CPUs.
+pub fn endpoint_stats(ebpf: &Ebpf, id: u16) -> Result<EndpointStats, DataplaneError> {
+    sum_per_cpu(
+        ebpf,
+        ENDPOINT_STATS_MAP,
+        u32::from(id),
+        EndpointStats::accumulate,
+    )
+}
+
+/// Entry `index` of the per-CPU array `name`, summed over CPUs with `add`.
+pub(super) fn sum_per_cpu<T: aya::Pod + Default>(
+    ebpf: &Ebpf,
+    name: &'static str,
+    index: u32,
+    add: fn(&mut T, &T),
+) -> Result<T, DataplaneError> {
+    let map: PerCpuArray<_, T> = map(ebpf, name)?;
+    let mut total = T::default();
+    for cpu in map
+        .get(&index, 0)
+        .map_err(DataplaneError::map(name))?
+        .iter()
+    {
+        add(&mut total, cpu);
+    }
+    Ok(total)
+}
+
+/// The flow map (read) and the probe map, for the health checker.
+pub(super) fn health_maps(ebpf: &mut Ebpf) -> Result<(Flows<'_>, Probes<'_>), DataplaneError> {
+    let [flows, probes] = ebpf.maps_disjoint_mut([FLOWS_MAP, PROBES_MAP]);
+    let flows = present(FLOWS_MAP, flows);
+    let probes = present(PROBES_MAP, probes);
+    Ok((
+        HashMap::try_from(&*flows).map_err(DataplaneError::map(FLOWS_MAP))?,
+        HashMap::try_from(probes).map_err(DataplaneError::map(PROBES_MAP))?,
+    ))
+}
+
+/// Pins the maps that outlive a run in `state`, where the next run takes them from.
+pub(super) fn pin_kept_maps(ebpf: &Ebpf, state: &State) -> Result<(), DataplaneError> {
+    for map in KEPT_MAPS {
+        let path = state.map_pin(map);
+        raw_map(ebpf, map)
+            .pin(&path)
+            .map_err(|e| DataplaneError::Pin {
+                what: format!("map {map}"),
+                path,
+                cause: e.to_string(),
+            })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! What the maps hold, with the model's names: the start-up summary, counters, flows and
+//! flow events, and the line a reload logs.
+
+use std::net::Ipv4Addr;
+
+use pl_common::{
+    event::{EVENT_OPEN, FlowEvent},
+    maps::TARGET_STATS_MAP,
+    stats::EndpointCounter,
+};
+
+use super::{
+    DataPath, Dataplane, DataplaneError,
+    load::{endpoint_stats, iface_stats, sum_per_cpu},
+};
+use crate::{
+    flows::{self, FlowReport, WatchEvent},
+    model::Model,
+    stats::{EndpointReport, IfaceReport, StatsReport, TargetReport},
+};
+
+impl Dataplane {
+    /// A one-screen summary of what is programmed.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let Some(d) = self.data.as_ref() else {
+            return String::new();
+        };
+        let m = &d.model;
+        let mut out = String::new();
+        for n in m.networks.iter().filter(|n| !n.removed) {
+            let _ = writeln!(
+                out,
+                "  network  {:<14} on {} ({})",
+                n.name,
+                n.interface,
+                mac_str(n.mac)
+            );
+        }
+        let targets = target_reports(d, |_, _| Ok((0, 0))).unwrap_or_default();
+        for s in m.services.iter().filter(|s| !s.removed) {
+            let listeners: Vec<String> = s
+                .listeners
+                .iter()
+                .map(|l| {
+                    let proto = flows::proto_name(l.proto);
+                    format!("{proto}/{}->{}", l.port, l.target_port)
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  service  {:<14} in {} NLB {} listeners {}{}",
+                s.name,
+                m.networks[usize::from(s.network)].name,
+                zoned(m, &s.nlbs),
+                listeners.join(", "),
+                if s.cross_zone { " cross-zone" } else { "" }
+            );
+            for t in targets.iter().filter(|t| t.service == s.name) {
+                let _ = writeln!(
+                    out,
+                    "    target {} ({}){} {}",
+                    t.ip,
+                    t.zone,
+                    t.via.map_or_else(String::new, |v| format!(" via {v}")),
+                    t.mac.as_deref().unwrap_or("unresolved")
+                );
+            }
+        }
+        for e in m.endpoints.iter().filter(|e| !e.removed) {
+            let _ = writeln!(
+                out,
+                "  endpoint {:<14} in {} -> {} at {}{}",
+                e.name,
+                m.networks[usize::from(e.network)].name,
+                m.services[usize::from(e.service)].name,
+                zoned(m, &e.addrs),
+                if e.accepted {
+                    ""
+                } else {
+                    " (pending acceptance)"
+                }
+            );
+        }
+        out
+    }
+
+    /// An event from the program, with names.
+    pub fn event(&self, e: &FlowEvent) -> Option<WatchEvent> {
+        let d = self.data.as_ref()?;
+        let kind = if e.kind == EVENT_OPEN {
+            "open"
+        } else {
+            "refused"
+        };
+        let mut w = WatchEvent::new(
+            &d.model,
+            kind,
+            e.proto,
+            e.endpoint,
+            e.network,
+            (e.src_be, e.sport_be),
+            (e.dst_be, e.dport_be),
+        )?;
+        if e.kind == EVENT_OPEN {
+            w.nlb = Some(flows::addr(e.nlb_be, e.snat_port_be));
+            w.target = Some(flows::addr(e.target_be, e.target_port_be));
+        } else {
+            let reason = EndpointCounter::ALL.get(usize::from(e.reason))?.name();
+            w.reason = Some(reason.trim_start_matches("refused_").to_owned());
+        }
+        Some(w)
+    }
+
+    /// Close events for flows a sweep removed.
+    pub fn close_events(&self, closed: &[flows::Flow]) -> Vec<WatchEvent> {
+        let Some(d) = self.data.as_ref() else {
+            return Vec::new();
+        };
+        closed
+            .iter()
+            .filter_map(|f| {
+                let mut e = WatchEvent::new(
+                    &d.model,
+                    "close",
+                    f.key.proto,
+                    f.forward.endpoint,
+                    f.key.network,
+                    (f.key.src_be, f.key.sport_be),
+                    (f.key.dst_be, f.key.dport_be),
+                )?;
+                e.nlb = Some(f.nlb());
+                e.target = Some(f.target());
+                e.state = Some(f.state().to_owned());
+                Some(e)
+            })
+            .collect()
+    }
+
+    /// Every interface's and endpoint's counters, summed over CPUs; live flows per endpoint
+    /// too if `flows` (that walks the flow table).
+    pub fn stats(&self, flows: bool) -> Result<StatsReport, DataplaneError> {
+        // Live flows counted now, not at the last sweep, so a new flow shows at once.
+        let live = if flows {
+            flows::count(&self.ebpf)
+        } else {
+            flows::Counts::default()
+        };
+        self.stats_with(&live)
+    }
+
+    /// As [`Dataplane::stats`], with live flows as counted elsewhere (the last sweep's).
+    pub fn stats_with(&self, live: &flows::Counts) -> Result<StatsReport, DataplaneError> {
+        let interfaces = self
+            .ifaces
+            .iter()
+            .map(|i| {
+                Ok(IfaceReport::new(
+                    &i.name,
+                    i.ifindex,
+                    self.mode.name(),
+                    &iface_stats(&self.ebpf, i.slot)?,
+                ))
+            })
+            .collect::<Result<_, DataplaneError>>()?;
+        let (endpoints, targets) = match &self.data {
+            None => (Vec::new(), Vec::new()),
+            Some(d) => {
+                let targets = target_reports(d, |id, key| {
+                    Ok((
+                        sum_per_cpu(&self.ebpf, TARGET_STATS_MAP, id, |a, b| *a += b)?,
+                        live.by_target.get(&key).copied().unwrap_or(0),
+                    ))
+                })?;
+                (self.endpoint_reports(d, live)?, targets)
+            }
+        };
+        Ok(StatsReport {
+            interfaces,
+            endpoints,
+            targets,
+        })
+    }
+
+    /// The live flows that pass `filter`, with names.
+    pub fn flows(
+        &self,
+        filter: &crate::control::FlowFilter,
+    ) -> Result<Vec<FlowReport>, DataplaneError> {
+        let Some(d) = self.data.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let m = &d.model;
+        let unknown = |what, name: &String| DataplaneError::Unknown {
+            what,
+            name: name.clone(),
+        };
+        if let Some(e) = &filter.endpoint
+            && !m.endpoints.iter().any(|x| !x.removed && x.name == *e)
+        {
+            return Err(unknown("endpoint", e));
+        }
+        if let Some(s) = &filter.service
+            && !m.services.iter().any(|x| !x.removed && x.name == *s)
+        {
+            return Err(unknown("service", s));
+        }
+        let now = flows::now_ns();
+        let mut out: Vec<FlowReport> = flows::list(&self.ebpf)
+            .iter()
+            .filter_map(|f| FlowReport::new(m, f, now))
+            .filter(|f| filter.matches(f))
+            .collect();
+        out.sort_by(|a, b| (&a.endpoint, a.consumer).cmp(&(&b.endpoint, b.consumer)));
+        Ok(out)
+    }
+
+    fn endpoint_reports(
+        &self,
+        d: &DataPath,
+        active: &flows::Counts,
+    ) -> Result<Vec<EndpointReport>, DataplaneError> {
+        d.model
+            .endpoints
+            .iter()
+            .zip(0u16..)
+            .filter(|(e, _)| !e.removed)
+            .map(|(e, id)| {
+                let mut stats = endpoint_stats(&self.ebpf, id)?;
+                stats.counters[EndpointCounter::Revoked as usize] +=
+                    d.revoked.get(usize::from(id)).copied().unwrap_or(0);
+                Ok(EndpointReport::new(
+                    &e.name,
+                    &d.model.services[usize::from(e.service)].name,
+                    &d.model.networks[usize::from(e.network)].name,
+                    &stats,
+                    active.by_endpoint.get(&id).copied().unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Addresses with their zones' names: `10.0.0.1 (a), 10.0.1.1 (b)`.
+fn zoned(m: &Model, addrs: &[(Ipv4Addr, u8)]) -> String {
+    addrs
+        .iter()
+        .map(|(ip, z)| format!("{ip} ({})", m.zones[usize::from(*z)]))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A report per (service, target); `flows` gives a target's new and live flows from its
+/// id and its [`flows::TargetKey`] (a target several services share has one per service).
+fn target_reports(
+    d: &DataPath,
+    flows: impl Fn(u32, flows::TargetKey) -> Result<(u64, u64), DataplaneError>,
+) -> Result<Vec<TargetReport>, DataplaneError> {
+    d.model
+        .services
+        .iter()
+        .zip(0u16..)
+        .filter(|(s, _)| !s.removed)
+        .flat_map(|(s, sid)| s.targets.iter().map(move |t| (s, sid, t)))
+        .map(|(s, sid, t)| {
+            let mac = d
+                .plan
+                .targets
+                .iter()
+                .find(|(id, _)| *id == t.id)
+                .map(|(_, i)| i.mac)
+                .unwrap_or_default();
+            let h = d.health.target(t.id);
+            // Its flows come from the NLB address of its zone, one per service.
+            let nlb = s
+                .nlbs
+                .iter()
+                .find(|(_, z)| *z == t.zone)
+                .map_or(Ipv4Addr::UNSPECIFIED, |(a, _)| *a);
+            let key = (s.network, crate::plan::be(nlb), crate::plan::be(t.ip));
+            let (new_flows, active_flows) = flows(t.id, key)?;
+            Ok(TargetReport {
+                service: s.name.clone(),
+                ip: t.ip,
+                zone: d.model.zones[usize::from(t.zone)].clone(),
+                via: t.via,
+                mac: (mac != [0; 6]).then(|| mac_str(mac)),
+                health: h.map_or("unknown", |h| h.health.name()).to_owned(),
+                last_check: h.map_or("none", |h| h.last).to_owned(),
+                service_failing_open: d.health.failing_open(sid),
+                new_flows,
+                active_flows,
+            })
+        })
+        .collect()
+}
+
+/// The line a reload from `before` to `after` logs; `changes`: networks now, networks
+/// added, networks gone, flows revoked.
+pub(super) fn reloaded(
+    before: &Model,
+    after: &Model,
+    (networks, added, gone, revoked): (usize, usize, usize, usize),
+) -> String {
+    let count = |f: &dyn Fn(&Model) -> usize| (f(after), f(before));
+    let (eps, eps_before) = count(&|m| m.endpoints.iter().filter(|e| !e.removed).count());
+    let (svcs, svcs_before) = count(&|m| m.services.iter().filter(|s| !s.removed).count());
+    let (tgts, tgts_before) = count(&|m| {
+        m.services
+            .iter()
+            .filter(|s| !s.removed)
+            .map(|s| s.targets.len())
+            .sum()
+    });
+    format!(
+        "reloaded: {networks} networks (+{added} -{gone}), services {svcs_before} -> {svcs}, endpoints {eps_before} -> {eps}, targets {tgts_before} -> {tgts}, {revoked} flows revoked"
+    )
+}
+
+pub fn mac_str(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
