@@ -52,8 +52,24 @@ fn ns<'a>(topo: &'a Topology, network: &str) -> anyhow::Result<&'a str> {
         .namespace)
 }
 
+/// The demo's steps, in the order a user would try them.
 fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the pl binary")?;
+    let (servers, run) = start(lab, topo, &exe)?;
+    overlapping_consumers(topo, opts.packets)?;
+    one_tuple_from_both(topo)?;
+    refusals(topo)?;
+    provider_log(&servers)?;
+    let fw_ns = &topo.forwarder_ns;
+    println!("==> `pl stats` (a separate process in {fw_ns})");
+    print!("{}", pl(&exe, fw_ns, &["stats"])?);
+    println!("==> `pl flows`: both sides of every live flow");
+    print!("{}", pl(&exe, fw_ns, &["flows"])?);
+    stop(lab, topo, servers, run)
+}
+
+/// The provider's servers, then `pl run` with its targets resolved.
+fn start(lab: &Lab, topo: &Topology, exe: &Path) -> anyhow::Result<(Servers, PlRun)> {
     let fw_ns = &topo.forwarder_ns;
     let config = lab.write_config(LAB_CONFIG)?;
     println!(
@@ -63,11 +79,15 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
     let servers = Servers::start(ns(topo, "prov")?, &TARGETS)?;
     println!("==> `pl run --config {}` in {fw_ns}", config.display());
     let config = config.to_string_lossy().into_owned();
-    let run = PlRun::start(&exe, fw_ns, DEFAULT_INSTANCE, &["--config", &config])?;
+    let run = PlRun::start(exe, fw_ns, DEFAULT_INSTANCE, &["--config", &config])?;
     run.wait_for_stats(Duration::from_secs(5), |r| {
         r.targets.iter().all(|t| t.mac.is_some())
     })?;
+    Ok((servers, run))
+}
 
+/// Both consumer networks, one address plan, each through its own endpoint.
+fn overlapping_consumers(topo: &Topology, packets: usize) -> anyhow::Result<()> {
     println!(
         "==> consumers: acme and globex both are 10.0.0.0/24 and both use endpoint address {ENDPOINT}"
     );
@@ -80,7 +100,7 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
             WAIT,
         )?;
         println!("    {net:<7} tcp {CLIENT} -> {ENDPOINT}:{TCP_PORT}: {who}");
-        for i in 0..opts.packets {
+        for i in 0..packets {
             let who = traffic::udp_who(
                 ns(topo, net)?,
                 CLIENT,
@@ -89,13 +109,15 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
                 WAIT,
             )?;
             if i == 0 {
-                println!(
-                    "    {net:<7} udp {CLIENT} -> {ENDPOINT}:{UDP_PORT}: {who} (x{})",
-                    opts.packets
-                );
+                println!("    {net:<7} udp {CLIENT} -> {ENDPOINT}:{UDP_PORT}: {who} (x{packets})");
             }
         }
     }
+    Ok(())
+}
+
+/// One client tuple from both networks at once: two flows, two provider-side tuples.
+fn one_tuple_from_both(topo: &Topology) -> anyhow::Result<()> {
     println!("==> the same client tuple {CLIENT}:40000 from both networks at the same moment");
     let (a, g) = std::thread::scope(|s| {
         let one = |net: &'static str| {
@@ -121,7 +143,11 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
         a != g,
         "both networks' flows got the same provider-side tuple"
     );
+    Ok(())
+}
 
+/// A source outside `allowed_sources`, and the provider opening a connection: both fail.
+fn refusals(topo: &Topology) -> anyhow::Result<()> {
     println!("==> refused: a source outside acme-billing's allowed_sources (10.0.0.0/25)");
     let refused = traffic::tcp_who(
         ns(topo, "acme")?,
@@ -150,7 +176,11 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
         "    prov    tcp {} -> {NLB}:{TCP_PORT}: no answer (dropped, counted as dropped_no_flow)",
         TARGETS[0]
     );
+    Ok(())
+}
 
+/// What the provider's servers saw: NLB addresses only.
+fn provider_log(servers: &Servers) -> anyhow::Result<()> {
     println!("==> provider's log: every connection came from an NLB address");
     let seen = servers.seen();
     for (target, proto, peer) in seen.iter().filter(|(_, p, _)| *p == "tcp") {
@@ -164,11 +194,11 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
         foreign.is_empty(),
         "the provider saw non-NLB sources: {foreign:?}"
     );
+    Ok(())
+}
 
-    println!("==> `pl stats` (a separate process in {fw_ns})");
-    print!("{}", pl(&exe, fw_ns, &["stats"])?);
-    println!("==> `pl flows`: both sides of every live flow");
-    print!("{}", pl(&exe, fw_ns, &["flows"])?);
+/// `pl run` stopped, `pl down` run, and nothing left attached.
+fn stop(lab: &Lab, topo: &Topology, servers: Servers, run: PlRun) -> anyhow::Result<()> {
     println!("==> stopping `pl run` (SIGTERM), then `pl down` to detach");
     drop(servers);
     let out = run.stop_and_down()?;

@@ -1,6 +1,6 @@
 //! The lab wing: tooling that drives pl as a user would, never used by the product.
 //!
-//! [`topology`] builds network-namespace labs (re-exported here as `lab::Lab`), [`netns`] and
+//! [`spec`] lays out the built-in lab and [`topology`] builds network-namespace labs (re-exported here as `lab::Lab`), [`netns`] and
 //! [`cmd`] run things inside them, [`traffic`] is their servers and clients, [`runner`] starts
 //! `pl run` as a separate process, and [`demo`] and [`bench`] are the `pl demo` and `pl bench`
 //! commands built on all of it. Product modules (config to control) never import from here.
@@ -10,7 +10,9 @@ pub mod cmd;
 pub mod demo;
 pub mod netns;
 pub mod runner;
+pub mod spec;
 pub mod topology;
 pub mod traffic;
 
+pub use spec::*;
 pub use topology::*;

@@ -1,6 +1,6 @@
 //! The results as `pl bench` prints them, and as BENCHMARKS.md and bench.svg.
 
-use std::path::Path;
+use std::{fmt::Write as _, path::Path};
 
 use anyhow::Context as _;
 
@@ -8,8 +8,23 @@ use super::results::{BenchResults, VariantResult};
 
 /// The results as the table `pl bench` prints and BENCHMARKS.md holds.
 pub fn table(r: &BenchResults) -> String {
-    use std::fmt::Write as _;
     let mut out = String::new();
+    rates(&mut out, r);
+    ratios(&mut out, r);
+    real_tcp(&mut out, r);
+    let _ = writeln!(
+        out,
+        "\n{} CPUs (generator on CPU {}), kernel {}, {}-byte frames",
+        r.cpus,
+        r.cpus.saturating_sub(1),
+        r.kernel,
+        r.frame_len
+    );
+    out
+}
+
+/// One row per variant: rates over the repeats, and frames lost.
+fn rates(out: &mut String, r: &BenchResults) {
     let _ = writeln!(
         out,
         "| variant | flows | median Mpps | min | max | sent | received | lost |"
@@ -34,6 +49,10 @@ pub fn table(r: &BenchResults) -> String {
             }
         );
     }
+}
+
+/// The ratios between variants, with their targets; per-packet costs; memory and walk time.
+fn ratios(out: &mut String, r: &BenchResults) {
     let ratio = |a: Option<&VariantResult>, b: Option<&VariantResult>| match (a, b) {
         (Some(a), Some(b)) if b.median() > 0.0 => format!("{:.2}x", a.median() / b.median()),
         _ => "n/a".to_owned(),
@@ -56,6 +75,12 @@ pub fn table(r: &BenchResults) -> String {
     ] {
         let _ = writeln!(out, "| {label} | {} | {target} |", ratio(a, b));
     }
+    scale(out, r);
+    footprint(out, r);
+}
+
+/// How the per-packet cost grows with the flow count.
+fn scale(out: &mut String, r: &BenchResults) {
     let scaled: Vec<&VariantResult> = r
         .variants
         .iter()
@@ -77,6 +102,10 @@ pub fn table(r: &BenchResults) -> String {
             );
         }
     }
+}
+
+/// The flow table's memory per flow, and how long a walk of it takes.
+fn footprint(out: &mut String, r: &BenchResults) {
     if r.flow_table_bytes > 0 {
         let _ = writeln!(
             out,
@@ -93,6 +122,10 @@ pub fn table(r: &BenchResults) -> String {
             r.stats_walk_flows, r.stats_walk_ms
         );
     }
+}
+
+/// One iperf3 stream through pl, nftables and routing at each MTU, and pl / nftables.
+fn real_tcp(out: &mut String, r: &BenchResults) {
     if !r.tcp.is_empty() {
         let _ = writeln!(out, "\n| real TCP, one iperf3 stream | MTU | Gbit/s |");
         let _ = writeln!(out, "|---|---|---|");
@@ -123,96 +156,13 @@ pub fn table(r: &BenchResults) -> String {
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "\n{} CPUs (generator on CPU {}), kernel {}, {}-byte frames",
-        r.cpus,
-        r.cpus.saturating_sub(1),
-        r.kernel,
-        r.frame_len
-    );
-    out
 }
 
 /// Writes `BENCHMARKS.md` and `bench.svg` into `dir`: the table, the machine, the exact
 /// command, and a bar chart of packets/s per variant and flow count.
 pub fn write_report(r: &BenchResults, dir: &Path, command: &str) -> anyhow::Result<()> {
-    use plotters::prelude::*;
-    let svg = dir.join("bench.svg");
-    {
-        let bars: Vec<(String, f64)> = r
-            .variants
-            .iter()
-            .map(|v| {
-                let flows = match v.flows.as_str() {
-                    "new" => "each frame a new flow".to_owned(),
-                    "1" => "1 flow".to_owned(),
-                    n => format!("{n} flows"),
-                };
-                (format!("{} ({flows})", v.name), v.median() / 1e6)
-            })
-            .collect();
-        let n = bars.len() as u32;
-        let top = bars.iter().map(|(_, m)| *m).fold(1.0, f64::max) * 1.2;
-        let root = SVGBackend::new(&svg, (900, 60 + 44 * n)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "Mpps through the forwarder, {}-byte frames (median of repeats)",
-                    r.frame_len
-                ),
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(260)
-            .build_cartesian_2d(0.0..top, (0..n).into_segmented())?;
-        let names = bars.clone();
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .x_desc("Mpps")
-            .y_labels(bars.len())
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => names
-                    .get(*i as usize)
-                    .map(|(l, _)| l.clone())
-                    .unwrap_or_default(),
-                SegmentValue::Last => String::new(),
-            })
-            .draw()?;
-        chart.draw_series(
-            Histogram::horizontal(&chart)
-                .style_func(|i, _| {
-                    let pl = matches!(i, SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if bars[*i as usize].0.starts_with("pl"));
-                    if pl { BLUE.mix(0.7).filled() } else { BLACK.mix(0.35).filled() }
-                })
-                .margin(8)
-                .data(bars.iter().enumerate().map(|(i, (_, m))| (i as u32, *m))),
-        )?;
-        chart.draw_series(bars.iter().enumerate().map(|(i, (_, m))| {
-            Text::new(
-                format!("{m:.2}"),
-                (*m + top * 0.01, SegmentValue::CenterOf(i as u32)),
-                ("sans-serif", 13),
-            )
-        }))?;
-        root.present()?;
-    }
-    let machine = format!(
-        "{} CPUs ({}), kernel {}",
-        r.cpus,
-        std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|c| c
-                .lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned()))
-            .unwrap_or_default(),
-        r.kernel
-    );
+    chart(r, &dir.join("bench.svg"))?;
+    let machine = machine(r);
     let md = format!(
         "# Benchmarks\n\nThe latest full run of `{command}` (`pl bench` without `--quick`) on {machine}. \
          Frames are generated by an XDP program under BPF_PROG_TEST_RUN with live frames (this kernel has no \
@@ -225,4 +175,86 @@ pub fn write_report(r: &BenchResults, dir: &Path, command: &str) -> anyhow::Resu
     std::fs::write(dir.join("BENCHMARKS.md"), md)
         .with_context(|| format!("writing {}", dir.join("BENCHMARKS.md").display()))?;
     Ok(())
+}
+
+/// A bar chart of packets/s per variant and flow count, as SVG at `svg`.
+fn chart(r: &BenchResults, svg: &Path) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let bars: Vec<(String, f64)> = r
+        .variants
+        .iter()
+        .map(|v| {
+            let flows = match v.flows.as_str() {
+                "new" => "each frame a new flow".to_owned(),
+                "1" => "1 flow".to_owned(),
+                n => format!("{n} flows"),
+            };
+            (format!("{} ({flows})", v.name), v.median() / 1e6)
+        })
+        .collect();
+    let n = bars.len() as u32;
+    let top = bars.iter().map(|(_, m)| *m).fold(1.0, f64::max) * 1.2;
+    let root = SVGBackend::new(&svg, (900, 60 + 44 * n)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "Mpps through the forwarder, {}-byte frames (median of repeats)",
+                r.frame_len
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(260)
+        .build_cartesian_2d(0.0..top, (0..n).into_segmented())?;
+    let names = bars.clone();
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_desc("Mpps")
+        .y_labels(bars.len())
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => names
+                .get(*i as usize)
+                .map(|(l, _)| l.clone())
+                .unwrap_or_default(),
+            SegmentValue::Last => String::new(),
+        })
+        .draw()?;
+    chart.draw_series(
+        Histogram::horizontal(&chart)
+            .style_func(|i, _| {
+                let pl = matches!(i, SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if bars[*i as usize].0.starts_with("pl"));
+                if pl { BLUE.mix(0.7).filled() } else { BLACK.mix(0.35).filled() }
+            })
+            .margin(8)
+            .data(bars.iter().enumerate().map(|(i, (_, m))| (i as u32, *m))),
+    )?;
+    chart.draw_series(bars.iter().enumerate().map(|(i, (_, m))| {
+        Text::new(
+            format!("{m:.2}"),
+            (*m + top * 0.01, SegmentValue::CenterOf(i as u32)),
+            ("sans-serif", 13),
+        )
+    }))?;
+    root.present()?;
+    Ok(())
+}
+
+/// The machine the run was on: CPUs, their model, the kernel.
+fn machine(r: &BenchResults) -> String {
+    format!(
+        "{} CPUs ({}), kernel {}",
+        r.cpus,
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| c
+                .lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned()))
+            .unwrap_or_default(),
+        r.kernel
+    )
 }

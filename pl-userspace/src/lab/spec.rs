@@ -1,0 +1,104 @@
+//! The built-in lab as it is laid out: its networks, their addresses, and the config that
+//! serves them. [`super::topology`] builds it under a prefix.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+/// Which side of the forwarder a lab network is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Consumer,
+    Provider,
+}
+
+/// One lab network, as laid out before a prefix is applied.
+#[derive(Clone, Copy, Debug)]
+pub struct NetSpec {
+    /// The network's name (also its namespace suffix).
+    pub name: &'static str,
+    pub role: Role,
+    /// The forwarder's interface on this network.
+    pub fw_iface: &'static str,
+    /// Addresses on the peer's `eth0`, with prefix length.
+    pub addrs: &'static [&'static str],
+    /// Where the network's traffic to the forwarder goes: the endpoint address on a
+    /// consumer network, an NLB address on the provider network.
+    pub service_ip: Ipv4Addr,
+}
+
+/// The interface name inside every peer namespace.
+pub const PEER_IFACE: &str = "eth0";
+
+pub const NETWORKS: [NetSpec; 3] = [
+    NetSpec {
+        name: "acme",
+        role: Role::Consumer,
+        fw_iface: "fw-acme",
+        addrs: &["10.0.0.10/24", "10.0.0.200/24"],
+        service_ip: Ipv4Addr::new(10, 0, 0, 100),
+    },
+    NetSpec {
+        name: "globex",
+        role: Role::Consumer,
+        fw_iface: "fw-globex",
+        addrs: &["10.0.0.10/24", "10.0.0.200/24"],
+        service_ip: Ipv4Addr::new(10, 0, 0, 100),
+    },
+    NetSpec {
+        name: "prov",
+        role: Role::Provider,
+        fw_iface: "fw-prov",
+        addrs: &["10.9.0.11/24", "10.9.0.12/24"],
+        service_ip: Ipv4Addr::new(10, 9, 0, 250),
+    },
+];
+
+/// The PrivateLink config for the lab: one service in the provider network with a target
+/// and an NLB address in each of two zones, and an endpoint in each consumer network at
+/// the same addresses. acme-billing admits 10.0.0.0/25 only (10.0.0.200 is refused);
+/// globex-billing admits any source.
+pub const LAB_CONFIG: &str = r#"# Generated for the pl lab.
+[[network]]
+name = "acme"
+interface = "fw-acme"
+
+[[network]]
+name = "globex"
+interface = "fw-globex"
+
+[[network]]
+name = "prov"
+interface = "fw-prov"
+
+[[service]]
+name = "billing"
+network = "prov"
+nlb_addresses = [{ ip = "10.9.0.250", zone = "z1" }, { ip = "10.9.0.251", zone = "z2" }]
+acceptance_required = true
+allowed_principals = ["acme", "globex"]
+accepted_endpoints = ["acme-billing", "globex-billing"]
+cross_zone = false
+listeners = [{ protocol = "tcp", port = 443, target_port = 8443 }, { protocol = "udp", port = 53, target_port = 5353 }]
+targets = [{ ip = "10.9.0.11", zone = "z1" }, { ip = "10.9.0.12", zone = "z2" }]
+
+[[endpoint]]
+name = "acme-billing"
+service = "billing"
+network = "acme"
+addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2" }]
+allowed_sources = ["10.0.0.0/25"]
+
+[[endpoint]]
+name = "globex-billing"
+service = "billing"
+network = "globex"
+addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2" }]
+"#;
+
+/// A veth's MTU unless the lab is told otherwise.
+pub const DEFAULT_MTU: u32 = 1500;
+
+/// Bytes of Ethernet + IPv4 + UDP headers in front of a UDP payload.
+pub const UDP_FRAME_OVERHEAD: usize = 14 + 20 + 8;
