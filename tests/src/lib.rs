@@ -2,6 +2,7 @@
 //! prefixes that always come down (also when a test panics), and `pl` as a subprocess.
 
 pub mod fixture;
+pub mod running;
 
 use std::{
     io::Write as _,

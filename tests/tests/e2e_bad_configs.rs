@@ -1,6 +1,7 @@
-//! A corpus of bad configs: each is refused by `pl run` with one line naming the file, the
-//! line, the section and the field, leaving nothing attached and nothing written; and each
-//! is refused by `pl reload` while a stream runs, changing nothing and losing no flow.
+//! Bad configs, end to end: a corpus, each refused by `pl run` with one line naming the
+//! file, the line, the section and the field, leaving nothing attached and nothing
+//! written; and each refused by `pl reload` while a stream runs, changing nothing and
+//! losing no flow.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -366,4 +367,36 @@ fn every_bad_config_is_refused_at_start_and_on_reload_under_load() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn a_bad_config_is_refused_before_anything_is_attached() {
+    require_kernel!("a_bad_config_is_refused_before_anything_is_attached");
+    let lab = TestLab::up("bc");
+    let path = lab
+        .lab
+        .write_config(&LAB_CONFIG.replace("interface = \"fw-prov\"", "interface = \"fw-nope\""))
+        .expect("write config");
+    let out = lab.pl(&lab.fw_ns(), &["run", "--config", &path.to_string_lossy()]);
+    assert!(
+        !out.status.success(),
+        "pl run accepted a config naming a missing interface"
+    );
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    for m in [
+        path.to_string_lossy().as_ref(),
+        ":12:",
+        "[[network]] \"prov\"",
+        "interface",
+        "fw-nope",
+    ] {
+        assert!(err.contains(m), "error lacks {m:?}: {err}");
+    }
+    for i in lab.topo.fw_ifaces() {
+        assert!(
+            !lab.xdp_attached(&i),
+            "{i} has XDP attached after a refused config"
+        );
+    }
 }
