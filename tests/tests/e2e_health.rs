@@ -64,92 +64,114 @@ fn metrics_are_served_in_prometheus_text() {
     assert!(value(r#"pl_interface_rx_packets_total{interface="fw-acme"}"#) > 0);
 }
 
-#[test]
-fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
-    require_kernel!("health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open");
-    let lab = TestLab::up("hc");
-    let prov = lab.topo.network("prov").expect("prov").namespace.clone();
-    let acme = lab.topo.network("acme").expect("acme").namespace.clone();
-    let config = LAB_CONFIG.replace(
-        "cross_zone = false",
-        "cross_zone = false\nhealth_check = { interval_s = 1, timeout_ms = 300, healthy_threshold = 2, unhealthy_threshold = 2 }",
-    );
-    assert_ne!(config, LAB_CONFIG, "the lab config changed shape");
-    let path = lab
-        .lab
-        .write_config(&config)
-        .unwrap_or_else(|e| panic!("{}", chain(e)));
-    let serve = |t: Ipv4Addr| {
-        Servers::start(&prov, &[t]).unwrap_or_else(|e| panic!("servers on {t}: {}", chain(e)))
-    };
-    let (s1, s2) = (serve(T1), serve(T2));
-    let run = PlRun::start(
-        &pl_bin(),
-        &lab.fw_ns(),
-        "default",
-        &["--config", &path.to_string_lossy()],
-    )
-    .unwrap_or_else(|e| panic!("pl run: {}", chain(e)));
-    let health = |r: &StatsReport, t: Ipv4Addr| {
-        r.targets
-            .iter()
-            .find(|x| x.ip == t)
-            .map(|x| (x.health.clone(), x.service_failing_open))
-            .unwrap_or_else(|| panic!("target {t} not in stats"))
-    };
-    let wait = |what: &str, secs: u64, done: &dyn Fn(&StatsReport) -> bool| {
-        let r = run
+/// A lab with quick health checks (every second, two in a row to change) and `pl run`.
+struct Checked {
+    lab: TestLab,
+    prov: String,
+    acme: String,
+    run: PlRun,
+}
+
+/// Target `t`'s (health, service failing open) in `r`.
+fn health(r: &StatsReport, t: Ipv4Addr) -> (String, bool) {
+    r.targets
+        .iter()
+        .find(|x| x.ip == t)
+        .map(|x| (x.health.clone(), x.service_failing_open))
+        .unwrap_or_else(|| panic!("target {t} not in stats"))
+}
+
+impl Checked {
+    /// The lab and its config, each target's servers (returned), then `pl run`.
+    fn start() -> (Self, Servers, Servers) {
+        let lab = TestLab::up("hc");
+        let prov = lab.topo.network("prov").expect("prov").namespace.clone();
+        let acme = lab.topo.network("acme").expect("acme").namespace.clone();
+        let config = LAB_CONFIG.replace(
+            "cross_zone = false",
+            "cross_zone = false\nhealth_check = { interval_s = 1, timeout_ms = 300, healthy_threshold = 2, unhealthy_threshold = 2 }",
+        );
+        assert_ne!(config, LAB_CONFIG, "the lab config changed shape");
+        let path = lab
+            .lab
+            .write_config(&config)
+            .unwrap_or_else(|e| panic!("{}", chain(e)));
+        let serve = |t: Ipv4Addr| {
+            Servers::start(&prov, &[t]).unwrap_or_else(|e| panic!("servers on {t}: {}", chain(e)))
+        };
+        let (s1, s2) = (serve(T1), serve(T2));
+        let run = PlRun::start(
+            &pl_bin(),
+            &lab.fw_ns(),
+            "default",
+            &["--config", &path.to_string_lossy()],
+        )
+        .unwrap_or_else(|e| panic!("pl run: {}", chain(e)));
+        (
+            Self {
+                lab,
+                prov,
+                acme,
+                run,
+            },
+            s1,
+            s2,
+        )
+    }
+
+    fn wait(&self, what: &str, secs: u64, done: &dyn Fn(&StatsReport) -> bool) -> StatsReport {
+        let r = self
+            .run
             .wait_for_stats(Duration::from_secs(secs), done)
             .unwrap_or_else(|e| panic!("{}", chain(e)));
         assert!(done(&r), "{what}: not within {secs} s: {:?}", r.targets);
         r
-    };
-    wait("both targets healthy", 5, &|r| {
-        health(r, T1).0 == "healthy" && health(r, T2).0 == "healthy"
-    });
-    // Checks never reach the application: a SYN-ACK is reset before it could be accepted.
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        s1.seen().is_empty() && s2.seen().is_empty(),
-        "a health check reached the servers as a connection: {:?} {:?}",
-        s1.seen(),
-        s2.seen()
-    );
-    let who = |dst: Ipv4Addr| {
-        traffic::tcp_who(&acme, CLIENT, 0, SocketAddrV4::new(dst, TCP_PORT), SHORT)
-            .map(|a| parse_who(&a).0)
-            .map_err(chain)
-    };
-    assert_eq!(who(EP_Z1), Ok(T1), "zone z1's endpoint goes to T1");
-    // How long until new connections to the z1 endpoint reach `target`.
-    let until = |target: Ipv4Addr| {
+    }
+
+    /// The target a new TCP connection to `dst` reaches.
+    fn who(&self, dst: Ipv4Addr) -> Result<Ipv4Addr, String> {
+        traffic::tcp_who(
+            &self.acme,
+            CLIENT,
+            0,
+            SocketAddrV4::new(dst, TCP_PORT),
+            SHORT,
+        )
+        .map(|a| parse_who(&a).0)
+        .map_err(chain)
+    }
+
+    /// How long until new connections to the z1 endpoint reach `target`.
+    fn until(&self, target: Ipv4Addr) -> Duration {
         let began = std::time::Instant::now();
         loop {
-            if who(EP_Z1) == Ok(target) {
+            if self.who(EP_Z1) == Ok(target) {
                 return began.elapsed();
             }
             assert!(
                 began.elapsed() < Duration::from_secs(10),
                 "new flows did not reach {target} within 10 s: {:?}",
-                run.stats().map(|r| r.targets)
+                self.run.stats().map(|r| r.targets)
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    };
+    }
 
-    // An established connection to T1, to outlive T1's health.
-    let mut held = traffic::tcp_hold(&acme, CLIENT, SocketAddrV4::new(EP_Z1, TCP_PORT))
-        .unwrap_or_else(|e| panic!("held connection: {}", chain(e)));
+    /// Replaces the provider's table `pltest` with one input rule on new connections.
+    fn on_syn(&self, rule: &str) {
+        nft_input_rule(&self.prov, "pltest", rule);
+    }
+}
 
-    // T1 refuses new connections (a RST to every SYN; established ones go on), as a
-    // target that stopped listening does. New flows to the z1 endpoint fail over to zone
-    // z2's healthy T2 once two checks in a row have failed.
-    // A table `pltest` in the provider's namespace with one rule on new connections.
-    let on_syn = |rule: &str| nft_input_rule(&prov, "pltest", rule);
-    on_syn("ip daddr 10.9.0.11 tcp dport 8443 tcp flags syn reject with tcp reset");
-    let failover = until(T2);
+/// T1 refuses new connections (a RST to every SYN; established ones go on), as a target
+/// that stopped listening does. New flows to the z1 endpoint fail over to zone z2's
+/// healthy T2 once two checks in a row have failed; the established flow to the now
+/// unhealthy T1 (`held`) is left alone and finishes its request.
+fn a_closed_port_fails_over(c: &Checked, held: &mut std::net::TcpStream) {
+    c.on_syn("ip daddr 10.9.0.11 tcp dport 8443 tcp flags syn reject with tcp reset");
+    let failover = c.until(T2);
     println!("failover after the target's port closed: {failover:?} (interval 1 s, 2 failures)");
-    let r = run.stats().unwrap_or_else(|e| panic!("{}", chain(e)));
+    let r = c.run.stats().unwrap_or_else(|e| panic!("{}", chain(e)));
     assert_eq!(health(&r, T1), ("unhealthy".to_owned(), false));
     assert!(
         r.targets
@@ -160,28 +182,16 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
     );
 
     // The established flow to the now unhealthy T1 is left alone: it finishes its request.
-    let answer = traffic::finish_hold(&mut held)
-        .unwrap_or_else(|e| panic!("the held connection broke: {e}"));
+    let answer =
+        traffic::finish_hold(held).unwrap_or_else(|e| panic!("the held connection broke: {e}"));
     assert_eq!(answer.len(), 64, "not a sha256 answer: {answer:?}");
+}
 
-    // Back: two passes in a row return it to rotation.
-    nft_delete_table(&prov, "pltest");
-    let recovery = until(T1);
-    println!("back in rotation after the port reopened: {recovery:?} (2 passes)");
-
-    // A target that goes silent (SYNs dropped, no answer): out after two timeouts.
-    on_syn("ip daddr 10.9.0.12 tcp dport 8443 tcp flags syn drop");
-    wait("T2 out by timeouts", 6, &|r| {
-        r.targets
-            .iter()
-            .any(|t| t.ip == T2 && t.health == "unhealthy" && t.last_check == "timeout")
-    });
-    nft_delete_table(&prov, "pltest");
-
-    // Everything down: the service fails open and says so; new flows are still made.
+/// Everything down: the service fails open and says so; new flows are still made.
+fn everything_down_fails_open(c: &Checked, s1: Servers, s2: Servers) {
     drop(s1);
     drop(s2);
-    let r = wait("failing open", 10, &|r| {
+    let r = c.wait("failing open", 10, &|r| {
         health(r, T1) == ("unhealthy".to_owned(), true)
             && health(r, T2) == ("unhealthy".to_owned(), true)
     });
@@ -190,13 +200,13 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
         .expect("acme-billing")
         .get(EndpointCounter::NewFlows);
     let _ = traffic::udp_who(
-        &acme,
+        &c.acme,
         CLIENT,
         0,
         SocketAddrV4::new(EP_Z1, UDP_PORT),
         Duration::from_millis(200),
     );
-    let r = run.stats().unwrap_or_else(|e| panic!("{}", chain(e)));
+    let r = c.run.stats().unwrap_or_else(|e| panic!("{}", chain(e)));
     let e = r.endpoint("acme-billing").expect("acme-billing");
     assert_eq!(
         (
@@ -206,9 +216,50 @@ fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
         (flows_before + 1, 0),
         "failing open must still admit new flows: {e:?}"
     );
+}
+
+#[test]
+fn health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open() {
+    require_kernel!("health_checks_fail_a_dead_target_over_bring_it_back_and_fail_open");
+    let (c, s1, s2) = Checked::start();
+    c.wait("both targets healthy", 5, &|r| {
+        health(r, T1).0 == "healthy" && health(r, T2).0 == "healthy"
+    });
+    // Checks never reach the application: a SYN-ACK is reset before it could be accepted.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        s1.seen().is_empty() && s2.seen().is_empty(),
+        "a health check reached the servers as a connection: {:?} {:?}",
+        s1.seen(),
+        s2.seen()
+    );
+    assert_eq!(c.who(EP_Z1), Ok(T1), "zone z1's endpoint goes to T1");
+
+    // An established connection to T1, to outlive T1's health.
+    let mut held = traffic::tcp_hold(&c.acme, CLIENT, SocketAddrV4::new(EP_Z1, TCP_PORT))
+        .unwrap_or_else(|e| panic!("held connection: {}", chain(e)));
+    a_closed_port_fails_over(&c, &mut held);
+
+    // Back: two passes in a row return it to rotation.
+    nft_delete_table(&c.prov, "pltest");
+    let recovery = c.until(T1);
+    println!("back in rotation after the port reopened: {recovery:?} (2 passes)");
+
+    // A target that goes silent (SYNs dropped, no answer): out after two timeouts.
+    c.on_syn("ip daddr 10.9.0.12 tcp dport 8443 tcp flags syn drop");
+    c.wait("T2 out by timeouts", 6, &|r| {
+        r.targets
+            .iter()
+            .any(|t| t.ip == T2 && t.health == "unhealthy" && t.last_check == "timeout")
+    });
+    nft_delete_table(&c.prov, "pltest");
+
+    everything_down_fails_open(&c, s1, s2);
+    let Checked { lab, run, .. } = c;
     let out = run
         .stop_and_down()
         .unwrap_or_else(|e| panic!("{}", chain(e)));
+    drop(lab);
     let log = stderr(&out);
     for line in [
         "target 10.9.0.11: unhealthy",
