@@ -110,14 +110,8 @@ fn http(ns: &str, addr: SocketAddrV4, request: &str) -> String {
     .unwrap_or_else(|e| panic!("{request:?} to {addr}: {e}"))
 }
 
-#[test]
-fn idle_clients_stall_neither_requests_nor_health_checks() {
-    require_kernel!("idle_clients_stall_neither_requests_nor_health_checks");
-    let lab = TestLab::up("idle");
-    let fw = lab.fw_ns();
-    let acme = lab.topo.network("acme").expect("acme").namespace.clone();
-    let prov = lab.topo.network("prov").expect("prov").namespace.clone();
-    let _servers = Servers::start(&prov, &[T1, T2]).unwrap_or_else(|e| panic!("{}", chain(e)));
+/// `pl run` with quick health checks and metrics on `metrics`, its targets healthy.
+fn run_with_metrics(lab: &TestLab, metrics: SocketAddrV4) -> PlRun {
     let config = LAB_CONFIG.replace(
         "cross_zone = false",
         "cross_zone = false\nhealth_check = { interval_s = 1, timeout_ms = 300, healthy_threshold = 2, unhealthy_threshold = 2 }",
@@ -126,10 +120,9 @@ fn idle_clients_stall_neither_requests_nor_health_checks() {
         .lab
         .write_config(&config)
         .unwrap_or_else(|e| panic!("{}", chain(e)));
-    let metrics = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464);
     let run = PlRun::start(
         &pl_bin(),
-        &fw,
+        &lab.fw_ns(),
         "default",
         &[
             "--config",
@@ -144,6 +137,122 @@ fn idle_clients_stall_neither_requests_nor_health_checks() {
         .wait_for_stats(Duration::from_secs(6), healthy)
         .unwrap_or_else(|e| panic!("{}", chain(e)));
     assert!(healthy(&r), "targets not healthy: {:?}", r.targets);
+    run
+}
+
+/// Health failover: T1 answers SYNs with RST; how long until new flows reach T2.
+fn failover(prov: &str, acme: &str) -> Duration {
+    nft_input_rule(
+        prov,
+        "idle",
+        "ip daddr 10.9.0.11 tcp dport 8443 tcp flags syn reject with tcp reset",
+    );
+    let cut = Instant::now();
+    let failover = loop {
+        let who = traffic::tcp_who(
+            acme,
+            CLIENT,
+            0,
+            SocketAddrV4::new(EP_Z1, TCP_PORT),
+            Duration::from_millis(800),
+        );
+        if who.is_ok_and(|a| a.contains("target=10.9.0.12")) {
+            break cut.elapsed();
+        }
+        assert!(
+            cut.elapsed() < Duration::from_secs(10),
+            "no failover within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nft_delete_table(prov, "idle");
+    failover
+}
+
+/// The status lines of a scrape, a path that is not served and a POST.
+fn http_codes(fw: &str, metrics: SocketAddrV4) -> [String; 3] {
+    [
+        http(fw, metrics, "GET /metrics HTTP/1.1\r\nHost: pl\r\n\r\n"),
+        http(fw, metrics, "GET /secrets HTTP/1.1\r\nHost: pl\r\n\r\n"),
+        http(
+            fw,
+            metrics,
+            "POST /metrics HTTP/1.1\r\nHost: pl\r\nContent-Length: 0\r\n\r\n",
+        ),
+    ]
+}
+
+/// Until `pests` hold `n` idle connections on each of the control socket and the metrics
+/// port.
+fn wait_open(pests: &Pests, n: usize, began: Instant) {
+    while pests.control[0].load(Ordering::Relaxed) < n
+        || pests.metrics[0].load(Ordering::Relaxed) < n
+    {
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "the idle connections did not open"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What the run with idle clients measured against the quiet one.
+struct Stalls {
+    /// (pl stats, pl flows), quiet and with the idle clients.
+    quiet: (Duration, Duration),
+    loaded: (Duration, Duration),
+    failover: Duration,
+    codes: [String; 3],
+}
+
+fn assert_not_stalled(s: &Stalls, pests: &Pests) {
+    assert_eq!(s.codes[0], "HTTP/1.1 200 OK", "GET /metrics");
+    assert_eq!(s.codes[1], "HTTP/1.1 404 Not Found", "GET /secrets");
+    assert_eq!(
+        s.codes[2], "HTTP/1.1 405 Method Not Allowed",
+        "POST /metrics"
+    );
+    let limit = |q: Duration| q * 3 + Duration::from_millis(300);
+    assert!(
+        s.loaded.0 < limit(s.quiet.0),
+        "pl stats slowed by idle clients: {:?} vs {:?}",
+        s.loaded.0,
+        s.quiet.0
+    );
+    assert!(
+        s.loaded.1 < limit(s.quiet.1),
+        "pl flows slowed by idle clients: {:?} vs {:?}",
+        s.loaded.1,
+        s.quiet.1
+    );
+    // The health test sees about 1.6 s with the same settings and no idle clients.
+    assert!(
+        s.failover < Duration::from_secs(4),
+        "failover took {:?} with idle clients",
+        s.failover
+    );
+    assert!(
+        count(&pests.control).1 >= 50,
+        "pl run never closed the idle control connections: {:?}",
+        count(&pests.control)
+    );
+}
+
+/// (connections made, closed by pl run).
+fn count(c: &[AtomicUsize; 2]) -> (usize, usize) {
+    (c[0].load(Ordering::Relaxed), c[1].load(Ordering::Relaxed))
+}
+
+#[test]
+fn idle_clients_stall_neither_requests_nor_health_checks() {
+    require_kernel!("idle_clients_stall_neither_requests_nor_health_checks");
+    let lab = TestLab::up("idle");
+    let fw = lab.fw_ns();
+    let acme = lab.topo.network("acme").expect("acme").namespace.clone();
+    let prov = lab.topo.network("prov").expect("prov").namespace.clone();
+    let _servers = Servers::start(&prov, &[T1, T2]).unwrap_or_else(|e| panic!("{}", chain(e)));
+    let metrics = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464);
+    let run = run_with_metrics(&lab, metrics);
     let _held = traffic::tcp_hold(&acme, CLIENT, SocketAddrV4::new(EP_Z1, TCP_PORT))
         .unwrap_or_else(|e| panic!("{}", chain(e)));
 
@@ -154,97 +263,39 @@ fn idle_clients_stall_neither_requests_nor_health_checks() {
         control: Default::default(),
         metrics: Default::default(),
     };
-    let (loaded, failover, codes, held_for) = std::thread::scope(|s| {
+    let (stalls, held_for) = std::thread::scope(|s| {
         let began = Instant::now();
         s.spawn(|| pests.run(&fw, 50, metrics));
         // Until all 100 are open.
-        while pests.control[0].load(Ordering::Relaxed) < 50
-            || pests.metrics[0].load(Ordering::Relaxed) < 50
-        {
-            assert!(
-                began.elapsed() < Duration::from_secs(5),
-                "the idle connections did not open"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_open(&pests, 50, began);
         let loaded = (slowest(&fw, &["stats"]), slowest(&fw, &["flows"]));
-        let codes = [
-            http(&fw, metrics, "GET /metrics HTTP/1.1\r\nHost: pl\r\n\r\n"),
-            http(&fw, metrics, "GET /secrets HTTP/1.1\r\nHost: pl\r\n\r\n"),
-            http(
-                &fw,
-                metrics,
-                "POST /metrics HTTP/1.1\r\nHost: pl\r\nContent-Length: 0\r\n\r\n",
-            ),
-        ];
-        // Health failover while they sit there: T1 answers SYNs with RST.
-        nft_input_rule(
-            &prov,
-            "idle",
-            "ip daddr 10.9.0.11 tcp dport 8443 tcp flags syn reject with tcp reset",
-        );
-        let cut = Instant::now();
-        let failover = loop {
-            let who = traffic::tcp_who(
-                &acme,
-                CLIENT,
-                0,
-                SocketAddrV4::new(EP_Z1, TCP_PORT),
-                Duration::from_millis(800),
-            );
-            if who.is_ok_and(|a| a.contains("target=10.9.0.12")) {
-                break cut.elapsed();
-            }
-            assert!(
-                cut.elapsed() < Duration::from_secs(10),
-                "no failover within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        nft_delete_table(&prov, "idle");
+        let codes = http_codes(&fw, metrics);
+        // Health failover while they sit there.
+        let failover = failover(&prov, &acme);
         // Long enough for pl run to have closed the first idle control connections.
         while began.elapsed() < Duration::from_secs(3) {
             std::thread::sleep(Duration::from_millis(50));
         }
         pests.stop.store(true, Ordering::Relaxed);
-        (loaded, failover, codes, began.elapsed())
+        let stalls = Stalls {
+            quiet,
+            loaded,
+            failover,
+            codes,
+        };
+        (stalls, began.elapsed())
     });
-    let count = |c: &[AtomicUsize; 2]| (c[0].load(Ordering::Relaxed), c[1].load(Ordering::Relaxed));
     println!(
-        "quiet: pl stats {:?}, pl flows {:?}; with 50 idle control and 50 idle metrics connections: pl stats {:?}, pl flows {:?}, failover {failover:?} (interval 1 s, 2 failures); over {held_for:?}: control connections opened/closed by pl run {:?}, metrics {:?}",
-        quiet.0,
-        quiet.1,
-        loaded.0,
-        loaded.1,
+        "quiet: pl stats {:?}, pl flows {:?}; with 50 idle control and 50 idle metrics connections: pl stats {:?}, pl flows {:?}, failover {:?} (interval 1 s, 2 failures); over {held_for:?}: control connections opened/closed by pl run {:?}, metrics {:?}",
+        stalls.quiet.0,
+        stalls.quiet.1,
+        stalls.loaded.0,
+        stalls.loaded.1,
+        stalls.failover,
         count(&pests.control),
         count(&pests.metrics)
     );
-    assert_eq!(codes[0], "HTTP/1.1 200 OK", "GET /metrics");
-    assert_eq!(codes[1], "HTTP/1.1 404 Not Found", "GET /secrets");
-    assert_eq!(codes[2], "HTTP/1.1 405 Method Not Allowed", "POST /metrics");
-    let limit = |q: Duration| q * 3 + Duration::from_millis(300);
-    assert!(
-        loaded.0 < limit(quiet.0),
-        "pl stats slowed by idle clients: {:?} vs {:?}",
-        loaded.0,
-        quiet.0
-    );
-    assert!(
-        loaded.1 < limit(quiet.1),
-        "pl flows slowed by idle clients: {:?} vs {:?}",
-        loaded.1,
-        quiet.1
-    );
-    // The health test sees about 1.6 s with the same settings and no idle clients.
-    assert!(
-        failover < Duration::from_secs(4),
-        "failover took {failover:?} with idle clients"
-    );
-    assert!(
-        count(&pests.control).1 >= 50,
-        "pl run never closed the idle control connections: {:?}",
-        count(&pests.control)
-    );
+    assert_not_stalled(&stalls, &pests);
     drop(run);
     lab.pl_down("default");
 }
