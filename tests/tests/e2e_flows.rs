@@ -14,7 +14,7 @@ use pl_tests::{
     stderr,
 };
 use pl_userspace::{
-    flows::WatchEvent,
+    flows::{FlowReport, WatchEvent},
     frame::{TCP_ACK, parse_mac},
     lab::netns,
     lab::traffic::{self, TCP_PORT, UDP_PORT},
@@ -120,24 +120,8 @@ fn closing_and_one_way_flows_age_out_fast_established_ones_stay() {
     drop(held);
 }
 
-#[test]
-fn flows_show_both_sides_and_the_nlb_lookup_names_the_consumer() {
-    require_kernel!("flows_show_both_sides_and_the_nlb_lookup_names_the_consumer");
-    let r = Running::start("fl", LAB_CONFIG);
-    let ep = SocketAddrV4::new(EP_Z1, TCP_PORT);
-    // Two consumers with the same address in overlapping networks, one TCP, one UDP.
-    let held = traffic::tcp_hold(&r.ns("acme"), CLIENT, ep)
-        .unwrap_or_else(|e| panic!("held connection: {}", chain(e)));
-    let client = match held.local_addr() {
-        Ok(std::net::SocketAddr::V4(a)) => a,
-        other => panic!("held connection's address: {other:?}"),
-    };
-    r.who_udp("globex", CLIENT, 4242, EP_Z1)
-        .unwrap_or_else(|e| panic!("globex UDP: {e}"));
-    std::thread::sleep(Duration::from_millis(1200));
-
-    let flows = pl_flows(&r, &[]).unwrap_or_else(|e| panic!("pl flows: {e}"));
-    assert_eq!(flows.len(), 2, "{flows:#?}");
+/// The held TCP flow from `client` to `ep`, as `pl flows` shows it.
+fn the_tcp_flow(flows: &[FlowReport], client: SocketAddrV4, ep: SocketAddrV4) -> &FlowReport {
     let tcp = flows
         .iter()
         .find(|f| f.proto == "tcp")
@@ -170,6 +154,11 @@ fn flows_show_both_sides_and_the_nlb_lookup_names_the_consumer() {
         tcp.to_provider_packets >= 3 && tcp.to_consumer_packets >= 2,
         "{tcp:#?}"
     );
+    tcp
+}
+
+/// The globex UDP flow from port 4242, as `pl flows` shows it.
+fn the_udp_flow(flows: &[FlowReport]) -> &FlowReport {
     let udp = flows
         .iter()
         .find(|f| f.proto == "udp")
@@ -184,9 +173,14 @@ fn flows_show_both_sides_and_the_nlb_lookup_names_the_consumer() {
         (1, 1),
         "{udp:#?}"
     );
-    // Per-flow counters add up to the endpoint's, exactly (the first packet included).
+    udp
+}
+
+/// Per-flow counters add up to the endpoint's, exactly (the first packet included); both
+/// flows went to T1 (zone z1), as the targets' counters say.
+fn flow_counters_add_up(r: &Running, flows: &[FlowReport]) {
     let s = r.stats();
-    for f in &flows {
+    for f in flows {
         let e = s.endpoint(&f.endpoint).expect("endpoint in stats");
         assert_eq!(
             (
@@ -211,22 +205,48 @@ fn flows_show_both_sides_and_the_nlb_lookup_names_the_consumer() {
     assert_eq!((t1.new_flows, t1.active_flows), (2, 2), "{t1:?}");
     let t2 = s.targets.iter().find(|t| t.ip == T2).expect("T2 in stats");
     assert_eq!((t2.new_flows, t2.active_flows), (0, 0), "{t2:?}");
+}
 
-    // The provider's question: who is the connection from this NLB address and port?
+/// The provider's question: who is the connection from this NLB address and port?
+fn the_nlb_lookup_names_the_consumer(r: &Running, tcp: &FlowReport, udp: &FlowReport) {
     let nlb = tcp.nlb.to_string();
-    let who = pl_flows(&r, &["--nlb", &nlb]).unwrap_or_else(|e| panic!("--nlb: {e}"));
+    let who = pl_flows(r, &["--nlb", &nlb]).unwrap_or_else(|e| panic!("--nlb: {e}"));
     assert_eq!(who, vec![tcp.clone()], "--nlb {nlb}");
-    let who = pl_flows(&r, &["--nlb", &udp.nlb.to_string()]).unwrap_or_else(|e| panic!("{e}"));
+    let who = pl_flows(r, &["--nlb", &udp.nlb.to_string()]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (who.len(), who[0].network.as_str()),
         (1, "globex"),
         "{who:#?}"
     );
-    let none = pl_flows(&r, &["--nlb", "10.9.0.250:1"]).expect_err("no flow holds port 1");
+    let none = pl_flows(r, &["--nlb", "10.9.0.250:1"]).expect_err("no flow holds port 1");
     assert!(
         none.contains("10.9.0.250:1") && none.contains("no live flow"),
         "{none}"
     );
+}
+
+#[test]
+fn flows_show_both_sides_and_the_nlb_lookup_names_the_consumer() {
+    require_kernel!("flows_show_both_sides_and_the_nlb_lookup_names_the_consumer");
+    let r = Running::start("fl", LAB_CONFIG);
+    let ep = SocketAddrV4::new(EP_Z1, TCP_PORT);
+    // Two consumers with the same address in overlapping networks, one TCP, one UDP.
+    let held = traffic::tcp_hold(&r.ns("acme"), CLIENT, ep)
+        .unwrap_or_else(|e| panic!("held connection: {}", chain(e)));
+    let client = match held.local_addr() {
+        Ok(std::net::SocketAddr::V4(a)) => a,
+        other => panic!("held connection's address: {other:?}"),
+    };
+    r.who_udp("globex", CLIENT, 4242, EP_Z1)
+        .unwrap_or_else(|e| panic!("globex UDP: {e}"));
+    std::thread::sleep(Duration::from_millis(1200));
+
+    let flows = pl_flows(&r, &[]).unwrap_or_else(|e| panic!("pl flows: {e}"));
+    assert_eq!(flows.len(), 2, "{flows:#?}");
+    let tcp = the_tcp_flow(&flows, client, ep);
+    let udp = the_udp_flow(&flows);
+    flow_counters_add_up(&r, &flows);
+    the_nlb_lookup_names_the_consumer(&r, tcp, udp);
 
     // Filters, and a name that does not exist.
     let acme = pl_flows(&r, &["--endpoint", "acme-billing"]).unwrap_or_else(|e| panic!("{e}"));
@@ -239,6 +259,7 @@ fn flows_show_both_sides_and_the_nlb_lookup_names_the_consumer() {
     assert!(bad.contains("no endpoint named \"nope\""), "{bad}");
 
     // The table names every column.
+    let nlb = tcp.nlb.to_string();
     let out = r.lab.pl(&r.lab.fw_ns(), &["flows"]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
