@@ -237,24 +237,24 @@ fn a_consumer_behind_a_router_reaches_the_endpoint() {
     assert!(r.endpoint("acme-billing", EndpointCounter::RefusedSource) > before);
 }
 
-/// Targets behind a router (another subnet, an on-premises site): the provider network
-/// carries static routes; a routed target's frames and health checks go to its router's
-/// MAC, learned by ARP from an NLB address; `pl stats` names the router. A target whose
-/// router never answers stays unresolved and takes no flow.
-#[test]
-fn a_routed_target_is_reached_and_checked_through_its_router() {
-    require_kernel!("a_routed_target_is_reached_and_checked_through_its_router");
-    const ROUTED: Ipv4Addr = Ipv4Addr::new(10, 60, 0, 5);
-    const STRANDED: Ipv4Addr = Ipv4Addr::new(10, 70, 0, 5);
-    const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
-    const EP_ON_LINK: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 110);
-    const EP_ROUTED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 111);
+/// The routed target, behind ROUTER, in a site namespace.
+const ROUTED: Ipv4Addr = Ipv4Addr::new(10, 60, 0, 5);
+/// A target behind a router (10.9.0.3) that never answers.
+const STRANDED: Ipv4Addr = Ipv4Addr::new(10, 70, 0, 5);
+const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+/// acme-ledger's endpoint addresses: z1 (on-link target T1) and z2 (ROUTED, STRANDED).
+const EP_ON_LINK: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 110);
+const EP_ROUTED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 111);
+
+/// The lab config with routes on the provider network and a service, ledger, with a
+/// target on the link, one behind ROUTER and one stranded.
+fn routed_config() -> String {
     let lab_config = LAB_CONFIG.replace(
         "interface = \"fw-prov\"",
         "interface = \"fw-prov\"\nroutes = [{ to = \"10.60.0.0/16\", via = \"10.9.0.1\" }, { to = \"10.70.0.0/24\", via = \"10.9.0.3\" }]",
     );
     assert_ne!(lab_config, LAB_CONFIG, "the lab config changed shape");
-    let config = format!(
+    format!(
         r#"{lab_config}
 [[service]]
 name = "ledger"
@@ -272,35 +272,38 @@ service = "ledger"
 network = "acme"
 addresses = [{{ ip = "10.0.0.110", zone = "z1" }}, {{ ip = "10.0.0.111", zone = "z2" }}]
 "#
-    );
-    let r = Running::start("rtt", &config);
-    let prov = r.ns("prov");
-    let site = ExtraNs(format!("{}site", r.lab.lab.prefix()));
+    )
+}
+
+/// The router is the provider namespace: 10.9.0.1 on the lab segment, 10.60.0.1 toward
+/// `site`, where the routed target lives and serves. The servers, and the router's MAC.
+fn route_a_site(prov: &str, site: &ExtraNs) -> (Servers, String) {
     let ip = |args: &[&str]| {
         cmd::ip(args.iter().copied()).unwrap_or_else(|e| panic!("ip {args:?}: {}", chain(e)));
     };
-    // The router is the provider namespace: 10.9.0.1 on the lab segment, 10.60.0.1 toward
-    // the site where the routed target lives.
     ip(&["netns", "add", &site.0]);
-    ip(&["-n", &prov, "addr", "add", "10.9.0.1/24", "dev", PEER_IFACE]);
+    ip(&["-n", prov, "addr", "add", "10.9.0.1/24", "dev", PEER_IFACE]);
     ip(&[
-        "-n", &prov, "link", "add", "site", "type", "veth", "peer", "name", "eth0", "netns",
-        &site.0,
+        "-n", prov, "link", "add", "site", "type", "veth", "peer", "name", "eth0", "netns", &site.0,
     ]);
-    ip(&["-n", &prov, "addr", "add", "10.60.0.1/24", "dev", "site"]);
-    ip(&["-n", &prov, "link", "set", "site", "up"]);
+    ip(&["-n", prov, "addr", "add", "10.60.0.1/24", "dev", "site"]);
+    ip(&["-n", prov, "link", "set", "site", "up"]);
     ip(&["-n", &site.0, "addr", "add", "10.60.0.5/24", "dev", "eth0"]);
     ip(&["-n", &site.0, "link", "set", "eth0", "up"]);
     ip(&["-n", &site.0, "link", "set", "lo", "up"]);
     ip(&["-n", &site.0, "route", "add", "default", "via", "10.60.0.1"]);
-    let out = output(netns::exec(&prov, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]));
+    let out = output(netns::exec(prov, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]));
     assert!(out.status.success(), "sysctl: {}", stderr(&out));
-    let _site_servers =
+    let site_servers =
         Servers::start(&site.0, &[ROUTED]).unwrap_or_else(|e| panic!("servers: {}", chain(e)));
-    let out = output(netns::exec(&prov, "cat").arg(format!("/sys/class/net/{PEER_IFACE}/address")));
+    let out = output(netns::exec(prov, "cat").arg(format!("/sys/class/net/{PEER_IFACE}/address")));
     let router_mac = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (site_servers, router_mac)
+}
 
-    // The router is resolved, the routed target checked healthy through it.
+/// The router is resolved, the routed target checked healthy through it; the stranded
+/// one has no MAC; `pl stats` names the router.
+fn the_router_is_resolved(r: &Running, router_mac: &str) {
     let stats = r
         .run
         .wait_for_stats(Duration::from_secs(10), |s| {
@@ -319,7 +322,7 @@ addresses = [{{ ip = "10.0.0.110", zone = "z1" }}, {{ ip = "10.0.0.111", zone = 
     let routed = t(ROUTED);
     assert_eq!(
         (routed.via, routed.mac.as_deref(), routed.health.as_str()),
-        (Some(ROUTER), Some(router_mac.as_str()), "healthy"),
+        (Some(ROUTER), Some(router_mac), "healthy"),
         "the routed target: {routed:?}"
     );
     let stranded = t(STRANDED);
@@ -335,6 +338,20 @@ addresses = [{{ ip = "10.0.0.110", zone = "z1" }}, {{ ip = "10.0.0.111", zone = 
             .any(|l| l.starts_with("10.60.0.5") && l.contains("10.9.0.1")),
         "pl stats names the router:\n{text}"
     );
+}
+
+/// Targets behind a router (another subnet, an on-premises site): the provider network
+/// carries static routes; a routed target's frames and health checks go to its router's
+/// MAC, learned by ARP from an NLB address; `pl stats` names the router. A target whose
+/// router never answers stays unresolved and takes no flow.
+#[test]
+fn a_routed_target_is_reached_and_checked_through_its_router() {
+    require_kernel!("a_routed_target_is_reached_and_checked_through_its_router");
+    let r = Running::start("rtt", &routed_config());
+    let prov = r.ns("prov");
+    let site = ExtraNs(format!("{}site", r.lab.lab.prefix()));
+    let (_site_servers, router_mac) = route_a_site(&prov, &site);
+    the_router_is_resolved(&r, &router_mac);
 
     // Flows reach the on-link target in z1 and the routed one in z2, TCP and UDP, each
     // seeing its zone's NLB address; the stranded target takes none.
