@@ -9,6 +9,7 @@ use pl_common::stats::IfaceCounter;
 use pl_tests::running::{expect_one_line_error, start_run};
 use pl_tests::{TestLab, chain, output, require_kernel, stderr};
 use pl_userspace::{
+    lab::runner::PlRun,
     lab::{NETWORKS, UDP_FRAME_OVERHEAD},
     stats::StatsReport,
 };
@@ -21,29 +22,9 @@ fn all_fw_args(lab: &TestLab) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn counters_move_by_the_traffic_each_network_sends() {
-    require_kernel!("counters_move_by_the_traffic_each_network_sends");
-    let lab = TestLab::up("cnt");
-    let run = start_run(&lab, "default", &all_fw_args(&lab));
-    // Different counts per network, so traffic counted on the wrong interface shows.
-    let sent: HashMap<&str, (usize, usize)> =
-        [("acme", (7, 100)), ("globex", (11, 33)), ("prov", (13, 1))].into();
-    for (net, (count, payload)) in &sent {
-        lab.lab
-            .send_udp(&lab.topo, net, 5353, *count, *payload)
-            .unwrap_or_else(|e| panic!("sending from {net}: {}", chain(e)));
-    }
-    let expected = |r: &StatsReport| {
-        NETWORKS.iter().all(|n| {
-            r.interface(n.fw_iface)
-                .is_some_and(|i| i.get(IfaceCounter::RxPackets) >= sent[n.name].0 as u64)
-        })
-    };
-    run.wait_for_stats(Duration::from_secs(3), expected)
-        .unwrap_or_else(|e| panic!("stats: {}", chain(e)));
-
-    // `pl stats --json` from a second process in the same namespace.
+/// `pl stats --json` from a second process in the same namespace: each interface counted
+/// exactly what `sent` (network: (datagrams, payload bytes)) says.
+fn stats_count_what_each_network_sent(lab: &TestLab, sent: &HashMap<&str, (usize, usize)>) {
     let out = lab.pl(&lab.fw_ns(), &["stats", "--json"]);
     assert!(
         out.status.success(),
@@ -95,7 +76,11 @@ fn counters_move_by_the_traffic_each_network_sends() {
             n.fw_iface
         );
     }
+}
 
+/// Stopping leaves the data plane forwarding; `pl down` removes it, and a second finds
+/// nothing.
+fn stop_leaves_it_for_pl_down(lab: &TestLab, run: PlRun) {
     let out = run
         .stop()
         .unwrap_or_else(|e| panic!("stopping pl run: {}", chain(e)));
@@ -127,6 +112,31 @@ fn counters_move_by_the_traffic_each_network_sends() {
         again.contains("nothing"),
         "a second pl down should find nothing: {again}"
     );
+}
+
+#[test]
+fn counters_move_by_the_traffic_each_network_sends() {
+    require_kernel!("counters_move_by_the_traffic_each_network_sends");
+    let lab = TestLab::up("cnt");
+    let run = start_run(&lab, "default", &all_fw_args(&lab));
+    // Different counts per network, so traffic counted on the wrong interface shows.
+    let sent: HashMap<&str, (usize, usize)> =
+        [("acme", (7, 100)), ("globex", (11, 33)), ("prov", (13, 1))].into();
+    for (net, (count, payload)) in &sent {
+        lab.lab
+            .send_udp(&lab.topo, net, 5353, *count, *payload)
+            .unwrap_or_else(|e| panic!("sending from {net}: {}", chain(e)));
+    }
+    let expected = |r: &StatsReport| {
+        NETWORKS.iter().all(|n| {
+            r.interface(n.fw_iface)
+                .is_some_and(|i| i.get(IfaceCounter::RxPackets) >= sent[n.name].0 as u64)
+        })
+    };
+    run.wait_for_stats(Duration::from_secs(3), expected)
+        .unwrap_or_else(|e| panic!("stats: {}", chain(e)));
+    stats_count_what_each_network_sent(&lab, &sent);
+    stop_leaves_it_for_pl_down(&lab, run);
 }
 
 #[test]
