@@ -18,15 +18,9 @@ use pl_userspace::{
     lab::traffic::{self, TCP_PORT},
 };
 
-#[test]
-fn reload_under_load_keeps_the_stream_and_applies_the_changes() {
-    require_kernel!("reload_under_load_keeps_the_stream_and_applies_the_changes");
-    let r = Running::start("rl", LAB_CONFIG);
-    let prov = r.ns("prov");
-    cmd::ip(["-n", &prov, "addr", "add", "10.9.0.13/24", "dev", "eth0"])
-        .unwrap_or_else(|e| panic!("{}", chain(e)));
-    // Target .12 (zone z2) goes, .13 comes; endpoint acme-extra appears. The stream runs to .11.
-    let new = LAB_CONFIG
+/// Target .12 (zone z2) goes, .13 comes; endpoint acme-extra appears.
+fn changed() -> String {
+    LAB_CONFIG
         .replace(
             r#"{ ip = "10.9.0.12", zone = "z2" }"#,
             r#"{ ip = "10.9.0.13", zone = "z2" }"#,
@@ -35,61 +29,34 @@ fn reload_under_load_keeps_the_stream_and_applies_the_changes() {
             r#"accepted_endpoints = ["acme-billing", "globex-billing"]"#,
             r#"accepted_endpoints = ["acme-billing", "globex-billing", "acme-extra"]"#,
         )
-        + "\n[[endpoint]]\nname = \"acme-extra\"\nservice = \"billing\"\nnetwork = \"acme\"\naddresses = [{ ip = \"10.0.0.102\", zone = \"z1\" }]\n";
-    let new_path = std::env::temp_dir().join(format!("rl{}-new.toml", std::process::id()));
-    std::fs::write(&new_path, &new).expect("write new config");
-    let bad_path = std::env::temp_dir().join(format!("rl{}-bad.toml", std::process::id()));
-    std::fs::write(
-        &bad_path,
-        new.replace("interface = \"fw-prov\"", "interface = \"fw-nope\""),
-    )
-    .expect("write bad config");
-    let acme = r.ns("acme");
+        + "\n[[endpoint]]\nname = \"acme-extra\"\nservice = \"billing\"\nnetwork = \"acme\"\naddresses = [{ ip = \"10.0.0.102\", zone = \"z1\" }]\n"
+}
+
+/// A bad config first (refused, naming the interface), then the good one.
+fn reload_bad_then_good(r: &Running, bad_path: &std::path::Path, new_path: &std::path::Path) {
     let fw = r.lab.fw_ns();
-
-    let (transfer, reload_done_at, stream_done_at) = std::thread::scope(|s| {
-        let stream = s.spawn(|| {
-            let res = traffic::tcp_sink(
-                &acme,
-                CLIENT,
-                SocketAddrV4::new(EP_Z1, TCP_PORT),
-                512 * 1024 * 1024,
-            );
-            (res, std::time::Instant::now())
-        });
-        std::thread::sleep(Duration::from_millis(300));
-        // A bad config first: refused, nothing changes.
-        let bad = r
-            .lab
-            .pl(&fw, &["reload", "--config", &bad_path.to_string_lossy()]);
-        assert!(
-            !bad.status.success(),
-            "a config naming a missing interface was accepted on reload"
-        );
-        assert!(
-            stderr(&bad).contains("fw-nope"),
-            "reload error does not name the interface: {}",
-            stderr(&bad)
-        );
-        let good = r
-            .lab
-            .pl(&fw, &["reload", "--config", &new_path.to_string_lossy()]);
-        assert!(good.status.success(), "reload failed: {}", stderr(&good));
-        let reloaded = std::time::Instant::now();
-        let (res, done) = stream.join().expect("stream thread");
-        (res, reloaded, done)
-    });
-    let _ = std::fs::remove_file(&new_path);
-    let _ = std::fs::remove_file(&bad_path);
-    let (sent, got) =
-        transfer.unwrap_or_else(|e| panic!("the stream broke across the reload: {}", chain(e)));
-    assert_eq!(sent, got, "bytes lost across the reload");
+    // A bad config first: refused, nothing changes.
+    let bad = r
+        .lab
+        .pl(&fw, &["reload", "--config", &bad_path.to_string_lossy()]);
     assert!(
-        reload_done_at < stream_done_at,
-        "the stream ended before the reload: the test proved nothing"
+        !bad.status.success(),
+        "a config naming a missing interface was accepted on reload"
     );
+    assert!(
+        stderr(&bad).contains("fw-nope"),
+        "reload error does not name the interface: {}",
+        stderr(&bad)
+    );
+    let good = r
+        .lab
+        .pl(&fw, &["reload", "--config", &new_path.to_string_lossy()]);
+    assert!(good.status.success(), "reload failed: {}", stderr(&good));
+}
 
-    // The new endpoint answers; the removed target is gone, the new one resolves.
+/// The new endpoint answers; the removed target is gone, the new one resolves; counters
+/// of what stayed kept their history.
+fn the_changes_apply(r: &Running) {
     let who = r
         .who_tcp("acme", CLIENT, 0, Ipv4Addr::new(10, 0, 0, 102), TCP_PORT)
         .unwrap_or_else(|e| panic!("new endpoint: {e}"));
@@ -116,6 +83,53 @@ fn reload_under_load_keeps_the_stream_and_applies_the_changes() {
             .get(EndpointCounter::ToProviderBytes)
             > 512 * 1024 * 1024
     );
+}
+
+#[test]
+fn reload_under_load_keeps_the_stream_and_applies_the_changes() {
+    require_kernel!("reload_under_load_keeps_the_stream_and_applies_the_changes");
+    let r = Running::start("rl", LAB_CONFIG);
+    let prov = r.ns("prov");
+    cmd::ip(["-n", &prov, "addr", "add", "10.9.0.13/24", "dev", "eth0"])
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    // Target .12 (zone z2) goes, .13 comes; endpoint acme-extra appears. The stream runs to .11.
+    let new = changed();
+    let new_path = std::env::temp_dir().join(format!("rl{}-new.toml", std::process::id()));
+    std::fs::write(&new_path, &new).expect("write new config");
+    let bad_path = std::env::temp_dir().join(format!("rl{}-bad.toml", std::process::id()));
+    std::fs::write(
+        &bad_path,
+        new.replace("interface = \"fw-prov\"", "interface = \"fw-nope\""),
+    )
+    .expect("write bad config");
+    let acme = r.ns("acme");
+
+    let (transfer, reload_done_at, stream_done_at) = std::thread::scope(|s| {
+        let stream = s.spawn(|| {
+            let res = traffic::tcp_sink(
+                &acme,
+                CLIENT,
+                SocketAddrV4::new(EP_Z1, TCP_PORT),
+                512 * 1024 * 1024,
+            );
+            (res, std::time::Instant::now())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        reload_bad_then_good(&r, &bad_path, &new_path);
+        let reloaded = std::time::Instant::now();
+        let (res, done) = stream.join().expect("stream thread");
+        (res, reloaded, done)
+    });
+    let _ = std::fs::remove_file(&new_path);
+    let _ = std::fs::remove_file(&bad_path);
+    let (sent, got) =
+        transfer.unwrap_or_else(|e| panic!("the stream broke across the reload: {}", chain(e)));
+    assert_eq!(sent, got, "bytes lost across the reload");
+    assert!(
+        reload_done_at < stream_done_at,
+        "the stream ended before the reload: the test proved nothing"
+    );
+    the_changes_apply(&r);
 }
 
 /// A reload that narrows an endpoint's allowed sources removes the established flows it
