@@ -16,6 +16,29 @@ use pl_userspace::{
     lab::{LAB_CONFIG, NETWORKS, PEER_IFACE},
 };
 
+/// Missing privilege: `pl run` as an unprivileged user is refused, attaching nothing.
+fn refused_without_privilege(lab: &TestLab) {
+    let fw = lab.fw_ns();
+    let public = PublicPl::new();
+    let out = output(
+        netns::exec(&fw, "setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(public.path())
+            .args(["run", "--instance", "nopriv", "--interface", "fw-globex"]),
+    );
+    assert!(!out.status.success(), "pl run as nobody succeeded");
+    expect_one_line_error(&stderr(&out), &["permission denied", "root"]);
+    assert!(
+        !lab.xdp_attached("fw-globex"),
+        "fw-globex attached by an unprivileged run"
+    );
+}
+
 #[test]
 fn bad_interfaces_fail_with_one_line_and_leave_nothing_attached() {
     require_kernel!("bad_interfaces_fail_with_one_line_and_leave_nothing_attached");
@@ -75,25 +98,7 @@ fn bad_interfaces_fail_with_one_line_and_leave_nothing_attached() {
         .stats()
         .unwrap_or_else(|e| panic!("owner stats after the refused attach: {}", chain(e)));
 
-    // Missing privilege: the same command as an unprivileged user.
-    let public = PublicPl::new();
-    let out = output(
-        netns::exec(&fw, "setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-            ])
-            .arg(public.path())
-            .args(["run", "--instance", "nopriv", "--interface", "fw-globex"]),
-    );
-    assert!(!out.status.success(), "pl run as nobody succeeded");
-    expect_one_line_error(&stderr(&out), &["permission denied", "root"]);
-    assert!(
-        !lab.xdp_attached("fw-globex"),
-        "fw-globex attached by an unprivileged run"
-    );
+    refused_without_privilege(&lab);
 
     drop(owner);
     assert!(
