@@ -1,6 +1,9 @@
 //! Harness for pl's kernel tests: the root/BPF gate, the `pl` binary, labs with unique
 //! prefixes that always come down (also when a test panics), and `pl` as a subprocess.
 
+pub mod fixture;
+pub mod running;
+
 use std::{
     io::Write as _,
     path::{Path, PathBuf},

@@ -21,6 +21,7 @@ use aya::maps::{Map, MapData};
 use pl_common::{
     flow::{FLOW_FORWARD, FlowKey, FlowValue, same_flow},
     maps::FLOWS_MAP,
+    settings::Settings,
 };
 use pl_tests::{
     Rng, TestLab, chain, programmed, require_kernel,
@@ -62,6 +63,42 @@ fn broken_pairs(entries: &[(FlowKey, FlowValue)]) -> Vec<String> {
     wrong
 }
 
+/// Sweeps the flow table (map `id`) until `stop`, every other sweep with a clock 2 s ahead
+/// so that everything idle-able is due; how many flows it closed.
+fn sweep_until(stop: &AtomicBool, id: u32, settings: &Settings) -> usize {
+    let mut map = Map::HashMap(MapData::from_id(id).expect("flow map by id"));
+    let (mut closed, mut n) = (0, 0u64);
+    while !stop.load(Ordering::Relaxed) {
+        // Every other sweep 2 s ahead: everything idle-able is due.
+        let skew = if n % 2 == 0 { 2_000_000_000 } else { 0 };
+        let clock = move || flows::now_ns() + skew;
+        closed += flows::sweep_with_clock(&mut map, settings, &clock)
+            .closed
+            .len();
+        n += 1;
+    }
+    closed
+}
+
+/// A consumer packet to EP1: a SYN, data, a reset or a UDP datagram, from one of 4 hosts
+/// and 64 ports, so that tuples recur and flows close, reopen and collide.
+fn consumer_packet(rng: &mut Rng) -> Vec<u8> {
+    // 4 hosts x 64 ports: tuples recur, so flows close, reopen and collide.
+    let src = [10, 0, 0, 1 + rng.below(4) as u8];
+    let sport = 50000 + rng.below(64) as u16;
+    let ip = Ipv4 {
+        src,
+        dst: EP1,
+        ttl: 64,
+    };
+    match rng.below(10) {
+        0..=4 => ip.tcp(sport, 443, 1, 0, TCP_SYN, &[]),
+        5 | 6 => ip.tcp(sport, 443, 2, 1, TCP_ACK, b"data"),
+        7 => ip.tcp(sport, 443, 2, 0, TCP_RST, &[]),
+        _ => ip.udp(sport, 53, b"q"),
+    }
+}
+
 #[test]
 fn the_sweep_never_leaves_half_a_flow_under_churn() {
     require_kernel!("the_sweep_never_leaves_half_a_flow_under_churn");
@@ -94,37 +131,11 @@ fn the_sweep_never_leaves_half_a_flow_under_churn() {
             let stop = AtomicBool::new(false);
             let round_seed = rng.next_u64();
             let (redirected, closed) = std::thread::scope(|s| {
-                let sweeper = s.spawn(|| {
-                    let mut map = Map::HashMap(MapData::from_id(id).expect("flow map by id"));
-                    let (mut closed, mut n) = (0, 0u64);
-                    while !stop.load(Ordering::Relaxed) {
-                        // Every other sweep 2 s ahead: everything idle-able is due.
-                        let skew = if n % 2 == 0 { 2_000_000_000 } else { 0 };
-                        let clock = move || flows::now_ns() + skew;
-                        closed += flows::sweep_with_clock(&mut map, &model.settings, &clock)
-                            .closed
-                            .len();
-                        n += 1;
-                    }
-                    closed
-                });
+                let sweeper = s.spawn(|| sweep_until(&stop, id, &model.settings));
                 let mut rng = Rng(round_seed | 1);
                 let mut redirected = 0u64;
                 for _ in 0..FRAMES_PER_ROUND {
-                    // 4 hosts x 64 ports: tuples recur, so flows close, reopen and collide.
-                    let src = [10, 0, 0, 1 + rng.below(4) as u8];
-                    let sport = 50000 + rng.below(64) as u16;
-                    let ip = Ipv4 {
-                        src,
-                        dst: EP1,
-                        ttl: 64,
-                    };
-                    let packet = match rng.below(10) {
-                        0..=4 => ip.tcp(sport, 443, 1, 0, TCP_SYN, &[]),
-                        5 | 6 => ip.tcp(sport, 443, 2, 1, TCP_ACK, b"data"),
-                        7 => ip.tcp(sport, 443, 2, 0, TCP_RST, &[]),
-                        _ => ip.udp(sport, 53, b"q"),
-                    };
+                    let packet = consumer_packet(&mut rng);
                     let (action, _) =
                         xdp_test_run(&mut ebpf, ifindex, &ipv4_frame(fa, CA, &packet));
                     redirected += u64::from(action == pl_common::proto::XDP_REDIRECT);

@@ -256,35 +256,53 @@ fn check_redirect(on: usize, input: &[u8], out: &[u8], held: &mut HashSet<Held>)
             l4_ok(out)
         ));
     }
+    if proto == 1 {
+        return icmp_error_breach(on, input, out, held);
+    }
+    along_a_flow_breach(on, input, out, held)
+}
+
+/// A redirected ICMP error must be about a flow: its quoted packet belongs to a held flow.
+fn icmp_error_breach(on: usize, input: &[u8], out: &[u8], held: &HashSet<Held>) -> Option<String> {
+    if out.len() < 62 {
+        return Some("ICMP output too short to quote a packet".into());
+    }
+    // An ICMP error about a flow: its quoted packet belongs to a held flow.
+    let (qs, qd, qsp, qdp, qp) = (
+        addr(out, 54),
+        addr(out, 58),
+        be16(out, 62),
+        be16(out, 64),
+        out[51],
+    );
+    let flow = if on == 2 {
+        // To the consumer: the input quoted our packet to the target.
+        let (is, id, isp, idp) = (
+            addr(input, 54),
+            addr(input, 58),
+            be16(input, 62),
+            be16(input, 64),
+        );
+        (is, isp, id, idp, input[51])
+    } else {
+        (qd, qdp, qs, qsp, qp)
+    };
+    (!held.contains(&flow)).then(|| format!("ICMP error about a flow nobody made: {flow:?}"))
+}
+
+/// A redirected TCP or UDP frame: from the provider only along a held flow; from a
+/// consumer only from an NLB address to a target, from an allowed source to a listener
+/// (then its flow is held).
+fn along_a_flow_breach(
+    on: usize,
+    input: &[u8],
+    out: &[u8],
+    held: &mut HashSet<Held>,
+) -> Option<String> {
+    let proto = out[23];
+    let (src, dst) = (addr(out, 26), addr(out, 30));
     let nlbs = NLBS.map(Ipv4Addr::from);
     let targets = [Ipv4Addr::from(T1), Ipv4Addr::from(T2)];
-    if proto == 1 {
-        if out.len() < 62 {
-            return Some("ICMP output too short to quote a packet".into());
-        }
-        // An ICMP error about a flow: its quoted packet belongs to a held flow.
-        let (qs, qd, qsp, qdp, qp) = (
-            addr(out, 54),
-            addr(out, 58),
-            be16(out, 62),
-            be16(out, 64),
-            out[51],
-        );
-        let flow = if on == 2 {
-            // To the consumer: the input quoted our packet to the target.
-            let (is, id, isp, idp) = (
-                addr(input, 54),
-                addr(input, 58),
-                be16(input, 62),
-                be16(input, 64),
-            );
-            (is, isp, id, idp, input[51])
-        } else {
-            (qd, qdp, qs, qsp, qp)
-        };
-        return (!held.contains(&flow))
-            .then(|| format!("ICMP error about a flow nobody made: {flow:?}"));
-    }
     let (sport, dport) = (be16(out, 34), be16(out, 36));
     if on == 2 {
         let (is, id, isp, idp) = (
@@ -342,6 +360,82 @@ fn total(ebpf: &Ebpf, pick: &dyn Fn(&str) -> bool) -> u64 {
     n
 }
 
+/// What a fuzz run saw: frames redirected, flows made, drops and drops under a reason,
+/// (frames passed, passed_not_our_mac), and breaches (at most 10).
+struct Outcome {
+    redirected: u64,
+    flows: usize,
+    drops: u64,
+    reasons: u64,
+    passes: (u64, u64),
+    findings: Vec<String>,
+}
+
+/// A fuzzed frame: a seed, mutated, or (a few in a hundred) pure noise after the Ethernet
+/// header; the interface it arrives on.
+fn fuzzed(rng: &mut Rng, seeds: &[(usize, Vec<u8>)]) -> (usize, Vec<u8>) {
+    let (on, mut f) = seeds[rng.below(seeds.len())].clone();
+    // A few in a hundred are pure noise after the Ethernet header.
+    if rng.below(100) < 3 {
+        f.truncate(14);
+        f.extend((0..rng.below(80)).map(|_| rng.next_u64() as u8));
+    } else {
+        mutate(rng, &mut f);
+    }
+    (on, f)
+}
+
+/// Runs `frames` fuzzed frames from `seed` through the loaded program; `ifindex` and `fw`
+/// are the interfaces' indexes and MACs, in [`IFACES`] order.
+fn fuzz(ebpf: &mut Ebpf, (ifindex, fw): (&[u32], &[Mac; 3]), seed: u64, frames: usize) -> Outcome {
+    let seeds = seeds(fw);
+    let mut rng = Rng(seed);
+    let mut held = HashSet::new();
+    let (mut redirected, mut passed, mut findings) = (0u64, 0u64, Vec::new());
+    for n in 0..frames {
+        let (on, f) = fuzzed(&mut rng, &seeds);
+        let (action, out) = xdp_test_run(ebpf, ifindex[on], &f);
+        let breach = match action {
+            XDP_DROP => None,
+            // Only a frame for another host (not our MAC, not broadcast), untouched.
+            XDP_PASS => {
+                passed += 1;
+                (f[..6] == fw[on] || f[..6] == [0xff; 6] || out != f)
+                    .then(|| "passed a frame addressed to us, or changed it".to_owned())
+            }
+            XDP_REDIRECT => {
+                redirected += 1;
+                check_redirect(on, &f, &out, &mut held)
+            }
+            other => Some(format!("action {other}")),
+        };
+        if let Some(why) = breach {
+            findings.push(format!(
+                "frame {n} on {}: {why}\n  input  {f:02x?}\n  output {out:02x?}",
+                IFACES[on]
+            ));
+            if findings.len() >= 10 {
+                break;
+            }
+        }
+    }
+    // Every drop is counted under a reason (or as an ARP learned from a reply); an
+    // expired TTL is refused but answered, not dropped.
+    let drops = total(ebpf, &|c| c == "xdp_drop");
+    let reasons = total(ebpf, &|c| {
+        c.starts_with("dropped_") || c.starts_with("refused_") || c == "arp_learned"
+    }) - total(ebpf, &|c| c == "icmp_time_exceeded");
+    let passes = (passed, total(ebpf, &|c| c == "passed_not_our_mac"));
+    Outcome {
+        redirected,
+        flows: held.len(),
+        drops,
+        reasons,
+        passes,
+        findings,
+    }
+}
+
 #[test]
 fn fuzzed_frames_never_abort_break_checksums_or_policy() {
     require_kernel!("fuzzed_frames_never_abort_break_checksums_or_policy");
@@ -369,55 +463,17 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
                     .ifindex
             })
             .collect();
-        let seeds = seeds(&fw);
-        let mut rng = Rng(seed);
-        let mut held = HashSet::new();
-        let (mut redirected, mut passed, mut findings) = (0u64, 0u64, Vec::new());
-        for n in 0..frames {
-            let (on, mut f) = seeds[rng.below(seeds.len())].clone();
-            // A few in a hundred are pure noise after the Ethernet header.
-            if rng.below(100) < 3 {
-                f.truncate(14);
-                f.extend((0..rng.below(80)).map(|_| rng.next_u64() as u8));
-            } else {
-                mutate(&mut rng, &mut f);
-            }
-            let (action, out) = xdp_test_run(&mut ebpf, ifindex[on], &f);
-            let breach = match action {
-                XDP_DROP => None,
-                // Only a frame for another host (not our MAC, not broadcast), untouched.
-                XDP_PASS => {
-                    passed += 1;
-                    (f[..6] == fw[on] || f[..6] == [0xff; 6] || out != f)
-                        .then(|| "passed a frame addressed to us, or changed it".to_owned())
-                }
-                XDP_REDIRECT => {
-                    redirected += 1;
-                    check_redirect(on, &f, &out, &mut held)
-                }
-                other => Some(format!("action {other}")),
-            };
-            if let Some(why) = breach {
-                findings.push(format!(
-                    "frame {n} on {}: {why}\n  input  {f:02x?}\n  output {out:02x?}",
-                    IFACES[on]
-                ));
-                if findings.len() >= 10 {
-                    break;
-                }
-            }
-        }
-        // Every drop is counted under a reason (or as an ARP learned from a reply); an
-        // expired TTL is refused but answered, not dropped.
-        let drops = total(&ebpf, &|c| c == "xdp_drop");
-        let reasons = total(&ebpf, &|c| {
-            c.starts_with("dropped_") || c.starts_with("refused_") || c == "arp_learned"
-        }) - total(&ebpf, &|c| c == "icmp_time_exceeded");
-        let passes = (passed, total(&ebpf, &|c| c == "passed_not_our_mac"));
-        (redirected, held.len(), drops, reasons, passes, findings)
+        fuzz(&mut ebpf, (&ifindex, &fw), seed, frames)
     })
     .unwrap_or_else(|e| panic!("{}", chain(e)));
-    let (redirected, flows, drops, reasons, passes, findings) = result;
+    let Outcome {
+        redirected,
+        flows,
+        drops,
+        reasons,
+        passes,
+        findings,
+    } = result;
     println!("fuzz: {redirected} redirected, {flows} flows made, {drops} dropped");
     assert!(
         findings.is_empty(),

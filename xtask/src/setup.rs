@@ -18,7 +18,7 @@ const APT_PACKAGES: &[&str] = &[
     "ethtool",
     "iperf3",
     "socat",
-    // /usr/bin/python3: the control test's raw client, run as an unprivileged user
+    // /usr/bin/python3: the e2e_control test's raw client, run as an unprivileged user
     "python3-minimal",
     "nftables",
     "tcpdump",

@@ -1,8 +1,12 @@
-//! A corpus of bad configs: each is refused by `pl run` with one line naming the file, the
-//! line, the section and the field, leaving nothing attached and nothing written; and each
-//! is refused by `pl reload` while a stream runs, changing nothing and losing no flow.
+//! Bad configs, end to end: a corpus, each refused by `pl run` with one line naming the
+//! file, the line, the section and the field, leaving nothing attached and nothing
+//! written; and each refused by `pl reload` while a stream runs, changing nothing and
+//! losing no flow.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    time::Instant,
+};
 
 use pl_tests::{TestLab, chain, pl_bin, require_kernel, stderr};
 use pl_userspace::{
@@ -10,6 +14,7 @@ use pl_userspace::{
     lab::LAB_CONFIG,
     lab::runner::PlRun,
     lab::traffic::{self, Servers, TCP_PORT},
+    stats::StatsReport,
 };
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
@@ -239,15 +244,10 @@ fn check_error(what: &str, err: &str, path: &str, mentions: &[&str]) -> Vec<Stri
     failures
 }
 
-#[test]
-fn every_bad_config_is_refused_at_start_and_on_reload_under_load() {
-    require_kernel!("every_bad_config_is_refused_at_start_and_on_reload_under_load");
-    assert!(CORPUS.len() >= 20, "the corpus needs at least 20 configs");
-    let lab = TestLab::up("cc");
-    let fw = lab.fw_ns();
-    let dir = std::env::temp_dir().join(format!("cc{}-corpus", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("corpus dir");
-    let paths: Vec<String> = CORPUS
+/// Writes each config of the corpus into `dir`; their paths, in corpus order.
+fn write_corpus(dir: &std::path::Path) -> Vec<String> {
+    std::fs::create_dir_all(dir).expect("corpus dir");
+    CORPUS
         .iter()
         .enumerate()
         .map(|(i, (_, replace, with, _))| {
@@ -255,11 +255,14 @@ fn every_bad_config_is_refused_at_start_and_on_reload_under_load() {
             std::fs::write(&p, bad_config(LAB_CONFIG, replace, with)).expect("write config");
             p.to_string_lossy().into_owned()
         })
-        .collect();
+        .collect()
+}
 
-    // At start: refused, nothing attached, no state written.
+/// At start: refused, nothing attached, no state written. A line per failure.
+fn refused_at_start(lab: &TestLab, paths: &[String]) -> Vec<String> {
+    let fw = lab.fw_ns();
     let mut failures = Vec::new();
-    for ((what, _, _, mentions), path) in CORPUS.iter().zip(&paths) {
+    for ((what, _, _, mentions), path) in CORPUS.iter().zip(paths) {
         let out = lab.pl(&fw, &["run", "--instance", "corpus", "--config", path]);
         if out.status.success() {
             failures.push(format!("{what}: pl run accepted it"));
@@ -280,6 +283,65 @@ fn every_bad_config_is_refused_at_start_and_on_reload_under_load() {
             failures.push(format!("{what}: state was written under /run/pl"));
         }
     }
+    failures
+}
+
+/// What a stream sent and what arrived, or why it broke.
+type Stream = Result<(String, String), traffic::TrafficError>;
+
+/// `pl reload --config` of each config while a stream runs from `acme` to `ep`, adding a
+/// line per failure; the stream's result, when the reloads were done, when it was.
+fn reload_each_under_a_stream(
+    lab: &TestLab,
+    (acme, ep): (&str, SocketAddrV4),
+    paths: &[String],
+    failures: &mut Vec<String>,
+) -> (Stream, Instant, Instant) {
+    let fw = lab.fw_ns();
+    std::thread::scope(|s| {
+        let stream = s.spawn(|| {
+            let r = traffic::tcp_sink(acme, CLIENT, ep, 256 * 1024 * 1024);
+            (r, Instant::now())
+        });
+        for ((what, _, _, mentions), path) in CORPUS.iter().zip(paths) {
+            let out = lab.pl(&fw, &["reload", "--config", path]);
+            if out.status.success() {
+                failures.push(format!("{what}: reload accepted it"));
+            } else {
+                failures.extend(check_error(
+                    &format!("reload: {what}"),
+                    &stderr(&out),
+                    path,
+                    mentions,
+                ));
+            }
+        }
+        let reloads_done = Instant::now();
+        let (r, done) = stream.join().expect("stream thread");
+        (r, reloads_done, done)
+    })
+}
+
+/// The config's shape as pl run reports it: endpoints and targets.
+fn shape(r: &StatsReport) -> (Vec<String>, Vec<Ipv4Addr>) {
+    (
+        r.endpoints
+            .iter()
+            .map(|e| e.name.clone())
+            .collect::<Vec<_>>(),
+        r.targets.iter().map(|t| t.ip).collect::<Vec<_>>(),
+    )
+}
+
+#[test]
+fn every_bad_config_is_refused_at_start_and_on_reload_under_load() {
+    require_kernel!("every_bad_config_is_refused_at_start_and_on_reload_under_load");
+    assert!(CORPUS.len() >= 20, "the corpus needs at least 20 configs");
+    let lab = TestLab::up("cc");
+    let fw = lab.fw_ns();
+    let dir = std::env::temp_dir().join(format!("cc{}-corpus", std::process::id()));
+    let paths = write_corpus(&dir);
+    let mut failures = refused_at_start(&lab, &paths);
 
     // On reload, while a stream and an idle connection run: refused, nothing changes.
     let prov = lab.topo.network("prov").expect("prov").namespace.clone();
@@ -305,28 +367,8 @@ fn every_bad_config_is_refused_at_start_and_on_reload_under_load() {
     };
     let before_flows = flows();
     let before = run.stats().unwrap_or_else(|e| panic!("{}", chain(e)));
-    let (transfer, reloads_done, stream_done) = std::thread::scope(|s| {
-        let stream = s.spawn(|| {
-            let r = traffic::tcp_sink(&acme, CLIENT, ep, 256 * 1024 * 1024);
-            (r, std::time::Instant::now())
-        });
-        for ((what, _, _, mentions), path) in CORPUS.iter().zip(&paths) {
-            let out = lab.pl(&fw, &["reload", "--config", path]);
-            if out.status.success() {
-                failures.push(format!("{what}: reload accepted it"));
-            } else {
-                failures.extend(check_error(
-                    &format!("reload: {what}"),
-                    &stderr(&out),
-                    path,
-                    mentions,
-                ));
-            }
-        }
-        let reloads_done = std::time::Instant::now();
-        let (r, done) = stream.join().expect("stream thread");
-        (r, reloads_done, done)
-    });
+    let (transfer, reloads_done, stream_done) =
+        reload_each_under_a_stream(&lab, (&acme, ep), &paths, &mut failures);
     let _ = std::fs::remove_dir_all(&dir);
     let (sent, got) = transfer.unwrap_or_else(|e| panic!("the stream broke: {}", chain(e)));
     assert_eq!(sent, got, "bytes lost during the refused reloads");
@@ -335,15 +377,6 @@ fn every_bad_config_is_refused_at_start_and_on_reload_under_load() {
         "the stream ended before the reloads: the test proved nothing"
     );
     let after = run.stats().unwrap_or_else(|e| panic!("{}", chain(e)));
-    let shape = |r: &pl_userspace::stats::StatsReport| {
-        (
-            r.endpoints
-                .iter()
-                .map(|e| e.name.clone())
-                .collect::<Vec<_>>(),
-            r.targets.iter().map(|t| t.ip).collect::<Vec<_>>(),
-        )
-    };
     assert_eq!(
         shape(&after),
         shape(&before),
@@ -366,4 +399,36 @@ fn every_bad_config_is_refused_at_start_and_on_reload_under_load() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn a_bad_config_is_refused_before_anything_is_attached() {
+    require_kernel!("a_bad_config_is_refused_before_anything_is_attached");
+    let lab = TestLab::up("bc");
+    let path = lab
+        .lab
+        .write_config(&LAB_CONFIG.replace("interface = \"fw-prov\"", "interface = \"fw-nope\""))
+        .expect("write config");
+    let out = lab.pl(&lab.fw_ns(), &["run", "--config", &path.to_string_lossy()]);
+    assert!(
+        !out.status.success(),
+        "pl run accepted a config naming a missing interface"
+    );
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    for m in [
+        path.to_string_lossy().as_ref(),
+        ":12:",
+        "[[network]] \"prov\"",
+        "interface",
+        "fw-nope",
+    ] {
+        assert!(err.contains(m), "error lacks {m:?}: {err}");
+    }
+    for i in lab.topo.fw_ifaces() {
+        assert!(
+            !lab.xdp_attached(&i),
+            "{i} has XDP attached after a refused config"
+        );
+    }
 }

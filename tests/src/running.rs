@@ -1,0 +1,253 @@
+//! Helpers for the end-to-end tests: a lab running `pl run --config` with the provider's
+//! servers ([`Running`]), the lab's addresses, and checks on what `pl` prints.
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    time::Duration,
+};
+
+use pl_common::stats::{EndpointCounter, IfaceCounter};
+use pl_userspace::{
+    flows::FlowReport,
+    lab::cmd,
+    lab::runner::PlRun,
+    lab::traffic::{self, Servers, UDP_PORT},
+    stats::StatsReport,
+};
+
+use crate::{TestLab, chain, pl_bin, stderr};
+
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+pub const OUTSIDER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
+pub const EP_Z1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+pub const EP_Z2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 101);
+pub const T1: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 11);
+pub const T2: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 12);
+pub const SHORT: Duration = Duration::from_millis(1500);
+
+/// A lab running `pl run --config` (with `config`) and the provider's servers.
+pub struct Running {
+    pub run: PlRun,
+    pub servers: Servers,
+    pub lab: TestLab,
+}
+
+impl Running {
+    pub fn start(tag: &str, config: &str) -> Self {
+        Self::start_with(tag, config, &[])
+    }
+
+    /// As [`Running::start`], with more arguments for `pl run`.
+    pub fn start_with(tag: &str, config: &str, extra: &[&str]) -> Self {
+        Self::start_shaped(tag, config, extra, |lab| lab)
+    }
+
+    /// As [`Running::start_with`] on a lab shaped by `shape` (MTUs).
+    pub fn start_shaped(
+        tag: &str,
+        config: &str,
+        extra: &[&str],
+        shape: impl FnOnce(pl_userspace::lab::Lab) -> pl_userspace::lab::Lab,
+    ) -> Self {
+        let lab = TestLab::up_with(tag, shape);
+        let path = lab
+            .lab
+            .write_config(config)
+            .unwrap_or_else(|e| panic!("{}", chain(e)));
+        let servers = Servers::start(
+            &lab.topo.network("prov").expect("prov").namespace,
+            &[T1, T2],
+        )
+        .unwrap_or_else(|e| panic!("servers: {}", chain(e)));
+        let path = path.to_string_lossy().into_owned();
+        let mut args = vec!["--config", path.as_str()];
+        args.extend_from_slice(extra);
+        let run = PlRun::start(&pl_bin(), &lab.fw_ns(), "default", &args)
+            .unwrap_or_else(|e| panic!("pl run --config: {}", chain(e)));
+        let me = Self { run, servers, lab };
+        me.wait_resolved();
+        me
+    }
+
+    /// Stops `pl run` (SIGTERM) and starts it again with `config` and `extra` arguments, as
+    /// an operator upgrading it would; returns the new run and how long it took.
+    pub fn restart(self, config: &str, extra: &[&str]) -> (Self, Duration) {
+        let Self { run, servers, lab } = self;
+        let path = lab
+            .lab
+            .write_config(config)
+            .unwrap_or_else(|e| panic!("{}", chain(e)));
+        let path = path.to_string_lossy().into_owned();
+        let mut args = vec!["--config", path.as_str()];
+        args.extend_from_slice(extra);
+        let began = std::time::Instant::now();
+        let out = run
+            .stop()
+            .unwrap_or_else(|e| panic!("stopping pl run: {}", chain(e)));
+        assert!(out.status.success(), "pl run failed: {}", stderr(&out));
+        let run = PlRun::start(&pl_bin(), &lab.fw_ns(), "default", &args)
+            .unwrap_or_else(|e| panic!("pl run {args:?} again: {}", chain(e)));
+        let took = began.elapsed();
+        (Self { run, servers, lab }, took)
+    }
+
+    pub fn ns(&self, network: &str) -> String {
+        self.lab
+            .topo
+            .network(network)
+            .unwrap_or_else(|| panic!("no network {network}"))
+            .namespace
+            .clone()
+    }
+
+    pub fn stats(&self) -> StatsReport {
+        self.run
+            .stats()
+            .unwrap_or_else(|e| panic!("stats: {}", chain(e)))
+    }
+
+    /// Waits until every target that exists in the lab has a MAC.
+    pub fn wait_resolved(&self) {
+        let r = self
+            .run
+            .wait_for_stats(Duration::from_secs(5), |r| {
+                r.targets
+                    .iter()
+                    .filter(|t| t.ip == T1 || t.ip == T2)
+                    .all(|t| t.mac.is_some())
+            })
+            .unwrap_or_else(|e| panic!("stats: {}", chain(e)));
+        let missing: Vec<_> = r
+            .targets
+            .iter()
+            .filter(|t| (t.ip == T1 || t.ip == T2) && t.mac.is_none())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "targets never resolved by ARP: {missing:?}"
+        );
+    }
+
+    pub fn who_tcp(
+        &self,
+        network: &str,
+        src: Ipv4Addr,
+        sport: u16,
+        ep: Ipv4Addr,
+        port: u16,
+    ) -> Result<String, String> {
+        traffic::tcp_who(
+            &self.ns(network),
+            src,
+            sport,
+            SocketAddrV4::new(ep, port),
+            SHORT,
+        )
+        .map_err(chain)
+    }
+
+    pub fn who_udp(
+        &self,
+        network: &str,
+        src: Ipv4Addr,
+        sport: u16,
+        ep: Ipv4Addr,
+    ) -> Result<String, String> {
+        traffic::udp_who(
+            &self.ns(network),
+            src,
+            sport,
+            SocketAddrV4::new(ep, UDP_PORT),
+            SHORT,
+        )
+        .map_err(chain)
+    }
+
+    pub fn endpoint(&self, name: &str, c: EndpointCounter) -> u64 {
+        self.stats()
+            .endpoint(name)
+            .unwrap_or_else(|| panic!("no endpoint {name} in stats"))
+            .get(c)
+    }
+
+    pub fn iface(&self, name: &str, c: IfaceCounter) -> u64 {
+        self.stats()
+            .interface(name)
+            .unwrap_or_else(|| panic!("no interface {name} in stats"))
+            .get(c)
+    }
+}
+
+/// `target=IP peer=ADDR:PORT` -> (target, peer address, peer port).
+pub fn parse_who(answer: &str) -> (Ipv4Addr, Ipv4Addr, u16) {
+    let field = |k: &str| {
+        answer
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(k))
+            .unwrap_or_else(|| panic!("answer {answer:?} lacks {k}"))
+            .to_owned()
+    };
+    let peer: SocketAddrV4 = field("peer=")
+        .parse()
+        .unwrap_or_else(|e| panic!("peer in {answer:?}: {e}"));
+    (
+        field("target=")
+            .parse()
+            .unwrap_or_else(|e| panic!("target in {answer:?}: {e}")),
+        *peer.ip(),
+        peer.port(),
+    )
+}
+
+/// `pl flows --json ARGS` in the forwarder namespace.
+pub fn pl_flows(r: &Running, args: &[&str]) -> Result<Vec<FlowReport>, String> {
+    let mut full = vec!["flows", "--json"];
+    full.extend_from_slice(args);
+    let out = r.lab.pl(&r.lab.fw_ns(), &full);
+    if !out.status.success() {
+        return Err(stderr(&out));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "pl flows printed no JSON: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A namespace the test makes beside a lab, removed on drop.
+pub struct ExtraNs(pub String);
+
+impl Drop for ExtraNs {
+    fn drop(&mut self) {
+        let _ = cmd::ip(["netns", "del", &self.0]);
+    }
+}
+
+/// Runs `pl run ARGS` in `ns` expecting it to fail with a one-line error that mentions
+/// every fragment in `mentions`.
+pub fn expect_run_error(lab: &TestLab, ns: &str, args: &[&str], mentions: &[&str]) {
+    let mut full = vec!["run", "--instance", "bad"];
+    full.extend_from_slice(args);
+    let out = lab.pl(ns, &full);
+    assert!(
+        !out.status.success(),
+        "pl {full:?} in {ns} succeeded; expected an error"
+    );
+    expect_one_line_error(&stderr(&out), mentions);
+}
+
+/// `err` is one line and names every one of `mentions`.
+pub fn expect_one_line_error(err: &str, mentions: &[&str]) {
+    assert_eq!(err.lines().count(), 1, "error is not one line:\n{err}");
+    for m in mentions {
+        assert!(err.contains(m), "error does not mention {m:?}: {err}");
+    }
+}
+
+/// `pl run ARGS --instance INSTANCE` in the lab's forwarder namespace, started.
+pub fn start_run(lab: &TestLab, instance: &str, args: &[String]) -> PlRun {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    PlRun::start(&pl_bin(), &lab.fw_ns(), instance, &args)
+        .unwrap_or_else(|e| panic!("pl run {args:?}: {}", chain(e)))
+}
