@@ -111,22 +111,39 @@ fn tcp_and_udp_reach_the_service_from_overlapping_networks() {
     }
 }
 
+/// A TCP connection from `net` (its endpoint `<net>-billing`) that must get no answer,
+/// counted on that endpoint under `counter`.
+fn refused_tcp(
+    r: &Running,
+    (net, src, ep, port): (&str, Ipv4Addr, Ipv4Addr, u16),
+    counter: EndpointCounter,
+    why: &str,
+) {
+    assert!(r.who_tcp(net, src, 0, ep, port).is_err(), "{why}");
+    assert!(
+        r.endpoint(&format!("{net}-billing"), counter) >= 1,
+        "{counter:?} not counted: {why}"
+    );
+}
+
 #[test]
 fn refusals_are_dropped_and_counted_per_endpoint() {
     require_kernel!("refusals_are_dropped_and_counted_per_endpoint");
     let r = Running::start("rf", LAB_CONFIG);
 
-    assert!(
-        r.who_tcp("acme", CLIENT, 0, EP_Z1, 444).is_err(),
-        "no listener on 444, yet it answered"
+    refused_tcp(
+        &r,
+        ("acme", CLIENT, EP_Z1, 444),
+        EndpointCounter::RefusedNoListener,
+        "no listener on 444, yet it answered",
     );
-    assert!(r.endpoint("acme-billing", EndpointCounter::RefusedNoListener) >= 1);
 
-    assert!(
-        r.who_tcp("acme", OUTSIDER, 0, EP_Z1, TCP_PORT).is_err(),
-        "10.0.0.200 is outside acme's allowed_sources"
+    refused_tcp(
+        &r,
+        ("acme", OUTSIDER, EP_Z1, TCP_PORT),
+        EndpointCounter::RefusedSource,
+        "10.0.0.200 is outside acme's allowed_sources",
     );
-    assert!(r.endpoint("acme-billing", EndpointCounter::RefusedSource) >= 1);
     // globex-billing has no allowed_sources: any source.
     r.who_tcp("globex", OUTSIDER, 0, EP_Z1, TCP_PORT)
         .unwrap_or_else(|e| panic!("globex from 10.0.0.200: {e}"));
@@ -204,17 +221,19 @@ fn acceptance_missing_targets_and_snat_exhaustion_are_refused() {
         + "\n[limits]\nsnat_port_min = 20000\nsnat_port_max = 20000\n";
     let r = Running::start("ac", &config);
 
-    assert!(
-        r.who_tcp("globex", CLIENT, 0, EP_Z1, TCP_PORT).is_err(),
-        "an endpoint pending acceptance carried traffic"
+    refused_tcp(
+        &r,
+        ("globex", CLIENT, EP_Z1, TCP_PORT),
+        EndpointCounter::RefusedNotAccepted,
+        "an endpoint pending acceptance carried traffic",
     );
-    assert!(r.endpoint("globex-billing", EndpointCounter::RefusedNotAccepted) >= 1);
 
-    assert!(
-        r.who_tcp("acme", CLIENT, 0, EP_Z2, TCP_PORT).is_err(),
-        "z2 has no resolved target, yet it answered"
+    refused_tcp(
+        &r,
+        ("acme", CLIENT, EP_Z2, TCP_PORT),
+        EndpointCounter::RefusedNoTarget,
+        "z2 has no resolved target, yet it answered",
     );
-    assert!(r.endpoint("acme-billing", EndpointCounter::RefusedNoTarget) >= 1);
     let t = r
         .stats()
         .targets

@@ -52,6 +52,22 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TrafficError {
     move |source| TrafficError::Io { what, source }
 }
 
+/// Runs the client `f` in namespace `ns`; its I/O errors say `what` it was doing.
+fn in_ns<T: Send>(
+    ns: &str,
+    what: String,
+    f: impl FnOnce() -> std::io::Result<T> + Send,
+) -> Result<T, TrafficError> {
+    netns::run_in(ns, f)?.map_err(io(what))
+}
+
+/// The server's one-line answer on `s`, trimmed.
+fn answer(s: impl std::io::Read) -> std::io::Result<String> {
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}
+
 /// What a server saw: (target address, protocol, peer).
 pub type Seen = Arc<Mutex<Vec<(Ipv4Addr, &'static str, SocketAddr)>>>;
 
@@ -69,15 +85,12 @@ pub fn tcp_who(
     timeout: Duration,
 ) -> Result<String, TrafficError> {
     let what = format!("TCP {src} -> {dst} in {ns}");
-    netns::run_in(ns, || -> std::io::Result<String> {
+    in_ns(ns, what, || {
         let s = connect(src, sport, dst, timeout)?;
         let mut w = s.try_clone()?;
         w.write_all(b"WHO\n")?;
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line)?;
-        Ok(line.trim().to_owned())
-    })?
-    .map_err(io(what))
+        answer(s)
+    })
 }
 
 fn connect(
@@ -142,22 +155,19 @@ pub fn tcp_hold_from(
     dst: SocketAddrV4,
 ) -> Result<TcpStream, TrafficError> {
     let what = format!("TCP {src}:{sport} -> {dst} in {ns}");
-    netns::run_in(ns, || -> std::io::Result<TcpStream> {
+    in_ns(ns, what, || {
         let mut s = connect(src, sport, dst, Duration::from_secs(3))?;
         writeln!(s, "SINK {HOLD_LEN}")?;
         s.write_all(HOLD_FIRST)?;
         Ok(s)
-    })?
-    .map_err(io(what))
+    })
 }
 
 /// Finishes the request a [`tcp_hold`] connection started: sends the rest of its bytes and
 /// reads the answer (the sha256 the server computed).
 pub fn finish_hold(s: &mut TcpStream) -> std::io::Result<String> {
     s.write_all(&vec![b'x'; HOLD_LEN - HOLD_FIRST.len()])?;
-    let mut answer = String::new();
-    BufReader::new(s).read_line(&mut answer)?;
-    Ok(answer.trim().to_owned())
+    answer(s)
 }
 
 /// A TCP request that half-closes: `LATE ms`, then FIN; the server answers `ms` later on
@@ -169,15 +179,12 @@ pub fn tcp_half_closed(
     ms: u64,
 ) -> Result<String, TrafficError> {
     let what = format!("TCP {src} -> {dst} in {ns}, half-closed");
-    netns::run_in(ns, || -> std::io::Result<String> {
+    in_ns(ns, what, || {
         let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
         writeln!(s, "LATE {ms}")?;
         s.shutdown(std::net::Shutdown::Write)?;
-        let mut answer = String::new();
-        BufReader::new(s).read_line(&mut answer)?;
-        Ok(answer.trim().to_owned())
-    })?
-    .map_err(io(what))
+        answer(s)
+    })
 }
 
 /// A UDP flow from `src:sport` to `dst` whose target goes quiet: one answered datagram,
@@ -191,7 +198,7 @@ pub fn udp_silent_target(
     ms: u64,
 ) -> Result<String, TrafficError> {
     let what = format!("UDP {src}:{sport} -> {dst} in {ns}, target quiet for {ms} ms");
-    netns::run_in(ns, || -> std::io::Result<String> {
+    in_ns(ns, what, || {
         let u = UdpSocket::bind((src, sport))?;
         u.connect(dst)?;
         u.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -208,8 +215,7 @@ pub fn udp_silent_target(
             u.send(b"QUIET")?;
         }
         Err(std::io::ErrorKind::TimedOut.into())
-    })?
-    .map_err(io(what))
+    })
 }
 
 /// One UDP datagram from `src:sport` in `ns` to `dst`: the answer.
@@ -221,15 +227,14 @@ pub fn udp_who(
     timeout: Duration,
 ) -> Result<String, TrafficError> {
     let what = format!("UDP {src} -> {dst} in {ns}");
-    netns::run_in(ns, || -> std::io::Result<String> {
+    in_ns(ns, what, || {
         let u = UdpSocket::bind((src, sport))?;
         u.set_read_timeout(Some(timeout))?;
         u.send_to(b"WHO", dst)?;
         let mut buf = [0u8; 512];
         let (n, _) = u.recv_from(&mut buf)?;
         Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
-    })?
-    .map_err(io(what))
+    })
 }
 
 /// Streams `len` pseudo-random bytes over TCP to `dst` and returns (sha256 sent, sha256
@@ -241,7 +246,7 @@ pub fn tcp_sink(
     len: u64,
 ) -> Result<(String, String), TrafficError> {
     let what = format!("TCP transfer {src} -> {dst} in {ns}");
-    netns::run_in(ns, || -> std::io::Result<(String, String)> {
+    in_ns(ns, what, || {
         let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
         s.set_write_timeout(Some(Duration::from_secs(60)))?;
@@ -257,11 +262,8 @@ pub fn tcp_sink(
             h.update(&buf[..n]);
             left -= n as u64;
         }
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line)?;
-        Ok((hex(&h.finalize()), line.trim().to_owned()))
-    })?
-    .map_err(io(what))
+        Ok((hex(&h.finalize()), answer(s)?))
+    })
 }
 
 /// Asks the target behind `dst` for `len` bytes (`SOURCE`): the sha256 of what the stream
@@ -273,7 +275,7 @@ pub fn tcp_source(
     len: u64,
 ) -> Result<(String, String), TrafficError> {
     let what = format!("TCP transfer {dst} -> {src} in {ns}");
-    netns::run_in(ns, || -> std::io::Result<(String, String)> {
+    in_ns(ns, what, || {
         let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
         writeln!(s, "SOURCE {len}")?;
@@ -302,8 +304,7 @@ pub fn tcp_source(
             left -= m as u64;
         }
         Ok((hex(&want.finalize()), hex(&got.finalize())))
-    })?
-    .map_err(io(what))
+    })
 }
 
 /// Sends a `size`-byte UDP datagram with DF (path MTU discovery on) from `src` to `dst`
@@ -317,7 +318,7 @@ pub fn udp_pmtu(
 ) -> Result<u32, TrafficError> {
     use std::os::fd::AsRawFd as _;
     let what = format!("UDP path MTU {src} -> {dst} in {ns}");
-    netns::run_in(ns, || -> std::io::Result<u32> {
+    in_ns(ns, what, || {
         let u = UdpSocket::bind((src, 0))?;
         u.connect(dst)?;
         let fd = u.as_raw_fd();
@@ -369,8 +370,7 @@ pub fn udp_pmtu(
             std::thread::sleep(Duration::from_millis(20));
         }
         mtu()
-    })?
-    .map_err(io(what))
+    })
 }
 
 /// The bytes bulk transfers carry: xorshift64, so neither side stores them.
@@ -437,7 +437,7 @@ pub fn tcp_flood(
 ) -> Result<u64, TrafficError> {
     use crate::frame::{Ipv4, ipv4_frame};
     let what = format!("TCP flood (flags {flags:#04x}) to {dst} from {ns}");
-    netns::run_in(ns, || -> std::io::Result<u64> {
+    in_ns(ns, what, || {
         let ifindex = nix::net::if_::if_nametoindex(iface).map_err(std::io::Error::from)?;
         let sender = crate::neigh::RawSender::open(ifindex)?;
         let mut sent = 0u64;
@@ -454,8 +454,7 @@ pub fn tcp_flood(
             sent += 1;
         }
         Ok(sent)
-    })?
-    .map_err(io(what))
+    })
 }
 
 #[cfg(test)]
