@@ -5,9 +5,8 @@
 //! started with `ip netns exec NS`, with no file, pin or mount to share (each
 //! `ip netns exec` gets a fresh /sys, so bpffs pins would not be seen). One request and one
 //! reply per connection, each a line of JSON.
-
 //!
-//! This module holds the wire types; [`server`] is `pl run`'s side, [`client`] the CLI's.
+//! This module holds the wire types; `server` is `pl run`'s side, `client` the CLI's.
 
 mod client;
 mod server;
