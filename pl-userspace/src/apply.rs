@@ -71,13 +71,26 @@ fn removed<'a, K: PartialEq, V>(
 
 /// Writes `plan`, given that `old` (if any) is what the maps hold now.
 pub fn apply(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
+    write_settings(ebpf, plan, old)?;
+    write_interfaces(ebpf, plan, old)?;
+    write_egress(ebpf, plan, old)?;
+    write_endpoints(ebpf, plan, old)?;
+    write_services(ebpf, plan, old)?;
+    write_maglev(ebpf, plan, old)
+}
+
+fn write_settings(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
     let mut settings: Array<&mut MapData, Settings> = map(ebpf, SETTINGS_MAP)?;
     if old.is_none_or(|o| o.settings != plan.settings) {
         settings
             .set(0, plan.settings, 0)
             .map_err(err(SETTINGS_MAP))?;
     }
+    Ok(())
+}
 
+/// Network MTUs, then the interfaces.
+fn write_interfaces(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
     // Before the interfaces whose MTU floor points at them.
     let mut m: Array<&mut MapData, u32> = map(ebpf, NET_MTU_MAP)?;
     for (k, v) in changed(&plan.mtus, old.map(|o| &o.mtus[..])) {
@@ -95,7 +108,10 @@ pub fn apply(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), App
         m.set(*k, IfaceConfig::default(), 0)
             .map_err(err(IFACES_MAP))?;
     }
+    Ok(())
+}
 
+fn write_egress(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
     let mut m: DevMap<&mut MapData> = map(ebpf, EGRESS_MAP)?;
     for (k, v) in changed(&plan.egress, old.map(|o| &o.egress[..])) {
         m.set(*k, *v, None, 0).map_err(err(EGRESS_MAP))?;
@@ -110,7 +126,11 @@ pub fn apply(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), App
             crate::batch::delete(d, k).map_err(err(EGRESS_MAP))?;
         }
     }
+    Ok(())
+}
 
+/// Endpoint addresses, endpoints, listeners and allowed sources.
+fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
     let mut m: HashMap<&mut MapData, AddrKey, AddrInfo> = map(ebpf, ADDRS_MAP)?;
     for (k, v) in changed(&plan.addrs, old.map(|o| &o.addrs[..])) {
         m.insert(k, v, 0).map_err(err(ADDRS_MAP))?;
@@ -145,7 +165,11 @@ pub fn apply(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), App
     {
         m.remove(&Key::new(*len, *data)).map_err(err(SOURCES_MAP))?;
     }
+    Ok(())
+}
 
+/// Services and their targets.
+fn write_services(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
     let mut m: Array<&mut MapData, ServiceInfo> = map(ebpf, SERVICES_MAP)?;
     for (k, v) in changed(&plan.services, old.map(|o| &o.services[..])) {
         m.set(*k, v, 0).map_err(err(SERVICES_MAP))?;
@@ -154,7 +178,10 @@ pub fn apply(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), App
     for (k, v) in changed(&plan.targets, old.map(|o| &o.targets[..])) {
         m.set(*k, v, 0).map_err(err(TARGETS_MAP))?;
     }
+    Ok(())
+}
 
+fn write_maglev(ebpf: &Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
     // Only the slots that differ, in batches: a table has 65537 of them, and a target that
     // comes or goes moves about 1/n.
     let Some(aya::maps::Map::Array(data)) = ebpf.map(MAGLEV_MAP) else {

@@ -26,7 +26,7 @@ use pl_common::{
 use crate::{
     flows::now_ns,
     frame::{self, Ipv4},
-    model::{HealthCheck, Model},
+    model::{HealthCheck, Model, Service},
     neigh::Resolver,
     plan::{Unhealthy, be},
 };
@@ -188,76 +188,15 @@ impl Checker {
         let now = Instant::now();
         let mut log = Vec::new();
         for (id, c) in &mut self.targets {
-            let s = &model.services[usize::from(c.service)];
-            if c.health == Health::Unchecked {
-                continue;
-            }
-            let hc = &s.health;
-            let Some(&(nlb, _)) = s.nlbs.iter().find(|(_, z)| *z == c.zone) else {
+            let Some(check) = Check::of(*id, c, model, macs, resolver) else {
                 continue;
             };
-            let mac = macs.get(id).copied().filter(|m| *m != [0; 6]);
-            let send = Sender {
-                resolver,
-                network: s.network,
-                src_mac: model.networks[usize::from(s.network)].mac,
-                nlb,
-                target: c.ip,
-                port: hc.port,
-            };
-            if let Some((sent, isn)) = c.inflight {
-                let key = c.key.expect("an inflight probe has its entry");
-                let state = probes.get(&key, 0).unwrap_or(0) as u8;
-                let outcome = match probe_outcome(state) {
-                    Some(true) => {
-                        // Reset the half-open connection on the target.
-                        if let Some(m) = mac {
-                            let _ = send.segment(m, key.dport_be, isn.wrapping_add(1), TCP_RST);
-                        }
-                        Some((true, "syn-ack"))
-                    }
-                    Some(false) => Some((false, "rst")),
-                    None if now.duration_since(sent) >= Duration::from_millis(hc.timeout_ms) => {
-                        Some((false, "timeout"))
-                    }
-                    None => None,
-                };
-                if let Some((pass, what)) = outcome {
-                    c.inflight = None;
-                    c.last = what;
-                    if let Some(line) = c.record(pass, hc) {
-                        log.push(format!(
-                            "service {}: target {}: {line} ({what})",
-                            s.name, c.ip
-                        ));
-                    }
-                }
-            }
+            log.extend(c.read_answer(&check, now, probes));
             if c.inflight.is_some() || now < c.next {
                 continue;
             }
-            c.next = now + Duration::from_millis(hc.interval_ms);
-            // An unresolved target takes no flows anyway; ARP brings it in.
-            let Some(m) = mac else { continue };
-            let Some(key) = c.reserve(flows, probes, s.network, nlb, hc, settings, *id) else {
-                log.push(format!(
-                    "service {}: target {}: no free port to probe from",
-                    s.name, c.ip
-                ));
-                continue;
-            };
-            // State 0, so only this probe's answer is read.
-            if probes.insert(key, 0, 0).is_err() {
-                continue;
-            }
-            let isn = (now_ns() as u32) ^ id.rotate_left(16);
-            match send.segment(m, key.dport_be, isn, frame::TCP_SYN) {
-                Ok(()) => c.inflight = Some((now, isn)),
-                Err(e) => log.push(format!(
-                    "service {}: target {}: sending a check: {e}",
-                    s.name, c.ip
-                )),
-            }
+            c.next = now + Duration::from_millis(check.service.health.interval_ms);
+            log.extend(c.send_check(&check, now, settings, flows, probes));
         }
         self.note_fail_open(model, &mut log);
         log
@@ -318,6 +257,71 @@ impl Checked {
         })
     }
 
+    /// Reads what came back for the probe in flight, if anything did or it timed out, and
+    /// counts it; returns the transition that made, for the log.
+    fn read_answer(
+        &mut self,
+        check: &Check<'_>,
+        now: Instant,
+        probes: &Probes<'_>,
+    ) -> Option<String> {
+        let (sent, isn) = self.inflight?;
+        let hc = &check.service.health;
+        let key = self.key.expect("an inflight probe has its entry");
+        let state = probes.get(&key, 0).unwrap_or(0) as u8;
+        let (pass, what) = match probe_outcome(state) {
+            Some(true) => {
+                // Reset the half-open connection on the target.
+                if let Some(m) = check.mac {
+                    let _ = check
+                        .send
+                        .segment(m, key.dport_be, isn.wrapping_add(1), TCP_RST);
+                }
+                (true, "syn-ack")
+            }
+            Some(false) => (false, "rst"),
+            None if now.duration_since(sent) >= Duration::from_millis(hc.timeout_ms) => {
+                (false, "timeout")
+            }
+            None => return None,
+        };
+        self.inflight = None;
+        self.last = what;
+        let line = self.record(pass, hc)?;
+        Some(check.say(format_args!("{line} ({what})")))
+    }
+
+    /// Sends the check that is due: a port to probe from, the probe's entry cleared, a SYN.
+    /// Returns what went wrong, for the log.
+    fn send_check(
+        &mut self,
+        check: &Check<'_>,
+        now: Instant,
+        settings: &Settings,
+        flows: &Flows<'_>,
+        probes: &mut Probes<'_>,
+    ) -> Option<String> {
+        // An unresolved target takes no flows anyway; ARP brings it in.
+        let m = check.mac?;
+        let (s, id) = (check.service, check.id);
+        let Some(key) = self.reserve(flows, probes, s.network, check.nlb, &s.health, settings, id)
+        else {
+            return Some(check.say("no free port to probe from"));
+        };
+        // State 0, so only this probe's answer is read.
+        if probes.insert(key, 0, 0).is_err() {
+            return None;
+        }
+        let isn = (now_ns() as u32) ^ id.rotate_left(16);
+        match check.send.segment(m, key.dport_be, isn, frame::TCP_SYN) {
+            Ok(()) => {
+                self.inflight = Some((now, isn));
+                None
+            }
+            Err(e) => Some(check.say(format_args!("sending a check: {e}"))),
+        }
+    }
+
     /// The probe's key, reserved in `PL_PROBES` and kept from check to check. New flows
     /// skip a port a probe holds; a flow that held it before the probe did is seen here.
     #[expect(
@@ -374,6 +378,55 @@ impl Checked {
 fn drop_probe(probes: &mut Probes<'_>, c: &Checked) {
     if let Some(k) = c.key {
         let _ = probes.remove(&k);
+    }
+}
+
+/// One checked target as a tick sees it: its service, where its probes go from and to.
+struct Check<'a> {
+    id: u32,
+    service: &'a Service,
+    nlb: Ipv4Addr,
+    /// The target's MAC, once resolved.
+    mac: Option<[u8; 6]>,
+    send: Sender<'a>,
+}
+
+impl<'a> Check<'a> {
+    /// `None` if `c` is not checked or its zone has no NLB address to probe from.
+    fn of(
+        id: u32,
+        c: &Checked,
+        model: &'a Model,
+        macs: &HashMap<u32, [u8; 6]>,
+        resolver: &'a Resolver,
+    ) -> Option<Self> {
+        let s = &model.services[usize::from(c.service)];
+        if c.health == Health::Unchecked {
+            return None;
+        }
+        let &(nlb, _) = s.nlbs.iter().find(|(_, z)| *z == c.zone)?;
+        Some(Self {
+            id,
+            service: s,
+            nlb,
+            mac: macs.get(&id).copied().filter(|m| *m != [0; 6]),
+            send: Sender {
+                resolver,
+                network: s.network,
+                src_mac: model.networks[usize::from(s.network)].mac,
+                nlb,
+                target: c.ip,
+                port: s.health.port,
+            },
+        })
+    }
+
+    /// A log line about this target.
+    fn say(&self, what: impl std::fmt::Display) -> String {
+        format!(
+            "service {}: target {}: {what}",
+            self.service.name, self.send.target
+        )
     }
 }
 
