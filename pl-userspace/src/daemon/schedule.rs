@@ -22,7 +22,7 @@ pub struct Due {
 
 impl Schedule {
     /// Advances one second. ARP runs every second while a target is unresolved, so a new
-    /// target is found fast, and every [`PROBE_EVERY`] s otherwise to stay fresh.
+    /// target is found fast, and every `PROBE_EVERY` s otherwise to stay fresh.
     pub fn tick(&mut self, unresolved: bool) -> Due {
         self.ticks += 1;
         Due {

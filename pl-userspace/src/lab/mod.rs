@@ -1,9 +1,10 @@
 //! The lab wing: tooling that drives pl as a user would, never used by the product.
 //!
-//! [`spec`] lays out the built-in lab and [`topology`] builds network-namespace labs (re-exported here as `lab::Lab`), [`netns`] and
-//! [`cmd`] run things inside them, [`traffic`] is their servers and clients, [`runner`] starts
-//! `pl run` as a separate process, and [`demo`] and [`bench`] are the `pl demo` and `pl bench`
-//! commands built on all of it. Product modules (config to control) never import from here.
+//! [`spec`] lays out the built-in lab and [`topology`] builds network-namespace labs (re-exported
+//! here as `lab::Lab`), [`netns`] and [`cmd`] run things inside them, [`traffic`]
+//! is their servers and clients, [`runner`] starts `pl run` as a separate process, and
+//! [`demo`] and [`bench`](mod@bench) are the `pl demo` and `pl bench` commands built on all
+//! of it. Product modules (config to control) never import from here.
 
 pub mod bench;
 pub mod cmd;

@@ -179,7 +179,7 @@ impl Lab {
         &self.prefix
     }
 
-    /// Writes [`LAB_CONFIG`] (or `config`) to a file named after the lab in the temp dir.
+    /// Writes [`LAB_CONFIG`](super::spec::LAB_CONFIG) (or `config`) to a file named after the lab in the temp dir.
     pub fn write_config(&self, config: &str) -> Result<std::path::PathBuf, LabError> {
         use std::os::unix::fs::PermissionsExt as _;
         let path = std::env::temp_dir().join(format!("{}pl.toml", self.prefix));
