@@ -126,6 +126,12 @@ fn refused_tcp(
     );
 }
 
+/// `ip route get` for the endpoint address in namespace `ns`: where a cached PMTU shows.
+fn route_to_endpoint(ns: &str) -> String {
+    let out = output(netns::exec(ns, "ip").args(["route", "get", "10.0.0.100"]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn refusals_are_dropped_and_counted_per_endpoint() {
     require_kernel!("refusals_are_dropped_and_counted_per_endpoint");
@@ -449,10 +455,7 @@ fn pmtu_discovery_works_through_an_endpoint() {
         .iter()
         .find(|f| f.consumer == SocketAddrV4::new(CLIENT, 41500))
         .unwrap_or_else(|| panic!("no flow for the socket: {flows:#?}"));
-    let route = || {
-        let out = output(netns::exec(&acme, "ip").args(["route", "get", "10.0.0.100"]));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let route = || route_to_endpoint(&acme);
     assert!(
         !route().contains("mtu"),
         "a PMTU before the test: {}",
@@ -538,10 +541,7 @@ fn a_jumbo_consumer_reaches_a_1500_provider_through_clamped_mss_and_pmtu() {
     assert_eq!(sent, got, "sha256 of 8 MB to the target differs");
 
     // PMTU: a 3000-byte datagram with DF is answered from the endpoint address.
-    let route = || {
-        let out = output(netns::exec(&acme, "ip").args(["route", "get", "10.0.0.100"]));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let route = || route_to_endpoint(&acme);
     assert!(
         !route().contains("mtu"),
         "a PMTU before the test: {}",

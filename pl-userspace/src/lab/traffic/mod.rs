@@ -237,6 +237,16 @@ pub fn udp_who(
     })
 }
 
+/// A connection for a long transfer: `request` sent, a minute allowed for each read and
+/// write.
+fn transfer(src: Ipv4Addr, dst: SocketAddrV4, request: &str) -> std::io::Result<TcpStream> {
+    let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.set_write_timeout(Some(Duration::from_secs(60)))?;
+    writeln!(s, "{request}")?;
+    Ok(s)
+}
+
 /// Streams `len` pseudo-random bytes over TCP to `dst` and returns (sha256 sent, sha256
 /// the server computed).
 pub fn tcp_sink(
@@ -247,10 +257,7 @@ pub fn tcp_sink(
 ) -> Result<(String, String), TrafficError> {
     let what = format!("TCP transfer {src} -> {dst} in {ns}");
     in_ns(ns, what, || {
-        let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        s.set_write_timeout(Some(Duration::from_secs(60)))?;
-        writeln!(s, "SINK {len}")?;
+        let mut s = transfer(src, dst, &format!("SINK {len}"))?;
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut stream = Stream::default();
@@ -276,9 +283,7 @@ pub fn tcp_source(
 ) -> Result<(String, String), TrafficError> {
     let what = format!("TCP transfer {dst} -> {src} in {ns}");
     in_ns(ns, what, || {
-        let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        writeln!(s, "SOURCE {len}")?;
+        let mut s = transfer(src, dst, &format!("SOURCE {len}"))?;
         let (mut want, mut got) = (Sha256::new(), Sha256::new());
         let mut stream = Stream::default();
         let (mut buf, mut expect) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
