@@ -85,7 +85,8 @@ pub fn lookup(key: &FlowKey, now: u64, syn: bool) -> Found {
 
 /// Removes the consumer flow `key` and its reply entry so the tuple can start afresh. The
 /// forward entry goes first: a forward entry never outlives the reply entry that reserves
-/// its SNAT port. The reply entry is removed only if it is this flow's.
+/// its SNAT port. The reply entry is removed only if it is this flow's, and only by
+/// whoever removed the forward entry.
 #[inline(always)]
 pub fn remove_stale(key: &FlowKey) {
     // SAFETY: read in place, before anything is removed.
@@ -99,8 +100,9 @@ pub fn remove_stale(key: &FlowKey) {
         reason = "by value the key would be copied again onto the 512-byte BPF stack"
     )]
     let ours = unsafe { PL_FLOWS.get(&reply_key) }.is_some_and(|r| same_flow(key, v, r));
-    let _ = PL_FLOWS.remove(key);
-    if ours {
+    // Only the remover of the forward entry removes its reply: if the sweep took it
+    // meanwhile, the reply is the sweep's to judge, and may by then be a newer flow's.
+    if PL_FLOWS.remove(key).is_ok() && ours {
         #[expect(
             clippy::needless_borrows_for_generic_args,
             reason = "by value the key would be copied again onto the 512-byte BPF stack"

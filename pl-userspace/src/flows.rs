@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{HashMap, MapData},
+    maps::{HashMap, MapData, MapError},
 };
 use pl_common::{
     flow::{
@@ -59,7 +59,7 @@ pub struct Sweep {
 
 /// Sweeps the flow table pinned at `pin` (opened anew, so this can run on its own thread
 /// while `pl run` goes on serving).
-pub fn sweep_pinned(pin: &std::path::Path, s: &Settings) -> Result<Sweep, aya::maps::MapError> {
+pub fn sweep_pinned(pin: &std::path::Path, s: &Settings) -> Result<Sweep, MapError> {
     let mut map = aya::maps::Map::HashMap(MapData::from_pin(pin)?);
     Ok(sweep(&mut map, s))
 }
@@ -137,16 +137,31 @@ fn remove_pair(
     key: &FlowKey,
     doomed: impl Fn(&FlowValue, Option<&FlowValue>) -> bool,
 ) -> Taken {
-    let Ok(Some(forward)) = crate::batch::take::<FlowKey, FlowValue>(fd, key) else {
-        return Taken::Gone;
+    let forward = match crate::batch::take::<FlowKey, FlowValue>(fd, key) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Taken::Gone,
+        Err(e) => {
+            tracing::warn!("taking a flow entry out of the table: {e}");
+            return Taken::Gone;
+        }
     };
     let other_key = forward.reply_key(key.proto);
     let reply = map
         .get(&other_key, 0)
         .ok()
         .filter(|o| same_flow(key, &forward, o));
-    if !doomed(&forward, reply.as_ref()) && map.insert(key, forward, BPF_NOEXIST).is_ok() {
-        return Taken::Kept(forward);
+    if !doomed(&forward, reply.as_ref()) {
+        match map.insert(key, forward, BPF_NOEXIST) {
+            Ok(()) => return Taken::Kept(forward),
+            // A newer flow took the tuple: this one is over, its reservation goes below.
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+            // No room (another CPU took the freed slot): the flow is lost either way; its
+            // reply entry is left for the orphan pass rather than freed under a live peer.
+            Err(e) => {
+                tracing::warn!("putting a live flow back: {e}");
+                return Taken::Gone;
+            }
+        }
     }
     if reply.is_some() {
         let _ = map.remove(&other_key);
@@ -173,9 +188,15 @@ pub fn revoke(m: &mut aya::maps::Map, refused: impl Fn(&FlowKey, &FlowValue) -> 
         .iter()
         .filter(|(k, v)| v.dir == FLOW_FORWARD && refused(k, v))
     {
-        // As it is taken out: a newer flow on the tuple is judged on its own.
-        if let Taken::Removed(flow) = remove_pair(&mut map, fd, key, |f, _| refused(key, f)) {
-            out.push(flow);
+        // As it is taken out: a newer flow on the tuple is judged on its own. Gone while
+        // the key is there again: the sweep had it out for a moment; take it again.
+        for _ in 0..3 {
+            match remove_pair(&mut map, fd, key, |f, _| refused(key, f)) {
+                Taken::Removed(flow) => out.push(flow),
+                Taken::Gone if map.get(key, 0).is_ok() => continue,
+                Taken::Gone | Taken::Kept(_) => {}
+            }
+            break;
         }
     }
     out
