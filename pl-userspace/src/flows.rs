@@ -103,8 +103,19 @@ pub fn sweep_with_clock(m: &mut aya::maps::Map, s: &Settings, clock: &dyn Fn() -
             out.live.add(v);
             continue;
         }
-        // Dead in the snapshot: judged again on the entry as it is taken out, which may be
-        // a newer flow on the same tuple by now, with another reply entry.
+        // Dead in the snapshot. Alive as it is now (used since)? Then it stays, untouched.
+        if let Ok(fresh) = map.get(key, 0) {
+            let other = map
+                .get(&fresh.reply_key(key.proto), 0)
+                .ok()
+                .filter(|o| same_flow(key, &fresh, o));
+            if judge(key, &fresh, other.as_ref(), clock(), s) {
+                out.live.add(&fresh);
+                continue;
+            }
+        }
+        // Judged again on the entry as it is taken out, which may be a newer flow on the
+        // same tuple by now, with another reply entry.
         match remove_pair(&mut map, fd, key, |f, r| !judge(key, f, r, clock(), s)) {
             Taken::Removed(flow) => out.closed.push(flow),
             Taken::Kept(fresh) => out.live.add(&fresh),
