@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap as StdHashMap,
     net::{Ipv4Addr, SocketAddrV4},
+    os::fd::RawFd,
 };
 
 use aya::{
@@ -82,10 +83,7 @@ pub fn sweep(m: &mut aya::maps::Map, s: &Settings) -> Sweep {
 pub fn sweep_with_clock(m: &mut aya::maps::Map, s: &Settings, clock: &dyn Fn() -> u64) -> Sweep {
     let mut out = Sweep::default();
     let entries = entries_of(m);
-    let Some(fd) = crate::batch::hash_data(m).map(crate::batch::raw_fd) else {
-        return out;
-    };
-    let Ok(mut map) = HashMap::<&mut MapData, FlowKey, FlowValue>::try_from(m) else {
+    let Some((fd, mut map)) = open(m) else {
         return out;
     };
     let snapshot: StdHashMap<FlowKey, FlowValue> = entries.iter().copied().collect();
@@ -105,10 +103,7 @@ pub fn sweep_with_clock(m: &mut aya::maps::Map, s: &Settings, clock: &dyn Fn() -
         }
         // Dead in the snapshot. Alive as it is now (used since)? Then it stays, untouched.
         if let Ok(fresh) = map.get(key, 0) {
-            let other = map
-                .get(&fresh.reply_key(key.proto), 0)
-                .ok()
-                .filter(|o| same_flow(key, &fresh, o));
+            let other = other_half(&map, key, &fresh);
             if judge(key, &fresh, other.as_ref(), clock(), s) {
                 out.live.add(&fresh);
                 continue;
@@ -123,6 +118,23 @@ pub fn sweep_with_clock(m: &mut aya::maps::Map, s: &Settings, clock: &dyn Fn() -
         }
     }
     out
+}
+
+/// The flow map `m` typed, with its descriptor for [`crate::batch::take`].
+fn open(m: &mut aya::maps::Map) -> Option<(RawFd, HashMap<&mut MapData, FlowKey, FlowValue>)> {
+    let fd = crate::batch::hash_data(m).map(crate::batch::raw_fd)?;
+    Some((fd, HashMap::try_from(m).ok()?))
+}
+
+/// The other half of the flow whose entry under `key` is `entry`, if it points back.
+fn other_half(
+    map: &HashMap<&mut MapData, FlowKey, FlowValue>,
+    key: &FlowKey,
+    entry: &FlowValue,
+) -> Option<FlowValue> {
+    map.get(&entry.reply_key(key.proto), 0)
+        .ok()
+        .filter(|o| same_flow(key, entry, o))
 }
 
 /// What [`remove_pair`] did.
@@ -144,7 +156,7 @@ enum Taken {
 /// rather than stay orphaned.
 fn remove_pair(
     map: &mut HashMap<&mut MapData, FlowKey, FlowValue>,
-    fd: std::os::fd::RawFd,
+    fd: RawFd,
     key: &FlowKey,
     doomed: impl Fn(&FlowValue, Option<&FlowValue>) -> bool,
 ) -> Taken {
@@ -156,11 +168,7 @@ fn remove_pair(
             return Taken::Gone;
         }
     };
-    let other_key = forward.reply_key(key.proto);
-    let reply = map
-        .get(&other_key, 0)
-        .ok()
-        .filter(|o| same_flow(key, &forward, o));
+    let reply = other_half(map, key, &forward);
     if !doomed(&forward, reply.as_ref()) {
         match map.insert(key, forward, BPF_NOEXIST) {
             Ok(()) => return Taken::Kept(forward),
@@ -175,7 +183,7 @@ fn remove_pair(
         }
     }
     if reply.is_some() {
-        let _ = map.remove(&other_key);
+        let _ = map.remove(&forward.reply_key(key.proto));
     }
     Taken::Removed(Flow {
         key: *key,
@@ -188,10 +196,7 @@ fn remove_pair(
 /// consumer key and forward entry); the flows removed.
 pub fn revoke(m: &mut aya::maps::Map, refused: impl Fn(&FlowKey, &FlowValue) -> bool) -> Vec<Flow> {
     let entries = entries_of(m);
-    let Some(fd) = crate::batch::hash_data(m).map(crate::batch::raw_fd) else {
-        return Vec::new();
-    };
-    let Ok(mut map) = HashMap::<&mut MapData, FlowKey, FlowValue>::try_from(m) else {
+    let Some((fd, mut map)) = open(m) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -277,10 +282,7 @@ fn remove_orphan_reply(
     let Ok(fresh) = map.get(key, 0) else {
         return;
     };
-    let fwd_key = fresh.reply_key(key.proto);
-    let has_forward = map
-        .get(&fwd_key, 0)
-        .is_ok_and(|f| same_flow(key, &fresh, &f));
+    let has_forward = other_half(map, key, &fresh).is_some();
     let idle = now.saturating_sub(fresh.last_seen_ns);
     if !has_forward && idle > idle_limit_ns(key.proto, 0, fresh.state, s) {
         let _ = map.remove(key);

@@ -82,6 +82,11 @@ impl Sizes {
         }
     }
 
+    /// Measurements in a round: bare, pl with 1 flow, each scale, new flows, nftables.
+    fn per_round(&self) -> usize {
+        4 + self.scale.len()
+    }
+
     fn max_flows(&self) -> u32 {
         self.scale.iter().copied().max().unwrap_or(1)
     }
@@ -113,7 +118,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     println!(
         "==> {} rounds of {} measurements, {} ms each, {FRAME_LEN}-byte frames, generator on CPU {}",
         sizes.repeats,
-        rounds.total / sizes.repeats,
+        sizes.per_round(),
         sizes.window.as_millis(),
         cpus.saturating_sub(1)
     );
@@ -169,7 +174,7 @@ impl<'s> Rounds<'s> {
             sizes,
             variants: Variants::default(),
             done: 0,
-            total: sizes.repeats * (4 + sizes.scale.len()),
+            total: sizes.repeats * sizes.per_round(),
             flow_table_bytes: 0,
             flow_table_flows: 0,
             stats_walk_ms: 0.0,
