@@ -462,8 +462,40 @@ impl Bench<'_> {
             .stderr(std::process::Stdio::null())
             .spawn()
             .context("starting iperf3 -s (is iperf3 installed? `cargo xtask setup`)")?;
-        std::thread::sleep(Duration::from_millis(300));
-        let out = netns::exec(&glob, "iperf3")
+        let out =
+            wait_listening(&prov, 8443).and_then(|()| iperf_client(&glob, dst, port, seconds));
+        let _ = server.kill();
+        let _ = server.wait();
+        let v = out?;
+        v.pointer("/end/sum_received/bits_per_second")
+            .and_then(serde_json::Value::as_f64)
+            .context("iperf3 reported no received rate")
+    }
+}
+
+/// Waits (up to 5 s) until something in `ns` listens on TCP `port`: a loaded machine may
+/// take longer than any fixed sleep to start the server.
+fn wait_listening(ns: &str, port: u16) -> anyhow::Result<()> {
+    let filter = format!("sport = :{port}");
+    for _ in 0..50 {
+        let out = netns::exec(ns, "ss")
+            .args(["-Hltn", filter.as_str()])
+            .output()
+            .context("running ss")?;
+        if !out.stdout.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("nothing listens on port {port} in {ns} after 5 s")
+}
+
+/// One iperf3 client run; a refused connect is tried again (up to 5 times, 200 ms apart)
+/// since a refusal never reaches the one-shot server.
+fn iperf_client(ns: &str, dst: &str, port: u16, seconds: u32) -> anyhow::Result<serde_json::Value> {
+    let mut tries = 0;
+    loop {
+        let out = netns::exec(ns, "iperf3")
             .args([
                 "-J",
                 "-c",
@@ -473,18 +505,18 @@ impl Bench<'_> {
                 "-t",
                 &seconds.to_string(),
             ])
-            .output();
-        let _ = server.kill();
-        let _ = server.wait();
-        let out = out.context("running iperf3 -c")?;
+            .output()
+            .context("running iperf3 -c")?;
         let v: serde_json::Value =
             serde_json::from_slice(&out.stdout).context("iperf3 -J output")?;
-        if let Some(e) = v.get("error").and_then(serde_json::Value::as_str) {
+        let Some(e) = v.get("error").and_then(serde_json::Value::as_str) else {
+            return Ok(v);
+        };
+        tries += 1;
+        if !e.contains("Connection refused") || tries == 5 {
             bail!("iperf3 to {dst}:{port}: {e}");
         }
-        v.pointer("/end/sum_received/bits_per_second")
-            .and_then(serde_json::Value::as_f64)
-            .context("iperf3 reported no received rate")
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -1,0 +1,63 @@
+//! `pl down` and `pl reload`: changing what runs.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use pl_userspace::{
+    control::{self, DEFAULT_INSTANCE, SentConfig},
+    dataplane,
+};
+
+#[derive(Args)]
+pub struct DownArgs {
+    #[arg(long, default_value = DEFAULT_INSTANCE)]
+    pub instance: String,
+}
+
+#[derive(Args)]
+pub struct ReloadArgs {
+    /// A new config file, read here and sent to `pl run` (which keeps it as the running
+    /// config); default: `pl run` reads again the file it was started with.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, default_value = DEFAULT_INSTANCE)]
+    pub instance: String,
+}
+
+pub fn down(args: &DownArgs) -> anyhow::Result<()> {
+    match dataplane::down(&args.instance)? {
+        None => println!("pl down: nothing of instance {:?} here", args.instance),
+        Some(ifaces) => {
+            let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
+            println!(
+                "pl down: detached from {} and removed instance {:?}'s flows and state",
+                if names.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    names.join(", ")
+                },
+                args.instance
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn reload(args: &ReloadArgs) -> anyhow::Result<()> {
+    // pl run opens no path a client names: the file is read here and its text sent.
+    let sent = args
+        .config
+        .as_ref()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map(|text| SentConfig {
+                    name: p.display().to_string(),
+                    text,
+                })
+                .with_context(|| format!("{}: cannot read", p.display()))
+        })
+        .transpose()?;
+    println!("{}", control::reload(&args.instance, sent)?);
+    Ok(())
+}

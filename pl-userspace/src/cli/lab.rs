@@ -1,0 +1,96 @@
+//! `pl lab` and `pl demo`: the built-in veth lab.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use pl_userspace::lab::{
+    Lab,
+    demo::{self, DEFAULT_PREFIX, DemoOptions},
+};
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Subcommand)]
+pub enum LabCommand {
+    /// Create the lab (replacing one with the same prefix) and print its topology.
+    Up {
+        #[arg(long)]
+        prefix: String,
+        /// Print the topology as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Every link's MTU (both veth ends); 9000 for jumbo frames.
+        #[arg(long, default_value_t = pl_userspace::lab::DEFAULT_MTU, value_parser = clap::value_parser!(u32).range(68..=65535))]
+        mtu: u32,
+    },
+    /// Remove everything the lab made. Idempotent.
+    Down {
+        #[arg(long)]
+        prefix: String,
+    },
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value = DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// UDP requests from each consumer network.
+    #[arg(long, default_value_t = 10)]
+    pub packets: usize,
+}
+
+pub fn lab(command: LabCommand) -> anyhow::Result<()> {
+    match command {
+        LabCommand::Up { prefix, json, mtu } => {
+            let topo = Lab::new(&prefix)?.with_mtu(mtu).up()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&topo)?);
+            } else {
+                print!("{topo}");
+            }
+        }
+        LabCommand::Down { prefix } => {
+            Lab::new(&prefix)?.down()?;
+            println!("lab {prefix}: down");
+        }
+    }
+    Ok(())
+}
+
+pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let opts = DemoOptions {
+        prefix: args.prefix,
+        packets: args.packets,
+    };
+    let lab = Lab::new(&opts.prefix)?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut steps = tokio::task::spawn_blocking(move || demo::run(&opts));
+    let (signal, mut code) = tokio::select! {
+        done = &mut steps => return done.context("pl demo panicked")?.context("pl demo"),
+        _ = term.recv() => ("SIGTERM", 143),
+        _ = int.recv() => ("SIGINT", 130),
+    };
+    // The steps run on a blocking thread that cannot be cancelled: tear the lab down from
+    // here, which stops `pl run` inside it (it detaches) and makes the steps fail fast,
+    // then let the steps' own teardown finish before exiting.
+    let prefix = lab.prefix();
+    eprintln!("pl demo: interrupted ({signal}); tearing down lab {prefix}");
+    if let Err(e) = lab.down() {
+        eprintln!(
+            "pl demo: teardown failed: {:#}; run `pl lab down --prefix {prefix}`",
+            anyhow::Error::from(e)
+        );
+        code = 1;
+    }
+    if tokio::time::timeout(Duration::from_secs(30), steps)
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "pl demo: its steps did not stop within 30 s; run `pl lab down --prefix {prefix}`"
+        );
+        code = 1;
+    }
+    std::process::exit(code);
+}
