@@ -6,13 +6,12 @@ use pl_userspace::{
     flows,
 };
 
-use super::left_behind;
+use super::{left_behind, output::OutputArgs};
 
 #[derive(Args)]
 pub struct FlowsArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
     /// Only this endpoint's flows.
     #[arg(long, value_name = "NAME")]
     pub endpoint: Option<String>,
@@ -42,7 +41,7 @@ pub fn run(args: &FlowsArgs) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         control::watch(&args.instance, |e| {
             if filter.matches_event(&e) {
-                let line = if args.json {
+                let line = if args.out.format().is_json() {
                     serde_json::to_string(&e).expect("an event serializes")
                 } else {
                     e.line()
@@ -64,7 +63,7 @@ pub fn run(args: &FlowsArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("--nlb {nlb}: no live flow holds this NLB address and port");
     }
-    if args.json {
+    if args.out.format().is_json() {
         println!("{}", serde_json::to_string_pretty(&flows)?);
     } else {
         print!("{}", flows::table(&flows));

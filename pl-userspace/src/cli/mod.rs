@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod flows;
 mod lab;
+mod output;
 mod run;
 mod stats;
 

@@ -3,13 +3,12 @@
 use clap::Args;
 use pl_userspace::control::{self, DEFAULT_INSTANCE};
 
-use super::left_behind;
+use super::{left_behind, output::OutputArgs};
 
 #[derive(Args)]
 pub struct StatsArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
     #[arg(long, default_value = DEFAULT_INSTANCE)]
     pub instance: String,
 }
@@ -19,7 +18,7 @@ pub fn run(args: &StatsArgs) -> anyhow::Result<()> {
         Ok(r) => r,
         Err(e) => left_behind(&args.instance, e)?.stats(true)?,
     };
-    if args.json {
+    if args.out.format().is_json() {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
