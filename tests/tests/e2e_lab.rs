@@ -1,5 +1,6 @@
 //! End to end, the lab: `pl lab up` replaces a lab of the same prefix and `pl lab down` is
-//! idempotent; `pl demo` runs end to end.
+//! idempotent; `pl demo` runs end to end; the quick start (`lab up --config-out --serve`,
+//! `pl run`, curl) works as written.
 
 use std::process::Command;
 
@@ -104,4 +105,71 @@ fn demo_runs_end_to_end() {
     for ns in lab.namespaces() {
         assert!(!netns::exists(&ns), "demo left namespace {ns}");
     }
+}
+
+/// The README's quick start, as a user types it: `pl lab up --config-out --serve`, `pl run`
+/// on that config, one curl through an endpoint, and `pl lab down` stopping the servers.
+#[test]
+fn quick_start_serves_a_curl_through_an_endpoint() {
+    require_kernel!("quick_start_serves_a_curl_through_an_endpoint");
+    let prefix = format!("qs{}-", std::process::id());
+    let lab = pl_userspace::lab::Lab::new(&prefix).expect("valid prefix");
+    struct Down(pl_userspace::lab::Lab);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = self.0.down();
+        }
+    }
+    let _down = Down(lab.clone());
+    let config = std::env::temp_dir().join(format!("{prefix}quick.toml"));
+    let up = output(Command::new(pl_bin()).args([
+        "lab",
+        "up",
+        "--prefix",
+        &prefix,
+        "--config-out",
+        config.to_str().expect("utf-8 temp dir"),
+        "--serve",
+    ]));
+    assert!(up.status.success(), "pl lab up --serve: {}", stderr(&up));
+    let text = std::fs::read_to_string(&config).expect("--config-out wrote the config");
+    assert!(text.contains("[[endpoint]]"), "not a pl config:\n{text}");
+    let serving = || {
+        let pids = output(Command::new("ip").args(["netns", "pids", &format!("{prefix}prov")]));
+        !String::from_utf8_lossy(&pids.stdout).trim().is_empty()
+    };
+    assert!(serving(), "no server process in {prefix}prov");
+    let fw = format!("{prefix}fw");
+    let mut run = netns::exec(&fw, pl_bin())
+        .args(["run", "--config", config.to_str().expect("utf-8")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting pl run");
+    // Until pl run has attached and resolved the targets: at most 10 s.
+    let acme = format!("{prefix}acme");
+    let mut answer = String::new();
+    for _ in 0..20 {
+        let out =
+            output(netns::exec(&acme, "curl").args(["-s", "-m", "2", "http://10.0.0.100:443/"]));
+        answer = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let _ = run.kill();
+    let _ = run.wait();
+    assert!(
+        answer.starts_with("target=10.9.0.11 peer=10.9.0.250:"),
+        "curl through the endpoint answered {answer:?}"
+    );
+    let down = output(Command::new(pl_bin()).args(["lab", "down", "--prefix", &prefix]));
+    assert!(down.status.success(), "pl lab down: {}", stderr(&down));
+    let left = output(Command::new("pgrep").args(["-f", &format!("lab serve --prefix {prefix}")]));
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "pl lab down left the servers running"
+    );
+    let _ = std::fs::remove_file(&config);
 }

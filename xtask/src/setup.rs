@@ -24,6 +24,8 @@ const APT_PACKAGES: &[&str] = &[
     "tcpdump",
     "bpftool",
     "iputils-ping",
+    // the quick start's (and its test's) HTTP request through an endpoint
+    "curl",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// LLVM majors bpf-linker 0.13.0 has a feature for.

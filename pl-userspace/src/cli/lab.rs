@@ -1,12 +1,13 @@
 //! `pl lab` and `pl demo`: the built-in veth lab.
 
-use std::time::Duration;
+use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use pl_userspace::lab::{
-    Lab,
+    LAB_CONFIG, Lab,
     demo::{self, DEFAULT_PREFIX, DemoOptions},
+    serve::TARGETS,
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -22,9 +23,23 @@ pub enum LabCommand {
         /// Every link's MTU (both veth ends); 9000 for jumbo frames.
         #[arg(long, default_value_t = pl_userspace::lab::DEFAULT_MTU, value_parser = clap::value_parser!(u32).range(68..=65535))]
         mtu: u32,
+        /// Also write the lab's pl config to FILE (mode 0600), ready for `pl run --config`.
+        #[arg(long, value_name = "FILE")]
+        config_out: Option<PathBuf>,
+        /// Also start the provider's servers on the lab's targets (TCP 8443, UDP 5353;
+        /// they answer with the address they saw, also to an HTTP GET); `pl lab down`
+        /// stops them.
+        #[arg(long)]
+        serve: bool,
     },
-    /// Remove everything the lab made. Idempotent.
+    /// Remove everything the lab made (servers included). Idempotent.
     Down {
+        #[arg(long)]
+        prefix: String,
+    },
+    /// Run the lab's servers in the foreground (what `pl lab up --serve` starts).
+    #[command(hide = true)]
+    Serve {
         #[arg(long)]
         prefix: String,
     },
@@ -41,14 +56,46 @@ pub struct DemoArgs {
 
 pub fn lab(command: LabCommand) -> anyhow::Result<()> {
     match command {
-        LabCommand::Up { prefix, json, mtu } => {
-            let topo = Lab::new(&prefix)?.with_mtu(mtu).up()?;
+        LabCommand::Up {
+            prefix,
+            json,
+            mtu,
+            config_out,
+            serve,
+        } => {
+            let lab = Lab::new(&prefix)?.with_mtu(mtu);
+            let topo = lab.up()?;
+            let extras = || -> anyhow::Result<()> {
+                if let Some(path) = &config_out {
+                    write_private(path, LAB_CONFIG)?;
+                }
+                if serve {
+                    let exe = std::env::current_exe().context("locating the pl binary")?;
+                    lab.serve_detached(&exe)?;
+                }
+                Ok(())
+            };
+            // Nothing half-made: a lab whose config or servers failed comes down again.
+            if let Err(e) = extras() {
+                let _ = lab.down();
+                return Err(e);
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&topo)?);
             } else {
                 print!("{topo}");
+                if let Some(path) = &config_out {
+                    println!("config: {} (pl run --config {0})", path.display());
+                }
+                if serve {
+                    println!(
+                        "servers: {} and {} (tcp 8443, udp 5353) in {prefix}prov",
+                        TARGETS[0], TARGETS[1]
+                    );
+                }
             }
         }
+        LabCommand::Serve { prefix } => Lab::new(&prefix)?.serve_forever()?,
         LabCommand::Down { prefix } => {
             Lab::new(&prefix)?.down()?;
             println!("lab {prefix}: down");
@@ -93,4 +140,20 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         code = 1;
     }
     std::process::exit(code);
+}
+
+/// Writes `text` to `path` readable by its owner only: `pl run` refuses a config others
+/// could change.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("--config-out {}: cannot write", path.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| f.write_all(text.as_bytes()))
+        .with_context(|| format!("--config-out {}: cannot write", path.display()))
 }

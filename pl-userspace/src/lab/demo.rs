@@ -17,6 +17,7 @@ use crate::{
     lab::{
         LAB_CONFIG, Lab, Teardown, Topology, netns,
         runner::PlRun,
+        serve::TARGETS,
         traffic::{self, Servers, TCP_PORT, UDP_PORT},
     },
 };
@@ -26,7 +27,6 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
 const OUTSIDER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
 const ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 const NLB: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 250);
-const TARGETS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 9, 0, 11), Ipv4Addr::new(10, 9, 0, 12)];
 const WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]

@@ -2,7 +2,8 @@
 //!
 //! [`spec`] lays out the built-in lab and [`topology`] builds network-namespace labs (re-exported
 //! here as `lab::Lab`), [`netns`] and [`cmd`] run things inside them, [`traffic`]
-//! is their servers and clients, [`runner`] starts `pl run` as a separate process, and
+//! is their servers and clients ([`serve`] runs the servers as a process of their own for
+//! `pl lab up --serve`), [`runner`] starts `pl run` as a separate process, and
 //! [`demo`] and [`bench`](mod@bench) are the `pl demo` and `pl bench` commands built on all
 //! of it. Product modules (config to control) never import from here.
 
@@ -11,6 +12,7 @@ pub mod cmd;
 pub mod demo;
 pub mod netns;
 pub mod runner;
+pub mod serve;
 pub mod spec;
 pub mod topology;
 pub mod traffic;

@@ -5,7 +5,8 @@
 //! TCP on the target port speaks one line: `WHO` answers `target=IP peer=ADDR:PORT`;
 //! `SINK N` reads N bytes and answers their sha256 in hex; `SOURCE N` sends N bytes of
 //! [`Stream`] and closes; `LATE MS` reads until the client
-//! half-closes, waits MS milliseconds and answers `late`. UDP answers every datagram with
+//! half-closes, waits MS milliseconds and answers `late`; an HTTP `GET` gets the `WHO`
+//! answer as a page (for curl). UDP answers every datagram with
 //! `target=IP peer=ADDR:PORT`, except `QUIET` (no answer) and `LATE MS` (`late`, MS
 //! milliseconds later). Every peer a server sees is recorded.
 

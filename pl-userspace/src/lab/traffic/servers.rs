@@ -131,6 +131,19 @@ fn handle_tcp(s: TcpStream, ip: Ipv4Addr, peer: SocketAddr) -> std::io::Result<(
             std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
             writeln!(w, "late")
         }
+        Some(("GET", _)) => {
+            // An HTTP client (`curl` in the quick start): the same answer, as a page.
+            let mut header = String::new();
+            while r.read_line(&mut header)? > 2 {
+                header.clear();
+            }
+            let body = format!("target={ip} peer={peer}\n");
+            write!(
+                w,
+                "HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
         _ => writeln!(w, "target={ip} peer={peer}"),
     }
 }
