@@ -16,7 +16,7 @@ use super::{
 use crate::{
     flows::{self, FlowReport, WatchEvent},
     model::Model,
-    stats::{EndpointReport, IfaceReport, StatsReport, TargetReport},
+    stats::{EndpointReport, FlowTableReport, IfaceReport, SnatReport, StatsReport, TargetReport},
 };
 
 impl Dataplane {
@@ -179,6 +179,36 @@ impl Dataplane {
             interfaces,
             endpoints,
             targets,
+        })
+    }
+
+    /// How full the flow table was at the sweep that counted `live`, and the SNAT ports
+    /// held at every NLB address of the running config. None without a data path.
+    pub fn flow_table(&self, live: &flows::Counts) -> Option<FlowTableReport> {
+        let d = self.data.as_ref()?;
+        let m = &d.model;
+        let ports = u64::from(m.settings.snat_port_max) - u64::from(m.settings.snat_port_min) + 1;
+        let mut snat: Vec<SnatReport> = m
+            .services
+            .iter()
+            .filter(|s| !s.removed)
+            .flat_map(|s| s.nlbs.iter().map(move |(a, _)| (s.network, *a)))
+            .map(|(network, address)| SnatReport {
+                network: m.networks[usize::from(network)].name.clone(),
+                address,
+                in_use: live
+                    .snat_ports
+                    .get(&(network, crate::plan::be(address)))
+                    .map_or(0, flows::Ports::len),
+                capacity: ports,
+            })
+            .collect();
+        snat.sort_by(|a, b| (&a.network, a.address).cmp(&(&b.network, b.address)));
+        snat.dedup_by(|a, b| (&a.network, a.address) == (&b.network, b.address));
+        Some(FlowTableReport {
+            entries: live.entries,
+            capacity: u64::from(m.flow_table_size) * 2,
+            snat,
         })
     }
 
