@@ -602,3 +602,43 @@ impl WatchEvent {
         l
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A forward entry from NLB address `nlb` and SNAT port `port` to `target`.
+    fn forward(nlb: [u8; 4], port: u16, target: [u8; 4]) -> FlowValue {
+        FlowValue {
+            new_src_be: u32::from_ne_bytes(nlb),
+            new_sport_be: port.to_be(),
+            new_dst_be: u32::from_ne_bytes(target),
+            egress: 2,
+            endpoint: 1,
+            ..FlowValue::default()
+        }
+    }
+
+    #[test]
+    fn counts_distinct_snat_ports_per_nlb_address() {
+        let mut c = Counts::default();
+        let (a, b) = ([10, 9, 0, 250], [10, 9, 0, 251]);
+        // One port to two targets is one port in use; byte order as on the wire.
+        c.add(&forward(a, 40000, [10, 9, 0, 11]));
+        c.add(&forward(a, 40000, [10, 9, 0, 12]));
+        c.add(&forward(a, 1024, [10, 9, 0, 11]));
+        c.add(&forward(b, 65535, [10, 9, 0, 12]));
+        let held = |nlb| {
+            c.snat_ports
+                .get(&(2, u32::from_ne_bytes(nlb)))
+                .map(Ports::len)
+        };
+        assert_eq!((held(a), held(b)), (Some(2), Some(1)));
+        assert_eq!(c.by_endpoint.get(&1), Some(&4));
+        let mut p = Ports::default();
+        for port in [0, 63, 64, 65535, 65535] {
+            p.insert(port);
+        }
+        assert_eq!(p.len(), 4);
+    }
+}
