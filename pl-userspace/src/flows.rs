@@ -306,7 +306,7 @@ pub struct Counts {
     /// Entries in the table (both halves of every flow, and reply entries left alone).
     pub entries: u64,
     /// Distinct SNAT ports live flows hold, by (provider network, wire-order NLB address).
-    pub snat_ports: StdHashMap<(u16, u32), Ports>,
+    pub snat_ports: StdHashMap<(u16, u32), crate::ports::Ports>,
 }
 
 impl Counts {
@@ -321,41 +321,6 @@ impl Counts {
             .entry((v.egress, v.new_src_be))
             .or_default()
             .insert(u16::from_be(v.new_sport_be));
-    }
-}
-
-/// A set of ports, as a bitmap (8 KiB: a set per NLB address stays small at any load).
-#[derive(Clone, Debug)]
-pub struct Ports {
-    bits: Box<[u64; 1024]>,
-    len: u64,
-}
-
-impl Default for Ports {
-    fn default() -> Self {
-        Self {
-            bits: Box::new([0; 1024]),
-            len: 0,
-        }
-    }
-}
-
-impl Ports {
-    pub fn insert(&mut self, port: u16) {
-        let (word, bit) = (usize::from(port / 64), 1u64 << (port % 64));
-        if self.bits[word] & bit == 0 {
-            self.bits[word] |= bit;
-            self.len += 1;
-        }
-    }
-
-    /// Distinct ports in the set.
-    pub const fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub const fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 
@@ -631,14 +596,9 @@ mod tests {
         let held = |nlb| {
             c.snat_ports
                 .get(&(2, u32::from_ne_bytes(nlb)))
-                .map(Ports::len)
+                .map(crate::ports::Ports::len)
         };
         assert_eq!((held(a), held(b)), (Some(2), Some(1)));
         assert_eq!(c.by_endpoint.get(&1), Some(&4));
-        let mut p = Ports::default();
-        for port in [0, 63, 64, 65535, 65535] {
-            p.insert(port);
-        }
-        assert_eq!(p.len(), 4);
     }
 }

@@ -41,7 +41,10 @@ fn scrape(r: &Running) -> String {
 fn value(scrape: &str, series: &str) -> u64 {
     scrape
         .lines()
-        .find(|l| l.strip_prefix(series).is_some_and(|rest| rest.starts_with(' ')))
+        .find(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {series} in:\n{scrape}"))
@@ -62,18 +65,34 @@ fn metrics_are_served_in_prometheus_text() {
     let ep = r#"endpoint="acme-billing",service="billing",network="acme""#;
     let text = scrape(&r);
     assert!(value(&text, &format!("pl_endpoint_new_flows_total{{{ep}}}")) >= 1);
-    assert!(value(&text, &format!(r#"pl_endpoint_refused_total{{{ep},reason="source"}}"#)) >= 1);
+    assert!(
+        value(
+            &text,
+            &format!(r#"pl_endpoint_refused_total{{{ep},reason="source"}}"#)
+        ) >= 1
+    );
     assert_eq!(
-        value(&text, r#"pl_target_resolved{service="billing",target="10.9.0.11",zone="z1"}"#),
+        value(
+            &text,
+            r#"pl_target_resolved{service="billing",target="10.9.0.11",zone="z1"}"#
+        ),
         1
     );
-    assert!(value(&text, r#"pl_interface_rx_packets_total{interface="fw-acme"}"#) > 0);
+    assert!(
+        value(
+            &text,
+            r#"pl_interface_rx_packets_total{interface="fw-acme"}"#
+        ) > 0
+    );
     let fw_acme = r#"pl_interface_xdp_actions_total{interface="fw-acme",action="redirect"}"#;
     assert!(value(&text, fw_acme) > 0, "{text}");
     let ipv4_tcp = r#"pl_interface_frames_total{interface="fw-acme",class="ipv4_tcp"}"#;
     assert!(value(&text, ipv4_tcp) > 0, "{text}");
     let version = env!("CARGO_PKG_VERSION");
-    assert_eq!(value(&text, &format!(r#"pl_build_info{{version="{version}"}}"#)), 1);
+    assert_eq!(
+        value(&text, &format!(r#"pl_build_info{{version="{version}"}}"#)),
+        1
+    );
     assert_eq!(value(&text, r#"pl_reloads_total{result="ok"}"#), 0);
     // The flow table and SNAT ports come from the sweep (every 5 s), published each second.
     let nlb = r#"pl_snat_ports_in_use{network="prov",address="10.9.0.250"}"#;
@@ -83,14 +102,20 @@ fn metrics_are_served_in_prometheus_text() {
         std::thread::sleep(Duration::from_millis(500));
         text = scrape(&r);
     }
-    assert!(value(&text, nlb) >= 3, "three UDP flows hold three ports:\n{text}");
+    assert!(
+        value(&text, nlb) >= 3,
+        "three UDP flows hold three ports:\n{text}"
+    );
     let entries = value(&text, "pl_flow_table_entries");
     assert!(entries >= 6, "two entries per live flow:\n{text}");
     assert!(value(&text, "pl_flow_table_capacity") > entries);
     let capacity = r#"pl_snat_ports_capacity{network="prov",address="10.9.0.251"}"#;
     assert_eq!(value(&text, capacity), 65535 - 1024 + 1);
     assert_eq!(
-        value(&text, r#"pl_snat_ports_in_use{network="prov",address="10.9.0.251"}"#),
+        value(
+            &text,
+            r#"pl_snat_ports_in_use{network="prov",address="10.9.0.251"}"#
+        ),
         0
     );
     reloads_are_counted(&r);
@@ -115,13 +140,18 @@ fn reloads_are_counted(r: &Running) {
         .lab
         .write_config("[[network]]\nname = 1\n")
         .unwrap_or_else(|e| panic!("{}", chain(e)));
-    let out = r.lab.pl(&fw, &["reload", "--config", &bad.to_string_lossy()]);
+    let out = r
+        .lab
+        .pl(&fw, &["reload", "--config", &bad.to_string_lossy()]);
     assert!(!out.status.success(), "a bad config reloaded");
     let text = scrape(r);
     assert_eq!(value(&text, r#"pl_reloads_total{result="refused"}"#), 1);
     assert_eq!(value(&text, r#"pl_reloads_total{result="ok"}"#), 1);
     assert_eq!(value(&text, "pl_reload_last_successful"), 0);
-    assert_eq!(value(&text, "pl_reload_last_success_timestamp_seconds"), loaded);
+    assert_eq!(
+        value(&text, "pl_reload_last_success_timestamp_seconds"),
+        loaded
+    );
 }
 
 /// A lab with quick health checks (every second, two in a row to change) and `pl run`.

@@ -258,7 +258,7 @@ fn flow_table(m: &Model, live: &flows::Counts) -> FlowTableReport {
             network: m.networks[usize::from(network)].name.clone(),
             address,
             in_use: (live.snat_ports.get(&(network, crate::plan::be(address))))
-                .map_or(0, flows::Ports::len),
+                .map_or(0, crate::ports::Ports::len),
             capacity: ports,
         })
         .collect();
