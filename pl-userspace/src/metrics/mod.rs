@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _, text},
-    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge, info::Info},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::Registry,
 };
 
@@ -120,15 +120,17 @@ impl Collector for Snapshot {
     }
 }
 
-/// `pl_build_info{version} 1`.
+/// `pl_build_info{version} 1`: a gauge, as Prometheus' own build info is, so text-format
+/// parsers (no OpenMetrics `info` type) read it too.
 fn build_info(enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-    let m = enc.encode_descriptor(
-        "build",
-        "The pl serving these metrics",
+    let mut m = enc.encode_descriptor(
+        "build_info",
+        "The pl serving these metrics (always 1)",
         None,
-        MetricType::Info,
+        MetricType::Gauge,
     )?;
-    Info::new(labels(&[("version", env!("CARGO_PKG_VERSION"))])).encode(m)
+    let l = labels(&[("version", env!("CARGO_PKG_VERSION"))]);
+    ConstGauge::new(1).encode(m.encode_family(&l)?)
 }
 
 /// One counter family after another; each row's series carry its labels, plus the
