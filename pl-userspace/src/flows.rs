@@ -87,13 +87,14 @@ pub fn sweep_with_clock(m: &mut aya::maps::Map, s: &Settings, clock: &dyn Fn() -
         return out;
     };
     let snapshot: StdHashMap<FlowKey, FlowValue> = entries.iter().copied().collect();
+    let mut removed = 0;
     for (key, v) in &entries {
         let other_key = v.reply_key(key.proto);
         let other = snapshot.get(&other_key).filter(|o| same_flow(key, v, o));
         if v.dir != FLOW_FORWARD {
             // Replies go with their forward entry; one without goes once idle.
             if other.is_none() {
-                remove_orphan_reply(&mut map, key, clock(), s);
+                removed += u64::from(remove_orphan_reply(&mut map, key, clock(), s));
             }
             continue;
         }
@@ -112,11 +113,15 @@ pub fn sweep_with_clock(m: &mut aya::maps::Map, s: &Settings, clock: &dyn Fn() -
         // Judged again on the entry as it is taken out, which may be a newer flow on the
         // same tuple by now, with another reply entry.
         match remove_pair(&mut map, fd, key, |f, r| !judge(key, f, r, clock(), s)) {
-            Taken::Removed(flow) => out.closed.push(flow),
+            Taken::Removed(flow) => {
+                removed += 1 + u64::from(flow.reply.is_some());
+                out.closed.push(flow);
+            }
             Taken::Kept(fresh) => out.live.add(&fresh),
             Taken::Gone => {}
         }
     }
+    out.live.entries = (entries.len() as u64).saturating_sub(removed);
     out
 }
 
@@ -272,21 +277,19 @@ fn judge(
 
 /// Removes the reply entry `key` if, read afresh, it has no forward entry and has been idle
 /// past the longest time its own state allows (a reply entry is made a moment before its
-/// forward entry, so a young one is left alone).
+/// forward entry, so a young one is left alone). True if it removed it.
 fn remove_orphan_reply(
     map: &mut HashMap<&mut MapData, FlowKey, FlowValue>,
     key: &FlowKey,
     now: u64,
     s: &Settings,
-) {
+) -> bool {
     let Ok(fresh) = map.get(key, 0) else {
-        return;
+        return false;
     };
     let has_forward = other_half(map, key, &fresh).is_some();
     let idle = now.saturating_sub(fresh.last_seen_ns);
-    if !has_forward && idle > idle_limit_ns(key.proto, 0, fresh.state, s) {
-        let _ = map.remove(key);
-    }
+    !has_forward && idle > idle_limit_ns(key.proto, 0, fresh.state, s) && map.remove(key).is_ok()
 }
 
 /// A target as one service reaches it: (provider network, the NLB address its flows come
@@ -294,11 +297,16 @@ fn remove_orphan_reply(
 /// key per service, since each service has its own NLB addresses.
 pub type TargetKey = (u16, u32, u32);
 
-/// Live flows by endpoint id and by target (provider network, wire-order address).
+/// Live flows by endpoint id and by target (provider network, wire-order address); the
+/// table's entries and the SNAT ports held per NLB address.
 #[derive(Debug, Default)]
 pub struct Counts {
     pub by_endpoint: StdHashMap<u16, u64>,
     pub by_target: StdHashMap<TargetKey, u64>,
+    /// Entries in the table (both halves of every flow, and reply entries left alone).
+    pub entries: u64,
+    /// Distinct SNAT ports live flows hold, by (provider network, wire-order NLB address).
+    pub snat_ports: StdHashMap<(u16, u32), crate::ports::Ports>,
 }
 
 impl Counts {
@@ -309,13 +317,21 @@ impl Counts {
             .by_target
             .entry((v.egress, v.new_src_be, v.new_dst_be))
             .or_default() += 1;
+        self.snat_ports
+            .entry((v.egress, v.new_src_be))
+            .or_default()
+            .insert(u16::from_be(v.new_sport_be));
     }
 }
 
 /// Counts live flows, without removing anything.
 pub fn count(ebpf: &Ebpf) -> Counts {
-    let mut out = Counts::default();
-    for (_, v) in entries(ebpf) {
+    let all = entries(ebpf);
+    let mut out = Counts {
+        entries: all.len() as u64,
+        ..Counts::default()
+    };
+    for (_, v) in all {
         if v.dir == FLOW_FORWARD {
             out.add(&v);
         }
@@ -549,5 +565,40 @@ impl WatchEvent {
             let _ = write!(l, " state={s}");
         }
         l
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A forward entry from NLB address `nlb` and SNAT port `port` to `target`.
+    fn forward(nlb: [u8; 4], port: u16, target: [u8; 4]) -> FlowValue {
+        FlowValue {
+            new_src_be: u32::from_ne_bytes(nlb),
+            new_sport_be: port.to_be(),
+            new_dst_be: u32::from_ne_bytes(target),
+            egress: 2,
+            endpoint: 1,
+            ..FlowValue::default()
+        }
+    }
+
+    #[test]
+    fn counts_distinct_snat_ports_per_nlb_address() {
+        let mut c = Counts::default();
+        let (a, b) = ([10, 9, 0, 250], [10, 9, 0, 251]);
+        // One port to two targets is one port in use; byte order as on the wire.
+        c.add(&forward(a, 40000, [10, 9, 0, 11]));
+        c.add(&forward(a, 40000, [10, 9, 0, 12]));
+        c.add(&forward(a, 1024, [10, 9, 0, 11]));
+        c.add(&forward(b, 65535, [10, 9, 0, 12]));
+        let held = |nlb| {
+            c.snat_ports
+                .get(&(2, u32::from_ne_bytes(nlb)))
+                .map(crate::ports::Ports::len)
+        };
+        assert_eq!((held(a), held(b)), (Some(2), Some(1)));
+        assert_eq!(c.by_endpoint.get(&1), Some(&4));
     }
 }

@@ -28,6 +28,7 @@ pub mod neigh;
 pub mod output;
 pub mod peer;
 pub mod plan;
+pub mod ports;
 pub mod state;
 pub mod stats;
 pub mod xdpfeat;

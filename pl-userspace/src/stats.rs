@@ -100,6 +100,29 @@ impl IfaceReport {
     }
 }
 
+/// The flow table at the last sweep: how full it is, and the SNAT ports held at each NLB
+/// address (for metrics; `None` without a data path).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowTableReport {
+    /// Entries in the table: two per flow (forward and reply).
+    pub entries: u64,
+    /// Entries the table holds: twice `[limits] flow_table_size`.
+    pub capacity: u64,
+    pub snat: Vec<SnatReport>,
+}
+
+/// SNAT ports at one NLB address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnatReport {
+    /// The provider network the address is on.
+    pub network: String,
+    pub address: std::net::Ipv4Addr,
+    /// Distinct ports live flows from this address hold.
+    pub in_use: u64,
+    /// Ports in `[limits] snat_port_min..=snat_port_max`.
+    pub capacity: u64,
+}
+
 impl StatsReport {
     pub fn interface(&self, name: &str) -> Option<&IfaceReport> {
         self.interfaces.iter().find(|i| i.name == name)

@@ -20,6 +20,36 @@ use pl_userspace::{
     stats::StatsReport,
 };
 
+/// One scrape of `pl run`'s metrics at 127.0.0.1:9464 in the forwarder's namespace.
+fn scrape(r: &Running) -> String {
+    let text = netns::run_in(&r.lab.fw_ns(), || -> std::io::Result<String> {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9464")?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: pl\r\nConnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("scraping metrics: {e}"));
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    text
+}
+
+/// The value of the series `series` (name and labels as served) in `scrape`.
+fn value(scrape: &str, series: &str) -> u64 {
+    scrape
+        .lines()
+        .find(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{scrape}"))
+}
+
 #[test]
 fn metrics_are_served_in_prometheus_text() {
     require_kernel!("metrics_are_served_in_prometheus_text");
@@ -27,41 +57,101 @@ fn metrics_are_served_in_prometheus_text() {
     r.who_tcp("acme", CLIENT, 0, EP_Z1, TCP_PORT)
         .unwrap_or_else(|e| panic!("tcp: {e}"));
     assert!(r.who_tcp("acme", OUTSIDER, 0, EP_Z1, TCP_PORT).is_err());
-    let scrape = netns::run_in(&r.lab.fw_ns(), || -> std::io::Result<String> {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect("127.0.0.1:9464")?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: pl\r\n\r\n")?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out)
-    })
-    .unwrap_or_else(|e| panic!("{}", chain(e)))
-    .unwrap_or_else(|e| panic!("scraping metrics: {e}"));
-    assert!(scrape.starts_with("HTTP/1.1 200 OK"), "{scrape}");
-    let value = |prefix: &str| -> u64 {
-        scrape
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {prefix} in:\n{scrape}"))
-    };
+    // UDP flows stay live for the sweep to count: three clients ports, one NLB address.
+    for sport in [40001, 40002, 40003] {
+        r.who_udp("acme", CLIENT, sport, EP_Z1)
+            .unwrap_or_else(|e| panic!("udp: {e}"));
+    }
+    let ep = r#"endpoint="acme-billing",service="billing",network="acme""#;
+    let text = scrape(&r);
+    assert!(value(&text, &format!("pl_endpoint_new_flows_total{{{ep}}}")) >= 1);
     assert!(
         value(
-            r#"pl_endpoint_new_flows_total{endpoint="acme-billing",service="billing",network="acme"}"#
-        ) >= 1
-    );
-    assert!(
-        value(
-            r#"pl_endpoint_refused_total{endpoint="acme-billing",service="billing",network="acme",reason="source"}"#
+            &text,
+            &format!(r#"pl_endpoint_refused_total{{{ep},reason="source"}}"#)
         ) >= 1
     );
     assert_eq!(
-        value(r#"pl_target_resolved{service="billing",target="10.9.0.11",zone="z1"}"#),
+        value(
+            &text,
+            r#"pl_target_resolved{service="billing",target="10.9.0.11",zone="z1"}"#
+        ),
         1
     );
-    assert!(value(r#"pl_interface_rx_packets_total{interface="fw-acme"}"#) > 0);
+    assert!(
+        value(
+            &text,
+            r#"pl_interface_rx_packets_total{interface="fw-acme"}"#
+        ) > 0
+    );
+    let fw_acme = r#"pl_interface_xdp_actions_total{interface="fw-acme",action="redirect"}"#;
+    assert!(value(&text, fw_acme) > 0, "{text}");
+    let ipv4_tcp = r#"pl_interface_frames_total{interface="fw-acme",class="ipv4_tcp"}"#;
+    assert!(value(&text, ipv4_tcp) > 0, "{text}");
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        value(&text, &format!(r#"pl_build_info{{version="{version}"}}"#)),
+        1
+    );
+    assert_eq!(value(&text, r#"pl_reloads_total{result="ok"}"#), 0);
+    // The flow table and SNAT ports come from the sweep (every 5 s), published each second.
+    let nlb = r#"pl_snat_ports_in_use{network="prov",address="10.9.0.250"}"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(12);
+    let mut text = scrape(&r);
+    while value(&text, nlb) < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        text = scrape(&r);
+    }
+    assert!(
+        value(&text, nlb) >= 3,
+        "three UDP flows hold three ports:\n{text}"
+    );
+    let entries = value(&text, "pl_flow_table_entries");
+    assert!(entries >= 6, "two entries per live flow:\n{text}");
+    assert!(value(&text, "pl_flow_table_capacity") > entries);
+    let capacity = r#"pl_snat_ports_capacity{network="prov",address="10.9.0.251"}"#;
+    assert_eq!(value(&text, capacity), 65535 - 1024 + 1);
+    assert_eq!(
+        value(
+            &text,
+            r#"pl_snat_ports_in_use{network="prov",address="10.9.0.251"}"#
+        ),
+        0
+    );
+    reloads_are_counted(&r);
+}
+
+/// A reload that applies, then one refused: both counted, the last one's result shown.
+fn reloads_are_counted(r: &Running) {
+    let fw = r.lab.fw_ns();
+    let out = r.lab.pl(&fw, &["reload"]);
+    assert!(out.status.success(), "pl reload: {}", stderr(&out));
+    let text = scrape(r);
+    assert_eq!(value(&text, r#"pl_reloads_total{result="ok"}"#), 1);
+    assert_eq!(value(&text, "pl_reload_last_successful"), 1);
+    let loaded = value(&text, "pl_reload_last_success_timestamp_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!(now.abs_diff(loaded) < 30, "loaded at {loaded}, now {now}");
+    let bad = r
+        .lab
+        .lab
+        .write_config("[[network]]\nname = 1\n")
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let out = r
+        .lab
+        .pl(&fw, &["reload", "--config", &bad.to_string_lossy()]);
+    assert!(!out.status.success(), "a bad config reloaded");
+    let text = scrape(r);
+    assert_eq!(value(&text, r#"pl_reloads_total{result="refused"}"#), 1);
+    assert_eq!(value(&text, r#"pl_reloads_total{result="ok"}"#), 1);
+    assert_eq!(value(&text, "pl_reload_last_successful"), 0);
+    assert_eq!(
+        value(&text, "pl_reload_last_success_timestamp_seconds"),
+        loaded
+    );
 }
 
 /// A lab with quick health checks (every second, two in a row to change) and `pl run`.

@@ -161,6 +161,7 @@ struct Daemon {
     schedule: Schedule,
     /// The metrics body scrapes read; `None` without `--metrics`.
     snapshot: Option<watch::Sender<Arc<str>>>,
+    reloads: metrics::Reloads,
 }
 
 impl Daemon {
@@ -185,6 +186,7 @@ impl Daemon {
             live: flows::Counts::default(),
             schedule: Schedule::default(),
             snapshot: None,
+            reloads: metrics::Reloads::new(std::time::SystemTime::now()),
         })
     }
 
@@ -320,8 +322,16 @@ impl Daemon {
 
     /// Validates `sent` (a config a client read and sent), or else the file pl run was
     /// started with, in full; then applies what changed. On any error the running
-    /// configuration stays as it was.
+    /// configuration stays as it was. Counted for metrics either way.
     fn reload(&mut self, sent: Option<SentConfig>) -> anyhow::Result<String> {
+        let result = self.load_and_apply(sent);
+        let at = std::time::SystemTime::now();
+        self.reloads.record(result.is_ok(), at);
+        self.publish();
+        result
+    }
+
+    fn load_and_apply(&mut self, sent: Option<SentConfig>) -> anyhow::Result<String> {
         let model = match sent {
             // Only the client's own text is parsed and quoted: no path it names is opened.
             Some(c) => Model::from_source(&Source::from_text(&c.name, c.text), &LiveInterfaces)?,
@@ -357,7 +367,10 @@ impl Daemon {
             return;
         };
         let body = match self.dp.stats_with(&self.live) {
-            Ok(report) => metrics::render(&report),
+            Ok(report) => {
+                let table = self.dp.flow_table(&self.live);
+                metrics::render(&report, table.as_ref(), &self.reloads)
+            }
             Err(e) => format!("# pl: {:#}\n", anyhow::Error::from(e)),
         };
         snapshot.send_replace(body.into());

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     flows::{self, FlowReport, WatchEvent},
     model::Model,
-    stats::{EndpointReport, IfaceReport, StatsReport, TargetReport},
+    stats::{EndpointReport, FlowTableReport, IfaceReport, SnatReport, StatsReport, TargetReport},
 };
 
 impl Dataplane {
@@ -182,6 +182,12 @@ impl Dataplane {
         })
     }
 
+    /// How full the flow table was at the sweep that counted `live`, and the SNAT ports
+    /// held at every NLB address of the running config. None without a data path.
+    pub fn flow_table(&self, live: &flows::Counts) -> Option<FlowTableReport> {
+        self.data.as_ref().map(|d| flow_table(&d.model, live))
+    }
+
     /// The live flows that pass `filter`, with names.
     pub fn flows(
         &self,
@@ -238,6 +244,30 @@ impl Dataplane {
                 ))
             })
             .collect()
+    }
+}
+
+/// The flow table's fill and the SNAT ports at each NLB address of `m` (its live services),
+/// from the flows counted in `live`.
+fn flow_table(m: &Model, live: &flows::Counts) -> FlowTableReport {
+    let ports = u64::from(m.settings.snat_port_max) - u64::from(m.settings.snat_port_min) + 1;
+    let mut snat: Vec<SnatReport> = (m.services.iter())
+        .filter(|s| !s.removed)
+        .flat_map(|s| s.nlbs.iter().map(move |(a, _)| (s.network, *a)))
+        .map(|(network, address)| SnatReport {
+            network: m.networks[usize::from(network)].name.clone(),
+            address,
+            in_use: (live.snat_ports.get(&(network, crate::plan::be(address))))
+                .map_or(0, crate::ports::Ports::len),
+            capacity: ports,
+        })
+        .collect();
+    snat.sort_by(|a, b| (&a.network, a.address).cmp(&(&b.network, b.address)));
+    snat.dedup_by(|a, b| (&a.network, a.address) == (&b.network, b.address));
+    FlowTableReport {
+        entries: live.entries,
+        capacity: u64::from(m.flow_table_size) * 2,
+        snat,
     }
 }
 
@@ -322,4 +352,54 @@ pub fn mac_str(m: [u8; 6]) -> String {
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         m[0], m[1], m[2], m[3], m[4], m[5]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::testing::{EXAMPLE, build};
+
+    #[test]
+    fn flow_table_counts_snat_ports_per_nlb_address_of_the_config() {
+        let m = build(&format!(
+            "{EXAMPLE}\n[limits]\nflow_table_size = 1000\nsnat_port_min = 2000\nsnat_port_max = 2099\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let prov = 2;
+        let mut live = flows::Counts {
+            entries: 6,
+            ..flows::Counts::default()
+        };
+        let nlb = |ip: &str| crate::plan::be(ip.parse().expect("ip"));
+        for port in [2000, 2001, 2001] {
+            live.snat_ports
+                .entry((prov, nlb("10.9.0.250")))
+                .or_default()
+                .insert(port);
+        }
+        // Not an NLB address of the config (a service since removed): not reported.
+        live.snat_ports
+            .entry((prov, nlb("10.9.0.99")))
+            .or_default()
+            .insert(2000);
+        let t = flow_table(&m, &live);
+        assert_eq!((t.entries, t.capacity), (6, 2000));
+        let got: Vec<(&str, String, u64, u64)> = (t.snat.iter())
+            .map(|s| {
+                (
+                    s.network.as_str(),
+                    s.address.to_string(),
+                    s.in_use,
+                    s.capacity,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("billing-prod", "10.9.0.250".to_owned(), 2, 100),
+                ("billing-prod", "10.9.0.251".to_owned(), 0, 100),
+            ]
+        );
+    }
 }
