@@ -21,7 +21,10 @@ use pl_common::{
     settings::Settings,
 };
 
-use crate::model::Model;
+use crate::{
+    model::Model,
+    output::{self, Col, Format},
+};
 
 /// `BPF_NOEXIST`: an update that only creates an entry.
 const BPF_NOEXIST: u64 = 1;
@@ -439,50 +442,76 @@ pub fn list(ebpf: &Ebpf) -> Vec<Flow> {
         .collect()
 }
 
-/// One row per flow: both sides' tuples, state, age and counters.
+/// A column of the flow table: header, kind, the cell.
+type FlowColumn = (&'static str, Col, fn(&FlowReport) -> String);
+
+/// The default table's columns, to fit 100: who (endpoint, service, consumer), where to,
+/// state, and idle time as `2s`, `4m05s`, `1h02m`.
+const FLOW_COLUMNS: &[FlowColumn] = &[
+    ("endpoint", Col::Text, |f| f.endpoint.clone()),
+    ("service", Col::Text, |f| f.service.clone()),
+    ("proto", Col::Text, |f| f.proto.clone()),
+    ("consumer", Col::Text, |f| f.consumer.to_string()),
+    ("target", Col::Text, |f| f.target.to_string()),
+    ("state", Col::Text, |f| f.state.clone()),
+    ("idle", Col::Num, |f| output::duration(f.idle_s)),
+];
+
+/// Every field as `-o wide` shows it: named and valued as in the JSON.
+const FLOW_COLUMNS_WIDE: &[FlowColumn] = &[
+    ("endpoint", Col::Text, |f| f.endpoint.clone()),
+    ("service", Col::Text, |f| f.service.clone()),
+    ("network", Col::Text, |f| f.network.clone()),
+    ("proto", Col::Text, |f| f.proto.clone()),
+    ("consumer", Col::Text, |f| f.consumer.to_string()),
+    ("endpoint_addr", Col::Text, |f| f.endpoint_addr.to_string()),
+    ("nlb", Col::Text, |f| f.nlb.to_string()),
+    ("target", Col::Text, |f| f.target.to_string()),
+    ("state", Col::Text, |f| f.state.clone()),
+    ("age_s", Col::Num, |f| f.age_s.to_string()),
+    ("idle_s", Col::Num, |f| f.idle_s.to_string()),
+    ("to_provider_packets", Col::Num, |f| {
+        f.to_provider_packets.to_string()
+    }),
+    ("to_provider_bytes", Col::Num, |f| {
+        f.to_provider_bytes.to_string()
+    }),
+    ("to_consumer_packets", Col::Num, |f| {
+        f.to_consumer_packets.to_string()
+    }),
+    ("to_consumer_bytes", Col::Num, |f| {
+        f.to_consumer_bytes.to_string()
+    }),
+];
+
+/// `pl flows` as it prints by default: [`text`] as a table.
 pub fn table(flows: &[FlowReport]) -> String {
-    let header = [
-        "proto",
-        "endpoint",
-        "network",
-        "consumer",
-        "endpoint_addr",
-        "nlb",
-        "target",
-        "state",
-        "age_s",
-        "idle_s",
-        "pkts_to_prov",
-        "bytes_to_prov",
-        "pkts_to_cons",
-        "bytes_to_cons",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let rows = flows.iter().map(|f| {
-        vec![
-            f.proto.clone(),
-            f.endpoint.clone(),
-            f.network.clone(),
-            f.consumer.to_string(),
-            f.endpoint_addr.to_string(),
-            f.nlb.to_string(),
-            f.target.to_string(),
-            f.state.clone(),
-            f.age_s.to_string(),
-            f.idle_s.to_string(),
-            f.to_provider_packets.to_string(),
-            f.to_provider_bytes.to_string(),
-            f.to_consumer_packets.to_string(),
-            f.to_consumer_bytes.to_string(),
-        ]
-    });
-    crate::stats::render(header, rows)
+    text(flows, Format::Table)
+}
+
+/// One row per flow: `Table` fits 100 columns; `Wide` has every field (the network, the
+/// endpoint address, the NLB side, age and counters too).
+pub fn text(flows: &[FlowReport], format: Format) -> String {
+    let columns = if format == Format::Wide {
+        FLOW_COLUMNS_WIDE
+    } else {
+        FLOW_COLUMNS
+    };
+    let header: Vec<(&str, Col)> = columns.iter().map(|c| (c.0, c.1)).collect();
+    let mut t = output::table(format, &header);
+    for f in flows {
+        t.add_row(columns.iter().map(|c| (c.2)(f)));
+    }
+    output::render(&t)
 }
 
 /// One line of `pl flows --watch`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WatchEvent {
+    /// When pl run saw it, RFC 3339 UTC with milliseconds (a client stamps an event from an
+    /// older pl run, which sent none, as it reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
     /// `open`, `refused` or `close`.
     pub event: String,
     pub proto: String,
@@ -518,6 +547,7 @@ impl WatchEvent {
     ) -> Option<Self> {
         let e = m.endpoints.get(usize::from(endpoint))?;
         Some(Self {
+            time: Some(output::now_rfc3339()),
             event: event.to_owned(),
             proto: proto_name(proto).to_owned(),
             endpoint: e.name.clone(),
@@ -532,12 +562,20 @@ impl WatchEvent {
         })
     }
 
-    /// The event as one line of text.
+    /// The event as one line of text, its time first:
+    /// `TIME open    tcp ENDPOINT (NETWORK, service S) CONSUMER -> ADDR => NLB -> TARGET`.
     pub fn line(&self) -> String {
         use std::fmt::Write as _;
         let mut l = format!(
-            "{:<7} {} {} ({}) {} -> {}",
-            self.event, self.proto, self.endpoint, self.network, self.consumer, self.endpoint_addr
+            "{} {:<7} {} {} ({}, service {}) {} -> {}",
+            self.time.as_deref().unwrap_or("-"),
+            self.event,
+            self.proto,
+            self.endpoint,
+            self.network,
+            self.service,
+            self.consumer,
+            self.endpoint_addr
         );
         if let (Some(n), Some(t)) = (self.nlb, self.target) {
             let _ = write!(l, " => {n} -> {t}");

@@ -45,8 +45,9 @@ pub fn table(format: Format, columns: &[(&str, Col)]) -> Table {
     }
     for (i, (_, kind)) in columns.iter().enumerate() {
         if let Some(c) = t.column_mut(i) {
-            // Two spaces between columns, none before the first.
-            c.set_padding((0, 2));
+            // Two spaces between columns, none before the first or after the last (which
+            // would cost two of the 100 columns).
+            c.set_padding((0, if i + 1 == columns.len() { 0 } else { 2 }));
             c.set_cell_alignment(match kind {
                 Col::Text => CellAlignment::Left,
                 Col::Num => CellAlignment::Right,
@@ -64,6 +65,20 @@ pub fn render(t: &Table) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `secs` for a human: `42s`, `4m05s`, `1h02m`, `3d04h` (two units at most).
+pub fn duration(secs: u64) -> String {
+    let (m, h, d) = (secs / 60, secs / 3600, secs / 86_400);
+    if secs < 60 {
+        format!("{secs}s")
+    } else if secs < 3600 {
+        format!("{m}m{:02}s", secs % 60)
+    } else if secs < 86_400 {
+        format!("{h}h{:02}m", m % 60)
+    } else {
+        format!("{d}d{:02}h", h % 24)
+    }
 }
 
 /// `t` in RFC 3339, UTC, with milliseconds: `2026-12-02T05:01:02.123Z` (times before 1970
@@ -106,6 +121,21 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn durations_read_in_two_units() {
+        for (secs, want) in [
+            (0, "0s"),
+            (59, "59s"),
+            (60, "1m00s"),
+            (245, "4m05s"),
+            (3_725, "1h02m"),
+            (86_399, "23h59m"),
+            (273_600, "3d04h"),
+        ] {
+            assert_eq!(duration(secs), want, "{secs}");
+        }
+    }
 
     #[test]
     fn times_are_rfc3339_utc_with_milliseconds() {

@@ -63,10 +63,11 @@ pub fn run(args: &FlowsArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("--nlb {nlb}: no live flow holds this NLB address and port");
     }
-    if args.out.format().is_json() {
+    let format = args.out.format();
+    if format.is_json() {
         println!("{}", serde_json::to_string_pretty(&flows)?);
     } else {
-        print!("{}", flows::table(&flows));
+        print!("{}", flows::text(&flows, format));
     }
     Ok(())
 }

@@ -53,8 +53,11 @@ pub fn watch(
     let _ = stream.write_all(&msg);
     for line in BufReader::new(stream).lines() {
         let line = line.map_err(io)?;
-        match serde_json::from_str(&line) {
-            Ok(event) => each(event),
+        match serde_json::from_str::<crate::flows::WatchEvent>(&line) {
+            Ok(mut event) => {
+                event.time.get_or_insert_with(crate::output::now_rfc3339);
+                each(event);
+            }
             // Not an event: a refusal or an error, the only line before the stream closes.
             Err(source) => {
                 return Err(match serde_json::from_str::<Reply>(&line) {
