@@ -23,10 +23,12 @@ pub struct FlowsArgs {
     #[arg(long, value_name = "IP:PORT")]
     pub nlb: Option<std::net::SocketAddrV4>,
     /// Stream flow opens, refusals (with the reason) and closes as they happen, one line
-    /// each (JSON with --json), until interrupted.
+    /// each, starting with the time (RFC 3339 UTC); with --json, one JSON object a line with
+    /// a `time` field. Runs until interrupted.
     #[arg(long)]
     pub watch: bool,
-    #[arg(long, default_value = DEFAULT_INSTANCE)]
+    /// The `pl run` to ask: the --instance it was started with.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
     pub instance: String,
 }
 

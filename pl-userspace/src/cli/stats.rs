@@ -12,7 +12,8 @@ pub struct StatsArgs {
     /// Show counters that are 0 too (the table leaves them out; wide and json never do).
     #[arg(long)]
     pub all: bool,
-    #[arg(long, default_value = DEFAULT_INSTANCE)]
+    /// The `pl run` to ask: the --instance it was started with.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
     pub instance: String,
 }
 
