@@ -113,7 +113,7 @@ mod tests {
         let mut all = vec![("pl".to_owned(), Cli::command())];
         commands(&Cli::command(), "pl", &mut all);
         for (path, cmd) in all {
-            let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+            let about = cmd.get_about().map(ToString::to_string).unwrap_or_default();
             assert!(
                 about.chars().count() <= 80 && !about.contains('\n'),
                 "{path}: the summary `pl --help` lists is {} characters (at most 80; \
