@@ -173,8 +173,8 @@ fn flows() -> Vec<FlowReport> {
     ]
 }
 
-/// An open, a refusal and a close, as `pl flows --watch` prints them.
-fn watch_lines() -> String {
+/// An open, a refusal and a close.
+fn watch_events() -> [WatchEvent; 3] {
     let base = WatchEvent {
         time: Some("2026-12-02T05:01:02.123Z".to_owned()),
         event: "open".to_owned(),
@@ -205,14 +205,23 @@ fn watch_lines() -> String {
         ..base.clone()
     };
     [base, refused, close]
-        .iter()
-        .map(|e| e.line() + "\n")
-        .collect()
 }
 
-/// Compares `text` with `tests/golden/<name>.txt`, or rewrites it under `UPDATE_GOLDEN=1`.
+/// The events as `pl flows --watch` prints them.
+fn watch_lines() -> String {
+    watch_events().iter().map(|e| e.line() + "\n").collect()
+}
+
+/// Compares `text` with `tests/golden/<name>` (`.txt` unless it has an extension), or rewrites it under `UPDATE_GOLDEN=1`.
 fn golden(name: &str, text: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.txt"));
+    let file = if name.contains('.') {
+        name.to_owned()
+    } else {
+        format!("{name}.txt")
+    };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(file);
     if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         return;
@@ -319,4 +328,19 @@ fn watch_lines_start_with_the_time() {
         );
     }
     golden("watch", &text);
+}
+
+/// `-o json` is what scripts read: its fields change only on purpose (new ones may be
+/// added; a rename or removal shows here first). As the CLI prints it.
+#[test]
+fn json_keeps_its_fields() {
+    let stats = serde_json::to_string_pretty(&stats()).expect("a report serializes");
+    golden("stats.json", &(stats + "\n"));
+    let flows = serde_json::to_string_pretty(&flows()).expect("flows serialize");
+    golden("flows.json", &(flows + "\n"));
+    let lines: String = watch_events()
+        .iter()
+        .map(|e| serde_json::to_string(e).expect("an event serializes") + "\n")
+        .collect();
+    golden("watch.jsonl", &lines);
 }
