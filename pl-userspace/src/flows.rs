@@ -442,44 +442,49 @@ pub fn list(ebpf: &Ebpf) -> Vec<Flow> {
         .collect()
 }
 
-/// A column of the flow table: header, kind, the cell.
-type FlowColumn = (&'static str, Col, fn(&FlowReport) -> String);
+/// Which forms of `pl flows` show a column.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Both,
+    Table,
+    Wide,
+}
 
-/// The default table's columns, to fit 100: who (endpoint, service, consumer), where to,
-/// state, and idle time as `2s`, `4m05s`, `1h02m`.
+/// A column of the flow table: header, kind, where shown, the cell.
+type FlowColumn = (&'static str, Col, Shown, fn(&FlowReport) -> String);
+
+/// The table fits 100 columns: who (endpoint, service, consumer), where to, state, and
+/// idle time as `2s`, `4m05s`, `1h02m`. `-o wide` has every field, named and valued as in
+/// the JSON.
 const FLOW_COLUMNS: &[FlowColumn] = &[
-    ("endpoint", Col::Text, |f| f.endpoint.clone()),
-    ("service", Col::Text, |f| f.service.clone()),
-    ("proto", Col::Text, |f| f.proto.clone()),
-    ("consumer", Col::Text, |f| f.consumer.to_string()),
-    ("target", Col::Text, |f| f.target.to_string()),
-    ("state", Col::Text, |f| f.state.clone()),
-    ("idle", Col::Num, |f| output::duration(f.idle_s)),
-];
-
-/// Every field as `-o wide` shows it: named and valued as in the JSON.
-const FLOW_COLUMNS_WIDE: &[FlowColumn] = &[
-    ("endpoint", Col::Text, |f| f.endpoint.clone()),
-    ("service", Col::Text, |f| f.service.clone()),
-    ("network", Col::Text, |f| f.network.clone()),
-    ("proto", Col::Text, |f| f.proto.clone()),
-    ("consumer", Col::Text, |f| f.consumer.to_string()),
-    ("endpoint_addr", Col::Text, |f| f.endpoint_addr.to_string()),
-    ("nlb", Col::Text, |f| f.nlb.to_string()),
-    ("target", Col::Text, |f| f.target.to_string()),
-    ("state", Col::Text, |f| f.state.clone()),
-    ("age_s", Col::Num, |f| f.age_s.to_string()),
-    ("idle_s", Col::Num, |f| f.idle_s.to_string()),
-    ("to_provider_packets", Col::Num, |f| {
+    ("endpoint", Col::Text, Shown::Both, |f| f.endpoint.clone()),
+    ("service", Col::Text, Shown::Both, |f| f.service.clone()),
+    ("network", Col::Text, Shown::Wide, |f| f.network.clone()),
+    ("proto", Col::Text, Shown::Both, |f| f.proto.clone()),
+    ("consumer", Col::Text, Shown::Both, |f| {
+        f.consumer.to_string()
+    }),
+    ("endpoint_addr", Col::Text, Shown::Wide, |f| {
+        f.endpoint_addr.to_string()
+    }),
+    ("nlb", Col::Text, Shown::Wide, |f| f.nlb.to_string()),
+    ("target", Col::Text, Shown::Both, |f| f.target.to_string()),
+    ("state", Col::Text, Shown::Both, |f| f.state.clone()),
+    ("idle", Col::Num, Shown::Table, |f| {
+        output::duration(f.idle_s)
+    }),
+    ("age_s", Col::Num, Shown::Wide, |f| f.age_s.to_string()),
+    ("idle_s", Col::Num, Shown::Wide, |f| f.idle_s.to_string()),
+    ("to_provider_packets", Col::Num, Shown::Wide, |f| {
         f.to_provider_packets.to_string()
     }),
-    ("to_provider_bytes", Col::Num, |f| {
+    ("to_provider_bytes", Col::Num, Shown::Wide, |f| {
         f.to_provider_bytes.to_string()
     }),
-    ("to_consumer_packets", Col::Num, |f| {
+    ("to_consumer_packets", Col::Num, Shown::Wide, |f| {
         f.to_consumer_packets.to_string()
     }),
-    ("to_consumer_bytes", Col::Num, |f| {
+    ("to_consumer_bytes", Col::Num, Shown::Wide, |f| {
         f.to_consumer_bytes.to_string()
     }),
 ];
@@ -492,15 +497,19 @@ pub fn table(flows: &[FlowReport]) -> String {
 /// One row per flow: `Table` fits 100 columns; `Wide` has every field (the network, the
 /// endpoint address, the NLB side, age and counters too).
 pub fn text(flows: &[FlowReport], format: Format) -> String {
-    let columns = if format == Format::Wide {
-        FLOW_COLUMNS_WIDE
+    let form = if format == Format::Wide {
+        Shown::Wide
     } else {
-        FLOW_COLUMNS
+        Shown::Table
     };
+    let columns: Vec<&FlowColumn> = FLOW_COLUMNS
+        .iter()
+        .filter(|c| c.2 == Shown::Both || c.2 == form)
+        .collect();
     let header: Vec<(&str, Col)> = columns.iter().map(|c| (c.0, c.1)).collect();
     let mut t = output::table(format, &header);
     for f in flows {
-        t.add_row(columns.iter().map(|c| (c.2)(f)));
+        t.add_row(columns.iter().map(|c| (c.3)(f)));
     }
     output::render(&t)
 }

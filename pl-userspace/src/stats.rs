@@ -151,60 +151,29 @@ impl StatsReport {
         out
     }
 
-    /// interface | mode | counter | value, one row per counter shown; the number hidden.
+    /// interface | mode | counter | value, a row per counter shown; the number hidden.
     fn interfaces_long(&self, all: bool) -> (String, usize) {
-        let mut t = table(
-            Format::Table,
-            &[
-                ("interface", Col::Text),
-                ("mode", Col::Text),
-                ("counter", Col::Text),
-                ("value", Col::Num),
-            ],
-        );
-        let mut hidden = 0;
-        for i in &self.interfaces {
-            for &c in IfaceCounter::ALL {
-                let v = i.get(c);
-                if v == 0 && !all && !IFACE_ALWAYS.contains(&c) {
-                    hidden += 1;
-                    continue;
-                }
-                t.add_row([&i.name, &i.mode, c.name(), &v.to_string()]);
-            }
-        }
-        (render(&t), hidden)
+        let rows = self.interfaces.iter().flat_map(|i| {
+            IfaceCounter::ALL.iter().map(move |&c| {
+                let keep = all || IFACE_ALWAYS.contains(&c);
+                ([i.name.as_str(), i.mode.as_str()], c.name(), i.get(c), keep)
+            })
+        });
+        counter_rows(["interface", "mode"], rows)
     }
 
     /// endpoint | service | network | counter | value, `active_flows` first; the number
     /// hidden.
     fn endpoints_long(&self, all: bool) -> (String, usize) {
-        let mut t = table(
-            Format::Table,
-            &[
-                ("endpoint", Col::Text),
-                ("service", Col::Text),
-                ("network", Col::Text),
-                ("counter", Col::Text),
-                ("value", Col::Num),
-            ],
-        );
-        let mut hidden = 0;
-        for e in &self.endpoints {
-            let counters = EndpointCounter::ALL
-                .iter()
-                .map(|&c| (c.name(), e.get(c), all || ENDPOINT_ALWAYS.contains(&c)));
-            for (name, v, keep) in
-                std::iter::once(("active_flows", e.active_flows, true)).chain(counters)
-            {
-                if v == 0 && !keep {
-                    hidden += 1;
-                    continue;
-                }
-                t.add_row([&e.name, &e.service, &e.network, name, &v.to_string()]);
-            }
-        }
-        (render(&t), hidden)
+        let rows = self.endpoints.iter().flat_map(|e| {
+            let names = [e.name.as_str(), e.service.as_str(), e.network.as_str()];
+            let counters = EndpointCounter::ALL.iter().map(move |&c| {
+                let keep = all || ENDPOINT_ALWAYS.contains(&c);
+                (names, c.name(), e.get(c), keep)
+            });
+            std::iter::once((names, "active_flows", e.active_flows, true)).chain(counters)
+        });
+        counter_rows(["endpoint", "service", "network"], rows)
     }
 
     /// One row per interface, one column per counter.
@@ -293,6 +262,7 @@ impl StatsReport {
                 .filter(|x| x.service_failing_open)
                 .map(|x| x.service.as_str())
                 .collect();
+            failing.sort_unstable();
             failing.dedup();
             for service in failing {
                 let _ = writeln!(
@@ -303,6 +273,27 @@ impl StatsReport {
         }
         out
     }
+}
+
+/// A table of what is counted (`names`), then counter | value: a row per (names, counter,
+/// value, keep) that is not 0 or is to be kept; the number of rows left out.
+fn counter_rows<'a, const N: usize>(
+    names: [&str; N],
+    rows: impl Iterator<Item = ([&'a str; N], &'a str, u64, bool)>,
+) -> (String, usize) {
+    let mut cols: Vec<(&str, Col)> = names.iter().map(|n| (*n, Col::Text)).collect();
+    cols.extend([("counter", Col::Text), ("value", Col::Num)]);
+    let mut t = table(Format::Table, &cols);
+    let mut hidden = 0;
+    for (names, counter, value, keep) in rows {
+        if value == 0 && !keep {
+            hidden += 1;
+            continue;
+        }
+        let value = value.to_string();
+        t.add_row(names.iter().copied().chain([counter, value.as_str()]));
+    }
+    (render(&t), hidden)
 }
 
 /// Interface counters `pl stats` shows even at 0, so every interface has rows.
