@@ -178,42 +178,33 @@ impl StatsReport {
 
     /// One row per interface, one column per counter.
     fn interfaces_wide(&self) -> String {
-        let mut cols = vec![
+        let rows = self.interfaces.iter().map(|i| {
+            let names = [i.name.clone(), i.mode.clone(), i.ifindex.to_string()];
+            let counters = IfaceCounter::ALL.iter().map(|c| i.get(*c));
+            (names, counters)
+        });
+        let names = [
             ("interface", Col::Text),
             ("mode", Col::Text),
             ("ifindex", Col::Num),
         ];
-        cols.extend(IfaceCounter::ALL.iter().map(|c| (c.name(), Col::Num)));
-        let mut t = table(Format::Wide, &cols);
-        for i in &self.interfaces {
-            let mut row = vec![i.name.clone(), i.mode.clone(), i.ifindex.to_string()];
-            row.extend(IfaceCounter::ALL.iter().map(|c| i.get(*c).to_string()));
-            t.add_row(row);
-        }
-        render(&t)
+        counter_columns(names, IfaceCounter::ALL.iter().map(|c| c.name()), rows)
     }
 
-    /// One row per endpoint, one column per counter.
+    /// One row per endpoint, one column per counter (`active_flows` first).
     fn endpoints_wide(&self) -> String {
-        let mut cols = vec![
+        let rows = self.endpoints.iter().map(|e| {
+            let names = [e.name.clone(), e.service.clone(), e.network.clone()];
+            let counters = EndpointCounter::ALL.iter().map(|c| e.get(*c));
+            (names, std::iter::once(e.active_flows).chain(counters))
+        });
+        let names = [
             ("endpoint", Col::Text),
             ("service", Col::Text),
             ("network", Col::Text),
-            ("active_flows", Col::Num),
         ];
-        cols.extend(EndpointCounter::ALL.iter().map(|c| (c.name(), Col::Num)));
-        let mut t = table(Format::Wide, &cols);
-        for e in &self.endpoints {
-            let mut row = vec![
-                e.name.clone(),
-                e.service.clone(),
-                e.network.clone(),
-                e.active_flows.to_string(),
-            ];
-            row.extend(EndpointCounter::ALL.iter().map(|c| e.get(*c).to_string()));
-            t.add_row(row);
-        }
-        render(&t)
+        let counters = EndpointCounter::ALL.iter().map(|c| c.name());
+        counter_columns(names, std::iter::once("active_flows").chain(counters), rows)
     }
 
     /// The targets: where each is (zone, router, MAC) and how it fares; `Wide` adds the
@@ -294,6 +285,22 @@ fn counter_rows<'a, const N: usize>(
         t.add_row(names.iter().copied().chain([counter, value.as_str()]));
     }
     (render(&t), hidden)
+}
+
+/// A wide table of what is counted (`names`), then a column per counter in `counters`: a
+/// row per (names, values in counter order).
+fn counter_columns<const N: usize, V: Iterator<Item = u64>>(
+    names: [(&str, Col); N],
+    counters: impl Iterator<Item = &'static str>,
+    rows: impl Iterator<Item = ([String; N], V)>,
+) -> String {
+    let mut cols = names.to_vec();
+    cols.extend(counters.map(|c| (c, Col::Num)));
+    let mut t = table(Format::Wide, &cols);
+    for (names, values) in rows {
+        t.add_row(names.into_iter().chain(values.map(|v| v.to_string())));
+    }
+    render(&t)
 }
 
 /// Interface counters `pl stats` shows even at 0, so every interface has rows.

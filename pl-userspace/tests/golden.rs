@@ -2,7 +2,7 @@
 //! reports and compared with `tests/golden/*.txt`. `UPDATE_GOLDEN=1 cargo test -p
 //! pl-userspace --test golden` rewrites the files (review the diff before committing).
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 
 use pl_common::stats::{EndpointCounter, EndpointStats, IfaceCounter, IfaceStats};
 use pl_userspace::{
@@ -11,63 +11,73 @@ use pl_userspace::{
     stats::{EndpointReport, IfaceReport, StatsReport, TargetReport},
 };
 
+/// `counters` (every counter, at 0) with `pairs` set; a name not among them is a typo.
+fn set(counters: &mut BTreeMap<String, u64>, pairs: &[(&str, u64)]) {
+    for &(name, value) in pairs {
+        *counters
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("no counter {name}")) = value;
+    }
+}
+
 /// Two interfaces, two endpoints with long names, an on-link, a routed and an unresolved
 /// target.
 fn stats() -> StatsReport {
-    let iface = |pairs: &[(IfaceCounter, u64)]| {
-        let mut s = IfaceStats::default();
-        for &(c, v) in pairs {
-            s.counters[c as usize] = v;
-        }
-        s
+    let mut acme = IfaceReport::new("fw-acme", 4, "native", &IfaceStats::default());
+    set(
+        &mut acme.counters,
+        &[
+            ("rx_packets", 1_482_903),
+            ("rx_bytes", 1_204_331_870),
+            ("arp", 41),
+            ("ipv4_tcp", 1_482_790),
+            ("ipv4_udp", 66),
+            ("ipv4_other", 6),
+            ("arp_replied", 20),
+            ("dropped_not_ours", 3),
+            ("dropped_martian", 1),
+            ("dropped_icmp", 2),
+            ("xdp_drop", 27),
+            ("xdp_tx", 20),
+            ("xdp_redirect", 1_482_856),
+        ],
+    );
+    let mut prov = IfaceReport::new("fw-prov", 5, "native", &IfaceStats::default());
+    set(
+        &mut prov.counters,
+        &[
+            ("rx_packets", 1_391_022),
+            ("rx_bytes", 9_817_250_004),
+            ("arp", 12),
+            ("ipv4_tcp", 1_391_010),
+            ("arp_replied", 6),
+            ("arp_learned", 6),
+            ("dropped_no_flow", 4),
+            ("xdp_drop", 4),
+            ("xdp_tx", 6),
+            ("xdp_redirect", 1_391_012),
+        ],
+    );
+    let endpoint = |name, service, network, active_flows| {
+        let none = EndpointStats::default();
+        EndpointReport::new(name, service, network, &none, active_flows)
     };
-    use IfaceCounter as I;
-    let acme = iface(&[
-        (I::RxPackets, 1_482_903),
-        (I::RxBytes, 1_204_331_870),
-        (I::Arp, 41),
-        (I::Ipv4Tcp, 1_482_790),
-        (I::Ipv4Udp, 66),
-        (I::Ipv4Other, 6),
-        (I::ArpReplied, 20),
-        (I::DroppedNotOurs, 3),
-        (I::DroppedMartian, 1),
-        (I::DroppedIcmp, 2),
-        (I::XdpDrop, 27),
-        (I::XdpTx, 20),
-        (I::XdpRedirect, 1_482_856),
-    ]);
-    let prov = iface(&[
-        (I::RxPackets, 1_391_022),
-        (I::RxBytes, 9_817_250_004),
-        (I::Arp, 12),
-        (I::Ipv4Tcp, 1_391_010),
-        (I::ArpReplied, 6),
-        (I::ArpLearned, 6),
-        (I::DroppedNoFlow, 4),
-        (I::XdpDrop, 4),
-        (I::XdpTx, 6),
-        (I::XdpRedirect, 1_391_012),
-    ]);
-    let endpoint = |pairs: &[(EndpointCounter, u64)]| {
-        let mut s = EndpointStats::default();
-        for &(c, v) in pairs {
-            s.counters[c as usize] = v;
-        }
-        s
-    };
-    use EndpointCounter as E;
-    let billing = endpoint(&[
-        (E::ToProviderPackets, 1_482_790),
-        (E::ToProviderBytes, 1_190_220_310),
-        (E::ToConsumerPackets, 1_391_010),
-        (E::ToConsumerBytes, 9_800_112_954),
-        (E::NewFlows, 1_204),
-        (E::MssClamped, 2_408),
-        (E::RefusedSource, 17),
-        (E::RefusedNotSyn, 2),
-    ]);
-    let payments = endpoint(&[(E::RefusedNotAccepted, 5)]);
+    let mut billing = endpoint("acme-corp-billing-eu-west-1", "billing-api", "acme", 2);
+    set(
+        &mut billing.counters,
+        &[
+            ("to_provider_packets", 1_482_790),
+            ("to_provider_bytes", 1_190_220_310),
+            ("to_consumer_packets", 1_391_010),
+            ("to_consumer_bytes", 9_800_112_954),
+            ("new_flows", 1_204),
+            ("mss_clamped", 2_408),
+            ("refused_source", 17),
+            ("refused_not_syn", 2),
+        ],
+    );
+    let mut payments = endpoint("globex-payments-gateway-prod", "payments", "globex", 0);
+    set(&mut payments.counters, &[("refused_not_accepted", 5)]);
     let target =
         |service: &str, ip, zone: &str, via, mac: Option<&str>, health: &str| TargetReport {
             service: service.to_owned(),
@@ -87,26 +97,8 @@ fn stats() -> StatsReport {
             active_flows: if health == "healthy" { 1 } else { 0 },
         };
     StatsReport {
-        interfaces: vec![
-            IfaceReport::new("fw-acme", 4, "native", &acme),
-            IfaceReport::new("fw-prov", 5, "native", &prov),
-        ],
-        endpoints: vec![
-            EndpointReport::new(
-                "acme-corp-billing-eu-west-1",
-                "billing-api",
-                "acme",
-                &billing,
-                2,
-            ),
-            EndpointReport::new(
-                "globex-payments-gateway-prod",
-                "payments",
-                "globex",
-                &payments,
-                0,
-            ),
-        ],
+        interfaces: vec![acme, prov],
+        endpoints: vec![billing, payments],
         targets: vec![
             target(
                 "billing-api",
@@ -266,19 +258,18 @@ fn stats_default_shows_counters_as_rows_without_zeros() {
 fn stats_all_shows_every_counter() {
     let text = stats().text(Format::Table, true);
     fits("stats_all", &text);
-    for name in IfaceCounter::ALL.iter().map(|c| c.name()) {
+    // The counter is the third cell of an interface's row, the fourth of an endpoint's.
+    let iface = IfaceCounter::ALL.iter().map(|c| (c.name(), 2));
+    let endpoint = EndpointCounter::ALL.iter().map(|c| (c.name(), 3));
+    for (name, cell) in iface.chain(endpoint) {
         let rows = text
             .lines()
-            .filter(|l| l.split_whitespace().nth(2) == Some(name))
+            .filter(|l| l.split_whitespace().nth(cell) == Some(name))
             .count();
-        assert_eq!(rows, 2, "{name}: one row per interface:\n{text}");
-    }
-    for name in EndpointCounter::ALL.iter().map(|c| c.name()) {
-        let rows = text
-            .lines()
-            .filter(|l| l.split_whitespace().nth(3) == Some(name))
-            .count();
-        assert_eq!(rows, 2, "{name}: one row per endpoint:\n{text}");
+        assert_eq!(
+            rows, 2,
+            "{name}: one row per interface or endpoint:\n{text}"
+        );
     }
     golden("stats_all", &text);
 }
