@@ -21,7 +21,10 @@ use pl_common::{
     settings::Settings,
 };
 
-use crate::model::Model;
+use crate::{
+    model::Model,
+    output::{self, Col, Format},
+};
 
 /// `BPF_NOEXIST`: an update that only creates an entry.
 const BPF_NOEXIST: u64 = 1;
@@ -455,50 +458,85 @@ pub fn list(ebpf: &Ebpf) -> Vec<Flow> {
         .collect()
 }
 
-/// One row per flow: both sides' tuples, state, age and counters.
+/// Which forms of `pl flows` show a column.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Both,
+    Table,
+    Wide,
+}
+
+/// A column of the flow table: header, kind, where shown, the cell.
+type FlowColumn = (&'static str, Col, Shown, fn(&FlowReport) -> String);
+
+/// The table fits 100 columns: who (endpoint, service, consumer), where to, state, and
+/// idle time as `2s`, `4m05s`, `1h02m`. `-o wide` has every field, named and valued as in
+/// the JSON.
+const FLOW_COLUMNS: &[FlowColumn] = &[
+    ("endpoint", Col::Text, Shown::Both, |f| f.endpoint.clone()),
+    ("service", Col::Text, Shown::Both, |f| f.service.clone()),
+    ("network", Col::Text, Shown::Wide, |f| f.network.clone()),
+    ("proto", Col::Text, Shown::Both, |f| f.proto.clone()),
+    ("consumer", Col::Text, Shown::Both, |f| {
+        f.consumer.to_string()
+    }),
+    ("endpoint_addr", Col::Text, Shown::Wide, |f| {
+        f.endpoint_addr.to_string()
+    }),
+    ("nlb", Col::Text, Shown::Wide, |f| f.nlb.to_string()),
+    ("target", Col::Text, Shown::Both, |f| f.target.to_string()),
+    ("state", Col::Text, Shown::Both, |f| f.state.clone()),
+    ("idle", Col::Num, Shown::Table, |f| {
+        output::duration(f.idle_s)
+    }),
+    ("age_s", Col::Num, Shown::Wide, |f| f.age_s.to_string()),
+    ("idle_s", Col::Num, Shown::Wide, |f| f.idle_s.to_string()),
+    ("to_provider_packets", Col::Num, Shown::Wide, |f| {
+        f.to_provider_packets.to_string()
+    }),
+    ("to_provider_bytes", Col::Num, Shown::Wide, |f| {
+        f.to_provider_bytes.to_string()
+    }),
+    ("to_consumer_packets", Col::Num, Shown::Wide, |f| {
+        f.to_consumer_packets.to_string()
+    }),
+    ("to_consumer_bytes", Col::Num, Shown::Wide, |f| {
+        f.to_consumer_bytes.to_string()
+    }),
+];
+
+/// `pl flows` as it prints by default: [`text`] as a table.
 pub fn table(flows: &[FlowReport]) -> String {
-    let header = [
-        "proto",
-        "endpoint",
-        "network",
-        "consumer",
-        "endpoint_addr",
-        "nlb",
-        "target",
-        "state",
-        "age_s",
-        "idle_s",
-        "pkts_to_prov",
-        "bytes_to_prov",
-        "pkts_to_cons",
-        "bytes_to_cons",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let rows = flows.iter().map(|f| {
-        vec![
-            f.proto.clone(),
-            f.endpoint.clone(),
-            f.network.clone(),
-            f.consumer.to_string(),
-            f.endpoint_addr.to_string(),
-            f.nlb.to_string(),
-            f.target.to_string(),
-            f.state.clone(),
-            f.age_s.to_string(),
-            f.idle_s.to_string(),
-            f.to_provider_packets.to_string(),
-            f.to_provider_bytes.to_string(),
-            f.to_consumer_packets.to_string(),
-            f.to_consumer_bytes.to_string(),
-        ]
-    });
-    crate::stats::render(header, rows)
+    text(flows, Format::Table)
+}
+
+/// One row per flow: `Table` fits 100 columns; `Wide` has every field (the network, the
+/// endpoint address, the NLB side, age and counters too).
+pub fn text(flows: &[FlowReport], format: Format) -> String {
+    let form = if format == Format::Wide {
+        Shown::Wide
+    } else {
+        Shown::Table
+    };
+    let columns: Vec<&FlowColumn> = FLOW_COLUMNS
+        .iter()
+        .filter(|c| c.2 == Shown::Both || c.2 == form)
+        .collect();
+    let header: Vec<(&str, Col)> = columns.iter().map(|c| (c.0, c.1)).collect();
+    let mut t = output::table(format, &header);
+    for f in flows {
+        t.add_row(columns.iter().map(|c| (c.3)(f)));
+    }
+    output::render(&t)
 }
 
 /// One line of `pl flows --watch`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WatchEvent {
+    /// When pl run saw it, RFC 3339 UTC with milliseconds (a client stamps an event from an
+    /// older pl run, which sent none, as it reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
     /// `open`, `refused` or `close`.
     pub event: String,
     pub proto: String,
@@ -534,6 +572,7 @@ impl WatchEvent {
     ) -> Option<Self> {
         let e = m.endpoints.get(usize::from(endpoint))?;
         Some(Self {
+            time: Some(output::now_rfc3339()),
             event: event.to_owned(),
             proto: proto_name(proto).to_owned(),
             endpoint: e.name.clone(),
@@ -548,12 +587,20 @@ impl WatchEvent {
         })
     }
 
-    /// The event as one line of text.
+    /// The event as one line of text, its time first:
+    /// `TIME open    tcp ENDPOINT (NETWORK, service S) CONSUMER -> ADDR => NLB -> TARGET`.
     pub fn line(&self) -> String {
         use std::fmt::Write as _;
         let mut l = format!(
-            "{:<7} {} {} ({}) {} -> {}",
-            self.event, self.proto, self.endpoint, self.network, self.consumer, self.endpoint_addr
+            "{} {:<7} {} {} ({}, service {}) {} -> {}",
+            self.time.as_deref().unwrap_or("-"),
+            self.event,
+            self.proto,
+            self.endpoint,
+            self.network,
+            self.service,
+            self.consumer,
+            self.endpoint_addr
         );
         if let (Some(n), Some(t)) = (self.nlb, self.target) {
             let _ = write!(l, " => {n} -> {t}");

@@ -5,6 +5,8 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use pl_common::stats::{EndpointCounter, EndpointStats, IfaceCounter, IfaceStats};
 use serde::{Deserialize, Serialize};
 
+use crate::output::{Col, Format, render, table};
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsReport {
     pub interfaces: Vec<IfaceReport>,
@@ -132,94 +134,202 @@ impl StatsReport {
         self.endpoints.iter().find(|e| e.name == name)
     }
 
-    /// Tables: one row per interface, then one per endpoint, one column per counter in
-    /// counter order; then the targets.
+    /// `pl stats` as it prints by default: [`Self::text`] as a table, zeros hidden.
     pub fn table(&self) -> String {
-        let mut header = vec!["interface".to_owned()];
-        header.extend(IfaceCounter::ALL.iter().map(|c| c.name().to_owned()));
-        let rows = self.interfaces.iter().map(|i| {
-            let mut row = vec![format!("{} ({})", i.name, i.mode)];
-            row.extend(IfaceCounter::ALL.iter().map(|c| i.get(*c).to_string()));
-            row
-        });
-        let mut out = render(header, rows);
-        if !self.endpoints.is_empty() {
-            let mut header = vec![
-                "endpoint".to_owned(),
-                "service".to_owned(),
-                "network".to_owned(),
-                "active_flows".to_owned(),
-            ];
-            header.extend(EndpointCounter::ALL.iter().map(|c| c.name().to_owned()));
-            let rows = self.endpoints.iter().map(|e| {
-                let mut row = vec![
-                    e.name.clone(),
-                    e.service.clone(),
-                    e.network.clone(),
-                    e.active_flows.to_string(),
-                ];
-                row.extend(EndpointCounter::ALL.iter().map(|c| e.get(*c).to_string()));
-                row
-            });
-            out.push('\n');
-            out.push_str(&render(header, rows));
+        self.text(Format::Table, false)
+    }
+
+    /// The human form. `Table` (fits 100 columns): one row per counter of each interface
+    /// and endpoint, zeros left out unless `all` (a few always show, so every interface
+    /// and endpoint has a row); then the targets. `Wide`: one row per interface and per
+    /// endpoint, one column per counter, and every target column.
+    pub fn text(&self, format: Format, all: bool) -> String {
+        let mut parts = Vec::new();
+        let mut hidden = 0;
+        if format == Format::Wide {
+            parts.push(self.interfaces_wide());
+            if !self.endpoints.is_empty() {
+                parts.push(self.endpoints_wide());
+            }
+        } else {
+            let (text, n) = self.interfaces_long(all);
+            parts.push(text);
+            hidden += n;
+            if !self.endpoints.is_empty() {
+                let (text, n) = self.endpoints_long(all);
+                parts.push(text);
+                hidden += n;
+            }
         }
         if !self.targets.is_empty() {
-            let header = vec![
-                "target".to_owned(),
-                "service".to_owned(),
-                "zone".to_owned(),
-                "next_hop".to_owned(),
-                "mac".to_owned(),
-                "health".to_owned(),
-                "last_check".to_owned(),
-                "new_flows".to_owned(),
-                "active_flows".to_owned(),
-            ];
-            let rows = self.targets.iter().map(|t| {
-                vec![
-                    t.ip.to_string(),
-                    t.service.clone(),
-                    t.zone.clone(),
-                    t.via
-                        .map_or_else(|| "on-link".to_owned(), |v| v.to_string()),
-                    t.mac.clone().unwrap_or_else(|| "unresolved".to_owned()),
-                    if t.service_failing_open {
-                        format!("{} (service failing open)", t.health)
-                    } else {
-                        t.health.clone()
-                    },
-                    t.last_check.clone(),
-                    t.new_flows.to_string(),
-                    t.active_flows.to_string(),
-                ]
+            parts.push(self.targets_text(format));
+        }
+        let mut out = parts.join("\n");
+        if hidden > 0 {
+            let _ = writeln!(
+                out,
+                "\n{hidden} counters are 0 and not shown (--all shows them)."
+            );
+        }
+        out
+    }
+
+    /// interface | mode | counter | value, a row per counter shown; the number hidden.
+    fn interfaces_long(&self, all: bool) -> (String, usize) {
+        let rows = self.interfaces.iter().flat_map(|i| {
+            IfaceCounter::ALL.iter().map(move |&c| {
+                let keep = all || IFACE_ALWAYS.contains(&c);
+                ([i.name.as_str(), i.mode.as_str()], c.name(), i.get(c), keep)
+            })
+        });
+        counter_rows(["interface", "mode"], rows)
+    }
+
+    /// endpoint | service | network | counter | value, `active_flows` first; the number
+    /// hidden.
+    fn endpoints_long(&self, all: bool) -> (String, usize) {
+        let rows = self.endpoints.iter().flat_map(|e| {
+            let names = [e.name.as_str(), e.service.as_str(), e.network.as_str()];
+            let counters = EndpointCounter::ALL.iter().map(move |&c| {
+                let keep = all || ENDPOINT_ALWAYS.contains(&c);
+                (names, c.name(), e.get(c), keep)
             });
-            out.push('\n');
-            out.push_str(&render(header, rows));
+            std::iter::once((names, "active_flows", e.active_flows, true)).chain(counters)
+        });
+        counter_rows(["endpoint", "service", "network"], rows)
+    }
+
+    /// One row per interface, one column per counter.
+    fn interfaces_wide(&self) -> String {
+        let rows = self.interfaces.iter().map(|i| {
+            let names = [i.name.clone(), i.mode.clone(), i.ifindex.to_string()];
+            let counters = IfaceCounter::ALL.iter().map(|c| i.get(*c));
+            (names, counters)
+        });
+        let names = [
+            ("interface", Col::Text),
+            ("mode", Col::Text),
+            ("ifindex", Col::Num),
+        ];
+        counter_columns(names, IfaceCounter::ALL.iter().map(|c| c.name()), rows)
+    }
+
+    /// One row per endpoint, one column per counter (`active_flows` first).
+    fn endpoints_wide(&self) -> String {
+        let rows = self.endpoints.iter().map(|e| {
+            let names = [e.name.clone(), e.service.clone(), e.network.clone()];
+            let counters = EndpointCounter::ALL.iter().map(|c| e.get(*c));
+            (names, std::iter::once(e.active_flows).chain(counters))
+        });
+        let names = [
+            ("endpoint", Col::Text),
+            ("service", Col::Text),
+            ("network", Col::Text),
+        ];
+        let counters = EndpointCounter::ALL.iter().map(|c| c.name());
+        counter_columns(names, std::iter::once("active_flows").chain(counters), rows)
+    }
+
+    /// The targets: where each is (zone, router, MAC) and how it fares; `Wide` adds the
+    /// last check's answer and the flows opened to it. A service failing open is a note
+    /// under the table (`Wide`: in the health column).
+    fn targets_text(&self, format: Format) -> String {
+        let wide = format == Format::Wide;
+        let mut cols = vec![
+            ("service", Col::Text),
+            ("target", Col::Text),
+            ("zone", Col::Text),
+            ("via", Col::Text),
+            ("mac", Col::Text),
+            ("health", Col::Text),
+        ];
+        if wide {
+            cols.extend([("last_check", Col::Text), ("new_flows", Col::Num)]);
+        }
+        cols.push(("active_flows", Col::Num));
+        let mut t = table(format, &cols);
+        for x in &self.targets {
+            let mut row = vec![
+                x.service.clone(),
+                x.ip.to_string(),
+                x.zone.clone(),
+                x.via
+                    .map_or_else(|| "on-link".to_owned(), |v| v.to_string()),
+                x.mac.clone().unwrap_or_else(|| "unresolved".to_owned()),
+                if wide && x.service_failing_open {
+                    format!("{} (service failing open)", x.health)
+                } else {
+                    x.health.clone()
+                },
+            ];
+            if wide {
+                row.extend([x.last_check.clone(), x.new_flows.to_string()]);
+            }
+            row.push(x.active_flows.to_string());
+            t.add_row(row);
+        }
+        let mut out = render(&t);
+        if !wide {
+            let mut failing: Vec<&str> = self
+                .targets
+                .iter()
+                .filter(|x| x.service_failing_open)
+                .map(|x| x.service.as_str())
+                .collect();
+            failing.sort_unstable();
+            failing.dedup();
+            for service in failing {
+                let _ = writeln!(
+                    out,
+                    "service {service}: every target is unhealthy, so all take flows (failing open)"
+                );
+            }
         }
         out
     }
 }
 
-/// Aligned columns: the first left-aligned, the rest right-aligned.
-pub(crate) fn render(header: Vec<String>, rows: impl Iterator<Item = Vec<String>>) -> String {
-    let rows: Vec<Vec<String>> = std::iter::once(header).chain(rows).collect();
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|col| rows.iter().map(|r| r[col].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        for (col, cell) in row.iter().enumerate() {
-            if col == 0 {
-                let _ = write!(out, "{cell:<w$}", w = widths[col]);
-            } else {
-                let _ = write!(out, "  {cell:>w$}", w = widths[col]);
-            }
+/// A table of what is counted (`names`), then counter | value: a row per (names, counter,
+/// value, keep) that is not 0 or is to be kept; the number of rows left out.
+fn counter_rows<'a, const N: usize>(
+    names: [&str; N],
+    rows: impl Iterator<Item = ([&'a str; N], &'a str, u64, bool)>,
+) -> (String, usize) {
+    let mut cols: Vec<(&str, Col)> = names.iter().map(|n| (*n, Col::Text)).collect();
+    cols.extend([("counter", Col::Text), ("value", Col::Num)]);
+    let mut t = table(Format::Table, &cols);
+    let mut hidden = 0;
+    for (names, counter, value, keep) in rows {
+        if value == 0 && !keep {
+            hidden += 1;
+            continue;
         }
-        out.push('\n');
+        let value = value.to_string();
+        t.add_row(names.iter().copied().chain([counter, value.as_str()]));
     }
-    out
+    (render(&t), hidden)
 }
+
+/// A wide table of what is counted (`names`), then a column per counter in `counters`: a
+/// row per (names, values in counter order).
+fn counter_columns<const N: usize, V: Iterator<Item = u64>>(
+    names: [(&str, Col); N],
+    counters: impl Iterator<Item = &'static str>,
+    rows: impl Iterator<Item = ([String; N], V)>,
+) -> String {
+    let mut cols = names.to_vec();
+    cols.extend(counters.map(|c| (c, Col::Num)));
+    let mut t = table(Format::Wide, &cols);
+    for (names, values) in rows {
+        t.add_row(names.into_iter().chain(values.map(|v| v.to_string())));
+    }
+    render(&t)
+}
+
+/// Interface counters `pl stats` shows even at 0, so every interface has rows.
+const IFACE_ALWAYS: &[IfaceCounter] = &[IfaceCounter::RxPackets, IfaceCounter::RxBytes];
+/// Endpoint counters shown even at 0 (with `active_flows`).
+const ENDPOINT_ALWAYS: &[EndpointCounter] = &[EndpointCounter::NewFlows];
 
 #[cfg(test)]
 mod tests {
@@ -240,20 +350,37 @@ mod tests {
         let i = back.interface("fw-acme").expect("fw-acme in report");
         assert_eq!(i.get(IfaceCounter::RxPackets), 7);
         assert_eq!(i.get(IfaceCounter::Ipv4Udp), 5);
-        let table = report.table();
+        let wide = report.text(Format::Wide, false);
         for &c in IfaceCounter::ALL {
             assert!(
-                table.contains(c.name()),
-                "table lacks column {}:\n{table}",
+                wide.contains(c.name()),
+                "-o wide lacks column {}:\n{wide}",
                 c.name()
             );
         }
+        // The table: a row per counter that is not 0, and rx_bytes, which always shows.
+        let rows: Vec<Vec<String>> = report
+            .table()
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .map(|l| l.split_whitespace().map(str::to_owned).collect())
+            .collect();
+        let want = [("rx_packets", "7"), ("rx_bytes", "0"), ("ipv4_udp", "5")]
+            .map(|(c, v)| ["fw-acme", "native", c, v].map(str::to_owned).to_vec());
+        assert_eq!(rows, want, "{}", report.table());
+        let hidden = IfaceCounter::COUNT - 3;
         assert!(
-            table
-                .lines()
-                .nth(1)
-                .is_some_and(|l| l.starts_with("fw-acme (native)")),
-            "{table}"
+            report.table().ends_with(&format!(
+                "{hidden} counters are 0 and not shown (--all shows them).\n"
+            )),
+            "{}",
+            report.table()
+        );
+        assert_eq!(
+            report.text(Format::Table, true).lines().count(),
+            1 + IfaceCounter::COUNT,
+            "--all: a row per counter"
         );
     }
 }

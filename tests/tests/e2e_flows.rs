@@ -258,13 +258,25 @@ fn flows_show_both_sides_and_the_nlb_lookup_names_the_consumer() {
     let bad = pl_flows(&r, &["--endpoint", "nope"]).expect_err("unknown endpoint");
     assert!(bad.contains("no endpoint named \"nope\""), "{bad}");
 
-    // The table names every column.
+    // The table names the service and fits 100 columns; -o wide has every field.
     let nlb = tcp.nlb.to_string();
     let out = r.lab.pl(&r.lab.fw_ns(), &["flows"]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
-        table.contains("established") && table.contains(&nlb) && table.contains("bytes_to_cons"),
+        table.contains("established")
+            && table.lines().count() == 3
+            && table
+                .lines()
+                .skip(1)
+                .all(|l| l.split_whitespace().nth(1) == Some("billing"))
+            && table.lines().all(|l| l.len() <= 100),
         "{table}"
+    );
+    let out = r.lab.pl(&r.lab.fw_ns(), &["flows", "-o", "wide"]);
+    let wide = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        wide.contains(&nlb) && wide.contains("to_consumer_bytes"),
+        "{wide}"
     );
     drop(held);
 }
@@ -274,6 +286,7 @@ fn watch_streams_opens_refusals_with_reasons_and_closes() {
     require_kernel!("watch_streams_opens_refusals_with_reasons_and_closes");
     let config = format!("{LAB_CONFIG}\n[limits]\ntcp_closing_timeout_s = 1\n");
     let r = Running::start("wt", &config);
+    let began = pl_userspace::output::now_rfc3339();
     let mut child = netns::exec(&r.lab.fw_ns(), pl_bin())
         .args(["flows", "--watch", "--json"])
         .stdin(std::process::Stdio::null())
@@ -349,6 +362,25 @@ fn watch_streams_opens_refusals_with_reasons_and_closes() {
         e.event == "close" && e.consumer == SocketAddrV4::new(CLIENT, 40001)
     });
     assert_eq!(closed.state.as_deref(), Some("closing"), "{closed:#?}");
+    // Each event has the time pl run saw it (RFC 3339 UTC, same width: they sort as text).
+    let ended = pl_userspace::output::now_rfc3339();
+    let times: Vec<&str> = [&open, &refused, &closed]
+        .iter()
+        .map(|e| {
+            e.time
+                .as_deref()
+                .unwrap_or_else(|| panic!("no time: {e:#?}"))
+        })
+        .collect();
+    assert!(
+        times
+            .iter()
+            .all(|t| t.len() == ended.len() && t.ends_with('Z'))
+            && began.as_str() <= times[0]
+            && times[0] <= times[2]
+            && times[2] <= ended.as_str(),
+        "event times {times:?} outside {began}..{ended}"
+    );
     let _ = child.kill();
     let _ = child.wait();
     let _ = reader.join();

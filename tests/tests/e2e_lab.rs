@@ -89,10 +89,16 @@ fn demo_runs_end_to_end() {
         "pl demo failed: {}\n{stdout}",
         stderr(&out)
     );
+    // pl stats: a row per counter, naming the interface and its mode.
+    for iface in ["fw-acme", "fw-globex", "fw-prov"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().take(2).eq([iface, "native"])),
+            "demo's pl stats lacks {iface} in native mode:\n{stdout}"
+        );
+    }
     for s in [
-        "fw-acme (native)",
-        "fw-globex (native)",
-        "fw-prov (native)",
         "acme-billing",
         "globex-billing",
         "peer=10.9.0.250:",

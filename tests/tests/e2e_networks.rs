@@ -334,8 +334,12 @@ fn the_router_is_resolved(r: &Running, router_mac: &str) {
     let text = output(netns::exec(&r.lab.fw_ns(), pl_bin()).args(["stats"]));
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
     assert!(
-        text.lines()
-            .any(|l| l.starts_with("10.60.0.5") && l.contains("10.9.0.1")),
+        text.lines().any(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            cells
+                .get(1..4)
+                .is_some_and(|c| c[0] == "10.60.0.5" && c[2] == "10.9.0.1")
+        }),
         "pl stats names the router:\n{text}"
     );
 }

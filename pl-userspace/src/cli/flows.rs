@@ -23,10 +23,12 @@ pub struct FlowsArgs {
     #[arg(long, value_name = "IP:PORT")]
     pub nlb: Option<std::net::SocketAddrV4>,
     /// Stream flow opens, refusals (with the reason) and closes as they happen, one line
-    /// each (JSON with --json), until interrupted.
+    /// each, starting with the time (RFC 3339 UTC); with --json, one JSON object a line with
+    /// a `time` field. Runs until interrupted.
     #[arg(long)]
     pub watch: bool,
-    #[arg(long, default_value = DEFAULT_INSTANCE)]
+    /// The `pl run` to ask: the --instance it was started with.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
     pub instance: String,
 }
 
@@ -63,10 +65,11 @@ pub fn run(args: &FlowsArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("--nlb {nlb}: no live flow holds this NLB address and port");
     }
-    if args.out.format().is_json() {
+    let format = args.out.format();
+    if format.is_json() {
         println!("{}", serde_json::to_string_pretty(&flows)?);
     } else {
-        print!("{}", flows::table(&flows));
+        print!("{}", flows::text(&flows, format));
     }
     Ok(())
 }

@@ -13,7 +13,13 @@ use clap::{Parser, Subcommand};
 use pl_userspace::{control, daemon, dataplane::Dataplane};
 
 #[derive(Parser)]
-#[command(name = "pl", version, about = "A PrivateLink-style data plane in XDP")]
+#[command(
+    name = "pl",
+    version,
+    about = "A PrivateLink-style data plane in XDP",
+    // Help wraps at the terminal's width, and at 100 columns on a wider one.
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -21,18 +27,32 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Load the XDP program, attach it to the interfaces and run until SIGINT/SIGTERM. The
-    /// data plane outlives it: a restart takes over its links and flows; `pl down` removes it.
+    /// Attach the data plane to the interfaces and run until SIGINT/SIGTERM.
+    ///
+    /// Loads the XDP program and attaches it to every interface the config names (or that
+    /// --interface names, to observe). The data plane outlives pl run: a restart takes over
+    /// its links and flows, and pl down removes it.
     Run(run::RunArgs),
     /// Detach what `pl run` left in this network namespace and free its flow table.
     Down(admin::DownArgs),
-    /// List the live flows of the `pl run` in this network namespace: both sides' tuples,
-    /// endpoint, target, state, age, idle time and counters.
+    /// List the live flows, or stream flow events with --watch.
+    ///
+    /// The flows of the `pl run` in this network namespace. The table (fits 100 columns)
+    /// shows endpoint, service, protocol, consumer, target, state and idle time; `-o wide`
+    /// adds the network, the endpoint address, the NLB side, the age and the counters;
+    /// `-o json` (or --json) prints every field as JSON.
     Flows(flows::FlowsArgs),
     /// Print the counters of the `pl run` in this network namespace.
+    ///
+    /// The table (fits 100 columns) has a row per counter of each interface and endpoint,
+    /// zeros left out unless --all, then the targets: zone, router, MAC, health and flows.
+    /// `-o wide` has a row per interface and endpoint and a column per counter; `-o json`
+    /// (or --json) prints the report as JSON.
     Stats(stats::StatsArgs),
-    /// Make the `pl run` in this network namespace reload its config (or FILE): it is
-    /// validated in full first, and a bad one changes nothing. SIGHUP does the same.
+    /// Make the `pl run` in this network namespace reload its config.
+    ///
+    /// Its own file, or the one --config names. The config is validated in full first; a
+    /// bad one changes nothing. SIGHUP does the same.
     Reload(admin::ReloadArgs),
     /// Build or remove a veth lab of network namespaces.
     Lab {
@@ -71,4 +91,42 @@ pub(crate) fn left_behind(instance: &str, err: control::ControlError) -> anyhow:
         "pl: no pl run (instance {instance:?}) is active here; reading the data plane it left (still forwarding; target health unknown)"
     );
     Ok(dp)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// Every command below `cmd`, subcommands included, with its path (`pl lab up`).
+    fn commands(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            let path = format!("{path} {}", sub.get_name());
+            out.push((path.clone(), sub.clone()));
+            commands(sub, &path, out);
+        }
+    }
+
+    #[test]
+    fn summaries_are_one_short_line_and_help_fits_100_columns() {
+        let mut all = vec![("pl".to_owned(), Cli::command())];
+        commands(&Cli::command(), "pl", &mut all);
+        for (path, cmd) in all {
+            let about = cmd.get_about().map(ToString::to_string).unwrap_or_default();
+            assert!(
+                about.chars().count() <= 80 && !about.contains('\n'),
+                "{path}: the summary `pl --help` lists is {} characters (at most 80; \
+                 the doc comment's first paragraph, details after a blank line): {about}",
+                about.chars().count()
+            );
+            let help = cmd.term_width(100).render_long_help().to_string();
+            for line in help.lines() {
+                assert!(
+                    line.chars().count() <= 100,
+                    "{path} --help has a line over 100 columns:\n{line}"
+                );
+            }
+        }
+    }
 }

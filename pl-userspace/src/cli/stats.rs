@@ -9,7 +9,11 @@ use super::{left_behind, output::OutputArgs};
 pub struct StatsArgs {
     #[command(flatten)]
     pub out: OutputArgs,
-    #[arg(long, default_value = DEFAULT_INSTANCE)]
+    /// Show counters that are 0 too (the table leaves them out; wide and json never do).
+    #[arg(long)]
+    pub all: bool,
+    /// The `pl run` to ask: the --instance it was started with.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
     pub instance: String,
 }
 
@@ -18,10 +22,11 @@ pub fn run(args: &StatsArgs) -> anyhow::Result<()> {
         Ok(r) => r,
         Err(e) => left_behind(&args.instance, e)?.stats(true)?,
     };
-    if args.out.format().is_json() {
+    let format = args.out.format();
+    if format.is_json() {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report.table());
+        print!("{}", report.text(format, args.all));
     }
     Ok(())
 }

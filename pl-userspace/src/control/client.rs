@@ -53,8 +53,11 @@ pub fn watch(
     let _ = stream.write_all(&msg);
     for line in BufReader::new(stream).lines() {
         let line = line.map_err(io)?;
-        match serde_json::from_str(&line) {
-            Ok(event) => each(event),
+        match serde_json::from_str::<crate::flows::WatchEvent>(&line) {
+            Ok(mut event) => {
+                event.time.get_or_insert_with(crate::output::now_rfc3339);
+                each(event);
+            }
             // Not an event: a refusal or an error, the only line before the stream closes.
             Err(source) => {
                 return Err(match serde_json::from_str::<Reply>(&line) {
@@ -156,5 +159,56 @@ pub fn stats_with(instance: &str, flows: bool) -> Result<StatsReport, ControlErr
     match request(instance, &Request::Stats { flows })? {
         Reply::Stats(report) => Ok(report),
         _ => Err(unexpected("stats")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{BufRead as _, BufReader, Write as _},
+        os::{
+            linux::net::SocketAddrExt as _,
+            unix::net::{SocketAddr, UnixListener},
+        },
+    };
+
+    use crate::output::now_rfc3339;
+
+    #[test]
+    fn an_event_from_an_older_pl_run_is_stamped_as_it_is_read() {
+        let instance = format!("test-watch-time-{}", std::process::id());
+        let name = super::socket_name(&instance).expect("a valid instance");
+        let addr = SocketAddr::from_abstract_name(&name).expect("an abstract name");
+        let listener = UnixListener::bind_addr(&addr).expect("bind the control socket");
+        let event = r#""proto":"tcp","endpoint":"e","service":"s","network":"n","consumer":"10.0.0.1:1000","endpoint_addr":"10.0.0.2:80""#;
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().expect("accept");
+            // Read the request: closing with it unread would reset the connection.
+            let mut request = String::new();
+            let mut s = BufReader::new(s);
+            s.read_line(&mut request).expect("the request");
+            let s = s.get_mut();
+            writeln!(s, r#"{{"event":"open",{event}}}"#).expect("an older pl run's event");
+            writeln!(
+                s,
+                r#"{{"time":"2026-12-02T05:01:02.123Z","event":"close",{event}}}"#
+            )
+            .expect("a stamped event");
+            request
+        });
+        let before = now_rfc3339();
+        let mut seen = Vec::new();
+        super::watch(&instance, |e| seen.push(e)).expect("the watch ends with the stream");
+        let after = now_rfc3339();
+        assert_eq!(
+            server.join().expect("the server"),
+            "{\"request\":\"watch\"}\n"
+        );
+        let times: Vec<Option<&str>> = seen.iter().map(|e| e.time.as_deref()).collect();
+        assert!(
+            matches!(times[..], [Some(t), Some("2026-12-02T05:01:02.123Z")]
+                if before.as_str() <= t && t <= after.as_str()),
+            "{times:?} (read between {before} and {after})"
+        );
     }
 }

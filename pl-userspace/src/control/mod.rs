@@ -207,6 +207,7 @@ mod tests {
     #[test]
     fn a_watch_event_is_filtered_as_a_flow_is() {
         let event = |endpoint: &str, nlb: Option<&str>| crate::flows::WatchEvent {
+            time: None,
             event: "open".to_owned(),
             proto: "tcp".to_owned(),
             endpoint: endpoint.to_owned(),

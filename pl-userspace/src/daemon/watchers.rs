@@ -63,6 +63,7 @@ mod tests {
 
     fn event(kind: &str) -> WatchEvent {
         WatchEvent {
+            time: Some("2026-12-02T05:01:02.123Z".to_owned()),
             event: kind.to_owned(),
             proto: "tcp".to_owned(),
             endpoint: "e".to_owned(),
@@ -81,6 +82,12 @@ mod tests {
     fn events_are_json_lines_that_read_back() {
         let events = [event("open"), event("close")];
         let text = lines(&events);
+        // The time leads each line, where a reader of the raw stream looks first.
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with(r#"{"time":"2026-12-02T05:01:02.123Z","event":"#)),
+            "{text}"
+        );
         let back: Vec<WatchEvent> = text
             .lines()
             .map(|l| serde_json::from_str(l).expect("a line is one event"))
