@@ -185,3 +185,143 @@ fn key_path(v: &Spanned<DeValue<'_>>, at: usize, path: &mut String) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ConfigError, Source};
+
+    fn parse_errors(text: &str) -> Vec<ConfigError> {
+        Source::from_text("pl.toml", text.to_owned())
+            .parse()
+            .map(|_| ())
+            .expect_err("the types were accepted")
+            .0
+    }
+
+    const SERVICE: &str = r#"
+[[service]]
+name = "billing"
+network = "prov"
+nlb_addresses = [{ ip = "10.9.0.250", zone = "z1" }]
+listeners = [{ protocol = "tcp", port = 443 }, { protocol = "udp", port = 53 }]
+targets = [{ ip = "10.9.0.11", zone = "z1" }]
+"#;
+
+    #[test]
+    fn a_type_error_names_its_section_key_and_line() {
+        // (replace, with, section, field, line, message)
+        let cases = [
+            (
+                "port = 53",
+                "port = \"53\"",
+                "[[service]] \"billing\"",
+                "listeners[1].port",
+                6,
+                "invalid type: string \"53\", expected u16",
+            ),
+            (
+                "port = 443",
+                "port = -1",
+                "[[service]] \"billing\"",
+                "listeners[0].port",
+                6,
+                "expected u16",
+            ),
+            (
+                "zone = \"z1\" }]\nlisteners",
+                "zone = 1 }]\nlisteners",
+                "[[service]] \"billing\"",
+                "nlb_addresses[0].zone",
+                5,
+                "expected a string",
+            ),
+            (
+                "network = \"prov\"\n",
+                "",
+                "[[service]] \"billing\"",
+                "",
+                2,
+                "missing field `network`",
+            ),
+            (
+                "name = \"billing\"",
+                "name = \"billing\"\ncolour = 1",
+                "[[service]] \"billing\"",
+                "colour",
+                4,
+                "unknown field `colour`",
+            ),
+            (
+                "name = \"billing\"",
+                "name = 7",
+                "[[service]] #1",
+                "name",
+                3,
+                "expected a string",
+            ),
+            (
+                "targets = [",
+                "targets = 5 #",
+                "[[service]] \"billing\"",
+                "targets",
+                7,
+                "invalid type: integer `5`",
+            ),
+        ];
+        for (replace, with, section, field, line, message) in cases {
+            assert!(
+                SERVICE.contains(replace),
+                "{replace:?} is not in the config"
+            );
+            let errs = parse_errors(&SERVICE.replacen(replace, with, 1));
+            assert_eq!(errs.len(), 1, "{with:?}: {errs:#?}");
+            let e = &errs[0];
+            assert_eq!(
+                (e.section.as_str(), e.field.as_str(), e.line),
+                (section, field, Some(line)),
+                "{with:?}: {e}"
+            );
+            assert!(e.message.contains(message), "{with:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_entry_with_a_type_error_is_reported() {
+        let text = format!(
+            "{}{}\n[limits]\nflow_table_size = \"big\"\n[[endpoint]]\nname = \"e\"\n",
+            SERVICE.replace("port = 53", "port = \"53\""),
+            SERVICE
+                .replace("name = \"billing\"", "name = \"ledger\"")
+                .replace("cross", "x")
+                .replace("targets", "target"),
+        );
+        let errs = parse_errors(&text);
+        let got: Vec<String> = errs
+            .iter()
+            .map(|e| format!("{}: {}", e.section, e.field))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "[[service]] \"billing\": listeners[1].port",
+                "[[service]] \"ledger\": target",
+                "[limits]: flow_table_size",
+                "[[endpoint]] \"e\": ",
+            ],
+            "{errs:#?}"
+        );
+        // A syntax error is one error, with its line and no section.
+        let errs = parse_errors("[[network]]\nname = \"a\nb\"\n");
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].section, "file");
+        assert!(errs[0].line.is_some(), "{errs:#?}");
+        // An unknown section, and a section of the wrong shape.
+        let errs = parse_errors("[netwrk]\nname = \"a\"\n[[limits]]\n");
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert!(
+            errs[0].message.contains("unknown section `netwrk`"),
+            "{errs:#?}"
+        );
+        assert_eq!(errs[1].section, "[limits]", "{errs:#?}");
+    }
+}

@@ -66,3 +66,107 @@ impl<'a> Found<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        Model,
+        testing::{EXAMPLE, Fixed, build_all, source},
+    };
+
+    /// The messages of `text`'s errors, or a panic if it has none.
+    fn errors(text: &str) -> Vec<String> {
+        build_all(text)
+            .map(|_| ())
+            .expect_err("the config was accepted")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn every_error_is_reported_across_sections_in_file_order() {
+        let text = EXAMPLE
+            .replace("interface = \"fw-prov\"", "interface = \"fw-nope\"")
+            .replace(
+                "{ protocol = \"udp\", port = 53 }",
+                "{ protocol = \"sctp\", port = 53 }",
+            )
+            .replace(
+                "allowed_sources = [\"10.0.0.0/24\"]",
+                "allowed_sources = [\"10.0.0.1/24\"]",
+            )
+            + "\n[limits]\nflow_table_size = 0\nsnat_port_min = 0\n";
+        let errs = errors(&text);
+        let want = [
+            "[[network]] \"billing-prod\": interface: fw-nope",
+            "[[service]] \"billing\": listeners.protocol: \"sctp\"",
+            "[[endpoint]] \"acme-billing\": allowed_sources",
+            "[limits]: flow_table_size",
+            "[limits]: snat_port_min",
+        ];
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+        for (e, w) in errs.iter().zip(want) {
+            assert!(e.contains(w), "{e:?} lacks {w:?} (all: {errs:#?})");
+        }
+    }
+
+    #[test]
+    fn one_bad_entry_does_not_make_others_refer_to_nothing() {
+        // The service's network has an error, and its listener: the endpoints of the
+        // service are still checked, and none says the service or network is unknown.
+        let text = EXAMPLE
+            .replace("interface = \"fw-prov\"", "interface = \"fw-acme\"")
+            .replace("port = 443,", "port = 0,")
+            .replace(
+                "allowed_sources = [\"10.0.0.0/24\"]",
+                "allowed_sources = [\"x\"]",
+            );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(
+            errs[0].contains("interface: fw-acme is already"),
+            "{errs:#?}"
+        );
+        assert!(errs[1].contains("listeners.port: port 0"), "{errs:#?}");
+        assert!(errs[2].contains("allowed_sources"), "{errs:#?}");
+        // A service whose types are wrong: its endpoints do not call it unknown, its
+        // accepted endpoints are still known, and the rest is still checked.
+        let text = EXAMPLE
+            .replace("cross_zone = false", "cross_zone = \"no\"")
+            .replace(
+                "allowed_sources = [\"10.0.0.0/24\"]",
+                "allowed_sources = [\"x\"]",
+            );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert!(
+            errs[0].contains("[[service]] \"billing\": cross_zone: invalid type: string \"no\", expected a boolean"),
+            "{errs:#?}"
+        );
+        assert!(
+            errs[1].contains("[[endpoint]] \"acme-billing\": allowed_sources"),
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_interface_is_a_warning_only_when_asked() {
+        let text = EXAMPLE.replace("interface = \"fw-prov\"", "interface = \"fw-nope\"");
+        let src = source(&text);
+        let check = Model::check(&src, &Fixed, HostChecks::Warnings);
+        assert!(check.errors.is_empty(), "{:#?}", check.errors);
+        assert_eq!(check.warnings.len(), 1, "{:#?}", check.warnings);
+        assert_eq!(check.warnings[0].field, "interface");
+        assert!(check.warnings[0].message.contains("fw-nope"));
+        assert!(check.model.is_some(), "a valid config has its model");
+        let strict = Model::check(&src, &Fixed, HostChecks::Errors);
+        assert_eq!(strict.errors, check.warnings);
+        assert!(strict.model.is_none() && strict.warnings.is_empty());
+        // Not every interface problem is the host's: one interface for two networks is not.
+        let twice = EXAMPLE.replace("interface = \"fw-prov\"", "interface = \"fw-acme\"");
+        let check = Model::check(&source(&twice), &Fixed, HostChecks::Warnings);
+        assert_eq!(check.errors.len(), 1, "{:#?}", check.errors);
+    }
+}
