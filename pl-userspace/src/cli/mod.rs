@@ -3,6 +3,8 @@
 
 mod admin;
 mod bench;
+mod check;
+pub mod exit;
 mod flows;
 mod lab;
 mod output;
@@ -34,6 +36,9 @@ pub enum Command {
     /// Make the `pl run` in this network namespace reload its config (or FILE): it is
     /// validated in full first, and a bad one changes nothing. SIGHUP does the same.
     Reload(admin::ReloadArgs),
+    /// Validate a config in full, as `pl run` would, without the kernel or root: exit 0 if
+    /// it is valid (warnings on stderr), 4 with every error if not.
+    Check(check::CheckArgs),
     /// Build or remove a veth lab of network namespaces.
     Lab {
         #[command(subcommand)]
@@ -53,6 +58,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Down(args) => admin::down(&args),
         Command::Flows(args) => flows::run(&args),
         Command::Reload(args) => admin::reload(&args),
+        Command::Check(args) => check::run(&args),
         Command::Lab { command } => lab::lab(command),
         Command::Demo(args) => lab::demo(args).await,
         Command::Bench(args) => bench::run(&args),
