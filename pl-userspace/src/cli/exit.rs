@@ -5,6 +5,7 @@ use pl_userspace::{
     config::{ConfigError, ConfigErrors},
     control::ControlError,
     dataplane::DataplaneError,
+    state::StateError,
 };
 
 /// What `pl` exits with.
@@ -58,7 +59,14 @@ fn kind_of(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
             _ => None,
         };
     }
-    if let Some(DataplaneError::Permission { .. }) = e.downcast_ref::<DataplaneError>() {
+    // A StateError inside a DataplaneError is transparent: not a link of its own.
+    if let Some(
+        DataplaneError::Permission { .. } | DataplaneError::State(StateError::Permission { .. }),
+    ) = e.downcast_ref()
+    {
+        return Some(Exit::Denied);
+    }
+    if let Some(StateError::Permission { .. }) = e.downcast_ref() {
         return Some(Exit::Denied);
     }
     if let Some(io) = e.downcast_ref::<std::io::Error>()
