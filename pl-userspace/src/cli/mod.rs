@@ -70,8 +70,15 @@ pub(crate) fn left_behind(instance: &str, err: control::ControlError) -> anyhow:
     if !matches!(err, control::ControlError::NotRunning { .. }) {
         return Err(err.into());
     }
-    let Some(dp) = Dataplane::left_behind(instance)? else {
-        return Err(err.into());
+    let dp = match Dataplane::left_behind(instance) {
+        Ok(Some(dp)) => dp,
+        Ok(None) => return Err(err.into()),
+        Err(e) => {
+            let e = anyhow::Error::new(e);
+            // Only root may read what a pl run left: to anyone else, no pl run is the answer.
+            let denied = exit::classify(&e) == exit::Exit::Denied;
+            return Err(if denied { err.into() } else { e });
+        }
     };
     eprintln!(
         "pl: no pl run (instance {instance:?}) is active here; reading the data plane it left (still forwarding; target health unknown)"
