@@ -269,11 +269,17 @@ fn each_kind_of_failure_has_its_exit_code() {
             stderr(&out)
         ));
     }
-    // Without privileges, loading the data plane is denied: 5.
-    if let Some(out) = unprivileged(&["run", "--interface", "lo", "--instance", &unique]) {
-        if code(&out) != Some(5) {
+    // Without privileges: loading the data plane is denied (5); no pl run is still 3.
+    for (args, want) in [
+        (&["run", "--interface", "lo", "--instance", &unique][..], 5),
+        (&["stats", "--instance", &unique][..], 3),
+    ] {
+        if let Some(out) = unprivileged(args)
+            && code(&out) != Some(want)
+        {
             failures.push(format!(
-                "pl run unprivileged: exit {:?}: {}",
+                "pl {} (unprivileged): exit {:?}, expected {want}: {}",
+                args.join(" "),
                 code(&out),
                 stderr(&out)
             ));

@@ -366,7 +366,7 @@ async fn dispatch(
     };
     match &answer {
         Reply::Error { message, .. } => {
-            tracing::warn!("control: {peer}: {what}: failed: {message}")
+            tracing::warn!("control: {peer}: {what}: failed: {message}");
         }
         Reply::Reloaded { message } => tracing::info!("control: {peer}: {what}: {message}"),
         _ => tracing::info!("control: {peer}: {what}: answered"),
