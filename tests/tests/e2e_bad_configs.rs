@@ -70,6 +70,12 @@ fn refused_at_start(lab: &TestLab, paths: &[String]) -> Vec<String> {
             failures.push(format!("{what}: pl run accepted it"));
             continue;
         }
+        if out.status.code() != Some(4) {
+            failures.push(format!(
+                "{what}: pl run exit {:?}, not 4",
+                out.status.code()
+            ));
+        }
         failures.extend(check_error(what, &stderr(&out), path, mentions));
         for i in lab.topo.fw_ifaces() {
             if lab.xdp_attached(&i) {
@@ -110,6 +116,13 @@ fn reload_each_under_a_stream(
             if out.status.success() {
                 failures.push(format!("{what}: reload accepted it"));
             } else {
+                // Refused by pl run for its config: told apart from a failed reload.
+                if out.status.code() != Some(4) {
+                    failures.push(format!(
+                        "reload: {what}: exit {:?}, not 4",
+                        out.status.code()
+                    ));
+                }
                 failures.extend(check_error(
                     &format!("reload: {what}"),
                     &stderr(&out),
