@@ -32,15 +32,21 @@ fn repo() -> PathBuf {
 
 /// Every pl config the repo ships: its TOML files, less Cargo's and rustup's.
 fn shipped_configs() -> Vec<PathBuf> {
-    let out = output(
-        Command::new("git")
-            .arg("-C")
-            .arg(repo())
-            .args(["ls-files", "*.toml"]),
-    );
-    assert!(out.status.success(), "git ls-files: {}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo())
+        .args(["ls-files", "*.toml"])
+        .output();
+    let files: Vec<String> = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        // No git, or a checkout git will not read as this user: the tree itself.
+        _ => walk(&repo(), ""),
+    };
+    files
+        .iter()
         .filter(|f| {
             let name = Path::new(f)
                 .file_name()
@@ -50,6 +56,28 @@ fn shipped_configs() -> Vec<PathBuf> {
         })
         .map(|f| repo().join(f))
         .collect()
+}
+
+/// The `.toml` files under `dir` (paths relative to the repo), skipping `target/` and
+/// hidden directories.
+fn walk(dir: &Path, rel: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            if !name.starts_with('.') && name != "target" {
+                found.extend(walk(&entry.path(), &path));
+            }
+        } else if name.ends_with(".toml") {
+            found.push(path);
+        }
+    }
+    found
 }
 
 /// A directory of this test's own, removed on drop.
