@@ -262,6 +262,46 @@ fn a_config_with_several_errors_has_them_all_printed() {
 }
 
 #[test]
+fn what_only_the_host_can_say_is_a_warning_unless_strict() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = Scratch::new("host");
+    // A valid config, in a file others could write, naming interfaces this host lacks.
+    let path = scratch.write("open.toml", &LAB_CONFIG.replace("fw-", "no-such-"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = pl(&["check", "--config", &path]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), Some(0), "{err}");
+    let warned = |what: &str| {
+        err.lines()
+            .any(|l| l.starts_with("pl: warning: ") && l.contains(what))
+    };
+    assert!(warned("writable by group or others"), "{err}");
+    assert!(warned("interface: no-such-prov"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("valid: 3 networks, 1 service, 2 endpoints")
+    );
+    let out = pl(&["check", "--config", &path, "--strict"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), Some(4), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("pl: error: ")).count(),
+        4,
+        "{err}"
+    );
+    let (c, v) = json_verdict(&path, false);
+    assert_eq!(
+        (
+            c,
+            v["valid"].as_bool(),
+            v["warnings"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(true), Some(4)),
+        "{v}"
+    );
+    assert_eq!(v["warnings"][1]["field"], "interface", "{v}");
+}
+
+#[test]
 fn each_kind_of_failure_has_its_exit_code() {
     let scratch = Scratch::new("exit");
     let good = scratch.write("good.toml", LAB_CONFIG);

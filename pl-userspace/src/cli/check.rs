@@ -94,22 +94,20 @@ fn print(args: &CheckArgs, check: &Check) -> anyhow::Result<()> {
         }
         match &check.model {
             Some(m) if valid => println!(
-                "{}: valid: {} networks, {} services, {} endpoints{}",
+                "{}: valid: {}, {}, {}{}",
                 args.config.display(),
-                m.networks.len(),
-                m.services.len(),
-                m.endpoints.len(),
+                count(m.networks.len(), "network"),
+                count(m.services.len(), "service"),
+                count(m.endpoints.len(), "endpoint"),
                 match check.warnings.len() {
                     0 => String::new(),
-                    1 => " (1 warning, on stderr)".to_owned(),
-                    n => format!(" ({n} warnings, on stderr)"),
+                    n => format!(" ({}, on stderr)", count(n, "warning")),
                 }
             ),
             _ => eprintln!(
-                "pl check: {}: invalid: {} error{}",
+                "pl check: {}: invalid: {}",
                 args.config.display(),
-                check.errors.len(),
-                if check.errors.len() == 1 { "" } else { "s" }
+                count(check.errors.len(), "error")
             ),
         }
     }
@@ -119,4 +117,9 @@ fn print(args: &CheckArgs, check: &Check) -> anyhow::Result<()> {
         // Printed above: main only exits with the status.
         Err(Reported(Exit::Config).into())
     }
+}
+
+/// `n things`, or `1 thing`.
+fn count(n: usize, thing: &str) -> String {
+    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
 }
