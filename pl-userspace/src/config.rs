@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-#[derive(Debug, Deserialize)]
+mod parse;
+
+pub use self::parse::{Parsed, Unparsed};
+
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -146,8 +150,9 @@ impl Default for LimitsCfg {
     }
 }
 
-/// A config error: where (file, line, section, field) and what.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A config error: where (file, line, section, field) and what. Also a warning, where
+/// `pl check` reports one (an interface this host does not have).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
 #[error("{}{}: {section}: {}{message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), if field.is_empty() { String::new() } else { format!("{field}: ") })]
 pub struct ConfigError {
     pub file: PathBuf,
@@ -156,6 +161,27 @@ pub struct ConfigError {
     pub section: String,
     pub field: String,
     pub message: String,
+}
+
+/// Every error a config has, in file order; shown one a line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        Self(vec![e])
+    }
+}
+
+/// How errors name the `index`th `[[kind]]` section: by its name, or its number (from 1)
+/// while it has none.
+pub(crate) fn section_label(kind: &str, index: usize, name: &str) -> String {
+    if name.is_empty() {
+        format!("[[{kind}]] #{}", index + 1)
+    } else {
+        format!("[[{kind}]] \"{name}\"")
+    }
 }
 
 fn file_error(path: &Path, message: String) -> ConfigError {
@@ -295,19 +321,14 @@ impl Source {
         }
     }
 
-    /// Parses the text (types only).
-    pub fn parse(&self) -> Result<Config, ConfigError> {
-        toml::from_str(&self.text).map_err(|e| {
-            let at = e.span().map(|s| s.start);
-            // toml's message carries its own excerpt; keep the first line, which names the problem.
-            let msg = e
-                .message()
-                .lines()
-                .next()
-                .unwrap_or("invalid TOML")
-                .to_owned();
-            self.error(at, "file", "", msg)
-        })
+    /// Parses the text (types only): every type error, each naming its section and key.
+    pub fn parse(&self) -> Result<Config, ConfigErrors> {
+        let parsed = self.parse_entries();
+        if parsed.errors.is_empty() {
+            Ok(parsed.config)
+        } else {
+            Err(ConfigErrors(parsed.errors))
+        }
     }
 }
 

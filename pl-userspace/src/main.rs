@@ -16,10 +16,10 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli::dispatch(cli.command).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => cli::exit::Exit::Ok.into(),
         Err(e) => {
-            eprintln!("pl: error: {e:#}");
-            std::process::ExitCode::FAILURE
+            cli::exit::report(&e);
+            cli::exit::classify(&e).into()
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Harness for pl's kernel tests: the root/BPF gate, the `pl` binary, labs with unique
 //! prefixes that always come down (also when a test panics), and `pl` as a subprocess.
 
+pub mod bad_configs;
 pub mod fixture;
 pub mod running;
 

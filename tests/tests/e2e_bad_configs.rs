@@ -1,5 +1,5 @@
-//! Bad configs, end to end: a corpus, each refused by `pl run` with one line naming the
-//! file, the line, the section and the field, leaving nothing attached and nothing
+//! Bad configs, end to end: a corpus, each refused by `pl run` with a line per error naming
+//! the file, the line, the section and the field, leaving nothing attached and nothing
 //! written; and each refused by `pl reload` while a stream runs, changing nothing and
 //! losing no flow.
 
@@ -8,7 +8,11 @@ use std::{
     time::Instant,
 };
 
-use pl_tests::{TestLab, chain, pl_bin, require_kernel, stderr};
+use pl_tests::{
+    TestLab,
+    bad_configs::{CORPUS, bad_config},
+    chain, pl_bin, require_kernel, stderr,
+};
 use pl_userspace::{
     flows::FlowReport,
     lab::LAB_CONFIG,
@@ -20,206 +24,6 @@ use pl_userspace::{
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
 const EP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 
-/// (what is wrong, replace this, with this, what the error must name). An empty "replace"
-/// appends.
-const CORPUS: &[(&str, &str, &str, &[&str])] = &[
-    (
-        "a network name used twice",
-        "name = \"globex\"\ninterface = \"fw-globex\"",
-        "name = \"acme\"\ninterface = \"fw-globex\"",
-        &["[[network]] \"acme\": name", "used twice"],
-    ),
-    (
-        "an interface that does not exist",
-        "interface = \"fw-prov\"",
-        "interface = \"fw-nope\"",
-        &["[[network]] \"prov\": interface", "fw-nope"],
-    ),
-    (
-        "one interface for two networks",
-        "interface = \"fw-globex\"",
-        "interface = \"fw-acme\"",
-        &["[[network]] \"globex\": interface", "fw-acme"],
-    ),
-    (
-        "a route whose router is off-link",
-        "interface = \"fw-prov\"",
-        "interface = \"fw-prov\"\nroutes = [{ to = \"10.60.0.0/24\", via = \"10.9.0.1\" }, { to = \"10.9.0.0/28\", via = \"10.9.0.2\" }]",
-        &[
-            "[[network]] \"prov\": routes.via",
-            "10.9.0.1 is not on-link",
-        ],
-    ),
-    (
-        "a route to a prefix that is no prefix",
-        "interface = \"fw-prov\"",
-        "interface = \"fw-prov\"\nroutes = [{ to = \"10.60.0.1/24\", via = \"10.9.0.1\" }]",
-        &["[[network]] \"prov\": routes.to", "10.60.0.1/24"],
-    ),
-    (
-        "a route listed twice",
-        "interface = \"fw-prov\"",
-        "interface = \"fw-prov\"\nroutes = [{ to = \"10.60.0.0/24\", via = \"10.9.0.1\" }, { to = \"10.60.0.0/24\", via = \"10.9.0.2\" }]",
-        &["[[network]] \"prov\": routes.to", "listed twice"],
-    ),
-    (
-        "a route through an NLB address",
-        "interface = \"fw-prov\"",
-        "interface = \"fw-prov\"\nroutes = [{ to = \"10.60.0.0/24\", via = \"10.9.0.250\" }]",
-        &[
-            "[[service]] \"billing\": nlb_addresses",
-            "10.9.0.250 is already the next hop",
-        ],
-    ),
-    (
-        "a service on a network that does not exist",
-        "network = \"prov\"\nnlb",
-        "network = \"nowhere\"\nnlb",
-        &["[[service]] \"billing\": network", "nowhere"],
-    ),
-    (
-        "an NLB address that is no address",
-        "10.9.0.250",
-        "10.9.0.999",
-        &["[[service]] \"billing\": nlb_addresses", "10.9.0.999"],
-    ),
-    (
-        "two NLB addresses in one zone",
-        "\"10.9.0.251\", zone = \"z2\"",
-        "\"10.9.0.251\", zone = \"z1\"",
-        &[
-            "[[service]] \"billing\": nlb_addresses",
-            "two NLB addresses",
-        ],
-    ),
-    (
-        "a target in a zone with no NLB address",
-        "{ ip = \"10.9.0.12\", zone = \"z2\" }",
-        "{ ip = \"10.9.0.12\", zone = \"z3\" }",
-        &["[[service]] \"billing\": targets", "z3"],
-    ),
-    (
-        "a target that is also an NLB address",
-        "{ ip = \"10.9.0.12\", zone = \"z2\" }",
-        "{ ip = \"10.9.0.250\", zone = \"z2\" }",
-        &["[[service]] \"billing\": targets", "10.9.0.250"],
-    ),
-    (
-        "a listener protocol pl does not carry",
-        "protocol = \"udp\"",
-        "protocol = \"sctp\"",
-        &["[[service]] \"billing\": listeners.protocol", "sctp"],
-    ),
-    (
-        "listener port 0",
-        "port = 443",
-        "port = 0",
-        &["[[service]] \"billing\": listeners.port", "port 0"],
-    ),
-    (
-        "a listener given twice",
-        "{ protocol = \"udp\", port = 53, target_port = 5353 }",
-        "{ protocol = \"tcp\", port = 443 }",
-        &["[[service]] \"billing\": listeners.port", "twice"],
-    ),
-    (
-        "no listeners",
-        "listeners = [{ protocol = \"tcp\", port = 443, target_port = 8443 }, { protocol = \"udp\", port = 53, target_port = 5353 }]",
-        "listeners = []",
-        &["[[service]] \"billing\": listeners", "must not be empty"],
-    ),
-    (
-        "a field the schema does not have",
-        "cross_zone = false",
-        "cross_zone = false\ncolour = \"blue\"",
-        &["colour"],
-    ),
-    (
-        "a health check timeout not shorter than its interval",
-        "cross_zone = false",
-        "cross_zone = false\nhealth_check = { interval_s = 2, timeout_ms = 5000 }",
-        &[
-            "[[service]] \"billing\": health_check.timeout_ms",
-            "shorter",
-        ],
-    ),
-    (
-        "a health check protocol pl does not send",
-        "cross_zone = false",
-        "cross_zone = false\nhealth_check = { protocol = \"http\" }",
-        &["[[service]] \"billing\": health_check.protocol", "http"],
-    ),
-    (
-        "an endpoint of a service that does not exist",
-        "service = \"billing\"\nnetwork = \"globex\"",
-        "service = \"payroll\"\nnetwork = \"globex\"",
-        &["[[endpoint]] \"globex-billing\": service", "payroll"],
-    ),
-    (
-        "an endpoint in a network the service does not allow",
-        "allowed_principals = [\"acme\", \"globex\"]",
-        "allowed_principals = [\"acme\"]",
-        &["[[endpoint]] \"globex-billing\": network", "principal"],
-    ),
-    (
-        "an allowed source with host bits set",
-        "\"10.0.0.0/25\"",
-        "\"10.0.0.1/25\"",
-        &[
-            "[[endpoint]] \"acme-billing\": allowed_sources",
-            "10.0.0.1/25",
-        ],
-    ),
-    (
-        "an endpoint address in a zone with no NLB address",
-        "zone = \"z2\" }]\nallowed_sources",
-        "zone = \"z9\" }]\nallowed_sources",
-        &["[[endpoint]] \"acme-billing\": addresses", "z9"],
-    ),
-    (
-        "an endpoint name used twice",
-        "name = \"globex-billing\"",
-        "name = \"acme-billing\"",
-        &["[[endpoint]] \"acme-billing\": name", "used twice"],
-    ),
-    (
-        "an endpoint address another endpoint of its network holds",
-        "",
-        "[[endpoint]]\nname = \"acme-again\"\nservice = \"billing\"\nnetwork = \"acme\"\naddresses = [{ ip = \"10.0.0.100\", zone = \"z1\" }]\n",
-        &["[[endpoint]] \"acme-again\": addresses", "10.0.0.100"],
-    ),
-    (
-        "an inverted SNAT range",
-        "",
-        "[limits]\nsnat_port_min = 5000\nsnat_port_max = 4000\n",
-        &["[limits]", "snat_port"],
-    ),
-    (
-        "a limit the schema does not have",
-        "",
-        "[limits]\nflow_table_sizes = 5\n",
-        &["flow_table_sizes"],
-    ),
-    (
-        "broken TOML",
-        "name = \"acme\"",
-        "name = \"acme",
-        // A syntax error has no section: file and line are what there is.
-        &["invalid basic string"],
-    ),
-];
-
-fn bad_config(original: &str, replace: &str, with: &str) -> String {
-    if replace.is_empty() {
-        return format!("{original}\n{with}");
-    }
-    assert!(
-        original.contains(replace),
-        "the corpus no longer matches the lab config: {replace:?}"
-    );
-    original.replacen(replace, with, 1)
-}
-
 /// True if `err` names `path` followed by `:LINE:`.
 fn names_file_and_line(err: &str, path: &str) -> bool {
     err.split(&format!("{path}:"))
@@ -230,11 +34,9 @@ fn names_file_and_line(err: &str, path: &str) -> bool {
 
 fn check_error(what: &str, err: &str, path: &str, mentions: &[&str]) -> Vec<String> {
     let mut failures = Vec::new();
-    if err.lines().count() != 1 {
-        failures.push(format!("{what}: not one line:\n{err}"));
-    }
-    if !names_file_and_line(err, path) {
-        failures.push(format!("{what}: no {path}:LINE: in {err}"));
+    // Every error is reported, one a line, each naming file and line.
+    if let Some(line) = err.lines().find(|l| !names_file_and_line(l, path)) {
+        failures.push(format!("{what}: no {path}:LINE: in {line:?} of:\n{err}"));
     }
     for m in mentions {
         if !err.contains(m) {
@@ -267,6 +69,12 @@ fn refused_at_start(lab: &TestLab, paths: &[String]) -> Vec<String> {
         if out.status.success() {
             failures.push(format!("{what}: pl run accepted it"));
             continue;
+        }
+        if out.status.code() != Some(4) {
+            failures.push(format!(
+                "{what}: pl run exit {:?}, not 4",
+                out.status.code()
+            ));
         }
         failures.extend(check_error(what, &stderr(&out), path, mentions));
         for i in lab.topo.fw_ifaces() {
@@ -308,6 +116,13 @@ fn reload_each_under_a_stream(
             if out.status.success() {
                 failures.push(format!("{what}: reload accepted it"));
             } else {
+                // Refused by pl run for its config: told apart from a failed reload.
+                if out.status.code() != Some(4) {
+                    failures.push(format!(
+                        "reload: {what}: exit {:?}, not 4",
+                        out.status.code()
+                    ));
+                }
                 failures.extend(check_error(
                     &format!("reload: {what}"),
                     &stderr(&out),

@@ -94,6 +94,11 @@ fn flows(ns: &str) -> Vec<FlowReport> {
 fn assert_denied(out: &Output, request: &str) {
     let err = stderr(out);
     assert!(!out.status.success(), "{request} as uid {NOBODY} succeeded");
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{request}: exit status of a refusal"
+    );
     assert_eq!(err.lines().count(), 1, "not one line: {err}");
     for m in ["permission denied", &format!("pl {request}"), "uid 65534"] {
         assert!(err.contains(m), "{request}: refusal lacks {m:?}: {err}");

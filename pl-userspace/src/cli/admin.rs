@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::Args;
 use pl_userspace::{
+    config::Source,
     control::{self, DEFAULT_INSTANCE, SentConfig},
     dataplane,
 };
@@ -48,16 +48,13 @@ pub fn reload(args: &ReloadArgs) -> anyhow::Result<()> {
     // pl run opens no path a client names: the file is read here and its text sent.
     let sent = args
         .config
-        .as_ref()
-        .map(|p| {
-            std::fs::read_to_string(p)
-                .map(|text| SentConfig {
-                    name: p.display().to_string(),
-                    text,
-                })
-                .with_context(|| format!("{}: cannot read", p.display()))
-        })
-        .transpose()?;
+        .as_deref()
+        .map(Source::read)
+        .transpose()?
+        .map(|src| SentConfig {
+            name: src.path.display().to_string(),
+            text: src.text,
+        });
     println!("{}", control::reload(&args.instance, sent)?);
     Ok(())
 }

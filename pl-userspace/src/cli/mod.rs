@@ -3,6 +3,8 @@
 
 mod admin;
 mod bench;
+mod check;
+pub mod exit;
 mod flows;
 mod lab;
 mod output;
@@ -54,6 +56,10 @@ pub enum Command {
     /// Its own file, or the one --config names. The config is validated in full first; a
     /// bad one changes nothing. SIGHUP does the same.
     Reload(admin::ReloadArgs),
+    /// Validate a config in full, as `pl run` would, without the kernel or root.
+    ///
+    /// Exit 0 if it is valid (warnings on stderr), 4 with every error if not.
+    Check(check::CheckArgs),
     /// Build or remove a veth lab of network namespaces.
     Lab {
         #[command(subcommand)]
@@ -73,6 +79,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Down(args) => admin::down(&args),
         Command::Flows(args) => flows::run(&args),
         Command::Reload(args) => admin::reload(&args),
+        Command::Check(args) => check::run(&args),
         Command::Lab { command } => lab::lab(command),
         Command::Demo(args) => lab::demo(args).await,
         Command::Bench(args) => bench::run(&args),
@@ -84,8 +91,15 @@ pub(crate) fn left_behind(instance: &str, err: control::ControlError) -> anyhow:
     if !matches!(err, control::ControlError::NotRunning { .. }) {
         return Err(err.into());
     }
-    let Some(dp) = Dataplane::left_behind(instance)? else {
-        return Err(err.into());
+    let dp = match Dataplane::left_behind(instance) {
+        Ok(Some(dp)) => dp,
+        Ok(None) => return Err(err.into()),
+        Err(e) => {
+            let e = anyhow::Error::new(e);
+            // Only root may read what a pl run left: to anyone else, no pl run is the answer.
+            let denied = exit::classify(&e) == exit::Exit::Denied;
+            return Err(if denied { err.into() } else { e });
+        }
     };
     eprintln!(
         "pl: no pl run (instance {instance:?}) is active here; reading the data plane it left (still forwarding; target health unknown)"

@@ -81,7 +81,11 @@ pub fn watch(
 /// `reply`, or the error it carries.
 fn failure(req: &Request, reply: Reply) -> Result<Reply, ControlError> {
     match reply {
-        Reply::Error { message } => Err(ControlError::Remote { message }),
+        Reply::Error {
+            message,
+            kind: Some(super::ErrorKind::Config),
+        } => Err(ControlError::InvalidConfig { message }),
+        Reply::Error { message, .. } => Err(ControlError::Remote { message }),
         Reply::Denied { message } => Err(ControlError::Denied {
             request: req.name(),
             uid: nix::unistd::geteuid().as_raw(),

@@ -51,6 +51,10 @@ pub enum ControlError {
     },
     #[error("pl run answered: {message}")]
     Remote { message: String },
+    /// `pl run` found the config of a reload invalid (`Reply::Error` of kind `config`):
+    /// nothing changed.
+    #[error("pl run refused the config: {message}")]
+    InvalidConfig { message: String },
     #[error("pl {request} (as uid {uid}): {message}")]
     Denied {
         request: &'static str,
@@ -157,11 +161,25 @@ pub enum Reply {
     },
     Error {
         message: String,
+        /// Absent for most errors, and from older `pl run`s (older clients ignore it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<ErrorKind>,
     },
     /// The peer may not make this request; the connection closes after it.
     Denied {
         message: String,
     },
+}
+
+/// What a `Reply::Error` is, where the client acts on it (its exit status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The config to reload is invalid; the running one stays.
+    Config,
+    /// A kind this client does not know (from a newer `pl run`).
+    #[serde(other)]
+    Other,
 }
 
 /// The abstract socket name for `instance`.
@@ -246,7 +264,30 @@ mod tests {
         assert!(matches!(old, Request::Stats { flows: true }));
         let reply: Reply =
             serde_json::from_str(r#"{"reply":"error","message":"boom"}"#).expect("parse");
-        assert!(matches!(reply, Reply::Error { message } if message == "boom"));
+        assert!(matches!(reply, Reply::Error { message, kind: None } if message == "boom"));
+        // An invalid config says so; an error of no kind is written as before.
+        let refused = Reply::Error {
+            message: "pl.toml:3: [[network]] #1: name: ...".to_owned(),
+            kind: Some(ErrorKind::Config),
+        };
+        let wire = serde_json::to_string(&refused).expect("serialize");
+        assert!(wire.contains(r#""kind":"config""#), "{wire}");
+        let plain = serde_json::to_string(&Reply::Error {
+            message: "boom".to_owned(),
+            kind: None,
+        })
+        .expect("serialize");
+        assert_eq!(plain, r#"{"reply":"error","message":"boom"}"#);
+        let newer: Reply =
+            serde_json::from_str(r#"{"reply":"error","message":"m","kind":"quota"}"#)
+                .expect("an unknown kind parses");
+        assert!(matches!(
+            newer,
+            Reply::Error {
+                kind: Some(ErrorKind::Other),
+                ..
+            }
+        ));
     }
 
     #[test]

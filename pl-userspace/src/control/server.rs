@@ -254,7 +254,11 @@ async fn serve_one(
         Ok(r) => r,
         Err(message) => {
             tracing::warn!("control: {peer}: {message}");
-            return reply(write, peer, &Reply::Error { message }).await;
+            let error = Reply::Error {
+                message,
+                kind: None,
+            };
+            return reply(write, peer, &error).await;
         }
     };
     if let Some(refusal) = refusal(&request, peer, policy, &slot) {
@@ -317,7 +321,10 @@ fn refusal(request: &Request, peer: &Peer, policy: &Policy, slot: &Slot) -> Opti
             peer.uid
         );
         tracing::info!("control: {peer}: {what}: {message}");
-        return Some(Reply::Error { message });
+        return Some(Reply::Error {
+            message,
+            kind: None,
+        });
     }
     None
 }
@@ -358,7 +365,9 @@ async fn dispatch(
         return;
     };
     match &answer {
-        Reply::Error { message } => tracing::warn!("control: {peer}: {what}: failed: {message}"),
+        Reply::Error { message, .. } => {
+            tracing::warn!("control: {peer}: {what}: failed: {message}");
+        }
         Reply::Reloaded { message } => tracing::info!("control: {peer}: {what}: {message}"),
         _ => tracing::info!("control: {peer}: {what}: answered"),
     }

@@ -27,7 +27,7 @@ use tokio::{
 
 pub use self::{schedule::Schedule, watchers::Watchers};
 use crate::{
-    config::Source,
+    config::{ConfigError, ConfigErrors, Source},
     control::{self, Job, Reply, Request, SentConfig},
     dataplane::{Dataplane, Mode, StartOptions},
     flows, metrics,
@@ -302,6 +302,7 @@ impl Daemon {
     /// The answer to an allowed control request.
     fn answer(&mut self, request: Request) -> Reply {
         let failed = |e: anyhow::Error| Reply::Error {
+            kind: config_kind(&e),
             message: format!("{e:#}"),
         };
         match request {
@@ -391,6 +392,13 @@ impl Daemon {
             names.join(", ")
         );
     }
+}
+
+/// `Config` if `e` is a config refused (unreadable or invalid), for the client's exit status.
+fn config_kind(e: &anyhow::Error) -> Option<control::ErrorKind> {
+    e.chain()
+        .any(|c| c.is::<ConfigErrors>() || c.is::<ConfigError>())
+        .then_some(control::ErrorKind::Config)
 }
 
 /// Reads `path` as pl run's config (refusing a file others could write unless `insecure`)

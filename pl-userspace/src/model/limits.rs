@@ -2,21 +2,26 @@
 
 use pl_common::settings::Settings;
 
-use crate::config::{Config, ConfigError, LimitsCfg, Source};
+use super::found::Found;
+use crate::config::{Config, LimitsCfg, Source};
 
-/// The flow table size and the data path's settings, from `[limits]` or its defaults.
-pub(super) fn limits(src: &Source, cfg: &Config) -> Result<(u32, Settings), ConfigError> {
+/// The flow table size and the data path's settings, from `[limits]` or its defaults; None
+/// with every error recorded in `found`.
+pub(super) fn limits(src: &Source, cfg: &Config, found: &mut Found<'_>) -> Option<(u32, Settings)> {
     let default = LimitsCfg::default();
     let (l, at) = cfg
         .limits
         .as_ref()
         .map_or((&default, None), |s| (s.get_ref(), Some(s.span().start)));
-    let limit_err = |field: &str, msg: &str| Err(src.error(at, "[limits]", field, msg));
+    let before = found.errors.len();
+    let mut limit_err = |field: &str, msg: &str| {
+        found.errors.push(src.error(at, "[limits]", field, msg));
+    };
     if l.flow_table_size == 0 || l.flow_table_size > 8_000_000 {
-        return limit_err("flow_table_size", "must be 1 to 8000000");
+        limit_err("flow_table_size", "must be 1 to 8000000");
     }
     if l.snat_port_min == 0 || l.snat_port_min > l.snat_port_max {
-        return limit_err("snat_port_min", "must be 1 to snat_port_max");
+        limit_err("snat_port_min", "must be 1 to snat_port_max");
     }
     for (field, v) in [
         ("tcp_idle_timeout_s", l.tcp_idle_timeout_s),
@@ -27,8 +32,11 @@ pub(super) fn limits(src: &Source, cfg: &Config) -> Result<(u32, Settings), Conf
         ("udp_oneway_timeout_s", l.udp_oneway_timeout_s),
     ] {
         if v == 0 || v > u64::from(u32::MAX) {
-            return limit_err(field, "must be 1 to 4294967295 seconds");
+            limit_err(field, "must be 1 to 4294967295 seconds");
         }
+    }
+    if found.errors.len() > before {
+        return None;
     }
     let ns = |s: u64| s.saturating_mul(1_000_000_000);
     let settings = Settings {
@@ -42,5 +50,5 @@ pub(super) fn limits(src: &Source, cfg: &Config) -> Result<(u32, Settings), Conf
         snat_port_max: l.snat_port_max,
         _pad: 0,
     };
-    Ok((l.flow_table_size, settings))
+    Some((l.flow_table_size, settings))
 }

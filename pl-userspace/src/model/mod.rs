@@ -1,15 +1,17 @@
 //! The validated config: names resolved to ids, addresses parsed, every cross-reference
 //! checked. Building a model touches no kernel state, so a bad config leaves nothing
-//! behind; the first problem found comes back naming file, line, section and field.
+//! behind; every problem found comes back naming file, line, section and field (one bad
+//! entry does not hide the next).
 //!
 //! One file per section of the config (`networks`, `services`, `endpoints`, `limits`),
-//! with what they share: `section` (where an error is), `addresses` (zones and which
-//! address is what), `health_check`, `interfaces` (ifindex, MAC, MTU); `align` re-numbers
-//! a reload's model to the running one's ids.
+//! with what they share: `section` (where an error is), `found` (the errors and warnings
+//! collected), `addresses` (zones and which address is what), `health_check`, `interfaces`
+//! (ifindex, MAC, MTU); `align` re-numbers a reload's model to the running one's ids.
 
 mod addresses;
 mod align;
 mod endpoints;
+mod found;
 mod health_check;
 mod interfaces;
 mod limits;
@@ -23,13 +25,15 @@ use std::net::Ipv4Addr;
 
 use pl_common::{cidr::Cidr, settings::Settings};
 
+use self::found::Found;
 pub use self::{
     align::AlignError,
+    found::{Check, HostChecks},
     health_check::HealthCheck,
     interfaces::{Interfaces, LiveInterfaces, mtu_of},
     networks::{Route, next_hop},
 };
-use crate::config::{Config, ConfigError, Source};
+use crate::config::{Config, ConfigErrors, Source, Unparsed};
 
 pub type Mac = [u8; 6];
 
@@ -122,18 +126,51 @@ pub struct Model {
 }
 
 impl Model {
-    /// Validates `cfg` (parsed from `src`) against the interfaces `ifaces` knows. Networks,
-    /// then services, endpoints and limits: later sections refer to earlier ones by name.
-    pub fn build(src: &Source, cfg: &Config, ifaces: &dyn Interfaces) -> Result<Self, ConfigError> {
+    /// Validates `cfg` (parsed from `src`) against the interfaces `ifaces` knows: every
+    /// error, or the model.
+    pub fn build(
+        src: &Source,
+        cfg: &Config,
+        ifaces: &dyn Interfaces,
+    ) -> Result<Self, ConfigErrors> {
+        let unparsed = Unparsed::default();
+        let mut found = Found::new(HostChecks::Errors, &unparsed);
+        let model = Self::build_found(src, cfg, ifaces, &mut found);
+        into_result(found.into_check(model))
+    }
+
+    /// Parses and validates a config's text in full, as `pl check` does: with
+    /// `HostChecks::Warnings` an interface this host lacks is a warning, not an error.
+    pub fn check(src: &Source, ifaces: &dyn Interfaces, host: HostChecks) -> Check {
+        let parsed = src.parse_entries();
+        let mut found = Found::new(host, &parsed.unparsed);
+        // The entries whose types were right are still checked (a syntax error leaves none).
+        found.errors = parsed.errors;
+        let model = Self::build_found(src, &parsed.config, ifaces, &mut found);
+        found.into_check(model)
+    }
+
+    /// Networks, then services, endpoints and limits: later sections refer to earlier ones
+    /// by name. None if `found` has errors.
+    fn build_found(
+        src: &Source,
+        cfg: &Config,
+        ifaces: &dyn Interfaces,
+        found: &mut Found<'_>,
+    ) -> Option<Self> {
         let mut addrs = addresses::Addresses::default();
-        let networks = networks::networks(src, cfg, ifaces, &mut addrs.claims)?;
-        let (services, next_target) = services::services(src, cfg, &networks, &mut addrs)?;
-        let endpoints = endpoints::endpoints(src, cfg, &networks, &services, &mut addrs)?;
-        let (flow_table_size, settings) = limits::limits(src, cfg)?;
-        Ok(Self {
+        let networks = networks::networks(src, cfg, ifaces, &mut addrs.claims, found);
+        let (services, next_target) = services::services(src, cfg, &networks, &mut addrs, found);
+        let endpoints = endpoints::endpoints(src, cfg, &networks, &services, &mut addrs, found);
+        let limits = limits::limits(src, cfg, found);
+        if !found.errors.is_empty() {
+            return None;
+        }
+        let (flow_table_size, settings) = limits?;
+        Some(Self {
             next_target,
             networks,
-            services,
+            services: services.into_iter().collect::<Option<_>>()?,
             endpoints,
             zones: addrs.zones.0,
             flow_table_size,
@@ -163,9 +200,17 @@ impl Model {
         })
     }
 
-    /// Parses and validates a config's text.
-    pub fn from_source(src: &Source, ifaces: &dyn Interfaces) -> Result<Self, ConfigError> {
-        Self::build(src, &src.parse()?, ifaces)
+    /// Parses and validates a config's text, as `pl run` and `pl reload` do: every error,
+    /// or the model.
+    pub fn from_source(src: &Source, ifaces: &dyn Interfaces) -> Result<Self, ConfigErrors> {
+        into_result(Self::check(src, ifaces, HostChecks::Errors))
+    }
+}
+
+fn into_result(check: Check) -> Result<Model, ConfigErrors> {
+    match check.model {
+        Some(m) if check.errors.is_empty() => Ok(m),
+        _ => Err(ConfigErrors(check.errors)),
     }
 }
 
@@ -383,13 +428,13 @@ mod tests {
             (
                 "cross_zone = false",
                 "cross_zone = false\ncolour = \"blue\"",
-                "file",
+                "[[service]] \"billing\": colour",
                 &["unknown field `colour`"],
             ),
             (
                 "port = 443,",
                 "port = 70000,",
-                "file",
+                "[[service]] \"billing\": listeners[0].port",
                 &[":22:", "expected u16"],
             ),
             (

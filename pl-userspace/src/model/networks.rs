@@ -11,6 +11,7 @@ use toml::Spanned;
 use super::{
     Network,
     addresses::Claims,
+    found::Found,
     interfaces::Interfaces,
     section::{Section, name_of, parse_ip},
 };
@@ -35,83 +36,97 @@ pub fn next_hop(routes: &[Route], ip: Ipv4Addr) -> Option<Ipv4Addr> {
 }
 
 /// The `[[network]]` sections: names unique, interfaces present and used once, routes sound
-/// and their routers claimed.
+/// and their routers claimed. A network with errors is still listed (so what refers to it
+/// finds it), as is one whose types were wrong.
 pub(super) fn networks(
     src: &Source,
     cfg: &Config,
     ifaces: &dyn Interfaces,
     claims: &mut Claims,
-) -> Result<Vec<Network>, ConfigError> {
+    found: &mut Found<'_>,
+) -> Vec<Network> {
     let mut names = HashSet::new();
     let mut used_ifaces = HashMap::new();
     let mut networks = Vec::new();
     for (i, n) in cfg.network.iter().enumerate() {
         let c = n.get_ref();
         let sec = Section::new(src, "network", i, c.name.get_ref(), n.span().start);
-        let name = name_of(&sec, &c.name, &mut names)?;
+        found.keep(name_of(&sec, &c.name, &mut names));
         let id = networks.len() as u16;
         networks.push(network(
             &sec,
             c,
-            name,
             id,
             ifaces,
             &mut used_ifaces,
             claims,
-        )?);
+            found,
+        ));
     }
+    networks.extend(found.unparsed.networks.iter().map(|n| placeholder(n, "")));
     if networks.len() > MAX_NETWORKS as usize {
-        return Err(src.error(
+        found.errors.push(src.error(
             None,
             "[[network]]",
             "",
             format!("{} networks; at most {MAX_NETWORKS}", networks.len()),
         ));
     }
-    Ok(networks)
+    networks
 }
 
-/// One network, named `name`, to be network `id`.
+/// A network as far as the config names it: no interface resolved yet.
+fn placeholder(name: &str, interface: &str) -> Network {
+    Network {
+        removed: false,
+        name: name.to_owned(),
+        interface: interface.to_owned(),
+        ifindex: 0,
+        mac: [0; 6],
+        mtu: super::default_mtu(),
+        routes: Vec::new(),
+    }
+}
+
+/// One network, to be network `id`; its errors go to `found`.
 fn network(
     sec: &Section<'_>,
     c: &NetworkCfg,
-    name: String,
     id: u16,
     ifaces: &dyn Interfaces,
     used_ifaces: &mut HashMap<String, String>,
     claims: &mut Claims,
-) -> Result<Network, ConfigError> {
+    found: &mut Found<'_>,
+) -> Network {
     let iface = &c.interface;
-    if let Some(other) = used_ifaces.insert(iface.get_ref().clone(), name.clone()) {
-        return sec.err(
+    let mut net = placeholder(c.name.get_ref(), iface.get_ref());
+    if let Some(other) = used_ifaces.insert(iface.get_ref().clone(), net.name.clone()) {
+        found.errors.push(sec.error(
             "interface",
             Some(iface.span().start),
             format!(
                 "{} is already the interface of network {other:?}",
                 iface.get_ref()
             ),
-        );
+        ));
+    } else {
+        match ifaces.resolve(iface.get_ref()) {
+            Ok((ifindex, mac, mtu)) => (net.ifindex, net.mac, net.mtu) = (ifindex, mac, mtu),
+            // Only this host can say: `pl check` may be run elsewhere.
+            Err(why) => found.host_problem(sec.error(
+                "interface",
+                Some(iface.span().start),
+                format!("{}: {why}", iface.get_ref()),
+            )),
+        }
     }
-    let (ifindex, mac, mtu) = ifaces.resolve(iface.get_ref()).or_else(|why| {
-        sec.err(
-            "interface",
-            Some(iface.span().start),
-            format!("{}: {why}", iface.get_ref()),
-        )
-    })?;
-    let routes = routes(sec, &c.routes)?;
-    for (r, rc) in routes.iter().zip(&c.routes) {
-        claims.claim_hop(sec, rc.get_ref().via.span().start, id, r.via)?;
+    if let Some(routes) = found.keep(routes(sec, &c.routes)) {
+        for (r, rc) in routes.iter().zip(&c.routes) {
+            found.keep(claims.claim_hop(sec, rc.get_ref().via.span().start, id, r.via));
+        }
+        net.routes = routes;
     }
-    Ok(Network {
-        removed: false,
-        name,
-        interface: iface.get_ref().clone(),
-        ifindex,
-        mac,
-        mtu,
-        routes,
-    })
+    net
 }
 
 /// The id of the network `n` names.

@@ -19,7 +19,7 @@ impl<'a> Section<'a> {
     pub fn new(src: &'a Source, kind: &str, index: usize, name: &str, at: usize) -> Self {
         Self {
             src,
-            label: label(kind, index, name),
+            label: crate::config::section_label(kind, index, name),
             at,
         }
     }
@@ -30,17 +30,13 @@ impl<'a> Section<'a> {
         at: Option<usize>,
         msg: impl Into<String>,
     ) -> Result<T, ConfigError> {
-        Err(self
-            .src
-            .error(Some(at.unwrap_or(self.at)), &self.label, field, msg))
+        Err(self.error(field, at, msg))
     }
-}
 
-fn label(kind: &str, index: usize, name: &str) -> String {
-    if name.is_empty() {
-        format!("[[{kind}]] #{}", index + 1)
-    } else {
-        format!("[[{kind}]] \"{name}\"")
+    /// The error `err` returns, as a value.
+    pub fn error(&self, field: &str, at: Option<usize>, msg: impl Into<String>) -> ConfigError {
+        self.src
+            .error(Some(at.unwrap_or(self.at)), &self.label, field, msg)
     }
 }
 

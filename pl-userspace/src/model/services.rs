@@ -11,44 +11,39 @@ use toml::Spanned;
 use super::{
     Listener, Network, Service, Target,
     addresses::Addresses,
+    found::Found,
     health_check::health_check,
     networks::{Route, network_id, next_hop},
     section::{Section, name_of},
 };
 use crate::config::{Config, ConfigError, ListenerCfg, ServiceCfg, Source};
 
-/// The services, and the next unused target id.
+/// The services, one per `[[service]]` entry (None where it has errors), and the next
+/// unused target id.
 pub(super) fn services(
     src: &Source,
     cfg: &Config,
     networks: &[Network],
     addrs: &mut Addresses,
-) -> Result<(Vec<Service>, u32), ConfigError> {
+    found: &mut Found<'_>,
+) -> (Vec<Option<Service>>, u32) {
     let mut names = HashSet::new();
     let mut services = Vec::new();
     let mut next_target = 0u32; // ids from 0; `align` carries them across reloads
     for (i, s) in cfg.service.iter().enumerate() {
-        let c = s.get_ref();
         let sec = section(src, i, s);
-        let name = name_of(&sec, &c.name, &mut names)?;
-        let network = network_id(networks, &sec, "network", &c.network)?;
-        let mut service = Service {
-            removed: false,
-            nlbs: nlbs(&sec, c, &name, network, addrs)?,
-            name,
-            network,
-            cross_zone: c.cross_zone,
-            listeners: listeners(&sec, c)?,
-            targets: Vec::new(),
-            health: Default::default(),
-        };
-        let routes = &networks[usize::from(network)].routes;
-        service.targets = targets(&sec, c, &service, routes, addrs, &mut next_target)?;
-        service.health = health_check(&sec, c.health_check.as_ref(), &service.listeners)?;
-        services.push(service);
+        found.keep(name_of(&sec, &s.get_ref().name, &mut names));
+        services.push(service(
+            &sec,
+            s.get_ref(),
+            networks,
+            addrs,
+            &mut next_target,
+            found,
+        ));
     }
     if services.len() > MAX_SERVICES as usize || next_target > MAX_TARGETS {
-        return Err(src.error(
+        found.errors.push(src.error(
             None,
             "[[service]]",
             "",
@@ -58,8 +53,40 @@ pub(super) fn services(
             ),
         ));
     }
-    principals(src, cfg, networks)?;
-    Ok((services, next_target))
+    principals(src, cfg, networks, found);
+    (services, next_target)
+}
+
+/// One service; None if it has errors (each recorded in `found`). Parts that do not depend
+/// on each other are all checked.
+fn service(
+    sec: &Section<'_>,
+    c: &ServiceCfg,
+    networks: &[Network],
+    addrs: &mut Addresses,
+    next_target: &mut u32,
+    found: &mut Found<'_>,
+) -> Option<Service> {
+    let network = found.keep(network_id(networks, sec, "network", &c.network));
+    let nlbs = network.and_then(|n| found.keep(nlbs(sec, c, c.name.get_ref(), n, addrs)));
+    let listeners = found.keep(listeners(sec, c));
+    let health = listeners
+        .as_ref()
+        .and_then(|l| found.keep(health_check(sec, c.health_check.as_ref(), l)));
+    let (network, nlbs, listeners, health) = (network?, nlbs?, listeners?, health?);
+    let mut service = Service {
+        removed: false,
+        nlbs,
+        name: c.name.get_ref().clone(),
+        network,
+        cross_zone: c.cross_zone,
+        listeners,
+        targets: Vec::new(),
+        health,
+    };
+    let routes = &networks[usize::from(network)].routes;
+    service.targets = found.keep(targets(sec, c, &service, routes, addrs, next_target))?;
+    Some(service)
 }
 
 /// Where the `i`th service `s` is, for errors.
@@ -74,16 +101,15 @@ pub(super) fn section<'a>(src: &'a Source, i: usize, s: &Spanned<ServiceCfg>) ->
 }
 
 /// Every `allowed_principals` entry is `"*"` or a network.
-fn principals(src: &Source, cfg: &Config, networks: &[Network]) -> Result<(), ConfigError> {
+fn principals(src: &Source, cfg: &Config, networks: &[Network], found: &mut Found<'_>) {
     for (i, s) in cfg.service.iter().enumerate() {
         let sec = section(src, i, s);
         for p in &s.get_ref().allowed_principals {
             if p.get_ref() != "*" {
-                network_id(networks, &sec, "allowed_principals", p)?;
+                found.keep(network_id(networks, &sec, "allowed_principals", p));
             }
         }
     }
-    Ok(())
 }
 
 /// `nlb_addresses`: one per zone, each claimed in the service's network.

@@ -56,11 +56,19 @@ impl Interfaces for Fixed {
     }
 }
 
+/// The model of `text`, or its first error.
 pub fn build(text: &str) -> Result<Model, ConfigError> {
-    let src = Source {
+    build_all(text).map_err(|mut e| e.remove(0))
+}
+
+/// The model of `text`, or all its errors.
+pub fn build_all(text: &str) -> Result<Model, Vec<ConfigError>> {
+    Model::from_source(&source(text), &Fixed).map_err(|e| e.0)
+}
+
+pub fn source(text: &str) -> Source {
+    Source {
         path: PathBuf::from("pl.toml"),
         text: text.to_owned(),
-    };
-    let cfg = src.parse()?;
-    Model::build(&src, &cfg, &Fixed)
+    }
 }
