@@ -41,10 +41,16 @@ fn run_logging(format: &str, no_color: Option<&str>) -> String {
     let dir = Scratch::new("logs");
     let config = warned_config(&dir.0);
     let mut cmd = Command::new(pl_bin());
-    cmd.args(["--log-format", format, "run", "--insecure-config", "--config"])
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .env_remove("NO_COLOR");
+    cmd.args([
+        "--log-format",
+        format,
+        "run",
+        "--insecure-config",
+        "--config",
+    ])
+    .arg(&config)
+    .env_remove("RUST_LOG")
+    .env_remove("NO_COLOR");
     if let Some(v) = no_color {
         cmd.env("NO_COLOR", v);
     }
@@ -65,7 +71,9 @@ fn logs_into_a_pipe_have_no_colours() {
 #[test]
 fn logs_on_a_terminal_are_coloured_unless_no_color() {
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIPPED logs_on_a_terminal_are_coloured_unless_no_color: no `script` (util-linux)");
+        eprintln!(
+            "SKIPPED logs_on_a_terminal_are_coloured_unless_no_color: no `script` (util-linux)"
+        );
         return;
     }
     let dir = Scratch::new("tty");
@@ -125,9 +133,21 @@ fn json_logs_are_one_object_per_line() {
 fn completions_for_each_shell_name_the_commands() {
     for shell in ["bash", "zsh", "fish"] {
         let out = output(Command::new(pl_bin()).args(["completions", shell]));
-        assert!(out.status.success(), "pl completions {shell}: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "pl completions {shell}: {}",
+            stderr(&out)
+        );
         let script = String::from_utf8_lossy(&out.stdout);
-        for sub in ["run", "reload", "stats", "flows", "down", "config", "interface"] {
+        for sub in [
+            "run",
+            "reload",
+            "stats",
+            "flows",
+            "down",
+            "config",
+            "interface",
+        ] {
             assert!(script.contains(sub), "{shell} completions lack {sub}");
         }
     }
@@ -141,7 +161,13 @@ fn man_pages_render_for_pl_and_each_command() {
     assert!(out.status.success(), "pl man: {}", stderr(&out));
     let page = String::from_utf8_lossy(&out.stdout);
     assert!(page.contains(".TH pl 1"), "no .TH header: {page}");
-    for sub in ["pl\\-run", "pl\\-reload", "pl\\-stats", "pl\\-flows", "pl\\-down"] {
+    for sub in [
+        "pl\\-run",
+        "pl\\-reload",
+        "pl\\-stats",
+        "pl\\-flows",
+        "pl\\-down",
+    ] {
         assert!(page.contains(sub), "pl.1 does not list {sub}");
     }
     let dir = Scratch::new("man");
@@ -153,7 +179,10 @@ fn man_pages_render_for_pl_and_each_command() {
         assert!(text.contains(".TH "), "{name} has no .TH");
     }
     let run = std::fs::read_to_string(dir.0.join("pl-run.1")).expect("pl-run.1");
-    assert!(run.contains("\\-\\-interface"), "pl-run.1 lacks --interface");
+    assert!(
+        run.contains("\\-\\-interface"),
+        "pl-run.1 lacks --interface"
+    );
 }
 
 /// `dist/pl.service`, with its binary path pointed at the built pl, passes
