@@ -206,7 +206,12 @@ impl Daemon {
             .map(|i| i.name.as_str())
             .collect();
         format!(
-            "forwarding on {} ({} mode); control socket @pl.{}",
+            "{} on {} ({} mode); control socket @pl.{}",
+            if self.dp.has_data_path() {
+                "forwarding"
+            } else {
+                "observing"
+            },
             names.join(", "),
             self.opts.mode.name(),
             self.opts.instance
