@@ -150,6 +150,13 @@ fn completions_for_each_shell_name_the_commands() {
         ] {
             assert!(script.contains(sub), "{shell} completions lack {sub}");
         }
+        if shell == "bash" {
+            let dir = Scratch::new("bash");
+            let path = dir.0.join("pl.bash");
+            std::fs::write(&path, &out.stdout).expect("write completions");
+            let check = output(Command::new("bash").arg("-n").arg(&path));
+            assert!(check.status.success(), "bash -n: {}", stderr(&check));
+        }
     }
     let out = output(Command::new(pl_bin()).args(["completions", "tcsh"]));
     assert!(!out.status.success(), "an unknown shell was accepted");
