@@ -36,8 +36,9 @@ fn warned_config(dir: &Path) -> PathBuf {
     path
 }
 
-/// `pl ARGS` (a `pl run` that logs a warning and fails) with stderr to a pipe.
-fn run_logging(format: &str, no_color: Option<&str>) -> String {
+/// Stderr (a pipe) of a `pl run` that logs a warning and fails, `RUST_LOG` set to
+/// `rust_log` if given.
+fn run_logging(format: &str, rust_log: Option<&str>) -> String {
     let dir = Scratch::new("logs");
     let config = warned_config(&dir.0);
     let mut cmd = Command::new(pl_bin());
@@ -51,20 +52,30 @@ fn run_logging(format: &str, no_color: Option<&str>) -> String {
     .arg(&config)
     .env_remove("RUST_LOG")
     .env_remove("NO_COLOR");
-    if let Some(v) = no_color {
-        cmd.env("NO_COLOR", v);
+    if let Some(v) = rust_log {
+        cmd.env("RUST_LOG", v);
     }
     let out = output(&mut cmd);
     assert!(!out.status.success(), "a config that is not TOML was taken");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(err.contains("WARN"), "no warning logged: {err}");
-    err
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
 fn logs_into_a_pipe_have_no_colours() {
     let err = run_logging("text", None);
+    assert!(err.contains("WARN"), "no warning logged: {err}");
     assert!(!err.contains('\x1b'), "escape codes into a pipe: {err:?}");
+}
+
+#[test]
+fn rust_log_still_filters() {
+    for format in ["text", "json"] {
+        let err = run_logging(format, Some("error"));
+        assert!(
+            !err.contains("WARN") && err.contains("pl: error:"),
+            "RUST_LOG=error let a warning through ({format}): {err}"
+        );
+    }
 }
 
 /// Under a terminal (`script` gives one), colours unless `NO_COLOR` is set non-empty.
@@ -107,6 +118,7 @@ fn logs_on_a_terminal_are_coloured_unless_no_color() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let err = run_logging("json", None);
+    assert!(err.contains("WARN"), "no warning logged: {err}");
     // The last line is the command's own error, as every command prints it.
     let logs: Vec<&str> = err
         .lines()
