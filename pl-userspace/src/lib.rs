@@ -25,6 +25,7 @@ pub mod lab;
 pub mod metrics;
 pub mod model;
 pub mod neigh;
+pub mod notify;
 pub mod output;
 pub mod peer;
 pub mod plan;

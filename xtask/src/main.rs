@@ -2,6 +2,7 @@
 //!
 //! Kept free of the pl crates so it builds before `setup` has installed what they need.
 
+mod dist;
 mod setup;
 
 use std::{
@@ -25,6 +26,9 @@ enum Task {
     Setup,
     /// Set up, then build the eBPF object and `pl` (release).
     Build,
+    /// Set up, build, then put the release binary, the systemd unit, completions, man
+    /// pages, licences and README into target/dist/.
+    Dist,
     /// Set up, build, then run `pl demo` on a fresh lab (arguments go to `pl demo`).
     Demo {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -81,6 +85,15 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
                 "xtask: built {}",
                 target_dir(&root).join("release/pl").display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Dist => {
+            build_release(&env, &root)?;
+            let target = target_dir(&root);
+            let out = target.join("dist");
+            for path in dist::assemble(&target.join("release/pl"), &root, &out)? {
+                println!("xtask: wrote {}", path.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Task::Demo { args } => {

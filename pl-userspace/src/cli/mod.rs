@@ -5,8 +5,10 @@ mod admin;
 mod bench;
 mod check;
 pub mod exit;
+mod docs;
 mod flows;
 mod lab;
+pub mod logging;
 mod output;
 mod run;
 mod stats;
@@ -23,6 +25,15 @@ use pl_userspace::{control, daemon, dataplane::Dataplane};
     max_term_width = 100
 )]
 pub struct Cli {
+    /// Log lines (on stderr) as text, or as JSON objects one per line (for a log collector).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub log_format: logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -69,6 +80,11 @@ pub enum Command {
     Demo(lab::DemoArgs),
     /// Measure packet rates through pl against the bare-redirect limit on a lab.
     Bench(bench::BenchArgs),
+    /// Print a completion script: `pl completions bash > /etc/bash_completion.d/pl`.
+    Completions(docs::CompletionsArgs),
+    /// Write man pages generated from these definitions.
+    #[command(hide = true)]
+    Man(docs::ManArgs),
 }
 
 /// Runs one command to its end.
@@ -83,6 +99,11 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Lab { command } => lab::lab(command),
         Command::Demo(args) => lab::demo(args).await,
         Command::Bench(args) => bench::run(&args),
+        Command::Completions(args) => {
+            docs::completions(&args);
+            Ok(())
+        }
+        Command::Man(args) => docs::man(&args),
     }
 }
 

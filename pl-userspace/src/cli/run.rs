@@ -11,11 +11,13 @@ pub struct RunArgs {
     /// The PrivateLink config (TOML): networks, services, endpoints.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Observe only: attach to these interfaces, count frames and pass them on.
+    /// Observe only: attach to these interfaces, count frames and pass them on
+    /// (`-i a b` or `-i a -i b`).
     #[arg(
         long = "interface",
         short = 'i',
         value_name = "IF",
+        num_args = 1..,
         conflicts_with = "config"
     )]
     pub interfaces: Vec<String>,
@@ -57,5 +59,34 @@ impl RunArgs {
             read_group: self.read_group,
             insecure_config: self.insecure_config,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::cli::{Cli, Command};
+
+    fn interfaces(args: &[&str]) -> Vec<String> {
+        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.command {
+            Command::Run(run) => run.interfaces,
+            _ => panic!("{args:?} is not pl run"),
+        }
+    }
+
+    #[test]
+    fn interfaces_come_as_a_list_or_one_flag_each() {
+        let want = ["a", "b"];
+        assert_eq!(interfaces(&["pl", "run", "-i", "a", "b"]), want);
+        assert_eq!(interfaces(&["pl", "run", "-i", "a", "-i", "b"]), want);
+        assert_eq!(interfaces(&["pl", "run", "--interface", "a", "b"]), want);
+        assert_eq!(
+            interfaces(&["pl", "run", "-i", "a", "b", "--skb", "-i", "c"]),
+            ["a", "b", "c"]
+        );
+        assert!(Cli::try_parse_from(["pl", "run", "-i"]).is_err());
+        assert!(Cli::try_parse_from(["pl", "run", "-i", "a", "--config", "x"]).is_err());
     }
 }

@@ -32,6 +32,7 @@ use crate::{
     dataplane::{Dataplane, Mode, StartOptions},
     flows, metrics,
     model::{LiveInterfaces, Model},
+    notify::{Notifier, NotifyError},
     peer::{self, Policy},
 };
 
@@ -65,6 +66,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // passed the peer check reach this loop, as jobs.
     tokio::spawn(server.serve(jobs_tx));
     daemon.serve_metrics(listener);
+    // Attached and listening: a client that connects from now on is answered.
+    daemon.notified(daemon.notifier.ready(&daemon.status()));
     daemon.run_loop(&mut signals, &mut jobs).await;
     daemon.stop();
     Ok(())
@@ -162,6 +165,8 @@ struct Daemon {
     /// The metrics body scrapes read; `None` without `--metrics`.
     snapshot: Option<watch::Sender<Arc<str>>>,
     reloads: metrics::Reloads,
+    /// systemd's notify socket, when run by systemd (`Type=notify`).
+    notifier: Notifier,
 }
 
 impl Daemon {
@@ -187,7 +192,38 @@ impl Daemon {
             schedule: Schedule::default(),
             snapshot: None,
             reloads: metrics::Reloads::new(std::time::SystemTime::now()),
+            notifier: Notifier::from_env().unwrap_or_else(|e| {
+                tracing::warn!("{e}; not notifying systemd");
+                Notifier::default()
+            }),
         })
+    }
+
+    /// One line for `systemctl status`.
+    fn status(&self) -> String {
+        let names: Vec<&str> = self
+            .dp
+            .interfaces()
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
+        format!(
+            "{} on {} ({} mode); control socket @pl.{}",
+            if self.dp.has_data_path() {
+                "forwarding"
+            } else {
+                "observing"
+            },
+            names.join(", "),
+            self.opts.mode.name(),
+            self.opts.instance
+        )
+    }
+
+    fn notified(&self, sent: Result<(), NotifyError>) {
+        if let Err(e) = sent {
+            tracing::warn!("{e}");
+        }
     }
 
     fn serve_metrics(&mut self, listener: Option<tokio::net::TcpListener>) {
@@ -321,17 +357,24 @@ impl Daemon {
         }
     }
 
-    /// Validates `sent` (a config a client read and sent), or else the file pl run was
-    /// started with, in full; then applies what changed. On any error the running
-    /// configuration stays as it was. Counted for metrics either way.
+    /// A reload, told to systemd (RELOADING=1 before, READY=1 after) and counted for
+    /// metrics, applied or not.
     fn reload(&mut self, sent: Option<SentConfig>) -> anyhow::Result<String> {
+        self.notified(self.notifier.reloading());
         let result = self.load_and_apply(sent);
-        let at = std::time::SystemTime::now();
-        self.reloads.record(result.is_ok(), at);
+        self.reloads.record(result.is_ok(), std::time::SystemTime::now());
         self.publish();
+        let status = match &result {
+            Ok(_) => format!("reloaded; {}", self.status()),
+            Err(e) => format!("reload refused, previous configuration kept: {e:#}"),
+        };
+        self.notified(self.notifier.ready(&status));
         result
     }
 
+    /// Validates `sent` (a config a client read and sent), or else the file pl run was
+    /// started with, in full; then applies what changed. On any error the running
+    /// configuration stays as it was.
     fn load_and_apply(&mut self, sent: Option<SentConfig>) -> anyhow::Result<String> {
         let model = match sent {
             // Only the client's own text is parsed and quoted: no path it names is opened.
@@ -379,6 +422,10 @@ impl Daemon {
 
     /// Lets go of the data plane, which stays attached and forwarding.
     fn stop(self) {
+        self.notified(
+            self.notifier
+                .stopping("stopping; the data plane stays attached and forwarding"),
+        );
         let names: Vec<String> = self
             .dp
             .interfaces()
