@@ -30,6 +30,7 @@ pub mod peer;
 pub mod plan;
 pub mod state;
 pub mod stats;
+pub mod status;
 pub mod xdpfeat;
 
 /// The compiled XDP object, built by `build.rs`.
