@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod batch;
 pub mod config;
+pub mod config_edit;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;

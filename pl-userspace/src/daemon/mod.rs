@@ -6,6 +6,7 @@
 //! speaks `anyhow`; everything it calls returns typed errors.
 
 mod schedule;
+mod status;
 mod watchers;
 
 use std::{
@@ -161,6 +162,9 @@ struct Daemon {
     schedule: Schedule,
     /// The metrics body scrapes read; `None` without `--metrics`.
     snapshot: Option<watch::Sender<Arc<str>>>,
+    /// For `pl status`: when this run started, and how its last reload went.
+    started: std::time::Instant,
+    last_reload: Option<status::LastReload>,
 }
 
 impl Daemon {
@@ -185,6 +189,8 @@ impl Daemon {
             live: flows::Counts::default(),
             schedule: Schedule::default(),
             snapshot: None,
+            started: std::time::Instant::now(),
+            last_reload: None,
         })
     }
 
@@ -236,7 +242,7 @@ impl Daemon {
     }
 
     fn on_hangup(&mut self) {
-        match self.reload(None) {
+        match self.reload(None, "SIGHUP") {
             Ok(message) => tracing::info!("SIGHUP: {message}"),
             Err(e) => tracing::warn!("SIGHUP: {e:#}; still running the previous configuration"),
         }
@@ -313,15 +319,25 @@ impl Daemon {
                 .flows(&filter)
                 .map_or_else(|e| failed(e.into()), |flows| Reply::Flows { flows }),
             Request::Reload { sent } => self
-                .reload(sent)
+                .reload(sent, "control")
                 .map_or_else(failed, |message| Reply::Reloaded { message }),
+            Request::Status => Reply::Status(self.status()),
+            Request::Endpoints => Reply::Endpoints {
+                endpoints: self.dp.endpoints(&self.dp.count_flows()),
+            },
         }
     }
 
     /// Validates `sent` (a config a client read and sent), or else the file pl run was
     /// started with, in full; then applies what changed. On any error the running
-    /// configuration stays as it was.
-    fn reload(&mut self, sent: Option<SentConfig>) -> anyhow::Result<String> {
+    /// configuration stays as it was. `by` (`control`, `SIGHUP`) is kept for `pl status`.
+    fn reload(&mut self, sent: Option<SentConfig>, by: &'static str) -> anyhow::Result<String> {
+        let result = self.try_reload(sent);
+        self.last_reload = Some(status::LastReload::new(by, &result));
+        result
+    }
+
+    fn try_reload(&mut self, sent: Option<SentConfig>) -> anyhow::Result<String> {
         let model = match sent {
             // Only the client's own text is parsed and quoted: no path it names is opened.
             Some(c) => Model::from_source(&Source::from_text(&c.name, c.text), &LiveInterfaces)?,
