@@ -176,7 +176,7 @@ impl StatusReport {
         let list: Vec<String> = self
             .unresolved_targets
             .iter()
-            .map(|a| a.to_string())
+            .map(ToString::to_string)
             .collect();
         add(
             "Unresolved",

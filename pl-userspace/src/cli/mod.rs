@@ -3,14 +3,16 @@
 
 mod admin;
 mod bench;
+mod endpoints;
 mod flows;
 mod lab;
 mod output;
 mod run;
 mod stats;
+mod status;
 
 use clap::{Parser, Subcommand};
-use pl_userspace::{control, daemon, dataplane::Dataplane};
+use pl_userspace::{config_edit::Decision, control, daemon, dataplane::Dataplane};
 
 #[derive(Parser)]
 #[command(name = "pl", version, about = "A PrivateLink-style data plane in XDP")]
@@ -34,6 +36,19 @@ pub enum Command {
     /// Make the `pl run` in this network namespace reload its config (or FILE): it is
     /// validated in full first, and a bad one changes nothing. SIGHUP does the same.
     Reload(admin::ReloadArgs),
+    /// How the `pl run` here is doing: versions, uptime, config, interfaces, flow table,
+    /// service health, last reload. Exits 0 healthy, 1 degraded, 2 when no pl run answers.
+    Status(status::StatusArgs),
+    /// List every endpoint: service, network, addresses, state and live flows.
+    Endpoints(endpoints::EndpointsArgs),
+    /// Accept ENDPOINT: move it to its service's accepted_endpoints in the config file
+    /// (edited in place, comments kept) and have pl run reload it.
+    Accept(endpoints::DecideArgs),
+    /// Reject ENDPOINT: move it to its service's rejected_endpoints and have pl run reload;
+    /// its live connections are cut at once.
+    Reject(endpoints::DecideArgs),
+    /// Print the version of this pl and of the pl run here, if one answers.
+    Version(status::VersionArgs),
     /// Build or remove a veth lab of network namespaces.
     Lab {
         #[command(subcommand)]
@@ -53,6 +68,11 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Down(args) => admin::down(&args),
         Command::Flows(args) => flows::run(&args),
         Command::Reload(args) => admin::reload(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Endpoints(args) => endpoints::endpoints(&args),
+        Command::Accept(args) => endpoints::decide(&args, Decision::Accept),
+        Command::Reject(args) => endpoints::decide(&args, Decision::Reject),
+        Command::Version(args) => status::version(&args),
         Command::Lab { command } => lab::lab(command),
         Command::Demo(args) => lab::demo(args).await,
         Command::Bench(args) => bench::run(&args),
