@@ -196,30 +196,35 @@ impl StatusReport {
                 s
             });
         if !self.services.is_empty() {
-            let mut t = table(
-                format,
-                &[
-                    ("service", Col::Text),
-                    ("network", Col::Text),
-                    ("healthy", Col::Num),
-                    ("targets", Col::Num),
-                    ("failing open", Col::Text),
-                ],
-            );
-            for s in &self.services {
-                t.add_row(vec![
-                    s.name.clone(),
-                    s.network.clone(),
-                    s.healthy_targets.to_string(),
-                    s.targets.to_string(),
-                    if s.failing_open { "yes" } else { "no" }.to_owned(),
-                ]);
-            }
             out.push('\n');
-            out.push_str(&render(&t));
+            out.push_str(&services_table(&self.services, format));
         }
         out
     }
+}
+
+/// One row per service: its targets that take flows, and whether it fails open.
+fn services_table(services: &[ServiceStatus], format: Format) -> String {
+    let mut t = table(
+        format,
+        &[
+            ("service", Col::Text),
+            ("network", Col::Text),
+            ("healthy", Col::Num),
+            ("targets", Col::Num),
+            ("failing open", Col::Text),
+        ],
+    );
+    for s in services {
+        t.add_row(vec![
+            s.name.clone(),
+            s.network.clone(),
+            s.healthy_targets.to_string(),
+            s.targets.to_string(),
+            if s.failing_open { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    render(&t)
 }
 
 fn status_line(problems: &[String]) -> String {

@@ -6,7 +6,7 @@
 use std::{
     io::{BufRead as _, BufReader, Write as _},
     net::{SocketAddrV4, TcpStream},
-    path::Path,
+    path::{Path, PathBuf},
     process::Output,
     time::{Duration, Instant},
 };
@@ -68,22 +68,30 @@ fn status(r: &Running) -> (Option<i32>, String) {
     )
 }
 
+/// `pl status` exits 0 on a healthy lab, its lines fit 100 columns, and `pl version`
+/// names the daemon; the config file pl run runs.
+fn healthy_at_start(r: &Running) -> PathBuf {
+    let report: serde_json::Value = serde_json::from_str(&pl_ok(r, &["status", "--json"]))
+        .unwrap_or_else(|e| panic!("pl status --json: {e}"));
+    let daemon: StatusReport =
+        serde_json::from_value(report["daemon"].clone()).expect("a status report");
+    assert_eq!(report["healthy"], true, "{report}");
+    let file = daemon.config_file.expect("pl run's config file");
+    let (code, text) = status(r);
+    assert_eq!(code, Some(0), "a healthy lab is not healthy:\n{text}");
+    assert!(text.starts_with("Status:       healthy\n"), "{text}");
+    assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+    let version = pl_ok(r, &["version"]);
+    assert!(version.contains("daemon: pl "), "{version}");
+    file
+}
+
 #[test]
 fn reject_cuts_live_connections_and_accept_restores_the_endpoint() {
     require_kernel!("reject_cuts_live_connections_and_accept_restores_the_endpoint");
     let t0 = Instant::now();
     let r = Running::start("ea", &config());
-    let report: serde_json::Value = serde_json::from_str(&pl_ok(&r, &["status", "--json"]))
-        .unwrap_or_else(|e| panic!("pl status --json: {e}"));
-    let daemon: StatusReport =
-        serde_json::from_value(report["daemon"].clone()).expect("a status report");
-    let file = daemon.config_file.clone().expect("pl run's config file");
-    let (code, text) = status(&r);
-    assert_eq!(code, Some(0), "a healthy lab is not healthy:\n{text}");
-    assert!(text.starts_with("Status:       healthy\n"), "{text}");
-    assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
-    let version = pl_ok(&r, &["version"]);
-    assert!(version.contains("daemon: pl "), "{version}");
+    let file = healthy_at_start(&r);
 
     // A connection through acme-billing carries data; another stays open across the
     // reject, its request half sent (the server waits for the rest only 10 s, so the lab
