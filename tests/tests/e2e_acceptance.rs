@@ -30,6 +30,8 @@ fn config() -> String {
     )
 }
 
+const READ_GROUP: &str = "4242";
+
 const COMMENTS: [&str; 4] = [
     "# Generated for the pl lab.",
     "# Who may connect; pl accept and pl reject keep this list.",
@@ -90,7 +92,7 @@ fn healthy_at_start(r: &Running) -> PathBuf {
 fn reject_cuts_live_connections_and_accept_restores_the_endpoint() {
     require_kernel!("reject_cuts_live_connections_and_accept_restores_the_endpoint");
     let t0 = Instant::now();
-    let r = Running::start("ea", &config());
+    let r = Running::start_with("ea", &config(), &["--read-group", READ_GROUP]);
     let file = healthy_at_start(&r);
 
     // A connection through acme-billing carries data; another stays open across the
@@ -164,23 +166,35 @@ fn reject_cuts_live_connections_and_accept_restores_the_endpoint() {
     eprintln!("e2e_acceptance: {:?}", t0.elapsed());
 }
 
-/// Non-root may not decide; a file pl run refuses is put back as it was; an unknown
+/// Readers read, non-root may not decide; a file pl run refuses is put back as it was; an unknown
 /// endpoint is named with the file.
 fn refused_edits(r: &Running, file: &Path) {
     let fw = r.lab.fw_ns();
-    let nobody = output(
-        netns::exec(&fw, "setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-            ])
-            .arg(pl_tests::pl_bin())
-            .args(["reject", "acme-billing"]),
-    );
-    assert!(!nobody.status.success(), "uid 65534 rejected an endpoint");
-    assert!(stderr(&nobody).contains("only root"), "{}", stderr(&nobody));
+    // A member of the read group reads status and endpoints, and may not decide.
+    let reader = |args: &[&str]| {
+        output(
+            netns::exec(&fw, "setpriv")
+                .args([
+                    "--reuid=65534",
+                    "--regid=65534",
+                    &format!("--groups={READ_GROUP}"),
+                    "--inh-caps=-all",
+                ])
+                .arg(pl_tests::pl_bin())
+                .args(args),
+        )
+    };
+    for args in [&["status"][..], &["endpoints"], &["version"]] {
+        let out = reader(args);
+        assert!(
+            out.status.success(),
+            "read group: pl {args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let denied = reader(&["reject", "acme-billing"]);
+    assert!(!denied.status.success(), "uid 65534 rejected an endpoint");
+    assert!(stderr(&denied).contains("only root"), "{}", stderr(&denied));
 
     let unknown = pl(r, &["reject", "acme-nope"]);
     assert!(!unknown.status.success());
