@@ -67,6 +67,9 @@ pub struct ServiceCfg {
     pub allowed_principals: Vec<Spanned<String>>,
     #[serde(default)]
     pub accepted_endpoints: Vec<Spanned<String>>,
+    /// Endpoints refused even where acceptance is not required; never in both lists.
+    #[serde(default)]
+    pub rejected_endpoints: Vec<Spanned<String>>,
     #[serde(default)]
     pub cross_zone: bool,
     pub listeners: Spanned<Vec<Spanned<ListenerCfg>>>,

@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod batch;
 pub mod config;
+pub mod config_edit;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
@@ -32,6 +33,7 @@ pub mod plan;
 pub mod ports;
 pub mod state;
 pub mod stats;
+pub mod status;
 pub mod xdpfeat;
 
 /// The compiled XDP object, built by `build.rs`.

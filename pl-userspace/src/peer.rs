@@ -15,9 +15,9 @@ use std::{fmt, io, os::fd::AsRawFd};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Access {
     None,
-    /// `stats`, `flows`, `watch`.
+    /// `stats`, `flows`, `watch`, `status`, `endpoints`.
     Read,
-    /// Everything, `reload` included.
+    /// Everything, `reload` (and so `pl accept`/`pl reject`) included.
     Admin,
 }
 

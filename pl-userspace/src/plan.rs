@@ -319,6 +319,7 @@ mod tests {
                 addrs: vec![(Ipv4Addr::new(10, 0, 0, 100), 0)],
                 sources: vec!["10.0.0.0/25".parse().expect("cidr")],
                 accepted: true,
+                state: crate::model::EndpointState::Available,
             }],
             zones: vec!["z1".into(), "z2".into()],
             flow_table_size: 1000,

@@ -4,17 +4,19 @@
 mod admin;
 mod bench;
 mod check;
-pub mod exit;
 mod docs;
+mod endpoints;
+pub mod exit;
 mod flows;
 mod lab;
 pub mod logging;
 mod output;
 mod run;
 mod stats;
+mod status;
 
 use clap::{Parser, Subcommand};
-use pl_userspace::{control, daemon, dataplane::Dataplane};
+use pl_userspace::{config_edit::Decision, control, daemon, dataplane::Dataplane};
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +73,25 @@ pub enum Command {
     ///
     /// Exit 0 if it is valid (warnings on stderr), 4 with every error if not.
     Check(check::CheckArgs),
+    /// One screen on the `pl run` here: health, versions, flow table, last reload.
+    ///
+    /// Versions, uptime, config, interfaces, flow table, service health, last reload.
+    /// Exits 0 healthy, 1 degraded, 2 when no pl run answers.
+    Status(status::StatusArgs),
+    /// List every endpoint: service, network, addresses, state and live flows.
+    Endpoints(endpoints::EndpointsArgs),
+    /// Accept ENDPOINT: edit the config in place and reload.
+    ///
+    /// Moves it to its service's accepted_endpoints in the config file (edited in place,
+    /// comments kept) and has pl run reload it.
+    Accept(endpoints::DecideArgs),
+    /// Reject ENDPOINT: edit the config in place, reload, cut its connections.
+    ///
+    /// Moves it to its service's rejected_endpoints and has pl run reload; its live
+    /// connections are cut at once.
+    Reject(endpoints::DecideArgs),
+    /// Print the version of this pl and of the pl run here, if one answers.
+    Version(status::VersionArgs),
     /// Build or remove a veth lab of network namespaces.
     Lab {
         #[command(subcommand)]
@@ -96,6 +117,11 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Flows(args) => flows::run(&args),
         Command::Reload(args) => admin::reload(&args),
         Command::Check(args) => check::run(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Endpoints(args) => endpoints::endpoints(&args),
+        Command::Accept(args) => endpoints::decide(&args, Decision::Accept),
+        Command::Reject(args) => endpoints::decide(&args, Decision::Reject),
+        Command::Version(args) => status::version(&args),
         Command::Lab { command } => lab::lab(command),
         Command::Demo(args) => lab::demo(args).await,
         Command::Bench(args) => bench::run(&args),

@@ -8,7 +8,10 @@ use std::{
 };
 
 use super::{ControlError, FlowFilter, Reply, Request, SentConfig, socket_name};
-use crate::stats::StatsReport;
+use crate::{
+    stats::StatsReport,
+    status::{EndpointStatus, StatusReport},
+};
 
 /// Asks the `pl run` of `instance` to reload: `sent`, or the file it was started with.
 pub fn reload(instance: &str, sent: Option<SentConfig>) -> Result<String, ControlError> {
@@ -163,6 +166,22 @@ pub fn stats_with(instance: &str, flows: bool) -> Result<StatsReport, ControlErr
     match request(instance, &Request::Stats { flows })? {
         Reply::Stats(report) => Ok(report),
         _ => Err(unexpected("stats")),
+    }
+}
+
+/// What the `pl run` of `instance` says about itself (`pl status`, `pl version`).
+pub fn status(instance: &str) -> Result<StatusReport, ControlError> {
+    match request(instance, &Request::Status)? {
+        Reply::Status(report) => Ok(report),
+        _ => Err(unexpected("status")),
+    }
+}
+
+/// Every endpoint of the `pl run` of `instance`, with its state and live flows.
+pub fn endpoints(instance: &str) -> Result<Vec<EndpointStatus>, ControlError> {
+    match request(instance, &Request::Endpoints)? {
+        Reply::Endpoints { endpoints } => Ok(endpoints),
+        _ => Err(unexpected("endpoints")),
     }
 }
 

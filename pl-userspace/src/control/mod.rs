@@ -16,7 +16,7 @@ use std::net::SocketAddrV4;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
-    client::{flows, reload, request, running, stats, stats_with, watch},
+    client::{endpoints, flows, reload, request, running, stats, stats_with, status, watch},
     server::{
         MAX_CONNECTIONS, MAX_PER_UID, MAX_REQUEST, REPLY_TIMEOUT, REQUEST_TIMEOUT, Server,
         WALK_INTERVAL,
@@ -25,6 +25,7 @@ pub use self::{
 use crate::{
     peer::{Access, Peer},
     stats::StatsReport,
+    status::{EndpointStatus, StatusReport},
 };
 
 pub const DEFAULT_INSTANCE: &str = "default";
@@ -84,6 +85,10 @@ pub enum Request {
     ///
     /// [`WatchEvent`]: crate::flows::WatchEvent
     Watch,
+    /// Version, uptime, config file, interfaces, flow table, service health, last reload.
+    Status,
+    /// Every endpoint with its state and live flows (walks the flow table).
+    Endpoints,
 }
 
 impl Request {
@@ -94,18 +99,27 @@ impl Request {
             Self::Reload { .. } => "reload",
             Self::Flows { .. } => "flows",
             Self::Watch => "watch",
+            Self::Status => "status",
+            Self::Endpoints => "endpoints",
         }
     }
 
     /// True if answering walks the whole flow table (0.7 s at a million flows).
     pub fn walks_table(&self) -> bool {
-        matches!(self, Self::Stats { flows: true } | Self::Flows { .. })
+        matches!(
+            self,
+            Self::Stats { flows: true } | Self::Flows { .. } | Self::Endpoints
+        )
     }
 
     /// What a peer needs to be allowed this request.
     pub fn needs(&self) -> Access {
         match self {
-            Self::Stats { .. } | Self::Flows { .. } | Self::Watch => Access::Read,
+            Self::Stats { .. }
+            | Self::Flows { .. }
+            | Self::Watch
+            | Self::Status
+            | Self::Endpoints => Access::Read,
             Self::Reload { .. } => Access::Admin,
         }
     }
@@ -164,6 +178,10 @@ pub enum Reply {
         /// Absent for most errors, and from older `pl run`s (older clients ignore it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         kind: Option<ErrorKind>,
+    },
+    Status(StatusReport),
+    Endpoints {
+        endpoints: Vec<EndpointStatus>,
     },
     /// The peer may not make this request; the connection closes after it.
     Denied {
@@ -309,5 +327,20 @@ mod tests {
         );
         assert_eq!(sent.needs(), Access::Admin);
         assert_eq!(Request::Watch.needs(), Access::Read);
+    }
+
+    #[test]
+    fn status_and_endpoints_are_reads() {
+        let wire = serde_json::to_string(&Request::Status).expect("serialize");
+        assert_eq!(wire, r#"{"request":"status"}"#);
+        let parsed: Request = serde_json::from_str(r#"{"request":"endpoints"}"#).expect("parse");
+        assert!(matches!(parsed, Request::Endpoints));
+        assert_eq!(Request::Status.needs(), Access::Read);
+        assert_eq!(Request::Endpoints.needs(), Access::Read);
+        assert!(
+            !Request::Status.walks_table(),
+            "status uses the last sweep's counts"
+        );
+        assert!(Request::Endpoints.walks_table());
     }
 }

@@ -6,6 +6,7 @@
 //! speaks `anyhow`; everything it calls returns typed errors.
 
 mod schedule;
+mod status;
 mod watchers;
 
 use std::{
@@ -67,7 +68,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     tokio::spawn(server.serve(jobs_tx));
     daemon.serve_metrics(listener);
     // Attached and listening: a client that connects from now on is answered.
-    daemon.notified(daemon.notifier.ready(&daemon.status()));
+    daemon.notified(daemon.notifier.ready(&daemon.notify_status()));
     daemon.run_loop(&mut signals, &mut jobs).await;
     daemon.stop();
     Ok(())
@@ -167,6 +168,9 @@ struct Daemon {
     reloads: metrics::Reloads,
     /// systemd's notify socket, when run by systemd (`Type=notify`).
     notifier: Notifier,
+    /// For `pl status`: when this run started, and how its last reload went.
+    started: std::time::Instant,
+    last_reload: Option<status::LastReload>,
 }
 
 impl Daemon {
@@ -196,11 +200,13 @@ impl Daemon {
                 tracing::warn!("{e}; not notifying systemd");
                 Notifier::default()
             }),
+            started: std::time::Instant::now(),
+            last_reload: None,
         })
     }
 
     /// One line for `systemctl status`.
-    fn status(&self) -> String {
+    fn notify_status(&self) -> String {
         let names: Vec<&str> = self
             .dp
             .interfaces()
@@ -274,7 +280,7 @@ impl Daemon {
     }
 
     fn on_hangup(&mut self) {
-        match self.reload(None) {
+        match self.reload(None, "SIGHUP") {
             Ok(message) => tracing::info!("SIGHUP: {message}"),
             Err(e) => tracing::warn!("SIGHUP: {e:#}; still running the previous configuration"),
         }
@@ -352,20 +358,26 @@ impl Daemon {
                 .flows(&filter)
                 .map_or_else(|e| failed(e.into()), |flows| Reply::Flows { flows }),
             Request::Reload { sent } => self
-                .reload(sent)
+                .reload(sent, "control")
                 .map_or_else(failed, |message| Reply::Reloaded { message }),
+            Request::Status => Reply::Status(self.status()),
+            Request::Endpoints => Reply::Endpoints {
+                endpoints: self.dp.endpoints(&self.dp.count_flows()),
+            },
         }
     }
 
-    /// A reload, told to systemd (RELOADING=1 before, READY=1 after) and counted for
-    /// metrics, applied or not.
-    fn reload(&mut self, sent: Option<SentConfig>) -> anyhow::Result<String> {
+    /// A reload, told to systemd (RELOADING=1 before, READY=1 after), counted for metrics
+    /// and kept for `pl status` with who asked (`by`: `control`, `SIGHUP`), applied or not.
+    fn reload(&mut self, sent: Option<SentConfig>, by: &'static str) -> anyhow::Result<String> {
         self.notified(self.notifier.reloading());
         let result = self.load_and_apply(sent);
-        self.reloads.record(result.is_ok(), std::time::SystemTime::now());
+        self.reloads
+            .record(result.is_ok(), std::time::SystemTime::now());
+        self.last_reload = Some(status::LastReload::new(by, &result));
         self.publish();
         let status = match &result {
-            Ok(_) => format!("reloaded; {}", self.status()),
+            Ok(_) => format!("reloaded; {}", self.notify_status()),
             Err(e) => format!("reload refused, previous configuration kept: {e:#}"),
         };
         self.notified(self.notifier.ready(&status));

@@ -14,6 +14,7 @@ mod attach;
 mod lifecycle;
 mod load;
 mod report;
+mod status;
 
 use std::{collections::HashSet, net::Ipv4Addr};
 
@@ -27,6 +28,7 @@ use pl_common::maps::{EVENTS_MAP, FLOWS_MAP, MAX_IFACES, MAX_IFINDEX, WATCH_MAP}
 pub use self::{
     load::{endpoint_stats, iface_stats, load, load_sized, register},
     report::mac_str,
+    status::DataplaneStatus,
 };
 pub use crate::state::{Attached, Mode};
 use crate::{

@@ -76,9 +76,9 @@ impl Dataplane {
                 m.services[usize::from(e.service)].name,
                 zoned(m, &e.addrs),
                 if e.accepted {
-                    ""
+                    String::new()
                 } else {
-                    " (pending acceptance)"
+                    format!(" ({}: takes no flows)", e.state.name())
                 }
             );
         }

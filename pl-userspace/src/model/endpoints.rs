@@ -15,8 +15,55 @@ use super::{
 };
 use crate::config::{Config, ConfigError, EndpointCfg, ServiceCfg, Source};
 
+/// An endpoint's state, as AWS names endpoint connections. Only `Available` forwards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EndpointState {
+    /// Its network is not one of the service's `allowed_principals`. A config with such an
+    /// endpoint is refused today, so a running model never holds one; the state is named
+    /// so reports and the derivation stay complete.
+    NotAllowed,
+    /// Listed in the service's `rejected_endpoints`.
+    Rejected,
+    /// Accepted, or the service needs no acceptance.
+    Available,
+    /// Waiting for the service to accept it.
+    #[default]
+    PendingAcceptance,
+}
+
+impl EndpointState {
+    /// The state of an endpoint whose principal is `allowed`, that the service lists as
+    /// `rejected`, and that is `accepted` (listed, or no acceptance required). Refusals
+    /// win: not allowed, then rejected, before acceptance counts.
+    pub fn derive(allowed: bool, rejected: bool, accepted: bool) -> Self {
+        match (allowed, rejected, accepted) {
+            (false, _, _) => Self::NotAllowed,
+            (true, true, _) => Self::Rejected,
+            (true, false, true) => Self::Available,
+            (true, false, false) => Self::PendingAcceptance,
+        }
+    }
+
+    /// Whether new flows are admitted and live ones kept.
+    pub fn forwards(self) -> bool {
+        self == Self::Available
+    }
+
+    /// The name reports and JSON use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NotAllowed => "notAllowed",
+            Self::Rejected => "rejected",
+            Self::Available => "available",
+            Self::PendingAcceptance => "pendingAcceptance",
+        }
+    }
+}
+
 /// The endpoints of `services` (one per `[[service]]` entry, None where it has errors);
-/// then every `accepted_endpoints` entry must name one.
+/// then every `accepted_endpoints` and `rejected_endpoints` entry must name one, and no
+/// endpoint may be in both.
 pub(super) fn endpoints(
     src: &Source,
     cfg: &Config,
@@ -41,7 +88,7 @@ pub(super) fn endpoints(
             format!("{} endpoints; at most {MAX_ENDPOINTS}", endpoints.len()),
         ));
     }
-    accepted_endpoints(src, cfg, &endpoints, found);
+    listed_endpoints(src, cfg, &endpoints, found);
     endpoints
 }
 
@@ -73,8 +120,13 @@ fn endpoint(
     let svc = service.and_then(|i| services[i].as_ref());
     let own = network.and_then(|n| found.keep(addresses(sec, c, &name, n, svc, addrs)));
     let sources = found.keep(sources(sec, c));
-    let accepted = svc_cfg.is_some_and(|s| {
-        !s.acceptance_required || s.accepted_endpoints.iter().any(|a| a.get_ref() == &name)
+    let listed = |list: &[toml::Spanned<String>]| list.iter().any(|a| a.get_ref() == &name);
+    let state = svc_cfg.map_or(EndpointState::PendingAcceptance, |s| {
+        EndpointState::derive(
+            true,
+            listed(&s.rejected_endpoints),
+            !s.acceptance_required || listed(&s.accepted_endpoints),
+        )
     });
     Endpoint {
         removed: false,
@@ -83,7 +135,8 @@ fn endpoint(
         network: network.unwrap_or_default(),
         addrs: own.unwrap_or_default(),
         sources: sources.unwrap_or_default(),
-        accepted,
+        accepted: state.forwards(),
+        state,
     }
 }
 
@@ -188,20 +241,133 @@ fn sources(sec: &Section<'_>, c: &EndpointCfg) -> Result<Vec<Cidr>, ConfigError>
     }
 }
 
-/// Every `accepted_endpoints` entry names an endpoint (one whose types were wrong counts).
-fn accepted_endpoints(src: &Source, cfg: &Config, endpoints: &[Endpoint], found: &mut Found<'_>) {
+/// Every `accepted_endpoints` and `rejected_endpoints` entry names an endpoint (one whose
+/// types were wrong counts), and no endpoint is in both lists of a service.
+fn listed_endpoints(src: &Source, cfg: &Config, endpoints: &[Endpoint], found: &mut Found<'_>) {
     for (i, s) in cfg.service.iter().enumerate() {
         let sec = services::section(src, i, s);
-        for a in &s.get_ref().accepted_endpoints {
-            let known = endpoints.iter().any(|e| &e.name == a.get_ref())
-                || found.unparsed.endpoints.contains(a.get_ref());
-            if !known {
+        let c = s.get_ref();
+        for (field, list) in [
+            ("accepted_endpoints", &c.accepted_endpoints),
+            ("rejected_endpoints", &c.rejected_endpoints),
+        ] {
+            for a in list {
+                let known = endpoints.iter().any(|e| &e.name == a.get_ref())
+                    || found.unparsed.endpoints.contains(a.get_ref());
+                if !known {
+                    found.errors.push(sec.error(
+                        field,
+                        Some(a.span().start),
+                        format!("no endpoint named {:?}", a.get_ref()),
+                    ));
+                }
+            }
+        }
+        for r in &c.rejected_endpoints {
+            if c.accepted_endpoints
+                .iter()
+                .any(|a| a.get_ref() == r.get_ref())
+            {
                 found.errors.push(sec.error(
-                    "accepted_endpoints",
-                    Some(a.span().start),
-                    format!("no endpoint named {:?}", a.get_ref()),
+                    "rejected_endpoints",
+                    Some(r.span().start),
+                    format!(
+                        "{:?} is also in accepted_endpoints (an endpoint is accepted or rejected, not both)",
+                        r.get_ref()
+                    ),
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::testing::{EXAMPLE, build};
+
+    #[test]
+    fn refusals_win_then_acceptance_counts() {
+        use EndpointState::*;
+        let cases = [
+            ((false, false, true), NotAllowed),
+            ((false, true, true), NotAllowed),
+            ((true, true, true), Rejected),
+            ((true, true, false), Rejected),
+            ((true, false, true), Available),
+            ((true, false, false), PendingAcceptance),
+        ];
+        for ((allowed, rejected, accepted), want) in cases {
+            let got = EndpointState::derive(allowed, rejected, accepted);
+            assert_eq!(
+                got, want,
+                "allowed {allowed} rejected {rejected} accepted {accepted}"
+            );
+            assert_eq!(got.forwards(), want == Available);
+        }
+        let names: Vec<String> = [NotAllowed, Rejected, Available, PendingAcceptance]
+            .iter()
+            .map(|s| serde_json::to_string(s).expect("serialize"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                r#""notAllowed""#,
+                r#""rejected""#,
+                r#""available""#,
+                r#""pendingAcceptance""#
+            ]
+        );
+    }
+
+    #[test]
+    fn states_come_from_the_service_lists() {
+        let accepted = r#"accepted_endpoints = ["acme-billing", "globex-billing"]"#;
+        let state = |text: &str| {
+            let m = build(text).unwrap_or_else(|e| panic!("{e}"));
+            m.endpoints
+                .iter()
+                .map(|e| (e.state, e.accepted))
+                .collect::<Vec<_>>()
+        };
+        use EndpointState::*;
+        assert_eq!(state(EXAMPLE), [(Available, true), (Available, true)]);
+        let one = EXAMPLE.replace(
+            accepted,
+            "accepted_endpoints = [\"acme-billing\"]\nrejected_endpoints = [\"globex-billing\"]",
+        );
+        assert_eq!(state(&one), [(Available, true), (Rejected, false)]);
+        let pending = EXAMPLE.replace(accepted, "accepted_endpoints = [\"acme-billing\"]");
+        assert_eq!(
+            state(&pending),
+            [(Available, true), (PendingAcceptance, false)]
+        );
+        // No acceptance needed: available unless rejected.
+        let open = one.replace("acceptance_required = true", "acceptance_required = false");
+        assert_eq!(state(&open), [(Available, true), (Rejected, false)]);
+    }
+
+    #[test]
+    fn the_lists_name_endpoints_and_never_the_same_one_twice() {
+        let accepted = r#"accepted_endpoints = ["acme-billing", "globex-billing"]"#;
+        let err = |extra: &str| {
+            build(&EXAMPLE.replace(accepted, &format!("{accepted}\n{extra}")))
+                .map(|_| ())
+                .expect_err(extra)
+                .to_string()
+        };
+        let unknown = err(r#"rejected_endpoints = ["nobody"]"#);
+        assert!(
+            unknown.contains(
+                "[[service]] \"billing\": rejected_endpoints: no endpoint named \"nobody\""
+            ),
+            "{unknown}"
+        );
+        let both = err(r#"rejected_endpoints = ["globex-billing"]"#);
+        assert!(
+            both.contains("rejected_endpoints: \"globex-billing\" is also in accepted_endpoints"),
+            "{both}"
+        );
+        assert!(both.starts_with("pl.toml:"), "{both}");
     }
 }

@@ -28,6 +28,7 @@ use pl_common::{cidr::Cidr, settings::Settings};
 use self::found::Found;
 pub use self::{
     align::AlignError,
+    endpoints::EndpointState,
     found::{Check, HostChecks},
     health_check::HealthCheck,
     interfaces::{Interfaces, LiveInterfaces, mtu_of},
@@ -107,8 +108,12 @@ pub struct Endpoint {
     pub network: u16,
     pub addrs: Vec<(Ipv4Addr, u8)>,
     pub sources: Vec<Cidr>,
-    /// Accepted by the service (or acceptance not required): carries traffic.
+    /// Accepted by the service (or acceptance not required): carries traffic. Always
+    /// `state == Available`.
     pub accepted: bool,
+    /// As AWS names it; only `available` forwards.
+    #[serde(default)]
+    pub state: EndpointState,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,0 +1,120 @@
+//! The data plane's part of `pl status` and `pl endpoints`: interfaces and modes, the flow
+//! table's use, target health per service, and every endpoint with its state.
+
+use std::net::SocketAddrV4;
+
+use super::Dataplane;
+use crate::{
+    flows,
+    health::Health,
+    status::{EndpointAddress, EndpointStatus, FlowTableStatus, InterfaceStatus, ServiceStatus},
+};
+
+/// What the data plane says for `pl status`.
+#[derive(Debug)]
+pub struct DataplaneStatus {
+    pub interfaces: Vec<InterfaceStatus>,
+    pub flow_table: Option<FlowTableStatus>,
+    pub services: Vec<ServiceStatus>,
+}
+
+impl Dataplane {
+    /// Interfaces, the flow table's use (`live`: flows as counted elsewhere) and services.
+    pub fn status(&self, live: &flows::Counts) -> DataplaneStatus {
+        let interfaces = self
+            .ifaces
+            .iter()
+            .map(|i| InterfaceStatus {
+                name: i.name.clone(),
+                ifindex: i.ifindex,
+                mode: self.mode.name().to_owned(),
+            })
+            .collect();
+        let Some(d) = self.data.as_ref() else {
+            return DataplaneStatus {
+                interfaces,
+                flow_table: None,
+                services: Vec::new(),
+            };
+        };
+        let m = &d.model;
+        let resolved = |id: u32| {
+            d.plan
+                .targets
+                .iter()
+                .any(|(t, info)| *t == id && info.mac != [0; 6])
+        };
+        let services = m
+            .services
+            .iter()
+            .zip(0u16..)
+            .filter(|(s, _)| !s.removed)
+            .map(|(s, sid)| ServiceStatus {
+                name: s.name.clone(),
+                network: m.networks[usize::from(s.network)].name.clone(),
+                healthy_targets: s
+                    .targets
+                    .iter()
+                    .filter(|t| {
+                        resolved(t.id)
+                            && d.health
+                                .target(t.id)
+                                .is_none_or(|h| h.health != Health::Unhealthy)
+                    })
+                    .count(),
+                targets: s.targets.len(),
+                failing_open: d.health.failing_open(sid),
+            })
+            .collect();
+        DataplaneStatus {
+            interfaces,
+            flow_table: Some(FlowTableStatus {
+                used: live.by_endpoint.values().sum(),
+                size: u64::from(m.flow_table_size),
+            }),
+            services,
+        }
+    }
+
+    /// Every endpoint of the running config, with its state and live flows (`live`).
+    pub fn endpoints(&self, live: &flows::Counts) -> Vec<EndpointStatus> {
+        let Some(d) = self.data.as_ref() else {
+            return Vec::new();
+        };
+        let m = &d.model;
+        m.endpoints
+            .iter()
+            .zip(0u16..)
+            .filter(|(e, _)| !e.removed)
+            .map(|(e, id)| {
+                let service = &m.services[usize::from(e.service)];
+                let addresses = e
+                    .addrs
+                    .iter()
+                    .flat_map(|(ip, zone)| {
+                        service.listeners.iter().map(move |l| EndpointAddress {
+                            addr: SocketAddrV4::new(*ip, l.port),
+                            protocol: flows::proto_name(l.proto).to_owned(),
+                            zone: m.zones[usize::from(*zone)].clone(),
+                        })
+                    })
+                    .collect();
+                EndpointStatus {
+                    name: e.name.clone(),
+                    service: service.name.clone(),
+                    network: m.networks[usize::from(e.network)].name.clone(),
+                    addresses,
+                    state: e.state,
+                    active_flows: live.by_endpoint.get(&id).copied().unwrap_or(0),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Dataplane {
+    /// Live flows counted now (walks the flow table).
+    pub fn count_flows(&self) -> flows::Counts {
+        flows::count(&self.ebpf)
+    }
+}
