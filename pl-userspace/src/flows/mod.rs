@@ -1,5 +1,6 @@
 //! The flow table seen from userspace: the idle sweep that frees SNAT ports, the count of
-//! live flows per endpoint, and the flows themselves for `pl flows`.
+//! live flows per endpoint, and the flows themselves; [`report`] is how `pl flows` shows
+//! them.
 
 use std::{
     collections::HashMap as StdHashMap,
@@ -21,12 +22,11 @@ use pl_common::{
     settings::Settings,
 };
 
-use crate::{
-    model::Model,
-    output::{self, Col, Format},
-};
-
 /// `BPF_NOEXIST`: an update that only creates an entry.
+mod report;
+
+pub use report::{FlowReport, WatchEvent, proto_name, table, text};
+
 const BPF_NOEXIST: u64 = 1;
 /// `BPF_EXIST`: an update that only replaces an entry that is there.
 const BPF_EXIST: u64 = 2;
@@ -342,65 +342,6 @@ pub fn count(ebpf: &Ebpf) -> Counts {
     out
 }
 
-/// One flow as `pl flows` shows it. Addresses as the packets carry them on each side.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct FlowReport {
-    /// `tcp` or `udp`.
-    pub proto: String,
-    pub network: String,
-    pub endpoint: String,
-    pub service: String,
-    /// Consumer side: the client and the endpoint address it connected to.
-    pub consumer: SocketAddrV4,
-    pub endpoint_addr: SocketAddrV4,
-    /// Provider side: the NLB address and SNAT port the target sees, and the target.
-    pub nlb: SocketAddrV4,
-    pub target: SocketAddrV4,
-    /// TCP: `syn_sent`, `syn_received`, `established`, `closing`; UDP: `one_way`, `replied`.
-    pub state: String,
-    pub age_s: u64,
-    /// Since the last packet either way (entries refresh at most once a second).
-    pub idle_s: u64,
-    pub to_provider_packets: u64,
-    pub to_provider_bytes: u64,
-    pub to_consumer_packets: u64,
-    pub to_consumer_bytes: u64,
-}
-
-impl FlowReport {
-    /// `f` with the names `m` gives its ids, at monotonic time `now_ns`; None if `m` has
-    /// no endpoint with its id.
-    pub fn new(m: &Model, f: &Flow, now_ns: u64) -> Option<Self> {
-        let e = m.endpoints.get(usize::from(f.forward.endpoint))?;
-        let last = f.reply.map_or(f.forward.last_seen_ns, |r| {
-            r.last_seen_ns.max(f.forward.last_seen_ns)
-        });
-        let r = f.reply.unwrap_or_default();
-        Some(Self {
-            proto: proto_name(f.key.proto).to_owned(),
-            network: m.networks[usize::from(f.key.network)].name.clone(),
-            endpoint: e.name.clone(),
-            service: m.services[usize::from(e.service)].name.clone(),
-            consumer: addr(f.key.src_be, f.key.sport_be),
-            endpoint_addr: addr(f.key.dst_be, f.key.dport_be),
-            nlb: f.nlb(),
-            target: f.target(),
-            state: f.state().to_owned(),
-            age_s: (now_ns / 1_000_000_000).saturating_sub(u64::from(f.forward.created_s)),
-            idle_s: now_ns.saturating_sub(last) / 1_000_000_000,
-            to_provider_packets: u64::from(f.forward.packets),
-            to_provider_bytes: f.forward.bytes,
-            to_consumer_packets: u64::from(r.packets),
-            to_consumer_bytes: r.bytes,
-        })
-    }
-}
-
-/// `tcp` or `udp` (the only protocols pl forwards).
-pub fn proto_name(proto: u8) -> &'static str {
-    if proto == IPPROTO_TCP { "tcp" } else { "udp" }
-}
-
 /// A flow as the table holds it: the consumer tuple, its forward entry and (unless it was
 /// lost) its reply entry.
 #[derive(Clone, Copy, Debug)]
@@ -456,163 +397,6 @@ pub fn list(ebpf: &Ebpf) -> Vec<Flow> {
             reply: entries.get(&v.reply_key(k.proto)).copied(),
         })
         .collect()
-}
-
-/// Which forms of `pl flows` show a column.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Shown {
-    Both,
-    Table,
-    Wide,
-}
-
-/// A column of the flow table: header, kind, where shown, the cell.
-type FlowColumn = (&'static str, Col, Shown, fn(&FlowReport) -> String);
-
-/// The table fits 100 columns: who (endpoint, service, consumer), where to, state, and
-/// idle time as `2s`, `4m05s`, `1h02m`. `-o wide` has every field, named and valued as in
-/// the JSON.
-const FLOW_COLUMNS: &[FlowColumn] = &[
-    ("endpoint", Col::Text, Shown::Both, |f| f.endpoint.clone()),
-    ("service", Col::Text, Shown::Both, |f| f.service.clone()),
-    ("network", Col::Text, Shown::Wide, |f| f.network.clone()),
-    ("proto", Col::Text, Shown::Both, |f| f.proto.clone()),
-    ("consumer", Col::Text, Shown::Both, |f| {
-        f.consumer.to_string()
-    }),
-    ("endpoint_addr", Col::Text, Shown::Wide, |f| {
-        f.endpoint_addr.to_string()
-    }),
-    ("nlb", Col::Text, Shown::Wide, |f| f.nlb.to_string()),
-    ("target", Col::Text, Shown::Both, |f| f.target.to_string()),
-    ("state", Col::Text, Shown::Both, |f| f.state.clone()),
-    ("idle", Col::Num, Shown::Table, |f| {
-        output::duration(f.idle_s)
-    }),
-    ("age_s", Col::Num, Shown::Wide, |f| f.age_s.to_string()),
-    ("idle_s", Col::Num, Shown::Wide, |f| f.idle_s.to_string()),
-    ("to_provider_packets", Col::Num, Shown::Wide, |f| {
-        f.to_provider_packets.to_string()
-    }),
-    ("to_provider_bytes", Col::Num, Shown::Wide, |f| {
-        f.to_provider_bytes.to_string()
-    }),
-    ("to_consumer_packets", Col::Num, Shown::Wide, |f| {
-        f.to_consumer_packets.to_string()
-    }),
-    ("to_consumer_bytes", Col::Num, Shown::Wide, |f| {
-        f.to_consumer_bytes.to_string()
-    }),
-];
-
-/// `pl flows` as it prints by default: [`text`] as a table.
-pub fn table(flows: &[FlowReport]) -> String {
-    text(flows, Format::Table)
-}
-
-/// One row per flow: `Table` fits 100 columns; `Wide` has every field (the network, the
-/// endpoint address, the NLB side, age and counters too).
-pub fn text(flows: &[FlowReport], format: Format) -> String {
-    let form = if format == Format::Wide {
-        Shown::Wide
-    } else {
-        Shown::Table
-    };
-    let columns: Vec<&FlowColumn> = FLOW_COLUMNS
-        .iter()
-        .filter(|c| c.2 == Shown::Both || c.2 == form)
-        .collect();
-    let header: Vec<(&str, Col)> = columns.iter().map(|c| (c.0, c.1)).collect();
-    let mut t = output::table(format, &header);
-    for f in flows {
-        t.add_row(columns.iter().map(|c| (c.3)(f)));
-    }
-    output::render(&t)
-}
-
-/// One line of `pl flows --watch`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct WatchEvent {
-    /// When pl run saw it, RFC 3339 UTC with milliseconds (a client stamps an event from an
-    /// older pl run, which sent none, as it reads it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time: Option<String>,
-    /// `open`, `refused` or `close`.
-    pub event: String,
-    pub proto: String,
-    pub endpoint: String,
-    pub service: String,
-    pub network: String,
-    pub consumer: SocketAddrV4,
-    pub endpoint_addr: SocketAddrV4,
-    /// Provider side, for opens and closes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nlb: Option<SocketAddrV4>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<SocketAddrV4>,
-    /// Why a new flow was refused: the refusal counter's name without `refused_`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// The state a flow closed in (it went idle past that state's timeout).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-}
-
-impl WatchEvent {
-    /// An `event` with the names of `endpoint` and `network` and nothing optional set; None
-    /// if `m` has no such endpoint. Addresses are wire-order (address, port) pairs.
-    pub fn new(
-        m: &Model,
-        event: &str,
-        proto: u8,
-        endpoint: u16,
-        network: u16,
-        consumer: (u32, u16),
-        endpoint_addr: (u32, u16),
-    ) -> Option<Self> {
-        let e = m.endpoints.get(usize::from(endpoint))?;
-        Some(Self {
-            time: Some(output::now_rfc3339()),
-            event: event.to_owned(),
-            proto: proto_name(proto).to_owned(),
-            endpoint: e.name.clone(),
-            service: m.services.get(usize::from(e.service))?.name.clone(),
-            network: m.networks.get(usize::from(network))?.name.clone(),
-            consumer: addr(consumer.0, consumer.1),
-            endpoint_addr: addr(endpoint_addr.0, endpoint_addr.1),
-            nlb: None,
-            target: None,
-            reason: None,
-            state: None,
-        })
-    }
-
-    /// The event as one line of text, its time first:
-    /// `TIME open    tcp ENDPOINT (NETWORK, service S) CONSUMER -> ADDR => NLB -> TARGET`.
-    pub fn line(&self) -> String {
-        use std::fmt::Write as _;
-        let mut l = format!(
-            "{} {:<7} {} {} ({}, service {}) {} -> {}",
-            self.time.as_deref().unwrap_or("-"),
-            self.event,
-            self.proto,
-            self.endpoint,
-            self.network,
-            self.service,
-            self.consumer,
-            self.endpoint_addr
-        );
-        if let (Some(n), Some(t)) = (self.nlb, self.target) {
-            let _ = write!(l, " => {n} -> {t}");
-        }
-        if let Some(r) = &self.reason {
-            let _ = write!(l, " reason={r}");
-        }
-        if let Some(s) = &self.state {
-            let _ = write!(l, " state={s}");
-        }
-        l
-    }
 }
 
 #[cfg(test)]
