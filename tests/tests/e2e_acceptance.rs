@@ -17,6 +17,7 @@ use pl_tests::{
     stderr,
 };
 use pl_userspace::{
+    control::DEFAULT_INSTANCE,
     lab::{LAB_CONFIG, netns, traffic},
     model::EndpointState,
     status::{EndpointStatus, StatusReport},
@@ -226,8 +227,8 @@ fn refused_edits(r: &Running, file: &Path) {
     assert_eq!(state(r, "globex-billing").state, EndpointState::Available);
 }
 
-/// A target that never answers ARP makes the status degraded (exit 1); with pl run gone,
-/// exit 2.
+/// A target that never answers ARP makes the status degraded (exit 1); with pl run
+/// stopped, `pl endpoints` reads the data plane it left; with it gone, status exits 2.
 fn degraded_then_gone(r: Running) {
     let path = std::env::temp_dir().join(format!("ea{}-down.toml", std::process::id()));
     let unreachable = config().replace(
@@ -250,8 +251,21 @@ fn degraded_then_gone(r: Running) {
     assert!(text.contains("(control): ok, reloaded"), "{text}");
 
     let Running { run, servers, lab } = r;
-    run.stop_and_down()
+    // Stopped, the data plane stays: `pl endpoints` reads what it left, as `pl stats` does.
+    run.stop()
         .unwrap_or_else(|e| panic!("stopping pl run: {}", chain(e)));
+    let left = lab.pl(&lab.fw_ns(), &["endpoints", "--json"]);
+    assert!(
+        left.status.success(),
+        "pl endpoints with no pl run: {}",
+        stderr(&left)
+    );
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(
+        left.contains("\"globex-billing\"") && left.contains("available"),
+        "{left}"
+    );
+    lab.pl_down(DEFAULT_INSTANCE);
     let out = lab.pl(&lab.fw_ns(), &["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "no pl run, yet:\n{text}");

@@ -119,26 +119,29 @@ fn logs_on_a_terminal_are_coloured_unless_no_color() {
 fn json_logs_are_one_object_per_line() {
     let err = run_logging("json", None);
     assert!(err.contains("WARN"), "no warning logged: {err}");
-    // The last line is the command's own error, as every command prints it.
-    let logs: Vec<&str> = err
-        .lines()
-        .filter(|l| !l.starts_with("pl: error:"))
-        .collect();
-    assert!(!logs.is_empty(), "no log lines: {err}");
-    for line in logs {
+    // Every line is JSON, the command's own error (its last line) included.
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() >= 2, "no log lines before the error: {err}");
+    let mut levels = Vec::new();
+    for line in &lines {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
         for key in ["timestamp", "level", "target", "fields"] {
             assert!(v.get(key).is_some(), "{key} missing: {line}");
         }
-        assert_eq!(v["level"], "WARN", "{line}");
         assert!(
             v["fields"]["message"]
                 .as_str()
                 .is_some_and(|m| m.contains("pl.toml")),
             "the message does not name the file: {line}"
         );
+        levels.push(v["level"].as_str().unwrap_or_default().to_owned());
     }
+    assert!(
+        levels[..levels.len() - 1].iter().all(|l| l == "WARN"),
+        "{err}"
+    );
+    assert_eq!(levels.last().map(String::as_str), Some("ERROR"), "{err}");
 }
 
 #[test]

@@ -83,21 +83,27 @@ fn kind_of(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
 }
 
 /// Prints `e` to stderr: each error of an invalid config on a line of its own.
-pub fn report(e: &anyhow::Error) {
+pub fn report(e: &anyhow::Error, json: bool) {
     if e.is::<Reported>() {
         return;
     }
+    // A log collector reading JSON lines gets the failure as one more JSON line.
+    let say = |line: &str| {
+        if json {
+            tracing::error!("{line}");
+        } else {
+            eprintln!("pl: error: {line}");
+        }
+    };
     let text = format!("{e:#}");
     let per_line = e.chain().any(|c| {
         c.is::<ConfigErrors>()
             || matches!(c.downcast_ref(), Some(ControlError::InvalidConfig { .. }))
     });
     if per_line {
-        for line in text.lines() {
-            eprintln!("pl: error: {line}");
-        }
+        text.lines().for_each(say);
     } else {
-        eprintln!("pl: error: {text}");
+        say(&text);
     }
 }
 
