@@ -21,6 +21,7 @@ fn main() -> anyhow::Result<()> {
         .to_str()
         .ok_or_else(|| anyhow!("{} is not UTF-8", root_dir.display()))?;
     println!("cargo:rerun-if-env-changed=PATH");
+    git_revision(Path::new(&manifest_dir));
     if let Some(path) = path_with_cached_linker() {
         // SAFETY: build scripts run single-threaded; nothing else reads the environment now.
         unsafe { std::env::set_var("PATH", path) };
@@ -71,4 +72,38 @@ fn cached_linker_dir() -> Option<PathBuf> {
         })
         .map(|p| p.join("bin"))
         .find(|bin| bin.join("bpf-linker").is_file())
+}
+
+/// `PL_GIT_REVISION` for `pl_build_info` and `pl version`: the commit built, with `-dirty`
+/// for uncommitted changes; `unknown` outside a git checkout.
+fn git_revision(manifest_dir: &Path) {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(manifest_dir)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let rev = git(&["rev-parse", "--short=12", "HEAD"]).map_or_else(
+        || "unknown".to_owned(),
+        |rev| match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(s) if !s.is_empty() => format!("{rev}-dirty"),
+            _ => rev,
+        },
+    );
+    if let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) {
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest_dir.join(head).display()
+        );
+    }
+    if let Some(index) = git(&["rev-parse", "--git-path", "index"]) {
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest_dir.join(index).display()
+        );
+    }
+    println!("cargo:rustc-env=PL_GIT_REVISION={rev}");
 }

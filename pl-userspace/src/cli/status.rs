@@ -104,7 +104,7 @@ pub fn version(args: &VersionArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());
     }
-    println!("client: pl {VERSION}");
+    println!("client: pl {VERSION} ({})", env!("PL_GIT_REVISION"));
     match daemon {
         Ok(v) => println!("daemon: pl {v} (instance {:?})", args.instance),
         Err(e) => println!("daemon: none answered ({e})"),

@@ -120,7 +120,7 @@ impl Collector for Snapshot {
     }
 }
 
-/// `pl_build_info{version} 1`: a gauge, as Prometheus' own build info is, so text-format
+/// `pl_build_info{version, revision} 1`: a gauge, as Prometheus' own build info is, so text-format
 /// parsers (no OpenMetrics `info` type) read it too.
 fn build_info(enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
     let mut m = enc.encode_descriptor(
@@ -129,7 +129,10 @@ fn build_info(enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         None,
         MetricType::Gauge,
     )?;
-    let l = labels(&[("version", env!("CARGO_PKG_VERSION"))]);
+    let l = labels(&[
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("revision", env!("PL_GIT_REVISION")),
+    ]);
     ConstGauge::new(1).encode(m.encode_family(&l)?)
 }
 

@@ -93,8 +93,9 @@ fn renders_every_counter_with_its_labels() {
         r#"pl_interface_xdp_actions_total{interface="fw-acme",action="drop"} 0"#.into(),
         r#"pl_interface_icmp_frag_needed_total{interface="fw-acme"} 0"#.into(),
         format!(
-            r#"pl_build_info{{version="{}"}} 1"#,
-            env!("CARGO_PKG_VERSION")
+            r#"pl_build_info{{version="{}",revision="{}"}} 1"#,
+            env!("CARGO_PKG_VERSION"),
+            env!("PL_GIT_REVISION")
         ),
         "pl_flow_table_entries 6".into(),
         "pl_flow_table_capacity 131072".into(),
