@@ -9,6 +9,7 @@ use std::{
         unix::net::{SocketAddr, UnixDatagram},
     },
     path::Path,
+    time::Duration,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -22,15 +23,35 @@ pub struct NotifyError {
 #[derive(Debug, Default)]
 pub struct Notifier {
     to: Option<(String, SocketAddr)>,
+    /// How often to say `WATCHDOG=1`: half of `$WATCHDOG_USEC` when systemd asks this
+    /// process for keep-alives (`WatchdogSec=`).
+    watchdog: Option<Duration>,
 }
 
 impl Notifier {
     /// The notifier `$NOTIFY_SOCKET` names.
     pub fn from_env() -> Result<Self, NotifyError> {
-        match std::env::var("NOTIFY_SOCKET") {
-            Ok(socket) if !socket.is_empty() => Self::to(&socket),
-            _ => Ok(Self::default()),
-        }
+        let mut n = match std::env::var("NOTIFY_SOCKET") {
+            Ok(socket) if !socket.is_empty() => Self::to(&socket)?,
+            _ => return Ok(Self::default()),
+        };
+        n.watchdog = watchdog_from(
+            std::env::var("WATCHDOG_USEC").ok().as_deref(),
+            std::env::var("WATCHDOG_PID").ok().as_deref(),
+            std::process::id(),
+        );
+        Ok(n)
+    }
+
+    /// How often [`Notifier::alive`] is due, if systemd watches this process.
+    pub fn watchdog_every(&self) -> Option<Duration> {
+        self.watchdog
+    }
+
+    /// The run loop is turning: systemd restarts pl run if this stops coming (a restart
+    /// keeps every flow).
+    pub fn alive(&self) -> Result<(), NotifyError> {
+        self.send("WATCHDOG=1")
     }
 
     /// A notifier sending to `socket` (a path, or `@name` for an abstract socket).
@@ -45,6 +66,7 @@ impl Notifier {
         })?;
         Ok(Self {
             to: Some((socket.to_owned(), addr)),
+            watchdog: None,
         })
     }
 
@@ -77,6 +99,16 @@ impl Notifier {
     }
 }
 
+/// Half the watchdog timeout `usec`, when it is meant for `pid` (`WATCHDOG_PID` unset, or
+/// ours).
+fn watchdog_from(usec: Option<&str>, for_pid: Option<&str>, pid: u32) -> Option<Duration> {
+    if for_pid.is_some_and(|p| p.parse() != Ok(pid)) {
+        return None;
+    }
+    let usec: u64 = usec?.parse().ok().filter(|u| *u > 0)?;
+    Some(Duration::from_micros(usec / 2))
+}
+
 /// A STATUS value ends at the first newline.
 fn one_line(s: &str) -> String {
     s.replace('\n', " ")
@@ -94,6 +126,17 @@ fn monotonic_usec() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watchdog_is_half_its_timeout_and_only_for_its_pid() {
+        let half = Some(Duration::from_secs(15));
+        assert_eq!(watchdog_from(Some("30000000"), None, 7), half);
+        assert_eq!(watchdog_from(Some("30000000"), Some("7"), 7), half);
+        assert_eq!(watchdog_from(Some("30000000"), Some("8"), 7), None);
+        assert_eq!(watchdog_from(Some("0"), None, 7), None);
+        assert_eq!(watchdog_from(Some("soon"), None, 7), None);
+        assert_eq!(watchdog_from(None, None, 7), None);
+    }
 
     fn received(sock: &UnixDatagram) -> String {
         let mut buf = [0u8; 512];

@@ -22,8 +22,8 @@ struct FakeSystemd {
 }
 
 impl FakeSystemd {
-    fn bind() -> Self {
-        let path = std::env::temp_dir().join(format!("pl-notify-{}", std::process::id()));
+    fn bind(tag: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("pl-notify-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let sock =
             UnixDatagram::bind(&path).unwrap_or_else(|e| panic!("binding {}: {e}", path.display()));
@@ -130,7 +130,7 @@ fn pl_run_tells_systemd_ready_reloading_and_stopping() {
         .lab
         .write_config(&LAB_CONFIG.replace("10.9.0.12", "10.9.0.13"))
         .unwrap_or_else(|e| panic!("{}", chain(e)));
-    let systemd = FakeSystemd::bind();
+    let systemd = FakeSystemd::bind("sd");
     // Target 10.9.0.13 is no host of the lab: it never answers ARP, so start-up waits its
     // full 3 s for it, and a READY sent early would come seconds before the socket answers.
     let child = netns::exec(&fw, pl_bin())
@@ -207,6 +207,58 @@ fn pl_run_tells_systemd_ready_reloading_and_stopping() {
             lab.xdp_attached(&iface),
             "{iface} lost its program when the service stopped"
         );
+    }
+    lab.pl_down("default");
+}
+
+/// With `WatchdogSec=` (here `WATCHDOG_USEC` = 0.4 s), the run loop says WATCHDOG=1 every
+/// half of it after READY; with `WATCHDOG_PID` naming another process, it says nothing.
+#[test]
+fn pl_run_keeps_systemds_watchdog_fed_from_its_loop() {
+    require_kernel!("pl_run_keeps_systemds_watchdog_fed_from_its_loop");
+    let lab = TestLab::up("wd");
+    let fw = lab.fw_ns();
+    let config = lab
+        .lab
+        .write_config(LAB_CONFIG)
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    for (for_pid, fed) in [(None, true), (Some("1"), false)] {
+        let systemd = FakeSystemd::bind("wd");
+        let mut cmd = netns::exec(&fw, pl_bin());
+        cmd.args(["run", "--config"])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &systemd.path)
+            .env("WATCHDOG_USEC", "400000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(p) = for_pid {
+            cmd.env("WATCHDOG_PID", p);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting pl run: {e}"));
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        let mut service = Service(Some(child));
+        assert!(has(&systemd.next(), "READY=1"), "no READY first");
+        if fed {
+            let start = Instant::now();
+            for _ in 0..3 {
+                let msg = systemd.next();
+                assert_eq!(msg, ["WATCHDOG=1"], "between keep-alives");
+            }
+            assert!(
+                start.elapsed() < Duration::from_millis(1500),
+                "three keep-alives took {:?} (due every 200 ms)",
+                start.elapsed()
+            );
+        } else {
+            std::thread::sleep(Duration::from_millis(500));
+            systemd.quiet();
+        }
+        nix::sys::signal::kill(pid, Signal::SIGTERM).expect("SIGTERM");
+        let mut child = service.0.take().expect("child");
+        let _ = child.wait();
     }
     lab.pl_down("default");
 }

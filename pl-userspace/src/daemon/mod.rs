@@ -1,8 +1,8 @@
 //! `pl run`: start-up, the run loop and the orderly stop.
 //!
 //! The loop holds no logic of its own: each source (signals, the 1 s tick, the sweep's
-//! result, the program's log and flow-event rings, the health tick, control jobs) is one
-//! `select!` arm that calls one method. Like `main.rs`, this is an edge of the crate and
+//! result, the program's log and flow-event rings, the health tick, systemd's watchdog,
+//! control jobs) is one `select!` arm that calls one method. Like `main.rs`, this is an edge of the crate and
 //! speaks `anyhow`; everything it calls returns typed errors.
 
 mod schedule;
@@ -249,6 +249,9 @@ impl Daemon {
         let mut health_tick = tokio::time::interval(Duration::from_millis(50));
         health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let data_path = self.dp.has_data_path();
+        // systemd's keep-alive comes from this loop, so a loop that stops turning is seen.
+        let watched = self.notifier.watchdog_every();
+        let mut watchdog = tokio::time::interval(watched.unwrap_or(Duration::from_secs(3600)));
         loop {
             tokio::select! {
                 _ = signals.term.recv() => break,
@@ -274,6 +277,7 @@ impl Daemon {
                     self.on_events(&batch);
                 }
                 _ = health_tick.tick(), if data_path => self.on_health(),
+                _ = watchdog.tick(), if watched.is_some() => self.notified(self.notifier.alive()),
                 Some(job) = jobs.recv() => self.on_job(job),
             }
         }
