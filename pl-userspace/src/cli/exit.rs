@@ -10,31 +10,47 @@ use pl_userspace::{
 
 /// What `pl` exits with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Exit {
-    Ok = 0,
+    Ok,
     /// The operation failed (anything not below).
-    Failed = 1,
+    Failed,
     /// Bad command line: clap's own status for usage errors, and a bad `--instance` name.
-    Usage = 2,
+    Usage,
     /// No `pl run` of the instance is active in this network namespace.
-    NoDaemon = 3,
+    NoDaemon,
     /// The config is invalid or unreadable: `pl check`, and `pl run`/`pl reload` refusing it.
-    Config = 4,
+    Config,
     /// Permission denied: not allowed by `pl run`, or EPERM/EACCES from the kernel
     /// (loading BPF, pins, state) as a user without the privileges.
-    Denied = 5,
+    Denied,
+    /// `pl status`'s own answers, as `cilium status` gives them: degraded (1) and no
+    /// daemon (2).
+    Status(u8),
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Ok => 0,
+            Self::Failed => 1,
+            Self::Usage => 2,
+            Self::NoDaemon => 3,
+            Self::Config => 4,
+            Self::Denied => 5,
+            Self::Status(c) => c,
+        }
+    }
 }
 
 impl From<Exit> for std::process::ExitCode {
     fn from(e: Exit) -> Self {
-        Self::from(e as u8)
+        Self::from(e.code())
     }
 }
 
 /// An error already printed by its command (`pl check`): main only exits with its status.
 #[derive(Debug, thiserror::Error)]
-#[error("exit status {}", *.0 as u8)]
+#[error("exit status {}", .0.code())]
 pub struct Reported(pub Exit);
 
 /// The status for `e`: the first link of its chain that says which kind it is.

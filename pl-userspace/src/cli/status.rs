@@ -8,7 +8,10 @@ use pl_userspace::{
     status::{EXIT_NO_DAEMON, StatusReport, VERSION},
 };
 
-use super::output::OutputArgs;
+use super::{
+    exit::{Exit, Reported},
+    output::OutputArgs,
+};
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -80,7 +83,10 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
-    std::process::exit(i32::from(code));
+    match code {
+        0 => Ok(()),
+        c => Err(Reported(Exit::Status(c)).into()),
+    }
 }
 
 /// `pl version --json`.
