@@ -137,12 +137,6 @@ pub const CORPUS: &[(&str, &str, &str, &[&str])] = &[
         &["[[endpoint]] \"globex-billing\": service", "payroll"],
     ),
     (
-        "an endpoint in a network the service does not allow",
-        "allowed_principals = [\"acme\", \"globex\"]",
-        "allowed_principals = [\"acme\"]",
-        &["[[endpoint]] \"globex-billing\": network", "principal"],
-    ),
-    (
         "an allowed source with host bits set",
         "\"10.0.0.0/25\"",
         "\"10.0.0.1/25\"",

@@ -162,9 +162,33 @@ fn reject_cuts_live_connections_and_accept_restores_the_endpoint() {
         assert!(text.contains(c), "comment {c:?} lost:\n{text}");
     }
 
+    principal_revoked(&r, &file);
     refused_edits(&r, &file);
     degraded_then_gone(r);
     eprintln!("e2e_acceptance: {:?}", t0.elapsed());
+}
+
+/// acme taken out of `allowed_principals`: the config still loads, acme-billing is
+/// `notAllowed` and takes no connection; put back, it is available again.
+fn principal_revoked(r: &Running, file: &Path) {
+    let good = std::fs::read_to_string(file).expect("read");
+    let revoked = good.replace(
+        r#"allowed_principals = ["acme", "globex"]"#,
+        r#"allowed_principals = ["globex"]"#,
+    );
+    assert_ne!(revoked, good, "the lab config lists both principals");
+    std::fs::write(file, &revoked).expect("write");
+    pl_ok(r, &["reload"]);
+    assert_eq!(state(r, "acme-billing").state, EndpointState::NotAllowed);
+    assert_eq!(state(r, "globex-billing").state, EndpointState::Available);
+    assert!(
+        new_connection(r).is_err(),
+        "a notAllowed endpoint took a new connection"
+    );
+    std::fs::write(file, &good).expect("write");
+    pl_ok(r, &["reload"]);
+    assert_eq!(state(r, "acme-billing").state, EndpointState::Available);
+    new_connection(r).unwrap_or_else(|e| panic!("allowed again, yet: {e}"));
 }
 
 /// Readers read, non-root may not decide; a file pl run refuses is put back as it was; an unknown

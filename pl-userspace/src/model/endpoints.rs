@@ -19,9 +19,7 @@ use crate::config::{Config, ConfigError, EndpointCfg, ServiceCfg, Source};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum EndpointState {
-    /// Its network is not one of the service's `allowed_principals`. A config with such an
-    /// endpoint is refused today, so a running model never holds one; the state is named
-    /// so reports and the derivation stay complete.
+    /// Its network is not one of the service's `allowed_principals`.
     NotAllowed,
     /// Listed in the service's `rejected_endpoints`.
     Rejected,
@@ -114,16 +112,14 @@ fn endpoint(
     };
     let network = found.keep(network_id(networks, sec, "network", &c.network));
     let svc_cfg = service.map(|i| cfg.service[i].get_ref());
-    if let Some(svc_cfg) = svc_cfg {
-        found.keep(allowed(sec, c, svc_cfg));
-    }
+    let allowed = svc_cfg.is_none_or(|s| allowed(sec, c, s, found));
     let svc = service.and_then(|i| services[i].as_ref());
     let own = network.and_then(|n| found.keep(addresses(sec, c, &name, n, svc, addrs)));
     let sources = found.keep(sources(sec, c));
     let listed = |list: &[toml::Spanned<String>]| list.iter().any(|a| a.get_ref() == &name);
     let state = svc_cfg.map_or(EndpointState::PendingAcceptance, |s| {
         EndpointState::derive(
-            true,
+            allowed,
             listed(&s.rejected_endpoints),
             !s.acceptance_required || listed(&s.accepted_endpoints),
         )
@@ -158,19 +154,26 @@ fn service_id(cfg: &Config, sec: &Section<'_>, c: &EndpointCfg) -> Result<usize,
 }
 
 /// The endpoint's network is an allowed principal of its service.
-fn allowed(sec: &Section<'_>, c: &EndpointCfg, svc_cfg: &ServiceCfg) -> Result<(), ConfigError> {
+/// Whether the endpoint's network is one of the service's `allowed_principals`. One that
+/// is not is `notAllowed`: it stays in the config (a provider revokes a principal without
+/// deleting its endpoints) and carries no traffic; `pl check` warns about it.
+fn allowed(sec: &Section<'_>, c: &EndpointCfg, svc_cfg: &ServiceCfg, found: &mut Found<'_>) -> bool {
     let allowed = svc_cfg
         .allowed_principals
         .iter()
         .any(|p| p.get_ref() == "*" || p.get_ref() == c.network.get_ref());
     if !allowed {
-        return sec.err(
+        found.warnings.push(sec.error(
             "network",
             Some(c.network.span().start),
-            format!("network {:?} is not an allowed principal of service {:?} (add it to allowed_principals)", c.network.get_ref(), svc_cfg.name.get_ref()),
-        );
+            format!(
+                "network {:?} is not an allowed principal of service {:?}: the endpoint is notAllowed and carries no traffic (add it to allowed_principals)",
+                c.network.get_ref(),
+                svc_cfg.name.get_ref()
+            ),
+        ));
     }
-    Ok(())
+    allowed
 }
 
 /// `addresses`: one per zone, only in zones where `service` has an NLB address, each
@@ -345,6 +348,27 @@ mod tests {
         // No acceptance needed: available unless rejected.
         let open = one.replace("acceptance_required = true", "acceptance_required = false");
         assert_eq!(state(&open), [(Available, true), (Rejected, false)]);
+        // A network taken out of allowed_principals: its endpoint stays, notAllowed, and a
+        // warning says so (the config is still valid).
+        let revoked = EXAMPLE.replace(
+            r#"allowed_principals = ["acme", "globex"]"#,
+            r#"allowed_principals = ["acme"]"#,
+        );
+        assert_ne!(revoked, EXAMPLE, "the example lists both principals");
+        assert_eq!(state(&revoked), [(Available, true), (NotAllowed, false)]);
+        let check = crate::model::Model::check(
+            &crate::model::testing::source(&revoked),
+            &crate::model::testing::Fixed,
+            crate::model::HostChecks::Errors,
+        );
+        assert!(check.errors.is_empty(), "{:?}", check.errors);
+        assert!(
+            check.warnings.iter().any(|w| w.to_string().contains(
+                "[[endpoint]] \"globex-billing\": network: network \"globex\" is not an allowed principal"
+            )),
+            "{:?}",
+            check.warnings
+        );
     }
 
     #[test]

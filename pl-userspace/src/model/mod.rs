@@ -366,12 +366,6 @@ mod tests {
             ),
             (
                 "allowed_principals = [\"acme\", \"globex\"]",
-                "allowed_principals = [\"acme\"]",
-                "[[endpoint]] \"globex-billing\": network",
-                &["not an allowed principal"],
-            ),
-            (
-                "allowed_principals = [\"acme\", \"globex\"]",
                 "allowed_principals = [\"acme\", \"initech\"]",
                 "[[service]] \"billing\": allowed_principals",
                 &["no network named \"initech\""],
