@@ -4,7 +4,10 @@ use std::{fmt::Write as _, path::Path};
 
 use anyhow::Context as _;
 
-use super::results::{BenchResults, VariantResult};
+use super::{
+    plot,
+    results::{BARE, BARE_UNVERIFIED, BenchResults, NFT, PL_EST, PL_NEW, PL_ZIPF, VariantResult},
+};
 
 /// The results as the table `pl bench` prints and BENCHMARKS.md holds.
 pub fn table(r: &BenchResults) -> String {
@@ -27,16 +30,17 @@ pub fn table(r: &BenchResults) -> String {
 fn rates(out: &mut String, r: &BenchResults) {
     let _ = writeln!(
         out,
-        "| variant | flows | median Mpps | min | max | sent | received | lost |"
+        "| variant | flows | median Mpps | min | max | sent | received | wrong | lost |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for v in &r.variants {
         let sent: u64 = v.samples.iter().map(|s| s.sent).sum();
         let recv: u64 = v.samples.iter().map(|s| s.received).sum();
-        let lost = sent.saturating_sub(recv);
+        let wrong: u64 = v.samples.iter().map(|s| s.wrong()).sum();
+        let lost = sent.saturating_sub(recv + wrong);
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {sent} | {recv} | {:.1}% |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {sent} | {recv} | {wrong} | {:.1}% |",
             v.name,
             v.flows,
             v.median() / 1e6,
@@ -57,35 +61,143 @@ fn ratios(out: &mut String, r: &BenchResults) {
         (Some(a), Some(b)) if b.median() > 0.0 => format!("{:.2}x", a.median() / b.median()),
         _ => "n/a".to_owned(),
     };
-    let est = r.variant("pl established", "1");
+    let est = r.variant(PL_EST, "1");
     let _ = writeln!(out);
     let _ = writeln!(out, "| ratio | value | target |");
     let _ = writeln!(out, "|---|---|---|");
-    let (bare, nft, new) = (
-        r.variant("bare redirect", "1"),
-        r.variant("nftables DNAT+SNAT", "1"),
-        r.variant("pl new flows", "new"),
+    let (bare, nft, new, nft_new) = (
+        r.variant(BARE, "1"),
+        r.variant(NFT, "1"),
+        r.variant(PL_NEW, "new"),
+        r.variant(NFT, "new"),
     );
     for (label, a, b, target) in [
         ("pl established / bare redirect", est, bare, ">= 0.85x"),
         ("pl established / nftables", est, nft, ">= 5x"),
         ("pl new flows / bare redirect", new, bare, ""),
         ("pl new flows / nftables", new, nft, ""),
+        ("pl new flows / nftables new flows", new, nft_new, ">= 5x"),
         ("pl new flows / pl established", new, est, ">= 0.5x"),
     ] {
         let _ = writeln!(out, "| {label} | {} | {target} |", ratio(a, b));
     }
+    if let (Some(new), Some(est)) = (new, est) {
+        let _ = writeln!(
+            out,
+            "| ns added by a new flow over an established packet | {:.0} | <= 300 |",
+            ns(new) - ns(est)
+        );
+    }
     scale(out, r);
+    skew(out, r);
+    floor(out, r);
+    sink_cost(out, r);
     footprint(out, r);
+    if !r.hw_counters.is_empty() {
+        let _ = writeln!(out, "| hardware counters | {} | |", r.hw_counters);
+    }
+}
+
+/// Nanoseconds per packet at a variant's median rate.
+pub(super) fn ns(v: &VariantResult) -> f64 {
+    1e9 / v.median().max(1.0)
+}
+
+/// Established variants of `name` above one flow, fewest flows first.
+pub(super) fn scaled<'r>(r: &'r BenchResults, name: &str) -> Vec<&'r VariantResult> {
+    let mut v: Vec<&VariantResult> = r
+        .variants
+        .iter()
+        .filter(|v| v.name == name && v.flows != "1")
+        .collect();
+    v.sort_by_key(|v| v.flows.parse::<u64>().unwrap_or(u64::MAX));
+    v
+}
+
+/// ns per packet added by each flow count over the smallest, uniform: in ns, and in
+/// dependent loads over a buffer the size of that count's flow table (the floor).
+fn scale_in_misses(out: &mut String, r: &BenchResults, scaled: &[&VariantResult]) {
+    let Some(first) = scaled.first() else { return };
+    for v in &scaled[1..] {
+        let added = ns(v) - ns(first);
+        let floor = v.flows.parse::<u32>().ok().and_then(|n| r.floor_at(n));
+        let misses = match floor {
+            Some(f) if f.ns_per_load > 0.0 => format!(
+                " = {:.2} dependent misses ({:.0} ns each over {:.0} MiB)",
+                added / f.ns_per_load,
+                f.ns_per_load,
+                f.bytes as f64 / 1048576.0
+            ),
+            _ => String::new(),
+        };
+        let target = if v.flows == "1000000" {
+            "<= 1 miss"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "| ns per packet added by {} flows over {}, uniform | {added:.0}{misses} | {target} |",
+            v.flows, first.flows
+        );
+    }
+}
+
+/// The same, for flows drawn from Zipf (s = 1): hot flows stay in the cache.
+fn skew(out: &mut String, r: &BenchResults) {
+    let scaled = scaled(r, PL_ZIPF);
+    let Some(first) = scaled.first() else { return };
+    for v in &scaled {
+        let _ = writeln!(
+            out,
+            "| ns per packet at {} flows, Zipf s=1 | {:.0} | |",
+            v.flows,
+            ns(v)
+        );
+    }
+    for v in &scaled[1..] {
+        let target = if v.flows == "1000000" { "<= 30" } else { "" };
+        let _ = writeln!(
+            out,
+            "| ns per packet added by {} flows over {}, Zipf s=1 | {:.0} | {target} |",
+            v.flows,
+            first.flows,
+            ns(v) - ns(first)
+        );
+    }
+}
+
+/// The floor: one dependent load over each buffer measured.
+fn floor(out: &mut String, r: &BenchResults) {
+    for f in &r.floor {
+        let what = if f.flows == 0 {
+            "fits L2".to_owned()
+        } else {
+            format!("the {}-flow table's size", f.flows)
+        };
+        let _ = writeln!(
+            out,
+            "| dependent load over {:.1} MiB ({what}) | {:.1} ns | |",
+            f.bytes as f64 / 1048576.0,
+            f.ns_per_load
+        );
+    }
+}
+
+/// What verifying checksums costs the sink, per packet, on the bare redirect.
+fn sink_cost(out: &mut String, r: &BenchResults) {
+    if let (Some(v), Some(u)) = (r.variant(BARE, "1"), r.variant(BARE_UNVERIFIED, "1")) {
+        let _ = writeln!(
+            out,
+            "| ns per packet the sink spends verifying checksums (bare redirect) | {:.0} | |",
+            ns(v) - ns(u)
+        );
+    }
 }
 
 /// How the per-packet cost grows with the flow count.
 fn scale(out: &mut String, r: &BenchResults) {
-    let scaled: Vec<&VariantResult> = r
-        .variants
-        .iter()
-        .filter(|v| v.name == "pl established" && v.flows != "1")
-        .collect();
+    let scaled = scaled(r, PL_EST);
     if let (Some(first), Some(last)) = (scaled.first(), scaled.last()) {
         let loss = 100.0 * (1.0 - last.median() / first.median().max(1.0));
         let _ = writeln!(
@@ -98,9 +210,10 @@ fn scale(out: &mut String, r: &BenchResults) {
                 out,
                 "| ns per packet at {} flows | {:.0} | |",
                 v.flows,
-                1e9 / v.median().max(1.0)
+                ns(v)
             );
         }
+        scale_in_misses(out, r, &scaled);
     }
 }
 
@@ -161,84 +274,21 @@ fn real_tcp(out: &mut String, r: &BenchResults) {
 /// Writes `BENCHMARKS.md` and `bench.svg` into `dir`: the table, the machine, the exact
 /// command, and a bar chart of packets/s per variant and flow count.
 pub fn write_report(r: &BenchResults, dir: &Path, command: &str) -> anyhow::Result<()> {
-    chart(r, &dir.join("bench.svg"))?;
+    plot::bars(r, &dir.join("bench.svg"))?;
+    plot::scale(r, &dir.join("bench-scale.svg"))?;
     let machine = machine(r);
     let md = format!(
         "# Benchmarks\n\nThe latest full run of `{command}` (`pl bench` without `--quick`) on {machine}. \
          Frames are generated by an XDP program under BPF_PROG_TEST_RUN with live frames (this kernel has no \
          pktgen) on the consumer's veth and counted by an XDP sink on the provider's; the rate is what reached \
          the sink. Variants ran interleaved, {} times each; median, min and max are over those repeats.\n\n\
-         ![packets/s per variant](bench.svg)\n\n{}",
+         ![packets/s per variant](bench.svg)\n\n\
+         ![ns per packet against flow count](bench-scale.svg)\n\n{}",
         r.variants.first().map_or(0, |v| v.samples.len()),
         table(r)
     );
     std::fs::write(dir.join("BENCHMARKS.md"), md)
         .with_context(|| format!("writing {}", dir.join("BENCHMARKS.md").display()))?;
-    Ok(())
-}
-
-/// A bar chart of packets/s per variant and flow count, as SVG at `svg`.
-fn chart(r: &BenchResults, svg: &Path) -> anyhow::Result<()> {
-    use plotters::prelude::*;
-    let bars: Vec<(String, f64)> = r
-        .variants
-        .iter()
-        .map(|v| {
-            let flows = match v.flows.as_str() {
-                "new" => "each frame a new flow".to_owned(),
-                "1" => "1 flow".to_owned(),
-                n => format!("{n} flows"),
-            };
-            (format!("{} ({flows})", v.name), v.median() / 1e6)
-        })
-        .collect();
-    let n = bars.len() as u32;
-    let top = bars.iter().map(|(_, m)| *m).fold(1.0, f64::max) * 1.2;
-    let root = SVGBackend::new(&svg, (900, 60 + 44 * n)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Mpps through the forwarder, {}-byte frames (median of repeats)",
-                r.frame_len
-            ),
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(260)
-        .build_cartesian_2d(0.0..top, (0..n).into_segmented())?;
-    let names = bars.clone();
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .x_desc("Mpps")
-        .y_labels(bars.len())
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => names
-                .get(*i as usize)
-                .map(|(l, _)| l.clone())
-                .unwrap_or_default(),
-            SegmentValue::Last => String::new(),
-        })
-        .draw()?;
-    chart.draw_series(
-        Histogram::horizontal(&chart)
-            .style_func(|i, _| {
-                let pl = matches!(i, SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if bars[*i as usize].0.starts_with("pl"));
-                if pl { BLUE.mix(0.7).filled() } else { BLACK.mix(0.35).filled() }
-            })
-            .margin(8)
-            .data(bars.iter().enumerate().map(|(i, (_, m))| (i as u32, *m))),
-    )?;
-    chart.draw_series(bars.iter().enumerate().map(|(i, (_, m))| {
-        Text::new(
-            format!("{m:.2}"),
-            (*m + top * 0.01, SegmentValue::CenterOf(i as u32)),
-            ("sans-serif", 13),
-        )
-    }))?;
-    root.present()?;
     Ok(())
 }
 
