@@ -78,12 +78,13 @@ pub fn pl_gen(ctx: XdpContext) -> u32 {
 
 #[xdp]
 pub fn pl_sink(ctx: XdpContext) -> u32 {
-    // ARP goes to the stack, so the forwarder can resolve the targets behind the sink.
+    // ARP goes to the stack, so the forwarder can resolve the targets behind the sink;
+    // so does IPv6 (the lab's own neighbour discovery, never a bench frame).
     let start = ctx.data();
     if start + 14 <= ctx.data_end() {
         // SAFETY: 14 bytes are inside the frame (checked above).
         let eth = unsafe { &*(start as *const [u8; 14]) };
-        if eth[12] == 0x08 && eth[13] == 0x06 {
+        if (eth[12] == 0x08 && eth[13] == 0x06) || (eth[12] == 0x86 && eth[13] == 0xdd) {
             return xdp_action::XDP_PASS;
         }
     }

@@ -116,6 +116,9 @@ pub(super) fn scale(r: &BenchResults, svg: &Path) -> anyhow::Result<()> {
         .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()?;
     for (points, label, colour) in [(&uniform, "uniform", BLUE), (&zipf, "Zipf s=1", RED)] {
+        if points.is_empty() {
+            continue;
+        }
         chart
             .draw_series(LineSeries::new(
                 points.iter().copied(),

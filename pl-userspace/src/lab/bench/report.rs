@@ -1,4 +1,4 @@
-//! The results as `pl bench` prints them, and as BENCHMARKS.md and bench.svg.
+//! The results as `pl bench` prints them, and as BENCHMARKS.md (with the plots of `plot`).
 
 use std::{fmt::Write as _, path::Path};
 
@@ -6,7 +6,9 @@ use anyhow::Context as _;
 
 use super::{
     plot,
-    results::{BARE, BARE_UNVERIFIED, BenchResults, NFT, PL_EST, PL_NEW, PL_ZIPF, VariantResult},
+    results::{
+        BARE, BARE_UNVERIFIED, BenchResults, NFT, PL_EST, PL_NEW, PL_ZIPF, Sample, VariantResult,
+    },
 };
 
 /// The results as the table `pl bench` prints and BENCHMARKS.md holds.
@@ -36,7 +38,7 @@ fn rates(out: &mut String, r: &BenchResults) {
     for v in &r.variants {
         let sent: u64 = v.samples.iter().map(|s| s.sent).sum();
         let recv: u64 = v.samples.iter().map(|s| s.received).sum();
-        let wrong: u64 = v.samples.iter().map(|s| s.wrong()).sum();
+        let wrong: u64 = v.samples.iter().map(Sample::wrong).sum();
         let lost = sent.saturating_sub(recv + wrong);
         let _ = writeln!(
             out,
@@ -307,4 +309,101 @@ fn machine(r: &BenchResults) -> String {
             .unwrap_or_default(),
         r.kernel
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(json: &str) -> BenchResults {
+        serde_json::from_str(json).expect("fixture is bench JSON")
+    }
+
+    fn has(table: &str, row: &str) {
+        assert!(table.contains(row), "no `{row}` in:\n{table}");
+    }
+
+    #[test]
+    fn the_report_states_costs_in_misses_skew_and_new_flows() {
+        let t = table(&load(include_str!("testdata/new.json")));
+        // 1k: 400 ns, 1M: 800 ns; a dependent load over the 1M table: 250 ns.
+        has(
+            &t,
+            "| ns per packet added by 1000000 flows over 1000, uniform | 400 = 1.60 dependent misses (250 ns each over 552 MiB) | <= 1 miss |",
+        );
+        has(
+            &t,
+            "| ns per packet added by 65536 flows over 1000, uniform | 100 = 0.56 dependent misses",
+        );
+        has(
+            &t,
+            "| ns per packet added by 1000000 flows over 1000, Zipf s=1 | 100 | <= 30 |",
+        );
+        has(
+            &t,
+            "| ns per packet added by 65536 flows over 1000, Zipf s=1 | 17 |",
+        );
+        has(&t, "| pl new flows / nftables new flows | 4.00x | >= 5x |");
+        has(
+            &t,
+            "| ns added by a new flow over an established packet | 600 | <= 300 |",
+        );
+        has(&t, "| dependent load over 1.0 MiB (fits L2) | 8.0 ns |");
+        has(
+            &t,
+            "| dependent load over 552.0 MiB (the 1000000-flow table's size) | 250.0 ns |",
+        );
+        has(
+            &t,
+            "| ns per packet the sink spends verifying checksums (bare redirect) | 50 |",
+        );
+        // Frames that arrived wrong are their own column, neither received nor lost.
+        has(
+            &t,
+            "| pl new flows | new | 1.00 | 1.00 | 1.00 | 1000003 | 1000000 | 3 | 0.0% |",
+        );
+        has(
+            &t,
+            "| nftables DNAT+SNAT | new | 0.25 | 0.25 | 0.25 | 250007 | 250000 | 7 | 0.0% |",
+        );
+        has(
+            &t,
+            "| hardware counters | hardware counters not exposed by this VM |",
+        );
+    }
+
+    #[test]
+    fn results_from_before_the_floor_still_render() {
+        let t = table(&load(include_str!("testdata/old.json")));
+        has(&t, "| ns per packet at 1000000 flows | 769 |");
+        has(
+            &t,
+            "| ns per packet added by 1000000 flows over 1000, uniform | 392 | <= 1 miss |",
+        );
+        has(&t, "| pl new flows / nftables new flows | n/a | >= 5x |");
+        assert!(!t.contains("Zipf") && !t.contains("dependent load"), "{t}");
+    }
+
+    #[test]
+    fn the_report_writes_the_markdown_and_both_plots() {
+        let dir = std::env::temp_dir().join(format!("pl-bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        for fixture in [
+            include_str!("testdata/new.json"),
+            include_str!("testdata/old.json"),
+        ] {
+            write_report(&load(fixture), &dir, "cargo xtask bench").expect("report");
+            let md = std::fs::read_to_string(dir.join("BENCHMARKS.md")).expect("BENCHMARKS.md");
+            has(&md, "![ns per packet against flow count](bench-scale.svg)");
+            let svg = std::fs::read_to_string(dir.join("bench-scale.svg")).expect("svg");
+            has(&svg, "uniform");
+            has(&svg, "bare redirect");
+        }
+        let svg = std::fs::read_to_string(dir.join("bench-scale.svg")).expect("svg");
+        assert!(!svg.contains("Zipf"), "old results have no skewed series");
+        write_report(&load(include_str!("testdata/new.json")), &dir, "x").expect("report");
+        let svg = std::fs::read_to_string(dir.join("bench-scale.svg")).expect("svg");
+        has(&svg, "Zipf s=1");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
