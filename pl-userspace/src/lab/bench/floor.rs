@@ -116,3 +116,17 @@ mod tests {
         assert!(ns > 0.0 && ns < 1000.0, "{ns} ns per load in 64 KiB");
     }
 }
+
+#[cfg(test)]
+mod big {
+    /// The floor over a 1M-flow table's size: `cargo test -p pl-userspace --release --lib
+    /// floor_over_a_million_flow_table -- --ignored --nocapture` (about 10 s, 552 MiB).
+    #[test]
+    #[ignore = "552 MiB and seconds of one CPU; run by hand"]
+    fn floor_over_a_million_flow_table() {
+        let t = std::time::Instant::now();
+        let ns = super::chase(578_813_952);
+        println!("{ns:.1} ns per load over 552 MiB, {:?} in all", t.elapsed());
+        assert!(ns > 10.0, "{ns}: a 552 MiB chase that hits the cache?");
+    }
+}
