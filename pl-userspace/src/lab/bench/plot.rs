@@ -114,6 +114,7 @@ pub(super) fn scale(r: &BenchResults, svg: &Path) -> anyhow::Result<()> {
         .x_desc("established flows")
         .y_desc("ns per packet (median)")
         .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()?;
     for (points, label, colour) in [(&uniform, "uniform", BLUE), (&zipf, "Zipf s=1", RED)] {
         if points.is_empty() {
@@ -127,6 +128,13 @@ pub(super) fn scale(r: &BenchResults, svg: &Path) -> anyhow::Result<()> {
             .label(label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, colour.filled())))?;
+        chart.draw_series(points.iter().map(|&(x, y)| {
+            Text::new(
+                format!("{y:.0}"),
+                (x * 1.08, y),
+                ("sans-serif", 13).into_font().color(&colour),
+            )
+        }))?;
     }
     if let Some(b) = bare {
         chart
