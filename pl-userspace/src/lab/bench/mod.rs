@@ -149,6 +149,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     Ok(BenchResults {
         quick: opts.quick,
         cpus,
+        cpu_model: report::cpu_model(),
         frame_len: FRAME_LEN,
         kernel: nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())

@@ -67,6 +67,9 @@ impl VariantResult {
 pub struct BenchResults {
     pub quick: bool,
     pub cpus: usize,
+    /// The CPU model of the machine that ran it (empty in older results).
+    #[serde(default)]
+    pub cpu_model: String,
     pub frame_len: usize,
     pub kernel: String,
     pub variants: Vec<VariantResult>,
