@@ -23,6 +23,7 @@ use pl_common::{
 
 use super::{
     BATCH, FRAME_LEN, TARGETS,
+    counters::Perf,
     frames::{self, expect_rewritten, expect_unchanged},
     results::Sample,
 };
@@ -85,6 +86,8 @@ pub(super) struct Bench<'a> {
     mode: Mode,
     /// Where each flow count's skewed table sits in `GEN_SKEW`: (flows, base, len).
     skew: Vec<(u32, u32, u32)>,
+    /// The `perf stat` events each measurement counts, where the machine has them.
+    pub(super) perf_events: Option<String>,
 }
 
 /// What forwards on the forwarder namespace.
@@ -152,6 +155,7 @@ impl<'a> Bench<'a> {
             run: None,
             mode: Mode::Nothing,
             skew: Vec::new(),
+            perf_events: None,
         })
     }
 }
@@ -230,8 +234,26 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// Runs the generator for `window` and returns what it sent and the sink received.
+    /// Runs the generator for `window`, with `perf stat` on its CPU where it counts.
     pub(super) fn measure(&mut self, window: Duration) -> anyhow::Result<Sample> {
+        let perf = match &self.perf_events {
+            Some(events) => {
+                let p = Perf::start(self.cpus.saturating_sub(1), events)?;
+                std::thread::sleep(Duration::from_millis(20)); // perf's counters in place
+                Some(p)
+            }
+            None => None,
+        };
+        let s = self.run_for(window);
+        let hw = match perf {
+            Some(p) => p.stop()?,
+            None => Vec::new(),
+        };
+        Ok(Sample { hw, ..s? })
+    }
+
+    /// Runs the generator for `window` and returns what it sent and the sink received.
+    pub(super) fn run_for(&mut self, window: Duration) -> anyhow::Result<Sample> {
         let before = self.counts()?;
         let frame = vec![0u8; FRAME_LEN];
         let ctx: Vec<u8> = [0, FRAME_LEN as u32, 0, self.gen_ifindex, 0, 0]
@@ -287,6 +309,7 @@ impl Bench<'_> {
             seconds: elapsed.as_secs_f64(),
             wrong_header: after[2] - before[2],
             bad_checksum: after[3] - before[3],
+            hw: Vec::new(),
         })
     }
 
@@ -452,7 +475,7 @@ impl Bench<'_> {
     pub(super) fn warm_up(&mut self, flows: u32) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            self.measure(Duration::from_millis(300))?;
+            self.run_for(Duration::from_millis(300))?;
             let stats = self.run.as_ref().context("pl is not running")?.counters()?;
             let made = stats
                 .endpoints

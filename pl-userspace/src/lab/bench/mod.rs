@@ -9,6 +9,7 @@
 //! `fw-globex`, where the variant under test runs. The sink (`pl_sink`) on the provider's
 //! `eth0` counts and drops. The rate is what the sink received over the window.
 
+mod counters;
 mod driver;
 mod floor;
 mod frames;
@@ -28,7 +29,7 @@ use anyhow::Context as _;
 use driver::Bench;
 pub use report::{table, write_report};
 use results::Variants;
-pub use results::{BenchResults, FloorResult, Sample, TcpResult, VariantResult};
+pub use results::{BenchResults, FloorResult, HwCount, Sample, TcpResult, VariantResult};
 
 use crate::lab::{Lab, Teardown, Topology, cmd};
 
@@ -128,6 +129,14 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         .map(|&n| (n, frames::zipf_table(n, sizes.skew_len, u64::from(n))))
         .collect();
     b.load_skew(&tables)?;
+    let events = counters::events();
+    let hw_counters = match counters::available(&events) {
+        Ok(()) => {
+            b.perf_events = Some(events.clone());
+            format!("`perf stat -e {events}` on CPU {}", cpus.saturating_sub(1))
+        }
+        Err(why) => why,
+    };
     b.sink(true)?;
 
     let mut rounds = Rounds::new(&sizes);
@@ -161,7 +170,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         stats_walk_flows: rounds.stats_walk_flows,
         tcp,
         floor,
-        hw_counters: hw_counters(),
+        hw_counters,
     })
 }
 
@@ -181,29 +190,6 @@ fn measure_floor(tables: &[(u32, u64)], cpu: usize) -> anyhow::Result<Vec<FloorR
         });
     }
     Ok(out)
-}
-
-/// Whether this machine lets `perf stat` count cycles, instructions and cache misses.
-fn hw_counters() -> String {
-    let out = std::process::Command::new("perf")
-        .args([
-            "stat",
-            "-x,",
-            "-e",
-            "cycles,instructions,cache-misses",
-            "true",
-        ])
-        .output();
-    match out {
-        Err(_) => "perf not installed: hardware counters not read".to_owned(),
-        Ok(o)
-            if String::from_utf8_lossy(&o.stderr).contains("<not supported>")
-                || !o.status.success() =>
-        {
-            "hardware counters not exposed by this VM".to_owned()
-        }
-        Ok(_) => "hardware counters available, not yet collected by pl bench".to_owned(),
-    }
 }
 
 /// The provider's `TARGETS` addresses, one per bench target.
@@ -287,7 +273,7 @@ impl<'s> Rounds<'s> {
 
         b.enter_kernel(true)?;
         b.generate(false, 1)?;
-        b.measure(Duration::from_millis(100))?; // conntrack entry and neighbour in place
+        b.run_for(Duration::from_millis(100))?; // conntrack entry and neighbour in place
         let s = b.measure(window)?;
         self.record("nftables", results::NFT, "1", s);
         b.generate(true, 0)?;

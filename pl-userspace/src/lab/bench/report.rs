@@ -16,6 +16,7 @@ pub fn table(r: &BenchResults) -> String {
     let mut out = String::new();
     rates(&mut out, r);
     ratios(&mut out, r);
+    counters(&mut out, r);
     real_tcp(&mut out, r);
     let _ = writeln!(
         out,
@@ -97,6 +98,49 @@ fn ratios(out: &mut String, r: &BenchResults) {
     footprint(out, r);
     if !r.hw_counters.is_empty() {
         let _ = writeln!(out, "| hardware counters | {} | |", r.hw_counters);
+    }
+}
+
+/// Hardware counts per frame sent on the generator's CPU (generator, data path and sink),
+/// median over the repeats, for every variant that has them.
+fn counters(out: &mut String, r: &BenchResults) {
+    let Some(events) = r
+        .variants
+        .iter()
+        .flat_map(|v| &v.samples)
+        .find(|s| !s.hw.is_empty())
+        .map(|s| s.hw.iter().map(|h| h.event.clone()).collect::<Vec<_>>())
+    else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\n| per frame on the generator's CPU | flows | {} |",
+        events.join(" | ")
+    );
+    let _ = writeln!(out, "|---|---|{}", "---|".repeat(events.len()));
+    for v in r
+        .variants
+        .iter()
+        .filter(|v| v.samples.iter().any(|s| !s.hw.is_empty()))
+    {
+        let cells: Vec<String> = events
+            .iter()
+            .map(|e| {
+                let mut per: Vec<f64> = v
+                    .samples
+                    .iter()
+                    .filter_map(|s| {
+                        let c = s.hw.iter().find(|h| &h.event == e)?.count;
+                        (s.sent > 0).then(|| c / s.sent as f64)
+                    })
+                    .collect();
+                per.sort_by(f64::total_cmp);
+                per.get(per.len() / 2)
+                    .map_or_else(|| "n/a".to_owned(), |m| format!("{m:.1}"))
+            })
+            .collect();
+        let _ = writeln!(out, "| {} | {} | {} |", v.name, v.flows, cells.join(" | "));
     }
 }
 
@@ -382,6 +426,29 @@ mod tests {
             &t,
             "| hardware counters | hardware counters not exposed by this VM |",
         );
+    }
+
+    #[test]
+    fn hardware_counts_are_per_frame_sent() {
+        let mut r = load(include_str!("testdata/new.json"));
+        let s = &mut r.variants[3].samples[0]; // pl established, 1000 flows: 2.5 M sent
+        s.hw = vec![
+            super::super::HwCount {
+                event: "cycles".to_owned(),
+                count: 2.5e9,
+            },
+            super::super::HwCount {
+                event: "instructions".to_owned(),
+                count: 5e9,
+            },
+        ];
+        let t = table(&r);
+        has(
+            &t,
+            "| per frame on the generator's CPU | flows | cycles | instructions |",
+        );
+        has(&t, "| pl established | 1000 | 1000.0 | 2000.0 |");
+        assert!(!table(&load(include_str!("testdata/new.json"))).contains("per frame on"));
     }
 
     #[test]

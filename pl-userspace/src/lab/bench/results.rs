@@ -10,7 +10,7 @@ pub const PL_ZIPF: &str = "pl established, Zipf s=1";
 pub const PL_NEW: &str = "pl new flows";
 pub const NFT: &str = "nftables DNAT+SNAT";
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Sample {
     pub sent: u64,
     /// Frames the sink accepted: addresses, ports and checksums as the flow says.
@@ -22,6 +22,16 @@ pub struct Sample {
     /// Frames that reached the sink with a bad IPv4 or L4 checksum (not in `received`).
     #[serde(default)]
     pub bad_checksum: u64,
+    /// Hardware counters on the generator's CPU over the window (`perf stat`), if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hw: Vec<HwCount>,
+}
+
+/// One `perf stat` event's count over a measurement window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HwCount {
+    pub event: String,
+    pub count: f64,
 }
 
 impl Sample {
