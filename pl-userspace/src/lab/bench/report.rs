@@ -136,8 +136,17 @@ fn counters(out: &mut String, r: &BenchResults) {
                     })
                     .collect();
                 per.sort_by(f64::total_cmp);
-                per.get(per.len() / 2)
-                    .map_or_else(|| "n/a".to_owned(), |m| format!("{m:.1}"))
+                per.get(per.len() / 2).map_or_else(
+                    || "n/a".to_owned(),
+                    // Misses per frame are small numbers; cycles are not.
+                    |&m| {
+                        if m < 10.0 {
+                            format!("{m:.3}")
+                        } else {
+                            format!("{m:.1}")
+                        }
+                    },
+                )
             })
             .collect();
         let _ = writeln!(out, "| {} | {} | {} |", v.name, v.flows, cells.join(" | "));
