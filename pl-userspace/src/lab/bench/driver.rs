@@ -22,7 +22,7 @@ use pl_common::{
 };
 
 use super::{
-    BATCH, FRAME_LEN, TARGETS,
+    BATCH, FRAME_LEN,
     counters::Perf,
     frames::{self, expect_rewritten, expect_unchanged},
     results::Sample,
@@ -452,7 +452,7 @@ impl Bench<'_> {
     /// A fresh `pl run` whose flow table holds `flows`, targets resolved.
     pub(super) fn start_pl(&mut self, flows: u32) -> anyhow::Result<()> {
         self.leave()?;
-        std::fs::write(&self.config, config(flows))
+        std::fs::write(&self.config, frames::config(flows))
             .with_context(|| format!("writing {}", self.config))?;
         let run = PlRun::start(
             self.pl,
@@ -548,45 +548,6 @@ fn ifindex(ns: &str, dev: &str) -> anyhow::Result<u32> {
     Ok(netns::run_in(ns, move || {
         nix::net::if_::if_nametoindex(dev.as_str())
     })??)
-}
-
-/// The bench config: globex reaches one service with `TARGETS` targets in one zone, so
-/// SNAT tuples (targets x ports) exceed two million.
-pub(super) fn config(flow_table_size: u32) -> String {
-    let targets: Vec<String> = (0..TARGETS)
-        .map(|i| format!("{{ ip = \"10.9.0.{}\", zone = \"z1\" }}", 20 + i))
-        .collect();
-    format!(
-        r#"[[network]]
-name = "globex"
-interface = "fw-globex"
-
-[[network]]
-name = "prov"
-interface = "fw-prov"
-
-[[service]]
-name = "bench"
-network = "prov"
-nlb_addresses = [{{ ip = "10.9.0.250", zone = "z1" }}]
-allowed_principals = ["globex"]
-accepted_endpoints = ["globex-bench"]
-listeners = [{{ protocol = "udp", port = 53, target_port = 5353 }}, {{ protocol = "tcp", port = 443, target_port = 8443 }}]
-# The sink answers nothing, and its counts must be the generator's frames only.
-health_check = {{ enabled = false }}
-targets = [{}]
-
-[[endpoint]]
-name = "globex-bench"
-service = "bench"
-network = "globex"
-addresses = [{{ ip = "10.0.0.100", zone = "z1" }}]
-
-[limits]
-flow_table_size = {flow_table_size}
-"#,
-        targets.join(", ")
-    )
 }
 
 /// Kernel memory of the running pl's flow map: `memlock` in its fdinfo (via bpftool,

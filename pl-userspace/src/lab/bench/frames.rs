@@ -91,6 +91,48 @@ pub(super) fn zipf_table(flows: u32, len: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
+/// The bench config: globex reaches one service with `TARGETS` targets in one zone, so
+/// SNAT tuples (targets x ports) exceed two million.
+pub(super) fn config(flow_table_size: u32) -> String {
+    let targets: Vec<String> = (0..TARGETS)
+        .map(|i| {
+            let ip = Ipv4Addr::from(u32::from(FIRST_TARGET) + u32::from(i));
+            format!("{{ ip = \"{ip}\", zone = \"z1\" }}")
+        })
+        .collect();
+    format!(
+        r#"[[network]]
+name = "globex"
+interface = "fw-globex"
+
+[[network]]
+name = "prov"
+interface = "fw-prov"
+
+[[service]]
+name = "bench"
+network = "prov"
+nlb_addresses = [{{ ip = "{NLB}", zone = "z1" }}]
+allowed_principals = ["globex"]
+accepted_endpoints = ["globex-bench"]
+listeners = [{{ protocol = "udp", port = {UDP_PORT}, target_port = {UDP_TARGET_PORT} }}, {{ protocol = "tcp", port = {TCP_PORT}, target_port = {TCP_TARGET_PORT} }}]
+# The sink answers nothing, and its counts must be the generator's frames only.
+health_check = {{ enabled = false }}
+targets = [{}]
+
+[[endpoint]]
+name = "globex-bench"
+service = "bench"
+network = "globex"
+addresses = [{{ ip = "{ENDPOINT}", zone = "z1" }}]
+
+[limits]
+flow_table_size = {flow_table_size}
+"#,
+        targets.join(", ")
+    )
+}
+
 /// SplitMix64: a small, good-enough generator for sampling (no dependency needed).
 pub(super) struct SplitMix(pub(super) u64);
 
@@ -238,6 +280,20 @@ mod tests {
         // The generator's own frame is not what a forwarder that rewrites sends.
         let g = gen_config(MAC, MAC, false, 1).header;
         assert_eq!(sink_verdict(&g, &expect), SINK_WRONG_HEADER);
+    }
+
+    #[test]
+    fn the_bench_config_parses_with_the_ports_the_frames_use() {
+        let text = config(2048);
+        crate::config::Source::from_text("bench.toml", text.clone())
+            .parse()
+            .unwrap_or_else(|e| panic!("bench config: {e:?}\n{text}"));
+        assert!(text.contains("port = 53, target_port = 5353"), "{text}");
+        assert!(text.contains("port = 443, target_port = 8443"), "{text}");
+        assert!(
+            text.contains("10.9.0.59") && !text.contains("10.9.0.60"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     let topo = lab.up()?;
     let _teardown = Teardown::new(lab.clone(), "bench");
     add_targets(&topo)?;
-    let config_path = lab.write_config(&driver::config(sized(sizes.max_flows())))?;
+    let config_path = lab.write_config(&frames::config(sized(sizes.max_flows())))?;
     let skew_total = sizes.skew_len * sizes.scale.len();
     let mut b = Bench::new(&topo, pl, &config_path, cpus, u32::try_from(skew_total)?)?;
     let tables: Vec<(u32, Vec<u32>)> = sizes
