@@ -2,6 +2,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::checksum;
+
 pub const GEN_PROGRAM: &str = "pl_gen";
 pub const SINK_PROGRAM: &str = "pl_sink";
 pub const BARE_PROGRAM: &str = "pl_bare";
@@ -9,8 +11,19 @@ pub const BARE_PROGRAM: &str = "pl_bare";
 pub const GEN_CONFIG_MAP: &str = "GEN_CONFIG";
 /// `PERCPU_ARRAY<u64>`: [0] frames sent, [1] per-CPU sequence.
 pub const GEN_COUNT_MAP: &str = "GEN_COUNT";
-/// `PERCPU_ARRAY<u64>`: [0] frames received, [1] bytes received.
+/// `PERCPU_ARRAY<u64>`: indexed by `SINK_*`.
 pub const SINK_COUNT_MAP: &str = "SINK_COUNT";
+/// `ARRAY<SinkConfig>` of one element: what the sink expects of what it counts.
+pub const SINK_CONFIG_MAP: &str = "SINK_CONFIG";
+/// `ARRAY<u32>`: flow indices sampled from a skewed distribution, one table per flow
+/// count; the generator walks `[zipf_base, zipf_base + zipf_len)` of it.
+pub const GEN_SKEW_MAP: &str = "GEN_SKEW";
+/// Sink counters: frames that arrived as expected (the rate), their bytes, frames whose
+/// addresses or ports were not what the flow says, frames with a bad IPv4 or L4 checksum.
+pub const SINK_OK: u32 = 0;
+pub const SINK_BYTES: u32 = 1;
+pub const SINK_WRONG_HEADER: u32 = 2;
+pub const SINK_BAD_CHECKSUM: u32 = 3;
 /// `DEVMAP`: [0] the interface the bare redirect sends to.
 pub const BARE_EGRESS_MAP: &str = "BARE_EGRESS";
 
@@ -29,7 +42,13 @@ pub struct GenConfig {
     pub flows: u32,
     /// Generator CPUs, so each CPU's sequence covers its own share of the flows.
     pub cpus: u32,
-    pub _pad: u32,
+    /// 1: UDP (the L4 checksum field is at offset 40), 0: TCP (offset 50). Either way
+    /// the generator updates the template's L4 checksum for the source it writes.
+    pub udp: u32,
+    /// With `skew_len` > 0, frame `n` uses flow `GEN_SKEW[skew_base + n % skew_len]`
+    /// instead of `n % flows`.
+    pub skew_base: u32,
+    pub skew_len: u32,
 }
 
 impl Default for GenConfig {
@@ -51,6 +70,130 @@ pub const fn flow_source(i: u32) -> (u32, u16) {
 #[cfg(feature = "user")]
 // SAFETY: repr(C), explicit padding, every bit pattern valid (bytemuck-checked).
 unsafe impl aya::Pod for GenConfig {}
+
+/// Rewrites a template frame (Ethernet, IPv4, UDP or TCP) for flow `i`: source address
+/// and port from `flow_source`, IPv4 checksum afresh, L4 checksum updated.
+#[inline(always)]
+pub fn gen_rewrite(frame: &mut [u8; GEN_HEADER], i: u32, udp: bool) {
+    let (addr_off, sport) = flow_source(i);
+    let old_src = [frame[26], frame[27], frame[28], frame[29]];
+    let old_port = u16::from_be_bytes([frame[34], frame[35]]);
+    let src = u32::from_be_bytes(old_src)
+        .wrapping_add(addr_off)
+        .to_be_bytes();
+    frame[26..30].copy_from_slice(&src);
+    frame[24] = 0;
+    frame[25] = 0;
+    let c = checksum::checksum(&frame[14..34]);
+    frame[24..26].copy_from_slice(&c.to_be_bytes());
+    frame[34..36].copy_from_slice(&sport.to_be_bytes());
+    // The template's L4 checksum is for its own source; update it for this one.
+    let at = if udp { 40 } else { 50 };
+    let old = u16::from_be_bytes([frame[at], frame[at + 1]]);
+    let new = gen_l4_check(old, old_src, src, old_port, sport, udp);
+    frame[at..at + 2].copy_from_slice(&new.to_be_bytes());
+}
+
+/// The generator's L4 checksum for a frame whose source address went from `old_src` to
+/// `new_src` and source port from `old_port` to `new_port` (RFC 1624). A UDP result of 0
+/// is sent as 0xffff, since 0 means "no checksum".
+#[inline(always)]
+pub const fn gen_l4_check(
+    check: u16,
+    old_src: [u8; 4],
+    new_src: [u8; 4],
+    old_port: u16,
+    new_port: u16,
+    udp: bool,
+) -> u16 {
+    let c = checksum::update32(check, old_src, new_src);
+    let c = checksum::update16(c, old_port, new_port);
+    if udp && c == 0 { 0xffff } else { c }
+}
+
+/// What the sink expects of every frame it counts: IPv4 without options, addresses in
+/// these ranges (inclusive, host order), the destination port of its protocol, and
+/// (with `verify_checksums`) IPv4 and L4 checksums that verify.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct SinkConfig {
+    pub src_lo: u32,
+    pub src_hi: u32,
+    pub dst_lo: u32,
+    pub dst_hi: u32,
+    pub udp_port: u16,
+    pub tcp_port: u16,
+    /// 1: verify checksums; 0: only addresses and ports (the bare count, to show what
+    /// verifying costs the sink).
+    pub verify_checksums: u32,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self::zeroed()
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), no padding (u32 x 4, u16 x 2, u32), every bit pattern valid.
+unsafe impl aya::Pod for SinkConfig {}
+
+/// Bytes of every frame the sink inspects: the generator's frames are this long, and
+/// nothing on the way changes their length.
+pub const SINK_FRAME: usize = GEN_HEADER;
+
+/// The sink's verdict on one frame: the `SINK_*` counter it goes to.
+#[inline(always)]
+pub fn sink_verdict(f: &[u8; SINK_FRAME], cfg: &SinkConfig) -> u32 {
+    // Ethernet IPv4, IHL 5, total length = the rest of the frame, not a fragment.
+    let total = u16::from_be_bytes([f[16], f[17]]) as usize;
+    if f[12] != 0x08 || f[13] != 0x00 || f[14] != 0x45 || total != SINK_FRAME - 14 {
+        return SINK_WRONG_HEADER;
+    }
+    let (proto, port) = (f[23], u16::from_be_bytes([f[36], f[37]]));
+    let want_port = match proto {
+        6 => cfg.tcp_port,
+        17 => cfg.udp_port,
+        _ => return SINK_WRONG_HEADER,
+    };
+    let src = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
+    let dst = u32::from_be_bytes([f[30], f[31], f[32], f[33]]);
+    if port != want_port
+        || src < cfg.src_lo
+        || src > cfg.src_hi
+        || dst < cfg.dst_lo
+        || dst > cfg.dst_hi
+    {
+        return SINK_WRONG_HEADER;
+    }
+    if cfg.verify_checksums != 0 {
+        let mut ip = [0u8; 20];
+        ip.copy_from_slice(&f[14..34]);
+        if !checksum::ipv4_header_ok(&ip) {
+            return SINK_BAD_CHECKSUM;
+        }
+        // UDP without a checksum (0) is wrong here: the generator always sends one. (A TCP
+        // checksum may well be 0.)
+        let l4_check = if proto == 17 {
+            [f[40], f[41]]
+        } else {
+            [f[50], f[51]]
+        };
+        let l4_len = (SINK_FRAME - 34) as u16;
+        let acc = checksum::pseudo_header_sum(
+            [f[26], f[27], f[28], f[29]],
+            [f[30], f[31], f[32], f[33]],
+            proto,
+            l4_len,
+        );
+        if (proto == 17 && l4_check == [0, 0])
+            || checksum::fold(checksum::sum(&f[34..], acc)) != 0xffff
+        {
+            return SINK_BAD_CHECKSUM;
+        }
+    }
+    SINK_OK
+}
 
 #[cfg(test)]
 mod tests {

@@ -12,17 +12,21 @@ use aya_ebpf::{
     maps::{Array, DevMap, PerCpuArray},
     programs::XdpContext,
 };
-use pl_common::{
-    bench::{GEN_HEADER, GenConfig, flow_source},
-    checksum,
+use pl_common::bench::{
+    GEN_HEADER, GenConfig, SINK_BYTES, SINK_FRAME, SinkConfig, gen_rewrite, sink_verdict,
 };
 
 #[map]
 static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
 #[map]
 static GEN_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+/// Sized by `pl bench` at load (one table per flow count).
 #[map]
-static SINK_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+static GEN_SKEW: Array<u32> = Array::with_max_entries(1, 0);
+#[map]
+static SINK_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(4, 0);
+#[map]
+static SINK_CONFIG: Array<SinkConfig> = Array::with_max_entries(1, 0);
 #[map]
 static BARE_EGRESS: DevMap = DevMap::with_max_entries(1, 0);
 
@@ -57,35 +61,48 @@ pub fn pl_gen(ctx: XdpContext) -> u32 {
     let seq = bump(&GEN_COUNT, 1, 1);
     let cpus = if cfg.cpus == 0 { 1 } else { cfg.cpus };
     let n = (seq * u64::from(cpus) + u64::from(cpu % cpus)) as u32;
-    let i = if cfg.flows == 0 { n } else { n % cfg.flows };
-    let (addr_off, sport) = flow_source(i);
-
-    // IPv4 source = template source + offset (low bytes), then the header checksum afresh.
-    let src =
-        u32::from_be_bytes([frame[26], frame[27], frame[28], frame[29]]).wrapping_add(addr_off);
-    frame[26..30].copy_from_slice(&src.to_be_bytes());
-    frame[24] = 0;
-    frame[25] = 0;
-    let c = checksum::checksum(&frame[14..34]);
-    frame[24..26].copy_from_slice(&c.to_be_bytes());
-    frame[34..36].copy_from_slice(&sport.to_be_bytes());
+    let i = if cfg.skew_len != 0 {
+        match GEN_SKEW.get(cfg.skew_base.wrapping_add(n % cfg.skew_len)) {
+            Some(i) => *i,
+            None => return xdp_action::XDP_ABORTED,
+        }
+    } else if cfg.flows == 0 {
+        n
+    } else {
+        n % cfg.flows
+    };
+    gen_rewrite(frame, i, cfg.udp != 0);
     bump(&GEN_COUNT, 0, 1);
     xdp_action::XDP_TX
 }
 
 #[xdp]
 pub fn pl_sink(ctx: XdpContext) -> u32 {
-    // ARP goes to the stack, so the forwarder can resolve the targets behind the sink.
+    // ARP goes to the stack, so the forwarder can resolve the targets behind the sink;
+    // so does IPv6 (the lab's own neighbour discovery, never a bench frame).
     let start = ctx.data();
     if start + 14 <= ctx.data_end() {
         // SAFETY: 14 bytes are inside the frame (checked above).
         let eth = unsafe { &*(start as *const [u8; 14]) };
-        if eth[12] == 0x08 && eth[13] == 0x06 {
+        if (eth[12] == 0x08 && eth[13] == 0x06) || (eth[12] == 0x86 && eth[13] == 0xdd) {
             return xdp_action::XDP_PASS;
         }
     }
-    bump(&SINK_COUNT, 0, 1);
-    bump(&SINK_COUNT, 1, (ctx.data_end() - ctx.data()) as u64);
+    // Exactly SINK_FRAME bytes; the verifier learns the bound only from a `>` check.
+    let (end, len) = (ctx.data_end(), ctx.data_end() - start);
+    let verdict = match SINK_CONFIG.get(0) {
+        Some(cfg) if start + SINK_FRAME <= end && len == SINK_FRAME => {
+            // SAFETY: SINK_FRAME bytes are inside the frame (checked above).
+            sink_verdict(unsafe { &*(start as *const [u8; SINK_FRAME]) }, cfg)
+        }
+        _ => pl_common::bench::SINK_WRONG_HEADER,
+    };
+    bump(&SINK_COUNT, verdict, 1);
+    bump(
+        &SINK_COUNT,
+        SINK_BYTES,
+        (ctx.data_end() - ctx.data()) as u64,
+    );
     xdp_action::XDP_DROP
 }
 

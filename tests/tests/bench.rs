@@ -1,6 +1,7 @@
 //! The benchmark's smoke run: `pl bench --quick` on its own lab. It asserts that every
-//! variant moved packets and that the generator's and the sink's counts agree; never a
-//! speed (speeds belong to `cargo xtask bench` and BENCHMARKS.md).
+//! variant moved packets, that the generator's and the sink's counts agree, and that no
+//! frame reached the sink other than as its flow says (addresses, ports, checksums);
+//! never a speed (speeds belong to `cargo xtask bench` and BENCHMARKS.md).
 
 use pl_tests::{output, pl_bin, require_kernel, stderr};
 use pl_userspace::lab::bench::BenchResults;
@@ -27,9 +28,15 @@ fn quick_bench_moves_packets_in_every_variant() {
     let r: BenchResults = serde_json::from_str(&text).unwrap_or_else(|e| panic!("bench JSON: {e}"));
     for (name, flows) in [
         ("bare redirect", "1"),
+        ("bare redirect, sink not verifying checksums", "1"),
         ("pl established", "1"),
+        ("pl established", "1000"),
         ("pl established", "65536"),
+        ("pl established, Zipf s=1", "1000"),
+        ("pl established, Zipf s=1", "65536"),
         ("pl new flows", "new"),
+        ("nftables DNAT+SNAT", "1"),
+        ("nftables DNAT+SNAT", "new"),
     ] {
         let v = r
             .variant(name, flows)
@@ -42,12 +49,28 @@ fn quick_bench_moves_packets_in_every_variant() {
             );
             // The sink can only count what the generator sent.
             assert!(
-                s.received <= s.sent,
+                s.received + s.wrong() <= s.sent,
                 "{name} ({flows}): received more than sent: {s:?}"
+            );
+            // Every frame that arrived was rewritten as its flow says, checksums intact.
+            assert_eq!(
+                s.wrong(),
+                0,
+                "{name} ({flows}): wrong frames at the sink: {s:?}"
             );
         }
     }
     assert!(r.flow_table_bytes > 0, "no flow-table memory figure");
+    // The floor: a buffer that fits L2, and one per flow table, each a plausible latency.
+    for flows in [0, 1000, 65536] {
+        let f = r
+            .floor_at(flows)
+            .unwrap_or_else(|| panic!("no pointer chase for {flows} flows"));
+        assert!(
+            f.bytes > 0 && f.ns_per_load > 0.0 && f.ns_per_load < 10_000.0,
+            "pointer chase for {flows} flows: {f:?}"
+        );
+    }
     for name in ["pl", "nftables", "routing"] {
         let t = r
             .tcp
@@ -60,8 +83,12 @@ fn quick_bench_moves_packets_in_every_variant() {
         );
     }
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        table.contains("pl established / bare redirect"),
-        "no ratio table:\n{table}"
-    );
+    for row in [
+        "pl established / bare redirect",
+        "dependent misses",
+        "flows over 1000, Zipf s=1",
+        "pl new flows / nftables new flows",
+    ] {
+        assert!(table.contains(row), "no `{row}` in the table:\n{table}");
+    }
 }

@@ -8,22 +8,28 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, xdp::DevMap},
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use pl_common::{
     bench::{
-        BARE_EGRESS_MAP, BARE_PROGRAM, GEN_CONFIG_MAP, GEN_COUNT_MAP, GEN_HEADER, GEN_PROGRAM,
-        GenConfig, SINK_COUNT_MAP, SINK_PROGRAM,
+        BARE_EGRESS_MAP, BARE_PROGRAM, GEN_CONFIG_MAP, GEN_COUNT_MAP, GEN_PROGRAM, GEN_SKEW_MAP,
+        GenConfig, SINK_BAD_CHECKSUM, SINK_CONFIG_MAP, SINK_COUNT_MAP, SINK_OK, SINK_PROGRAM,
+        SINK_WRONG_HEADER, SinkConfig,
     },
     stats::EndpointCounter,
 };
 
-use super::{BATCH, ENDPOINT, FRAME_LEN, SOURCE_BASE, TARGETS, results::Sample};
+use super::{
+    BATCH, FRAME_LEN,
+    counters::Perf,
+    frames::{self, expect_rewritten, expect_unchanged},
+    results::Sample,
+};
 use crate::{
     control,
-    frame::{Ipv4, TCP_SYN, ipv4_frame, parse_mac},
+    frame::parse_mac,
     lab::{Topology, cmd, netns, runner::PlRun},
 };
 
@@ -78,6 +84,10 @@ pub(super) struct Bench<'a> {
     cpus: usize,
     pub(super) run: Option<PlRun>,
     mode: Mode,
+    /// Where each flow count's skewed table sits in `GEN_SKEW`: (flows, base, len).
+    skew: Vec<(u32, u32, u32)>,
+    /// The `perf stat` events each measurement counts, where the machine has them.
+    pub(super) perf_events: Option<String>,
 }
 
 /// What forwards on the forwarder namespace.
@@ -94,11 +104,13 @@ enum Mode {
     Routing,
 }
 
+/// TCP (the new-flow frames) spreads over the 40 targets as pl does, so SNAT has as many
+/// tuples as pl's.
 const NFT_RULES: &str = "table ip plbench {
   chain pre {
     type nat hook prerouting priority dstnat; policy accept;
     iifname \"fw-globex\" ip daddr 10.0.0.100 udp dport 53 dnat to 10.9.0.20:5353
-    iifname \"fw-globex\" ip daddr 10.0.0.100 tcp dport 443 dnat to 10.9.0.20:8443
+    iifname \"fw-globex\" ip daddr 10.0.0.100 tcp dport 443 dnat to 10.9.0.20-10.9.0.59:8443
   }
   chain post {
     type nat hook postrouting priority srcnat; policy accept;
@@ -108,15 +120,19 @@ const NFT_RULES: &str = "table ip plbench {
 ";
 
 impl<'a> Bench<'a> {
-    /// Loads the generator, sink and bare-redirect programs; nothing is attached yet.
+    /// Loads the generator, sink and bare-redirect programs, with room for `skew_total`
+    /// skewed flow indices; nothing is attached yet.
     pub(super) fn new(
         topo: &'a Topology,
         pl: &'a Path,
         config: &Path,
         cpus: usize,
+        skew_total: u32,
     ) -> anyhow::Result<Self> {
         let mut progs = Progs {
-            ebpf: Ebpf::load(crate::BENCH_OBJECT)?,
+            ebpf: EbpfLoader::new()
+                .map_max_entries(GEN_SKEW_MAP, skew_total.max(1))
+                .load(crate::BENCH_OBJECT)?,
             sink_link: None,
             bare_link: None,
         };
@@ -138,40 +154,43 @@ impl<'a> Bench<'a> {
             cpus,
             run: None,
             mode: Mode::Nothing,
+            skew: Vec::new(),
+            perf_events: None,
         })
     }
 }
 
 impl Bench<'_> {
-    /// Sets the generator's template and flow count.
+    /// Sets the generator's template and flow count (uniform: frame `n` is flow
+    /// `n % flows`; 0: every frame a new flow).
     pub(super) fn generate(&mut self, tcp_syn: bool, flows: u32) -> anyhow::Result<()> {
+        let cfg = self.gen_config(tcp_syn, flows)?;
+        self.set_gen(cfg)
+    }
+
+    /// Established UDP over `flows` flows, walking the Zipf table loaded for that count.
+    pub(super) fn generate_skewed(&mut self, flows: u32) -> anyhow::Result<()> {
+        let &(_, base, len) = self
+            .skew
+            .iter()
+            .find(|(n, ..)| *n == flows)
+            .with_context(|| format!("no skewed table for {flows} flows"))?;
+        let mut cfg = self.gen_config(false, flows)?;
+        cfg.skew_base = base;
+        cfg.skew_len = len;
+        self.set_gen(cfg)
+    }
+
+    fn gen_config(&self, tcp_syn: bool, flows: u32) -> anyhow::Result<GenConfig> {
         let net = self.topo.network("globex").context("no globex")?;
         let (dst, src) = (
             parse_mac(&net.fw_mac).context("fw MAC")?,
             parse_mac(&net.peer_mac).context("peer MAC")?,
         );
-        let ip = Ipv4::new(SOURCE_BASE.octets(), ENDPOINT.octets());
-        let mut f = if tcp_syn {
-            ipv4_frame(
-                dst,
-                src,
-                &ip.tcp(1024, 443, 1, 0, TCP_SYN, &[0; FRAME_LEN - 54]),
-            )
-        } else {
-            let mut f = ipv4_frame(dst, src, &ip.udp(1024, 53, &[0; FRAME_LEN - 42]));
-            f[40..42].fill(0); // UDP checksum 0: nothing to recompute per frame
-            f
-        };
-        f.resize(GEN_HEADER, 0);
-        let mut header = [0u8; GEN_HEADER];
-        header.copy_from_slice(&f);
-        let cfg = GenConfig {
-            header,
-            header_len: GEN_HEADER as u32,
-            flows,
-            cpus: 1,
-            _pad: 0,
-        };
+        Ok(frames::gen_config(dst, src, tcp_syn, flows))
+    }
+
+    fn set_gen(&mut self, cfg: GenConfig) -> anyhow::Result<()> {
         let mut m: Array<&mut MapData, GenConfig> = Array::try_from(
             self.progs
                 .ebpf
@@ -182,12 +201,60 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// Runs the generator for `window` and returns what it sent and the sink received.
+    /// Writes each flow count's skewed table into `GEN_SKEW`, one after the other.
+    pub(super) fn load_skew(&mut self, tables: &[(u32, Vec<u32>)]) -> anyhow::Result<()> {
+        let mut m: Array<&mut MapData, u32> = Array::try_from(
+            self.progs
+                .ebpf
+                .map_mut(GEN_SKEW_MAP)
+                .context("no skewed flow map")?,
+        )?;
+        let mut base = 0u32;
+        for (flows, t) in tables {
+            for (k, &i) in t.iter().enumerate() {
+                m.set(base + k as u32, i, 0)
+                    .with_context(|| format!("writing {GEN_SKEW_MAP}[{}]", base + k as u32))?;
+            }
+            let len = u32::try_from(t.len()).context("skewed table too long")?;
+            self.skew.push((*flows, base, len));
+            base += len;
+        }
+        Ok(())
+    }
+
+    /// What the sink accepts from now on.
+    fn expect(&mut self, cfg: SinkConfig) -> anyhow::Result<()> {
+        let mut m: Array<&mut MapData, SinkConfig> = Array::try_from(
+            self.progs
+                .ebpf
+                .map_mut(SINK_CONFIG_MAP)
+                .context("no sink config map")?,
+        )?;
+        m.set(0, cfg, 0)?;
+        Ok(())
+    }
+
+    /// Runs the generator for `window`, with `perf stat` on its CPU where it counts.
     pub(super) fn measure(&mut self, window: Duration) -> anyhow::Result<Sample> {
-        let (sent0, recv0) = (
-            sum(&self.progs.ebpf, GEN_COUNT_MAP, 0)?,
-            sum(&self.progs.ebpf, SINK_COUNT_MAP, 0)?,
-        );
+        let perf = match &self.perf_events {
+            Some(events) => {
+                let p = Perf::start(self.cpus.saturating_sub(1), events)?;
+                std::thread::sleep(Duration::from_millis(20)); // perf's counters in place
+                Some(p)
+            }
+            None => None,
+        };
+        let s = self.run_for(window);
+        let hw = match perf {
+            Some(p) => p.stop()?,
+            None => Vec::new(),
+        };
+        Ok(Sample { hw, ..s? })
+    }
+
+    /// Runs the generator for `window` and returns what it sent and the sink received.
+    pub(super) fn run_for(&mut self, window: Duration) -> anyhow::Result<Sample> {
+        let before = self.counts()?;
         let frame = vec![0u8; FRAME_LEN];
         let ctx: Vec<u8> = [0, FRAME_LEN as u32, 0, self.gen_ifindex, 0, 0]
             .iter()
@@ -235,15 +302,26 @@ impl Bench<'_> {
         })?;
         // Let frames in flight land before reading the sink.
         std::thread::sleep(Duration::from_millis(50));
-        let (sent1, recv1) = (
-            sum(&self.progs.ebpf, GEN_COUNT_MAP, 0)?,
-            sum(&self.progs.ebpf, SINK_COUNT_MAP, 0)?,
-        );
+        let after = self.counts()?;
         Ok(Sample {
-            sent: sent1 - sent0,
-            received: recv1 - recv0,
+            sent: after[0] - before[0],
+            received: after[1] - before[1],
             seconds: elapsed.as_secs_f64(),
+            wrong_header: after[2] - before[2],
+            bad_checksum: after[3] - before[3],
+            hw: Vec::new(),
         })
+    }
+
+    /// Frames sent; frames the sink accepted, found with the wrong header, with a bad checksum.
+    fn counts(&self) -> anyhow::Result<[u64; 4]> {
+        let e = &self.progs.ebpf;
+        Ok([
+            sum(e, GEN_COUNT_MAP, 0)?,
+            sum(e, SINK_COUNT_MAP, SINK_OK)?,
+            sum(e, SINK_COUNT_MAP, SINK_WRONG_HEADER)?,
+            sum(e, SINK_COUNT_MAP, SINK_BAD_CHECKSUM)?,
+        ])
     }
 
     fn ip_in(&self, ns: &str, args: &[&str]) -> anyhow::Result<()> {
@@ -297,7 +375,7 @@ impl Bench<'_> {
         Ok(())
     }
 
-    fn ns_of(&self, network: &str) -> anyhow::Result<String> {
+    pub(super) fn ns_of(&self, network: &str) -> anyhow::Result<String> {
         Ok(self
             .topo
             .network(network)
@@ -341,6 +419,14 @@ impl Bench<'_> {
             std::fs::write(&rules, NFT_RULES)
                 .with_context(|| format!("writing {}", rules.display()))?;
             self.exec_in(&fw, "nft", &["-f", &rules.to_string_lossy()])?;
+            // New-flow windows leave SYN_SENT entries behind: let them go within seconds
+            // rather than fill conntrack for the next rounds.
+            self.exec_in(
+                &fw,
+                "sysctl",
+                &["-qw", "net.netfilter.nf_conntrack_tcp_timeout_syn_sent=2"],
+            )?;
+            self.expect(expect_rewritten(true))?;
             self.mode = Mode::Nft;
         } else {
             let (glob, prov) = (self.ns_of("globex")?, self.ns_of("prov")?);
@@ -366,7 +452,7 @@ impl Bench<'_> {
     /// A fresh `pl run` whose flow table holds `flows`, targets resolved.
     pub(super) fn start_pl(&mut self, flows: u32) -> anyhow::Result<()> {
         self.leave()?;
-        std::fs::write(&self.config, config(flows))
+        std::fs::write(&self.config, frames::config(flows))
             .with_context(|| format!("writing {}", self.config))?;
         let run = PlRun::start(
             self.pl,
@@ -381,6 +467,7 @@ impl Bench<'_> {
         ensure!(missing == 0, "{missing} bench targets never answered ARP");
         self.run = Some(run);
         self.mode = Mode::Pl;
+        self.expect(expect_rewritten(true))?;
         Ok(())
     }
 
@@ -388,7 +475,7 @@ impl Bench<'_> {
     pub(super) fn warm_up(&mut self, flows: u32) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            self.measure(Duration::from_millis(300))?;
+            self.run_for(Duration::from_millis(300))?;
             let stats = self.run.as_ref().context("pl is not running")?.counters()?;
             let made = stats
                 .endpoints
@@ -404,8 +491,11 @@ impl Bench<'_> {
         }
     }
 
-    pub(super) fn attach_bare(&mut self) -> anyhow::Result<()> {
+    /// The bare redirect; the sink verifies checksums or (`verify` false) only counts
+    /// frames with the right addresses, to show what verifying costs it.
+    pub(super) fn attach_bare(&mut self, verify: bool) -> anyhow::Result<()> {
         self.leave()?;
+        self.expect(expect_unchanged(verify))?;
         let (fw, prov_if, glob_if) = (
             self.topo.forwarder_ns.clone(),
             ifindex(&self.topo.forwarder_ns, "fw-prov")?,
@@ -451,73 +541,6 @@ impl Bench<'_> {
         }
         Ok(())
     }
-
-    /// iperf3 from globex to `dst:port` for `seconds`: received bits per second.
-    pub(super) fn iperf(&self, dst: &str, port: u16, seconds: u32) -> anyhow::Result<f64> {
-        let prov = self.ns_of("prov")?;
-        let glob = self.ns_of("globex")?;
-        let mut server = netns::exec(&prov, "iperf3")
-            .args(["-s", "-1", "-p", "8443"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("starting iperf3 -s (is iperf3 installed? `cargo xtask setup`)")?;
-        let out =
-            wait_listening(&prov, 8443).and_then(|()| iperf_client(&glob, dst, port, seconds));
-        let _ = server.kill();
-        let _ = server.wait();
-        let v = out?;
-        v.pointer("/end/sum_received/bits_per_second")
-            .and_then(serde_json::Value::as_f64)
-            .context("iperf3 reported no received rate")
-    }
-}
-
-/// Waits (up to 5 s) until something in `ns` listens on TCP `port`: a loaded machine may
-/// take longer than any fixed sleep to start the server.
-fn wait_listening(ns: &str, port: u16) -> anyhow::Result<()> {
-    let filter = format!("sport = :{port}");
-    for _ in 0..50 {
-        let out = netns::exec(ns, "ss")
-            .args(["-Hltn", filter.as_str()])
-            .output()
-            .context("running ss")?;
-        if !out.stdout.is_empty() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("nothing listens on port {port} in {ns} after 5 s")
-}
-
-/// One iperf3 client run; a refused connect is tried again (up to 5 times, 200 ms apart)
-/// since a refusal never reaches the one-shot server.
-fn iperf_client(ns: &str, dst: &str, port: u16, seconds: u32) -> anyhow::Result<serde_json::Value> {
-    let mut tries = 0;
-    loop {
-        let out = netns::exec(ns, "iperf3")
-            .args([
-                "-J",
-                "-c",
-                dst,
-                "-p",
-                &port.to_string(),
-                "-t",
-                &seconds.to_string(),
-            ])
-            .output()
-            .context("running iperf3 -c")?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&out.stdout).context("iperf3 -J output")?;
-        let Some(e) = v.get("error").and_then(serde_json::Value::as_str) else {
-            return Ok(v);
-        };
-        tries += 1;
-        if !e.contains("Connection refused") || tries == 5 {
-            bail!("iperf3 to {dst}:{port}: {e}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn ifindex(ns: &str, dev: &str) -> anyhow::Result<u32> {
@@ -525,45 +548,6 @@ fn ifindex(ns: &str, dev: &str) -> anyhow::Result<u32> {
     Ok(netns::run_in(ns, move || {
         nix::net::if_::if_nametoindex(dev.as_str())
     })??)
-}
-
-/// The bench config: globex reaches one service with `TARGETS` targets in one zone, so
-/// SNAT tuples (targets x ports) exceed two million.
-pub(super) fn config(flow_table_size: u32) -> String {
-    let targets: Vec<String> = (0..TARGETS)
-        .map(|i| format!("{{ ip = \"10.9.0.{}\", zone = \"z1\" }}", 20 + i))
-        .collect();
-    format!(
-        r#"[[network]]
-name = "globex"
-interface = "fw-globex"
-
-[[network]]
-name = "prov"
-interface = "fw-prov"
-
-[[service]]
-name = "bench"
-network = "prov"
-nlb_addresses = [{{ ip = "10.9.0.250", zone = "z1" }}]
-allowed_principals = ["globex"]
-accepted_endpoints = ["globex-bench"]
-listeners = [{{ protocol = "udp", port = 53, target_port = 5353 }}, {{ protocol = "tcp", port = 443, target_port = 8443 }}]
-# The sink answers nothing, and its counts must be the generator's frames only.
-health_check = {{ enabled = false }}
-targets = [{}]
-
-[[endpoint]]
-name = "globex-bench"
-service = "bench"
-network = "globex"
-addresses = [{{ ip = "10.0.0.100", zone = "z1" }}]
-
-[limits]
-flow_table_size = {flow_table_size}
-"#,
-        targets.join(", ")
-    )
 }
 
 /// Kernel memory of the running pl's flow map: `memlock` in its fdinfo (via bpftool,

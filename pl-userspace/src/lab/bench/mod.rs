@@ -9,9 +9,14 @@
 //! `fw-globex`, where the variant under test runs. The sink (`pl_sink`) on the provider's
 //! `eth0` counts and drops. The rate is what the sink received over the window.
 
+mod counters;
 mod driver;
+mod floor;
+mod frames;
+mod plot;
 mod report;
 mod results;
+mod tcp;
 
 use std::{
     net::Ipv4Addr,
@@ -24,7 +29,7 @@ use anyhow::Context as _;
 use driver::Bench;
 pub use report::{table, write_report};
 use results::Variants;
-pub use results::{BenchResults, Sample, TcpResult, VariantResult};
+pub use results::{BenchResults, FloorResult, HwCount, Sample, TcpResult, VariantResult};
 
 use crate::lab::{Lab, Teardown, Topology, cmd};
 
@@ -61,8 +66,10 @@ fn progress(label: &str, done: usize, total: usize, last: Option<f64>) {
 struct Sizes {
     repeats: usize,
     window: Duration,
-    /// Established-flow counts measured each round.
+    /// Established-flow counts measured each round, uniform and skewed.
     scale: &'static [u32],
+    /// Zipf samples per flow count that the generator walks.
+    skew_len: usize,
 }
 
 impl Sizes {
@@ -72,19 +79,22 @@ impl Sizes {
                 repeats: 2,
                 window: Duration::from_millis(400),
                 scale: &[1_000, 65_536],
+                skew_len: 1 << 18,
             }
         } else {
             Self {
                 repeats: 5,
                 window: Duration::from_secs(2),
                 scale: &[1_000, 65_536, 1_000_000],
+                skew_len: 1 << 20,
             }
         }
     }
 
-    /// Measurements in a round: bare, pl with 1 flow, each scale, new flows, nftables.
+    /// Measurements in a round: bare (sink verifying and only counting), pl with 1 flow,
+    /// each scale uniform and skewed, new flows, nftables established and new flows.
     fn per_round(&self) -> usize {
-        4 + self.scale.len()
+        6 + 2 * self.scale.len()
     }
 
     fn max_flows(&self) -> u32 {
@@ -110,8 +120,23 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     let topo = lab.up()?;
     let _teardown = Teardown::new(lab.clone(), "bench");
     add_targets(&topo)?;
-    let config_path = lab.write_config(&driver::config(sized(sizes.max_flows())))?;
-    let mut b = Bench::new(&topo, pl, &config_path, cpus)?;
+    let config_path = lab.write_config(&frames::config(sized(sizes.max_flows())))?;
+    let skew_total = sizes.skew_len * sizes.scale.len();
+    let mut b = Bench::new(&topo, pl, &config_path, cpus, u32::try_from(skew_total)?)?;
+    let tables: Vec<(u32, Vec<u32>)> = sizes
+        .scale
+        .iter()
+        .map(|&n| (n, frames::zipf_table(n, sizes.skew_len, u64::from(n))))
+        .collect();
+    b.load_skew(&tables)?;
+    let events = counters::events();
+    let hw_counters = match counters::available(&events) {
+        Ok(()) => {
+            b.perf_events = Some(events.clone());
+            format!("`perf stat -e {events}` on CPU {}", cpus.saturating_sub(1))
+        }
+        Err(why) => why,
+    };
     b.sink(true)?;
 
     let mut rounds = Rounds::new(&sizes);
@@ -127,11 +152,13 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     }
     println!();
 
-    let tcp = real_tcp(&mut b, opts.quick)?;
+    let tcp = tcp::real_tcp(&mut b, opts.quick)?;
     b.leave()?;
+    let floor = measure_floor(&rounds.table_bytes, cpus.saturating_sub(1))?;
     Ok(BenchResults {
         quick: opts.quick,
         cpus,
+        cpu_model: report::cpu_model(),
         frame_len: FRAME_LEN,
         kernel: nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
@@ -142,7 +169,27 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         stats_walk_ms: rounds.stats_walk_ms,
         stats_walk_flows: rounds.stats_walk_flows,
         tcp,
+        floor,
+        hw_counters,
     })
+}
+
+/// The floor over a buffer that fits L2 and over one the size of each flow table.
+fn measure_floor(tables: &[(u32, u64)], cpu: usize) -> anyhow::Result<Vec<FloorResult>> {
+    let mut out = Vec::new();
+    for (flows, bytes) in std::iter::once((0, floor::l2_fit(cpu))).chain(tables.iter().copied()) {
+        let ns = floor::ns_per_load(bytes, cpu)?;
+        println!(
+            "  dependent load over {:.1} MiB on CPU {cpu}: {ns:.1} ns",
+            bytes as f64 / 1048576.0
+        );
+        out.push(FloorResult {
+            flows,
+            bytes,
+            ns_per_load: ns,
+        });
+    }
+    Ok(out)
 }
 
 /// The provider's `TARGETS` addresses, one per bench target.
@@ -162,6 +209,8 @@ struct Rounds<'s> {
     variants: Variants,
     done: usize,
     total: usize,
+    /// The flow map's kernel memory at each established-flow count (first round).
+    table_bytes: Vec<(u32, u64)>,
     flow_table_bytes: u64,
     flow_table_flows: u64,
     stats_walk_ms: f64,
@@ -175,6 +224,7 @@ impl<'s> Rounds<'s> {
             variants: Variants::default(),
             done: 0,
             total: sizes.repeats * sizes.per_round(),
+            table_bytes: Vec::new(),
             flow_table_bytes: 0,
             flow_table_flows: 0,
             stats_walk_ms: 0.0,
@@ -192,16 +242,24 @@ impl<'s> Rounds<'s> {
     fn round(&mut self, b: &mut Bench<'_>) -> anyhow::Result<()> {
         let window = self.sizes.window;
         progress("bare redirect", self.done, self.total, None);
-        b.attach_bare()?;
+        b.attach_bare(true)?;
         b.generate(false, 1)?;
         let s = b.measure(window)?;
-        self.record("bare redirect", "bare redirect", "1", s);
+        self.record("bare redirect", results::BARE, "1", s);
+        b.attach_bare(false)?;
+        let s = b.measure(window)?;
+        self.record(
+            "bare redirect, sink not verifying",
+            results::BARE_UNVERIFIED,
+            "1",
+            s,
+        );
 
         b.start_pl(sized(1))?;
         b.generate(false, 1)?;
         b.warm_up(1)?;
         let s = b.measure(window)?;
-        self.record("pl established", "pl established", "1", s);
+        self.record("pl established", results::PL_EST, "1", s);
 
         for &n in self.sizes.scale {
             self.established(b, n)?;
@@ -211,13 +269,16 @@ impl<'s> Rounds<'s> {
         b.generate(true, 0)?;
         // Short: every frame takes a SNAT tuple, and there are ~2.6 M of them.
         let s = b.measure(window.min(Duration::from_millis(500)))?;
-        self.record("pl new flows", "pl new flows", "new", s);
+        self.record("pl new flows", results::PL_NEW, "new", s);
 
         b.enter_kernel(true)?;
         b.generate(false, 1)?;
-        b.measure(Duration::from_millis(100))?; // conntrack entry and neighbour in place
+        b.run_for(Duration::from_millis(100))?; // conntrack entry and neighbour in place
         let s = b.measure(window)?;
-        self.record("nftables", "nftables DNAT+SNAT", "1", s);
+        self.record("nftables", results::NFT, "1", s);
+        b.generate(true, 0)?;
+        let s = b.measure(window.min(Duration::from_millis(500)))?;
+        self.record("nftables new flows", results::NFT, "new", s);
         Ok(())
     }
 
@@ -229,7 +290,15 @@ impl<'s> Rounds<'s> {
         b.warm_up(n)?;
         let s = b.measure(self.sizes.window)?;
         let label = format!("pl established, {n} flows");
-        self.record(&label, "pl established", &n.to_string(), s);
+        self.record(&label, results::PL_EST, &n.to_string(), s);
+        // The same table, the same flows, walked with Zipf: hot flows stay in the cache.
+        b.generate_skewed(n)?;
+        let s = b.measure(self.sizes.window)?;
+        let label = format!("pl established, {n} flows, Zipf");
+        self.record(&label, results::PL_ZIPF, &n.to_string(), s);
+        if !self.table_bytes.iter().any(|(f, _)| *f == n) {
+            self.table_bytes.push((n, driver::flow_map_memlock()?));
+        }
         if n == self.sizes.max_flows() {
             self.flow_table_bytes = driver::flow_map_memlock()?;
             self.flow_table_flows = u64::from(sized(n));
@@ -241,45 +310,4 @@ impl<'s> Rounds<'s> {
         }
         Ok(())
     }
-}
-
-/// Real TCP: iperf3 through pl, through nft, and plain routing (sink off: TCP needs the
-/// stack), with every link at 1500 and then at 9000: on veth any XDP program strips GSO
-/// from its peer, so pl moves MTU-sized packets where nftables moves 64 KB ones.
-fn real_tcp(b: &mut Bench<'_>, quick: bool) -> anyhow::Result<Vec<TcpResult>> {
-    let seconds = if quick { 1 } else { 5 };
-    let mut tcp = Vec::new();
-    b.sink(false)?;
-    for mtu in [1500, 9000] {
-        b.leave()?;
-        b.set_mtu(mtu)?;
-        for (name, dst, port) in [
-            ("pl", "10.0.0.100", 443),
-            ("nftables", "10.0.0.100", 443),
-            ("routing", "10.9.0.20", 8443),
-        ] {
-            match name {
-                "pl" => b.start_pl(sized(1))?,
-                "nftables" => b.enter_kernel(true)?,
-                _ => b.enter_kernel(false)?,
-            }
-            let bps = b
-                .iperf(dst, port, seconds)
-                .with_context(|| format!("iperf3 through {name} at MTU {mtu}"))?;
-            println!(
-                "  iperf3 through {name} at MTU {mtu}: {:.2} Gbit/s",
-                bps / 1e9
-            );
-            tcp.push(TcpResult {
-                name: name.to_owned(),
-                bits_per_second: bps,
-                seconds,
-                mtu,
-            });
-        }
-    }
-    b.leave()?;
-    b.set_mtu(1500)?;
-    b.sink(true)?;
-    Ok(tcp)
 }

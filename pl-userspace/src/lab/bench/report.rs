@@ -1,16 +1,22 @@
-//! The results as `pl bench` prints them, and as BENCHMARKS.md and bench.svg.
+//! The results as `pl bench` prints them, and as BENCHMARKS.md (with the plots of `plot`).
 
 use std::{fmt::Write as _, path::Path};
 
 use anyhow::Context as _;
 
-use super::results::{BenchResults, VariantResult};
+use super::{
+    plot,
+    results::{
+        BARE, BARE_UNVERIFIED, BenchResults, NFT, PL_EST, PL_NEW, PL_ZIPF, Sample, VariantResult,
+    },
+};
 
 /// The results as the table `pl bench` prints and BENCHMARKS.md holds.
 pub fn table(r: &BenchResults) -> String {
     let mut out = String::new();
     rates(&mut out, r);
     ratios(&mut out, r);
+    counters(&mut out, r);
     real_tcp(&mut out, r);
     let _ = writeln!(
         out,
@@ -27,16 +33,17 @@ pub fn table(r: &BenchResults) -> String {
 fn rates(out: &mut String, r: &BenchResults) {
     let _ = writeln!(
         out,
-        "| variant | flows | median Mpps | min | max | sent | received | lost |"
+        "| variant | flows | median Mpps | min | max | sent | received | wrong | lost |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for v in &r.variants {
         let sent: u64 = v.samples.iter().map(|s| s.sent).sum();
         let recv: u64 = v.samples.iter().map(|s| s.received).sum();
-        let lost = sent.saturating_sub(recv);
+        let wrong: u64 = v.samples.iter().map(Sample::wrong).sum();
+        let lost = sent.saturating_sub(recv + wrong);
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {sent} | {recv} | {:.1}% |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {sent} | {recv} | {wrong} | {:.1}% |",
             v.name,
             v.flows,
             v.median() / 1e6,
@@ -57,35 +64,204 @@ fn ratios(out: &mut String, r: &BenchResults) {
         (Some(a), Some(b)) if b.median() > 0.0 => format!("{:.2}x", a.median() / b.median()),
         _ => "n/a".to_owned(),
     };
-    let est = r.variant("pl established", "1");
+    let est = r.variant(PL_EST, "1");
     let _ = writeln!(out);
     let _ = writeln!(out, "| ratio | value | target |");
     let _ = writeln!(out, "|---|---|---|");
-    let (bare, nft, new) = (
-        r.variant("bare redirect", "1"),
-        r.variant("nftables DNAT+SNAT", "1"),
-        r.variant("pl new flows", "new"),
+    let (bare, nft, new, nft_new) = (
+        r.variant(BARE, "1"),
+        r.variant(NFT, "1"),
+        r.variant(PL_NEW, "new"),
+        r.variant(NFT, "new"),
     );
     for (label, a, b, target) in [
         ("pl established / bare redirect", est, bare, ">= 0.85x"),
         ("pl established / nftables", est, nft, ">= 5x"),
         ("pl new flows / bare redirect", new, bare, ""),
         ("pl new flows / nftables", new, nft, ""),
+        ("pl new flows / nftables new flows", new, nft_new, ">= 5x"),
         ("pl new flows / pl established", new, est, ">= 0.5x"),
     ] {
         let _ = writeln!(out, "| {label} | {} | {target} |", ratio(a, b));
     }
+    if let (Some(new), Some(est)) = (new, est) {
+        let _ = writeln!(
+            out,
+            "| ns added by a new flow over an established packet | {:.0} | <= 300 |",
+            ns(new) - ns(est)
+        );
+    }
     scale(out, r);
+    skew(out, r);
+    floor(out, r);
+    sink_cost(out, r);
     footprint(out, r);
+    if !r.hw_counters.is_empty() {
+        let _ = writeln!(out, "| hardware counters | {} | |", r.hw_counters);
+    }
+}
+
+/// Hardware counts per frame sent on the generator's CPU (generator, data path and sink),
+/// median over the repeats, for every variant that has them.
+fn counters(out: &mut String, r: &BenchResults) {
+    let Some(events) = r
+        .variants
+        .iter()
+        .flat_map(|v| &v.samples)
+        .find(|s| !s.hw.is_empty())
+        .map(|s| s.hw.iter().map(|h| h.event.clone()).collect::<Vec<_>>())
+    else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\n| per frame on the generator's CPU | flows | {} |",
+        events.join(" | ")
+    );
+    let _ = writeln!(out, "|---|---|{}", "---|".repeat(events.len()));
+    for v in r
+        .variants
+        .iter()
+        .filter(|v| v.samples.iter().any(|s| !s.hw.is_empty()))
+    {
+        let cells: Vec<String> = events
+            .iter()
+            .map(|e| {
+                let mut per: Vec<f64> = v
+                    .samples
+                    .iter()
+                    .filter_map(|s| {
+                        let c = s.hw.iter().find(|h| &h.event == e)?.count;
+                        (s.sent > 0).then(|| c / s.sent as f64)
+                    })
+                    .collect();
+                per.sort_by(f64::total_cmp);
+                per.get(per.len() / 2).map_or_else(
+                    || "n/a".to_owned(),
+                    // Misses per frame are small numbers; cycles are not.
+                    |&m| {
+                        if m < 10.0 {
+                            format!("{m:.3}")
+                        } else {
+                            format!("{m:.1}")
+                        }
+                    },
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "| {} | {} | {} |", v.name, v.flows, cells.join(" | "));
+    }
+}
+
+/// Nanoseconds per packet at a variant's median rate.
+pub(super) fn ns(v: &VariantResult) -> f64 {
+    1e9 / v.median().max(1.0)
+}
+
+/// Established variants of `name` above one flow, fewest flows first.
+pub(super) fn scaled<'r>(r: &'r BenchResults, name: &str) -> Vec<&'r VariantResult> {
+    let mut v: Vec<&VariantResult> = r
+        .variants
+        .iter()
+        .filter(|v| v.name == name && v.flows != "1")
+        .collect();
+    v.sort_by_key(|v| v.flows.parse::<u64>().unwrap_or(u64::MAX));
+    v
+}
+
+/// ns per packet added by each flow count over the smallest, uniform: in ns, and in
+/// dependent loads over a buffer the size of that count's flow table (the floor).
+fn scale_in_misses(out: &mut String, r: &BenchResults, scaled: &[&VariantResult]) {
+    let Some(first) = scaled.first() else { return };
+    for v in &scaled[1..] {
+        let added = ns(v) - ns(first);
+        let floor = v.flows.parse::<u32>().ok().and_then(|n| r.floor_at(n));
+        let misses = match floor {
+            Some(f) if f.ns_per_load > 0.0 => format!(
+                " = {:.2} dependent misses ({:.0} ns each over {:.0} MiB)",
+                added / f.ns_per_load,
+                f.ns_per_load,
+                f.bytes as f64 / 1048576.0
+            ),
+            _ => String::new(),
+        };
+        let target = if v.flows == "1000000" {
+            "<= 1 miss"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "| ns per packet added by {} flows over {}, uniform | {added:.0}{misses} | {target} |",
+            v.flows, first.flows
+        );
+    }
+}
+
+/// The same, for flows drawn from Zipf (s = 1): hot flows stay in the cache.
+fn skew(out: &mut String, r: &BenchResults) {
+    let scaled = scaled(r, PL_ZIPF);
+    let Some(first) = scaled.first() else { return };
+    for v in &scaled {
+        let _ = writeln!(
+            out,
+            "| ns per packet at {} flows, Zipf s=1 | {:.0} | |",
+            v.flows,
+            ns(v)
+        );
+    }
+    for v in &scaled[1..] {
+        let target = if v.flows == "1000000" { "<= 30" } else { "" };
+        let _ = writeln!(
+            out,
+            "| ns per packet added by {} flows over {}, Zipf s=1 | {:.0} | {target} |",
+            v.flows,
+            first.flows,
+            ns(v) - ns(first)
+        );
+    }
+}
+
+/// The floor: one dependent load over each buffer measured.
+fn floor(out: &mut String, r: &BenchResults) {
+    for f in &r.floor {
+        let what = if f.flows == 0 {
+            "fits L2".to_owned()
+        } else {
+            format!("the {}-flow table's size", f.flows)
+        };
+        let _ = writeln!(
+            out,
+            "| dependent load over {:.1} MiB ({what}) | {:.1} ns | |",
+            f.bytes as f64 / 1048576.0,
+            f.ns_per_load
+        );
+    }
+}
+
+/// What verifying checksums costs the sink, per packet, on the bare redirect; and the
+/// established ratio to the limit with that cost taken out of both (the sink shares the
+/// forwarder's CPU, so its cost narrows every ratio to the bare redirect).
+fn sink_cost(out: &mut String, r: &BenchResults) {
+    if let (Some(v), Some(u)) = (r.variant(BARE, "1"), r.variant(BARE_UNVERIFIED, "1")) {
+        let cost = ns(v) - ns(u);
+        let _ = writeln!(
+            out,
+            "| ns per packet the sink spends verifying checksums (bare redirect) | {cost:.0} | |"
+        );
+        if let Some(est) = r.variant(PL_EST, "1") {
+            let _ = writeln!(
+                out,
+                "| pl established / bare redirect, the sink's checksum cost taken out of both | {:.2}x | |",
+                ns(u) / (ns(est) - cost).max(1.0)
+            );
+        }
+    }
 }
 
 /// How the per-packet cost grows with the flow count.
 fn scale(out: &mut String, r: &BenchResults) {
-    let scaled: Vec<&VariantResult> = r
-        .variants
-        .iter()
-        .filter(|v| v.name == "pl established" && v.flows != "1")
-        .collect();
+    let scaled = scaled(r, PL_EST);
     if let (Some(first), Some(last)) = (scaled.first(), scaled.last()) {
         let loss = 100.0 * (1.0 - last.median() / first.median().max(1.0));
         let _ = writeln!(
@@ -98,9 +274,10 @@ fn scale(out: &mut String, r: &BenchResults) {
                 out,
                 "| ns per packet at {} flows | {:.0} | |",
                 v.flows,
-                1e9 / v.median().max(1.0)
+                ns(v)
             );
         }
+        scale_in_misses(out, r, &scaled);
     }
 }
 
@@ -161,14 +338,21 @@ fn real_tcp(out: &mut String, r: &BenchResults) {
 /// Writes `BENCHMARKS.md` and `bench.svg` into `dir`: the table, the machine, the exact
 /// command, and a bar chart of packets/s per variant and flow count.
 pub fn write_report(r: &BenchResults, dir: &Path, command: &str) -> anyhow::Result<()> {
-    chart(r, &dir.join("bench.svg"))?;
+    plot::bars(r, &dir.join("bench.svg"))?;
+    plot::scale(r, &dir.join("bench-scale.svg"))?;
     let machine = machine(r);
     let md = format!(
         "# Benchmarks\n\nThe latest full run of `{command}` (`pl bench` without `--quick`) on {machine}. \
          Frames are generated by an XDP program under BPF_PROG_TEST_RUN with live frames (this kernel has no \
-         pktgen) on the consumer's veth and counted by an XDP sink on the provider's; the rate is what reached \
-         the sink. Variants ran interleaved, {} times each; median, min and max are over those repeats.\n\n\
-         ![packets/s per variant](bench.svg)\n\n{}",
+         pktgen) on the consumer's veth and counted by an XDP sink on the provider's, which counts a frame as \
+         received only if its addresses, ports and checksums are what its flow says (the `wrong` column counts \
+         the others); the rate is what the sink received. Variants ran interleaved, {} times each; median, min \
+         and max are over those repeats. Uniform flows: frame n is flow n mod N; Zipf s=1: flows drawn with \
+         weight 1/(k+1) from a precomputed table. Dependent misses: ns per packet added over 1k flows divided by \
+         the latency of a dependent load (a random cyclic pointer chase over 64-byte lines) over a buffer the \
+         size of that flow table, measured in the same run on the forwarder's CPU.\n\n\
+         ![packets/s per variant](bench.svg)\n\n\
+         ![ns per packet against flow count](bench-scale.svg)\n\n{}",
         r.variants.first().map_or(0, |v| v.samples.len()),
         table(r)
     );
@@ -177,84 +361,154 @@ pub fn write_report(r: &BenchResults, dir: &Path, command: &str) -> anyhow::Resu
     Ok(())
 }
 
-/// A bar chart of packets/s per variant and flow count, as SVG at `svg`.
-fn chart(r: &BenchResults, svg: &Path) -> anyhow::Result<()> {
-    use plotters::prelude::*;
-    let bars: Vec<(String, f64)> = r
-        .variants
-        .iter()
-        .map(|v| {
-            let flows = match v.flows.as_str() {
-                "new" => "each frame a new flow".to_owned(),
-                "1" => "1 flow".to_owned(),
-                n => format!("{n} flows"),
-            };
-            (format!("{} ({flows})", v.name), v.median() / 1e6)
-        })
-        .collect();
-    let n = bars.len() as u32;
-    let top = bars.iter().map(|(_, m)| *m).fold(1.0, f64::max) * 1.2;
-    let root = SVGBackend::new(&svg, (900, 60 + 44 * n)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Mpps through the forwarder, {}-byte frames (median of repeats)",
-                r.frame_len
-            ),
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(260)
-        .build_cartesian_2d(0.0..top, (0..n).into_segmented())?;
-    let names = bars.clone();
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .x_desc("Mpps")
-        .y_labels(bars.len())
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => names
-                .get(*i as usize)
-                .map(|(l, _)| l.clone())
-                .unwrap_or_default(),
-            SegmentValue::Last => String::new(),
-        })
-        .draw()?;
-    chart.draw_series(
-        Histogram::horizontal(&chart)
-            .style_func(|i, _| {
-                let pl = matches!(i, SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if bars[*i as usize].0.starts_with("pl"));
-                if pl { BLUE.mix(0.7).filled() } else { BLACK.mix(0.35).filled() }
-            })
-            .margin(8)
-            .data(bars.iter().enumerate().map(|(i, (_, m))| (i as u32, *m))),
-    )?;
-    chart.draw_series(bars.iter().enumerate().map(|(i, (_, m))| {
-        Text::new(
-            format!("{m:.2}"),
-            (*m + top * 0.01, SegmentValue::CenterOf(i as u32)),
-            ("sans-serif", 13),
-        )
-    }))?;
-    root.present()?;
-    Ok(())
+/// The machine the run was on: CPUs, their model (this machine's for results from before
+/// the model was kept), the kernel.
+fn machine(r: &BenchResults) -> String {
+    let model = if r.cpu_model.is_empty() {
+        cpu_model()
+    } else {
+        r.cpu_model.clone()
+    };
+    format!("{} CPUs ({model}), kernel {}", r.cpus, r.kernel)
 }
 
-/// The machine the run was on: CPUs, their model, the kernel.
-fn machine(r: &BenchResults) -> String {
-    format!(
-        "{} CPUs ({}), kernel {}",
-        r.cpus,
-        std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|c| c
-                .lines()
+/// This machine's CPU model, from /proc/cpuinfo.
+pub(super) fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
                 .find(|l| l.starts_with("model name"))
                 .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned()))
-            .unwrap_or_default(),
-        r.kernel
-    )
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(json: &str) -> BenchResults {
+        serde_json::from_str(json).expect("fixture is bench JSON")
+    }
+
+    fn has(table: &str, row: &str) {
+        assert!(table.contains(row), "no `{row}` in:\n{table}");
+    }
+
+    #[test]
+    fn the_report_states_costs_in_misses_skew_and_new_flows() {
+        let t = table(&load(include_str!("testdata/new.json")));
+        // 1k: 400 ns, 1M: 800 ns; a dependent load over the 1M table: 250 ns.
+        has(
+            &t,
+            "| ns per packet added by 1000000 flows over 1000, uniform | 400 = 1.60 dependent misses (250 ns each over 552 MiB) | <= 1 miss |",
+        );
+        has(
+            &t,
+            "| ns per packet added by 65536 flows over 1000, uniform | 100 = 0.56 dependent misses",
+        );
+        has(
+            &t,
+            "| ns per packet added by 1000000 flows over 1000, Zipf s=1 | 100 | <= 30 |",
+        );
+        has(
+            &t,
+            "| ns per packet added by 65536 flows over 1000, Zipf s=1 | 17 |",
+        );
+        has(&t, "| pl new flows / nftables new flows | 4.00x | >= 5x |");
+        has(
+            &t,
+            "| ns added by a new flow over an established packet | 600 | <= 300 |",
+        );
+        has(&t, "| dependent load over 1.0 MiB (fits L2) | 8.0 ns |");
+        has(
+            &t,
+            "| dependent load over 552.0 MiB (the 1000000-flow table's size) | 250.0 ns |",
+        );
+        has(
+            &t,
+            "| ns per packet the sink spends verifying checksums (bare redirect) | 50 |",
+        );
+        // 200 ns bare without checking; pl 400 ns less the 50 the sink spent.
+        has(
+            &t,
+            "| pl established / bare redirect, the sink's checksum cost taken out of both | 0.57x |",
+        );
+        // Frames that arrived wrong are their own column, neither received nor lost.
+        has(
+            &t,
+            "| pl new flows | new | 1.00 | 1.00 | 1.00 | 1000003 | 1000000 | 3 | 0.0% |",
+        );
+        has(
+            &t,
+            "| nftables DNAT+SNAT | new | 0.25 | 0.25 | 0.25 | 250007 | 250000 | 7 | 0.0% |",
+        );
+        has(
+            &t,
+            "| hardware counters | hardware counters not exposed by this VM |",
+        );
+    }
+
+    #[test]
+    fn hardware_counts_are_per_frame_sent() {
+        let mut r = load(include_str!("testdata/new.json"));
+        let s = &mut r.variants[3].samples[0]; // pl established, 1000 flows: 2.5 M sent
+        s.hw = vec![
+            super::super::HwCount {
+                event: "cycles".to_owned(),
+                count: 2.5e9,
+            },
+            super::super::HwCount {
+                event: "instructions".to_owned(),
+                count: 5e9,
+            },
+        ];
+        let t = table(&r);
+        has(
+            &t,
+            "| per frame on the generator's CPU | flows | cycles | instructions |",
+        );
+        has(&t, "| pl established | 1000 | 1000.0 | 2000.0 |");
+        assert!(!table(&load(include_str!("testdata/new.json"))).contains("per frame on"));
+    }
+
+    #[test]
+    fn results_from_before_the_floor_still_render() {
+        let t = table(&load(include_str!("testdata/old.json")));
+        has(&t, "| ns per packet at 1000000 flows | 769 |");
+        has(
+            &t,
+            "| ns per packet added by 1000000 flows over 1000, uniform | 392 | <= 1 miss |",
+        );
+        has(&t, "| pl new flows / nftables new flows | n/a | >= 5x |");
+        assert!(!t.contains("Zipf") && !t.contains("dependent load"), "{t}");
+    }
+
+    #[test]
+    fn the_report_writes_the_markdown_and_both_plots() {
+        let dir = std::env::temp_dir().join(format!("pl-bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        for fixture in [
+            include_str!("testdata/new.json"),
+            include_str!("testdata/old.json"),
+        ] {
+            write_report(&load(fixture), &dir, "cargo xtask bench").expect("report");
+            let md = std::fs::read_to_string(dir.join("BENCHMARKS.md")).expect("BENCHMARKS.md");
+            has(&md, "![ns per packet against flow count](bench-scale.svg)");
+            has(&md, "| pl established / bare redirect |");
+            let svg = std::fs::read_to_string(dir.join("bench-scale.svg")).expect("svg");
+            has(&svg, "uniform");
+            has(&svg, "bare redirect");
+        }
+        let svg = std::fs::read_to_string(dir.join("bench-scale.svg")).expect("svg");
+        assert!(!svg.contains("Zipf"), "old results have no skewed series");
+        write_report(&load(include_str!("testdata/new.json")), &dir, "x").expect("report");
+        let md = std::fs::read_to_string(dir.join("BENCHMARKS.md")).expect("BENCHMARKS.md");
+        has(&md, "on 2 CPUs (Test CPU 9000), kernel 6.1.0-test.");
+        let svg = std::fs::read_to_string(dir.join("bench-scale.svg")).expect("svg");
+        has(&svg, "Zipf s=1");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

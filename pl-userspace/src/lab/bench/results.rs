@@ -2,14 +2,44 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+/// Variant names, as the JSON and the tables carry them.
+pub const BARE: &str = "bare redirect";
+pub const BARE_UNVERIFIED: &str = "bare redirect, sink not verifying checksums";
+pub const PL_EST: &str = "pl established";
+pub const PL_ZIPF: &str = "pl established, Zipf s=1";
+pub const PL_NEW: &str = "pl new flows";
+pub const NFT: &str = "nftables DNAT+SNAT";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Sample {
     pub sent: u64,
+    /// Frames the sink accepted: addresses, ports and checksums as the flow says.
     pub received: u64,
     pub seconds: f64,
+    /// Frames that reached the sink with the wrong addresses or ports (not in `received`).
+    #[serde(default)]
+    pub wrong_header: u64,
+    /// Frames that reached the sink with a bad IPv4 or L4 checksum (not in `received`).
+    #[serde(default)]
+    pub bad_checksum: u64,
+    /// Hardware counters on the generator's CPU over the window (`perf stat`), if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hw: Vec<HwCount>,
+}
+
+/// One `perf stat` event's count over a measurement window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HwCount {
+    pub event: String,
+    pub count: f64,
 }
 
 impl Sample {
+    /// Frames that reached the sink but not as the flow says.
+    pub fn wrong(&self) -> u64 {
+        self.wrong_header + self.bad_checksum
+    }
+
     pub fn pps(&self) -> f64 {
         self.received as f64 / self.seconds
     }
@@ -47,6 +77,9 @@ impl VariantResult {
 pub struct BenchResults {
     pub quick: bool,
     pub cpus: usize,
+    /// The CPU model of the machine that ran it (empty in older results).
+    #[serde(default)]
+    pub cpu_model: String,
     pub frame_len: usize,
     pub kernel: String,
     pub variants: Vec<VariantResult>,
@@ -63,6 +96,22 @@ pub struct BenchResults {
     /// iperf3 throughput, one TCP stream.
     #[serde(default)]
     pub tcp: Vec<TcpResult>,
+    /// The floor: ns per dependent load over buffers the size of each flow table.
+    #[serde(default)]
+    pub floor: Vec<FloorResult>,
+    /// Hardware counters on the forwarder CPU (`perf stat`), or why there are none.
+    #[serde(default)]
+    pub hw_counters: String,
+}
+
+/// A random cyclic pointer chase over `bytes`: what one dependent load costs there.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FloorResult {
+    /// The established-flow count whose flow table is this big (its kernel memory), or 0
+    /// for the buffer that fits L2.
+    pub flows: u32,
+    pub bytes: u64,
+    pub ns_per_load: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -84,6 +133,11 @@ impl BenchResults {
         self.variants
             .iter()
             .find(|v| v.name == name && v.flows == flows)
+    }
+
+    /// The floor measured over the flow table of `flows` established flows.
+    pub fn floor_at(&self, flows: u32) -> Option<&FloorResult> {
+        self.floor.iter().find(|f| f.flows == flows)
     }
 }
 
