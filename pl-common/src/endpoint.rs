@@ -18,6 +18,16 @@ pub struct AddrKey {
     pub _pad: u16,
 }
 
+impl AddrKey {
+    pub const fn new(addr_be: u32, network: u16) -> Self {
+        Self {
+            addr_be,
+            network,
+            _pad: 0,
+        }
+    }
+}
+
 /// Value of `PL_ADDRS`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]

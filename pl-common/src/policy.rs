@@ -18,6 +18,20 @@ pub struct PolicyKey {
     pub _pad: [u8; 3],
 }
 
+impl PolicyKey {
+    /// The policy key of a consumer packet: its destination, protocol and port.
+    #[inline(always)]
+    pub const fn of(k: &crate::flow::FlowKey) -> Self {
+        Self {
+            addr_be: k.dst_be,
+            network: k.network,
+            port_be: k.dport_be,
+            proto: k.proto,
+            _pad: [0; 3],
+        }
+    }
+}
+
 /// The endpoint carries traffic: accepted by its service (or acceptance not required).
 pub const POLICY_ACCEPTED: u8 = 1;
 /// The endpoint admits any source: the allowed-sources lookup is skipped.

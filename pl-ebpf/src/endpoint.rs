@@ -1,11 +1,10 @@
-//! Who a consumer packet with no flow is for, and whether it may open one: one policy
-//! lookup (endpoint address, protocol, port) gives the endpoint, its acceptance, the
-//! listener, the Maglev table and the NLB addresses; then the spoof check, the allowed
-//! sources (only for an endpoint that has a list), and the Maglev slot -> target.
+//! Who a consumer packet with no flow is for (one `PL_POLICY` lookup: endpoint, acceptance,
+//! listener, Maglev table, NLB addresses) and whether it may open one: spoof check, allowed
+//! sources (only for an endpoint with a list), Maglev slot -> target.
 
 use aya_ebpf::maps::lpm_trie::Key;
 use pl_common::{
-    endpoint::{ADDR_NLB, AddrKey, SourceKey},
+    endpoint::{ADDR_NLB, AddrInfo, AddrKey, SourceKey},
     flow::FlowKey,
     maglev::NO_BACKEND,
     policy::{POLICY_ACCEPTED, POLICY_ANY_SOURCE, Policy, PolicyKey},
@@ -28,30 +27,16 @@ pub enum Dest {
 }
 
 #[inline(always)]
-fn addr(addr_be: u32, network: u16) -> Option<&'static pl_common::endpoint::AddrInfo> {
+fn addr(addr_be: u32, network: u16) -> Option<&'static AddrInfo> {
     // SAFETY: read at once by the callers.
-    unsafe {
-        PL_ADDRS.get(AddrKey {
-            addr_be,
-            network,
-            _pad: 0,
-        })
-    }
+    unsafe { PL_ADDRS.get(AddrKey::new(addr_be, network)) }
 }
 
-/// The destination of `key`: the policy of its listener (one lookup, the common case),
-/// or, when there is none, what the address is.
+/// The policy of `key`'s listener (one lookup, the common case), or what its address is.
 #[inline(always)]
 pub fn dest(key: &FlowKey) -> Dest {
-    let pk = PolicyKey {
-        addr_be: key.dst_be,
-        network: key.network,
-        port_be: key.dport_be,
-        proto: key.proto,
-        _pad: [0; 3],
-    };
     // SAFETY: a map value, only read.
-    if let Some(p) = unsafe { PL_POLICY.get(pk) } {
+    if let Some(p) = unsafe { PL_POLICY.get(PolicyKey::of(key)) } {
         return Dest::Listener(p);
     }
     match addr(key.dst_be, key.network) {
@@ -72,7 +57,7 @@ pub struct Admitted {
     pub hash: u32,
 }
 
-/// Admits a new flow of `key` under policy `p`, or says which refusal counter it earns.
+/// Admits a new flow of `key` under `p`, or says which refusal counter it earns.
 #[inline(always)]
 pub fn admit(key: &FlowKey, p: &'static Policy) -> Result<Admitted, EndpointCounter> {
     if p.flags & POLICY_ACCEPTED == 0 {
