@@ -7,6 +7,7 @@
 mod arp;
 mod classify;
 mod conntrack;
+mod early;
 mod endpoint;
 mod events;
 mod icmp;
@@ -115,13 +116,21 @@ fn ipv4(
     let opens = opens_flow(proto, tcp_flags);
     // A TCP SYN on a flow may reopen it (port reuse); nothing else needs its pair judged
     // before a second of idleness, so UDP stays on the one-lookup path.
-    let stale = match conntrack::lookup(&key, now, opens && proto == IPPROTO_TCP) {
+    // A SYN is admitted before its flow lookup (see `early`); anything else
+    // only if it finds no flow.
+    let syn = opens && proto == IPPROTO_TCP;
+    let early = if syn { early::admit(&key) } else { None };
+    let stale = match conntrack::lookup(&key, now, syn) {
         Found::Live(v) => return Ok(forward(ctx, iface, stats, v, proto, len, bits, tcp_flags)),
         Found::Stale => true,
         Found::Absent => false,
     };
 
-    let (endpoint, policy) = match endpoint::dest(&key) {
+    let dest = match &early {
+        Some(a) => Dest::Listener(a.policy),
+        None => endpoint::dest(&key),
+    };
+    let (endpoint, policy) = match dest {
         Dest::Listener(p) => (p.endpoint, Some(p)),
         Dest::NoListener(endpoint) => (endpoint, None),
         Dest::Nlb => return Ok(nlb(&key, stats, bits)),
@@ -147,7 +156,7 @@ fn ipv4(
     let Some(policy) = policy else {
         return refuse(EndpointCounter::RefusedNoListener);
     };
-    let admitted = match endpoint::admit(&key, policy) {
+    let admitted = match early.map_or_else(|| endpoint::admit(&key, policy), Ok) {
         Ok(a) => a,
         Err(reason) => return refuse(reason),
     };
