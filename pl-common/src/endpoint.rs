@@ -1,4 +1,4 @@
-//! Endpoint lookup: which of our addresses a frame is for, and the endpoint's policy.
+//! Endpoint lookup: which of our addresses a frame is for, and who may reach it.
 //!
 //! Addresses and ports are in network byte order: `*_be` fields hold the bytes as on the
 //! wire, read into an integer with `from_ne_bytes` (so `u32::from_ne_bytes(ip.octets())`).
@@ -18,6 +18,16 @@ pub struct AddrKey {
     pub _pad: u16,
 }
 
+impl AddrKey {
+    pub const fn new(addr_be: u32, network: u16) -> Self {
+        Self {
+            addr_be,
+            network,
+            _pad: 0,
+        }
+    }
+}
+
 /// Value of `PL_ADDRS`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -28,39 +38,6 @@ pub struct AddrInfo {
     pub zone: u8,
     /// Endpoint id (for an endpoint address) or service id (for an NLB address).
     pub id: u16,
-}
-
-/// The endpoint carries traffic: accepted by its service (or acceptance not required).
-pub const ENDPOINT_ACCEPTED: u8 = 1;
-/// The endpoint admits any source: the allowed-sources lookup is skipped.
-pub const ENDPOINT_ANY_SOURCE: u8 = 2;
-
-/// Value of `PL_ENDPOINTS`, indexed by endpoint id.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
-pub struct EndpointInfo {
-    pub service: u16,
-    pub network: u16,
-    pub flags: u8,
-    pub _pad: [u8; 3],
-}
-
-/// Key of `PL_LISTENERS`: a service's (protocol, port).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
-pub struct ListenerKey {
-    pub service: u16,
-    pub port_be: u16,
-    pub proto: u8,
-    pub _pad: [u8; 3],
-}
-
-/// Value of `PL_LISTENERS`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
-pub struct ListenerInfo {
-    pub target_port_be: u16,
-    pub _pad: u16,
 }
 
 /// Data of an LPM key in `PL_SOURCES`: endpoint id (big-endian, so it is matched as
@@ -87,8 +64,5 @@ mod user {
     // SAFETY: all repr(C) with explicit padding, every bit pattern valid (bytemuck-checked).
     unsafe impl aya::Pod for AddrKey {}
     unsafe impl aya::Pod for AddrInfo {}
-    unsafe impl aya::Pod for EndpointInfo {}
-    unsafe impl aya::Pod for ListenerKey {}
-    unsafe impl aya::Pod for ListenerInfo {}
     unsafe impl aya::Pod for SourceKey {}
 }

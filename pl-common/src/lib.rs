@@ -20,6 +20,7 @@ pub mod iface;
 pub mod maglev;
 pub mod maps;
 pub mod mss;
+pub mod policy;
 pub mod proto;
 pub mod service;
 pub mod settings;

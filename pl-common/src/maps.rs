@@ -19,14 +19,10 @@ pub const MAX_IFACES: u32 = 64;
 
 /// `HASH<AddrKey, AddrInfo>`: endpoint and NLB addresses per network (ARP and lookup).
 pub const ADDRS_MAP: &str = "PL_ADDRS";
-/// `ARRAY<EndpointInfo>` by endpoint id.
-pub const ENDPOINTS_MAP: &str = "PL_ENDPOINTS";
-/// `HASH<ListenerKey, ListenerInfo>`.
-pub const LISTENERS_MAP: &str = "PL_LISTENERS";
+/// `HASH<PolicyKey, Policy>`: what a new flow to a listener on an endpoint address gets.
+pub const POLICY_MAP: &str = "PL_POLICY";
 /// `LPM_TRIE<SourceKey, u8>`: allowed sources per endpoint.
 pub const SOURCES_MAP: &str = "PL_SOURCES";
-/// `ARRAY<ServiceInfo>` by service id.
-pub const SERVICES_MAP: &str = "PL_SERVICES";
 /// `ARRAY<TargetInfo>` by target id.
 pub const TARGETS_MAP: &str = "PL_TARGETS";
 /// `ARRAY<u32>`: every Maglev table back to back, `MAGLEV_SIZE` target ids each.
@@ -51,7 +47,8 @@ pub const MAX_ENDPOINTS: u32 = 1024;
 pub const MAX_SERVICES: u32 = 64;
 pub const MAX_TARGETS: u32 = 1024;
 pub const MAX_ADDRS: u32 = 4096;
-pub const MAX_LISTENERS: u32 = 1024;
+/// Listeners on endpoint addresses: (endpoint address, listener) pairs.
+pub const MAX_POLICIES: u32 = 16384;
 pub const MAX_SOURCES: u32 = 16384;
 pub const MAX_NEIGH: u32 = 4096;
 /// Entries in the flow map compiled into the object; `pl run` resizes it from the

@@ -22,24 +22,6 @@ pub const fn maglev_slot(table: u32, hash: u32) -> u32 {
     table * MAGLEV_SIZE as u32 + hash % MAGLEV_SIZE as u32
 }
 
-pub const SERVICE_CROSS_ZONE: u8 = 1;
-
-/// Value of `PL_SERVICES`, indexed by service id.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
-pub struct ServiceInfo {
-    /// NLB address per zone index (network byte order; 0: none in that zone).
-    pub nlb_be: [u32; MAX_ZONES],
-    /// The provider network (where NLB addresses and targets live).
-    pub network: u16,
-    /// [`SERVICE_CROSS_ZONE`] or 0.
-    pub flags: u8,
-    pub _pad: u8,
-    /// The forwarder's MAC on the provider network: the source of forwarded frames.
-    pub provider_mac: [u8; 6],
-    pub _pad2: [u8; 2],
-}
-
 /// Value of `PL_TARGETS`, indexed by target id.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -55,7 +37,6 @@ pub struct TargetInfo {
 mod user {
     use super::*;
     // SAFETY: repr(C) with explicit padding, every bit pattern valid (bytemuck-checked).
-    unsafe impl aya::Pod for ServiceInfo {}
     unsafe impl aya::Pod for TargetInfo {}
 }
 

@@ -40,18 +40,18 @@ impl Default for Settings {
 /// Probes per new flow before SNAT counts as exhausted.
 pub const SNAT_PROBES: u32 = 32;
 
-/// SNAT port for probe `i` of a flow whose consumer source port is `orig` (host order)
-/// and whose hash is `h`. Probe 0 keeps the consumer's port where the range allows (as
+/// SNAT port in [`min`, `max`] for probe `i` of a flow whose consumer source port is
+/// `orig` (host order) and whose hash is `h`. Probe 0 keeps the consumer's port where the range allows (as
 /// Cilium does), so the provider often sees the client's own port; later probes walk the
 /// range from a hash-chosen point, so concurrent flows rarely probe the same ports.
 #[inline(always)]
-pub const fn snat_port(s: &Settings, orig: u16, h: u32, i: u32) -> u16 {
-    if i == 0 && orig >= s.snat_port_min && orig <= s.snat_port_max {
+pub const fn snat_port(min: u16, max: u16, orig: u16, h: u32, i: u32) -> u16 {
+    if i == 0 && orig >= min && orig <= max {
         return orig;
     }
-    let span = (s.snat_port_max as u64).saturating_sub(s.snat_port_min as u64) + 1;
+    let span = (max as u64).saturating_sub(min as u64) + 1;
     // 7919 is prime: unless it divides the span, consecutive probes are distinct ports.
-    (s.snat_port_min as u64 + (h as u64 + i as u64 * 7919) % span) as u16
+    (min as u64 + (h as u64 + i as u64 * 7919) % span) as u16
 }
 
 #[cfg(feature = "user")]
@@ -72,7 +72,7 @@ mod tests {
         for h in [0, 1, u32::MAX, 0x0ba9_c7ca] {
             let mut seen = [false; 10];
             for i in 1..=10 {
-                let p = snat_port(&s, 1, h, i);
+                let p = snat_port(s.snat_port_min, s.snat_port_max, 1, h, i);
                 assert!((2000..=2009).contains(&p), "{p} out of range");
                 seen[usize::from(p - 2000)] = true;
             }
@@ -84,9 +84,15 @@ mod tests {
             snat_port_max: 5,
             ..Settings::default()
         };
-        assert_eq!(snat_port(&one, 1, 12345, 3), 5);
+        assert_eq!(
+            snat_port(one.snat_port_min, one.snat_port_max, 1, 12345, 3),
+            5
+        );
         // Probe 0 keeps the consumer's port when it is in range, and only then.
-        assert_eq!(snat_port(&s, 2005, 99, 0), 2005);
-        assert!((2000..=2009).contains(&snat_port(&s, 40000, 99, 0)));
+        assert_eq!(
+            snat_port(s.snat_port_min, s.snat_port_max, 2005, 99, 0),
+            2005
+        );
+        assert!((2000..=2009).contains(&snat_port(s.snat_port_min, s.snat_port_max, 40000, 99, 0)));
     }
 }

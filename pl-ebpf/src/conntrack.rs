@@ -4,7 +4,7 @@
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_ktime_get_coarse_ns};
 use pl_common::{
     flow::{FLOW_FORWARD, FlowKey, FlowPlan, FlowValue, Pair, same_flow},
-    settings::{SNAT_PROBES, Settings, snat_port},
+    settings::{SNAT_PROBES, snat_port},
     stats::EndpointCounter,
 };
 
@@ -23,11 +23,6 @@ const REFRESH_NS: u64 = 1_000_000_000;
 pub fn now() -> u64 {
     // SAFETY: no preconditions.
     unsafe { bpf_ktime_get_coarse_ns() }
-}
-
-#[inline(always)]
-pub fn settings() -> Settings {
-    PL_SETTINGS.get(0).copied().unwrap_or_default()
 }
 
 /// What the table holds for a packet's key.
@@ -139,7 +134,6 @@ pub fn create(
     key: &FlowKey,
     a: &Admitted,
     from: &Origin,
-    s: &Settings,
     now: u64,
 ) -> Result<Created, EndpointCounter> {
     let nf = PL_SCRATCH
@@ -152,11 +146,11 @@ pub fn create(
         nlb_be: a.nlb_be,
         target_be: a.target_be,
         snat_port_be: 0,
-        target_port_be: a.target_port_be,
-        provider_network: a.provider_network,
+        target_port_be: a.policy.target_port_be,
+        provider_network: a.policy.provider_network,
         endpoint: from.endpoint,
         target_mac: a.target_mac,
-        provider_mac: a.provider_mac,
+        provider_mac: a.policy.provider_mac,
         consumer_mac: from.mac,
         consumer_iface_mac: from.iface_mac,
         first_state: from.state,
@@ -164,10 +158,10 @@ pub fn create(
         first_len: from.len,
         _pad2: [0; 4],
     };
-    let h = key.hash();
+    let (min, max) = (a.policy.snat_port_min, a.policy.snat_port_max);
     let orig = u16::from_be(key.sport_be);
     for i in 0..SNAT_PROBES {
-        nf.plan.snat_port_be = snat_port(s, orig, h, i).to_be();
+        nf.plan.snat_port_be = snat_port(min, max, orig, a.hash, i).to_be();
         nf.pair.fill(key, &nf.plan);
         match PL_FLOWS.insert(&nf.pair.reply_key, &nf.pair.reply, u64::from(BPF_NOEXIST)) {
             Ok(()) => {}

@@ -7,6 +7,7 @@
 mod arp;
 mod classify;
 mod conntrack;
+mod early;
 mod endpoint;
 mod events;
 mod icmp;
@@ -21,7 +22,6 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use network_types::eth::EthHdr;
 use pl_common::{
     cidr::is_martian,
-    endpoint::{ADDR_NLB, AddrKey},
     flow::{FLOW_FORWARD, FlowKey, opens_flow, packet_state},
     iface::{IFACE_DEDICATED, IfaceConfig},
     proto::{ETH_HLEN, IPPROTO_TCP, TCP_SYN},
@@ -30,7 +30,8 @@ use pl_common::{
 
 use crate::{
     conntrack::{Created, Found},
-    maps::{PL_ADDRS, PL_PROBES},
+    endpoint::Dest,
+    maps::PL_PROBES,
     parse::Frame,
     stats::Slot,
 };
@@ -115,41 +116,29 @@ fn ipv4(
     let opens = opens_flow(proto, tcp_flags);
     // A TCP SYN on a flow may reopen it (port reuse); nothing else needs its pair judged
     // before a second of idleness, so UDP stays on the one-lookup path.
-    let stale = match conntrack::lookup(&key, now, opens && proto == IPPROTO_TCP) {
+    // A SYN is admitted before its flow lookup (see `early`); anything else
+    // only if it finds no flow.
+    let syn = opens && proto == IPPROTO_TCP;
+    let early = if syn { early::admit(&key) } else { None };
+    let stale = match conntrack::lookup(&key, now, syn) {
         Found::Live(v) => return Ok(forward(ctx, iface, stats, v, proto, len, bits, tcp_flags)),
         Found::Stale => true,
         Found::Absent => false,
     };
 
-    // SAFETY: copied out at once.
-    let Some(addr) = (unsafe {
-        PL_ADDRS.get(AddrKey {
-            addr_be: key.dst_be,
-            network: key.network,
-            _pad: 0,
-        })
-    })
-    .copied() else {
-        stats.add(IfaceCounter::DroppedNotOurs, 1);
-        return Ok(xdp_action::XDP_DROP);
+    let dest = match &early {
+        Some(a) => Dest::Listener(a.policy),
+        None => endpoint::dest(&key),
     };
-    if addr.kind == ADDR_NLB {
-        #[expect(
-            clippy::needless_borrows_for_generic_args,
-            reason = "by value the key would be copied again onto the 512-byte BPF stack"
-        )]
-        let probe = PL_PROBES.get_ptr_mut(&key);
-        if let Some(p) = probe {
-            // A health probe's answer: its state bits are the result, for userspace.
-            // SAFETY: a live map value, written whole.
-            unsafe { *p |= u32::from(bits) };
+    let (endpoint, policy) = match dest {
+        Dest::Listener(p) => (p.endpoint, Some(p)),
+        Dest::NoListener(endpoint) => (endpoint, None),
+        Dest::Nlb => return Ok(nlb(&key, stats, bits)),
+        Dest::NotOurs => {
+            stats.add(IfaceCounter::DroppedNotOurs, 1);
             return Ok(xdp_action::XDP_DROP);
         }
-        // Only replies of existing flows reach a consumer: the provider cannot initiate.
-        stats.add(IfaceCounter::DroppedNoFlow, 1);
-        return Ok(xdp_action::XDP_DROP);
-    }
-    let endpoint = addr.id;
+    };
     let refuse = |reason| {
         stats::endpoint_add(endpoint, reason, 1);
         events::refused(&key, endpoint, reason);
@@ -164,7 +153,10 @@ fn ipv4(
     if stale {
         conntrack::remove_stale(&key);
     }
-    let admitted = match endpoint::admit(&key, endpoint, addr.zone) {
+    let Some(policy) = policy else {
+        return refuse(EndpointCounter::RefusedNoListener);
+    };
+    let admitted = match early.map_or_else(|| endpoint::admit(&key, policy), Ok) {
         Ok(a) => a,
         Err(reason) => return refuse(reason),
     };
@@ -182,8 +174,7 @@ fn ipv4(
         state: bits,
         len: len as u16,
     };
-    let s = conntrack::settings();
-    let v = match conntrack::create(&key, &admitted, &from, &s, now) {
+    let v = match conntrack::create(&key, &admitted, &from, now) {
         Ok(Created::New(v)) => {
             stats::endpoint_add(endpoint, EndpointCounter::NewFlows, 1);
             stats::target_new_flow(admitted.target);
@@ -196,6 +187,19 @@ fn ipv4(
         Err(reason) => return refuse(reason),
     };
     Ok(forward(ctx, iface, stats, v, proto, len, bits, tcp_flags))
+}
+
+/// A packet to an NLB address with no flow: a health probe's answer (its state bits are
+/// the result, for userspace), or dropped: the provider cannot initiate.
+#[inline(always)]
+fn nlb(key: &FlowKey, stats: &Slot, bits: u8) -> u32 {
+    if let Some(p) = PL_PROBES.get_ptr_mut(key) {
+        // SAFETY: a live map value, written whole.
+        unsafe { *p |= u32::from(bits) };
+    } else {
+        stats.add(IfaceCounter::DroppedNoFlow, 1);
+    }
+    xdp_action::XDP_DROP
 }
 
 /// Translates along an existing flow entry and redirects.

@@ -7,15 +7,15 @@ use aya_ebpf::{
     maps::{Array, DevMap, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use pl_common::{
-    endpoint::{AddrInfo, AddrKey, EndpointInfo, ListenerInfo, ListenerKey, SourceKey},
+    endpoint::{AddrInfo, AddrKey, SourceKey},
     flow::{FlowKey, FlowValue, NewFlow},
     iface::IfaceConfig,
     maps::{
         DEFAULT_FLOW_ENTRIES, EVENTS_BYTES, MAGLEV_ENTRIES, MAX_ADDRS, MAX_ENDPOINTS, MAX_IFACES,
-        MAX_IFINDEX, MAX_LISTENERS, MAX_NEIGH, MAX_NETWORKS, MAX_SERVICES, MAX_SOURCES,
-        MAX_TARGETS,
+        MAX_IFINDEX, MAX_NEIGH, MAX_NETWORKS, MAX_POLICIES, MAX_SOURCES, MAX_TARGETS,
     },
-    service::{ServiceInfo, TargetInfo},
+    policy::{Policy, PolicyKey},
+    service::TargetInfo,
     settings::Settings,
     stats::{EndpointStats, IfaceStats},
 };
@@ -30,18 +30,11 @@ pub static PL_IFACE_STATS: PerCpuArray<IfaceStats> = PerCpuArray::with_max_entri
 pub static PL_ADDRS: HashMap<AddrKey, AddrInfo> = HashMap::with_max_entries(MAX_ADDRS, 0);
 
 #[map]
-pub static PL_ENDPOINTS: Array<EndpointInfo> = Array::with_max_entries(MAX_ENDPOINTS, 0);
-
-#[map]
-pub static PL_LISTENERS: HashMap<ListenerKey, ListenerInfo> =
-    HashMap::with_max_entries(MAX_LISTENERS, 0);
+pub static PL_POLICY: HashMap<PolicyKey, Policy> = HashMap::with_max_entries(MAX_POLICIES, 0);
 
 #[map]
 pub static PL_SOURCES: LpmTrie<SourceKey, u8> =
     LpmTrie::with_max_entries(MAX_SOURCES, BPF_F_NO_PREALLOC);
-
-#[map]
-pub static PL_SERVICES: Array<ServiceInfo> = Array::with_max_entries(MAX_SERVICES, 0);
 
 #[map]
 pub static PL_TARGETS: Array<TargetInfo> = Array::with_max_entries(MAX_TARGETS, 0);

@@ -6,14 +6,15 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, MapError, lpm_trie::Key, xdp::DevMap},
 };
 use pl_common::{
-    endpoint::{AddrInfo, AddrKey, EndpointInfo, ListenerInfo, ListenerKey, SourceKey},
+    endpoint::{AddrInfo, AddrKey, SourceKey},
     iface::IfaceConfig,
     maglev::MAGLEV_SIZE,
     maps::{
-        ADDRS_MAP, EGRESS_MAP, ENDPOINTS_MAP, IFACES_MAP, LISTENERS_MAP, MAGLEV_MAP, NET_MTU_MAP,
-        SERVICES_MAP, SETTINGS_MAP, SOURCES_MAP, TARGETS_MAP,
+        ADDRS_MAP, EGRESS_MAP, IFACES_MAP, MAGLEV_MAP, NET_MTU_MAP, POLICY_MAP, SETTINGS_MAP,
+        SOURCES_MAP, TARGETS_MAP,
     },
-    service::{ServiceInfo, TargetInfo},
+    policy::{Policy, PolicyKey},
+    service::TargetInfo,
     settings::Settings,
 };
 
@@ -74,9 +75,10 @@ pub fn apply(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), App
     write_settings(ebpf, plan, old)?;
     write_interfaces(ebpf, plan, old)?;
     write_egress(ebpf, plan, old)?;
-    write_endpoints(ebpf, plan, old)?;
-    write_services(ebpf, plan, old)?;
-    write_maglev(ebpf, plan, old)
+    // Targets and tables before the policies that lead new flows to them.
+    write_targets(ebpf, plan, old)?;
+    write_maglev(ebpf, plan, old)?;
+    write_endpoints(ebpf, plan, old)
 }
 
 fn write_settings(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
@@ -129,7 +131,8 @@ fn write_egress(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), 
     Ok(())
 }
 
-/// Endpoint addresses, endpoints, listeners and allowed sources.
+/// Addresses, allowed sources, then the policies (a new source list is in place before
+/// a policy says to look at it).
 fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
     let mut m: HashMap<&mut MapData, AddrKey, AddrInfo> = map(ebpf, ADDRS_MAP)?;
     for (k, v) in changed(&plan.addrs, old.map(|o| &o.addrs[..])) {
@@ -137,19 +140,6 @@ fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(
     }
     for k in removed(&plan.addrs, old.map(|o| &o.addrs[..])) {
         m.remove(k).map_err(err(ADDRS_MAP))?;
-    }
-
-    let mut m: Array<&mut MapData, EndpointInfo> = map(ebpf, ENDPOINTS_MAP)?;
-    for (k, v) in changed(&plan.endpoints, old.map(|o| &o.endpoints[..])) {
-        m.set(*k, v, 0).map_err(err(ENDPOINTS_MAP))?;
-    }
-
-    let mut m: HashMap<&mut MapData, ListenerKey, ListenerInfo> = map(ebpf, LISTENERS_MAP)?;
-    for (k, v) in changed(&plan.listeners, old.map(|o| &o.listeners[..])) {
-        m.insert(k, v, 0).map_err(err(LISTENERS_MAP))?;
-    }
-    for k in removed(&plan.listeners, old.map(|o| &o.listeners[..])) {
-        m.remove(k).map_err(err(LISTENERS_MAP))?;
     }
 
     let mut m: LpmTrie<&mut MapData, SourceKey, u8> = map(ebpf, SOURCES_MAP)?;
@@ -165,15 +155,18 @@ fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(
     {
         m.remove(&Key::new(*len, *data)).map_err(err(SOURCES_MAP))?;
     }
+
+    let mut m: HashMap<&mut MapData, PolicyKey, Policy> = map(ebpf, POLICY_MAP)?;
+    for (k, v) in changed(&plan.policies, old.map(|o| &o.policies[..])) {
+        m.insert(k, v, 0).map_err(err(POLICY_MAP))?;
+    }
+    for k in removed(&plan.policies, old.map(|o| &o.policies[..])) {
+        m.remove(k).map_err(err(POLICY_MAP))?;
+    }
     Ok(())
 }
 
-/// Services and their targets.
-fn write_services(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
-    let mut m: Array<&mut MapData, ServiceInfo> = map(ebpf, SERVICES_MAP)?;
-    for (k, v) in changed(&plan.services, old.map(|o| &o.services[..])) {
-        m.set(*k, v, 0).map_err(err(SERVICES_MAP))?;
-    }
+fn write_targets(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
     let mut m: Array<&mut MapData, TargetInfo> = map(ebpf, TARGETS_MAP)?;
     for (k, v) in changed(&plan.targets, old.map(|o| &o.targets[..])) {
         m.set(*k, v, 0).map_err(err(TARGETS_MAP))?;

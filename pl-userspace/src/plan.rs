@@ -4,13 +4,11 @@
 use std::{collections::HashMap, net::Ipv4Addr};
 
 use pl_common::{
-    endpoint::{
-        ADDR_ENDPOINT, ADDR_NLB, AddrInfo, AddrKey, ENDPOINT_ACCEPTED, ENDPOINT_ANY_SOURCE,
-        EndpointInfo, ListenerInfo, ListenerKey, SourceKey,
-    },
+    endpoint::{ADDR_ENDPOINT, ADDR_NLB, AddrInfo, AddrKey, SourceKey},
     iface::{IFACE_ACTIVE, IFACE_DEDICATED, IfaceConfig},
     maglev::{self, MAGLEV_SIZE},
-    service::{MAX_ZONES, SERVICE_CROSS_ZONE, ServiceInfo, TargetInfo, maglev_table},
+    policy::{POLICY_ACCEPTED, POLICY_ANY_SOURCE, Policy, PolicyKey},
+    service::{MAX_ZONES, TargetInfo, maglev_table},
     settings::Settings,
 };
 
@@ -36,11 +34,10 @@ pub struct Plan {
     /// Network id -> its interface's MTU.
     pub mtus: Vec<(u32, u32)>,
     pub addrs: Vec<(AddrKey, AddrInfo)>,
-    pub endpoints: Vec<(u32, EndpointInfo)>,
-    pub listeners: Vec<(ListenerKey, ListenerInfo)>,
+    /// One per (endpoint address, listener of its service): all a new flow needs.
+    pub policies: Vec<(PolicyKey, Policy)>,
     /// (LPM prefix length, key data).
     pub sources: Vec<(u32, SourceKey)>,
-    pub services: Vec<(u32, ServiceInfo)>,
     pub targets: Vec<(u32, TargetInfo)>,
     /// Maglev table index -> `MAGLEV_SIZE` target ids.
     pub maglev: Vec<(u32, Vec<u32>)>,
@@ -76,10 +73,10 @@ impl Plan {
         };
         p.networks(model);
         for (sid, s) in model.services.iter().enumerate() {
-            p.service(model, sid as u16, s, neigh, unhealthy);
+            p.service(sid as u16, s, neigh, unhealthy);
         }
         for (eid, e) in model.endpoints.iter().enumerate() {
-            p.endpoint(eid as u16, e);
+            p.endpoint(model, eid as u16, e);
         }
         p
     }
@@ -113,47 +110,14 @@ impl Plan {
         }
     }
 
-    /// Service `sid`: its NLB addresses, info, listeners, targets and Maglev tables.
-    fn service(
-        &mut self,
-        model: &Model,
-        sid: u16,
-        s: &Service,
-        neigh: &Neighbors,
-        unhealthy: &Unhealthy,
-    ) {
+    /// Service `sid`: its NLB addresses, targets and Maglev tables.
+    fn service(&mut self, sid: u16, s: &Service, neigh: &Neighbors, unhealthy: &Unhealthy) {
         if s.removed {
-            // Disabled in place; nothing reaches it once its endpoints and NLB addresses are gone.
-            self.services.push((u32::from(sid), ServiceInfo::default()));
+            // Nothing reaches it once its endpoints and NLB addresses are gone.
             return;
         }
-        let mut nlb_be = [0u32; MAX_ZONES];
         for (ip, zone) in &s.nlbs {
-            nlb_be[usize::from(*zone)] = be(*ip);
             self.addr(*ip, s.network, ADDR_NLB, *zone, sid);
-        }
-        let info = ServiceInfo {
-            nlb_be,
-            network: s.network,
-            flags: if s.cross_zone { SERVICE_CROSS_ZONE } else { 0 },
-            _pad: 0,
-            provider_mac: model.networks[usize::from(s.network)].mac,
-            _pad2: [0; 2],
-        };
-        self.services.push((u32::from(sid), info));
-        for l in &s.listeners {
-            self.listeners.push((
-                ListenerKey {
-                    service: sid,
-                    port_be: l.port.to_be(),
-                    proto: l.proto,
-                    _pad: [0; 3],
-                },
-                ListenerInfo {
-                    target_port_be: l.target_port.to_be(),
-                    _pad: 0,
-                },
-            ));
         }
         let resolved = self.targets(s, neigh);
         for (_, zone) in &s.nlbs {
@@ -187,28 +151,49 @@ impl Plan {
         resolved
     }
 
-    /// Endpoint `eid`: its addresses, info and allowed sources.
-    fn endpoint(&mut self, eid: u16, e: &Endpoint) {
+    /// Endpoint `eid`: its addresses, the policy of each listener on each, and its
+    /// allowed sources.
+    fn endpoint(&mut self, model: &Model, eid: u16, e: &Endpoint) {
         if e.removed {
-            self.endpoints
-                .push((u32::from(eid), EndpointInfo::default()));
             return;
+        }
+        let s = &model.services[usize::from(e.service)];
+        let any = e.sources.iter().any(|c| c.len == 0);
+        let flags =
+            if e.accepted { POLICY_ACCEPTED } else { 0 } | if any { POLICY_ANY_SOURCE } else { 0 };
+        let mut nlb_be = [0u32; MAX_ZONES];
+        for (ip, zone) in &s.nlbs {
+            nlb_be[usize::from(*zone)] = be(*ip);
         }
         for (ip, zone) in &e.addrs {
             self.addr(*ip, e.network, ADDR_ENDPOINT, *zone, eid);
+            if s.removed {
+                continue;
+            }
+            let zone = (!s.cross_zone).then_some(*zone);
+            for l in &s.listeners {
+                let key = PolicyKey {
+                    addr_be: be(*ip),
+                    network: e.network,
+                    port_be: l.port.to_be(),
+                    proto: l.proto,
+                    _pad: [0; 3],
+                };
+                let policy = Policy {
+                    nlb_be,
+                    maglev_table: maglev_table(e.service, zone),
+                    endpoint: eid,
+                    target_port_be: l.target_port.to_be(),
+                    provider_network: s.network,
+                    provider_mac: model.networks[usize::from(s.network)].mac,
+                    snat_port_min: model.settings.snat_port_min,
+                    snat_port_max: model.settings.snat_port_max,
+                    flags,
+                    _pad: [0; 3],
+                };
+                self.policies.push((key, policy));
+            }
         }
-        let any = e.sources.iter().any(|c| c.len == 0);
-        let flags = if e.accepted { ENDPOINT_ACCEPTED } else { 0 }
-            | if any { ENDPOINT_ANY_SOURCE } else { 0 };
-        self.endpoints.push((
-            u32::from(eid),
-            EndpointInfo {
-                service: e.service,
-                network: e.network,
-                flags,
-                _pad: [0; 3],
-            },
-        ));
         for c in &e.sources {
             self.sources
                 .push((32 + u32::from(c.len), SourceKey::new(eid, be(c.addr))));
@@ -433,17 +418,35 @@ mod tests {
             .find(|(_, v)| v.kind == ADDR_ENDPOINT)
             .expect("endpoint address planned");
         assert_eq!(ep.0.network, 0);
-        assert_eq!(p.listeners[0].0.port_be, 443u16.to_be());
-        assert_eq!(p.listeners[0].1.target_port_be, 8443u16.to_be());
         assert_eq!(
             p.sources,
             vec![(32 + 25, SourceKey::new(0, be(Ipv4Addr::new(10, 0, 0, 0))))]
         );
-        assert_eq!(p.services[0].1.flags, SERVICE_CROSS_ZONE);
-        assert_eq!(p.services[0].1.provider_mac, [2, 0, 0, 0, 0, 4]);
+        let [(k, v)] = p.policies[..] else {
+            panic!("one address x one listener: {:?}", p.policies)
+        };
+        assert_eq!(k.addr_be, be(Ipv4Addr::new(10, 0, 0, 100)));
+        assert_eq!((k.network, k.proto, k.port_be), (0, 6, 443u16.to_be()));
+        assert_eq!(v.target_port_be, 8443u16.to_be());
+        assert_eq!(v.maglev_table, maglev_table(0, None), "cross-zone table");
+        assert_eq!(v.provider_mac, [2, 0, 0, 0, 0, 4]);
+        assert_eq!(v.provider_network, 1);
         assert_eq!(
-            p.endpoints[0].1.flags, ENDPOINT_ACCEPTED,
-            "a /25 is not any source"
+            v.nlb_be,
+            [
+                be(Ipv4Addr::new(10, 9, 0, 250)),
+                be(Ipv4Addr::new(10, 9, 0, 251)),
+                0,
+                0
+            ]
+        );
+        assert_eq!(v.flags, POLICY_ACCEPTED, "a /25 is not any source");
+        assert_eq!(
+            (v.snat_port_min, v.snat_port_max),
+            (
+                Settings::default().snat_port_min,
+                Settings::default().snat_port_max
+            )
         );
     }
 }

@@ -1,0 +1,81 @@
+//! The new-flow policy: one lookup of (network, endpoint address, protocol, port) gives
+//! everything a consumer's first packet needs (endpoint, acceptance, listener, Maglev
+//! table, NLB addresses, SNAT range). Userspace derives it from the model; XDP never
+//! joins endpoint, listener and service tables per packet.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::service::MAX_ZONES;
+
+/// Key of `PL_POLICY`: a listener's (protocol, port) on one endpoint address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct PolicyKey {
+    pub addr_be: u32,
+    pub network: u16,
+    pub port_be: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+impl PolicyKey {
+    /// The policy key of a consumer packet: its destination, protocol and port.
+    #[inline(always)]
+    pub const fn of(k: &crate::flow::FlowKey) -> Self {
+        Self {
+            addr_be: k.dst_be,
+            network: k.network,
+            port_be: k.dport_be,
+            proto: k.proto,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// The endpoint carries traffic: accepted by its service (or acceptance not required).
+pub const POLICY_ACCEPTED: u8 = 1;
+/// The endpoint admits any source: the allowed-sources lookup is skipped.
+pub const POLICY_ANY_SOURCE: u8 = 2;
+
+/// Value of `PL_POLICY`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Policy {
+    /// The service's NLB address per zone index (0: none in that zone): the source a
+    /// flow gets is the one of its target's zone.
+    pub nlb_be: [u32; MAX_ZONES],
+    /// Which Maglev table picks the target (`service::maglev_table` of the service and the
+    /// address's zone, or the cross-zone table).
+    pub maglev_table: u32,
+    pub endpoint: u16,
+    pub target_port_be: u16,
+    /// The provider network, and the forwarder's MAC there (forwarded frames' source).
+    pub provider_network: u16,
+    pub provider_mac: [u8; 6],
+    /// SNAT ports come from [snat_port_min, snat_port_max] (host order; `[limits]`).
+    pub snat_port_min: u16,
+    pub snat_port_max: u16,
+    /// [`POLICY_ACCEPTED`], [`POLICY_ANY_SOURCE`].
+    pub flags: u8,
+    pub _pad: [u8; 3],
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: repr(C) with explicit padding, every bit pattern valid (bytemuck-checked).
+    unsafe impl aya::Pod for PolicyKey {}
+    unsafe impl aya::Pod for Policy {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_stay_small() {
+        // The key is hashed per new flow; the value is one 40-byte read.
+        assert_eq!(size_of::<PolicyKey>(), 12);
+        assert_eq!(size_of::<Policy>(), 40);
+    }
+}
