@@ -3,7 +3,10 @@
 
 use std::{collections::HashSet, net::Ipv4Addr};
 
-use pl_common::{cidr::Cidr, maps::MAX_ENDPOINTS};
+use pl_common::{
+    cidr::Cidr,
+    maps::{MAX_ENDPOINTS, MAX_POLICIES},
+};
 
 use super::{
     Endpoint, Network, Service,
@@ -86,6 +89,24 @@ pub(super) fn endpoints(
             format!("{} endpoints; at most {MAX_ENDPOINTS}", endpoints.len()),
         ));
     }
+    // One new-flow policy entry per endpoint address and listener (`PL_POLICY`).
+    let policies: usize = endpoints
+        .iter()
+        .filter_map(|e| {
+            let svc = services.get(usize::from(e.service))?.as_ref()?;
+            Some(e.addrs.len() * svc.listeners.len())
+        })
+        .sum();
+    if policies > MAX_POLICIES as usize {
+        found.errors.push(src.error(
+            None,
+            "[[endpoint]]",
+            "addresses",
+            format!(
+                "{policies} endpoint addresses x listeners; at most {MAX_POLICIES} (one new-flow policy entry each)"
+            ),
+        ));
+    }
     listed_endpoints(src, cfg, &endpoints, found);
     endpoints
 }
@@ -157,7 +178,12 @@ fn service_id(cfg: &Config, sec: &Section<'_>, c: &EndpointCfg) -> Result<usize,
 /// Whether the endpoint's network is one of the service's `allowed_principals`. One that
 /// is not is `notAllowed`: it stays in the config (a provider revokes a principal without
 /// deleting its endpoints) and carries no traffic; `pl check` warns about it.
-fn allowed(sec: &Section<'_>, c: &EndpointCfg, svc_cfg: &ServiceCfg, found: &mut Found<'_>) -> bool {
+fn allowed(
+    sec: &Section<'_>,
+    c: &EndpointCfg,
+    svc_cfg: &ServiceCfg,
+    found: &mut Found<'_>,
+) -> bool {
     let allowed = svc_cfg
         .allowed_principals
         .iter()
@@ -368,6 +394,27 @@ mod tests {
             )),
             "{:?}",
             check.warnings
+        );
+    }
+
+    #[test]
+    fn more_policy_entries_than_the_map_holds_is_an_error() {
+        // 2 endpoints x 2 addresses x 4100 listeners = 16400 entries.
+        let listeners: Vec<String> = (10_000..14_100)
+            .map(|p| format!("{{ protocol = \"tcp\", port = {p}, target_port = 8443 }}"))
+            .collect();
+        let text = EXAMPLE.replace(
+            r#"listeners = [{ protocol = "tcp", port = 443, target_port = 8443 }, { protocol = "udp", port = 53 }]"#,
+            &format!("listeners = [{}]", listeners.join(", ")),
+        );
+        assert_ne!(text, EXAMPLE);
+        let err = build(&text)
+            .map(|_| ())
+            .expect_err("16400 policy entries")
+            .to_string();
+        assert!(
+            err.contains("16400 endpoint addresses x listeners; at most 16384"),
+            "{err}"
         );
     }
 
