@@ -293,13 +293,15 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), EditError> {
     let dir = real.parent().unwrap_or(Path::new("/"));
     let name = real.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.pl-edit.{}", std::process::id()));
+    // O_EXCL: a name someone else made first (a link in a sticky directory) is an error,
+    // never followed, and not ours to remove.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(meta.mode() & 0o7777)
+        .open(&tmp)
+        .map_err(io("cannot create a temporary file beside it"))?;
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(meta.mode() & 0o7777)
-            .open(&tmp)
-            .map_err(io("cannot create a temporary file beside it"))?;
         // The umask may have narrowed the mode; ownership needs root unless it is ours.
         f.set_permissions(meta.permissions())
             .map_err(io("cannot set the mode of the new file"))?;

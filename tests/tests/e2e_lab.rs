@@ -179,3 +179,39 @@ fn quick_start_serves_a_curl_through_an_endpoint() {
     );
     let _ = std::fs::remove_file(&config);
 }
+
+/// `--config-out` never writes through a link planted at its path (as root, in a shared
+/// directory such as /tmp), and a lab whose config could not be written comes down again.
+#[test]
+fn config_out_refuses_a_planted_link_and_leaves_no_lab() {
+    require_kernel!("config_out_refuses_a_planted_link_and_leaves_no_lab");
+    let prefix = format!("co{}-", std::process::id());
+    let dir = std::env::temp_dir().join(format!("{prefix}dir"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "keep me\n").expect("victim");
+    let link = dir.join("lab.toml");
+    std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+    let up = output(Command::new(pl_bin()).args([
+        "lab",
+        "up",
+        "--prefix",
+        &prefix,
+        "--config-out",
+        link.to_str().expect("utf-8"),
+    ]));
+    let lab = pl_userspace::lab::Lab::new(&prefix).expect("valid prefix");
+    let left: Vec<String> = lab
+        .namespaces()
+        .into_iter()
+        .filter(|n| netns::exists(n))
+        .collect();
+    let _ = lab.down();
+    let victim_text = std::fs::read_to_string(&victim).expect("victim");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!up.status.success(), "pl lab up wrote through a symlink");
+    assert!(stderr(&up).contains("--config-out"), "{}", stderr(&up));
+    assert_eq!(victim_text, "keep me\n", "the link's target was written");
+    assert!(left.is_empty(), "a failed lab up left {left:?}");
+}

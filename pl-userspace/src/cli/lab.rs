@@ -1,6 +1,6 @@
 //! `pl lab` and `pl demo`: the built-in veth lab.
 
-use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -142,18 +142,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     std::process::exit(code);
 }
 
-/// Writes `text` to `path` readable by its owner only: `pl run` refuses a config others
-/// could change.
+/// The lab's config to `--config-out FILE`, never through a planted link or into another
+/// user's file (see `lab::write_private`).
 fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("--config-out {}: cannot write", path.display()))?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .and_then(|()| f.write_all(text.as_bytes()))
+    pl_userspace::lab::write_private(path, text)
         .with_context(|| format!("--config-out {}: cannot write", path.display()))
 }

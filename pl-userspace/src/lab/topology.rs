@@ -181,16 +181,12 @@ impl Lab {
 
     /// Writes [`LAB_CONFIG`](super::spec::LAB_CONFIG) (or `config`) to a file named after the lab in the temp dir.
     pub fn write_config(&self, config: &str) -> Result<std::path::PathBuf, LabError> {
-        use std::os::unix::fs::PermissionsExt as _;
         let path = std::env::temp_dir().join(format!("{}pl.toml", self.prefix));
-        // Root's alone, whatever the umask: pl run refuses a config others could change.
-        std::fs::write(&path, config)
-            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)))
-            .map_err(|source| LabError::Traffic {
-                prefix: self.prefix.clone(),
-                network: "config".to_owned(),
-                source,
-            })?;
+        write_private(&path, config).map_err(|source| LabError::Traffic {
+            prefix: self.prefix.clone(),
+            network: "config".to_owned(),
+            source,
+        })?;
         Ok(path)
     }
 
@@ -511,6 +507,35 @@ impl Drop for Teardown {
             );
         }
     }
+}
+
+/// Writes `text` to `path`, readable by its owner only (`pl run` refuses a config others
+/// could change). A symlink at `path` is refused, not followed, and so is a file another
+/// user owns: the temp dir is shared, and a name there may have been planted.
+pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::{
+        io::Write as _,
+        os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let owner = f.metadata()?.uid();
+    if owner != nix::unistd::geteuid().as_raw() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} belongs to uid {owner}, not to this user",
+                path.display()
+            ),
+        ));
+    }
+    f.set_len(0)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())
 }
 
 #[cfg(test)]
