@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     model::EndpointState,
-    output::{Col, Format, render, table},
+    output::{Col, Format, duration, render, table},
 };
 
 /// This build's version, as `pl version` and the status reply say it.
@@ -251,20 +251,6 @@ fn reload_line(r: Option<&ReloadStatus>) -> String {
     }
 }
 
-/// `3d4h`, `1h02m`, `5m07s`, `42s`.
-pub fn duration(s: u64) -> String {
-    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    if d > 0 {
-        format!("{d}d{h}h")
-    } else if h > 0 {
-        format!("{h}h{m:02}m")
-    } else if m > 0 {
-        format!("{m}m{s:02}s")
-    } else {
-        format!("{s}s")
-    }
-}
-
 /// One endpoint, as `pl endpoints` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointStatus {
@@ -482,19 +468,5 @@ initech-billing  billing  initech  pendingAcceptance      0  10.0.0.100:443/tcp 
 ";
         assert_eq!(text, expected, "got:\n{text}");
         fits(&text);
-    }
-
-    #[test]
-    fn durations_are_short() {
-        let cases = [
-            (0, "0s"),
-            (59, "59s"),
-            (61, "1m01s"),
-            (3723, "1h02m"),
-            (90_000, "1d1h"),
-        ];
-        for (s, want) in cases {
-            assert_eq!(duration(s), want);
-        }
     }
 }
