@@ -233,9 +233,11 @@ fn refused_edits(r: &Running, file: &Path) {
     let bad = good.replace("interface = \"fw-prov\"", "interface = \"fw-nope\"");
     std::fs::write(file, &bad).expect("write");
     let refused = pl(r, &["reject", "globex-billing"]);
-    assert!(
-        !refused.status.success(),
-        "pl run took a config naming fw-nope"
+    assert_eq!(
+        refused.status.code(),
+        Some(4),
+        "pl run took a config naming fw-nope, or the refusal's exit status is not config's: {}",
+        stderr(&refused)
     );
     assert!(
         stderr(&refused).contains("as it was"),

@@ -102,10 +102,11 @@ pub fn decide(args: &DecideArgs, decision: Decision) -> anyhow::Result<()> {
             if edited.changed {
                 config_edit::write_atomic(&file, &old)?;
             }
-            anyhow::bail!(
-                "pl {verb}: pl run refused the edited config, so {} is as it was: {e}",
+            // The refusal stays in the chain, so the exit status says why (4: config).
+            Err(anyhow::Error::from(e).context(format!(
+                "pl {verb}: pl run refused the edited config, so {} is as it was",
                 file.display()
-            )
+            )))
         }
     }
 }
