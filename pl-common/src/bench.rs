@@ -210,3 +210,69 @@ mod tests {
         assert!(b.1 < u16::MAX);
     }
 }
+
+/// The flow-table lookup bench (`pl_table`, run under BPF_PROG_TEST_RUN with `repeat`):
+/// each run looks up one flow's forward key in one table design.
+pub const TABLE_PROGRAM: &str = "pl_table";
+/// `ARRAY<TableConfig>` of one element.
+pub const TABLE_CONFIG_MAP: &str = "TABLE_CONFIG";
+/// `HASH<FlowKey, FlowValue>`: the kernel hash map, as `PL_FLOWS` is today.
+pub const TABLE_HASH_MAP: &str = "TABLE_HASHMAP";
+/// `ARRAY<flowtable::Slot>`, mmapable: the open-addressing table.
+pub const TABLE_SLOTS_MAP: &str = "TABLE_ARRAY";
+/// `PERCPU_ARRAY<u64>`: [0] runs (the sequence), [1] lookups that found the right entry.
+pub const TABLE_COUNT_MAP: &str = "TABLE_COUNT";
+
+/// No lookup: the run's own cost (sequence, key, hash), taken out of the others.
+pub const TABLE_NONE: u32 = 0;
+pub const TABLE_HASH: u32 = 1;
+pub const TABLE_SLOTS: u32 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct TableConfig {
+    /// `TABLE_NONE`, `TABLE_HASH` or `TABLE_SLOTS`.
+    pub design: u32,
+    pub flows: u32,
+    /// With `skew_len` > 0, run `n` uses flow `GEN_SKEW[skew_base + n % skew_len]`.
+    pub skew_base: u32,
+    pub skew_len: u32,
+    /// Slots in `TABLE_SLOTS`.
+    pub slots: u32,
+    /// 1: count the packet in the entry found (as `PL_FLOWS` does today), dirtying its
+    /// line; 0: only read it.
+    pub write: u32,
+}
+
+/// The consumer-side key of bench flow `i` (what the forward lookup asks for).
+#[inline(always)]
+pub const fn table_forward_key(i: u32) -> crate::flow::FlowKey {
+    let (addr_off, sport) = flow_source(i);
+    crate::flow::FlowKey {
+        src_be: (0x0a01_0000u32 + addr_off).to_be(),
+        dst_be: 0x0a00_0064u32.to_be(),
+        sport_be: sport.to_be(),
+        dport_be: 443u16.to_be(),
+        network: 1,
+        proto: crate::proto::IPPROTO_TCP,
+        _pad: 0,
+    }
+}
+
+/// The provider-side key of bench flow `i`'s replies (its table room, never looked up).
+#[inline(always)]
+pub const fn table_reply_key(i: u32) -> crate::flow::FlowKey {
+    crate::flow::FlowKey {
+        src_be: (0x0a09_0014u32 + i % 40).to_be(),
+        dst_be: 0x0a09_00fau32.to_be(),
+        sport_be: 8443u16.to_be(),
+        dport_be: ((i / 40) as u16).to_be(),
+        network: 2 + (i / (40 * 65536)) as u16,
+        proto: crate::proto::IPPROTO_TCP,
+        _pad: 0,
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for TableConfig {}

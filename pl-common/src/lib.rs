@@ -7,6 +7,15 @@
 //! Byte order: fields named `*_be` (and every address or port in a map type) hold network
 //! byte order; everything else is host order.
 #![no_std]
+// The flow table's compare-and-exchange: core has none for the BPF target.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(
+    target_arch = "bpf",
+    expect(
+        internal_features,
+        reason = "atomic_cxchg is the only CAS the BPF target has"
+    )
+)]
 
 pub mod bench;
 pub mod checksum;
@@ -14,6 +23,7 @@ pub mod cidr;
 pub mod endpoint;
 pub mod event;
 pub mod flow;
+pub mod flowtable;
 pub mod hash;
 pub mod icmp;
 pub mod iface;

@@ -2,18 +2,25 @@
 //! consumer's interface and sends each frame out of it (XDP_TX, which live mode turns into
 //! a redirect), varying the flow per frame. `pl_sink` counts what reaches the provider and
 //! drops it. `pl_bare` only redirects, with no lookups: the limit pl is measured against.
+//! `pl_table` runs without frames (BPF_PROG_TEST_RUN with `repeat`): one flow-table
+//! lookup per run, in the design the config names, so designs compare in ns per lookup.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{BPF_F_MMAPABLE, xdp_action},
     helpers::bpf_get_smp_processor_id,
     macros::{map, xdp},
-    maps::{Array, DevMap, PerCpuArray},
+    maps::{Array, DevMap, HashMap, PerCpuArray},
     programs::XdpContext,
 };
-use pl_common::bench::{
-    GEN_HEADER, GenConfig, SINK_BYTES, SINK_FRAME, SinkConfig, gen_rewrite, sink_verdict,
+use pl_common::{
+    bench::{
+        GEN_HEADER, GenConfig, SINK_BYTES, SINK_FRAME, SinkConfig, TABLE_HASH, TABLE_SLOTS,
+        TableConfig, gen_rewrite, sink_verdict, table_forward_key,
+    },
+    flow::{FlowKey, FlowValue},
+    flowtable::{self, Slot, Slots},
 };
 
 #[map]
@@ -29,6 +36,18 @@ static SINK_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(4, 0);
 static SINK_CONFIG: Array<SinkConfig> = Array::with_max_entries(1, 0);
 #[map]
 static BARE_EGRESS: DevMap = DevMap::with_max_entries(1, 0);
+
+#[map]
+static TABLE_CONFIG: Array<TableConfig> = Array::with_max_entries(1, 0);
+/// Sized by `pl bench` at load, like the two below.
+#[map]
+static TABLE_HASHMAP: HashMap<FlowKey, FlowValue> = HashMap::with_max_entries(1, 0);
+/// Mmapable: `pl bench` fills it in place, and the kernel places it page-aligned, so
+/// every slot is one cache line.
+#[map]
+static TABLE_ARRAY: Array<Slot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+#[map]
+static TABLE_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 
 #[inline(always)]
 fn bump(map: &PerCpuArray<u64>, index: u32, n: u64) -> u64 {
@@ -103,6 +122,69 @@ pub fn pl_sink(ctx: XdpContext) -> u32 {
         SINK_BYTES,
         (ctx.data_end() - ctx.data()) as u64,
     );
+    xdp_action::XDP_DROP
+}
+
+struct BenchSlots(u32);
+
+impl Slots for BenchSlots {
+    #[inline(always)]
+    fn slots(&self) -> u32 {
+        self.0
+    }
+    #[inline(always)]
+    fn slot(&self, i: u32) -> Option<*mut Slot> {
+        TABLE_ARRAY.get_ptr_mut(i)
+    }
+}
+
+#[xdp]
+pub fn pl_table(_ctx: XdpContext) -> u32 {
+    let Some(cfg) = TABLE_CONFIG.get(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let n = bump(&TABLE_COUNT, 0, 1) as u32;
+    let i = if cfg.skew_len != 0 {
+        match GEN_SKEW.get(cfg.skew_base.wrapping_add(n % cfg.skew_len)) {
+            Some(i) => *i,
+            None => return xdp_action::XDP_ABORTED,
+        }
+    } else if cfg.flows == 0 {
+        n
+    } else {
+        n % cfg.flows
+    };
+    let key = table_forward_key(i);
+    // Each design reads what the data path would: the rewritten destination. The fill
+    // wrote the flow's index there, so a wrong entry is not counted as found.
+    let found = match cfg.design {
+        TABLE_HASH => TABLE_HASHMAP.get_ptr_mut(key).map(|v| {
+            // SAFETY: a live map value; only this CPU runs the bench.
+            unsafe {
+                if cfg.write != 0 {
+                    (*v).packets = (*v).packets.wrapping_add(1);
+                    (*v).bytes = (*v).bytes.wrapping_add(64);
+                }
+                (*v).new_dst_be
+            }
+        }),
+        TABLE_SLOTS if cfg.slots != 0 => {
+            flowtable::find(&BenchSlots(cfg.slots), &key, key.hash()).map(|s| {
+                // SAFETY: a LIVE slot; as above.
+                unsafe {
+                    if cfg.write != 0 {
+                        let c = &mut (*s).entry._spare;
+                        *c = u32::from_ne_bytes(*c).wrapping_add(1).to_ne_bytes();
+                    }
+                    (*s).entry.new_dst_be
+                }
+            })
+        }
+        _ => Some(i),
+    };
+    if found == Some(i) {
+        bump(&TABLE_COUNT, 1, 1);
+    }
     xdp_action::XDP_DROP
 }
 

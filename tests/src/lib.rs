@@ -229,13 +229,19 @@ pub const PL_DEADLINE: Duration = Duration::from_secs(60);
 /// Runs a command to completion within [`PL_DEADLINE`]; kills it and fails the test past
 /// that.
 pub fn output(cmd: &mut Command) -> Output {
+    output_within(cmd, PL_DEADLINE)
+}
+
+/// As [`output`], for a command allowed `limit` (the quick bench: its windows add up to
+/// most of a minute on a slow machine).
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    let deadline = Instant::now() + PL_DEADLINE;
+    let deadline = Instant::now() + limit;
     while child
         .try_wait()
         .unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}"))
@@ -247,7 +253,7 @@ pub fn output(cmd: &mut Command) -> Output {
             let stderr = out
                 .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
                 .unwrap_or_default();
-            panic!("{cmd:?} still running after {PL_DEADLINE:?}; killed. stderr:\n{stderr}");
+            panic!("{cmd:?} still running after {limit:?}; killed. stderr:\n{stderr}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -3,7 +3,9 @@
 //! frame reached the sink other than as its flow says (addresses, ports, checksums);
 //! never a speed (speeds belong to `cargo xtask bench` and BENCHMARKS.md).
 
-use pl_tests::{output, pl_bin, require_kernel, stderr};
+use std::time::Duration;
+
+use pl_tests::{output, output_within, pl_bin, require_kernel, stderr};
 use pl_userspace::lab::bench::BenchResults;
 
 #[test]
@@ -11,10 +13,11 @@ fn quick_bench_moves_packets_in_every_variant() {
     require_kernel!("quick_bench_moves_packets_in_every_variant");
     let json = std::env::temp_dir().join(format!("pl-bench-{}.json", std::process::id()));
     let prefix = format!("bq{}-", std::process::id());
-    let out = output(
+    let out = output_within(
         std::process::Command::new(pl_bin())
             .args(["bench", "--quick", "--prefix", &prefix, "--json"])
             .arg(&json),
+        Duration::from_secs(180),
     );
     assert!(
         out.status.success(),
@@ -91,4 +94,42 @@ fn quick_bench_moves_packets_in_every_variant() {
     ] {
         assert!(table.contains(row), "no `{row}` in the table:\n{table}");
     }
+}
+
+/// `pl bench --quick --tables-only`: every flow-table design at each flow count, uniform
+/// and Zipf, reading and writing; the bench itself fails if a lookup does not find the
+/// flow it filled, so this also checks the slot table's lookups in the kernel.
+#[test]
+fn flow_table_designs_are_measured_side_by_side() {
+    require_kernel!("flow_table_designs_are_measured_side_by_side");
+    let json = std::env::temp_dir().join(format!("pl-tables-{}.json", std::process::id()));
+    let out = output(
+        std::process::Command::new(pl_bin())
+            .args(["bench", "--quick", "--tables-only", "--json"])
+            .arg(&json),
+    );
+    assert!(
+        out.status.success(),
+        "pl bench --quick --tables-only failed: {}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(&json)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", json.display()));
+    let _ = std::fs::remove_file(&json);
+    let r: BenchResults = serde_json::from_str(&text).unwrap_or_else(|e| panic!("bench JSON: {e}"));
+    for flows in [1000, 65536] {
+        let rows: Vec<_> = r.tables.iter().filter(|t| t.flows == flows).collect();
+        assert_eq!(rows.len(), 12, "flow-table rows at {flows} flows: {rows:?}");
+        for t in rows {
+            assert!(
+                t.bytes >= 64 * 2 * u64::from(flows) && t.ns_per_lookup < 100_000.0,
+                "{t:?}"
+            );
+        }
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("| open addressing, 64-byte slots, load 0.50 | 65536 |"),
+        "{table}"
+    );
 }

@@ -13,6 +13,9 @@ pub struct BenchArgs {
     /// A short run (CI-sized): fewer repeats, shorter windows, up to 64k flows.
     #[arg(long)]
     pub quick: bool,
+    /// Only compare flow-table designs (one lookup per run, no lab, no frames).
+    #[arg(long, conflicts_with = "report")]
+    pub tables_only: bool,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -34,6 +37,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let opts = bench::BenchOptions {
             prefix: args.prefix.clone(),
             quick: args.quick,
+            tables_only: args.tables_only,
         };
         let exe = std::env::current_exe().context("locating the pl binary")?;
         bench::run(&opts, &exe).context("pl bench")?

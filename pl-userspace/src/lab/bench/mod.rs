@@ -16,6 +16,7 @@ mod frames;
 mod plot;
 mod report;
 mod results;
+mod table;
 mod tcp;
 
 use std::{
@@ -29,7 +30,9 @@ use anyhow::Context as _;
 use driver::Bench;
 pub use report::{table, write_report};
 use results::Variants;
-pub use results::{BenchResults, FloorResult, HwCount, Sample, TcpResult, VariantResult};
+pub use results::{
+    BenchResults, FloorResult, HwCount, Sample, TableResult, TcpResult, VariantResult,
+};
 
 use crate::lab::{Lab, Teardown, Topology, cmd};
 
@@ -47,6 +50,8 @@ const BATCH: u32 = 64;
 pub struct BenchOptions {
     pub prefix: String,
     pub quick: bool,
+    /// Only the flow-table designs: no lab, no frames.
+    pub tables_only: bool,
 }
 
 /// Prints a progress line for a variant, overwritten as it runs.
@@ -70,6 +75,8 @@ struct Sizes {
     scale: &'static [u32],
     /// Zipf samples per flow count that the generator walks.
     skew_len: usize,
+    /// Lookups per timing in the flow-table comparison.
+    table_runs: u32,
 }
 
 impl Sizes {
@@ -80,6 +87,7 @@ impl Sizes {
                 window: Duration::from_millis(400),
                 scale: &[1_000, 65_536],
                 skew_len: 1 << 18,
+                table_runs: 1 << 19,
             }
         } else {
             Self {
@@ -87,6 +95,7 @@ impl Sizes {
                 window: Duration::from_secs(2),
                 scale: &[1_000, 65_536, 1_000_000],
                 skew_len: 1 << 20,
+                table_runs: 1 << 22,
             }
         }
     }
@@ -113,6 +122,12 @@ const NEW_FLOW_TABLE: u32 = 4_000_000;
 pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let sizes = Sizes::new(opts.quick);
+    if opts.tables_only {
+        return Ok(BenchResults {
+            tables: measure_tables(&sizes)?,
+            ..BenchResults::new(opts.quick, cpus)
+        });
+    }
     driver::catch_usr1()?;
 
     let lab = Lab::new(&opts.prefix)?;
@@ -155,14 +170,13 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     let tcp = tcp::real_tcp(&mut b, opts.quick)?;
     b.leave()?;
     let floor = measure_floor(&rounds.table_bytes, cpus.saturating_sub(1))?;
+    // The quick run stays a CI-sized smoke run; `--quick --tables-only` runs these alone.
+    let tables = if opts.quick {
+        Vec::new()
+    } else {
+        measure_tables(&sizes)?
+    };
     Ok(BenchResults {
-        quick: opts.quick,
-        cpus,
-        cpu_model: report::cpu_model(),
-        frame_len: FRAME_LEN,
-        kernel: nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default(),
         variants: rounds.variants.0,
         flow_table_bytes: rounds.flow_table_bytes,
         flow_table_flows: rounds.flow_table_flows,
@@ -171,7 +185,19 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         tcp,
         floor,
         hw_counters,
+        tables,
+        ..BenchResults::new(opts.quick, cpus)
     })
+}
+
+fn measure_tables(sizes: &Sizes) -> anyhow::Result<Vec<TableResult>> {
+    println!("==> flow-table designs, one lookup per run (BPF_PROG_TEST_RUN)");
+    table::measure(
+        sizes.scale,
+        sizes.skew_len,
+        sizes.table_runs,
+        sizes.repeats.min(3),
+    )
 }
 
 /// The floor over a buffer that fits L2 and over one the size of each flow table.

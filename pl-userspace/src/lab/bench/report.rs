@@ -14,10 +14,13 @@ use super::{
 /// The results as the table `pl bench` prints and BENCHMARKS.md holds.
 pub fn table(r: &BenchResults) -> String {
     let mut out = String::new();
-    rates(&mut out, r);
-    ratios(&mut out, r);
-    counters(&mut out, r);
-    real_tcp(&mut out, r);
+    if !r.variants.is_empty() {
+        rates(&mut out, r);
+        ratios(&mut out, r);
+        counters(&mut out, r);
+        real_tcp(&mut out, r);
+    }
+    designs(&mut out, r);
     let _ = writeln!(
         out,
         "\n{} CPUs (generator on CPU {}), kernel {}, {}-byte frames",
@@ -332,6 +335,45 @@ fn real_tcp(out: &mut String, r: &BenchResults) {
                 );
             }
         }
+    }
+}
+
+/// Flow-table designs side by side: one lookup (no frames), both entries of every flow in
+/// the table, in ns and in dependent misses where the floor was measured at that size.
+fn designs(out: &mut String, r: &BenchResults) {
+    if r.tables.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n| flow-table design (one lookup, BPF_PROG_TEST_RUN) | flows | ns uniform | dependent misses | ns Zipf s=1 | kernel memory per flow | entries refused |\n|---|---|---|---|---|---|---|"
+    );
+    for u in r.tables.iter().filter(|t| !t.zipf) {
+        let zipf = r
+            .tables
+            .iter()
+            .find(|t| t.zipf && t.design == u.design && t.flows == u.flows)
+            .map_or_else(String::new, |z| format!("{:.0}", z.ns_per_lookup));
+        let misses = r.floor_at(u.flows).map_or_else(String::new, |f| {
+            format!("{:.2}", u.ns_per_lookup / f.ns_per_load)
+        });
+        let refused = if u.refused == 0 {
+            "0".to_owned()
+        } else {
+            format!(
+                "{} ({:.4}%)",
+                u.refused,
+                f64::from(u.refused) * 100.0 / (2.0 * f64::from(u.flows))
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {misses} | {zipf} | {} B | {refused} |",
+            u.design,
+            u.flows,
+            u.ns_per_lookup,
+            u.bytes / u64::from(u.flows.max(1)),
+        );
     }
 }
 

@@ -102,6 +102,24 @@ pub struct BenchResults {
     /// Hardware counters on the forwarder CPU (`perf stat`), or why there are none.
     #[serde(default)]
     pub hw_counters: String,
+    /// Flow-table designs, one lookup each, side by side.
+    #[serde(default)]
+    pub tables: Vec<TableResult>,
+}
+
+/// One flow-table design's lookup cost (`pl_table`, no frames).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TableResult {
+    pub design: String,
+    pub flows: u32,
+    pub zipf: bool,
+    /// Over the run's own cost (sequence and key), median of the repeats.
+    pub ns_per_lookup: f64,
+    /// The table's kernel memory, sized for both entries of `flows` flows.
+    pub bytes: u64,
+    /// Entries that found no room within the probe bound (slot tables).
+    #[serde(default)]
+    pub refused: u32,
 }
 
 /// A random cyclic pointer chase over `bytes`: what one dependent load costs there.
@@ -129,6 +147,28 @@ const fn mtu_1500() -> u32 {
 }
 
 impl BenchResults {
+    /// Results with nothing measured yet, for this machine.
+    pub fn new(quick: bool, cpus: usize) -> Self {
+        Self {
+            quick,
+            cpus,
+            cpu_model: super::report::cpu_model(),
+            frame_len: super::FRAME_LEN,
+            kernel: nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            variants: Vec::new(),
+            flow_table_bytes: 0,
+            flow_table_flows: 0,
+            stats_walk_ms: 0.0,
+            stats_walk_flows: 0,
+            tcp: Vec::new(),
+            floor: Vec::new(),
+            hw_counters: String::new(),
+            tables: Vec::new(),
+        }
+    }
+
     pub fn variant(&self, name: &str, flows: &str) -> Option<&VariantResult> {
         self.variants
             .iter()
