@@ -216,9 +216,10 @@ mod tests {
 pub const TABLE_PROGRAM: &str = "pl_table";
 /// `ARRAY<TableConfig>` of one element.
 pub const TABLE_CONFIG_MAP: &str = "TABLE_CONFIG";
-/// `HASH<FlowKey, FlowValue>`: the kernel hash map, as `PL_FLOWS` is today.
+/// `HASH<FlowKey, [u32; 16]>`: the kernel hash map with 64-byte values, as `PL_FLOWS` was
+/// before the slot table; word 0 holds the flow's index.
 pub const TABLE_HASH_MAP: &str = "TABLE_HASHMAP";
-/// `ARRAY<flowtable::Slot>`, mmapable: the open-addressing table.
+/// `ARRAY<flowtable::Slot>`, mmapable: the open-addressing table, as `PL_FLOWS` is.
 pub const TABLE_SLOTS_MAP: &str = "TABLE_ARRAY";
 /// `PERCPU_ARRAY<u64>`: [0] runs (the sequence), [1] lookups that found the right entry.
 pub const TABLE_COUNT_MAP: &str = "TABLE_COUNT";

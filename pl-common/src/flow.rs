@@ -58,39 +58,65 @@ pub const fn probe_outcome(state: u8) -> Option<bool> {
     }
 }
 
-/// Value of `PL_FLOWS`: how to rewrite and where to send a packet that matches the key.
+/// What a flow-table slot holds besides its key: how to rewrite and where to send a packet
+/// that matches the key. 40 bytes, so the slot's control word, key and value fill one
+/// cache line ([`crate::flowtable::Slot`]). The egress interface's MAC is the network's
+/// (`PL_NET_INFO`), and checksum deltas are computed per packet from the tuple it carries:
+/// neither is stored.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct FlowValue {
-    /// `bpf_ktime_get_ns` when the entry was created or last refreshed (refreshed at most
-    /// once a second, so established traffic rarely writes the line).
-    pub last_seen_ns: u64,
+    /// [`coarse`] clock when the entry was created or last refreshed (refreshed at most
+    /// once a second, so established traffic rarely writes it).
+    pub last_seen: u32,
     pub new_src_be: u32,
     pub new_dst_be: u32,
     pub new_sport_be: u16,
     pub new_dport_be: u16,
-    /// Folded-in ones'-complement sum of (~old + new) over the two addresses: add to the
-    /// IPv4 header checksum.
-    pub csum_l3: u32,
-    /// The same over addresses and ports: add to the TCP/UDP checksum.
-    pub csum_l4: u32,
     pub dst_mac: [u8; 6],
-    pub src_mac: [u8; 6],
     /// Network to send out of (index into the egress devmap).
-    pub egress: u16,
-    pub endpoint: u16,
+    pub egress: u8,
     /// [`FLOW_FORWARD`] or [`FLOW_REPLY`].
     pub dir: u8,
+    pub endpoint: u16,
     /// What this direction has seen: [`CT_SEEN`], [`CT_NON_SYN`], [`CT_FIN`], [`CT_RST`].
     /// Written only when a bit is new, so established traffic does not write it.
     pub state: u8,
-    pub _pad: [u8; 2],
+    pub _pad: u8,
     /// Packets and bytes (whole frames) this direction carried. Plain adds, not atomic:
     /// one direction of a flow arrives on one RX queue, so one CPU writes them.
     pub packets: u32,
-    /// `bpf_ktime_get_ns` / 1e9 when the flow was created (its age, for `pl flows`).
-    pub created_s: u32,
     pub bytes: u64,
+}
+
+/// The flow table's clock: CLOCK_MONOTONIC ns >> 20 (about a millisecond), in 32 bits.
+pub const COARSE_SHIFT: u32 = 20;
+
+#[inline(always)]
+pub const fn coarse(ns: u64) -> u32 {
+    (ns >> COARSE_SHIFT) as u32
+}
+
+/// ns from coarse time `last` to `now_ns`. A `last` ahead of `now_ns` (another CPU stamped
+/// the entry after this one read the clock) is no time at all, so differences past half
+/// the 32-bit range count as 0: right for gaps under 26 days, far beyond any idle timeout.
+#[inline(always)]
+pub const fn since(now_ns: u64, last: u32) -> u64 {
+    let d = coarse(now_ns).wrapping_sub(last);
+    if d > u32::MAX / 2 {
+        0
+    } else {
+        (d as u64) << COARSE_SHIFT
+    }
+}
+
+/// Seconds since boot in the 24 bits a slot keeps of a flow's creation time.
+pub const CREATED_MASK: u32 = 0x00ff_ffff;
+
+/// Seconds from creation time `created` (24 bits, from the slot) to `now_ns`.
+#[inline(always)]
+pub const fn age_s(now_ns: u64, created: u32) -> u32 {
+    ((now_ns / 1_000_000_000) as u32).wrapping_sub(created) & CREATED_MASK
 }
 
 /// A packet went this way.
@@ -211,19 +237,21 @@ impl<'a> Pair<'a> {
         }
     }
 
-    /// The last packet either way.
+    /// ns since the last packet either way, at `now`.
     #[inline(always)]
-    pub const fn last_seen_ns(&self) -> u64 {
-        let (f, r) = (self.forward.last_seen_ns, self.reply.last_seen_ns);
-        if f > r { f } else { r }
+    pub const fn idle_ns(&self, now: u64) -> u64 {
+        let (f, r) = (
+            since(now, self.forward.last_seen),
+            since(now, self.reply.last_seen),
+        );
+        if f < r { f } else { r }
     }
 
     /// Whether the flow is alive at `now`: one judgment of both directions, the same in
     /// the data path and in the sweep. A flow lives while either side uses it.
     #[inline(always)]
     pub const fn alive(&self, proto: u8, now: u64, s: &crate::settings::Settings) -> bool {
-        now.saturating_sub(self.last_seen_ns())
-            <= idle_limit_ns(proto, self.forward.state, self.reply.state, s)
+        self.idle_ns(now) <= idle_limit_ns(proto, self.forward.state, self.reply.state, s)
     }
 
     /// A SYN from the consumer on this flow starts a fresh one (port reuse after close).
@@ -304,10 +332,23 @@ impl FlowValue {
             dst_be: self.new_src_be,
             sport_be: self.new_dport_be,
             dport_be: self.new_sport_be,
-            network: self.egress,
+            network: self.egress as u16,
             proto,
             _pad: 0,
         }
+    }
+
+    /// The checksum deltas for rewriting a packet that carries `old` as this entry says:
+    /// (IPv4 header, TCP/UDP), for [`apply_delta`].
+    #[inline(always)]
+    pub const fn deltas(&self, old: &FlowKey) -> (u32, u32) {
+        csum_deltas(
+            old,
+            self.new_src_be,
+            self.new_dst_be,
+            self.new_sport_be,
+            self.new_dport_be,
+        )
     }
 }
 
@@ -325,15 +366,12 @@ pub struct FlowPlan {
     pub provider_network: u16,
     pub endpoint: u16,
     pub target_mac: [u8; 6],
-    pub provider_mac: [u8; 6],
     pub consumer_mac: [u8; 6],
-    pub consumer_iface_mac: [u8; 6],
     /// State bits of the packet that opens the flow (see [`packet_state`]).
     pub first_state: u8,
     pub _pad: u8,
     /// Length of the frame that opens the flow: the forward entry's first packet.
     pub first_len: u16,
-    pub _pad2: [u8; 4],
 }
 
 /// The two entries of a new consumer flow. The data path builds it in a per-CPU scratch
@@ -365,53 +403,44 @@ impl FlowPair {
     /// reply entry's key (the translated tuple reversed), and the reply entry.
     #[inline(always)]
     pub fn fill(&mut self, key: &FlowKey, p: &FlowPlan) {
-        let (f3, f4) = csum_deltas(key, p.nlb_be, p.target_be, p.snat_port_be, p.target_port_be);
+        let now = coarse(p.now_ns);
         self.forward = FlowValue {
-            last_seen_ns: p.now_ns,
+            last_seen: now,
             new_src_be: p.nlb_be,
             new_dst_be: p.target_be,
             new_sport_be: p.snat_port_be,
             new_dport_be: p.target_port_be,
-            csum_l3: f3,
-            csum_l4: f4,
             dst_mac: p.target_mac,
-            src_mac: p.provider_mac,
-            egress: p.provider_network,
-            endpoint: p.endpoint,
+            egress: p.provider_network as u8,
             dir: FLOW_FORWARD,
+            endpoint: p.endpoint,
             state: p.first_state,
-            _pad: [0; 2],
+            _pad: 0,
             packets: 1,
-            created_s: (p.now_ns / 1_000_000_000) as u32,
             bytes: u64::from(p.first_len),
         };
         self.reply_key = self.forward.reply_key(key.proto);
-        let (r3, r4) = csum_deltas(
-            &self.reply_key,
-            key.dst_be,
-            key.src_be,
-            key.dport_be,
-            key.sport_be,
-        );
         self.reply = FlowValue {
-            last_seen_ns: p.now_ns,
+            last_seen: now,
             new_src_be: key.dst_be,
             new_dst_be: key.src_be,
             new_sport_be: key.dport_be,
             new_dport_be: key.sport_be,
-            csum_l3: r3,
-            csum_l4: r4,
             dst_mac: p.consumer_mac,
-            src_mac: p.consumer_iface_mac,
-            egress: key.network,
-            endpoint: p.endpoint,
+            egress: key.network as u8,
             dir: FLOW_REPLY,
+            endpoint: p.endpoint,
             state: 0,
-            _pad: [0; 2],
+            _pad: 0,
             packets: 0,
-            created_s: (p.now_ns / 1_000_000_000) as u32,
             bytes: 0,
         };
+    }
+
+    /// The creation time both slots keep ([`CREATED_MASK`] bits of seconds since boot).
+    #[inline(always)]
+    pub const fn created(p: &FlowPlan) -> u32 {
+        (p.now_ns / 1_000_000_000) as u32 & CREATED_MASK
     }
 }
 
@@ -476,14 +505,11 @@ mod tests {
             provider_network: 2,
             endpoint: 5,
             target_mac: [2, 0, 0, 0, 0, 0x11],
-            provider_mac: [2, 0, 0, 0, 0, 0xf2],
             consumer_mac: [2, 0, 0, 0, 0, 0x0a],
-            consumer_iface_mac: [2, 0, 0, 0, 0, 0xf1],
             now_ns: 7,
             first_state: CT_SEEN,
             _pad: 0,
             first_len: 60,
-            _pad2: [0; 4],
         }
     }
 
@@ -587,7 +613,7 @@ mod tests {
     fn entry(dir: u8, last_seen_ns: u64, state: u8) -> FlowValue {
         FlowValue {
             dir,
-            last_seen_ns,
+            last_seen: coarse(last_seen_ns),
             state,
             ..FlowValue::default()
         }
@@ -659,9 +685,28 @@ mod tests {
     #[test]
     fn layout_is_cache_friendly() {
         assert_eq!(size_of::<FlowKey>(), 16);
-        // One cache line per value, counters included.
-        assert_eq!(size_of::<FlowValue>(), 64);
+        // With the slot's control word and key: one cache line, counters included.
+        assert_eq!(size_of::<FlowValue>(), 40);
         assert_eq!(align_of::<FlowValue>(), 8);
+    }
+
+    #[test]
+    fn the_coarse_clock_counts_idleness_and_never_runs_backwards() {
+        const S: u64 = 1_000_000_000;
+        let now = 1000 * S;
+        let idle = since(now, coarse(now - 30 * S));
+        assert!(idle.abs_diff(30 * S) < 2 << COARSE_SHIFT, "{idle}");
+        assert_eq!(
+            since(now, coarse(now + S)),
+            0,
+            "stamped after we read the clock"
+        );
+        // Across the 32-bit wrap of the coarse clock (about 52 days of uptime).
+        let wrap = (u64::from(u32::MAX) + 1) << COARSE_SHIFT;
+        let idle = since(wrap + 5 * S, coarse(wrap - 5 * S));
+        assert!(idle.abs_diff(10 * S) < 2 << COARSE_SHIFT, "{idle}");
+        assert_eq!(age_s(100 * S, 40), 60);
+        assert_eq!(age_s(5 * S, CREATED_MASK - 4), 10, "across the 24-bit wrap");
     }
 
     #[test]
@@ -706,12 +751,13 @@ mod tests {
         pkt[36..38].copy_from_slice(&tcp_c.to_be_bytes());
 
         let f = pair.forward;
+        let (l3, l4) = f.deltas(&k);
         pkt[12..16].copy_from_slice(&f.new_src_be.to_ne_bytes());
         pkt[16..20].copy_from_slice(&f.new_dst_be.to_ne_bytes());
         pkt[20..22].copy_from_slice(&f.new_sport_be.to_ne_bytes());
         pkt[22..24].copy_from_slice(&f.new_dport_be.to_ne_bytes());
-        let ip_new = apply_delta(ip_c, f.csum_l3);
-        let tcp_new = apply_delta(tcp_c, f.csum_l4);
+        let ip_new = apply_delta(ip_c, l3);
+        let tcp_new = apply_delta(tcp_c, l4);
         pkt[10..12].fill(0);
         pkt[36..38].fill(0);
         assert_eq!(ip_new, checksum::checksum(&pkt[..20]));

@@ -23,7 +23,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::flow::FlowKey;
+use crate::flow::{CREATED_MASK, FlowKey, FlowValue};
 
 /// Slots a key may sit from its home slot (inclusive of home). Bounds every lookup's work
 /// and a new flow's: past it the table counts as full for that key. Linear probing
@@ -36,44 +36,33 @@ pub const BUSY: u8 = 1;
 pub const LIVE: u8 = 2;
 pub const TOMB: u8 = 3;
 
-/// The entry a slot carries besides its key: what to rewrite the packet to. Sized so key
-/// and entry fill one cache line with the control word.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
-pub struct SlotEntry {
-    pub new_src_be: u32,
-    pub new_dst_be: u32,
-    pub new_sport_be: u16,
-    pub new_dport_be: u16,
-    /// Coarse clock of the last packet (ns >> 20, about a millisecond).
-    pub last_seen: u32,
-    pub csum_l3: u16,
-    pub csum_l4: u16,
-    pub dst_mac: [u8; 6],
-    pub egress: u8,
-    pub dir: u8,
-    pub endpoint: u16,
-    pub state: u8,
-    pub _pad: u8,
-    pub created_s: u32,
-    pub _spare: [u8; 4],
-}
-
 /// One slot: a cache line.
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Slot {
-    /// State (low byte) and the key's hash (high 32 bits); see the module docs.
+    /// State (low byte), the flow's creation time (next 24 bits, [`crate::flow::age_s`])
+    /// and the key's hash (high 32 bits); see the module docs.
     pub ctl: u64,
     pub key: FlowKey,
-    pub entry: SlotEntry,
+    pub entry: FlowValue,
 }
 
 const _: () = assert!(size_of::<Slot>() == 64);
 
 #[inline(always)]
-pub const fn ctl(state: u8, hash: u32) -> u64 {
-    ((hash as u64) << 32) | state as u64
+pub const fn ctl(state: u8, created: u32, hash: u32) -> u64 {
+    ((hash as u64) << 32) | (((created & CREATED_MASK) as u64) << 8) | state as u64
+}
+
+/// The same control word in another state.
+#[inline(always)]
+pub const fn with_state(ctl: u64, state: u8) -> u64 {
+    (ctl & !0xff) | state as u64
+}
+
+#[inline(always)]
+pub const fn created_of(ctl: u64) -> u32 {
+    (ctl >> 8) as u32 & CREATED_MASK
 }
 
 #[inline(always)]
@@ -107,6 +96,52 @@ pub trait Slots {
     fn slots(&self) -> u32;
     /// Slot `i`, for `i < slots()`; None only where the bound cannot be proved.
     fn slot(&self, i: u32) -> Option<*mut Slot>;
+    /// The count of entries held (LIVE, or claimed and being written) and the most it may
+    /// reach: the configured capacity, below the slots, so the table stays at the load it
+    /// was sized for. None: no bound (tests).
+    fn bound(&self) -> Option<(*mut u64, u64)> {
+        None
+    }
+}
+
+/// Adds `d` to the entry count at `p`, atomically. (The BPF target's cpu v1 has atomic add
+/// but not its fetching form, so the count is read apart.)
+#[inline(always)]
+fn count_add(p: *mut u64, d: u64) {
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: an aligned u64 of a live map value, only ever changed atomically.
+    unsafe {
+        use core::intrinsics::{AtomicOrdering::SeqCst, atomic_xadd};
+        atomic_xadd::<u64, u64, { SeqCst }>(p, d);
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: as above.
+    unsafe { AtomicU64::from_ptr(p) }.fetch_add(d, Ordering::SeqCst);
+}
+
+/// Takes room for one entry under the table's bound; false if it is full. Added, then
+/// read: whoever reads the count at or under the bound after its own add has room (at
+/// most the bound's worth of adds came before that read); near the bound, CPUs adding at
+/// once may all give back, a refusal that a retransmission mends.
+#[inline(always)]
+fn reserve<T: Slots>(t: &T) -> bool {
+    let Some((p, max)) = t.bound() else {
+        return true;
+    };
+    count_add(p, 1);
+    if Ctl(p).load() <= max {
+        return true;
+    }
+    count_add(p, u64::MAX);
+    false
+}
+
+/// Gives back the room of one entry.
+#[inline(always)]
+fn release<T: Slots>(t: &T) {
+    if let Some((p, _)) = t.bound() {
+        count_add(p, u64::MAX);
+    }
 }
 
 /// A slot's control word. `s` is a live slot from [`Slots::slot`], 64-byte aligned.
@@ -157,26 +192,41 @@ impl Ctl {
 /// The LIVE slot holding `key`, if any.
 #[inline(always)]
 pub fn find<T: Slots>(t: &T, key: &FlowKey, hash: u32) -> Option<*mut Slot> {
+    find_index(t, key, hash).and_then(|i| t.slot(i))
+}
+
+/// The index of the LIVE slot holding `key`, if any.
+#[inline(always)]
+pub fn find_index<T: Slots>(t: &T, key: &FlowKey, hash: u32) -> Option<u32> {
     let len = t.slots();
     let h = home(hash, len);
     for i in 0..PROBE_SLOTS {
-        let s = t.slot(probe(h, i, len))?;
+        let j = probe(h, i, len);
+        let s = t.slot(j)?;
         let c = Ctl::of(s).load();
         match state_of(c) {
             EMPTY => return None,
             // SAFETY: a LIVE slot's key is written before it is published.
-            LIVE if hash_of(c) == hash && unsafe { (*s).key == *key } => return Some(s),
+            LIVE if hash_of(c) == hash && unsafe { (*s).key == *key } => return Some(j),
             _ => {}
         }
     }
     None
 }
 
+/// Reads the home slot of `hash`, so its cache miss is under way before it is needed.
+#[inline(always)]
+pub fn touch<T: Slots>(t: &T, hash: u32) {
+    if let Some(s) = t.slot(home(hash, t.slots())) {
+        let _ = Ctl::of(s).load();
+    }
+}
+
 /// Why [`insert`] did not add the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
-    /// The key is there already (the slot holding it).
-    Exists(*mut Slot),
+    /// The key is there already (the index of the slot holding it).
+    Exists(u32),
     /// Another CPU is inserting a key with the same hash, or won a race for the slot:
     /// take another SNAT port, or look the key up again.
     Contended,
@@ -184,30 +234,46 @@ pub enum Refused {
     Full,
 }
 
-/// Inserts `key` with `entry` unless it is there; the slot it went into.
+/// Inserts `key` with `entry` (created at `created`, seconds) unless it is there; the slot
+/// it went into.
 #[inline(always)]
 pub fn insert<T: Slots>(
     t: &T,
     key: &FlowKey,
     hash: u32,
-    entry: &SlotEntry,
+    created: u32,
+    entry: &FlowValue,
 ) -> Result<*mut Slot, Refused> {
+    let j = insert_index(t, key, hash, created, entry)?;
+    t.slot(j).ok_or(Refused::Full)
+}
+
+/// As [`insert`]; the index of the slot it went into.
+#[inline(always)]
+pub fn insert_index<T: Slots>(
+    t: &T,
+    key: &FlowKey,
+    hash: u32,
+    created: u32,
+    entry: &FlowValue,
+) -> Result<u32, Refused> {
     let len = t.slots();
     let h = home(hash, len);
-    let mut free: Option<(*mut Slot, u64)> = None;
+    let mut free: Option<(u32, *mut Slot, u64)> = None;
     for i in 0..PROBE_SLOTS {
-        let Some(s) = t.slot(probe(h, i, len)) else {
+        let j = probe(h, i, len);
+        let Some(s) = t.slot(j) else {
             return Err(Refused::Full);
         };
         let c = Ctl::of(s).load();
         match state_of(c) {
             // SAFETY: as in `find`.
             LIVE if hash_of(c) == hash && unsafe { (*s).key == *key } => {
-                return Err(Refused::Exists(s));
+                return Err(Refused::Exists(j));
             }
             BUSY if hash_of(c) == hash => return Err(Refused::Contended),
             EMPTY | TOMB if free.is_none() => {
-                free = Some((s, c));
+                free = Some((j, s, c));
                 if state_of(c) == EMPTY {
                     break;
                 }
@@ -216,11 +282,16 @@ pub fn insert<T: Slots>(
             _ => {}
         }
     }
-    let Some((s, old)) = free else {
+    let Some((j, s, old)) = free else {
         return Err(Refused::Full);
     };
+    if !reserve(t) {
+        return Err(Refused::Full);
+    }
     let w = Ctl::of(s);
-    if !w.swap(old, ctl(BUSY, hash)) {
+    let busy = ctl(BUSY, created, hash);
+    if !w.swap(old, busy) {
+        release(t);
         return Err(Refused::Contended);
     }
     // SAFETY: the slot is ours while BUSY; readers skip it.
@@ -230,16 +301,20 @@ pub fn insert<T: Slots>(
     }
     // Cannot fail: nobody else moves a BUSY slot. The exchange orders the writes above
     // before the slot is seen LIVE.
-    w.swap(ctl(BUSY, hash), ctl(LIVE, hash));
+    let live = with_state(busy, LIVE);
+    w.swap(busy, live);
     if duplicated(t, s, key, hash) {
-        w.swap(ctl(LIVE, hash), ctl(TOMB, hash));
+        w.swap(live, with_state(live, TOMB));
+        release(t);
         return Err(Refused::Contended);
     }
-    Ok(s)
+    Ok(j)
 }
 
 /// True if a slot other than `ours` holds `key`, or is being claimed for a key of the same
-/// hash (which may be `key`).
+/// hash (which may be `key`). The scan ends at an EMPTY slot: the other inserter took the
+/// first free slot it saw, and a slot only turns EMPTY again through the sweep's two-pass
+/// rule, long after any insert that passed it has published.
 #[inline(always)]
 fn duplicated<T: Slots>(t: &T, ours: *mut Slot, key: &FlowKey, hash: u32) -> bool {
     let len = t.slots();
@@ -252,24 +327,53 @@ fn duplicated<T: Slots>(t: &T, ours: *mut Slot, key: &FlowKey, hash: u32) -> boo
             continue;
         }
         let c = Ctl::of(s).load();
-        if hash_of(c) != hash {
-            continue;
-        }
         match state_of(c) {
-            BUSY => return true,
+            EMPTY => return false,
+            BUSY if hash_of(c) == hash => return true,
             // SAFETY: as in `find`.
-            LIVE if unsafe { (*s).key == *key } => return true,
+            LIVE if hash_of(c) == hash && unsafe { (*s).key == *key } => return true,
             _ => {}
         }
     }
     false
 }
 
-/// Removes the key in `s` (found LIVE with `hash`); false if someone else removed it
-/// first.
+/// Removes the key in `s` (a slot of `t` found LIVE with `hash`); false if someone else
+/// removed it first.
 #[inline(always)]
-pub fn remove(s: *mut Slot, hash: u32) -> bool {
-    Ctl::of(s).swap(ctl(LIVE, hash), ctl(TOMB, hash))
+pub fn remove<T: Slots>(t: &T, s: *mut Slot, hash: u32) -> bool {
+    let w = Ctl::of(s);
+    let c = w.load();
+    let removed = state_of(c) == LIVE && hash_of(c) == hash && w.swap(c, with_state(c, TOMB));
+    if removed {
+        release(t);
+    }
+    removed
+}
+
+/// Removes the key in `s` if its control word is still `ctl` (read with the entry a
+/// caller copied): the caller takes out exactly what it read.
+#[inline(always)]
+pub fn remove_exact<T: Slots>(t: &T, s: *mut Slot, ctl: u64) -> bool {
+    let removed = state_of(ctl) == LIVE && Ctl::of(s).swap(ctl, with_state(ctl, TOMB));
+    if removed {
+        release(t);
+    }
+    removed
+}
+
+/// The control word of `s`, read once (userspace: a slot's state and creation time).
+#[inline(always)]
+pub fn ctl_of(s: *mut Slot) -> u64 {
+    Ctl::of(s).load()
+}
+
+/// Empties the TOMB at `s` (the sweep's second pass, once [`sweepable`] said so).
+#[inline(always)]
+pub fn empty(s: *mut Slot) -> bool {
+    let w = Ctl::of(s);
+    let c = w.load();
+    state_of(c) == TOMB && w.swap(c, 0)
 }
 
 /// Whether the sweep may turn the TOMB at `i` back into EMPTY: no slot in the
@@ -334,10 +438,10 @@ mod tests {
         }
     }
 
-    fn entry(i: u32) -> SlotEntry {
-        SlotEntry {
+    fn entry(i: u32) -> FlowValue {
+        FlowValue {
             new_dst_be: i,
-            ..SlotEntry::default()
+            ..FlowValue::default()
         }
     }
 
@@ -345,7 +449,7 @@ mod tests {
     fn inserted_keys_are_found_and_removed_ones_are_not() {
         let t = Table(vec![Slot::default(); 1000]);
         for i in 0..500 {
-            insert(&t, &key(i), key(i).hash(), &entry(i)).expect("room");
+            insert(&t, &key(i), key(i).hash(), 0, &entry(i)).expect("room");
         }
         for i in 0..500 {
             let s = find(&t, &key(i), key(i).hash()).expect("found");
@@ -354,8 +458,8 @@ mod tests {
         assert!(find(&t, &key(500), key(500).hash()).is_none());
         for i in (0..500).step_by(2) {
             let s = find(&t, &key(i), key(i).hash()).unwrap();
-            assert!(remove(s, key(i).hash()));
-            assert!(!remove(s, key(i).hash()), "removed twice");
+            assert!(remove(&t, s, key(i).hash()));
+            assert!(!remove(&t, s, key(i).hash()), "removed twice");
         }
         for i in 0..500 {
             assert_eq!(
@@ -366,12 +470,54 @@ mod tests {
         }
     }
 
+    /// A table with a bound on its entries.
+    struct Bounded(Table, core::cell::UnsafeCell<u64>, u64);
+
+    impl Slots for Bounded {
+        fn slots(&self) -> u32 {
+            self.0.slots()
+        }
+        fn slot(&self, i: u32) -> Option<*mut Slot> {
+            self.0.slot(i)
+        }
+        fn bound(&self) -> Option<(*mut u64, u64)> {
+            Some((self.1.get(), self.2))
+        }
+    }
+
+    #[test]
+    fn the_bound_refuses_past_capacity_and_removals_give_room_back() {
+        let t = Bounded(Table(vec![Slot::default(); 64]), 0.into(), 3);
+        for i in 0..3 {
+            insert(&t, &key(i), key(i).hash(), 0, &entry(i)).expect("room");
+        }
+        assert_eq!(
+            insert(&t, &key(3), key(3).hash(), 0, &entry(3)),
+            Err(Refused::Full)
+        );
+        assert_eq!(
+            unsafe { *t.1.get() },
+            3,
+            "a refusal gives its reservation back"
+        );
+        let s = find(&t, &key(0), key(0).hash()).unwrap();
+        assert!(remove(&t, s, key(0).hash()));
+        assert_eq!(unsafe { *t.1.get() }, 2);
+        insert(&t, &key(3), key(3).hash(), 0, &entry(3)).expect("room again");
+        // A duplicate is refused without taking room.
+        assert!(matches!(
+            insert(&t, &key(3), key(3).hash(), 0, &entry(3)),
+            Err(Refused::Exists(_))
+        ));
+        assert_eq!(unsafe { *t.1.get() }, 3);
+    }
+
     #[test]
     fn a_second_insert_of_a_key_finds_the_first() {
         let t = Table(vec![Slot::default(); 64]);
-        let s = insert(&t, &key(1), key(1).hash(), &entry(1)).unwrap();
+        let s = insert_index(&t, &key(1), key(1).hash(), 0, &entry(1)).unwrap();
         assert_eq!(
-            insert(&t, &key(1), key(1).hash(), &entry(2)),
+            insert(&t, &key(1), key(1).hash(), 0, &entry(2)),
             Err(Refused::Exists(s))
         );
     }
@@ -381,11 +527,15 @@ mod tests {
         // One hash for every key: they share a probe sequence.
         let t = Table(vec![Slot::default(); 16]);
         let h = 0x8000_0000;
-        let a = insert(&t, &key(1), h, &entry(1)).unwrap();
-        let b = insert(&t, &key(2), h, &entry(2)).unwrap();
-        assert!(remove(a, h));
+        let a = insert(&t, &key(1), h, 0, &entry(1)).unwrap();
+        let b = insert(&t, &key(2), h, 0, &entry(2)).unwrap();
+        assert!(remove(&t, a, h));
         assert_eq!(find(&t, &key(2), h), Some(b), "found past the tombstone");
-        assert_eq!(insert(&t, &key(3), h, &entry(3)), Ok(a), "tombstone reused");
+        assert_eq!(
+            insert(&t, &key(3), h, 0, &entry(3)),
+            Ok(a),
+            "tombstone reused"
+        );
     }
 
     #[test]
@@ -395,9 +545,9 @@ mod tests {
         let h = u32::MAX;
         assert_eq!(home(h, 64), 63);
         for i in 0..PROBE_SLOTS {
-            insert(&t, &key(i), h, &entry(i)).expect("within the bound");
+            insert(&t, &key(i), h, 0, &entry(i)).expect("within the bound");
         }
-        assert_eq!(insert(&t, &key(99), h, &entry(99)), Err(Refused::Full));
+        assert_eq!(insert(&t, &key(99), h, 0, &entry(99)), Err(Refused::Full));
         assert!(find(&t, &key(PROBE_SLOTS - 1), h).is_some());
         assert_eq!(state_of(t.0[0].ctl), LIVE, "wrapped to slot 0");
         assert_eq!(
@@ -412,10 +562,13 @@ mod tests {
         let mut t = Table(vec![Slot::default(); 16]);
         let h = 0x4000_0000;
         t.0[home(h, 16) as usize].clone_from(&Slot {
-            ctl: ctl(BUSY, h),
+            ctl: ctl(BUSY, 0, h),
             ..Slot::default()
         });
-        assert_eq!(insert(&t, &key(1), h, &entry(1)), Err(Refused::Contended));
+        assert_eq!(
+            insert(&t, &key(1), h, 0, &entry(1)),
+            Err(Refused::Contended)
+        );
         assert!(find(&t, &key(1), h).is_none(), "a BUSY slot is not a match");
     }
 
@@ -423,20 +576,20 @@ mod tests {
     fn the_sweep_empties_a_tombstone_only_when_no_key_probes_past_it() {
         let t = Table(vec![Slot::default(); 16]);
         let h = 0x8000_0000;
-        let a = insert(&t, &key(1), h, &entry(1)).unwrap();
+        let a = insert(&t, &key(1), h, 0, &entry(1)).unwrap();
         let i = home(h, 16);
-        let b = insert(&t, &key(2), h, &entry(2)).unwrap();
-        assert!(remove(a, h));
+        let b = insert(&t, &key(2), h, 0, &entry(2)).unwrap();
+        assert!(remove(&t, a, h));
         assert!(!sweepable(&t, i), "key 2 probes through slot {i}");
-        assert!(remove(b, h));
+        assert!(remove(&t, b, h));
         assert!(sweepable(&t, i));
         // A key whose home is after the tombstone does not hold it.
         let later = u32::MAX / 16 * (i + 1) + 16;
         assert_eq!(home(later, 16), i + 1);
-        let c = insert(&t, &key(3), h, &entry(3)).unwrap();
+        let c = insert(&t, &key(3), h, 0, &entry(3)).unwrap();
         assert_eq!(c, a);
-        assert!(remove(c, h));
-        insert(&t, &key(4), later, &entry(4)).unwrap();
+        assert!(remove(&t, c, h));
+        insert(&t, &key(4), later, 0, &entry(4)).unwrap();
         assert!(sweepable(&t, i));
     }
 
@@ -468,18 +621,25 @@ mod tests {
     fn an_insert_racing_a_removal_and_an_insert_of_the_same_key_backs_off() {
         let t = Table(vec![Slot::default(); 16]);
         let h = 0x8000_0000;
-        let x = insert(&t, &key(1), h, &entry(1)).unwrap();
+        let x = insert(&t, &key(1), h, 0, &entry(1)).unwrap();
         let a = Interleaved {
             t: &t,
             // A's second access: after it saw X, before it reads the free slot.
             at: 2,
             calls: core::cell::Cell::new(0),
             then: |t: &Table| {
-                assert!(remove(x, h));
-                assert_eq!(insert(t, &key(2), h, &entry(2)), Ok(x), "B reuses X's slot");
+                assert!(remove(t, x, h));
+                assert_eq!(
+                    insert(t, &key(2), h, 0, &entry(2)),
+                    Ok(x),
+                    "B reuses X's slot"
+                );
             },
         };
-        assert_eq!(insert(&a, &key(2), h, &entry(3)), Err(Refused::Contended));
+        assert_eq!(
+            insert(&a, &key(2), h, 0, &entry(3)),
+            Err(Refused::Contended)
+        );
         let held =
             t.0.iter()
                 .filter(|s| state_of(s.ctl) == LIVE && s.key == key(2))

@@ -21,6 +21,17 @@ pub struct IfaceConfig {
     pub mtu_floor: u16,
 }
 
+/// Value of [`crate::maps::NET_INFO_MAP`], by network: its interface's MTU (0: not known)
+/// and MAC, the source MAC of every frame pl sends to that network (a flow entry keeps
+/// only the destination's).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct NetInfo {
+    pub mtu: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
 /// The entry describes an interface pl manages.
 pub const IFACE_ACTIVE: u16 = 2;
 
@@ -32,3 +43,7 @@ pub const IFACE_DEDICATED: u16 = 1;
 #[cfg(feature = "user")]
 // SAFETY: repr(C), no padding, every bit pattern valid (checked by the bytemuck derive).
 unsafe impl aya::Pod for IfaceConfig {}
+
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for NetInfo {}

@@ -27,12 +27,15 @@ pub const SOURCES_MAP: &str = "PL_SOURCES";
 pub const TARGETS_MAP: &str = "PL_TARGETS";
 /// `ARRAY<u32>`: every Maglev table back to back, `MAGLEV_SIZE` target ids each.
 pub const MAGLEV_MAP: &str = "PL_MAGLEV";
-/// `HASH<FlowKey, FlowValue>`: both directions of every flow.
+/// `ARRAY<flowtable::Slot>`, mmapable: both directions of every flow, one 64-byte slot
+/// each, open addressing ([`crate::flowtable`]); the last element counts the entries.
 pub const FLOWS_MAP: &str = "PL_FLOWS";
+/// The program's global holding `PL_FLOWS`'s slot count (set at load).
+pub const FLOW_SLOTS_GLOBAL: &str = "PL_FLOW_SLOTS";
 /// `DEVMAP` by network id: the interface to redirect out of.
 pub const EGRESS_MAP: &str = "PL_EGRESS";
-/// Array of u32 by network id: the MTU of the network's interface (0: not known).
-pub const NET_MTU_MAP: &str = "PL_NET_MTU";
+/// `ARRAY<NetInfo>` by network id: the MTU and MAC of the network's interface.
+pub const NET_INFO_MAP: &str = "PL_NET_INFO";
 /// `HASH<AddrKey, [u8; 8]>`: MACs learned from ARP replies (6 bytes + 2 padding).
 pub const NEIGH_MAP: &str = "PL_NEIGH";
 /// `PERCPU_ARRAY<EndpointStats>` by endpoint id.
@@ -54,6 +57,19 @@ pub const MAX_NEIGH: u32 = 4096;
 /// Entries in the flow map compiled into the object; `pl run` resizes it from the
 /// config's `limits.flow_table_size` (two entries per flow) before loading.
 pub const DEFAULT_FLOW_ENTRIES: u32 = 131_072;
+
+/// Slots of a flow table for `entries` entries: twice as many, so it runs at load 0.5 at
+/// most, where linear probing bounded at [`crate::flowtable::PROBE_SLOTS`] refuses about
+/// one insert in a million (`pl bench` measures it).
+pub const fn flow_slots(entries: u32) -> u32 {
+    entries.saturating_mul(2)
+}
+
+/// Elements of the `PL_FLOWS` array: the slots, and one past them whose first word counts
+/// the entries held (the table refuses past `entries`, half its slots).
+pub const fn flow_array_len(entries: u32) -> u32 {
+    flow_slots(entries).saturating_add(1)
+}
 /// Slots of `PL_MAGLEV`: a table per (service, zone) and one cross-zone table per service.
 pub const MAGLEV_ENTRIES: u32 =
     MAX_SERVICES * (crate::service::MAX_ZONES as u32 + 1) * crate::maglev::MAGLEV_SIZE as u32;

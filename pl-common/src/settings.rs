@@ -21,6 +21,30 @@ pub struct Settings {
     pub _pad: u32,
 }
 
+impl Settings {
+    /// The shortest idle timeout of any state: a direction used within it keeps its flow
+    /// alive whatever the state, so the data path need not read the other half.
+    #[inline(always)]
+    pub const fn min_idle_ns(&self) -> u64 {
+        let mut m = self.tcp_idle_ns;
+        let others = [
+            self.tcp_transient_ns,
+            self.tcp_half_closed_ns,
+            self.tcp_closing_ns,
+            self.udp_idle_ns,
+            self.udp_oneway_ns,
+        ];
+        let mut i = 0;
+        while i < others.len() {
+            if others[i] < m {
+                m = others[i];
+            }
+            i += 1;
+        }
+        m
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -61,6 +85,14 @@ unsafe impl aya::Pod for Settings {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shortest_timeout_of_any_state_bounds_the_fast_path() {
+        let mut s = Settings::default();
+        assert_eq!(s.min_idle_ns(), s.tcp_closing_ns, "10 s by default");
+        s.udp_oneway_ns = 3_000_000_000;
+        assert_eq!(s.min_idle_ns(), 3_000_000_000);
+    }
 
     #[test]
     fn snat_ports_stay_in_range_and_probes_differ() {

@@ -19,7 +19,7 @@ use pl_common::{
         GEN_HEADER, GenConfig, SINK_BYTES, SINK_FRAME, SinkConfig, TABLE_HASH, TABLE_SLOTS,
         TableConfig, gen_rewrite, sink_verdict, table_forward_key,
     },
-    flow::{FlowKey, FlowValue},
+    flow::FlowKey,
     flowtable::{self, Slot, Slots},
 };
 
@@ -41,7 +41,7 @@ static BARE_EGRESS: DevMap = DevMap::with_max_entries(1, 0);
 static TABLE_CONFIG: Array<TableConfig> = Array::with_max_entries(1, 0);
 /// Sized by `pl bench` at load, like the two below.
 #[map]
-static TABLE_HASHMAP: HashMap<FlowKey, FlowValue> = HashMap::with_max_entries(1, 0);
+static TABLE_HASHMAP: HashMap<FlowKey, [u32; 16]> = HashMap::with_max_entries(1, 0);
 /// Mmapable: `pl bench` fills it in place, and the kernel places it page-aligned, so
 /// every slot is one cache line.
 #[map]
@@ -162,10 +162,10 @@ pub fn pl_table(_ctx: XdpContext) -> u32 {
             // SAFETY: a live map value; only this CPU runs the bench.
             unsafe {
                 if cfg.write != 0 {
-                    (*v).packets = (*v).packets.wrapping_add(1);
-                    (*v).bytes = (*v).bytes.wrapping_add(64);
+                    (*v)[13] = (*v)[13].wrapping_add(1);
+                    (*v)[14] = (*v)[14].wrapping_add(64);
                 }
-                (*v).new_dst_be
+                (*v)[0]
             }
         }),
         TABLE_SLOTS if cfg.slots != 0 => {
@@ -173,8 +173,8 @@ pub fn pl_table(_ctx: XdpContext) -> u32 {
                 // SAFETY: a LIVE slot; as above.
                 unsafe {
                     if cfg.write != 0 {
-                        let c = &mut (*s).entry._spare;
-                        *c = u32::from_ne_bytes(*c).wrapping_add(1).to_ne_bytes();
+                        (*s).entry.packets = (*s).entry.packets.wrapping_add(1);
+                        (*s).entry.bytes = (*s).entry.bytes.wrapping_add(64);
                     }
                     (*s).entry.new_dst_be
                 }

@@ -1,20 +1,23 @@
 //! Conntrack: find the packet's flow, or create one (SNAT port reservation first, then
-//! the forward entry, rolled back if another CPU created the same flow meanwhile).
+//! the forward entry, rolled back if another CPU created the same flow meanwhile). The
+//! table is `pl_common::flowtable` over `PL_FLOWS`: a lookup is one slot, one cache line,
+//! most of the time.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_ktime_get_coarse_ns};
+use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
 use pl_common::{
-    flow::{FLOW_FORWARD, FlowKey, FlowPlan, FlowValue, Pair, same_flow},
+    flow::{FLOW_FORWARD, FlowKey, FlowPair, FlowPlan, FlowValue, Pair, coarse, same_flow, since},
+    flowtable::{self, Refused},
     settings::{SNAT_PROBES, snat_port},
     stats::EndpointCounter,
 };
 
 use crate::{
     endpoint::Admitted,
-    maps::{PL_FLOWS, PL_PROBES, PL_SCRATCH, PL_SETTINGS},
+    maps::{Flows, PL_PROBES, PL_SCRATCH, PL_SETTINGS},
+    table,
 };
 
-const EEXIST: i32 = 17;
-/// Refresh `last_seen_ns` at most this often, so established traffic rarely writes.
+/// Refresh `last_seen` at most this often, so established traffic rarely writes.
 const REFRESH_NS: u64 = 1_000_000_000;
 
 /// CLOCK_MONOTONIC at tick resolution: plenty for idle timeouts of seconds, and cheaper
@@ -36,44 +39,54 @@ pub enum Found {
     Absent,
 }
 
-/// The flow entry for `key`, refreshed. The fast path reads only this entry: within a
-/// second of its own last packet a flow is alive under any timeout. Past that (at most
-/// once a second per direction, since it refreshes then), and for a consumer's SYN, the
-/// whole pair is judged with [`Pair`], as the sweep judges it.
+/// The entry in the table under `key`, if any.
 #[inline(always)]
-pub fn lookup(key: &FlowKey, now: u64, syn: bool) -> Found {
-    let Some(v) = PL_FLOWS.get_ptr_mut(key) else {
+fn entry(key: &FlowKey, hash: u32) -> Option<*mut FlowValue> {
+    // SAFETY: a slot of the live map.
+    table::find(key, hash).map(|s| unsafe { &raw mut (*s).entry })
+}
+
+/// The flow entry for `key` (whose flow hash is `hash`), refreshed. The fast path reads
+/// only this entry: within a second of its own last packet a flow is alive under any
+/// timeout, and nothing is written. Past that, and within the shortest idle timeout of any
+/// state, it is still alive whatever the other half says: its stamp is refreshed. Past
+/// that too, and for a consumer's SYN, the whole pair is judged with [`Pair`], as the sweep
+/// judges it.
+#[inline(always)]
+pub fn lookup(key: &FlowKey, hash: u32, now: u64, syn: bool) -> Found {
+    let Some(v) = entry(key, hash) else {
         return Found::Absent;
     };
-    // SAFETY: a live map value; concurrent writers only store whole fields. Read in place:
-    // copies of two 64-byte values would not fit the BPF stack.
+    // SAFETY: a live slot's entry; concurrent writers only store whole fields. Read in
+    // place: copies would not fit the BPF stack.
     let this = unsafe { &*v };
-    let idle = now.saturating_sub(this.last_seen_ns);
+    let idle = since(now, this.last_seen);
     let reopen_check = syn && this.dir == FLOW_FORWARD;
     if idle <= REFRESH_NS && !reopen_check {
         return Found::Live(v);
     }
+    let settings = PL_SETTINGS.get(0);
+    if !reopen_check && settings.is_some_and(|s| idle <= s.min_idle_ns()) {
+        // SAFETY: as above.
+        unsafe { (*v).last_seen = coarse(now) };
+        return Found::Live(v);
+    }
     let other_key = this.reply_key(key.proto);
-    // SAFETY: as above.
-    #[expect(
-        clippy::needless_borrows_for_generic_args,
-        reason = "by value the key would be copied again onto the 512-byte BPF stack"
-    )]
-    let Some(other) = (unsafe { PL_FLOWS.get(&other_key) }) else {
+    let Some(other) = entry(&other_key, other_key.hash()) else {
         return Found::Stale;
     };
+    // SAFETY: as above.
+    let other = unsafe { &*other };
     let Some(pair) = Pair::of(this, other).filter(|_| same_flow(key, this, other)) else {
         return Found::Stale;
     };
-    let alive = PL_SETTINGS
-        .get(0)
-        .is_none_or(|s| pair.alive(key.proto, now, s));
+    let alive = settings.is_none_or(|s| pair.alive(key.proto, now, s));
     if !alive || (reopen_check && pair.reopened_by_syn(key.proto)) {
         return Found::Stale;
     }
     if idle > REFRESH_NS {
         // SAFETY: as above.
-        unsafe { (*v).last_seen_ns = now };
+        unsafe { (*v).last_seen = coarse(now) };
     }
     Found::Live(v)
 }
@@ -83,35 +96,31 @@ pub fn lookup(key: &FlowKey, now: u64, syn: bool) -> Found {
 /// its SNAT port. The reply entry is removed only if it is this flow's, and only by
 /// whoever removed the forward entry.
 #[inline(always)]
-pub fn remove_stale(key: &FlowKey) {
-    // SAFETY: read in place, before anything is removed.
-    let Some(v) = (unsafe { PL_FLOWS.get(key) }) else {
+pub fn remove_stale(key: &FlowKey, hash: u32) {
+    let Some(s) = table::find(key, hash) else {
         return;
     };
+    // SAFETY: read in place, before anything is removed.
+    let v = unsafe { &(*s).entry };
     let reply_key = v.reply_key(key.proto);
-    // SAFETY: as above.
-    #[expect(
-        clippy::needless_borrows_for_generic_args,
-        reason = "by value the key would be copied again onto the 512-byte BPF stack"
-    )]
-    let ours = unsafe { PL_FLOWS.get(&reply_key) }.is_some_and(|r| same_flow(key, v, r));
+    let reply_hash = reply_key.hash();
+    let reply = table::find(&reply_key, reply_hash)
+        // SAFETY: as above.
+        .filter(|r| same_flow(key, v, unsafe { &(**r).entry }));
     // Only the remover of the forward entry removes its reply: if the sweep took it
     // meanwhile, the reply is the sweep's to judge, and may by then be a newer flow's.
-    if PL_FLOWS.remove(key).is_ok() && ours {
-        #[expect(
-            clippy::needless_borrows_for_generic_args,
-            reason = "by value the key would be copied again onto the 512-byte BPF stack"
-        )]
-        let _ = PL_FLOWS.remove(&reply_key);
+    if flowtable::remove(&Flows, s, hash)
+        && let Some(r) = reply
+    {
+        flowtable::remove(&Flows, r, reply_hash);
     }
 }
 
-/// Where a new flow comes from: its endpoint, the consumer's MAC, our interface's MAC on
-/// that network, and the state bits of its first packet.
+/// Where a new flow comes from: its endpoint, the consumer's MAC, and the state bits of
+/// its first packet.
 pub struct Origin {
     pub endpoint: u16,
     pub mac: [u8; 6],
-    pub iface_mac: [u8; 6],
     pub state: u8,
     /// The opening frame's length (counted in the new entry).
     pub len: u16,
@@ -123,15 +132,12 @@ pub enum Created {
     Raced(*mut FlowValue),
 }
 
-/// Creates both entries of a new flow; the forward value to translate with (in this
-/// CPU's scratch space, valid until the next packet on this CPU).
+/// Creates both entries of a new flow (`hash`: the key's flow hash); the forward value to
+/// translate with (in this CPU's scratch space, valid until the next packet on this CPU).
 #[inline(always)]
-#[expect(
-    clippy::needless_borrows_for_generic_args,
-    reason = "borrowing passes map-value pointers to the helpers; by value they would be copied onto the 512-byte BPF stack"
-)]
 pub fn create(
     key: &FlowKey,
+    hash: u32,
     a: &Admitted,
     from: &Origin,
     now: u64,
@@ -150,46 +156,64 @@ pub fn create(
         provider_network: a.policy.provider_network,
         endpoint: from.endpoint,
         target_mac: a.target_mac,
-        provider_mac: a.policy.provider_mac,
         consumer_mac: from.mac,
-        consumer_iface_mac: from.iface_mac,
         first_state: from.state,
         _pad: 0,
         first_len: from.len,
-        _pad2: [0; 4],
     };
+    let created = FlowPair::created(&nf.plan);
     let (min, max) = (a.policy.snat_port_min, a.policy.snat_port_max);
     let orig = u16::from_be(key.sport_be);
+    // No room near any probe's home is a full table, not exhausted ports.
+    let mut full = false;
     for i in 0..SNAT_PROBES {
         nf.plan.snat_port_be = snat_port(min, max, orig, a.hash, i).to_be();
         nf.pair.fill(key, &nf.plan);
-        match PL_FLOWS.insert(&nf.pair.reply_key, &nf.pair.reply, u64::from(BPF_NOEXIST)) {
-            Ok(()) => {}
-            // That port is held for this (NLB, target, port, protocol): next probe.
-            Err(e) if e == -EEXIST => continue,
-            Err(_) => return Err(EndpointCounter::RefusedFlowTableFull),
-        }
+        let reply_hash = nf.pair.reply_key.hash();
+        let reply = match table::insert(&nf.pair.reply_key, reply_hash, created, &nf.pair.reply) {
+            Ok(r) => r,
+            // That port is held for this (NLB, target, port, protocol), or being taken:
+            // next probe.
+            Err(Refused::Exists(_) | Refused::Contended) => continue,
+            Err(Refused::Full) => {
+                full = true;
+                continue;
+            }
+        };
         // A health check holds the port: back off. The checker inserts its probe and then
         // looks for a flow, this inserts the reservation and then looks for a probe, so
         // one of the two always sees the other.
-        if PL_PROBES.get_ptr(&nf.pair.reply_key).is_some() {
-            let _ = PL_FLOWS.remove(&nf.pair.reply_key);
+        #[expect(
+            clippy::needless_borrows_for_generic_args,
+            reason = "by value the key would be copied again onto the 512-byte BPF stack"
+        )]
+        let probed = PL_PROBES.get_ptr(&nf.pair.reply_key).is_some();
+        if probed {
+            flowtable::remove(&Flows, reply, reply_hash);
             continue;
         }
-        return match PL_FLOWS.insert(key, &nf.pair.forward, u64::from(BPF_NOEXIST)) {
-            Ok(()) => Ok(Created::New(&mut nf.pair.forward)),
+        return match table::insert(key, hash, created, &nf.pair.forward) {
+            Ok(_) => Ok(Created::New(&mut nf.pair.forward)),
             Err(e) => {
-                let _ = PL_FLOWS.remove(&nf.pair.reply_key);
-                if e != -EEXIST {
-                    return Err(EndpointCounter::RefusedFlowTableFull);
+                flowtable::remove(&Flows, reply, reply_hash);
+                match e {
+                    // Another CPU created this flow between our lookup and insert: use
+                    // theirs.
+                    Refused::Exists(i) => table::at(i)
+                        // SAFETY: a slot of the live map.
+                        .map(|s| Created::Raced(unsafe { &raw mut (*s).entry }))
+                        .ok_or(EndpointCounter::RefusedFlowTableFull),
+                    // Another CPU is creating it right now: this packet goes; the next
+                    // finds the flow.
+                    Refused::Contended => Err(EndpointCounter::RefusedFlowTableFull),
+                    Refused::Full => Err(EndpointCounter::RefusedFlowTableFull),
                 }
-                // Another CPU created this flow between our lookup and insert: use theirs.
-                PL_FLOWS
-                    .get_ptr_mut(key)
-                    .map(Created::Raced)
-                    .ok_or(EndpointCounter::RefusedFlowTableFull)
             }
         };
     }
-    Err(EndpointCounter::RefusedSnatExhausted)
+    Err(if full {
+        EndpointCounter::RefusedFlowTableFull
+    } else {
+        EndpointCounter::RefusedSnatExhausted
+    })
 }

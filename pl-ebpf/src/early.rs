@@ -1,23 +1,23 @@
-//! A TCP SYN is admitted before its flow lookup, and the hash bucket its reply entry will
-//! take (the first SNAT probe's) is touched then: two cold misses of the flow table, the
+//! A TCP SYN is admitted before its flow lookup, and the slot its reply entry will take
+//! (the first SNAT probe's home) is touched then: two cold misses of the flow table, the
 //! forward key's and the reply key's, overlap instead of following each other. A SYN that
 //! finds its flow drops the admission; one that is refused is judged again in order.
 
-use pl_common::{flow::FlowKey, settings::snat_port};
+use pl_common::{flow::FlowKey, flowtable, settings::snat_port};
 
 use crate::{
     endpoint::{self, Admitted, Dest},
-    maps::PL_FLOWS,
+    maps::Flows,
 };
 
-/// A SYN's admission, made before its flow lookup: the bucket its reply entry will take
+/// A SYN's admission, made before its flow lookup: the slot its reply entry will take
 /// (first SNAT probe) is touched now, so that cold miss overlaps the lookup's own.
 #[inline(always)]
-pub fn admit(key: &FlowKey) -> Option<Admitted> {
+pub fn admit(key: &FlowKey, hash: u32) -> Option<Admitted> {
     let Dest::Listener(p) = endpoint::dest(key) else {
         return None;
     };
-    let a = endpoint::admit(key, p).ok()?;
+    let a = endpoint::admit(key, hash, p).ok()?;
     let orig = u16::from_be(key.sport_be);
     let port = snat_port(p.snat_port_min, p.snat_port_max, orig, a.hash, 0);
     let reply = FlowKey {
@@ -29,10 +29,6 @@ pub fn admit(key: &FlowKey) -> Option<Admitted> {
         proto: key.proto,
         _pad: 0,
     };
-    #[expect(
-        clippy::needless_borrows_for_generic_args,
-        reason = "by value the key would be copied again onto the 512-byte BPF stack"
-    )]
-    let _ = PL_FLOWS.get_ptr(&reply);
+    flowtable::touch(&Flows, reply.hash());
     Some(a)
 }

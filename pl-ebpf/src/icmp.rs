@@ -15,11 +15,12 @@ use pl_common::{
 };
 
 use crate::{
-    maps::{PL_FLOWS, PL_ICMP_SCRATCH},
+    maps::{PL_ICMP_SCRATCH, PL_NET_INFO},
     nat,
     parse::ptr_at,
     redirect, stats,
     stats::Slot,
+    table,
 };
 
 #[inline(always)]
@@ -35,8 +36,12 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
     let Some(key) = error_key(unsafe { &*w }, iface.network) else {
         return drop();
     };
-    // SAFETY: copied out at once.
-    let Some(v) = (unsafe { PL_FLOWS.get(key) }).copied() else {
+    let Some(s) = table::find(&key, key.hash()) else {
+        return drop();
+    };
+    // SAFETY: a live slot's entry, copied out at once.
+    let v = unsafe { (*s).entry };
+    let Some(src_mac) = PL_NET_INFO.get(u32::from(v.egress)).map(|n| n.mac) else {
         return drop();
     };
     if nat::ttl(ctx).is_none_or(|t| t <= 1) {
@@ -67,7 +72,7 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
     // SAFETY: bounds-checked.
     unsafe {
         (*eth).dst_addr = v.dst_mac;
-        (*eth).src_addr = v.src_mac;
+        (*eth).src_addr = src_mac;
     }
     slot.add(IfaceCounter::IcmpTranslated, 1);
     stats::endpoint_forwarded(
@@ -75,7 +80,7 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
         v.dir == FLOW_FORWARD,
         (ctx.data_end() - ctx.data()) as u64,
     );
-    redirect::to_network(v.egress)
+    redirect::to_network(u16::from(v.egress))
 }
 
 /// Turns the frame (IPv4 without options, TCP or UDP, that cannot go on) into the ICMP

@@ -17,6 +17,7 @@ mod nat;
 mod parse;
 mod redirect;
 mod stats;
+mod table;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use network_types::eth::EthHdr;
@@ -119,9 +120,15 @@ fn ipv4(
     // A SYN is admitted before its flow lookup (see `early`); anything else
     // only if it finds no flow.
     let syn = opens && proto == IPPROTO_TCP;
-    let early = if syn { early::admit(&key) } else { None };
-    let stale = match conntrack::lookup(&key, now, syn) {
-        Found::Live(v) => return Ok(forward(ctx, iface, stats, v, proto, len, bits, tcp_flags)),
+    // One flow hash: the flow table's, the Maglev slot's and the SNAT walk's.
+    let hash = key.hash();
+    let early = if syn { early::admit(&key, hash) } else { None };
+    let stale = match conntrack::lookup(&key, hash, now, syn) {
+        Found::Live(v) => {
+            return Ok(forward(
+                ctx, iface, stats, v, &key, proto, len, bits, tcp_flags,
+            ));
+        }
         Found::Stale => true,
         Found::Absent => false,
     };
@@ -151,12 +158,12 @@ fn ipv4(
         return refuse(EndpointCounter::RefusedNotSyn);
     }
     if stale {
-        conntrack::remove_stale(&key);
+        conntrack::remove_stale(&key, hash);
     }
     let Some(policy) = policy else {
         return refuse(EndpointCounter::RefusedNoListener);
     };
-    let admitted = match early.map_or_else(|| endpoint::admit(&key, policy), Ok) {
+    let admitted = match early.map_or_else(|| endpoint::admit(&key, hash, policy), Ok) {
         Ok(a) => a,
         Err(reason) => return refuse(reason),
     };
@@ -170,11 +177,10 @@ fn ipv4(
     let from = conntrack::Origin {
         endpoint,
         mac: unsafe { (*eth).src_addr },
-        iface_mac: iface.mac,
         state: bits,
         len: len as u16,
     };
-    let v = match conntrack::create(&key, &admitted, &from, now) {
+    let v = match conntrack::create(&key, hash, &admitted, &from, now) {
         Ok(Created::New(v)) => {
             stats::endpoint_add(endpoint, EndpointCounter::NewFlows, 1);
             stats::target_new_flow(admitted.target);
@@ -186,7 +192,9 @@ fn ipv4(
         Ok(Created::Raced(v)) => v,
         Err(reason) => return refuse(reason),
     };
-    Ok(forward(ctx, iface, stats, v, proto, len, bits, tcp_flags))
+    Ok(forward(
+        ctx, iface, stats, v, &key, proto, len, bits, tcp_flags,
+    ))
 }
 
 /// A packet to an NLB address with no flow: a health probe's answer (its state bits are
@@ -213,6 +221,7 @@ fn forward(
     iface: &IfaceConfig,
     slot: &Slot,
     v: *mut pl_common::flow::FlowValue,
+    key: &FlowKey,
     proto: u8,
     len: u64,
     bits: u8,
@@ -237,20 +246,20 @@ fn forward(
             return icmp::reply(ctx, iface, slot, 0);
         }
     }
-    match mtu::too_big(ctx, iface, v.endpoint, v.egress, len) {
+    match mtu::too_big(ctx, iface, v.endpoint, u16::from(v.egress), len) {
         mtu::FITS => {}
         mtu::DROP => return xdp_action::XDP_DROP,
         // Told to the sender, from the address it sent to.
         egress_mtu => return icmp::reply(ctx, iface, slot, egress_mtu),
     }
-    if nat::translate(ctx, v, proto).is_err() {
+    if nat::translate(ctx, v, key, proto).is_err() {
         return xdp_action::XDP_ABORTED;
     }
     if tcp_flags & TCP_SYN != 0 {
-        mtu::clamp_mss(ctx, iface.network, v.egress, v.endpoint);
+        mtu::clamp_mss(ctx, iface.network, u16::from(v.egress), v.endpoint);
     }
     stats::endpoint_forwarded(v.endpoint, to_provider, len);
-    redirect::to_network(v.egress)
+    redirect::to_network(u16::from(v.egress))
 }
 
 // Host builds (clippy --workspace) link std, which brings its own handler.

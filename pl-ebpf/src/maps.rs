@@ -2,14 +2,15 @@
 //! those constants); sizes come from there too.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, DevMap, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use pl_common::{
     endpoint::{AddrInfo, AddrKey, SourceKey},
-    flow::{FlowKey, FlowValue, NewFlow},
-    iface::IfaceConfig,
+    flow::{FlowKey, NewFlow},
+    flowtable::{Slot, Slots},
+    iface::{IfaceConfig, NetInfo},
     maps::{
         DEFAULT_FLOW_ENTRIES, EVENTS_BYTES, MAGLEV_ENTRIES, MAX_ADDRS, MAX_ENDPOINTS, MAX_IFACES,
         MAX_IFINDEX, MAX_NEIGH, MAX_NETWORKS, MAX_POLICIES, MAX_SOURCES, MAX_TARGETS,
@@ -42,15 +43,49 @@ pub static PL_TARGETS: Array<TargetInfo> = Array::with_max_entries(MAX_TARGETS, 
 #[map]
 pub static PL_MAGLEV: Array<u32> = Array::with_max_entries(MAGLEV_ENTRIES, 0);
 
+/// Mmapable: userspace walks and sweeps it in place, and the kernel places it page
+/// aligned, so every slot is one cache line. Sized at load (see `PL_FLOW_SLOTS`).
 #[map]
-pub static PL_FLOWS: HashMap<FlowKey, FlowValue> =
-    HashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+pub static PL_FLOWS: Array<Slot> = Array::with_max_entries(
+    pl_common::maps::flow_array_len(DEFAULT_FLOW_ENTRIES),
+    BPF_F_MMAPABLE,
+);
+
+/// `PL_FLOWS`'s slot count, set by the loader (read-only data: the verifier knows it).
+#[unsafe(no_mangle)]
+static PL_FLOW_SLOTS: u32 = pl_common::maps::flow_slots(DEFAULT_FLOW_ENTRIES);
+
+/// The flow table, for `pl_common::flowtable`.
+pub struct Flows;
+
+impl Slots for Flows {
+    #[inline(always)]
+    fn slots(&self) -> u32 {
+        // SAFETY: a plain read of a global the loader sets.
+        unsafe { core::ptr::read_volatile(&raw const PL_FLOW_SLOTS) }
+    }
+
+    #[inline(always)]
+    fn slot(&self, i: u32) -> Option<*mut Slot> {
+        PL_FLOWS.get_ptr_mut(i)
+    }
+
+    /// The element past the slots counts the entries; at most half the slots.
+    #[inline(always)]
+    fn bound(&self) -> Option<(*mut u64, u64)> {
+        let n = self.slots();
+        // SAFETY: a live map element; its first word is only ever changed atomically.
+        PL_FLOWS
+            .get_ptr_mut(n)
+            .map(|c| (unsafe { &raw mut (*c).ctl }, u64::from(n / 2)))
+    }
+}
 
 #[map]
 pub static PL_EGRESS: DevMap = DevMap::with_max_entries(MAX_NETWORKS, 0);
 
 #[map]
-pub static PL_NET_MTU: Array<u32> = Array::with_max_entries(MAX_NETWORKS, 0);
+pub static PL_NET_INFO: Array<NetInfo> = Array::with_max_entries(MAX_NETWORKS, 0);
 
 #[map]
 pub static PL_NEIGH: HashMap<AddrKey, [u8; 8]> = HashMap::with_max_entries(MAX_NEIGH, 0);

@@ -13,7 +13,7 @@ use pl_common::{
 };
 
 use crate::{
-    maps::PL_NET_MTU,
+    maps::PL_NET_INFO,
     parse::{L4_OFF, ptr_at},
     stats,
 };
@@ -24,7 +24,7 @@ const IP_DF: u16 = 0x4000;
 /// The MTU of network `network`'s interface; 0 if unknown.
 #[inline(always)]
 fn mtu_of(network: u16) -> u32 {
-    PL_NET_MTU.get(u32::from(network)).copied().unwrap_or(0)
+    PL_NET_INFO.get(u32::from(network)).map_or(0, |n| n.mtu)
 }
 
 /// [`too_big`]: the packet fits the egress.

@@ -1,16 +1,20 @@
 //! NAT: rewrite addresses, ports, TTL and MACs from a flow entry, with incremental
-//! checksum updates (RFC 1624) from the deltas the entry carries.
+//! checksum updates (RFC 1624) from the packet's tuple to the entry's. The source MAC is
+//! the egress network's interface's.
 
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 use pl_common::{
     checksum,
-    flow::{FlowValue, apply_delta},
+    flow::{FlowKey, FlowValue, apply_delta},
     proto::{ETH_HLEN, IPPROTO_TCP},
 };
 
 use aya_ebpf::programs::XdpContext;
 
-use crate::parse::{L4_OFF, ptr_at};
+use crate::{
+    maps::PL_NET_INFO,
+    parse::{L4_OFF, ptr_at},
+};
 
 /// Offsets of the checksum inside the TCP and UDP headers.
 const TCP_CHECK: usize = 16;
@@ -23,20 +27,23 @@ pub fn ttl(ctx: &XdpContext) -> Option<u8> {
     ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).map(|ip| unsafe { (*ip).ttl })
 }
 
-/// Rewrites the frame as `v` says. `proto` is TCP or UDP; the caller checked TTL > 1.
+/// Rewrites the frame, which carries `key`, as `v` says. `proto` is TCP or UDP; the
+/// caller checked TTL > 1.
 #[inline(always)]
-pub fn translate(ctx: &XdpContext, v: &FlowValue, proto: u8) -> Result<(), ()> {
+pub fn translate(ctx: &XdpContext, v: &FlowValue, key: &FlowKey, proto: u8) -> Result<(), ()> {
+    let src_mac = PL_NET_INFO.get(u32::from(v.egress)).ok_or(())?.mac;
+    let (csum_l3, csum_l4) = v.deltas(key);
     let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(())?;
     let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or(())?;
     let ports = ptr_at::<[u8; 4]>(ctx, L4_OFF).ok_or(())?;
     // SAFETY: all three bounds-checked above; the frame is ours to rewrite.
     unsafe {
         (*eth).dst_addr = v.dst_mac;
-        (*eth).src_addr = v.src_mac;
+        (*eth).src_addr = src_mac;
 
         let ttl_word = u16::from_be_bytes([(*ip).ttl, (*ip).proto]);
         (*ip).ttl -= 1;
-        let mut check = apply_delta(u16::from_be_bytes((*ip).check), v.csum_l3);
+        let mut check = apply_delta(u16::from_be_bytes((*ip).check), csum_l3);
         check = checksum::update16(check, ttl_word, ttl_word - 0x0100);
         (*ip).check = check.to_be_bytes();
         (*ip).src_addr = v.new_src_be.to_ne_bytes();
@@ -48,7 +55,7 @@ pub fn translate(ctx: &XdpContext, v: &FlowValue, proto: u8) -> Result<(), ()> {
     if proto == IPPROTO_TCP {
         let c = ptr_at::<[u8; 2]>(ctx, L4_OFF + TCP_CHECK).ok_or(())?;
         // SAFETY: bounds-checked.
-        unsafe { *c = apply_delta(u16::from_be_bytes(*c), v.csum_l4).to_be_bytes() };
+        unsafe { *c = apply_delta(u16::from_be_bytes(*c), csum_l4).to_be_bytes() };
     } else {
         let c = ptr_at::<[u8; 2]>(ctx, L4_OFF + UDP_CHECK).ok_or(())?;
         // SAFETY: bounds-checked.
@@ -56,7 +63,7 @@ pub fn translate(ctx: &XdpContext, v: &FlowValue, proto: u8) -> Result<(), ()> {
             let old = u16::from_be_bytes(*c);
             // 0 means "no checksum" and stays so; a computed 0 is sent as 0xffff.
             if old != 0 {
-                let new = match apply_delta(old, v.csum_l4) {
+                let new = match apply_delta(old, csum_l4) {
                     0 => 0xffff,
                     n => n,
                 };

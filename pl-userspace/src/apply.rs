@@ -7,10 +7,10 @@ use aya::{
 };
 use pl_common::{
     endpoint::{AddrInfo, AddrKey, SourceKey},
-    iface::IfaceConfig,
+    iface::{IfaceConfig, NetInfo},
     maglev::MAGLEV_SIZE,
     maps::{
-        ADDRS_MAP, EGRESS_MAP, IFACES_MAP, MAGLEV_MAP, NET_MTU_MAP, POLICY_MAP, SETTINGS_MAP,
+        ADDRS_MAP, EGRESS_MAP, IFACES_MAP, MAGLEV_MAP, NET_INFO_MAP, POLICY_MAP, SETTINGS_MAP,
         SOURCES_MAP, TARGETS_MAP,
     },
     policy::{Policy, PolicyKey},
@@ -91,15 +91,16 @@ fn write_settings(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<()
     Ok(())
 }
 
-/// Network MTUs, then the interfaces.
+/// Networks' MTUs and MACs, then the interfaces.
 fn write_interfaces(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
     // Before the interfaces whose MTU floor points at them.
-    let mut m: Array<&mut MapData, u32> = map(ebpf, NET_MTU_MAP)?;
-    for (k, v) in changed(&plan.mtus, old.map(|o| &o.mtus[..])) {
-        m.set(*k, *v, 0).map_err(err(NET_MTU_MAP))?;
+    let mut m: Array<&mut MapData, NetInfo> = map(ebpf, NET_INFO_MAP)?;
+    for (k, v) in changed(&plan.nets, old.map(|o| &o.nets[..])) {
+        m.set(*k, *v, 0).map_err(err(NET_INFO_MAP))?;
     }
-    for k in removed(&plan.mtus, old.map(|o| &o.mtus[..])) {
-        m.set(*k, 0, 0).map_err(err(NET_MTU_MAP))?;
+    for k in removed(&plan.nets, old.map(|o| &o.nets[..])) {
+        m.set(*k, NetInfo::default(), 0)
+            .map_err(err(NET_INFO_MAP))?;
     }
 
     let mut m: Array<&mut MapData, IfaceConfig> = map(ebpf, IFACES_MAP)?;

@@ -18,13 +18,13 @@ use std::{
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use pl_common::{
-    flow::{FlowKey, FlowValue, probe_outcome},
+    flow::{FlowKey, probe_outcome},
     proto::{ETH_P_IP, IPPROTO_TCP},
     settings::Settings,
 };
 
 use crate::{
-    flows::now_ns,
+    flows::{FlowTable, now_ns},
     frame::{self, Ipv4},
     model::{HealthCheck, Model, Service},
     neigh::Resolver,
@@ -94,7 +94,6 @@ pub struct Checker {
 }
 
 /// The flow table, read to keep probes off ports that flows hold.
-pub type Flows<'a> = BpfHashMap<&'a MapData, FlowKey, FlowValue>;
 /// `PL_PROBES`: probe key -> state bits of what came back.
 pub type Probes<'a> = BpfHashMap<&'a mut MapData, FlowKey, u32>;
 
@@ -182,7 +181,7 @@ impl Checker {
         settings: &Settings,
         macs: &HashMap<u32, [u8; 6]>,
         resolver: &Resolver,
-        flows: &Flows<'_>,
+        flows: &FlowTable,
         probes: &mut Probes<'_>,
     ) -> Vec<String> {
         let now = Instant::now();
@@ -298,7 +297,7 @@ impl Checked {
         check: &Check<'_>,
         now: Instant,
         settings: &Settings,
-        flows: &Flows<'_>,
+        flows: &FlowTable,
         probes: &mut Probes<'_>,
     ) -> Option<String> {
         // An unresolved target takes no flows anyway; ARP brings it in.
@@ -330,7 +329,7 @@ impl Checked {
     )]
     fn reserve(
         &mut self,
-        flows: &Flows<'_>,
+        flows: &FlowTable,
         probes: &mut Probes<'_>,
         network: u16,
         nlb: Ipv4Addr,
@@ -338,7 +337,7 @@ impl Checked {
         s: &Settings,
         id: u32,
     ) -> Option<FlowKey> {
-        let free = |k: &FlowKey| flows.get(k, 0).is_err();
+        let free = |k: &FlowKey| flows.get(k).is_none();
         if let Some(k) = self
             .key
             .filter(|k| k.sport_be == hc.port.to_be() && k.dst_be == be(nlb) && free(k))

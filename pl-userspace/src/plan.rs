@@ -5,7 +5,7 @@ use std::{collections::HashMap, net::Ipv4Addr};
 
 use pl_common::{
     endpoint::{ADDR_ENDPOINT, ADDR_NLB, AddrInfo, AddrKey, SourceKey},
-    iface::{IFACE_ACTIVE, IFACE_DEDICATED, IfaceConfig},
+    iface::{IFACE_ACTIVE, IFACE_DEDICATED, IfaceConfig, NetInfo},
     maglev::{self, MAGLEV_SIZE},
     policy::{POLICY_ACCEPTED, POLICY_ANY_SOURCE, Policy, PolicyKey},
     service::{MAX_ZONES, TargetInfo, maglev_table},
@@ -31,8 +31,8 @@ pub struct Plan {
     pub ifaces: Vec<(u32, IfaceConfig)>,
     /// Network id -> ifindex, for the egress devmap.
     pub egress: Vec<(u32, u32)>,
-    /// Network id -> its interface's MTU.
-    pub mtus: Vec<(u32, u32)>,
+    /// Network id -> its interface's MTU and MAC.
+    pub nets: Vec<(u32, NetInfo)>,
     pub addrs: Vec<(AddrKey, AddrInfo)>,
     /// One per (endpoint address, listener of its service): all a new flow needs.
     pub policies: Vec<(PolicyKey, Policy)>,
@@ -95,7 +95,14 @@ impl Plan {
                 continue;
             }
             let slot = id as u32;
-            self.mtus.push((slot, n.mtu));
+            self.nets.push((
+                slot,
+                NetInfo {
+                    mtu: n.mtu,
+                    mac: n.mac,
+                    _pad: [0; 2],
+                },
+            ));
             self.ifaces.push((
                 n.ifindex,
                 IfaceConfig {

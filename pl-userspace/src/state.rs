@@ -18,10 +18,10 @@ use std::{
 use aya::maps::{MapInfo, MapType};
 use pl_common::{
     endpoint::AddrKey,
-    flow::{FlowKey, FlowValue},
+    flowtable::Slot,
     maps::{
         ENDPOINT_STATS_MAP, FLOWS_MAP, IFACE_STATS_MAP, MAX_ENDPOINTS, MAX_IFACES, MAX_NEIGH,
-        MAX_TARGETS, NEIGH_MAP, TARGET_STATS_MAP,
+        MAX_TARGETS, NEIGH_MAP, TARGET_STATS_MAP, flow_array_len,
     },
     stats::{EndpointStats, IfaceStats},
 };
@@ -36,10 +36,10 @@ const BPFFS_MAGIC: libc::c_long = 0xcafe_4a11;
 fn kept_shape(map: &str, flow_entries: u32) -> (MapType, usize, usize, u32) {
     match map {
         FLOWS_MAP => (
-            MapType::Hash,
-            size_of::<FlowKey>(),
-            size_of::<FlowValue>(),
-            flow_entries,
+            MapType::Array,
+            4,
+            size_of::<Slot>(),
+            flow_array_len(flow_entries),
         ),
         NEIGH_MAP => (MapType::Hash, size_of::<AddrKey>(), 8, MAX_NEIGH),
         IFACE_STATS_MAP => (MapType::PerCpuArray, 4, size_of::<IfaceStats>(), MAX_IFACES),

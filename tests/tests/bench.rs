@@ -129,7 +129,7 @@ fn flow_table_designs_are_measured_side_by_side() {
     }
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
-        table.contains("| open addressing, 64-byte slots, load 0.50 | 65536 |"),
+        table.contains("| open addressing, 64-byte slots, load 0.50 (PL_FLOWS) | 65536 |"),
         "{table}"
     );
 }

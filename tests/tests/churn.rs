@@ -6,7 +6,9 @@
 //! table must hold only whole pairs:
 //! - every forward entry has its reply entry, pointing back at it;
 //! - every reply entry has its forward entry (no stray reservation);
-//! - no two flows hold one provider tuple.
+//! - no two flows hold one provider tuple;
+//! - the table's own entry count is its entries, and every entry is found by its key (the
+//!   sweeper also empties tombstones while XDP inserts).
 //!
 //! `PL_CHURN_ROUNDS` sets the rounds (default 150; `cargo xtask churn` runs 5000) and
 //! `PL_CHURN_SEED` replays a run; the seed is printed.
@@ -66,13 +68,16 @@ fn broken_pairs(entries: &[(FlowKey, FlowValue)]) -> Vec<String> {
 /// Sweeps the flow table (map `id`) until `stop`, every other sweep with a clock 2 s ahead
 /// so that everything idle-able is due; how many flows it closed.
 fn sweep_until(stop: &AtomicBool, id: u32, settings: &Settings) -> usize {
-    let mut map = Map::HashMap(MapData::from_id(id).expect("flow map by id"));
+    let map = Map::Array(MapData::from_id(id).expect("flow map by id"));
+    let table = flows::FlowTable::map(&map).expect("map the flow table");
     let (mut closed, mut n) = (0, 0u64);
+    let mut tombs = HashSet::new();
     while !stop.load(Ordering::Relaxed) {
         // Every other sweep 2 s ahead: everything idle-able is due.
         let skew = if n % 2 == 0 { 2_000_000_000 } else { 0 };
         let clock = move || flows::now_ns() + skew;
-        closed += flows::sweep_with_clock(&mut map, settings, &clock)
+        // It also empties tombstones while XDP inserts: no key may become unreachable.
+        closed += flows::sweep_with_clock(&table, settings, &clock, &mut tombs)
             .closed
             .len();
         n += 1;
@@ -123,7 +128,7 @@ fn the_sweep_never_leaves_half_a_flow_under_churn() {
             .expect("acme")
             .ifindex;
         let id = match ebpf.map(FLOWS_MAP) {
-            Some(Map::HashMap(m)) => m.info().expect("flow map info").id(),
+            Some(Map::Array(m)) => m.info().expect("flow map info").id(),
             _ => panic!("no flow map"),
         };
         let (mut rng, mut made, mut swept, mut findings) = (Rng(seed), 0u64, 0usize, Vec::new());
@@ -145,10 +150,29 @@ fn the_sweep_never_leaves_half_a_flow_under_churn() {
             });
             made += redirected;
             swept += closed;
-            let entries = match ebpf.map(FLOWS_MAP) {
-                Some(Map::HashMap(m)) => pl_userspace::batch::entries(m).expect("read the table"),
-                _ => panic!("no flow map"),
-            };
+            let table = flows::FlowTable::map(ebpf.map(FLOWS_MAP).expect("no flow map"))
+                .expect("map the flow table");
+            let entries: Vec<(FlowKey, FlowValue)> = table
+                .entries()
+                .into_iter()
+                .map(|e| (e.key, e.value))
+                .collect();
+            // Nothing in flight: the table's own count is its entries.
+            if table.held() != entries.len() as u64 {
+                findings.push(format!(
+                    "round {round}: the table counts {} entries and holds {}",
+                    table.held(),
+                    entries.len()
+                ));
+            }
+            // Every entry is found by its key (no tombstone emptied under a probe path).
+            for (k, _) in &entries {
+                if table.get(k).is_none() {
+                    findings.push(format!(
+                        "round {round}: {k:?} is in the table but not found"
+                    ));
+                }
+            }
             for w in broken_pairs(&entries) {
                 findings.push(format!("round {round}: {w}"));
             }

@@ -5,12 +5,12 @@
 use std::net::Ipv4Addr;
 
 use aya::Ebpf;
-use pl_common::maps::{DEFAULT_FLOW_ENTRIES, FLOWS_MAP};
+use pl_common::maps::DEFAULT_FLOW_ENTRIES;
 
 use super::{
     Attached, DataPath, Dataplane, DataplaneError, StartOptions,
     attach::{attach_all, relink, unpin_link},
-    load::{health_maps, load_with, open_maps, pin_kept_maps, raw_map_mut, register},
+    load::{health_maps, load_with, open_maps, pin_kept_maps, register},
     report,
 };
 use crate::{
@@ -111,7 +111,10 @@ fn check_kept(
 /// connections; the rest are untouched. Tallies them by endpoint id in `revoked`;
 /// returns how many went.
 fn revoke_refused(ebpf: &mut Ebpf, model: &Model, revoked: &mut Vec<u64>) -> usize {
-    let gone = flows::revoke(raw_map_mut(ebpf, FLOWS_MAP), |k, v| {
+    let Some(table) = flows::open(ebpf) else {
+        return 0;
+    };
+    let gone = flows::revoke(&table, |k, v| {
         !model.allows(
             v.endpoint,
             k.network,
@@ -211,6 +214,7 @@ impl Dataplane {
             ifaces,
             state,
             data,
+            tombs: Default::default(),
         };
         dp.save(flow_entries)?;
         Ok(dp)
@@ -236,6 +240,7 @@ impl Dataplane {
             ifaces: saved.interfaces,
             state,
             data,
+            tombs: Default::default(),
         }))
     }
 
@@ -267,6 +272,7 @@ impl Dataplane {
             ifaces,
             state,
             data,
+            ..
         } = self;
         let refused = |why: String| DataplaneError::Reload { why };
         let Some(d) = data.as_mut() else {

@@ -10,14 +10,18 @@ use aya::{
 };
 use pl_common::{
     iface::{IFACE_ACTIVE, IfaceConfig},
-    maps::{ENDPOINT_STATS_MAP, FLOWS_MAP, IFACE_STATS_MAP, IFACES_MAP, PROBES_MAP, PROGRAM_NAME},
+    maps::{
+        DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOW_SLOTS_GLOBAL, FLOWS_MAP, IFACE_STATS_MAP,
+        IFACES_MAP, PROBES_MAP, PROGRAM_NAME, flow_array_len, flow_slots,
+    },
     stats::{EndpointStats, IfaceStats},
 };
 
 use super::{Attached, DataplaneError};
 use crate::{
     errno,
-    health::{Flows, Probes},
+    flows::FlowTable,
+    health::Probes,
     state::{KEPT_MAPS, State},
 };
 
@@ -59,9 +63,12 @@ pub(super) fn open_maps(
     kept: Option<&State>,
 ) -> Result<Ebpf, DataplaneError> {
     let mut loader = EbpfLoader::new();
-    if let Some(n) = flow_entries {
-        loader.map_max_entries(FLOWS_MAP, n);
-    }
+    // The program's probe sequences wrap at the table's slot count, which must be the
+    // map's: both come from here.
+    let entries = flow_entries.unwrap_or(DEFAULT_FLOW_ENTRIES);
+    let slots = flow_slots(entries);
+    loader.map_max_entries(FLOWS_MAP, flow_array_len(entries));
+    loader.override_global(FLOW_SLOTS_GLOBAL, &slots, true);
     if let Some(state) = kept {
         for map in KEPT_MAPS {
             loader.map_pin_path(map, state.map_pin(map));
@@ -172,13 +179,14 @@ pub(super) fn sum_per_cpu<T: aya::Pod + Default>(
     Ok(total)
 }
 
-/// The flow map (read) and the probe map, for the health checker.
-pub(super) fn health_maps(ebpf: &mut Ebpf) -> Result<(Flows<'_>, Probes<'_>), DataplaneError> {
+/// The flow table (read) and the probe map, for the health checker.
+pub(super) fn health_maps(ebpf: &mut Ebpf) -> Result<(FlowTable, Probes<'_>), DataplaneError> {
     let [flows, probes] = ebpf.maps_disjoint_mut([FLOWS_MAP, PROBES_MAP]);
-    let flows = present(FLOWS_MAP, flows);
+    let flows = FlowTable::map(present(FLOWS_MAP, flows.as_deref()))
+        .map_err(|e| DataplaneError::map(FLOWS_MAP)(MapError::from(e)))?;
     let probes = present(PROBES_MAP, probes);
     Ok((
-        HashMap::try_from(&*flows).map_err(DataplaneError::map(FLOWS_MAP))?,
+        flows,
         HashMap::try_from(probes).map_err(DataplaneError::map(PROBES_MAP))?,
     ))
 }

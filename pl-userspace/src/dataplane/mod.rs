@@ -127,6 +127,8 @@ pub struct Dataplane {
     ifaces: Vec<Attached>,
     state: State,
     data: Option<DataPath>,
+    /// Flow-table tombstones the last sweep saw, which the next may empty.
+    tombs: std::sync::Arc<std::sync::Mutex<HashSet<u32>>>,
 }
 
 /// How to start.
@@ -290,7 +292,7 @@ impl Dataplane {
         if !moves.is_empty() {
             let m: Vec<(u16, u32, [u8; 6])> =
                 moves.iter().map(|(n, a, m, _)| (*n, *a, *m)).collect();
-            let followed = flows::follow_mac(load::raw_map_mut(&mut self.ebpf, FLOWS_MAP), &m);
+            let followed = flows::open(&self.ebpf).map_or(0, |t| flows::follow_mac(&t, &m));
             for (_, addr, new, old) in &moves {
                 news.push(format!(
                     "{} moved from {} to {}",
@@ -326,7 +328,8 @@ impl Dataplane {
     ) -> Option<impl FnOnce() -> Result<flows::Sweep, MapError> + Send + 'static> {
         let d = self.data.as_ref()?;
         let (pin, settings) = (self.state.map_pin(FLOWS_MAP), d.model.settings);
-        Some(move || flows::sweep_pinned(&pin, &settings))
+        let tombs = std::sync::Arc::clone(&self.tombs);
+        Some(move || flows::sweep_pinned(&pin, &settings, &tombs))
     }
 
     /// The reader of the program's own log lines (aya-log), taken once, to be polled.

@@ -1,35 +1,30 @@
 //! The flow table seen from userspace: the idle sweep that frees SNAT ports, the count of
 //! live flows per endpoint, and the flows themselves; [`report`] is how `pl flows` shows
-//! them.
+//! them; [`table`] is the mmapped table itself.
 
 use std::{
-    collections::HashMap as StdHashMap,
+    collections::{HashMap as StdHashMap, HashSet},
     net::{Ipv4Addr, SocketAddrV4},
-    os::fd::RawFd,
+    sync::Mutex,
 };
 
-use aya::{
-    Ebpf,
-    maps::{HashMap, MapData, MapError},
-};
+use aya::{Ebpf, maps::MapError};
 use pl_common::{
     flow::{
-        CT_SEEN, FLOW_FORWARD, FlowKey, FlowValue, Pair, TcpPhase, idle_limit_ns, same_flow,
+        CT_SEEN, FLOW_FORWARD, FlowKey, FlowValue, Pair, TcpPhase, idle_limit_ns, same_flow, since,
         tcp_phase,
     },
+    flowtable,
     maps::FLOWS_MAP,
     proto::IPPROTO_TCP,
     settings::Settings,
 };
 
-/// `BPF_NOEXIST`: an update that only creates an entry.
 mod report;
+pub mod table;
 
 pub use report::{FlowReport, WatchEvent, proto_name, table, text};
-
-const BPF_NOEXIST: u64 = 1;
-/// `BPF_EXIST`: an update that only replaces an entry that is there.
-const BPF_EXIST: u64 = 2;
+pub use table::{Entry, FlowTable};
 
 /// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` reads.
 pub fn now_ns() -> u64 {
@@ -38,20 +33,17 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Every entry of the flow table, read in batches (empty if the map is missing).
-fn entries(ebpf: &Ebpf) -> Vec<(FlowKey, FlowValue)> {
-    ebpf.map(FLOWS_MAP).map(entries_of).unwrap_or_default()
+/// The loaded program's flow table, mapped (None, with a warning, if it cannot be).
+pub fn open(ebpf: &Ebpf) -> Option<FlowTable> {
+    let m = ebpf.map(FLOWS_MAP)?;
+    FlowTable::map(m)
+        .inspect_err(|e| tracing::warn!("mapping the flow table: {e}"))
+        .ok()
 }
 
-/// Every entry of the flow map `m`, read in batches (empty, with a warning, on error).
-fn entries_of(m: &aya::maps::Map) -> Vec<(FlowKey, FlowValue)> {
-    let Some(data) = crate::batch::hash_data(m) else {
-        return Vec::new();
-    };
-    crate::batch::entries(data).unwrap_or_else(|e| {
-        tracing::warn!("reading the flow table in batches: {e}");
-        Vec::new()
-    })
+/// Every entry of the flow table (empty if it cannot be mapped).
+fn entries(ebpf: &Ebpf) -> Vec<Entry> {
+    open(ebpf).map(|t| t.entries()).unwrap_or_default()
 }
 
 /// What a sweep did: the flows it removed, and the live flows it left.
@@ -59,63 +51,74 @@ fn entries_of(m: &aya::maps::Map) -> Vec<(FlowKey, FlowValue)> {
 pub struct Sweep {
     pub closed: Vec<Flow>,
     pub live: Counts,
+    /// Tombstones turned back into empty slots.
+    pub reclaimed: usize,
 }
 
 /// Sweeps the flow table pinned at `pin` (opened anew, so this can run on its own thread
-/// while `pl run` goes on serving).
-pub fn sweep_pinned(pin: &std::path::Path, s: &Settings) -> Result<Sweep, MapError> {
-    let mut map = aya::maps::Map::HashMap(MapData::from_pin(pin)?);
-    Ok(sweep(&mut map, s))
+/// while `pl run` goes on serving). `tombs`: the tombstones the last sweep saw, which this
+/// one may empty (see [`FlowTable::reclaim`]).
+pub fn sweep_pinned(
+    pin: &std::path::Path,
+    s: &Settings,
+    tombs: &Mutex<HashSet<u32>>,
+) -> Result<Sweep, MapError> {
+    let t = FlowTable::from_pin(pin)?;
+    let mut marked = tombs.lock().map(|m| m.clone()).unwrap_or_default();
+    let out = sweep_with_clock(&t, s, &now_ns, &mut marked);
+    if let Ok(mut m) = tombs.lock() {
+        *m = marked;
+    }
+    Ok(out)
 }
 
 /// Removes both entries of every flow past its idle time (freeing its SNAT port), and
-/// halves whose other half is gone; the flows it removed and the ones it left.
+/// halves whose other half is gone; the flows it removed and the ones it left. One pass
+/// over the slots, which also empties the tombstones `tombs` holds from the last pass
+/// (see [`FlowTable::reclaim`]) and leaves there the ones it saw.
 ///
-/// The snapshot may be a second old by the time an entry is judged dead, and XDP keeps
-/// changing the table meanwhile. So every entry due is judged again, as [`Pair`] judges it
-/// in the data path, on the value an atomic lookup-and-delete took out (put back if it
-/// lives); a forward entry goes before its reply entry (its SNAT reservation), and a reply
-/// entry goes only if it points back at the flow taken. A delete never takes a newer flow
-/// on the same tuple.
-pub fn sweep(m: &mut aya::maps::Map, s: &Settings) -> Sweep {
-    sweep_with_clock(m, s, &now_ns)
-}
-
-/// As [`sweep`], with the time from `clock` (a test sweeps ahead of the data path's
-/// clock, so that everything it finds is due while XDP goes on using it).
-pub fn sweep_with_clock(m: &mut aya::maps::Map, s: &Settings, clock: &dyn Fn() -> u64) -> Sweep {
+/// XDP keeps changing the table meanwhile. Each entry is read as the pass reaches it and
+/// judged, as [`Pair`] judges it in the data path, with its other half read then too; one
+/// judged dead is judged again on the value taken out of its slot (put back if it lives).
+/// A forward entry goes before its reply entry (its SNAT reservation), and a reply entry
+/// goes only if it points back at the flow taken. A take never takes a newer flow on the
+/// same tuple.
+///
+/// `clock` gives the time (a test sweeps ahead of the data path's clock, so that
+/// everything it finds is due while XDP goes on using it).
+pub fn sweep_with_clock(
+    t: &FlowTable,
+    s: &Settings,
+    clock: &dyn Fn() -> u64,
+    tombs: &mut HashSet<u32>,
+) -> Sweep {
     let mut out = Sweep::default();
-    let entries = entries_of(m);
-    let Some((fd, mut map)) = open(m) else {
-        return out;
-    };
-    let snapshot: StdHashMap<FlowKey, FlowValue> = entries.iter().copied().collect();
-    let mut removed = 0;
-    for (key, v) in &entries {
-        let other_key = v.reply_key(key.proto);
-        let other = snapshot.get(&other_key).filter(|o| same_flow(key, v, o));
+    let mut next_tombs = HashSet::new();
+    let (mut held, mut removed) = (0u64, 0u64);
+    for i in 0..t.capacity() {
+        if t.reclaim_at(i, tombs, &mut next_tombs) {
+            out.reclaimed += 1;
+        }
+        let Some(e) = t.entry_at(i) else {
+            continue;
+        };
+        held += 1;
+        let (key, v) = (&e.key, &e.value);
+        let other = other_half(t, key, v);
         if v.dir != FLOW_FORWARD {
             // Replies go with their forward entry; one without goes once idle.
             if other.is_none() {
-                removed += u64::from(remove_orphan_reply(&mut map, key, clock(), s));
+                removed += u64::from(remove_orphan_reply(t, key, clock(), s));
             }
             continue;
         }
-        if other.is_some_and(|o| judge(key, v, Some(o), clock(), s)) {
+        if judge(key, v, other.as_ref(), clock(), s) {
             out.live.add(v);
             continue;
         }
-        // Dead in the snapshot. Alive as it is now (used since)? Then it stays, untouched.
-        if let Ok(fresh) = map.get(key, 0) {
-            let other = other_half(&map, key, &fresh);
-            if judge(key, &fresh, other.as_ref(), clock(), s) {
-                out.live.add(&fresh);
-                continue;
-            }
-        }
         // Judged again on the entry as it is taken out, which may be a newer flow on the
         // same tuple by now, with another reply entry.
-        match remove_pair(&mut map, fd, key, |f, r| !judge(key, f, r, clock(), s)) {
+        match remove_pair(t, key, |f, r| !judge(key, f, r, clock(), s)) {
             Taken::Removed(flow) => {
                 removed += 1 + u64::from(flow.reply.is_some());
                 out.closed.push(flow);
@@ -124,24 +127,15 @@ pub fn sweep_with_clock(m: &mut aya::maps::Map, s: &Settings, clock: &dyn Fn() -
             Taken::Gone => {}
         }
     }
-    out.live.entries = (entries.len() as u64).saturating_sub(removed);
+    *tombs = next_tombs;
+    out.live.entries = held.saturating_sub(removed);
     out
 }
 
-/// The flow map `m` typed, with its descriptor for [`crate::batch::take`].
-fn open(m: &mut aya::maps::Map) -> Option<(RawFd, HashMap<&mut MapData, FlowKey, FlowValue>)> {
-    let fd = crate::batch::hash_data(m).map(crate::batch::raw_fd)?;
-    Some((fd, HashMap::try_from(m).ok()?))
-}
-
 /// The other half of the flow whose entry under `key` is `entry`, if it points back.
-fn other_half(
-    map: &HashMap<&mut MapData, FlowKey, FlowValue>,
-    key: &FlowKey,
-    entry: &FlowValue,
-) -> Option<FlowValue> {
-    map.get(&entry.reply_key(key.proto), 0)
-        .ok()
+fn other_half(t: &FlowTable, key: &FlowKey, entry: &FlowValue) -> Option<FlowValue> {
+    t.get(&entry.reply_key(key.proto))
+        .map(|e| e.value)
         .filter(|o| same_flow(key, entry, o))
 }
 
@@ -163,61 +157,55 @@ enum Taken {
 /// opens one); if a newer flow took the tuple even then, the taken flow's reservation goes
 /// rather than stay orphaned.
 fn remove_pair(
-    map: &mut HashMap<&mut MapData, FlowKey, FlowValue>,
-    fd: RawFd,
+    t: &FlowTable,
     key: &FlowKey,
     doomed: impl Fn(&FlowValue, Option<&FlowValue>) -> bool,
 ) -> Taken {
-    let forward = match crate::batch::take::<FlowKey, FlowValue>(fd, key) {
-        Ok(Some(f)) => f,
-        Ok(None) => return Taken::Gone,
-        Err(e) => {
-            tracing::warn!("taking a flow entry out of the table: {e}");
-            return Taken::Gone;
-        }
+    let Some(taken) = t.take(key) else {
+        return Taken::Gone;
     };
-    let reply = other_half(map, key, &forward);
+    let forward = taken.value;
+    let reply = other_half(t, key, &forward);
     if !doomed(&forward, reply.as_ref()) {
-        match map.insert(key, forward, BPF_NOEXIST) {
+        match t.insert(key, &forward, taken.created) {
             Ok(()) => return Taken::Kept(forward),
             // A newer flow took the tuple: this one is over, its reservation goes below.
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
-            // No room (another CPU took the freed slot): the flow is lost either way; its
-            // reply entry is left for the orphan pass rather than freed under a live peer.
+            Err(flowtable::Refused::Exists(_)) => {}
+            // No room, or racing another insert: the flow is lost either way; its reply
+            // entry is left for the orphan pass rather than freed under a live peer.
             Err(e) => {
-                tracing::warn!("putting a live flow back: {e}");
+                tracing::warn!("putting a live flow back: {e:?}");
                 return Taken::Gone;
             }
         }
     }
     if reply.is_some() {
-        let _ = map.remove(&forward.reply_key(key.proto));
+        t.remove(&forward.reply_key(key.proto));
     }
     Taken::Removed(Flow {
         key: *key,
         forward,
         reply,
+        created: taken.created,
     })
 }
 
 /// Removes every flow that `refused` says the running config no longer allows (given its
 /// consumer key and forward entry); the flows removed.
-pub fn revoke(m: &mut aya::maps::Map, refused: impl Fn(&FlowKey, &FlowValue) -> bool) -> Vec<Flow> {
-    let entries = entries_of(m);
-    let Some((fd, mut map)) = open(m) else {
-        return Vec::new();
-    };
+pub fn revoke(t: &FlowTable, refused: impl Fn(&FlowKey, &FlowValue) -> bool) -> Vec<Flow> {
     let mut out = Vec::new();
-    for (key, _) in entries
+    for e in t
+        .entries()
         .iter()
-        .filter(|(k, v)| v.dir == FLOW_FORWARD && refused(k, v))
+        .filter(|e| e.value.dir == FLOW_FORWARD && refused(&e.key, &e.value))
     {
+        let key = &e.key;
         // As it is taken out: a newer flow on the tuple is judged on its own. Gone while
         // the key is there again: the sweep had it out for a moment; take it again.
         for _ in 0..3 {
-            match remove_pair(&mut map, fd, key, |f, _| refused(key, f)) {
+            match remove_pair(t, key, |f, _| refused(key, f)) {
                 Taken::Removed(flow) => out.push(flow),
-                Taken::Gone if map.get(key, 0).is_ok() => continue,
+                Taken::Gone if t.get(key).is_some() => continue,
                 Taken::Gone | Taken::Kept(_) => {}
             }
             break;
@@ -228,38 +216,18 @@ pub fn revoke(m: &mut aya::maps::Map, refused: impl Fn(&FlowKey, &FlowValue) -> 
 
 /// Points every flow to a moved target at its new MAC (failover, VRRP): `moves` are
 /// (provider network, target address on the wire, new MAC). One walk of the table for
-/// all of them; the number of flows rewritten.
-///
-/// A syscall cannot change part of an entry: each is read afresh and written back whole,
-/// only if it is the same flow (same creation time and reservation) and, just before the
-/// write, still unchanged. What XDP writes to that entry in the remaining window (a
-/// packet's counts, a new state bit) is lost; a lost FIN or RST leaves the flow to its
-/// longer timeout.
-pub fn follow_mac(m: &mut aya::maps::Map, moves: &[(u16, u32, [u8; 6])]) -> usize {
-    let entries = entries_of(m);
-    let Ok(mut map) = HashMap::<&mut MapData, FlowKey, FlowValue>::try_from(m) else {
-        return 0;
-    };
+/// all of them; the number of flows rewritten. The MAC is written in place, so what XDP
+/// writes to the entry meanwhile (counts, state bits) stays.
+pub fn follow_mac(t: &FlowTable, moves: &[(u16, u32, [u8; 6])]) -> usize {
     let mut n = 0;
-    for (key, v) in &entries {
-        let Some((_, _, mac)) = moves
-            .iter()
-            .find(|(net, ip, _)| v.dir == FLOW_FORWARD && v.egress == *net && v.new_dst_be == *ip)
-        else {
+    for e in t.entries() {
+        let v = &e.value;
+        let Some((_, _, mac)) = moves.iter().find(|(net, ip, _)| {
+            v.dir == FLOW_FORWARD && u16::from(v.egress) == *net && v.new_dst_be == *ip
+        }) else {
             continue;
         };
-        let Ok(fresh) = map.get(key, 0) else {
-            continue;
-        };
-        let same_flow = fresh.created_s == v.created_s && fresh.new_sport_be == v.new_sport_be;
-        if !same_flow || fresh.dst_mac == *mac {
-            continue;
-        }
-        let mut moved = fresh;
-        moved.dst_mac = *mac;
-        if map.get(key, 0).is_ok_and(|now| now == fresh) {
-            n += usize::from(map.insert(key, moved, BPF_EXIST).is_ok());
-        }
+        n += usize::from(t.set_dst_mac(&e.key, &e, *mac));
     }
     n
 }
@@ -281,18 +249,13 @@ fn judge(
 /// Removes the reply entry `key` if, read afresh, it has no forward entry and has been idle
 /// past the longest time its own state allows (a reply entry is made a moment before its
 /// forward entry, so a young one is left alone). True if it removed it.
-fn remove_orphan_reply(
-    map: &mut HashMap<&mut MapData, FlowKey, FlowValue>,
-    key: &FlowKey,
-    now: u64,
-    s: &Settings,
-) -> bool {
-    let Ok(fresh) = map.get(key, 0) else {
+fn remove_orphan_reply(t: &FlowTable, key: &FlowKey, now: u64, s: &Settings) -> bool {
+    let Some(fresh) = t.get(key) else {
         return false;
     };
-    let has_forward = other_half(map, key, &fresh).is_some();
-    let idle = now.saturating_sub(fresh.last_seen_ns);
-    !has_forward && idle > idle_limit_ns(key.proto, 0, fresh.state, s) && map.remove(key).is_ok()
+    let has_forward = other_half(t, key, &fresh.value).is_some();
+    let idle = since(now, fresh.value.last_seen);
+    !has_forward && idle > idle_limit_ns(key.proto, 0, fresh.value.state, s) && t.remove(key)
 }
 
 /// A target as one service reaches it: (provider network, the NLB address its flows come
@@ -318,10 +281,10 @@ impl Counts {
         *self.by_endpoint.entry(v.endpoint).or_default() += 1;
         *self
             .by_target
-            .entry((v.egress, v.new_src_be, v.new_dst_be))
+            .entry((u16::from(v.egress), v.new_src_be, v.new_dst_be))
             .or_default() += 1;
         self.snat_ports
-            .entry((v.egress, v.new_src_be))
+            .entry((u16::from(v.egress), v.new_src_be))
             .or_default()
             .insert(u16::from_be(v.new_sport_be));
     }
@@ -334,9 +297,9 @@ pub fn count(ebpf: &Ebpf) -> Counts {
         entries: all.len() as u64,
         ..Counts::default()
     };
-    for (_, v) in all {
-        if v.dir == FLOW_FORWARD {
-            out.add(&v);
+    for e in all {
+        if e.value.dir == FLOW_FORWARD {
+            out.add(&e.value);
         }
     }
     out
@@ -349,6 +312,8 @@ pub struct Flow {
     pub key: FlowKey,
     pub forward: FlowValue,
     pub reply: Option<FlowValue>,
+    /// Seconds since boot, 24 bits (`pl_common::flow::age_s`).
+    pub created: u32,
 }
 
 impl Flow {
@@ -387,14 +352,15 @@ pub fn addr(ip_be: u32, port_be: u16) -> SocketAddrV4 {
 
 /// Every consumer flow in the table (orphan replies left out).
 pub fn list(ebpf: &Ebpf) -> Vec<Flow> {
-    let entries: StdHashMap<FlowKey, FlowValue> = entries(ebpf).into_iter().collect();
-    entries
-        .iter()
-        .filter(|(_, v)| v.dir == FLOW_FORWARD)
-        .map(|(k, v)| Flow {
-            key: *k,
-            forward: *v,
-            reply: entries.get(&v.reply_key(k.proto)).copied(),
+    let all = entries(ebpf);
+    let by_key: StdHashMap<FlowKey, FlowValue> = all.iter().map(|e| (e.key, e.value)).collect();
+    all.iter()
+        .filter(|e| e.value.dir == FLOW_FORWARD)
+        .map(|e| Flow {
+            key: e.key,
+            forward: e.value,
+            reply: by_key.get(&e.value.reply_key(e.key.proto)).copied(),
+            created: e.created,
         })
         .collect()
 }

@@ -3,7 +3,10 @@
 
 use std::net::SocketAddrV4;
 
-use pl_common::proto::IPPROTO_TCP;
+use pl_common::{
+    flow::{Pair, age_s, since},
+    proto::IPPROTO_TCP,
+};
 
 use super::{Flow, addr};
 use crate::{
@@ -41,8 +44,12 @@ impl FlowReport {
     /// no endpoint with its id.
     pub fn new(m: &Model, f: &Flow, now_ns: u64) -> Option<Self> {
         let e = m.endpoints.get(usize::from(f.forward.endpoint))?;
-        let last = f.reply.map_or(f.forward.last_seen_ns, |r| {
-            r.last_seen_ns.max(f.forward.last_seen_ns)
+        let idle_ns = f.reply.map_or(since(now_ns, f.forward.last_seen), |r| {
+            Pair {
+                forward: &f.forward,
+                reply: &r,
+            }
+            .idle_ns(now_ns)
         });
         let r = f.reply.unwrap_or_default();
         Some(Self {
@@ -55,8 +62,8 @@ impl FlowReport {
             nlb: f.nlb(),
             target: f.target(),
             state: f.state().to_owned(),
-            age_s: (now_ns / 1_000_000_000).saturating_sub(u64::from(f.forward.created_s)),
-            idle_s: now_ns.saturating_sub(last) / 1_000_000_000,
+            age_s: u64::from(age_s(now_ns, f.created)),
+            idle_s: idle_ns / 1_000_000_000,
             to_provider_packets: u64::from(f.forward.packets),
             to_provider_bytes: f.forward.bytes,
             to_consumer_packets: u64::from(r.packets),

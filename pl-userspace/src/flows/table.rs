@@ -1,0 +1,248 @@
+//! `PL_FLOWS` as userspace holds it: the array mmapped, shared with XDP, read and changed
+//! in place with the data path's own protocol (`pl_common::flowtable`: slots claimed and
+//! removed by compare-and-exchange). No syscall per entry: a walk of two million slots is
+//! a memory scan.
+
+use std::{
+    collections::HashSet,
+    io,
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::Path,
+};
+
+use aya::maps::{Map, MapData, MapError};
+use pl_common::{
+    flow::{FlowKey, FlowValue},
+    flowtable::{self, LIVE, Refused, Slot, Slots, TOMB, created_of, ctl_of, state_of},
+};
+
+/// One entry as read from its slot: the key, the value, and the flow's creation time
+/// (seconds since boot, 24 bits: see `pl_common::flow::age_s`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub key: FlowKey,
+    pub value: FlowValue,
+    pub created: u32,
+}
+
+/// The mapped table; unmapped on drop.
+pub struct FlowTable {
+    base: *mut Slot,
+    slots: u32,
+}
+
+// SAFETY: the mapping is shared memory that XDP writes concurrently anyway; every access
+// goes through the slot protocol, from any thread.
+unsafe impl Send for FlowTable {}
+
+impl FlowTable {
+    /// Maps the flow map `m` (a loaded program's, or one opened from its pin).
+    pub fn map(m: &Map) -> io::Result<Self> {
+        let Map::Array(data) = m else {
+            return Err(io::Error::other("the flow map is not an array"));
+        };
+        Self::map_data(data)
+    }
+
+    /// Maps the flow map pinned at `pin`.
+    pub fn from_pin(pin: &Path) -> Result<Self, MapError> {
+        let data = MapData::from_pin(pin)?;
+        Self::map_data(&data).map_err(MapError::from)
+    }
+
+    fn map_data(data: &MapData) -> io::Result<Self> {
+        // The slots, and the element past them that counts the entries.
+        let elements = data.info().map_err(io::Error::other)?.max_entries();
+        if elements < 2 {
+            return Err(io::Error::other("the flow map has no slots"));
+        }
+        let len = elements as usize * size_of::<Slot>();
+        // SAFETY: a shared mapping of the whole mmapable array, unmapped on drop; the map
+        // stays alive while mapped, whatever happens to the descriptor.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            base: p.cast(),
+            slots: elements - 1,
+        })
+    }
+
+    /// Entries held, by the table's own count.
+    pub fn held(&self) -> u64 {
+        self.bound().map_or(0, |(c, _)| {
+            // SAFETY: the counting element of the mapping, changed only atomically.
+            unsafe { std::sync::atomic::AtomicU64::from_ptr(c) }
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
+    /// Slots in the table.
+    pub fn capacity(&self) -> u32 {
+        self.slots
+    }
+
+    /// The entry in slot `s` if it is LIVE and read whole: its control word is the same
+    /// before and after the copy (XDP's own writes to a live entry, a refresh or a
+    /// counter, may land in between; the slot cannot have changed hands).
+    fn read(&self, s: *mut Slot) -> Option<(Entry, u64)> {
+        let c = ctl_of(s);
+        if state_of(c) != LIVE {
+            return None;
+        }
+        // SAFETY: a slot of the mapping; volatile, as XDP writes it concurrently.
+        let (key, value) = unsafe {
+            (
+                std::ptr::read_volatile(&raw const (*s).key),
+                std::ptr::read_volatile(&raw const (*s).entry),
+            )
+        };
+        (ctl_of(s) == c).then_some((
+            Entry {
+                key,
+                value,
+                created: created_of(c),
+            },
+            c,
+        ))
+    }
+
+    /// Every LIVE entry.
+    pub fn entries(&self) -> Vec<Entry> {
+        (0..self.slots).filter_map(|i| self.entry_at(i)).collect()
+    }
+
+    /// The entry in slot `i`, if it is LIVE.
+    pub fn entry_at(&self, i: u32) -> Option<Entry> {
+        self.slot(i).and_then(|s| self.read(s)).map(|(e, _)| e)
+    }
+
+    /// The entry under `key`.
+    pub fn get(&self, key: &FlowKey) -> Option<Entry> {
+        let s = flowtable::find(self, key, key.hash())?;
+        self.read(s).map(|(e, _)| e).filter(|e| e.key == *key)
+    }
+
+    /// Takes the entry under `key` out of the table: what is removed is what is returned,
+    /// never a newer entry put on the key meanwhile.
+    pub fn take(&self, key: &FlowKey) -> Option<Entry> {
+        let s = flowtable::find(self, key, key.hash())?;
+        let (e, c) = self.read(s)?;
+        (e.key == *key && flowtable::remove_exact(self, s, c)).then_some(e)
+    }
+
+    /// Inserts `value` under `key` unless the key is there.
+    pub fn insert(&self, key: &FlowKey, value: &FlowValue, created: u32) -> Result<(), Refused> {
+        flowtable::insert(self, key, key.hash(), created, value).map(|_| ())
+    }
+
+    /// Removes the entry under `key`; false if there was none.
+    pub fn remove(&self, key: &FlowKey) -> bool {
+        let hash = key.hash();
+        flowtable::find(self, key, hash).is_some_and(|s| flowtable::remove(self, s, hash))
+    }
+
+    /// Points the entry under `key` at `mac` in place, if it is still `expected`'s flow
+    /// (same creation time and SNAT port). Only the MAC's bytes are written: XDP's
+    /// concurrent counts and state bits stay.
+    pub fn set_dst_mac(&self, key: &FlowKey, expected: &Entry, mac: [u8; 6]) -> bool {
+        let Some(s) = flowtable::find(self, key, key.hash()) else {
+            return false;
+        };
+        let Some((now, _)) = self.read(s) else {
+            return false;
+        };
+        if now.created != expected.created
+            || now.value.new_sport_be != expected.value.new_sport_be
+            || now.value.dst_mac == mac
+        {
+            return false;
+        }
+        // SAFETY: a LIVE slot of the mapping; a 6-byte store XDP reads whole or not.
+        unsafe { std::ptr::write_volatile(&raw mut (*s).entry.dst_mac, mac) };
+        true
+    }
+
+    /// Turns tombstones back into empty slots, in two passes a sweep apart: a TOMB seen in
+    /// `marked` last time, still a TOMB and [`flowtable::sweepable`], is emptied; the TOMBs
+    /// seen now are `marked` for next time. The number emptied.
+    pub fn reclaim(&self, marked: &mut HashSet<u32>) -> usize {
+        let mut next = HashSet::new();
+        let emptied = (0..self.slots)
+            .filter(|&i| self.reclaim_at(i, marked, &mut next))
+            .count();
+        *marked = next;
+        emptied
+    }
+
+    /// [`Self::reclaim`] for slot `i`, within a pass that collects `next`: true if it
+    /// emptied the slot.
+    pub fn reclaim_at(&self, i: u32, marked: &HashSet<u32>, next: &mut HashSet<u32>) -> bool {
+        let Some(s) = self.slot(i) else {
+            return false;
+        };
+        if state_of(ctl_of(s)) != TOMB {
+            return false;
+        }
+        if marked.contains(&i) && flowtable::sweepable(self, i) && flowtable::empty(s) {
+            return true;
+        }
+        next.insert(i);
+        false
+    }
+
+    /// Slots per state: (live, tombstones).
+    pub fn occupancy(&self) -> (u64, u64) {
+        let (mut live, mut tomb) = (0, 0);
+        for i in 0..self.slots {
+            if let Some(s) = self.slot(i) {
+                match state_of(ctl_of(s)) {
+                    LIVE => live += 1,
+                    TOMB => tomb += 1,
+                    _ => {}
+                }
+            }
+        }
+        (live, tomb)
+    }
+}
+
+impl Slots for FlowTable {
+    fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    fn slot(&self, i: u32) -> Option<*mut Slot> {
+        // SAFETY: in bounds of the mapping.
+        (i < self.slots).then(|| unsafe { self.base.add(i as usize) })
+    }
+
+    fn bound(&self) -> Option<(*mut u64, u64)> {
+        // SAFETY: the element past the slots is in the mapping.
+        let c = unsafe { self.base.add(self.slots as usize) };
+        // SAFETY: as above.
+        Some((unsafe { &raw mut (*c).ctl }, u64::from(self.slots / 2)))
+    }
+}
+
+impl Drop for FlowTable {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `map_data` with this length; nothing refers to it any more.
+        unsafe {
+            libc::munmap(
+                self.base.cast(),
+                (self.slots as usize + 1) * size_of::<Slot>(),
+            );
+        }
+    }
+}
