@@ -62,6 +62,19 @@ fn bump(map: &PerCpuArray<u64>, index: u32, n: u64) -> u64 {
     }
 }
 
+/// The flow of frame (or run) `n`: `GEN_SKEW[skew_base + n % skew_len]` if skewed, else
+/// `n % flows` (every frame a new flow with `flows` 0).
+#[inline(always)]
+fn flow_index(n: u32, flows: u32, skew_base: u32, skew_len: u32) -> Option<u32> {
+    if skew_len != 0 {
+        GEN_SKEW.get(skew_base.wrapping_add(n % skew_len)).copied()
+    } else if flows == 0 {
+        Some(n)
+    } else {
+        Some(n % flows)
+    }
+}
+
 #[xdp]
 pub fn pl_gen(ctx: XdpContext) -> u32 {
     let Some(cfg) = GEN_CONFIG.get(0) else {
@@ -80,15 +93,8 @@ pub fn pl_gen(ctx: XdpContext) -> u32 {
     let seq = bump(&GEN_COUNT, 1, 1);
     let cpus = if cfg.cpus == 0 { 1 } else { cfg.cpus };
     let n = (seq * u64::from(cpus) + u64::from(cpu % cpus)) as u32;
-    let i = if cfg.skew_len != 0 {
-        match GEN_SKEW.get(cfg.skew_base.wrapping_add(n % cfg.skew_len)) {
-            Some(i) => *i,
-            None => return xdp_action::XDP_ABORTED,
-        }
-    } else if cfg.flows == 0 {
-        n
-    } else {
-        n % cfg.flows
+    let Some(i) = flow_index(n, cfg.flows, cfg.skew_base, cfg.skew_len) else {
+        return xdp_action::XDP_ABORTED;
     };
     gen_rewrite(frame, i, cfg.udp != 0);
     bump(&GEN_COUNT, 0, 1);
@@ -144,15 +150,8 @@ pub fn pl_table(_ctx: XdpContext) -> u32 {
         return xdp_action::XDP_ABORTED;
     };
     let n = bump(&TABLE_COUNT, 0, 1) as u32;
-    let i = if cfg.skew_len != 0 {
-        match GEN_SKEW.get(cfg.skew_base.wrapping_add(n % cfg.skew_len)) {
-            Some(i) => *i,
-            None => return xdp_action::XDP_ABORTED,
-        }
-    } else if cfg.flows == 0 {
-        n
-    } else {
-        n % cfg.flows
+    let Some(i) = flow_index(n, cfg.flows, cfg.skew_base, cfg.skew_len) else {
+        return xdp_action::XDP_ABORTED;
     };
     let key = table_forward_key(i);
     // Each design reads what the data path would: the rewritten destination. The fill

@@ -25,8 +25,52 @@ pub struct Entry {
     pub created: u32,
 }
 
+/// A shared, writable mapping of a whole mmapable BPF array; unmapped on drop.
+pub struct Mapping {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps `elements` elements of `T` of the array `data`.
+    pub fn new<T>(data: &MapData, elements: u32) -> io::Result<Self> {
+        let len = elements as usize * size_of::<T>();
+        // SAFETY: a shared mapping of the array, unmapped on drop; the map stays alive
+        // while mapped, whatever happens to the descriptor.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { base, len })
+    }
+
+    pub fn ptr<T>(&self) -> *mut T {
+        self.base.cast()
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `new` with this length; nothing refers to it any more.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+// SAFETY: shared memory that XDP writes concurrently anyway.
+unsafe impl Send for Mapping {}
+
 /// The mapped table; unmapped on drop.
 pub struct FlowTable {
+    _mapping: Mapping,
     base: *mut Slot,
     slots: u32,
 }
@@ -56,24 +100,10 @@ impl FlowTable {
         if elements < 2 {
             return Err(io::Error::other("the flow map has no slots"));
         }
-        let len = elements as usize * size_of::<Slot>();
-        // SAFETY: a shared mapping of the whole mmapable array, unmapped on drop; the map
-        // stays alive while mapped, whatever happens to the descriptor.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                data.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let mapping = Mapping::new::<Slot>(data, elements)?;
         Ok(Self {
-            base: p.cast(),
+            base: mapping.ptr(),
+            _mapping: mapping,
             slots: elements - 1,
         })
     }
@@ -232,17 +262,5 @@ impl Slots for FlowTable {
         let c = unsafe { self.base.add(self.slots as usize) };
         // SAFETY: as above.
         Some((unsafe { &raw mut (*c).ctl }, u64::from(self.slots / 2)))
-    }
-}
-
-impl Drop for FlowTable {
-    fn drop(&mut self) {
-        // SAFETY: mapped in `map_data` with this length; nothing refers to it any more.
-        unsafe {
-            libc::munmap(
-                self.base.cast(),
-                (self.slots as usize + 1) * size_of::<Slot>(),
-            );
-        }
     }
 }

@@ -26,6 +26,7 @@ use pl_common::{
 };
 
 use super::{frames, results::TableResult};
+use crate::flows::table::Mapping;
 
 /// A design under test: the hash map, or slots at a load factor.
 #[derive(Clone, Copy)]
@@ -198,25 +199,10 @@ impl Loaded {
         let Map::Array(data) = self.ebpf.map_mut(TABLE_SLOTS_MAP).context("no slot map")? else {
             bail!("{TABLE_SLOTS_MAP} is not an array");
         };
-        let len = self.slots as usize * size_of::<Slot>();
-        // SAFETY: a shared mapping of the whole mmapable array, unmapped below; the
-        // program does not run meanwhile.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                data.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        ensure!(
-            p != libc::MAP_FAILED,
-            "mmap of {TABLE_SLOTS_MAP}: {}",
-            std::io::Error::last_os_error()
-        );
-        let table = Mapped(p.cast(), self.slots);
+        // The program does not run meanwhile.
+        let mapping = Mapping::new::<Slot>(data, self.slots)
+            .with_context(|| format!("mmap of {TABLE_SLOTS_MAP}"))?;
+        let table = Mapped(mapping.ptr(), self.slots);
         for i in 0..self.flows {
             for (key, entry) in [
                 (
@@ -233,8 +219,6 @@ impl Loaded {
                 }
             }
         }
-        // SAFETY: mapped above, nothing refers to it any more.
-        unsafe { libc::munmap(p, len) };
         Ok(())
     }
 
