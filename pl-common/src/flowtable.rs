@@ -304,8 +304,10 @@ pub fn insert_index<T: Slots>(
     let live = with_state(busy, LIVE);
     w.swap(busy, live);
     if duplicated(t, s, key, hash) {
-        w.swap(live, with_state(live, TOMB));
-        release(t);
+        // Whoever turns it TOMB gives its room back: the remover, if it got there first.
+        if w.swap(live, with_state(live, TOMB)) {
+            release(t);
+        }
         return Err(Refused::Contended);
     }
     Ok(j)
@@ -368,12 +370,11 @@ pub fn ctl_of(s: *mut Slot) -> u64 {
     Ctl::of(s).load()
 }
 
-/// Empties the TOMB at `s` (the sweep's second pass, once [`sweepable`] said so).
+/// Empties the TOMB at `s` if its control word is still `seen` (the sweep's second pass,
+/// once [`sweepable`] said so): a slot reused and removed again since is another TOMB.
 #[inline(always)]
-pub fn empty(s: *mut Slot) -> bool {
-    let w = Ctl::of(s);
-    let c = w.load();
-    state_of(c) == TOMB && w.swap(c, 0)
+pub fn empty(s: *mut Slot, seen: u64) -> bool {
+    state_of(seen) == TOMB && Ctl::of(s).swap(seen, 0)
 }
 
 /// Whether the sweep may turn the TOMB at `i` back into EMPTY: no slot in the
@@ -591,6 +592,22 @@ mod tests {
         assert!(remove(&t, c, h));
         insert(&t, &key(4), later, 0, &entry(4)).unwrap();
         assert!(sweepable(&t, i));
+    }
+
+    #[test]
+    fn a_tombstone_reused_and_removed_again_is_not_emptied_on_the_old_sighting() {
+        let t = Table(vec![Slot::default(); 16]);
+        let h = 0x8000_0000;
+        let a = insert(&t, &key(1), h, 1, &entry(1)).unwrap();
+        assert!(remove(&t, a, h));
+        let seen = t.0[home(h, 16) as usize].ctl;
+        // Taken again and removed again (another second): another TOMB.
+        assert_eq!(insert(&t, &key(2), h, 2, &entry(2)), Ok(a));
+        assert!(remove(&t, a, h));
+        assert!(!empty(a, seen), "the first sighting is stale");
+        let now = t.0[home(h, 16) as usize].ctl;
+        assert!(empty(a, now));
+        assert_eq!(state_of(t.0[home(h, 16) as usize].ctl), EMPTY);
     }
 
     /// A table that runs `then` once, on the `at`-th slot access: another CPU acting in

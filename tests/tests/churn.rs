@@ -71,7 +71,7 @@ fn sweep_until(stop: &AtomicBool, id: u32, settings: &Settings) -> usize {
     let map = Map::Array(MapData::from_id(id).expect("flow map by id"));
     let table = flows::FlowTable::map(&map).expect("map the flow table");
     let (mut closed, mut n) = (0, 0u64);
-    let mut tombs = HashSet::new();
+    let mut tombs = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         // Every other sweep 2 s ahead: everything idle-able is due.
         let skew = if n % 2 == 0 { 2_000_000_000 } else { 0 };

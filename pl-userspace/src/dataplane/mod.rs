@@ -128,7 +128,7 @@ pub struct Dataplane {
     state: State,
     data: Option<DataPath>,
     /// Flow-table tombstones the last sweep saw, which the next may empty.
-    tombs: std::sync::Arc<std::sync::Mutex<HashSet<u32>>>,
+    tombs: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, u64>>>,
 }
 
 /// How to start.

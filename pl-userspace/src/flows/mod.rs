@@ -3,7 +3,7 @@
 //! them; [`table`] is the mmapped table itself.
 
 use std::{
-    collections::{HashMap as StdHashMap, HashSet},
+    collections::HashMap as StdHashMap,
     net::{Ipv4Addr, SocketAddrV4},
     sync::Mutex,
 };
@@ -61,7 +61,7 @@ pub struct Sweep {
 pub fn sweep_pinned(
     pin: &std::path::Path,
     s: &Settings,
-    tombs: &Mutex<HashSet<u32>>,
+    tombs: &Mutex<StdHashMap<u32, u64>>,
 ) -> Result<Sweep, MapError> {
     let t = FlowTable::from_pin(pin)?;
     let mut marked = tombs.lock().map(|m| m.clone()).unwrap_or_default();
@@ -90,10 +90,10 @@ pub fn sweep_with_clock(
     t: &FlowTable,
     s: &Settings,
     clock: &dyn Fn() -> u64,
-    tombs: &mut HashSet<u32>,
+    tombs: &mut StdHashMap<u32, u64>,
 ) -> Sweep {
     let mut out = Sweep::default();
-    let mut next_tombs = HashSet::new();
+    let mut next_tombs = StdHashMap::new();
     let (mut held, mut removed) = (0u64, 0u64);
     for i in 0..t.capacity() {
         if t.reclaim_at(i, tombs, &mut next_tombs) {

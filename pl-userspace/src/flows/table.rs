@@ -4,7 +4,7 @@
 //! a memory scan.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     io,
     os::fd::{AsFd as _, AsRawFd as _},
     path::Path,
@@ -164,7 +164,8 @@ impl FlowTable {
     }
 
     /// Takes the entry under `key` out of the table: what is removed is what is returned,
-    /// never a newer entry put on the key meanwhile.
+    /// unless the slot was emptied and filled again with the same key within the same
+    /// second (its control word would read the same), between the read and the take.
     pub fn take(&self, key: &FlowKey) -> Option<Entry> {
         let s = flowtable::find(self, key, key.hash())?;
         let (e, c) = self.read(s)?;
@@ -189,7 +190,7 @@ impl FlowTable {
         let Some(s) = flowtable::find(self, key, key.hash()) else {
             return false;
         };
-        let Some((now, _)) = self.read(s) else {
+        let Some((now, c)) = self.read(s) else {
             return false;
         };
         if now.created != expected.created
@@ -198,16 +199,23 @@ impl FlowTable {
         {
             return false;
         }
+        // Checked again right before the store: the slot must not have changed hands since
+        // it was read (a window of a few instructions is left, which this cannot close
+        // without a lock XDP would have to take).
+        if ctl_of(s) != c {
+            return false;
+        }
         // SAFETY: a LIVE slot of the mapping; a 6-byte store XDP reads whole or not.
         unsafe { std::ptr::write_volatile(&raw mut (*s).entry.dst_mac, mac) };
         true
     }
 
     /// Turns tombstones back into empty slots, in two passes a sweep apart: a TOMB seen in
-    /// `marked` last time, still a TOMB and [`flowtable::sweepable`], is emptied; the TOMBs
-    /// seen now are `marked` for next time. The number emptied.
-    pub fn reclaim(&self, marked: &mut HashSet<u32>) -> usize {
-        let mut next = HashSet::new();
+    /// `marked` last time with the same control word (not reused and removed again since),
+    /// and [`flowtable::sweepable`], is emptied; the TOMBs seen now are `marked` for next
+    /// time. The number emptied.
+    pub fn reclaim(&self, marked: &mut HashMap<u32, u64>) -> usize {
+        let mut next = HashMap::new();
         let emptied = (0..self.slots)
             .filter(|&i| self.reclaim_at(i, marked, &mut next))
             .count();
@@ -217,17 +225,23 @@ impl FlowTable {
 
     /// [`Self::reclaim`] for slot `i`, within a pass that collects `next`: true if it
     /// emptied the slot.
-    pub fn reclaim_at(&self, i: u32, marked: &HashSet<u32>, next: &mut HashSet<u32>) -> bool {
+    pub fn reclaim_at(
+        &self,
+        i: u32,
+        marked: &HashMap<u32, u64>,
+        next: &mut HashMap<u32, u64>,
+    ) -> bool {
         let Some(s) = self.slot(i) else {
             return false;
         };
-        if state_of(ctl_of(s)) != TOMB {
+        let c = ctl_of(s);
+        if state_of(c) != TOMB {
             return false;
         }
-        if marked.contains(&i) && flowtable::sweepable(self, i) && flowtable::empty(s) {
+        if marked.get(&i) == Some(&c) && flowtable::sweepable(self, i) && flowtable::empty(s, c) {
             return true;
         }
-        next.insert(i);
+        next.insert(i, c);
         false
     }
 
