@@ -31,10 +31,18 @@ pub struct FlowKey {
 pub const FLOW_HASH_SEED: u32 = 0x706c;
 
 impl FlowKey {
-    /// murmur3 of the key's 16 bytes: network + protocol + 4-tuple.
+    /// murmur3 of the key's 16 bytes: network + protocol + 4-tuple (Maglev slot, SNAT
+    /// walk: the same for the same tuple on every run).
     #[inline(always)]
     pub fn hash(&self) -> u32 {
-        murmur3_words(bytemuck::cast::<Self, [u32; 4]>(*self), FLOW_HASH_SEED)
+        self.hash_with(FLOW_HASH_SEED)
+    }
+
+    /// The same with `seed`: the flow table's own, random for each table, so nobody who
+    /// knows the algorithm can aim keys at one probe window.
+    #[inline(always)]
+    pub fn hash_with(&self, seed: u32) -> u32 {
+        murmur3_words(bytemuck::cast::<Self, [u32; 4]>(*self), seed)
     }
 }
 

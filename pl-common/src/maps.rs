@@ -32,6 +32,10 @@ pub const MAGLEV_MAP: &str = "PL_MAGLEV";
 pub const FLOWS_MAP: &str = "PL_FLOWS";
 /// The program's global holding `PL_FLOWS`'s slot count (set at load).
 pub const FLOW_SLOTS_GLOBAL: &str = "PL_FLOW_SLOTS";
+/// The program's global holding the flow table's hash seed (set at load: random for a new
+/// table, the kept table's own across restarts, which keeps it in the element past the
+/// slots).
+pub const FLOW_SEED_GLOBAL: &str = "PL_FLOW_SEED";
 /// `DEVMAP` by network id: the interface to redirect out of.
 pub const EGRESS_MAP: &str = "PL_EGRESS";
 /// `ARRAY<NetInfo>` by network id: the MTU and MAC of the network's interface.

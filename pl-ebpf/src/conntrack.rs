@@ -72,7 +72,7 @@ pub fn lookup(key: &FlowKey, hash: u32, now: u64, syn: bool) -> Found {
         return Found::Live(v);
     }
     let other_key = this.reply_key(key.proto);
-    let Some(other) = entry(&other_key, other_key.hash()) else {
+    let Some(other) = entry(&other_key, Flows::hash(&other_key)) else {
         return Found::Stale;
     };
     // SAFETY: as above.
@@ -103,7 +103,7 @@ pub fn remove_stale(key: &FlowKey, hash: u32) {
     // SAFETY: read in place, before anything is removed.
     let v = unsafe { &(*s).entry };
     let reply_key = v.reply_key(key.proto);
-    let reply_hash = reply_key.hash();
+    let reply_hash = Flows::hash(&reply_key);
     let reply = table::find(&reply_key, reply_hash)
         // SAFETY: as above.
         .filter(|r| same_flow(key, v, unsafe { &(**r).entry }));
@@ -169,7 +169,7 @@ pub fn create(
     for i in 0..SNAT_PROBES {
         nf.plan.snat_port_be = snat_port(min, max, orig, a.hash, i).to_be();
         nf.pair.fill(key, &nf.plan);
-        let reply_hash = nf.pair.reply_key.hash();
+        let reply_hash = Flows::hash(&nf.pair.reply_key);
         let reply = match table::insert(&nf.pair.reply_key, reply_hash, created, &nf.pair.reply) {
             Ok(r) => r,
             // That port is held for this (NLB, target, port, protocol), or being taken:

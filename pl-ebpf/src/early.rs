@@ -13,11 +13,11 @@ use crate::{
 /// A SYN's admission, made before its flow lookup: the slot its reply entry will take
 /// (first SNAT probe) is touched now, so that cold miss overlaps the lookup's own.
 #[inline(always)]
-pub fn admit(key: &FlowKey, hash: u32) -> Option<Admitted> {
+pub fn admit(key: &FlowKey) -> Option<Admitted> {
     let Dest::Listener(p) = endpoint::dest(key) else {
         return None;
     };
-    let a = endpoint::admit(key, hash, p).ok()?;
+    let a = endpoint::admit(key, p).ok()?;
     let orig = u16::from_be(key.sport_be);
     let port = snat_port(p.snat_port_min, p.snat_port_max, orig, a.hash, 0);
     let reply = FlowKey {
@@ -29,6 +29,6 @@ pub fn admit(key: &FlowKey, hash: u32) -> Option<Admitted> {
         proto: key.proto,
         _pad: 0,
     };
-    flowtable::touch(&Flows, reply.hash());
+    flowtable::touch(&Flows, Flows::hash(&reply));
     Some(a)
 }

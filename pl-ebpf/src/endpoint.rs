@@ -57,10 +57,9 @@ pub struct Admitted {
     pub hash: u32,
 }
 
-/// Admits a new flow of `key` (flow hash `hash`) under `p`, or says which refusal counter
-/// it earns.
+/// Admits a new flow of `key` under `p`, or says which refusal counter it earns.
 #[inline(always)]
-pub fn admit(key: &FlowKey, hash: u32, p: &'static Policy) -> Result<Admitted, EndpointCounter> {
+pub fn admit(key: &FlowKey, p: &'static Policy) -> Result<Admitted, EndpointCounter> {
     if p.flags & POLICY_ACCEPTED == 0 {
         return Err(EndpointCounter::RefusedNotAccepted);
     }
@@ -74,6 +73,7 @@ pub fn admit(key: &FlowKey, hash: u32, p: &'static Policy) -> Result<Admitted, E
             return Err(EndpointCounter::RefusedSource);
         }
     }
+    let hash = key.hash();
     let target_id = *PL_MAGLEV
         .get(maglev_slot(p.maglev_table, hash))
         .ok_or(EndpointCounter::RefusedNoTarget)?;

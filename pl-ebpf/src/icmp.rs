@@ -15,7 +15,7 @@ use pl_common::{
 };
 
 use crate::{
-    maps::{PL_ICMP_SCRATCH, PL_NET_INFO},
+    maps::{Flows, PL_ICMP_SCRATCH, PL_NET_INFO},
     nat,
     parse::ptr_at,
     redirect, stats,
@@ -36,7 +36,7 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
     let Some(key) = error_key(unsafe { &*w }, iface.network) else {
         return drop();
     };
-    let Some(s) = table::find(&key, key.hash()) else {
+    let Some(s) = table::find(&key, Flows::hash(&key)) else {
         return drop();
     };
     // SAFETY: a live slot's entry, copied out at once.

@@ -32,7 +32,7 @@ use pl_common::{
 use crate::{
     conntrack::{Created, Found},
     endpoint::Dest,
-    maps::PL_PROBES,
+    maps::{Flows, PL_PROBES},
     parse::Frame,
     stats::Slot,
 };
@@ -120,9 +120,8 @@ fn ipv4(
     // A SYN is admitted before its flow lookup (see `early`); anything else
     // only if it finds no flow.
     let syn = opens && proto == IPPROTO_TCP;
-    // One flow hash: the flow table's, the Maglev slot's and the SNAT walk's.
-    let hash = key.hash();
-    let early = if syn { early::admit(&key, hash) } else { None };
+    let early = if syn { early::admit(&key) } else { None };
+    let hash = Flows::hash(&key);
     let stale = match conntrack::lookup(&key, hash, now, syn) {
         Found::Live(v) => {
             return Ok(forward(
@@ -163,7 +162,7 @@ fn ipv4(
     let Some(policy) = policy else {
         return refuse(EndpointCounter::RefusedNoListener);
     };
-    let admitted = match early.map_or_else(|| endpoint::admit(&key, hash, policy), Ok) {
+    let admitted = match early.map_or_else(|| endpoint::admit(&key, policy), Ok) {
         Ok(a) => a,
         Err(reason) => return refuse(reason),
     };

@@ -55,8 +55,21 @@ pub static PL_FLOWS: Array<Slot> = Array::with_max_entries(
 #[unsafe(no_mangle)]
 static PL_FLOW_SLOTS: u32 = pl_common::maps::flow_slots(DEFAULT_FLOW_ENTRIES);
 
+/// The flow table's hash seed, set by the loader.
+#[unsafe(no_mangle)]
+static PL_FLOW_SEED: u32 = 0;
+
 /// The flow table, for `pl_common::flowtable`.
 pub struct Flows;
+
+impl Flows {
+    /// `key`'s hash in the flow table (its seed, not the Maglev hash's).
+    #[inline(always)]
+    pub fn hash(key: &FlowKey) -> u32 {
+        // SAFETY: a plain read of a global the loader sets.
+        key.hash_with(unsafe { core::ptr::read_volatile(&raw const PL_FLOW_SEED) })
+    }
+}
 
 impl Slots for Flows {
     #[inline(always)]

@@ -11,8 +11,8 @@ use aya::{
 use pl_common::{
     iface::{IFACE_ACTIVE, IfaceConfig},
     maps::{
-        DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOW_SLOTS_GLOBAL, FLOWS_MAP, IFACE_STATS_MAP,
-        IFACES_MAP, PROBES_MAP, PROGRAM_NAME, flow_array_len, flow_slots,
+        DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOW_SEED_GLOBAL, FLOW_SLOTS_GLOBAL, FLOWS_MAP,
+        IFACE_STATS_MAP, IFACES_MAP, PROBES_MAP, PROGRAM_NAME, flow_array_len, flow_slots,
     },
     stats::{EndpointStats, IfaceStats},
 };
@@ -69,14 +69,42 @@ pub(super) fn open_maps(
     let slots = flow_slots(entries);
     loader.map_max_entries(FLOWS_MAP, flow_array_len(entries));
     loader.override_global(FLOW_SLOTS_GLOBAL, &slots, true);
+    // A kept table keeps its seed (its keys sit where that seed put them); a new one gets
+    // a random one.
+    let kept_seed = kept
+        .map(|state| state.map_pin(FLOWS_MAP))
+        .filter(|pin| pin.exists())
+        .and_then(|pin| FlowTable::from_pin(&pin).ok())
+        .map(|t| t.seed());
+    let seed = kept_seed.unwrap_or_else(random_seed);
+    loader.override_global(FLOW_SEED_GLOBAL, &seed, true);
     if let Some(state) = kept {
         for map in KEPT_MAPS {
             loader.map_pin_path(map, state.map_pin(map));
         }
     }
-    loader
+    let ebpf = loader
         .load(crate::EBPF_OBJECT)
-        .map_err(|e| classify(Box::new(e)))
+        .map_err(|e| classify(Box::new(e)))?;
+    // Before the program runs: userspace finds the seed in the table.
+    let mut table = FlowTable::map(present(FLOWS_MAP, ebpf.map(FLOWS_MAP)))
+        .map_err(|e| DataplaneError::map(FLOWS_MAP)(MapError::from(e)))?;
+    if table.seed() != seed {
+        table.set_seed(seed);
+    }
+    Ok(ebpf)
+}
+
+/// A random 32-bit seed (the kernel's getrandom; the clock if that fails).
+fn random_seed() -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: writes at most 4 bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 4 {
+        u32::from_ne_bytes(b)
+    } else {
+        crate::flows::now_ns() as u32
+    }
 }
 
 pub(super) fn program(ebpf: &mut Ebpf) -> &mut Xdp {

@@ -73,6 +73,8 @@ pub struct FlowTable {
     _mapping: Mapping,
     base: *mut Slot,
     slots: u32,
+    /// The table's hash seed, kept in the element past the slots.
+    seed: u32,
 }
 
 // SAFETY: the mapping is shared memory that XDP writes concurrently anyway; every access
@@ -101,11 +103,41 @@ impl FlowTable {
             return Err(io::Error::other("the flow map has no slots"));
         }
         let mapping = Mapping::new::<Slot>(data, elements)?;
+        let base: *mut Slot = mapping.ptr();
+        let slots = elements - 1;
+        // SAFETY: the element past the slots is in the mapping; only the loader writes its
+        // key, once, before the program runs.
+        let seed =
+            unsafe { std::ptr::read_volatile(&raw const (*base.add(slots as usize)).key.src_be) };
         Ok(Self {
-            base: mapping.ptr(),
+            base,
             _mapping: mapping,
-            slots: elements - 1,
+            slots,
+            seed,
         })
+    }
+
+    /// The table's hash seed (its home slots depend on it).
+    pub fn seed(&self) -> u32 {
+        self.seed
+    }
+
+    /// Keeps `seed` in the table, for whoever maps it later (a new table, before the
+    /// program runs).
+    pub fn set_seed(&mut self, seed: u32) {
+        // SAFETY: as in `map_data`.
+        unsafe {
+            std::ptr::write_volatile(
+                &raw mut (*self.base.add(self.slots as usize)).key.src_be,
+                seed,
+            );
+        }
+        self.seed = seed;
+    }
+
+    /// `key`'s hash in this table.
+    pub fn hash(&self, key: &FlowKey) -> u32 {
+        key.hash_with(self.seed)
     }
 
     /// Entries held, by the table's own count.
@@ -159,7 +191,7 @@ impl FlowTable {
 
     /// The entry under `key`.
     pub fn get(&self, key: &FlowKey) -> Option<Entry> {
-        let s = flowtable::find(self, key, key.hash())?;
+        let s = flowtable::find(self, key, self.hash(key))?;
         self.read(s).map(|(e, _)| e).filter(|e| e.key == *key)
     }
 
@@ -167,19 +199,19 @@ impl FlowTable {
     /// unless the slot was emptied and filled again with the same key within the same
     /// second (its control word would read the same), between the read and the take.
     pub fn take(&self, key: &FlowKey) -> Option<Entry> {
-        let s = flowtable::find(self, key, key.hash())?;
+        let s = flowtable::find(self, key, self.hash(key))?;
         let (e, c) = self.read(s)?;
         (e.key == *key && flowtable::remove_exact(self, s, c)).then_some(e)
     }
 
     /// Inserts `value` under `key` unless the key is there.
     pub fn insert(&self, key: &FlowKey, value: &FlowValue, created: u32) -> Result<(), Refused> {
-        flowtable::insert(self, key, key.hash(), created, value).map(|_| ())
+        flowtable::insert(self, key, self.hash(key), created, value).map(|_| ())
     }
 
     /// Removes the entry under `key`; false if there was none.
     pub fn remove(&self, key: &FlowKey) -> bool {
-        let hash = key.hash();
+        let hash = self.hash(key);
         flowtable::find(self, key, hash).is_some_and(|s| flowtable::remove(self, s, hash))
     }
 
@@ -187,7 +219,7 @@ impl FlowTable {
     /// (same creation time and SNAT port). Only the MAC's bytes are written: XDP's
     /// concurrent counts and state bits stay.
     pub fn set_dst_mac(&self, key: &FlowKey, expected: &Entry, mac: [u8; 6]) -> bool {
-        let Some(s) = flowtable::find(self, key, key.hash()) else {
+        let Some(s) = flowtable::find(self, key, self.hash(key)) else {
             return false;
         };
         let Some((now, c)) = self.read(s) else {
