@@ -57,7 +57,7 @@ pub struct Sweep {
 
 /// Sweeps the flow table pinned at `pin` (opened anew, so this can run on its own thread
 /// while `pl run` goes on serving). `tombs`: the tombstones the last sweep saw, which this
-/// one may empty (see [`FlowTable::reclaim`]).
+/// one may empty (see [`FlowTable::reclaim_at`]).
 pub fn sweep_pinned(
     pin: &std::path::Path,
     s: &Settings,
@@ -75,7 +75,7 @@ pub fn sweep_pinned(
 /// Removes both entries of every flow past its idle time (freeing its SNAT port), and
 /// halves whose other half is gone; the flows it removed and the ones it left. One pass
 /// over the slots, which also empties the tombstones `tombs` holds from the last pass
-/// (see [`FlowTable::reclaim`]) and leaves there the ones it saw.
+/// (see [`FlowTable::reclaim_at`]) and leaves there the ones it saw.
 ///
 /// XDP keeps changing the table meanwhile. Each entry is read as the pass reaches it and
 /// judged, as [`Pair`] judges it in the data path, with its other half read then too; one

@@ -242,21 +242,10 @@ impl FlowTable {
         true
     }
 
-    /// Turns tombstones back into empty slots, in two passes a sweep apart: a TOMB seen in
-    /// `marked` last time with the same control word (not reused and removed again since),
-    /// and [`flowtable::sweepable`], is emptied; the TOMBs seen now are `marked` for next
-    /// time. The number emptied.
-    pub fn reclaim(&self, marked: &mut HashMap<u32, u64>) -> usize {
-        let mut next = HashMap::new();
-        let emptied = (0..self.slots)
-            .filter(|&i| self.reclaim_at(i, marked, &mut next))
-            .count();
-        *marked = next;
-        emptied
-    }
-
-    /// [`Self::reclaim`] for slot `i`, within a pass that collects `next`: true if it
-    /// emptied the slot.
+    /// Turns the tombstone at slot `i` back into an empty slot, within a sweep that
+    /// collects the tombstones it sees in `next`: only one seen in `marked` last sweep with
+    /// the same control word (not reused and removed again since), and
+    /// [`flowtable::sweepable`]. True if it emptied the slot.
     pub fn reclaim_at(
         &self,
         i: u32,
@@ -275,21 +264,6 @@ impl FlowTable {
         }
         next.insert(i, c);
         false
-    }
-
-    /// Slots per state: (live, tombstones).
-    pub fn occupancy(&self) -> (u64, u64) {
-        let (mut live, mut tomb) = (0, 0);
-        for i in 0..self.slots {
-            if let Some(s) = self.slot(i) {
-                match state_of(ctl_of(s)) {
-                    LIVE => live += 1,
-                    TOMB => tomb += 1,
-                    _ => {}
-                }
-            }
-        }
-        (live, tomb)
     }
 }
 
