@@ -49,15 +49,14 @@ pub struct Policy {
     pub maglev_table: u32,
     pub endpoint: u16,
     pub target_port_be: u16,
-    /// The provider network, and the forwarder's MAC there (forwarded frames' source).
+    /// The provider network (its MAC, forwarded frames' source, is in `PL_NET_INFO`).
     pub provider_network: u16,
-    pub provider_mac: [u8; 6],
     /// SNAT ports come from [snat_port_min, snat_port_max] (host order; `[limits]`).
     pub snat_port_min: u16,
     pub snat_port_max: u16,
     /// [`POLICY_ACCEPTED`], [`POLICY_ANY_SOURCE`].
     pub flags: u8,
-    pub _pad: [u8; 3],
+    pub _pad: u8,
 }
 
 #[cfg(feature = "user")]

@@ -192,11 +192,10 @@ impl Plan {
                     endpoint: eid,
                     target_port_be: l.target_port.to_be(),
                     provider_network: s.network,
-                    provider_mac: model.networks[usize::from(s.network)].mac,
                     snat_port_min: model.settings.snat_port_min,
                     snat_port_max: model.settings.snat_port_max,
                     flags,
-                    _pad: [0; 3],
+                    _pad: 0,
                 };
                 self.policies.push((key, policy));
             }
@@ -436,8 +435,12 @@ mod tests {
         assert_eq!((k.network, k.proto, k.port_be), (0, 6, 443u16.to_be()));
         assert_eq!(v.target_port_be, 8443u16.to_be());
         assert_eq!(v.maglev_table, maglev_table(0, None), "cross-zone table");
-        assert_eq!(v.provider_mac, [2, 0, 0, 0, 0, 4]);
         assert_eq!(v.provider_network, 1);
+        // The provider network's MAC, the source of what is forwarded there.
+        assert_eq!(
+            p.nets.iter().find(|(id, _)| *id == 1).map(|(_, n)| n.mac),
+            Some([2, 0, 0, 0, 0, 4])
+        );
         assert_eq!(
             v.nlb_be,
             [

@@ -352,14 +352,17 @@ pub fn addr(ip_be: u32, port_be: u16) -> SocketAddrV4 {
 
 /// Every consumer flow in the table (orphan replies left out).
 pub fn list(ebpf: &Ebpf) -> Vec<Flow> {
-    let all = entries(ebpf);
-    let by_key: StdHashMap<FlowKey, FlowValue> = all.iter().map(|e| (e.key, e.value)).collect();
-    all.iter()
+    let Some(t) = open(ebpf) else {
+        return Vec::new();
+    };
+    // Each reply entry found where the data path finds it, not through a copy of the table.
+    t.entries()
+        .into_iter()
         .filter(|e| e.value.dir == FLOW_FORWARD)
         .map(|e| Flow {
             key: e.key,
             forward: e.value,
-            reply: by_key.get(&e.value.reply_key(e.key.proto)).copied(),
+            reply: t.get(&e.value.reply_key(e.key.proto)).map(|r| r.value),
             created: e.created,
         })
         .collect()
