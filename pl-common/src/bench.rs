@@ -200,6 +200,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stages_are_distinct_and_each_path_starts_at_entry() {
+        for stages in [&ESTABLISHED_STAGES[..], &NEW_FLOW_STAGES[..]] {
+            assert_eq!(stages[0].0, STAGE_ENTERED);
+            for (i, (a, _)) in stages.iter().enumerate() {
+                assert_ne!(*a, STAGE_NONE, "a stage that is the product's");
+                assert!(
+                    stages[i + 1..].iter().all(|(b, _)| b != a),
+                    "stage {a} twice"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn flow_sources_are_distinct_and_ports_unprivileged() {
         let a = flow_source(0);
         let b = flow_source(PORTS_PER_ADDR - 1);
@@ -277,3 +291,96 @@ pub const fn table_reply_key(i: u32) -> crate::flow::FlowKey {
 #[cfg(feature = "user")]
 // SAFETY: as above.
 unsafe impl aya::Pod for TableConfig {}
+
+/// The data path's copy with the stage knob, for `pl bench`'s itemization: in the same
+/// object as `pl_xdp` (same maps), never attached. The product's copy compiles the knob
+/// away.
+pub const STAGED_PROGRAM: &str = "pl_xdp_staged";
+/// The stage knob: loaded with this global set to a stage below, [`STAGED_PROGRAM`] ends
+/// every packet there with XDP_DROP, so consecutive stages' timings subtract into what
+/// each stage costs.
+pub const STOP_AT_GLOBAL: &str = "PL_STOP_AT";
+
+/// Stop nowhere: the product.
+pub const STAGE_NONE: u32 = 0;
+/// Right at entry: what the frame cost before the program did anything.
+pub const STAGE_ENTERED: u32 = 13;
+/// After the ingress interface's lookup.
+pub const STAGE_CLASSIFIED: u32 = 1;
+/// After the interface counters, the parse and the destination-MAC check.
+pub const STAGE_PARSED: u32 = 2;
+/// After the flow key, the clock, the TCP flags and the martian check.
+pub const STAGE_KEYED: u32 = 3;
+/// A SYN: after its early admission (policy, spoof check, allowed sources, Maglev).
+pub const STAGE_ADMITTED: u32 = 4;
+/// A SYN: after its two home slots are touched (`early::warm`).
+pub const STAGE_WARMED: u32 = 14;
+/// After the flow hash.
+pub const STAGE_HASHED: u32 = 5;
+/// After the flow lookup: found live (established) or absent (new flow).
+pub const STAGE_LOOKED_UP: u32 = 6;
+/// A new flow: after both entries are in the table (SNAT port chosen, probes checked).
+pub const STAGE_CREATED: u32 = 7;
+/// A new flow: after its counters and its event.
+pub const STAGE_OPENED: u32 = 8;
+/// After the entry's state and counters are written.
+pub const STAGE_COUNTED: u32 = 9;
+/// After the TTL and MTU checks.
+pub const STAGE_CHECKED: u32 = 10;
+/// After the rewrite: MACs, addresses, ports, TTL and both checksums (and a SYN's MSS).
+pub const STAGE_TRANSLATED: u32 = 11;
+/// After the endpoint's forwarded counters, right before the redirect.
+pub const STAGE_COUNTED_ENDPOINT: u32 = 12;
+
+/// An established packet's stages in the order it passes them, with what each adds.
+pub const ESTABLISHED_STAGES: [(u32, &str); 10] = [
+    (
+        STAGE_ENTERED,
+        "entered: the generator, the veth, XDP's entry",
+    ),
+    (STAGE_CLASSIFIED, "ingress interface lookup"),
+    (STAGE_PARSED, "interface counters, parse, MAC check"),
+    (STAGE_KEYED, "flow key, clock, TCP flags, martian check"),
+    (STAGE_HASHED, "flow hash (murmur3, seeded)"),
+    (STAGE_LOOKED_UP, "flow-table lookup (found, stamp fresh)"),
+    (STAGE_COUNTED, "entry state and counters written"),
+    (STAGE_CHECKED, "TTL and MTU checks"),
+    (
+        STAGE_TRANSLATED,
+        "rewrite: MACs, addresses, ports, checksums",
+    ),
+    (STAGE_COUNTED_ENDPOINT, "endpoint counters"),
+];
+
+/// A new flow's (a TCP SYN to a fresh tuple) stages in the order it passes them.
+pub const NEW_FLOW_STAGES: [(u32, &str); 14] = [
+    (
+        STAGE_ENTERED,
+        "entered: the generator, the veth, XDP's entry",
+    ),
+    (STAGE_CLASSIFIED, "ingress interface lookup"),
+    (STAGE_PARSED, "interface counters, parse, MAC check"),
+    (STAGE_KEYED, "flow key, clock, TCP flags, martian check"),
+    (
+        STAGE_ADMITTED,
+        "admission: policy, spoof check, sources, Maglev",
+    ),
+    (
+        STAGE_WARMED,
+        "both home slots touched (two cold misses, overlapped)",
+    ),
+    (STAGE_HASHED, "flow hash (murmur3, seeded)"),
+    (
+        STAGE_LOOKED_UP,
+        "flow-table lookup (absent, its line coming)",
+    ),
+    (
+        STAGE_CREATED,
+        "both entries inserted (SNAT port, probe check)",
+    ),
+    (STAGE_OPENED, "new-flow counters and event"),
+    (STAGE_COUNTED, "entry state and counters written"),
+    (STAGE_CHECKED, "TTL and MTU checks"),
+    (STAGE_TRANSLATED, "rewrite, checksums, MSS clamp"),
+    (STAGE_COUNTED_ENDPOINT, "endpoint counters"),
+];

@@ -17,11 +17,17 @@ mod nat;
 mod parse;
 mod redirect;
 mod stats;
+mod stop;
 mod table;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use network_types::eth::EthHdr;
 use pl_common::{
+    bench::{
+        STAGE_ADMITTED, STAGE_CHECKED, STAGE_CLASSIFIED, STAGE_COUNTED, STAGE_COUNTED_ENDPOINT,
+        STAGE_CREATED, STAGE_ENTERED, STAGE_HASHED, STAGE_KEYED, STAGE_LOOKED_UP, STAGE_OPENED,
+        STAGE_PARSED, STAGE_TRANSLATED, STAGE_WARMED,
+    },
     cidr::is_martian,
     flow::{FLOW_FORWARD, FlowKey, opens_flow, packet_state},
     iface::{IFACE_DEDICATED, IfaceConfig},
@@ -41,17 +47,36 @@ use crate::{
 // refusing it; headers stay in the linear part, lengths come from `parse::frame_len`.
 #[xdp(frags)]
 pub fn pl_xdp(ctx: XdpContext) -> u32 {
-    match try_pl_xdp(&ctx) {
+    run::<false>(&ctx)
+}
+
+/// `pl bench`'s copy of the path, with the stage knob (`stop`): loaded only by the bench's
+/// itemization, never attached. The product's copy above has no knob at all.
+#[xdp(frags)]
+pub fn pl_xdp_staged(ctx: XdpContext) -> u32 {
+    run::<true>(&ctx)
+}
+
+/// `S`: the copy with the stage knob.
+#[inline(always)]
+fn run<const S: bool>(ctx: &XdpContext) -> u32 {
+    match try_pl_xdp::<S>(ctx) {
         Ok(action) => action,
         Err(()) => xdp_action::XDP_ABORTED,
     }
 }
 
-fn try_pl_xdp(ctx: &XdpContext) -> Result<u32, ()> {
+fn try_pl_xdp<const S: bool>(ctx: &XdpContext) -> Result<u32, ()> {
+    if let Some(a) = stop::at::<S>(STAGE_ENTERED) {
+        return Ok(a);
+    }
     // Not one of our interfaces: leave the frame to the kernel.
     let Some(iface) = classify::ingress(ctx) else {
         return Ok(xdp_action::XDP_PASS);
     };
+    if let Some(a) = stop::at::<S>(STAGE_CLASSIFIED) {
+        return Ok(a);
+    }
     let stats = Slot::get(iface.slot).ok_or(())?;
     stats.add(IfaceCounter::RxPackets, 1);
     let len = parse::frame_len(ctx);
@@ -68,7 +93,7 @@ fn try_pl_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     } else {
         match frame {
             Frame::Arp => arp::handle(ctx, &iface, &stats),
-            Frame::Ipv4L4 { proto } => ipv4(ctx, &iface, &stats, proto, len)?,
+            Frame::Ipv4L4 { proto } => ipv4::<S>(ctx, &iface, &stats, proto, len)?,
             Frame::Icmp => icmp::handle(ctx, &iface, &stats),
             Frame::Drop(why) => {
                 stats.add(why, 1);
@@ -82,7 +107,7 @@ fn try_pl_xdp(ctx: &XdpContext) -> Result<u32, ()> {
 
 /// `len`: the frame's length, measured once at entry (recomputing it from the packet
 /// pointers this deep can compile to arithmetic on pkt_end, which the verifier refuses).
-fn ipv4(
+fn ipv4<const S: bool>(
     ctx: &XdpContext,
     iface: &IfaceConfig,
     stats: &Slot,
@@ -90,6 +115,9 @@ fn ipv4(
     len: u64,
 ) -> Result<u32, ()> {
     let ip = parse::ptr_at::<network_types::ip::Ipv4Hdr>(ctx, ETH_HLEN).ok_or(())?;
+    if let Some(a) = stop::at::<S>(STAGE_PARSED) {
+        return Ok(a);
+    }
     let ports = parse::ptr_at::<[u8; 4]>(ctx, parse::L4_OFF).ok_or(())?;
     // SAFETY: both bounds-checked by ptr_at.
     let (src, dst, p) = unsafe { ((*ip).src_addr, (*ip).dst_addr, *ports) };
@@ -120,11 +148,30 @@ fn ipv4(
     // A SYN is admitted before its flow lookup (see `early`); anything else
     // only if it finds no flow.
     let syn = opens && proto == IPPROTO_TCP;
+    if let Some(a) = stop::at::<S>(STAGE_KEYED) {
+        return Ok(a);
+    }
     let early = if syn { early::admit(&key) } else { None };
+    if let Some(a) = stop::at::<S>(STAGE_ADMITTED) {
+        return Ok(a);
+    }
+    if let Some(a) = &early {
+        early::warm(&key, a);
+    }
+    if let Some(a) = stop::at::<S>(STAGE_WARMED) {
+        return Ok(a);
+    }
     let hash = Flows::hash(&key);
-    let stale = match conntrack::lookup(&key, hash, now, syn) {
+    if let Some(a) = stop::at::<S>(STAGE_HASHED) {
+        return Ok(a);
+    }
+    let found = conntrack::lookup(&key, hash, now, syn);
+    if let Some(a) = stop::at::<S>(STAGE_LOOKED_UP) {
+        return Ok(a);
+    }
+    let stale = match found {
         Found::Live(v) => {
-            return Ok(forward(
+            return Ok(forward::<S>(
                 ctx, iface, stats, v, &key, proto, len, bits, tcp_flags,
             ));
         }
@@ -179,7 +226,11 @@ fn ipv4(
         state: bits,
         len: len as u16,
     };
-    let v = match conntrack::create(&key, hash, &admitted, &from, now) {
+    let created = conntrack::create(&key, hash, &admitted, &from, now);
+    if let Some(a) = stop::at::<S>(STAGE_CREATED) {
+        return Ok(a);
+    }
+    let v = match created {
         Ok(Created::New(v)) => {
             stats::endpoint_add(endpoint, EndpointCounter::NewFlows, 1);
             stats::target_new_flow(admitted.target);
@@ -191,7 +242,10 @@ fn ipv4(
         Ok(Created::Raced(v)) => v,
         Err(reason) => return refuse(reason),
     };
-    Ok(forward(
+    if let Some(a) = stop::at::<S>(STAGE_OPENED) {
+        return Ok(a);
+    }
+    Ok(forward::<S>(
         ctx, iface, stats, v, &key, proto, len, bits, tcp_flags,
     ))
 }
@@ -215,7 +269,7 @@ fn nlb(key: &FlowKey, stats: &Slot, bits: u8) -> u32 {
     clippy::too_many_arguments,
     reason = "inlined; a struct would cost BPF stack"
 )]
-fn forward(
+fn forward<const S: bool>(
     ctx: &XdpContext,
     iface: &IfaceConfig,
     slot: &Slot,
@@ -237,6 +291,9 @@ fn forward(
         (*v).bytes = (*v).bytes.wrapping_add(len);
         &*v
     };
+    if let Some(a) = stop::at::<S>(STAGE_COUNTED) {
+        return a;
+    }
     let to_provider = v.dir == FLOW_FORWARD;
     match nat::ttl(ctx) {
         Some(ttl) if ttl > 1 => {}
@@ -251,13 +308,22 @@ fn forward(
         // Told to the sender, from the address it sent to.
         egress_mtu => return icmp::reply(ctx, iface, slot, egress_mtu),
     }
+    if let Some(a) = stop::at::<S>(STAGE_CHECKED) {
+        return a;
+    }
     if nat::translate(ctx, v, key, proto).is_err() {
         return xdp_action::XDP_ABORTED;
     }
     if tcp_flags & TCP_SYN != 0 {
         mtu::clamp_mss(ctx, iface.network, u16::from(v.egress), v.endpoint);
     }
+    if let Some(a) = stop::at::<S>(STAGE_TRANSLATED) {
+        return a;
+    }
     stats::endpoint_forwarded(v.endpoint, to_provider, len);
+    if let Some(a) = stop::at::<S>(STAGE_COUNTED_ENDPOINT) {
+        return a;
+    }
     redirect::to_network(u16::from(v.egress))
 }
 

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use pl_common::bench::{ESTABLISHED_STAGES, NEW_FLOW_STAGES};
 use pl_tests::{output, output_within, pl_bin, require_kernel, stderr};
 use pl_userspace::lab::bench::BenchResults;
 
@@ -130,6 +131,60 @@ fn flow_table_designs_are_measured_side_by_side() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains("| open addressing, 64-byte slots, load 0.50 (PL_FLOWS) | 65536 |"),
+        "{table}"
+    );
+}
+
+/// `pl bench --quick --stages-only`: the data path timed stage by stage, live. The bench
+/// itself fails if a stage's copy lets a frame through (its stop never reached), if the
+/// product's copy does not forward every path as its flows say, or if established frames
+/// make or remove flows; this checks every stage of both paths has its row.
+#[test]
+fn data_path_is_timed_stage_by_stage() {
+    require_kernel!("data_path_is_timed_stage_by_stage");
+    let json = std::env::temp_dir().join(format!("pl-stages-{}.json", std::process::id()));
+    let prefix = format!("bs{}-", std::process::id());
+    let out = output_within(
+        std::process::Command::new(pl_bin())
+            .args([
+                "bench",
+                "--quick",
+                "--stages-only",
+                "--prefix",
+                &prefix,
+                "--json",
+            ])
+            .arg(&json),
+        Duration::from_secs(180),
+    );
+    assert!(
+        out.status.success(),
+        "pl bench --quick --stages-only failed: {}\n{}",
+        stderr(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = std::fs::read_to_string(&json)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", json.display()));
+    let _ = std::fs::remove_file(&json);
+    let r: BenchResults = serde_json::from_str(&text).unwrap_or_else(|e| panic!("bench JSON: {e}"));
+    for (path, stages) in [
+        ("established UDP, 1000 flows", &ESTABLISHED_STAGES[..]),
+        ("new flow (TCP SYN)", &NEW_FLOW_STAGES[..]),
+    ] {
+        let rows: Vec<_> = r.stages.iter().filter(|s| s.path == path).collect();
+        assert_eq!(rows.len(), stages.len() + 1, "{path}: {rows:?}");
+        for ((_, label), row) in stages.iter().zip(&rows) {
+            assert_eq!(row.stage, *label, "{path}");
+        }
+        let (first, whole) = (rows[0], rows[rows.len() - 1]);
+        assert!(
+            first.ns > 0.0 && whole.ns > first.ns,
+            "{path}: the whole path costs no more than entering it: {rows:?}"
+        );
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("| new flow (TCP SYN) | both home slots touched"),
         "{table}"
     );
 }

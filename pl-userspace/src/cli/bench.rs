@@ -16,6 +16,9 @@ pub struct BenchArgs {
     /// Only compare flow-table designs (one lookup per run, no lab, no frames).
     #[arg(long, conflicts_with = "report")]
     pub tables_only: bool,
+    /// Only time the data path stage by stage (on the lab, no frames on the wire).
+    #[arg(long, conflicts_with_all = ["report", "tables_only"])]
+    pub stages_only: bool,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -38,6 +41,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             prefix: args.prefix.clone(),
             quick: args.quick,
             tables_only: args.tables_only,
+            stages_only: args.stages_only,
         };
         let exe = std::env::current_exe().context("locating the pl binary")?;
         bench::run(&opts, &exe).context("pl bench")?

@@ -9,6 +9,7 @@ use aya::{
     programs::Xdp,
 };
 use pl_common::{
+    bench::{STAGE_NONE, STAGED_PROGRAM, STOP_AT_GLOBAL},
     iface::{IFACE_ACTIVE, IfaceConfig},
     maps::{
         DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOW_SEED_GLOBAL, FLOW_SLOTS_GLOBAL, FLOWS_MAP,
@@ -48,6 +49,30 @@ pub(super) fn load_with(
     Ok(ebpf)
 }
 
+/// For `pl bench`'s itemization only: the data path's staged copy (`STAGED_PROGRAM`, never
+/// attached) with its stage knob set to `stop` (every packet ends there; `STAGE_NONE`:
+/// the whole path), or with `stop` = `STAGE_NONE`, the product's program. The maps that
+/// outlive a run are shared through `kept`'s pins with the other loads of one measurement
+/// (the flows one load made are there for the next).
+pub fn load_staged(flow_entries: u32, kept: &State, stop: u32) -> Result<Ebpf, DataplaneError> {
+    let mut ebpf = open_maps_stopping(Some(flow_entries), Some(kept), stop)?;
+    let name = if stop == STAGE_NONE {
+        PROGRAM_NAME
+    } else {
+        STAGED_PROGRAM
+    };
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .unwrap_or_else(|| panic!("the object has no program {name}"))
+        .try_into()
+        .unwrap_or_else(|e| panic!("{name} is not XDP: {e}"));
+    prog.load().map_err(|e| classify(Box::new(e)))?;
+    if !kept.map_pin(FLOWS_MAP).exists() {
+        pin_kept_maps(&ebpf, kept)?;
+    }
+    Ok(ebpf)
+}
+
 /// A load error, told apart by whether it is a missing privilege.
 fn classify(e: Box<dyn std::error::Error + Send + Sync>) -> DataplaneError {
     if errno::find(e.as_ref()) == Some(libc::EPERM) {
@@ -62,7 +87,19 @@ pub(super) fn open_maps(
     flow_entries: Option<u32>,
     kept: Option<&State>,
 ) -> Result<Ebpf, DataplaneError> {
+    open_maps_stopping(flow_entries, kept, STAGE_NONE)
+}
+
+/// As [`open_maps`], with the bench's stage knob set (`STAGE_NONE` for the product).
+fn open_maps_stopping(
+    flow_entries: Option<u32>,
+    kept: Option<&State>,
+    stop: u32,
+) -> Result<Ebpf, DataplaneError> {
     let mut loader = EbpfLoader::new();
+    if stop != STAGE_NONE {
+        loader.override_global(STOP_AT_GLOBAL, &stop, true);
+    }
     // The program's probe sequences wrap at the table's slot count, which must be the
     // map's: both come from here.
     let entries = flow_entries.unwrap_or(DEFAULT_FLOW_ENTRIES);

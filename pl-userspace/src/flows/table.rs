@@ -149,6 +149,17 @@ impl FlowTable {
         })
     }
 
+    /// Empties every slot and the count; the seed stays. Only while no data path runs on
+    /// the table (`pl bench` between windows): XDP would lose track of its claims.
+    pub fn clear(&mut self) {
+        // SAFETY: the slots and the counting element are in the mapping; nothing else
+        // writes them now (the caller's word).
+        unsafe {
+            std::ptr::write_bytes(self.base, 0, self.slots as usize);
+            std::ptr::write_volatile(&raw mut (*self.base.add(self.slots as usize)).ctl, 0);
+        }
+    }
+
     /// Slots in the table.
     pub fn capacity(&self) -> u32 {
         self.slots

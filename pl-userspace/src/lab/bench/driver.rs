@@ -223,7 +223,7 @@ impl Bench<'_> {
     }
 
     /// What the sink accepts from now on.
-    fn expect(&mut self, cfg: SinkConfig) -> anyhow::Result<()> {
+    pub(super) fn expect(&mut self, cfg: SinkConfig) -> anyhow::Result<()> {
         let mut m: Array<&mut MapData, SinkConfig> = Array::try_from(
             self.progs
                 .ebpf
@@ -543,7 +543,7 @@ impl Bench<'_> {
     }
 }
 
-fn ifindex(ns: &str, dev: &str) -> anyhow::Result<u32> {
+pub(super) fn ifindex(ns: &str, dev: &str) -> anyhow::Result<u32> {
     let dev = dev.to_owned();
     Ok(netns::run_in(ns, move || {
         nix::net::if_::if_nametoindex(dev.as_str())

@@ -16,6 +16,7 @@ mod frames;
 mod plot;
 mod report;
 mod results;
+mod stages;
 mod table;
 mod tcp;
 
@@ -31,7 +32,7 @@ use driver::Bench;
 pub use report::{table, write_report};
 use results::Variants;
 pub use results::{
-    BenchResults, FloorResult, HwCount, Sample, TableResult, TcpResult, VariantResult,
+    BenchResults, FloorResult, HwCount, Sample, StageResult, TableResult, TcpResult, VariantResult,
 };
 
 use crate::lab::{Lab, Teardown, Topology, cmd};
@@ -52,6 +53,8 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Only the flow-table designs: no lab, no frames.
     pub tables_only: bool,
+    /// Only the data path stage by stage: the lab, no frames on the wire.
+    pub stages_only: bool,
 }
 
 /// Prints a progress line for a variant, overwritten as it runs.
@@ -153,6 +156,14 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         Err(why) => why,
     };
     b.sink(true)?;
+    if opts.stages_only {
+        let stages = measure_stages(&mut b, &sizes)?;
+        b.leave()?;
+        return Ok(BenchResults {
+            stages,
+            ..BenchResults::new(opts.quick, cpus)
+        });
+    }
 
     let mut rounds = Rounds::new(&sizes);
     println!(
@@ -168,6 +179,12 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     println!();
 
     let tcp = tcp::real_tcp(&mut b, opts.quick)?;
+    // As the tables below: `--quick --stages-only` runs these alone.
+    let stages = if opts.quick {
+        Vec::new()
+    } else {
+        measure_stages(&mut b, &sizes)?
+    };
     b.leave()?;
     let floor = measure_floor(&rounds.table_bytes, cpus.saturating_sub(1))?;
     // The quick run stays a CI-sized smoke run; `--quick --tables-only` runs these alone.
@@ -186,6 +203,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         floor,
         hw_counters,
         tables,
+        stages,
         ..BenchResults::new(opts.quick, cpus)
     })
 }
@@ -198,6 +216,20 @@ fn measure_tables(sizes: &Sizes) -> anyhow::Result<Vec<TableResult>> {
         sizes.table_runs,
         sizes.repeats.min(3),
     )
+}
+
+fn measure_stages(b: &mut Bench<'_>, sizes: &Sizes) -> anyhow::Result<Vec<StageResult>> {
+    println!("==> the data path stage by stage (a copy that drops after each stage)");
+    let new_window = sizes.window.min(Duration::from_millis(500));
+    // 1k flows, as the ratios' established rows, and the largest count (quick: 1k only).
+    let est: Vec<u32> = if sizes.max_flows() >= 1_000_000 {
+        vec![1000, sizes.max_flows()]
+    } else {
+        vec![1000]
+    };
+    let s = stages::measure(b, &est, sizes.window, new_window, sizes.repeats)?;
+    print!("{}", report::stages(&s));
+    Ok(s)
 }
 
 /// The floor over a buffer that fits L2 and over one the size of each flow table.

@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use super::{
     plot,
     results::{
-        BARE, BARE_UNVERIFIED, BenchResults, NFT, PL_EST, PL_NEW, PL_ZIPF, Sample, VariantResult,
+        BARE, BARE_UNVERIFIED, BenchResults, NFT, PL_EST, PL_NEW, PL_ZIPF, Sample, StageResult,
+        VariantResult,
     },
 };
 
@@ -21,6 +22,7 @@ pub fn table(r: &BenchResults) -> String {
         real_tcp(&mut out, r);
     }
     designs(&mut out, r);
+    out.push_str(&stages(&r.stages));
     let _ = writeln!(
         out,
         "\n{} CPUs (generator on CPU {}), kernel {}, {}-byte frames",
@@ -375,6 +377,27 @@ fn designs(out: &mut String, r: &BenchResults) {
             u.bytes / u64::from(u.flows.max(1)),
         );
     }
+}
+
+/// The data path stage by stage: each path's stages in order, the generator CPU's ns per
+/// frame with a copy that drops after each, and what each adds to the one before.
+pub(super) fn stages(stages: &[StageResult]) -> String {
+    let mut out = String::new();
+    if stages.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n| path | stage (live, the copy drops after it) | ns per frame to here | ns added |\n|---|---|---|---|"
+    );
+    for s in stages {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:+.0} |",
+            s.path, s.stage, s.ns, s.added
+        );
+    }
+    out
 }
 
 /// Writes `BENCHMARKS.md` and `bench.svg` into `dir`: the table, the machine, the exact

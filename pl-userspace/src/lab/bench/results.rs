@@ -105,6 +105,19 @@ pub struct BenchResults {
     /// Flow-table designs, one lookup each, side by side.
     #[serde(default)]
     pub tables: Vec<TableResult>,
+    /// The data path timed stage by stage (BPF_PROG_TEST_RUN, one frame a run).
+    #[serde(default)]
+    pub stages: Vec<StageResult>,
+}
+
+/// One stage of one path: the median time of a run that stops after it, and what that
+/// adds to the stage before.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StageResult {
+    pub path: String,
+    pub stage: String,
+    pub ns: f64,
+    pub added: f64,
 }
 
 /// One flow-table design's lookup cost (`pl_table`, no frames).
@@ -166,6 +179,7 @@ impl BenchResults {
             floor: Vec::new(),
             hw_counters: String::new(),
             tables: Vec::new(),
+            stages: Vec::new(),
         }
     }
 
