@@ -88,7 +88,7 @@ fn quick_bench_moves_packets_in_every_variant() {
     }
     let table = String::from_utf8_lossy(&out.stdout);
     for row in [
-        "pl established / bare redirect",
+        "pl established, 1000 flows / bare redirect",
         "dependent misses",
         "flows over 1000, Zipf s=1",
         "pl new flows / nftables new flows",

@@ -221,13 +221,15 @@ fn measure_tables(sizes: &Sizes) -> anyhow::Result<Vec<TableResult>> {
 fn measure_stages(b: &mut Bench<'_>, sizes: &Sizes) -> anyhow::Result<Vec<StageResult>> {
     println!("==> the data path stage by stage (a copy that drops after each stage)");
     let new_window = sizes.window.min(Duration::from_millis(500));
-    // 1k flows, as the ratios' established rows, and the largest count (quick: 1k only).
+    // 1k flows, as the ratios' established rows, and the largest count, uniform and Zipf
+    // (quick: 1k only).
     let est: Vec<u32> = if sizes.max_flows() >= 1_000_000 {
         vec![1000, sizes.max_flows()]
     } else {
         vec![1000]
     };
-    let s = stages::measure(b, &est, sizes.window, new_window, sizes.repeats)?;
+    let zipf = (est.len() > 1).then(|| sizes.max_flows());
+    let s = stages::measure(b, &est, zipf, sizes.window, new_window, sizes.repeats)?;
     print!("{}", report::stages(&s));
     Ok(s)
 }

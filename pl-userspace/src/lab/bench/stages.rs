@@ -205,12 +205,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Both paths, stage by stage, each on a table sized as the packet-rate rounds size it:
-/// established UDP at each of `est_flows` over `window`s, and new flows (every frame a
-/// fresh SYN, the table emptied before each window) over `new_window`s; `rounds` turns
-/// each.
+/// established UDP at each of `est_flows` (and Zipf-skewed at `zipf`) over `window`s,
+/// and new flows (every frame a fresh SYN, the table emptied before each window) over
+/// `new_window`s; `rounds` turns each.
 pub(super) fn measure(
     b: &mut Bench<'_>,
     est_flows: &[u32],
+    zipf: Option<u32>,
     window: Duration,
     new_window: Duration,
     rounds: usize,
@@ -243,6 +244,12 @@ pub(super) fn measure(
         );
         let path = format!("established UDP, {flows} flows");
         push_rows(&mut out, &path, &ESTABLISHED_STAGES, &ns);
+        if zipf == Some(flows) {
+            b.generate_skewed(flows)?;
+            let ns = timed(b, &mut copies, &ESTABLISHED_STAGES, window, rounds, false)?;
+            let path = format!("established UDP, {flows} flows, Zipf s=1");
+            push_rows(&mut out, &path, &ESTABLISHED_STAGES, &ns);
+        }
     }
 
     let mut copies = Copies::load(&fw, super::NEW_FLOW_TABLE, &NEW_FLOW_STAGES)?;
