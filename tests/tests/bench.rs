@@ -6,30 +6,46 @@
 use std::time::Duration;
 
 use pl_common::bench::{ESTABLISHED_STAGES, NEW_FLOW_STAGES};
-use pl_tests::{output, output_within, pl_bin, require_kernel, stderr};
+use pl_tests::{PL_DEADLINE, output_within, pl_bin, require_kernel, stderr};
 use pl_userspace::lab::bench::BenchResults;
 
-#[test]
-fn quick_bench_moves_packets_in_every_variant() {
-    require_kernel!("quick_bench_moves_packets_in_every_variant");
-    let json = std::env::temp_dir().join(format!("pl-bench-{}.json", std::process::id()));
-    let prefix = format!("bq{}-", std::process::id());
+/// Runs `pl bench ARGS --json FILE` within `limit` and fails the test unless it succeeds:
+/// its results and what it printed.
+fn bench(args: &[&str], limit: Duration) -> (BenchResults, String) {
+    let json = std::env::temp_dir().join(format!(
+        "pl-bench-{}-{}.json",
+        std::process::id(),
+        args.join("").replace('-', "")
+    ));
     let out = output_within(
         std::process::Command::new(pl_bin())
-            .args(["bench", "--quick", "--prefix", &prefix, "--json"])
+            .args(args)
+            .arg("--json")
             .arg(&json),
-        Duration::from_secs(180),
+        limit,
     );
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "pl bench --quick failed: {}\n{}",
-        stderr(&out),
-        String::from_utf8_lossy(&out.stdout)
+        "pl {} failed: {}\n{printed}",
+        args.join(" "),
+        stderr(&out)
     );
     let text = std::fs::read_to_string(&json)
         .unwrap_or_else(|e| panic!("reading {}: {e}", json.display()));
     let _ = std::fs::remove_file(&json);
-    let r: BenchResults = serde_json::from_str(&text).unwrap_or_else(|e| panic!("bench JSON: {e}"));
+    let r = serde_json::from_str(&text).unwrap_or_else(|e| panic!("bench JSON: {e}"));
+    (r, printed)
+}
+
+#[test]
+fn quick_bench_moves_packets_in_every_variant() {
+    require_kernel!("quick_bench_moves_packets_in_every_variant");
+    let prefix = format!("bq{}-", std::process::id());
+    let (r, table) = bench(
+        &["bench", "--quick", "--prefix", &prefix],
+        Duration::from_secs(180),
+    );
     for (name, flows) in [
         ("bare redirect", "1"),
         ("bare redirect, sink not verifying checksums", "1"),
@@ -86,7 +102,6 @@ fn quick_bench_moves_packets_in_every_variant() {
             "iperf3 through {name} moved nothing"
         );
     }
-    let table = String::from_utf8_lossy(&out.stdout);
     for row in [
         "pl established, 1000 flows / bare redirect",
         "dependent misses",
@@ -103,21 +118,7 @@ fn quick_bench_moves_packets_in_every_variant() {
 #[test]
 fn flow_table_designs_are_measured_side_by_side() {
     require_kernel!("flow_table_designs_are_measured_side_by_side");
-    let json = std::env::temp_dir().join(format!("pl-tables-{}.json", std::process::id()));
-    let out = output(
-        std::process::Command::new(pl_bin())
-            .args(["bench", "--quick", "--tables-only", "--json"])
-            .arg(&json),
-    );
-    assert!(
-        out.status.success(),
-        "pl bench --quick --tables-only failed: {}",
-        stderr(&out)
-    );
-    let text = std::fs::read_to_string(&json)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", json.display()));
-    let _ = std::fs::remove_file(&json);
-    let r: BenchResults = serde_json::from_str(&text).unwrap_or_else(|e| panic!("bench JSON: {e}"));
+    let (r, table) = bench(&["bench", "--quick", "--tables-only"], PL_DEADLINE);
     for flows in [1000, 65536] {
         let rows: Vec<_> = r.tables.iter().filter(|t| t.flows == flows).collect();
         assert_eq!(rows.len(), 12, "flow-table rows at {flows} flows: {rows:?}");
@@ -128,7 +129,6 @@ fn flow_table_designs_are_measured_side_by_side() {
             );
         }
     }
-    let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains("| open addressing, 64-byte slots, load 0.50 (PL_FLOWS) | 65536 |"),
         "{table}"
@@ -142,31 +142,11 @@ fn flow_table_designs_are_measured_side_by_side() {
 #[test]
 fn data_path_is_timed_stage_by_stage() {
     require_kernel!("data_path_is_timed_stage_by_stage");
-    let json = std::env::temp_dir().join(format!("pl-stages-{}.json", std::process::id()));
     let prefix = format!("bs{}-", std::process::id());
-    let out = output_within(
-        std::process::Command::new(pl_bin())
-            .args([
-                "bench",
-                "--quick",
-                "--stages-only",
-                "--prefix",
-                &prefix,
-                "--json",
-            ])
-            .arg(&json),
+    let (r, table) = bench(
+        &["bench", "--quick", "--stages-only", "--prefix", &prefix],
         Duration::from_secs(180),
     );
-    assert!(
-        out.status.success(),
-        "pl bench --quick --stages-only failed: {}\n{}",
-        stderr(&out),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let text = std::fs::read_to_string(&json)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", json.display()));
-    let _ = std::fs::remove_file(&json);
-    let r: BenchResults = serde_json::from_str(&text).unwrap_or_else(|e| panic!("bench JSON: {e}"));
     for (path, stages) in [
         ("established UDP, 1000 flows", &ESTABLISHED_STAGES[..]),
         ("new flow (TCP SYN)", &NEW_FLOW_STAGES[..]),
@@ -182,7 +162,6 @@ fn data_path_is_timed_stage_by_stage() {
             "{path}: the whole path costs no more than entering it: {rows:?}"
         );
     }
-    let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains("| new flow (TCP SYN) | both home slots touched"),
         "{table}"
