@@ -361,6 +361,7 @@ pub const NEW_FLOW_STAGES: [(u32, &str); 14] = [
     (STAGE_CLASSIFIED, "ingress interface lookup"),
     (STAGE_PARSED, "interface counters, parse, MAC check"),
     (STAGE_KEYED, "flow key, clock, TCP flags, martian check"),
+    (STAGE_HASHED, "flow hash (murmur3, seeded)"),
     (
         STAGE_ADMITTED,
         "admission: policy, spoof check, sources, Maglev",
@@ -369,7 +370,6 @@ pub const NEW_FLOW_STAGES: [(u32, &str); 14] = [
         STAGE_WARMED,
         "both home slots touched (two cold misses, overlapped)",
     ),
-    (STAGE_HASHED, "flow hash (murmur3, seeded)"),
     (
         STAGE_LOOKED_UP,
         "flow-table lookup (absent, its line coming)",

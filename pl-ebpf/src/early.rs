@@ -20,11 +20,11 @@ pub fn admit(key: &FlowKey) -> Option<Admitted> {
 }
 
 /// Touches the home slots of the admitted flow's reply entry (first SNAT probe) and of
-/// its forward key, back to back: the two cold misses are under way together, and the
+/// its forward key (`hash`: the key's flow hash), back to back: the two cold misses are under way together, and the
 /// lookup and inserts that follow find their lines coming. (With the lookup's own miss
 /// after the admission instead, they cost a miss each: `pl bench`'s stage rows show it.)
 #[inline(always)]
-pub fn warm(key: &FlowKey, a: &Admitted) {
+pub fn warm(key: &FlowKey, hash: u32, a: &Admitted) {
     let p = a.policy;
     let orig = u16::from_be(key.sport_be);
     let port = snat_port(p.snat_port_min, p.snat_port_max, orig, a.hash, 0);
@@ -38,5 +38,5 @@ pub fn warm(key: &FlowKey, a: &Admitted) {
         _pad: 0,
     };
     flowtable::touch(&Flows, Flows::hash(&reply));
-    flowtable::touch(&Flows, Flows::hash(key));
+    flowtable::touch(&Flows, hash);
 }

@@ -151,18 +151,18 @@ fn ipv4<const S: bool>(
     if let Some(a) = stop::at::<S>(STAGE_KEYED) {
         return Ok(a);
     }
+    let hash = Flows::hash(&key);
+    if let Some(a) = stop::at::<S>(STAGE_HASHED) {
+        return Ok(a);
+    }
     let early = if syn { early::admit(&key) } else { None };
     if let Some(a) = stop::at::<S>(STAGE_ADMITTED) {
         return Ok(a);
     }
     if let Some(a) = &early {
-        early::warm(&key, a);
+        early::warm(&key, hash, a);
     }
     if let Some(a) = stop::at::<S>(STAGE_WARMED) {
-        return Ok(a);
-    }
-    let hash = Flows::hash(&key);
-    if let Some(a) = stop::at::<S>(STAGE_HASHED) {
         return Ok(a);
     }
     let found = conntrack::lookup(&key, hash, now, syn);

@@ -49,8 +49,8 @@ pub(super) fn load_with(
     Ok(ebpf)
 }
 
-/// For `pl bench`'s itemization only: the data path's staged copy (`STAGED_PROGRAM`, never
-/// attached) with its stage knob set to `stop` (every packet ends there; `STAGE_NONE`:
+/// For `pl bench`'s itemization only: the data path's staged copy (`STAGED_PROGRAM`, which
+/// only the bench attaches) with its stage knob set to `stop` (every packet ends there; `STAGE_NONE`:
 /// the whole path), or with `stop` = `STAGE_NONE`, the product's program. The maps that
 /// outlive a run are shared through `kept`'s pins with the other loads of one measurement
 /// (the flows one load made are there for the next).

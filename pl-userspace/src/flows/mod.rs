@@ -72,14 +72,19 @@ pub fn sweep_pinned(
     Ok(out)
 }
 
+/// The sweep checks the other half of fresh entries in one of this many slices of the
+/// table, a different one every [`PAIR_CHECK_EVERY_NS`]: all of it in a minute.
+const PAIR_CHECK_SLICES: u64 = 12;
+const PAIR_CHECK_EVERY_NS: u64 = 5_000_000_000;
+
 /// Removes both entries of every flow past its idle time (freeing its SNAT port), and
 /// halves whose other half is gone; the flows it removed and the ones it left. One pass
 /// over the slots, which also empties the tombstones `tombs` holds from the last pass
 /// (see [`FlowTable::reclaim_at`]) and leaves there the ones it saw.
 ///
 /// XDP keeps changing the table meanwhile. Each entry is read as the pass reaches it; one
-/// seen within the shortest idle timeout is alive (as in the data path's fast path), any
-/// other is judged as [`Pair`] judges it in the data path, with its other half read then
+/// seen within the shortest idle timeout is alive (as in the data path's fast path; a
+/// slice of them is judged anyway, see [`PAIR_CHECK_SLICES`]), any other is judged as [`Pair`] judges it in the data path, with its other half read then
 /// too; one judged dead is judged again on the value taken out of its slot (put back if
 /// it lives).
 /// A forward entry goes before its reply entry (its SNAT reservation), and a reply entry
@@ -109,9 +114,12 @@ pub fn sweep_with_clock(
         // Seen within the shortest idle timeout of any state: alive whatever its other
         // half says, as the data path judges it, so the other half is not looked up (a
         // random miss per flow: at a million flows, every 5 s, that took a third of the
-        // data path's rate on the CPU it shares with the sweep's). A half-lost flow is
-        // judged once it idles; a SYN on its tuple reopens it in the data path meanwhile.
-        let fresh = since(clock(), v.last_seen) <= s.min_idle_ns();
+        // data path's rate on the CPU it shares with the sweep's). Except a slice of the
+        // table each pass, so a forward entry that lost its reply entry (its SNAT port
+        // then looks free) is found within a minute even while its traffic goes on.
+        let now = clock();
+        let fresh = since(now, v.last_seen) <= s.min_idle_ns()
+            && u64::from(i) % PAIR_CHECK_SLICES != (now / PAIR_CHECK_EVERY_NS) % PAIR_CHECK_SLICES;
         if v.dir != FLOW_FORWARD {
             // Replies go with their forward entry; one without goes once idle.
             if !fresh && other_half(t, key, v).is_none() {
