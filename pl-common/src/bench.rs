@@ -303,6 +303,16 @@ pub const STOP_AT_GLOBAL: &str = "PL_STOP_AT";
 
 /// Stop nowhere: the product.
 pub const STAGE_NONE: u32 = 0;
+
+/// The program a load for `stage` runs: the product's for [`STAGE_NONE`], else the staged
+/// copy.
+pub const fn program_for(stage: u32) -> &'static str {
+    if stage == STAGE_NONE {
+        crate::maps::PROGRAM_NAME
+    } else {
+        STAGED_PROGRAM
+    }
+}
 /// Right at entry: what the frame cost before the program did anything.
 pub const STAGE_ENTERED: u32 = 13;
 /// After the ingress interface's lookup.

@@ -20,8 +20,8 @@ pub fn admit(key: &FlowKey) -> Option<Admitted> {
 }
 
 /// Touches the home slots of the admitted flow's reply entry (first SNAT probe) and of
-/// its forward key (`hash`: the key's flow hash), back to back: the two cold misses are under way together, and the
-/// lookup and inserts that follow find their lines coming. (With the lookup's own miss
+/// its forward key (`hash`: the key's flow hash), back to back: the two cold misses are
+/// under way together, and the lookup and inserts that follow find their lines coming. (With the lookup's own miss
 /// after the admission instead, they cost a miss each: `pl bench`'s stage rows show it.)
 #[inline(always)]
 pub fn warm(key: &FlowKey, hash: u32, a: &Admitted) {

@@ -9,7 +9,7 @@ use aya::{
     programs::Xdp,
 };
 use pl_common::{
-    bench::{STAGE_NONE, STAGED_PROGRAM, STOP_AT_GLOBAL},
+    bench::{STAGE_NONE, STOP_AT_GLOBAL, program_for},
     iface::{IFACE_ACTIVE, IfaceConfig},
     maps::{
         DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOW_SEED_GLOBAL, FLOW_SLOTS_GLOBAL, FLOWS_MAP,
@@ -50,23 +50,15 @@ pub(super) fn load_with(
 }
 
 /// For `pl bench`'s itemization only: the data path's staged copy (`STAGED_PROGRAM`, which
-/// only the bench attaches) with its stage knob set to `stop` (every packet ends there; `STAGE_NONE`:
-/// the whole path), or with `stop` = `STAGE_NONE`, the product's program. The maps that
+/// only the bench attaches) with its stage knob set to `stop` (every packet ends there),
+/// or for `STAGE_NONE` the product's program. The maps that
 /// outlive a run are shared through `kept`'s pins with the other loads of one measurement
 /// (the flows one load made are there for the next).
 pub fn load_staged(flow_entries: u32, kept: &State, stop: u32) -> Result<Ebpf, DataplaneError> {
     let mut ebpf = open_maps_stopping(Some(flow_entries), Some(kept), stop)?;
-    let name = if stop == STAGE_NONE {
-        PROGRAM_NAME
-    } else {
-        STAGED_PROGRAM
-    };
-    let prog: &mut Xdp = ebpf
-        .program_mut(name)
-        .unwrap_or_else(|| panic!("the object has no program {name}"))
-        .try_into()
-        .unwrap_or_else(|e| panic!("{name} is not XDP: {e}"));
-    prog.load().map_err(|e| classify(Box::new(e)))?;
+    program_named(&mut ebpf, program_for(stop))
+        .load()
+        .map_err(|e| classify(Box::new(e)))?;
     if !kept.map_pin(FLOWS_MAP).exists() {
         pin_kept_maps(&ebpf, kept)?;
     }
@@ -145,10 +137,16 @@ fn random_seed() -> u32 {
 }
 
 pub(super) fn program(ebpf: &mut Ebpf) -> &mut Xdp {
-    ebpf.program_mut(PROGRAM_NAME)
+    program_named(ebpf, PROGRAM_NAME)
+}
+
+/// The XDP program `name` of the embedded object (`PROGRAM_NAME`, or the bench's
+/// `STAGED_PROGRAM`).
+pub fn program_named<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
+    ebpf.program_mut(name)
         .and_then(|p| <&mut Xdp>::try_from(p).ok())
         .unwrap_or_else(|| {
-            panic!("the embedded object has no XDP program {PROGRAM_NAME}: the build is broken")
+            panic!("the embedded object has no XDP program {name}: the build is broken")
         })
 }
 

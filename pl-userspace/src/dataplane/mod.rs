@@ -26,7 +26,7 @@ use aya::{
 use pl_common::maps::{EVENTS_MAP, FLOWS_MAP, MAX_IFACES, MAX_IFINDEX, WATCH_MAP};
 
 pub use self::{
-    load::{endpoint_stats, iface_stats, load, load_sized, load_staged, register},
+    load::{endpoint_stats, iface_stats, load, load_sized, load_staged, program_named, register},
     report::mac_str,
     status::DataplaneStatus,
 };

@@ -84,8 +84,8 @@ const PAIR_CHECK_EVERY_NS: u64 = 5_000_000_000;
 ///
 /// XDP keeps changing the table meanwhile. Each entry is read as the pass reaches it; one
 /// seen within the shortest idle timeout is alive (as in the data path's fast path; a
-/// slice of them is judged anyway, see [`PAIR_CHECK_SLICES`]), any other is judged as [`Pair`] judges it in the data path, with its other half read then
-/// too; one judged dead is judged again on the value taken out of its slot (put back if
+/// slice of the forward ones is judged anyway, see [`PAIR_CHECK_SLICES`]), any other is
+/// judged as [`Pair`] judges it in the data path, with its other half read then too; one judged dead is judged again on the value taken out of its slot (put back if
 /// it lives).
 /// A forward entry goes before its reply entry (its SNAT reservation), and a reply entry
 /// goes only if it points back at the flow taken. A take never takes a newer flow on the
@@ -118,21 +118,23 @@ pub fn sweep_with_clock(
         // table each pass, so a forward entry that lost its reply entry (its SNAT port
         // then looks free) is found within a minute even while its traffic goes on.
         let now = clock();
-        let fresh = since(now, v.last_seen) <= s.min_idle_ns()
-            && u64::from(i) % PAIR_CHECK_SLICES != (now / PAIR_CHECK_EVERY_NS) % PAIR_CHECK_SLICES;
+        let fresh = since(now, v.last_seen) <= s.min_idle_ns();
         if v.dir != FLOW_FORWARD {
-            // Replies go with their forward entry; one without goes once idle.
+            // Replies go with their forward entry; one without goes once idle (a fresh
+            // one cannot be idle yet).
             if !fresh && other_half(t, key, v).is_none() {
-                removed += u64::from(remove_orphan_reply(t, key, clock(), s));
+                removed += u64::from(remove_orphan_reply(t, key, now, s));
             }
             continue;
         }
-        if fresh {
+        let checked =
+            u64::from(i) % PAIR_CHECK_SLICES == (now / PAIR_CHECK_EVERY_NS) % PAIR_CHECK_SLICES;
+        if fresh && !checked {
             out.live.add(v);
             continue;
         }
         let other = other_half(t, key, v);
-        if judge(key, v, other.as_ref(), clock(), s) {
+        if judge(key, v, other.as_ref(), now, s) {
             out.live.add(v);
             continue;
         }

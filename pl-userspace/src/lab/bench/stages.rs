@@ -16,8 +16,8 @@ use aya::{
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use pl_common::{
-    bench::{ESTABLISHED_STAGES, NEW_FLOW_STAGES, STAGE_NONE, STAGED_PROGRAM},
-    maps::{FLOWS_MAP, PROGRAM_NAME},
+    bench::{ESTABLISHED_STAGES, NEW_FLOW_STAGES, STAGE_NONE, program_for},
+    maps::FLOWS_MAP,
 };
 
 use super::{
@@ -48,17 +48,8 @@ struct Copy {
 }
 
 impl Copy {
-    fn prog(&mut self) -> anyhow::Result<&mut Xdp> {
-        let name = if self.stage == STAGE_NONE {
-            PROGRAM_NAME
-        } else {
-            STAGED_PROGRAM
-        };
-        Ok(self
-            .ebpf
-            .program_mut(name)
-            .with_context(|| format!("the object has no {name}"))?
-            .try_into()?)
+    fn prog(&mut self) -> &mut Xdp {
+        dataplane::program_named(&mut self.ebpf, program_for(self.stage))
     }
 }
 
@@ -123,7 +114,7 @@ impl Copies {
             .iter_mut()
             .find(|c| c.stage == stage)
             .with_context(|| format!("no copy for stage {stage}"))?;
-        let prog = copy.prog()?;
+        let prog = copy.prog();
         let link = netns::run_in(&self.fw, || {
             prog.attach_to_if_index(ingress, XdpMode::Driver)
         })??;
@@ -134,7 +125,7 @@ impl Copies {
     fn detach(&mut self) -> anyhow::Result<()> {
         for c in &mut self.copies {
             if let Some(link) = c.link.take() {
-                c.prog()?.detach(link)?;
+                c.prog().detach(link)?;
             }
         }
         Ok(())
