@@ -41,8 +41,9 @@ pub const POLICY_ANY_SOURCE: u8 = 2;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Policy {
-    /// The service's NLB address per zone index (0: none in that zone): the source a
-    /// flow gets is the one of its target's zone.
+    /// The source a flow gets, per its target's zone index (0: none): the NLB address of
+    /// the endpoint address's zone for every target where the service has one there (flows
+    /// follow the zone that carried them in), else the target zone's own.
     pub nlb_be: [u32; MAX_ZONES],
     /// Which Maglev table picks the target (`service::maglev_table` of the service and the
     /// address's zone, or the cross-zone table).

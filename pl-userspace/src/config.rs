@@ -20,6 +20,41 @@ pub struct Config {
     #[serde(default)]
     pub endpoint: Vec<Spanned<EndpointCfg>>,
     pub limits: Option<Spanned<LimitsCfg>>,
+    /// Several forwarders: where they elect zone owners and sync flows.
+    pub cluster: Option<Spanned<ClusterCfg>>,
+    #[serde(default)]
+    pub node: Vec<Spanned<NodeCfg>>,
+}
+
+/// `[cluster]`: the management network every node shares.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterCfg {
+    /// The management interface (it carries the node's address): VRRP and flow sync.
+    pub interface: Spanned<String>,
+    /// A dead node's zones move within this many seconds (default 3).
+    pub takeover_s: Option<Spanned<u32>>,
+    /// A recovered primary takes its zones back after this many seconds (default 10).
+    pub failback_s: Option<Spanned<u32>>,
+    /// UDP port of flow sync on the management network (default 7946).
+    pub sync_port: Option<Spanned<u16>>,
+    /// How often a node sends what changed in its flows, ms (default 200).
+    pub sync_interval_ms: Option<Spanned<u32>>,
+}
+
+/// `[[node]]`: one forwarder of the cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeCfg {
+    pub name: Spanned<String>,
+    /// Its address on the management interface.
+    pub address: Spanned<String>,
+    /// Zones it serves while it is up.
+    #[serde(default)]
+    pub zones: Vec<Spanned<String>>,
+    /// Zones it takes over when their primary is down.
+    #[serde(default)]
+    pub backup_zones: Vec<Spanned<String>>,
 }
 
 /// One L2 segment behind one forwarder interface; its name is also its principal.

@@ -403,7 +403,7 @@ impl<'a> Check<'a> {
         if c.health == Health::Unchecked {
             return None;
         }
-        let &(nlb, _) = s.nlbs.iter().find(|(_, z)| *z == c.zone)?;
+        let nlb = model.probe_from(s, c.zone)?;
         Some(Self {
             id,
             service: s,

@@ -12,6 +12,7 @@
 
 pub mod apply;
 pub mod batch;
+pub mod cluster;
 pub mod config;
 pub mod config_edit;
 pub mod control;

@@ -110,14 +110,14 @@ impl Resolver {
             };
             let mac = model.networks[usize::from(s.network)].mac;
             for t in &s.targets {
-                let Some((nlb, _)) = s.nlbs.iter().find(|(_, z)| *z == t.zone) else {
+                let Some(nlb) = model.probe_from(s, t.zone) else {
                     continue;
                 };
                 // A router serving many targets is asked once a round.
                 if !asked.insert((s.network, t.hop())) {
                     continue;
                 }
-                if let Err(e) = sender.request(mac, *nlb, t.hop()) {
+                if let Err(e) = sender.request(mac, nlb, t.hop()) {
                     errors.push(match t.via {
                         Some(via) => {
                             format!("ARP for router {via} (of target {}) from {nlb}: {e}", t.ip)

@@ -73,7 +73,7 @@ impl Plan {
         };
         p.networks(model);
         for (sid, s) in model.services.iter().enumerate() {
-            p.service(sid as u16, s, neigh, unhealthy);
+            p.service(model, sid as u16, s, neigh, unhealthy);
         }
         for (eid, e) in model.endpoints.iter().enumerate() {
             p.endpoint(model, eid as u16, e);
@@ -118,12 +118,20 @@ impl Plan {
     }
 
     /// Service `sid`: its NLB addresses, targets and Maglev tables.
-    fn service(&mut self, sid: u16, s: &Service, neigh: &Neighbors, unhealthy: &Unhealthy) {
+    fn service(
+        &mut self,
+        model: &Model,
+        sid: u16,
+        s: &Service,
+        neigh: &Neighbors,
+        unhealthy: &Unhealthy,
+    ) {
         if s.removed {
             // Nothing reaches it once its endpoints and NLB addresses are gone.
             return;
         }
-        for (ip, zone) in &s.nlbs {
+        // Another node's zone is its business: its addresses are not answered here.
+        for (ip, zone) in s.nlbs.iter().filter(|(_, z)| model.serves(*z)) {
             self.addr(*ip, s.network, ADDR_NLB, *zone, sid);
         }
         let resolved = self.targets(s, neigh);
@@ -168,12 +176,9 @@ impl Plan {
         let any = e.sources.iter().any(|c| c.len == 0);
         let flags =
             if e.accepted { POLICY_ACCEPTED } else { 0 } | if any { POLICY_ANY_SOURCE } else { 0 };
-        let mut nlb_be = [0u32; MAX_ZONES];
-        for (ip, zone) in &s.nlbs {
-            nlb_be[usize::from(*zone)] = be(*ip);
-        }
-        for (ip, zone) in &e.addrs {
+        for (ip, zone) in e.addrs.iter().filter(|(_, z)| model.serves(*z)) {
             self.addr(*ip, e.network, ADDR_ENDPOINT, *zone, eid);
+            let nlb_be = nlb_of(s, *zone);
             if s.removed {
                 continue;
             }
@@ -219,6 +224,21 @@ impl Plan {
     }
 }
 
+/// The NLB address per target zone for flows in through an endpoint address of `zone`:
+/// the zone's own NLB address for every target (flows follow the zone that carried them
+/// in, so the provider's replies reach the node that holds the flow); where the service
+/// has none in that zone, the one of the target's zone.
+fn nlb_of(s: &Service, zone: u8) -> [u32; MAX_ZONES] {
+    let mut nlb_be = [0u32; MAX_ZONES];
+    for (ip, z) in &s.nlbs {
+        nlb_be[usize::from(*z)] = be(*ip);
+    }
+    if let Some((ip, _)) = s.nlbs.iter().find(|(_, z)| *z == zone) {
+        nlb_be.fill(be(*ip));
+    }
+    nlb_be
+}
+
 /// The Maglev table of `zone` (None: the service-wide one) over the `resolved` targets: the
 /// healthy ones; failing over to other zones' healthy targets, then open to all the zone's.
 fn pick(resolved: &[(u32, Ipv4Addr, u8)], zone: Option<u8>, unhealthy: &Unhealthy) -> Vec<u32> {
@@ -252,6 +272,8 @@ mod tests {
     fn model(cross_zone: bool) -> Model {
         Model {
             next_target: 2,
+            cluster: None,
+            serving: None,
             networks: vec![
                 Network {
                     removed: false,
@@ -441,15 +463,9 @@ mod tests {
             p.nets.iter().find(|(id, _)| *id == 1).map(|(_, n)| n.mac),
             Some([2, 0, 0, 0, 0, 4])
         );
-        assert_eq!(
-            v.nlb_be,
-            [
-                be(Ipv4Addr::new(10, 9, 0, 250)),
-                be(Ipv4Addr::new(10, 9, 0, 251)),
-                0,
-                0
-            ]
-        );
+        // Flows follow the zone: in through 10.0.0.100 (z1), out from z1's NLB address,
+        // whichever zone the target is in.
+        assert_eq!(v.nlb_be, [be(Ipv4Addr::new(10, 9, 0, 250)); MAX_ZONES]);
         assert_eq!(v.flags, POLICY_ACCEPTED, "a /25 is not any source");
         assert_eq!(
             (v.snat_port_min, v.snat_port_max),

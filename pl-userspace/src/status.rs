@@ -43,6 +43,9 @@ pub struct StatusReport {
     pub unresolved_targets: Vec<Ipv4Addr>,
     /// None until the first reload (control request or SIGHUP).
     pub last_reload: Option<ReloadStatus>,
+    /// This node's view of its cluster; None for a lone forwarder.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +190,51 @@ impl StatusReport {
             },
         );
         add("Last reload", reload_line(self.last_reload.as_ref()));
+        if let Some(c) = &self.cluster {
+            add("Node", c.node.clone());
+            for z in &c.zones {
+                add(
+                    &format!("Zone {}", z.zone),
+                    format!(
+                        "owner {}; here {} ({})",
+                        z.owner.as_deref().unwrap_or("none"),
+                        z.role,
+                        z.state
+                            .map_or("no word yet".to_owned(), |s| format!("{s:?}")
+                                .to_lowercase())
+                    ),
+                );
+            }
+            for p in &c.peers {
+                add(
+                    &format!("Peer {}", p.name),
+                    match p.heard_ms_ago {
+                        Some(ms) => format!(
+                            "{} heard {ms} ms ago, serving [{}]{}",
+                            p.address,
+                            p.serving.join(", "),
+                            if p.mismatched {
+                                "; runs another config: its flows are refused"
+                            } else {
+                                ""
+                            }
+                        ),
+                        None => format!("{} never heard", p.address),
+                    },
+                );
+            }
+            add(
+                "Flow sync",
+                format!(
+                    "{} flows sent, {} received, {} written, {} refused, {} conflicts",
+                    c.sync.flows_sent,
+                    c.sync.flows_received,
+                    c.sync.flows_written,
+                    c.sync.refused,
+                    c.sync.conflicts
+                ),
+            );
+        }
         // The header row of an all-empty header is a blank line: leave it out.
         let mut out: String = render(&block)
             .lines()
@@ -334,6 +382,7 @@ mod tests {
                 failing_open: false,
             }],
             unresolved_targets: vec![],
+            cluster: None,
             last_reload: Some(ReloadStatus {
                 at_unix_s: 1_700_000_000,
                 age_s: 312,

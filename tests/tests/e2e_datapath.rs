@@ -270,13 +270,17 @@ fn acceptance_missing_targets_and_snat_exhaustion_are_refused() {
 #[test]
 fn flows_stay_in_zone_unless_cross_zone_and_spread_over_targets() {
     require_kernel!("flows_stay_in_zone_unless_cross_zone_and_spread_over_targets");
+    // Flows follow the zone: whichever target, the source it sees is the NLB address of
+    // the zone the flow came in through (z1's, 10.9.0.250).
     let targets_for = |r: &Running| -> HashSet<Ipv4Addr> {
         (0..24u16)
             .map(|i| {
                 let who = r
                     .who_tcp("globex", CLIENT, 42000 + i, EP_Z1, TCP_PORT)
                     .unwrap_or_else(|e| panic!("flow {i}: {e}"));
-                parse_who(&who).0
+                let (target, nlb, _) = parse_who(&who);
+                assert_eq!(nlb, Ipv4Addr::new(10, 9, 0, 250), "flow {i} to {target}");
+                target
             })
             .collect()
     };

@@ -26,6 +26,8 @@ const APT_PACKAGES: &[&str] = &[
     "iputils-ping",
     // the quick start's (and its test's) HTTP request through an endpoint
     "curl",
+    // the election engine of a cluster of forwarders (`[cluster]`)
+    "keepalived",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// LLVM majors bpf-linker 0.13.0 has a feature for.

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use pl_userspace::lab::{
     LAB_CONFIG, Lab,
+    cluster::{self, ClusterLab},
     demo::{self, DEFAULT_PREFIX, DemoOptions},
     serve::TARGETS,
 };
@@ -23,7 +24,12 @@ pub enum LabCommand {
         /// Every link's MTU (both veth ends); 9000 for jumbo frames.
         #[arg(long, default_value_t = pl_userspace::lab::DEFAULT_MTU, value_parser = clap::value_parser!(u32).range(68..=65535))]
         mtu: u32,
-        /// Also write the lab's pl config to FILE (mode 0600), ready for `pl run --config`.
+        /// Forwarders: 1 is the single lab; 2 or 3 make a cluster lab (forwarders
+        /// PREFIXfw1.. on a switch namespace PREFIXsw, mgmt0 at 192.168.100.N).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3))]
+        nodes: u64,
+        /// Also write the lab's pl config to FILE (mode 0600), ready for `pl run --config`
+        /// (with `[cluster]` and a `[[node]]` per forwarder for a cluster lab).
         #[arg(long, value_name = "FILE")]
         config_out: Option<PathBuf>,
         /// Also start the provider's servers on the lab's targets (TCP 8443, UDP 5353;
@@ -32,7 +38,7 @@ pub enum LabCommand {
         #[arg(long)]
         serve: bool,
     },
-    /// Remove everything the lab made (servers included). Idempotent.
+    /// Remove everything the lab made (servers included), single or cluster. Idempotent.
     Down {
         #[arg(long)]
         prefix: String,
@@ -60,14 +66,28 @@ pub fn lab(command: LabCommand) -> anyhow::Result<()> {
             prefix,
             json,
             mtu,
+            nodes,
             config_out,
             serve,
         } => {
+            let nodes = usize::try_from(nodes).context("--nodes")?;
             let lab = Lab::new(&prefix)?.with_mtu(mtu);
-            let topo = lab.up()?;
+            // The topology as text and as JSON, and the lab's config.
+            let (text, json_text, config) = if nodes > 1 {
+                let cluster = ClusterLab::new(&prefix, nodes)?.with_mtu(mtu);
+                let topo = cluster.up()?;
+                let json_text = serde_json::to_string_pretty(&topo)?;
+                (topo.to_string(), json_text, cluster.config())
+            } else {
+                // A cluster lab of the same prefix goes too, as `up` replaces a lab.
+                cluster::down_any(&lab)?;
+                let topo = lab.up()?;
+                let json_text = serde_json::to_string_pretty(&topo)?;
+                (topo.to_string(), json_text, LAB_CONFIG.to_owned())
+            };
             let extras = || -> anyhow::Result<()> {
                 if let Some(path) = &config_out {
-                    write_private(path, LAB_CONFIG)?;
+                    write_private(path, &config)?;
                 }
                 if serve {
                     let exe = std::env::current_exe().context("locating the pl binary")?;
@@ -77,13 +97,13 @@ pub fn lab(command: LabCommand) -> anyhow::Result<()> {
             };
             // Nothing half-made: a lab whose config or servers failed comes down again.
             if let Err(e) = extras() {
-                let _ = lab.down();
+                let _ = cluster::down_any(&lab);
                 return Err(e);
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&topo)?);
+                println!("{json_text}");
             } else {
-                print!("{topo}");
+                print!("{text}");
                 if let Some(path) = &config_out {
                     println!("config: {} (pl run --config {0})", path.display());
                 }
@@ -97,7 +117,7 @@ pub fn lab(command: LabCommand) -> anyhow::Result<()> {
         }
         LabCommand::Serve { prefix } => Lab::new(&prefix)?.serve_forever()?,
         LabCommand::Down { prefix } => {
-            Lab::new(&prefix)?.down()?;
+            cluster::down_any(&Lab::new(&prefix)?)?;
             println!("lab {prefix}: down");
         }
     }

@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// others, or owned by another user), with a warning, instead of refusing it.
     #[arg(long)]
     pub insecure_config: bool,
+    /// This forwarder's `[[node]]` in the config's cluster: every node runs the same file.
+    #[arg(long, value_name = "NAME", requires = "config")]
+    pub node: Option<String>,
 }
 
 impl RunArgs {
@@ -58,6 +61,7 @@ impl RunArgs {
             metrics: self.metrics,
             read_group: self.read_group,
             insecure_config: self.insecure_config,
+            node: self.node,
         }
     }
 }

@@ -26,6 +26,7 @@ pub struct Unparsed {
     pub networks: Vec<String>,
     pub services: Vec<String>,
     pub endpoints: Vec<String>,
+    pub nodes: Vec<String>,
 }
 
 impl Source {
@@ -83,12 +84,17 @@ impl Source {
                 Ok(l) => c.limits = Some(l),
                 Err(e) => errors.push(self.located(&e, "[limits]".to_owned(), value)),
             },
+            "cluster" => match Spanned::deserialize(ValueDeserializer::from(value.clone())) {
+                Ok(l) => c.cluster = Some(l),
+                Err(e) => errors.push(self.located(&e, "[cluster]".to_owned(), value)),
+            },
+            "node" => self.entries("node", value, &mut c.node, &mut u.nodes, errors),
             other => errors.push(self.error(
                 Some(key.span().start),
                 "file",
                 "",
                 format!(
-                    "unknown section `{other}`, expected one of `network`, `service`, `endpoint`, `limits`"
+                    "unknown section `{other}`, expected one of `network`, `service`, `endpoint`, `limits`, `cluster`, `node`"
                 ),
             )),
         }

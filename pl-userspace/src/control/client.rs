@@ -172,7 +172,7 @@ pub fn stats_with(instance: &str, flows: bool) -> Result<StatsReport, ControlErr
 /// What the `pl run` of `instance` says about itself (`pl status`, `pl version`).
 pub fn status(instance: &str) -> Result<StatusReport, ControlError> {
     match request(instance, &Request::Status)? {
-        Reply::Status(report) => Ok(report),
+        Reply::Status(report) => Ok(*report),
         _ => Err(unexpected("status")),
     }
 }

@@ -179,7 +179,7 @@ pub enum Reply {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         kind: Option<ErrorKind>,
     },
-    Status(StatusReport),
+    Status(Box<StatusReport>),
     Endpoints {
         endpoints: Vec<EndpointStatus>,
     },

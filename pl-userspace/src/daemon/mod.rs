@@ -5,6 +5,7 @@
 //! control jobs) is one `select!` arm that calls one method. Like `main.rs`, this is an edge of the crate and
 //! speaks `anyhow`; everything it calls returns typed errors.
 
+mod cluster;
 mod schedule;
 mod status;
 mod watchers;
@@ -49,6 +50,8 @@ pub struct Options {
     pub metrics: Option<SocketAddr>,
     pub read_group: Option<String>,
     pub insecure_config: bool,
+    /// This node's name in the config's `[cluster]`.
+    pub node: Option<String>,
 }
 
 type Logger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -60,8 +63,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     // Whatever pl run writes (state, pins) is root's alone.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    let (dp, server, listener) = start(&opts).await?;
-    let mut daemon = Daemon::new(dp, opts)?;
+    let (dp, server, listener, member) = start(&opts).await?;
+    let mut daemon = Daemon::new(dp, opts, member)?;
     let (jobs_tx, mut jobs) = mpsc::channel(64);
     // Control connections and scrapes are served on tasks of their own; only requests that
     // passed the peer check reach this loop, as jobs.
@@ -70,6 +73,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Attached and listening: a client that connects from now on is answered.
     daemon.notified(daemon.notifier.ready(&daemon.notify_status()));
     daemon.run_loop(&mut signals, &mut jobs).await;
+    daemon.leave().await;
     daemon.stop();
     Ok(())
 }
@@ -78,7 +82,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 /// config, a second instance or a bad address fails with nothing attached.
 async fn start(
     opts: &Options,
-) -> anyhow::Result<(Dataplane, control::Server, Option<tokio::net::TcpListener>)> {
+) -> anyhow::Result<(
+    Dataplane,
+    control::Server,
+    Option<tokio::net::TcpListener>,
+    Option<crate::cluster::Member>,
+)> {
     let policy = Policy {
         read_group: opts.read_group.as_deref().map(peer::group_id).transpose()?,
     };
@@ -94,6 +103,14 @@ async fn start(
                 .await
                 .with_context(|| format!("--metrics {addr}: cannot listen"))?,
         ),
+        None => None,
+    };
+    // The cluster before the data plane: a bad --node, a missing address or keepalived
+    // leaves nothing attached. keepalived's first words wait in its FIFO.
+    let member = match &model {
+        Some(m) => crate::cluster::node_index(m, opts.node.as_deref())?
+            .map(|me| crate::cluster::Member::start(m, me, &opts.instance))
+            .transpose()?,
         None => None,
     };
     let start = StartOptions {
@@ -129,7 +146,13 @@ async fn start(
         "pinned links and maps in {} (they outlive this process; `pl down` removes them)",
         dp.state_dir().display()
     );
-    Ok((dp, server, listener))
+    if let Some(m) = &member {
+        tracing::info!(
+            "node {} of the cluster: keepalived elects the zones' owners; serving none until it says so",
+            m.name
+        );
+    }
+    Ok((dp, server, listener, member))
 }
 
 /// SIGTERM, SIGINT (stop) and SIGHUP (reload).
@@ -171,10 +194,25 @@ struct Daemon {
     /// For `pl status`: when this run started, and how its last reload went.
     started: std::time::Instant,
     last_reload: Option<status::LastReload>,
+    /// This node in its cluster; None for a lone forwarder.
+    cluster: Option<crate::cluster::Member>,
+    /// The flow table, mapped once (flow sync reads and writes it).
+    flows: Option<flows::FlowTable>,
+    /// Zones to announce again on the next tick.
+    announce_again: u32,
+    sync_warned: Option<std::time::Instant>,
 }
 
 impl Daemon {
-    fn new(mut dp: Dataplane, opts: Options) -> anyhow::Result<Self> {
+    fn new(
+        mut dp: Dataplane,
+        opts: Options,
+        mut cluster: Option<crate::cluster::Member>,
+    ) -> anyhow::Result<Self> {
+        if let (Some(m), Some(model)) = (cluster.as_mut(), dp.model()) {
+            m.sync.set_fingerprint(model);
+        }
+        let flows = cluster.as_ref().and_then(|_| dp.open_flows());
         let events = dp
             .take_events()
             .map(readable)
@@ -202,6 +240,10 @@ impl Daemon {
             }),
             started: std::time::Instant::now(),
             last_reload: None,
+            cluster,
+            flows,
+            announce_again: 0,
+            sync_warned: None,
         })
     }
 
@@ -252,6 +294,15 @@ impl Daemon {
         // systemd's keep-alive comes from this loop, so a loop that stops turning is seen.
         let watched = self.notifier.watchdog_every();
         let mut watchdog = tokio::time::interval(watched.unwrap_or(Duration::from_secs(3600)));
+        let clustered = self.cluster.is_some();
+        let every = self
+            .dp
+            .model()
+            .and_then(|m| m.cluster.as_ref())
+            .map_or(1000, |c| c.sync_interval_ms);
+        let mut sync_tick = tokio::time::interval(Duration::from_millis(u64::from(every)));
+        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut buf = vec![0u8; 65536];
         loop {
             tokio::select! {
                 _ = signals.term.recv() => break,
@@ -279,6 +330,8 @@ impl Daemon {
                 _ = health_tick.tick(), if data_path => self.on_health(),
                 _ = watchdog.tick(), if watched.is_some() => self.notified(self.notifier.alive()),
                 Some(job) = jobs.recv() => self.on_job(job),
+                event = cluster::next_event(&mut self.cluster, &mut buf) => self.on_cluster(event, &buf),
+                _ = sync_tick.tick(), if clustered => self.on_sync_tick(),
             }
         }
     }
@@ -291,6 +344,7 @@ impl Daemon {
     }
 
     fn on_tick(&mut self) {
+        self.cluster_tick();
         let due = self.schedule.tick(!self.dp.unresolved_targets().is_empty());
         if due.probe {
             for e in self.dp.probe_targets() {
@@ -364,7 +418,7 @@ impl Daemon {
             Request::Reload { sent } => self
                 .reload(sent, "control")
                 .map_or_else(failed, |message| Reply::Reloaded { message }),
-            Request::Status => Reply::Status(self.status()),
+            Request::Status => Reply::Status(Box::new(self.status())),
             Request::Endpoints => Reply::Endpoints {
                 endpoints: self.dp.endpoints(&self.dp.count_flows()),
             },

@@ -64,6 +64,11 @@ impl Daemon {
             services: dp.services,
             unresolved_targets: self.dp.unresolved_targets(),
             last_reload: self.last_reload.as_ref().map(LastReload::report),
+            cluster: self
+                .cluster
+                .as_ref()
+                .zip(self.dp.model())
+                .map(|(c, m)| c.status(m)),
         }
     }
 }

@@ -177,6 +177,14 @@ impl Dataplane {
             ),
             (m, _) => m,
         };
+        // A cluster node serves nothing until the election says so (a restart must not
+        // answer for zones another node took over meanwhile).
+        let model = model.map(|mut m| {
+            if m.cluster.is_some() {
+                m.serving = Some(0);
+            }
+            m
+        });
         if keep {
             check_kept(&state, kept, flow_entries)?;
         }

@@ -15,6 +15,7 @@ mod lifecycle;
 mod load;
 mod report;
 mod status;
+mod zones;
 
 use std::{collections::HashSet, net::Ipv4Addr};
 

@@ -253,6 +253,31 @@ impl FlowTable {
         true
     }
 
+    /// Brings the entry under `key` up to what another node says of it: `state` bits
+    /// added, `last_seen` moved forward (never back). Only those words are written, so
+    /// XDP's own counts stay. False if no entry is under `key`.
+    pub fn merge(&self, key: &FlowKey, state: u8, last_seen: u32) -> bool {
+        let Some(s) = flowtable::find(self, key, self.hash(key)) else {
+            return false;
+        };
+        let Some((now, _)) = self.read(s) else {
+            return false;
+        };
+        if now.key != *key {
+            return false;
+        }
+        // SAFETY: a LIVE slot of the mapping; single-word stores XDP reads whole.
+        unsafe {
+            if now.value.state | state != now.value.state {
+                std::ptr::write_volatile(&raw mut (*s).entry.state, now.value.state | state);
+            }
+            if (last_seen.wrapping_sub(now.value.last_seen) as i32) > 0 {
+                std::ptr::write_volatile(&raw mut (*s).entry.last_seen, last_seen);
+            }
+        }
+        true
+    }
+
     /// Turns the tombstone at slot `i` back into an empty slot, within a sweep that
     /// collects the tombstones it sees in `next`: only one seen in `marked` last sweep with
     /// the same control word (not reused and removed again since), and

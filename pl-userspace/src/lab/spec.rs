@@ -102,3 +102,16 @@ pub const DEFAULT_MTU: u32 = 1500;
 
 /// Bytes of Ethernet + IPv4 + UDP headers in front of a UDP payload.
 pub const UDP_FRAME_OVERHEAD: usize = 14 + 20 + 8;
+
+/// The cluster lab's (`pl lab up --nodes N`) management interface in every forwarder
+/// namespace: the link the nodes talk over.
+pub const MGMT_IFACE: &str = "mgmt0";
+
+/// The management network's /24: node `i` (from 1) is `{MGMT_SUBNET}{i}`.
+pub const MGMT_SUBNET: &str = "192.168.100.";
+
+/// The cluster lab's switch namespace suffix (`{prefix}sw`): one bridge per network.
+pub const SWITCH: &str = "sw";
+
+/// How many forwarders a cluster lab may have.
+pub const CLUSTER_NODES: std::ops::RangeInclusive<usize> = 2..=3;

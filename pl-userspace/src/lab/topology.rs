@@ -55,6 +55,8 @@ pub enum LabError {
     },
     #[error("lab {prefix}: no network named {network}")]
     NoSuchNetwork { prefix: String, network: String },
+    #[error("lab {prefix}: {message}")]
+    Cluster { prefix: String, message: String },
     #[error("lab {prefix}: {source}")]
     State {
         prefix: String,
@@ -167,7 +169,7 @@ impl Lab {
         self
     }
 
-    fn mtu_of(&self, network: &str) -> u32 {
+    pub(super) fn mtu_of(&self, network: &str) -> u32 {
         self.mtus
             .iter()
             .rev()
@@ -293,35 +295,42 @@ impl Lab {
     /// (a namespace lives on while a process holds it). Idempotent.
     pub fn down(&self) -> Result<(), LabError> {
         for ns in self.namespaces() {
-            if !netns::exists(&ns) {
-                continue;
-            }
-            stop_processes(&ns);
-            // What a stopped `pl run` left attached and pinned dies with the namespace.
-            let removed = netns::run_in(&ns, state::netns_cookie)
-                .map_err(|source| LabError::Netns {
-                    prefix: self.prefix.clone(),
-                    source,
-                })
-                .and_then(|cookie| {
-                    cookie
-                        .and_then(state::remove_netns)
-                        .map_err(|source| LabError::State {
-                            prefix: self.prefix.clone(),
-                            source,
-                        })
-                });
-            if let Err(e) = removed
-                && netns::exists(&ns)
-            {
-                return Err(e);
-            }
-            // The demo's signal path may tear down concurrently and delete it first.
-            if let Err(e) = cmd::ip(["netns", "del", &ns])
-                && netns::exists(&ns)
-            {
-                return Err(self.step(format!("deleting namespace {ns}"))(e));
-            }
+            self.remove_ns(&ns)?;
+        }
+        Ok(())
+    }
+
+    /// Removes namespace `ns` as [`Lab::down`] removes each of the lab's: its processes
+    /// stopped, its pins removed. Nothing to do if it does not exist.
+    pub(super) fn remove_ns(&self, ns: &str) -> Result<(), LabError> {
+        if !netns::exists(ns) {
+            return Ok(());
+        }
+        stop_processes(ns);
+        // What a stopped `pl run` left attached and pinned dies with the namespace.
+        let removed = netns::run_in(ns, state::netns_cookie)
+            .map_err(|source| LabError::Netns {
+                prefix: self.prefix.clone(),
+                source,
+            })
+            .and_then(|cookie| {
+                cookie
+                    .and_then(state::remove_netns)
+                    .map_err(|source| LabError::State {
+                        prefix: self.prefix.clone(),
+                        source,
+                    })
+            });
+        if let Err(e) = removed
+            && netns::exists(ns)
+        {
+            return Err(e);
+        }
+        // The demo's signal path may tear down concurrently and delete it first.
+        if let Err(e) = cmd::ip(["netns", "del", ns])
+            && netns::exists(ns)
+        {
+            return Err(self.step(format!("deleting namespace {ns}"))(e));
         }
         Ok(())
     }
@@ -380,7 +389,7 @@ impl Lab {
             })
     }
 
-    fn mac(&self, ns: &str, iface: &str) -> Result<String, LabError> {
+    pub(crate) fn mac(&self, ns: &str, iface: &str) -> Result<String, LabError> {
         let link = self.link_json(ns, iface)?;
         link.get("address")
             .and_then(|a| a.as_str())

@@ -52,6 +52,11 @@ impl Model {
         let mut next_target = prev.next_target;
         let (services, smap) = align_services(prev, self.services, &ids, &mut next_target);
         let endpoints = align_endpoints(prev, self.endpoints, &ids, &smap);
+        let mut cluster = self.cluster;
+        for n in cluster.iter_mut().flat_map(|c| c.nodes.iter_mut()) {
+            n.zones.iter_mut().for_each(|z| *z = ids.zone(*z));
+            n.backup_zones.iter_mut().for_each(|z| *z = ids.zone(*z));
+        }
         if networks.len() > MAX_NETWORKS as usize
             || services.len() > MAX_SERVICES as usize
             || endpoints.len() > MAX_ENDPOINTS as usize
@@ -67,6 +72,9 @@ impl Model {
             flow_table_size: self.flow_table_size,
             settings: self.settings,
             next_target,
+            // Ownership is the election's, not the config's: a reload keeps it.
+            serving: cluster.as_ref().and(prev.serving.or(Some(0))),
+            cluster,
         })
     }
 }

@@ -1,11 +1,16 @@
 //! Interface lookup: the kernel's in production, a fixed set in tests.
 
+use pl_common::cidr::Cidr;
+
 use super::Mac;
 
 /// Looks interfaces up; the live one asks the kernel, tests give a fixed set.
 pub trait Interfaces {
     /// The interface's ifindex, MAC and MTU, or why not.
     fn resolve(&self, name: &str) -> Result<(u32, Mac, u32), String>;
+
+    /// The IPv4 subnets on the interface (the management interface's, for node addresses).
+    fn ipv4_nets(&self, name: &str) -> Result<Vec<Cidr>, String>;
 }
 /// The interfaces of the caller's network namespace.
 pub struct LiveInterfaces;
@@ -24,6 +29,24 @@ impl Interfaces for LiveInterfaces {
             .ok_or_else(|| "has no MAC address (not an Ethernet interface?)".to_owned())?;
         let mtu = mtu_of(name).map_err(|e| format!("reading its MTU: {e}"))?;
         Ok((ifindex, mac, mtu))
+    }
+
+    fn ipv4_nets(&self, name: &str) -> Result<Vec<Cidr>, String> {
+        nix::net::if_::if_nametoindex(name)
+            .map_err(|_| "no such interface in this network namespace".to_owned())?;
+        let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("listing interfaces: {e}"))?;
+        Ok(addrs
+            .filter(|a| a.interface_name == name)
+            .filter_map(|a| {
+                let ip = a.address?.as_sockaddr_in()?.ip();
+                let mask = a.netmask?.as_sockaddr_in()?.ip();
+                let len = u32::from(mask).leading_ones() as u8;
+                Some(Cidr {
+                    addr: std::net::Ipv4Addr::from(u32::from(ip) & Cidr::mask(len)),
+                    len,
+                })
+            })
+            .collect())
     }
 }
 

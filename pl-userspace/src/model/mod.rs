@@ -10,6 +10,7 @@
 
 mod addresses;
 mod align;
+mod cluster;
 mod endpoints;
 mod found;
 mod health_check;
@@ -28,6 +29,7 @@ use pl_common::{cidr::Cidr, settings::Settings};
 use self::found::Found;
 pub use self::{
     align::AlignError,
+    cluster::{Cluster, Node},
     endpoints::EndpointState,
     found::{Check, HostChecks},
     health_check::HealthCheck,
@@ -128,6 +130,13 @@ pub struct Model {
     pub settings: Settings,
     /// The next unused target id: ids are never reused while pl runs.
     pub next_target: u32,
+    /// Several forwarders (`[cluster]`, `[[node]]`); None: this one serves every zone.
+    #[serde(default)]
+    pub cluster: Option<Cluster>,
+    /// The zones this node serves now, as a bit mask of zone indexes; None: every zone.
+    /// Not from the config: the cluster's election sets it.
+    #[serde(default)]
+    pub serving: Option<u32>,
 }
 
 impl Model {
@@ -168,6 +177,7 @@ impl Model {
         let (services, next_target) = services::services(src, cfg, &networks, &mut addrs, found);
         let endpoints = endpoints::endpoints(src, cfg, &networks, &services, &mut addrs, found);
         let limits = limits::limits(src, cfg, found);
+        let cluster = cluster::cluster(src, cfg, &addrs.zones.0, ifaces, found);
         if !found.errors.is_empty() {
             return None;
         }
@@ -180,7 +190,26 @@ impl Model {
             zones: addrs.zones.0,
             flow_table_size,
             settings,
+            serving: cluster.as_ref().map(|_| 0),
+            cluster,
         })
+    }
+
+    /// Whether this node serves zone `zone` now: answers for its addresses, opens and
+    /// carries its flows, probes from its NLB addresses.
+    pub fn serves(&self, zone: u8) -> bool {
+        self.serving.is_none_or(|m| m & (1 << zone) != 0)
+    }
+
+    /// The NLB address ARP requests and health probes for a target in `zone` of `s` go
+    /// from: the zone's own if this node serves it, else that of a zone it serves. Never
+    /// another node's: a target that hears from an address points its ARP entry here.
+    pub fn probe_from(&self, s: &Service, zone: u8) -> Option<Ipv4Addr> {
+        s.nlbs
+            .iter()
+            .find(|(_, z)| *z == zone && self.serves(*z))
+            .or_else(|| s.nlbs.iter().find(|(_, z)| self.serves(*z)))
+            .map(|(ip, _)| *ip)
     }
 
     /// Whether this config still lets a consumer flow of `endpoint` from `src` on `network`

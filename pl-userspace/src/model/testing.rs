@@ -54,6 +54,13 @@ impl Interfaces for Fixed {
             _ => Err("no such interface in this network namespace".to_owned()),
         }
     }
+
+    fn ipv4_nets(&self, name: &str) -> Result<Vec<pl_common::cidr::Cidr>, String> {
+        match name {
+            "mgmt0" => Ok(vec!["192.168.100.0/24".parse().expect("cidr")]),
+            _ => Err("no such interface in this network namespace".to_owned()),
+        }
+    }
 }
 
 /// The model of `text`, or its first error.

@@ -1,0 +1,614 @@
+//! Flow sync: each node sends the flows of the zones it serves to the other nodes that may
+//! serve those zones (their primary and backups), and writes what it receives into its own
+//! table, so an established connection goes on after a takeover.
+//!
+//! The sender scans its table every `sync_interval_ms` and sends what is new, what changed
+//! state, what carried traffic since the last refresh (so the copies do not idle out), and
+//! what ended. A takeover loses what the dead node had not sent yet: flows opened, and
+//! state bits set, within the last interval.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    time::{Duration, Instant},
+};
+
+use pl_common::flow::{
+    COARSE_SHIFT, CREATED_MASK, FLOW_FORWARD, FLOW_REPLY, FlowKey, FlowValue, coarse, since,
+};
+
+use super::wire::{
+    self, Header, KIND_FLOWS, KIND_HELLO, MAGIC, OP_REMOVE, OP_UPSERT, RECORDS_PER_DATAGRAM,
+    Record, VERSION,
+};
+use crate::{
+    flows::{FlowTable, table::Entry},
+    model::Model,
+    plan::be,
+};
+
+/// Why flow sync could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("flow sync: cannot listen on {addr} (interface {interface})")]
+    Bind {
+        addr: SocketAddrV4,
+        interface: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What this node knows of another.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub index: u8,
+    pub name: String,
+    pub addr: SocketAddrV4,
+    /// The peer's run, from its last datagram; None until heard.
+    pub boot: Option<u64>,
+    pub heard: Option<Instant>,
+    /// Zones it said it serves.
+    pub serving: u32,
+    /// Its config numbers ids differently: its flows are refused.
+    pub mismatched: bool,
+}
+
+/// A flow as last sent: what would make it worth sending again.
+struct Sent {
+    zone: u8,
+    reply_key: FlowKey,
+    states: (u8, u8),
+    at: Instant,
+}
+
+/// Counts for `pl status` and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncCounts {
+    pub flows_sent: u64,
+    pub datagrams_sent: u64,
+    pub send_errors: u64,
+    pub flows_received: u64,
+    pub flows_written: u64,
+    /// Records refused: unknown sender, mismatched config, or not a flow this config
+    /// could have opened.
+    pub refused: u64,
+    /// A received flow whose SNAT reservation another flow here holds.
+    pub conflicts: u64,
+}
+
+pub struct Sync {
+    sock: tokio::net::UdpSocket,
+    me: u8,
+    boot: u64,
+    fingerprint: u32,
+    pub peers: Vec<Peer>,
+    sent: HashMap<FlowKey, Sent>,
+    refresh: Duration,
+    last_hello: Option<Instant>,
+    pub counts: SyncCounts,
+}
+
+/// How often a peer hears from a node with nothing else to say.
+const HELLO_EVERY: Duration = Duration::from_millis(500);
+
+impl Sync {
+    /// Listens on node `me`'s management address, on the management interface only.
+    pub fn bind(model: &Model, me: u8) -> Result<Self, SyncError> {
+        let c = model.cluster.as_ref().expect("a cluster model");
+        let node = &c.nodes[usize::from(me)];
+        let addr = SocketAddrV4::new(node.address, c.sync_port);
+        let bind = || -> std::io::Result<tokio::net::UdpSocket> {
+            let sock = std::net::UdpSocket::bind(addr)?;
+            nix::sys::socket::setsockopt(
+                &sock,
+                nix::sys::socket::sockopt::BindToDevice,
+                &std::ffi::OsString::from(&c.interface),
+            )?;
+            sock.set_nonblocking(true)?;
+            tokio::net::UdpSocket::from_std(sock)
+        };
+        let sock = bind().map_err(|source| SyncError::Bind {
+            addr,
+            interface: c.interface.clone(),
+            source,
+        })?;
+        let peers = c
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != usize::from(me))
+            .map(|(i, n)| Peer {
+                index: i as u8,
+                name: n.name.clone(),
+                addr: SocketAddrV4::new(n.address, c.sync_port),
+                boot: None,
+                heard: None,
+                serving: 0,
+                mismatched: false,
+            })
+            .collect();
+        let shortest = [
+            model.settings.tcp_idle_ns,
+            model.settings.tcp_transient_ns,
+            model.settings.tcp_half_closed_ns,
+            model.settings.tcp_closing_ns,
+            model.settings.udp_idle_ns,
+            model.settings.udp_oneway_ns,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(30_000_000_000);
+        Ok(Self {
+            sock,
+            me,
+            // Unique per run: the wall clock's ns and the pid.
+            boot: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                ^ (u64::from(std::process::id()) << 40),
+            fingerprint: fingerprint(model),
+            peers,
+            sent: HashMap::new(),
+            refresh: Duration::from_nanos(shortest / 3)
+                .clamp(Duration::from_secs(1), Duration::from_secs(10)),
+            last_hello: None,
+            counts: SyncCounts::default(),
+        })
+    }
+
+    /// Numbers as `model` does (the running model: a restart's ids may differ from the
+    /// file's order).
+    pub fn set_fingerprint(&mut self, model: &Model) {
+        self.fingerprint = fingerprint(model);
+    }
+
+    /// The next datagram.
+    pub async fn recv(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        self.sock.recv_from(buf).await
+    }
+
+    fn header(&self, kind: u8, serving: u32) -> Header {
+        Header {
+            magic: MAGIC,
+            version: VERSION,
+            node: self.me,
+            kind,
+            fingerprint: self.fingerprint,
+            serving,
+            boot: self.boot,
+            ..Header::default()
+        }
+    }
+
+    /// One round: scans `table` for what the peers must hear and sends it (and a hello
+    /// when due). Returns the flows sent.
+    pub fn round(&mut self, table: &FlowTable, model: &Model, now_ns: u64) -> usize {
+        let Some(c) = model.cluster.as_ref() else {
+            return 0;
+        };
+        let records = self.scan(table, model, now_ns);
+        let serving = model.serving.unwrap_or(0);
+        let mut failed: Vec<FlowKey> = Vec::new();
+        for p in &self.peers {
+            let mine: Vec<Record> = records
+                .iter()
+                .filter(|(z, _)| c.candidates(*z).any(|(i, _)| i == usize::from(p.index)))
+                .map(|(_, r)| *r)
+                .collect();
+            for chunk in mine.chunks(RECORDS_PER_DATAGRAM) {
+                let d = wire::encode(self.header(KIND_FLOWS, serving), chunk);
+                if self.sock.try_send_to(&d, SocketAddr::V4(p.addr)).is_ok() {
+                    self.counts.datagrams_sent += 1;
+                    self.counts.flows_sent += chunk.len() as u64;
+                } else {
+                    self.counts.send_errors += 1;
+                    failed.extend(chunk.iter().map(|r| r.forward_key));
+                }
+            }
+        }
+        // Sent again next round.
+        for k in failed {
+            self.sent.remove(&k);
+        }
+        if self.last_hello.is_none_or(|t| t.elapsed() >= HELLO_EVERY) {
+            let d = wire::encode(self.header(KIND_HELLO, serving), &[]);
+            for p in &self.peers {
+                let _ = self.sock.try_send_to(&d, SocketAddr::V4(p.addr));
+            }
+            self.last_hello = Some(Instant::now());
+        }
+        records.len()
+    }
+
+    /// What changed since the last round, with each flow's zone.
+    fn scan(&mut self, table: &FlowTable, model: &Model, now_ns: u64) -> Vec<(u8, Record)> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for i in 0..table.capacity() {
+            let Some(e) = table.entry_at(i) else {
+                continue;
+            };
+            if e.value.dir != FLOW_FORWARD {
+                continue;
+            }
+            let Some(zone) = zone_of(model, &e.key, &e.value) else {
+                continue;
+            };
+            if !model.serves(zone) {
+                continue;
+            }
+            let reply_key = e.value.reply_key(e.key.proto);
+            let Some(r) = table.get(&reply_key) else {
+                continue;
+            };
+            seen.insert(e.key);
+            let idle = |v: &FlowValue| (since(now_ns, v.last_seen) / 1_000_000) as u32;
+            let states = (e.value.state, r.value.state);
+            let due = match self.sent.get(&e.key) {
+                None => true,
+                Some(s) if s.states != states => true,
+                Some(s) => {
+                    let gone = now.duration_since(s.at);
+                    gone >= self.refresh
+                        && u128::from(idle(&e.value).min(idle(&r.value))) < gone.as_millis()
+                }
+            };
+            if !due {
+                continue;
+            }
+            out.push((
+                zone,
+                Record {
+                    forward_key: e.key,
+                    forward: e.value,
+                    reply_key,
+                    reply: r.value,
+                    forward_idle_ms: idle(&e.value),
+                    reply_idle_ms: idle(&r.value),
+                    age_s: pl_common::flow::age_s(now_ns, e.created),
+                    op: OP_UPSERT,
+                    _pad: [0; 3],
+                },
+            ));
+            self.sent.insert(
+                e.key,
+                Sent {
+                    zone,
+                    reply_key,
+                    states,
+                    at: now,
+                },
+            );
+        }
+        // Gone from the table: ended here. A zone this node stopped serving is another's
+        // now; its flows are forgotten, not removed.
+        self.sent.retain(|k, s| {
+            if seen.contains(k) {
+                return true;
+            }
+            if model.serves(s.zone) {
+                out.push((
+                    s.zone,
+                    Record {
+                        forward_key: *k,
+                        reply_key: s.reply_key,
+                        op: OP_REMOVE,
+                        ..Record::default()
+                    },
+                ));
+            }
+            false
+        });
+        out
+    }
+
+    /// Takes in a datagram from `from`: hello or flows. Returns the name of a peer heard
+    /// for the first time (or again after a restart).
+    pub fn receive(
+        &mut self,
+        from: SocketAddr,
+        buf: &[u8],
+        table: Option<&FlowTable>,
+        model: &Model,
+        now_ns: u64,
+    ) -> Result<Option<String>, String> {
+        let SocketAddr::V4(from) = from else {
+            return Err(format!("flow sync from {from}: not a node"));
+        };
+        let Some(pi) = self.peers.iter().position(|p| p.addr == from) else {
+            self.counts.refused += 1;
+            return Err(format!(
+                "flow sync from {from}: not a node's address and port"
+            ));
+        };
+        let (h, records) = wire::decode(buf).map_err(|e| {
+            self.counts.refused += 1;
+            format!("flow sync from {}: {e}", self.peers[pi].name)
+        })?;
+        let p = &mut self.peers[pi];
+        if h.node != p.index {
+            self.counts.refused += 1;
+            return Err(format!(
+                "flow sync from {}: says it is node #{}",
+                p.name, h.node
+            ));
+        }
+        p.heard = Some(Instant::now());
+        p.serving = h.serving;
+        let news = (p.boot != Some(h.boot)).then(|| p.name.clone());
+        p.boot = Some(h.boot);
+        if news.is_some() {
+            // A new run of the peer has nothing: it hears every flow again.
+            self.sent.clear();
+        }
+        let mismatched = h.fingerprint != self.fingerprint;
+        let newly = mismatched && !p.mismatched;
+        p.mismatched = mismatched;
+        if mismatched {
+            self.counts.refused += records.len() as u64;
+            return if newly {
+                Err(format!(
+                    "flow sync from {}: its config numbers networks, services or endpoints differently; its flows are refused until both run the same config",
+                    p.name
+                ))
+            } else {
+                Ok(news)
+            };
+        }
+        if h.kind == KIND_FLOWS
+            && let Some(t) = table
+        {
+            let sender = usize::from(h.node);
+            for r in &records {
+                self.counts.flows_received += 1;
+                match apply(t, model, sender, r, now_ns) {
+                    Applied::Written => self.counts.flows_written += 1,
+                    Applied::Refused => self.counts.refused += 1,
+                    Applied::Conflict => self.counts.conflicts += 1,
+                    Applied::Nothing => {}
+                }
+            }
+        }
+        Ok(news)
+    }
+
+    /// Forgets what was sent, so the next round sends every flow (after a takeover: the
+    /// other candidates hear the zone's flows from their new owner).
+    pub fn resend_all(&mut self) {
+        self.sent.clear();
+    }
+}
+
+enum Applied {
+    Written,
+    Refused,
+    Conflict,
+    Nothing,
+}
+
+/// Writes record `r` from node `sender` into `t`.
+fn apply(t: &FlowTable, model: &Model, sender: usize, r: &Record, now_ns: u64) -> Applied {
+    let Some(zone) = check(model, sender, r) else {
+        return Applied::Refused;
+    };
+    if r.op == OP_REMOVE {
+        // The zone's owner says the flow ended; a zone served here is this node's call.
+        if model.serves(zone) {
+            return Applied::Nothing;
+        }
+        if t.take(&r.forward_key).is_some() {
+            t.remove(&r.reply_key);
+            return Applied::Written;
+        }
+        return Applied::Nothing;
+    }
+    let now_c = coarse(now_ns);
+    let seen = |idle_ms: u32| {
+        now_c.wrapping_sub(((u64::from(idle_ms) * 1_000_000) >> COARSE_SHIFT) as u32)
+    };
+    let (fwd_seen, rep_seen) = (seen(r.forward_idle_ms), seen(r.reply_idle_ms));
+    if t.merge(&r.forward_key, r.forward.state, fwd_seen) {
+        t.merge(&r.reply_key, r.reply.state, rep_seen);
+        return Applied::Written;
+    }
+    let created = ((now_ns / 1_000_000_000) as u32).wrapping_sub(r.age_s) & CREATED_MASK;
+    let reply = FlowValue {
+        last_seen: rep_seen,
+        ..r.reply
+    };
+    let forward = FlowValue {
+        last_seen: fwd_seen,
+        ..r.forward
+    };
+    // The reply entry first: it is the SNAT port's reservation.
+    let reserved = match t.insert(&r.reply_key, &reply, created) {
+        Ok(()) => true,
+        Err(_) => match t.get(&r.reply_key) {
+            // Already held for this very flow (its forward entry was lost): keep it.
+            Some(e) if same_reply(&e, &reply) => false,
+            _ => return Applied::Conflict,
+        },
+    };
+    if t.insert(&r.forward_key, &forward, created).is_err() {
+        if reserved {
+            t.remove(&r.reply_key);
+        }
+        return Applied::Conflict;
+    }
+    Applied::Written
+}
+
+fn same_reply(e: &Entry, v: &FlowValue) -> bool {
+    e.value.new_dst_be == v.new_dst_be
+        && e.value.new_dport_be == v.new_dport_be
+        && e.value.egress == v.egress
+}
+
+/// The zone of the flow in `r` if it is one this config could have opened, through a zone
+/// the sender may serve; None refuses it (a peer cannot open a path this config would not).
+fn check(model: &Model, sender: usize, r: &Record) -> Option<u8> {
+    let c = model.cluster.as_ref()?;
+    let (k, f) = (&r.forward_key, &r.forward);
+    let zone = zone_of(model, k, f)?;
+    if !c.candidates(zone).any(|(i, _)| i == sender) {
+        return None;
+    }
+    if r.op == OP_REMOVE {
+        return Some(zone);
+    }
+    let e = &model.endpoints[usize::from(f.endpoint)];
+    let s = model.services.get(usize::from(e.service))?;
+    let rep = &r.reply;
+    let sound = f.dir == FLOW_FORWARD
+        && rep.dir == FLOW_REPLY
+        && !s.removed
+        && u16::from(f.egress) == s.network
+        && s.nlbs.iter().any(|(ip, _)| be(*ip) == f.new_src_be)
+        && s.targets.iter().any(|t| be(t.ip) == f.new_dst_be)
+        && r.reply_key == f.reply_key(k.proto)
+        && rep.new_src_be == k.dst_be
+        && rep.new_dst_be == k.src_be
+        && rep.new_sport_be == k.dport_be
+        && rep.new_dport_be == k.sport_be
+        && u16::from(rep.egress) == k.network
+        && model.allows(
+            f.endpoint,
+            k.network,
+            Ipv4Addr::from(k.src_be.to_ne_bytes()),
+        );
+    sound.then_some(zone)
+}
+
+/// The zone of the endpoint address a forward entry's consumer sent to.
+fn zone_of(model: &Model, key: &FlowKey, v: &FlowValue) -> Option<u8> {
+    let e = model.endpoints.get(usize::from(v.endpoint))?;
+    if e.removed || e.network != key.network {
+        return None;
+    }
+    e.addrs
+        .iter()
+        .find(|(ip, _)| be(*ip) == key.dst_be)
+        .map(|(_, z)| *z)
+}
+
+/// FNV-1a over the names behind every id a flow carries: networks, services, endpoints,
+/// zones, in id order.
+pub fn fingerprint(model: &Model) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut eat = |s: &str| {
+        for b in s.bytes().chain([0]) {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    };
+    model.networks.iter().for_each(|n| eat(&n.name));
+    eat("/");
+    model.services.iter().for_each(|s| eat(&s.name));
+    eat("/");
+    model.endpoints.iter().for_each(|e| eat(&e.name));
+    eat("/");
+    model.zones.iter().for_each(|z| eat(z));
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::testing::{EXAMPLE, build};
+
+    const NODES: &str = "\n[cluster]\ninterface = \"mgmt0\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\"]\nbackup_zones = [\"z2\"]\n\n[[node]]\nname = \"fw-b\"\naddress = \"192.168.100.2\"\nzones = [\"z2\"]\nbackup_zones = [\"z1\"]\n";
+
+    /// A flow of acme-billing (endpoint 0, network 0) through 10.0.0.100 (zone z1) to
+    /// target 10.9.0.11, as XDP would have written it.
+    fn record(model: &Model) -> Record {
+        let ip = |s: &str| be(s.parse().expect("ip"));
+        let key = FlowKey {
+            src_be: ip("10.0.0.10"),
+            dst_be: ip("10.0.0.100"),
+            sport_be: 40000u16.to_be(),
+            dport_be: 443u16.to_be(),
+            network: 0,
+            proto: 6,
+            _pad: 0,
+        };
+        let s = &model.services[0];
+        let forward = FlowValue {
+            new_src_be: be(s.nlbs[0].0),
+            new_dst_be: be(s.targets[0].ip),
+            new_sport_be: 20000u16.to_be(),
+            new_dport_be: 8443u16.to_be(),
+            egress: s.network as u8,
+            dir: FLOW_FORWARD,
+            endpoint: 0,
+            ..FlowValue::default()
+        };
+        let reply = FlowValue {
+            new_src_be: key.dst_be,
+            new_dst_be: key.src_be,
+            new_sport_be: key.dport_be,
+            new_dport_be: key.sport_be,
+            egress: 0,
+            dir: FLOW_REPLY,
+            endpoint: 0,
+            ..FlowValue::default()
+        };
+        Record {
+            forward_key: key,
+            reply_key: forward.reply_key(6),
+            forward,
+            reply,
+            op: OP_UPSERT,
+            ..Record::default()
+        }
+    }
+
+    /// What a record's spoiling makes of it, and how.
+    type Spoil = (&'static str, fn(&mut Record));
+
+    #[test]
+    fn only_flows_this_config_could_open_from_a_zone_the_sender_may_serve_are_taken() {
+        let m = build(&format!("{EXAMPLE}{NODES}")).unwrap_or_else(|e| panic!("{e}"));
+        let r = record(&m);
+        assert_eq!(check(&m, 0, &r), Some(0), "fw-a is z1's primary");
+        assert_eq!(check(&m, 1, &r), Some(0), "fw-b backs z1 up");
+        let bad: [Spoil; 5] = [
+            ("a target the service lacks", |r| {
+                r.forward.new_dst_be = 0x0909_0909;
+            }),
+            ("a source address not the NLB's", |r| {
+                r.forward.new_src_be = 1;
+            }),
+            ("a reply entry for another tuple", |r| {
+                r.reply.new_dst_be = 7;
+            }),
+            ("an address outside allowed_sources", |r| {
+                r.forward_key.src_be = be(Ipv4Addr::new(10, 0, 1, 10));
+                r.reply.new_dst_be = r.forward_key.src_be;
+            }),
+            ("an address that is no endpoint's", |r| {
+                r.forward_key.dst_be = 5;
+            }),
+        ];
+        for (what, spoil) in bad {
+            let mut r = record(&m);
+            spoil(&mut r);
+            assert_eq!(check(&m, 1, &r), None, "{what} taken");
+        }
+        let three = format!(
+            "{EXAMPLE}{}",
+            NODES.replace("backup_zones = [\"z1\"]", "backup_zones = []")
+        );
+        let m3 = build(&three).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(check(&m3, 1, &record(&m3)), None, "fw-b may not serve z1");
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_ids() {
+        let a = build(&format!("{EXAMPLE}{NODES}")).unwrap_or_else(|e| panic!("{e}"));
+        let mut b = a.clone();
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        b.endpoints.swap(0, 1);
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+    }
+}

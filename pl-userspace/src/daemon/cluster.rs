@@ -1,0 +1,148 @@
+//! The run loop's cluster arms: keepalived's state lines, its exit, sync datagrams and the
+//! sync tick. Each asks `cluster::Member` and the data plane; no logic of its own beyond
+//! the order of steps (release before stopping keepalived, announce after serving).
+
+use std::time::{Duration, Instant};
+
+use super::Daemon;
+use crate::{
+    cluster::{Event, Member, zone_names},
+    flows,
+};
+
+/// At most one warning about bad sync datagrams per this long.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+impl Daemon {
+    pub(super) fn on_cluster(&mut self, event: Event, buf: &[u8]) {
+        let Some(m) = self.cluster.as_mut() else {
+            return;
+        };
+        match event {
+            Event::Line(line) => {
+                if let Some(model) = self.dp.model()
+                    && let Some((zone, state)) = m.on_line(model, &line)
+                {
+                    tracing::info!("zone {zone}: keepalived says {state:?}");
+                }
+                self.apply_serving();
+            }
+            Event::Exited(why) => {
+                tracing::warn!(
+                    "keepalived exited ({why}); this node serves no zone until it is back"
+                );
+                m.lost_keepalived();
+                self.apply_serving();
+            }
+            Event::Datagram(n, from) => {
+                let Some(model) = self.dp.model() else {
+                    return;
+                };
+                let got =
+                    m.sync
+                        .receive(from, &buf[..n], self.flows.as_ref(), model, flows::now_ns());
+                match got {
+                    Ok(Some(peer)) => tracing::info!(
+                        "node {peer} joined: it hears every flow of the zones it may serve"
+                    ),
+                    Ok(None) => {}
+                    Err(e) if self.sync_warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) => {
+                        tracing::warn!("{e}");
+                        self.sync_warned = Some(Instant::now());
+                    }
+                    Err(_) => {}
+                }
+            }
+            Event::RecvError(e) => tracing::warn!("flow sync: {e}"),
+        }
+    }
+
+    /// Serves what keepalived says this node is master of: maps, then gratuitous ARP for
+    /// the zones gained (again on the next tick, for caches that ignored the first).
+    pub(super) fn apply_serving(&mut self) {
+        let (Some(m), Some(model)) = (self.cluster.as_mut(), self.dp.model()) else {
+            return;
+        };
+        let mask = m.serving();
+        let before = model.serving.unwrap_or(0);
+        if mask == before {
+            return;
+        }
+        let (gained, lost) = (mask & !before, before & !mask);
+        let (gained_names, lost_names) = (zone_names(model, gained), zone_names(model, lost));
+        match self.dp.set_serving(mask) {
+            Ok(log) => log.iter().for_each(|l| tracing::info!("{l}")),
+            Err(e) => {
+                tracing::warn!("serving zones {mask:#x}: {:#}", anyhow::Error::from(e));
+                return;
+            }
+        }
+        if lost != 0 {
+            tracing::info!("released zone(s) {}", lost_names.join(", "));
+        }
+        if gained != 0 {
+            let (n, errors) = self.dp.announce(gained);
+            errors.iter().for_each(|e| tracing::warn!("{e}"));
+            tracing::info!(
+                "serving zone(s) {}: announced {n} addresses by gratuitous ARP",
+                gained_names.join(", ")
+            );
+            self.announce_again = gained;
+            // The zone's other candidates hear its flows from their new owner.
+            m.sync.resend_all();
+        }
+    }
+
+    /// The 1 s tick's cluster part: the second announcement, keepalived's restart.
+    pub(super) fn cluster_tick(&mut self) {
+        if self.announce_again != 0 {
+            let _ = self.dp.announce(std::mem::take(&mut self.announce_again));
+        }
+        let Some(m) = self.cluster.as_mut() else {
+            return;
+        };
+        if m.died
+            .is_some_and(|t| t.elapsed() >= Duration::from_secs(1))
+            && let Some(model) = self.dp.model()
+        {
+            match m.restart(model) {
+                Ok(()) => tracing::info!("keepalived restarted"),
+                Err(e) => {
+                    tracing::warn!("{:#}", anyhow::Error::from(e));
+                    m.died = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// One sync round: what changed in the flows of the zones served goes to the peers.
+    pub(super) fn on_sync_tick(&mut self) {
+        let (Some(m), Some(t), Some(model)) =
+            (self.cluster.as_mut(), self.flows.as_ref(), self.dp.model())
+        else {
+            return;
+        };
+        m.sync.round(t, model, flows::now_ns());
+    }
+
+    /// Leaves the cluster: the zones are released (the maps answer for nothing), then
+    /// keepalived stops and its last adverts hand them over at once.
+    pub(super) async fn leave(&mut self) {
+        let Some(m) = self.cluster.take() else {
+            return;
+        };
+        if let Err(e) = self.dp.set_serving(0) {
+            tracing::warn!("releasing zones: {:#}", anyhow::Error::from(e));
+        }
+        Member::stop(m).await;
+        tracing::info!("left the cluster: zones released, keepalived stopped");
+    }
+}
+
+/// The next cluster event, or never without a cluster.
+pub(super) async fn next_event(m: &mut Option<Member>, buf: &mut [u8]) -> Event {
+    match m.as_mut() {
+        Some(m) => m.next_event(buf).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,82 @@
+//! Zones in a cluster: which this node serves (its addresses answered, its flows opened,
+//! probes sent from its NLB addresses) and the gratuitous ARP that moves a zone's
+//! addresses to this node.
+
+use super::{Dataplane, DataplaneError};
+use crate::{flows, model::Model, neigh::RawSender};
+
+impl Dataplane {
+    /// The running model; None in observe mode.
+    pub fn model(&self) -> Option<&Model> {
+        self.data.as_ref().map(|d| &d.model)
+    }
+
+    /// The flow table, mapped; None in observe mode.
+    pub fn open_flows(&self) -> Option<flows::FlowTable> {
+        self.data.as_ref().and_then(|_| flows::open(&self.ebpf))
+    }
+
+    /// Serves the zones in `mask` (a bit per zone index) from now on: the maps answer for
+    /// their addresses only, probes go from their NLB addresses. Returns what changed.
+    pub fn set_serving(&mut self, mask: u32) -> Result<Vec<String>, DataplaneError> {
+        let Some(d) = self.data.as_mut() else {
+            return Ok(Vec::new());
+        };
+        if d.model.serving == Some(mask) {
+            return Ok(Vec::new());
+        }
+        d.model.serving = Some(mask);
+        let mut log = self.refresh_targets()?;
+        log.extend(self.probe_targets());
+        Ok(log)
+    }
+
+    /// Gratuitous ARP (a request for the address from the address) for every endpoint
+    /// and NLB address of the zones in `mask`, on its network: consumers, routers and
+    /// targets move their neighbour entries to this node at once. Returns the addresses
+    /// announced and any send errors.
+    pub fn announce(&self, mask: u32) -> (usize, Vec<String>) {
+        let Some(d) = self.data.as_ref() else {
+            return (0, Vec::new());
+        };
+        let m = &d.model;
+        let zoned = |z: &u8| mask & (1 << z) != 0;
+        let endpoints = m
+            .endpoints
+            .iter()
+            .filter(|e| !e.removed)
+            .flat_map(|e| e.addrs.iter().map(move |(ip, z)| (e.network, *ip, *z)));
+        let nlbs = m
+            .services
+            .iter()
+            .filter(|s| !s.removed)
+            .flat_map(|s| s.nlbs.iter().map(move |(ip, z)| (s.network, *ip, *z)));
+        let (mut sent, mut errors) = (0, Vec::new());
+        // The resolver has senders on provider networks only; consumer networks get theirs
+        // for the announcement.
+        let mut opened = std::collections::HashMap::new();
+        for (network, ip, _) in endpoints.chain(nlbs).filter(|(_, _, z)| zoned(z)) {
+            let n = &m.networks[usize::from(network)];
+            let sender = match d.resolver.sender(network) {
+                Some(s) => s,
+                None => match opened.entry(network) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        match RawSender::open(n.ifindex) {
+                            Ok(s) => v.insert(s),
+                            Err(e) => {
+                                errors.push(format!("gratuitous ARP on {}: {e}", n.interface));
+                                continue;
+                            }
+                        }
+                    }
+                },
+            };
+            match sender.request(n.mac, ip, ip) {
+                Ok(()) => sent += 1,
+                Err(e) => errors.push(format!("gratuitous ARP for {ip}: {e}")),
+            }
+        }
+        (sent, errors)
+    }
+}
