@@ -86,5 +86,8 @@ pub const EVENTS_MAP: &str = "PL_EVENTS";
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// `ARRAY<u32>` of one element: nonzero while someone watches events.
 pub const WATCH_MAP: &str = "PL_WATCH";
+/// `ARRAY<u64>` of one element: a cluster node's lease on its zones, CLOCK_MONOTONIC ns
+/// until which it answers ARP and opens flows; 0 for none (a lone forwarder).
+pub const LEASE_MAP: &str = "PL_LEASE";
 /// `PERCPU_ARRAY<NewFlow>` of one element: scratch space for creating a flow.
 pub const SCRATCH_MAP: &str = "PL_SCRATCH";

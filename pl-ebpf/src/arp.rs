@@ -11,6 +11,7 @@ use pl_common::{
 };
 
 use crate::{
+    conntrack, lease,
     maps::{PL_ADDRS, PL_NEIGH},
     parse::ptr_at,
     redirect,
@@ -59,7 +60,7 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot) -> u32 {
         // SAFETY: copied out at once.
         unsafe { PL_ADDRS.get(key) }.copied()
     };
-    if op == OP_REQUEST && ours(arp.tpa).is_some() {
+    if op == OP_REQUEST && ours(arp.tpa).is_some() && lease::held(conntrack::now()) {
         let asked = arp.tpa;
         let (asker_mac, asker_ip) = (arp.sha, arp.spa);
         arp.op = OP_REPLY.to_be_bytes();

@@ -11,6 +11,7 @@ mod early;
 mod endpoint;
 mod events;
 mod icmp;
+mod lease;
 mod maps;
 mod mtu;
 mod nat;
@@ -180,6 +181,8 @@ fn ipv4<const S: bool>(
     };
 
     let dest = match &early {
+        // A node whose lease lapsed opens nothing: its zones are another's by now.
+        _ if !lease::held(now) => Dest::NotOurs,
         Some(a) => Dest::Listener(a.policy),
         None => endpoint::dest(&key),
     };

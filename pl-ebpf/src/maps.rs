@@ -122,6 +122,11 @@ pub static PL_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 #[map]
 pub static PL_WATCH: Array<u32> = Array::with_max_entries(1, 0);
 
+/// A cluster node's lease (see `lease`); not kept across restarts, so a new run starts
+/// with none until its daemon renews it.
+#[map]
+pub static PL_LEASE: Array<u64> = Array::with_max_entries(1, 0);
+
 /// When this CPU last wrote a log line (ktime ns): logs are at most one a second per CPU.
 #[map]
 pub static PL_LOG_GATE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

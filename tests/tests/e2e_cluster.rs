@@ -229,13 +229,12 @@ fn probe_arp(ns: &str, addrs: &[Ipv4Addr], stop: &AtomicBool) -> Vec<Answer> {
     .expect("prober namespace")
 }
 
-#[test]
-fn a_zone_moves_to_its_backup_with_its_flows_and_comes_back() {
-    require_kernel!("a_zone_moves_to_its_backup_with_its_flows_and_comes_back");
-    let c = Cluster::up("cl");
+/// A settled two-node cluster: the lab, its servers, the config file, both nodes running
+/// and each serving its own zone.
+fn settled(tag: &str) -> (Cluster, Servers, std::path::PathBuf, PlRun, PlRun) {
+    let c = Cluster::up(tag);
     let prov = c.topo.network("prov").expect("prov").namespace.clone();
-    let acme = c.topo.network("acme").expect("acme").namespace.clone();
-    let _servers =
+    let servers =
         Servers::start(&prov, &[T1, T2]).unwrap_or_else(|e| panic!("servers: {}", chain(e)));
     let config = c.lab.config().replace(
         "takeover_s = 3",
@@ -247,7 +246,7 @@ fn a_zone_moves_to_its_backup_with_its_flows_and_comes_back() {
         .lab()
         .write_config(&config)
         .unwrap_or_else(|e| panic!("{}", chain(e)));
-    let mut fw1 = Some(c.run(1, &path, &[]));
+    let fw1 = c.run(1, &path, &[]);
     let fw2 = c.run(2, &path, &[]);
     // Each node takes its own zone, and knows who has the other.
     let settled = within(Duration::from_secs(15), || {
@@ -262,11 +261,66 @@ fn a_zone_moves_to_its_backup_with_its_flows_and_comes_back() {
         c.status(1).and_then(|s| s.cluster),
         c.status(2).and_then(|s| s.cluster)
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let prober = {
-        let (ns, stop) = (acme.clone(), Arc::clone(&stop));
-        std::thread::spawn(move || probe_arp(&ns, &[EP_Z1, EP_Z2], &stop))
-    };
+    (c, servers, path, fw1, fw2)
+}
+
+/// The ARP prober on its thread.
+struct Prober {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Answer>>,
+}
+
+impl Prober {
+    fn start(ns: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (ns, stop) = (ns.to_owned(), Arc::clone(&stop));
+            std::thread::spawn(move || probe_arp(&ns, &[EP_Z1, EP_Z2], &stop))
+        };
+        Self { stop, thread }
+    }
+
+    /// Stops it; every answer, after checking no request was answered by two nodes.
+    fn finish(self) -> Vec<Answer> {
+        self.stop.store(true, Ordering::Relaxed);
+        let answers = self.thread.join().expect("prober");
+        let mut by_round: BTreeMap<(u32, Ipv4Addr), BTreeSet<Mac>> = BTreeMap::new();
+        for a in &answers {
+            by_round.entry((a.round, a.addr)).or_default().insert(a.mac);
+        }
+        let double: Vec<_> = by_round.iter().filter(|(_, m)| m.len() > 1).collect();
+        assert!(
+            double.is_empty(),
+            "an address was answered by two nodes at once: {double:?}"
+        );
+        let rounds = by_round
+            .keys()
+            .map(|(r, _)| *r)
+            .collect::<BTreeSet<_>>()
+            .len();
+        assert!(rounds > 30, "the prober heard only {rounds} rounds");
+        println!(
+            "ARP: {} answers over {rounds} rounds, none from two nodes",
+            answers.len()
+        );
+        answers
+    }
+}
+
+/// When `mac` first answered for `addr` after `since`.
+fn first_answer(answers: &[Answer], addr: Ipv4Addr, mac: Mac, since: Instant) -> Option<Instant> {
+    answers
+        .iter()
+        .find(|a| a.addr == addr && a.mac == mac && a.at > since)
+        .map(|a| a.at)
+}
+
+#[test]
+fn a_zone_moves_to_its_backup_with_its_flows_and_comes_back() {
+    require_kernel!("a_zone_moves_to_its_backup_with_its_flows_and_comes_back");
+    let (c, _servers, path, fw1, fw2) = settled("cl");
+    let acme = c.topo.network("acme").expect("acme").namespace.clone();
+    let prober = Prober::start(&acme);
     let (mac1, mac2) = (c.mac(1, "acme"), c.mac(2, "acme"));
 
     // Each zone's endpoint address is served by its own node.
@@ -404,42 +458,86 @@ fn a_zone_moves_to_its_backup_with_its_flows_and_comes_back() {
         c.flows(2)
     );
 
-    stop.store(true, Ordering::Relaxed);
-    let answers = prober.join().expect("prober");
-    let mut by_round: BTreeMap<(u32, Ipv4Addr), BTreeSet<Mac>> = BTreeMap::new();
-    for a in &answers {
-        by_round.entry((a.round, a.addr)).or_default().insert(a.mac);
-    }
-    let double: Vec<_> = by_round.iter().filter(|(_, m)| m.len() > 1).collect();
-    assert!(
-        double.is_empty(),
-        "an address was answered by two nodes at once: {double:?}"
-    );
-    let first_from_fw1 = answers
-        .iter()
-        .find(|a| a.addr == EP_Z2 && a.mac == mac1 && a.at > killed_at)
-        .unwrap_or_else(|| panic!("fw1 never answered ARP for {EP_Z2}"));
-    let answered = first_from_fw1.at - killed_at;
+    let answers = prober.finish();
+    let answered = first_answer(&answers, EP_Z2, mac1, killed_at)
+        .unwrap_or_else(|| panic!("fw1 never answered ARP for {EP_Z2}"))
+        - killed_at;
     assert!(
         answered <= Duration::from_secs(TAKEOVER_S + 2),
         "fw1 answered ARP for {EP_Z2} only {answered:?} after the kill"
     );
-    let rounds = by_round
-        .keys()
-        .map(|(r, _)| *r)
-        .collect::<BTreeSet<_>>()
-        .len();
-    assert!(rounds > 50, "the prober heard only {rounds} rounds");
-    println!(
-        "ARP: {} answers over {rounds} rounds, none from two nodes; {EP_Z2} answered by fw1 {answered:?} after the kill",
-        answers.len()
-    );
+    println!("{EP_Z2} answered by fw1 {answered:?} after the kill");
     assert!(
-        answers
-            .iter()
-            .any(|a| a.addr == EP_Z2 && a.mac == mac2 && a.at > back_at),
+        first_answer(&answers, EP_Z2, mac2, back_at).is_some(),
         "fw2 never answered for {EP_Z2} after it came back"
     );
-    drop(fw2);
-    drop(fw1.take());
+    drop((fw1, fw2));
+}
+
+/// `pl run` alone dies on fw2 (SIGKILL; keepalived dies with it), its program still
+/// attached: the lease lapses, so fw2 stops answering before fw1 takes z2 over, and the
+/// UDP flow through z2 goes on through fw1.
+#[test]
+fn a_crashed_pl_run_stops_answering_before_its_zone_moves() {
+    require_kernel!("a_crashed_pl_run_stops_answering_before_its_zone_moves");
+    let (c, _servers, _path, fw1, fw2) = settled("cc");
+    let acme = c.topo.network("acme").expect("acme").namespace.clone();
+    let prober = Prober::start(&acme);
+    let udp = || {
+        traffic::udp_who(
+            &acme,
+            CLIENT,
+            41000,
+            SocketAddrV4::new(EP_Z2, UDP_PORT),
+            Duration::from_secs(1),
+        )
+    };
+    let before = udp().unwrap_or_else(|e| panic!("UDP through z2: {}", chain(e)));
+    let synced = within(Duration::from_secs(5), || {
+        c.flows(1)
+            .iter()
+            .any(|f| f.proto == "udp" && f.consumer.port() == 41000)
+    });
+    assert!(synced.is_some(), "fw1 never got the UDP flow");
+    std::thread::sleep(Duration::from_millis(500));
+    let killed_at = Instant::now();
+    nix::sys::signal::kill(fw2.pid(), nix::sys::signal::Signal::SIGKILL).expect("kill pl run");
+    let took = within(Duration::from_secs(TAKEOVER_S + 2), || {
+        c.owner(1, "z2").as_deref() == Some("fw1")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "fw1 did not take z2 over: {:?}",
+            c.status(1).and_then(|s| s.cluster)
+        )
+    });
+    println!("takeover after pl run died on fw2: {took:?}");
+    // keepalived went with pl run; the program stays attached.
+    let pids =
+        || pl_userspace::lab::cmd::ip(["netns", "pids", &c.lab.node_ns(2)]).unwrap_or_default();
+    assert!(
+        within(Duration::from_secs(3), || pids().trim().is_empty()).is_some(),
+        "processes left in fw2: {}",
+        pids()
+    );
+    assert!(
+        pl_userspace::lab::cmd::ip(["-n", &c.lab.node_ns(2), "link", "show", "fw-acme"])
+            .is_ok_and(|l| l.contains("xdp")),
+        "fw2's program is gone: the test proves nothing about a zombie data path"
+    );
+    let after = udp().unwrap_or_else(|e| panic!("UDP after the takeover: {}", chain(e)));
+    assert_eq!(before, after, "the UDP flow changed target or SNAT port");
+    std::thread::sleep(Duration::from_secs(2));
+    let answers = prober.finish();
+    let (mac1, mac2) = (c.mac(1, "acme"), c.mac(2, "acme"));
+    assert!(
+        first_answer(&answers, EP_Z2, mac1, killed_at).is_some(),
+        "fw1 never answered for {EP_Z2}"
+    );
+    let lapsed = killed_at + Duration::from_millis(TAKEOVER_S * 500 + 300);
+    assert!(
+        first_answer(&answers, EP_Z2, mac2, lapsed).is_none(),
+        "fw2's program still answered for {EP_Z2} after its lease lapsed"
+    );
+    drop((fw1, fw2));
 }

@@ -168,6 +168,26 @@ impl Member {
         }
     }
 
+    /// The zones this node may serve now: those keepalived made it master of, less any
+    /// another node claimed in its last hello, until that node lets go (a hello without
+    /// it) or could no longer hold its lease (`lease` past its last renewal, which came at
+    /// most a hello interval after it was last heard). True if a zone waits.
+    pub fn servable(&self, lease: std::time::Duration) -> (u32, bool) {
+        let mut mask = self.serving();
+        let mut waiting = false;
+        for p in &self.sync.peers {
+            let claimed = mask & p.serving;
+            if claimed != 0
+                && p.heard
+                    .is_some_and(|t| t.elapsed() < sync::HELLO_EVERY + lease)
+            {
+                mask &= !claimed;
+                waiting = true;
+            }
+        }
+        (mask, waiting)
+    }
+
     /// What `pl status` shows of the cluster.
     pub fn status(&self, model: &Model) -> ClusterStatus {
         let fresh = |p: &sync::Peer| p.heard.is_some_and(|t| t.elapsed().as_secs() < 3);
@@ -177,7 +197,7 @@ impl Member {
             .enumerate()
             .map(|(i, name)| {
                 let bit = 1u32 << i;
-                let owner = if self.serving() & bit != 0 {
+                let owner = if model.serving.unwrap_or(0) & bit != 0 {
                     Some(self.name.clone())
                 } else {
                     self.sync

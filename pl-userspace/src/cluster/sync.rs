@@ -90,7 +90,7 @@ pub struct Sync {
 }
 
 /// How often a peer hears from a node with nothing else to say.
-const HELLO_EVERY: Duration = Duration::from_millis(500);
+pub const HELLO_EVERY: Duration = Duration::from_millis(500);
 
 impl Sync {
     /// Listens on node `me`'s management address, on the management interface only.
@@ -212,13 +212,19 @@ impl Sync {
             self.sent.remove(&k);
         }
         if self.last_hello.is_none_or(|t| t.elapsed() >= HELLO_EVERY) {
-            let d = wire::encode(self.header(KIND_HELLO, serving), &[]);
-            for p in &self.peers {
-                let _ = self.sock.try_send_to(&d, SocketAddr::V4(p.addr));
-            }
-            self.last_hello = Some(Instant::now());
+            self.hello(serving);
         }
         records.len()
+    }
+
+    /// Tells every peer now which zones this node serves (at once when that changes, so a
+    /// node waiting for a zone this one let go need not wait for its lease).
+    pub fn hello(&mut self, serving: u32) {
+        let d = wire::encode(self.header(KIND_HELLO, serving), &[]);
+        for p in &self.peers {
+            let _ = self.sock.try_send_to(&d, SocketAddr::V4(p.addr));
+        }
+        self.last_hello = Some(Instant::now());
     }
 
     /// What changed since the last round, with each flow's zone.

@@ -63,7 +63,18 @@ impl Daemon {
         let (Some(m), Some(model)) = (self.cluster.as_mut(), self.dp.model()) else {
             return;
         };
-        let mask = m.serving();
+        let Some(c) = model.cluster.as_ref() else {
+            return;
+        };
+        // A zone another node still claims waits (see `Member::servable`); the lease
+        // tick asks again.
+        let (mask, waiting) = m.servable(lease_of(c));
+        if waiting && !self.waiting {
+            tracing::info!(
+                "keepalived gave this node a zone another node may still answer for: waiting until it lets go or its lease lapses"
+            );
+        }
+        self.waiting = waiting;
         let before = model.serving.unwrap_or(0);
         if mask == before {
             return;
@@ -77,6 +88,7 @@ impl Daemon {
                 return;
             }
         }
+        m.sync.hello(mask);
         if lost != 0 {
             tracing::info!("released zone(s) {}", lost_names.join(", "));
         }
@@ -88,8 +100,26 @@ impl Daemon {
                 gained_names.join(", ")
             );
             self.announce_again = gained;
+            // Targets answer the ARP just sent from the zone's NLB address: take them into
+            // the tables as soon as they do, not at the next 1 s tick.
+            self.resolving = Some(Instant::now() + Duration::from_secs(3));
             // The zone's other candidates hear its flows from their new owner.
             m.sync.resend_all();
+        }
+    }
+
+    /// The health tick's cluster part: after a takeover, targets resolved at once.
+    pub(super) fn resolve_soon(&mut self) {
+        let Some(until) = self.resolving else {
+            return;
+        };
+        if Instant::now() >= until || self.dp.unresolved_targets().is_empty() {
+            self.resolving = None;
+            return;
+        }
+        match self.dp.refresh_targets() {
+            Ok(news) => news.iter().for_each(|t| tracing::info!("target {t}")),
+            Err(e) => tracing::warn!("{:#}", anyhow::Error::from(e)),
         }
     }
 
@@ -115,6 +145,27 @@ impl Daemon {
         }
     }
 
+    /// Renews the lease on the zones this node serves (see `pl-ebpf/src/lease.rs`).
+    pub(super) fn renew_lease(&mut self) {
+        if self.waiting {
+            self.apply_serving();
+        }
+        let Some(lease) = self
+            .dp
+            .model()
+            .and_then(|m| m.cluster.as_ref())
+            .map(lease_of)
+        else {
+            return;
+        };
+        if let Err(e) = self
+            .dp
+            .renew_lease(flows::now_ns() + lease.as_nanos() as u64)
+        {
+            tracing::warn!("renewing the lease: {:#}", anyhow::Error::from(e));
+        }
+    }
+
     /// One sync round: what changed in the flows of the zones served goes to the peers.
     pub(super) fn on_sync_tick(&mut self) {
         let (Some(m), Some(t), Some(model)) =
@@ -128,15 +179,24 @@ impl Daemon {
     /// Leaves the cluster: the zones are released (the maps answer for nothing), then
     /// keepalived stops and its last adverts hand them over at once.
     pub(super) async fn leave(&mut self) {
-        let Some(m) = self.cluster.take() else {
+        let Some(mut m) = self.cluster.take() else {
             return;
         };
-        if let Err(e) = self.dp.set_serving(0) {
+        if let Err(e) = self.dp.set_serving(0).and_then(|_| self.dp.renew_lease(1)) {
             tracing::warn!("releasing zones: {:#}", anyhow::Error::from(e));
         }
+        // The peers hear it let go before keepalived hands the zones over.
+        m.sync.hello(0);
         Member::stop(m).await;
         tracing::info!("left the cluster: zones released, keepalived stopped");
     }
+}
+
+/// How long the lease reaches past a renewal: half of `takeover_s`, so it lapses before a
+/// backup's keepalived (about 3/4 of `takeover_s`) takes a dead node's zones over. It is
+/// renewed four times as often.
+pub(super) fn lease_of(c: &crate::model::Cluster) -> Duration {
+    Duration::from_millis(u64::from(c.takeover_s) * 500)
 }
 
 /// The next cluster event, or never without a cluster.

@@ -201,6 +201,10 @@ struct Daemon {
     /// Zones to announce again on the next tick.
     announce_again: u32,
     sync_warned: Option<std::time::Instant>,
+    /// A zone keepalived gave this node waits for its last owner to let go.
+    waiting: bool,
+    /// Until when targets are looked for on every health tick (after a takeover).
+    resolving: Option<std::time::Instant>,
 }
 
 impl Daemon {
@@ -244,6 +248,8 @@ impl Daemon {
             flows,
             announce_again: 0,
             sync_warned: None,
+            waiting: false,
+            resolving: None,
         })
     }
 
@@ -302,6 +308,12 @@ impl Daemon {
             .map_or(1000, |c| c.sync_interval_ms);
         let mut sync_tick = tokio::time::interval(Duration::from_millis(u64::from(every)));
         sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let lease = self
+            .dp
+            .model()
+            .and_then(|m| m.cluster.as_ref())
+            .map_or(Duration::from_secs(3600), cluster::lease_of);
+        let mut lease_tick = tokio::time::interval(lease / 4);
         let mut buf = vec![0u8; 65536];
         loop {
             tokio::select! {
@@ -332,6 +344,7 @@ impl Daemon {
                 Some(job) = jobs.recv() => self.on_job(job),
                 event = cluster::next_event(&mut self.cluster, &mut buf) => self.on_cluster(event, &buf),
                 _ = sync_tick.tick(), if clustered => self.on_sync_tick(),
+                _ = lease_tick.tick(), if clustered => self.renew_lease(),
             }
         }
     }
@@ -381,6 +394,7 @@ impl Daemon {
     }
 
     fn on_health(&mut self) {
+        self.resolve_soon();
         match self.dp.check_health() {
             Ok(log) => log.iter().for_each(|l| tracing::info!("health: {l}")),
             Err(e) => tracing::warn!("health: {:#}", anyhow::Error::from(e)),

@@ -2,7 +2,10 @@
 //! probes sent from its NLB addresses) and the gratuitous ARP that moves a zone's
 //! addresses to this node.
 
-use super::{Dataplane, DataplaneError};
+use aya::maps::Array;
+use pl_common::maps::LEASE_MAP;
+
+use super::{Dataplane, DataplaneError, load};
 use crate::{flows, model::Model, neigh::RawSender};
 
 impl Dataplane {
@@ -29,6 +32,14 @@ impl Dataplane {
         let mut log = self.refresh_targets()?;
         log.extend(self.probe_targets());
         Ok(log)
+    }
+
+    /// Renews this node's lease on its zones until `until_ns` (CLOCK_MONOTONIC): past it,
+    /// if nobody renewed it, the program answers no ARP and opens no flow.
+    pub fn renew_lease(&mut self, until_ns: u64) -> Result<(), DataplaneError> {
+        let mut map: Array<_, u64> = load::map_mut(&mut self.ebpf, LEASE_MAP)?;
+        map.set(0, until_ns, 0)
+            .map_err(DataplaneError::map(LEASE_MAP))
     }
 
     /// Gratuitous ARP (a request for the address from the address) for every endpoint
