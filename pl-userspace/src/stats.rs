@@ -14,6 +14,9 @@ pub struct StatsReport {
     pub endpoints: Vec<EndpointReport>,
     #[serde(default)]
     pub targets: Vec<TargetReport>,
+    /// The cluster node that counted them; None for a lone forwarder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +168,9 @@ impl StatsReport {
             parts.push(self.targets_text(format));
         }
         let mut out = parts.join("\n");
+        if let Some(node) = &self.node {
+            out = format!("node {node}\n\n{out}");
+        }
         if hidden > 0 {
             let _ = writeln!(
                 out,

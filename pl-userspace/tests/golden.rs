@@ -125,6 +125,7 @@ fn stats() -> StatsReport {
                 "unhealthy",
             ),
         ],
+        node: None,
     }
 }
 

@@ -261,6 +261,11 @@ fn settled(tag: &str) -> (Cluster, Servers, std::path::PathBuf, PlRun, PlRun) {
         c.status(1).and_then(|s| s.cluster),
         c.status(2).and_then(|s| s.cluster)
     );
+    // Counters say which node counted them.
+    let stats = netns::run_in(&c.lab.node_ns(2), || control::stats("default"))
+        .expect("netns")
+        .unwrap_or_else(|e| panic!("pl stats on fw2: {}", chain(e)));
+    assert_eq!(stats.node.as_deref(), Some("fw2"));
     (c, servers, path, fw1, fw2)
 }
 

@@ -421,10 +421,13 @@ impl Daemon {
         };
         match request {
             Request::Watch => unreachable!("watch requests come as Job::Watch"),
-            Request::Stats { flows } => self
-                .dp
-                .stats(flows)
-                .map_or_else(|e| failed(e.into()), Reply::Stats),
+            Request::Stats { flows } => self.dp.stats(flows).map_or_else(
+                |e| failed(e.into()),
+                |mut r| {
+                    r.node = self.cluster.as_ref().map(|m| m.name.clone());
+                    Reply::Stats(r)
+                },
+            ),
             Request::Flows { filter } => self
                 .dp
                 .flows(&filter)
@@ -497,7 +500,8 @@ impl Daemon {
         let body = match self.dp.stats_with(&self.live) {
             Ok(report) => {
                 let table = self.dp.flow_table(&self.live);
-                metrics::render(&report, table.as_ref(), &self.reloads)
+                let cluster = self.cluster_status();
+                metrics::render(&report, table.as_ref(), &self.reloads, cluster.as_ref())
             }
             Err(e) => format!("# pl: {:#}\n", anyhow::Error::from(e)),
         };

@@ -64,11 +64,15 @@ impl Daemon {
             services: dp.services,
             unresolved_targets: self.dp.unresolved_targets(),
             last_reload: self.last_reload.as_ref().map(LastReload::report),
-            cluster: self
-                .cluster
-                .as_ref()
-                .zip(self.dp.model())
-                .map(|(c, m)| c.status(m)),
+            cluster: self.cluster_status(),
         }
+    }
+
+    /// The cluster part of status and metrics; None for a lone forwarder.
+    pub(super) fn cluster_status(&self) -> Option<crate::cluster::ClusterStatus> {
+        self.cluster
+            .as_ref()
+            .zip(self.dp.model())
+            .map(|(c, m)| c.status(m))
     }
 }

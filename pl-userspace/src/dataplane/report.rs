@@ -179,6 +179,7 @@ impl Dataplane {
             interfaces,
             endpoints,
             targets,
+            node: None,
         })
     }
 

@@ -6,6 +6,7 @@
 //! `pl run` published: a scrape never waits on the run loop, and a client that connects and
 //! says nothing holds only its own connection, for [`HEADER_TIMEOUT`].
 
+mod cluster;
 mod families;
 mod serve;
 #[cfg(test)]
@@ -63,6 +64,7 @@ struct Snapshot {
     stats: StatsReport,
     table: Option<FlowTableReport>,
     reloads: Reloads,
+    cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 type Labels = Vec<(String, String)>;
@@ -115,6 +117,9 @@ impl Collector for Snapshot {
         self.services(&mut enc)?;
         if let Some(t) = &self.table {
             flow_table(&mut enc, t)?;
+        }
+        if let Some(c) = &self.cluster {
+            cluster::encode(&mut enc, c)?;
         }
         reloads(&mut enc, &self.reloads)
     }
@@ -300,12 +305,25 @@ const PER_TARGET: [TargetMetric; 4] = [
 
 /// The OpenMetrics text, names prefixed `pl_`: the counters in `stats`, the flow table
 /// (none without a data path) and reloads.
-pub fn render(stats: &StatsReport, table: Option<&FlowTableReport>, reloads: &Reloads) -> String {
-    let mut registry = Registry::with_prefix("pl");
+pub fn render(
+    stats: &StatsReport,
+    table: Option<&FlowTableReport>,
+    reloads: &Reloads,
+    cluster: Option<&crate::cluster::ClusterStatus>,
+) -> String {
+    // A cluster node's every family carries its name.
+    let mut registry = match cluster {
+        Some(c) => Registry::with_prefix_and_labels(
+            "pl",
+            [("node".into(), c.node.clone().into())].into_iter(),
+        ),
+        None => Registry::with_prefix("pl"),
+    };
     registry.register_collector(Box::new(Snapshot {
         stats: stats.clone(),
         table: table.cloned(),
         reloads: reloads.clone(),
+        cluster: cluster.cloned(),
     }));
     let mut out = String::new();
     // Writing into a String cannot fail.

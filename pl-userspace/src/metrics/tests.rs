@@ -44,6 +44,7 @@ fn fake() -> (StatsReport, FlowTableReport, Reloads) {
             target("billing", "10.9.0.12", "z2", "unhealthy", true),
             target("search", "10.9.0.21", "z1", "healthy", false),
         ],
+        node: None,
     };
     let snat = |address: &str, in_use| SnatReport {
         network: "prov".into(),
@@ -64,7 +65,7 @@ fn fake() -> (StatsReport, FlowTableReport, Reloads) {
 
 fn exposition() -> String {
     let (stats, table, reloads) = fake();
-    render(&stats, Some(&table), &reloads)
+    render(&stats, Some(&table), &reloads, None)
 }
 
 #[test]
@@ -138,11 +139,11 @@ fn show_exposition() {
 #[test]
 fn without_a_data_path_there_is_no_flow_table() {
     let (stats, _, reloads) = fake();
-    let text = render(&stats, None, &Reloads::new(UNIX_EPOCH));
+    let text = render(&stats, None, &Reloads::new(UNIX_EPOCH), None);
     assert!(!text.contains("pl_flow_table_entries"), "{text}");
     assert!(text.contains("pl_reload_last_successful 1"), "{text}");
     assert!(
-        render(&stats, None, &reloads).contains("pl_build_info"),
+        render(&stats, None, &reloads, None).contains("pl_build_info"),
         "build info always"
     );
 }
@@ -311,4 +312,49 @@ fn dashboard_names_only_metrics_pl_serves() {
         }
     }
     assert!(exprs >= 10, "{exprs} queries");
+}
+
+#[test]
+fn a_cluster_node_labels_every_family_with_its_name() {
+    use crate::cluster::{ClusterStatus, PeerStatus, SyncCounts, ZoneStatus};
+    let zone = |z: &str, owner: &str| ZoneStatus {
+        zone: z.into(),
+        owner: Some(owner.into()),
+        role: "primary".into(),
+        state: None,
+    };
+    let c = ClusterStatus {
+        node: "fw1".into(),
+        zones: vec![zone("z1", "fw1"), zone("z2", "fw2")],
+        peers: vec![PeerStatus {
+            name: "fw2".into(),
+            address: "192.168.100.2".parse().expect("address"),
+            heard_ms_ago: Some(120),
+            serving: vec!["z2".into()],
+            mismatched: false,
+        }],
+        sync: SyncCounts {
+            flows_sent: 9,
+            ..SyncCounts::default()
+        },
+    };
+    let stats = StatsReport {
+        interfaces: vec![IfaceReport::new(
+            "fw-acme",
+            2,
+            "native",
+            &IfaceStats::default(),
+        )],
+        ..StatsReport::default()
+    };
+    let text = render(&stats, None, &Reloads::new(UNIX_EPOCH), Some(&c));
+    for want in [
+        r#"pl_cluster_zone_serving{node="fw1",zone="z1"} 1"#,
+        r#"pl_cluster_zone_serving{node="fw1",zone="z2"} 0"#,
+        r#"pl_cluster_peer_heard_age_ms{node="fw1",peer="fw2"} 120"#,
+        r#"pl_cluster_sync_flows_sent_total{node="fw1"} 9"#,
+        r#"pl_interface_rx_packets_total{node="fw1",interface="fw-acme"} 0"#,
+    ] {
+        assert!(text.contains(want), "{want} not in:\n{text}");
+    }
 }
