@@ -55,6 +55,7 @@ fn quick_bench_moves_packets_in_every_variant() {
         ("pl established, Zipf s=1", "1000"),
         ("pl established, Zipf s=1", "65536"),
         ("pl new flows", "new"),
+        ("pl new flows, flow sync on", "new"),
         ("nftables DNAT+SNAT", "1"),
         ("nftables DNAT+SNAT", "new"),
     ] {
@@ -107,9 +108,20 @@ fn quick_bench_moves_packets_in_every_variant() {
         "dependent misses",
         "flows over 1000, Zipf s=1",
         "pl new flows / nftables new flows",
+        "pl new flows, flow sync on / off",
     ] {
         assert!(table.contains(row), "no `{row}` in the table:\n{table}");
     }
+    // Flow sync sent what the synced runs opened (new, then refreshed and ended: at least
+    // once each).
+    let (created, sent) = r
+        .sync
+        .iter()
+        .fold((0, 0), |(c, s), x| (c + x.created, s + x.sent));
+    assert!(
+        created > 0 && sent >= created,
+        "flow sync sent {sent} of the {created} flows the synced runs opened"
+    );
 }
 
 /// `pl bench --quick --tables-only`: every flow-table design at each flow count, uniform

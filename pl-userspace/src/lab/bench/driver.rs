@@ -88,6 +88,8 @@ pub(super) struct Bench<'a> {
     skew: Vec<(u32, u32, u32)>,
     /// The `perf stat` events each measurement counts, where the machine has them.
     pub(super) perf_events: Option<String>,
+    /// The silent cluster peer of the synced runs, once made.
+    sync_peer: Option<super::sync::Peer>,
 }
 
 /// What forwards on the forwarder namespace.
@@ -156,6 +158,7 @@ impl<'a> Bench<'a> {
             mode: Mode::Nothing,
             skew: Vec::new(),
             perf_events: None,
+            sync_peer: None,
         })
     }
 }
@@ -451,14 +454,29 @@ impl Bench<'_> {
 
     /// A fresh `pl run` whose flow table holds `flows`, targets resolved.
     pub(super) fn start_pl(&mut self, flows: u32) -> anyhow::Result<()> {
+        self.start_pl_with(flows, false)
+    }
+
+    /// As [`Bench::start_pl`]; `synced`: as node fw1 of a cluster, syncing every flow to
+    /// a silent peer (it serves once keepalived makes it master: its targets then resolve).
+    pub(super) fn start_pl_with(&mut self, flows: u32, synced: bool) -> anyhow::Result<()> {
         self.leave()?;
-        std::fs::write(&self.config, frames::config(flows))
-            .with_context(|| format!("writing {}", self.config))?;
+        let mut config = frames::config(flows);
+        let mut args = vec!["--config", self.config.as_str()];
+        if synced {
+            if self.sync_peer.is_none() {
+                let prefix = self.topo.prefix.clone();
+                self.sync_peer = Some(super::sync::Peer::new(&prefix, &self.topo.forwarder_ns)?);
+            }
+            config.push_str(super::sync::CLUSTER);
+            args.extend(["--node", "fw1"]);
+        }
+        std::fs::write(&self.config, config).with_context(|| format!("writing {}", self.config))?;
         let run = PlRun::start(
             self.pl,
             &self.topo.forwarder_ns,
             control::DEFAULT_INSTANCE,
-            &["--config", &self.config],
+            &args,
         )?;
         let r = run.wait_for_stats(Duration::from_secs(10), |r| {
             r.targets.iter().all(|t| t.mac.is_some())
@@ -469,6 +487,23 @@ impl Bench<'_> {
         self.mode = Mode::Pl;
         self.expect(expect_rewritten(true))?;
         Ok(())
+    }
+
+    /// After a synced run's window: the flows it opened and those flow sync sent, once
+    /// the sync has had a second to catch up.
+    pub(super) fn sync_counts(&self) -> anyhow::Result<super::SyncResult> {
+        std::thread::sleep(Duration::from_secs(1));
+        let run = self.run.as_ref().context("pl is not running")?;
+        let created = run
+            .counters()?
+            .endpoints
+            .first()
+            .map_or(0, |e| e.get(EndpointCounter::NewFlows));
+        let status = netns::run_in(&self.topo.forwarder_ns, || {
+            control::status(control::DEFAULT_INSTANCE)
+        })??;
+        let sent = status.cluster.map_or(0, |c| c.sync.flows_sent);
+        Ok(super::SyncResult { created, sent })
     }
 
     /// Creates `flows` established flows by running the generator until pl counted them.

@@ -17,6 +17,7 @@ mod plot;
 mod report;
 mod results;
 mod stages;
+mod sync;
 mod table;
 mod tcp;
 
@@ -32,7 +33,8 @@ use driver::Bench;
 pub use report::{table, write_report};
 use results::Variants;
 pub use results::{
-    BenchResults, FloorResult, HwCount, Sample, StageResult, TableResult, TcpResult, VariantResult,
+    BenchResults, FloorResult, HwCount, Sample, StageResult, SyncResult, TableResult, TcpResult,
+    VariantResult,
 };
 
 use crate::lab::{Lab, Teardown, Topology, cmd};
@@ -106,7 +108,7 @@ impl Sizes {
     /// Measurements in a round: bare (sink verifying and only counting), pl with 1 flow,
     /// each scale uniform and skewed, new flows, nftables established and new flows.
     fn per_round(&self) -> usize {
-        6 + 2 * self.scale.len()
+        7 + 2 * self.scale.len()
     }
 
     fn max_flows(&self) -> u32 {
@@ -199,6 +201,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         flow_table_flows: rounds.flow_table_flows,
         stats_walk_ms: rounds.stats_walk_ms,
         stats_walk_flows: rounds.stats_walk_flows,
+        sync: rounds.sync,
         tcp,
         floor,
         hw_counters,
@@ -275,6 +278,7 @@ struct Rounds<'s> {
     flow_table_flows: u64,
     stats_walk_ms: f64,
     stats_walk_flows: u64,
+    sync: Vec<SyncResult>,
 }
 
 impl<'s> Rounds<'s> {
@@ -289,6 +293,7 @@ impl<'s> Rounds<'s> {
             flow_table_flows: 0,
             stats_walk_ms: 0.0,
             stats_walk_flows: 0,
+            sync: Vec::new(),
         }
     }
 
@@ -330,6 +335,12 @@ impl<'s> Rounds<'s> {
         // Short: every frame takes a SNAT tuple, and there are ~2.6 M of them.
         let s = b.measure(window.min(Duration::from_millis(500)))?;
         self.record("pl new flows", results::PL_NEW, "new", s);
+
+        b.start_pl_with(NEW_FLOW_TABLE, true)?;
+        b.generate(true, 0)?;
+        let s = b.measure(window.min(Duration::from_millis(500)))?;
+        self.record("pl new flows, flow sync on", results::PL_NEW_SYNC, "new", s);
+        self.sync.push(b.sync_counts()?);
 
         b.enter_kernel(true)?;
         b.generate(false, 1)?;

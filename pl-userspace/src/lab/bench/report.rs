@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use super::{
     plot,
     results::{
-        BARE, BARE_UNVERIFIED, BenchResults, NFT, PL_EST, PL_NEW, PL_ZIPF, Sample, StageResult,
-        VariantResult,
+        BARE, BARE_UNVERIFIED, BenchResults, NFT, PL_EST, PL_NEW, PL_NEW_SYNC, PL_ZIPF, Sample,
+        StageResult, VariantResult,
     },
 };
 
@@ -110,6 +110,7 @@ fn ratios(out: &mut String, r: &BenchResults) {
             ns(new) - ns(est)
         );
     }
+    sync(out, r, new);
     scale(out, r);
     skew(out, r);
     floor(out, r);
@@ -117,6 +118,32 @@ fn ratios(out: &mut String, r: &BenchResults) {
     footprint(out, r);
     if !r.hw_counters.is_empty() {
         let _ = writeln!(out, "| hardware counters | {} | |", r.hw_counters);
+    }
+}
+
+/// New flows with flow sync on against off (same run), and whether sync kept up.
+fn sync(out: &mut String, r: &BenchResults, new: Option<&VariantResult>) {
+    let Some(synced) = r.variant(PL_NEW_SYNC, "new") else {
+        return;
+    };
+    if let Some(new) = new {
+        let _ = writeln!(
+            out,
+            "| pl new flows, flow sync on / off | {:.2}x ({:+.0} ns per new flow) | ~1x: sync is not on the data path |",
+            synced.median() / new.median().max(1.0),
+            ns(synced) - ns(new)
+        );
+    }
+    let (created, sent) = r
+        .sync
+        .iter()
+        .fold((0, 0), |(c, s), x| (c + x.created, s + x.sent));
+    if created > 0 {
+        let _ = writeln!(
+            out,
+            "| flows flow sync sent / flows opened, synced runs | {sent} / {created} ({:.0}%) | 100%: a takeover loses none older than one interval |",
+            sent as f64 * 100.0 / created as f64
+        );
     }
 }
 

@@ -8,6 +8,7 @@ pub const BARE_UNVERIFIED: &str = "bare redirect, sink not verifying checksums";
 pub const PL_EST: &str = "pl established";
 pub const PL_ZIPF: &str = "pl established, Zipf s=1";
 pub const PL_NEW: &str = "pl new flows";
+pub const PL_NEW_SYNC: &str = "pl new flows, flow sync on";
 pub const NFT: &str = "nftables DNAT+SNAT";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -108,6 +109,16 @@ pub struct BenchResults {
     /// The data path timed stage by stage (BPF_PROG_TEST_RUN, one frame a run).
     #[serde(default)]
     pub stages: Vec<StageResult>,
+    /// Each synced new-flow run: flows opened and flows flow sync sent.
+    #[serde(default)]
+    pub sync: Vec<SyncResult>,
+}
+
+/// One new-flow window with flow sync on: what it opened, what sync sent of it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct SyncResult {
+    pub created: u64,
+    pub sent: u64,
 }
 
 /// One stage of one path: the median time of a run that stops after it, and what that
@@ -180,6 +191,7 @@ impl BenchResults {
             hw_counters: String::new(),
             tables: Vec::new(),
             stages: Vec::new(),
+            sync: Vec::new(),
         }
     }
 
