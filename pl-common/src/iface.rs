@@ -40,6 +40,10 @@ pub const IFACE_ACTIVE: u16 = 2;
 /// passes every frame on.
 pub const IFACE_DEDICATED: u16 = 1;
 
+/// A service's provider network: targets live here, so replies to ARP probes (sender
+/// 0.0.0.0) teach their MACs, as a node that serves no zone yet resolves them.
+pub const IFACE_PROVIDER: u16 = 4;
+
 #[cfg(feature = "user")]
 // SAFETY: repr(C), no padding, every bit pattern valid (checked by the bytemuck derive).
 unsafe impl aya::Pod for IfaceConfig {}

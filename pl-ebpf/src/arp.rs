@@ -1,11 +1,12 @@
 //! ARP: answer for our addresses with the interface's MAC; learn target MACs from the
-//! replies to the requests userspace sends from an NLB address, and a known target's new
-//! MAC from its gratuitous ARP.
+//! replies to the requests userspace sends from an NLB address (or, on a node that serves
+//! no zone yet, as probes from 0.0.0.0), and a known target's new MAC from its gratuitous
+//! ARP.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use pl_common::{
     endpoint::{ADDR_NLB, AddrKey},
-    iface::IfaceConfig,
+    iface::{IFACE_PROVIDER, IfaceConfig},
     proto::ETH_HLEN,
     stats::IfaceCounter,
 };
@@ -80,7 +81,14 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot) -> u32 {
     // Ethernet source (a spoofed sender field cannot point flows at a third host or at
     // broadcast).
     let sender_ok = arp.sha[0] & 1 == 0 && arp.sha != [0; 6] && arp.sha == eth[6..12];
-    if op == OP_REPLY && sender_ok && ours(arp.tpa).is_some_and(|a| a.kind == ADDR_NLB) {
+    // A reply to a probe (sender 0.0.0.0: a node serving no zone yet asks without taking
+    // an address), unicast to us on a provider network, teaches as much.
+    let probe_reply =
+        arp.tpa == [0; 4] && iface.flags & IFACE_PROVIDER != 0 && eth[..6] == iface.mac;
+    if op == OP_REPLY
+        && sender_ok
+        && (probe_reply || ours(arp.tpa).is_some_and(|a| a.kind == ADDR_NLB))
+    {
         let key = AddrKey {
             addr_be: u32::from_ne_bytes(arp.spa),
             network: iface.network,

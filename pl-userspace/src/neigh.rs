@@ -1,6 +1,7 @@
 //! Target MAC resolution. pl has no address of its own on the provider network: it sends
-//! ARP requests from an NLB address (the one of the target's zone) out of the provider
-//! interface, and the XDP program learns the replies into `PL_NEIGH`.
+//! ARP requests from an NLB address (the one of the target's zone, or of a zone this node
+//! serves; an ARP probe from 0.0.0.0 where it serves none) out of the provider interface,
+//! and the XDP program learns the replies into `PL_NEIGH`.
 
 use std::{
     net::Ipv4Addr,
@@ -110,9 +111,9 @@ impl Resolver {
             };
             let mac = model.networks[usize::from(s.network)].mac;
             for t in &s.targets {
-                let Some(nlb) = model.probe_from(s, t.zone) else {
-                    continue;
-                };
+                // A node serving none of the service's zones asks with an ARP probe
+                // (sender 0.0.0.0): answered, and nobody's cache learns anything.
+                let nlb = model.probe_from(s, t.zone).unwrap_or(Ipv4Addr::UNSPECIFIED);
                 // A router serving many targets is asked once a round.
                 if !asked.insert((s.network, t.hop())) {
                     continue;

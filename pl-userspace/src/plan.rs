@@ -5,7 +5,7 @@ use std::{collections::HashMap, net::Ipv4Addr};
 
 use pl_common::{
     endpoint::{ADDR_ENDPOINT, ADDR_NLB, AddrInfo, AddrKey, SourceKey},
-    iface::{IFACE_ACTIVE, IFACE_DEDICATED, IfaceConfig, NetInfo},
+    iface::{IFACE_ACTIVE, IFACE_DEDICATED, IFACE_PROVIDER, IfaceConfig, NetInfo},
     maglev::{self, MAGLEV_SIZE},
     policy::{POLICY_ACCEPTED, POLICY_ANY_SOURCE, Policy, PolicyKey},
     service::{MAX_ZONES, TargetInfo, maglev_table},
@@ -90,6 +90,7 @@ impl Plan {
             .map(|n| n.mtu)
             .min()
             .map_or(0, |m| u16::try_from(m).unwrap_or(u16::MAX));
+        let provider = |id: u16| model.services.iter().any(|s| !s.removed && s.network == id);
         for (id, n) in model.networks.iter().enumerate() {
             if n.removed {
                 continue;
@@ -108,7 +109,13 @@ impl Plan {
                 IfaceConfig {
                     slot,
                     network: id as u16,
-                    flags: IFACE_ACTIVE | IFACE_DEDICATED,
+                    flags: IFACE_ACTIVE
+                        | IFACE_DEDICATED
+                        | if provider(id as u16) {
+                            IFACE_PROVIDER
+                        } else {
+                            0
+                        },
                     mac: n.mac,
                     mtu_floor,
                 },
@@ -432,7 +439,11 @@ mod tests {
     #[test]
     fn addresses_listeners_sources_and_flags() {
         let p = Plan::build(&model(true), &Neighbors::new(), &Unhealthy::new());
-        assert_eq!(p.ifaces[1].1.flags, IFACE_ACTIVE | IFACE_DEDICATED);
+        assert_eq!(p.ifaces[0].1.flags, IFACE_ACTIVE | IFACE_DEDICATED);
+        assert_eq!(
+            p.ifaces[1].1.flags,
+            IFACE_ACTIVE | IFACE_DEDICATED | IFACE_PROVIDER
+        );
         assert_eq!(p.egress, vec![(0, 2), (1, 4)]);
         let nlb = p
             .addrs

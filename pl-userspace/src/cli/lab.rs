@@ -58,6 +58,10 @@ pub struct DemoArgs {
     /// UDP requests from each consumer network.
     #[arg(long, default_value_t = 10)]
     pub packets: usize,
+    /// 2: the cluster demo instead (two forwarders, a zone taken over when one dies, and
+    /// given back when it returns).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub nodes: u8,
 }
 
 pub fn lab(command: LabCommand) -> anyhow::Result<()> {
@@ -132,7 +136,14 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let lab = Lab::new(&opts.prefix)?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut steps = tokio::task::spawn_blocking(move || demo::run(&opts));
+    let cluster = args.nodes > 1;
+    let mut steps = tokio::task::spawn_blocking(move || {
+        if cluster {
+            pl_userspace::lab::cluster_demo::run(&opts.prefix)
+        } else {
+            demo::run(&opts)
+        }
+    });
     let (signal, mut code) = tokio::select! {
         done = &mut steps => return done.context("pl demo panicked")?.context("pl demo"),
         _ = term.recv() => ("SIGTERM", 143),
@@ -143,7 +154,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // then let the steps' own teardown finish before exiting.
     let prefix = lab.prefix();
     eprintln!("pl demo: interrupted ({signal}); tearing down lab {prefix}");
-    if let Err(e) = lab.down() {
+    if let Err(e) = cluster::down_any(&lab) {
         eprintln!(
             "pl demo: teardown failed: {:#}; run `pl lab down --prefix {prefix}`",
             anyhow::Error::from(e)

@@ -232,7 +232,12 @@ impl Member {
                 name: p.name.clone(),
                 address: *p.addr.ip(),
                 heard_ms_ago: p.heard.map(|t| t.elapsed().as_millis() as u64),
-                serving: zone_names(model, p.serving),
+                // A silent peer's last word is no longer news.
+                serving: if fresh(p) {
+                    zone_names(model, p.serving)
+                } else {
+                    Vec::new()
+                },
                 mismatched: p.mismatched,
             })
             .collect();

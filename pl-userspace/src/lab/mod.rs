@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod cluster_demo;
 pub mod cmd;
 pub mod demo;
 pub mod netns;
