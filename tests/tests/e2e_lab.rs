@@ -113,6 +113,34 @@ fn demo_runs_end_to_end() {
     }
 }
 
+/// `pl demo --nodes 2`: the cluster story, a takeover and a failback, ends clean.
+#[test]
+fn cluster_demo_shows_a_takeover() {
+    require_kernel!("cluster_demo_shows_a_takeover");
+    let prefix = format!("dc{}-", std::process::id());
+    let out = output(Command::new(pl_bin()).args(["demo", "--nodes", "2", "--prefix", &prefix]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pl demo --nodes 2 failed: {}\n{stdout}",
+        stderr(&out)
+    );
+    for s in [
+        "Zone z2:      owner fw2",
+        "fw1 serves z2",
+        "Zone z2:      owner fw1; here backup (master)",
+        "the same flow (target and SNAT port) throughout",
+        "fw2 serves z2 again",
+        "tearing down",
+    ] {
+        assert!(stdout.contains(s), "demo output lacks {s:?}:\n{stdout}");
+    }
+    let lab = pl_userspace::lab::cluster::ClusterLab::new(&prefix, 2).expect("valid prefix");
+    for ns in lab.namespaces() {
+        assert!(!netns::exists(&ns), "demo left namespace {ns}");
+    }
+}
+
 /// The README's quick start, as a user types it: `pl lab up --config-out --serve`, `pl run`
 /// on that config, one curl through an endpoint, and `pl lab down` stopping the servers.
 #[test]
