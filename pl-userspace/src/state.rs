@@ -156,6 +156,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .write_all(bytes)
 }
 
+/// Where a cluster node's election files live (keepalived's config, its FIFO, pid files):
+/// `/run/pl/<instance>-<cookie>.cluster/`, removed with the instance's other state.
+pub fn cluster_dir(instance: &str, cookie: u64) -> PathBuf {
+    Path::new(STATE_ROOT).join(format!("{instance}-{cookie}.cluster"))
+}
+
 /// This network namespace's cookie: unique among all namespaces since boot.
 pub fn netns_cookie() -> Result<u64, StateError> {
     let sock = std::net::UdpSocket::bind("0.0.0.0:0")
@@ -398,6 +404,7 @@ impl State {
             })?;
         }
         remove_if_there(&self.meta)?;
+        remove_dir_if_there(&self.meta.with_extension("cluster"))?;
         Ok(detached)
     }
 }
@@ -428,6 +435,15 @@ pub fn remove_netns(cookie: u64) -> Result<usize, StateError> {
             removed += 1;
         }
     }
+    // A cluster node that died before saving leaves its election files only.
+    if let Ok(entries) = std::fs::read_dir(STATE_ROOT) {
+        let suffix = format!("-{cookie}.cluster");
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(&suffix) {
+                remove_dir_if_there(&entry.path())?;
+            }
+        }
+    }
     // A run that died before saving leaves a directory only.
     if let Ok(entries) = std::fs::read_dir(bpffs_root()) {
         let suffix = format!("-{cookie}");
@@ -439,6 +455,18 @@ pub fn remove_netns(cookie: u64) -> Result<usize, StateError> {
         }
     }
     Ok(removed)
+}
+
+/// Removes the directory at `path` and what it holds, if it is there.
+fn remove_dir_if_there(path: &Path) -> Result<(), StateError> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StateError::Io {
+            path: path.to_owned(),
+            what: "removing",
+            source: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

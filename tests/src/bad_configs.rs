@@ -176,6 +176,45 @@ pub const CORPUS: &[(&str, &str, &str, &[&str])] = &[
         &["flow_table_sizes"],
     ),
     (
+        "a zone with two primaries",
+        "",
+        "[cluster]\ninterface = \"mgmt0\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\n\n[[node]]\nname = \"fw-b\"\naddress = \"192.168.100.2\"\nzones = [\"z1\"]\n",
+        &["[[node]] \"fw-b\": zones", "zone \"z1\" has two primaries"],
+    ),
+    (
+        "a node named twice",
+        "",
+        "[cluster]\ninterface = \"mgmt0\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.2\"\n",
+        &["[[node]] \"fw-a\": name"],
+    ),
+    (
+        "a backup zone no address is in",
+        "",
+        "[cluster]\ninterface = \"mgmt0\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\nbackup_zones = [\"z9\"]\n",
+        &["[[node]] \"fw-a\": backup_zones", "unknown zone \"z9\""],
+    ),
+    (
+        "a zone with no primary",
+        "",
+        "[cluster]\ninterface = \"mgmt0\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\"]\nbackup_zones = [\"z2\"]\n",
+        &["[cluster]: node", "zone \"z2\" has no node"],
+    ),
+    (
+        "a node without a cluster",
+        "",
+        "[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\n",
+        &["[[node]] \"fw-a\": name", "needs a [cluster] section"],
+    ),
+    (
+        "a network's interface as the management interface",
+        "",
+        "[cluster]\ninterface = \"fw-prov\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\n",
+        &[
+            "[cluster]: interface",
+            "the management network must be its own",
+        ],
+    ),
+    (
         "broken TOML",
         "name = \"acme\"",
         "name = \"acme",

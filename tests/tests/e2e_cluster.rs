@@ -261,6 +261,24 @@ fn settled(tag: &str) -> (Cluster, Servers, std::path::PathBuf, PlRun, PlRun) {
         c.status(1).and_then(|s| s.cluster),
         c.status(2).and_then(|s| s.cluster)
     );
+    // keepalived's files (config, FIFO, pid files) are root's alone, as all of pl's state.
+    let mut open = Vec::new();
+    for dir in std::fs::read_dir("/run/pl").expect("/run/pl").flatten() {
+        if !dir.file_name().to_string_lossy().ends_with(".cluster") {
+            continue;
+        }
+        for f in std::fs::read_dir(dir.path())
+            .expect("cluster dir")
+            .flatten()
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = f.metadata().expect("metadata").permissions().mode();
+            if mode & 0o077 != 0 {
+                open.push(format!("{} {mode:o}", f.path().display()));
+            }
+        }
+    }
+    assert!(open.is_empty(), "cluster state open to others: {open:?}");
     // Counters say which node counted them.
     let stats = netns::run_in(&c.lab.node_ns(2), || control::stats("default"))
         .expect("netns")
@@ -463,6 +481,8 @@ fn a_zone_moves_to_its_backup_with_its_flows_and_comes_back() {
         c.flows(2)
     );
 
+    // A few more rounds after the failback: fw2 answering, and still one node a request.
+    std::thread::sleep(Duration::from_secs(1));
     let answers = prober.finish();
     let answered = first_answer(&answers, EP_Z2, mac1, killed_at)
         .unwrap_or_else(|| panic!("fw1 never answered ARP for {EP_Z2}"))

@@ -103,6 +103,20 @@ fn priority(c: &Cluster, zone: u8, me: usize) -> Option<u8> {
         })
 }
 
+/// Makes every file in `dir` readable by root only; true once both pid files were there.
+pub fn tighten(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut pids = 0;
+    for e in entries.flatten() {
+        let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o600));
+        pids += usize::from(e.file_name().to_string_lossy().ends_with(".pid"));
+    }
+    pids >= 2
+}
+
 /// `INSTANCE "z1" MASTER 200` -> (zone name, state); None for other lines.
 pub fn parse_line(line: &str) -> Option<(String, VrrpState)> {
     let mut it = line.split_whitespace();
@@ -145,17 +159,24 @@ impl Keepalived {
             .open_receiver(&fifo)
             .map_err(files("cannot open the FIFO", &fifo))?;
         let mut cmd = Command::new("keepalived");
-        cmd.args(["--dont-fork", "--vrrp", "--log-console", "--no-syslog"])
-            .arg("--use-file")
-            .arg(&conf)
-            .arg("--pid")
-            .arg(dir.join("keepalived.pid"))
-            .arg("--vrrp_pid")
-            .arg(dir.join("vrrp.pid"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true);
+        // Its pid files are root's alone, as the rest of pl's state.
+        cmd.args([
+            "--dont-fork",
+            "--vrrp",
+            "--log-console",
+            "--no-syslog",
+            "--umask=077",
+        ])
+        .arg("--use-file")
+        .arg(&conf)
+        .arg("--pid")
+        .arg(dir.join("keepalived.pid"))
+        .arg("--vrrp_pid")
+        .arg(dir.join("vrrp.pid"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
         // SAFETY: prctl in the child before exec, async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {

@@ -52,6 +52,8 @@ pub struct Member {
     pub sync: Sync,
     /// When keepalived last exited, for the restart.
     pub died: Option<Instant>,
+    /// keepalived's pid files made root's alone.
+    tightened: bool,
 }
 
 /// The node named `node` of `model`'s cluster, checked against the config.
@@ -95,8 +97,7 @@ impl Member {
         }
         let sync = Sync::bind(model, me as u8)?;
         let cookie = crate::state::netns_cookie()?;
-        let dir =
-            PathBuf::from(crate::state::STATE_ROOT).join(format!("{instance}-{cookie}.cluster"));
+        let dir = crate::state::cluster_dir(instance, cookie);
         let keepalived = Keepalived::start(model, me, &dir)?;
         Ok(Self {
             me,
@@ -106,6 +107,7 @@ impl Member {
             states: vec![None; model.zones.len()],
             sync,
             died: None,
+            tightened: false,
         })
     }
 
@@ -113,6 +115,7 @@ impl Member {
     pub fn restart(&mut self, model: &Model) -> Result<(), ClusterError> {
         self.keepalived = Some(Keepalived::start(model, self.me, &self.dir)?);
         self.died = None;
+        self.tightened = false;
         Ok(())
     }
 
@@ -125,6 +128,11 @@ impl Member {
 
     /// Takes in a line keepalived wrote; the zone and its new state if it is one.
     pub fn on_line(&mut self, model: &Model, line: &str) -> Option<(String, VrrpState)> {
+        if !self.tightened {
+            // keepalived writes its pid files 0644 whatever its umask; by its first word
+            // both are there. The directory is root's alone anyway.
+            self.tightened = keepalived::tighten(&self.dir);
+        }
         let (zone, state) = keepalived::parse_line(line)?;
         let i = model.zones.iter().position(|z| *z == zone)?;
         if self.states.len() <= i {
@@ -249,11 +257,12 @@ impl Member {
         }
     }
 
-    /// Leaves: keepalived gives its zones up at once.
+    /// Leaves: keepalived gives its zones up at once; its files go.
     pub async fn stop(self) {
         if let Some(k) = self.keepalived {
             k.stop().await;
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

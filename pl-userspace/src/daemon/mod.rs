@@ -476,6 +476,11 @@ impl Daemon {
             }
         };
         let message = self.dp.reload(model)?;
+        // Flow sync numbers as the running model now does; keepalived keeps its config
+        // until a restart (`[cluster]` and `[[node]]` changes need one).
+        if let (Some(m), Some(model)) = (self.cluster.as_mut(), self.dp.model()) {
+            m.sync.set_fingerprint(model);
+        }
         tracing::info!("{message}");
         Ok(message)
     }

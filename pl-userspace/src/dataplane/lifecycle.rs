@@ -293,6 +293,12 @@ impl Dataplane {
             )));
         }
         let model = new.align(&d.model).map_err(|e| refused(e.to_string()))?;
+        // keepalived and flow sync were set up from the cluster at start.
+        if model.cluster != d.model.cluster {
+            return Err(refused(
+                "[cluster] and [[node]] cannot change while running: restart pl run".to_owned(),
+            ));
+        }
         let was_live = |slot: u32| {
             d.model
                 .networks

@@ -125,10 +125,7 @@ impl fmt::Display for ClusterTopology {
             writeln!(f)?;
         }
         for n in &self.networks {
-            let role = match n.role {
-                Role::Consumer => "consumer",
-                Role::Provider => "provider",
-            };
+            let role = n.role.name();
             writeln!(
                 f,
                 "  {:<8} {:<8} ns {:<16} {} {} {:<24} <-> {:<10} mtu {}",
@@ -452,23 +449,8 @@ impl ClusterLab {
             let port = node_port(i, net.name);
             let br = bridge(net.name);
             let what = |s: &str| format!("node {}, network {}: {s}", node_name(i), net.name);
-            cmd::ip([
-                "-n",
-                &fw,
-                "link",
-                "add",
-                net.fw_iface,
-                "address",
-                &node_mac(i, k + 1),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                &sw,
-            ])
-            .map_err(self.step(what("creating the veth pair")))?;
+            veth(&fw, net.fw_iface, &node_mac(i, k + 1), &sw, &port)
+                .map_err(self.step(what("creating the veth pair")))?;
             let mtu = self.lab.mtu_of(net.name).to_string();
             cmd::ip(["-n", &fw, "link", "set", net.fw_iface, "mtu", &mtu])
                 .and_then(|_| cmd::ip(["-n", &sw, "link", "set", &port, "mtu", &mtu]))
@@ -489,23 +471,8 @@ impl ClusterLab {
         let port = node_port(i, "mgmt");
         let addr = format!("{}/24", mgmt_addr(i));
         let what = |s: &str| format!("node {}, management: {s}", node_name(i));
-        cmd::ip([
-            "-n",
-            &fw,
-            "link",
-            "add",
-            MGMT_IFACE,
-            "address",
-            &node_mac(i, MGMT_LINK),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "netns",
-            &sw,
-        ])
-        .map_err(self.step(what("creating the veth pair")))?;
+        veth(&fw, MGMT_IFACE, &node_mac(i, MGMT_LINK), &sw, &port)
+            .map_err(self.step(what("creating the veth pair")))?;
         cmd::ip(["-n", &fw, "addr", "add", &addr, "dev", MGMT_IFACE])
             .map_err(self.step(what("adding address")))?;
         cmd::ip(["-n", &sw, "link", "set", &port, "master", MGMT_BRIDGE])
@@ -621,6 +588,14 @@ impl ClusterLab {
             networks,
         })
     }
+}
+
+/// A veth pair: `iface` (with `mac`) in `ns`, its peer `port` in `peer_ns`.
+fn veth(ns: &str, iface: &str, mac: &str, peer_ns: &str, port: &str) -> Result<String, CmdError> {
+    cmd::ip([
+        "-n", ns, "link", "add", iface, "address", mac, "type", "veth", "peer", "name", port,
+        "netns", peer_ns,
+    ])
 }
 
 #[cfg(test)]

@@ -13,6 +13,15 @@ pub enum Role {
     Provider,
 }
 
+impl Role {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Consumer => "consumer",
+            Self::Provider => "provider",
+        }
+    }
+}
+
 /// One lab network, as laid out before a prefix is applied.
 #[derive(Clone, Copy, Debug)]
 pub struct NetSpec {

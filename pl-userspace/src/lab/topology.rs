@@ -114,10 +114,7 @@ impl fmt::Display for Topology {
             self.prefix, self.forwarder_ns
         )?;
         for n in &self.networks {
-            let role = match n.role {
-                Role::Consumer => "consumer",
-                Role::Provider => "provider",
-            };
+            let role = n.role.name();
             writeln!(
                 f,
                 "  {:<8} {:<8} ns {:<16} {} {} {:<24} <-> {:<10} {} mtu {}",
