@@ -81,7 +81,7 @@ pub fn config(model: &Model, me: usize, fifo: &Path) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "vrrp_instance {name} {{\n  state BACKUP\n  interface {}\n  virtual_router_id {}\n  priority {priority}\n  advert_int {advert:.2}\n  preempt_delay {}\n  unicast_src_ip {}\n  unicast_peer {{\n{}\n  }}\n  virtual_ipaddress {{\n    127.77.0.{}/32 dev lo\n  }}\n}}",
+            "vrrp_instance {name} {{\n  state BACKUP\n  interface {}\n  virtual_router_id {}\n  priority {priority}\n  advert_int {advert:.2}\n  preempt_delay {}\n  unicast_src_ip {}\n  check_unicast_src\n  unicast_peer {{\n{}\n  }}\n  virtual_ipaddress {{\n    127.77.0.{}/32 dev lo\n  }}\n}}",
             c.interface,
             VRID_BASE + z,
             c.failback_s,

@@ -178,17 +178,15 @@ impl Member {
 
     /// The zones this node may serve now: those keepalived made it master of, less any
     /// another node claimed in its last hello, until that node lets go (a hello without
-    /// it) or could no longer hold its lease (`lease` past its last renewal, which came at
-    /// most a hello interval after it was last heard). True if a zone waits.
+    /// it) or could no longer hold its lease. A node says hello right after each renewal,
+    /// every `lease / 4`: its lease ends before its last hello heard + `lease` + one more
+    /// period for a hello lost. True if a zone waits.
     pub fn servable(&self, lease: std::time::Duration) -> (u32, bool) {
         let mut mask = self.serving();
         let mut waiting = false;
         for p in &self.sync.peers {
             let claimed = mask & p.serving;
-            if claimed != 0
-                && p.heard
-                    .is_some_and(|t| t.elapsed() < sync::HELLO_EVERY + lease)
-            {
+            if claimed != 0 && p.heard.is_some_and(|t| t.elapsed() < lease + lease / 2) {
                 mask &= !claimed;
                 waiting = true;
             }

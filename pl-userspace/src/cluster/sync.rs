@@ -22,7 +22,7 @@ use super::wire::{
     Record, VERSION,
 };
 use crate::{
-    flows::{FlowTable, table::Entry},
+    flows::{self, FlowTable, table::Entry},
     model::Model,
     plan::be,
 };
@@ -57,6 +57,11 @@ pub struct Peer {
 /// A flow as last sent: what would make it worth sending again.
 struct Sent {
     zone: u8,
+    /// Where the flow's forward entry sits (entries never move).
+    slot: u32,
+    /// The forward entry's endpoint, which a removal names (the receiver finds the
+    /// flow's zone from it).
+    endpoint: u16,
     reply_key: FlowKey,
     states: (u8, u8),
     at: Instant,
@@ -77,6 +82,17 @@ pub struct SyncCounts {
     pub conflicts: u64,
 }
 
+/// Flows a round sends at most: bounds what a round costs the run loop (which also renews
+/// the lease) under a flood of new flows; past it sync lags, 250k flows/s at the default
+/// interval.
+pub const MAX_RECORDS_PER_ROUND: usize = 50_000;
+
+/// Slots a round scans (64 MiB): a table of up to 500k flows is covered every round.
+const SLOTS_PER_ROUND: u32 = 1 << 20;
+
+/// Bytes of send and receive buffer on the sync socket.
+const SOCKET_BUFFER: usize = 16 << 20;
+
 pub struct Sync {
     sock: tokio::net::UdpSocket,
     me: u8,
@@ -85,12 +101,12 @@ pub struct Sync {
     pub peers: Vec<Peer>,
     sent: HashMap<FlowKey, Sent>,
     refresh: Duration,
-    last_hello: Option<Instant>,
+    /// Removals a send failed for, sent again next round.
+    unsent_removals: Vec<(u8, Record)>,
+    /// The first slot of the next round's slice.
+    cursor: u32,
     pub counts: SyncCounts,
 }
-
-/// How often a peer hears from a node with nothing else to say.
-pub const HELLO_EVERY: Duration = Duration::from_millis(500);
 
 impl Sync {
     /// Listens on node `me`'s management address, on the management interface only.
@@ -99,12 +115,19 @@ impl Sync {
         let node = &c.nodes[usize::from(me)];
         let addr = SocketAddrV4::new(node.address, c.sync_port);
         let bind = || -> std::io::Result<tokio::net::UdpSocket> {
+            use nix::sys::socket::{setsockopt, sockopt};
             let sock = std::net::UdpSocket::bind(addr)?;
-            nix::sys::socket::setsockopt(
+            setsockopt(
                 &sock,
-                nix::sys::socket::sockopt::BindToDevice,
+                sockopt::BindToDevice,
                 &std::ffi::OsString::from(&c.interface),
             )?;
+            // A round's burst (up to ~4,600 datagrams) must fit: a full buffer fails the
+            // rest of the round's sends, and a full receive buffer drops them.
+            setsockopt(&sock, sockopt::SndBufForce, &SOCKET_BUFFER)
+                .or_else(|_| setsockopt(&sock, sockopt::SndBuf, &SOCKET_BUFFER))?;
+            setsockopt(&sock, sockopt::RcvBufForce, &SOCKET_BUFFER)
+                .or_else(|_| setsockopt(&sock, sockopt::RcvBuf, &SOCKET_BUFFER))?;
             sock.set_nonblocking(true)?;
             tokio::net::UdpSocket::from_std(sock)
         };
@@ -152,7 +175,8 @@ impl Sync {
             sent: HashMap::new(),
             refresh: Duration::from_nanos(shortest / 3)
                 .clamp(Duration::from_secs(1), Duration::from_secs(10)),
-            last_hello: None,
+            unsent_removals: Vec::new(),
+            cursor: 0,
             counts: SyncCounts::default(),
         })
     }
@@ -187,44 +211,49 @@ impl Sync {
         let Some(c) = model.cluster.as_ref() else {
             return 0;
         };
-        let records = self.scan(table, model, now_ns);
+        let mut records = std::mem::take(&mut self.unsent_removals);
+        records.extend(self.scan(table, model, now_ns));
         let serving = model.serving.unwrap_or(0);
-        let mut failed: Vec<FlowKey> = Vec::new();
+        let mut failed: Vec<(u8, Record)> = Vec::new();
         for p in &self.peers {
-            let mine: Vec<Record> = records
+            let mine: Vec<(u8, Record)> = records
                 .iter()
                 .filter(|(z, _)| c.candidates(*z).any(|(i, _)| i == usize::from(p.index)))
-                .map(|(_, r)| *r)
+                .copied()
                 .collect();
             for chunk in mine.chunks(RECORDS_PER_DATAGRAM) {
-                let d = wire::encode(self.header(KIND_FLOWS, serving), chunk);
+                let flows: Vec<Record> = chunk.iter().map(|(_, r)| *r).collect();
+                let d = wire::encode(self.header(KIND_FLOWS, serving), &flows);
                 if self.sock.try_send_to(&d, SocketAddr::V4(p.addr)).is_ok() {
                     self.counts.datagrams_sent += 1;
                     self.counts.flows_sent += chunk.len() as u64;
                 } else {
                     self.counts.send_errors += 1;
-                    failed.extend(chunk.iter().map(|r| r.forward_key));
+                    failed.extend_from_slice(chunk);
                 }
             }
         }
-        // Sent again next round.
-        for k in failed {
-            self.sent.remove(&k);
-        }
-        if self.last_hello.is_none_or(|t| t.elapsed() >= HELLO_EVERY) {
-            self.hello(serving);
+        // Sent again next round: an update by forgetting it was sent, a removal as is.
+        for (z, r) in failed {
+            if r.op == OP_REMOVE {
+                self.unsent_removals.push((z, r));
+            } else {
+                self.sent.remove(&r.forward_key);
+            }
         }
         records.len()
     }
 
     /// Tells every peer now which zones this node serves (at once when that changes, so a
     /// node waiting for a zone this one let go need not wait for its lease).
-    pub fn hello(&mut self, serving: u32) {
+    /// `pl run` says hello on every lease renewal, right after it: a peer that heard a
+    /// hello at `t` knows this node's lease ends before `t` + lease + one renewal period
+    /// (one lost hello allowed for: see `Member::servable`).
+    pub fn hello(&self, serving: u32) {
         let d = wire::encode(self.header(KIND_HELLO, serving), &[]);
         for p in &self.peers {
             let _ = self.sock.try_send_to(&d, SocketAddr::V4(p.addr));
         }
-        self.last_hello = Some(Instant::now());
     }
 
     /// What changed since the last round, with each flow's zone.
@@ -232,7 +261,16 @@ impl Sync {
         let now = Instant::now();
         let mut out = Vec::new();
         let mut seen = HashSet::new();
-        for i in 0..table.capacity() {
+        // A slice a round (64 MiB of slots at most), so a round's cost does not grow with
+        // the table: a table of N slots is covered in N / SLOTS_PER_ROUND rounds.
+        let (start, end) = (
+            self.cursor,
+            self.cursor
+                .saturating_add(SLOTS_PER_ROUND)
+                .min(table.capacity()),
+        );
+        self.cursor = if end >= table.capacity() { 0 } else { end };
+        for i in start..end {
             let Some(e) = table.entry_at(i) else {
                 continue;
             };
@@ -261,7 +299,8 @@ impl Sync {
                         && u128::from(idle(&e.value).min(idle(&r.value))) < gone.as_millis()
                 }
             };
-            if !due {
+            // Past the round's budget, the rest waits for the next round (still `seen`).
+            if !due || out.len() >= MAX_RECORDS_PER_ROUND {
                 continue;
             }
             out.push((
@@ -282,29 +321,37 @@ impl Sync {
                 e.key,
                 Sent {
                     zone,
+                    slot: i,
+                    endpoint: e.value.endpoint,
                     reply_key,
                     states,
                     at: now,
                 },
             );
         }
-        // Gone from the table: ended here. A zone this node stopped serving is another's
+        // Gone from the slice: ended here. A zone this node stopped serving is another's
         // now; its flows are forgotten, not removed.
         self.sent.retain(|k, s| {
-            if seen.contains(k) {
+            if !model.serves(s.zone) {
+                return false;
+            }
+            if seen.contains(k) || !(start..end).contains(&s.slot) {
                 return true;
             }
-            if model.serves(s.zone) {
-                out.push((
-                    s.zone,
-                    Record {
-                        forward_key: *k,
-                        reply_key: s.reply_key,
-                        op: OP_REMOVE,
-                        ..Record::default()
+            out.push((
+                s.zone,
+                Record {
+                    forward_key: *k,
+                    forward: FlowValue {
+                        endpoint: s.endpoint,
+                        dir: FLOW_FORWARD,
+                        ..FlowValue::default()
                     },
-                ));
-            }
+                    reply_key: s.reply_key,
+                    op: OP_REMOVE,
+                    ..Record::default()
+                },
+            ));
             false
         });
         out
@@ -319,6 +366,7 @@ impl Sync {
         table: Option<&FlowTable>,
         model: &Model,
         now_ns: u64,
+        target_mac: &dyn Fn(u32) -> Option<[u8; 6]>,
     ) -> Result<Option<String>, String> {
         let SocketAddr::V4(from) = from else {
             return Err(format!("flow sync from {from}: not a node"));
@@ -369,7 +417,7 @@ impl Sync {
             let sender = usize::from(h.node);
             for r in &records {
                 self.counts.flows_received += 1;
-                match apply(t, model, sender, r, now_ns) {
+                match apply(t, model, sender, r, now_ns, target_mac) {
                     Applied::Written => self.counts.flows_written += 1,
                     Applied::Refused => self.counts.refused += 1,
                     Applied::Conflict => self.counts.conflicts += 1,
@@ -394,30 +442,50 @@ enum Applied {
     Nothing,
 }
 
-/// Writes record `r` from node `sender` into `t`.
-fn apply(t: &FlowTable, model: &Model, sender: usize, r: &Record, now_ns: u64) -> Applied {
+/// Writes record `r` from node `sender` into `t`. `target_mac`: the MAC this node has
+/// for a target address, which wins over the sender's.
+fn apply(
+    t: &FlowTable,
+    model: &Model,
+    sender: usize,
+    r: &Record,
+    now_ns: u64,
+    target_mac: &dyn Fn(u32) -> Option<[u8; 6]>,
+) -> Applied {
     let Some(zone) = check(model, sender, r) else {
         return Applied::Refused;
     };
-    if r.op == OP_REMOVE {
-        // The zone's owner says the flow ended; a zone served here is this node's call.
-        if model.serves(zone) {
-            return Applied::Nothing;
-        }
-        if t.take(&r.forward_key).is_some() {
-            t.remove(&r.reply_key);
-            return Applied::Written;
-        }
+    // A zone served here is this node's call: what another node says of it is late news
+    // (its last round before letting go arrives before this node serves).
+    if model.serves(zone) {
         return Applied::Nothing;
+    }
+    let local = t.get(&r.forward_key);
+    // The same flow: the tuple rewritten the same way (a reopened flow takes a new port).
+    let same = |e: &Entry| e.value.reply_key(r.forward_key.proto) == r.reply_key;
+    if r.op == OP_REMOVE {
+        return if local.is_some_and(|e| same(&e)) && flows::remove_flow(t, &r.forward_key) {
+            Applied::Written
+        } else {
+            Applied::Nothing
+        };
     }
     let now_c = coarse(now_ns);
     let seen = |idle_ms: u32| {
         now_c.wrapping_sub(((u64::from(idle_ms) * 1_000_000) >> COARSE_SHIFT) as u32)
     };
     let (fwd_seen, rep_seen) = (seen(r.forward_idle_ms), seen(r.reply_idle_ms));
-    if t.merge(&r.forward_key, r.forward.state, fwd_seen) {
-        t.merge(&r.reply_key, r.reply.state, rep_seen);
-        return Applied::Written;
+    match local {
+        Some(e) if same(&e) => {
+            t.merge(&r.forward_key, r.forward.state, fwd_seen);
+            t.merge(&r.reply_key, r.reply.state, rep_seen);
+            return Applied::Written;
+        }
+        // Another flow on the tuple (the consumer reused its port): the old one goes.
+        Some(_) => {
+            flows::remove_flow(t, &r.forward_key);
+        }
+        None => {}
     }
     let created = ((now_ns / 1_000_000_000) as u32).wrapping_sub(r.age_s) & CREATED_MASK;
     let reply = FlowValue {
@@ -426,6 +494,7 @@ fn apply(t: &FlowTable, model: &Model, sender: usize, r: &Record, now_ns: u64) -
     };
     let forward = FlowValue {
         last_seen: fwd_seen,
+        dst_mac: target_mac(r.forward.new_dst_be).unwrap_or(r.forward.dst_mac),
         ..r.forward
     };
     // The reply entry first: it is the SNAT port's reservation.
@@ -449,6 +518,8 @@ fn apply(t: &FlowTable, model: &Model, sender: usize, r: &Record, now_ns: u64) -
 fn same_reply(e: &Entry, v: &FlowValue) -> bool {
     e.value.new_dst_be == v.new_dst_be
         && e.value.new_dport_be == v.new_dport_be
+        && e.value.new_src_be == v.new_src_be
+        && e.value.new_sport_be == v.new_sport_be
         && e.value.egress == v.egress
 }
 
@@ -467,12 +538,26 @@ fn check(model: &Model, sender: usize, r: &Record) -> Option<u8> {
     let e = &model.endpoints[usize::from(f.endpoint)];
     let s = model.services.get(usize::from(e.service))?;
     let rep = &r.reply;
+    // A listener of the service on that port, to its target port.
+    let listener = s.listeners.iter().any(|l| {
+        l.proto == k.proto
+            && l.port.to_be() == k.dport_be
+            && l.target_port.to_be() == f.new_dport_be
+    });
+    // A target the endpoint address's zone may reach, from an NLB address of the service.
+    let target = s
+        .targets
+        .iter()
+        .any(|t| be(t.ip) == f.new_dst_be && (s.cross_zone || t.zone == zone));
+    let port = u16::from_be(f.new_sport_be);
     let sound = f.dir == FLOW_FORWARD
         && rep.dir == FLOW_REPLY
         && !s.removed
+        && listener
+        && target
+        && (model.settings.snat_port_min..=model.settings.snat_port_max).contains(&port)
         && u16::from(f.egress) == s.network
         && s.nlbs.iter().any(|(ip, _)| be(*ip) == f.new_src_be)
-        && s.targets.iter().any(|t| be(t.ip) == f.new_dst_be)
         && r.reply_key == f.reply_key(k.proto)
         && rep.new_src_be == k.dst_be
         && rep.new_dst_be == k.src_be
@@ -578,7 +663,26 @@ mod tests {
         let r = record(&m);
         assert_eq!(check(&m, 0, &r), Some(0), "fw-a is z1's primary");
         assert_eq!(check(&m, 1, &r), Some(0), "fw-b backs z1 up");
-        let bad: [Spoil; 5] = [
+        let other_zone = be(m.services[0].targets[1].ip);
+        assert_ne!(
+            m.services[0].targets[1].zone, 0,
+            "the second target is z2's"
+        );
+        let mut r = record(&m);
+        r.forward.new_dst_be = other_zone;
+        assert_eq!(
+            check(&m, 1, &r),
+            None,
+            "z2's target through z1 with cross_zone off"
+        );
+        let bad: [Spoil; 7] = [
+            ("a target port no listener has", |r| {
+                r.forward.new_dport_be = 22u16.to_be();
+            }),
+            ("a SNAT port outside the range", |r| {
+                r.forward.new_sport_be = 80u16.to_be();
+                r.reply_key = r.forward.reply_key(6);
+            }),
             ("a target the service lacks", |r| {
                 r.forward.new_dst_be = 0x0909_0909;
             }),

@@ -38,9 +38,15 @@ impl Daemon {
                 let Some(model) = self.dp.model() else {
                     return;
                 };
-                let got =
-                    m.sync
-                        .receive(from, &buf[..n], self.flows.as_ref(), model, flows::now_ns());
+                let dp = &self.dp;
+                let got = m.sync.receive(
+                    from,
+                    &buf[..n],
+                    self.flows.as_ref(),
+                    model,
+                    flows::now_ns(),
+                    &|addr| dp.target_mac(addr),
+                );
                 match got {
                     Ok(Some(peer)) => tracing::info!(
                         "node {peer} joined: it hears every flow of the zones it may serve"
@@ -81,6 +87,12 @@ impl Daemon {
         }
         let (gained, lost) = (mask & !before, before & !mask);
         let (gained_names, lost_names) = (zone_names(model, gained), zone_names(model, lost));
+        // Letting go: the zone's last changes go out first, while it is still served.
+        if lost != 0
+            && let Some(t) = self.flows.as_ref()
+        {
+            m.sync.round(t, model, flows::now_ns());
+        }
         match self.dp.set_serving(mask) {
             Ok(log) => log.iter().for_each(|l| tracing::info!("{l}")),
             Err(e) => {
@@ -164,6 +176,10 @@ impl Daemon {
         {
             tracing::warn!("renewing the lease: {:#}", anyhow::Error::from(e));
         }
+        // Right after the renewal: see `Member::servable`.
+        if let (Some(m), Some(model)) = (self.cluster.as_ref(), self.dp.model()) {
+            m.sync.hello(model.serving.unwrap_or(0));
+        }
     }
 
     /// One sync round: what changed in the flows of the zones served goes to the peers.
@@ -182,7 +198,15 @@ impl Daemon {
         let Some(mut m) = self.cluster.take() else {
             return;
         };
-        if let Err(e) = self.dp.set_serving(0).and_then(|_| self.dp.renew_lease(1)) {
+        // The lease first: whatever fails below, the program answers for nothing now.
+        if let Err(e) = self.dp.renew_lease(1) {
+            tracing::warn!("ending the lease: {:#}", anyhow::Error::from(e));
+        }
+        // The zones' last changes, then let go.
+        if let (Some(t), Some(model)) = (self.flows.as_ref(), self.dp.model()) {
+            m.sync.round(t, model, flows::now_ns());
+        }
+        if let Err(e) = self.dp.set_serving(0) {
             tracing::warn!("releasing zones: {:#}", anyhow::Error::from(e));
         }
         // The peers hear it let go before keepalived hands the zones over.

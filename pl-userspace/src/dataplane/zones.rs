@@ -28,10 +28,31 @@ impl Dataplane {
         if d.model.serving == Some(mask) {
             return Ok(Vec::new());
         }
+        let before = d.model.serving;
         d.model.serving = Some(mask);
-        let mut log = self.refresh_targets()?;
+        let mut log = match self.refresh_targets() {
+            Ok(log) => log,
+            Err(e) => {
+                // Still serving what the maps hold: the next call tries again.
+                if let Some(d) = self.data.as_mut() {
+                    d.model.serving = before;
+                }
+                return Err(e);
+            }
+        };
         log.extend(self.probe_targets());
         Ok(log)
+    }
+
+    /// The MAC this node has for target address `addr_be` (network byte order), if
+    /// resolved.
+    pub fn target_mac(&self, addr_be: u32) -> Option<[u8; 6]> {
+        let d = self.data.as_ref()?;
+        d.plan
+            .targets
+            .iter()
+            .find(|(_, t)| t.addr_be == addr_be && t.mac != [0; 6])
+            .map(|(_, t)| t.mac)
     }
 
     /// Renews this node's lease on its zones until `until_ns` (CLOCK_MONOTONIC): past it,

@@ -161,6 +161,12 @@ fn other_half(t: &FlowTable, key: &FlowKey, entry: &FlowValue) -> Option<FlowVal
         .filter(|o| same_flow(key, entry, o))
 }
 
+/// Removes the flow under `key` (its forward entry, then its reply entry if that points
+/// back). True if there was one.
+pub fn remove_flow(t: &FlowTable, key: &FlowKey) -> bool {
+    matches!(remove_pair(t, key, |_, _| true), Taken::Removed(_))
+}
+
 /// What [`remove_pair`] did.
 enum Taken {
     /// The flow is gone, both halves.

@@ -70,6 +70,7 @@ pub(super) fn cluster(
     cfg: &Config,
     zones: &[String],
     ifaces: &dyn Interfaces,
+    settings: Option<&pl_common::settings::Settings>,
     found: &mut Found<'_>,
 ) -> Option<Cluster> {
     let Some(c) = &cfg.cluster else {
@@ -86,7 +87,7 @@ pub(super) fn cluster(
         label: "[cluster]".to_owned(),
         at: c.span().start,
     };
-    let settings = settings(&sec, c.get_ref(), found);
+    let timing = settings_of(&sec, c.get_ref(), found);
     let nets = mgmt_nets(&sec, c.get_ref(), cfg, ifaces, found);
     let mut names = HashSet::new();
     let mut nodes: Vec<Node> = Vec::new();
@@ -162,7 +163,51 @@ pub(super) fn cluster(
             ));
         }
     }
-    let (takeover_s, failback_s, sync_port, sync_interval_ms) = settings?;
+    for z in zones {
+        let ok = z.len() <= 32
+            && z.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !ok {
+            found.errors.push(sec.error(
+                "node",
+                None,
+                format!(
+                    "zone {z:?} cannot name a VRRP instance: use up to 32 of A-Z, a-z, 0-9, '-', '_', '.'"
+                ),
+            ));
+        }
+    }
+    let (takeover_s, failback_s, sync_port, sync_interval_ms) = timing?;
+    // A backup's copy must be refreshed before it could idle out.
+    if let Some(limits) = settings {
+        let shortest = [
+            limits.tcp_idle_ns,
+            limits.tcp_transient_ns,
+            limits.tcp_half_closed_ns,
+            limits.tcp_closing_ns,
+            limits.udp_idle_ns,
+            limits.udp_oneway_ns,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(u64::MAX);
+        if u64::from(sync_interval_ms) * 3_000_000 > shortest {
+            found.errors.push(
+                sec.error(
+                    "sync_interval_ms",
+                    c.get_ref()
+                        .sync_interval_ms
+                        .as_ref()
+                        .map(|v| v.span().start),
+                    format!(
+                        "must be under a third of the shortest [limits] timeout ({} ms)",
+                        shortest / 1_000_000
+                    ),
+                ),
+            );
+            return None;
+        }
+    }
     Some(Cluster {
         interface: c.get_ref().interface.get_ref().clone(),
         takeover_s,
@@ -174,7 +219,7 @@ pub(super) fn cluster(
 }
 
 /// takeover_s, failback_s, sync_port, sync_interval_ms, each in range.
-fn settings(
+fn settings_of(
     sec: &Section<'_>,
     c: &ClusterCfg,
     found: &mut Found<'_>,
@@ -346,6 +391,17 @@ mod tests {
                     "interface = \"mgmt0\"\ntakeover_s = 0",
                 ),
                 "takeover_s: must be 1 to 60",
+            ),
+            (
+                with(
+                    "interface = \"mgmt0\"",
+                    "interface = \"mgmt0\"\nsync_interval_ms = 5000",
+                ),
+                "sync_interval_ms: must be under a third of the shortest [limits] timeout",
+            ),
+            (
+                format!("{EXAMPLE}{NODES}").replace("z2", "z 2"),
+                "zone \"z 2\" cannot name a VRRP instance",
             ),
         ] {
             let e = err(&text);

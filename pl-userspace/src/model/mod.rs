@@ -177,7 +177,14 @@ impl Model {
         let (services, next_target) = services::services(src, cfg, &networks, &mut addrs, found);
         let endpoints = endpoints::endpoints(src, cfg, &networks, &services, &mut addrs, found);
         let limits = limits::limits(src, cfg, found);
-        let cluster = cluster::cluster(src, cfg, &addrs.zones.0, ifaces, found);
+        let cluster = cluster::cluster(
+            src,
+            cfg,
+            &addrs.zones.0,
+            ifaces,
+            limits.as_ref().map(|(_, s)| s),
+            found,
+        );
         if !found.errors.is_empty() {
             return None;
         }

@@ -489,21 +489,32 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// After a synced run's window: the flows it opened and those flow sync sent, once
-    /// the sync has had a second to catch up.
+    /// After a synced run's window: the flows it opened, those flow sync sent, and how
+    /// long after the window sync took to send them all (up to 15 s).
     pub(super) fn sync_counts(&self) -> anyhow::Result<super::SyncResult> {
-        std::thread::sleep(Duration::from_secs(1));
+        let ended = Instant::now();
         let run = self.run.as_ref().context("pl is not running")?;
         let created = run
             .counters()?
             .endpoints
             .first()
             .map_or(0, |e| e.get(EndpointCounter::NewFlows));
-        let status = netns::run_in(&self.topo.forwarder_ns, || {
-            control::status(control::DEFAULT_INSTANCE)
-        })??;
-        let sent = status.cluster.map_or(0, |c| c.sync.flows_sent);
-        Ok(super::SyncResult { created, sent })
+        let sent = || -> anyhow::Result<u64> {
+            let status = netns::run_in(&self.topo.forwarder_ns, || {
+                control::status(control::DEFAULT_INSTANCE)
+            })??;
+            Ok(status.cluster.map_or(0, |c| c.sync.flows_sent))
+        };
+        let mut now = sent()?;
+        while now < created && ended.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(100));
+            now = sent()?;
+        }
+        Ok(super::SyncResult {
+            created,
+            sent: now,
+            catch_up_ms: ended.elapsed().as_millis() as u64,
+        })
     }
 
     /// Creates `flows` established flows by running the generator until pl counted them.

@@ -119,6 +119,9 @@ pub struct BenchResults {
 pub struct SyncResult {
     pub created: u64,
     pub sent: u64,
+    /// From the window's end until sync had sent as many flows as were opened.
+    #[serde(default)]
+    pub catch_up_ms: u64,
 }
 
 /// One stage of one path: the median time of a run that stops after it, and what that
