@@ -151,17 +151,7 @@ impl Sync {
                 mismatched: false,
             })
             .collect();
-        let shortest = [
-            model.settings.tcp_idle_ns,
-            model.settings.tcp_transient_ns,
-            model.settings.tcp_half_closed_ns,
-            model.settings.tcp_closing_ns,
-            model.settings.udp_idle_ns,
-            model.settings.udp_oneway_ns,
-        ]
-        .into_iter()
-        .min()
-        .unwrap_or(30_000_000_000);
+        let shortest = model.settings.min_idle_ns();
         Ok(Self {
             sock,
             me,

@@ -180,17 +180,7 @@ pub(super) fn cluster(
     let (takeover_s, failback_s, sync_port, sync_interval_ms) = timing?;
     // A backup's copy must be refreshed before it could idle out.
     if let Some(limits) = settings {
-        let shortest = [
-            limits.tcp_idle_ns,
-            limits.tcp_transient_ns,
-            limits.tcp_half_closed_ns,
-            limits.tcp_closing_ns,
-            limits.udp_idle_ns,
-            limits.udp_oneway_ns,
-        ]
-        .into_iter()
-        .min()
-        .unwrap_or(u64::MAX);
+        let shortest = limits.min_idle_ns();
         if u64::from(sync_interval_ms) * 3_000_000 > shortest {
             found.errors.push(
                 sec.error(
