@@ -8,7 +8,7 @@
 //! state bits set, within the last interval.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     time::{Duration, Instant},
 };
@@ -57,8 +57,7 @@ pub struct Peer {
 /// A flow as last sent: what would make it worth sending again.
 struct Sent {
     zone: u8,
-    /// Where the flow's forward entry sits (entries never move).
-    slot: u32,
+    key: FlowKey,
     /// The forward entry's endpoint, which a removal names (the receiver finds the
     /// flow's zone from it).
     endpoint: u16,
@@ -99,10 +98,12 @@ pub struct Sync {
     boot: u64,
     fingerprint: u32,
     pub peers: Vec<Peer>,
-    sent: HashMap<FlowKey, Sent>,
+    /// By the slot of the flow's forward entry (entries never move): a round looks only
+    /// at its slice's, so its cost does not grow with the table.
+    sent: BTreeMap<u32, Sent>,
     refresh: Duration,
     /// Removals a send failed for, sent again next round.
-    unsent_removals: Vec<(u8, Record)>,
+    unsent_removals: Vec<Pending>,
     /// The first slot of the next round's slice.
     cursor: u32,
     pub counts: SyncCounts,
@@ -162,7 +163,7 @@ impl Sync {
                 ^ (u64::from(std::process::id()) << 40),
             fingerprint: fingerprint(model),
             peers,
-            sent: HashMap::new(),
+            sent: BTreeMap::new(),
             refresh: Duration::from_nanos(shortest / 3)
                 .clamp(Duration::from_secs(1), Duration::from_secs(10)),
             unsent_removals: Vec::new(),
@@ -204,15 +205,15 @@ impl Sync {
         let mut records = std::mem::take(&mut self.unsent_removals);
         records.extend(self.scan(table, model, now_ns));
         let serving = model.serving.unwrap_or(0);
-        let mut failed: Vec<(u8, Record)> = Vec::new();
+        let mut failed: Vec<Pending> = Vec::new();
         for p in &self.peers {
-            let mine: Vec<(u8, Record)> = records
+            let mine: Vec<Pending> = records
                 .iter()
-                .filter(|(z, _)| c.candidates(*z).any(|(i, _)| i == usize::from(p.index)))
+                .filter(|r| c.candidates(r.zone).any(|(i, _)| i == usize::from(p.index)))
                 .copied()
                 .collect();
             for chunk in mine.chunks(RECORDS_PER_DATAGRAM) {
-                let flows: Vec<Record> = chunk.iter().map(|(_, r)| *r).collect();
+                let flows: Vec<Record> = chunk.iter().map(|r| r.record).collect();
                 let d = wire::encode(self.header(KIND_FLOWS, serving), &flows);
                 if self.sock.try_send_to(&d, SocketAddr::V4(p.addr)).is_ok() {
                     self.counts.datagrams_sent += 1;
@@ -224,11 +225,11 @@ impl Sync {
             }
         }
         // Sent again next round: an update by forgetting it was sent, a removal as is.
-        for (z, r) in failed {
-            if r.op == OP_REMOVE {
-                self.unsent_removals.push((z, r));
+        for r in failed {
+            if r.record.op == OP_REMOVE {
+                self.unsent_removals.push(r);
             } else {
-                self.sent.remove(&r.forward_key);
+                self.sent.remove(&r.slot);
             }
         }
         records.len()
@@ -246,11 +247,10 @@ impl Sync {
         }
     }
 
-    /// What changed since the last round, with each flow's zone.
-    fn scan(&mut self, table: &FlowTable, model: &Model, now_ns: u64) -> Vec<(u8, Record)> {
+    /// What changed since the last round in the round's slice of the table.
+    fn scan(&mut self, table: &FlowTable, model: &Model, now_ns: u64) -> Vec<Pending> {
         let now = Instant::now();
         let mut out = Vec::new();
-        let mut seen = HashSet::new();
         // A slice a round (64 MiB of slots at most), so a round's cost does not grow with
         // the table: a table of N slots is covered in N / SLOTS_PER_ROUND rounds.
         let (start, end) = (
@@ -260,42 +260,58 @@ impl Sync {
                 .min(table.capacity()),
         );
         self.cursor = if end >= table.capacity() { 0 } else { end };
-        for i in start..end {
-            let Some(e) = table.entry_at(i) else {
+        let forward_at = |i: u32| table.entry_at(i).filter(|e| e.value.dir == FLOW_FORWARD);
+        // Sent from this slice and no longer in its slot: ended here. A zone this node
+        // stopped serving is another's now; its flows are forgotten, not removed.
+        let ended: Vec<u32> = self
+            .sent
+            .range(start..end)
+            .filter(|(i, s)| forward_at(**i).is_none_or(|e| e.key != s.key))
+            .map(|(i, _)| *i)
+            .collect();
+        for i in ended {
+            let Some(s) = self.sent.remove(&i) else {
                 continue;
             };
-            if e.value.dir != FLOW_FORWARD {
-                continue;
+            if model.serves(s.zone) {
+                out.push(Pending::removal(&s));
             }
+        }
+        for i in start..end {
+            let Some(e) = forward_at(i) else {
+                continue;
+            };
             let Some(zone) = zone_of(model, &e.key, &e.value) else {
                 continue;
             };
             if !model.serves(zone) {
+                self.sent.remove(&i);
                 continue;
             }
             let reply_key = e.value.reply_key(e.key.proto);
             let Some(r) = table.get(&reply_key) else {
                 continue;
             };
-            seen.insert(e.key);
             let idle = |v: &FlowValue| (since(now_ns, v.last_seen) / 1_000_000) as u32;
             let states = (e.value.state, r.value.state);
-            let due = match self.sent.get(&e.key) {
+            let due = match self.sent.get(&i) {
                 None => true,
-                Some(s) if s.states != states => true,
+                // Another flow on the tuple (a reopened one takes a new SNAT port).
+                Some(s) if s.reply_key != reply_key || s.states != states => true,
                 Some(s) => {
                     let gone = now.duration_since(s.at);
                     gone >= self.refresh
                         && u128::from(idle(&e.value).min(idle(&r.value))) < gone.as_millis()
                 }
             };
-            // Past the round's budget, the rest waits for the next round (still `seen`).
+            // Past the round's budget, the rest waits for a later round.
             if !due || out.len() >= MAX_RECORDS_PER_ROUND {
                 continue;
             }
-            out.push((
+            out.push(Pending {
                 zone,
-                Record {
+                slot: i,
+                record: Record {
                     forward_key: e.key,
                     forward: e.value,
                     reply_key,
@@ -306,12 +322,12 @@ impl Sync {
                     op: OP_UPSERT,
                     _pad: [0; 3],
                 },
-            ));
+            });
             self.sent.insert(
-                e.key,
+                i,
                 Sent {
                     zone,
-                    slot: i,
+                    key: e.key,
                     endpoint: e.value.endpoint,
                     reply_key,
                     states,
@@ -319,31 +335,6 @@ impl Sync {
                 },
             );
         }
-        // Gone from the slice: ended here. A zone this node stopped serving is another's
-        // now; its flows are forgotten, not removed.
-        self.sent.retain(|k, s| {
-            if !model.serves(s.zone) {
-                return false;
-            }
-            if seen.contains(k) || !(start..end).contains(&s.slot) {
-                return true;
-            }
-            out.push((
-                s.zone,
-                Record {
-                    forward_key: *k,
-                    forward: FlowValue {
-                        endpoint: s.endpoint,
-                        dir: FLOW_FORWARD,
-                        ..FlowValue::default()
-                    },
-                    reply_key: s.reply_key,
-                    op: OP_REMOVE,
-                    ..Record::default()
-                },
-            ));
-            false
-        });
         out
     }
 
@@ -422,6 +413,37 @@ impl Sync {
     /// other candidates hear the zone's flows from their new owner).
     pub fn resend_all(&mut self) {
         self.sent.clear();
+    }
+}
+
+/// A record on its way, with the flow's zone (which peers hear it) and the slot of its
+/// forward entry (what to forget if it cannot be sent).
+#[derive(Clone, Copy)]
+struct Pending {
+    zone: u8,
+    slot: u32,
+    record: Record,
+}
+
+impl Pending {
+    /// The removal of a flow as last sent: the forward key and endpoint (the receiver
+    /// finds the zone from them) and the reply key (so it removes only that flow).
+    fn removal(s: &Sent) -> Self {
+        Self {
+            zone: s.zone,
+            slot: u32::MAX,
+            record: Record {
+                forward_key: s.key,
+                forward: FlowValue {
+                    endpoint: s.endpoint,
+                    dir: FLOW_FORWARD,
+                    ..FlowValue::default()
+                },
+                reply_key: s.reply_key,
+                op: OP_REMOVE,
+                ..Record::default()
+            },
+        }
     }
 }
 
