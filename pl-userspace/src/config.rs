@@ -40,6 +40,9 @@ pub struct ClusterCfg {
     pub sync_port: Option<Spanned<u16>>,
     /// How often a node sends what changed in its flows, ms (default 200).
     pub sync_interval_ms: Option<Spanned<u32>>,
+    /// The key every node shares (an absolute path, a file only root can read): flow
+    /// sync datagrams carry a tag under it. Required.
+    pub secret_file: Option<Spanned<String>>,
 }
 
 /// `[[node]]`: one forwarder of the cluster.

@@ -226,12 +226,13 @@ impl StatusReport {
             add(
                 "Flow sync",
                 format!(
-                    "{} flows sent, {} received, {} written, {} refused, {} conflicts",
+                    "{} flows sent, {} received, {} written, {} refused, {} conflicts, {} unauthenticated",
                     c.sync.flows_sent,
                     c.sync.flows_received,
                     c.sync.flows_written,
                     c.sync.refused,
-                    c.sync.conflicts
+                    c.sync.conflicts,
+                    c.sync.unauthenticated
                 ),
             );
         }

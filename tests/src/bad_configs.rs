@@ -178,26 +178,41 @@ pub const CORPUS: &[(&str, &str, &str, &[&str])] = &[
     (
         "a zone with two primaries",
         "",
-        "[cluster]\ninterface = \"mgmt0\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\n\n[[node]]\nname = \"fw-b\"\naddress = \"192.168.100.2\"\nzones = [\"z1\"]\n",
+        "[cluster]\ninterface = \"mgmt0\"\nsecret_file = \"/etc/pl/cluster.key\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\n\n[[node]]\nname = \"fw-b\"\naddress = \"192.168.100.2\"\nzones = [\"z1\"]\n",
         &["[[node]] \"fw-b\": zones", "zone \"z1\" has two primaries"],
     ),
     (
         "a node named twice",
         "",
-        "[cluster]\ninterface = \"mgmt0\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.2\"\n",
+        "[cluster]\ninterface = \"mgmt0\"\nsecret_file = \"/etc/pl/cluster.key\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.2\"\n",
         &["[[node]] \"fw-a\": name"],
     ),
     (
         "a backup zone no address is in",
         "",
-        "[cluster]\ninterface = \"mgmt0\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\nbackup_zones = [\"z9\"]\n",
+        "[cluster]\ninterface = \"mgmt0\"\nsecret_file = \"/etc/pl/cluster.key\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\nbackup_zones = [\"z9\"]\n",
         &["[[node]] \"fw-a\": backup_zones", "unknown zone \"z9\""],
     ),
     (
         "a zone with no primary",
         "",
-        "[cluster]\ninterface = \"mgmt0\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\"]\nbackup_zones = [\"z2\"]\n",
+        "[cluster]\ninterface = \"mgmt0\"\nsecret_file = \"/etc/pl/cluster.key\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\"]\nbackup_zones = [\"z2\"]\n",
         &["[cluster]: node", "zone \"z2\" has no node"],
+    ),
+    (
+        "a cluster without the key its nodes share",
+        "",
+        "[cluster]\ninterface = \"mgmt0\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\n",
+        &[
+            "[cluster]: secret_file",
+            "required: the key every node shares",
+        ],
+    ),
+    (
+        "a cluster key given by a relative path",
+        "",
+        "[cluster]\ninterface = \"mgmt0\"\nsecret_file = \"cluster.key\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\n",
+        &["[cluster]: secret_file", "must be an absolute path"],
     ),
     (
         "a node without a cluster",
@@ -208,7 +223,7 @@ pub const CORPUS: &[(&str, &str, &str, &[&str])] = &[
     (
         "a network's interface as the management interface",
         "",
-        "[cluster]\ninterface = \"fw-prov\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\n",
+        "[cluster]\ninterface = \"fw-prov\"\nsecret_file = \"/etc/pl/cluster.key\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\", \"z2\"]\n",
         &[
             "[cluster]: interface",
             "the management network must be its own",

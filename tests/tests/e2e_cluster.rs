@@ -552,6 +552,7 @@ fn a_crashed_pl_run_stops_answering_before_its_zone_moves() {
     );
     let after = udp().unwrap_or_else(|e| panic!("UDP after the takeover: {}", chain(e)));
     assert_eq!(before, after, "the UDP flow changed target or SNAT port");
+    forged_hellos_are_refused(&c);
     std::thread::sleep(Duration::from_secs(2));
     let answers = prober.finish();
     let (mac1, mac2) = (c.mac(1, "acme"), c.mac(2, "acme"));
@@ -565,4 +566,76 @@ fn a_crashed_pl_run_stops_answering_before_its_zone_moves() {
         "fw2's program still answered for {EP_Z2} after its lease lapsed"
     );
     drop((fw1, fw2));
+}
+
+/// With fw2's `pl run` dead, anyone on fw2 can bind its sync address and port, as a local
+/// user could: a hello claiming z1 under another key is refused and counted; under the
+/// cluster's key, fw1 takes it in (so the refusal is the key's doing).
+fn forged_hellos_are_refused(c: &Cluster) {
+    use pl_userspace::cluster::{secret::Secret, wire};
+    let fw1 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 100, 1), 7946);
+    let hello = |key: &Secret, seq: u64| {
+        let h = wire::Header {
+            magic: wire::MAGIC,
+            version: wire::VERSION,
+            node: 1,
+            kind: wire::KIND_HELLO,
+            serving: 1, // z1
+            boot: u64::MAX / 2,
+            seq,
+            ..wire::Header::default()
+        };
+        let d = wire::encode(h, &[], key);
+        netns::run_in(&c.lab.node_ns(2), || -> std::io::Result<()> {
+            let s = std::net::UdpSocket::bind("192.168.100.2:7946")?;
+            s.send_to(&d, fw1)?;
+            Ok(())
+        })
+        .expect("netns")
+        .unwrap_or_else(|e| panic!("sending from fw2's sync address: {e}"));
+    };
+    let seen = || {
+        let cl = c
+            .status(1)
+            .and_then(|s| s.cluster)
+            .expect("fw1's cluster status");
+        let fw2 = cl
+            .peers
+            .iter()
+            .find(|p| p.name == "fw2")
+            .expect("fw2")
+            .clone();
+        (cl.sync.unauthenticated, fw2.serving)
+    };
+    let (before, _) = seen();
+    hello(&Secret::new(vec![0x55; 32]).expect("key"), 1);
+    let refused = within(Duration::from_secs(2), || seen().0 > before);
+    let (_, claimed) = seen();
+    assert!(
+        refused.is_some(),
+        "a hello under another key was not counted as unauthenticated"
+    );
+    assert!(
+        !claimed.contains(&"z1".to_owned()),
+        "fw1 believed a forged hello: fw2 serves {claimed:?}"
+    );
+    let key = std::fs::read(pl_userspace::lab::cluster::secret_path(c.lab.prefix()))
+        .expect("the lab's key");
+    hello(&Secret::new(key).expect("key"), 2);
+    let taken = within(Duration::from_secs(2), || {
+        seen().1.contains(&"z1".to_owned())
+    });
+    assert!(
+        taken.is_some(),
+        "a hello under the cluster's key was refused too: the test proves nothing"
+    );
+    // The same datagram again is a replay.
+    let (before, _) = seen();
+    let key = std::fs::read(pl_userspace::lab::cluster::secret_path(c.lab.prefix()))
+        .expect("the lab's key");
+    hello(&Secret::new(key).expect("key"), 2);
+    assert!(
+        within(Duration::from_secs(2), || seen().0 > before).is_some(),
+        "a replayed hello was taken"
+    );
 }

@@ -218,7 +218,7 @@ mod tests {
     use super::*;
     use crate::model::testing::{EXAMPLE, build};
 
-    const NODES: &str = "\n[cluster]\ninterface = \"mgmt0\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\"]\nbackup_zones = [\"z2\"]\n\n[[node]]\nname = \"fw-b\"\naddress = \"192.168.100.2\"\nzones = [\"z2\"]\nbackup_zones = [\"z1\"]\n\n[[node]]\nname = \"fw-c\"\naddress = \"192.168.100.3\"\nbackup_zones = [\"z1\"]\n";
+    const NODES: &str = "\n[cluster]\ninterface = \"mgmt0\"\nsecret_file = \"/etc/pl/cluster.key\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\"]\nbackup_zones = [\"z2\"]\n\n[[node]]\nname = \"fw-b\"\naddress = \"192.168.100.2\"\nzones = [\"z2\"]\nbackup_zones = [\"z1\"]\n\n[[node]]\nname = \"fw-c\"\naddress = \"192.168.100.3\"\nbackup_zones = [\"z1\"]\n";
 
     #[test]
     fn each_node_runs_an_instance_per_zone_it_may_serve() {

@@ -4,6 +4,7 @@
 //! keepalived's state lines, sync datagrams and its ticks.
 
 pub mod keepalived;
+pub mod secret;
 pub mod sync;
 pub mod wire;
 
@@ -37,6 +38,8 @@ pub enum ClusterError {
     Keepalived(#[from] KeepalivedError),
     #[error(transparent)]
     Sync(#[from] SyncError),
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
 }
@@ -95,7 +98,8 @@ impl Member {
                 interface: c.interface.clone(),
             });
         }
-        let sync = Sync::bind(model, me as u8)?;
+        let key = secret::Secret::load(&c.secret_file)?;
+        let sync = Sync::bind(model, me as u8, key)?;
         let cookie = crate::state::netns_cookie()?;
         let dir = crate::state::cluster_dir(instance, cookie);
         let keepalived = Keepalived::start(model, me, &dir)?;

@@ -17,6 +17,7 @@ use pl_common::flow::{
     COARSE_SHIFT, CREATED_MASK, FLOW_FORWARD, FLOW_REPLY, FlowKey, FlowValue, coarse, since,
 };
 
+use super::secret::{Fresh, Replay, Secret};
 use super::wire::{
     self, Header, KIND_FLOWS, KIND_HELLO, MAGIC, OP_REMOVE, OP_UPSERT, RECORDS_PER_DATAGRAM,
     Record, VERSION,
@@ -52,6 +53,8 @@ pub struct Peer {
     pub serving: u32,
     /// Its config numbers ids differently: its flows are refused.
     pub mismatched: bool,
+    /// Its datagrams taken so far.
+    replay: Replay,
 }
 
 /// A flow as last sent: what would make it worth sending again.
@@ -79,6 +82,9 @@ pub struct SyncCounts {
     pub refused: u64,
     /// A received flow whose SNAT reservation another flow here holds.
     pub conflicts: u64,
+    /// Datagrams from a node's address whose tag is not under the key, or seen before.
+    #[serde(default)]
+    pub unauthenticated: u64,
 }
 
 /// Flows a round sends at most: bounds what a round costs the run loop (which also renews
@@ -95,7 +101,10 @@ const SOCKET_BUFFER: usize = 16 << 20;
 pub struct Sync {
     sock: tokio::net::UdpSocket,
     me: u8,
+    key: Secret,
     boot: u64,
+    /// The next datagram's number.
+    seq: std::cell::Cell<u64>,
     fingerprint: u32,
     pub peers: Vec<Peer>,
     /// By the slot of the flow's forward entry (entries never move): a round looks only
@@ -110,8 +119,9 @@ pub struct Sync {
 }
 
 impl Sync {
-    /// Listens on node `me`'s management address, on the management interface only.
-    pub fn bind(model: &Model, me: u8) -> Result<Self, SyncError> {
+    /// Listens on node `me`'s management address, on the management interface only;
+    /// datagrams are tagged and checked under `key`.
+    pub fn bind(model: &Model, me: u8, key: Secret) -> Result<Self, SyncError> {
         let c = model.cluster.as_ref().expect("a cluster model");
         let node = &c.nodes[usize::from(me)];
         let addr = SocketAddrV4::new(node.address, c.sync_port);
@@ -150,17 +160,19 @@ impl Sync {
                 heard: None,
                 serving: 0,
                 mismatched: false,
+                replay: Replay::default(),
             })
             .collect();
         let shortest = model.settings.min_idle_ns();
         Ok(Self {
             sock,
             me,
-            // Unique per run: the wall clock's ns and the pid.
+            key,
+            // A later run, a larger number: the wall clock's ns (see `Replay::accept`).
             boot: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-                ^ (u64::from(std::process::id()) << 40),
+                .map_or(1, |d| d.as_nanos() as u64),
+            seq: std::cell::Cell::new(1),
             fingerprint: fingerprint(model),
             peers,
             sent: BTreeMap::new(),
@@ -184,7 +196,10 @@ impl Sync {
     }
 
     fn header(&self, kind: u8, serving: u32) -> Header {
+        let seq = self.seq.get();
+        self.seq.set(seq + 1);
         Header {
+            seq,
             magic: MAGIC,
             version: VERSION,
             node: self.me,
@@ -214,7 +229,7 @@ impl Sync {
                 .collect();
             for chunk in mine.chunks(RECORDS_PER_DATAGRAM) {
                 let flows: Vec<Record> = chunk.iter().map(|r| r.record).collect();
-                let d = wire::encode(self.header(KIND_FLOWS, serving), &flows);
+                let d = wire::encode(self.header(KIND_FLOWS, serving), &flows, &self.key);
                 if self.sock.try_send_to(&d, SocketAddr::V4(p.addr)).is_ok() {
                     self.counts.datagrams_sent += 1;
                     self.counts.flows_sent += chunk.len() as u64;
@@ -241,7 +256,7 @@ impl Sync {
     /// hello at `t` knows this node's lease ends before `t` + lease + one renewal period
     /// (one lost hello allowed for: see `Member::servable`).
     pub fn hello(&self, serving: u32) {
-        let d = wire::encode(self.header(KIND_HELLO, serving), &[]);
+        let d = wire::encode(self.header(KIND_HELLO, serving), &[], &self.key);
         for p in &self.peers {
             let _ = self.sock.try_send_to(&d, SocketAddr::V4(p.addr));
         }
@@ -358,8 +373,12 @@ impl Sync {
                 "flow sync from {from}: not a node's address and port"
             ));
         };
-        let (h, records) = wire::decode(buf).map_err(|e| {
-            self.counts.refused += 1;
+        let (h, records) = wire::decode(buf, &self.key).map_err(|e| {
+            if e == wire::WireError::Tag {
+                self.counts.unauthenticated += 1;
+            } else {
+                self.counts.refused += 1;
+            }
             format!("flow sync from {}: {e}", self.peers[pi].name)
         })?;
         let p = &mut self.peers[pi];
@@ -370,9 +389,21 @@ impl Sync {
                 p.name, h.node
             ));
         }
+        // Past a takeover without a word, an earlier run number is a restart too.
+        let takeover =
+            Duration::from_secs(model.cluster.as_ref().map_or(3, |c| c.takeover_s).into());
+        let silent = p.heard.is_none_or(|t| t.elapsed() > takeover);
+        let fresh = p.replay.accept(h.boot, h.seq, silent);
+        if fresh == Fresh::Replayed {
+            self.counts.unauthenticated += 1;
+            return Err(format!(
+                "flow sync from {}: a datagram seen before, or of an earlier run (replayed?)",
+                p.name
+            ));
+        }
         p.heard = Some(Instant::now());
         p.serving = h.serving;
-        let news = (p.boot != Some(h.boot)).then(|| p.name.clone());
+        let news = (fresh == Fresh::NewRun).then(|| p.name.clone());
         p.boot = Some(h.boot);
         if news.is_some() {
             // A new run of the peer has nothing: it hears every flow again.
@@ -620,7 +651,7 @@ mod tests {
     use super::*;
     use crate::model::testing::{EXAMPLE, build};
 
-    const NODES: &str = "\n[cluster]\ninterface = \"mgmt0\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\"]\nbackup_zones = [\"z2\"]\n\n[[node]]\nname = \"fw-b\"\naddress = \"192.168.100.2\"\nzones = [\"z2\"]\nbackup_zones = [\"z1\"]\n";
+    const NODES: &str = "\n[cluster]\ninterface = \"mgmt0\"\nsecret_file = \"/etc/pl/cluster.key\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\"]\nbackup_zones = [\"z2\"]\n\n[[node]]\nname = \"fw-b\"\naddress = \"192.168.100.2\"\nzones = [\"z2\"]\nbackup_zones = [\"z1\"]\n";
 
     /// A flow of acme-billing (endpoint 0, network 0) through 10.0.0.100 (zone z1) to
     /// target 10.9.0.11, as XDP would have written it.

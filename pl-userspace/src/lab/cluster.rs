@@ -190,9 +190,23 @@ fn node_zones(i: usize) -> (&'static [&'static str], &'static [&'static str]) {
     }
 }
 
+/// The key the lab's nodes share (`[cluster] secret_file`), beside the lab's config.
+pub fn secret_path(prefix: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{prefix}cluster.key"))
+}
+
+/// Writes a fresh random key at `path`, readable by its owner only.
+pub fn write_secret(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Read as _;
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    crate::lab::topology::write_private(path, &hex)
+}
+
 /// The pl config for a cluster lab of `nodes` forwarders: [`LAB_CONFIG`] and its
-/// `[cluster]` and `[[node]]` sections.
-pub fn cluster_config(nodes: usize) -> String {
+/// `[cluster]` and `[[node]]` sections, the shared key at `secret`.
+pub fn cluster_config(nodes: usize, secret: &std::path::Path) -> String {
     let list = |zs: &[&str]| {
         zs.iter()
             .map(|z| format!("{z:?}"))
@@ -200,7 +214,8 @@ pub fn cluster_config(nodes: usize) -> String {
             .join(", ")
     };
     let mut out = format!(
-        "{LAB_CONFIG}\n[cluster]\ninterface = \"{MGMT_IFACE}\"\ntakeover_s = {TAKEOVER_S}\n"
+        "{LAB_CONFIG}\n[cluster]\ninterface = \"{MGMT_IFACE}\"\ntakeover_s = {TAKEOVER_S}\nsecret_file = {:?}\n",
+        secret.display().to_string()
     );
     for i in 1..=nodes {
         let (zones, backup) = node_zones(i);
@@ -232,6 +247,7 @@ pub fn down_any(lab: &Lab) -> Result<(), LabError> {
     for ns in every_namespace(lab) {
         lab.remove_ns(&ns)?;
     }
+    let _ = std::fs::remove_file(secret_path(lab.prefix()));
     Ok(())
 }
 
@@ -304,7 +320,7 @@ impl ClusterLab {
 
     /// The pl config for this lab (every node runs `pl run` with it, `--node fw{i}`).
     pub fn config(&self) -> String {
-        cluster_config(self.nodes)
+        cluster_config(self.nodes, &secret_path(self.prefix()))
     }
 
     fn step(&self, step: impl Into<String>) -> impl FnOnce(CmdError) -> LabError + '_ {
@@ -338,7 +354,17 @@ impl ClusterLab {
         })? {
             eprintln!("lab {}: {w}", self.prefix());
         }
-        match self.build().and_then(|()| self.topology()) {
+        let secret = || {
+            write_secret(&secret_path(self.prefix())).map_err(|e| LabError::Cluster {
+                prefix: self.prefix().to_owned(),
+                message: format!("writing the cluster key: {e}"),
+            })
+        };
+        match self
+            .build()
+            .and_then(|()| secret())
+            .and_then(|()| self.topology())
+        {
             Ok(topo) => Ok(topo),
             Err(e) => {
                 let _ = self.down();
@@ -669,7 +695,8 @@ mod tests {
     fn config_names_every_node_with_its_zones() {
         let two = ClusterLab::new("t1-", 2).expect("two nodes").config();
         assert!(two.starts_with(LAB_CONFIG));
-        assert!(two.contains("[cluster]\ninterface = \"mgmt0\"\ntakeover_s = 3\n"));
+        assert!(two.contains("[cluster]\ninterface = \"mgmt0\"\ntakeover_s = 3\nsecret_file = \""));
+        assert!(two.contains("t1-cluster.key\"\n"));
         assert!(two.contains(
             "[[node]]\nname = \"fw1\"\naddress = \"192.168.100.1\"\nzones = [\"z1\"]\nbackup_zones = [\"z2\"]\n"
         ));
@@ -677,7 +704,7 @@ mod tests {
             "[[node]]\nname = \"fw2\"\naddress = \"192.168.100.2\"\nzones = [\"z2\"]\nbackup_zones = [\"z1\"]\n"
         ));
         assert!(!two.contains("fw3"));
-        let three = cluster_config(3);
+        let three = cluster_config(3, std::path::Path::new("/k"));
         assert_eq!(three.matches("[[node]]").count(), 3);
         assert!(three.contains(
             "[[node]]\nname = \"fw3\"\naddress = \"192.168.100.3\"\nzones = []\nbackup_zones = [\"z1\", \"z2\"]\n"

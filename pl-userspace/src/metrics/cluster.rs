@@ -72,6 +72,11 @@ pub(super) fn encode(
             "Received flows whose SNAT reservation another flow here holds",
             s.conflicts,
         ),
+        (
+            "cluster_sync_unauthenticated",
+            "Datagrams from a node's address whose tag is not under the cluster key, or replayed",
+            s.unauthenticated,
+        ),
     ] {
         let counter = ConstCounter::new(v);
         let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;

@@ -22,6 +22,8 @@ pub struct Cluster {
     pub failback_s: u32,
     pub sync_port: u16,
     pub sync_interval_ms: u32,
+    /// The key flow sync's datagrams are tagged under (read by `pl run`).
+    pub secret_file: std::path::PathBuf,
     pub nodes: Vec<Node>,
 }
 
@@ -177,6 +179,7 @@ pub(super) fn cluster(
             ));
         }
     }
+    let secret_file = secret_file_of(&sec, c, found);
     let (takeover_s, failback_s, sync_port, sync_interval_ms) = timing?;
     // A backup's copy must be refreshed before it could idle out.
     if let Some(limits) = settings {
@@ -204,8 +207,35 @@ pub(super) fn cluster(
         failback_s,
         sync_port,
         sync_interval_ms,
+        secret_file: secret_file?,
         nodes,
     })
+}
+
+/// `secret_file`: required, an absolute path (`pl run` reads and checks the file).
+fn secret_file_of(
+    sec: &Section<'_>,
+    c: &Spanned<ClusterCfg>,
+    found: &mut Found<'_>,
+) -> Option<std::path::PathBuf> {
+    let Some(f) = &c.get_ref().secret_file else {
+        found.errors.push(sec.error(
+            "secret_file",
+            Some(c.span().start),
+            "required: the key every node shares, which flow sync's datagrams are tagged under (e.g. `head -c 32 /dev/urandom > /etc/pl/cluster.key && chmod 600 /etc/pl/cluster.key`, the same file on every node)",
+        ));
+        return None;
+    };
+    let path = std::path::PathBuf::from(f.get_ref());
+    if !path.is_absolute() {
+        found.errors.push(sec.error(
+            "secret_file",
+            Some(f.span().start),
+            format!("{:?}: must be an absolute path", f.get_ref()),
+        ));
+        return None;
+    }
+    Some(path)
 }
 
 /// takeover_s, failback_s, sync_port, sync_interval_ms, each in range.
@@ -321,7 +351,7 @@ fn zone_list(
 mod tests {
     use crate::model::testing::{EXAMPLE, build, build_all};
 
-    const NODES: &str = "\n[cluster]\ninterface = \"mgmt0\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\"]\nbackup_zones = [\"z2\"]\n\n[[node]]\nname = \"fw-b\"\naddress = \"192.168.100.2\"\nzones = [\"z2\"]\nbackup_zones = [\"z1\"]\n";
+    const NODES: &str = "\n[cluster]\ninterface = \"mgmt0\"\nsecret_file = \"/etc/pl/cluster.key\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\"]\nbackup_zones = [\"z2\"]\n\n[[node]]\nname = \"fw-b\"\naddress = \"192.168.100.2\"\nzones = [\"z2\"]\nbackup_zones = [\"z1\"]\n";
 
     fn err(text: &str) -> String {
         match build_all(text) {
@@ -392,6 +422,14 @@ mod tests {
             (
                 format!("{EXAMPLE}{NODES}").replace("z2", "z 2"),
                 "zone \"z 2\" cannot name a VRRP instance",
+            ),
+            (
+                with("secret_file = \"/etc/pl/cluster.key\"\n", ""),
+                "[cluster]: secret_file",
+            ),
+            (
+                with("\"/etc/pl/cluster.key\"", "\"cluster.key\""),
+                "\"cluster.key\": must be an absolute path",
             ),
         ] {
             let e = err(&text);

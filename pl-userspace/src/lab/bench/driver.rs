@@ -468,7 +468,9 @@ impl Bench<'_> {
                 let prefix = self.topo.prefix.clone();
                 self.sync_peer = Some(super::sync::Peer::new(&prefix, &self.topo.forwarder_ns)?);
             }
-            config.push_str(super::sync::CLUSTER);
+            if let Some(peer) = &self.sync_peer {
+                config.push_str(&peer.cluster());
+            }
             args.extend(["--node", "fw1"]);
         }
         std::fs::write(&self.config, config).with_context(|| format!("writing {}", self.config))?;

@@ -6,11 +6,12 @@
 
 use crate::lab::{cmd, netns};
 
-/// The cluster the synced run joins, appended to the bench config.
+/// The cluster the synced run joins, appended to the bench config with the peer's key.
 pub(super) const CLUSTER: &str = r#"
 [cluster]
 interface = "mgmt0"
 takeover_s = 3
+secret_file = "SECRET"
 
 [[node]]
 name = "fw1"
@@ -27,6 +28,7 @@ backup_zones = ["z1"]
 /// `mgmt0`. Removed (with the veth) when dropped.
 pub(super) struct Peer {
     ns: String,
+    secret: std::path::PathBuf,
 }
 
 impl Peer {
@@ -36,7 +38,9 @@ impl Peer {
             cmd::ip(["netns", "del", &ns])?;
         }
         cmd::ip(["netns", "add", &ns])?;
-        let peer = Self { ns };
+        let secret = crate::lab::cluster::secret_path(prefix);
+        let peer = Self { ns, secret };
+        crate::lab::cluster::write_secret(&peer.secret)?;
         let ns = &peer.ns;
         cmd::ip([
             "-n", fw_ns, "link", "add", "mgmt0", "type", "veth", "peer", "name", "eth0", "netns",
@@ -59,8 +63,16 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// [`CLUSTER`] with this peer's key.
+    pub(super) fn cluster(&self) -> String {
+        CLUSTER.replace("SECRET", &self.secret.display().to_string())
+    }
+}
+
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = cmd::ip(["netns", "del", &self.ns]);
+        let _ = std::fs::remove_file(&self.secret);
     }
 }
