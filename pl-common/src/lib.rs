@@ -35,3 +35,4 @@ pub mod proto;
 pub mod service;
 pub mod settings;
 pub mod stats;
+pub mod xlat;
