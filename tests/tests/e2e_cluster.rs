@@ -569,20 +569,29 @@ fn a_crashed_pl_run_stops_answering_before_its_zone_moves() {
 }
 
 /// With fw2's `pl run` dead, anyone on fw2 can bind its sync address and port, as a local
-/// user could: a hello claiming z1 under another key is refused and counted; under the
-/// cluster's key, fw1 takes it in (so the refusal is the key's doing).
+/// user could. A hello under another key, an old one, one sent to another node and a
+/// replayed one are refused and counted; the same hello under the cluster's key, fresh
+/// and to fw1, is taken (so each refusal is the check's doing). The hellos claim no zone.
 fn forged_hellos_are_refused(c: &Cluster) {
     use pl_userspace::cluster::{secret::Secret, wire};
     let fw1 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 100, 1), 7946);
-    let hello = |key: &Secret, seq: u64| {
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64
+    };
+    let send = |key: &Secret, seq: u64, to: u8, sent_ms: u64| {
         let h = wire::Header {
             magic: wire::MAGIC,
             version: wire::VERSION,
             node: 1,
             kind: wire::KIND_HELLO,
-            serving: 1, // z1
+            serving: 0,
             boot: u64::MAX / 2,
             seq,
+            sent_ms,
+            to,
             ..wire::Header::default()
         };
         let d = wire::encode(h, &[], key);
@@ -594,46 +603,51 @@ fn forged_hellos_are_refused(c: &Cluster) {
         .expect("netns")
         .unwrap_or_else(|e| panic!("sending from fw2's sync address: {e}"));
     };
+    // fw1's count of refusals, and how long ago it last heard fw2.
     let seen = || {
         let cl = c
             .status(1)
             .and_then(|s| s.cluster)
             .expect("fw1's cluster status");
-        let fw2 = cl
+        let heard = cl
             .peers
             .iter()
             .find(|p| p.name == "fw2")
             .expect("fw2")
-            .clone();
-        (cl.sync.unauthenticated, fw2.serving)
+            .heard_ms_ago;
+        (cl.sync.unauthenticated, heard.unwrap_or(u64::MAX))
     };
+    let key = Secret::new(
+        std::fs::read(pl_userspace::lab::cluster::secret_path(c.lab.prefix()))
+            .expect("the lab's key"),
+    )
+    .expect("key");
+    let other = Secret::new(vec![0x55; 32]).expect("key");
+    let old = now_ms() - 120_000;
+    for (what, key, seq, to, sent_ms) in [
+        ("under another key", &other, 1, 0, now_ms()),
+        ("sent two minutes ago", &key, 2, 0, old),
+        ("sent to another node", &key, 3, 1, now_ms()),
+    ] {
+        let (before, _) = seen();
+        send(key, seq, to, sent_ms);
+        assert!(
+            within(Duration::from_secs(2), || seen().0 > before).is_some(),
+            "a hello {what} was not counted as unauthenticated"
+        );
+        let (_, heard) = seen();
+        assert!(
+            heard > 1500,
+            "fw1 took a hello {what}: it heard fw2 {heard} ms ago"
+        );
+    }
+    send(&key, 4, 0, now_ms());
+    assert!(
+        within(Duration::from_secs(2), || seen().1 < 1500).is_some(),
+        "a good hello from fw2's address was refused too: the test proves nothing"
+    );
     let (before, _) = seen();
-    hello(&Secret::new(vec![0x55; 32]).expect("key"), 1);
-    let refused = within(Duration::from_secs(2), || seen().0 > before);
-    let (_, claimed) = seen();
-    assert!(
-        refused.is_some(),
-        "a hello under another key was not counted as unauthenticated"
-    );
-    assert!(
-        !claimed.contains(&"z1".to_owned()),
-        "fw1 believed a forged hello: fw2 serves {claimed:?}"
-    );
-    let key = std::fs::read(pl_userspace::lab::cluster::secret_path(c.lab.prefix()))
-        .expect("the lab's key");
-    hello(&Secret::new(key).expect("key"), 2);
-    let taken = within(Duration::from_secs(2), || {
-        seen().1.contains(&"z1".to_owned())
-    });
-    assert!(
-        taken.is_some(),
-        "a hello under the cluster's key was refused too: the test proves nothing"
-    );
-    // The same datagram again is a replay.
-    let (before, _) = seen();
-    let key = std::fs::read(pl_userspace::lab::cluster::secret_path(c.lab.prefix()))
-        .expect("the lab's key");
-    hello(&Secret::new(key).expect("key"), 2);
+    send(&key, 4, 0, now_ms());
     assert!(
         within(Duration::from_secs(2), || seen().0 > before).is_some(),
         "a replayed hello was taken"

@@ -2,7 +2,11 @@
 //! so only a node (not a local user on one, not another host on the management network)
 //! can write flows into a peer's table or say which zones it serves.
 
-use std::{os::unix::fs::MetadataExt as _, path::Path};
+use std::{
+    io::Read as _,
+    os::unix::fs::{MetadataExt as _, OpenOptionsExt as _},
+    path::Path,
+};
 
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
@@ -43,10 +47,17 @@ impl Secret {
             path: shown.clone(),
             why,
         };
-        let meta = std::fs::symlink_metadata(path).map_err(|source| SecretError::Read {
+        let read = |source| SecretError::Read {
             path: shown.clone(),
             source,
-        })?;
+        };
+        // One open, not following a link: what is checked is what is read.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(read)?;
+        let meta = file.metadata().map_err(read)?;
         if !meta.file_type().is_file() {
             return Err(unsafe_("not a regular file".into()));
         }
@@ -63,10 +74,11 @@ impl Secret {
                 meta.mode() & 0o7777
             )));
         }
-        let key = std::fs::read(path).map_err(|source| SecretError::Read {
-            path: shown.clone(),
-            source,
-        })?;
+        let mut key = Vec::new();
+        file.by_ref()
+            .take(MAX_KEY as u64 + 1)
+            .read_to_end(&mut key)
+            .map_err(read)?;
         Self::new(key).map_err(unsafe_)
     }
 
@@ -107,6 +119,15 @@ impl Secret {
     }
 }
 
+/// How far a datagram's send time may be from this node's clock: nodes' clocks must agree
+/// within this (NTP does), and a datagram older than this is refused as a replay.
+pub const FRESH_MS: u64 = 30_000;
+
+/// Whether a datagram sent at `sent_ms` (the sender's clock) is fresh at `now_ms`.
+pub fn fresh(sent_ms: u64, now_ms: u64) -> bool {
+    sent_ms.abs_diff(now_ms) <= FRESH_MS
+}
+
 /// Which datagrams of a peer's run were taken: a datagram counter more than 64 behind
 /// the highest seen, or seen already, is a replay (as IPsec's anti-replay window).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,11 +150,11 @@ pub enum Fresh {
 }
 
 impl Replay {
-    /// Takes datagram `seq` of run `boot`. Runs are numbered by their start's wall clock,
-    /// so a later run is a larger number; `silent`: the peer has not been heard for
-    /// longer than a takeover, when an earlier number is taken as a new run too (a node
-    /// whose clock was set back; by then its zones were taken over, and what it sends of
-    /// them is ignored).
+    /// Takes datagram `seq` of run `boot` (its send time already found fresh). Runs are
+    /// numbered by their start's wall clock, so a later run is a larger number; `silent`:
+    /// the peer has not been heard for longer than a takeover, when an earlier number is
+    /// taken as a new run too (a node whose clock was set back). A replay of an earlier
+    /// run would have to be fresh as well: captured within the last [`FRESH_MS`].
     pub fn accept(&mut self, boot: u64, seq: u64, silent: bool) -> Fresh {
         if self.boot == 0 || boot > self.boot || (boot < self.boot && silent) {
             *self = Self {
@@ -200,6 +221,17 @@ mod tests {
     }
 
     #[test]
+    fn only_datagrams_sent_within_the_freshness_window_are_taken() {
+        let now = 1_700_000_000_000;
+        assert!(fresh(now, now));
+        assert!(fresh(now - FRESH_MS, now), "at the edge");
+        assert!(fresh(now + FRESH_MS, now), "a sender's clock ahead");
+        assert!(!fresh(now - FRESH_MS - 1, now), "old: a replay");
+        assert!(!fresh(now + FRESH_MS + 1, now), "a clock too far ahead");
+        assert!(!fresh(0, now));
+    }
+
+    #[test]
     fn a_key_file_others_can_read_is_refused_naming_it() {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = std::env::temp_dir().join(format!("pl-secret-{}", std::process::id()));
@@ -218,6 +250,13 @@ mod tests {
             .expect_err("absent")
             .to_string();
         assert!(e.contains("absent"), "{e}");
+        std::fs::write(&path, [3u8; 32]).expect("write");
+        let link = dir.join("link.key");
+        std::os::unix::fs::symlink(&path, &link).expect("symlink");
+        let e = Secret::load(&link)
+            .expect_err("a symlink taken")
+            .to_string();
+        assert!(e.contains("link.key"), "{e}");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -17,7 +17,7 @@ use pl_common::flow::{
     COARSE_SHIFT, CREATED_MASK, FLOW_FORWARD, FLOW_REPLY, FlowKey, FlowValue, coarse, since,
 };
 
-use super::secret::{Fresh, Replay, Secret};
+use super::secret::{self, Fresh, Replay, Secret};
 use super::wire::{
     self, Header, KIND_FLOWS, KIND_HELLO, MAGIC, OP_REMOVE, OP_UPSERT, RECORDS_PER_DATAGRAM,
     Record, VERSION,
@@ -82,7 +82,8 @@ pub struct SyncCounts {
     pub refused: u64,
     /// A received flow whose SNAT reservation another flow here holds.
     pub conflicts: u64,
-    /// Datagrams from a node's address whose tag is not under the key, or seen before.
+    /// Datagrams from a node's address whose tag is not under the key, for another node,
+    /// not sent within 30 s of this node's clock, or seen before.
     #[serde(default)]
     pub unauthenticated: u64,
 }
@@ -94,6 +95,16 @@ pub const MAX_RECORDS_PER_ROUND: usize = 50_000;
 
 /// Slots a round scans (64 MiB): a table of up to 500k flows is covered every round.
 const SLOTS_PER_ROUND: u32 = 1 << 20;
+
+/// State bits no flow has: a record whose send failed is due again.
+const UNSENT: (u8, u8) = (u8::MAX, u8::MAX);
+
+/// The wall clock in ms since the epoch (datagrams carry it: see `secret::fresh`).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Bytes of send and receive buffer on the sync socket.
 const SOCKET_BUFFER: usize = 16 << 20;
@@ -195,10 +206,13 @@ impl Sync {
         self.sock.recv_from(buf).await
     }
 
-    fn header(&self, kind: u8, serving: u32) -> Header {
+    /// A header to peer `to`.
+    fn header(&self, kind: u8, serving: u32, to: u8) -> Header {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
         Header {
+            to,
+            sent_ms: wall_ms(),
             seq,
             magic: MAGIC,
             version: VERSION,
@@ -229,7 +243,7 @@ impl Sync {
                 .collect();
             for chunk in mine.chunks(RECORDS_PER_DATAGRAM) {
                 let flows: Vec<Record> = chunk.iter().map(|r| r.record).collect();
-                let d = wire::encode(self.header(KIND_FLOWS, serving), &flows, &self.key);
+                let d = wire::encode(self.header(KIND_FLOWS, serving, p.index), &flows, &self.key);
                 if self.sock.try_send_to(&d, SocketAddr::V4(p.addr)).is_ok() {
                     self.counts.datagrams_sent += 1;
                     self.counts.flows_sent += chunk.len() as u64;
@@ -239,12 +253,13 @@ impl Sync {
                 }
             }
         }
-        // Sent again next round: an update by forgetting it was sent, a removal as is.
+        // Sent again next round: an update by marking it changed (still known, so its end
+        // is sent if it ends first), a removal as is.
         for r in failed {
             if r.record.op == OP_REMOVE {
                 self.unsent_removals.push(r);
-            } else {
-                self.sent.remove(&r.slot);
+            } else if let Some(s) = self.sent.get_mut(&r.slot) {
+                s.states = UNSENT;
             }
         }
         records.len()
@@ -256,8 +271,8 @@ impl Sync {
     /// hello at `t` knows this node's lease ends before `t` + lease + one renewal period
     /// (one lost hello allowed for: see `Member::servable`).
     pub fn hello(&self, serving: u32) {
-        let d = wire::encode(self.header(KIND_HELLO, serving), &[], &self.key);
         for p in &self.peers {
+            let d = wire::encode(self.header(KIND_HELLO, serving, p.index), &[], &self.key);
             let _ = self.sock.try_send_to(&d, SocketAddr::V4(p.addr));
         }
     }
@@ -296,6 +311,14 @@ impl Sync {
             let Some(e) = forward_at(i) else {
                 continue;
             };
+            // The flow sent from this slot ended and another took the slot since the
+            // check above: its end goes out before the newcomer is looked at.
+            if self.sent.get(&i).is_some_and(|s| s.key != e.key)
+                && let Some(s) = self.sent.remove(&i)
+                && model.serves(s.zone)
+            {
+                out.push(Pending::removal(&s));
+            }
             let Some(zone) = zone_of(model, &e.key, &e.value) else {
                 continue;
             };
@@ -387,6 +410,24 @@ impl Sync {
             return Err(format!(
                 "flow sync from {}: says it is node #{}",
                 p.name, h.node
+            ));
+        }
+        // Tagged, but for another node (replayed to this one), or old.
+        if h.to != self.me {
+            self.counts.unauthenticated += 1;
+            return Err(format!(
+                "flow sync from {}: a datagram for node #{} (replayed?)",
+                p.name, h.to
+            ));
+        }
+        let now_ms = wall_ms();
+        if !secret::fresh(h.sent_ms, now_ms) {
+            self.counts.unauthenticated += 1;
+            return Err(format!(
+                "flow sync from {}: sent {} s from this node's clock (replayed, or the clocks disagree by more than {} s: run NTP)",
+                p.name,
+                (i128::from(now_ms) - i128::from(h.sent_ms)) / 1000,
+                secret::FRESH_MS / 1000
             ));
         }
         // Past a takeover without a word, an earlier run number is a restart too.

@@ -9,7 +9,7 @@ use pl_common::flow::{FlowKey, FlowValue};
 use super::secret::{Secret, TAG_LEN};
 
 pub const MAGIC: u32 = 0x706c_7331; // "pls1"
-/// 2: the datagram counter and the tag.
+/// 2: the receiver, the send time, the datagram counter and the tag.
 pub const VERSION: u16 = 2;
 
 /// Only the header: "I am here, serving these zones".
@@ -42,8 +42,12 @@ pub struct Header {
     pub boot: u64,
     /// Counts the run's datagrams: a datagram seen before is a replay.
     pub seq: u64,
+    /// The sender's wall clock, ms since the epoch: an old datagram is a replay.
+    pub sent_ms: u64,
     pub count: u32,
-    pub _pad: u32,
+    /// The receiver's index: a datagram sent to one node is refused by another.
+    pub to: u8,
+    pub _pad: [u8; 3],
 }
 
 /// One flow: both entries as the owner holds them, their idle times and age in the
@@ -124,7 +128,7 @@ mod tests {
 
     #[test]
     fn sizes_fit_a_1500_byte_mtu() {
-        assert_eq!(size_of::<Header>(), 40);
+        assert_eq!(size_of::<Header>(), 48);
         assert_eq!(size_of::<Record>(), 128);
         assert!(size_of::<Header>() + RECORDS_PER_DATAGRAM * size_of::<Record>() + TAG_LEN <= 1472);
     }

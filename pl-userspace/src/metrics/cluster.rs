@@ -74,7 +74,7 @@ pub(super) fn encode(
         ),
         (
             "cluster_sync_unauthenticated",
-            "Datagrams from a node's address whose tag is not under the cluster key, or replayed",
+            "Datagrams from a node's address whose tag is not under the cluster key, for another node, not sent within 30 s of this node's clock, or replayed",
             s.unauthenticated,
         ),
     ] {

@@ -22,7 +22,9 @@ pub struct Cluster {
     pub failback_s: u32,
     pub sync_port: u16,
     pub sync_interval_ms: u32,
-    /// The key flow sync's datagrams are tagged under (read by `pl run`).
+    /// The key flow sync's datagrams are tagged under (read by `pl run`). Defaulted so a
+    /// state file saved before it existed still loads.
+    #[serde(default)]
     pub secret_file: std::path::PathBuf,
     pub nodes: Vec<Node>,
 }
@@ -435,5 +437,12 @@ mod tests {
             let e = err(&text);
             assert!(e.contains(want), "{want:?} not in {e:?}");
         }
+    }
+
+    #[test]
+    fn a_cluster_saved_before_secret_file_still_loads() {
+        let text = r#"{"interface":"mgmt0","takeover_s":3,"failback_s":10,"sync_port":7946,"sync_interval_ms":200,"nodes":[]}"#;
+        let c: super::Cluster = serde_json::from_str(text).expect("an older saved cluster parses");
+        assert_eq!(c.secret_file, std::path::PathBuf::new());
     }
 }
