@@ -30,6 +30,7 @@ pub mod iface;
 pub mod maglev;
 pub mod maps;
 pub mod mss;
+pub mod ndp;
 pub mod policy;
 pub mod proto;
 pub mod service;
