@@ -797,6 +797,126 @@ mod tests {
         assert_eq!(check(&m3, 1, &record(&m3)), None, "fw-b may not serve z1");
     }
 
+    /// Node fw-a's sync, sending to a local socket that stands for fw-b.
+    fn sync_for(m: &Model) -> (Sync, std::net::UdpSocket) {
+        let fw_b = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        fw_b.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let own = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        own.set_nonblocking(true).expect("nonblocking");
+        let mut s = Sync {
+            sock: tokio::net::UdpSocket::from_std(own).expect("tokio socket"),
+            me: 0,
+            key: Secret::new(vec![4; 32]).expect("key"),
+            boot: 1,
+            seq: std::cell::Cell::new(1),
+            fingerprint: fingerprint(m),
+            peers: Vec::new(),
+            sent: BTreeMap::new(),
+            refresh: Duration::from_secs(10),
+            unsent_removals: Vec::new(),
+            cursor: 0,
+            counts: SyncCounts::default(),
+        };
+        let SocketAddr::V4(addr) = fw_b.local_addr().expect("addr") else {
+            panic!("not IPv4");
+        };
+        s.peers.push(Peer {
+            index: 1,
+            name: "fw-b".into(),
+            addr,
+            boot: None,
+            heard: None,
+            serving: 0,
+            mismatched: false,
+            replay: Replay::default(),
+        });
+        (s, fw_b)
+    }
+
+    /// The records of every datagram fw-b has waiting.
+    fn heard(fw_b: &std::net::UdpSocket, key: &Secret) -> Vec<Record> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = fw_b.recv(&mut buf) {
+            let (h, r) = wire::decode(&buf[..n], key).expect("a good datagram");
+            assert_eq!((h.node, h.to), (0, 1));
+            out.extend(r);
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_flow_is_sent_once_then_its_end_even_after_a_failed_send() {
+        let mut m = build(&format!("{EXAMPLE}{NODES}")).unwrap_or_else(|e| panic!("{e}"));
+        m.serving = Some(1); // fw-a serves z1
+        let t = FlowTable::anonymous(1024);
+        let (mut s, fw_b) = sync_for(&m);
+        let key = s.key.clone();
+        // Sends are non-blocking tries: the reactor must have seen the socket writable.
+        s.sock.writable().await.expect("writable");
+        let r = record(&m);
+        t.insert(&r.reply_key, &r.reply, 0).expect("reply entry");
+        t.insert(&r.forward_key, &r.forward, 0)
+            .expect("forward entry");
+        let now = 1_000_000_000;
+        assert_eq!(s.round(&t, &m, now), 1);
+        let got = heard(&fw_b, &key);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].op, got[0].forward_key, got[0].reply_key),
+            (OP_UPSERT, r.forward_key, r.reply_key)
+        );
+        assert_eq!(s.round(&t, &m, now), 0, "sent again unchanged");
+        // The flow ends: its end goes out, naming both keys.
+        assert!(flows::remove_flow(&t, &r.forward_key));
+        assert_eq!(s.round(&t, &m, now), 1);
+        let got = heard(&fw_b, &key);
+        assert_eq!(
+            (got.len(), got[0].op, got[0].forward_key, got[0].reply_key),
+            (1, OP_REMOVE, r.forward_key, r.reply_key)
+        );
+        assert_eq!(s.round(&t, &m, now), 0);
+
+        // A send that fails: the flow is sent again next round, and its end still goes
+        // out once it ends.
+        t.insert(&r.reply_key, &r.reply, 0).expect("reply entry");
+        t.insert(&r.forward_key, &r.forward, 0)
+            .expect("forward entry");
+        let good = s.peers[0].addr;
+        // Port 0: the kernel refuses the send, nothing leaves the host.
+        s.peers[0].addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+        assert_eq!(s.round(&t, &m, now), 1);
+        assert_eq!(s.counts.send_errors, 1, "the send did fail");
+        s.peers[0].addr = good;
+        assert_eq!(s.round(&t, &m, now), 1, "not sent again after the failure");
+        assert_eq!(heard(&fw_b, &key)[0].op, OP_UPSERT);
+        // Failed again, and the flow ends before the next round: its end still goes out
+        // (the peer may hold an older copy).
+        s.peers[0].addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+        s.sent.values_mut().for_each(|x| x.states = (9, 9));
+        assert_eq!(s.round(&t, &m, now), 1, "a changed flow");
+        s.peers[0].addr = good;
+        assert!(flows::remove_flow(&t, &r.forward_key));
+        assert_eq!(
+            s.round(&t, &m, now),
+            1,
+            "the end of a flow whose update failed"
+        );
+        assert_eq!(heard(&fw_b, &key)[0].op, OP_REMOVE);
+
+        // A zone this node no longer serves: its flows are forgotten, not removed.
+        t.insert(&r.reply_key, &r.reply, 0).expect("reply entry");
+        t.insert(&r.forward_key, &r.forward, 0)
+            .expect("forward entry");
+        assert_eq!(s.round(&t, &m, now), 1);
+        let _ = heard(&fw_b, &key);
+        m.serving = Some(0);
+        assert!(flows::remove_flow(&t, &r.forward_key));
+        assert_eq!(s.round(&t, &m, now), 0, "a removal for a zone let go");
+        assert!(s.sent.is_empty());
+    }
+
     #[test]
     fn the_fingerprint_follows_the_ids() {
         let a = build(&format!("{EXAMPLE}{NODES}")).unwrap_or_else(|e| panic!("{e}"));

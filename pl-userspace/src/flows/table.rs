@@ -117,6 +117,31 @@ impl FlowTable {
         })
     }
 
+    /// A table of `slots` slots in anonymous memory, for unit tests of what walks it.
+    #[cfg(test)]
+    pub fn anonymous(slots: u32) -> Self {
+        let len = (slots as usize + 1) * size_of::<Slot>();
+        // SAFETY: a private anonymous mapping, unmapped on drop.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED, "mmap");
+        let mapping = Mapping { base, len };
+        Self {
+            base: mapping.ptr(),
+            _mapping: mapping,
+            slots,
+            seed: 0,
+        }
+    }
+
     /// The table's hash seed (its home slots depend on it).
     pub fn seed(&self) -> u32 {
         self.seed
