@@ -26,6 +26,7 @@ pub mod flow;
 pub mod flowtable;
 pub mod hash;
 pub mod icmp;
+pub mod icmp6;
 pub mod iface;
 pub mod maglev;
 pub mod maps;
