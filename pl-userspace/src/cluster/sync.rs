@@ -99,11 +99,16 @@ const SLOTS_PER_ROUND: u32 = 1 << 20;
 /// State bits no flow has: a record whose send failed is due again.
 const UNSENT: (u8, u8) = (u8::MAX, u8::MAX);
 
-/// The wall clock in ms since the epoch (datagrams carry it: see `secret::fresh`).
-fn wall_ms() -> u64 {
+/// The wall clock in ns since the epoch: a run's number, and (in ms) each datagram's send
+/// time (see `secret::fresh`).
+fn wall_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn wall_ms() -> u64 {
+    wall_ns() / 1_000_000
 }
 
 /// Bytes of send and receive buffer on the sync socket.
@@ -180,9 +185,7 @@ impl Sync {
             me,
             key,
             // A later run, a larger number: the wall clock's ns (see `Replay::accept`).
-            boot: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64),
+            boot: wall_ns().max(1),
             seq: std::cell::Cell::new(1),
             fingerprint: fingerprint(model),
             peers,
@@ -277,6 +280,13 @@ impl Sync {
         }
     }
 
+    /// The flow sent from slot `i` ended: forgotten, and its removal if its zone is still
+    /// served here (a zone let go is another node's now).
+    fn ended(&mut self, i: u32, model: &Model) -> Option<Pending> {
+        let s = self.sent.remove(&i)?;
+        model.serves(s.zone).then(|| Pending::removal(&s))
+    }
+
     /// What changed since the last round in the round's slice of the table.
     fn scan(&mut self, table: &FlowTable, model: &Model, now_ns: u64) -> Vec<Pending> {
         let now = Instant::now();
@@ -299,14 +309,7 @@ impl Sync {
             .filter(|(i, s)| forward_at(**i).is_none_or(|e| e.key != s.key))
             .map(|(i, _)| *i)
             .collect();
-        for i in ended {
-            let Some(s) = self.sent.remove(&i) else {
-                continue;
-            };
-            if model.serves(s.zone) {
-                out.push(Pending::removal(&s));
-            }
-        }
+        out.extend(ended.into_iter().filter_map(|i| self.ended(i, model)));
         for i in start..end {
             let Some(e) = forward_at(i) else {
                 continue;
@@ -314,10 +317,9 @@ impl Sync {
             // The flow sent from this slot ended and another took the slot since the
             // check above: its end goes out before the newcomer is looked at.
             if self.sent.get(&i).is_some_and(|s| s.key != e.key)
-                && let Some(s) = self.sent.remove(&i)
-                && model.serves(s.zone)
+                && let Some(r) = self.ended(i, model)
             {
-                out.push(Pending::removal(&s));
+                out.push(r);
             }
             let Some(zone) = zone_of(model, &e.key, &e.value) else {
                 continue;
