@@ -58,9 +58,49 @@ impl SourceKey {
     }
 }
 
+/// Key of the IPv6 address map ([`crate::maps::ADDRS6_MAP`]), as [`AddrKey`]; also of the
+/// IPv6 neighbour map. Address in network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct AddrKey6 {
+    pub addr: [u8; 16],
+    pub network: u16,
+    pub _pad: u16,
+}
+
+impl AddrKey6 {
+    pub const fn new(addr: [u8; 16], network: u16) -> Self {
+        Self {
+            addr,
+            network,
+            _pad: 0,
+        }
+    }
+}
+
+/// LPM key of the IPv6 allowed-sources trie: endpoint id (32 bits, big-endian, always
+/// matched whole) then the address, as [`SourceKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct SourceKey6 {
+    pub endpoint_be: u32,
+    pub addr: [u8; 16],
+}
+
+impl SourceKey6 {
+    pub const fn new(endpoint: u16, addr: [u8; 16]) -> Self {
+        Self {
+            endpoint_be: (endpoint as u32).to_be(),
+            addr,
+        }
+    }
+}
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
+    unsafe impl aya::Pod for AddrKey6 {}
+    unsafe impl aya::Pod for SourceKey6 {}
     // SAFETY: all repr(C) with explicit padding, every bit pattern valid (bytemuck-checked).
     unsafe impl aya::Pod for AddrKey {}
     unsafe impl aya::Pod for AddrInfo {}

@@ -220,19 +220,42 @@ pub const fn idle_limit_ns(
     }
 }
 
-/// A flow's two entries, as one.
-#[derive(Clone, Copy, Debug)]
-pub struct Pair<'a> {
-    pub forward: &'a FlowValue,
-    pub reply: &'a FlowValue,
+/// What judging a flow needs of either table's entries: when each direction was last seen,
+/// what it has seen, and which direction it is.
+pub trait Half {
+    fn last_seen(&self) -> u32;
+    fn state(&self) -> u8;
+    fn dir(&self) -> u8;
 }
 
-impl<'a> Pair<'a> {
+impl Half for FlowValue {
+    #[inline(always)]
+    fn last_seen(&self) -> u32 {
+        self.last_seen
+    }
+    #[inline(always)]
+    fn state(&self) -> u8 {
+        self.state
+    }
+    #[inline(always)]
+    fn dir(&self) -> u8 {
+        self.dir
+    }
+}
+
+/// A flow's two entries, as one.
+#[derive(Clone, Copy, Debug)]
+pub struct Pair<'a, V = FlowValue> {
+    pub forward: &'a V,
+    pub reply: &'a V,
+}
+
+impl<'a, V: Half> Pair<'a, V> {
     /// `a` and `b` as a pair, whichever is the forward entry; None unless one of each
     /// direction.
     #[inline(always)]
-    pub fn of(a: &'a FlowValue, b: &'a FlowValue) -> Option<Self> {
-        match (a.dir, b.dir) {
+    pub fn of(a: &'a V, b: &'a V) -> Option<Self> {
+        match (a.dir(), b.dir()) {
             (FLOW_FORWARD, FLOW_REPLY) => Some(Self {
                 forward: a,
                 reply: b,
@@ -247,10 +270,10 @@ impl<'a> Pair<'a> {
 
     /// ns since the last packet either way, at `now`.
     #[inline(always)]
-    pub const fn idle_ns(&self, now: u64) -> u64 {
+    pub fn idle_ns(&self, now: u64) -> u64 {
         let (f, r) = (
-            since(now, self.forward.last_seen),
-            since(now, self.reply.last_seen),
+            since(now, self.forward.last_seen()),
+            since(now, self.reply.last_seen()),
         );
         if f < r { f } else { r }
     }
@@ -258,16 +281,16 @@ impl<'a> Pair<'a> {
     /// Whether the flow is alive at `now`: one judgment of both directions, the same in
     /// the data path and in the sweep. A flow lives while either side uses it.
     #[inline(always)]
-    pub const fn alive(&self, proto: u8, now: u64, s: &crate::settings::Settings) -> bool {
-        self.idle_ns(now) <= idle_limit_ns(proto, self.forward.state, self.reply.state, s)
+    pub fn alive(&self, proto: u8, now: u64, s: &crate::settings::Settings) -> bool {
+        self.idle_ns(now) <= idle_limit_ns(proto, self.forward.state(), self.reply.state(), s)
     }
 
     /// A SYN from the consumer on this flow starts a fresh one (port reuse after close).
     #[inline(always)]
-    pub const fn reopened_by_syn(&self, proto: u8) -> bool {
+    pub fn reopened_by_syn(&self, proto: u8) -> bool {
         proto == crate::proto::IPPROTO_TCP
             && matches!(
-                tcp_phase(self.forward.state, self.reply.state),
+                tcp_phase(self.forward.state(), self.reply.state()),
                 TcpPhase::Closing
             )
     }

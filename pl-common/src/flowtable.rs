@@ -36,6 +36,19 @@ pub const BUSY: u8 = 1;
 pub const LIVE: u8 = 2;
 pub const TOMB: u8 = 3;
 
+/// What the table's algorithms need of a slot type: where its control word, key and entry
+/// are. The IPv4 table's [`Slot`] is one cache line; IPv6's (`crate::flow6::Slot6`) two.
+pub trait TableSlot {
+    type Key: PartialEq + Copy;
+    type Entry: Copy;
+    /// The slot's control word; `s` points into a table.
+    fn ctl_ptr(s: *mut Self) -> *mut u64;
+    /// The slot's key.
+    fn key_ptr(s: *mut Self) -> *mut Self::Key;
+    /// The slot's entry.
+    fn entry_ptr(s: *mut Self) -> *mut Self::Entry;
+}
+
 /// One slot: a cache line.
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -48,6 +61,37 @@ pub struct Slot {
 }
 
 const _: () = assert!(size_of::<Slot>() == 64);
+
+/// Implements [`TableSlot`] for a struct with `ctl`, `key` and `entry` fields.
+#[macro_export]
+macro_rules! table_slot {
+    ($slot:ty, $key:ty, $entry:ty) => {
+        impl $crate::flowtable::TableSlot for $slot {
+            type Key = $key;
+            type Entry = $entry;
+            #[inline(always)]
+            fn ctl_ptr(s: *mut Self) -> *mut u64 {
+                s.cast::<u8>()
+                    .wrapping_add(core::mem::offset_of!(Self, ctl))
+                    .cast()
+            }
+            #[inline(always)]
+            fn key_ptr(s: *mut Self) -> *mut $key {
+                s.cast::<u8>()
+                    .wrapping_add(core::mem::offset_of!(Self, key))
+                    .cast()
+            }
+            #[inline(always)]
+            fn entry_ptr(s: *mut Self) -> *mut $entry {
+                s.cast::<u8>()
+                    .wrapping_add(core::mem::offset_of!(Self, entry))
+                    .cast()
+            }
+        }
+    };
+}
+
+table_slot!(Slot, FlowKey, FlowValue);
 
 #[inline(always)]
 pub const fn ctl(state: u8, created: u32, hash: u32) -> u64 {
@@ -92,10 +136,12 @@ pub const fn probe(home: u32, i: u32, len: u32) -> u32 {
 /// A table's slots: a BPF array in the data path, a slice (or an mmap of the array) in
 /// userspace and tests.
 pub trait Slots {
+    /// The slot type (and so the key and entry types) of this table.
+    type Slot: TableSlot;
     /// Number of slots, not zero.
     fn slots(&self) -> u32;
     /// Slot `i`, for `i < slots()`; None only where the bound cannot be proved.
-    fn slot(&self, i: u32) -> Option<*mut Slot>;
+    fn slot(&self, i: u32) -> Option<*mut Self::Slot>;
     /// The count of entries held (LIVE, or claimed and being written) and the most it may
     /// reach: the configured capacity, below the slots, so the table stays at the load it
     /// was sized for. None: no bound (tests).
@@ -148,11 +194,22 @@ fn release<T: Slots>(t: &T) {
 #[derive(Clone, Copy)]
 struct Ctl(*mut u64);
 
+/// The key type of table `T`.
+pub type KeyOf<T> = <<T as Slots>::Slot as TableSlot>::Key;
+/// The entry type of table `T`.
+pub type EntryOf<T> = <<T as Slots>::Slot as TableSlot>::Entry;
+
+/// Whether the LIVE slot `s` holds `key`.
+#[inline(always)]
+fn holds<S: TableSlot>(s: *mut S, key: &S::Key) -> bool {
+    // SAFETY: a LIVE slot's key is written before it is published.
+    unsafe { *S::key_ptr(s) == *key }
+}
+
 impl Ctl {
     #[inline(always)]
-    fn of(s: *mut Slot) -> Self {
-        // SAFETY: `s` points into the table (see `Slots::slot`).
-        Self(unsafe { &raw mut (*s).ctl })
+    fn of<S: TableSlot>(s: *mut S) -> Self {
+        Self(S::ctl_ptr(s))
     }
 
     #[inline(always)]
@@ -191,13 +248,13 @@ impl Ctl {
 
 /// The LIVE slot holding `key`, if any.
 #[inline(always)]
-pub fn find<T: Slots>(t: &T, key: &FlowKey, hash: u32) -> Option<*mut Slot> {
+pub fn find<T: Slots>(t: &T, key: &KeyOf<T>, hash: u32) -> Option<*mut T::Slot> {
     find_index(t, key, hash).and_then(|i| t.slot(i))
 }
 
 /// The index of the LIVE slot holding `key`, if any.
 #[inline(always)]
-pub fn find_index<T: Slots>(t: &T, key: &FlowKey, hash: u32) -> Option<u32> {
+pub fn find_index<T: Slots>(t: &T, key: &KeyOf<T>, hash: u32) -> Option<u32> {
     let len = t.slots();
     let h = home(hash, len);
     for i in 0..PROBE_SLOTS {
@@ -206,8 +263,7 @@ pub fn find_index<T: Slots>(t: &T, key: &FlowKey, hash: u32) -> Option<u32> {
         let c = Ctl::of(s).load();
         match state_of(c) {
             EMPTY => return None,
-            // SAFETY: a LIVE slot's key is written before it is published.
-            LIVE if hash_of(c) == hash && unsafe { (*s).key == *key } => return Some(j),
+            LIVE if hash_of(c) == hash && holds(s, key) => return Some(j),
             _ => {}
         }
     }
@@ -239,11 +295,11 @@ pub enum Refused {
 #[inline(always)]
 pub fn insert<T: Slots>(
     t: &T,
-    key: &FlowKey,
+    key: &KeyOf<T>,
     hash: u32,
     created: u32,
-    entry: &FlowValue,
-) -> Result<*mut Slot, Refused> {
+    entry: &EntryOf<T>,
+) -> Result<*mut T::Slot, Refused> {
     let j = insert_index(t, key, hash, created, entry)?;
     t.slot(j).ok_or(Refused::Full)
 }
@@ -252,14 +308,14 @@ pub fn insert<T: Slots>(
 #[inline(always)]
 pub fn insert_index<T: Slots>(
     t: &T,
-    key: &FlowKey,
+    key: &KeyOf<T>,
     hash: u32,
     created: u32,
-    entry: &FlowValue,
+    entry: &EntryOf<T>,
 ) -> Result<u32, Refused> {
     let len = t.slots();
     let h = home(hash, len);
-    let mut free: Option<(u32, *mut Slot, u64)> = None;
+    let mut free: Option<(u32, *mut T::Slot, u64)> = None;
     for i in 0..PROBE_SLOTS {
         let j = probe(h, i, len);
         let Some(s) = t.slot(j) else {
@@ -267,8 +323,7 @@ pub fn insert_index<T: Slots>(
         };
         let c = Ctl::of(s).load();
         match state_of(c) {
-            // SAFETY: as in `find`.
-            LIVE if hash_of(c) == hash && unsafe { (*s).key == *key } => {
+            LIVE if hash_of(c) == hash && holds(s, key) => {
                 return Err(Refused::Exists(j));
             }
             BUSY if hash_of(c) == hash => return Err(Refused::Contended),
@@ -296,8 +351,8 @@ pub fn insert_index<T: Slots>(
     }
     // SAFETY: the slot is ours while BUSY; readers skip it.
     unsafe {
-        (*s).key = *key;
-        (*s).entry = *entry;
+        *T::Slot::key_ptr(s) = *key;
+        *T::Slot::entry_ptr(s) = *entry;
     }
     // Cannot fail: nobody else moves a BUSY slot. The exchange orders the writes above
     // before the slot is seen LIVE.
@@ -318,7 +373,7 @@ pub fn insert_index<T: Slots>(
 /// first free slot it saw, and a slot only turns EMPTY again through the sweep's two-pass
 /// rule, long after any insert that passed it has published.
 #[inline(always)]
-fn duplicated<T: Slots>(t: &T, ours: *mut Slot, key: &FlowKey, hash: u32) -> bool {
+fn duplicated<T: Slots>(t: &T, ours: *mut T::Slot, key: &KeyOf<T>, hash: u32) -> bool {
     let len = t.slots();
     let h = home(hash, len);
     for i in 0..PROBE_SLOTS {
@@ -332,8 +387,7 @@ fn duplicated<T: Slots>(t: &T, ours: *mut Slot, key: &FlowKey, hash: u32) -> boo
         match state_of(c) {
             EMPTY => return false,
             BUSY if hash_of(c) == hash => return true,
-            // SAFETY: as in `find`.
-            LIVE if hash_of(c) == hash && unsafe { (*s).key == *key } => return true,
+            LIVE if hash_of(c) == hash && holds(s, key) => return true,
             _ => {}
         }
     }
@@ -343,7 +397,7 @@ fn duplicated<T: Slots>(t: &T, ours: *mut Slot, key: &FlowKey, hash: u32) -> boo
 /// Removes the key in `s` (a slot of `t` found LIVE with `hash`); false if someone else
 /// removed it first.
 #[inline(always)]
-pub fn remove<T: Slots>(t: &T, s: *mut Slot, hash: u32) -> bool {
+pub fn remove<T: Slots>(t: &T, s: *mut T::Slot, hash: u32) -> bool {
     let w = Ctl::of(s);
     let c = w.load();
     let removed = state_of(c) == LIVE && hash_of(c) == hash && w.swap(c, with_state(c, TOMB));
@@ -356,7 +410,7 @@ pub fn remove<T: Slots>(t: &T, s: *mut Slot, hash: u32) -> bool {
 /// Removes the key in `s` if its control word is still `ctl` (read with the entry a
 /// caller copied): the caller takes out exactly what it read.
 #[inline(always)]
-pub fn remove_exact<T: Slots>(t: &T, s: *mut Slot, ctl: u64) -> bool {
+pub fn remove_exact<T: Slots>(t: &T, s: *mut T::Slot, ctl: u64) -> bool {
     let removed = state_of(ctl) == LIVE && Ctl::of(s).swap(ctl, with_state(ctl, TOMB));
     if removed {
         release(t);
@@ -366,14 +420,14 @@ pub fn remove_exact<T: Slots>(t: &T, s: *mut Slot, ctl: u64) -> bool {
 
 /// The control word of `s`, read once (userspace: a slot's state and creation time).
 #[inline(always)]
-pub fn ctl_of(s: *mut Slot) -> u64 {
+pub fn ctl_of<S: TableSlot>(s: *mut S) -> u64 {
     Ctl::of(s).load()
 }
 
 /// Empties the TOMB at `s` if its control word is still `seen` (the sweep's second pass,
 /// once [`sweepable`] said so): a slot reused and removed again since is another TOMB.
 #[inline(always)]
-pub fn empty(s: *mut Slot, seen: u64) -> bool {
+pub fn empty<S: TableSlot>(s: *mut S, seen: u64) -> bool {
     state_of(seen) == TOMB && Ctl::of(s).swap(seen, 0)
 }
 
@@ -417,6 +471,7 @@ mod tests {
     struct Table(Vec<Slot>);
 
     impl Slots for Table {
+        type Slot = Slot;
         fn slots(&self) -> u32 {
             self.0.len() as u32
         }
@@ -475,6 +530,7 @@ mod tests {
     struct Bounded(Table, core::cell::UnsafeCell<u64>, u64);
 
     impl Slots for Bounded {
+        type Slot = Slot;
         fn slots(&self) -> u32 {
             self.0.slots()
         }
@@ -620,6 +676,7 @@ mod tests {
     }
 
     impl<F: Fn(&Table)> Slots for Interleaved<'_, F> {
+        type Slot = Slot;
         fn slots(&self) -> u32 {
             self.t.slots()
         }

@@ -34,6 +34,18 @@ pub const fn murmur3_words(w: [u32; 4], seed: u32) -> u32 {
     finish(h, 16)
 }
 
+/// murmur3_32 of ten little-endian words (40 bytes): the IPv6 flow key.
+#[inline(always)]
+pub const fn murmur3_words10(w: [u32; 10], seed: u32) -> u32 {
+    let mut h = seed;
+    let mut i = 0;
+    while i < 10 {
+        h = block(h, w[i]);
+        i += 1;
+    }
+    finish(h, 40)
+}
+
 /// murmur3_32 of any byte string (host side: Maglev seeds, tests).
 pub fn murmur3(data: &[u8], seed: u32) -> u32 {
     let mut h = seed;
@@ -65,6 +77,20 @@ mod tests {
             murmur3(b"The quick brown fox jumps over the lazy dog", 0),
             0x2e4f_f723
         );
+    }
+
+    #[test]
+    fn ten_word_form_equals_byte_form() {
+        let bytes: [u8; 40] = core::array::from_fn(|i| (i * 7) as u8);
+        let words: [u32; 10] = core::array::from_fn(|i| {
+            u32::from_le_bytes([
+                bytes[4 * i],
+                bytes[4 * i + 1],
+                bytes[4 * i + 2],
+                bytes[4 * i + 3],
+            ])
+        });
+        assert_eq!(murmur3_words10(words, 0x706c), murmur3(&bytes, 0x706c));
     }
 
     #[test]

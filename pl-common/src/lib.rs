@@ -23,6 +23,7 @@ pub mod cidr;
 pub mod endpoint;
 pub mod event;
 pub mod flow;
+pub mod flow6;
 pub mod flowtable;
 pub mod hash;
 pub mod icmp;

@@ -21,6 +21,20 @@ pub const MAX_IFACES: u32 = 64;
 pub const ADDRS_MAP: &str = "PL_ADDRS";
 /// `HASH<PolicyKey, Policy>`: what a new flow to a listener on an endpoint address gets.
 pub const POLICY_MAP: &str = "PL_POLICY";
+/// IPv6 twins of the address, policy, sources, neighbour and flow maps: `HASH<AddrKey6,
+/// AddrInfo>`, `HASH<PolicyKey6, Policy6>`, `LPM<SourceKey6, u8>`, `HASH<AddrKey6, [u8; 8]>`
+/// and an mmapable `ARRAY<Slot6>` (with its own slot count global); `PL_TARGETS6` holds an
+/// IPv6 target's address by target id (zero for an IPv4 target; its MAC and zone stay in
+/// `PL_TARGETS`).
+pub const ADDRS6_MAP: &str = "PL_ADDRS6";
+pub const POLICY6_MAP: &str = "PL_POLICY6";
+pub const SOURCES6_MAP: &str = "PL_SOURCES6";
+pub const NEIGH6_MAP: &str = "PL_NEIGH6";
+pub const TARGETS6_MAP: &str = "PL_TARGETS6";
+pub const FLOWS6_MAP: &str = "PL_FLOWS6";
+pub const FLOW6_SLOTS_GLOBAL: &str = "PL_FLOW6_SLOTS";
+/// Entries in the IPv6 flow map compiled into the object, resized at load as IPv4's.
+pub const DEFAULT_FLOW6_ENTRIES: u32 = 32_768;
 /// `LPM_TRIE<SourceKey, u8>`: allowed sources per endpoint.
 pub const SOURCES_MAP: &str = "PL_SOURCES";
 /// `ARRAY<TargetInfo>` by target id.

@@ -33,6 +33,46 @@ impl PolicyKey {
 }
 
 /// The endpoint carries traffic: accepted by its service (or acceptance not required).
+/// Key of the IPv6 policy map: a listener on an IPv6 endpoint address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct PolicyKey6 {
+    pub addr: [u8; 16],
+    pub network: u16,
+    pub port_be: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+impl PolicyKey6 {
+    #[inline(always)]
+    pub const fn of(k: &crate::flow6::FlowKey6) -> Self {
+        Self {
+            addr: k.dst,
+            network: k.network,
+            port_be: k.dport_be,
+            proto: k.proto,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// Value of the IPv6 policy map: [`Policy`] with the zones' IPv6 NLB addresses (all zero:
+/// none in that zone).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Policy6 {
+    pub nlb: [[u8; 16]; MAX_ZONES],
+    pub maglev_table: u32,
+    pub endpoint: u16,
+    pub target_port_be: u16,
+    pub provider_network: u16,
+    pub snat_port_min: u16,
+    pub snat_port_max: u16,
+    pub flags: u8,
+    pub _pad: u8,
+}
+
 pub const POLICY_ACCEPTED: u8 = 1;
 /// The endpoint admits any source: the allowed-sources lookup is skipped.
 pub const POLICY_ANY_SOURCE: u8 = 2;
@@ -66,6 +106,8 @@ mod user {
     // SAFETY: repr(C) with explicit padding, every bit pattern valid (bytemuck-checked).
     unsafe impl aya::Pod for PolicyKey {}
     unsafe impl aya::Pod for Policy {}
+    unsafe impl aya::Pod for PolicyKey6 {}
+    unsafe impl aya::Pod for Policy6 {}
 }
 
 #[cfg(test)]

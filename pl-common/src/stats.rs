@@ -45,7 +45,8 @@ counters! {
         Ipv4Udp = "ipv4_udp",
         /// IPv4 frames carrying anything else (ICMP included).
         Ipv4Other = "ipv4_other",
-        /// Frames that are neither ARP nor IPv4 (IPv6, VLAN-tagged, ...).
+        /// Frames that are neither ARP, IPv4 nor IPv6 (VLAN-tagged, ...). The name is older
+        /// than IPv6 support and kept for dashboards.
         NonIpv4 = "non_ipv4",
         /// Frames cut short inside a header they announce, or with an impossible IPv4 header.
         Malformed = "malformed",
@@ -81,7 +82,7 @@ counters! {
         DroppedFragment = "dropped_fragment",
         /// Dropped: 802.1Q or 802.1ad tagged (pl's interfaces carry untagged frames).
         DroppedVlan = "dropped_vlan",
-        /// Dropped: neither ARP nor IPv4 (IPv6 included).
+        /// Dropped: neither ARP, IPv4 nor IPv6 (the name predates IPv6 support).
         DroppedNonIpv4 = "dropped_non_ipv4",
         /// Dropped: IPv4 protocol other than TCP, UDP and ICMP.
         DroppedProtocol = "dropped_protocol",
@@ -102,6 +103,25 @@ counters! {
         XdpTx = "xdp_tx",
         /// Frames the program returned `XDP_REDIRECT` for.
         XdpRedirect = "xdp_redirect",
+        /// IPv6 frames carrying TCP (after any extension headers).
+        Ipv6Tcp = "ipv6_tcp",
+        /// IPv6 frames carrying UDP.
+        Ipv6Udp = "ipv6_udp",
+        /// IPv6 frames carrying anything else (ICMPv6 and neighbour discovery included).
+        Ipv6Other = "ipv6_other",
+        /// Neighbour solicitations for one of our IPv6 addresses, answered with an
+        /// advertisement carrying the interface's MAC.
+        NdpReplied = "ndp_replied",
+        /// Neighbour advertisements from a target or next hop, whose MAC was learned.
+        NdpLearned = "ndp_learned",
+        /// Dropped: neighbour discovery that is invalid (RFC 4861 checks) or not for one of
+        /// our addresses, router solicitations and other ICMPv6 pl does not answer.
+        DroppedNdp = "dropped_ndp",
+        /// Dropped: IPv6 version not 6, or a payload length past the frame.
+        DroppedBadIpv6 = "dropped_bad_ipv6",
+        /// Dropped: IPv6 with AH, ESP, no next header, or more extension headers than the
+        /// walk reads.
+        DroppedExtHeaders = "dropped_ext_headers",
     }
 }
 

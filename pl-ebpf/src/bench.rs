@@ -134,6 +134,7 @@ pub fn pl_sink(ctx: XdpContext) -> u32 {
 struct BenchSlots(u32);
 
 impl Slots for BenchSlots {
+    type Slot = Slot;
     #[inline(always)]
     fn slots(&self) -> u32 {
         self.0

@@ -72,6 +72,7 @@ impl Flows {
 }
 
 impl Slots for Flows {
+    type Slot = Slot;
     #[inline(always)]
     fn slots(&self) -> u32 {
         // SAFETY: a plain read of a global the loader sets.

@@ -329,6 +329,7 @@ impl FlowTable {
 }
 
 impl Slots for FlowTable {
+    type Slot = Slot;
     fn slots(&self) -> u32 {
         self.slots
     }

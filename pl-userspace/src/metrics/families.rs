@@ -53,6 +53,9 @@ pub(super) const INTERFACE: &[Family<I>] = &[
             (I::Ipv4Tcp, "ipv4_tcp"),
             (I::Ipv4Udp, "ipv4_udp"),
             (I::Ipv4Other, "ipv4_other"),
+            (I::Ipv6Tcp, "ipv6_tcp"),
+            (I::Ipv6Udp, "ipv6_udp"),
+            (I::Ipv6Other, "ipv6_other"),
             (I::NonIpv4, "non_ipv4"),
             (I::Malformed, "malformed"),
         ]
@@ -66,6 +69,16 @@ pub(super) const INTERFACE: &[Family<I>] = &[
         "interface_arp_learned",
         "ARP replies from a target or its router, whose MAC pl learned",
         I::ArpLearned
+    ),
+    family!(
+        "interface_ndp_replied",
+        "Neighbour solicitations for one of pl's IPv6 addresses, answered with the interface's MAC",
+        I::NdpReplied
+    ),
+    family!(
+        "interface_ndp_learned",
+        "Neighbour advertisements from a target or its router, whose MAC pl learned",
+        I::NdpLearned
     ),
     family!(
         "interface_dropped",
@@ -82,6 +95,9 @@ pub(super) const INTERFACE: &[Family<I>] = &[
             (I::DroppedFragment, "fragment"),
             (I::DroppedVlan, "vlan"),
             (I::DroppedNonIpv4, "non_ipv4"),
+            (I::DroppedNdp, "ndp"),
+            (I::DroppedBadIpv6, "bad_ipv6"),
+            (I::DroppedExtHeaders, "ext_headers"),
             (I::DroppedProtocol, "protocol"),
             (I::DroppedIcmp, "icmp"),
         ]

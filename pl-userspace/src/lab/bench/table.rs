@@ -278,6 +278,7 @@ impl Loaded {
 struct Mapped(*mut Slot, u32);
 
 impl Slots for Mapped {
+    type Slot = Slot;
     fn slots(&self) -> u32 {
         self.1
     }
