@@ -12,6 +12,16 @@ pub const fn is_martian(addr_be: u32) -> bool {
     first == 0 || first == 127 || first >= 224
 }
 
+/// True for an IPv6 source no router forwards: unspecified `::`, loopback `::1`,
+/// multicast `ff00::/8`, and IPv4-mapped `::ffff:0:0/96` (an IPv4 packet in disguise).
+#[inline(always)]
+pub fn is_martian6(addr: &[u8; 16]) -> bool {
+    // u64/u32 words: the BPF target has no 128-bit arithmetic.
+    let w = |i: usize| u32::from_be_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
+    let head_zero = w(0) == 0 && w(4) == 0;
+    addr[0] == 0xff || (head_zero && (w(8) == 0xffff || (w(8) == 0 && w(12) <= 1)))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct Cidr {
@@ -79,6 +89,24 @@ impl FromStr for Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_martians_are_unspecified_loopback_multicast_and_mapped() {
+        let a = |s: &str| s.parse::<core::net::Ipv6Addr>().unwrap().octets();
+        for m in ["::", "::1", "ff02::1", "ff05::2", "::ffff:10.0.0.1"] {
+            assert!(is_martian6(&a(m)), "{m}");
+        }
+        for ok in [
+            "fd00:a::10",
+            "2001:db8::1",
+            "fe80::1",
+            "::2",
+            "::1:0:1",
+            "64:ff9b::a00:1",
+        ] {
+            assert!(!is_martian6(&a(ok)), "{ok}");
+        }
+    }
 
     #[test]
     fn martians_are_the_sources_no_router_forwards() {

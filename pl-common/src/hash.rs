@@ -36,7 +36,7 @@ pub const fn murmur3_words(w: [u32; 4], seed: u32) -> u32 {
 
 /// murmur3_32 of ten little-endian words (40 bytes): the IPv6 flow key.
 #[inline(always)]
-pub const fn murmur3_words10(w: [u32; 10], seed: u32) -> u32 {
+pub const fn murmur3_words10(w: &[u32; 10], seed: u32) -> u32 {
     let mut h = seed;
     let mut i = 0;
     while i < 10 {
@@ -90,7 +90,7 @@ mod tests {
                 bytes[4 * i + 3],
             ])
         });
-        assert_eq!(murmur3_words10(words, 0x706c), murmur3(&bytes, 0x706c));
+        assert_eq!(murmur3_words10(&words, 0x706c), murmur3(&bytes, 0x706c));
     }
 
     #[test]

@@ -3,6 +3,15 @@
 
 /// The XDP entry point in the object.
 pub const PROGRAM_NAME: &str = "pl_xdp";
+/// The IPv6 data path: a program of its own, reached by tail call from [`PROGRAM_NAME`]
+/// through [`TAILS_MAP`] (which the loader fills).
+pub const IPV6_PROGRAM: &str = "pl_xdp6";
+pub const TAILS_MAP: &str = "PL_TAILS";
+/// [`TAILS_MAP`]'s slot for [`IPV6_PROGRAM`].
+pub const TAIL_IPV6: u32 = 0;
+/// IPv6 TCP and UDP, tail-called from [`IPV6_PROGRAM`] through [`TAIL_IPV6_L4`].
+pub const IPV6_L4_PROGRAM: &str = "pl_xdp6_l4";
+pub const TAIL_IPV6_L4: u32 = 1;
 
 /// `ARRAY<IfaceConfig>` indexed by ifindex: the interfaces pl manages, written by userspace
 /// before attaching. A frame arriving on any other interface is passed untouched.

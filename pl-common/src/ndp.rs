@@ -82,6 +82,8 @@ pub enum Invalid {
 }
 
 /// Parses and validates the NS or NA `msg` carried from `src` to `dst` with `hop_limit`.
+/// Inlined: as a BPF call its arguments would not fit the five registers.
+#[inline(always)]
 pub fn parse(msg: &[u8], src: [u8; 16], dst: [u8; 16], hop_limit: u8) -> Result<Message, Invalid> {
     if msg.len() < 24 {
         return Err(Invalid::Length);

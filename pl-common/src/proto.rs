@@ -9,6 +9,9 @@ pub const UDP_HLEN: usize = 8;
 /// EtherTypes in host order (compare after `u16::from_be`).
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const IPV6_HLEN: usize = 40;
+pub const IPPROTO_ICMPV6: u8 = 58;
 /// 802.1Q and 802.1ad (QinQ) tags.
 pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88a8;

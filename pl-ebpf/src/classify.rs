@@ -11,9 +11,10 @@ pub fn ingress(ctx: &XdpContext) -> Option<IfaceConfig> {
     (c.flags & IFACE_ACTIVE != 0).then_some(*c)
 }
 
-/// Whether the frame is addressed to this interface or broadcast (ARP requests). A frame
-/// for another host on the segment is not pl's to judge. Too short to say: yes, and the
-/// parse verdict stands.
+/// Whether the frame is addressed to this interface, broadcast (ARP requests) or an IPv6
+/// multicast group (neighbour solicitations go to solicited-node groups; the NDP stage
+/// judges which are ours). A frame for another host on the segment is not pl's to judge.
+/// Too short to say: yes, and the parse verdict stands.
 #[inline(always)]
 pub fn addressed_to_us(ctx: &XdpContext, iface: &IfaceConfig) -> bool {
     let Some(eth) = crate::parse::ptr_at::<network_types::eth::EthHdr>(ctx, 0) else {
@@ -21,5 +22,5 @@ pub fn addressed_to_us(ctx: &XdpContext, iface: &IfaceConfig) -> bool {
     };
     // SAFETY: bounds-checked by ptr_at.
     let dst = unsafe { (*eth).dst_addr };
-    dst == iface.mac || dst == [0xff; 6]
+    dst == iface.mac || dst == [0xff; 6] || (dst[0] == 0x33 && dst[1] == 0x33)
 }

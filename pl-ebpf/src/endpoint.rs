@@ -4,20 +4,24 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use pl_common::{
-    endpoint::{ADDR_NLB, AddrInfo, AddrKey, SourceKey},
+    endpoint::{ADDR_NLB, AddrInfo, AddrKey, AddrKey6, SourceKey, SourceKey6},
     flow::FlowKey,
+    flow6::FlowKey6,
     maglev::NO_BACKEND,
-    policy::{POLICY_ACCEPTED, POLICY_ANY_SOURCE, Policy, PolicyKey},
+    policy::{POLICY_ACCEPTED, POLICY_ANY_SOURCE, Policy, Policy6, PolicyKey, PolicyKey6},
     service::{MAX_ZONES, maglev_slot},
     stats::EndpointCounter,
 };
 
-use crate::maps::{PL_ADDRS, PL_MAGLEV, PL_POLICY, PL_SOURCES, PL_TARGETS};
+use crate::maps::{
+    PL_ADDRS, PL_ADDRS6, PL_MAGLEV, PL_POLICY, PL_POLICY6, PL_SOURCES, PL_SOURCES6, PL_TARGETS,
+    PL_TARGETS6,
+};
 
-/// What a packet with no flow is addressed to.
-pub enum Dest {
+/// What a packet with no flow is addressed to (`P`: the family's policy).
+pub enum Dest<P: 'static = Policy> {
     /// A listener on an endpoint address.
-    Listener(&'static Policy),
+    Listener(&'static P),
     /// An endpoint address (this endpoint id), with no listener on that port.
     NoListener(u16),
     /// An NLB address: a health probe's answer, or a provider packet with no flow.
@@ -91,6 +95,82 @@ pub fn admit(key: &FlowKey, p: &'static Policy) -> Result<Admitted, EndpointCoun
         policy: p,
         nlb_be,
         target_be: target.addr_be,
+        target_mac: target.mac,
+        target: target_id,
+        hash,
+    })
+}
+
+// IPv6: the same judgments over the IPv6 maps.
+
+/// What an IPv6 address is on `network`, if one of ours.
+#[inline(always)]
+pub fn addr6(addr: [u8; 16], network: u16) -> Option<&'static AddrInfo> {
+    // SAFETY: read at once by the callers.
+    unsafe { PL_ADDRS6.get(AddrKey6::new(addr, network)) }
+}
+
+/// [`dest`] for an IPv6 packet.
+#[inline(always)]
+pub fn dest6(key: &FlowKey6) -> Dest<Policy6> {
+    // SAFETY: a map value, only read.
+    if let Some(p) = unsafe { PL_POLICY6.get(PolicyKey6::of(key)) } {
+        return Dest::Listener(p);
+    }
+    match addr6(key.dst, key.network) {
+        None => Dest::NotOurs,
+        Some(a) if a.kind == ADDR_NLB => Dest::Nlb,
+        Some(a) => Dest::NoListener(a.id),
+    }
+}
+
+/// Where an admitted IPv6 flow goes.
+pub struct Admitted6 {
+    pub policy: &'static Policy6,
+    pub nlb: [u8; 16],
+    pub target_addr: [u8; 16],
+    pub target_mac: [u8; 6],
+    pub target: u32,
+    pub hash: u32,
+}
+
+/// [`admit`] for an IPv6 flow: the service's targets are IPv6 (the config holds a
+/// service's targets to one family), and the zone's IPv6 NLB address is the source.
+#[inline(always)]
+pub fn admit6(key: &FlowKey6, p: &'static Policy6) -> Result<Admitted6, EndpointCounter> {
+    if p.flags & POLICY_ACCEPTED == 0 {
+        return Err(EndpointCounter::RefusedNotAccepted);
+    }
+    if addr6(key.src, key.network).is_some() {
+        return Err(EndpointCounter::RefusedSpoofed);
+    }
+    if p.flags & POLICY_ANY_SOURCE == 0 {
+        let source = Key::new(32 + 128, SourceKey6::new(p.endpoint, key.src));
+        if PL_SOURCES6.get(source).is_none() {
+            return Err(EndpointCounter::RefusedSource);
+        }
+    }
+    let hash = key.hash();
+    let target_id = *PL_MAGLEV
+        .get(maglev_slot(p.maglev_table, hash))
+        .ok_or(EndpointCounter::RefusedNoTarget)?;
+    if target_id == NO_BACKEND {
+        return Err(EndpointCounter::RefusedNoTarget);
+    }
+    let target = PL_TARGETS
+        .get(target_id)
+        .ok_or(EndpointCounter::RefusedNoTarget)?;
+    let target_addr = *PL_TARGETS6
+        .get(target_id)
+        .ok_or(EndpointCounter::RefusedNoTarget)?;
+    let nlb = p.nlb[usize::from(target.zone) % MAX_ZONES];
+    if nlb == [0; 16] || target_addr == [0; 16] {
+        return Err(EndpointCounter::RefusedNoTarget);
+    }
+    Ok(Admitted6 {
+        policy: p,
+        nlb,
+        target_addr,
         target_mac: target.mac,
         target: target_id,
         hash,

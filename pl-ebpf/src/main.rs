@@ -11,10 +11,12 @@ mod early;
 mod endpoint;
 mod events;
 mod icmp;
+mod ipv6;
 mod lease;
 mod maps;
 mod mtu;
 mod nat;
+mod ndp;
 mod parse;
 mod redirect;
 mod stats;
@@ -32,6 +34,7 @@ use pl_common::{
     cidr::is_martian,
     flow::{FLOW_FORWARD, FlowKey, opens_flow, packet_state},
     iface::{IFACE_DEDICATED, IfaceConfig},
+    maps::TAIL_IPV6,
     proto::{ETH_HLEN, IPPROTO_TCP, TCP_SYN},
     stats::{EndpointCounter, IfaceCounter},
 };
@@ -39,7 +42,7 @@ use pl_common::{
 use crate::{
     conntrack::{Created, Found},
     endpoint::Dest,
-    maps::{Flows, PL_PROBES},
+    maps::{Flows, PL_PROBES, PL_TAILS},
     parse::Frame,
     stats::Slot,
 };
@@ -56,6 +59,19 @@ pub fn pl_xdp(ctx: XdpContext) -> u32 {
 #[xdp(frags)]
 pub fn pl_xdp_staged(ctx: XdpContext) -> u32 {
     run::<true>(&ctx)
+}
+
+/// The IPv6 data path, tail-called from either copy above for every IPv6 frame on one of
+/// our interfaces (after they counted it received).
+#[xdp(frags)]
+pub fn pl_xdp6(ctx: XdpContext) -> u32 {
+    ipv6::run(&ctx).unwrap_or(xdp_action::XDP_ABORTED)
+}
+
+/// IPv6 TCP and UDP, tail-called from `pl_xdp6`.
+#[xdp(frags)]
+pub fn pl_xdp6_l4(ctx: XdpContext) -> u32 {
+    ipv6::run_l4(&ctx).unwrap_or(xdp_action::XDP_ABORTED)
 }
 
 /// `S`: the copy with the stage knob.
@@ -82,6 +98,14 @@ fn try_pl_xdp<const S: bool>(ctx: &XdpContext) -> Result<u32, ()> {
     stats.add(IfaceCounter::RxPackets, 1);
     let len = parse::frame_len(ctx);
     stats.add(IfaceCounter::RxBytes, len);
+    if parse::is_ipv6(ctx) {
+        // SAFETY: the context is this program's. On success it does not return.
+        unsafe { PL_TAILS.tail_call(ctx, TAIL_IPV6) };
+        // Only a broken load leaves the slot empty.
+        stats.add(IfaceCounter::DroppedNonIpv4, 1);
+        stats.count_action(xdp_action::XDP_DROP);
+        return Ok(xdp_action::XDP_DROP);
+    }
     let (class, frame) = parse::parse(ctx, len);
     stats.add(class, 1);
 
@@ -96,6 +120,8 @@ fn try_pl_xdp<const S: bool>(ctx: &XdpContext) -> Result<u32, ()> {
             Frame::Arp => arp::handle(ctx, &iface, &stats),
             Frame::Ipv4L4 { proto } => ipv4::<S>(ctx, &iface, &stats, proto, len)?,
             Frame::Icmp => icmp::handle(ctx, &iface, &stats),
+            // IPv6 went to its own program above.
+            Frame::Ipv6L4 { .. } | Frame::Icmp6 { .. } => xdp_action::XDP_DROP,
             Frame::Drop(why) => {
                 stats.add(why, 1);
                 xdp_action::XDP_DROP
@@ -166,7 +192,7 @@ fn ipv4<const S: bool>(
     if let Some(a) = stop::at::<S>(STAGE_WARMED) {
         return Ok(a);
     }
-    let found = conntrack::lookup(&key, hash, now, syn);
+    let found = conntrack::lookup::<conntrack::V4>(&key, hash, now, syn);
     if let Some(a) = stop::at::<S>(STAGE_LOOKED_UP) {
         return Ok(a);
     }
@@ -207,7 +233,7 @@ fn ipv4<const S: bool>(
         return refuse(EndpointCounter::RefusedNotSyn);
     }
     if stale {
-        conntrack::remove_stale(&key, hash);
+        conntrack::remove_stale::<conntrack::V4>(&key, hash);
     }
     let Some(policy) = policy else {
         return refuse(EndpointCounter::RefusedNoListener);
@@ -228,8 +254,9 @@ fn ipv4<const S: bool>(
         mac: unsafe { (*eth).src_addr },
         state: bits,
         len: len as u16,
+        now,
     };
-    let created = conntrack::create(&key, hash, &admitted, &from, now);
+    let created = conntrack::create(&key, hash, &admitted, &from);
     if let Some(a) = stop::at::<S>(STAGE_CREATED) {
         return Ok(a);
     }
@@ -318,7 +345,13 @@ fn forward<const S: bool>(
         return xdp_action::XDP_ABORTED;
     }
     if tcp_flags & TCP_SYN != 0 {
-        mtu::clamp_mss(ctx, iface.network, u16::from(v.egress), v.endpoint);
+        mtu::clamp_mss(
+            ctx,
+            iface.network,
+            u16::from(v.egress),
+            v.endpoint,
+            parse::L4_OFF,
+        );
     }
     if let Some(a) = stop::at::<S>(STAGE_TRANSLATED) {
         return a;

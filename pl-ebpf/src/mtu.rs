@@ -14,11 +14,13 @@ use pl_common::{
 
 use crate::{
     maps::PL_NET_INFO,
-    parse::{L4_OFF, ptr_at},
+    parse::{L4_OFF, L4_OFF6, MAX_EXT_BYTES, ptr_at},
     stats,
 };
 
 const TCP_CHECK: usize = 16;
+/// The furthest a TCP header can start (IPv6 with extension headers).
+const MAX_L4_OFF: usize = L4_OFF6 + MAX_EXT_BYTES;
 const IP_DF: u16 = 0x4000;
 
 /// The MTU of network `network`'s interface; 0 if unknown.
@@ -73,38 +75,58 @@ fn egress_check(ctx: &XdpContext, endpoint: u16, egress: u16) -> u32 {
 /// Lowers the MSS option of a SYN or SYN-ACK crossing from network `ingress` to `egress`
 /// to what the smaller MTU carries; counts it for `endpoint`. Never raises it. Out of line:
 /// only SYNs come here, and the option walk's state stays off the main frame's stack.
+///
+/// `l4_off`: where the TCP header starts. What the IP headers take beyond IPv4's 20 bytes
+/// (IPv6: 20, and its extension headers) comes off the MSS too.
 #[inline(never)]
-pub fn clamp_mss(ctx: &XdpContext, ingress: u16, egress: u16, endpoint: u16) {
+pub fn clamp_mss(ctx: &XdpContext, ingress: u16, egress: u16, endpoint: u16, l4_off: usize) {
     let (a, b) = (mtu_of(ingress), mtu_of(egress));
-    if a == 0 || b == 0 {
+    if a == 0 || b == 0 || !(L4_OFF..=MAX_L4_OFF).contains(&l4_off) {
         return;
     }
-    let max = mss_for_mtu(a.min(b));
-    let Some(tcp) = ptr_at::<[u8; TCP_MIN_HLEN]>(ctx, L4_OFF) else {
+    let ip_extra = (l4_off - L4_OFF) as u32;
+    let max = mss_for_mtu(a.min(b).saturating_sub(ip_extra));
+    let Some(tcp) = ptr_at::<[u8; TCP_MIN_HLEN]>(ctx, l4_off) else {
         return;
     };
     // SAFETY: bounds-checked; byte 12 holds the data offset.
     let doff = usize::from(unsafe { (*tcp)[12] } >> 4) * 4;
-    let opts = L4_OFF + TCP_MIN_HLEN;
+    let opts = l4_off + TCP_MIN_HLEN;
     // SAFETY: each byte bounds-checked by ptr_at.
     let Some(at) = find_mss(doff.saturating_sub(TCP_MIN_HLEN), |i| {
         ptr_at::<u8>(ctx, opts + i).map(|p| unsafe { *p })
     }) else {
         return;
     };
-    let (Some(value), Some(check)) = (
-        ptr_at::<[u8; 2]>(ctx, opts + at),
-        ptr_at::<[u8; 2]>(ctx, L4_OFF + TCP_CHECK),
-    ) else {
+    let Some(value) = ptr_at::<[u8; 2]>(ctx, opts + at) else {
         return;
     };
-    // SAFETY: both bounds-checked; the frame is ours to rewrite.
+    // SAFETY: both bounds-checked (the checksum through the TCP header's pointer: a second
+    // check at a variable offset is one the compiler may merge away); the frame is ours.
     unsafe {
-        let old = u16::from_be_bytes(*check);
+        let check = &mut (&mut (*tcp))[TCP_CHECK..TCP_CHECK + 2];
+        let old = u16::from_be_bytes([check[0], check[1]]);
         if let Some((v, c)) = clamp(*value, max, old, at % 2 == 1) {
             *value = v;
-            *check = c.to_be_bytes();
+            check.copy_from_slice(&c.to_be_bytes());
             stats::endpoint_add(endpoint, EndpointCounter::MssClamped, 1);
         }
     }
+}
+
+/// Whether an IPv6 packet arriving on `iface` fits network `egress`'s MTU (IPv6 is never
+/// fragmented on the way). Counted for `endpoint` when it does not; the sender hears
+/// nothing yet (packet too big arrives with the next IPv6 slice), so PMTU discovery
+/// through an endpoint relies on the MSS clamp for TCP.
+#[inline(always)]
+pub fn fits6(iface: &IfaceConfig, endpoint: u16, egress: u16, len: u64) -> bool {
+    if iface.mtu_floor != 0 && len <= (ETH_HLEN as u64) + u64::from(iface.mtu_floor) {
+        return true;
+    }
+    let mtu = mtu_of(egress);
+    if mtu == 0 || len <= (ETH_HLEN as u64) + u64::from(mtu) {
+        return true;
+    }
+    stats::endpoint_add(endpoint, EndpointCounter::RefusedTooBig, 1);
+    false
 }

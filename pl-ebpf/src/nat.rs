@@ -6,14 +6,15 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 use pl_common::{
     checksum,
     flow::{FlowKey, FlowValue, apply_delta},
-    proto::{ETH_HLEN, IPPROTO_TCP},
+    flow6::{FlowKey6, FlowValue6},
+    proto::{ETH_HLEN, IPPROTO_TCP, IPV6_HLEN},
 };
 
 use aya_ebpf::programs::XdpContext;
 
 use crate::{
     maps::PL_NET_INFO,
-    parse::{L4_OFF, ptr_at},
+    parse::{L4_OFF, L4_OFF6, MAX_EXT_BYTES, ptr_at},
 };
 
 /// Offsets of the checksum inside the TCP and UDP headers.
@@ -70,6 +71,62 @@ pub fn translate(ctx: &XdpContext, v: &FlowValue, key: &FlowKey, proto: u8) -> R
                 *c = new.to_be_bytes();
             }
         }
+    }
+    Ok(())
+}
+
+/// Offset of the hop limit in the IPv6 header.
+const HOP_LIMIT: usize = ETH_HLEN + 7;
+
+/// The frame's IPv6 hop limit, if its header is there.
+#[inline(always)]
+pub fn hop_limit(ctx: &XdpContext) -> Option<u8> {
+    // SAFETY: bounds checked by ptr_at.
+    ptr_at::<u8>(ctx, HOP_LIMIT).map(|h| unsafe { *h })
+}
+
+/// Rewrites the IPv6 frame carrying `key` (TCP or UDP at `l4_off`) as `v` says. IPv6 has
+/// no header checksum: the addresses count in the L4 checksum's pseudo-header, so one
+/// delta covers addresses and ports. The caller checked hop limit > 1.
+#[inline(always)]
+pub fn translate6(
+    ctx: &XdpContext,
+    v: &FlowValue6,
+    key: &FlowKey6,
+    proto: u8,
+    l4_off: usize,
+) -> Result<(), ()> {
+    if l4_off > L4_OFF6 + MAX_EXT_BYTES {
+        return Err(());
+    }
+    let src_mac = PL_NET_INFO.get(u32::from(v.egress)).ok_or(())?.mac;
+    let delta = v.delta(key);
+    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(())?;
+    let ip = ptr_at::<[u8; IPV6_HLEN]>(ctx, ETH_HLEN).ok_or(())?;
+    let ports = ptr_at::<[u8; 4]>(ctx, l4_off).ok_or(())?;
+    let check_at = l4_off
+        + if proto == IPPROTO_TCP {
+            TCP_CHECK
+        } else {
+            UDP_CHECK
+        };
+    let c = ptr_at::<[u8; 2]>(ctx, check_at).ok_or(())?;
+    // SAFETY: all bounds-checked above; the frame is ours to rewrite.
+    unsafe {
+        (*eth).dst_addr = v.dst_mac;
+        (*eth).src_addr = src_mac;
+        (*ip)[7] -= 1;
+        (&mut (*ip))[8..24].copy_from_slice(&v.new_src);
+        (&mut (*ip))[24..40].copy_from_slice(&v.new_dst);
+        let (sp, dp) = (v.new_sport_be.to_ne_bytes(), v.new_dport_be.to_ne_bytes());
+        *ports = [sp[0], sp[1], dp[0], dp[1]];
+        // A UDP checksum is never 0 in IPv6 (parse refused it); a computed 0 is sent as
+        // 0xffff.
+        let new = match apply_delta(u16::from_be_bytes(*c), delta) {
+            0 if proto != IPPROTO_TCP => 0xffff,
+            n => n,
+        };
+        *c = new.to_be_bytes();
     }
     Ok(())
 }

@@ -14,14 +14,26 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 use pl_common::{
     checksum,
     proto::{
-        ARP_LEN, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ICMP_HLEN, IPPROTO_ICMP,
-        IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HLEN, TCP_MIN_HLEN, UDP_HLEN,
+        ARP_LEN, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMP_HLEN,
+        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HLEN, IPV6_HLEN,
+        TCP_MIN_HLEN, UDP_HLEN,
     },
     stats::IfaceCounter,
+    xlat::{
+        MAX_EXT_HEADERS, NH_AH, NH_DEST_OPTS, NH_ESP, NH_FRAGMENT, NH_HOP_BY_HOP, NH_NONE,
+        NH_ROUTING,
+    },
 };
 
 /// Offset of the L4 header for IPv4 without options.
 pub const L4_OFF: usize = ETH_HLEN + IPV4_MIN_HLEN;
+
+/// Offset of the L4 header for IPv6 without extension headers.
+pub const L4_OFF6: usize = ETH_HLEN + IPV6_HLEN;
+
+/// Bytes of IPv6 extension headers the walk reads past: a bound for the verifier, and
+/// more than hop-by-hop and destination options carry in practice.
+pub const MAX_EXT_BYTES: usize = 256;
 
 /// A pointer to a `T` at `offset`, if the whole `T` lies inside the frame.
 #[inline(always)]
@@ -45,6 +57,13 @@ fn has(ctx: &XdpContext, offset: usize, len: usize) -> bool {
     ctx.data() + offset + len <= ctx.data_end()
 }
 
+/// Whether the frame is IPv6 (for the IPv6 program).
+#[inline(always)]
+pub fn is_ipv6(ctx: &XdpContext) -> bool {
+    // SAFETY: bounds checked by ptr_at.
+    ptr_at::<EthHdr>(ctx, 0).is_some_and(|e| u16::from_be(unsafe { (*e).ether_type }) == ETH_P_IPV6)
+}
+
 /// What the data path does with a frame.
 pub enum Frame {
     Arp,
@@ -54,6 +73,17 @@ pub enum Frame {
     },
     /// IPv4 ICMP, no options, not fragmented, ICMP header present.
     Icmp,
+    /// IPv6 TCP or UDP after at most [`MAX_EXT_HEADERS`] extension headers (none of them a
+    /// fragment, AH or ESP), whole L4 header present and sane; `l4_off` from the frame's
+    /// start, at most [`L4_OFF6`] + [`MAX_EXT_BYTES`].
+    Ipv6L4 {
+        proto: u8,
+        l4_off: u16,
+    },
+    /// ICMPv6 (neighbour discovery included), header present.
+    Icmp6 {
+        l4_off: u16,
+    },
     /// Not carried: dropped on a dedicated interface, counted under this reason.
     Drop(IfaceCounter),
 }
@@ -159,6 +189,120 @@ fn parse_ipv4(ctx: &XdpContext, len: u64) -> (IfaceCounter, Frame) {
         }
         IPPROTO_ICMP if l4_len >= ICMP_HLEN && has(ctx, L4_OFF, ICMP_HLEN) => (class, Frame::Icmp),
         IPPROTO_ICMP => malformed(IfaceCounter::DroppedTruncated),
+        _ => (class, Frame::Drop(IfaceCounter::DroppedProtocol)),
+    }
+}
+
+/// The IPv6 header and its extension headers, walked as `pl_common::xlat::walk_ipv6`
+/// does (the host-tested oracle), within [`MAX_EXT_BYTES`].
+#[inline(always)]
+pub fn parse_ipv6(ctx: &XdpContext, len: u64) -> (IfaceCounter, Frame) {
+    let malformed = |why| (IfaceCounter::Malformed, Frame::Drop(why));
+    let Some(ip) = ptr_at::<[u8; IPV6_HLEN]>(ctx, ETH_HLEN) else {
+        return malformed(IfaceCounter::DroppedTruncated);
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let (version, payload, first) = unsafe {
+        (
+            (*ip)[0] >> 4,
+            usize::from(u16::from_be_bytes([(*ip)[4], (*ip)[5]])),
+            (*ip)[6],
+        )
+    };
+    // Payload length 0 is a jumbogram's (or nothing at all): neither is carried.
+    if version != 6 || payload == 0 {
+        return malformed(IfaceCounter::DroppedBadIpv6);
+    }
+    if (L4_OFF6 + payload) as u64 > len {
+        return malformed(IfaceCounter::DroppedTruncated);
+    }
+    let mut next = first;
+    let mut off = L4_OFF6;
+    let mut upper = None;
+    for _ in 0..=MAX_EXT_HEADERS {
+        match next {
+            NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS => {
+                if off > L4_OFF6 + MAX_EXT_BYTES {
+                    break;
+                }
+                let Some(h) = ptr_at::<[u8; 2]>(ctx, off) else {
+                    return malformed(IfaceCounter::DroppedTruncated);
+                };
+                // SAFETY: bounds checked by ptr_at.
+                let (nh, hlen) = unsafe { ((*h)[0], (usize::from((*h)[1]) + 1) * 8) };
+                next = nh;
+                off += hlen;
+            }
+            NH_FRAGMENT => {
+                return (
+                    IfaceCounter::Ipv6Other,
+                    Frame::Drop(IfaceCounter::DroppedFragment),
+                );
+            }
+            NH_ESP | NH_AH | NH_NONE => {
+                return (
+                    IfaceCounter::Ipv6Other,
+                    Frame::Drop(IfaceCounter::DroppedExtHeaders),
+                );
+            }
+            p => {
+                upper = Some(p);
+                break;
+            }
+        }
+    }
+    let Some(proto) = upper.filter(|_| off <= L4_OFF6 + MAX_EXT_BYTES) else {
+        return (
+            IfaceCounter::Ipv6Other,
+            Frame::Drop(IfaceCounter::DroppedExtHeaders),
+        );
+    };
+    // Bytes of the payload from the upper-layer header on.
+    let Some(l4_len) = (L4_OFF6 + payload).checked_sub(off) else {
+        return malformed(IfaceCounter::DroppedTruncated);
+    };
+    let class = match proto {
+        IPPROTO_TCP => IfaceCounter::Ipv6Tcp,
+        IPPROTO_UDP => IfaceCounter::Ipv6Udp,
+        _ => IfaceCounter::Ipv6Other,
+    };
+    let l4_off = off as u16;
+    match proto {
+        IPPROTO_TCP => {
+            let Some(tcp) =
+                ptr_at::<[u8; TCP_MIN_HLEN]>(ctx, off).filter(|_| l4_len >= TCP_MIN_HLEN)
+            else {
+                return malformed(IfaceCounter::DroppedTruncated);
+            };
+            // SAFETY: bounds checked by ptr_at; byte 12 holds the data offset.
+            let doff = usize::from(unsafe { (*tcp)[12] } >> 4) * 4;
+            if doff < TCP_MIN_HLEN || doff > l4_len {
+                return malformed(IfaceCounter::DroppedBadL4);
+            }
+            (class, Frame::Ipv6L4 { proto, l4_off })
+        }
+        IPPROTO_UDP => {
+            let Some(udp) = ptr_at::<[u8; UDP_HLEN]>(ctx, off).filter(|_| l4_len >= UDP_HLEN)
+            else {
+                return malformed(IfaceCounter::DroppedTruncated);
+            };
+            // SAFETY: bounds checked by ptr_at; bytes 4..6 hold the length, 6..8 the checksum.
+            let (ulen, check) = unsafe {
+                (
+                    usize::from(u16::from_be_bytes([(*udp)[4], (*udp)[5]])),
+                    u16::from_be_bytes([(*udp)[6], (*udp)[7]]),
+                )
+            };
+            // A zero UDP checksum is invalid in IPv6 (RFC 8200 8.1).
+            if ulen < UDP_HLEN || ulen > l4_len || check == 0 {
+                return malformed(IfaceCounter::DroppedBadL4);
+            }
+            (class, Frame::Ipv6L4 { proto, l4_off })
+        }
+        IPPROTO_ICMPV6 if l4_len >= ICMP_HLEN && has(ctx, off, ICMP_HLEN) => {
+            (class, Frame::Icmp6 { l4_off })
+        }
+        IPPROTO_ICMPV6 => malformed(IfaceCounter::DroppedTruncated),
         _ => (class, Frame::Drop(IfaceCounter::DroppedProtocol)),
     }
 }

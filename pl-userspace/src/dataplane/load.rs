@@ -5,7 +5,7 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapError, PerCpuArray},
+    maps::{Array, HashMap, Map, MapError, PerCpuArray, ProgramArray},
     programs::Xdp,
 };
 use pl_common::{
@@ -13,7 +13,8 @@ use pl_common::{
     iface::{IFACE_ACTIVE, IfaceConfig},
     maps::{
         DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOW_SEED_GLOBAL, FLOW_SLOTS_GLOBAL, FLOWS_MAP,
-        IFACE_STATS_MAP, IFACES_MAP, PROBES_MAP, PROGRAM_NAME, flow_array_len, flow_slots,
+        IFACE_STATS_MAP, IFACES_MAP, IPV6_L4_PROGRAM, IPV6_PROGRAM, PROBES_MAP, PROGRAM_NAME,
+        TAIL_IPV6, TAIL_IPV6_L4, TAILS_MAP, flow_array_len, flow_slots,
     },
     stats::{EndpointStats, IfaceStats},
 };
@@ -43,10 +44,32 @@ pub(super) fn load_with(
     kept: Option<&State>,
 ) -> Result<Ebpf, DataplaneError> {
     let mut ebpf = open_maps(flow_entries, kept)?;
-    program(&mut ebpf)
+    load_programs(&mut ebpf, PROGRAM_NAME)?;
+    Ok(ebpf)
+}
+
+/// Loads the program `name` and the IPv6 programs it tail-calls, and puts those in their
+/// slots of `PL_TAILS`.
+fn load_programs(ebpf: &mut Ebpf, name: &str) -> Result<(), DataplaneError> {
+    for (tail, slot) in [(IPV6_PROGRAM, TAIL_IPV6), (IPV6_L4_PROGRAM, TAIL_IPV6_L4)] {
+        program_named(ebpf, tail)
+            .load()
+            .map_err(|e| classify(Box::new(e)))?;
+        let fd = program_named(ebpf, tail)
+            .fd()
+            .map_err(|e| classify(Box::new(e)))?
+            .try_clone()
+            .map_err(|e| classify(Box::new(e)))?;
+        let mut tails = ProgramArray::try_from(raw_map_mut(ebpf, TAILS_MAP))
+            .map_err(DataplaneError::map(TAILS_MAP))?;
+        tails
+            .set(slot, &fd, 0)
+            .map_err(DataplaneError::map(TAILS_MAP))?;
+    }
+    program_named(ebpf, name)
         .load()
         .map_err(|e| classify(Box::new(e)))?;
-    Ok(ebpf)
+    Ok(())
 }
 
 /// For `pl bench`'s itemization only: the data path's staged copy (`STAGED_PROGRAM`, which
@@ -56,9 +79,7 @@ pub(super) fn load_with(
 /// (the flows one load made are there for the next).
 pub fn load_staged(flow_entries: u32, kept: &State, stop: u32) -> Result<Ebpf, DataplaneError> {
     let mut ebpf = open_maps_stopping(Some(flow_entries), Some(kept), stop)?;
-    program_named(&mut ebpf, program_for(stop))
-        .load()
-        .map_err(|e| classify(Box::new(e)))?;
+    load_programs(&mut ebpf, program_for(stop))?;
     if !kept.map_pin(FLOWS_MAP).exists() {
         pin_kept_maps(&ebpf, kept)?;
     }
