@@ -6,14 +6,14 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, MapError, lpm_trie::Key, xdp::DevMap},
 };
 use pl_common::{
-    endpoint::{AddrInfo, AddrKey, SourceKey},
+    endpoint::{AddrInfo, AddrKey, AddrKey6, SourceKey, SourceKey6},
     iface::{IfaceConfig, NetInfo},
     maglev::MAGLEV_SIZE,
     maps::{
-        ADDRS_MAP, EGRESS_MAP, IFACES_MAP, MAGLEV_MAP, NET_INFO_MAP, POLICY_MAP, SETTINGS_MAP,
-        SOURCES_MAP, TARGETS_MAP,
+        ADDRS_MAP, ADDRS6_MAP, EGRESS_MAP, IFACES_MAP, MAGLEV_MAP, NET_INFO_MAP, POLICY_MAP,
+        POLICY6_MAP, SETTINGS_MAP, SOURCES_MAP, SOURCES6_MAP, TARGETS_MAP, TARGETS6_MAP,
     },
-    policy::{Policy, PolicyKey},
+    policy::{Policy, Policy6, PolicyKey, PolicyKey6},
     service::TargetInfo,
     settings::Settings,
 };
@@ -39,6 +39,31 @@ fn map<'a, T: TryFrom<&'a mut aya::maps::Map, Error = MapError>>(
         map: name,
         source: Box::new(e),
     })
+}
+
+/// An IPv6 map: None when the object lacks it and neither `plan` nor `old` has an entry for
+/// it (`has`), so an object built before IPv6 still runs an IPv4 config; an error naming the
+/// map when a config with IPv6 addresses meets such an object.
+fn map6<'a, T: TryFrom<&'a mut aya::maps::Map, Error = MapError>>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+    has: bool,
+) -> Result<Option<T>, ApplyError> {
+    if ebpf.map(name).is_none() {
+        if !has {
+            return Ok(None);
+        }
+        return Err(ApplyError {
+            map: name,
+            source: "the eBPF object has no such map, and the config has IPv6 addresses".into(),
+        });
+    }
+    map(ebpf, name).map(Some)
+}
+
+/// Whether `plan` or `old` has entries in the list `of` picks.
+fn any<T>(plan: &Plan, old: Option<&Plan>, of: impl Fn(&Plan) -> &[T]) -> bool {
+    !of(plan).is_empty() || old.is_some_and(|o| !of(o).is_empty())
 }
 
 fn err<E: std::error::Error + Send + Sync + 'static>(
@@ -133,7 +158,7 @@ fn write_egress(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), 
 }
 
 /// Addresses, allowed sources, then the policies (a new source list is in place before
-/// a policy says to look at it).
+/// a policy says to look at it); each IPv4's map, then IPv6's.
 fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
     let mut m: HashMap<&mut MapData, AddrKey, AddrInfo> = map(ebpf, ADDRS_MAP)?;
     for (k, v) in changed(&plan.addrs, old.map(|o| &o.addrs[..])) {
@@ -141,6 +166,15 @@ fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(
     }
     for k in removed(&plan.addrs, old.map(|o| &o.addrs[..])) {
         m.remove(k).map_err(err(ADDRS_MAP))?;
+    }
+    let has = any(plan, old, |p| &p.addrs6);
+    if let Some(mut m) = map6::<HashMap<&mut MapData, AddrKey6, AddrInfo>>(ebpf, ADDRS6_MAP, has)? {
+        for (k, v) in changed(&plan.addrs6, old.map(|o| &o.addrs6[..])) {
+            m.insert(k, v, 0).map_err(err(ADDRS6_MAP))?;
+        }
+        for k in removed(&plan.addrs6, old.map(|o| &o.addrs6[..])) {
+            m.remove(k).map_err(err(ADDRS6_MAP))?;
+        }
     }
 
     let mut m: LpmTrie<&mut MapData, SourceKey, u8> = map(ebpf, SOURCES_MAP)?;
@@ -156,6 +190,23 @@ fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(
     {
         m.remove(&Key::new(*len, *data)).map_err(err(SOURCES_MAP))?;
     }
+    // Only endpoints with IPv6 addresses need it: `::/0` alone (no allowed_sources) does not.
+    let has = !plan.addrs6.is_empty() || old.is_some_and(|o| !o.addrs6.is_empty());
+    if let Some(mut m) = map6::<LpmTrie<&mut MapData, SourceKey6, u8>>(ebpf, SOURCES6_MAP, has)? {
+        for (len, data) in changed(&plan.sources6, old.map(|o| &o.sources6[..])) {
+            m.insert(&Key::new(*len, *data), 1, 0)
+                .map_err(err(SOURCES6_MAP))?;
+        }
+        for (len, data) in old
+            .map(|o| &o.sources6[..])
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| !plan.sources6.contains(e))
+        {
+            m.remove(&Key::new(*len, *data))
+                .map_err(err(SOURCES6_MAP))?;
+        }
+    }
 
     let mut m: HashMap<&mut MapData, PolicyKey, Policy> = map(ebpf, POLICY_MAP)?;
     for (k, v) in changed(&plan.policies, old.map(|o| &o.policies[..])) {
@@ -164,10 +215,27 @@ fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(
     for k in removed(&plan.policies, old.map(|o| &o.policies[..])) {
         m.remove(k).map_err(err(POLICY_MAP))?;
     }
+    let has = any(plan, old, |p| &p.policies6);
+    if let Some(mut m) = map6::<HashMap<&mut MapData, PolicyKey6, Policy6>>(ebpf, POLICY6_MAP, has)?
+    {
+        for (k, v) in changed(&plan.policies6, old.map(|o| &o.policies6[..])) {
+            m.insert(k, v, 0).map_err(err(POLICY6_MAP))?;
+        }
+        for k in removed(&plan.policies6, old.map(|o| &o.policies6[..])) {
+            m.remove(k).map_err(err(POLICY6_MAP))?;
+        }
+    }
     Ok(())
 }
 
+/// IPv6 targets' addresses before the `PL_TARGETS` entries whose MAC makes them usable.
 fn write_targets(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
+    let has = any(plan, old, |p| &p.targets6);
+    if let Some(mut m) = map6::<Array<&mut MapData, [u8; 16]>>(ebpf, TARGETS6_MAP, has)? {
+        for (k, v) in changed(&plan.targets6, old.map(|o| &o.targets6[..])) {
+            m.set(*k, v, 0).map_err(err(TARGETS6_MAP))?;
+        }
+    }
     let mut m: Array<&mut MapData, TargetInfo> = map(ebpf, TARGETS_MAP)?;
     for (k, v) in changed(&plan.targets, old.map(|o| &o.targets[..])) {
         m.set(*k, v, 0).map_err(err(TARGETS_MAP))?;

@@ -12,7 +12,7 @@
 
 use std::{
     collections::HashMap,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
 
@@ -62,7 +62,7 @@ impl Health {
 #[derive(Clone, Debug)]
 struct Checked {
     service: u16,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     /// Probes go from this zone's NLB address.
     zone: u8,
     health: Health,
@@ -113,7 +113,9 @@ impl Checker {
                     service: sid as u16,
                     ip: t.ip,
                     zone: t.zone,
-                    health: if s.health.enabled {
+                    // Health checks over IPv6 arrive with the next slice: until then an
+                    // IPv6 target is unchecked, and takes flows once resolved.
+                    health: if s.health.enabled && t.ip.is_ipv4() {
                         Health::Initial
                     } else {
                         Health::Unchecked
@@ -337,6 +339,9 @@ impl Checked {
         s: &Settings,
         id: u32,
     ) -> Option<FlowKey> {
+        let IpAddr::V4(ip) = self.ip else {
+            return None;
+        };
         let free = |k: &FlowKey| flows.get(k).is_none();
         if let Some(k) = self
             .key
@@ -348,7 +353,7 @@ impl Checked {
         for i in 0..64u32 {
             let port = s.snat_port_min + ((id.wrapping_mul(2_654_435_761) ^ i) % span) as u16;
             let key = FlowKey {
-                src_be: be(self.ip),
+                src_be: be(ip),
                 dst_be: be(nlb),
                 sport_be: hc.port.to_be(),
                 dport_be: port.to_be(),
@@ -403,7 +408,13 @@ impl<'a> Check<'a> {
         if c.health == Health::Unchecked {
             return None;
         }
-        let nlb = model.probe_from(s, c.zone)?;
+        // Only IPv4 targets are checked (an IPv6 one is `Unchecked`).
+        let IpAddr::V4(target) = c.ip else {
+            return None;
+        };
+        let IpAddr::V4(nlb) = model.probe_from(s, c.zone, c.ip)? else {
+            return None;
+        };
         Some(Self {
             id,
             service: s,
@@ -414,7 +425,7 @@ impl<'a> Check<'a> {
                 network: s.network,
                 src_mac: model.networks[usize::from(s.network)].mac,
                 nlb,
-                target: c.ip,
+                target,
                 port: s.health.port,
             },
         })
@@ -466,7 +477,7 @@ mod tests {
     fn checked(health: Health) -> Checked {
         Checked {
             service: 0,
-            ip: Ipv4Addr::new(10, 9, 0, 11),
+            ip: Ipv4Addr::new(10, 9, 0, 11).into(),
             zone: 0,
             health,
             passes: 0,

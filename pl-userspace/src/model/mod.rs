@@ -10,6 +10,7 @@
 
 mod addresses;
 mod align;
+mod cidr6;
 mod cluster;
 mod endpoints;
 mod found;
@@ -22,19 +23,20 @@ mod services;
 #[cfg(test)]
 pub(crate) mod testing;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use pl_common::{cidr::Cidr, settings::Settings};
 
 use self::found::Found;
 pub use self::{
     align::AlignError,
+    cidr6::Cidr6,
     cluster::{Cluster, Node},
     endpoints::EndpointState,
     found::{Check, HostChecks},
     health_check::HealthCheck,
     interfaces::{Interfaces, LiveInterfaces, mtu_of},
-    networks::{Route, next_hop},
+    networks::{Route, Route6, hop_of, next_hop, next_hop6},
 };
 use crate::config::{Config, ConfigErrors, Source, Unparsed};
 
@@ -54,6 +56,9 @@ pub struct Network {
     /// Static routes to targets behind routers (longest prefix wins).
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// The IPv6 ones.
+    #[serde(default)]
+    pub routes6: Vec<Route6>,
 }
 
 const fn default_mtu() -> u32 {
@@ -69,18 +74,19 @@ pub struct Listener {
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Target {
-    /// Global target id (index into `PL_TARGETS`).
+    /// Global target id (index into `PL_TARGETS`, and `PL_TARGETS6` for an IPv6 target).
     pub id: u32,
-    pub ip: Ipv4Addr,
+    /// A service's targets are all of one family.
+    pub ip: IpAddr,
     pub zone: u8,
     /// The router a static route sends it to; None when on-link.
     #[serde(default)]
-    pub via: Option<Ipv4Addr>,
+    pub via: Option<IpAddr>,
 }
 
 impl Target {
     /// The address whose MAC its frames go to: its router's, or its own.
-    pub fn hop(&self) -> Ipv4Addr {
+    pub fn hop(&self) -> IpAddr {
         self.via.unwrap_or(self.ip)
     }
 }
@@ -92,8 +98,8 @@ pub struct Service {
     pub removed: bool,
     /// The provider network.
     pub network: u16,
-    /// NLB address per zone index.
-    pub nlbs: Vec<(Ipv4Addr, u8)>,
+    /// NLB addresses with their zone index: at most one of each family per zone.
+    pub nlbs: Vec<(IpAddr, u8)>,
     pub cross_zone: bool,
     pub listeners: Vec<Listener>,
     pub targets: Vec<Target>,
@@ -108,8 +114,12 @@ pub struct Endpoint {
     pub removed: bool,
     pub service: u16,
     pub network: u16,
-    pub addrs: Vec<(Ipv4Addr, u8)>,
+    /// At most one of each family per zone; all of its service's targets' family.
+    pub addrs: Vec<(IpAddr, u8)>,
     pub sources: Vec<Cidr>,
+    /// The IPv6 prefixes of `allowed_sources` (`::/0` when it is absent).
+    #[serde(default)]
+    pub sources6: Vec<Cidr6>,
     /// Accepted by the service (or acceptance not required): carries traffic. Always
     /// `state == Available`.
     pub accepted: bool,
@@ -208,14 +218,16 @@ impl Model {
         self.serving.is_none_or(|m| m & (1 << zone) != 0)
     }
 
-    /// The NLB address ARP requests and health probes for a target in `zone` of `s` go
-    /// from: the zone's own if this node serves it, else that of a zone it serves. Never
-    /// another node's: a target that hears from an address points its ARP entry here.
-    pub fn probe_from(&self, s: &Service, zone: u8) -> Option<Ipv4Addr> {
+    /// The NLB address ARP requests, neighbour solicitations and health probes for a
+    /// target at `target` in `zone` of `s` go from: of the target's family, the zone's own
+    /// if this node serves it, else that of a zone it serves. Never another node's: a
+    /// target that hears from an address points its neighbour entry here.
+    pub fn probe_from(&self, s: &Service, zone: u8, target: IpAddr) -> Option<IpAddr> {
+        let same = |ip: &IpAddr| ip.is_ipv4() == target.is_ipv4();
         s.nlbs
             .iter()
-            .find(|(_, z)| *z == zone && self.serves(*z))
-            .or_else(|| s.nlbs.iter().find(|(_, z)| self.serves(*z)))
+            .find(|(ip, z)| same(ip) && *z == zone && self.serves(*z))
+            .or_else(|| s.nlbs.iter().find(|(ip, z)| same(ip) && self.serves(*z)))
             .map(|(ip, _)| *ip)
     }
 
@@ -238,6 +250,27 @@ impl Model {
                     .get(usize::from(e.service))
                     .is_some_and(|s| !s.removed && live_net(s.network))
                 && (e.sources.is_empty() || e.sources.iter().any(|c| c.contains(src)))
+        })
+    }
+
+    /// `allows` for an IPv6 consumer flow: the same checks, the source against the
+    /// endpoint's IPv6 prefixes.
+    pub fn allows6(&self, endpoint: u16, network: u16, src: Ipv6Addr) -> bool {
+        let live_net = |id: u16| {
+            self.networks
+                .get(usize::from(id))
+                .is_some_and(|n| !n.removed)
+        };
+        self.endpoints.get(usize::from(endpoint)).is_some_and(|e| {
+            !e.removed
+                && e.accepted
+                && e.network == network
+                && live_net(network)
+                && self
+                    .services
+                    .get(usize::from(e.service))
+                    .is_some_and(|s| !s.removed && live_net(s.network))
+                && e.sources6.iter().any(|c| c.contains(src))
         })
     }
 
@@ -452,7 +485,7 @@ mod tests {
                 "{ ip = \"10.9.0.11\", zone = \"z1\" }",
                 "{ ip = \"10.9.0.311\", zone = \"z1\" }",
                 "[[service]] \"billing\": targets",
-                &["\"10.9.0.311\" is not an IPv4 address"],
+                &["\"10.9.0.311\" is not an IPv4 or IPv6 address"],
             ),
             (
                 "allowed_sources = [\"10.0.0.0/24\"]",
