@@ -248,6 +248,29 @@ mod tests {
     }
 
     #[test]
+    fn an_unsolicited_advertisement_goes_to_all_nodes() {
+        let mac = [2, 0, 0, 0, 0, 2];
+        let addr: [u8; 16] = "fd00::64"
+            .parse::<std::net::Ipv6Addr>()
+            .expect("addr")
+            .octets();
+        let f = unsolicited_advertisement(mac, addr);
+        let all_nodes = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 1]);
+        assert_eq!(&f[12..14], &[0x86, 0xdd]);
+        assert_eq!(f[21], 255, "hop limit");
+        assert_eq!(&f[22..38], &addr);
+        assert_eq!(&f[38..54], &all_nodes);
+        let m = pl_common::ndp::parse(&f[54..], addr, all_nodes, 255).expect("valid");
+        assert_eq!(
+            m.flags,
+            pl_common::ndp::NA_OVERRIDE,
+            "override, not solicited"
+        );
+        assert_eq!((m.target, m.lladdr), (addr, Some(mac)));
+    }
+
+    #[test]
     fn ipv4_header_and_udp_checksums_verify() {
         let ip = Ipv4::new([10, 0, 0, 10], [10, 0, 0, 100]);
         let p = ip.udp(40000, 5353, b"odd");

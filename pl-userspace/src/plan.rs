@@ -603,4 +603,80 @@ mod tests {
             )
         );
     }
+
+    #[test]
+    fn ipv6_addresses_fill_the_ipv6_maps() {
+        let m = crate::model::testing::build(crate::model::testing::EXAMPLE6)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().expect("addr");
+        let mut neigh = Neighbors::new();
+        neigh.insert((1, v6("fd00:9::11").into()), [2, 0, 0, 0, 0, 0x11]);
+        // The routed target is resolved through its router.
+        neigh.insert((1, v6("fd00:9::1").into()), [2, 0, 0, 0, 0, 1]);
+        let p = Plan::build(&m, &neigh, &Unhealthy::new());
+        // The IPv4 NLB address in its map, the IPv6 ones in theirs.
+        assert_eq!(p.addrs.len(), 1);
+        let kinds: Vec<([u8; 16], u16, u8, u8)> = p
+            .addrs6
+            .iter()
+            .map(|(k, v)| (k.addr, k.network, v.kind, v.zone))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (v6("fd00:9::fa").octets(), 1, ADDR_NLB, 0),
+                (v6("fd00:9::fb").octets(), 1, ADDR_NLB, 1),
+                (v6("fd00::64").octets(), 0, ADDR_ENDPOINT, 0),
+                (v6("fd00::65").octets(), 0, ADDR_ENDPOINT, 1),
+            ]
+        );
+        assert!(p.policies.is_empty(), "no IPv4 endpoint address");
+        let [(k, v), (k2, v2)] = p.policies6[..] else {
+            panic!("two addresses x one listener: {:?}", p.policies6)
+        };
+        assert_eq!(k.addr, v6("fd00::64").octets());
+        assert_eq!((k.network, k.proto, k.port_be), (0, 6, 443u16.to_be()));
+        assert_eq!(k2.addr, v6("fd00::65").octets());
+        assert_eq!(v.target_port_be, 8443u16.to_be());
+        assert_eq!(v.maglev_table, maglev_table(0, Some(0)));
+        assert_eq!(v2.maglev_table, maglev_table(0, Some(1)));
+        // Flows follow the zone, from its IPv6 NLB address, never the IPv4 one.
+        assert_eq!(v.nlb, [v6("fd00:9::fa").octets(); MAX_ZONES]);
+        assert_eq!(v2.nlb, [v6("fd00:9::fb").octets(); MAX_ZONES]);
+        assert_eq!(v.flags, POLICY_ACCEPTED, "a /64 is not any source");
+        assert_eq!(
+            p.sources6,
+            [(32 + 64, SourceKey6::new(0, v6("fd00::").octets()))]
+        );
+        assert_eq!(
+            p.sources,
+            [(32 + 24, SourceKey::new(0, be(Ipv4Addr::new(10, 0, 0, 0))))]
+        );
+        // Target ids index both maps; an IPv6 target's IPv4 address is 0.
+        assert_eq!(
+            p.targets6,
+            [
+                (0, v6("fd00:9::11").octets()),
+                (1, v6("fd00:60::5").octets())
+            ]
+        );
+        assert_eq!(p.targets[0].1.addr_be, 0);
+        assert_eq!(p.targets[0].1.mac, [2, 0, 0, 0, 0, 0x11]);
+        assert_eq!(p.targets[1].1.mac, [2, 0, 0, 0, 0, 1], "its router's");
+        // One table per zone, though z1 has an NLB address of each family.
+        let tables: Vec<u32> = p.maglev.iter().map(|(t, _)| *t).collect();
+        assert_eq!(
+            tables,
+            [
+                maglev_table(0, Some(0)),
+                maglev_table(0, Some(1)),
+                maglev_table(0, None)
+            ]
+        );
+        assert!(
+            maglev_of(&p, maglev_table(0, Some(1)))
+                .iter()
+                .all(|t| *t == 1)
+        );
+    }
 }

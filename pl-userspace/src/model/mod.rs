@@ -541,4 +541,166 @@ mod tests {
             "{msg}"
         );
     }
+
+    mod ipv6 {
+        use std::net::{IpAddr, Ipv6Addr};
+
+        use crate::model::{
+            Cidr6,
+            testing::{EXAMPLE6, build},
+        };
+
+        fn v6(s: &str) -> IpAddr {
+            IpAddr::V6(s.parse().expect("an IPv6 address"))
+        }
+
+        /// The error `EXAMPLE6` with `from` replaced by `to` gets: it names `field` and says
+        /// `what`.
+        fn refused(from: &str, to: &str, field: &str, what: &str) {
+            assert!(EXAMPLE6.contains(from), "{from:?} not in the example");
+            let e = build(&EXAMPLE6.replacen(from, to, 1))
+                .expect_err(what)
+                .to_string();
+            assert!(e.contains(field), "{field:?} not named: {e}");
+            assert!(e.contains(what), "{what:?} not said: {e}");
+        }
+
+        #[test]
+        fn a_same_family_ipv6_service_builds() {
+            let m = build(EXAMPLE6).unwrap_or_else(|e| panic!("{e}"));
+            let s = &m.services[0];
+            assert_eq!(
+                s.nlbs,
+                [
+                    ("10.9.0.250".parse().expect("addr"), 0),
+                    (v6("fd00:9::fa"), 0),
+                    (v6("fd00:9::fb"), 1)
+                ]
+            );
+            assert_eq!(s.targets[0].ip, v6("fd00:9::11"));
+            assert_eq!(s.targets[0].via, None, "on-link");
+            assert_eq!(
+                s.targets[1].via,
+                Some(v6("fd00:9::1")),
+                "an IPv6 route's router"
+            );
+            let e = &m.endpoints[0];
+            assert_eq!(e.addrs, [(v6("fd00::64"), 0), (v6("fd00::65"), 1)]);
+            assert_eq!(e.sources, ["10.0.0.0/24".parse().expect("cidr")]);
+            assert_eq!(e.sources6, ["fd00::/64".parse::<Cidr6>().expect("cidr")]);
+            let ip = |s: &str| s.parse::<Ipv6Addr>().expect("addr");
+            assert!(m.allows6(0, 0, ip("fd00::10")));
+            assert!(!m.allows6(0, 0, ip("fd00:1::10")), "outside fd00::/64");
+            // No allowed_sources: any source of either family.
+            let any =
+                build(&EXAMPLE6.replace("allowed_sources = [\"10.0.0.0/24\", \"fd00::/64\"]", ""))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(any.endpoints[0].sources6, [Cidr6::ANY]);
+            assert!(any.allows6(0, 0, ip("2001:db8::1")));
+        }
+
+        #[test]
+        fn at_most_one_address_of_each_family_per_zone() {
+            refused(
+                "{ ip = \"fd00:9::fb\", zone = \"z2\" }",
+                "{ ip = \"fd00:9::fb\", zone = \"z1\" }",
+                "nlb_addresses",
+                "zone \"z1\" has two IPv6 NLB addresses",
+            );
+            refused(
+                "{ ip = \"fd00::65\", zone = \"z2\" }",
+                "{ ip = \"fd00::65\", zone = \"z1\" }",
+                "addresses",
+                "zone \"z1\" has two IPv6 addresses",
+            );
+        }
+
+        #[test]
+        fn a_services_targets_share_one_family() {
+            refused(
+                "{ ip = \"fd00:60::5\", zone = \"z2\" }",
+                "{ ip = \"10.9.0.12\", zone = \"z1\" }",
+                "targets",
+                "a service's targets share one address family",
+            );
+        }
+
+        #[test]
+        fn a_targets_zone_needs_an_nlb_address_of_its_family() {
+            // z2 keeps an IPv4 NLB address only.
+            refused(
+                "{ ip = \"fd00:9::fb\", zone = \"z2\" }",
+                "{ ip = \"10.9.0.251\", zone = \"z2\" }",
+                "targets",
+                "zone \"z2\" has no IPv6 NLB address",
+            );
+        }
+
+        #[test]
+        fn family_translation_is_refused_for_now() {
+            refused(
+                "{ ip = \"fd00::65\", zone = \"z2\" }",
+                "{ ip = \"10.0.0.101\", zone = \"z2\" }",
+                "addresses",
+                "family translation (IPv4 consumer to IPv6 target and back) is not supported yet",
+            );
+        }
+
+        #[test]
+        fn bad_prefixes_and_addresses_name_their_field() {
+            refused(
+                "\"fd00::/64\"",
+                "\"fd00::1/64\"",
+                "allowed_sources",
+                "bits set past the prefix length",
+            );
+            refused(
+                "\"fd00::/64\"",
+                "\"fd00::/129\"",
+                "allowed_sources",
+                "prefix length must be 0 to 128",
+            );
+            refused(
+                "\"fd00::64\"",
+                "\"fd00::zz\"",
+                "addresses",
+                "is not an IPv4 or IPv6 address",
+            );
+            refused(
+                "\"fd00::64\"",
+                "\"::ffff:10.0.0.100\"",
+                "addresses",
+                "IPv4-mapped",
+            );
+            refused(
+                "\"fd00::64\"",
+                "\"ff02::1\"",
+                "addresses",
+                "not a unicast IPv6 address",
+            );
+            refused(
+                "via = \"fd00:9::1\"",
+                "via = \"10.9.0.1\"",
+                "routes.via",
+                "an IPv6 route's router must be IPv6",
+            );
+        }
+
+        #[test]
+        fn an_ipv6_address_is_one_thing_in_a_network() {
+            refused(
+                "{ ip = \"fd00:9::fb\", zone = \"z2\" }",
+                "{ ip = \"fd00:9::11\", zone = \"z2\" }",
+                "targets",
+                "fd00:9::11 is already an NLB address",
+            );
+            // Written another way, the same address.
+            refused(
+                "{ ip = \"fd00:9::fb\", zone = \"z2\" }",
+                "{ ip = \"fd00:9:0:0::fa\", zone = \"z2\" }",
+                "nlb_addresses",
+                "fd00:9::fa is already an NLB address",
+            );
+        }
+    }
 }
