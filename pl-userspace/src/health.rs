@@ -113,13 +113,7 @@ impl Checker {
                     service: sid as u16,
                     ip: t.ip,
                     zone: t.zone,
-                    // Health checks over IPv6 arrive with the next slice: until then an
-                    // IPv6 target is unchecked, and takes flows once resolved.
-                    health: if s.health.enabled && t.ip.is_ipv4() {
-                        Health::Initial
-                    } else {
-                        Health::Unchecked
-                    },
+                    health: first_health(s.health.enabled, t.ip),
                     passes: 0,
                     fails: 0,
                     // The first checks go out 10 ms apart.
@@ -379,6 +373,17 @@ impl Checked {
     }
 }
 
+/// A new target's state: `Initial` (its check due) where checks are on, else `Unchecked`.
+/// Health checks over IPv6 arrive with the next slice: until then an IPv6 target is
+/// unchecked, and takes flows once resolved.
+fn first_health(enabled: bool, ip: IpAddr) -> Health {
+    if enabled && ip.is_ipv4() {
+        Health::Initial
+    } else {
+        Health::Unchecked
+    }
+}
+
 fn drop_probe(probes: &mut Probes<'_>, c: &Checked) {
     if let Some(k) = c.key {
         let _ = probes.remove(&k);
@@ -487,6 +492,27 @@ mod tests {
             inflight: None,
             last: "none",
         }
+    }
+
+    #[test]
+    fn an_ipv6_target_is_unchecked_and_never_probed() {
+        let v6: IpAddr = "fd00:9::11".parse().expect("addr");
+        assert_eq!(first_health(true, v6), Health::Unchecked);
+        assert_eq!(
+            first_health(true, Ipv4Addr::new(10, 9, 0, 11).into()),
+            Health::Initial
+        );
+        assert_eq!(
+            first_health(false, Ipv4Addr::new(10, 9, 0, 11).into()),
+            Health::Unchecked
+        );
+        // Even if it were marked for checking, no check is built for it.
+        let m = crate::model::testing::build(crate::model::testing::EXAMPLE6)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resolver = Resolver::empty();
+        let mut c = checked(Health::Initial);
+        c.ip = v6;
+        assert!(Check::of(0, &c, &m, &HashMap::new(), &resolver).is_none());
     }
 
     #[test]

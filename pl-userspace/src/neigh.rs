@@ -117,6 +117,14 @@ impl Resolver {
         Ok(Self { senders })
     }
 
+    /// One with no senders, for tests.
+    #[cfg(test)]
+    pub fn empty() -> Self {
+        Self {
+            senders: std::collections::HashMap::new(),
+        }
+    }
+
     /// The sender out of provider network `network`.
     pub fn sender(&self, network: u16) -> Option<&RawSender> {
         self.senders.get(&network)

@@ -600,6 +600,33 @@ mod tests {
         }
 
         #[test]
+        fn targets_are_asked_for_from_an_nlb_address_of_their_family() {
+            let mut m = build(EXAMPLE6).unwrap_or_else(|e| panic!("{e}"));
+            let s = m.services[0].clone();
+            // z1 has an NLB address of each family: the target's is chosen.
+            assert_eq!(
+                m.probe_from(&s, 0, v6("fd00:9::11")),
+                Some(v6("fd00:9::fa"))
+            );
+            assert_eq!(
+                m.probe_from(&s, 0, "10.9.0.11".parse().expect("addr")),
+                Some("10.9.0.250".parse().expect("addr"))
+            );
+            // Serving only z1: a z2 target is asked for from z1's IPv6 address.
+            m.serving = Some(1);
+            assert_eq!(
+                m.probe_from(&s, 1, v6("fd00:60::5")),
+                Some(v6("fd00:9::fa"))
+            );
+            // Serving only z2: an IPv4 target has no IPv4 NLB address to be asked from.
+            m.serving = Some(2);
+            assert_eq!(
+                m.probe_from(&s, 0, "10.9.0.11".parse().expect("addr")),
+                None
+            );
+        }
+
+        #[test]
         fn at_most_one_address_of_each_family_per_zone() {
             refused(
                 "{ ip = \"fd00:9::fb\", zone = \"z2\" }",
