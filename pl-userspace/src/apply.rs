@@ -190,8 +190,7 @@ fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(
     {
         m.remove(&Key::new(*len, *data)).map_err(err(SOURCES_MAP))?;
     }
-    // Only endpoints with IPv6 addresses need it: `::/0` alone (no allowed_sources) does not.
-    let has = !plan.addrs6.is_empty() || old.is_some_and(|o| !o.addrs6.is_empty());
+    let has = any(plan, old, |p| &p.sources6);
     if let Some(mut m) = map6::<LpmTrie<&mut MapData, SourceKey6, u8>>(ebpf, SOURCES6_MAP, has)? {
         for (len, data) in changed(&plan.sources6, old.map(|o| &o.sources6[..])) {
             m.insert(&Key::new(*len, *data), 1, 0)

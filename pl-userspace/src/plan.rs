@@ -283,8 +283,10 @@ impl Plan {
             self.sources
                 .push((32 + u32::from(c.len), SourceKey::new(eid, be(c.addr))));
         }
-        // As IPv4's: the endpoint id's 32 bits, then the prefix.
-        for c in &e.sources6 {
+        // As IPv4's: the endpoint id's 32 bits, then the prefix. Only an endpoint with an
+        // IPv6 address has IPv6 consumers to admit.
+        let v6 = e.addrs.iter().any(|(ip, _)| ip.is_ipv6());
+        for c in e.sources6.iter().filter(|_| v6) {
             self.sources6
                 .push((32 + u32::from(c.len), SourceKey6::new(eid, c.addr.octets())));
         }
@@ -678,5 +680,13 @@ mod tests {
                 .iter()
                 .all(|t| *t == 1)
         );
+        // An IPv4-only config plans nothing for the IPv6 maps (not even the `::/0` of an
+        // endpoint with no allowed_sources).
+        let m = crate::model::testing::build(crate::model::testing::EXAMPLE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.endpoints[1].sources6, [crate::model::Cidr6::ANY]);
+        let p = Plan::build(&m, &Neighbors::new(), &Unhealthy::new());
+        assert!(p.addrs6.is_empty() && p.policies6.is_empty());
+        assert!(p.sources6.is_empty() && p.targets6.is_empty());
     }
 }
