@@ -145,8 +145,7 @@ impl Resolver {
                 if !asked.insert((s.network, t.hop())) {
                     continue;
                 }
-                let nlb = model.probe_from(s, t.zone, t.ip);
-                let sent = match (t.hop(), nlb) {
+                let (how, from, sent) = match (t.hop(), model.probe_from(s, t.zone, t.ip)) {
                     (IpAddr::V4(hop), nlb) => {
                         // A node serving none of the service's zones asks with an ARP
                         // probe (sender 0.0.0.0): answered, and nobody's cache learns
@@ -155,23 +154,19 @@ impl Resolver {
                             Some(IpAddr::V4(v4)) => v4,
                             _ => Ipv4Addr::UNSPECIFIED,
                         };
-                        sender.request(mac, nlb, hop).map(|()| IpAddr::V4(nlb))
+                        ("ARP", IpAddr::V4(nlb), sender.request(mac, nlb, hop))
                     }
                     // A solicitation from `::` is duplicate address detection, not a
                     // question the target answers to us: with no IPv6 NLB address this
                     // node serves, it waits.
-                    (IpAddr::V6(hop), Some(IpAddr::V6(nlb))) => {
-                        sender.solicit(mac, nlb, hop).map(|()| IpAddr::V6(nlb))
-                    }
+                    (IpAddr::V6(hop), Some(IpAddr::V6(nlb))) => (
+                        "neighbour solicitation",
+                        IpAddr::V6(nlb),
+                        sender.solicit(mac, nlb, hop),
+                    ),
                     (IpAddr::V6(_), _) => continue,
                 };
                 if let Err(e) = sent {
-                    let how = if t.ip.is_ipv4() {
-                        "ARP"
-                    } else {
-                        "neighbour solicitation"
-                    };
-                    let from = nlb.map_or_else(|| "0.0.0.0".to_owned(), |a| a.to_string());
                     errors.push(match t.via {
                         Some(via) => format!(
                             "{how} for router {via} (of target {}) from {from}: {e}",
