@@ -41,29 +41,37 @@ fn map<'a, T: TryFrom<&'a mut aya::maps::Map, Error = MapError>>(
     })
 }
 
-/// An IPv6 map: None when the object lacks it and neither `plan` nor `old` has an entry for
-/// it (`has`), so an object built before IPv6 still runs an IPv4 config; an error naming the
-/// map when a config with IPv6 addresses meets such an object.
+/// Every IPv6 map `plan` has entries for is in the object: checked before anything is
+/// written, so a config with IPv6 addresses meeting an object built before IPv6 is refused
+/// naming the map, with nothing half-written. (An IPv4-only config runs on such an object.)
+fn require_v6(ebpf: &Ebpf, plan: &Plan) -> Result<(), ApplyError> {
+    let needed = [
+        (ADDRS6_MAP, plan.addrs6.is_empty()),
+        (POLICY6_MAP, plan.policies6.is_empty()),
+        (SOURCES6_MAP, plan.sources6.is_empty()),
+        (TARGETS6_MAP, plan.targets6.is_empty()),
+    ];
+    for (name, empty) in needed {
+        if !empty && ebpf.map(name).is_none() {
+            return Err(ApplyError {
+                map: name,
+                source: "the eBPF object has no such map, and the config has IPv6 addresses".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An IPv6 map; None when the object lacks it (then `require_v6` saw that the plan needs
+/// nothing there, and nothing was ever written to it).
 fn map6<'a, T: TryFrom<&'a mut aya::maps::Map, Error = MapError>>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
-    has: bool,
 ) -> Result<Option<T>, ApplyError> {
     if ebpf.map(name).is_none() {
-        if !has {
-            return Ok(None);
-        }
-        return Err(ApplyError {
-            map: name,
-            source: "the eBPF object has no such map, and the config has IPv6 addresses".into(),
-        });
+        return Ok(None);
     }
     map(ebpf, name).map(Some)
-}
-
-/// Whether `plan` or `old` has entries in the list `of` picks.
-fn any<T>(plan: &Plan, old: Option<&Plan>, of: impl Fn(&Plan) -> &[T]) -> bool {
-    !of(plan).is_empty() || old.is_some_and(|o| !of(o).is_empty())
 }
 
 fn err<E: std::error::Error + Send + Sync + 'static>(
@@ -97,6 +105,7 @@ fn removed<'a, K: PartialEq, V>(
 
 /// Writes `plan`, given that `old` (if any) is what the maps hold now.
 pub fn apply(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
+    require_v6(ebpf, plan)?;
     write_settings(ebpf, plan, old)?;
     write_interfaces(ebpf, plan, old)?;
     write_egress(ebpf, plan, old)?;
@@ -167,8 +176,7 @@ fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(
     for k in removed(&plan.addrs, old.map(|o| &o.addrs[..])) {
         m.remove(k).map_err(err(ADDRS_MAP))?;
     }
-    let has = any(plan, old, |p| &p.addrs6);
-    if let Some(mut m) = map6::<HashMap<&mut MapData, AddrKey6, AddrInfo>>(ebpf, ADDRS6_MAP, has)? {
+    if let Some(mut m) = map6::<HashMap<&mut MapData, AddrKey6, AddrInfo>>(ebpf, ADDRS6_MAP)? {
         for (k, v) in changed(&plan.addrs6, old.map(|o| &o.addrs6[..])) {
             m.insert(k, v, 0).map_err(err(ADDRS6_MAP))?;
         }
@@ -190,8 +198,7 @@ fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(
     {
         m.remove(&Key::new(*len, *data)).map_err(err(SOURCES_MAP))?;
     }
-    let has = any(plan, old, |p| &p.sources6);
-    if let Some(mut m) = map6::<LpmTrie<&mut MapData, SourceKey6, u8>>(ebpf, SOURCES6_MAP, has)? {
+    if let Some(mut m) = map6::<LpmTrie<&mut MapData, SourceKey6, u8>>(ebpf, SOURCES6_MAP)? {
         for (len, data) in changed(&plan.sources6, old.map(|o| &o.sources6[..])) {
             m.insert(&Key::new(*len, *data), 1, 0)
                 .map_err(err(SOURCES6_MAP))?;
@@ -214,9 +221,7 @@ fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(
     for k in removed(&plan.policies, old.map(|o| &o.policies[..])) {
         m.remove(k).map_err(err(POLICY_MAP))?;
     }
-    let has = any(plan, old, |p| &p.policies6);
-    if let Some(mut m) = map6::<HashMap<&mut MapData, PolicyKey6, Policy6>>(ebpf, POLICY6_MAP, has)?
-    {
+    if let Some(mut m) = map6::<HashMap<&mut MapData, PolicyKey6, Policy6>>(ebpf, POLICY6_MAP)? {
         for (k, v) in changed(&plan.policies6, old.map(|o| &o.policies6[..])) {
             m.insert(k, v, 0).map_err(err(POLICY6_MAP))?;
         }
@@ -229,8 +234,7 @@ fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(
 
 /// IPv6 targets' addresses before the `PL_TARGETS` entries whose MAC makes them usable.
 fn write_targets(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
-    let has = any(plan, old, |p| &p.targets6);
-    if let Some(mut m) = map6::<Array<&mut MapData, [u8; 16]>>(ebpf, TARGETS6_MAP, has)? {
+    if let Some(mut m) = map6::<Array<&mut MapData, [u8; 16]>>(ebpf, TARGETS6_MAP)? {
         for (k, v) in changed(&plan.targets6, old.map(|o| &o.targets6[..])) {
             m.set(*k, v, 0).map_err(err(TARGETS6_MAP))?;
         }
