@@ -6,14 +6,14 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, MapError, lpm_trie::Key, xdp::DevMap},
 };
 use pl_common::{
-    endpoint::{AddrInfo, AddrKey, SourceKey},
+    endpoint::{AddrInfo, AddrKey, AddrKey6, SourceKey, SourceKey6},
     iface::{IfaceConfig, NetInfo},
     maglev::MAGLEV_SIZE,
     maps::{
-        ADDRS_MAP, EGRESS_MAP, IFACES_MAP, MAGLEV_MAP, NET_INFO_MAP, POLICY_MAP, SETTINGS_MAP,
-        SOURCES_MAP, TARGETS_MAP,
+        ADDRS_MAP, ADDRS6_MAP, EGRESS_MAP, IFACES_MAP, MAGLEV_MAP, NET_INFO_MAP, POLICY_MAP,
+        POLICY6_MAP, SETTINGS_MAP, SOURCES_MAP, SOURCES6_MAP, TARGETS_MAP, TARGETS6_MAP,
     },
-    policy::{Policy, PolicyKey},
+    policy::{Policy, Policy6, PolicyKey, PolicyKey6},
     service::TargetInfo,
     settings::Settings,
 };
@@ -39,6 +39,39 @@ fn map<'a, T: TryFrom<&'a mut aya::maps::Map, Error = MapError>>(
         map: name,
         source: Box::new(e),
     })
+}
+
+/// Every IPv6 map `plan` has entries for is in the object: checked before anything is
+/// written, so a config with IPv6 addresses meeting an object built before IPv6 is refused
+/// naming the map, with nothing half-written. (An IPv4-only config runs on such an object.)
+fn require_v6(ebpf: &Ebpf, plan: &Plan) -> Result<(), ApplyError> {
+    let needed = [
+        (ADDRS6_MAP, plan.addrs6.is_empty()),
+        (POLICY6_MAP, plan.policies6.is_empty()),
+        (SOURCES6_MAP, plan.sources6.is_empty()),
+        (TARGETS6_MAP, plan.targets6.is_empty()),
+    ];
+    for (name, empty) in needed {
+        if !empty && ebpf.map(name).is_none() {
+            return Err(ApplyError {
+                map: name,
+                source: "the eBPF object has no such map, and the config has IPv6 addresses".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An IPv6 map; None when the object lacks it (then `require_v6` saw that the plan needs
+/// nothing there, and nothing was ever written to it).
+fn map6<'a, T: TryFrom<&'a mut aya::maps::Map, Error = MapError>>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<Option<T>, ApplyError> {
+    if ebpf.map(name).is_none() {
+        return Ok(None);
+    }
+    map(ebpf, name).map(Some)
 }
 
 fn err<E: std::error::Error + Send + Sync + 'static>(
@@ -72,6 +105,7 @@ fn removed<'a, K: PartialEq, V>(
 
 /// Writes `plan`, given that `old` (if any) is what the maps hold now.
 pub fn apply(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
+    require_v6(ebpf, plan)?;
     write_settings(ebpf, plan, old)?;
     write_interfaces(ebpf, plan, old)?;
     write_egress(ebpf, plan, old)?;
@@ -133,7 +167,7 @@ fn write_egress(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), 
 }
 
 /// Addresses, allowed sources, then the policies (a new source list is in place before
-/// a policy says to look at it).
+/// a policy says to look at it); each IPv4's map, then IPv6's.
 fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
     let mut m: HashMap<&mut MapData, AddrKey, AddrInfo> = map(ebpf, ADDRS_MAP)?;
     for (k, v) in changed(&plan.addrs, old.map(|o| &o.addrs[..])) {
@@ -141,6 +175,14 @@ fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(
     }
     for k in removed(&plan.addrs, old.map(|o| &o.addrs[..])) {
         m.remove(k).map_err(err(ADDRS_MAP))?;
+    }
+    if let Some(mut m) = map6::<HashMap<&mut MapData, AddrKey6, AddrInfo>>(ebpf, ADDRS6_MAP)? {
+        for (k, v) in changed(&plan.addrs6, old.map(|o| &o.addrs6[..])) {
+            m.insert(k, v, 0).map_err(err(ADDRS6_MAP))?;
+        }
+        for k in removed(&plan.addrs6, old.map(|o| &o.addrs6[..])) {
+            m.remove(k).map_err(err(ADDRS6_MAP))?;
+        }
     }
 
     let mut m: LpmTrie<&mut MapData, SourceKey, u8> = map(ebpf, SOURCES_MAP)?;
@@ -156,6 +198,21 @@ fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(
     {
         m.remove(&Key::new(*len, *data)).map_err(err(SOURCES_MAP))?;
     }
+    if let Some(mut m) = map6::<LpmTrie<&mut MapData, SourceKey6, u8>>(ebpf, SOURCES6_MAP)? {
+        for (len, data) in changed(&plan.sources6, old.map(|o| &o.sources6[..])) {
+            m.insert(&Key::new(*len, *data), 1, 0)
+                .map_err(err(SOURCES6_MAP))?;
+        }
+        for (len, data) in old
+            .map(|o| &o.sources6[..])
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| !plan.sources6.contains(e))
+        {
+            m.remove(&Key::new(*len, *data))
+                .map_err(err(SOURCES6_MAP))?;
+        }
+    }
 
     let mut m: HashMap<&mut MapData, PolicyKey, Policy> = map(ebpf, POLICY_MAP)?;
     for (k, v) in changed(&plan.policies, old.map(|o| &o.policies[..])) {
@@ -164,10 +221,24 @@ fn write_endpoints(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(
     for k in removed(&plan.policies, old.map(|o| &o.policies[..])) {
         m.remove(k).map_err(err(POLICY_MAP))?;
     }
+    if let Some(mut m) = map6::<HashMap<&mut MapData, PolicyKey6, Policy6>>(ebpf, POLICY6_MAP)? {
+        for (k, v) in changed(&plan.policies6, old.map(|o| &o.policies6[..])) {
+            m.insert(k, v, 0).map_err(err(POLICY6_MAP))?;
+        }
+        for k in removed(&plan.policies6, old.map(|o| &o.policies6[..])) {
+            m.remove(k).map_err(err(POLICY6_MAP))?;
+        }
+    }
     Ok(())
 }
 
+/// IPv6 targets' addresses before the `PL_TARGETS` entries whose MAC makes them usable.
 fn write_targets(ebpf: &mut Ebpf, plan: &Plan, old: Option<&Plan>) -> Result<(), ApplyError> {
+    if let Some(mut m) = map6::<Array<&mut MapData, [u8; 16]>>(ebpf, TARGETS6_MAP)? {
+        for (k, v) in changed(&plan.targets6, old.map(|o| &o.targets6[..])) {
+            m.set(*k, v, 0).map_err(err(TARGETS6_MAP))?;
+        }
+    }
     let mut m: Array<&mut MapData, TargetInfo> = map(ebpf, TARGETS_MAP)?;
     for (k, v) in changed(&plan.targets, old.map(|o| &o.targets[..])) {
         m.set(*k, v, 0).map_err(err(TARGETS_MAP))?;

@@ -150,6 +150,42 @@ pub fn arp_request(sender_mac: Mac, sender_ip: [u8; 4], target: [u8; 4]) -> Vec<
     ethernet([0xff; 6], sender_mac, ETH_P_ARP, &a)
 }
 
+/// IPv6's EtherType.
+pub const ETH_P_IPV6: u16 = 0x86dd;
+
+/// Neighbour solicitation for `target` from `src` at `mac`: to the target's solicited-node
+/// group and its multicast MAC, hop limit 255 (RFC 4861 7.2.2), with the source
+/// link-layer option.
+pub fn neighbour_solicitation(mac: Mac, src: [u8; 16], target: [u8; 16]) -> Vec<u8> {
+    let group = pl_common::ndp::solicited_node(target);
+    let msg = pl_common::ndp::solicitation(src, target, mac);
+    ndp_frame(mac, src, group, &msg)
+}
+
+/// Unsolicited neighbour advertisement of `addr` at `mac` to all nodes (ff02::1), as a
+/// takeover announces an address (RFC 4861 7.2.6).
+pub fn unsolicited_advertisement(mac: Mac, addr: [u8; 16]) -> Vec<u8> {
+    let mut all_nodes = [0u8; 16];
+    all_nodes[0] = 0xff;
+    all_nodes[1] = 0x02;
+    all_nodes[15] = 0x01;
+    let msg = pl_common::ndp::advertisement(addr, all_nodes, mac);
+    ndp_frame(mac, addr, all_nodes, &msg)
+}
+
+/// An NDP message (its checksum set) in an IPv6 header with hop limit 255, to the group
+/// `dst`'s multicast MAC.
+fn ndp_frame(mac: Mac, src: [u8; 16], dst: [u8; 16], msg: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(40 + msg.len());
+    p.extend_from_slice(&[0x60, 0, 0, 0]);
+    p.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[pl_common::xlat::PROTO_ICMPV6, 255]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(msg);
+    ethernet(pl_common::ndp::multicast_mac(dst), mac, ETH_P_IPV6, &p)
+}
+
 /// ARP reply: `sender` (MAC, IP) tells `target` (MAC, IP) that it has the address.
 pub fn arp_reply(
     sender_mac: Mac,
@@ -178,6 +214,61 @@ pub fn parse_mac(s: &str) -> Option<Mac> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_neighbour_solicitation_is_built_byte_by_byte() {
+        let mac = [2, 0, 0, 0, 0, 4];
+        let nlb: [u8; 16] = "fd00:9::fa"
+            .parse::<std::net::Ipv6Addr>()
+            .expect("addr")
+            .octets();
+        let target: [u8; 16] = "fd00:9::1:2b"
+            .parse::<std::net::Ipv6Addr>()
+            .expect("addr")
+            .octets();
+        let f = neighbour_solicitation(mac, nlb, target);
+        let group = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0x01, 0, 0x2b];
+        let mut want = vec![0x33, 0x33, 0xff, 0x01, 0, 0x2b];
+        want.extend_from_slice(&mac);
+        want.extend_from_slice(&[0x86, 0xdd]);
+        want.extend_from_slice(&[0x60, 0, 0, 0, 0, 32, 58, 255]);
+        want.extend_from_slice(&nlb);
+        want.extend_from_slice(&group);
+        want.extend_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
+        want.extend_from_slice(&target);
+        want.extend_from_slice(&[1, 1]);
+        want.extend_from_slice(&mac);
+        // The checksum is checked below, by the parser, over the pseudo-header.
+        want[14 + 40 + 2..14 + 40 + 4].copy_from_slice(&f[14 + 40 + 2..14 + 40 + 4]);
+        assert_eq!(f, want);
+        assert_ne!(&f[56..58], &[0, 0], "a checksum is set");
+        let m = pl_common::ndp::parse(&f[54..], nlb, group, f[21]).expect("a valid solicitation");
+        assert_eq!(m.target, target);
+        assert_eq!(m.lladdr, Some(mac));
+    }
+
+    #[test]
+    fn an_unsolicited_advertisement_goes_to_all_nodes() {
+        let mac = [2, 0, 0, 0, 0, 2];
+        let addr: [u8; 16] = "fd00::64"
+            .parse::<std::net::Ipv6Addr>()
+            .expect("addr")
+            .octets();
+        let f = unsolicited_advertisement(mac, addr);
+        let all_nodes = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 1]);
+        assert_eq!(&f[12..14], &[0x86, 0xdd]);
+        assert_eq!(f[21], 255, "hop limit");
+        assert_eq!(&f[22..38], &addr);
+        assert_eq!(&f[38..54], &all_nodes);
+        let m = pl_common::ndp::parse(&f[54..], addr, all_nodes, 255).expect("valid");
+        assert_eq!(
+            m.flags,
+            pl_common::ndp::NA_OVERRIDE,
+            "override, not solicited"
+        );
+        assert_eq!((m.target, m.lladdr), (addr, Some(mac)));
+    }
 
     #[test]
     fn ipv4_header_and_udp_checksums_verify() {

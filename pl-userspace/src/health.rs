@@ -12,7 +12,7 @@
 
 use std::{
     collections::HashMap,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
 
@@ -62,7 +62,7 @@ impl Health {
 #[derive(Clone, Debug)]
 struct Checked {
     service: u16,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     /// Probes go from this zone's NLB address.
     zone: u8,
     health: Health,
@@ -113,11 +113,7 @@ impl Checker {
                     service: sid as u16,
                     ip: t.ip,
                     zone: t.zone,
-                    health: if s.health.enabled {
-                        Health::Initial
-                    } else {
-                        Health::Unchecked
-                    },
+                    health: first_health(s.health.enabled, t.ip),
                     passes: 0,
                     fails: 0,
                     // The first checks go out 10 ms apart.
@@ -337,6 +333,9 @@ impl Checked {
         s: &Settings,
         id: u32,
     ) -> Option<FlowKey> {
+        let IpAddr::V4(ip) = self.ip else {
+            return None;
+        };
         let free = |k: &FlowKey| flows.get(k).is_none();
         if let Some(k) = self
             .key
@@ -348,7 +347,7 @@ impl Checked {
         for i in 0..64u32 {
             let port = s.snat_port_min + ((id.wrapping_mul(2_654_435_761) ^ i) % span) as u16;
             let key = FlowKey {
-                src_be: be(self.ip),
+                src_be: be(ip),
                 dst_be: be(nlb),
                 sport_be: hc.port.to_be(),
                 dport_be: port.to_be(),
@@ -371,6 +370,17 @@ impl Checked {
             return Some(key);
         }
         None
+    }
+}
+
+/// A new target's state: `Initial` (its check due) where checks are on, else `Unchecked`.
+/// Health checks over IPv6 arrive with the next slice: until then an IPv6 target is
+/// unchecked, and takes flows once resolved.
+fn first_health(enabled: bool, ip: IpAddr) -> Health {
+    if enabled && ip.is_ipv4() {
+        Health::Initial
+    } else {
+        Health::Unchecked
     }
 }
 
@@ -403,7 +413,13 @@ impl<'a> Check<'a> {
         if c.health == Health::Unchecked {
             return None;
         }
-        let nlb = model.probe_from(s, c.zone)?;
+        // Only IPv4 targets are checked (an IPv6 one is `Unchecked`).
+        let IpAddr::V4(target) = c.ip else {
+            return None;
+        };
+        let IpAddr::V4(nlb) = model.probe_from(s, c.zone, c.ip)? else {
+            return None;
+        };
         Some(Self {
             id,
             service: s,
@@ -414,7 +430,7 @@ impl<'a> Check<'a> {
                 network: s.network,
                 src_mac: model.networks[usize::from(s.network)].mac,
                 nlb,
-                target: c.ip,
+                target,
                 port: s.health.port,
             },
         })
@@ -466,7 +482,7 @@ mod tests {
     fn checked(health: Health) -> Checked {
         Checked {
             service: 0,
-            ip: Ipv4Addr::new(10, 9, 0, 11),
+            ip: Ipv4Addr::new(10, 9, 0, 11).into(),
             zone: 0,
             health,
             passes: 0,
@@ -476,6 +492,27 @@ mod tests {
             inflight: None,
             last: "none",
         }
+    }
+
+    #[test]
+    fn an_ipv6_target_is_unchecked_and_never_probed() {
+        let v6: IpAddr = "fd00:9::11".parse().expect("addr");
+        assert_eq!(first_health(true, v6), Health::Unchecked);
+        assert_eq!(
+            first_health(true, Ipv4Addr::new(10, 9, 0, 11).into()),
+            Health::Initial
+        );
+        assert_eq!(
+            first_health(false, Ipv4Addr::new(10, 9, 0, 11).into()),
+            Health::Unchecked
+        );
+        // Even if it were marked for checking, no check is built for it.
+        let m = crate::model::testing::build(crate::model::testing::EXAMPLE6)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resolver = Resolver::empty();
+        let mut c = checked(Health::Initial);
+        c.ip = v6;
+        assert!(Check::of(0, &c, &m, &HashMap::new(), &resolver).is_none());
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Target MAC resolution. pl has no address of its own on the provider network: it sends
 //! ARP requests from an NLB address (the one of the target's zone, or of a zone this node
 //! serves; an ARP probe from 0.0.0.0 where it serves none) out of the provider interface,
-//! and the XDP program learns the replies into `PL_NEIGH`.
+//! and the XDP program learns the replies into `PL_NEIGH`. An IPv6 target (or router) is
+//! asked with a neighbour solicitation from an IPv6 NLB address, and the advertisements
+//! are learned into `PL_NEIGH6`.
 
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
@@ -12,7 +14,11 @@ use aya::{
     Ebpf,
     maps::{HashMap, MapData},
 };
-use pl_common::{endpoint::AddrKey, maps::NEIGH_MAP, proto::ETH_P_ARP};
+use pl_common::{
+    endpoint::{AddrKey, AddrKey6},
+    maps::{NEIGH_MAP, NEIGH6_MAP},
+    proto::ETH_P_ARP,
+};
 
 use crate::{
     frame,
@@ -46,6 +52,22 @@ impl RawSender {
         self.send(
             &frame::arp_request(mac, from.octets(), target.octets()),
             ETH_P_ARP,
+        )
+    }
+
+    /// Multicasts a neighbour solicitation for `target` from `from` with source MAC `mac`.
+    pub fn solicit(&self, mac: Mac, from: Ipv6Addr, target: Ipv6Addr) -> std::io::Result<()> {
+        self.send(
+            &frame::neighbour_solicitation(mac, from.octets(), target.octets()),
+            frame::ETH_P_IPV6,
+        )
+    }
+
+    /// Announces that `addr` is at `mac` with an unsolicited advertisement to all nodes.
+    pub fn advertise(&self, mac: Mac, addr: Ipv6Addr) -> std::io::Result<()> {
+        self.send(
+            &frame::unsolicited_advertisement(mac, addr.octets()),
+            frame::ETH_P_IPV6,
         )
     }
 
@@ -95,6 +117,14 @@ impl Resolver {
         Ok(Self { senders })
     }
 
+    /// One with no senders, for tests.
+    #[cfg(test)]
+    pub fn empty() -> Self {
+        Self {
+            senders: std::collections::HashMap::new(),
+        }
+    }
+
     /// The sender out of provider network `network`.
     pub fn sender(&self, network: u16) -> Option<&RawSender> {
         self.senders.get(&network)
@@ -111,19 +141,38 @@ impl Resolver {
             };
             let mac = model.networks[usize::from(s.network)].mac;
             for t in &s.targets {
-                // A node serving none of the service's zones asks with an ARP probe
-                // (sender 0.0.0.0): answered, and nobody's cache learns anything.
-                let nlb = model.probe_from(s, t.zone).unwrap_or(Ipv4Addr::UNSPECIFIED);
                 // A router serving many targets is asked once a round.
                 if !asked.insert((s.network, t.hop())) {
                     continue;
                 }
-                if let Err(e) = sender.request(mac, nlb, t.hop()) {
+                let (how, from, sent) = match (t.hop(), model.probe_from(s, t.zone, t.ip)) {
+                    (IpAddr::V4(hop), nlb) => {
+                        // A node serving none of the service's zones asks with an ARP
+                        // probe (sender 0.0.0.0): answered, and nobody's cache learns
+                        // anything.
+                        let nlb = match nlb {
+                            Some(IpAddr::V4(v4)) => v4,
+                            _ => Ipv4Addr::UNSPECIFIED,
+                        };
+                        ("ARP", IpAddr::V4(nlb), sender.request(mac, nlb, hop))
+                    }
+                    // A solicitation from `::` is duplicate address detection, not a
+                    // question the target answers to us: with no IPv6 NLB address this
+                    // node serves, it waits.
+                    (IpAddr::V6(hop), Some(IpAddr::V6(nlb))) => (
+                        "neighbour solicitation",
+                        IpAddr::V6(nlb),
+                        sender.solicit(mac, nlb, hop),
+                    ),
+                    (IpAddr::V6(_), _) => continue,
+                };
+                if let Err(e) = sent {
                     errors.push(match t.via {
-                        Some(via) => {
-                            format!("ARP for router {via} (of target {}) from {nlb}: {e}", t.ip)
-                        }
-                        None => format!("ARP for target {} from {nlb}: {e}", t.ip),
+                        Some(via) => format!(
+                            "{how} for router {via} (of target {}) from {from}: {e}",
+                            t.ip
+                        ),
+                        None => format!("{how} for target {} from {from}: {e}", t.ip),
                     });
                 }
             }
@@ -133,23 +182,32 @@ impl Resolver {
 }
 
 /// The MACs the XDP program has learned for the targets of `model` (their routers' for
-/// routed ones), by (network, address asked).
+/// routed ones), by (network, address asked): IPv4 ones from `PL_NEIGH`, IPv6 ones from
+/// `PL_NEIGH6` (none from an object that lacks it).
 pub fn learned(ebpf: &Ebpf, model: &Model) -> Neighbors {
-    let Some(m) = ebpf.map(NEIGH_MAP) else {
-        return Neighbors::new();
-    };
-    let Ok(map) = HashMap::<&MapData, AddrKey, [u8; 8]>::try_from(m) else {
-        return Neighbors::new();
-    };
+    let v4 = ebpf
+        .map(NEIGH_MAP)
+        .and_then(|m| HashMap::<&MapData, AddrKey, [u8; 8]>::try_from(m).ok());
+    let v6 = ebpf
+        .map(NEIGH6_MAP)
+        .and_then(|m| HashMap::<&MapData, AddrKey6, [u8; 8]>::try_from(m).ok());
     let mut out = Neighbors::new();
     for s in model.services.iter().filter(|s| !s.removed) {
         for t in &s.targets {
-            let key = AddrKey {
-                addr_be: be(t.hop()),
-                network: s.network,
-                _pad: 0,
+            let got = match t.hop() {
+                IpAddr::V4(hop) => v4.as_ref().and_then(|m| {
+                    let key = AddrKey {
+                        addr_be: be(hop),
+                        network: s.network,
+                        _pad: 0,
+                    };
+                    m.get(&key, 0).ok()
+                }),
+                IpAddr::V6(hop) => v6
+                    .as_ref()
+                    .and_then(|m| m.get(&AddrKey6::new(hop.octets(), s.network), 0).ok()),
             };
-            if let Ok(v) = map.get(&key, 0) {
+            if let Some(v) = got {
                 let mut mac = [0u8; 6];
                 mac.copy_from_slice(&v[..6]);
                 out.insert((s.network, t.hop()), mac);

@@ -1,21 +1,25 @@
 //! The exact map contents a model implies, given which target MACs are known. Apply
 //! writes a plan; keeping the last one applied is the shadow of what the kernel holds.
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use pl_common::{
-    endpoint::{ADDR_ENDPOINT, ADDR_NLB, AddrInfo, AddrKey, SourceKey},
+    endpoint::{ADDR_ENDPOINT, ADDR_NLB, AddrInfo, AddrKey, AddrKey6, SourceKey, SourceKey6},
     iface::{IFACE_ACTIVE, IFACE_DEDICATED, IFACE_PROVIDER, IfaceConfig, NetInfo},
     maglev::{self, MAGLEV_SIZE},
-    policy::{POLICY_ACCEPTED, POLICY_ANY_SOURCE, Policy, PolicyKey},
+    policy::{POLICY_ACCEPTED, POLICY_ANY_SOURCE, Policy, Policy6, PolicyKey, PolicyKey6},
     service::{MAX_ZONES, TargetInfo, maglev_table},
     settings::Settings,
 };
 
 use crate::model::{Endpoint, Mac, Model, Service};
 
-/// Target MACs learned by ARP, by (provider network, target address).
-pub type Neighbors = HashMap<(u16, Ipv4Addr), Mac>;
+/// Target (or router) MACs learned by ARP or neighbour discovery, by (provider network,
+/// address).
+pub type Neighbors = HashMap<(u16, IpAddr), Mac>;
 
 /// Target ids that failed their health checks.
 pub type Unhealthy = std::collections::HashSet<u32>;
@@ -23,6 +27,14 @@ pub type Unhealthy = std::collections::HashSet<u32>;
 /// Wire-order u32 of an address, as the map types hold it.
 pub fn be(ip: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(ip.octets())
+}
+
+/// `be` of an IPv4 address; None for an IPv6 one.
+pub fn be4(ip: IpAddr) -> Option<u32> {
+    match ip {
+        IpAddr::V4(v4) => Some(be(v4)),
+        IpAddr::V6(_) => None,
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,14 +51,28 @@ pub struct Plan {
     /// (LPM prefix length, key data).
     pub sources: Vec<(u32, SourceKey)>,
     pub targets: Vec<(u32, TargetInfo)>,
+    /// The IPv6 twins of `addrs`, `policies`, `sources`; `targets6` holds an IPv6 target's
+    /// address by its id (its `targets` entry has `addr_be` 0).
+    pub addrs6: Vec<(AddrKey6, AddrInfo)>,
+    pub policies6: Vec<(PolicyKey6, Policy6)>,
+    pub sources6: Vec<(u32, SourceKey6)>,
+    pub targets6: Vec<(u32, [u8; 16])>,
     /// Maglev table index -> `MAGLEV_SIZE` target ids.
     pub maglev: Vec<(u32, Vec<u32>)>,
     pub settings: Settings,
 }
 
+/// The bytes of an address, as Maglev hashes it (an IPv4 target's 4, an IPv6 one's 16).
+fn octets(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
 /// A Maglev table over `targets` (global ids with their addresses).
-fn table(targets: &[(u32, Ipv4Addr)]) -> Vec<u32> {
-    let keys: Vec<[u8; 4]> = targets.iter().map(|(_, ip)| ip.octets()).collect();
+fn table(targets: &[(u32, IpAddr)]) -> Vec<u32> {
+    let keys: Vec<Vec<u8>> = targets.iter().map(|(_, ip)| octets(*ip)).collect();
     let mut t = vec![0; MAGLEV_SIZE];
     let mut walks = vec![maglev::Walk::default(); keys.len()];
     maglev::populate(&keys, &mut t, &mut walks);
@@ -142,9 +168,16 @@ impl Plan {
             self.addr(*ip, s.network, ADDR_NLB, *zone, sid);
         }
         let resolved = self.targets(s, neigh);
+        // One table per zone, however many families its NLB addresses are of.
+        let mut zones: Vec<u8> = Vec::new();
         for (_, zone) in &s.nlbs {
-            let table = pick(&resolved, Some(*zone), unhealthy);
-            self.maglev.push((maglev_table(sid, Some(*zone)), table));
+            if !zones.contains(zone) {
+                zones.push(*zone);
+            }
+        }
+        for zone in zones {
+            let table = pick(&resolved, Some(zone), unhealthy);
+            self.maglev.push((maglev_table(sid, Some(zone)), table));
         }
         let table = pick(&resolved, None, unhealthy);
         self.maglev.push((maglev_table(sid, None), table));
@@ -152,15 +185,22 @@ impl Plan {
 
     /// Service `s`'s targets; returns the resolved ones (id, address, zone). Only these
     /// take flows: a target with no MAC cannot be sent to.
-    fn targets(&mut self, s: &Service, neigh: &Neighbors) -> Vec<(u32, Ipv4Addr, u8)> {
+    fn targets(&mut self, s: &Service, neigh: &Neighbors) -> Vec<(u32, IpAddr, u8)> {
         let mut resolved = Vec::new();
         for t in &s.targets {
             // A routed target's frames go to its router.
             let mac = neigh.get(&(s.network, t.hop())).copied();
+            let addr_be = match t.ip {
+                IpAddr::V4(v4) => be(v4),
+                IpAddr::V6(v6) => {
+                    self.targets6.push((t.id, v6.octets()));
+                    0
+                }
+            };
             self.targets.push((
                 t.id,
                 TargetInfo {
-                    addr_be: be(t.ip),
+                    addr_be,
                     mac: mac.unwrap_or_default(),
                     zone: t.zone,
                     _pad: 0,
@@ -180,54 +220,94 @@ impl Plan {
             return;
         }
         let s = &model.services[usize::from(e.service)];
-        let any = e.sources.iter().any(|c| c.len == 0);
-        let flags =
-            if e.accepted { POLICY_ACCEPTED } else { 0 } | if any { POLICY_ANY_SOURCE } else { 0 };
+        let accepted = if e.accepted { POLICY_ACCEPTED } else { 0 };
+        let any = |yes: bool| if yes { POLICY_ANY_SOURCE } else { 0 };
+        let flags = accepted | any(e.sources.iter().any(|c| c.len == 0));
+        let flags6 = accepted | any(e.sources6.iter().any(|c| c.len == 0));
         for (ip, zone) in e.addrs.iter().filter(|(_, z)| model.serves(*z)) {
             self.addr(*ip, e.network, ADDR_ENDPOINT, *zone, eid);
-            let nlb_be = nlb_of(s, *zone);
             if s.removed {
                 continue;
             }
-            let zone = (!s.cross_zone).then_some(*zone);
+            let table = maglev_table(e.service, (!s.cross_zone).then_some(*zone));
             for l in &s.listeners {
-                let key = PolicyKey {
-                    addr_be: be(*ip),
-                    network: e.network,
-                    port_be: l.port.to_be(),
-                    proto: l.proto,
-                    _pad: [0; 3],
-                };
-                let policy = Policy {
-                    nlb_be,
-                    maglev_table: maglev_table(e.service, zone),
-                    endpoint: eid,
-                    target_port_be: l.target_port.to_be(),
-                    provider_network: s.network,
-                    snat_port_min: model.settings.snat_port_min,
-                    snat_port_max: model.settings.snat_port_max,
-                    flags,
-                    _pad: 0,
-                };
-                self.policies.push((key, policy));
+                let (proto, port_be) = (l.proto, l.port.to_be());
+                let (target_port_be, provider_network) = (l.target_port.to_be(), s.network);
+                let (snat_port_min, snat_port_max) =
+                    (model.settings.snat_port_min, model.settings.snat_port_max);
+                match ip {
+                    IpAddr::V4(v4) => self.policies.push((
+                        PolicyKey {
+                            addr_be: be(*v4),
+                            network: e.network,
+                            port_be,
+                            proto,
+                            _pad: [0; 3],
+                        },
+                        Policy {
+                            nlb_be: nlb_of(s, *zone),
+                            maglev_table: table,
+                            endpoint: eid,
+                            target_port_be,
+                            provider_network,
+                            snat_port_min,
+                            snat_port_max,
+                            flags,
+                            _pad: 0,
+                        },
+                    )),
+                    IpAddr::V6(v6) => self.policies6.push((
+                        PolicyKey6 {
+                            addr: v6.octets(),
+                            network: e.network,
+                            port_be,
+                            proto,
+                            _pad: [0; 3],
+                        },
+                        Policy6 {
+                            nlb: nlb6_of(s, *zone),
+                            maglev_table: table,
+                            endpoint: eid,
+                            target_port_be,
+                            provider_network,
+                            snat_port_min,
+                            snat_port_max,
+                            flags: flags6,
+                            _pad: 0,
+                        },
+                    )),
+                }
             }
         }
         for c in &e.sources {
             self.sources
                 .push((32 + u32::from(c.len), SourceKey::new(eid, be(c.addr))));
         }
+        // As IPv4's: the endpoint id's 32 bits, then the prefix. Only an endpoint with an
+        // IPv6 address has IPv6 consumers to admit.
+        let v6 = e.addrs.iter().any(|(ip, _)| ip.is_ipv6());
+        for c in e.sources6.iter().filter(|_| v6) {
+            self.sources6
+                .push((32 + u32::from(c.len), SourceKey6::new(eid, c.addr.octets())));
+        }
     }
 
     /// An address (NLB or endpoint `kind`) in `network`, owned by service or endpoint `id`.
-    fn addr(&mut self, ip: Ipv4Addr, network: u16, kind: u8, zone: u8, id: u16) {
-        self.addrs.push((
-            AddrKey {
-                addr_be: be(ip),
-                network,
-                _pad: 0,
-            },
-            AddrInfo { kind, zone, id },
-        ));
+    fn addr(&mut self, ip: IpAddr, network: u16, kind: u8, zone: u8, id: u16) {
+        let info = AddrInfo { kind, zone, id };
+        match ip {
+            IpAddr::V4(v4) => self.addrs.push((
+                AddrKey {
+                    addr_be: be(v4),
+                    network,
+                    _pad: 0,
+                },
+                info,
+            )),
+            IpAddr::V6(v6) => self
+                .addrs6
+                .push((AddrKey6::new(v6.octets(), network), info)),
+        }
     }
 }
 
@@ -236,20 +316,44 @@ impl Plan {
 /// in, so the provider's replies reach the node that holds the flow); where the service
 /// has none in that zone, the one of the target's zone.
 fn nlb_of(s: &Service, zone: u8) -> [u32; MAX_ZONES] {
+    let v4 = || {
+        s.nlbs.iter().filter_map(|(ip, z)| match ip {
+            IpAddr::V4(v4) => Some((*v4, *z)),
+            IpAddr::V6(_) => None,
+        })
+    };
     let mut nlb_be = [0u32; MAX_ZONES];
-    for (ip, z) in &s.nlbs {
-        nlb_be[usize::from(*z)] = be(*ip);
+    for (ip, z) in v4() {
+        nlb_be[usize::from(z)] = be(ip);
     }
-    if let Some((ip, _)) = s.nlbs.iter().find(|(_, z)| *z == zone) {
-        nlb_be.fill(be(*ip));
+    if let Some((ip, _)) = v4().find(|(_, z)| *z == zone) {
+        nlb_be.fill(be(ip));
     }
     nlb_be
 }
 
+/// `nlb_of` for an IPv6 endpoint address: the service's IPv6 NLB addresses, by the same rule.
+fn nlb6_of(s: &Service, zone: u8) -> [[u8; 16]; MAX_ZONES] {
+    let v6 = || {
+        s.nlbs.iter().filter_map(|(ip, z)| match ip {
+            IpAddr::V6(v6) => Some((v6.octets(), *z)),
+            IpAddr::V4(_) => None,
+        })
+    };
+    let mut nlb = [[0u8; 16]; MAX_ZONES];
+    for (ip, z) in v6() {
+        nlb[usize::from(z)] = ip;
+    }
+    if let Some((ip, _)) = v6().find(|(_, z)| *z == zone) {
+        nlb.fill(ip);
+    }
+    nlb
+}
+
 /// The Maglev table of `zone` (None: the service-wide one) over the `resolved` targets: the
 /// healthy ones; failing over to other zones' healthy targets, then open to all the zone's.
-fn pick(resolved: &[(u32, Ipv4Addr, u8)], zone: Option<u8>, unhealthy: &Unhealthy) -> Vec<u32> {
-    let select = |zone: Option<u8>, healthy_only: bool| -> Vec<(u32, Ipv4Addr)> {
+fn pick(resolved: &[(u32, IpAddr, u8)], zone: Option<u8>, unhealthy: &Unhealthy) -> Vec<u32> {
+    let select = |zone: Option<u8>, healthy_only: bool| -> Vec<(u32, IpAddr)> {
         resolved
             .iter()
             .filter(|(id, _, z)| {
@@ -290,6 +394,7 @@ mod tests {
                     mac: [2, 0, 0, 0, 0, 2],
                     mtu: 1500,
                     routes: Vec::new(),
+                    routes6: Vec::new(),
                 },
                 Network {
                     removed: false,
@@ -299,6 +404,7 @@ mod tests {
                     mac: [2, 0, 0, 0, 0, 4],
                     mtu: 1500,
                     routes: Vec::new(),
+                    routes6: Vec::new(),
                 },
             ],
             services: vec![Service {
@@ -306,8 +412,8 @@ mod tests {
                 name: "billing".into(),
                 network: 1,
                 nlbs: vec![
-                    (Ipv4Addr::new(10, 9, 0, 250), 0),
-                    (Ipv4Addr::new(10, 9, 0, 251), 1),
+                    (Ipv4Addr::new(10, 9, 0, 250).into(), 0),
+                    (Ipv4Addr::new(10, 9, 0, 251).into(), 1),
                 ],
                 cross_zone,
                 listeners: vec![Listener {
@@ -318,13 +424,13 @@ mod tests {
                 targets: vec![
                     Target {
                         id: 0,
-                        ip: Ipv4Addr::new(10, 9, 0, 11),
+                        ip: Ipv4Addr::new(10, 9, 0, 11).into(),
                         zone: 0,
                         via: None,
                     },
                     Target {
                         id: 1,
-                        ip: Ipv4Addr::new(10, 9, 0, 12),
+                        ip: Ipv4Addr::new(10, 9, 0, 12).into(),
                         zone: 1,
                         via: None,
                     },
@@ -336,8 +442,9 @@ mod tests {
                 name: "acme-billing".into(),
                 service: 0,
                 network: 0,
-                addrs: vec![(Ipv4Addr::new(10, 0, 0, 100), 0)],
+                addrs: vec![(Ipv4Addr::new(10, 0, 0, 100).into(), 0)],
                 sources: vec!["10.0.0.0/25".parse().expect("cidr")],
+                sources6: Vec::new(),
                 accepted: true,
                 state: crate::model::EndpointState::Available,
             }],
@@ -351,18 +458,21 @@ mod tests {
     fn a_routed_target_takes_its_routers_mac() {
         let mut m = model(false);
         let router = Ipv4Addr::new(10, 9, 0, 1);
-        m.services[0].targets[1].ip = Ipv4Addr::new(10, 60, 0, 5);
-        m.services[0].targets[1].via = Some(router);
+        m.services[0].targets[1].ip = Ipv4Addr::new(10, 60, 0, 5).into();
+        m.services[0].targets[1].via = Some(router.into());
         let target_mac = [2, 0, 0, 0, 0, 0x11];
         let router_mac = [2, 0, 0, 0, 0, 1];
         let mut neigh = Neighbors::new();
-        neigh.insert((1, Ipv4Addr::new(10, 9, 0, 11)), target_mac);
+        neigh.insert((1, Ipv4Addr::new(10, 9, 0, 11).into()), target_mac);
         // A MAC learned for the routed target's own address is not the one to use.
-        neigh.insert((1, Ipv4Addr::new(10, 60, 0, 5)), [2, 0, 0, 0, 0, 0x99]);
+        neigh.insert(
+            (1, Ipv4Addr::new(10, 60, 0, 5).into()),
+            [2, 0, 0, 0, 0, 0x99],
+        );
         let p = Plan::build(&m, &neigh, &Unhealthy::new());
         assert_eq!(p.targets[1].1.mac, [0; 6], "router not resolved yet");
         assert!(!maglev_of(&p, maglev_table(0, None)).contains(&1));
-        neigh.insert((1, router), router_mac);
+        neigh.insert((1, router.into()), router_mac);
         let p = Plan::build(&m, &neigh, &Unhealthy::new());
         assert_eq!(p.targets[0].1.mac, target_mac, "on-link target");
         assert_eq!(p.targets[1].1.mac, router_mac, "routed target");
@@ -389,7 +499,10 @@ mod tests {
             );
         }
         let mut neigh = Neighbors::new();
-        neigh.insert((1, Ipv4Addr::new(10, 9, 0, 11)), [2, 0, 0, 0, 0, 0x11]);
+        neigh.insert(
+            (1, Ipv4Addr::new(10, 9, 0, 11).into()),
+            [2, 0, 0, 0, 0, 0x11],
+        );
         let one = Plan::build(&m, &neigh, &Unhealthy::new());
         assert!(
             maglev_of(&one, maglev_table(0, Some(0)))
@@ -415,8 +528,14 @@ mod tests {
     fn unhealthy_targets_leave_the_tables_until_all_are_unhealthy() {
         let m = model(true);
         let mut neigh = Neighbors::new();
-        neigh.insert((1, Ipv4Addr::new(10, 9, 0, 11)), [2, 0, 0, 0, 0, 0x11]);
-        neigh.insert((1, Ipv4Addr::new(10, 9, 0, 12)), [2, 0, 0, 0, 0, 0x12]);
+        neigh.insert(
+            (1, Ipv4Addr::new(10, 9, 0, 11).into()),
+            [2, 0, 0, 0, 0, 0x11],
+        );
+        neigh.insert(
+            (1, Ipv4Addr::new(10, 9, 0, 12).into()),
+            [2, 0, 0, 0, 0, 0x12],
+        );
         let ids = |p: &Plan, t| {
             let mut v: Vec<u32> = maglev_of(p, t).to_vec();
             v.sort_unstable();
@@ -485,5 +604,89 @@ mod tests {
                 Settings::default().snat_port_max
             )
         );
+    }
+
+    #[test]
+    fn ipv6_addresses_fill_the_ipv6_maps() {
+        let m = crate::model::testing::build(crate::model::testing::EXAMPLE6)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().expect("addr");
+        let mut neigh = Neighbors::new();
+        neigh.insert((1, v6("fd00:9::11").into()), [2, 0, 0, 0, 0, 0x11]);
+        // The routed target is resolved through its router.
+        neigh.insert((1, v6("fd00:9::1").into()), [2, 0, 0, 0, 0, 1]);
+        let p = Plan::build(&m, &neigh, &Unhealthy::new());
+        // The IPv4 NLB address in its map, the IPv6 ones in theirs.
+        assert_eq!(p.addrs.len(), 1);
+        let kinds: Vec<([u8; 16], u16, u8, u8)> = p
+            .addrs6
+            .iter()
+            .map(|(k, v)| (k.addr, k.network, v.kind, v.zone))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (v6("fd00:9::fa").octets(), 1, ADDR_NLB, 0),
+                (v6("fd00:9::fb").octets(), 1, ADDR_NLB, 1),
+                (v6("fd00::64").octets(), 0, ADDR_ENDPOINT, 0),
+                (v6("fd00::65").octets(), 0, ADDR_ENDPOINT, 1),
+            ]
+        );
+        assert!(p.policies.is_empty(), "no IPv4 endpoint address");
+        let [(k, v), (k2, v2)] = p.policies6[..] else {
+            panic!("two addresses x one listener: {:?}", p.policies6)
+        };
+        assert_eq!(k.addr, v6("fd00::64").octets());
+        assert_eq!((k.network, k.proto, k.port_be), (0, 6, 443u16.to_be()));
+        assert_eq!(k2.addr, v6("fd00::65").octets());
+        assert_eq!(v.target_port_be, 8443u16.to_be());
+        assert_eq!(v.maglev_table, maglev_table(0, Some(0)));
+        assert_eq!(v2.maglev_table, maglev_table(0, Some(1)));
+        // Flows follow the zone, from its IPv6 NLB address, never the IPv4 one.
+        assert_eq!(v.nlb, [v6("fd00:9::fa").octets(); MAX_ZONES]);
+        assert_eq!(v2.nlb, [v6("fd00:9::fb").octets(); MAX_ZONES]);
+        assert_eq!(v.flags, POLICY_ACCEPTED, "a /64 is not any source");
+        assert_eq!(
+            p.sources6,
+            [(32 + 64, SourceKey6::new(0, v6("fd00::").octets()))]
+        );
+        assert_eq!(
+            p.sources,
+            [(32 + 24, SourceKey::new(0, be(Ipv4Addr::new(10, 0, 0, 0))))]
+        );
+        // Target ids index both maps; an IPv6 target's IPv4 address is 0.
+        assert_eq!(
+            p.targets6,
+            [
+                (0, v6("fd00:9::11").octets()),
+                (1, v6("fd00:60::5").octets())
+            ]
+        );
+        assert_eq!(p.targets[0].1.addr_be, 0);
+        assert_eq!(p.targets[0].1.mac, [2, 0, 0, 0, 0, 0x11]);
+        assert_eq!(p.targets[1].1.mac, [2, 0, 0, 0, 0, 1], "its router's");
+        // One table per zone, though z1 has an NLB address of each family.
+        let tables: Vec<u32> = p.maglev.iter().map(|(t, _)| *t).collect();
+        assert_eq!(
+            tables,
+            [
+                maglev_table(0, Some(0)),
+                maglev_table(0, Some(1)),
+                maglev_table(0, None)
+            ]
+        );
+        assert!(
+            maglev_of(&p, maglev_table(0, Some(1)))
+                .iter()
+                .all(|t| *t == 1)
+        );
+        // An IPv4-only config plans nothing for the IPv6 maps (not even the `::/0` of an
+        // endpoint with no allowed_sources).
+        let m = crate::model::testing::build(crate::model::testing::EXAMPLE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.endpoints[1].sources6, [crate::model::Cidr6::ANY]);
+        let p = Plan::build(&m, &Neighbors::new(), &Unhealthy::new());
+        assert!(p.addrs6.is_empty() && p.policies6.is_empty());
+        assert!(p.sources6.is_empty() && p.targets6.is_empty());
     }
 }

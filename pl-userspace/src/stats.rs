@@ -58,11 +58,11 @@ impl EndpointReport {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetReport {
     pub service: String,
-    pub ip: std::net::Ipv4Addr,
+    pub ip: std::net::IpAddr,
     pub zone: String,
     /// The router a static route sends it to; None when on-link.
     #[serde(default)]
-    pub via: Option<std::net::Ipv4Addr>,
+    pub via: Option<std::net::IpAddr>,
     /// Learned by ARP (its router's, when routed); targets without one take no flows.
     pub mac: Option<String>,
     /// `initial`, `healthy`, `unhealthy` (takes no new flows) or `unchecked`.
@@ -121,7 +121,7 @@ pub struct FlowTableReport {
 pub struct SnatReport {
     /// The provider network the address is on.
     pub network: String,
-    pub address: std::net::Ipv4Addr,
+    pub address: std::net::IpAddr,
     /// Distinct ports live flows from this address hold.
     pub in_use: u64,
     /// Ports in `[limits] snat_port_min..=snat_port_max`.

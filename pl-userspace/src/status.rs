@@ -3,7 +3,7 @@
 
 use std::{
     fmt::Write as _,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
 };
 
@@ -40,7 +40,7 @@ pub struct StatusReport {
     pub flow_table: Option<FlowTableStatus>,
     pub services: Vec<ServiceStatus>,
     /// Targets (or their routers) with no MAC yet: they take no flows.
-    pub unresolved_targets: Vec<Ipv4Addr>,
+    pub unresolved_targets: Vec<IpAddr>,
     /// None until the first reload (control request or SIGHUP).
     pub last_reload: Option<ReloadStatus>,
     /// This node's view of its cluster; None for a lone forwarder.
@@ -315,7 +315,7 @@ pub struct EndpointStatus {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointAddress {
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     /// `tcp` or `udp`.
     pub protocol: String,
     pub zone: String,
@@ -428,7 +428,7 @@ billing  billing-prod        2        2  no
         let mut r = report();
         r.services[0].failing_open = true;
         r.services[0].healthy_targets = 0;
-        r.unresolved_targets = vec![Ipv4Addr::new(10, 9, 0, 99)];
+        r.unresolved_targets = vec![std::net::Ipv4Addr::new(10, 9, 0, 99).into()];
         r.flow_table = Some(FlowTableStatus {
             used: 60_000,
             size: 65_536,
@@ -485,7 +485,10 @@ billing  billing-prod        0        2  yes
                 .iter()
                 .flat_map(|(host, zone)| {
                     [(443, "tcp"), (53, "udp")].map(|(port, proto)| EndpointAddress {
-                        addr: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, *host), port),
+                        addr: SocketAddr::new(
+                            std::net::Ipv4Addr::new(10, 0, 0, *host).into(),
+                            port,
+                        ),
                         protocol: proto.into(),
                         zone: (*zone).into(),
                     })

@@ -78,24 +78,28 @@ fn stats() -> StatsReport {
     );
     let mut payments = endpoint("globex-payments-gateway-prod", "payments", "globex", 0);
     set(&mut payments.counters, &[("refused_not_accepted", 5)]);
-    let target =
-        |service: &str, ip, zone: &str, via, mac: Option<&str>, health: &str| TargetReport {
-            service: service.to_owned(),
-            ip,
-            zone: zone.to_owned(),
-            via,
-            mac: mac.map(str::to_owned),
-            health: health.to_owned(),
-            last_check: if health == "healthy" {
-                "syn-ack"
-            } else {
-                "timeout"
-            }
-            .to_owned(),
-            service_failing_open: health == "unhealthy",
-            new_flows: if health == "healthy" { 602 } else { 0 },
-            active_flows: if health == "healthy" { 1 } else { 0 },
-        };
+    let target = |service: &str,
+                  ip: Ipv4Addr,
+                  zone: &str,
+                  via: Option<Ipv4Addr>,
+                  mac: Option<&str>,
+                  health: &str| TargetReport {
+        service: service.to_owned(),
+        ip: ip.into(),
+        zone: zone.to_owned(),
+        via: via.map(Into::into),
+        mac: mac.map(str::to_owned),
+        health: health.to_owned(),
+        last_check: if health == "healthy" {
+            "syn-ack"
+        } else {
+            "timeout"
+        }
+        .to_owned(),
+        service_failing_open: health == "unhealthy",
+        new_flows: if health == "healthy" { 602 } else { 0 },
+        active_flows: if health == "healthy" { 1 } else { 0 },
+    };
     StatsReport {
         interfaces: vec![acme, prov],
         endpoints: vec![billing, payments],

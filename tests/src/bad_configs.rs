@@ -236,6 +236,66 @@ pub const CORPUS: &[(&str, &str, &str, &[&str])] = &[
         // A syntax error has no section: file and line are what there is.
         &["invalid basic string"],
     ),
+    (
+        "a service whose targets are of two families",
+        "",
+        "[[service]]\nname = \"v6\"\nnetwork = \"prov\"\nnlb_addresses = [{ ip = \"fd00:9::fa\", zone = \"z1\" }, { ip = \"10.9.0.249\", zone = \"z1\" }]\nacceptance_required = false\nallowed_principals = [\"*\"]\nlisteners = [{ protocol = \"tcp\", port = 8080 }]\ntargets = [{ ip = \"fd00:9::11\", zone = \"z1\" }, { ip = \"10.9.0.13\", zone = \"z1\" }]\n",
+        &["[[service]] \"v6\": targets", "share one address family"],
+    ),
+    (
+        "an IPv6 target in a zone with no IPv6 NLB address",
+        "",
+        "[[service]]\nname = \"v6\"\nnetwork = \"prov\"\nnlb_addresses = [{ ip = \"10.9.0.249\", zone = \"z1\" }]\nacceptance_required = false\nallowed_principals = [\"*\"]\nlisteners = [{ protocol = \"tcp\", port = 8080 }]\ntargets = [{ ip = \"fd00:9::11\", zone = \"z1\" }]\n",
+        &["[[service]] \"v6\": targets", "no IPv6 NLB address"],
+    ),
+    (
+        "two IPv6 NLB addresses in one zone",
+        "",
+        "[[service]]\nname = \"v6\"\nnetwork = \"prov\"\nnlb_addresses = [{ ip = \"fd00:9::fa\", zone = \"z1\" }, { ip = \"fd00:9::fb\", zone = \"z1\" }]\nacceptance_required = false\nallowed_principals = [\"*\"]\nlisteners = [{ protocol = \"tcp\", port = 8080 }]\ntargets = [{ ip = \"fd00:9::11\", zone = \"z1\" }]\n",
+        &[
+            "[[service]] \"v6\": nlb_addresses",
+            "two IPv6 NLB addresses",
+        ],
+    ),
+    (
+        "an IPv6 address that is an NLB address and a target",
+        "",
+        "[[service]]\nname = \"v6\"\nnetwork = \"prov\"\nnlb_addresses = [{ ip = \"fd00:9::fa\", zone = \"z1\" }]\nacceptance_required = false\nallowed_principals = [\"*\"]\nlisteners = [{ protocol = \"tcp\", port = 8080 }]\ntargets = [{ ip = \"fd00:9::fa\", zone = \"z1\" }]\n",
+        &[
+            "[[service]] \"v6\": targets",
+            "fd00:9::fa is already an NLB address",
+        ],
+    ),
+    (
+        "an IPv6 endpoint address of a service with IPv4 targets",
+        "",
+        "[[endpoint]]\nname = \"acme-v6\"\nservice = \"billing\"\nnetwork = \"acme\"\naddresses = [{ ip = \"fd00::64\", zone = \"z1\" }]\n",
+        &[
+            "[[endpoint]] \"acme-v6\": addresses",
+            "family translation (IPv6 consumer to IPv4 target and back) is not supported yet",
+        ],
+    ),
+    (
+        "two IPv6 endpoint addresses in one zone",
+        "",
+        "[[service]]\nname = \"v6\"\nnetwork = \"prov\"\nnlb_addresses = [{ ip = \"fd00:9::fa\", zone = \"z1\" }]\nacceptance_required = false\nallowed_principals = [\"*\"]\nlisteners = [{ protocol = \"tcp\", port = 8080 }]\ntargets = [{ ip = \"fd00:9::11\", zone = \"z1\" }]\n\n[[endpoint]]\nname = \"acme-v6\"\nservice = \"v6\"\nnetwork = \"acme\"\naddresses = [{ ip = \"fd00::64\", zone = \"z1\" }, { ip = \"fd00::65\", zone = \"z1\" }]\n",
+        &["[[endpoint]] \"acme-v6\": addresses", "two IPv6 addresses"],
+    ),
+    (
+        "an IPv6 allowed source with host bits set",
+        "",
+        "[[service]]\nname = \"v6\"\nnetwork = \"prov\"\nnlb_addresses = [{ ip = \"fd00:9::fa\", zone = \"z1\" }]\nacceptance_required = false\nallowed_principals = [\"*\"]\nlisteners = [{ protocol = \"tcp\", port = 8080 }]\ntargets = [{ ip = \"fd00:9::11\", zone = \"z1\" }]\n\n[[endpoint]]\nname = \"acme-v6\"\nservice = \"v6\"\nnetwork = \"acme\"\naddresses = [{ ip = \"fd00::64\", zone = \"z1\" }]\nallowed_sources = [\"fd00::1/64\"]\n",
+        &["[[endpoint]] \"acme-v6\": allowed_sources", "fd00::1/64"],
+    ),
+    (
+        "an IPv6 route through an IPv4 router",
+        "interface = \"fw-prov\"",
+        "interface = \"fw-prov\"\nroutes = [{ to = \"fd00:60::/48\", via = \"10.9.0.1\" }]",
+        &[
+            "[[network]] \"prov\": routes.via",
+            "an IPv6 route's router must be IPv6",
+        ],
+    ),
 ];
 
 /// `original` with `replace` replaced by `with` (appended if `replace` is empty).

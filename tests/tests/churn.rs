@@ -119,7 +119,10 @@ fn the_sweep_never_leaves_half_a_flow_under_churn() {
         "{LAB_CONFIG}\n[limits]\nflow_table_size = {TABLE}\nsnat_port_min = 40000\nsnat_port_max = 40063\ntcp_transient_timeout_s = 1\ntcp_closing_timeout_s = 1\nudp_oneway_timeout_s = 1\n"
     );
     let (made, swept, findings) = netns::run_in(&lab.fw_ns(), || {
-        let neigh = Neighbors::from([((2, Ipv4Addr::from(T1)), TM), ((2, Ipv4Addr::from(T2)), TM)]);
+        let neigh = Neighbors::from([
+            ((2, Ipv4Addr::from(T1).into()), TM),
+            ((2, Ipv4Addr::from(T2).into()), TM),
+        ]);
         let (mut ebpf, model) = programmed(&config, TABLE, &neigh);
         let ifindex = model
             .networks

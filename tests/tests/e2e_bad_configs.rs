@@ -138,7 +138,7 @@ fn reload_each_under_a_stream(
 }
 
 /// The config's shape as pl run reports it: endpoints and targets.
-fn shape(r: &StatsReport) -> (Vec<String>, Vec<Ipv4Addr>) {
+fn shape(r: &StatsReport) -> (Vec<String>, Vec<std::net::IpAddr>) {
     (
         r.endpoints
             .iter()

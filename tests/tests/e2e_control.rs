@@ -4,7 +4,7 @@
 
 use std::{
     io::{BufRead as _, BufReader, Read as _},
-    net::{Ipv4Addr, SocketAddrV4},
+    net::SocketAddrV4,
     os::unix::fs::PermissionsExt as _,
     path::Path,
     process::{Output, Stdio},
@@ -77,7 +77,7 @@ print(reply.decode(errors='replace'))\n";
 }
 
 /// The config's shape as pl run reports it: endpoints and targets.
-fn shape(r: &StatsReport) -> (Vec<String>, Vec<Ipv4Addr>) {
+fn shape(r: &StatsReport) -> (Vec<String>, Vec<std::net::IpAddr>) {
     (
         r.endpoints.iter().map(|e| e.name.clone()).collect(),
         r.targets.iter().map(|t| t.ip).collect(),

@@ -322,13 +322,13 @@ fn the_router_is_resolved(r: &Running, router_mac: &str) {
     let routed = t(ROUTED);
     assert_eq!(
         (routed.via, routed.mac.as_deref(), routed.health.as_str()),
-        (Some(ROUTER), Some(router_mac), "healthy"),
+        (Some(ROUTER.into()), Some(router_mac), "healthy"),
         "the routed target: {routed:?}"
     );
     let stranded = t(STRANDED);
     assert_eq!(
         (stranded.via, stranded.mac.as_deref()),
-        (Some(Ipv4Addr::new(10, 9, 0, 3)), None),
+        (Some(Ipv4Addr::new(10, 9, 0, 3).into()), None),
         "a target whose router never answers: {stranded:?}"
     );
     let text = output(netns::exec(&r.lab.fw_ns(), pl_bin()).args(["stats"]));

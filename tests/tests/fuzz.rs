@@ -450,7 +450,10 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
     let lab = TestLab::up("fz");
     let fw = lab.fw_macs();
     let result = netns::run_in(&lab.fw_ns(), || {
-        let neigh = Neighbors::from([((2, Ipv4Addr::from(T1)), TM), ((2, Ipv4Addr::from(T2)), TM)]);
+        let neigh = Neighbors::from([
+            ((2, Ipv4Addr::from(T1).into()), TM),
+            ((2, Ipv4Addr::from(T2).into()), TM),
+        ]);
         let (mut ebpf, model) = programmed(LAB_CONFIG, 4096, &neigh);
         let ifindex: Vec<u32> = IFACES
             .iter()

@@ -55,7 +55,10 @@ fn new_flow_cost_over_an_established_packet() {
         };
         let cfg = src.parse().unwrap_or_else(|e| panic!("{e}"));
         let model = Model::build(&src, &cfg, &LiveInterfaces).unwrap_or_else(|e| panic!("{e}"));
-        let neigh = Neighbors::from([((2, Ipv4Addr::new(10, 9, 0, 11)), [2, 0, 0, 0, 9, 0x11])]);
+        let neigh = Neighbors::from([(
+            (2, Ipv4Addr::new(10, 9, 0, 11).into()),
+            [2, 0, 0, 0, 9, 0x11],
+        )]);
         let mut ebpf =
             dataplane::load_sized(Some(1 << 21)).unwrap_or_else(|e| panic!("{}", chain(e)));
         apply(

@@ -31,7 +31,10 @@ fn a_new_flow_skips_a_port_a_health_probe_holds() {
     let fa = lab.fw_mac("fw-acme");
     let config = format!("{LAB_CONFIG}\n[limits]\nsnat_port_min = 40000\nsnat_port_max = 40001\n");
     let ports = netns::run_in(&lab.fw_ns(), || {
-        let neigh = Neighbors::from([((2, Ipv4Addr::from(T1)), TM), ((2, Ipv4Addr::from(T2)), TM)]);
+        let neigh = Neighbors::from([
+            ((2, Ipv4Addr::from(T1).into()), TM),
+            ((2, Ipv4Addr::from(T2).into()), TM),
+        ]);
         let (mut ebpf, model) = programmed(&config, 64, &neigh);
         let network = |name: &str| {
             model

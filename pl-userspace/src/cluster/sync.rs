@@ -25,7 +25,7 @@ use super::wire::{
 use crate::{
     flows::{self, FlowTable, table::Entry},
     model::Model,
-    plan::be,
+    plan::be4,
 };
 
 /// Why flow sync could not start.
@@ -634,7 +634,7 @@ fn check(model: &Model, sender: usize, r: &Record) -> Option<u8> {
     let target = s
         .targets
         .iter()
-        .any(|t| be(t.ip) == f.new_dst_be && (s.cross_zone || t.zone == zone));
+        .any(|t| be4(t.ip) == Some(f.new_dst_be) && (s.cross_zone || t.zone == zone));
     let port = u16::from_be(f.new_sport_be);
     let sound = f.dir == FLOW_FORWARD
         && rep.dir == FLOW_REPLY
@@ -643,7 +643,7 @@ fn check(model: &Model, sender: usize, r: &Record) -> Option<u8> {
         && target
         && (model.settings.snat_port_min..=model.settings.snat_port_max).contains(&port)
         && u16::from(f.egress) == s.network
-        && s.nlbs.iter().any(|(ip, _)| be(*ip) == f.new_src_be)
+        && s.nlbs.iter().any(|(ip, _)| be4(*ip) == Some(f.new_src_be))
         && r.reply_key == f.reply_key(k.proto)
         && rep.new_src_be == k.dst_be
         && rep.new_dst_be == k.src_be
@@ -666,7 +666,7 @@ fn zone_of(model: &Model, key: &FlowKey, v: &FlowValue) -> Option<u8> {
     }
     e.addrs
         .iter()
-        .find(|(ip, _)| be(*ip) == key.dst_be)
+        .find(|(ip, _)| be4(*ip) == Some(key.dst_be))
         .map(|(_, z)| *z)
 }
 
@@ -693,6 +693,7 @@ pub fn fingerprint(model: &Model) -> u32 {
 mod tests {
     use super::*;
     use crate::model::testing::{EXAMPLE, build};
+    use crate::plan::be;
 
     const NODES: &str = "\n[cluster]\ninterface = \"mgmt0\"\nsecret_file = \"/etc/pl/cluster.key\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\"]\nbackup_zones = [\"z2\"]\n\n[[node]]\nname = \"fw-b\"\naddress = \"192.168.100.2\"\nzones = [\"z2\"]\nbackup_zones = [\"z1\"]\n";
 
@@ -711,8 +712,8 @@ mod tests {
         };
         let s = &model.services[0];
         let forward = FlowValue {
-            new_src_be: be(s.nlbs[0].0),
-            new_dst_be: be(s.targets[0].ip),
+            new_src_be: be4(s.nlbs[0].0).expect("an IPv4 NLB"),
+            new_dst_be: be4(s.targets[0].ip).expect("an IPv4 target"),
             new_sport_be: 20000u16.to_be(),
             new_dport_be: 8443u16.to_be(),
             egress: s.network as u8,
@@ -749,7 +750,7 @@ mod tests {
         let r = record(&m);
         assert_eq!(check(&m, 0, &r), Some(0), "fw-a is z1's primary");
         assert_eq!(check(&m, 1, &r), Some(0), "fw-b backs z1 up");
-        let other_zone = be(m.services[0].targets[1].ip);
+        let other_zone = be4(m.services[0].targets[1].ip).expect("IPv4");
         assert_ne!(
             m.services[0].targets[1].zone, 0,
             "the second target is z2's"

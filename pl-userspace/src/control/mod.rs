@@ -11,7 +11,7 @@
 mod client;
 mod server;
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,21 +138,22 @@ pub struct SentConfig {
 pub struct FlowFilter {
     pub endpoint: Option<String>,
     pub service: Option<String>,
-    /// The provider-side source: which flow holds this NLB address and SNAT port?
-    pub nlb: Option<SocketAddrV4>,
+    /// The provider-side source: which flow holds this NLB address and SNAT port? (An
+    /// IPv6 one is written `[addr]:port`.)
+    pub nlb: Option<SocketAddr>,
 }
 
 impl FlowFilter {
     pub fn matches(&self, f: &crate::flows::FlowReport) -> bool {
-        self.matches_parts(&f.endpoint, &f.service, Some(f.nlb))
+        self.matches_parts(&f.endpoint, &f.service, Some(f.nlb.into()))
     }
 
     /// For `pl flows --watch`: a refusal (no NLB side) never matches `nlb`.
     pub fn matches_event(&self, e: &crate::flows::WatchEvent) -> bool {
-        self.matches_parts(&e.endpoint, &e.service, e.nlb)
+        self.matches_parts(&e.endpoint, &e.service, e.nlb.map(Into::into))
     }
 
-    fn matches_parts(&self, endpoint: &str, service: &str, nlb: Option<SocketAddrV4>) -> bool {
+    fn matches_parts(&self, endpoint: &str, service: &str, nlb: Option<SocketAddr>) -> bool {
         self.endpoint.as_ref().is_none_or(|e| e == endpoint)
             && self.service.as_ref().is_none_or(|s| s == service)
             && self.nlb.is_none_or(|n| nlb == Some(n))
@@ -264,6 +265,16 @@ mod tests {
         assert!(!by_nlb.matches_event(&event("e", Some("10.9.0.250:40001"))));
         // A refusal has no provider side: it never matches an NLB filter.
         assert!(!by_nlb.matches_event(&event("e", None)));
+        // `--nlb [addr]:port` for an IPv6 NLB address: no IPv4 flow holds it.
+        let by_nlb6 = FlowFilter {
+            nlb: Some(
+                "[fd00:9::fa]:40000"
+                    .parse()
+                    .expect("an IPv6 socket address"),
+            ),
+            ..FlowFilter::default()
+        };
+        assert!(!by_nlb6.matches_event(&event("e", Some("10.9.0.250:40000"))));
         let by_endpoint = FlowFilter {
             endpoint: Some("e".to_owned()),
             service: Some("svc".to_owned()),

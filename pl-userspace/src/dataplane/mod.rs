@@ -17,7 +17,10 @@ mod report;
 mod status;
 mod zones;
 
-use std::{collections::HashSet, net::Ipv4Addr};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use aya::{
     Ebpf,
@@ -282,9 +285,16 @@ impl Dataplane {
             if n.mac == o.mac {
                 continue;
             }
-            let ip = Ipv4Addr::from(n.addr_be.to_ne_bytes());
+            let ip = target_ip(&plan, *id, n);
             if o.mac == [0; 6] {
                 news.push(format!("{ip} at {}", mac_str(n.mac)));
+            } else if ip.is_ipv6() {
+                // The IPv6 flow table's flows are not moved here yet.
+                news.push(format!(
+                    "{ip} moved from {} to {}",
+                    mac_str(o.mac),
+                    mac_str(n.mac)
+                ));
             } else if let Some(network) = network_of(*id) {
                 // It moved: its established flows follow, as new flows already do.
                 moves.push((network, n.addr_be, n.mac, o.mac));
@@ -309,7 +319,7 @@ impl Dataplane {
     }
 
     /// Targets with no MAC yet, as addresses.
-    pub fn unresolved_targets(&self) -> Vec<Ipv4Addr> {
+    pub fn unresolved_targets(&self) -> Vec<IpAddr> {
         let Some(d) = self.data.as_ref() else {
             return Vec::new();
         };
@@ -317,7 +327,7 @@ impl Dataplane {
             .targets
             .iter()
             .filter(|(_, t)| t.mac == [0; 6])
-            .map(|(_, t)| Ipv4Addr::from(t.addr_be.to_ne_bytes()))
+            .map(|(id, t)| target_ip(&d.plan, *id, t))
             .collect()
     }
 
@@ -357,4 +367,13 @@ impl Dataplane {
         map.set(0, u32::from(on), 0)
             .map_err(DataplaneError::map(WATCH_MAP))
     }
+}
+
+/// Target `id`'s address as `plan` holds it: `targets6` for an IPv6 one (whose `addr_be`
+/// is 0).
+fn target_ip(plan: &Plan, id: u32, t: &pl_common::service::TargetInfo) -> IpAddr {
+    plan.targets6.iter().find(|(i, _)| *i == id).map_or_else(
+        || Ipv4Addr::from(t.addr_be.to_ne_bytes()).into(),
+        |(_, a)| std::net::Ipv6Addr::from(*a).into(),
+    )
 }

@@ -1,7 +1,7 @@
 //! What the maps hold, with the model's names: the start-up summary, counters, flows and
 //! flow events, and the line a reload logs.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use pl_common::{
     event::{EVENT_OPEN, FlowEvent},
@@ -258,7 +258,9 @@ fn flow_table(m: &Model, live: &flows::Counts) -> FlowTableReport {
         .map(|(network, address)| SnatReport {
             network: m.networks[usize::from(network)].name.clone(),
             address,
-            in_use: (live.snat_ports.get(&(network, crate::plan::be(address))))
+            // IPv4's ports only: the IPv6 flow table's are not counted here yet.
+            in_use: crate::plan::be4(address)
+                .and_then(|a| live.snat_ports.get(&(network, a)))
                 .map_or(0, crate::ports::Ports::len),
             capacity: ports,
         })
@@ -273,7 +275,7 @@ fn flow_table(m: &Model, live: &flows::Counts) -> FlowTableReport {
 }
 
 /// Addresses with their zones' names: `10.0.0.1 (a), 10.0.1.1 (b)`.
-fn zoned(m: &Model, addrs: &[(Ipv4Addr, u8)]) -> String {
+fn zoned(m: &Model, addrs: &[(IpAddr, u8)]) -> String {
     addrs
         .iter()
         .map(|(ip, z)| format!("{ip} ({})", m.zones[usize::from(*z)]))
@@ -302,13 +304,15 @@ fn target_reports(
                 .map(|(_, i)| i.mac)
                 .unwrap_or_default();
             let h = d.health.target(t.id);
-            // Its flows come from the NLB address of its zone, one per service.
+            // Its flows come from the NLB address of its zone and family, one per service.
+            // An IPv6 target's key matches no IPv4 flow (its flows are not counted here).
             let nlb = s
                 .nlbs
                 .iter()
-                .find(|(_, z)| *z == t.zone)
-                .map_or(Ipv4Addr::UNSPECIFIED, |(a, _)| *a);
-            let key = (s.network, crate::plan::be(nlb), crate::plan::be(t.ip));
+                .find(|(a, z)| *z == t.zone && a.is_ipv4() == t.ip.is_ipv4())
+                .map(|(a, _)| *a);
+            let be4 = |a: Option<IpAddr>| a.and_then(crate::plan::be4).unwrap_or(0);
+            let key = (s.network, be4(nlb), be4(Some(t.ip)));
             let (new_flows, active_flows) = flows(t.id, key)?;
             Ok(TargetReport {
                 service: s.name.clone(),

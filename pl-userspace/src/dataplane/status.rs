@@ -1,7 +1,7 @@
 //! The data plane's part of `pl status` and `pl endpoints`: interfaces and modes, the flow
 //! table's use, target health per service, and every endpoint with its state.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use super::Dataplane;
 use crate::{
@@ -93,7 +93,7 @@ impl Dataplane {
                     .iter()
                     .flat_map(|(ip, zone)| {
                         service.listeners.iter().map(move |l| EndpointAddress {
-                            addr: SocketAddrV4::new(*ip, l.port),
+                            addr: SocketAddr::new(*ip, l.port),
                             protocol: flows::proto_name(l.proto).to_owned(),
                             zone: m.zones[usize::from(*zone)].clone(),
                         })

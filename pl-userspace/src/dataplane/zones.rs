@@ -2,6 +2,8 @@
 //! probes sent from its NLB addresses) and the gratuitous ARP that moves a zone's
 //! addresses to this node.
 
+use std::net::IpAddr;
+
 use aya::maps::Array;
 use pl_common::maps::LEASE_MAP;
 
@@ -104,9 +106,13 @@ impl Dataplane {
                     }
                 },
             };
-            match sender.request(n.mac, ip, ip) {
+            let (how, result) = match ip {
+                IpAddr::V4(v4) => ("gratuitous ARP", sender.request(n.mac, v4, v4)),
+                IpAddr::V6(v6) => ("unsolicited advertisement", sender.advertise(n.mac, v6)),
+            };
+            match result {
                 Ok(()) => sent += 1,
-                Err(e) => errors.push(format!("gratuitous ARP for {ip}: {e}")),
+                Err(e) => errors.push(format!("{how} for {ip}: {e}")),
             }
         }
         (sent, errors)

@@ -1,7 +1,7 @@
 //! The addresses a config hands out: zones by index, and who claims which address in a
 //! network, so no address is two things at once.
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{collections::HashMap, net::IpAddr};
 
 use pl_common::service::MAX_ZONES;
 use toml::Spanned;
@@ -54,7 +54,7 @@ impl Zones {
 /// Addresses claimed per network: no address may be two things in one network, except a
 /// target shared by services.
 #[derive(Default)]
-pub(super) struct Claims(HashMap<(u16, Ipv4Addr), String>);
+pub(super) struct Claims(HashMap<(u16, IpAddr), String>);
 
 const TARGET_OF: &str = "a target of service ";
 const NEXT_HOP: &str = "the next hop of a route";
@@ -67,7 +67,7 @@ impl Claims {
         field: &str,
         at: usize,
         network: u16,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         service: &str,
     ) -> Result<(), ConfigError> {
         if self
@@ -93,7 +93,7 @@ impl Claims {
         sec: &Section<'_>,
         at: usize,
         network: u16,
-        ip: Ipv4Addr,
+        ip: IpAddr,
     ) -> Result<(), ConfigError> {
         if self.0.contains_key(&(network, ip)) {
             return Ok(());
@@ -107,7 +107,7 @@ impl Claims {
         field: &str,
         at: usize,
         network: u16,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         what: String,
     ) -> Result<(), ConfigError> {
         if let Some(prev) = self.0.get(&(network, ip)) {
@@ -129,7 +129,7 @@ impl Addresses {
         sec: &Section<'_>,
         field: &str,
         list: &Spanned<Vec<Spanned<ZonedIp>>>,
-    ) -> Result<Vec<(Ipv4Addr, u8, usize)>, ConfigError> {
+    ) -> Result<Vec<(IpAddr, u8, usize)>, ConfigError> {
         if list.get_ref().is_empty() {
             return sec.err(field, Some(list.span().start), "must not be empty");
         }

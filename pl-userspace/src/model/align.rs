@@ -1,6 +1,6 @@
 //! A reload's model, re-numbered to the running one's ids.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use pl_common::{
     maps::{MAX_ENDPOINTS, MAX_NETWORKS, MAX_SERVICES, MAX_TARGETS},
@@ -120,7 +120,7 @@ fn align_services(
     ids: &Ids,
     next_target: &mut u32,
 ) -> (Vec<Service>, Vec<u16>) {
-    let prev_target = |svc: &str, ip: Ipv4Addr| {
+    let prev_target = |svc: &str, ip: IpAddr| {
         prev.services
             .iter()
             .filter(|s| s.name == svc)
@@ -209,7 +209,7 @@ fn align_vec<T>(
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     use crate::model::testing::{EXAMPLE, build};
 
@@ -261,13 +261,12 @@ mod tests {
             ("acme-extra", false),
             "a new endpoint is appended"
         );
-        let ids: Vec<(Ipv4Addr, u32)> =
-            a.services[0].targets.iter().map(|t| (t.ip, t.id)).collect();
+        let ids: Vec<(IpAddr, u32)> = a.services[0].targets.iter().map(|t| (t.ip, t.id)).collect();
         assert_eq!(
             ids,
             vec![
-                (Ipv4Addr::new(10, 9, 0, 11), 0),
-                (Ipv4Addr::new(10, 9, 0, 13), 2)
+                (IpAddr::V4(Ipv4Addr::new(10, 9, 0, 11)), 0),
+                (IpAddr::V4(Ipv4Addr::new(10, 9, 0, 13)), 2)
             ],
             "kept target keeps id 0; new one gets a fresh id"
         );

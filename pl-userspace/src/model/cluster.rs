@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::{
     found::Found,
     interfaces::Interfaces,
-    section::{Section, name_of, parse_ip},
+    section::{Section, name_of, parse_ip4},
 };
 use crate::config::{ClusterCfg, Config, Source};
 
@@ -99,7 +99,7 @@ pub(super) fn cluster(
         let nc = n.get_ref();
         let nsec = Section::new(src, "node", i, nc.name.get_ref(), n.span().start);
         let name = found.keep(name_of(&nsec, &nc.name, &mut names));
-        let address = found.keep(parse_ip(&nsec, "address", &nc.address));
+        let address = found.keep(parse_ip4(&nsec, "address", &nc.address));
         if let Some(a) = address {
             if nodes.iter().any(|o| o.address == a) {
                 found.errors.push(nsec.error(

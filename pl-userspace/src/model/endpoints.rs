@@ -1,7 +1,7 @@
 //! `[[endpoint]]` sections: a consumer network's addresses for a service, and who may use
 //! them.
 
-use std::{collections::HashSet, net::Ipv4Addr};
+use std::{collections::HashSet, net::IpAddr};
 
 use pl_common::{
     cidr::Cidr,
@@ -11,9 +11,10 @@ use pl_common::{
 use super::{
     Endpoint, Network, Service,
     addresses::Addresses,
+    cidr6::Cidr6,
     found::Found,
     networks::network_id,
-    section::{Section, name_of},
+    section::{Section, family, name_of},
     services,
 };
 use crate::config::{Config, ConfigError, EndpointCfg, ServiceCfg, Source};
@@ -151,7 +152,8 @@ fn endpoint(
         service: service.unwrap_or_default() as u16,
         network: network.unwrap_or_default(),
         addrs: own.unwrap_or_default(),
-        sources: sources.unwrap_or_default(),
+        sources: sources.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+        sources6: sources.map(|s| s.1).unwrap_or_default(),
         accepted: state.forwards(),
         state,
     }
@@ -202,8 +204,8 @@ fn allowed(
     allowed
 }
 
-/// `addresses`: one per zone, only in zones where `service` has an NLB address, each
-/// claimed in the endpoint's network.
+/// `addresses`: at most one of each family per zone, only in zones where `service` has an
+/// NLB address, of its targets' family, each claimed in the endpoint's network.
 fn addresses(
     sec: &Section<'_>,
     c: &EndpointCfg,
@@ -211,7 +213,7 @@ fn addresses(
     network: u16,
     service: Option<&Service>,
     taken: &mut Addresses,
-) -> Result<Vec<(Ipv4Addr, u8)>, ConfigError> {
+) -> Result<Vec<(IpAddr, u8)>, ConfigError> {
     let mut addrs = Vec::new();
     for (ip, zone, at) in taken.zoned(sec, "addresses", &c.addresses)? {
         // A service with errors of its own: its zones are not known.
@@ -228,13 +230,35 @@ fn addresses(
                 ),
             );
         }
-        if addrs.iter().any(|(_, z)| *z == zone) {
+        if addrs
+            .iter()
+            .any(|(a, z): &(IpAddr, u8)| *z == zone && a.is_ipv4() == ip.is_ipv4())
+        {
+            let zone = taken.zones.name(zone);
+            return sec.err(
+                "addresses",
+                Some(at),
+                if ip.is_ipv4() {
+                    format!("zone {zone:?} has two addresses (one per zone)")
+                } else {
+                    format!("zone {zone:?} has two IPv6 addresses (one of each family per zone)")
+                },
+            );
+        }
+        if let Some(service) = service
+            && let Some(t) = service.targets.first()
+            && t.ip.is_ipv4() != ip.is_ipv4()
+        {
             return sec.err(
                 "addresses",
                 Some(at),
                 format!(
-                    "zone {:?} has two addresses (one per zone)",
-                    taken.zones.name(zone)
+                    "{ip} is {} but the targets of service {:?} are {}: family translation ({} consumer to {} target and back) is not supported yet",
+                    family(ip),
+                    service.name,
+                    family(t.ip),
+                    family(ip),
+                    family(t.ip)
                 ),
             );
         }
@@ -251,23 +275,33 @@ fn addresses(
     Ok(addrs)
 }
 
-/// `allowed_sources`, parsed; any source when absent.
-fn sources(sec: &Section<'_>, c: &EndpointCfg) -> Result<Vec<Cidr>, ConfigError> {
-    match &c.allowed_sources {
-        None => Ok(vec![Cidr::ANY]),
-        Some(list) => list
-            .iter()
-            .map(|s| {
-                s.get_ref().parse::<Cidr>().or_else(|e| {
-                    sec.err(
-                        "allowed_sources",
-                        Some(s.span().start),
-                        format!("{:?}: {e}", s.get_ref()),
-                    )
-                })
-            })
-            .collect(),
+/// `allowed_sources`, parsed: the IPv4 prefixes, then the IPv6 ones; any source of either
+/// family when absent. A family the list does not name is refused.
+fn sources(sec: &Section<'_>, c: &EndpointCfg) -> Result<(Vec<Cidr>, Vec<Cidr6>), ConfigError> {
+    let Some(list) = &c.allowed_sources else {
+        return Ok((vec![Cidr::ANY], vec![Cidr6::ANY]));
+    };
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for s in list {
+        let text = s.get_ref();
+        let parsed = if text.contains(':') {
+            text.parse::<Cidr6>()
+                .map(|c| v6.push(c))
+                .map_err(|e| e.to_string())
+        } else {
+            text.parse::<Cidr>()
+                .map(|c| v4.push(c))
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = parsed {
+            return sec.err(
+                "allowed_sources",
+                Some(s.span().start),
+                format!("{text:?}: {e}"),
+            );
+        }
     }
+    Ok((v4, v6))
 }
 
 /// Every `accepted_endpoints` and `rejected_endpoints` entry names an endpoint (one whose

@@ -10,6 +10,7 @@
 
 mod addresses;
 mod align;
+mod cidr6;
 mod cluster;
 mod endpoints;
 mod found;
@@ -22,19 +23,20 @@ mod services;
 #[cfg(test)]
 pub(crate) mod testing;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use pl_common::{cidr::Cidr, settings::Settings};
 
 use self::found::Found;
 pub use self::{
     align::AlignError,
+    cidr6::Cidr6,
     cluster::{Cluster, Node},
     endpoints::EndpointState,
     found::{Check, HostChecks},
     health_check::HealthCheck,
     interfaces::{Interfaces, LiveInterfaces, mtu_of},
-    networks::{Route, next_hop},
+    networks::{Route, Route6, hop_of, next_hop, next_hop6},
 };
 use crate::config::{Config, ConfigErrors, Source, Unparsed};
 
@@ -54,6 +56,9 @@ pub struct Network {
     /// Static routes to targets behind routers (longest prefix wins).
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// The IPv6 ones.
+    #[serde(default)]
+    pub routes6: Vec<Route6>,
 }
 
 const fn default_mtu() -> u32 {
@@ -69,18 +74,19 @@ pub struct Listener {
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Target {
-    /// Global target id (index into `PL_TARGETS`).
+    /// Global target id (index into `PL_TARGETS`, and `PL_TARGETS6` for an IPv6 target).
     pub id: u32,
-    pub ip: Ipv4Addr,
+    /// A service's targets are all of one family.
+    pub ip: IpAddr,
     pub zone: u8,
     /// The router a static route sends it to; None when on-link.
     #[serde(default)]
-    pub via: Option<Ipv4Addr>,
+    pub via: Option<IpAddr>,
 }
 
 impl Target {
     /// The address whose MAC its frames go to: its router's, or its own.
-    pub fn hop(&self) -> Ipv4Addr {
+    pub fn hop(&self) -> IpAddr {
         self.via.unwrap_or(self.ip)
     }
 }
@@ -92,8 +98,8 @@ pub struct Service {
     pub removed: bool,
     /// The provider network.
     pub network: u16,
-    /// NLB address per zone index.
-    pub nlbs: Vec<(Ipv4Addr, u8)>,
+    /// NLB addresses with their zone index: at most one of each family per zone.
+    pub nlbs: Vec<(IpAddr, u8)>,
     pub cross_zone: bool,
     pub listeners: Vec<Listener>,
     pub targets: Vec<Target>,
@@ -108,8 +114,12 @@ pub struct Endpoint {
     pub removed: bool,
     pub service: u16,
     pub network: u16,
-    pub addrs: Vec<(Ipv4Addr, u8)>,
+    /// At most one of each family per zone; all of its service's targets' family.
+    pub addrs: Vec<(IpAddr, u8)>,
     pub sources: Vec<Cidr>,
+    /// The IPv6 prefixes of `allowed_sources` (`::/0` when it is absent).
+    #[serde(default)]
+    pub sources6: Vec<Cidr6>,
     /// Accepted by the service (or acceptance not required): carries traffic. Always
     /// `state == Available`.
     pub accepted: bool,
@@ -208,14 +218,16 @@ impl Model {
         self.serving.is_none_or(|m| m & (1 << zone) != 0)
     }
 
-    /// The NLB address ARP requests and health probes for a target in `zone` of `s` go
-    /// from: the zone's own if this node serves it, else that of a zone it serves. Never
-    /// another node's: a target that hears from an address points its ARP entry here.
-    pub fn probe_from(&self, s: &Service, zone: u8) -> Option<Ipv4Addr> {
+    /// The NLB address ARP requests, neighbour solicitations and health probes for a
+    /// target at `target` in `zone` of `s` go from: of the target's family, the zone's own
+    /// if this node serves it, else that of a zone it serves. Never another node's: a
+    /// target that hears from an address points its neighbour entry here.
+    pub fn probe_from(&self, s: &Service, zone: u8, target: IpAddr) -> Option<IpAddr> {
+        let same = |ip: &IpAddr| ip.is_ipv4() == target.is_ipv4();
         s.nlbs
             .iter()
-            .find(|(_, z)| *z == zone && self.serves(*z))
-            .or_else(|| s.nlbs.iter().find(|(_, z)| self.serves(*z)))
+            .find(|(ip, z)| same(ip) && *z == zone && self.serves(*z))
+            .or_else(|| s.nlbs.iter().find(|(ip, z)| same(ip) && self.serves(*z)))
             .map(|(ip, _)| *ip)
     }
 
@@ -238,6 +250,27 @@ impl Model {
                     .get(usize::from(e.service))
                     .is_some_and(|s| !s.removed && live_net(s.network))
                 && (e.sources.is_empty() || e.sources.iter().any(|c| c.contains(src)))
+        })
+    }
+
+    /// `allows` for an IPv6 consumer flow: the same checks, the source against the
+    /// endpoint's IPv6 prefixes.
+    pub fn allows6(&self, endpoint: u16, network: u16, src: Ipv6Addr) -> bool {
+        let live_net = |id: u16| {
+            self.networks
+                .get(usize::from(id))
+                .is_some_and(|n| !n.removed)
+        };
+        self.endpoints.get(usize::from(endpoint)).is_some_and(|e| {
+            !e.removed
+                && e.accepted
+                && e.network == network
+                && live_net(network)
+                && self
+                    .services
+                    .get(usize::from(e.service))
+                    .is_some_and(|s| !s.removed && live_net(s.network))
+                && e.sources6.iter().any(|c| c.contains(src))
         })
     }
 
@@ -452,7 +485,7 @@ mod tests {
                 "{ ip = \"10.9.0.11\", zone = \"z1\" }",
                 "{ ip = \"10.9.0.311\", zone = \"z1\" }",
                 "[[service]] \"billing\": targets",
-                &["\"10.9.0.311\" is not an IPv4 address"],
+                &["\"10.9.0.311\" is not an IPv4 or IPv6 address"],
             ),
             (
                 "allowed_sources = [\"10.0.0.0/24\"]",
@@ -507,5 +540,194 @@ mod tests {
             msg.contains("[limits]: snat_port_min") && msg.contains(":38:"),
             "{msg}"
         );
+    }
+
+    mod ipv6 {
+        use std::net::{IpAddr, Ipv6Addr};
+
+        use crate::model::{
+            Cidr6,
+            testing::{EXAMPLE6, build},
+        };
+
+        fn v6(s: &str) -> IpAddr {
+            IpAddr::V6(s.parse().expect("an IPv6 address"))
+        }
+
+        /// The error `EXAMPLE6` with `from` replaced by `to` gets: it names `field` and says
+        /// `what`.
+        fn refused(from: &str, to: &str, field: &str, what: &str) {
+            assert!(EXAMPLE6.contains(from), "{from:?} not in the example");
+            let e = build(&EXAMPLE6.replacen(from, to, 1))
+                .expect_err(what)
+                .to_string();
+            assert!(e.contains(field), "{field:?} not named: {e}");
+            assert!(e.contains(what), "{what:?} not said: {e}");
+        }
+
+        #[test]
+        fn a_same_family_ipv6_service_builds() {
+            let m = build(EXAMPLE6).unwrap_or_else(|e| panic!("{e}"));
+            let s = &m.services[0];
+            assert_eq!(
+                s.nlbs,
+                [
+                    ("10.9.0.250".parse().expect("addr"), 0),
+                    (v6("fd00:9::fa"), 0),
+                    (v6("fd00:9::fb"), 1)
+                ]
+            );
+            assert_eq!(s.targets[0].ip, v6("fd00:9::11"));
+            assert_eq!(s.targets[0].via, None, "on-link");
+            assert_eq!(
+                s.targets[1].via,
+                Some(v6("fd00:9::1")),
+                "an IPv6 route's router"
+            );
+            let e = &m.endpoints[0];
+            assert_eq!(e.addrs, [(v6("fd00::64"), 0), (v6("fd00::65"), 1)]);
+            assert_eq!(e.sources, ["10.0.0.0/24".parse().expect("cidr")]);
+            assert_eq!(e.sources6, ["fd00::/64".parse::<Cidr6>().expect("cidr")]);
+            let ip = |s: &str| s.parse::<Ipv6Addr>().expect("addr");
+            assert!(m.allows6(0, 0, ip("fd00::10")));
+            assert!(!m.allows6(0, 0, ip("fd00:1::10")), "outside fd00::/64");
+            // No allowed_sources: any source of either family.
+            let any =
+                build(&EXAMPLE6.replace("allowed_sources = [\"10.0.0.0/24\", \"fd00::/64\"]", ""))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(any.endpoints[0].sources6, [Cidr6::ANY]);
+            assert!(any.allows6(0, 0, ip("2001:db8::1")));
+        }
+
+        #[test]
+        fn targets_are_asked_for_from_an_nlb_address_of_their_family() {
+            let mut m = build(EXAMPLE6).unwrap_or_else(|e| panic!("{e}"));
+            let s = m.services[0].clone();
+            // z1 has an NLB address of each family: the target's is chosen.
+            assert_eq!(
+                m.probe_from(&s, 0, v6("fd00:9::11")),
+                Some(v6("fd00:9::fa"))
+            );
+            assert_eq!(
+                m.probe_from(&s, 0, "10.9.0.11".parse().expect("addr")),
+                Some("10.9.0.250".parse().expect("addr"))
+            );
+            // Serving only z1: a z2 target is asked for from z1's IPv6 address.
+            m.serving = Some(1);
+            assert_eq!(
+                m.probe_from(&s, 1, v6("fd00:60::5")),
+                Some(v6("fd00:9::fa"))
+            );
+            // Serving only z2: an IPv4 target has no IPv4 NLB address to be asked from.
+            m.serving = Some(2);
+            assert_eq!(
+                m.probe_from(&s, 0, "10.9.0.11".parse().expect("addr")),
+                None
+            );
+        }
+
+        #[test]
+        fn at_most_one_address_of_each_family_per_zone() {
+            refused(
+                "{ ip = \"fd00:9::fb\", zone = \"z2\" }",
+                "{ ip = \"fd00:9::fb\", zone = \"z1\" }",
+                "nlb_addresses",
+                "zone \"z1\" has two IPv6 NLB addresses",
+            );
+            refused(
+                "{ ip = \"fd00::65\", zone = \"z2\" }",
+                "{ ip = \"fd00::65\", zone = \"z1\" }",
+                "addresses",
+                "zone \"z1\" has two IPv6 addresses",
+            );
+        }
+
+        #[test]
+        fn a_services_targets_share_one_family() {
+            refused(
+                "{ ip = \"fd00:60::5\", zone = \"z2\" }",
+                "{ ip = \"10.9.0.12\", zone = \"z1\" }",
+                "targets",
+                "a service's targets share one address family",
+            );
+        }
+
+        #[test]
+        fn a_targets_zone_needs_an_nlb_address_of_its_family() {
+            // z2 keeps an IPv4 NLB address only.
+            refused(
+                "{ ip = \"fd00:9::fb\", zone = \"z2\" }",
+                "{ ip = \"10.9.0.251\", zone = \"z2\" }",
+                "targets",
+                "zone \"z2\" has no IPv6 NLB address",
+            );
+        }
+
+        #[test]
+        fn family_translation_is_refused_for_now() {
+            refused(
+                "{ ip = \"fd00::65\", zone = \"z2\" }",
+                "{ ip = \"10.0.0.101\", zone = \"z2\" }",
+                "addresses",
+                "family translation (IPv4 consumer to IPv6 target and back) is not supported yet",
+            );
+        }
+
+        #[test]
+        fn bad_prefixes_and_addresses_name_their_field() {
+            refused(
+                "\"fd00::/64\"",
+                "\"fd00::1/64\"",
+                "allowed_sources",
+                "bits set past the prefix length",
+            );
+            refused(
+                "\"fd00::/64\"",
+                "\"fd00::/129\"",
+                "allowed_sources",
+                "prefix length must be 0 to 128",
+            );
+            refused(
+                "\"fd00::64\"",
+                "\"fd00::zz\"",
+                "addresses",
+                "is not an IPv4 or IPv6 address",
+            );
+            refused(
+                "\"fd00::64\"",
+                "\"::ffff:10.0.0.100\"",
+                "addresses",
+                "IPv4-mapped",
+            );
+            refused(
+                "\"fd00::64\"",
+                "\"ff02::1\"",
+                "addresses",
+                "not a unicast IPv6 address",
+            );
+            refused(
+                "via = \"fd00:9::1\"",
+                "via = \"10.9.0.1\"",
+                "routes.via",
+                "an IPv6 route's router must be IPv6",
+            );
+        }
+
+        #[test]
+        fn an_ipv6_address_is_one_thing_in_a_network() {
+            refused(
+                "{ ip = \"fd00:9::fb\", zone = \"z2\" }",
+                "{ ip = \"fd00:9::11\", zone = \"z2\" }",
+                "targets",
+                "fd00:9::11 is already an NLB address",
+            );
+            // Written another way, the same address.
+            refused(
+                "{ ip = \"fd00:9::fb\", zone = \"z2\" }",
+                "{ ip = \"fd00:9:0:0::fa\", zone = \"z2\" }",
+                "nlb_addresses",
+                "fd00:9::fa is already an NLB address",
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use pl_common::{cidr::Cidr, maps::MAX_NETWORKS};
@@ -11,6 +11,7 @@ use toml::Spanned;
 use super::{
     Network,
     addresses::Claims,
+    cidr6::Cidr6,
     found::Found,
     interfaces::Interfaces,
     section::{Section, name_of, parse_ip},
@@ -24,6 +25,13 @@ pub struct Route {
     pub via: Ipv4Addr,
 }
 
+/// An IPv6 route: addresses in `to` are reached through the on-link router `via`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Route6 {
+    pub to: Cidr6,
+    pub via: Ipv6Addr,
+}
+
 /// The router a network's route sends `ip` to: the longest matching prefix, None when no
 /// route matches (on-link) or the route's router is `ip` itself.
 pub fn next_hop(routes: &[Route], ip: Ipv4Addr) -> Option<Ipv4Addr> {
@@ -33,6 +41,24 @@ pub fn next_hop(routes: &[Route], ip: Ipv4Addr) -> Option<Ipv4Addr> {
         .max_by_key(|r| r.to.len)
         .map(|r| r.via)
         .filter(|via| *via != ip)
+}
+
+/// `next_hop` for an IPv6 address, over the network's IPv6 routes.
+pub fn next_hop6(routes: &[Route6], ip: Ipv6Addr) -> Option<Ipv6Addr> {
+    routes
+        .iter()
+        .filter(|r| r.to.contains(ip))
+        .max_by_key(|r| r.to.len)
+        .map(|r| r.via)
+        .filter(|via| *via != ip)
+}
+
+/// The router network `n` sends `ip` to, by its family's routes.
+pub fn hop_of(n: &Network, ip: IpAddr) -> Option<IpAddr> {
+    match ip {
+        IpAddr::V4(v4) => next_hop(&n.routes, v4).map(IpAddr::V4),
+        IpAddr::V6(v6) => next_hop6(&n.routes6, v6).map(IpAddr::V6),
+    }
 }
 
 /// The `[[network]]` sections: names unique, interfaces present and used once, routes sound
@@ -85,6 +111,7 @@ fn placeholder(name: &str, interface: &str) -> Network {
         mac: [0; 6],
         mtu: super::default_mtu(),
         routes: Vec::new(),
+        routes6: Vec::new(),
     }
 }
 
@@ -120,11 +147,23 @@ fn network(
             )),
         }
     }
-    if let Some(routes) = found.keep(routes(sec, &c.routes)) {
-        for (r, rc) in routes.iter().zip(&c.routes) {
-            found.keep(claims.claim_hop(sec, rc.get_ref().via.span().start, id, r.via));
+    let (v4, v6): (Vec<_>, Vec<_>) = c
+        .routes
+        .iter()
+        .partition(|rc| !rc.get_ref().to.get_ref().contains(':'));
+    if let Some(routes) = found.keep(routes(sec, &v4)) {
+        for (r, rc) in routes.iter().zip(&v4) {
+            let at = rc.get_ref().via.span().start;
+            found.keep(claims.claim_hop(sec, at, id, IpAddr::V4(r.via)));
         }
         net.routes = routes;
+    }
+    if let Some(routes) = found.keep(routes6(sec, &v6)) {
+        for (r, rc) in routes.iter().zip(&v6) {
+            let at = rc.get_ref().via.span().start;
+            found.keep(claims.claim_hop(sec, at, id, IpAddr::V6(r.via)));
+        }
+        net.routes6 = routes;
     }
     net
 }
@@ -155,7 +194,7 @@ pub(super) fn network_id(
 /// A network's `routes`, validated: prefixes well-formed and listed once, routers usable
 /// and on-link. pl does not route recursively, so a router may be covered by no route but
 /// a default one (`0.0.0.0/0`, which cannot mean that the router's own segment is remote).
-fn routes(sec: &Section<'_>, cfg: &[Spanned<RouteCfg>]) -> Result<Vec<Route>, ConfigError> {
+fn routes(sec: &Section<'_>, cfg: &[&Spanned<RouteCfg>]) -> Result<Vec<Route>, ConfigError> {
     let mut out: Vec<Route> = Vec::new();
     for rc in cfg {
         let c = rc.get_ref();
@@ -173,7 +212,13 @@ fn routes(sec: &Section<'_>, cfg: &[Spanned<RouteCfg>]) -> Result<Vec<Route>, Co
                 format!("{:?} is listed twice", c.to.get_ref()),
             );
         }
-        let via = parse_ip(sec, "routes.via", &c.via)?;
+        let IpAddr::V4(via) = parse_ip(sec, "routes.via", &c.via)? else {
+            return sec.err(
+                "routes.via",
+                Some(c.via.span().start),
+                format!("{}: an IPv4 route's router must be IPv4", c.via.get_ref()),
+            );
+        };
         let b = via.octets();
         if pl_common::cidr::is_martian(u32::from_ne_bytes(b)) {
             return sec.err(
@@ -199,10 +244,52 @@ fn routes(sec: &Section<'_>, cfg: &[Spanned<RouteCfg>]) -> Result<Vec<Route>, Co
     Ok(out)
 }
 
+/// A network's IPv6 `routes`, validated as the IPv4 ones are (the router is unicast, not
+/// `::`, which `parse_ip` refuses).
+fn routes6(sec: &Section<'_>, cfg: &[&Spanned<RouteCfg>]) -> Result<Vec<Route6>, ConfigError> {
+    let mut out: Vec<Route6> = Vec::new();
+    for rc in cfg {
+        let c = rc.get_ref();
+        let to = c.to.get_ref().parse::<Cidr6>().or_else(|e| {
+            sec.err(
+                "routes.to",
+                Some(c.to.span().start),
+                format!("{:?}: {e}", c.to.get_ref()),
+            )
+        })?;
+        if out.iter().any(|r| r.to == to) {
+            return sec.err(
+                "routes.to",
+                Some(c.to.span().start),
+                format!("{:?} is listed twice", c.to.get_ref()),
+            );
+        }
+        let IpAddr::V6(via) = parse_ip(sec, "routes.via", &c.via)? else {
+            return sec.err(
+                "routes.via",
+                Some(c.via.span().start),
+                format!("{}: an IPv6 route's router must be IPv6", c.via.get_ref()),
+            );
+        };
+        out.push(Route6 { to, via });
+    }
+    for (r, rc) in out.iter().zip(cfg) {
+        if let Some(cover) = out.iter().find(|o| o.to.len > 0 && o.to.contains(r.via)) {
+            return sec.err(
+                "routes.via",
+                Some(rc.get_ref().via.span().start),
+                format!(
+                    "{} is not on-link: route {}/{} sends it to {} (a next hop must be on the network's own segment; pl does not route recursively)",
+                    r.via, cover.to.addr, cover.to.len, cover.via
+                ),
+            );
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
     use super::*;
     use crate::model::testing::{EXAMPLE, build};
 
@@ -221,8 +308,8 @@ mod tests {
         assert_eq!(
             vias,
             [
-                Some(Ipv4Addr::new(10, 9, 0, 1)),
-                Some(Ipv4Addr::new(10, 9, 0, 2))
+                Some(IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1))),
+                Some(IpAddr::V4(Ipv4Addr::new(10, 9, 0, 2)))
             ],
             "the /32 wins over the default"
         );

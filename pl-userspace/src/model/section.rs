@@ -1,7 +1,7 @@
 //! Where in the file a section is, so each error names file, line, section and field; and
 //! the checks every section shares (names, addresses).
 
-use std::{collections::HashSet, net::Ipv4Addr};
+use std::{collections::HashSet, net::IpAddr};
 
 use toml::Spanned;
 
@@ -40,18 +40,51 @@ impl<'a> Section<'a> {
     }
 }
 
+/// An address of either family. An IPv6 one must be one a host can have: not `::`, not a
+/// group, and not an IPv4-mapped address (write that one as IPv4).
 pub(super) fn parse_ip(
     sec: &Section<'_>,
     field: &str,
     s: &Spanned<String>,
-) -> Result<Ipv4Addr, ConfigError> {
-    s.get_ref().parse().or_else(|_| {
-        sec.err(
+) -> Result<IpAddr, ConfigError> {
+    let at = Some(s.span().start);
+    match s.get_ref().parse::<IpAddr>() {
+        Err(_) => sec.err(
+            field,
+            at,
+            format!("{:?} is not an IPv4 or IPv6 address", s.get_ref()),
+        ),
+        Ok(IpAddr::V6(v6)) if v6.is_unspecified() || v6.is_multicast() => {
+            sec.err(field, at, format!("{v6} is not a unicast IPv6 address"))
+        }
+        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some() => sec.err(
+            field,
+            at,
+            format!("{v6} is an IPv4-mapped IPv6 address: write it as IPv4"),
+        ),
+        Ok(ip) => Ok(ip),
+    }
+}
+
+/// An IPv4 address, for the fields that take no other (a node's address).
+pub(super) fn parse_ip4(
+    sec: &Section<'_>,
+    field: &str,
+    s: &Spanned<String>,
+) -> Result<std::net::Ipv4Addr, ConfigError> {
+    match s.get_ref().parse() {
+        Ok(ip) => Ok(ip),
+        Err(_) => sec.err(
             field,
             Some(s.span().start),
             format!("{:?} is not an IPv4 address", s.get_ref()),
-        )
-    })
+        ),
+    }
+}
+
+/// "IPv4" or "IPv6", for errors.
+pub(super) fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
 /// Checks a name is usable and not taken; returns it.

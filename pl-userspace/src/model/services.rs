@@ -1,6 +1,6 @@
 //! `[[service]]` sections: NLB addresses, listeners, targets and the health check.
 
-use std::{collections::HashSet, net::Ipv4Addr};
+use std::{collections::HashSet, net::IpAddr};
 
 use pl_common::{
     maps::{MAX_SERVICES, MAX_TARGETS},
@@ -13,8 +13,8 @@ use super::{
     addresses::Addresses,
     found::Found,
     health_check::health_check,
-    networks::{Route, network_id, next_hop},
-    section::{Section, name_of},
+    networks::{hop_of, network_id},
+    section::{Section, family, name_of},
 };
 use crate::config::{Config, ConfigError, ListenerCfg, ServiceCfg, Source};
 
@@ -84,8 +84,8 @@ fn service(
         targets: Vec::new(),
         health,
     };
-    let routes = &networks[usize::from(network)].routes;
-    service.targets = found.keep(targets(sec, c, &service, routes, addrs, next_target))?;
+    let net = &networks[usize::from(network)];
+    service.targets = found.keep(targets(sec, c, &service, net, addrs, next_target))?;
     Some(service)
 }
 
@@ -112,21 +112,30 @@ fn principals(src: &Source, cfg: &Config, networks: &[Network], found: &mut Foun
     }
 }
 
-/// `nlb_addresses`: one per zone, each claimed in the service's network.
+/// `nlb_addresses`: at most one of each family per zone, each claimed in the service's
+/// network.
 fn nlbs(
     sec: &Section<'_>,
     c: &ServiceCfg,
     name: &str,
     network: u16,
     addrs: &mut Addresses,
-) -> Result<Vec<(Ipv4Addr, u8)>, ConfigError> {
-    let mut nlbs: Vec<(Ipv4Addr, u8)> = Vec::new();
+) -> Result<Vec<(IpAddr, u8)>, ConfigError> {
+    let mut nlbs: Vec<(IpAddr, u8)> = Vec::new();
     for (ip, zone, at) in addrs.zoned(sec, "nlb_addresses", &c.nlb_addresses)? {
-        if nlbs.iter().any(|(_, z)| *z == zone) {
+        if nlbs
+            .iter()
+            .any(|(a, z)| *z == zone && a.is_ipv4() == ip.is_ipv4())
+        {
+            let zone = addrs.zones.name(zone);
             return sec.err(
                 "nlb_addresses",
                 Some(at),
-                format!("zone {:?} has two NLB addresses", addrs.zones.name(zone)),
+                if ip.is_ipv4() {
+                    format!("zone {zone:?} has two NLB addresses")
+                } else {
+                    format!("zone {zone:?} has two IPv6 NLB addresses (one of each family)")
+                },
             );
         }
         addrs.claims.claim(
@@ -209,18 +218,33 @@ fn listener(sec: &Section<'_>, lc: &ListenerCfg) -> Result<Listener, ConfigError
     })
 }
 
-/// `targets` of service `s` (its NLB addresses known): each in a zone with an NLB address,
-/// listed once, given the next ids and the router `routes` send it to.
+/// `targets` of service `s` (its NLB addresses known): all of one family (as a target group
+/// has one IP address type), each in a zone with an NLB address of that family, listed
+/// once, given the next ids and the router `routes` send it to.
 fn targets(
     sec: &Section<'_>,
     c: &ServiceCfg,
     s: &Service,
-    routes: &[Route],
+    net: &Network,
     addrs: &mut Addresses,
     next_target: &mut u32,
 ) -> Result<Vec<Target>, ConfigError> {
     let mut targets: Vec<Target> = Vec::new();
     for (ip, zone, at) in addrs.zoned(sec, "targets", &c.targets)? {
+        if let Some(first) = targets.first()
+            && first.ip.is_ipv4() != ip.is_ipv4()
+        {
+            return sec.err(
+                "targets",
+                Some(at),
+                format!(
+                    "{ip} is {} but {} is {}: a service's targets share one address family",
+                    family(ip),
+                    first.ip,
+                    family(first.ip)
+                ),
+            );
+        }
         if !s.nlbs.iter().any(|(_, z)| *z == zone) {
             return sec.err(
                 "targets",
@@ -228,6 +252,21 @@ fn targets(
                 format!(
                     "zone {:?} has no NLB address (add one to nlb_addresses)",
                     addrs.zones.name(zone)
+                ),
+            );
+        }
+        if !s
+            .nlbs
+            .iter()
+            .any(|(a, z)| *z == zone && a.is_ipv4() == ip.is_ipv4())
+        {
+            return sec.err(
+                "targets",
+                Some(at),
+                format!(
+                    "zone {:?} has no {} NLB address for {ip} to be reached from (add one to nlb_addresses)",
+                    addrs.zones.name(zone),
+                    family(ip)
                 ),
             );
         }
@@ -243,7 +282,7 @@ fn targets(
             id: *next_target,
             ip,
             zone,
-            via: next_hop(routes, ip),
+            via: hop_of(net, ip),
         });
         *next_target += 1;
     }
@@ -252,7 +291,7 @@ fn targets(
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     use crate::model::testing::{EXAMPLE, build};
 
@@ -260,11 +299,11 @@ mod tests {
     fn services_may_share_a_target_but_not_list_it_twice() {
         let second = "\n[[service]]\nname = \"ledger\"\nnetwork = \"billing-prod\"\nnlb_addresses = [{ ip = \"10.9.0.240\", zone = \"z1\" }]\nlisteners = [{ protocol = \"tcp\", port = 443 }]\ntargets = [{ ip = \"10.9.0.11\", zone = \"z1\" }]\n";
         let m = build(&format!("{EXAMPLE}{second}")).unwrap_or_else(|e| panic!("{e}"));
-        let ids: Vec<(u32, Ipv4Addr)> = m
+        let ids: Vec<(u32, IpAddr)> = m
             .services
             .iter()
             .flat_map(|s| s.targets.iter().map(|t| (t.id, t.ip)))
-            .filter(|(_, ip)| *ip == Ipv4Addr::new(10, 9, 0, 11))
+            .filter(|(_, ip)| *ip == IpAddr::V4(Ipv4Addr::new(10, 9, 0, 11)))
             .collect();
         assert_eq!(ids.len(), 2, "one target per service: {ids:?}");
         assert_ne!(ids[0].0, ids[1].0, "each service's target has its own id");

@@ -44,6 +44,35 @@ network = "globex"
 addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2" }]
 "#;
 
+/// A service whose targets are IPv6, with an endpoint reached over IPv6 (same family), and
+/// an IPv4 NLB address beside the IPv6 ones (dual-stack NLB).
+pub const EXAMPLE6: &str = r#"
+[[network]]
+name = "acme"
+interface = "fw-acme"
+
+[[network]]
+name = "billing-prod"
+interface = "fw-prov"
+routes = [{ to = "fd00:60::/48", via = "fd00:9::1" }]
+
+[[service]]
+name = "billing6"
+network = "billing-prod"
+nlb_addresses = [{ ip = "10.9.0.250", zone = "z1" }, { ip = "fd00:9::fa", zone = "z1" }, { ip = "fd00:9::fb", zone = "z2" }]
+acceptance_required = false
+allowed_principals = ["*"]
+listeners = [{ protocol = "tcp", port = 443, target_port = 8443 }]
+targets = [{ ip = "fd00:9::11", zone = "z1" }, { ip = "fd00:60::5", zone = "z2" }]
+
+[[endpoint]]
+name = "acme-billing6"
+service = "billing6"
+network = "acme"
+addresses = [{ ip = "fd00::64", zone = "z1" }, { ip = "fd00::65", zone = "z2" }]
+allowed_sources = ["10.0.0.0/24", "fd00::/64"]
+"#;
+
 pub struct Fixed;
 impl Interfaces for Fixed {
     fn resolve(&self, name: &str) -> Result<(u32, Mac, u32), String> {

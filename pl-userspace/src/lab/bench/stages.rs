@@ -176,7 +176,7 @@ fn plan(entries: u32) -> anyhow::Result<Plan> {
     let neigh: Neighbors = (0..TARGETS)
         .map(|i| {
             let ip = Ipv4Addr::from(u32::from(frames::FIRST_TARGET) + u32::from(i));
-            ((provider, ip), [2, 0, 0, 0, 9, i])
+            ((provider, ip.into()), [2, 0, 0, 0, 9, i])
         })
         .collect();
     Ok(Plan::build(&model, &neigh, &Default::default()))
