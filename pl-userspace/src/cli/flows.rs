@@ -19,9 +19,9 @@ pub struct FlowsArgs {
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
     /// The provider's question: which consumer owns the connection from this NLB address and
-    /// port? (Errors if no live flow holds it.)
+    /// port? IPv6 as `[ADDR]:PORT`. (Errors if no live flow holds it.)
     #[arg(long, value_name = "IP:PORT")]
-    pub nlb: Option<std::net::SocketAddrV4>,
+    pub nlb: Option<std::net::SocketAddr>,
     /// Stream flow opens, refusals (with the reason) and closes as they happen, one line
     /// each, starting with the time (RFC 3339 UTC); with --json, one JSON object a line with
     /// a `time` field. Runs until interrupted.

@@ -11,7 +11,7 @@
 mod client;
 mod server;
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,8 +138,9 @@ pub struct SentConfig {
 pub struct FlowFilter {
     pub endpoint: Option<String>,
     pub service: Option<String>,
-    /// The provider-side source: which flow holds this NLB address and SNAT port?
-    pub nlb: Option<SocketAddrV4>,
+    /// The provider-side source: which flow holds this NLB address and SNAT port? (IPv4 or
+    /// IPv6; an older client's IPv4 `a.b.c.d:port` reads the same.)
+    pub nlb: Option<SocketAddr>,
 }
 
 impl FlowFilter {
@@ -152,7 +153,7 @@ impl FlowFilter {
         self.matches_parts(&e.endpoint, &e.service, e.nlb)
     }
 
-    fn matches_parts(&self, endpoint: &str, service: &str, nlb: Option<SocketAddrV4>) -> bool {
+    fn matches_parts(&self, endpoint: &str, service: &str, nlb: Option<SocketAddr>) -> bool {
         self.endpoint.as_ref().is_none_or(|e| e == endpoint)
             && self.service.as_ref().is_none_or(|s| s == service)
             && self.nlb.is_none_or(|n| nlb == Some(n))
