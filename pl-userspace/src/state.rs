@@ -491,6 +491,17 @@ mod tests {
         }
     }
 
+    /// The saved IPv4 size checks the IPv6 table too: a quarter of the entries, 128-byte
+    /// slots, the counting element past them.
+    #[test]
+    fn the_kept_ipv6_flow_table_follows_the_ipv4_one() {
+        assert_eq!(
+            kept_shape(FLOWS6_MAP, 131_072),
+            (MapType::Array, 4, 128, 2 * 32_768 + 1)
+        );
+        assert_eq!(kept_shape(FLOWS_MAP, 131_072).3, 2 * 131_072 + 1);
+    }
+
     #[test]
     fn an_old_saved_state_still_loads() {
         let text = r#"{"pl_version":"0.1.0","mode":"skb","interfaces":[{"name":"veth0","ifindex":7,"slot":0}],"flow_entries":2048,"model":null}"#;
