@@ -1,4 +1,4 @@
-//! What outlives `pl run`: the flow table (and with it the SNAT reservations), learned MACs
+//! What outlives `pl run`: the flow tables (and with them the SNAT reservations), learned MACs
 //! and counters pinned on a bpffs, one pinned XDP link per interface, and the running model
 //! in a file beside them. A restart picks them up and swaps its program into the links, so
 //! established flows keep going; `pl down` removes it all.
@@ -18,21 +18,22 @@ use std::{
 use aya::maps::{MapInfo, MapType};
 use pl_common::{
     endpoint::AddrKey,
+    flow6::Slot6,
     flowtable::Slot,
     maps::{
-        ENDPOINT_STATS_MAP, FLOWS_MAP, IFACE_STATS_MAP, MAX_ENDPOINTS, MAX_IFACES, MAX_NEIGH,
-        MAX_TARGETS, NEIGH_MAP, TARGET_STATS_MAP, flow_array_len,
+        ENDPOINT_STATS_MAP, FLOWS_MAP, FLOWS6_MAP, IFACE_STATS_MAP, MAX_ENDPOINTS, MAX_IFACES,
+        MAX_NEIGH, MAX_TARGETS, NEIGH_MAP, TARGET_STATS_MAP, flow_array_len,
     },
     stats::{EndpointStats, IfaceStats},
 };
 
-use crate::{instance::BadInstance, model::Model};
+use crate::{flows::flow6_entries, instance::BadInstance, model::Model};
 
 pub const STATE_ROOT: &str = "/run/pl";
 const BPFFS_MAGIC: libc::c_long = 0xcafe_4a11;
 
-/// The shape a kept map must have: type, key and value sizes, entries (the flow map's
-/// from the config).
+/// The shape a kept map must have: type, key and value sizes, entries (the flow maps'
+/// from the config: the IPv6 one's follows the IPv4 one's, so one saved size checks both).
 fn kept_shape(map: &str, flow_entries: u32) -> (MapType, usize, usize, u32) {
     match map {
         FLOWS_MAP => (
@@ -40,6 +41,12 @@ fn kept_shape(map: &str, flow_entries: u32) -> (MapType, usize, usize, u32) {
             4,
             size_of::<Slot>(),
             flow_array_len(flow_entries),
+        ),
+        FLOWS6_MAP => (
+            MapType::Array,
+            4,
+            size_of::<Slot6>(),
+            flow_array_len(flow6_entries(flow_entries)),
         ),
         NEIGH_MAP => (MapType::Hash, size_of::<AddrKey>(), 8, MAX_NEIGH),
         IFACE_STATS_MAP => (MapType::PerCpuArray, 4, size_of::<IfaceStats>(), MAX_IFACES),
@@ -54,9 +61,12 @@ fn kept_shape(map: &str, flow_entries: u32) -> (MapType, usize, usize, u32) {
     }
 }
 
-/// Maps that carry over a restart; the rest are written afresh from the config.
-pub const KEPT_MAPS: [&str; 5] = [
+/// Maps that carry over a restart; the rest are written afresh from the config. One
+/// missing from the pins (left by a pl without it, as `PL_FLOWS6`) is made new and pinned
+/// by the load that takes the others.
+pub const KEPT_MAPS: [&str; 6] = [
     FLOWS_MAP,
+    FLOWS6_MAP,
     NEIGH_MAP,
     IFACE_STATS_MAP,
     ENDPOINT_STATS_MAP,
@@ -479,6 +489,17 @@ mod tests {
             let (_, key, value, _) = kept_shape(map, 2);
             assert!(key > 0 && value > 0, "{map}");
         }
+    }
+
+    /// The saved IPv4 size checks the IPv6 table too: a quarter of the entries, 128-byte
+    /// slots, the counting element past them.
+    #[test]
+    fn the_kept_ipv6_flow_table_follows_the_ipv4_one() {
+        assert_eq!(
+            kept_shape(FLOWS6_MAP, 131_072),
+            (MapType::Array, 4, 128, 2 * 32_768 + 1)
+        );
+        assert_eq!(kept_shape(FLOWS_MAP, 131_072).3, 2 * 131_072 + 1);
     }
 
     #[test]

@@ -113,6 +113,11 @@ pub struct FlowTableReport {
     pub entries: u64,
     /// Entries the table holds: twice `[limits] flow_table_size`.
     pub capacity: u64,
+    /// The same of the IPv6 table (a quarter of the IPv4 table's entries).
+    #[serde(default)]
+    pub entries6: u64,
+    #[serde(default)]
+    pub capacity6: u64,
     pub snat: Vec<SnatReport>,
 }
 

@@ -69,7 +69,7 @@ fn broken_pairs(entries: &[(FlowKey, FlowValue)]) -> Vec<String> {
 /// so that everything idle-able is due; how many flows it closed.
 fn sweep_until(stop: &AtomicBool, id: u32, settings: &Settings) -> usize {
     let map = Map::Array(MapData::from_id(id).expect("flow map by id"));
-    let table = flows::FlowTable::map(&map).expect("map the flow table");
+    let table: flows::FlowTable = flows::FlowTable::map(&map).expect("map the flow table");
     let (mut closed, mut n) = (0, 0u64);
     let mut tombs = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
@@ -153,8 +153,9 @@ fn the_sweep_never_leaves_half_a_flow_under_churn() {
             });
             made += redirected;
             swept += closed;
-            let table = flows::FlowTable::map(ebpf.map(FLOWS_MAP).expect("no flow map"))
-                .expect("map the flow table");
+            let table: flows::FlowTable =
+                flows::FlowTable::map(ebpf.map(FLOWS_MAP).expect("no flow map"))
+                    .expect("map the flow table");
             let entries: Vec<(FlowKey, FlowValue)> = table
                 .entries()
                 .into_iter()

@@ -390,7 +390,7 @@ fn a_zone_moves_to_its_backup_with_its_flows_and_comes_back() {
         let f = c.flows(1);
         let has = |proto: &str| {
             f.iter()
-                .any(|x| x.proto == proto && *x.endpoint_addr.ip() == EP_Z2)
+                .any(|x| x.proto == proto && x.endpoint_addr.ip() == EP_Z2)
         };
         has("tcp") && has("udp")
     });

@@ -6,7 +6,7 @@
 
 use std::{
     collections::HashSet,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     time::Duration,
 };
 
@@ -83,7 +83,7 @@ fn tcp_and_udp_reach_the_service_from_overlapping_networks() {
     // The provider only ever saw NLB addresses.
     for (_, proto, peer) in r.servers.seen() {
         let ip = match peer {
-            std::net::SocketAddr::V4(v4) => *v4.ip(),
+            SocketAddr::V4(v4) => *v4.ip(),
             other => panic!("IPv6 peer {other}"),
         };
         assert!(
@@ -457,8 +457,11 @@ fn pmtu_discovery_works_through_an_endpoint() {
     let flows = pl_flows(&r, &["--endpoint", "acme-billing"]).unwrap_or_else(|e| panic!("{e}"));
     let flow = flows
         .iter()
-        .find(|f| f.consumer == SocketAddrV4::new(CLIENT, 41500))
+        .find(|f| f.consumer == SocketAddr::from(SocketAddrV4::new(CLIENT, 41500)))
         .unwrap_or_else(|| panic!("no flow for the socket: {flows:#?}"));
+    let (SocketAddr::V4(nlb), SocketAddr::V4(target)) = (flow.nlb, flow.target) else {
+        panic!("an IPv4 flow's provider side is IPv4: {flow:#?}");
+    };
     let route = || route_to_endpoint(&acme);
     assert!(
         !route().contains("mtu"),
@@ -475,12 +478,12 @@ fn pmtu_discovery_works_through_an_endpoint() {
     // It quotes the datagram as the provider side carried it: NLB address and SNAT port to
     // the target, TTL one lower.
     let quoted = Ipv4 {
-        src: flow.nlb.ip().octets(),
-        dst: flow.target.ip().octets(),
+        src: nlb.ip().octets(),
+        dst: target.ip().octets(),
         ttl: 63,
     }
     .udp(flow.nlb.port(), flow.target.port(), b"WHO");
-    let icmp = Ipv4::new(flow.target.ip().octets(), flow.nlb.ip().octets()).icmp_error(
+    let icmp = Ipv4::new(target.ip().octets(), nlb.ip().octets()).icmp_error(
         3,
         4,
         [0, 0, 0x05, 0x78],

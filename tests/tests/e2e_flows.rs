@@ -3,7 +3,7 @@
 //! shows both sides and `pl flows --watch` streams opens, refusals and closes.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
     time::Duration,
 };
 
@@ -140,14 +140,14 @@ fn the_tcp_flow(flows: &[FlowReport], client: SocketAddrV4, ep: SocketAddrV4) ->
             "acme",
             "acme-billing",
             "billing",
-            client,
-            ep,
-            SocketAddrV4::new(T1, traffic::TCP_TARGET_PORT),
+            SocketAddr::from(client),
+            SocketAddr::from(ep),
+            SocketAddr::from(SocketAddrV4::new(T1, traffic::TCP_TARGET_PORT)),
             "established",
         ),
         "{tcp:#?}"
     );
-    assert_eq!(*tcp.nlb.ip(), Ipv4Addr::new(10, 9, 0, 250), "{tcp:#?}");
+    assert_eq!(tcp.nlb.ip(), Ipv4Addr::new(10, 9, 0, 250), "{tcp:#?}");
     assert!(tcp.age_s >= 1, "age: {tcp:#?}");
     // SYN, ACK, the request; SYN-ACK, ACK.
     assert!(
@@ -165,7 +165,11 @@ fn the_udp_flow(flows: &[FlowReport]) -> &FlowReport {
         .unwrap_or_else(|| panic!("no UDP flow: {flows:#?}"));
     assert_eq!(
         (udp.network.as_str(), udp.consumer, udp.state.as_str()),
-        ("globex", SocketAddrV4::new(CLIENT, 4242), "replied"),
+        (
+            "globex",
+            SocketAddr::from(SocketAddrV4::new(CLIENT, 4242)),
+            "replied"
+        ),
         "{udp:#?}"
     );
     assert_eq!(
@@ -244,7 +248,7 @@ fn flows_show_both_sides_and_the_nlb_lookup_names_the_consumer() {
     let held = traffic::tcp_hold(&r.ns("acme"), CLIENT, ep)
         .unwrap_or_else(|e| panic!("held connection: {}", chain(e)));
     let client = match held.local_addr() {
-        Ok(std::net::SocketAddr::V4(a)) => a,
+        Ok(SocketAddr::V4(a)) => a,
         other => panic!("held connection's address: {other:?}"),
     };
     r.who_udp("globex", CLIENT, 4242, EP_Z1)
@@ -342,14 +346,17 @@ fn watch_streams_opens_refusals_with_reasons_and_closes() {
         &|| {
             let _ = r.who_tcp("acme", CLIENT, 40001, EP_Z1, TCP_PORT);
         },
-        &|e| e.event == "open" && e.consumer == SocketAddrV4::new(CLIENT, 40001),
+        &|e| e.event == "open" && e.consumer == SocketAddr::from(SocketAddrV4::new(CLIENT, 40001)),
     );
     assert_eq!(
         (open.endpoint.as_str(), open.network.as_str(), open.target),
         (
             "acme-billing",
             "acme",
-            Some(SocketAddrV4::new(T1, traffic::TCP_TARGET_PORT))
+            Some(SocketAddr::from(SocketAddrV4::new(
+                T1,
+                traffic::TCP_TARGET_PORT
+            )))
         ),
         "{open:#?}"
     );
@@ -363,13 +370,13 @@ fn watch_streams_opens_refusals_with_reasons_and_closes() {
         &|e| e.event == "refused",
     );
     assert_eq!(
-        (refused.reason.as_deref(), *refused.consumer.ip()),
-        (Some("source"), OUTSIDER),
+        (refused.reason.as_deref(), refused.consumer.ip()),
+        (Some("source"), IpAddr::V4(OUTSIDER)),
         "{refused:#?}"
     );
     // The connection closed (FIN both ways): gone at the first sweep past 1 s.
     let closed = wait_for("close", 12, &|| {}, &|e| {
-        e.event == "close" && e.consumer == SocketAddrV4::new(CLIENT, 40001)
+        e.event == "close" && e.consumer == SocketAddr::from(SocketAddrV4::new(CLIENT, 40001))
     });
     assert_eq!(closed.state.as_deref(), Some("closing"), "{closed:#?}");
     // Each event has the time pl run saw it (RFC 3339 UTC, same width: they sort as text).
@@ -434,7 +441,9 @@ fn flows_live_as_long_as_either_side_uses_them() {
     let flow = pl_flows(&r, &["--endpoint", "acme-billing"])
         .unwrap_or_else(|e| panic!("pl flows: {e}"))
         .into_iter()
-        .find(|f| f.consumer == SocketAddrV4::new(CLIENT, port) && f.proto == "tcp")
+        .find(|f| {
+            f.consumer == SocketAddr::from(SocketAddrV4::new(CLIENT, port)) && f.proto == "tcp"
+        })
         .expect("the reused port's flow");
     assert_eq!(
         flow.state, "established",

@@ -215,7 +215,7 @@ fn a_consumer_behind_a_router_reaches_the_endpoint() {
     assert!(udp.contains("target=10.9.0.11"), "{udp}");
     let flows = pl_flows(&r, &["--endpoint", "acme-billing"]).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        flows.iter().any(|f| *f.consumer.ip() == REMOTE),
+        flows.iter().any(|f| f.consumer.ip() == REMOTE),
         "no flow from the remote consumer: {flows:?}"
     );
     // A remote source outside allowed_sources is still refused.

@@ -19,7 +19,7 @@ pub struct FlowsArgs {
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
     /// The provider's question: which consumer owns the connection from this NLB address and
-    /// port? (Errors if no live flow holds it.) An IPv6 address is written `[addr]:port`.
+    /// port? IPv6 as `[ADDR]:PORT`. (Errors if no live flow holds it.)
     #[arg(long, value_name = "IP:PORT")]
     pub nlb: Option<std::net::SocketAddr>,
     /// Stream flow opens, refusals (with the reason) and closes as they happen, one line

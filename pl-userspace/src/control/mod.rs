@@ -138,19 +138,19 @@ pub struct SentConfig {
 pub struct FlowFilter {
     pub endpoint: Option<String>,
     pub service: Option<String>,
-    /// The provider-side source: which flow holds this NLB address and SNAT port? (An
-    /// IPv6 one is written `[addr]:port`.)
+    /// The provider-side source: which flow holds this NLB address and SNAT port? (IPv4 or
+    /// IPv6; an older client's IPv4 `a.b.c.d:port` reads the same.)
     pub nlb: Option<SocketAddr>,
 }
 
 impl FlowFilter {
     pub fn matches(&self, f: &crate::flows::FlowReport) -> bool {
-        self.matches_parts(&f.endpoint, &f.service, Some(f.nlb.into()))
+        self.matches_parts(&f.endpoint, &f.service, Some(f.nlb))
     }
 
     /// For `pl flows --watch`: a refusal (no NLB side) never matches `nlb`.
     pub fn matches_event(&self, e: &crate::flows::WatchEvent) -> bool {
-        self.matches_parts(&e.endpoint, &e.service, e.nlb.map(Into::into))
+        self.matches_parts(&e.endpoint, &e.service, e.nlb)
     }
 
     fn matches_parts(&self, endpoint: &str, service: &str, nlb: Option<SocketAddr>) -> bool {

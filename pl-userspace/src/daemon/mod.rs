@@ -379,7 +379,8 @@ impl Daemon {
         self.sweeping = None;
         match swept {
             Ok(Ok(s)) => {
-                let closed = self.dp.close_events(&s.closed);
+                let mut closed = self.dp.close_events(&s.closed);
+                closed.extend(self.dp.close_events(&s.closed6));
                 self.broadcast(&closed);
                 self.live = s.live;
             }

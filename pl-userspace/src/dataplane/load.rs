@@ -10,11 +10,14 @@ use aya::{
 };
 use pl_common::{
     bench::{STAGE_NONE, STOP_AT_GLOBAL, program_for},
+    flow6::Slot6,
+    flowtable::Slot,
     iface::{IFACE_ACTIVE, IfaceConfig},
     maps::{
-        DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOW_SEED_GLOBAL, FLOW_SLOTS_GLOBAL, FLOWS_MAP,
-        IFACE_STATS_MAP, IFACES_MAP, IPV6_L4_PROGRAM, IPV6_PROGRAM, PROBES_MAP, PROGRAM_NAME,
-        TAIL_IPV6, TAIL_IPV6_L4, TAILS_MAP, flow_array_len, flow_slots,
+        DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOW_SEED_GLOBAL, FLOW_SLOTS_GLOBAL,
+        FLOW6_SLOTS_GLOBAL, FLOWS_MAP, FLOWS6_MAP, IFACE_STATS_MAP, IFACES_MAP, IPV6_L4_PROGRAM,
+        IPV6_PROGRAM, PROBES_MAP, PROGRAM_NAME, TAIL_IPV6, TAIL_IPV6_L4, TAILS_MAP,
+        flow_array_len, flow_slots,
     },
     stats::{EndpointStats, IfaceStats},
 };
@@ -22,7 +25,7 @@ use pl_common::{
 use super::{Attached, DataplaneError};
 use crate::{
     errno,
-    flows::FlowTable,
+    flows::{Family, FlowTable, flow6_entries},
     health::Probes,
     state::{KEPT_MAPS, State},
 };
@@ -32,7 +35,8 @@ pub fn load() -> Result<Ebpf, DataplaneError> {
     load_sized(None)
 }
 
-/// As [`load`], with the flow map sized to `flow_entries` entries if given.
+/// As [`load`], with the flow map sized to `flow_entries` entries if given (and the IPv6
+/// one to [`flow6_entries`] of them).
 pub fn load_sized(flow_entries: Option<u32>) -> Result<Ebpf, DataplaneError> {
     load_with(flow_entries, None)
 }
@@ -119,12 +123,19 @@ fn open_maps_stopping(
     let slots = flow_slots(entries);
     loader.map_max_entries(FLOWS_MAP, flow_array_len(entries));
     loader.override_global(FLOW_SLOTS_GLOBAL, &slots, true);
+    // The IPv6 table likewise, sized from the same setting.
+    let entries6 = flow6_entries(entries);
+    let slots6 = flow_slots(entries6);
+    loader.map_max_entries(FLOWS6_MAP, flow_array_len(entries6));
+    loader.override_global(FLOW6_SLOTS_GLOBAL, &slots6, true);
     // A kept table keeps its seed (its keys sit where that seed put them); a new one gets
-    // a random one.
+    // a random one. Both tables hash with the one seed (`PL_FLOW_SEED`); the IPv4 table's
+    // is the one kept, and an IPv6 table new beside a kept IPv4 one (a restart from a pl
+    // without it) takes it too.
     let kept_seed = kept
         .map(|state| state.map_pin(FLOWS_MAP))
         .filter(|pin| pin.exists())
-        .and_then(|pin| FlowTable::from_pin(&pin).ok())
+        .and_then(|pin| FlowTable::<Slot>::from_pin(&pin).ok())
         .map(|t| t.seed());
     let seed = kept_seed.unwrap_or_else(random_seed);
     loader.override_global(FLOW_SEED_GLOBAL, &seed, true);
@@ -136,13 +147,20 @@ fn open_maps_stopping(
     let ebpf = loader
         .load(crate::EBPF_OBJECT)
         .map_err(|e| classify(Box::new(e)))?;
-    // Before the program runs: userspace finds the seed in the table.
-    let mut table = FlowTable::map(present(FLOWS_MAP, ebpf.map(FLOWS_MAP)))
-        .map_err(|e| DataplaneError::map(FLOWS_MAP)(MapError::from(e)))?;
+    // Before the program runs: userspace finds the seed in the tables.
+    keep_seed::<Slot>(&ebpf, FLOWS_MAP, seed)?;
+    keep_seed::<Slot6>(&ebpf, FLOWS6_MAP, seed)?;
+    Ok(ebpf)
+}
+
+/// Writes `seed` into the flow table `name` of `ebpf` unless it holds it already.
+fn keep_seed<S: Family>(ebpf: &Ebpf, name: &'static str, seed: u32) -> Result<(), DataplaneError> {
+    let mut table = FlowTable::<S>::map(present(name, ebpf.map(name)))
+        .map_err(|e| DataplaneError::map(name)(MapError::from(e)))?;
     if table.seed() != seed {
         table.set_seed(seed);
     }
-    Ok(ebpf)
+    Ok(())
 }
 
 /// A random 32-bit seed (the kernel's getrandom; the clock if that fails).

@@ -27,7 +27,7 @@ use aya::{
     maps::{Array, MapData, MapError, RingBuf},
     programs::ProgramError,
 };
-use pl_common::maps::{EVENTS_MAP, FLOWS_MAP, MAX_IFACES, MAX_IFINDEX, WATCH_MAP};
+use pl_common::maps::{EVENTS_MAP, FLOWS_MAP, FLOWS6_MAP, MAX_IFACES, MAX_IFINDEX, WATCH_MAP};
 
 pub use self::{
     load::{endpoint_stats, iface_stats, load, load_sized, load_staged, program_named, register},
@@ -132,7 +132,7 @@ pub struct Dataplane {
     state: State,
     data: Option<DataPath>,
     /// Flow-table tombstones the last sweep saw, which the next may empty.
-    tombs: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, u64>>>,
+    tombs: std::sync::Arc<std::sync::Mutex<flows::Tombs>>,
 }
 
 /// How to start.
@@ -339,8 +339,9 @@ impl Dataplane {
     ) -> Option<impl FnOnce() -> Result<flows::Sweep, MapError> + Send + 'static> {
         let d = self.data.as_ref()?;
         let (pin, settings) = (self.state.map_pin(FLOWS_MAP), d.model.settings);
+        let pin6 = self.state.map_pin(FLOWS6_MAP);
         let tombs = std::sync::Arc::clone(&self.tombs);
-        Some(move || flows::sweep_pinned(&pin, &settings, &tombs))
+        Some(move || flows::sweep_pinned(&pin, &pin6, &settings, &tombs))
     }
 
     /// The reader of the program's own log lines (aya-log), taken once, to be polled.

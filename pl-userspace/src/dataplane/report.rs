@@ -99,12 +99,12 @@ impl Dataplane {
             e.proto,
             e.endpoint,
             e.network,
-            (e.src_be, e.sport_be),
-            (e.dst_be, e.dport_be),
+            flows::addr(e.src_be, e.sport_be).into(),
+            flows::addr(e.dst_be, e.dport_be).into(),
         )?;
         if e.kind == EVENT_OPEN {
-            w.nlb = Some(flows::addr(e.nlb_be, e.snat_port_be));
-            w.target = Some(flows::addr(e.target_be, e.target_port_be));
+            w.nlb = Some(flows::addr(e.nlb_be, e.snat_port_be).into());
+            w.target = Some(flows::addr(e.target_be, e.target_port_be).into());
         } else {
             let reason = EndpointCounter::ALL.get(usize::from(e.reason))?.name();
             w.reason = Some(reason.trim_start_matches("refused_").to_owned());
@@ -112,22 +112,23 @@ impl Dataplane {
         Some(w)
     }
 
-    /// Close events for flows a sweep removed.
-    pub fn close_events(&self, closed: &[flows::Flow]) -> Vec<WatchEvent> {
+    /// Close events for flows a sweep removed, of either table.
+    pub fn close_events<S: flows::Family>(&self, closed: &[flows::Flow<S>]) -> Vec<WatchEvent> {
         let Some(d) = self.data.as_ref() else {
             return Vec::new();
         };
         closed
             .iter()
             .filter_map(|f| {
+                let (consumer, endpoint_addr) = f.consumer_side();
                 let mut e = WatchEvent::new(
                     &d.model,
                     "close",
-                    f.key.proto,
-                    f.forward.endpoint,
-                    f.key.network,
-                    (f.key.src_be, f.key.sport_be),
-                    (f.key.dst_be, f.key.dport_be),
+                    S::proto(&f.key),
+                    S::endpoint(&f.forward),
+                    S::network(&f.key),
+                    consumer,
+                    endpoint_addr,
                 )?;
                 e.nlb = Some(f.nlb());
                 e.target = Some(f.target());
@@ -213,9 +214,10 @@ impl Dataplane {
             return Err(unknown("service", s));
         }
         let now = flows::now_ns();
-        let mut out: Vec<FlowReport> = flows::list(&self.ebpf)
-            .iter()
+        let v6 = flows::list6(&self.ebpf);
+        let mut out: Vec<FlowReport> = (flows::list(&self.ebpf).iter())
             .filter_map(|f| FlowReport::new(m, f, now))
+            .chain(v6.iter().filter_map(|f| FlowReport::new(m, f, now)))
             .filter(|f| filter.matches(f))
             .collect();
         out.sort_by(|a, b| (&a.endpoint, a.consumer).cmp(&(&b.endpoint, b.consumer)));
@@ -267,9 +269,12 @@ fn flow_table(m: &Model, live: &flows::Counts) -> FlowTableReport {
         .collect();
     snat.sort_by(|a, b| (&a.network, a.address).cmp(&(&b.network, b.address)));
     snat.dedup_by(|a, b| (&a.network, a.address) == (&b.network, b.address));
+    let capacity = m.flow_table_size.saturating_mul(2);
     FlowTableReport {
         entries: live.entries,
-        capacity: u64::from(m.flow_table_size) * 2,
+        capacity: u64::from(capacity),
+        entries6: live.entries6,
+        capacity6: u64::from(flows::flow6_entries(capacity)),
         snat,
     }
 }

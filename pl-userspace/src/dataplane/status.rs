@@ -68,9 +68,11 @@ impl Dataplane {
             .collect();
         DataplaneStatus {
             interfaces,
+            // Both tables: flows of either family against the flows both hold.
             flow_table: Some(FlowTableStatus {
-                used: live.by_endpoint.values().sum(),
-                size: u64::from(m.flow_table_size),
+                used: live.flows(),
+                size: u64::from(m.flow_table_size)
+                    + u64::from(flows::flow6_entries(m.flow_table_size.saturating_mul(2)) / 2),
             }),
             services,
         }

@@ -1,20 +1,21 @@
 //! Flows as `pl flows` shows them: the report type, its table and wide forms, and the
 //! events `pl flows --watch` streams.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use pl_common::{
-    flow::{Pair, age_s, since},
+    flow::{Half, Pair, age_s, since},
     proto::IPPROTO_TCP,
 };
 
-use super::{Flow, addr};
+use super::{Family, Flow};
 use crate::{
     model::Model,
     output::{self, Col, Format},
 };
 
-/// One flow as `pl flows` shows it. Addresses as the packets carry them on each side.
+/// One flow as `pl flows` shows it. Addresses as the packets carry them on each side, IPv4
+/// or IPv6 (`[fd00::10]:40000`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlowReport {
     /// `tcp` or `udp`.
@@ -23,11 +24,11 @@ pub struct FlowReport {
     pub endpoint: String,
     pub service: String,
     /// Consumer side: the client and the endpoint address it connected to.
-    pub consumer: SocketAddrV4,
-    pub endpoint_addr: SocketAddrV4,
+    pub consumer: SocketAddr,
+    pub endpoint_addr: SocketAddr,
     /// Provider side: the NLB address and SNAT port the target sees, and the target.
-    pub nlb: SocketAddrV4,
-    pub target: SocketAddrV4,
+    pub nlb: SocketAddr,
+    pub target: SocketAddr,
     /// TCP: `syn_sent`, `syn_received`, `established`, `closing`; UDP: `one_way`, `replied`.
     pub state: String,
     pub age_s: u64,
@@ -42,32 +43,40 @@ pub struct FlowReport {
 impl FlowReport {
     /// `f` with the names `m` gives its ids, at monotonic time `now_ns`; None if `m` has
     /// no endpoint with its id.
-    pub fn new(m: &Model, f: &Flow, now_ns: u64) -> Option<Self> {
-        let e = m.endpoints.get(usize::from(f.forward.endpoint))?;
-        let idle_ns = f.reply.map_or(since(now_ns, f.forward.last_seen), |r| {
+    pub fn new<S: Family>(m: &Model, f: &Flow<S>, now_ns: u64) -> Option<Self> {
+        let e = m.endpoints.get(usize::from(S::endpoint(&f.forward)))?;
+        let idle_ns = f.reply.map_or(since(now_ns, f.forward.last_seen()), |r| {
             Pair {
                 forward: &f.forward,
                 reply: &r,
             }
             .idle_ns(now_ns)
         });
-        let r = f.reply.unwrap_or_default();
+        let (forward, reply) = (
+            S::carried(&f.forward),
+            f.reply.as_ref().map_or((0, 0), S::carried),
+        );
+        let (consumer, endpoint_addr) = f.consumer_side();
         Some(Self {
-            proto: proto_name(f.key.proto).to_owned(),
-            network: m.networks[usize::from(f.key.network)].name.clone(),
+            proto: proto_name(S::proto(&f.key)).to_owned(),
+            network: m
+                .networks
+                .get(usize::from(S::network(&f.key)))?
+                .name
+                .clone(),
             endpoint: e.name.clone(),
             service: m.services[usize::from(e.service)].name.clone(),
-            consumer: addr(f.key.src_be, f.key.sport_be),
-            endpoint_addr: addr(f.key.dst_be, f.key.dport_be),
+            consumer,
+            endpoint_addr,
             nlb: f.nlb(),
             target: f.target(),
             state: f.state().to_owned(),
             age_s: u64::from(age_s(now_ns, f.created)),
             idle_s: idle_ns / 1_000_000_000,
-            to_provider_packets: u64::from(f.forward.packets),
-            to_provider_bytes: f.forward.bytes,
-            to_consumer_packets: u64::from(r.packets),
-            to_consumer_bytes: r.bytes,
+            to_provider_packets: u64::from(forward.0),
+            to_provider_bytes: forward.1,
+            to_consumer_packets: u64::from(reply.0),
+            to_consumer_bytes: reply.1,
         })
     }
 }
@@ -162,13 +171,13 @@ pub struct WatchEvent {
     pub endpoint: String,
     pub service: String,
     pub network: String,
-    pub consumer: SocketAddrV4,
-    pub endpoint_addr: SocketAddrV4,
+    pub consumer: SocketAddr,
+    pub endpoint_addr: SocketAddr,
     /// Provider side, for opens and closes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nlb: Option<SocketAddrV4>,
+    pub nlb: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<SocketAddrV4>,
+    pub target: Option<SocketAddr>,
     /// Why a new flow was refused: the refusal counter's name without `refused_`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -179,15 +188,15 @@ pub struct WatchEvent {
 
 impl WatchEvent {
     /// An `event` with the names of `endpoint` and `network` and nothing optional set; None
-    /// if `m` has no such endpoint. Addresses are wire-order (address, port) pairs.
+    /// if `m` has no such endpoint.
     pub fn new(
         m: &Model,
         event: &str,
         proto: u8,
         endpoint: u16,
         network: u16,
-        consumer: (u32, u16),
-        endpoint_addr: (u32, u16),
+        consumer: SocketAddr,
+        endpoint_addr: SocketAddr,
     ) -> Option<Self> {
         let e = m.endpoints.get(usize::from(endpoint))?;
         Some(Self {
@@ -197,8 +206,8 @@ impl WatchEvent {
             endpoint: e.name.clone(),
             service: m.services.get(usize::from(e.service))?.name.clone(),
             network: m.networks.get(usize::from(network))?.name.clone(),
-            consumer: addr(consumer.0, consumer.1),
-            endpoint_addr: addr(endpoint_addr.0, endpoint_addr.1),
+            consumer,
+            endpoint_addr,
             nlb: None,
             target: None,
             reason: None,

@@ -1,7 +1,8 @@
-//! `PL_FLOWS` as userspace holds it: the array mmapped, shared with XDP, read and changed
-//! in place with the data path's own protocol (`pl_common::flowtable`: slots claimed and
-//! removed by compare-and-exchange). No syscall per entry: a walk of two million slots is
-//! a memory scan.
+//! `PL_FLOWS` and `PL_FLOWS6` as userspace holds them: the array mmapped, shared with XDP,
+//! read and changed in place with the data path's own protocol (`pl_common::flowtable`:
+//! slots claimed and removed by compare-and-exchange). No syscall per entry: a walk of two
+//! million slots is a memory scan. [`FlowTable`] is generic over the slot type
+//! ([`Family`]); the IPv6 table is [`FlowTable6`].
 
 use std::{
     collections::HashMap,
@@ -12,16 +13,19 @@ use std::{
 
 use aya::maps::{Map, MapData, MapError};
 use pl_common::{
-    flow::{FlowKey, FlowValue},
-    flowtable::{self, LIVE, Refused, Slot, Slots, TOMB, created_of, ctl_of, state_of},
+    flow::FlowKey,
+    flow6::Slot6,
+    flowtable::{self, LIVE, Refused, Slot, Slots, TOMB, TableSlot, created_of, ctl_of, state_of},
 };
+
+use super::family::Family;
 
 /// One entry as read from its slot: the key, the value, and the flow's creation time
 /// (seconds since boot, 24 bits: see `pl_common::flow::age_s`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub key: FlowKey,
-    pub value: FlowValue,
+pub struct Entry<S: Family = Slot> {
+    pub key: S::Key,
+    pub value: S::Entry,
     pub created: u32,
 }
 
@@ -69,9 +73,9 @@ impl Drop for Mapping {
 unsafe impl Send for Mapping {}
 
 /// The mapped table; unmapped on drop.
-pub struct FlowTable {
+pub struct FlowTable<S: Family = Slot> {
     _mapping: Mapping,
-    base: *mut Slot,
+    base: *mut S,
     slots: u32,
     /// The table's hash seed, kept in the element past the slots.
     seed: u32,
@@ -79,9 +83,12 @@ pub struct FlowTable {
 
 // SAFETY: the mapping is shared memory that XDP writes concurrently anyway; every access
 // goes through the slot protocol, from any thread.
-unsafe impl Send for FlowTable {}
+unsafe impl<S: Family> Send for FlowTable<S> {}
 
-impl FlowTable {
+/// The IPv6 flow table, `PL_FLOWS6`.
+pub type FlowTable6 = FlowTable<Slot6>;
+
+impl<S: Family> FlowTable<S> {
     /// Maps the flow map `m` (a loaded program's, or one opened from its pin).
     pub fn map(m: &Map) -> io::Result<Self> {
         let Map::Array(data) = m else {
@@ -102,13 +109,12 @@ impl FlowTable {
         if elements < 2 {
             return Err(io::Error::other("the flow map has no slots"));
         }
-        let mapping = Mapping::new::<Slot>(data, elements)?;
-        let base: *mut Slot = mapping.ptr();
+        let mapping = Mapping::new::<S>(data, elements)?;
+        let base: *mut S = mapping.ptr();
         let slots = elements - 1;
         // SAFETY: the element past the slots is in the mapping; only the loader writes its
         // key, once, before the program runs.
-        let seed =
-            unsafe { std::ptr::read_volatile(&raw const (*base.add(slots as usize)).key.src_be) };
+        let seed = unsafe { std::ptr::read_volatile(seed_ptr(base, slots)) };
         Ok(Self {
             base,
             _mapping: mapping,
@@ -120,7 +126,7 @@ impl FlowTable {
     /// A table of `slots` slots in anonymous memory, for unit tests of what walks it.
     #[cfg(test)]
     pub fn anonymous(slots: u32) -> Self {
-        let len = (slots as usize + 1) * size_of::<Slot>();
+        let len = (slots as usize + 1) * size_of::<S>();
         // SAFETY: a private anonymous mapping, unmapped on drop.
         let base = unsafe {
             libc::mmap(
@@ -151,18 +157,13 @@ impl FlowTable {
     /// program runs).
     pub fn set_seed(&mut self, seed: u32) {
         // SAFETY: as in `map_data`.
-        unsafe {
-            std::ptr::write_volatile(
-                &raw mut (*self.base.add(self.slots as usize)).key.src_be,
-                seed,
-            );
-        }
+        unsafe { std::ptr::write_volatile(seed_ptr(self.base, self.slots), seed) };
         self.seed = seed;
     }
 
     /// `key`'s hash in this table.
-    pub fn hash(&self, key: &FlowKey) -> u32 {
-        key.hash_with(self.seed)
+    pub fn hash(&self, key: &S::Key) -> u32 {
+        S::hash(key, self.seed)
     }
 
     /// Entries held, by the table's own count.
@@ -181,7 +182,7 @@ impl FlowTable {
         // writes them now (the caller's word).
         unsafe {
             std::ptr::write_bytes(self.base, 0, self.slots as usize);
-            std::ptr::write_volatile(&raw mut (*self.base.add(self.slots as usize)).ctl, 0);
+            std::ptr::write_volatile(S::ctl_ptr(self.base.add(self.slots as usize)), 0);
         }
     }
 
@@ -193,7 +194,7 @@ impl FlowTable {
     /// The entry in slot `s` if it is LIVE and read whole: its control word is the same
     /// before and after the copy (XDP's own writes to a live entry, a refresh or a
     /// counter, may land in between; the slot cannot have changed hands).
-    fn read(&self, s: *mut Slot) -> Option<(Entry, u64)> {
+    fn read(&self, s: *mut S) -> Option<(Entry<S>, u64)> {
         let c = ctl_of(s);
         if state_of(c) != LIVE {
             return None;
@@ -201,8 +202,8 @@ impl FlowTable {
         // SAFETY: a slot of the mapping; volatile, as XDP writes it concurrently.
         let (key, value) = unsafe {
             (
-                std::ptr::read_volatile(&raw const (*s).key),
-                std::ptr::read_volatile(&raw const (*s).entry),
+                std::ptr::read_volatile(S::key_ptr(s)),
+                std::ptr::read_volatile(S::entry_ptr(s)),
             )
         };
         (ctl_of(s) == c).then_some((
@@ -216,17 +217,17 @@ impl FlowTable {
     }
 
     /// Every LIVE entry.
-    pub fn entries(&self) -> Vec<Entry> {
+    pub fn entries(&self) -> Vec<Entry<S>> {
         (0..self.slots).filter_map(|i| self.entry_at(i)).collect()
     }
 
     /// The entry in slot `i`, if it is LIVE.
-    pub fn entry_at(&self, i: u32) -> Option<Entry> {
+    pub fn entry_at(&self, i: u32) -> Option<Entry<S>> {
         self.slot(i).and_then(|s| self.read(s)).map(|(e, _)| e)
     }
 
     /// The entry under `key`.
-    pub fn get(&self, key: &FlowKey) -> Option<Entry> {
+    pub fn get(&self, key: &S::Key) -> Option<Entry<S>> {
         let s = flowtable::find(self, key, self.hash(key))?;
         self.read(s).map(|(e, _)| e).filter(|e| e.key == *key)
     }
@@ -234,23 +235,57 @@ impl FlowTable {
     /// Takes the entry under `key` out of the table: what is removed is what is returned,
     /// unless the slot was emptied and filled again with the same key within the same
     /// second (its control word would read the same), between the read and the take.
-    pub fn take(&self, key: &FlowKey) -> Option<Entry> {
+    pub fn take(&self, key: &S::Key) -> Option<Entry<S>> {
         let s = flowtable::find(self, key, self.hash(key))?;
         let (e, c) = self.read(s)?;
         (e.key == *key && flowtable::remove_exact(self, s, c)).then_some(e)
     }
 
     /// Inserts `value` under `key` unless the key is there.
-    pub fn insert(&self, key: &FlowKey, value: &FlowValue, created: u32) -> Result<(), Refused> {
+    pub fn insert(&self, key: &S::Key, value: &S::Entry, created: u32) -> Result<(), Refused> {
         flowtable::insert(self, key, self.hash(key), created, value).map(|_| ())
     }
 
     /// Removes the entry under `key`; false if there was none.
-    pub fn remove(&self, key: &FlowKey) -> bool {
+    pub fn remove(&self, key: &S::Key) -> bool {
         let hash = self.hash(key);
         flowtable::find(self, key, hash).is_some_and(|s| flowtable::remove(self, s, hash))
     }
 
+    /// Turns the tombstone at slot `i` back into an empty slot, within a sweep that
+    /// collects the tombstones it sees in `next`: only one seen in `marked` last sweep with
+    /// the same control word (not reused and removed again since), and
+    /// [`flowtable::sweepable`]. True if it emptied the slot.
+    pub fn reclaim_at(
+        &self,
+        i: u32,
+        marked: &HashMap<u32, u64>,
+        next: &mut HashMap<u32, u64>,
+    ) -> bool {
+        let Some(s) = self.slot(i) else {
+            return false;
+        };
+        let c = ctl_of(s);
+        if state_of(c) != TOMB {
+            return false;
+        }
+        if marked.get(&i) == Some(&c) && flowtable::sweepable(self, i) && flowtable::empty(s, c) {
+            return true;
+        }
+        next.insert(i, c);
+        false
+    }
+}
+
+/// The word of the element past the slots that keeps the table's seed: the first four
+/// bytes of its key (its control word counts the entries).
+fn seed_ptr<S: TableSlot>(base: *mut S, slots: u32) -> *mut u32 {
+    // The key starts 8 bytes into a 64-byte aligned slot: 4-byte aligned.
+    S::key_ptr(base.wrapping_add(slots as usize)).cast()
+}
+
+/// What only the IPv4 table's users do (target MAC moves, cluster sync) for now.
+impl FlowTable<Slot> {
     /// Points the entry under `key` at `mac` in place, if it is still `expected`'s flow
     /// (same creation time and SNAT port). Only the MAC's bytes are written: XDP's
     /// concurrent counts and state bits stay.
@@ -302,39 +337,15 @@ impl FlowTable {
         }
         true
     }
-
-    /// Turns the tombstone at slot `i` back into an empty slot, within a sweep that
-    /// collects the tombstones it sees in `next`: only one seen in `marked` last sweep with
-    /// the same control word (not reused and removed again since), and
-    /// [`flowtable::sweepable`]. True if it emptied the slot.
-    pub fn reclaim_at(
-        &self,
-        i: u32,
-        marked: &HashMap<u32, u64>,
-        next: &mut HashMap<u32, u64>,
-    ) -> bool {
-        let Some(s) = self.slot(i) else {
-            return false;
-        };
-        let c = ctl_of(s);
-        if state_of(c) != TOMB {
-            return false;
-        }
-        if marked.get(&i) == Some(&c) && flowtable::sweepable(self, i) && flowtable::empty(s, c) {
-            return true;
-        }
-        next.insert(i, c);
-        false
-    }
 }
 
-impl Slots for FlowTable {
-    type Slot = Slot;
+impl<S: Family> Slots for FlowTable<S> {
+    type Slot = S;
     fn slots(&self) -> u32 {
         self.slots
     }
 
-    fn slot(&self, i: u32) -> Option<*mut Slot> {
+    fn slot(&self, i: u32) -> Option<*mut S> {
         // SAFETY: in bounds of the mapping.
         (i < self.slots).then(|| unsafe { self.base.add(i as usize) })
     }
@@ -342,7 +353,6 @@ impl Slots for FlowTable {
     fn bound(&self) -> Option<(*mut u64, u64)> {
         // SAFETY: the element past the slots is in the mapping.
         let c = unsafe { self.base.add(self.slots as usize) };
-        // SAFETY: as above.
-        Some((unsafe { &raw mut (*c).ctl }, u64::from(self.slots / 2)))
+        Some((S::ctl_ptr(c), u64::from(self.slots / 2)))
     }
 }

@@ -162,7 +162,8 @@ fn counters<C: Copy, R>(
     Ok(())
 }
 
-/// The flow table's entries and capacity; SNAT ports in use and available per NLB address.
+/// Each flow table's entries and capacity (IPv6's under its own names, so the IPv4 ones
+/// keep their meaning); SNAT ports in use and available per NLB address.
 fn flow_table(enc: &mut DescriptorEncoder<'_>, t: &FlowTableReport) -> Result<(), std::fmt::Error> {
     for (name, help, v) in [
         (
@@ -174,6 +175,16 @@ fn flow_table(enc: &mut DescriptorEncoder<'_>, t: &FlowTableReport) -> Result<()
             "flow_table_capacity",
             "Entries the flow table holds (twice [limits] flow_table_size); new flows are refused past it",
             t.capacity,
+        ),
+        (
+            "flow6_table_entries",
+            "Entries in the IPv6 flow table at the last sweep (two per flow)",
+            t.entries6,
+        ),
+        (
+            "flow6_table_capacity",
+            "Entries the IPv6 flow table holds (a quarter of the IPv4 table's); new IPv6 flows are refused past it",
+            t.capacity6,
         ),
     ] {
         let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;

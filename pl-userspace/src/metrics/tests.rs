@@ -55,6 +55,8 @@ fn fake() -> (StatsReport, FlowTableReport, Reloads) {
     let table = FlowTableReport {
         entries: 6,
         capacity: 131_072,
+        entries6: 2,
+        capacity6: 32_768,
         snat: vec![snat("10.9.0.1", 3), snat("10.9.0.2", 0)],
     };
     let mut reloads = Reloads::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
@@ -100,6 +102,8 @@ fn renders_every_counter_with_its_labels() {
         ),
         "pl_flow_table_entries 6".into(),
         "pl_flow_table_capacity 131072".into(),
+        "pl_flow6_table_entries 2".into(),
+        "pl_flow6_table_capacity 32768".into(),
         r#"pl_snat_ports_in_use{network="prov",address="10.9.0.1"} 3"#.into(),
         r#"pl_snat_ports_in_use{network="prov",address="10.9.0.2"} 0"#.into(),
         r#"pl_snat_ports_capacity{network="prov",address="10.9.0.1"} 64512"#.into(),
