@@ -510,15 +510,16 @@ const QUIET_MLD: &str = "add table ip6 pl-lab; \
     add chain ip6 pl-lab out { type filter hook output priority 0; policy accept; }; \
     add rule ip6 pl-lab out icmpv6 type { mld-listener-report, mld2-listener-report, mld-listener-done } drop";
 
-/// Adds network `net`'s addresses to its peer's `eth0`; IPv6 ones without DAD.
+/// Adds network `net`'s addresses to its peer's `eth0`; IPv6 ones without DAD and in
+/// reverse order: among equals the kernel picks the newest IPv6 address as a source, and the
+/// first listed (the client, as in IPv4) should be the one an unbound socket uses.
 pub(super) fn add_addrs(ns: &str, net: &NetSpec) -> Result<(), CmdError> {
-    for a in net.addrs {
-        let nodad = a.contains(':').then_some("nodad");
-        cmd::ip(
-            ["-n", ns, "addr", "add", a, "dev", PEER_IFACE]
-                .into_iter()
-                .chain(nodad),
-        )?;
+    let (v6, v4): (Vec<&str>, Vec<&str>) = net.addrs.iter().partition(|a| a.contains(':'));
+    for a in v4 {
+        cmd::ip(["-n", ns, "addr", "add", a, "dev", PEER_IFACE])?;
+    }
+    for a in v6.into_iter().rev() {
+        cmd::ip(["-n", ns, "addr", "add", a, "dev", PEER_IFACE, "nodad"])?;
     }
     Ok(())
 }
