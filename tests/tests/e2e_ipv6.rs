@@ -151,6 +151,8 @@ fn tcp_and_udp_over_ipv6_reach_the_service_from_overlapping_networks() {
     }
     let prov = stats.interface("fw-prov").expect("fw-prov in stats");
     assert!(prov.get(IfaceCounter::Ipv6Tcp) > 0, "fw-prov: {prov:?}");
+    // The targets' MACs came from their advertisements, answering pl's solicitations.
+    assert!(prov.get(IfaceCounter::NdpLearned) > 0, "fw-prov: {prov:?}");
     for ep in ["acme-ledger", "globex-ledger"] {
         let e = stats
             .endpoint(ep)
