@@ -2,7 +2,7 @@
 //! servers ([`Running`]), the lab's addresses, and checks on what `pl` prints.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
 
@@ -11,6 +11,7 @@ use pl_userspace::{
     flows::FlowReport,
     lab::cmd,
     lab::runner::PlRun,
+    lab::serve::all_targets,
     lab::traffic::{self, Servers, UDP_PORT},
     stats::StatsReport,
 };
@@ -25,7 +26,18 @@ pub const T1: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 11);
 pub const T2: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 12);
 pub const SHORT: Duration = Duration::from_millis(1500);
 
-/// A lab running `pl run --config` (with `config`) and the provider's servers.
+/// The lab's IPv6 plan (the `ledger` service), address for address as IPv4's above.
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 0x10);
+pub const OUTSIDER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 0x200);
+pub const EP6_Z1: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 0x100);
+pub const EP6_Z2: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 0x101);
+pub const T1_6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x9, 0, 0, 0, 0, 0, 0x11);
+pub const T2_6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x9, 0, 0, 0, 0, 0, 0x12);
+pub const NLB6_Z1: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x9, 0, 0, 0, 0, 0, 0x250);
+pub const NLB6_Z2: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x9, 0, 0, 0, 0, 0, 0x251);
+
+/// A lab running `pl run --config` (with `config`) and the provider's servers (on the
+/// targets' IPv4 and IPv6 addresses).
 pub struct Running {
     pub run: PlRun,
     pub servers: Servers,
@@ -56,7 +68,7 @@ impl Running {
             .unwrap_or_else(|e| panic!("{}", chain(e)));
         let servers = Servers::start(
             &lab.topo.network("prov").expect("prov").namespace,
-            &[T1, T2],
+            &all_targets(),
         )
         .unwrap_or_else(|e| panic!("servers: {}", chain(e)));
         let path = path.to_string_lossy().into_owned();
@@ -128,36 +140,39 @@ impl Running {
         );
     }
 
+    /// A WHO over TCP from `src` (port `sport`, 0 for any) in `network` to `ep:port`;
+    /// either family.
     pub fn who_tcp(
         &self,
         network: &str,
-        src: Ipv4Addr,
+        src: impl Into<IpAddr>,
         sport: u16,
-        ep: Ipv4Addr,
+        ep: impl Into<IpAddr>,
         port: u16,
     ) -> Result<String, String> {
         traffic::tcp_who(
             &self.ns(network),
             src,
             sport,
-            SocketAddrV4::new(ep, port),
+            SocketAddr::new(ep.into(), port),
             SHORT,
         )
         .map_err(chain)
     }
 
+    /// A WHO over UDP from `src:sport` in `network` to `ep`'s UDP listener; either family.
     pub fn who_udp(
         &self,
         network: &str,
-        src: Ipv4Addr,
+        src: impl Into<IpAddr>,
         sport: u16,
-        ep: Ipv4Addr,
+        ep: impl Into<IpAddr>,
     ) -> Result<String, String> {
         traffic::udp_who(
             &self.ns(network),
             src,
             sport,
-            SocketAddrV4::new(ep, UDP_PORT),
+            SocketAddr::new(ep.into(), UDP_PORT),
             SHORT,
         )
         .map_err(chain)
@@ -178,8 +193,17 @@ impl Running {
     }
 }
 
-/// `target=IP peer=ADDR:PORT` -> (target, peer address, peer port).
+/// `target=IP peer=ADDR:PORT` -> (target, peer address, peer port), IPv4 only.
 pub fn parse_who(answer: &str) -> (Ipv4Addr, Ipv4Addr, u16) {
+    match parse_who_ip(answer) {
+        (IpAddr::V4(target), IpAddr::V4(peer), port) => (target, peer, port),
+        _ => panic!("answer {answer:?} is not IPv4"),
+    }
+}
+
+/// `target=IP peer=ADDR:PORT` (IPv6 peers as `[ADDR]:PORT`) -> (target, peer address,
+/// peer port), either family.
+pub fn parse_who_ip(answer: &str) -> (IpAddr, IpAddr, u16) {
     let field = |k: &str| {
         answer
             .split_whitespace()
@@ -187,14 +211,14 @@ pub fn parse_who(answer: &str) -> (Ipv4Addr, Ipv4Addr, u16) {
             .unwrap_or_else(|| panic!("answer {answer:?} lacks {k}"))
             .to_owned()
     };
-    let peer: SocketAddrV4 = field("peer=")
+    let peer: SocketAddr = field("peer=")
         .parse()
         .unwrap_or_else(|e| panic!("peer in {answer:?}: {e}"));
     (
         field("target=")
             .parse()
             .unwrap_or_else(|e| panic!("target in {answer:?}: {e}")),
-        *peer.ip(),
+        peer.ip(),
         peer.port(),
     )
 }

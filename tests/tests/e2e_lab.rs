@@ -1,6 +1,6 @@
 //! End to end, the lab: `pl lab up` replaces a lab of the same prefix and `pl lab down` is
 //! idempotent; `pl demo` runs end to end; the quick start (`lab up --config-out --serve`,
-//! `pl run`, curl) works as written.
+//! `pl run`, curl over IPv4 and IPv6) works as written.
 
 use std::process::Command;
 
@@ -53,6 +53,69 @@ fn lab_up_replaces_and_down_is_idempotent() {
             net.namespace
         );
         assert_ne!(net.peer_mac, net.fw_mac);
+        // Dual-stack peers: every IPv6 address of the plan, no link-local one (nothing
+        // the kernel would speak for unasked); the forwarder's side has none at all.
+        let peer6 = output(Command::new("ip").args([
+            "-n",
+            &net.namespace,
+            "-6",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            PEER_IFACE,
+        ]));
+        let peer6 = String::from_utf8_lossy(&peer6.stdout);
+        for a in net.addrs.iter().filter(|a| a.contains(':')) {
+            assert!(
+                peer6.contains(a.as_str()),
+                "{}: {a} missing:\n{peer6}",
+                net.namespace
+            );
+        }
+        assert!(
+            !peer6.contains("fe80"),
+            "{}: a link-local address:\n{peer6}",
+            net.namespace
+        );
+        let fw6 = output(Command::new("ip").args([
+            "-n",
+            &fw,
+            "-6",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            &net.fw_iface,
+        ]));
+        assert!(
+            String::from_utf8_lossy(&fw6.stdout).trim().is_empty(),
+            "{} carries an IPv6 address",
+            net.fw_iface
+        );
+    }
+    // A quiet wire: no router solicitation, DAD probe or MLD report reaches the forwarder
+    // (the kernel sends MLD reports up to a second after link-up unless dropped).
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    for net in &topo.networks {
+        let link = output(Command::new("ip").args([
+            "-n",
+            &fw,
+            "-j",
+            "-s",
+            "link",
+            "show",
+            "dev",
+            &net.fw_iface,
+        ]));
+        let link: serde_json::Value =
+            serde_json::from_slice(&link.stdout).expect("ip -j -s link prints JSON");
+        assert_eq!(
+            link[0]["stats64"]["rx"]["packets"].as_u64(),
+            Some(0),
+            "{} received frames nobody sent: {link}",
+            net.fw_iface
+        );
     }
     let acme = topo.network("acme").expect("acme");
     let globex = topo.network("globex").expect("globex");
@@ -192,11 +255,31 @@ fn quick_start_serves_a_curl_through_an_endpoint() {
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+    // The IPv6 line, once IPv4 has shown pl run is up (the IPv6 target may resolve a
+    // little later): at most 5 s.
+    let mut answer6 = String::new();
+    for _ in 0..10 {
+        let out = output(netns::exec(&acme, "curl").args([
+            "-sg",
+            "-m",
+            "2",
+            "http://[fd00:a::100]:443/",
+        ]));
+        answer6 = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     let _ = run.kill();
     let _ = run.wait();
     assert!(
         answer.starts_with("target=10.9.0.11 peer=10.9.0.250:"),
         "curl through the endpoint answered {answer:?}"
+    );
+    assert!(
+        answer6.starts_with("target=fd00:9::11 peer=[fd00:9::250]:"),
+        "curl through the IPv6 endpoint answered {answer6:?}"
     );
     let down = output(Command::new(pl_bin()).args(["lab", "down", "--prefix", &prefix]));
     assert!(down.status.success(), "pl lab down: {}", stderr(&down));

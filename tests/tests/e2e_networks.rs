@@ -88,28 +88,28 @@ fn flows_follow_a_target_that_moves_to_a_new_mac() {
 #[test]
 fn a_target_shared_by_two_services_serves_both() {
     require_kernel!("a_target_shared_by_two_services_serves_both");
-    const LEDGER_EP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 110);
+    const PAYROLL_EP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 110);
     let config = format!(
         r#"{LAB_CONFIG}
 [[service]]
-name = "ledger"
+name = "payroll"
 network = "prov"
 nlb_addresses = [{{ ip = "10.9.0.240", zone = "z1" }}]
 allowed_principals = ["acme"]
-accepted_endpoints = ["acme-ledger"]
+accepted_endpoints = ["acme-payroll"]
 listeners = [{{ protocol = "tcp", port = 443, target_port = 8443 }}]
 targets = [{{ ip = "10.9.0.11", zone = "z1" }}]
 
 [[endpoint]]
-name = "acme-ledger"
-service = "ledger"
+name = "acme-payroll"
+service = "payroll"
 network = "acme"
 addresses = [{{ ip = "10.0.0.110", zone = "z1" }}]
 "#
     );
     let r = Running::start("st", &config);
     let acme = r.ns("acme");
-    for (ep, nlb) in [(EP_Z1, "10.9.0.250"), (LEDGER_EP, "10.9.0.240")] {
+    for (ep, nlb) in [(EP_Z1, "10.9.0.250"), (PAYROLL_EP, "10.9.0.240")] {
         let who = r
             .who_tcp("acme", CLIENT, 0, ep, TCP_PORT)
             .unwrap_or_else(|e| panic!("{ep}: {e}"));
@@ -118,9 +118,9 @@ addresses = [{{ ip = "10.0.0.110", zone = "z1" }}]
     }
     let _billing = traffic::tcp_hold(&acme, CLIENT, SocketAddrV4::new(EP_Z1, TCP_PORT))
         .unwrap_or_else(|e| panic!("{}", chain(e)));
-    let _ledger: Vec<_> = (0..2)
+    let _payroll: Vec<_> = (0..2)
         .map(|_| {
-            traffic::tcp_hold(&acme, CLIENT, SocketAddrV4::new(LEDGER_EP, TCP_PORT))
+            traffic::tcp_hold(&acme, CLIENT, SocketAddrV4::new(PAYROLL_EP, TCP_PORT))
                 .unwrap_or_else(|e| panic!("{}", chain(e)))
         })
         .collect();
@@ -132,10 +132,10 @@ addresses = [{{ ip = "10.0.0.110", zone = "z1" }}]
         .map(|t| (t.service.as_str(), t.new_flows, t.active_flows))
         .collect();
     // One WHO and one held connection through billing, one WHO and two held through
-    // ledger (the WHO flows are still closing): each service counts its own.
+    // payroll (the WHO flows are still closing): each service counts its own.
     assert_eq!(
         t1,
-        [("billing", 2, 2), ("ledger", 3, 3)],
+        [("billing", 2, 2), ("payroll", 3, 3)],
         "per-service counts for the shared target"
     );
     assert!(
@@ -242,11 +242,11 @@ const ROUTED: Ipv4Addr = Ipv4Addr::new(10, 60, 0, 5);
 /// A target behind a router (10.9.0.3) that never answers.
 const STRANDED: Ipv4Addr = Ipv4Addr::new(10, 70, 0, 5);
 const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
-/// acme-ledger's endpoint addresses: z1 (on-link target T1) and z2 (ROUTED, STRANDED).
+/// acme-payroll's endpoint addresses: z1 (on-link target T1) and z2 (ROUTED, STRANDED).
 const EP_ON_LINK: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 110);
 const EP_ROUTED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 111);
 
-/// The lab config with routes on the provider network and a service, ledger, with a
+/// The lab config with routes on the provider network and a service, payroll, with a
 /// target on the link, one behind ROUTER and one stranded.
 fn routed_config() -> String {
     let lab_config = LAB_CONFIG.replace(
@@ -257,18 +257,18 @@ fn routed_config() -> String {
     format!(
         r#"{lab_config}
 [[service]]
-name = "ledger"
+name = "payroll"
 network = "prov"
 nlb_addresses = [{{ ip = "10.9.0.240", zone = "z1" }}, {{ ip = "10.9.0.241", zone = "z2" }}]
 allowed_principals = ["acme"]
-accepted_endpoints = ["acme-ledger"]
+accepted_endpoints = ["acme-payroll"]
 listeners = [{{ protocol = "tcp", port = 443, target_port = 8443 }}, {{ protocol = "udp", port = 53, target_port = 5353 }}]
 targets = [{{ ip = "10.9.0.11", zone = "z1" }}, {{ ip = "10.60.0.5", zone = "z2" }}, {{ ip = "10.70.0.5", zone = "z2" }}]
 health_check = {{ interval_s = 1, timeout_ms = 300, healthy_threshold = 2, unhealthy_threshold = 2 }}
 
 [[endpoint]]
-name = "acme-ledger"
-service = "ledger"
+name = "acme-payroll"
+service = "payroll"
 network = "acme"
 addresses = [{{ ip = "10.0.0.110", zone = "z1" }}, {{ ip = "10.0.0.111", zone = "z2" }}]
 "#

@@ -8,7 +8,7 @@ use pl_userspace::lab::{
     LAB_CONFIG, Lab,
     cluster::{self, ClusterLab},
     demo::{self, DEFAULT_PREFIX, DemoOptions},
-    serve::TARGETS,
+    serve::{TARGETS, TARGETS6},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -113,8 +113,8 @@ pub fn lab(command: LabCommand) -> anyhow::Result<()> {
                 }
                 if serve {
                     println!(
-                        "servers: {} and {} (tcp 8443, udp 5353) in {prefix}prov",
-                        TARGETS[0], TARGETS[1]
+                        "servers: {} and {}, {} and {} (tcp 8443, udp 5353) in {prefix}prov",
+                        TARGETS[0], TARGETS[1], TARGETS6[0], TARGETS6[1]
                     );
                 }
             }

@@ -13,11 +13,17 @@
 //! `eth0` is a bridge port in `{P}sw` instead of a forwarder's interface. Each forwarder
 //! `{P}fw{i}` (node `fw{i}`) has the single lab's `fw-*` interfaces, without addresses,
 //! and `mgmt0` on the management bridge, with MACs fixed by node and link (the same after
-//! [`ClusterLab::restore_node`]). IPv6 is off in every namespace. The switch-side
+//! [`ClusterLab::restore_node`]). The peers are dual-stack and quiet as in the single lab;
+//! IPv6 is off in the nodes and the switch. The switch-side
 //! ends of the `fw-*` veths take the frames a forwarder XDP_REDIRECTs, so they get the
 //! same tx-off / GRO-on toggle the single lab gives each `eth0` (see [`super::topology`]).
 
-use std::{collections::BTreeMap, fmt, net::Ipv4Addr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +35,7 @@ use crate::{
             CLUSTER_NODES, LAB_CONFIG, MGMT_IFACE, MGMT_SUBNET, NETWORKS, NetSpec, PEER_IFACE,
             Role, SWITCH,
         },
-        topology::{Lab, LabError},
+        topology::{Ipv6, Lab, LabError, add_addrs},
     },
     state,
 };
@@ -82,6 +88,8 @@ pub struct ClusterNetInfo {
     /// The network's bridge in the switch namespace.
     pub bridge: String,
     pub service_ip: Ipv4Addr,
+    #[serde(default)]
+    pub service_ip6: Option<Ipv6Addr>,
     pub mtu: u32,
 }
 
@@ -379,26 +387,15 @@ impl ClusterLab {
         down_any(&self.lab)
     }
 
-    /// A namespace with `lo` up and IPv6 off (before any link exists, so `default`
-    /// covers every link made later).
-    fn add_ns(&self, ns: &str) -> Result<(), LabError> {
-        cmd::ip(["netns", "add", ns]).map_err(self.step(format!("creating namespace {ns}")))?;
-        cmd::ip(["-n", ns, "link", "set", "lo", "up"])
-            .map_err(self.step(format!("{ns}: lo up")))?;
-        cmd::run(netns::exec(ns, "sysctl").args([
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ]))
-        .map_err(self.step(format!("{ns}: disabling IPv6")))?;
-        Ok(())
-    }
-
     fn build(&self) -> Result<(), LabError> {
-        for ns in self.namespaces() {
-            self.add_ns(&ns)?;
+        for i in 1..=self.nodes {
+            self.lab.add_ns(&self.node_ns(i), Ipv6::Off)?;
         }
         let sw = self.switch_ns();
+        self.lab.add_ns(&sw, Ipv6::Off)?;
+        for net in &NETWORKS {
+            self.lab.add_ns(&self.lab.ns(net), Ipv6::Quiet)?;
+        }
         let bridges = NETWORKS
             .iter()
             .map(|n| bridge(n.name))
@@ -419,6 +416,10 @@ impl ClusterLab {
                 "0",
                 "ageing_time",
                 "30000",
+                // Flooded, not snooped: the peers send no MLD reports, and a node's
+                // interfaces join no group, yet must get the neighbour solicitations.
+                "mcast_snooping",
+                "0",
             ])
             .map_err(self.step(what("creating it")))?;
             cmd::ip(["-n", &sw, "link", "set", &br, "up"]).map_err(self.step(what("up")))?;
@@ -445,10 +446,7 @@ impl ClusterLab {
             &ns,
         ])
         .map_err(self.step(what("creating the veth pair")))?;
-        for a in net.addrs {
-            cmd::ip(["-n", &ns, "addr", "add", a, "dev", PEER_IFACE])
-                .map_err(self.step(what("adding address")))?;
-        }
+        add_addrs(&ns, net).map_err(self.step(what("adding address")))?;
         let mtu = self.lab.mtu_of(net.name).to_string();
         cmd::ip(["-n", &sw, "link", "set", &port, "mtu", &mtu])
             .and_then(|_| cmd::ip(["-n", &ns, "link", "set", PEER_IFACE, "mtu", &mtu]))
@@ -566,7 +564,7 @@ impl ClusterLab {
         if netns::exists(&ns) {
             self.unplug(i)?;
         } else {
-            self.add_ns(&ns)?;
+            self.lab.add_ns(&ns, Ipv6::Off)?;
         }
         self.build_node(i)
     }
@@ -603,6 +601,7 @@ impl ClusterLab {
                     fw_iface: net.fw_iface.to_owned(),
                     bridge: bridge(net.name),
                     service_ip: net.service_ip,
+                    service_ip6: Some(net.service_ip6),
                     mtu: self.lab.mtu_of(net.name),
                 })
             })

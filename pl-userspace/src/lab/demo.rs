@@ -1,11 +1,12 @@
 //! `pl demo`: the PrivateLink story on a fresh lab. Two consumer networks with the same
 //! address plan reach one provider service through their own endpoints over TCP and UDP;
 //! the provider's log shows only NLB addresses; a refused source and a provider-initiated
-//! attempt fail; `pl stats` (a separate process) closes with per-endpoint counters. The
+//! attempt fail; an IPv6 consumer reaches the IPv6 service the same way; `pl stats` (a
+//! separate process) closes with per-endpoint counters. The
 //! lab is removed however the demo ends (the guard below; `pl`'s signal handler on Ctrl-C).
 
 use std::{
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6},
     path::Path,
     time::Duration,
 };
@@ -17,7 +18,7 @@ use crate::{
     lab::{
         LAB_CONFIG, Lab, Teardown, Topology, netns,
         runner::PlRun,
-        serve::TARGETS,
+        serve::{TARGETS, TARGETS6, all_targets},
         traffic::{self, Servers, TCP_PORT, UDP_PORT},
     },
 };
@@ -27,6 +28,16 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
 const OUTSIDER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
 const ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 const NLB: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 250);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 0x10);
+const ENDPOINT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 0x100);
+const NLB6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x9, 0, 0, 0, 0, 0, 0x250);
+/// Every NLB address of the lab's config, both services: all a target may see.
+const NLBS: [IpAddr; 4] = [
+    IpAddr::V4(NLB),
+    IpAddr::V4(Ipv4Addr::new(10, 9, 0, 251)),
+    IpAddr::V6(NLB6),
+    IpAddr::V6(Ipv6Addr::new(0xfd00, 0x9, 0, 0, 0, 0, 0, 0x251)),
+];
 const WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
@@ -59,6 +70,7 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
     overlapping_consumers(topo, opts.packets)?;
     one_tuple_from_both(topo)?;
     refusals(topo)?;
+    ipv6_consumer(topo)?;
     provider_log(&servers)?;
     let fw_ns = &topo.forwarder_ns;
     println!("==> `pl stats` (a separate process in {fw_ns})");
@@ -73,10 +85,10 @@ fn start(lab: &Lab, topo: &Topology, exe: &Path) -> anyhow::Result<(Servers, PlR
     let fw_ns = &topo.forwarder_ns;
     let config = lab.write_config(LAB_CONFIG)?;
     println!(
-        "==> provider: servers on targets {} and {} (tcp 8443, udp 5353)",
-        TARGETS[0], TARGETS[1]
+        "==> provider: servers on targets {} and {}, {} and {} (tcp 8443, udp 5353)",
+        TARGETS[0], TARGETS[1], TARGETS6[0], TARGETS6[1]
     );
-    let servers = Servers::start(ns(topo, "prov")?, &TARGETS)?;
+    let servers = Servers::start(ns(topo, "prov")?, &all_targets())?;
     println!("==> `pl run --config {}` in {fw_ns}", config.display());
     let config = config.to_string_lossy().into_owned();
     let run = PlRun::start(exe, fw_ns, DEFAULT_INSTANCE, &["--config", &config])?;
@@ -179,6 +191,38 @@ fn refusals(topo: &Topology) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An IPv6 consumer through the IPv6 service (`ledger`): the target sees the NLB's IPv6
+/// address, as billing's targets see its IPv4 one.
+fn ipv6_consumer(topo: &Topology) -> anyhow::Result<()> {
+    println!(
+        "==> IPv6: acme's {CLIENT6} reaches the ledger service through endpoint [{ENDPOINT6}]"
+    );
+    let acme = ns(topo, "acme")?;
+    let tcp = traffic::tcp_who(
+        acme,
+        CLIENT6,
+        0,
+        SocketAddrV6::new(ENDPOINT6, TCP_PORT, 0, 0),
+        WAIT,
+    )?;
+    println!("    acme    tcp [{CLIENT6}] -> [{ENDPOINT6}]:{TCP_PORT}: {tcp}");
+    let udp = traffic::udp_who(
+        acme,
+        CLIENT6,
+        0,
+        SocketAddrV6::new(ENDPOINT6, UDP_PORT, 0, 0),
+        WAIT,
+    )?;
+    println!("    acme    udp [{CLIENT6}] -> [{ENDPOINT6}]:{UDP_PORT}: {udp}");
+    for who in [&tcp, &udp] {
+        ensure!(
+            who.contains(&format!("peer=[{NLB6}]:")),
+            "the target saw a source other than the NLB address {NLB6}: {who}"
+        );
+    }
+    Ok(())
+}
+
 /// What the provider's servers saw: NLB addresses only.
 fn provider_log(servers: &Servers) -> anyhow::Result<()> {
     println!("==> provider's log: every connection came from an NLB address");
@@ -188,7 +232,7 @@ fn provider_log(servers: &Servers) -> anyhow::Result<()> {
     }
     let foreign: Vec<_> = seen
         .iter()
-        .filter(|(_, _, p)| !matches!(p, SocketAddr::V4(v) if v.ip().octets()[..3] == [10, 9, 0]))
+        .filter(|(_, _, p)| !NLBS.contains(&p.ip()))
         .collect();
     ensure!(
         foreign.is_empty(),

@@ -4,7 +4,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
     process::Stdio,
     time::Duration,
@@ -14,6 +14,22 @@ use super::{Lab, LabError, netns, traffic::Servers};
 
 /// The lab's two targets (one per zone), as `LAB_CONFIG` names them.
 pub const TARGETS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 9, 0, 11), Ipv4Addr::new(10, 9, 0, 12)];
+
+/// The same hosts' IPv6 addresses: the `ledger` service's targets.
+pub const TARGETS6: [Ipv6Addr; 2] = [
+    Ipv6Addr::new(0xfd00, 0x9, 0, 0, 0, 0, 0, 0x11),
+    Ipv6Addr::new(0xfd00, 0x9, 0, 0, 0, 0, 0, 0x12),
+];
+
+/// Every address the lab's servers listen on: IPv4 then IPv6.
+pub fn all_targets() -> [IpAddr; 4] {
+    [
+        IpAddr::V4(TARGETS[0]),
+        IpAddr::V4(TARGETS[1]),
+        IpAddr::V6(TARGETS6[0]),
+        IpAddr::V6(TARGETS6[1]),
+    ]
+}
 
 /// What `serve_forever` prints once every server listens.
 const READY: &str = "serving";
@@ -59,7 +75,7 @@ impl Lab {
         }
     }
 
-    /// Runs the servers on the lab's targets until SIGTERM or SIGINT (`pl lab serve`).
+    /// Runs the servers on the lab's targets (both families) until SIGTERM or SIGINT (`pl lab serve`).
     pub fn serve_forever(&self) -> Result<(), LabError> {
         use nix::sys::signal::{SigSet, Signal};
         let mut set = SigSet::empty();
@@ -68,7 +84,7 @@ impl Lab {
         // Blocked before the server threads start, so they inherit the mask and the
         // signal waits for `wait` below.
         set.thread_block().map_err(|e| self.serve_error(e.into()))?;
-        let servers = Servers::start(&self.provider_ns(), &TARGETS)
+        let servers = Servers::start(&self.provider_ns(), &all_targets())
             .map_err(|e| self.serve_error(std::io::Error::other(e.to_string())))?;
         println!("{READY}");
         let _ = set.wait();

@@ -1,7 +1,7 @@
 //! The built-in lab as it is laid out: its networks, their addresses, and the config that
 //! serves them. [`super::topology`] builds it under a prefix.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,11 +30,13 @@ pub struct NetSpec {
     pub role: Role,
     /// The forwarder's interface on this network.
     pub fw_iface: &'static str,
-    /// Addresses on the peer's `eth0`, with prefix length.
+    /// Addresses on the peer's `eth0`, with prefix length: IPv4 first, then IPv6.
     pub addrs: &'static [&'static str],
     /// Where the network's traffic to the forwarder goes: the endpoint address on a
     /// consumer network, an NLB address on the provider network.
     pub service_ip: Ipv4Addr,
+    /// The same in IPv6 (the `ledger` service's addresses).
+    pub service_ip6: Ipv6Addr,
 }
 
 /// The interface name inside every peer namespace.
@@ -45,29 +47,49 @@ pub const NETWORKS: [NetSpec; 3] = [
         name: "acme",
         role: Role::Consumer,
         fw_iface: "fw-acme",
-        addrs: &["10.0.0.10/24", "10.0.0.200/24"],
+        addrs: &[
+            "10.0.0.10/24",
+            "10.0.0.200/24",
+            "fd00:a::10/64",
+            "fd00:a::200/64",
+        ],
         service_ip: Ipv4Addr::new(10, 0, 0, 100),
+        service_ip6: Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 0x100),
     },
     NetSpec {
         name: "globex",
         role: Role::Consumer,
         fw_iface: "fw-globex",
-        addrs: &["10.0.0.10/24", "10.0.0.200/24"],
+        addrs: &[
+            "10.0.0.10/24",
+            "10.0.0.200/24",
+            "fd00:a::10/64",
+            "fd00:a::200/64",
+        ],
         service_ip: Ipv4Addr::new(10, 0, 0, 100),
+        service_ip6: Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 0x100),
     },
     NetSpec {
         name: "prov",
         role: Role::Provider,
         fw_iface: "fw-prov",
-        addrs: &["10.9.0.11/24", "10.9.0.12/24"],
+        addrs: &[
+            "10.9.0.11/24",
+            "10.9.0.12/24",
+            "fd00:9::11/64",
+            "fd00:9::12/64",
+        ],
         service_ip: Ipv4Addr::new(10, 9, 0, 250),
+        service_ip6: Ipv6Addr::new(0xfd00, 0x9, 0, 0, 0, 0, 0, 0x250),
     },
 ];
 
-/// The PrivateLink config for the lab: one service in the provider network with a target
-/// and an NLB address in each of two zones, and an endpoint in each consumer network at
-/// the same addresses. acme-billing admits 10.0.0.0/25 only (10.0.0.200 is refused);
-/// globex-billing admits any source.
+/// The PrivateLink config for the lab: two services in the provider network, each with a
+/// target and an NLB address in each of two zones and an endpoint in each consumer network
+/// at the same addresses. `billing` is IPv4: acme-billing admits 10.0.0.0/25 only
+/// (10.0.0.200 is refused); globex-billing admits any source. `ledger` is the same in IPv6:
+/// targets fd00:9::11/::12, NLB fd00:9::250/::251, endpoints at fd00:a::100/::101;
+/// acme-ledger admits fd00:a::/121 only (fd00:a::200 is refused).
 pub const LAB_CONFIG: &str = r#"# Generated for the pl lab.
 [[network]]
 name = "acme"
@@ -104,6 +126,30 @@ name = "globex-billing"
 service = "billing"
 network = "globex"
 addresses = [{ ip = "10.0.0.100", zone = "z1" }, { ip = "10.0.0.101", zone = "z2" }]
+
+[[service]]
+name = "ledger"
+network = "prov"
+nlb_addresses = [{ ip = "fd00:9::250", zone = "z1" }, { ip = "fd00:9::251", zone = "z2" }]
+acceptance_required = true
+allowed_principals = ["acme", "globex"]
+accepted_endpoints = ["acme-ledger", "globex-ledger"]
+cross_zone = false
+listeners = [{ protocol = "tcp", port = 443, target_port = 8443 }, { protocol = "udp", port = 53, target_port = 5353 }]
+targets = [{ ip = "fd00:9::11", zone = "z1" }, { ip = "fd00:9::12", zone = "z2" }]
+
+[[endpoint]]
+name = "acme-ledger"
+service = "ledger"
+network = "acme"
+addresses = [{ ip = "fd00:a::100", zone = "z1" }, { ip = "fd00:a::101", zone = "z2" }]
+allowed_sources = ["fd00:a::/121"]
+
+[[endpoint]]
+name = "globex-ledger"
+service = "ledger"
+network = "globex"
+addresses = [{ ip = "fd00:a::100", zone = "z1" }, { ip = "fd00:a::101", zone = "z2" }]
 "#;
 
 /// A veth's MTU unless the lab is told otherwise.

@@ -1,20 +1,23 @@
 //! The veth lab: one forwarder namespace joined by a veth pair to each network namespace.
 //!
 //! ```text
-//!  {P}acme    eth0 10.0.0.10/24 ──veth── fw-acme  ┐
-//!  {P}globex  eth0 10.0.0.10/24 ──veth── fw-globex├ {P}fw (no addresses; pl runs here)
-//!  {P}prov    eth0 10.9.0.11/24, 10.9.0.12/24 ─── fw-prov ┘
+//!  {P}acme    eth0 10.0.0.10/24, fd00:a::10/64 ──veth── fw-acme  ┐
+//!  {P}globex  eth0 10.0.0.10/24, fd00:a::10/64 ──veth── fw-globex├ {P}fw (no addresses; pl runs here)
+//!  {P}prov    eth0 10.9.0.11/24, fd00:9::11/64 (+ .12, ::12) ─── fw-prov ┘
 //! ```
 //!
-//! The two consumer networks overlap on purpose (same /24, same client address). IPv6 is
-//! off in every namespace so the only frames on the wire are the ones a test sends.
+//! The two consumer networks overlap on purpose (same /24 and /64, same client addresses).
+//! The peers are dual-stack, with everything IPv6 would send unasked (router
+//! solicitations, DAD, MLD reports) off, so the only frames on the wire are the ones a
+//! test sends; the forwarder's own stack keeps IPv6 off, so only pl answers for its
+//! addresses. See [`Lab::add_ns`].
 //! Peers run with tx checksum offload off (XDP cannot fix a partial checksum) and GRO on,
 //! toggled after link-up (a veth takes XDP_REDIRECTed frames only with GRO or XDP on its
 //! peer, and a fresh veth may report GRO on without honouring it).
 
 use std::{
     fmt,
-    net::{Ipv4Addr, SocketAddrV4, UdpSocket},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket},
     time::{Duration, Instant},
 };
 
@@ -92,6 +95,9 @@ pub struct NetInfo {
     pub fw_iface: String,
     pub fw_mac: String,
     pub service_ip: Ipv4Addr,
+    /// The same in IPv6; absent from what an older `lab up` printed.
+    #[serde(default)]
+    pub service_ip6: Option<Ipv6Addr>,
     #[serde(default)]
     pub mtu: u32,
 }
@@ -235,18 +241,9 @@ impl Lab {
 
     fn build(&self) -> Result<(), LabError> {
         let fw = self.fw_ns();
-        for ns in self.namespaces() {
-            cmd::ip(["netns", "add", &ns])
-                .map_err(self.step(format!("creating namespace {ns}")))?;
-            cmd::ip(["-n", &ns, "link", "set", "lo", "up"])
-                .map_err(self.step(format!("{ns}: lo up")))?;
-            // Before any veth exists, so `default` covers them too.
-            cmd::run(netns::exec(&ns, "sysctl").args([
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ]))
-            .map_err(self.step(format!("{ns}: disabling IPv6")))?;
+        self.add_ns(&fw, Ipv6::Off)?;
+        for net in &NETWORKS {
+            self.add_ns(&self.ns(net), Ipv6::Quiet)?;
         }
         for net in &NETWORKS {
             let ns = self.ns(net);
@@ -266,10 +263,7 @@ impl Lab {
                 &ns,
             ])
             .map_err(self.step(what("creating the veth pair")))?;
-            for a in net.addrs {
-                cmd::ip(["-n", &ns, "addr", "add", a, "dev", PEER_IFACE])
-                    .map_err(self.step(what("adding address")))?;
-            }
+            add_addrs(&ns, net).map_err(self.step(what("adding address")))?;
             let mtu = self.mtu_of(net.name).to_string();
             cmd::ip(["-n", &fw, "link", "set", net.fw_iface, "mtu", &mtu])
                 .and_then(|_| cmd::ip(["-n", &ns, "link", "set", PEER_IFACE, "mtu", &mtu]))
@@ -284,6 +278,46 @@ impl Lab {
                 .map_err(self.step(what("peer up")))?;
             cmd::run(netns::exec(&ns, "ethtool").args(["-K", PEER_IFACE, "gro", "on"]))
                 .map_err(self.step(what("ethtool gro on")))?;
+        }
+        Ok(())
+    }
+
+    /// Creates namespace `ns` with `lo` up and its IPv6 set as `ipv6` says. Before any
+    /// other link exists, so the `default` sysctls cover every link made later.
+    pub(super) fn add_ns(&self, ns: &str, ipv6: Ipv6) -> Result<(), LabError> {
+        cmd::ip(["netns", "add", ns]).map_err(self.step(format!("creating namespace {ns}")))?;
+        cmd::ip(["-n", ns, "link", "set", "lo", "up"])
+            .map_err(self.step(format!("{ns}: lo up")))?;
+        let sysctls: &[&str] = match ipv6 {
+            Ipv6::Off => &[
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+            // No router solicitations (accept_ra off, none to send), no DAD (and `nodad`
+            // on every address), no link-local address: a peer speaks IPv6 only when a
+            // test makes it. MLD reports have no switch; the nft rule below drops them.
+            Ipv6::Quiet => &[
+                "net.ipv6.conf.all.disable_ipv6=0",
+                "net.ipv6.conf.default.disable_ipv6=0",
+                "net.ipv6.conf.all.accept_ra=0",
+                "net.ipv6.conf.default.accept_ra=0",
+                "net.ipv6.conf.all.router_solicitations=0",
+                "net.ipv6.conf.default.router_solicitations=0",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.all.dad_transmits=0",
+                "net.ipv6.conf.default.dad_transmits=0",
+                "net.ipv6.conf.default.addr_gen_mode=1",
+            ],
+        };
+        cmd::run(netns::exec(ns, "sysctl").arg("-qw").args(sysctls))
+            .map_err(self.step(format!("{ns}: IPv6 sysctls")))?;
+        if ipv6 == Ipv6::Quiet {
+            // The kernel sends an MLD report for each solicited-node group it joins, on
+            // link-up and again up to a second later, and no sysctl stops it; dropped at
+            // the namespace's own output hook, none ever reaches pl's counters.
+            cmd::run(netns::exec(ns, "nft").arg(QUIET_MLD))
+                .map_err(self.step(format!("{ns}: nft rule dropping MLD reports")))?;
         }
         Ok(())
     }
@@ -349,6 +383,7 @@ impl Lab {
                     addrs: net.addrs.iter().map(|a| (*a).to_owned()).collect(),
                     fw_iface: net.fw_iface.to_owned(),
                     service_ip: net.service_ip,
+                    service_ip6: Some(net.service_ip6),
                     mtu: self.mtu(&fw, net.fw_iface)?,
                 })
             })
@@ -458,6 +493,35 @@ impl Lab {
         .map_err(io)?;
         Ok((count * (UDP_FRAME_OVERHEAD + payload)) as u64)
     }
+}
+
+/// How a lab namespace's IPv6 is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Ipv6 {
+    /// Off: the forwarder's own stack (and the cluster's switch), so the kernel never
+    /// answers for an address on a `fw-*` interface.
+    Off,
+    /// On, and silent unless a test sends: the peers.
+    Quiet,
+}
+
+/// The peers' nftables rule: every MLD report or done message dropped on output.
+const QUIET_MLD: &str = "add table ip6 pl-lab; \
+    add chain ip6 pl-lab out { type filter hook output priority 0; policy accept; }; \
+    add rule ip6 pl-lab out icmpv6 type { mld-listener-report, mld2-listener-report, mld-listener-done } drop";
+
+/// Adds network `net`'s addresses to its peer's `eth0`; IPv6 ones without DAD and in
+/// reverse order: among equals the kernel picks the newest IPv6 address as a source, and the
+/// first listed (the client, as in IPv4) should be the one an unbound socket uses.
+pub(super) fn add_addrs(ns: &str, net: &NetSpec) -> Result<(), CmdError> {
+    let (v6, v4): (Vec<&str>, Vec<&str>) = net.addrs.iter().partition(|a| a.contains(':'));
+    for a in v4 {
+        cmd::ip(["-n", ns, "addr", "add", a, "dev", PEER_IFACE])?;
+    }
+    for a in v6.into_iter().rev() {
+        cmd::ip(["-n", ns, "addr", "add", a, "dev", PEER_IFACE, "nodad"])?;
+    }
+    Ok(())
 }
 
 /// SIGTERM to every process in `ns`, SIGKILL to those left after two seconds.
@@ -570,11 +634,9 @@ mod tests {
             .filter(|n| n.role == Role::Consumer)
             .collect();
         assert!(consumers.len() >= 2);
-        assert!(
-            consumers
-                .windows(2)
-                .all(|w| w[0].addrs == w[1].addrs && w[0].service_ip == w[1].service_ip)
-        );
+        assert!(consumers.windows(2).all(|w| w[0].addrs == w[1].addrs
+            && w[0].service_ip == w[1].service_ip
+            && w[0].service_ip6 == w[1].service_ip6));
         assert_eq!(
             NETWORKS.iter().filter(|n| n.role == Role::Provider).count(),
             1

@@ -12,7 +12,7 @@
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -70,7 +70,7 @@ fn answer(s: impl std::io::Read) -> std::io::Result<String> {
 }
 
 /// What a server saw: (target address, protocol, peer).
-pub type Seen = Arc<Mutex<Vec<(Ipv4Addr, &'static str, SocketAddr)>>>;
+pub type Seen = Arc<Mutex<Vec<(IpAddr, &'static str, SocketAddr)>>>;
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -80,11 +80,12 @@ pub fn hex(bytes: &[u8]) -> String {
 /// asking WHO: the server's answer.
 pub fn tcp_who(
     ns: &str,
-    src: Ipv4Addr,
+    src: impl Into<IpAddr>,
     sport: u16,
-    dst: SocketAddrV4,
+    dst: impl Into<SocketAddr>,
     timeout: Duration,
 ) -> Result<String, TrafficError> {
+    let (src, dst) = (src.into(), dst.into());
     let what = format!("TCP {src} -> {dst} in {ns}");
     in_ns(ns, what, || {
         let s = connect(src, sport, dst, timeout)?;
@@ -95,14 +96,18 @@ pub fn tcp_who(
 }
 
 fn connect(
-    src: Ipv4Addr,
+    src: IpAddr,
     sport: u16,
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     timeout: Duration,
 ) -> std::io::Result<TcpStream> {
     use std::os::fd::{FromRawFd as _, IntoRawFd as _};
+    let family = match src {
+        IpAddr::V4(_) => nix::sys::socket::AddressFamily::Inet,
+        IpAddr::V6(_) => nix::sys::socket::AddressFamily::Inet6,
+    };
     let sock = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Inet,
+        family,
         nix::sys::socket::SockType::Stream,
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
         None,
@@ -110,13 +115,13 @@ fn connect(
     nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReuseAddr, &true)?;
     nix::sys::socket::bind(
         std::os::fd::AsRawFd::as_raw_fd(&sock),
-        &nix::sys::socket::SockaddrIn::from(SocketAddrV4::new(src, sport)),
+        &nix::sys::socket::SockaddrStorage::from(SocketAddr::new(src, sport)),
     )?;
     // SAFETY: a fresh, bound, unconnected TCP socket we own.
     let std_sock = unsafe { TcpStream::from_raw_fd(sock.into_raw_fd()) };
     // std has no connect-with-timeout for a bound socket: connect non-blocking and poll.
     std_sock.set_nonblocking(true)?;
-    let addr = nix::sys::socket::SockaddrIn::from(dst);
+    let addr = nix::sys::socket::SockaddrStorage::from(dst);
     match nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&std_sock), &addr) {
         Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
         Err(e) => return Err(e.into()),
@@ -144,17 +149,22 @@ const HOLD_FIRST: &[u8] = b"hello";
 
 /// An established TCP connection to `dst`, left open: it has sent a `SINK` request and a
 /// few bytes, so the server waits for more. Drop it to close.
-pub fn tcp_hold(ns: &str, src: Ipv4Addr, dst: SocketAddrV4) -> Result<TcpStream, TrafficError> {
+pub fn tcp_hold(
+    ns: &str,
+    src: impl Into<IpAddr>,
+    dst: impl Into<SocketAddr>,
+) -> Result<TcpStream, TrafficError> {
     tcp_hold_from(ns, src, 0, dst)
 }
 
 /// As [`tcp_hold`], from source port `sport` (0: any).
 pub fn tcp_hold_from(
     ns: &str,
-    src: Ipv4Addr,
+    src: impl Into<IpAddr>,
     sport: u16,
-    dst: SocketAddrV4,
+    dst: impl Into<SocketAddr>,
 ) -> Result<TcpStream, TrafficError> {
+    let (src, dst) = (src.into(), dst.into());
     let what = format!("TCP {src}:{sport} -> {dst} in {ns}");
     in_ns(ns, what, || {
         let mut s = connect(src, sport, dst, Duration::from_secs(3))?;
@@ -181,7 +191,7 @@ pub fn tcp_half_closed(
 ) -> Result<String, TrafficError> {
     let what = format!("TCP {src} -> {dst} in {ns}, half-closed");
     in_ns(ns, what, || {
-        let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
+        let mut s = connect(src.into(), 0, dst.into(), Duration::from_secs(3))?;
         writeln!(s, "LATE {ms}")?;
         s.shutdown(std::net::Shutdown::Write)?;
         answer(s)
@@ -222,11 +232,12 @@ pub fn udp_silent_target(
 /// One UDP datagram from `src:sport` in `ns` to `dst`: the answer.
 pub fn udp_who(
     ns: &str,
-    src: Ipv4Addr,
+    src: impl Into<IpAddr>,
     sport: u16,
-    dst: SocketAddrV4,
+    dst: impl Into<SocketAddr>,
     timeout: Duration,
 ) -> Result<String, TrafficError> {
+    let (src, dst) = (src.into(), dst.into());
     let what = format!("UDP {src} -> {dst} in {ns}");
     in_ns(ns, what, || {
         let u = UdpSocket::bind((src, sport))?;
@@ -240,7 +251,7 @@ pub fn udp_who(
 
 /// A connection for a long transfer: `request` sent, a minute allowed for each read and
 /// write.
-fn transfer(src: Ipv4Addr, dst: SocketAddrV4, request: &str) -> std::io::Result<TcpStream> {
+fn transfer(src: IpAddr, dst: SocketAddr, request: &str) -> std::io::Result<TcpStream> {
     let mut s = connect(src, 0, dst, Duration::from_secs(3))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     s.set_write_timeout(Some(Duration::from_secs(60)))?;
@@ -252,10 +263,11 @@ fn transfer(src: Ipv4Addr, dst: SocketAddrV4, request: &str) -> std::io::Result<
 /// the server computed).
 pub fn tcp_sink(
     ns: &str,
-    src: Ipv4Addr,
-    dst: SocketAddrV4,
+    src: impl Into<IpAddr>,
+    dst: impl Into<SocketAddr>,
     len: u64,
 ) -> Result<(String, String), TrafficError> {
+    let (src, dst) = (src.into(), dst.into());
     let what = format!("TCP transfer {src} -> {dst} in {ns}");
     in_ns(ns, what, || {
         let mut s = transfer(src, dst, &format!("SINK {len}"))?;
@@ -278,10 +290,11 @@ pub fn tcp_sink(
 /// should be and of what arrived.
 pub fn tcp_source(
     ns: &str,
-    src: Ipv4Addr,
-    dst: SocketAddrV4,
+    src: impl Into<IpAddr>,
+    dst: impl Into<SocketAddr>,
     len: u64,
 ) -> Result<(String, String), TrafficError> {
+    let (src, dst) = (src.into(), dst.into());
     let what = format!("TCP transfer {dst} -> {src} in {ns}");
     in_ns(ns, what, || {
         let mut s = transfer(src, dst, &format!("SOURCE {len}"))?;

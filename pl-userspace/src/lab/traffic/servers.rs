@@ -3,7 +3,7 @@
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -27,13 +27,14 @@ pub struct Servers {
 }
 
 impl Servers {
-    /// Starts a TCP and a UDP server on each of `targets` inside namespace `ns`.
-    pub fn start(ns: &str, targets: &[Ipv4Addr]) -> Result<Self, TrafficError> {
+    /// Starts a TCP and a UDP server on each of `targets` (IPv4 or IPv6) inside namespace
+    /// `ns`.
+    pub fn start<T: Into<IpAddr> + Copy>(ns: &str, targets: &[T]) -> Result<Self, TrafficError> {
         let stop = Arc::new(AtomicBool::new(false));
         let seen: Seen = Arc::default();
         let mut threads = Vec::new();
         for ip in targets {
-            let ip = *ip;
+            let ip: IpAddr = (*ip).into();
             let (tcp, udp) = netns::run_in(ns, || -> std::io::Result<_> {
                 let tcp = TcpListener::bind((ip, TCP_TARGET_PORT))?;
                 tcp.set_nonblocking(true)?;
@@ -54,7 +55,7 @@ impl Servers {
         })
     }
 
-    pub fn seen(&self) -> Vec<(Ipv4Addr, &'static str, SocketAddr)> {
+    pub fn seen(&self) -> Vec<(IpAddr, &'static str, SocketAddr)> {
         self.seen.lock().map(|v| v.clone()).unwrap_or_default()
     }
 }
@@ -68,7 +69,7 @@ impl Drop for Servers {
     }
 }
 
-fn serve_tcp(l: &TcpListener, ip: Ipv4Addr, stop: &AtomicBool, seen: &Seen) {
+fn serve_tcp(l: &TcpListener, ip: IpAddr, stop: &AtomicBool, seen: &Seen) {
     let mut conns = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         match l.accept() {
@@ -88,7 +89,7 @@ fn serve_tcp(l: &TcpListener, ip: Ipv4Addr, stop: &AtomicBool, seen: &Seen) {
     }
 }
 
-fn handle_tcp(s: TcpStream, ip: Ipv4Addr, peer: SocketAddr) -> std::io::Result<()> {
+fn handle_tcp(s: TcpStream, ip: IpAddr, peer: SocketAddr) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     let mut r = BufReader::new(s.try_clone()?);
@@ -148,7 +149,7 @@ fn handle_tcp(s: TcpStream, ip: Ipv4Addr, peer: SocketAddr) -> std::io::Result<(
     }
 }
 
-fn serve_udp(u: &UdpSocket, ip: Ipv4Addr, stop: &AtomicBool, seen: &Seen) {
+fn serve_udp(u: &UdpSocket, ip: IpAddr, stop: &AtomicBool, seen: &Seen) {
     let mut buf = [0u8; 2048];
     let mut late = Vec::new();
     while !stop.load(Ordering::Relaxed) {

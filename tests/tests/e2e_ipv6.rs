@@ -1,0 +1,248 @@
+//! End to end, IPv6 in one family (issue 18): the lab's `ledger` service, IPv6 targets
+//! behind IPv6 NLB addresses, reached through IPv6 endpoints in both consumer networks
+//! (the same /64 in each). pl answers the consumers' and the provider's neighbour
+//! solicitations for its addresses; the target sees only the NLB's IPv6 address;
+//! `allowed_sources` holds in IPv6; the provider reaches no consumer.
+
+use std::{
+    net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6},
+    time::{Duration, Instant},
+};
+
+use pl_common::stats::{EndpointCounter, IfaceCounter};
+use pl_tests::{
+    chain, require_kernel,
+    running::{
+        CLIENT6, EP6_Z1, EP6_Z2, NLB6_Z1, NLB6_Z2, OUTSIDER6, Running, SHORT, T1_6, T2_6,
+        parse_who_ip,
+    },
+    stderr,
+};
+use pl_userspace::lab::{
+    LAB_CONFIG, cmd,
+    traffic::{self, TCP_PORT},
+};
+
+/// A lab running the lab config, with the IPv6 targets resolved too.
+fn start(tag: &str) -> Running {
+    let r = Running::start(tag, LAB_CONFIG);
+    wait_resolved6(&r);
+    r
+}
+
+/// Waits (up to 5 s) until `pl stats --json` shows a MAC for both IPv6 targets: pl
+/// resolves them by neighbour solicitation. Read as JSON, by address text, so the check
+/// does not depend on how the report types an address.
+fn wait_resolved6(r: &Running) {
+    let want: Vec<String> = [T1_6, T2_6].iter().map(Ipv6Addr::to_string).collect();
+    let resolved = |targets: &[serde_json::Value]| {
+        want.iter().all(|ip| {
+            targets
+                .iter()
+                .any(|t| t["ip"].as_str() == Some(ip.as_str()) && t["mac"].as_str().is_some())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let targets = stats_json(r)["targets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if resolved(&targets) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "IPv6 targets {want:?} never resolved by neighbour solicitation: {targets:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `pl stats --json`, by a second process, as JSON.
+fn stats_json(r: &Running) -> serde_json::Value {
+    let out = r.lab.pl(&r.lab.fw_ns(), &["stats", "--json"]);
+    assert!(out.status.success(), "pl stats --json: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("pl stats --json: {e}"))
+}
+
+/// A WHO answer's target and source, both IPv6.
+fn who6(answer: &str) -> (Ipv6Addr, SocketAddrV6) {
+    match parse_who_ip(answer) {
+        (IpAddr::V6(target), IpAddr::V6(peer), port) => {
+            (target, SocketAddrV6::new(peer, port, 0, 0))
+        }
+        _ => panic!("answer {answer:?} is not IPv6 on both sides"),
+    }
+}
+
+#[test]
+fn tcp_and_udp_over_ipv6_reach_the_service_from_overlapping_networks() {
+    require_kernel!("tcp_and_udp_over_ipv6_reach_the_service_from_overlapping_networks");
+    let r = start("v6dp");
+    for net in ["acme", "globex"] {
+        // Zone by zone: the endpoint address's zone picks the target and the NLB address.
+        for (ep, target, nlb) in [(EP6_Z1, T1_6, NLB6_Z1), (EP6_Z2, T2_6, NLB6_Z2)] {
+            let who = r
+                .who_tcp(net, CLIENT6, 0, ep, TCP_PORT)
+                .unwrap_or_else(|e| panic!("{net} tcp [{ep}]: {e}"));
+            let (t, peer) = who6(&who);
+            assert_eq!((t, *peer.ip()), (target, nlb), "{net} tcp [{ep}]: {who}");
+        }
+        let who = r
+            .who_udp(net, CLIENT6, 0, EP6_Z1)
+            .unwrap_or_else(|e| panic!("{net} udp: {e}"));
+        let (t, peer) = who6(&who);
+        assert_eq!((t, *peer.ip()), (T1_6, NLB6_Z1), "{net} udp: {who}");
+    }
+
+    // The same IPv6 client tuple from both networks at once: two flows, two SNAT tuples.
+    let (a, g) = std::thread::scope(|s| {
+        let a = s.spawn(|| r.who_tcp("acme", CLIENT6, 41000, EP6_Z1, TCP_PORT));
+        let g = s.spawn(|| r.who_tcp("globex", CLIENT6, 41000, EP6_Z1, TCP_PORT));
+        (
+            a.join().expect("acme thread"),
+            g.join().expect("globex thread"),
+        )
+    });
+    let (a, g) = (
+        a.unwrap_or_else(|e| panic!("acme [{CLIENT6}]:41000: {e}")),
+        g.unwrap_or_else(|e| panic!("globex [{CLIENT6}]:41000: {e}")),
+    );
+    let (pa, pg) = (who6(&a).1, who6(&g).1);
+    assert_eq!((*pa.ip(), *pg.ip()), (NLB6_Z1, NLB6_Z1), "{a} / {g}");
+    assert_ne!(
+        pa, pg,
+        "both networks' flows share one provider-side tuple: {a} / {g}"
+    );
+
+    // The same tuple over UDP from both networks.
+    for net in ["acme", "globex"] {
+        let who = r
+            .who_udp(net, CLIENT6, 41000, EP6_Z1)
+            .unwrap_or_else(|e| panic!("{net} udp [{CLIENT6}]:41000: {e}"));
+        assert_eq!(who6(&who).1.ip(), &NLB6_Z1, "{net} udp: {who}");
+    }
+
+    // The provider only ever saw NLB addresses: never a consumer's.
+    let seen: Vec<_> = r
+        .servers
+        .seen()
+        .into_iter()
+        .filter(|(target, _, _)| target.is_ipv6())
+        .collect();
+    assert!(seen.len() >= 9, "the IPv6 servers saw too little: {seen:?}");
+    for (target, proto, peer) in &seen {
+        assert!(
+            [NLB6_Z1, NLB6_Z2].map(IpAddr::V6).contains(&peer.ip()),
+            "{target} saw {proto} from {peer}, not an NLB address"
+        );
+    }
+
+    // Counters: pl answered the consumers' solicitations and counted IPv6 frames.
+    let stats = r.stats();
+    for iface in ["fw-acme", "fw-globex"] {
+        let i = stats
+            .interface(iface)
+            .unwrap_or_else(|| panic!("no {iface} in stats"));
+        assert!(i.get(IfaceCounter::NdpReplied) > 0, "{iface}: {i:?}");
+        assert!(i.get(IfaceCounter::Ipv6Tcp) > 0, "{iface}: {i:?}");
+        assert!(i.get(IfaceCounter::Ipv6Udp) > 0, "{iface}: {i:?}");
+    }
+    let prov = stats.interface("fw-prov").expect("fw-prov in stats");
+    assert!(prov.get(IfaceCounter::Ipv6Tcp) > 0, "fw-prov: {prov:?}");
+    // The targets' MACs came from their advertisements, answering pl's solicitations.
+    assert!(prov.get(IfaceCounter::NdpLearned) > 0, "fw-prov: {prov:?}");
+    for ep in ["acme-ledger", "globex-ledger"] {
+        let e = stats
+            .endpoint(ep)
+            .unwrap_or_else(|| panic!("{ep} missing from stats"));
+        // Two zones and the shared tuple over TCP, twice over UDP.
+        assert!(e.get(EndpointCounter::NewFlows) >= 5, "{ep}: {e:?}");
+        assert!(
+            e.get(EndpointCounter::ToProviderPackets) > 0
+                && e.get(EndpointCounter::ToConsumerPackets) > 0,
+            "{ep}: {e:?}"
+        );
+    }
+    // The IPv4 service's counters are its own: nothing IPv6 landed there.
+    for ep in ["acme-billing", "globex-billing"] {
+        let e = stats.endpoint(ep).unwrap_or_else(|| panic!("{ep} missing"));
+        assert_eq!(e.get(EndpointCounter::NewFlows), 0, "{ep}: {e:?}");
+    }
+}
+
+#[test]
+fn megabytes_over_ipv6_arrive_intact_both_ways() {
+    require_kernel!("megabytes_over_ipv6_arrive_intact_both_ways");
+    let r = start("v6mb");
+    let ep = SocketAddr::from(SocketAddrV6::new(EP6_Z1, TCP_PORT, 0, 0));
+    let len = 16 * 1024 * 1024;
+    let (sent, got) = traffic::tcp_sink(&r.ns("acme"), CLIENT6, ep, len)
+        .unwrap_or_else(|e| panic!("consumer -> provider: {}", chain(e)));
+    assert_eq!(sent, got, "sha256 of the 16 MB sent to the target differs");
+    let (want, got) = traffic::tcp_source(&r.ns("globex"), CLIENT6, ep, len)
+        .unwrap_or_else(|e| panic!("provider -> consumer: {}", chain(e)));
+    assert_eq!(want, got, "sha256 of the 16 MB from the target differs");
+}
+
+#[test]
+fn ipv6_refusals_hold() {
+    require_kernel!("ipv6_refusals_hold");
+    let r = start("v6rf");
+
+    // acme-ledger admits fd00:a::/121 only; globex-ledger admits any source.
+    assert!(
+        r.who_tcp("acme", OUTSIDER6, 0, EP6_Z1, TCP_PORT).is_err(),
+        "{OUTSIDER6} is outside acme-ledger's allowed_sources, yet it was answered"
+    );
+    assert!(
+        r.endpoint("acme-ledger", EndpointCounter::RefusedSource) >= 1,
+        "refused_source not counted on acme-ledger"
+    );
+    r.who_tcp("globex", OUTSIDER6, 0, EP6_Z1, TCP_PORT)
+        .unwrap_or_else(|e| panic!("globex from {OUTSIDER6}: {e}"));
+    r.who_udp("globex", OUTSIDER6, 0, EP6_Z1)
+        .unwrap_or_else(|e| panic!("globex udp from {OUTSIDER6}: {e}"));
+
+    // The provider cannot open a connection toward an NLB address...
+    let prov = r.ns("prov");
+    let to_nlb = traffic::tcp_who(
+        &prov,
+        T1_6,
+        0,
+        SocketAddrV6::new(NLB6_Z1, TCP_PORT, 0, 0),
+        SHORT,
+    );
+    assert!(
+        to_nlb.is_err(),
+        "the provider opened a connection to an NLB address: {to_nlb:?}"
+    );
+    assert!(r.iface("fw-prov", IfaceCounter::DroppedNoFlow) >= 1);
+    // ...nor reach a consumer address, even routing the consumers' /64 at the forwarder.
+    cmd::ip([
+        "-n",
+        &prov,
+        "-6",
+        "route",
+        "add",
+        "fd00:a::/64",
+        "via",
+        "fd00:9::250",
+    ])
+    .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let to_consumer = traffic::tcp_who(&prov, T1_6, 0, SocketAddrV6::new(CLIENT6, 22, 0, 0), SHORT);
+    assert!(
+        to_consumer.is_err(),
+        "the provider reached a consumer: {to_consumer:?}"
+    );
+    assert!(r.iface("fw-prov", IfaceCounter::DroppedNotOurs) >= 1);
+    // Neighbour discovery is answered by pl itself: nothing goes to the forwarder's stack.
+    for iface in ["fw-acme", "fw-globex", "fw-prov"] {
+        assert_eq!(
+            r.iface(iface, IfaceCounter::XdpPass),
+            0,
+            "{iface}: a frame was passed to the forwarder's stack"
+        );
+    }
+}
