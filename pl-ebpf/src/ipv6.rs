@@ -99,19 +99,24 @@ fn handle(
         return Err(());
     }
     let ip = ptr_at::<[u8; IPV6_HLEN]>(ctx, ETH_HLEN).ok_or(())?;
-    let l4 = ptr_at::<[u8; 14]>(ctx, l4_off).ok_or(())?;
+    let ports = ptr_at::<[u8; 4]>(ctx, l4_off).ok_or(())?;
     let mut key = FlowKey6 {
         network: iface.network,
         proto,
         ..FlowKey6::default()
     };
     // SAFETY: both bounds-checked by ptr_at.
-    let tcp_flags = unsafe {
+    unsafe {
         key.src.copy_from_slice(&(&(*ip))[8..24]);
         key.dst.copy_from_slice(&(&(*ip))[24..40]);
-        key.sport_be = u16::from_ne_bytes([(*l4)[0], (*l4)[1]]);
-        key.dport_be = u16::from_ne_bytes([(*l4)[2], (*l4)[3]]);
-        if proto == IPPROTO_TCP { (*l4)[13] } else { 0 }
+        key.sport_be = u16::from_ne_bytes([(*ports)[0], (*ports)[1]]);
+        key.dport_be = u16::from_ne_bytes([(*ports)[2], (*ports)[3]]);
+    }
+    let tcp_flags = if proto == IPPROTO_TCP {
+        // SAFETY: a whole TCP header is present (parse checked it); byte 13 holds the flags.
+        ptr_at::<[u8; 14]>(ctx, l4_off).map_or(0, |h| unsafe { (*h)[13] })
+    } else {
+        0
     };
     if is_martian6(&key.src) {
         slot.add(IfaceCounter::DroppedMartian, 1);

@@ -16,8 +16,8 @@ use pl_common::{
     maps::{
         DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOW_SEED_GLOBAL, FLOW_SLOTS_GLOBAL,
         FLOW6_SLOTS_GLOBAL, FLOWS_MAP, FLOWS6_MAP, IFACE_STATS_MAP, IFACES_MAP, IPV6_L4_PROGRAM,
-        IPV6_PROGRAM, PROBES_MAP, PROGRAM_NAME, TAIL_IPV6, TAIL_IPV6_L4, TAILS_MAP,
-        flow_array_len, flow_slots,
+        IPV6_PROGRAM, PROBES_MAP, PROGRAM_NAME, TAIL_IPV6, TAIL_IPV6_L4, TAILS_MAP, flow_array_len,
+        flow_slots,
     },
     stats::{EndpointStats, IfaceStats},
 };
