@@ -153,6 +153,100 @@ pub fn arp_request(sender_mac: Mac, sender_ip: [u8; 4], target: [u8; 4]) -> Vec<
 /// IPv6's EtherType.
 pub const ETH_P_IPV6: u16 = 0x86dd;
 
+/// The IPv6 fields a frame varies: addresses, hop limit, and extension headers (raw, each
+/// naming the next; the first is named by the fixed header) in front of the upper layer.
+#[derive(Clone, Debug)]
+pub struct Ipv6 {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub hop_limit: u8,
+    /// (next-header value naming it, its bytes): the chain in order.
+    pub ext: Vec<(u8, Vec<u8>)>,
+}
+
+impl Ipv6 {
+    pub const fn new(src: [u8; 16], dst: [u8; 16]) -> Self {
+        Self {
+            src,
+            dst,
+            hop_limit: 64,
+            ext: Vec::new(),
+        }
+    }
+
+    /// IPv6 header + extension headers + `payload` of protocol `proto`.
+    pub fn packet(&self, proto: u8, payload: &[u8]) -> Vec<u8> {
+        let ext_len: usize = self.ext.iter().map(|(_, h)| h.len()).sum();
+        let len = u16::try_from(ext_len + payload.len()).expect("IPv6 payload fits 64 KiB");
+        let first = self.ext.first().map_or(proto, |(nh, _)| *nh);
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&len.to_be_bytes());
+        p.extend_from_slice(&[first, self.hop_limit]);
+        p.extend_from_slice(&self.src);
+        p.extend_from_slice(&self.dst);
+        for (i, (_, h)) in self.ext.iter().enumerate() {
+            let mut h = h.clone();
+            h[0] = self.ext.get(i + 1).map_or(proto, |(nh, _)| *nh);
+            p.extend_from_slice(&h);
+        }
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// UDP datagram, checksummed over the IPv6 pseudo-header (a computed 0 sent as 0xffff).
+    pub fn udp(&self, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(8 + payload.len()).expect("UDP datagram fits 64 KiB");
+        let mut s = Vec::with_capacity(usize::from(len));
+        s.extend_from_slice(&sport.to_be_bytes());
+        s.extend_from_slice(&dport.to_be_bytes());
+        s.extend_from_slice(&len.to_be_bytes());
+        s.extend_from_slice(&[0, 0]);
+        s.extend_from_slice(payload);
+        let c = match pl_common::xlat::l4_checksum_v6(self.src, self.dst, IPPROTO_UDP, &s) {
+            0 => 0xffff,
+            c => c,
+        };
+        s[6..8].copy_from_slice(&c.to_be_bytes());
+        self.packet(IPPROTO_UDP, &s)
+    }
+
+    /// TCP segment with a 20-byte header, checksummed over the IPv6 pseudo-header.
+    pub fn tcp(
+        &self,
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut s = Vec::with_capacity(20 + payload.len());
+        s.extend_from_slice(&sport.to_be_bytes());
+        s.extend_from_slice(&dport.to_be_bytes());
+        s.extend_from_slice(&seq.to_be_bytes());
+        s.extend_from_slice(&ack.to_be_bytes());
+        s.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        s.extend_from_slice(payload);
+        let c = pl_common::xlat::l4_checksum_v6(self.src, self.dst, IPPROTO_TCP, &s);
+        s[16..18].copy_from_slice(&c.to_be_bytes());
+        self.packet(IPPROTO_TCP, &s)
+    }
+
+    /// ICMPv6 message `msg` (its checksum field zero), checksummed over the pseudo-header.
+    pub fn icmp6(&self, msg: &[u8]) -> Vec<u8> {
+        let mut m = msg.to_vec();
+        let c =
+            pl_common::xlat::l4_checksum_v6(self.src, self.dst, pl_common::xlat::PROTO_ICMPV6, &m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        self.packet(pl_common::xlat::PROTO_ICMPV6, &m)
+    }
+}
+
+/// Ethernet frame carrying an IPv6 packet.
+pub fn ipv6_frame(dst: Mac, src: Mac, packet: &[u8]) -> Vec<u8> {
+    ethernet(dst, src, ETH_P_IPV6, packet)
+}
+
 /// Neighbour solicitation for `target` from `src` at `mac`: to the target's solicited-node
 /// group and its multicast MAC, hop limit 255 (RFC 4861 7.2.2), with the source
 /// link-layer option.

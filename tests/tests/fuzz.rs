@@ -11,7 +11,10 @@
 //! `PL_FUZZ_FRAMES` sets the count (default 100 000; `cargo xtask fuzz` runs 1 000 000) and
 //! `PL_FUZZ_SEED` replays a run; the seed is printed.
 
-use std::{collections::HashSet, net::Ipv4Addr};
+use std::{
+    collections::HashSet,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use aya::Ebpf;
 use pl_common::{
@@ -21,12 +24,16 @@ use pl_common::{
 };
 use pl_tests::{
     Rng, TestLab, chain, programmed, require_kernel,
+    running::{CLIENT6, EP6_Z1, EP6_Z2, NLB6_Z1, NLB6_Z2, OUTSIDER6, T1_6, T2_6},
     wire::{CLIENT, EP1, EP2, IFACES, NLB1, NLB2, OUTSIDER, T1, T2},
     xdp_test_run,
 };
 use pl_userspace::{
     dataplane,
-    frame::{Ipv4, Mac, TCP_ACK, TCP_SYN, arp_reply, arp_request, ipv4_frame},
+    frame::{
+        Ipv4, Ipv6, Mac, TCP_ACK, TCP_SYN, arp_reply, arp_request, ipv4_frame, ipv6_frame,
+        neighbour_solicitation,
+    },
     lab::LAB_CONFIG,
     lab::netns,
     plan::Neighbors,
@@ -40,6 +47,8 @@ const TM: Mac = [2, 0, 0, 0, 0x09, 0x11];
 /// A provider-side tuple of a flow a consumer made: (nlb, snat port, target, target port,
 /// protocol).
 type Held = (Ipv4Addr, u16, Ipv4Addr, u16, u8);
+/// The same for an IPv6 flow.
+type Held6 = (Ipv6Addr, u16, Ipv6Addr, u16, u8);
 
 fn be16(f: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([f[at], f[at + 1]])
@@ -158,6 +167,55 @@ fn seeds(fw: &[Mac; 3]) -> Vec<(usize, Vec<u8>)> {
         }
         out.push((2, arp_reply(TM, t, f, NLBS[0])));
     }
+    out.extend(seeds6(fw));
+    out
+}
+
+/// IPv6 seeds: consumer TCP and UDP (one behind a hop-by-hop header) from an allowed
+/// source, an outsider and one of our own addresses, solicitations, and the provider's
+/// answers and advertisements.
+fn seeds6(fw: &[Mac; 3]) -> Vec<(usize, Vec<u8>)> {
+    let ip = |s: Ipv6Addr, d: Ipv6Addr| Ipv6::new(s.octets(), d.octets());
+    let mut out = Vec::new();
+    for (n, mac) in [(0, CA), (1, [2, 0, 0, 0, 0x0b, 1])] {
+        let f = fw[n];
+        for src in [CLIENT6, OUTSIDER6, EP6_Z2] {
+            for dst in [EP6_Z1, EP6_Z2] {
+                let p = ip(src, dst);
+                out.push((
+                    n,
+                    ipv6_frame(f, mac, &p.tcp(40000, 443, 7, 0, TCP_SYN, &[])),
+                ));
+                out.push((
+                    n,
+                    ipv6_frame(f, mac, &p.tcp(40001, 443, 8, 9, TCP_ACK, b"data")),
+                ));
+                out.push((n, ipv6_frame(f, mac, &p.udp(40002, 53, b"query"))));
+                let mut hbh = ip(src, dst);
+                hbh.ext.push((0, vec![0, 0, 1, 4, 0, 0, 0, 0]));
+                out.push((n, ipv6_frame(f, mac, &hbh.udp(40003, 53, b"query"))));
+            }
+        }
+        out.push((
+            n,
+            neighbour_solicitation(mac, CLIENT6.octets(), EP6_Z1.octets()),
+        ));
+    }
+    let f = fw[2];
+    for t in [T1_6, T2_6] {
+        for nlb in [NLB6_Z1, NLB6_Z2] {
+            let p = ip(t, nlb);
+            out.push((
+                2,
+                ipv6_frame(f, TM, &p.tcp(8443, 40000, 1, 8, TCP_SYN | TCP_ACK, &[])),
+            ));
+            out.push((2, ipv6_frame(f, TM, &p.udp(5353, 40002, b"answer"))));
+            let na = pl_common::ndp::advertisement(t.octets(), nlb.octets(), TM);
+            let mut h = p.clone();
+            h.hop_limit = 255;
+            out.push((2, ipv6_frame(f, TM, &h.packet(58, &na))));
+        }
+    }
     out
 }
 
@@ -218,11 +276,18 @@ fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
 }
 
 /// What a redirected frame must satisfy; a description of the breach if it does not.
-fn check_redirect(on: usize, input: &[u8], out: &[u8], held: &mut HashSet<Held>) -> Option<String> {
+fn check_redirect(
+    on: usize,
+    input: &[u8],
+    out: &[u8],
+    held: &mut HashSet<Held>,
+    held6: &mut HashSet<Held6>,
+) -> Option<String> {
     if out.len() < 14 {
         return Some("runt output".into());
     }
     match be16(out, 12) {
+        0x86dd => return check_redirect6(on, input, out, held6),
         0x0806 => {
             return (out.len() < 42 || be16(out, 20) != 2)
                 .then(|| "ARP output that is no reply".into());
@@ -338,6 +403,97 @@ fn along_a_flow_breach(
     None
 }
 
+fn addr6(f: &[u8], at: usize) -> Ipv6Addr {
+    Ipv6Addr::from(<[u8; 16]>::try_from(&f[at..at + 16]).expect("16 bytes"))
+}
+
+/// The upper layer of the IPv6 packet in `f`: protocol, its offset in `f`, the packet's
+/// end. None if the frame is no whole IPv6 packet the walk accepts.
+fn upper6(f: &[u8]) -> Option<(u8, usize, usize)> {
+    if f.len() < 54 || be16(f, 12) != 0x86dd || f[14] >> 4 != 6 {
+        return None;
+    }
+    let end = 54 + usize::from(be16(f, 18));
+    let (proto, off) = pl_common::xlat::walk_ipv6(f.get(14..end)?).ok()?;
+    Some((proto, 14 + off, end))
+}
+
+/// Whether the TCP/UDP/ICMPv6 checksum of the IPv6 packet in `f` verifies over the
+/// pseudo-header (a UDP checksum of 0 does not: it is invalid in IPv6).
+fn l4_ok6(f: &[u8]) -> Option<bool> {
+    let (proto, off, end) = upper6(f)?;
+    let seg = f.get(off..end)?;
+    let (src, dst) = (f[22..38].try_into().ok()?, f[38..54].try_into().ok()?);
+    let len = u32::try_from(seg.len()).ok()?;
+    let sum = checksum::sum(
+        seg,
+        pl_common::xlat::pseudo_header_sum_v6(src, dst, proto, len),
+    );
+    let zero_udp = proto == 17 && seg.get(6..8) == Some(&[0, 0]);
+    Some(checksum::fold(sum) == 0xffff && !zero_udp)
+}
+
+/// A redirected IPv6 frame: a neighbour advertisement from one of our addresses answering
+/// a solicitation, or TCP/UDP under the same policy as IPv4's.
+fn check_redirect6(
+    on: usize,
+    input: &[u8],
+    out: &[u8],
+    held: &mut HashSet<Held6>,
+) -> Option<String> {
+    let Some((proto, off, _)) = upper6(out) else {
+        return Some("output IPv6 packet malformed".into());
+    };
+    if l4_ok6(out) != Some(true) && proto == 58 {
+        return Some("advertisement with a bad checksum".into());
+    }
+    let (src, dst) = (addr6(out, 22), addr6(out, 38));
+    let ours = [EP6_Z1, EP6_Z2, NLB6_Z1, NLB6_Z2];
+    if proto == 58 {
+        let asked = upper6(input).is_some_and(|(p, o, _)| p == 58 && input[o] == 135);
+        return (out[off] != 136 || out[21] != 255 || !ours.contains(&src) || !asked)
+            .then(|| format!("ICMPv6 output {} from {src} to {dst}", out[off]));
+    }
+    if l4_ok6(input) != l4_ok6(out) {
+        return Some(format!(
+            "IPv6 L4 checksum validity changed: {:?} -> {:?}",
+            l4_ok6(input),
+            l4_ok6(out)
+        ));
+    }
+    let Some((_, ioff, _)) = upper6(input) else {
+        return Some("redirected an IPv6 frame the walk refuses".into());
+    };
+    let (sport, dport) = (be16(out, off), be16(out, off + 2));
+    let (isrc, idst, isp, idp) = (
+        addr6(input, 22),
+        addr6(input, 38),
+        be16(input, ioff),
+        be16(input, ioff + 2),
+    );
+    if on == 2 {
+        let flow = (idst, idp, isrc, isp, proto);
+        return (!held.contains(&flow))
+            .then(|| format!("IPv6 provider frame along no flow: {flow:?}"));
+    }
+    let o = isrc.octets();
+    let allowed = on == 1 || (o[..15] == CLIENT6.octets()[..15] && o[15] < 0x80);
+    let listener = matches!((proto, idp, dport), (6, 443, 8443) | (17, 53, 5353));
+    if ![NLB6_Z1, NLB6_Z2].contains(&src)
+        || ![T1_6, T2_6].contains(&dst)
+        || !allowed
+        || ours.contains(&isrc)
+        || !listener
+        || ![EP6_Z1, EP6_Z2].contains(&idst)
+    {
+        return Some(format!(
+            "IPv6 consumer frame [{isrc}] -> [{idst}]:{idp} went out as [{src}]:{sport} -> [{dst}]:{dport}"
+        ));
+    }
+    held.insert((src, sport, dst, dport, proto));
+    None
+}
+
 fn total(ebpf: &Ebpf, pick: &dyn Fn(&str) -> bool) -> u64 {
     let mut n = 0;
     for slot in 0..IFACES.len() {
@@ -349,7 +505,8 @@ fn total(ebpf: &Ebpf, pick: &dyn Fn(&str) -> bool) -> u64 {
             .map(|c| s.get(*c))
             .sum::<u64>();
     }
-    for id in 0..2 {
+    // The lab's four endpoints: billing's and ledger's in acme and globex.
+    for id in 0..4 {
         let s = dataplane::endpoint_stats(ebpf, id).unwrap_or_else(|e| panic!("{}", chain(e)));
         n += E::ALL
             .iter()
@@ -365,6 +522,7 @@ fn total(ebpf: &Ebpf, pick: &dyn Fn(&str) -> bool) -> u64 {
 struct Outcome {
     redirected: u64,
     flows: usize,
+    flows6: usize,
     drops: u64,
     reasons: u64,
     passes: (u64, u64),
@@ -390,7 +548,7 @@ fn fuzzed(rng: &mut Rng, seeds: &[(usize, Vec<u8>)]) -> (usize, Vec<u8>) {
 fn fuzz(ebpf: &mut Ebpf, (ifindex, fw): (&[u32], &[Mac; 3]), seed: u64, frames: usize) -> Outcome {
     let seeds = seeds(fw);
     let mut rng = Rng(seed);
-    let mut held = HashSet::new();
+    let (mut held, mut held6) = (HashSet::new(), HashSet::new());
     let (mut redirected, mut passed, mut findings) = (0u64, 0u64, Vec::new());
     for n in 0..frames {
         let (on, f) = fuzzed(&mut rng, &seeds);
@@ -405,7 +563,7 @@ fn fuzz(ebpf: &mut Ebpf, (ifindex, fw): (&[u32], &[Mac; 3]), seed: u64, frames: 
             }
             XDP_REDIRECT => {
                 redirected += 1;
-                check_redirect(on, &f, &out, &mut held)
+                check_redirect(on, &f, &out, &mut held, &mut held6)
             }
             other => Some(format!("action {other}")),
         };
@@ -423,12 +581,16 @@ fn fuzz(ebpf: &mut Ebpf, (ifindex, fw): (&[u32], &[Mac; 3]), seed: u64, frames: 
     // expired TTL is refused but answered, not dropped.
     let drops = total(ebpf, &|c| c == "xdp_drop");
     let reasons = total(ebpf, &|c| {
-        c.starts_with("dropped_") || c.starts_with("refused_") || c == "arp_learned"
+        c.starts_with("dropped_")
+            || c.starts_with("refused_")
+            || c == "arp_learned"
+            || c == "ndp_learned"
     }) - total(ebpf, &|c| c == "icmp_time_exceeded");
     let passes = (passed, total(ebpf, &|c| c == "passed_not_our_mac"));
     Outcome {
         redirected,
-        flows: held.len(),
+        flows: held.len() + held6.len(),
+        flows6: held6.len(),
         drops,
         reasons,
         passes,
@@ -453,6 +615,8 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
         let neigh = Neighbors::from([
             ((2, Ipv4Addr::from(T1).into()), TM),
             ((2, Ipv4Addr::from(T2).into()), TM),
+            ((2, T1_6.into()), TM),
+            ((2, T2_6.into()), TM),
         ]);
         let (mut ebpf, model) = programmed(LAB_CONFIG, 4096, &neigh);
         let ifindex: Vec<u32> = IFACES
@@ -472,12 +636,15 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
     let Outcome {
         redirected,
         flows,
+        flows6,
         drops,
         reasons,
         passes,
         findings,
     } = result;
-    println!("fuzz: {redirected} redirected, {flows} flows made, {drops} dropped");
+    println!(
+        "fuzz: {redirected} redirected, {flows} flows made ({flows6} IPv6), {drops} dropped"
+    );
     assert!(
         findings.is_empty(),
         "seed {seed}: {} findings:\n{}",
@@ -493,7 +660,7 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
         "seed {seed}: passes and passed_not_our_mac differ"
     );
     assert!(
-        redirected > 0 && flows > 0,
-        "seed {seed}: the fuzz never got a frame through: it tested nothing"
+        redirected > 0 && flows > flows6 && flows6 > 0,
+        "seed {seed}: the fuzz never got an IPv4 and an IPv6 frame through: it tested nothing"
     );
 }
