@@ -104,6 +104,8 @@ pub const MAGLEV_ENTRIES: u32 =
 /// and probe port). The program ORs the state bits of what comes back into the value and
 /// drops it; only packets to an NLB address with no flow are looked up here.
 pub const PROBES_MAP: &str = "PL_PROBES";
+/// `HASH<FlowKey6, u32>`: IPv6 health probes in flight, as [`PROBES_MAP`].
+pub const PROBES6_MAP: &str = "PL_PROBES6";
 /// `RINGBUF` of [`crate::event::FlowEvent`]s, for `pl flows --watch`.
 pub const EVENTS_MAP: &str = "PL_EVENTS";
 pub const EVENTS_BYTES: u32 = 256 * 1024;

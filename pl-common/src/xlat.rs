@@ -53,7 +53,12 @@ pub fn walk_ipv6(pkt: &[u8]) -> Result<(u8, usize), Ipv6Refusal> {
     for _ in 0..=MAX_EXT_HEADERS {
         match next {
             NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS => {
-                let h = pkt.get(at..at + 2).ok_or(Ipv6Refusal::Truncated)?;
+                let h = pkt.get(at..at + 4).ok_or(Ipv6Refusal::Truncated)?;
+                // A routing header with segments left names a further destination: the
+                // packet is not pl's to rewrite (RFC 8200 4.4).
+                if next == NH_ROUTING && h[3] != 0 {
+                    return Err(Ipv6Refusal::Shape);
+                }
                 let len = (usize::from(h[1]) + 1) * 8;
                 if pkt.len() < at + len {
                     return Err(Ipv6Refusal::Truncated);
@@ -424,6 +429,12 @@ mod tests {
         let mut t = base(NH_ROUTING);
         t.extend_from_slice(&[6, 1, 0, 0]);
         assert_eq!(walk_ipv6(&t), Err(Ipv6Refusal::Truncated));
+        // A routing header with no segments left is passed over; one with some is refused.
+        let mut r = base(NH_ROUTING);
+        r.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(walk_ipv6(&r), Ok((6, 48)));
+        r[43] = 1;
+        assert_eq!(walk_ipv6(&r), Err(Ipv6Refusal::Shape));
         assert_eq!(walk_ipv6(&base(NH_FRAGMENT)), Err(Ipv6Refusal::Fragment));
         assert_eq!(walk_ipv6(&base(NH_ESP)), Err(Ipv6Refusal::Ipsec));
         assert_eq!(walk_ipv6(&base(NH_AH)), Err(Ipv6Refusal::Ipsec));

@@ -14,7 +14,7 @@ use pl_common::{
 
 use crate::{
     endpoint::{Admitted, Admitted6},
-    maps::{Flows, Flows6, PL_PROBES, PL_SCRATCH, PL_SCRATCH6, PL_SETTINGS},
+    maps::{Flows, Flows6, PL_PROBES, PL_PROBES6, PL_SCRATCH, PL_SCRATCH6, PL_SETTINGS},
     table,
 };
 
@@ -306,8 +306,8 @@ pub fn create(
     })
 }
 
-/// [`create`] for an IPv6 flow. No health probe can hold an IPv6 SNAT port (IPv6 targets
-/// are not probed yet), so the reservation alone decides.
+/// [`create`] for an IPv6 flow, backing off a port an IPv6 health probe holds as IPv4's
+/// does.
 #[inline(always)]
 pub fn create6(
     key: &FlowKey6,
@@ -349,6 +349,15 @@ pub fn create6(
                 continue;
             }
         };
+        #[expect(
+            clippy::needless_borrows_for_generic_args,
+            reason = "by value the key would be copied again onto the 512-byte BPF stack"
+        )]
+        let probed = PL_PROBES6.get_ptr(&nf.pair.reply_key).is_some();
+        if probed {
+            flowtable::remove(&Flows6, reply, reply_hash);
+            continue;
+        }
         return match table::insert6(key, hash, created, &nf.pair.forward) {
             Ok(_) => Ok(Created::New(&mut nf.pair.forward)),
             Err(e) => {

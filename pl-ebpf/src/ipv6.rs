@@ -20,7 +20,7 @@ use crate::{
     conntrack::{self, Created, Found, V6},
     endpoint::{self, Admitted6, Dest},
     events, lease,
-    maps::{Flows6, PL_L4_STASH, PL_TAILS},
+    maps::{Flows6, PL_L4_STASH, PL_PROBES6, PL_TAILS},
     mtu, nat, ndp, parse,
     parse::{Frame, L4_OFF6, MAX_EXT_BYTES, ptr_at},
     redirect, stats,
@@ -144,10 +144,20 @@ fn handle(
     let (endpoint, policy) = match dest {
         Dest::Listener(p) => (p.endpoint, Some(p)),
         Dest::NoListener(endpoint) => (endpoint, None),
-        // The provider cannot initiate (IPv6 targets are not health-probed yet, so no
-        // probe answers arrive here either).
+        // A health probe's answer (its state bits are the result, for userspace), or
+        // dropped: the provider cannot initiate.
         Dest::Nlb => {
-            slot.add(IfaceCounter::DroppedNoFlow, 1);
+            #[expect(
+                clippy::needless_borrows_for_generic_args,
+                reason = "by value the key would be copied again onto the 512-byte BPF stack"
+            )]
+            let probe = PL_PROBES6.get_ptr_mut(&key);
+            if let Some(p) = probe {
+                // SAFETY: a live map value, written whole.
+                unsafe { *p |= u32::from(bits) };
+            } else {
+                slot.add(IfaceCounter::DroppedNoFlow, 1);
+            }
             return Ok(xdp_action::XDP_DROP);
         }
         Dest::NotOurs => {

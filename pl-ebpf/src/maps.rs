@@ -172,6 +172,10 @@ pub static PL_FLOWS6: Array<Slot6> = Array::with_max_entries(
 #[unsafe(no_mangle)]
 static PL_FLOW6_SLOTS: u32 = pl_common::maps::flow_slots(DEFAULT_FLOW6_ENTRIES);
 
+/// IPv6 health probes in flight, as `PL_PROBES`.
+#[map]
+pub static PL_PROBES6: HashMap<FlowKey6, u32> = HashMap::with_max_entries(MAX_TARGETS, 0);
+
 #[map]
 pub static PL_SCRATCH6: PerCpuArray<NewFlow6> = PerCpuArray::with_max_entries(1, 0);
 

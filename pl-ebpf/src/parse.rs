@@ -225,11 +225,16 @@ pub fn parse_ipv6(ctx: &XdpContext, len: u64) -> (IfaceCounter, Frame) {
                 if off > L4_OFF6 + MAX_EXT_BYTES {
                     break;
                 }
-                let Some(h) = ptr_at::<[u8; 2]>(ctx, off) else {
+                let Some(h) = ptr_at::<[u8; 4]>(ctx, off) else {
                     return malformed(IfaceCounter::DroppedTruncated);
                 };
                 // SAFETY: bounds checked by ptr_at.
-                let (nh, hlen) = unsafe { ((*h)[0], (usize::from((*h)[1]) + 1) * 8) };
+                let (nh, hlen, left) =
+                    unsafe { ((*h)[0], (usize::from((*h)[1]) + 1) * 8, (*h)[3]) };
+                // Segments left: a further destination, not pl's to rewrite (RFC 8200 4.4).
+                if next == NH_ROUTING && left != 0 {
+                    break;
+                }
                 next = nh;
                 off += hlen;
             }

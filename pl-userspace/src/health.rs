@@ -1,8 +1,8 @@
 //! Active health checks. pl owns no address on the provider network, so a check is a TCP
 //! SYN sent from the NLB address of the target's zone (the address the provider already
 //! sees) out of the provider interface, over a raw socket. Its answer comes back through
-//! the XDP program: an entry in `PL_PROBES`, keyed like a reply, records the answer's TCP
-//! bits and drops it. The probe's port is one no flow holds (checked before each probe),
+//! the XDP program: an entry in `PL_PROBES` (`PL_PROBES6` for an IPv6 target), keyed like a
+//! reply, records the answer's TCP bits and drops it. The probe's port is one no flow holds (checked before each probe),
 //! and probes take no room in the flow table. A SYN-ACK passes and is reset at once (no
 //! connection reaches the application); a RST or silence past the timeout fails.
 //!
@@ -12,20 +12,21 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use pl_common::{
     flow::{FlowKey, probe_outcome},
-    proto::{ETH_P_IP, IPPROTO_TCP},
+    flow6::FlowKey6,
+    proto::{ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP},
     settings::Settings,
 };
 
 use crate::{
-    flows::{FlowTable, now_ns},
-    frame::{self, Ipv4},
+    flows::{FlowTable, FlowTable6, now_ns},
+    frame::{self, Ipv4, Ipv6},
     model::{HealthCheck, Model, Service},
     neigh::Resolver,
     plan::{Unhealthy, be},
@@ -71,7 +72,7 @@ struct Checked {
     fails: u32,
     next: Instant,
     /// The probe's reservation in the flow table, once one was made.
-    key: Option<FlowKey>,
+    key: Option<ProbeKey>,
     /// Sent at, with its initial sequence number.
     inflight: Option<(Instant, u32)>,
     last: &'static str,
@@ -93,15 +94,82 @@ pub struct Checker {
     failing_open: Vec<u16>,
 }
 
-/// The flow table, read to keep probes off ports that flows hold.
 /// `PL_PROBES`: probe key -> state bits of what came back.
 pub type Probes<'a> = BpfHashMap<&'a mut MapData, FlowKey, u32>;
+/// `PL_PROBES6`, the same for IPv6 targets.
+pub type Probes6<'a> = BpfHashMap<&'a mut MapData, FlowKey6, u32>;
+
+/// What the checker works with: the flow tables (read to keep probes off ports that flows
+/// hold) and the probe maps, of both families.
+pub struct HealthMaps<'a> {
+    pub flows: FlowTable,
+    pub flows6: FlowTable6,
+    pub probes: Probes<'a>,
+    pub probes6: Probes6<'a>,
+}
+
+/// A probe's key in its family's probe map: the answer's tuple (target -> NLB address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProbeKey {
+    V4(FlowKey),
+    V6(FlowKey6),
+}
+
+impl ProbeKey {
+    /// The probe's port (the NLB side's).
+    fn port_be(&self) -> u16 {
+        match self {
+            Self::V4(k) => k.dport_be,
+            Self::V6(k) => k.dport_be,
+        }
+    }
+
+    /// Whether this key still names a probe from `nlb` to port `port`.
+    fn still(&self, nlb: IpAddr, port: u16) -> bool {
+        match (self, nlb) {
+            (Self::V4(k), IpAddr::V4(a)) => k.sport_be == port.to_be() && k.dst_be == be(a),
+            (Self::V6(k), IpAddr::V6(a)) => k.sport_be == port.to_be() && k.dst == a.octets(),
+            _ => false,
+        }
+    }
+
+    /// Whether no flow holds this tuple (its SNAT reservation).
+    fn free(&self, m: &HealthMaps<'_>) -> bool {
+        match self {
+            Self::V4(k) => m.flows.get(k).is_none(),
+            Self::V6(k) => m.flows6.get(k).is_none(),
+        }
+    }
+
+    /// Sets the probe's entry to state 0 (`flags`: the map update's).
+    fn insert(&self, m: &mut HealthMaps<'_>, flags: u64) -> bool {
+        match self {
+            Self::V4(k) => m.probes.insert(k, 0, flags).is_ok(),
+            Self::V6(k) => m.probes6.insert(k, 0, flags).is_ok(),
+        }
+    }
+
+    fn remove(&self, m: &mut HealthMaps<'_>) {
+        let _ = match self {
+            Self::V4(k) => m.probes.remove(k),
+            Self::V6(k) => m.probes6.remove(k),
+        };
+    }
+
+    /// The state bits the answer set.
+    fn state(&self, m: &HealthMaps<'_>) -> u8 {
+        match self {
+            Self::V4(k) => m.probes.get(k, 0).unwrap_or(0) as u8,
+            Self::V6(k) => m.probes6.get(k, 0).unwrap_or(0) as u8,
+        }
+    }
+}
 
 impl Checker {
     /// Follows a (re)loaded model: new targets start `Initial` with a check due at once,
     /// staying ones keep their state (unless their check changed), removed ones lose their
     /// probe entry.
-    pub fn sync(&mut self, model: &Model, probes: &mut Probes<'_>) {
+    pub fn sync(&mut self, model: &Model, probes: &mut HealthMaps<'_>) {
         let start = Instant::now();
         let mut keep = HashMap::new();
         for (sid, s) in model.services.iter().enumerate() {
@@ -113,7 +181,7 @@ impl Checker {
                     service: sid as u16,
                     ip: t.ip,
                     zone: t.zone,
-                    health: first_health(s.health.enabled, t.ip),
+                    health: first_health(s.health.enabled),
                     passes: 0,
                     fails: 0,
                     // The first checks go out 10 ms apart.
@@ -177,8 +245,7 @@ impl Checker {
         settings: &Settings,
         macs: &HashMap<u32, [u8; 6]>,
         resolver: &Resolver,
-        flows: &FlowTable,
-        probes: &mut Probes<'_>,
+        maps: &mut HealthMaps<'_>,
     ) -> Vec<String> {
         let now = Instant::now();
         let mut log = Vec::new();
@@ -186,12 +253,12 @@ impl Checker {
             let Some(check) = Check::of(*id, c, model, macs, resolver) else {
                 continue;
             };
-            log.extend(c.read_answer(&check, now, probes));
+            log.extend(c.read_answer(&check, now, maps));
             if c.inflight.is_some() || now < c.next {
                 continue;
             }
             c.next = now + Duration::from_millis(check.service.health.interval_ms);
-            log.extend(c.send_check(&check, now, settings, flows, probes));
+            log.extend(c.send_check(&check, now, settings, maps));
         }
         self.note_fail_open(model, &mut log);
         log
@@ -258,19 +325,19 @@ impl Checked {
         &mut self,
         check: &Check<'_>,
         now: Instant,
-        probes: &Probes<'_>,
+        maps: &HealthMaps<'_>,
     ) -> Option<String> {
         let (sent, isn) = self.inflight?;
         let hc = &check.service.health;
         let key = self.key.expect("an inflight probe has its entry");
-        let state = probes.get(&key, 0).unwrap_or(0) as u8;
+        let state = key.state(maps);
         let (pass, what) = match probe_outcome(state) {
             Some(true) => {
                 // Reset the half-open connection on the target.
                 if let Some(m) = check.mac {
                     let _ = check
                         .send
-                        .segment(m, key.dport_be, isn.wrapping_add(1), TCP_RST);
+                        .segment(m, key.port_be(), isn.wrapping_add(1), TCP_RST);
                 }
                 (true, "syn-ack")
             }
@@ -293,22 +360,21 @@ impl Checked {
         check: &Check<'_>,
         now: Instant,
         settings: &Settings,
-        flows: &FlowTable,
-        probes: &mut Probes<'_>,
+        maps: &mut HealthMaps<'_>,
     ) -> Option<String> {
-        // An unresolved target takes no flows anyway; ARP brings it in.
+        // An unresolved target takes no flows anyway; ARP (or NDP) brings it in.
         let m = check.mac?;
         let (s, id) = (check.service, check.id);
-        let Some(key) = self.reserve(flows, probes, s.network, check.nlb, &s.health, settings, id)
+        let Some(key) = self.reserve(maps, s.network, check.send.nlb, &s.health, settings, id)
         else {
             return Some(check.say("no free port to probe from"));
         };
         // State 0, so only this probe's answer is read.
-        if probes.insert(key, 0, 0).is_err() {
+        if !key.insert(maps, 0) {
             return None;
         }
         let isn = (now_ns() as u32) ^ id.rotate_left(16);
-        match check.send.segment(m, key.dport_be, isn, frame::TCP_SYN) {
+        match check.send.segment(m, key.port_be(), isn, frame::TCP_SYN) {
             Ok(()) => {
                 self.inflight = Some((now, isn));
                 None
@@ -319,53 +385,54 @@ impl Checked {
 
     /// The probe's key, reserved in `PL_PROBES` and kept from check to check. New flows
     /// skip a port a probe holds; a flow that held it before the probe did is seen here.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the two maps, where the target lives and what to check: no natural group"
-    )]
     fn reserve(
         &mut self,
-        flows: &FlowTable,
-        probes: &mut Probes<'_>,
+        maps: &mut HealthMaps<'_>,
         network: u16,
-        nlb: Ipv4Addr,
+        nlb: IpAddr,
         hc: &HealthCheck,
         s: &Settings,
         id: u32,
-    ) -> Option<FlowKey> {
-        let IpAddr::V4(ip) = self.ip else {
-            return None;
-        };
-        let free = |k: &FlowKey| flows.get(k).is_none();
-        if let Some(k) = self
-            .key
-            .filter(|k| k.sport_be == hc.port.to_be() && k.dst_be == be(nlb) && free(k))
-        {
+    ) -> Option<ProbeKey> {
+        if let Some(k) = self.key.filter(|k| k.still(nlb, hc.port) && k.free(maps)) {
             return Some(k);
         }
         let span = u32::from(s.snat_port_max - s.snat_port_min) + 1;
         for i in 0..64u32 {
             let port = s.snat_port_min + ((id.wrapping_mul(2_654_435_761) ^ i) % span) as u16;
-            let key = FlowKey {
-                src_be: be(ip),
-                dst_be: be(nlb),
-                sport_be: hc.port.to_be(),
-                dport_be: port.to_be(),
-                network,
-                proto: IPPROTO_TCP,
-                _pad: 0,
+            let key = match (self.ip, nlb) {
+                (IpAddr::V4(ip), IpAddr::V4(nlb)) => ProbeKey::V4(FlowKey {
+                    src_be: be(ip),
+                    dst_be: be(nlb),
+                    sport_be: hc.port.to_be(),
+                    dport_be: port.to_be(),
+                    network,
+                    proto: IPPROTO_TCP,
+                    _pad: 0,
+                }),
+                (IpAddr::V6(ip), IpAddr::V6(nlb)) => ProbeKey::V6(FlowKey6 {
+                    src: ip.octets(),
+                    dst: nlb.octets(),
+                    sport_be: hc.port.to_be(),
+                    dport_be: port.to_be(),
+                    network,
+                    proto: IPPROTO_TCP,
+                    _pad: 0,
+                }),
+                // The model gives a target an NLB address of its own family.
+                _ => return None,
             };
             // Probe first, then look for a flow: the data path reserves a flow's port and
             // then looks for a probe, so one of the two always sees the other.
-            if probes.insert(key, 0, BPF_NOEXIST).is_err() {
+            if !key.insert(maps, BPF_NOEXIST) {
                 continue;
             }
-            if !free(&key) {
-                let _ = probes.remove(&key);
+            if !key.free(maps) {
+                key.remove(maps);
                 continue;
             }
             if let Some(old) = self.key.replace(key) {
-                let _ = probes.remove(&old);
+                old.remove(maps);
             }
             return Some(key);
         }
@@ -374,19 +441,17 @@ impl Checked {
 }
 
 /// A new target's state: `Initial` (its check due) where checks are on, else `Unchecked`.
-/// Health checks over IPv6 arrive with the next slice: until then an IPv6 target is
-/// unchecked, and takes flows once resolved.
-fn first_health(enabled: bool, ip: IpAddr) -> Health {
-    if enabled && ip.is_ipv4() {
+fn first_health(enabled: bool) -> Health {
+    if enabled {
         Health::Initial
     } else {
         Health::Unchecked
     }
 }
 
-fn drop_probe(probes: &mut Probes<'_>, c: &Checked) {
+fn drop_probe(maps: &mut HealthMaps<'_>, c: &Checked) {
     if let Some(k) = c.key {
-        let _ = probes.remove(&k);
+        k.remove(maps);
     }
 }
 
@@ -394,7 +459,6 @@ fn drop_probe(probes: &mut Probes<'_>, c: &Checked) {
 struct Check<'a> {
     id: u32,
     service: &'a Service,
-    nlb: Ipv4Addr,
     /// The target's MAC, once resolved.
     mac: Option<[u8; 6]>,
     send: Sender<'a>,
@@ -413,24 +477,17 @@ impl<'a> Check<'a> {
         if c.health == Health::Unchecked {
             return None;
         }
-        // Only IPv4 targets are checked (an IPv6 one is `Unchecked`).
-        let IpAddr::V4(target) = c.ip else {
-            return None;
-        };
-        let IpAddr::V4(nlb) = model.probe_from(s, c.zone, c.ip)? else {
-            return None;
-        };
+        let nlb = model.probe_from(s, c.zone, c.ip)?;
         Some(Self {
             id,
             service: s,
-            nlb,
             mac: macs.get(&id).copied().filter(|m| *m != [0; 6]),
             send: Sender {
                 resolver,
                 network: s.network,
                 src_mac: model.networks[usize::from(s.network)].mac,
                 nlb,
-                target,
+                target: c.ip,
                 port: s.health.port,
             },
         })
@@ -450,8 +507,8 @@ struct Sender<'a> {
     resolver: &'a Resolver,
     network: u16,
     src_mac: [u8; 6],
-    nlb: Ipv4Addr,
-    target: Ipv4Addr,
+    nlb: IpAddr,
+    target: IpAddr,
     port: u16,
 }
 
@@ -463,15 +520,35 @@ impl Sender<'_> {
                 "no raw socket on the provider network",
             )
         })?;
-        let packet = Ipv4::new(self.nlb.octets(), self.target.octets()).tcp(
-            u16::from_be(sport_be),
-            self.port,
-            seq,
-            0,
-            flags,
-            &[],
-        );
-        sender.send(&frame::ipv4_frame(dst_mac, self.src_mac, &packet), ETH_P_IP)
+        let sport = u16::from_be(sport_be);
+        match (self.nlb, self.target) {
+            (IpAddr::V4(nlb), IpAddr::V4(target)) => {
+                let packet = Ipv4::new(nlb.octets(), target.octets()).tcp(
+                    sport,
+                    self.port,
+                    seq,
+                    0,
+                    flags,
+                    &[],
+                );
+                sender.send(&frame::ipv4_frame(dst_mac, self.src_mac, &packet), ETH_P_IP)
+            }
+            (IpAddr::V6(nlb), IpAddr::V6(target)) => {
+                let packet = Ipv6::new(nlb.octets(), target.octets()).tcp(
+                    sport,
+                    self.port,
+                    seq,
+                    0,
+                    flags,
+                    &[],
+                );
+                sender.send(
+                    &frame::ipv6_frame(dst_mac, self.src_mac, &packet),
+                    ETH_P_IPV6,
+                )
+            }
+            _ => Err(std::io::Error::other("an NLB address of another family")),
+        }
     }
 }
 
@@ -482,7 +559,7 @@ mod tests {
     fn checked(health: Health) -> Checked {
         Checked {
             service: 0,
-            ip: Ipv4Addr::new(10, 9, 0, 11).into(),
+            ip: std::net::Ipv4Addr::new(10, 9, 0, 11).into(),
             zone: 0,
             health,
             passes: 0,
@@ -495,24 +572,42 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv6_target_is_unchecked_and_never_probed() {
-        let v6: IpAddr = "fd00:9::11".parse().expect("addr");
-        assert_eq!(first_health(true, v6), Health::Unchecked);
-        assert_eq!(
-            first_health(true, Ipv4Addr::new(10, 9, 0, 11).into()),
-            Health::Initial
-        );
-        assert_eq!(
-            first_health(false, Ipv4Addr::new(10, 9, 0, 11).into()),
-            Health::Unchecked
-        );
-        // Even if it were marked for checking, no check is built for it.
+    fn an_ipv6_target_is_probed_from_its_zones_ipv6_nlb_address() {
+        assert_eq!(first_health(true), Health::Initial);
+        assert_eq!(first_health(false), Health::Unchecked);
         let m = crate::model::testing::build(crate::model::testing::EXAMPLE6)
             .unwrap_or_else(|e| panic!("{e}"));
+        let (sid, t) = m
+            .services
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| s.targets.iter().find(|t| t.ip.is_ipv6()).map(|t| (i, t)))
+            .expect("EXAMPLE6 has an IPv6 target");
         let resolver = Resolver::empty();
         let mut c = checked(Health::Initial);
-        c.ip = v6;
-        assert!(Check::of(0, &c, &m, &HashMap::new(), &resolver).is_none());
+        (c.service, c.ip, c.zone) = (sid as u16, t.ip, t.zone);
+        let check = Check::of(t.id, &c, &m, &HashMap::new(), &resolver).expect("checked");
+        assert!(check.send.nlb.is_ipv6(), "probes from {}", check.send.nlb);
+        assert_eq!(check.send.target, t.ip);
+    }
+
+    #[test]
+    fn probe_keys_name_their_family_and_port() {
+        let nlb4: IpAddr = "10.9.0.250".parse().expect("addr");
+        let nlb6: IpAddr = "fd00:9::250".parse().expect("addr");
+        let k6 = ProbeKey::V6(FlowKey6 {
+            src: [0xfd; 16],
+            dst: [0xfd, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0x50],
+            sport_be: 8443u16.to_be(),
+            dport_be: 40001u16.to_be(),
+            network: 2,
+            proto: IPPROTO_TCP,
+            _pad: 0,
+        });
+        assert_eq!(u16::from_be(k6.port_be()), 40001);
+        assert!(k6.still(nlb6, 8443));
+        assert!(!k6.still(nlb6, 443), "another check port");
+        assert!(!k6.still(nlb4, 8443), "another family");
     }
 
     #[test]

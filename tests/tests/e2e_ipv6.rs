@@ -246,3 +246,111 @@ fn ipv6_refusals_hold() {
         );
     }
 }
+
+/// The lab config with quick health checks on the IPv6 service only.
+fn ledger_checked() -> String {
+    let at = LAB_CONFIG
+        .find("name = \"ledger\"")
+        .expect("the lab has a ledger service");
+    let (head, tail) = LAB_CONFIG.split_at(at);
+    let tail = tail.replacen(
+        "cross_zone = false",
+        "cross_zone = false\nhealth_check = { interval_s = 1, timeout_ms = 300, healthy_threshold = 2, unhealthy_threshold = 2 }",
+        1,
+    );
+    assert!(
+        tail.contains("health_check"),
+        "the ledger section changed shape"
+    );
+    format!("{head}{tail}")
+}
+
+/// `target`'s (health, last check) as `pl stats --json` tells it.
+fn health6(r: &Running, target: Ipv6Addr) -> (String, String) {
+    let stats = stats_json(r);
+    let t = stats["targets"]
+        .as_array()
+        .and_then(|ts| {
+            ts.iter()
+                .find(|t| t["ip"].as_str() == Some(target.to_string().as_str()))
+        })
+        .unwrap_or_else(|| panic!("target {target} not in stats: {stats:#}"))
+        .clone();
+    let s = |k: &str| t[k].as_str().unwrap_or_default().to_owned();
+    (s("health"), s("last_check"))
+}
+
+/// Waits up to `secs` for `target`'s health to be `want`.
+fn wait_health6(r: &Running, target: Ipv6Addr, want: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (health, last) = health6(r, target);
+        if health == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{target} not {want} within {secs} s: {health} (last check {last})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sets (or with `None` removes) an ip6 input rule in the provider's namespace.
+fn provider_rule6(ns: &str, rule: Option<&str>) {
+    let mut c = pl_userspace::lab::netns::exec(ns, "nft");
+    let file = std::env::temp_dir().join(format!("{ns}-pltest6.nft"));
+    match rule {
+        Some(rule) => {
+            std::fs::write(
+                &file,
+                format!("table ip6 pltest6 {{\n chain input {{\n  type filter hook input priority 0;\n  {rule}\n }}\n}}\n"),
+            )
+            .expect("write nft rules");
+            c.arg("-f").arg(&file)
+        }
+        None => c.args(["delete", "table", "ip6", "pltest6"]),
+    };
+    let out = c.output().expect("nft");
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "nft in {ns}: {}", stderr(&out));
+}
+
+/// IPv6 targets are health-checked from their zone's IPv6 NLB address: both pass; one
+/// that answers SYNs with RST goes unhealthy and new flows through its zone's endpoint
+/// address fail over to the other zone's target; it comes back when it answers again.
+#[test]
+fn an_ipv6_target_that_refuses_fails_over_and_comes_back() {
+    require_kernel!("an_ipv6_target_that_refuses_fails_over_and_comes_back");
+    let r = Running::start("v6hc", &ledger_checked());
+    wait_resolved6(&r);
+    for t in [T1_6, T2_6] {
+        wait_health6(&r, t, "healthy", 6);
+        assert_eq!(health6(&r, t).1, "syn-ack", "{t}: passed on a SYN-ACK");
+    }
+    let prov = r.ns("prov");
+    provider_rule6(
+        &prov,
+        Some("ip6 daddr fd00:9::11 tcp dport 8443 tcp flags syn reject with tcp reset"),
+    );
+    wait_health6(&r, T1_6, "unhealthy", 6);
+    assert_eq!(health6(&r, T1_6).1, "rst");
+    let who = r
+        .who_tcp("acme", CLIENT6, 0, EP6_Z1, TCP_PORT)
+        .unwrap_or_else(|e| panic!("acme tcp [{EP6_Z1}] after failover: {e}"));
+    assert_eq!(
+        who6(&who).0,
+        T2_6,
+        "the new flow went to the unhealthy target: {who}"
+    );
+    provider_rule6(&prov, None);
+    wait_health6(&r, T1_6, "healthy", 6);
+    let who = r
+        .who_tcp("acme", CLIENT6, 0, EP6_Z1, TCP_PORT)
+        .unwrap_or_else(|e| panic!("acme tcp [{EP6_Z1}] after recovery: {e}"));
+    assert_eq!(
+        who6(&who).0,
+        T1_6,
+        "the recovered target takes its zone's flows: {who}"
+    );
+}

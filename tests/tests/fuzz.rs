@@ -642,9 +642,7 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
         passes,
         findings,
     } = result;
-    println!(
-        "fuzz: {redirected} redirected, {flows} flows made ({flows6} IPv6), {drops} dropped"
-    );
+    println!("fuzz: {redirected} redirected, {flows} flows made ({flows6} IPv6), {drops} dropped");
     assert!(
         findings.is_empty(),
         "seed {seed}: {} findings:\n{}",

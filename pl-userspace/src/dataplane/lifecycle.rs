@@ -195,7 +195,7 @@ impl Dataplane {
                 let mut d = DataPath::new(&ebpf, model, &Unhealthy::new(), revoked)?;
                 apply(&mut ebpf, &d.plan, None)
                     .map_err(|source| DataplaneError::Apply { source })?;
-                d.health.sync(&d.model, &mut health_maps(&mut ebpf)?.1);
+                d.health.sync(&d.model, &mut health_maps(&mut ebpf)?);
                 (networks(&d.model).collect(), Some(d))
             }
             None => {
@@ -327,7 +327,7 @@ impl Dataplane {
         ifaces.extend(added.iter().cloned());
         let changes = (ifaces.len(), added.len(), gone.len(), revoked);
         let summary = report::reloaded(&d.model, &next.model, changes);
-        let mut probes = health_maps(ebpf)?.1;
+        let mut probes = health_maps(ebpf)?;
         next.health = std::mem::take(&mut d.health);
         next.health.sync(&next.model, &mut probes);
         next.revoked = std::mem::take(&mut d.revoked);

@@ -16,8 +16,8 @@ use pl_common::{
     maps::{
         DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOW_SEED_GLOBAL, FLOW_SLOTS_GLOBAL,
         FLOW6_SLOTS_GLOBAL, FLOWS_MAP, FLOWS6_MAP, IFACE_STATS_MAP, IFACES_MAP, IPV6_L4_PROGRAM,
-        IPV6_PROGRAM, PROBES_MAP, PROGRAM_NAME, TAIL_IPV6, TAIL_IPV6_L4, TAILS_MAP, flow_array_len,
-        flow_slots,
+        IPV6_PROGRAM, PROBES_MAP, PROBES6_MAP, PROGRAM_NAME, TAIL_IPV6, TAIL_IPV6_L4, TAILS_MAP,
+        flow_array_len, flow_slots,
     },
     stats::{EndpointStats, IfaceStats},
 };
@@ -25,8 +25,8 @@ use pl_common::{
 use super::{Attached, DataplaneError};
 use crate::{
     errno,
-    flows::{Family, FlowTable, flow6_entries},
-    health::Probes,
+    flows::{Family, FlowTable, FlowTable6, flow6_entries},
+    health::HealthMaps,
     state::{KEPT_MAPS, State},
 };
 
@@ -281,16 +281,22 @@ pub(super) fn sum_per_cpu<T: aya::Pod + Default>(
     Ok(total)
 }
 
-/// The flow table (read) and the probe map, for the health checker.
-pub(super) fn health_maps(ebpf: &mut Ebpf) -> Result<(FlowTable, Probes<'_>), DataplaneError> {
-    let [flows, probes] = ebpf.maps_disjoint_mut([FLOWS_MAP, PROBES_MAP]);
+/// The flow tables (read) and the probe maps, for the health checker.
+pub(super) fn health_maps(ebpf: &mut Ebpf) -> Result<HealthMaps<'_>, DataplaneError> {
+    let [flows, flows6, probes, probes6] =
+        ebpf.maps_disjoint_mut([FLOWS_MAP, FLOWS6_MAP, PROBES_MAP, PROBES6_MAP]);
     let flows = FlowTable::map(present(FLOWS_MAP, flows.as_deref()))
         .map_err(|e| DataplaneError::map(FLOWS_MAP)(MapError::from(e)))?;
-    let probes = present(PROBES_MAP, probes);
-    Ok((
+    let flows6 = FlowTable6::map(present(FLOWS6_MAP, flows6.as_deref()))
+        .map_err(|e| DataplaneError::map(FLOWS6_MAP)(MapError::from(e)))?;
+    Ok(HealthMaps {
         flows,
-        HashMap::try_from(probes).map_err(DataplaneError::map(PROBES_MAP))?,
-    ))
+        flows6,
+        probes: HashMap::try_from(present(PROBES_MAP, probes))
+            .map_err(DataplaneError::map(PROBES_MAP))?,
+        probes6: HashMap::try_from(present(PROBES6_MAP, probes6))
+            .map_err(DataplaneError::map(PROBES6_MAP))?,
+    })
 }
 
 /// Pins the maps that outlive a run in `state`, where the next run takes them from.

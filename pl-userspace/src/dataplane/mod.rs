@@ -243,15 +243,10 @@ impl Dataplane {
         };
         let before = d.health.unhealthy();
         let macs = d.plan.targets.iter().map(|(id, t)| (*id, t.mac)).collect();
-        let (flows, mut probes) = load::health_maps(&mut self.ebpf)?;
-        let log = d.health.tick(
-            &d.model,
-            &d.model.settings,
-            &macs,
-            &d.resolver,
-            &flows,
-            &mut probes,
-        );
+        let mut maps = load::health_maps(&mut self.ebpf)?;
+        let log = d
+            .health
+            .tick(&d.model, &d.model.settings, &macs, &d.resolver, &mut maps);
         if d.health.unhealthy() != before {
             self.refresh_targets()?;
         }

@@ -26,14 +26,24 @@ pub use family::{Family, addr, addr6};
 pub use report::{FlowReport, WatchEvent, proto_name, table, text};
 pub use table::{Entry, FlowTable, FlowTable6};
 
+/// Most entries the IPv6 flow table gets: 131 072 flows, 64 MB of slots.
+pub const MAX_FLOW6_ENTRIES: u32 = 262_144;
+
 /// Entries of the IPv6 flow table for an IPv4 table of `flow_entries`: a quarter, at least
-/// one flow's two. Derived rather than configured, so the config keeps one size
-/// (`[limits] flow_table_size`) and a restart that keeps the IPv4 table keeps the IPv6
-/// one's size too. A quarter of the entries at twice the slot size is half the IPv4
-/// table's memory, while IPv6 consumers are the fewer.
+/// one flow's two, at most [`MAX_FLOW6_ENTRIES`]. Derived rather than configured, so the
+/// config keeps one size (`[limits] flow_table_size`) and a restart that keeps the IPv4
+/// table keeps the IPv6 one's size too. A quarter of the entries at twice the slot size is
+/// half the IPv4 table's memory, while IPv6 consumers are the fewer; the cap keeps a
+/// multi-million-flow IPv4 table from bringing hundreds of MB of IPv6 slots with it.
 pub const fn flow6_entries(flow_entries: u32) -> u32 {
     let e = flow_entries / 4;
-    if e < 2 { 2 } else { e }
+    if e < 2 {
+        2
+    } else if e > MAX_FLOW6_ENTRIES {
+        MAX_FLOW6_ENTRIES
+    } else {
+        e
+    }
 }
 
 const _: () = assert!(flow6_entries(DEFAULT_FLOW_ENTRIES) == DEFAULT_FLOW6_ENTRIES);
@@ -753,5 +763,6 @@ mod tests {
         assert_eq!(flow6_entries(131_072), 32_768);
         assert_eq!(flow6_entries(2_000), 500);
         assert_eq!(flow6_entries(2), 2, "room for one flow at least");
+        assert_eq!(flow6_entries(16_000_000), MAX_FLOW6_ENTRIES, "capped");
     }
 }
