@@ -9,7 +9,7 @@ use pl_common::{
     flow6::FlowKey6,
     maglev::NO_BACKEND,
     policy::{POLICY_ACCEPTED, POLICY_ANY_SOURCE, Policy, Policy6, PolicyKey, PolicyKey6},
-    service::{MAX_ZONES, maglev_slot},
+    service::{MAX_ZONES, TargetInfo, maglev_slot},
     stats::EndpointCounter,
 };
 
@@ -50,6 +50,20 @@ pub fn dest(key: &FlowKey) -> Dest {
     }
 }
 
+/// The target Maglev table `table` gives flow hash `hash`: its id and what the maps hold
+/// for it.
+#[inline(always)]
+fn pick(table: u32, hash: u32) -> Result<(u32, &'static TargetInfo), EndpointCounter> {
+    let id = *PL_MAGLEV
+        .get(maglev_slot(table, hash))
+        .ok_or(EndpointCounter::RefusedNoTarget)?;
+    if id == NO_BACKEND {
+        return Err(EndpointCounter::RefusedNoTarget);
+    }
+    let target = PL_TARGETS.get(id).ok_or(EndpointCounter::RefusedNoTarget)?;
+    Ok((id, target))
+}
+
 /// Where an admitted flow goes.
 pub struct Admitted {
     pub policy: &'static Policy,
@@ -78,15 +92,7 @@ pub fn admit(key: &FlowKey, p: &'static Policy) -> Result<Admitted, EndpointCoun
         }
     }
     let hash = key.hash();
-    let target_id = *PL_MAGLEV
-        .get(maglev_slot(p.maglev_table, hash))
-        .ok_or(EndpointCounter::RefusedNoTarget)?;
-    if target_id == NO_BACKEND {
-        return Err(EndpointCounter::RefusedNoTarget);
-    }
-    let target = PL_TARGETS
-        .get(target_id)
-        .ok_or(EndpointCounter::RefusedNoTarget)?;
+    let (target_id, target) = pick(p.maglev_table, hash)?;
     let nlb_be = p.nlb_be[usize::from(target.zone) % MAX_ZONES];
     if nlb_be == 0 {
         return Err(EndpointCounter::RefusedNoTarget);
@@ -151,15 +157,7 @@ pub fn admit6(key: &FlowKey6, p: &'static Policy6) -> Result<Admitted6, Endpoint
         }
     }
     let hash = key.hash();
-    let target_id = *PL_MAGLEV
-        .get(maglev_slot(p.maglev_table, hash))
-        .ok_or(EndpointCounter::RefusedNoTarget)?;
-    if target_id == NO_BACKEND {
-        return Err(EndpointCounter::RefusedNoTarget);
-    }
-    let target = PL_TARGETS
-        .get(target_id)
-        .ok_or(EndpointCounter::RefusedNoTarget)?;
+    let (target_id, target) = pick(p.maglev_table, hash)?;
     let target_addr = *PL_TARGETS6
         .get(target_id)
         .ok_or(EndpointCounter::RefusedNoTarget)?;

@@ -23,6 +23,44 @@ pub fn ethernet(dst: Mac, src: Mac, ether_type: u16, payload: &[u8]) -> Vec<u8> 
     f
 }
 
+/// A UDP datagram, its checksum field zero (the caller's family fills it).
+fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(8 + payload.len()).expect("UDP datagram fits 64 KiB");
+    let mut s = Vec::with_capacity(usize::from(len));
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&len.to_be_bytes());
+    s.extend_from_slice(&[0, 0]);
+    s.extend_from_slice(payload);
+    s
+}
+
+/// A TCP segment with `options` (a multiple of 4 bytes, at most 40), its checksum field
+/// zero (the caller's family fills it).
+fn tcp_segment(
+    [sport, dport]: [u16; 2],
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    assert!(
+        options.len().is_multiple_of(4) && options.len() <= 40,
+        "TCP options"
+    );
+    let words = (5 + options.len() / 4) as u8;
+    let mut s = Vec::with_capacity(20 + options.len() + payload.len());
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&seq.to_be_bytes());
+    s.extend_from_slice(&ack.to_be_bytes());
+    s.extend_from_slice(&[words << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    s.extend_from_slice(options);
+    s.extend_from_slice(payload);
+    s
+}
+
 /// The IPv4 fields a frame varies; the rest are fixed (no options, DF set, id 0).
 #[derive(Clone, Copy, Debug)]
 pub struct Ipv4 {
@@ -52,13 +90,7 @@ impl Ipv4 {
 
     /// UDP datagram (checksummed; a computed 0 is sent as 0xffff).
     pub fn udp(&self, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-        let len = u16::try_from(8 + payload.len()).expect("UDP datagram fits 64 KiB");
-        let mut s = Vec::with_capacity(usize::from(len));
-        s.extend_from_slice(&sport.to_be_bytes());
-        s.extend_from_slice(&dport.to_be_bytes());
-        s.extend_from_slice(&len.to_be_bytes());
-        s.extend_from_slice(&[0, 0]);
-        s.extend_from_slice(payload);
+        let mut s = udp_datagram(sport, dport, payload);
         let c = match checksum::l4_checksum(self.src, self.dst, IPPROTO_UDP, &s) {
             0 => 0xffff,
             c => c,
@@ -95,19 +127,7 @@ impl Ipv4 {
         options: &[u8],
         payload: &[u8],
     ) -> Vec<u8> {
-        assert!(
-            options.len().is_multiple_of(4) && options.len() <= 40,
-            "TCP options"
-        );
-        let words = (5 + options.len() / 4) as u8;
-        let mut s = Vec::with_capacity(20 + options.len() + payload.len());
-        s.extend_from_slice(&sport.to_be_bytes());
-        s.extend_from_slice(&dport.to_be_bytes());
-        s.extend_from_slice(&seq.to_be_bytes());
-        s.extend_from_slice(&ack.to_be_bytes());
-        s.extend_from_slice(&[words << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
-        s.extend_from_slice(options);
-        s.extend_from_slice(payload);
+        let mut s = tcp_segment([sport, dport], seq, ack, flags, options, payload);
         let c = checksum::l4_checksum(self.src, self.dst, IPPROTO_TCP, &s);
         s[16..18].copy_from_slice(&c.to_be_bytes());
         self.packet(IPPROTO_TCP, &s)
@@ -195,13 +215,7 @@ impl Ipv6 {
 
     /// UDP datagram, checksummed over the IPv6 pseudo-header (a computed 0 sent as 0xffff).
     pub fn udp(&self, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-        let len = u16::try_from(8 + payload.len()).expect("UDP datagram fits 64 KiB");
-        let mut s = Vec::with_capacity(usize::from(len));
-        s.extend_from_slice(&sport.to_be_bytes());
-        s.extend_from_slice(&dport.to_be_bytes());
-        s.extend_from_slice(&len.to_be_bytes());
-        s.extend_from_slice(&[0, 0]);
-        s.extend_from_slice(payload);
+        let mut s = udp_datagram(sport, dport, payload);
         let c = match pl_common::xlat::l4_checksum_v6(self.src, self.dst, IPPROTO_UDP, &s) {
             0 => 0xffff,
             c => c,
@@ -220,13 +234,7 @@ impl Ipv6 {
         flags: u8,
         payload: &[u8],
     ) -> Vec<u8> {
-        let mut s = Vec::with_capacity(20 + payload.len());
-        s.extend_from_slice(&sport.to_be_bytes());
-        s.extend_from_slice(&dport.to_be_bytes());
-        s.extend_from_slice(&seq.to_be_bytes());
-        s.extend_from_slice(&ack.to_be_bytes());
-        s.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
-        s.extend_from_slice(payload);
+        let mut s = tcp_segment([sport, dport], seq, ack, flags, &[], payload);
         let c = pl_common::xlat::l4_checksum_v6(self.src, self.dst, IPPROTO_TCP, &s);
         s[16..18].copy_from_slice(&c.to_be_bytes());
         self.packet(IPPROTO_TCP, &s)
