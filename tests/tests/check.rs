@@ -277,8 +277,10 @@ fn what_only_the_host_can_say_is_a_warning_unless_strict() {
     };
     assert!(warned("writable by group or others"), "{err}");
     assert!(warned("interface: no-such-prov"), "{err}");
+    let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("valid: 3 networks, 1 service, 2 endpoints")
+        said.contains("valid: 3 networks, 2 services, 4 endpoints"),
+        "{said}"
     );
     let out = pl(&["check", "--config", &path, "--strict"]);
     let err = stderr(&out);
