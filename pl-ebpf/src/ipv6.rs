@@ -52,6 +52,7 @@ pub fn run(ctx: &XdpContext) -> Result<u32, ()> {
                     unsafe { PL_TAILS.tail_call(ctx, TAIL_IPV6_L4) };
                 }
                 // Only a broken load leaves the slot empty.
+                slot.add(IfaceCounter::DroppedNonIpv4, 1);
                 xdp_action::XDP_DROP
             }
             Frame::Icmp6 { l4_off } => ndp::handle(ctx, &iface, &slot, l4_off),

@@ -101,10 +101,16 @@ fn try_pl_xdp<const S: bool>(ctx: &XdpContext) -> Result<u32, ()> {
     if parse::is_ipv6(ctx) {
         // SAFETY: the context is this program's. On success it does not return.
         unsafe { PL_TAILS.tail_call(ctx, TAIL_IPV6) };
-        // Only a broken load leaves the slot empty.
-        stats.add(IfaceCounter::DroppedNonIpv4, 1);
-        stats.count_action(xdp_action::XDP_DROP);
-        return Ok(xdp_action::XDP_DROP);
+        // Only a broken load leaves the slot empty: not carried, and an observed
+        // interface's frames still go on.
+        let action = if iface.flags & IFACE_DEDICATED == 0 {
+            xdp_action::XDP_PASS
+        } else {
+            stats.add(IfaceCounter::DroppedNonIpv4, 1);
+            xdp_action::XDP_DROP
+        };
+        stats.count_action(action);
+        return Ok(action);
     }
     let (class, frame) = parse::parse(ctx, len);
     stats.add(class, 1);

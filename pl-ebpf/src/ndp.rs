@@ -11,8 +11,8 @@ use pl_common::{
     endpoint::{ADDR_NLB, AddrKey6},
     iface::{IFACE_PROVIDER, IfaceConfig},
     ndp::{
-        MESSAGE_LEN, NEIGHBOUR_ADVERTISEMENT, NEIGHBOUR_SOLICITATION, advertisement, answer_to,
-        is_multicast, multicast_mac, parse,
+        MESSAGE_LEN, NA_OVERRIDE, NA_SOLICITED, NEIGHBOUR_ADVERTISEMENT, NEIGHBOUR_SOLICITATION,
+        advertisement, answer_to, is_multicast, multicast_mac, parse,
     },
     proto::{ETH_HLEN, IPPROTO_ICMPV6, IPV6_HLEN},
     stats::IfaceCounter,
@@ -126,12 +126,16 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot, l4_off: u16) -
     let key = AddrKey6::new(msg.target, iface.network);
     let mut value = [0u8; 8];
     value[..6].copy_from_slice(&mac);
+    // An answer (solicited) to one of our NLB addresses on a provider network; an
+    // unsolicited one may replace a known MAC only with override set (RFC 4861 7.2.5).
     let answers_us = iface.flags & IFACE_PROVIDER != 0
+        && msg.flags & NA_SOLICITED != 0
         && endpoint::addr6(dst, iface.network).is_some_and(|a| a.kind == ADDR_NLB);
     if answers_us {
         // A full table only means this MAC is not learned; userspace asks again.
         let _ = PL_NEIGH6.insert(key, value, 0);
     } else if is_multicast(&dst)
+        && msg.flags & NA_OVERRIDE != 0
         && let Some(known) = PL_NEIGH6.get_ptr_mut(key)
     {
         // SAFETY: a live map value; written whole.
@@ -158,6 +162,7 @@ fn answer(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot, to_mac: [u8; 6]) -
         ptr_at::<[u8; ANSWER_LEN]>(ctx, 0),
         PL_NDP_SCRATCH.get_ptr(0),
     ) else {
+        slot.add(IfaceCounter::DroppedNdp, 1);
         return xdp_action::XDP_DROP;
     };
     // SAFETY: bounds-checked; this CPU's scratch element.

@@ -17,12 +17,12 @@ use std::{
 
 use aya::maps::{MapInfo, MapType};
 use pl_common::{
-    endpoint::AddrKey,
+    endpoint::{AddrKey, AddrKey6},
     flow6::Slot6,
     flowtable::Slot,
     maps::{
         ENDPOINT_STATS_MAP, FLOWS_MAP, FLOWS6_MAP, IFACE_STATS_MAP, MAX_ENDPOINTS, MAX_IFACES,
-        MAX_NEIGH, MAX_TARGETS, NEIGH_MAP, TARGET_STATS_MAP, flow_array_len,
+        MAX_NEIGH, MAX_TARGETS, NEIGH_MAP, NEIGH6_MAP, TAILS_MAP, TARGET_STATS_MAP, flow_array_len,
     },
     stats::{EndpointStats, IfaceStats},
 };
@@ -49,6 +49,7 @@ fn kept_shape(map: &str, flow_entries: u32) -> (MapType, usize, usize, u32) {
             flow_array_len(flow6_entries(flow_entries)),
         ),
         NEIGH_MAP => (MapType::Hash, size_of::<AddrKey>(), 8, MAX_NEIGH),
+        NEIGH6_MAP => (MapType::Hash, size_of::<AddrKey6>(), 8, MAX_NEIGH),
         IFACE_STATS_MAP => (MapType::PerCpuArray, 4, size_of::<IfaceStats>(), MAX_IFACES),
         ENDPOINT_STATS_MAP => (
             MapType::PerCpuArray,
@@ -64,10 +65,11 @@ fn kept_shape(map: &str, flow_entries: u32) -> (MapType, usize, usize, u32) {
 /// Maps that carry over a restart; the rest are written afresh from the config. One
 /// missing from the pins (left by a pl without it, as `PL_FLOWS6`) is made new and pinned
 /// by the load that takes the others.
-pub const KEPT_MAPS: [&str; 6] = [
+pub const KEPT_MAPS: [&str; 7] = [
     FLOWS_MAP,
     FLOWS6_MAP,
     NEIGH_MAP,
+    NEIGH6_MAP,
     IFACE_STATS_MAP,
     ENDPOINT_STATS_MAP,
     TARGET_STATS_MAP,
@@ -383,7 +385,7 @@ impl State {
 
     /// Unpins maps (the kernel frees them once no program uses them).
     pub fn unpin_maps(&self) -> Result<(), StateError> {
-        for map in KEPT_MAPS {
+        for map in KEPT_MAPS.iter().chain([&TAILS_MAP]) {
             remove_if_there(&self.map_pin(map))?;
         }
         Ok(())

@@ -84,6 +84,18 @@ impl Running {
     /// Stops `pl run` (SIGTERM) and starts it again with `config` and `extra` arguments, as
     /// an operator upgrading it would; returns the new run and how long it took.
     pub fn restart(self, config: &str, extra: &[&str]) -> (Self, Duration) {
+        let (me, took, ()) = self.restart_after(config, extra, |_| ());
+        (me, took)
+    }
+
+    /// As [`Running::restart`], running `between` while no `pl run` is up (its data plane
+    /// left attached, as during an upgrade).
+    pub fn restart_after<T>(
+        self,
+        config: &str,
+        extra: &[&str],
+        between: impl FnOnce(&TestLab) -> T,
+    ) -> (Self, Duration, T) {
         let Self { run, servers, lab } = self;
         let path = lab
             .lab
@@ -97,10 +109,11 @@ impl Running {
             .stop()
             .unwrap_or_else(|e| panic!("stopping pl run: {}", chain(e)));
         assert!(out.status.success(), "pl run failed: {}", stderr(&out));
+        let seen = between(&lab);
         let run = PlRun::start(&pl_bin(), &lab.fw_ns(), "default", &args)
             .unwrap_or_else(|e| panic!("pl run {args:?} again: {}", chain(e)));
         let took = began.elapsed();
-        (Self { run, servers, lab }, took)
+        (Self { run, servers, lab }, took, seen)
     }
 
     pub fn ns(&self, network: &str) -> String {

@@ -354,3 +354,33 @@ fn an_ipv6_target_that_refuses_fails_over_and_comes_back() {
         "the recovered target takes its zone's flows: {who}"
     );
 }
+
+/// While `pl run` is stopped (as during an upgrade) its attached program carries on, IPv6
+/// included: the IPv6 programs stay in the pinned `PL_TAILS`, so neighbour solicitations
+/// are answered and TCP over IPv6 reaches the service; after the restart, too.
+#[test]
+fn ipv6_is_carried_while_pl_run_is_stopped() {
+    require_kernel!("ipv6_is_carried_while_pl_run_is_stopped");
+    let r = start("v6st");
+    let acme = r.ns("acme");
+    let ask = |ns: &str| {
+        traffic::tcp_who(
+            ns,
+            CLIENT6,
+            0,
+            SocketAddrV6::new(EP6_Z1, TCP_PORT, 0, 0),
+            SHORT,
+        )
+    };
+    let before = ask(&acme).unwrap_or_else(|e| panic!("before the stop: {e}"));
+    assert_eq!(who6(&before).0, T1_6, "{before}");
+    // Forget the endpoint's MAC, so the client must solicit it while pl run is down.
+    cmd::ip(["-n", &acme, "-6", "neigh", "flush", "dev", "eth0"])
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let (r, _, during) = r.restart_after(LAB_CONFIG, &[], |_| ask(&acme));
+    let during = during.unwrap_or_else(|e| panic!("while pl run was stopped: {e}"));
+    assert_eq!(who6(&during).0, T1_6, "{during}");
+    let after = ask(&acme).unwrap_or_else(|e| panic!("after the restart: {e}"));
+    assert_eq!(who6(&after).0, T1_6, "{after}");
+    assert!(r.iface("fw-acme", IfaceCounter::NdpReplied) >= 1);
+}

@@ -41,6 +41,25 @@ pub enum KeepalivedError {
     },
 }
 
+/// Fails as [`Keepalived::start`] would if keepalived is not installed (found on `PATH`), so
+/// `pl run` refuses before it attaches anything.
+pub fn installed() -> Result<(), KeepalivedError> {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(d.join("keepalived"))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(KeepalivedError::Spawn {
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })
+    }
+}
+
 /// VRRP router ids: 200 + zone index, so a LAN's other VRRP users keep the low ids.
 const VRID_BASE: u8 = 200;
 const PRIMARY: u8 = 200;

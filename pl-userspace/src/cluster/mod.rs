@@ -102,17 +102,29 @@ impl Member {
         let sync = Sync::bind(model, me as u8, key)?;
         let cookie = crate::state::netns_cookie()?;
         let dir = crate::state::cluster_dir(instance, cookie);
-        let keepalived = Keepalived::start(model, me, &dir)?;
+        keepalived::installed()?;
         Ok(Self {
             me,
             name: node.name.clone(),
-            keepalived: Some(keepalived),
+            // Started by `elect` once the data plane is up: its `preempt_delay` (the time a
+            // returning node hears its zone's flows before it takes the zone back) must
+            // not run out while the programs load.
+            keepalived: None,
             dir,
             states: vec![None; model.zones.len()],
             sync,
             died: None,
             tightened: false,
         })
+    }
+
+    /// Starts the election (keepalived), once the data plane can serve. A failure here is
+    /// as keepalived dying: this node holds no zone, and the tick tries again.
+    pub fn elect(&mut self, model: &Model) {
+        if let Err(e) = self.restart(model) {
+            tracing::warn!("{:#}", anyhow::Error::from(e));
+            self.lost_keepalived();
+        }
     }
 
     /// Starts keepalived again after it exited.

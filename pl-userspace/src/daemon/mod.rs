@@ -105,9 +105,9 @@ async fn start(
         ),
         None => None,
     };
-    // The cluster before the data plane: a bad --node, a missing address or keepalived
-    // leaves nothing attached. keepalived's first words wait in its FIFO.
-    let member = match &model {
+    // The cluster is checked before the data plane: a bad --node, a missing address, key
+    // or keepalived leaves nothing attached. The election starts once the data plane is up.
+    let mut member = match &model {
         Some(m) => crate::cluster::node_index(m, opts.node.as_deref())?
             .map(|me| crate::cluster::Member::start(m, me, &opts.instance))
             .transpose()?,
@@ -122,6 +122,9 @@ async fn start(
         Some(m) => Dataplane::start_model(m, start)?,
         None => Dataplane::start(&opts.interfaces, start)?,
     };
+    if let (Some(m), Some(model)) = (member.as_mut(), dp.model()) {
+        m.elect(model);
+    }
     let names: Vec<String> = dp
         .interfaces()
         .iter()

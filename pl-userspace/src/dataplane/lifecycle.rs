@@ -10,7 +10,7 @@ use pl_common::maps::DEFAULT_FLOW_ENTRIES;
 use super::{
     Attached, DataPath, Dataplane, DataplaneError, StartOptions,
     attach::{attach_all, relink, unpin_link},
-    load::{health_maps, load_with, open_maps, pin_kept_maps, register},
+    load::{health_maps, load_with, open_maps, pin_kept_maps, pin_tails, register},
     report,
 };
 use crate::{
@@ -216,6 +216,7 @@ impl Dataplane {
             state.unpin_maps()?;
             pin_kept_maps(&ebpf, &state)?;
         }
+        pin_tails(&ebpf, &state)?;
         let dp = Self {
             ebpf,
             mode: opts.mode,

@@ -299,6 +299,28 @@ pub(super) fn health_maps(ebpf: &mut Ebpf) -> Result<HealthMaps<'_>, DataplaneEr
     })
 }
 
+/// Pins this run's `PL_TAILS` in `state`, in place of the last run's, once this run's
+/// program is the attached one. The program array empties when nothing in userspace holds
+/// it: unpinned, the attached program would drop every IPv6 frame while `pl run` is
+/// stopped. Not shared with the next run (as the kept maps are): the old program tail-calls
+/// the old IPv6 programs until its links are swapped.
+pub(super) fn pin_tails(ebpf: &Ebpf, state: &State) -> Result<(), DataplaneError> {
+    let path = state.map_pin(TAILS_MAP);
+    let pin_err = |cause: String| DataplaneError::Pin {
+        what: format!("map {TAILS_MAP}"),
+        path: path.clone(),
+        cause,
+    };
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(pin_err(e.to_string())),
+    }
+    raw_map(ebpf, TAILS_MAP)
+        .pin(&path)
+        .map_err(|e| pin_err(e.to_string()))
+}
+
 /// Pins the maps that outlive a run in `state`, where the next run takes them from.
 pub(super) fn pin_kept_maps(ebpf: &Ebpf, state: &State) -> Result<(), DataplaneError> {
     for map in KEPT_MAPS {
