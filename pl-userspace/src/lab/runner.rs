@@ -109,7 +109,9 @@ impl PlRun {
             ns: ns.to_owned(),
             instance: instance.to_owned(),
         };
-        run.wait_ready(Duration::from_secs(10))?;
+        // The verifier checks three programs (IPv4's and the two IPv6 ones) before pl run
+        // answers: 5 s idle on the 2-CPU VM, more when the machine is busy.
+        run.wait_ready(Duration::from_secs(30))?;
         Ok(run)
     }
 
