@@ -14,7 +14,28 @@ use crate::{
 /// An IPv6 address, network byte order (as on the wire).
 pub type Addr6 = [u8; 16];
 
-/// Key of the IPv6 flow table. Addresses and ports in network byte order. Aligned to 4
+/// The IPv4-mapped form `::ffff:a.b.c.d` of an IPv4 address (network order), as a
+/// translated flow's IPv4 side is keyed in the IPv6 table. Its words sum to the IPv4
+/// address's in ones' complement (0xffff is zero there), so an IPv6 pseudo-header over
+/// mapped addresses sums as the IPv4 pseudo-header does: [`FlowValue6::delta`] between a
+/// real and a mapped tuple is the L4 checksum change of the family translation.
+#[inline(always)]
+pub const fn mapped(addr_be: u32) -> Addr6 {
+    let b = addr_be.to_ne_bytes();
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b[0], b[1], b[2], b[3],
+    ]
+}
+
+/// The IPv4 address (network order) behind an IPv4-mapped address, if it is one.
+#[inline(always)]
+pub fn unmapped(a: &Addr6) -> Option<u32> {
+    let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    (w(0) == 0 && w(4) == 0 && w(8) == u32::from_ne_bytes([0, 0, 0xff, 0xff])).then(|| w(12))
+}
+
+/// Key of the IPv6 flow table. Addresses and ports in network byte order; a translated
+/// flow's IPv4 side is keyed by [`mapped`] addresses. Aligned to 4
 /// so its hash reads it in place as words (a copy costs 40 bytes of BPF stack).
 #[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
@@ -221,8 +242,10 @@ impl FlowPair6 {
             endpoint: p.endpoint,
             state: p.first_state,
             _pad: 0,
-            packets: 1,
-            bytes: u64::from(p.first_len),
+            // The data path hands the opening packet on to be forwarded along the new
+            // entry like any other, which counts it.
+            packets: 0,
+            bytes: 0,
         };
         self.reply_key = self.forward.reply_key(key.proto);
         self.reply = FlowValue6 {
@@ -337,6 +360,61 @@ mod tests {
             l4_checksum_v6(f.new_src, f.new_dst, IPPROTO_TCP, &seg),
             "forward"
         );
+    }
+
+    /// A segment with `sport`, `dport`, checksum zeroed.
+    fn segment(sport: u16, dport: u16) -> [u8; 28] {
+        let mut seg = [0u8; 28];
+        seg[..2].copy_from_slice(&sport.to_be_bytes());
+        seg[2..4].copy_from_slice(&dport.to_be_bytes());
+        seg[12] = 0x50;
+        seg[13] = 0x12;
+        seg[20..28].copy_from_slice(b"xlat 4/6");
+        seg
+    }
+
+    fn v4(last: u8) -> u32 {
+        u32::from_ne_bytes([10, 9, 0, last])
+    }
+
+    #[test]
+    fn mapped_addresses_round_trip() {
+        let m = mapped(v4(11));
+        assert_eq!(m[..12], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+        assert_eq!(m[12..], [10, 9, 0, 11]);
+        assert_eq!(unmapped(&m), Some(v4(11)));
+        assert_eq!(unmapped(&a(11)), None);
+        let mut almost = m;
+        almost[9] = 1;
+        assert_eq!(unmapped(&almost), None);
+    }
+
+    /// IPv6 consumer to IPv4 target: the delta from the consumer's IPv6 tuple to the
+    /// entry's mapped one turns the IPv6 checksum into the IPv4 one from scratch; and the
+    /// reply's, from the mapped tuple back to IPv6, the other way.
+    #[test]
+    fn the_delta_translates_between_families() {
+        use crate::checksum::l4_checksum;
+        let k = key();
+        let p = FlowPlan6 {
+            nlb: mapped(v4(250)),
+            target: mapped(v4(11)),
+            ..plan()
+        };
+        let pair = FlowPair6::new(&k, &p);
+        let seg = segment(40000, 443);
+        let c6 = l4_checksum_v6(k.src, k.dst, IPPROTO_TCP, &seg);
+        let f = &pair.forward;
+        let out = segment(40001, 8443);
+        let want4 = l4_checksum([10, 9, 0, 250], [10, 9, 0, 11], IPPROTO_TCP, &out);
+        assert_eq!(apply_delta(c6, f.delta(&k)), want4, "IPv6 to IPv4");
+
+        let r = &pair.reply;
+        let rk = pair.reply_key;
+        let back = segment(8443, 40001);
+        let c4 = l4_checksum([10, 9, 0, 11], [10, 9, 0, 250], IPPROTO_TCP, &back);
+        let want6 = l4_checksum_v6(r.new_src, r.new_dst, IPPROTO_TCP, &segment(443, 40000));
+        assert_eq!(apply_delta(c4, r.delta(&rk)), want6, "IPv4 to IPv6");
     }
 
     #[test]

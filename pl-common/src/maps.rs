@@ -12,6 +12,18 @@ pub const TAIL_IPV6: u32 = 0;
 /// IPv6 TCP and UDP, tail-called from [`IPV6_PROGRAM`] through [`TAIL_IPV6_L4`].
 pub const IPV6_L4_PROGRAM: &str = "pl_xdp6_l4";
 pub const TAIL_IPV6_L4: u32 = 1;
+/// Family translation's IPv4 side: an IPv4 packet whose flow lives in the IPv6 table (an
+/// IPv4 consumer of a service with IPv6 targets, or an IPv4 target's reply to an IPv6
+/// consumer), tail-called from [`PROGRAM_NAME`] through [`TAIL_XLAT4`].
+pub const XLAT4_PROGRAM: &str = "pl_xdp46";
+pub const TAIL_XLAT4: u32 = 2;
+/// The new-flow halves of [`IPV6_L4_PROGRAM`] and [`XLAT4_PROGRAM`], tail-called from them
+/// when the lookup finds no live flow: opening a flow and forwarding along one are
+/// verified apart.
+pub const IPV6_NEW_PROGRAM: &str = "pl_xdp6_new";
+pub const TAIL_IPV6_NEW: u32 = 3;
+pub const XLAT4_NEW_PROGRAM: &str = "pl_xdp46_new";
+pub const TAIL_XLAT4_NEW: u32 = 4;
 
 /// `ARRAY<IfaceConfig>` indexed by ifindex: the interfaces pl manages, written by userspace
 /// before attaching. A frame arriving on any other interface is passed untouched.

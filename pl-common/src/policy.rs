@@ -76,6 +76,10 @@ pub struct Policy6 {
 pub const POLICY_ACCEPTED: u8 = 1;
 /// The endpoint admits any source: the allowed-sources lookup is skipped.
 pub const POLICY_ANY_SOURCE: u8 = 2;
+/// An IPv4 listener whose service has IPv6 targets: its packets go to the IPv6 path, where
+/// `PL_POLICY6` holds the policy under the address's IPv4-mapped form
+/// ([`crate::flow6::mapped`]).
+pub const POLICY_XLAT: u8 = 4;
 
 /// Value of `PL_POLICY`.
 #[repr(C)]

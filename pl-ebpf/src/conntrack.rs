@@ -6,7 +6,7 @@
 use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
 use pl_common::{
     flow::{FLOW_FORWARD, FlowKey, FlowPair, FlowPlan, FlowValue, Half, Pair, coarse, since},
-    flow6::{FlowKey6, FlowPair6, FlowPlan6, FlowValue6, NewFlow6, Slot6},
+    flow6::{FlowKey6, FlowPair6, FlowPlan6, FlowValue6, NewFlow6, Slot6, unmapped},
     flowtable::{self, Refused, Slot, Slots, TableSlot},
     settings::{SNAT_PROBES, snat_port},
     stats::EndpointCounter,
@@ -354,7 +354,7 @@ pub fn create6(
             reason = "by value the key would be copied again onto the 512-byte BPF stack"
         )]
         let probed = PL_PROBES6.get_ptr(&nf.pair.reply_key).is_some();
-        if probed {
+        if probed || held4(&nf.pair.reply_key) {
             flowtable::remove(&Flows6, reply, reply_hash);
             continue;
         }
@@ -388,4 +388,25 @@ fn fill6(nf: &mut NewFlow6, key: &FlowKey6, port_be: u16) -> u32 {
     nf.plan.snat_port_be = port_be;
     nf.pair.fill(key, &nf.plan);
     Flows6::hash(&nf.pair.reply_key)
+}
+
+/// For a translated flow's reply key (mapped IPv4 addresses): whether the IPv4 table or
+/// an IPv4 health probe holds the same (target, NLB address, ports), as a same-family
+/// flow of the service may. Userspace gives the two families disjoint SNAT ranges; this
+/// covers flows that outlive a reload that moved the split.
+#[inline(never)]
+fn held4(reply: &FlowKey6) -> bool {
+    let (Some(src_be), Some(dst_be)) = (unmapped(&reply.src), unmapped(&reply.dst)) else {
+        return false;
+    };
+    let k = FlowKey {
+        src_be,
+        dst_be,
+        sport_be: reply.sport_be,
+        dport_be: reply.dport_be,
+        network: reply.network,
+        proto: reply.proto,
+        _pad: 0,
+    };
+    table::find(&k, Flows::hash(&k)).is_some() || PL_PROBES.get_ptr(&k).is_some()
 }

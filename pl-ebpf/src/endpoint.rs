@@ -6,9 +6,11 @@ use aya_ebpf::maps::lpm_trie::Key;
 use pl_common::{
     endpoint::{ADDR_NLB, AddrInfo, AddrKey, AddrKey6, SourceKey, SourceKey6},
     flow::FlowKey,
-    flow6::FlowKey6,
+    flow6::{FlowKey6, unmapped},
     maglev::NO_BACKEND,
-    policy::{POLICY_ACCEPTED, POLICY_ANY_SOURCE, Policy, Policy6, PolicyKey, PolicyKey6},
+    policy::{
+        POLICY_ACCEPTED, POLICY_ANY_SOURCE, POLICY_XLAT, Policy, Policy6, PolicyKey, PolicyKey6,
+    },
     service::{MAX_ZONES, TargetInfo, maglev_slot},
     stats::EndpointCounter,
 };
@@ -26,6 +28,8 @@ pub enum Dest<P: 'static = Policy> {
     NoListener(u16),
     /// An NLB address: a health probe's answer, or a provider packet with no flow.
     Nlb,
+    /// An IPv4 listener whose service has IPv6 targets: for the IPv6 path.
+    Xlat,
     /// None of our addresses.
     NotOurs,
 }
@@ -41,6 +45,9 @@ fn addr(addr_be: u32, network: u16) -> Option<&'static AddrInfo> {
 pub fn dest(key: &FlowKey) -> Dest {
     // SAFETY: a map value, only read.
     if let Some(p) = unsafe { PL_POLICY.get(PolicyKey::of(key)) } {
+        if p.flags & POLICY_XLAT != 0 {
+            return Dest::Xlat;
+        }
         return Dest::Listener(p);
     }
     match addr(key.dst_be, key.network) {
@@ -116,14 +123,20 @@ pub fn addr6(addr: [u8; 16], network: u16) -> Option<&'static AddrInfo> {
     unsafe { PL_ADDRS6.get(AddrKey6::new(addr, network)) }
 }
 
-/// [`dest`] for an IPv6 packet.
+/// [`dest`] for a packet keyed in the IPv6 table. `V4`: the packet is IPv4 (its key's
+/// addresses are mapped), and its address is judged in the IPv4 maps.
 #[inline(always)]
-pub fn dest6(key: &FlowKey6) -> Dest<Policy6> {
+pub fn dest6<const V4: bool>(key: &FlowKey6) -> Dest<Policy6> {
     // SAFETY: a map value, only read.
     if let Some(p) = unsafe { PL_POLICY6.get(PolicyKey6::of(key)) } {
         return Dest::Listener(p);
     }
-    match addr6(key.dst, key.network) {
+    let info = if V4 {
+        unmapped(&key.dst).and_then(|a| addr(a, key.network))
+    } else {
+        addr6(key.dst, key.network)
+    };
+    match info {
         None => Dest::NotOurs,
         Some(a) if a.kind == ADDR_NLB => Dest::Nlb,
         Some(a) => Dest::NoListener(a.id),
@@ -140,20 +153,38 @@ pub struct Admitted6 {
     pub hash: u32,
 }
 
-/// [`admit`] for an IPv6 flow: the service's targets are IPv6 (the config holds a
-/// service's targets to one family), and the zone's IPv6 NLB address is the source.
+/// [`admit`] for a flow in the IPv6 table. Its targets' addresses come from
+/// `PL_TARGETS6` (an IPv4 target's mapped), its source from the policy's NLB addresses
+/// of the targets' family. `V4`: the consumer is IPv4 (mapped in `key`), judged against
+/// the IPv4 address and source maps.
 #[inline(always)]
-pub fn admit6(key: &FlowKey6, p: &'static Policy6) -> Result<Admitted6, EndpointCounter> {
+pub fn admit6<const V4: bool>(
+    key: &FlowKey6,
+    p: &'static Policy6,
+) -> Result<Admitted6, EndpointCounter> {
     if p.flags & POLICY_ACCEPTED == 0 {
         return Err(EndpointCounter::RefusedNotAccepted);
     }
-    if addr6(key.src, key.network).is_some() {
-        return Err(EndpointCounter::RefusedSpoofed);
-    }
-    if p.flags & POLICY_ANY_SOURCE == 0 {
-        let source = Key::new(32 + 128, SourceKey6::new(p.endpoint, key.src));
-        if PL_SOURCES6.get(source).is_none() {
-            return Err(EndpointCounter::RefusedSource);
+    if V4 {
+        let src_be = unmapped(&key.src).ok_or(EndpointCounter::RefusedSource)?;
+        if addr(src_be, key.network).is_some() {
+            return Err(EndpointCounter::RefusedSpoofed);
+        }
+        if p.flags & POLICY_ANY_SOURCE == 0 {
+            let source = Key::new(64, SourceKey::new(p.endpoint, src_be));
+            if PL_SOURCES.get(source).is_none() {
+                return Err(EndpointCounter::RefusedSource);
+            }
+        }
+    } else {
+        if addr6(key.src, key.network).is_some() {
+            return Err(EndpointCounter::RefusedSpoofed);
+        }
+        if p.flags & POLICY_ANY_SOURCE == 0 {
+            let source = Key::new(32 + 128, SourceKey6::new(p.endpoint, key.src));
+            if PL_SOURCES6.get(source).is_none() {
+                return Err(EndpointCounter::RefusedSource);
+            }
         }
     }
     let hash = key.hash();

@@ -34,7 +34,7 @@ use pl_common::{
     cidr::is_martian,
     flow::{FLOW_FORWARD, FlowKey, opens_flow, packet_state},
     iface::{IFACE_DEDICATED, IfaceConfig},
-    maps::TAIL_IPV6,
+    maps::{TAIL_IPV6, TAIL_XLAT4},
     proto::{ETH_HLEN, IPPROTO_TCP, TCP_SYN},
     stats::{EndpointCounter, IfaceCounter},
 };
@@ -42,7 +42,7 @@ use pl_common::{
 use crate::{
     conntrack::{Created, Found},
     endpoint::Dest,
-    maps::{Flows, PL_PROBES, PL_TAILS},
+    maps::{Flows, PL_L4_STASH, PL_PROBES, PL_TAILS},
     parse::Frame,
     stats::Slot,
 };
@@ -68,10 +68,29 @@ pub fn pl_xdp6(ctx: XdpContext) -> u32 {
     ipv6::run(&ctx).unwrap_or(xdp_action::XDP_ABORTED)
 }
 
-/// IPv6 TCP and UDP, tail-called from `pl_xdp6`.
+/// IPv6 TCP and UDP, tail-called from `pl_xdp6`: along a live flow.
 #[xdp(frags)]
 pub fn pl_xdp6_l4(ctx: XdpContext) -> u32 {
-    ipv6::run_l4(&ctx).unwrap_or(xdp_action::XDP_ABORTED)
+    ipv6::run_l4::<false>(&ctx).unwrap_or(xdp_action::XDP_ABORTED)
+}
+
+/// IPv6 TCP and UDP with no live flow, tail-called from `pl_xdp6_l4`.
+#[xdp(frags)]
+pub fn pl_xdp6_new(ctx: XdpContext) -> u32 {
+    ipv6::run_l4::<true>(&ctx).unwrap_or(xdp_action::XDP_ABORTED)
+}
+
+/// Family translation's IPv4 side, tail-called from either copy above for an IPv4 packet
+/// whose flow is in the IPv6 table.
+#[xdp(frags)]
+pub fn pl_xdp46(ctx: XdpContext) -> u32 {
+    ipv6::run_xlat4::<false>(&ctx).unwrap_or(xdp_action::XDP_ABORTED)
+}
+
+/// The same with no live flow, tail-called from `pl_xdp46`.
+#[xdp(frags)]
+pub fn pl_xdp46_new(ctx: XdpContext) -> u32 {
+    ipv6::run_xlat4::<true>(&ctx).unwrap_or(xdp_action::XDP_ABORTED)
 }
 
 /// `S`: the copy with the stage knob.
@@ -221,7 +240,24 @@ fn ipv4<const S: bool>(
     let (endpoint, policy) = match dest {
         Dest::Listener(p) => (p.endpoint, Some(p)),
         Dest::NoListener(endpoint) => (endpoint, None),
-        Dest::Nlb => return Ok(nlb(&key, stats, bits)),
+        // A translated flow's IPv4 side is keyed in the IPv6 table: the IPv6 path takes
+        // it on (an NLB packet with no flow there is judged there as here).
+        Dest::Nlb | Dest::Xlat => {
+            if let Some(stash) = PL_L4_STASH.get_ptr_mut(0) {
+                // SAFETY: this CPU's element: a fresh packet, no flow opened for it yet.
+                unsafe { *stash = 0 };
+                // SAFETY: the context is this program's. On success it does not return.
+                unsafe { PL_TAILS.tail_call(ctx, TAIL_XLAT4) };
+            }
+            // Only a broken load leaves the slot empty.
+            return Ok(match dest {
+                Dest::Nlb => nlb(&key, stats, bits),
+                _ => {
+                    stats.add(IfaceCounter::DroppedNonIpv4, 1);
+                    xdp_action::XDP_DROP
+                }
+            });
+        }
         Dest::NotOurs => {
             stats.add(IfaceCounter::DroppedNotOurs, 1);
             return Ok(xdp_action::XDP_DROP);

@@ -220,11 +220,11 @@ impl Slots for Flows6 {
 pub static PL_NDP_SCRATCH: PerCpuArray<[u8; crate::ndp::NDP_SCRATCH_LEN]> =
     PerCpuArray::with_max_entries(1, 0);
 
-/// Tail calls: the IPv6 programs (`pl_common::maps::TAIL_IPV6`, `TAIL_IPV6_L4`), which the
-/// loader puts there. Programs of their own: the verifier's budget and the 512-byte stack
+/// Tail calls: the IPv6 programs (`pl_common::maps::TAIL_IPV6`, `TAIL_IPV6_L4`) and family
+/// translation's IPv4 side (`TAIL_XLAT4`), which the loader puts there. Programs of their own: the verifier's budget and the 512-byte stack
 /// are per program, and the IPv4 path already uses most of one.
 #[map]
-pub static PL_TAILS: ProgramArray = ProgramArray::with_max_entries(2, 0);
+pub static PL_TAILS: ProgramArray = ProgramArray::with_max_entries(8, 0);
 
 /// The L4 header's offset << 8 | its protocol, from `pl_xdp6` to `pl_xdp6_l4` (a tail
 /// call carries only the context).

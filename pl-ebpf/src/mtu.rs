@@ -43,14 +43,15 @@ pub fn too_big(ctx: &XdpContext, iface: &IfaceConfig, endpoint: u16, egress: u16
     if iface.mtu_floor != 0 && len <= (ETH_HLEN as u64) + u64::from(iface.mtu_floor) {
         return FITS;
     }
-    egress_check(ctx, endpoint, egress)
+    egress_check(ctx, endpoint, egress, 0)
 }
 
 /// Out of line, so the main frame's stack does not carry it (the ICMP reply is called
 /// from the main frame, and both must fit 512 bytes).
+/// `growth`: what the packet gains on the way (family translation to IPv6: 20 bytes).
 #[inline(never)]
-fn egress_check(ctx: &XdpContext, endpoint: u16, egress: u16) -> u32 {
-    let mtu = mtu_of(egress);
+fn egress_check(ctx: &XdpContext, endpoint: u16, egress: u16, growth: u32) -> u32 {
+    let mtu = mtu_of(egress).saturating_sub(growth);
     let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN) else {
         return FITS;
     };
@@ -70,6 +71,23 @@ fn egress_check(ctx: &XdpContext, endpoint: u16, egress: u16) -> u32 {
     }
     // MTUs below 68 do not carry IPv4; the floor keeps the answer apart from DROP.
     mtu.max(68)
+}
+
+/// [`too_big`] for an IPv4 packet that leaves as IPv6 (family translation): 20 bytes
+/// longer there. The MTU to answer with is the one the IPv4 packet must fit.
+#[inline(always)]
+pub fn too_big46(
+    ctx: &XdpContext,
+    iface: &IfaceConfig,
+    endpoint: u16,
+    egress: u16,
+    len: u64,
+) -> u32 {
+    const GROWTH: u64 = 20;
+    if iface.mtu_floor != 0 && len + GROWTH <= (ETH_HLEN as u64) + u64::from(iface.mtu_floor) {
+        return FITS;
+    }
+    egress_check(ctx, endpoint, egress, GROWTH as u32)
 }
 
 /// Lowers the MSS option of a SYN or SYN-ACK crossing from network `ingress` to `egress`

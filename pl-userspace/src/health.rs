@@ -136,7 +136,20 @@ impl ProbeKey {
     /// Whether no flow holds this tuple (its SNAT reservation).
     fn free(&self, m: &HealthMaps<'_>) -> bool {
         match self {
-            Self::V4(k) => m.flows.get(k).is_none(),
+            // A translated flow's reply entry holds an IPv4 port in the IPv6 table.
+            Self::V4(k) => {
+                let v4 = |be: u32| std::net::Ipv4Addr::from(be.to_ne_bytes());
+                let k6 = FlowKey6 {
+                    src: v4(k.src_be).to_ipv6_mapped().octets(),
+                    dst: v4(k.dst_be).to_ipv6_mapped().octets(),
+                    sport_be: k.sport_be,
+                    dport_be: k.dport_be,
+                    network: k.network,
+                    proto: k.proto,
+                    _pad: 0,
+                };
+                m.flows.get(k).is_none() && m.flows6.get(&k6).is_none()
+            }
             Self::V6(k) => m.flows6.get(k).is_none(),
         }
     }

@@ -10,7 +10,9 @@ use pl_common::{
     endpoint::{ADDR_ENDPOINT, ADDR_NLB, AddrInfo, AddrKey, AddrKey6, SourceKey, SourceKey6},
     iface::{IFACE_ACTIVE, IFACE_DEDICATED, IFACE_PROVIDER, IfaceConfig, NetInfo},
     maglev::{self, MAGLEV_SIZE},
-    policy::{POLICY_ACCEPTED, POLICY_ANY_SOURCE, Policy, Policy6, PolicyKey, PolicyKey6},
+    policy::{
+        POLICY_ACCEPTED, POLICY_ANY_SOURCE, POLICY_XLAT, Policy, Policy6, PolicyKey, PolicyKey6,
+    },
     service::{MAX_ZONES, TargetInfo, maglev_table},
     settings::Settings,
 };
@@ -167,7 +169,7 @@ impl Plan {
         for (ip, zone) in s.nlbs.iter().filter(|(_, z)| model.serves(*z)) {
             self.addr(*ip, s.network, ADDR_NLB, *zone, sid);
         }
-        let resolved = self.targets(s, neigh);
+        let resolved = self.targets(s, neigh, Families::of(model, sid, s).translated);
         // One table per zone, however many families its NLB addresses are of.
         let mut zones: Vec<u8> = Vec::new();
         for (_, zone) in &s.nlbs {
@@ -185,13 +187,25 @@ impl Plan {
 
     /// Service `s`'s targets; returns the resolved ones (id, address, zone). Only these
     /// take flows: a target with no MAC cannot be sent to.
-    fn targets(&mut self, s: &Service, neigh: &Neighbors) -> Vec<(u32, IpAddr, u8)> {
+    /// `translated`: IPv6 consumers reach the service too, so an IPv4 target's mapped
+    /// address goes to `targets6`, where the IPv6 path picks targets.
+    fn targets(
+        &mut self,
+        s: &Service,
+        neigh: &Neighbors,
+        translated: bool,
+    ) -> Vec<(u32, IpAddr, u8)> {
         let mut resolved = Vec::new();
         for t in &s.targets {
             // A routed target's frames go to its router.
             let mac = neigh.get(&(s.network, t.hop())).copied();
             let addr_be = match t.ip {
-                IpAddr::V4(v4) => be(v4),
+                IpAddr::V4(v4) => {
+                    if translated {
+                        self.targets6.push((t.id, v4.to_ipv6_mapped().octets()));
+                    }
+                    be(v4)
+                }
                 IpAddr::V6(v6) => {
                     self.targets6.push((t.id, v6.octets()));
                     0
@@ -220,6 +234,7 @@ impl Plan {
             return;
         }
         let s = &model.services[usize::from(e.service)];
+        let families = Families::of(model, e.service, s);
         let accepted = if e.accepted { POLICY_ACCEPTED } else { 0 };
         let any = |yes: bool| if yes { POLICY_ANY_SOURCE } else { 0 };
         let flags = accepted | any(e.sources.iter().any(|c| c.len == 0));
@@ -230,12 +245,51 @@ impl Plan {
                 continue;
             }
             let table = maglev_table(e.service, (!s.cross_zone).then_some(*zone));
+            // A consumer of the other family than the targets': family translation.
+            let translated = families.targets_v6.is_some_and(|v6| v6 != ip.is_ipv6());
+            let (snat_port_min, snat_port_max) = families.snat_range(model, translated);
             for l in &s.listeners {
                 let (proto, port_be) = (l.proto, l.port.to_be());
                 let (target_port_be, provider_network) = (l.target_port.to_be(), s.network);
-                let (snat_port_min, snat_port_max) =
-                    (model.settings.snat_port_min, model.settings.snat_port_max);
                 match ip {
+                    // Keyed in the IPv6 table by its mapped address; the IPv4 entry only
+                    // sends the packet there.
+                    IpAddr::V4(v4) if translated => {
+                        self.policies.push((
+                            PolicyKey {
+                                addr_be: be(*v4),
+                                network: e.network,
+                                port_be,
+                                proto,
+                                _pad: [0; 3],
+                            },
+                            Policy {
+                                endpoint: eid,
+                                flags: flags | POLICY_XLAT,
+                                ..Policy::default()
+                            },
+                        ));
+                        self.policies6.push((
+                            PolicyKey6 {
+                                addr: v4.to_ipv6_mapped().octets(),
+                                network: e.network,
+                                port_be,
+                                proto,
+                                _pad: [0; 3],
+                            },
+                            Policy6 {
+                                nlb: nlb6_of(s, *zone),
+                                maglev_table: table,
+                                endpoint: eid,
+                                target_port_be,
+                                provider_network,
+                                snat_port_min,
+                                snat_port_max,
+                                flags,
+                                _pad: 0,
+                            },
+                        ));
+                    }
                     IpAddr::V4(v4) => self.policies.push((
                         PolicyKey {
                             addr_be: be(*v4),
@@ -265,7 +319,18 @@ impl Plan {
                             _pad: [0; 3],
                         },
                         Policy6 {
-                            nlb: nlb6_of(s, *zone),
+                            // To IPv4 targets: from the zone's IPv4 NLB address, mapped.
+                            nlb: if translated {
+                                nlb_of(s, *zone).map(|a| {
+                                    if a == 0 {
+                                        [0; 16]
+                                    } else {
+                                        Ipv4Addr::from(a.to_ne_bytes()).to_ipv6_mapped().octets()
+                                    }
+                                })
+                            } else {
+                                nlb6_of(s, *zone)
+                            },
                             maglev_table: table,
                             endpoint: eid,
                             target_port_be,
@@ -307,6 +372,57 @@ impl Plan {
             IpAddr::V6(v6) => self
                 .addrs6
                 .push((AddrKey6::new(v6.octets(), network), info)),
+        }
+    }
+}
+
+/// Which families reach a service's targets.
+struct Families {
+    /// Whether the targets are IPv6 (None: the service has none).
+    targets_v6: Option<bool>,
+    /// Consumers of the targets' family reach it through some endpoint address.
+    same: bool,
+    /// So do consumers of the other family (family translation).
+    translated: bool,
+}
+
+impl Families {
+    fn of(model: &Model, sid: u16, s: &Service) -> Self {
+        let targets_v6 = s.targets.first().map(|t| t.ip.is_ipv6());
+        let mut f = Self {
+            targets_v6,
+            same: false,
+            translated: false,
+        };
+        let live = model
+            .endpoints
+            .iter()
+            .filter(|e| !e.removed && e.service == sid);
+        for (ip, _) in live.flat_map(|e| &e.addrs) {
+            if targets_v6.is_some_and(|v6| v6 != ip.is_ipv6()) {
+                f.translated = true;
+            } else {
+                f.same = true;
+            }
+        }
+        f
+    }
+
+    /// The SNAT ports of a flow (`translated` or not): the whole `[limits]` range, split in
+    /// two when both kinds of flow reach the service. The halves are disjoint because the
+    /// two kinds reserve ports in different tables (IPv4 or IPv6), which do not see each
+    /// other's entries, while both kinds leave from the same NLB address to the same
+    /// targets.
+    fn snat_range(&self, model: &Model, translated: bool) -> (u16, u16) {
+        let (min, max) = (model.settings.snat_port_min, model.settings.snat_port_max);
+        if !(self.same && self.translated) || min == max {
+            return (min, max);
+        }
+        let mid = min + (max - min) / 2;
+        if translated {
+            (mid + 1, max)
+        } else {
+            (min, mid)
         }
     }
 }

@@ -16,8 +16,9 @@ use pl_common::{
     maps::{
         DEFAULT_FLOW_ENTRIES, ENDPOINT_STATS_MAP, FLOW_SEED_GLOBAL, FLOW_SLOTS_GLOBAL,
         FLOW6_SLOTS_GLOBAL, FLOWS_MAP, FLOWS6_MAP, IFACE_STATS_MAP, IFACES_MAP, IPV6_L4_PROGRAM,
-        IPV6_PROGRAM, PROBES_MAP, PROBES6_MAP, PROGRAM_NAME, TAIL_IPV6, TAIL_IPV6_L4, TAILS_MAP,
-        flow_array_len, flow_slots,
+        IPV6_NEW_PROGRAM, IPV6_PROGRAM, PROBES_MAP, PROBES6_MAP, PROGRAM_NAME, TAIL_IPV6,
+        TAIL_IPV6_L4, TAIL_IPV6_NEW, TAIL_XLAT4, TAIL_XLAT4_NEW, TAILS_MAP, XLAT4_NEW_PROGRAM,
+        XLAT4_PROGRAM, flow_array_len, flow_slots,
     },
     stats::{EndpointStats, IfaceStats},
 };
@@ -55,15 +56,21 @@ pub(super) fn load_with(
 /// Loads the program `name` and the IPv6 programs it tail-calls, and puts those in their
 /// slots of `PL_TAILS`.
 fn load_programs(ebpf: &mut Ebpf, name: &str) -> Result<(), DataplaneError> {
-    for (tail, slot) in [(IPV6_PROGRAM, TAIL_IPV6), (IPV6_L4_PROGRAM, TAIL_IPV6_L4)] {
+    for (tail, slot) in [
+        (IPV6_PROGRAM, TAIL_IPV6),
+        (IPV6_L4_PROGRAM, TAIL_IPV6_L4),
+        (XLAT4_PROGRAM, TAIL_XLAT4),
+        (IPV6_NEW_PROGRAM, TAIL_IPV6_NEW),
+        (XLAT4_NEW_PROGRAM, TAIL_XLAT4_NEW),
+    ] {
         program_named(ebpf, tail)
             .load()
-            .map_err(|e| classify(Box::new(e)))?;
+            .map_err(|e| classify(tail, Box::new(e)))?;
         let fd = program_named(ebpf, tail)
             .fd()
-            .map_err(|e| classify(Box::new(e)))?
+            .map_err(|e| classify(tail, Box::new(e)))?
             .try_clone()
-            .map_err(|e| classify(Box::new(e)))?;
+            .map_err(|e| classify(tail, Box::new(e)))?;
         let mut tails = ProgramArray::try_from(raw_map_mut(ebpf, TAILS_MAP))
             .map_err(DataplaneError::map(TAILS_MAP))?;
         tails
@@ -72,7 +79,7 @@ fn load_programs(ebpf: &mut Ebpf, name: &str) -> Result<(), DataplaneError> {
     }
     program_named(ebpf, name)
         .load()
-        .map_err(|e| classify(Box::new(e)))?;
+        .map_err(|e| classify(name, Box::new(e)))?;
     Ok(())
 }
 
@@ -91,11 +98,14 @@ pub fn load_staged(flow_entries: u32, kept: &State, stop: u32) -> Result<Ebpf, D
 }
 
 /// A load error, told apart by whether it is a missing privilege.
-fn classify(e: Box<dyn std::error::Error + Send + Sync>) -> DataplaneError {
+fn classify(program: &str, e: Box<dyn std::error::Error + Send + Sync>) -> DataplaneError {
     if errno::find(e.as_ref()) == Some(libc::EPERM) {
         DataplaneError::Permission { source: e }
     } else {
-        DataplaneError::Load { source: e }
+        DataplaneError::Load {
+            program: program.to_owned(),
+            source: e,
+        }
     }
 }
 
@@ -146,7 +156,7 @@ fn open_maps_stopping(
     }
     let ebpf = loader
         .load(crate::EBPF_OBJECT)
-        .map_err(|e| classify(Box::new(e)))?;
+        .map_err(|e| classify("(the object)", Box::new(e)))?;
     // Before the program runs: userspace finds the seed in the tables.
     keep_seed::<Slot>(&ebpf, FLOWS_MAP, seed)?;
     keep_seed::<Slot6>(&ebpf, FLOWS6_MAP, seed)?;

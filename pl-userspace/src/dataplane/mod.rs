@@ -65,8 +65,9 @@ pub enum DataplaneError {
     Permission {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("loading the XDP program")]
+    #[error("loading the XDP program {program}")]
     Load {
+        program: String,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("interface {name}: cannot attach in {} mode: {cause}", mode.name())]
@@ -366,10 +367,13 @@ impl Dataplane {
 }
 
 /// Target `id`'s address as `plan` holds it: `targets6` for an IPv6 one (whose `addr_be`
-/// is 0).
+/// is 0; an IPv4 target reached by family translation has its mapped address there too).
 fn target_ip(plan: &Plan, id: u32, t: &pl_common::service::TargetInfo) -> IpAddr {
+    if t.addr_be != 0 {
+        return Ipv4Addr::from(t.addr_be.to_ne_bytes()).into();
+    }
     plan.targets6.iter().find(|(i, _)| *i == id).map_or_else(
-        || Ipv4Addr::from(t.addr_be.to_ne_bytes()).into(),
+        || Ipv4Addr::UNSPECIFIED.into(),
         |(_, a)| std::net::Ipv6Addr::from(*a).into(),
     )
 }

@@ -53,9 +53,15 @@ pub fn addr(ip_be: u32, port_be: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from(ip_be.to_ne_bytes()), u16::from_be(port_be))
 }
 
-/// The socket address of an IPv6 address and wire-order port.
-pub fn addr6(ip: Addr6, port_be: u16) -> SocketAddrV6 {
-    SocketAddrV6::new(Ipv6Addr::from(ip), u16::from_be(port_be), 0, 0)
+/// The socket address of an IPv6 address and wire-order port; an IPv4-mapped one (the
+/// IPv4 side of a translated flow) as the IPv4 address it stands for.
+pub fn addr6(ip: Addr6, port_be: u16) -> SocketAddr {
+    let ip = Ipv6Addr::from(ip);
+    let port = u16::from_be(port_be);
+    match ip.to_ipv4_mapped() {
+        Some(v4) => SocketAddrV4::new(v4, port).into(),
+        None => SocketAddrV6::new(ip, port, 0, 0).into(),
+    }
 }
 
 impl Family for Slot {
@@ -119,10 +125,7 @@ impl Family for Slot6 {
         key.network
     }
     fn ends(key: &FlowKey6) -> (SocketAddr, SocketAddr) {
-        (
-            addr6(key.src, key.sport_be).into(),
-            addr6(key.dst, key.dport_be).into(),
-        )
+        (addr6(key.src, key.sport_be), addr6(key.dst, key.dport_be))
     }
     #[inline]
     fn reply_key(key: &FlowKey6, entry: &FlowValue6) -> FlowKey6 {
@@ -137,8 +140,8 @@ impl Family for Slot6 {
     }
     fn rewritten(v: &FlowValue6) -> (SocketAddr, SocketAddr) {
         (
-            addr6(v.new_src, v.new_sport_be).into(),
-            addr6(v.new_dst, v.new_dport_be).into(),
+            addr6(v.new_src, v.new_sport_be),
+            addr6(v.new_dst, v.new_dport_be),
         )
     }
     fn carried(v: &FlowValue6) -> (u32, u64) {

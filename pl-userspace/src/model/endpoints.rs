@@ -14,7 +14,7 @@ use super::{
     cidr6::Cidr6,
     found::Found,
     networks::network_id,
-    section::{Section, family, name_of},
+    section::{Section, name_of},
     services,
 };
 use crate::config::{Config, ConfigError, EndpointCfg, ServiceCfg, Source};
@@ -243,23 +243,6 @@ fn addresses(
                 } else {
                     format!("zone {zone:?} has two IPv6 addresses (one of each family per zone)")
                 },
-            );
-        }
-        if let Some(service) = service
-            && let Some(t) = service.targets.first()
-            && t.ip.is_ipv4() != ip.is_ipv4()
-        {
-            return sec.err(
-                "addresses",
-                Some(at),
-                format!(
-                    "{ip} is {} but the targets of service {:?} are {}: family translation ({} consumer to {} target and back) is not supported yet",
-                    family(ip),
-                    service.name,
-                    family(t.ip),
-                    family(ip),
-                    family(t.ip)
-                ),
             );
         }
         taken.claims.claim(

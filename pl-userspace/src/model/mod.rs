@@ -664,16 +664,6 @@ mod tests {
         }
 
         #[test]
-        fn family_translation_is_refused_for_now() {
-            refused(
-                "{ ip = \"fd00::65\", zone = \"z2\" }",
-                "{ ip = \"10.0.0.101\", zone = \"z2\" }",
-                "addresses",
-                "family translation (IPv4 consumer to IPv6 target and back) is not supported yet",
-            );
-        }
-
-        #[test]
         fn bad_prefixes_and_addresses_name_their_field() {
             refused(
                 "\"fd00::/64\"",
