@@ -61,17 +61,27 @@ fn tcp_segment(
     s
 }
 
-/// The IPv4 fields a frame varies; the rest are fixed (no options, DF set, id 0).
+/// The IPv4 fields a frame varies; the rest are fixed (no options, TOS 0).
 #[derive(Clone, Copy, Debug)]
 pub struct Ipv4 {
     pub src: [u8; 4],
     pub dst: [u8; 4],
     pub ttl: u8,
+    pub id: u16,
+    /// Don't fragment.
+    pub df: bool,
 }
 
 impl Ipv4 {
+    /// TTL 64, DF set, id 0.
     pub const fn new(src: [u8; 4], dst: [u8; 4]) -> Self {
-        Self { src, dst, ttl: 64 }
+        Self {
+            src,
+            dst,
+            ttl: 64,
+            id: 0,
+            df: true,
+        }
     }
 
     /// IPv4 header (checksummed) + `payload`.
@@ -79,7 +89,8 @@ impl Ipv4 {
         let total = u16::try_from(20 + payload.len()).expect("IPv4 packet fits 64 KiB");
         let mut h = vec![0x45, 0];
         h.extend_from_slice(&total.to_be_bytes());
-        h.extend_from_slice(&[0, 0, 0x40, 0, self.ttl, proto, 0, 0]);
+        h.extend_from_slice(&self.id.to_be_bytes());
+        h.extend_from_slice(&[if self.df { 0x40 } else { 0 }, 0, self.ttl, proto, 0, 0]);
         h.extend_from_slice(&self.src);
         h.extend_from_slice(&self.dst);
         let c = checksum::checksum(&h);
@@ -234,7 +245,25 @@ impl Ipv6 {
         flags: u8,
         payload: &[u8],
     ) -> Vec<u8> {
-        let mut s = tcp_segment([sport, dport], seq, ack, flags, &[], payload);
+        self.tcp_with_options(sport, dport, seq, ack, flags, &[], payload)
+    }
+
+    /// TCP segment with `options` (a multiple of 4 bytes, at most 40) after its header.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a segment's fields, in wire order"
+    )]
+    pub fn tcp_with_options(
+        &self,
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        options: &[u8],
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut s = tcp_segment([sport, dport], seq, ack, flags, options, payload);
         let c = pl_common::xlat::l4_checksum_v6(self.src, self.dst, IPPROTO_TCP, &s);
         s[16..18].copy_from_slice(&c.to_be_bytes());
         self.packet(IPPROTO_TCP, &s)

@@ -91,11 +91,7 @@ fn consumer_packet(rng: &mut Rng) -> Vec<u8> {
     // 4 hosts x 64 ports: tuples recur, so flows close, reopen and collide.
     let src = [10, 0, 0, 1 + rng.below(4) as u8];
     let sport = 50000 + rng.below(64) as u16;
-    let ip = Ipv4 {
-        src,
-        dst: EP1,
-        ttl: 64,
-    };
+    let ip = Ipv4::new(src, EP1);
     match rng.below(10) {
         0..=4 => ip.tcp(sport, 443, 1, 0, TCP_SYN, &[]),
         5 | 6 => ip.tcp(sport, 443, 2, 1, TCP_ACK, b"data"),

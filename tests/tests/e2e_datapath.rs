@@ -478,9 +478,8 @@ fn pmtu_discovery_works_through_an_endpoint() {
     // It quotes the datagram as the provider side carried it: NLB address and SNAT port to
     // the target, TTL one lower.
     let quoted = Ipv4 {
-        src: nlb.ip().octets(),
-        dst: target.ip().octets(),
         ttl: 63,
+        ..Ipv4::new(nlb.ip().octets(), target.ip().octets())
     }
     .udp(flow.nlb.port(), flow.target.port(), b"WHO");
     let icmp = Ipv4::new(target.ip().octets(), nlb.ip().octets()).icmp_error(

@@ -89,9 +89,8 @@ fn l4_ok(f: &[u8]) -> Option<bool> {
 /// Seeds: frames that reach every stage, on each interface (0 acme, 1 globex, 2 prov).
 fn seeds(fw: &[Mac; 3]) -> Vec<(usize, Vec<u8>)> {
     let ip = |s, d, ttl| Ipv4 {
-        src: s,
-        dst: d,
         ttl,
+        ..Ipv4::new(s, d)
     };
     let mut out = Vec::new();
     for (n, mac) in [(0, CA), (1, [2, 0, 0, 0, 0x0b, 1])] {
