@@ -722,6 +722,77 @@ mod tests {
         );
     }
 
+    /// An IPv4 address on an endpoint of a service with IPv6 targets: its listener's IPv4
+    /// policy only sends packets to the IPv6 path, where the real one sits under the
+    /// address's mapped form; the SNAT range splits between the two kinds of flow.
+    #[test]
+    fn an_address_of_the_other_family_is_translated() {
+        let text = crate::model::testing::EXAMPLE6.replace(
+            "addresses = [{ ip = \"fd00::64\", zone = \"z1\" }",
+            "addresses = [{ ip = \"10.0.0.100\", zone = \"z1\" }, { ip = \"fd00::64\", zone = \"z1\" }",
+        );
+        let m = crate::model::testing::build(&text).unwrap_or_else(|e| panic!("{e}"));
+        let p = Plan::build(&m, &Neighbors::new(), &Unhealthy::new());
+        let [(k, v)] = p.policies[..] else {
+            panic!("one IPv4 address x one listener: {:?}", p.policies)
+        };
+        assert_eq!(k.addr_be, be(Ipv4Addr::new(10, 0, 0, 100)));
+        assert_eq!(v.flags & POLICY_XLAT, POLICY_XLAT);
+        let mapped = Ipv4Addr::new(10, 0, 0, 100).to_ipv6_mapped().octets();
+        let (_, x) = p
+            .policies6
+            .iter()
+            .find(|(k, _)| k.addr == mapped)
+            .expect("the translated policy, under the mapped address");
+        let (_, same) = p
+            .policies6
+            .iter()
+            .find(|(k, _)| k.addr != mapped)
+            .expect("a same-family policy");
+        let nlb6: std::net::Ipv6Addr = "fd00:9::fa".parse().expect("addr");
+        assert_eq!(
+            x.nlb,
+            [nlb6.octets(); MAX_ZONES],
+            "from the zone's IPv6 NLB address"
+        );
+        assert_eq!(x.flags & POLICY_ANY_SOURCE, 0, "IPv4 allowed_sources apply");
+        // Disjoint halves: the two tables cannot see each other's reservations.
+        assert_eq!((same.snat_port_min, same.snat_port_max), (1024, 33279));
+        assert_eq!((x.snat_port_min, x.snat_port_max), (33280, 65535));
+        assert!(
+            p.targets6.iter().all(|(_, a)| a[..12] != mapped[..12]),
+            "IPv6 targets stay as they are: {:?}",
+            p.targets6
+        );
+    }
+
+    /// An IPv6 endpoint address of a service with IPv4 targets: the targets' mapped
+    /// addresses join `targets6`, and flows leave from the zone's mapped IPv4 NLB address.
+    #[test]
+    fn ipv4_targets_are_mapped_for_ipv6_consumers() {
+        let text = crate::model::testing::EXAMPLE6
+            .replace(
+                "targets = [{ ip = \"fd00:9::11\", zone = \"z1\" }, { ip = \"fd00:60::5\", zone = \"z2\" }]",
+                "targets = [{ ip = \"10.9.0.11\", zone = \"z1\" }]",
+            )
+            .replace(
+                "addresses = [{ ip = \"fd00::64\", zone = \"z1\" }, { ip = \"fd00::65\", zone = \"z2\" }]",
+                "addresses = [{ ip = \"fd00::64\", zone = \"z1\" }]",
+            );
+        let m = crate::model::testing::build(&text).unwrap_or_else(|e| panic!("{e}"));
+        let p = Plan::build(&m, &Neighbors::new(), &Unhealthy::new());
+        let t = Ipv4Addr::new(10, 9, 0, 11);
+        assert_eq!(p.targets6, [(0, t.to_ipv6_mapped().octets())]);
+        assert_eq!(p.targets[0].1.addr_be, be(t), "and its IPv4 entry as ever");
+        let [(_, v)] = p.policies6[..] else {
+            panic!("one address x one listener: {:?}", p.policies6)
+        };
+        let nlb = Ipv4Addr::new(10, 9, 0, 250).to_ipv6_mapped().octets();
+        assert_eq!(v.nlb, [nlb; MAX_ZONES]);
+        // Only translated flows reach the service: the whole range.
+        assert_eq!((v.snat_port_min, v.snat_port_max), (1024, 65535));
+    }
+
     #[test]
     fn ipv6_addresses_fill_the_ipv6_maps() {
         let m = crate::model::testing::build(crate::model::testing::EXAMPLE6)
