@@ -53,6 +53,22 @@ pub struct FlowKey6 {
 const _: () = assert!(size_of::<FlowKey6>() == 40);
 
 impl FlowKey6 {
+    /// The IPv4 key a key of mapped addresses stands for (the IPv4 side of a translated
+    /// flow, as the IPv4 table and health probes key it); None if either address is not
+    /// mapped.
+    #[inline(always)]
+    pub fn unmapped(&self) -> Option<crate::flow::FlowKey> {
+        Some(crate::flow::FlowKey {
+            src_be: unmapped(&self.src)?,
+            dst_be: unmapped(&self.dst)?,
+            sport_be: self.sport_be,
+            dport_be: self.dport_be,
+            network: self.network,
+            proto: self.proto,
+            _pad: 0,
+        })
+    }
+
     /// murmur3 of the key's 40 bytes (Maglev slot, SNAT walk), as [`crate::flow::FlowKey::hash`].
     #[inline(always)]
     pub fn hash(&self) -> u32 {
@@ -375,6 +391,20 @@ mod tests {
 
     fn v4(last: u8) -> u32 {
         u32::from_ne_bytes([10, 9, 0, last])
+    }
+
+    #[test]
+    fn a_mapped_key_stands_for_an_ipv4_one() {
+        let k6 = FlowKey6 {
+            src: mapped(v4(11)),
+            dst: mapped(v4(250)),
+            ..key()
+        };
+        let k4 = k6.unmapped().expect("both mapped");
+        assert_eq!((k4.src_be, k4.dst_be), (v4(11), v4(250)));
+        assert_eq!((k4.sport_be, k4.dport_be), (k6.sport_be, k6.dport_be));
+        assert_eq!((k4.network, k4.proto), (k6.network, k6.proto));
+        assert_eq!(key().unmapped(), None);
     }
 
     #[test]

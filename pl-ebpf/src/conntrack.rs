@@ -6,7 +6,7 @@
 use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
 use pl_common::{
     flow::{FLOW_FORWARD, FlowKey, FlowPair, FlowPlan, FlowValue, Half, Pair, coarse, since},
-    flow6::{FlowKey6, FlowPair6, FlowPlan6, FlowValue6, NewFlow6, Slot6, unmapped},
+    flow6::{FlowKey6, FlowPair6, FlowPlan6, FlowValue6, NewFlow6, Slot6},
     flowtable::{self, Refused, Slot, Slots, TableSlot},
     settings::{SNAT_PROBES, snat_port},
     stats::EndpointCounter,
@@ -396,17 +396,8 @@ fn fill6(nf: &mut NewFlow6, key: &FlowKey6, port_be: u16) -> u32 {
 /// covers flows that outlive a reload that moved the split.
 #[inline(never)]
 fn held4(reply: &FlowKey6) -> bool {
-    let (Some(src_be), Some(dst_be)) = (unmapped(&reply.src), unmapped(&reply.dst)) else {
+    let Some(k) = reply.unmapped() else {
         return false;
-    };
-    let k = FlowKey {
-        src_be,
-        dst_be,
-        sport_be: reply.sport_be,
-        dport_be: reply.dport_be,
-        network: reply.network,
-        proto: reply.proto,
-        _pad: 0,
     };
     table::find(&k, Flows::hash(&k)).is_some() || PL_PROBES.get_ptr(&k).is_some()
 }

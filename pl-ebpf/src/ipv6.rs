@@ -8,7 +8,7 @@ use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use network_types::eth::EthHdr;
 use pl_common::{
     cidr::{is_martian, is_martian6},
-    flow::{FLOW_FORWARD, FlowKey, opens_flow, packet_state},
+    flow::{FLOW_FORWARD, opens_flow, packet_state},
     flow6::{FlowKey6, FlowValue6, mapped, unmapped},
     iface::{IFACE_DEDICATED, IfaceConfig},
     maps::{TAIL_IPV6_L4, TAIL_IPV6_NEW, TAIL_XLAT4, TAIL_XLAT4_NEW},
@@ -346,17 +346,8 @@ fn admit<const V4: bool>(
 #[inline(never)]
 fn probe_answer<const V4: bool>(key: &FlowKey6, bits: u8) -> bool {
     let probe = if V4 {
-        let (Some(src_be), Some(dst_be)) = (unmapped(&key.src), unmapped(&key.dst)) else {
+        let Some(k4) = key.unmapped() else {
             return false;
-        };
-        let k4 = FlowKey {
-            src_be,
-            dst_be,
-            sport_be: key.sport_be,
-            dport_be: key.dport_be,
-            network: key.network,
-            proto: key.proto,
-            _pad: 0,
         };
         PL_PROBES.get_ptr_mut(&k4)
     } else {

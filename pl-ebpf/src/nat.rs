@@ -203,17 +203,7 @@ pub fn translate64(
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, shrink) } != 0 {
         return Err(());
     }
-    // Packet pointers are stale after the move: look again.
-    let out = ptr_at::<[u8; ETH_HLEN + IPV4_MIN_HLEN]>(ctx, 0).ok_or(())?;
-    // SAFETY: bounds-checked; the frame is ours.
-    unsafe {
-        let out = &mut *out;
-        out[..6].copy_from_slice(&v.dst_mac);
-        out[6..12].copy_from_slice(&src_mac);
-        out[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
-        out[ETH_HLEN..].copy_from_slice(&h4);
-    }
-    Ok(())
+    write_front(ctx, &h4, v.dst_mac, src_mac, ETH_P_IP)
 }
 
 /// Family translation, IPv4 to IPv6 (RFC 7915 4): the IPv4 frame carrying `key` (mapped;
@@ -232,14 +222,28 @@ pub fn translate46(ctx: &XdpContext, v: &FlowValue6, key: &FlowKey6, proto: u8) 
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -((IPV6_HLEN - IPV4_MIN_HLEN) as i32)) } != 0 {
         return Err(());
     }
-    let out = ptr_at::<[u8; ETH_HLEN + IPV6_HLEN]>(ctx, 0).ok_or(())?;
+    write_front(ctx, &h6, v.dst_mac, src_mac, ETH_P_IPV6)
+}
+
+/// Writes the Ethernet header and the IP header `ip` at the front of a frame whose start
+/// just moved (packet pointers taken before the move are stale: this looks again).
+#[inline(always)]
+fn write_front<const N: usize>(
+    ctx: &XdpContext,
+    ip: &[u8; N],
+    dst: [u8; 6],
+    src: [u8; 6],
+    ether_type: u16,
+) -> Result<(), ()> {
+    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(())?;
+    let out = ptr_at::<[u8; N]>(ctx, ETH_HLEN).ok_or(())?;
     // SAFETY: bounds-checked; the frame is ours.
     unsafe {
-        let out = &mut *out;
-        out[..6].copy_from_slice(&v.dst_mac);
-        out[6..12].copy_from_slice(&src_mac);
-        out[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
-        out[ETH_HLEN..].copy_from_slice(&h6);
+        let eth = &mut *eth;
+        eth[..6].copy_from_slice(&dst);
+        eth[6..12].copy_from_slice(&src);
+        eth[12..].copy_from_slice(&ether_type.to_be_bytes());
+        *out = *ip;
     }
     Ok(())
 }

@@ -251,55 +251,17 @@ impl Plan {
             for l in &s.listeners {
                 let (proto, port_be) = (l.proto, l.port.to_be());
                 let (target_port_be, provider_network) = (l.target_port.to_be(), s.network);
-                match ip {
-                    // Keyed in the IPv6 table by its mapped address; the IPv4 entry only
-                    // sends the packet there.
-                    IpAddr::V4(v4) if translated => {
-                        self.policies.push((
-                            PolicyKey {
-                                addr_be: be(*v4),
-                                network: e.network,
-                                port_be,
-                                proto,
-                                _pad: [0; 3],
-                            },
-                            Policy {
-                                endpoint: eid,
-                                flags: flags | POLICY_XLAT,
-                                ..Policy::default()
-                            },
-                        ));
-                        self.policies6.push((
-                            PolicyKey6 {
-                                addr: v4.to_ipv6_mapped().octets(),
-                                network: e.network,
-                                port_be,
-                                proto,
-                                _pad: [0; 3],
-                            },
-                            Policy6 {
-                                nlb: nlb6_of(s, *zone),
-                                maglev_table: table,
-                                endpoint: eid,
-                                target_port_be,
-                                provider_network,
-                                snat_port_min,
-                                snat_port_max,
-                                flags,
-                                _pad: 0,
-                            },
-                        ));
-                    }
-                    IpAddr::V4(v4) => self.policies.push((
-                        PolicyKey {
-                            addr_be: be(*v4),
+                let policy6 = |addr: [u8; 16], nlb, flags| {
+                    (
+                        PolicyKey6 {
+                            addr,
                             network: e.network,
                             port_be,
                             proto,
                             _pad: [0; 3],
                         },
-                        Policy {
-                            nlb_be: nlb_of(s, *zone),
+                        Policy6 {
+                            nlb,
                             maglev_table: table,
                             endpoint: eid,
                             target_port_be,
@@ -309,38 +271,62 @@ impl Plan {
                             flags,
                             _pad: 0,
                         },
-                    )),
-                    IpAddr::V6(v6) => self.policies6.push((
-                        PolicyKey6 {
-                            addr: v6.octets(),
+                    )
+                };
+                match ip {
+                    IpAddr::V4(v4) => {
+                        let key = PolicyKey {
+                            addr_be: be(*v4),
                             network: e.network,
                             port_be,
                             proto,
                             _pad: [0; 3],
-                        },
-                        Policy6 {
-                            // To IPv4 targets: from the zone's IPv4 NLB address, mapped.
-                            nlb: if translated {
-                                nlb_of(s, *zone).map(|a| {
-                                    if a == 0 {
-                                        [0; 16]
-                                    } else {
-                                        Ipv4Addr::from(a.to_ne_bytes()).to_ipv6_mapped().octets()
-                                    }
-                                })
-                            } else {
-                                nlb6_of(s, *zone)
-                            },
-                            maglev_table: table,
-                            endpoint: eid,
-                            target_port_be,
-                            provider_network,
-                            snat_port_min,
-                            snat_port_max,
-                            flags: flags6,
-                            _pad: 0,
-                        },
-                    )),
+                        };
+                        if translated {
+                            // Keyed in the IPv6 table by its mapped address; the IPv4
+                            // entry only sends the packet there.
+                            self.policies.push((
+                                key,
+                                Policy {
+                                    endpoint: eid,
+                                    flags: flags | POLICY_XLAT,
+                                    ..Policy::default()
+                                },
+                            ));
+                            self.policies6.push(policy6(
+                                v4.to_ipv6_mapped().octets(),
+                                nlb6_of(s, *zone),
+                                flags,
+                            ));
+                        } else {
+                            self.policies.push((
+                                key,
+                                Policy {
+                                    nlb_be: nlb_of(s, *zone),
+                                    maglev_table: table,
+                                    endpoint: eid,
+                                    target_port_be,
+                                    provider_network,
+                                    snat_port_min,
+                                    snat_port_max,
+                                    flags,
+                                    _pad: 0,
+                                },
+                            ));
+                        }
+                    }
+                    IpAddr::V6(v6) => {
+                        // To IPv4 targets: from the zone's IPv4 NLB address, mapped.
+                        let nlb = if translated {
+                            nlb_of(s, *zone).map(|a| match a {
+                                0 => [0; 16],
+                                a => Ipv4Addr::from(a.to_ne_bytes()).to_ipv6_mapped().octets(),
+                            })
+                        } else {
+                            nlb6_of(s, *zone)
+                        };
+                        self.policies6.push(policy6(v6.octets(), nlb, flags6));
+                    }
                 }
             }
         }
