@@ -19,7 +19,7 @@ use crate::{
     classify,
     conntrack::{self, Created, Found, V6},
     endpoint::{self, Admitted6, Dest},
-    events, lease,
+    events, icmp6, lease,
     maps::{Flows6, PL_L4_STASH, PL_PROBES6, PL_TAILS},
     mtu, nat, ndp, parse,
     parse::{Frame, L4_OFF6, MAX_EXT_BYTES, ptr_at},
@@ -54,6 +54,9 @@ pub fn run(ctx: &XdpContext) -> Result<u32, ()> {
                 // Only a broken load leaves the slot empty.
                 slot.add(IfaceCounter::DroppedNonIpv4, 1);
                 xdp_action::XDP_DROP
+            }
+            Frame::Icmp6 { l4_off } if icmp6::is_error(ctx, l4_off) => {
+                icmp6::handle(ctx, &iface, &slot)
             }
             Frame::Icmp6 { l4_off } => ndp::handle(ctx, &iface, &slot, l4_off),
             Frame::Drop(why) => {
@@ -185,7 +188,9 @@ fn handle(
         Err(reason) => return refuse(reason),
     };
     if nat::hop_limit(ctx).ok_or(())? <= 1 {
-        return refuse(EndpointCounter::RefusedTtl);
+        // As a router would: the sender hears it from the endpoint address.
+        stats::endpoint_add(endpoint, EndpointCounter::RefusedTtl, 1);
+        return Ok(icmp6::reply(ctx, iface, 0));
     }
     let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(())?;
     let from = conntrack::Origin {
@@ -256,10 +261,11 @@ fn forward(
     };
     if nat::hop_limit(ctx).is_none_or(|h| h <= 1) {
         stats::endpoint_add(v.endpoint, EndpointCounter::RefusedTtl, 1);
-        return xdp_action::XDP_DROP;
+        return icmp6::reply(ctx, iface, 0);
     }
-    if !mtu::fits6(iface, v.endpoint, u16::from(v.egress), len) {
-        return xdp_action::XDP_DROP;
+    match mtu::too_big6(iface, v.endpoint, u16::from(v.egress), len) {
+        mtu::FITS => {}
+        egress_mtu => return icmp6::reply(ctx, iface, egress_mtu),
     }
     if nat::translate6(ctx, v, key, proto, l4_off).is_err() {
         return xdp_action::XDP_ABORTED;

@@ -220,6 +220,11 @@ impl Slots for Flows6 {
 pub static PL_NDP_SCRATCH: PerCpuArray<[u8; crate::ndp::NDP_SCRATCH_LEN]> =
     PerCpuArray::with_max_entries(1, 0);
 
+/// Per-CPU scratch for the headers of an ICMPv6 error pl sends.
+#[map]
+pub static PL_ICMP6_SCRATCH: PerCpuArray<crate::icmp6::Scratch> =
+    PerCpuArray::with_max_entries(1, 0);
+
 /// Tail calls: the IPv6 programs (`pl_common::maps::TAIL_IPV6`, `TAIL_IPV6_L4`), which the
 /// loader puts there. Programs of their own: the verifier's budget and the 512-byte stack
 /// are per program, and the IPv4 path already uses most of one.
