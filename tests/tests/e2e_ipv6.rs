@@ -15,13 +15,17 @@ use pl_tests::{
     chain, output, require_kernel,
     running::{
         CLIENT6, EP6_Z1, EP6_Z2, NLB6_Z1, NLB6_Z2, OUTSIDER6, Running, SHORT, T1_6, T2_6,
-        parse_who_ip,
+        parse_who_ip, pl_flows,
     },
     stderr,
 };
-use pl_userspace::lab::{
-    LAB_CONFIG, cmd, netns,
-    traffic::{self, TCP_PORT, UDP_PORT},
+use pl_userspace::{
+    frame::{Ipv6, ipv6_frame, parse_mac},
+    lab::{
+        LAB_CONFIG, PEER_IFACE, cmd, netns,
+        traffic::{self, TCP_PORT, UDP_PORT},
+    },
+    neigh::RawSender,
 };
 
 /// A lab running the lab config, with the IPv6 targets resolved too.
@@ -472,4 +476,80 @@ fn an_ipv6_consumer_hears_packet_too_big_and_time_exceeded() {
     assert_eq!(heard, (3, 3, 0, Some(EP6_Z1)), "(origin, type, code, from)");
     assert!(r.endpoint("acme-ledger", EndpointCounter::RefusedTtl) >= 1);
     assert_eq!(r.iface("fw-acme", IfaceCounter::IcmpTimeExceeded), 1);
+}
+
+/// `ip -6 route get` the zone 1 endpoint address, in `ns`.
+fn route_to_endpoint6(ns: &str) -> String {
+    let out = output(netns::exec(ns, "ip").args(["-6", "route", "get", &EP6_Z1.to_string()]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A hop on the provider side says a consumer's datagram was too big for its 1400-byte
+/// link: the error, translated along the flow, reaches the consumer from the endpoint
+/// address quoting what it sent, and its kernel caches the path MTU.
+#[test]
+fn packet_too_big_from_the_provider_side_reaches_the_ipv6_consumer() {
+    require_kernel!("packet_too_big_from_the_provider_side_reaches_the_ipv6_consumer");
+    let r = start("v6pt");
+    let (acme, prov) = (r.ns("acme"), r.ns("prov"));
+    // A connected UDP socket in acme, with a flow through the endpoint.
+    let sock = netns::run_in(&acme, || -> std::io::Result<std::net::UdpSocket> {
+        let u = std::net::UdpSocket::bind(SocketAddrV6::new(CLIENT6, 41500, 0, 0))?;
+        u.connect(SocketAddrV6::new(EP6_Z1, UDP_PORT, 0, 0))?;
+        u.set_read_timeout(Some(SHORT))?;
+        u.send(b"WHO")?;
+        let mut buf = [0u8; 256];
+        u.recv(&mut buf)?;
+        Ok(u)
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("UDP through the IPv6 endpoint: {e}"));
+    let flows = pl_flows(&r, &["--endpoint", "acme-ledger"]).unwrap_or_else(|e| panic!("{e}"));
+    let flow = flows
+        .iter()
+        .find(|f| f.consumer == SocketAddr::from(SocketAddrV6::new(CLIENT6, 41500, 0, 0)))
+        .unwrap_or_else(|| panic!("no flow for the socket: {flows:#?}"));
+    let (SocketAddr::V6(nlb), SocketAddr::V6(target)) = (flow.nlb, flow.target) else {
+        panic!("an IPv6 flow's provider side is IPv6: {flow:#?}");
+    };
+    let route = || route_to_endpoint6(&acme);
+    assert!(
+        !route().contains("mtu"),
+        "a PMTU before the test: {}",
+        route()
+    );
+
+    let p = r.lab.topo.network("prov").expect("prov");
+    let (peer, fw) = (
+        parse_mac(&p.peer_mac).expect("MAC"),
+        parse_mac(&p.fw_mac).expect("MAC"),
+    );
+    // It quotes the datagram as the provider side carried it: NLB address and SNAT port to
+    // the target, hop limit one lower.
+    let quoted = Ipv6 {
+        hop_limit: 63,
+        ..Ipv6::new(nlb.ip().octets(), target.ip().octets())
+    }
+    .udp(nlb.port(), target.port(), b"WHO");
+    let mut msg = vec![2, 0, 0, 0, 0, 0, 0x05, 0x78];
+    msg.extend_from_slice(&quoted);
+    let icmp = Ipv6::new(target.ip().octets(), nlb.ip().octets()).icmp6(&msg);
+    netns::run_in(&prov, || -> std::io::Result<()> {
+        let ifindex = nix::net::if_::if_nametoindex(PEER_IFACE).map_err(std::io::Error::from)?;
+        RawSender::open(ifindex)?.send(&ipv6_frame(fw, peer, &icmp), 0x86dd)
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("sending the ICMPv6 error: {e}"));
+
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !route().contains("mtu 1400") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        route().contains("mtu 1400"),
+        "acme did not learn the path MTU:\n{}",
+        route()
+    );
+    assert_eq!(r.iface("fw-prov", IfaceCounter::IcmpTranslated), 1);
+    drop(sock);
 }
