@@ -95,6 +95,7 @@ pub fn reply(ctx: &XdpContext, iface: &IfaceConfig, too_big_mtu: u32) -> u32 {
         (Ok(src), Ok(dst)) => may_answer(src, dst, None, ty),
         _ => false,
     };
+    // (The bound on `q` again: for the verifier.)
     if q > MAX_MESSAGE - 8 || !answered {
         return xdp_action::XDP_DROP;
     }
@@ -128,7 +129,9 @@ pub fn reply(ctx: &XdpContext, iface: &IfaceConfig, too_big_mtu: u32) -> u32 {
         *f = (*s).head;
         (&mut *f, u64::from(pseudo_sum(&(*s).head)))
     };
-    // The message eight bytes at a time, then its last partial word.
+    // The message eight bytes at a time, then its last partial word. (Written here: moved
+    // into a function of its own, the compiler split the last word's read from its
+    // bounds check, and the verifier refused it.)
     let mut off = ETH_HLEN + IPV6_HLEN;
     for _ in 0..MAX_MESSAGE / 8 {
         let Some(p) = ptr_at::<[u8; 8]>(ctx, off) else {
