@@ -203,10 +203,7 @@ fn seeds6(fw: &[Mac; 3]) -> Vec<(usize, Vec<u8>)> {
                 out.push((n, ipv6_frame(f, mac, &hbh.udp(40003, 53, b"query"))));
                 let mut last_hop = ip(src, dst);
                 last_hop.hop_limit = 1;
-                out.push((
-                    n,
-                    ipv6_frame(f, mac, &last_hop.tcp(40001, 443, 8, 9, TCP_ACK, b"data")),
-                ));
+                out.push((n, ipv6_frame(f, mac, &last_hop.udp(40002, 53, b"query"))));
             }
         }
         let answer = ip(EP6_Z1, CLIENT6).udp(53, 40002, b"answer");
@@ -616,6 +613,8 @@ struct Outcome {
     drops: u64,
     reasons: u64,
     passes: (u64, u64),
+    /// Time exceeded sent, ICMP and ICMPv6 errors translated: what the oracle checked.
+    icmp: (u64, u64),
     findings: Vec<String>,
 }
 
@@ -677,6 +676,10 @@ fn fuzz(ebpf: &mut Ebpf, (ifindex, fw): (&[u32], &[Mac; 3]), seed: u64, frames: 
             || c == "ndp_learned"
     }) - total(ebpf, &|c| c == "icmp_time_exceeded");
     let passes = (passed, total(ebpf, &|c| c == "passed_not_our_mac"));
+    let icmp = (
+        total(ebpf, &|c| c == "icmp_time_exceeded"),
+        total(ebpf, &|c| c == "icmp_translated"),
+    );
     Outcome {
         redirected,
         flows: held.len() + held6.len(),
@@ -684,6 +687,7 @@ fn fuzz(ebpf: &mut Ebpf, (ifindex, fw): (&[u32], &[Mac; 3]), seed: u64, frames: 
         drops,
         reasons,
         passes,
+        icmp,
         findings,
     }
 }
@@ -730,9 +734,14 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
         drops,
         reasons,
         passes,
+        icmp,
         findings,
     } = result;
-    println!("fuzz: {redirected} redirected, {flows} flows made ({flows6} IPv6), {drops} dropped");
+    println!(
+        "fuzz: {redirected} redirected, {flows} flows made ({flows6} IPv6), {drops} dropped, \
+         {} time exceeded sent, {} errors translated",
+        icmp.0, icmp.1
+    );
     assert!(
         findings.is_empty(),
         "seed {seed}: {} findings:\n{}",
