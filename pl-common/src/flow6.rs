@@ -172,13 +172,13 @@ const fn port_word(port_be: u16) -> u16 {
 }
 
 #[inline(always)]
-const fn word_delta(acc: u32, old: u16, new: u16) -> u32 {
+pub(crate) const fn word_delta(acc: u32, old: u16, new: u16) -> u32 {
     acc + (!old as u32) + new as u32
 }
 
 /// Adds the delta of eight 16-bit words, folding so the sum never overflows.
 #[inline(always)]
-fn addr_delta(mut acc: u32, old: &Addr6, new: &Addr6) -> u32 {
+pub(crate) fn addr_delta(mut acc: u32, old: &Addr6, new: &Addr6) -> u32 {
     let mut i = 0;
     while i < 16 {
         acc = word_delta(

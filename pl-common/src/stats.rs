@@ -86,14 +86,18 @@ counters! {
         DroppedNonIpv4 = "dropped_non_ipv4",
         /// Dropped: IPv4 protocol other than TCP, UDP and ICMP.
         DroppedProtocol = "dropped_protocol",
-        /// Dropped: ICMP that is no error about a flow pl holds (echo included).
+        /// Dropped: ICMP or ICMPv6 that is no error about a flow pl holds (echo included)
+        /// and no neighbour discovery.
         DroppedIcmp = "dropped_icmp",
-        /// ICMP errors about a flow, translated and sent on to the flow's other side.
+        /// ICMP and ICMPv6 errors about a flow, translated and sent on to the flow's other
+        /// side.
         IcmpTranslated = "icmp_translated",
-        /// ICMP time exceeded sent back to a sender whose packet's TTL expired here.
+        /// ICMP or ICMPv6 time exceeded sent back to a sender whose packet's TTL or hop
+        /// limit expired here.
         IcmpTimeExceeded = "icmp_time_exceeded",
         /// ICMP fragmentation needed sent back to a sender whose DF packet is larger than
-        /// the egress interface's MTU (pl does not fragment).
+        /// the egress interface's MTU (pl does not fragment), or ICMPv6 packet too big for
+        /// an IPv6 one.
         IcmpFragNeeded = "icmp_frag_needed",
         /// Frames the program returned `XDP_PASS` for.
         XdpPass = "xdp_pass",

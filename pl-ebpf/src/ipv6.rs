@@ -21,7 +21,7 @@ use crate::{
     classify,
     conntrack::{self, Created, Found, V6},
     endpoint::{self, Admitted6, Dest},
-    events, icmp, lease,
+    events, icmp, icmp6, lease,
     maps::{Flows6, PL_L4_STASH, PL_PROBES, PL_PROBES6, PL_TAILS},
     mtu, nat, ndp, parse,
     parse::{Frame, L4_OFF, L4_OFF6, MAX_EXT_BYTES, ptr_at},
@@ -56,6 +56,9 @@ pub fn run(ctx: &XdpContext) -> Result<u32, ()> {
                 // Only a broken load leaves the slot empty.
                 slot.add(IfaceCounter::DroppedNonIpv4, 1);
                 xdp_action::XDP_DROP
+            }
+            Frame::Icmp6 { l4_off } if icmp6::is_error(ctx, l4_off) => {
+                icmp6::handle(ctx, &iface, &slot)
             }
             Frame::Icmp6 { l4_off } => ndp::handle(ctx, &iface, &slot, l4_off),
             Frame::Drop(why) => {
@@ -283,12 +286,13 @@ fn open<const V4: bool>(
         Err(reason) => return refuse(reason),
     };
     if hops::<V4>(ctx).ok_or(xdp_action::XDP_ABORTED)? <= 1 {
-        if V4 {
-            // As the IPv4 path does: the sender hears it from the endpoint address.
-            stats::endpoint_add(endpoint, EndpointCounter::RefusedTtl, 1);
-            return Err(icmp::reply(ctx, iface, slot, 0));
-        }
-        return refuse(EndpointCounter::RefusedTtl);
+        // As a router would: the sender hears it from the endpoint address.
+        stats::endpoint_add(endpoint, EndpointCounter::RefusedTtl, 1);
+        return Err(if V4 {
+            icmp::reply(ctx, iface, slot, 0)
+        } else {
+            icmp6::reply(ctx, iface, 0)
+        });
     }
     let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(xdp_action::XDP_ABORTED)?;
     let from = conntrack::Origin {
@@ -401,7 +405,7 @@ fn forward<const V4: bool>(
         return if V4 {
             icmp::reply(ctx, iface, slot, 0)
         } else {
-            xdp_action::XDP_DROP
+            icmp6::reply(ctx, iface, 0)
         };
     }
     let to_v4 = !V4 && unmapped(&v.new_dst).is_some();
@@ -418,8 +422,11 @@ fn forward<const V4: bool>(
         } else {
             len
         };
-        if !mtu::fits6(iface, v.endpoint, egress, out) {
-            return xdp_action::XDP_DROP;
+        match mtu::too_big6(iface, v.endpoint, egress, out) {
+            mtu::FITS => {}
+            // The IPv6 packet may be 20 bytes more than the IPv4 link carries.
+            egress_mtu if to_v4 => return icmp6::reply(ctx, iface, egress_mtu + 20),
+            egress_mtu => return icmp6::reply(ctx, iface, egress_mtu),
         }
         // Before the rewrite, while the frame's own IPv6 headers are there to come off
         // the MSS (also when it leaves as IPv4: the consumer's side is IPv6).

@@ -11,6 +11,7 @@ mod early;
 mod endpoint;
 mod events;
 mod icmp;
+mod icmp6;
 mod ipv6;
 mod lease;
 mod maps;

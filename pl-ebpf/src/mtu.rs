@@ -1,7 +1,7 @@
 //! MTU: where an endpoint joins networks of different MTUs, pl neither fragments nor lets
 //! the path black-hole. SYN and SYN-ACK have their MSS lowered to what both sides carry;
 //! a packet too big for the egress is answered with ICMP fragmentation needed (DF set) or
-//! dropped (DF clear), and counted.
+//! dropped (DF clear), an IPv6 one with ICMPv6 packet too big, and counted.
 
 use aya_ebpf::programs::XdpContext;
 use network_types::ip::Ipv4Hdr;
@@ -133,18 +133,17 @@ pub fn clamp_mss(ctx: &XdpContext, ingress: u16, egress: u16, endpoint: u16, l4_
 }
 
 /// Whether an IPv6 packet arriving on `iface` fits network `egress`'s MTU (IPv6 is never
-/// fragmented on the way). Counted for `endpoint` when it does not; the sender hears
-/// nothing yet (packet too big arrives with the next IPv6 slice), so PMTU discovery
-/// through an endpoint relies on the MSS clamp for TCP.
+/// fragmented on the way): [`FITS`], or else the egress MTU to answer with packet too
+/// big. Counted for `endpoint` when it does not fit.
 #[inline(always)]
-pub fn fits6(iface: &IfaceConfig, endpoint: u16, egress: u16, len: u64) -> bool {
+pub fn too_big6(iface: &IfaceConfig, endpoint: u16, egress: u16, len: u64) -> u32 {
     if iface.mtu_floor != 0 && len <= (ETH_HLEN as u64) + u64::from(iface.mtu_floor) {
-        return true;
+        return FITS;
     }
     let mtu = mtu_of(egress);
     if mtu == 0 || len <= (ETH_HLEN as u64) + u64::from(mtu) {
-        return true;
+        return FITS;
     }
     stats::endpoint_add(endpoint, EndpointCounter::RefusedTooBig, 1);
-    false
+    mtu
 }

@@ -4,7 +4,8 @@
 //! targets and next hops from the advertisements that answer userspace's solicitations
 //! from an NLB address, and a known neighbour's new MAC from an unsolicited one. The
 //! checks are `pl_common::ndp::parse`'s (RFC 4861 7.1), on the message copied to scratch.
-//! Other ICMPv6 (router solicitations, echo, errors) is dropped and counted.
+//! Other ICMPv6 (router solicitations, echo, errors `icmp6` does not translate) is dropped
+//! and counted.
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_tail, programs::XdpContext};
 use pl_common::{

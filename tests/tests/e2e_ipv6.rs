@@ -2,7 +2,8 @@
 //! behind IPv6 NLB addresses, reached through IPv6 endpoints in both consumer networks
 //! (the same /64 in each). pl answers the consumers' and the provider's neighbour
 //! solicitations for its addresses; the target sees only the NLB's IPv6 address;
-//! `allowed_sources` holds in IPv6; the provider reaches no consumer.
+//! `allowed_sources` holds in IPv6; the provider reaches no consumer; a consumer hears
+//! packet too big and time exceeded from the endpoint address.
 
 use std::{
     net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6},
@@ -11,16 +12,20 @@ use std::{
 
 use pl_common::stats::{EndpointCounter, IfaceCounter};
 use pl_tests::{
-    chain, require_kernel,
+    chain, output, require_kernel,
     running::{
         CLIENT6, EP6_Z1, EP6_Z2, NLB6_Z1, NLB6_Z2, OUTSIDER6, Running, SHORT, T1_6, T2_6,
-        parse_who_ip,
+        parse_who_ip, pl_flows,
     },
     stderr,
 };
-use pl_userspace::lab::{
-    LAB_CONFIG, cmd,
-    traffic::{self, TCP_PORT},
+use pl_userspace::{
+    frame::{Ipv6, ipv6_frame, parse_mac},
+    lab::{
+        LAB_CONFIG, PEER_IFACE, cmd, netns,
+        traffic::{self, TCP_PORT, UDP_PORT},
+    },
+    neigh::RawSender,
 };
 
 /// A lab running the lab config, with the IPv6 targets resolved too.
@@ -298,7 +303,7 @@ fn wait_health6(r: &Running, target: Ipv6Addr, want: &str, secs: u64) {
 
 /// Sets (or with `None` removes) an ip6 input rule in the provider's namespace.
 fn provider_rule6(ns: &str, rule: Option<&str>) {
-    let mut c = pl_userspace::lab::netns::exec(ns, "nft");
+    let mut c = netns::exec(ns, "nft");
     let file = std::env::temp_dir().join(format!("{ns}-pltest6.nft"));
     match rule {
         Some(rule) => {
@@ -383,4 +388,168 @@ fn ipv6_is_carried_while_pl_run_is_stopped() {
     let after = ask(&acme).unwrap_or_else(|e| panic!("after the restart: {e}"));
     assert_eq!(who6(&after).0, T1_6, "{after}");
     assert!(r.iface("fw-acme", IfaceCounter::NdpReplied) >= 1);
+}
+
+/// What a consumer's socket heard about a datagram it sent with hop limit 1: the ICMPv6
+/// origin, type and code of the error queued on it, and the address that sent the error.
+fn hop_limit_1_error(ns: &str) -> (u8, u8, u8, Option<Ipv6Addr>) {
+    use nix::sys::socket::{MsgFlags, SockaddrIn6, recvmsg, setsockopt, sockopt};
+    use std::os::fd::AsRawFd as _;
+    netns::run_in(ns, || -> std::io::Result<(u8, u8, u8, Option<Ipv6Addr>)> {
+        let u = std::net::UdpSocket::bind(SocketAddrV6::new(CLIENT6, 0, 0, 0))?;
+        u.connect(SocketAddrV6::new(EP6_Z1, UDP_PORT, 0, 0))?;
+        setsockopt(&u, sockopt::Ipv6Ttl, &1)?;
+        setsockopt(&u, sockopt::Ipv6RecvErr, &true)?;
+        u.send(b"WHO")?;
+        let deadline = Instant::now() + SHORT;
+        loop {
+            let mut buf = [0u8; 256];
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let mut cmsg = nix::cmsg_space!(nix::libc::sock_extended_err, nix::libc::sockaddr_in6);
+            let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
+            match recvmsg::<SockaddrIn6>(u.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) {
+                Ok(m) => {
+                    for c in m.cmsgs()? {
+                        if let nix::sys::socket::ControlMessageOwned::Ipv6RecvErr(e, from) = c {
+                            let from = from.map(|a| Ipv6Addr::from(a.sin6_addr.s6_addr));
+                            return Ok((e.ee_origin, e.ee_type, e.ee_code, from));
+                        }
+                    }
+                    return Err(std::io::Error::other("an error queued without its ICMPv6"));
+                }
+                Err(nix::errno::Errno::EAGAIN) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("a hop-limit-1 datagram's error in {ns}: {e}"))
+}
+
+/// PMTU discovery and traceroute through an IPv6 endpoint: the consumer network at 9000,
+/// the provider at 1500. A 3000-byte datagram is answered with packet too big (MTU 1500)
+/// from the endpoint address and the consumer's kernel caches the path MTU (it checks
+/// the ICMPv6 checksum and that the quoted packet is one its socket sent); a datagram
+/// with hop limit 1 is answered with time exceeded from the endpoint address.
+#[test]
+fn an_ipv6_consumer_hears_packet_too_big_and_time_exceeded() {
+    require_kernel!("an_ipv6_consumer_hears_packet_too_big_and_time_exceeded");
+    let r = Running::start_shaped("v6pm", LAB_CONFIG, &[], |lab| {
+        lab.with_mtu(9000).with_network_mtu("prov", 1500)
+    });
+    wait_resolved6(&r);
+    let acme = r.ns("acme");
+    let route = || {
+        let out =
+            output(netns::exec(&acme, "ip").args(["-6", "route", "get", &EP6_Z1.to_string()]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        !route().contains("mtu"),
+        "a PMTU before the test: {}",
+        route()
+    );
+    netns::run_in(&acme, || -> std::io::Result<()> {
+        let u = std::net::UdpSocket::bind(SocketAddrV6::new(CLIENT6, 0, 0, 0))?;
+        u.connect(SocketAddrV6::new(EP6_Z1, UDP_PORT, 0, 0))?;
+        u.send(&[0x5a; 3000])?;
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("sending 3000 bytes: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !route().contains("mtu 1500") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        route().contains("mtu 1500"),
+        "acme did not learn the path MTU to the endpoint:\n{}",
+        route()
+    );
+    assert!(r.endpoint("acme-ledger", EndpointCounter::RefusedTooBig) >= 1);
+    assert!(r.iface("fw-acme", IfaceCounter::IcmpFragNeeded) >= 1);
+
+    // SO_EE_ORIGIN_ICMP6, time exceeded in transit, from the endpoint address.
+    let heard = hop_limit_1_error(&acme);
+    assert_eq!(heard, (3, 3, 0, Some(EP6_Z1)), "(origin, type, code, from)");
+    assert!(r.endpoint("acme-ledger", EndpointCounter::RefusedTtl) >= 1);
+    assert_eq!(r.iface("fw-acme", IfaceCounter::IcmpTimeExceeded), 1);
+}
+
+/// `ip -6 route get` the zone 1 endpoint address, in `ns`.
+fn route_to_endpoint6(ns: &str) -> String {
+    let out = output(netns::exec(ns, "ip").args(["-6", "route", "get", &EP6_Z1.to_string()]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A hop on the provider side says a consumer's datagram was too big for its 1400-byte
+/// link: the error, translated along the flow, reaches the consumer from the endpoint
+/// address quoting what it sent, and its kernel caches the path MTU.
+#[test]
+fn packet_too_big_from_the_provider_side_reaches_the_ipv6_consumer() {
+    require_kernel!("packet_too_big_from_the_provider_side_reaches_the_ipv6_consumer");
+    let r = start("v6pt");
+    let (acme, prov) = (r.ns("acme"), r.ns("prov"));
+    // A connected UDP socket in acme, with a flow through the endpoint.
+    let sock = netns::run_in(&acme, || -> std::io::Result<std::net::UdpSocket> {
+        let u = std::net::UdpSocket::bind(SocketAddrV6::new(CLIENT6, 41500, 0, 0))?;
+        u.connect(SocketAddrV6::new(EP6_Z1, UDP_PORT, 0, 0))?;
+        u.set_read_timeout(Some(SHORT))?;
+        u.send(b"WHO")?;
+        let mut buf = [0u8; 256];
+        u.recv(&mut buf)?;
+        Ok(u)
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("UDP through the IPv6 endpoint: {e}"));
+    let flows = pl_flows(&r, &["--endpoint", "acme-ledger"]).unwrap_or_else(|e| panic!("{e}"));
+    let flow = flows
+        .iter()
+        .find(|f| f.consumer == SocketAddr::from(SocketAddrV6::new(CLIENT6, 41500, 0, 0)))
+        .unwrap_or_else(|| panic!("no flow for the socket: {flows:#?}"));
+    let (SocketAddr::V6(nlb), SocketAddr::V6(target)) = (flow.nlb, flow.target) else {
+        panic!("an IPv6 flow's provider side is IPv6: {flow:#?}");
+    };
+    let route = || route_to_endpoint6(&acme);
+    assert!(
+        !route().contains("mtu"),
+        "a PMTU before the test: {}",
+        route()
+    );
+
+    let p = r.lab.topo.network("prov").expect("prov");
+    let (peer, fw) = (
+        parse_mac(&p.peer_mac).expect("MAC"),
+        parse_mac(&p.fw_mac).expect("MAC"),
+    );
+    // It quotes the datagram as the provider side carried it: NLB address and SNAT port to
+    // the target, hop limit one lower.
+    let quoted = Ipv6 {
+        hop_limit: 63,
+        ..Ipv6::new(nlb.ip().octets(), target.ip().octets())
+    }
+    .udp(nlb.port(), target.port(), b"WHO");
+    let mut msg = vec![2, 0, 0, 0, 0, 0, 0x05, 0x78];
+    msg.extend_from_slice(&quoted);
+    let icmp = Ipv6::new(target.ip().octets(), nlb.ip().octets()).icmp6(&msg);
+    netns::run_in(&prov, || -> std::io::Result<()> {
+        let ifindex = nix::net::if_::if_nametoindex(PEER_IFACE).map_err(std::io::Error::from)?;
+        RawSender::open(ifindex)?.send(&ipv6_frame(fw, peer, &icmp), 0x86dd)
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("sending the ICMPv6 error: {e}"));
+
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !route().contains("mtu 1400") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        route().contains("mtu 1400"),
+        "acme did not learn the path MTU:\n{}",
+        route()
+    );
+    assert_eq!(r.iface("fw-prov", IfaceCounter::IcmpTranslated), 1);
+    drop(sock);
 }

@@ -170,9 +170,16 @@ fn seeds(fw: &[Mac; 3]) -> Vec<(usize, Vec<u8>)> {
     out
 }
 
-/// IPv6 seeds: consumer TCP and UDP (one behind a hop-by-hop header) from an allowed
-/// source, an outsider and one of our own addresses, solicitations, and the provider's
-/// answers and advertisements.
+/// The ICMPv6 error `ty`/`code` (`rest` zero) quoting `invoking`, checksum zero.
+fn icmp6_error(ty: u8, code: u8, invoking: &[u8]) -> Vec<u8> {
+    let mut m = vec![ty, code, 0, 0, 0, 0, 0x05, 0x78];
+    m.extend_from_slice(invoking);
+    m
+}
+
+/// IPv6 seeds: consumer TCP and UDP (one behind a hop-by-hop header, one with hop limit 1)
+/// from an allowed source, an outsider and one of our own addresses, solicitations, ICMPv6
+/// errors about flows, and the provider's answers, errors and advertisements.
 fn seeds6(fw: &[Mac; 3]) -> Vec<(usize, Vec<u8>)> {
     let ip = |s: Ipv6Addr, d: Ipv6Addr| Ipv6::new(s.octets(), d.octets());
     let mut out = Vec::new();
@@ -193,8 +200,20 @@ fn seeds6(fw: &[Mac; 3]) -> Vec<(usize, Vec<u8>)> {
                 let mut hbh = ip(src, dst);
                 hbh.ext.push((0, vec![0, 0, 1, 4, 0, 0, 0, 0]));
                 out.push((n, ipv6_frame(f, mac, &hbh.udp(40003, 53, b"query"))));
+                let mut last_hop = ip(src, dst);
+                last_hop.hop_limit = 1;
+                out.push((n, ipv6_frame(f, mac, &last_hop.udp(40002, 53, b"query"))));
             }
         }
+        let answer = ip(EP6_Z1, CLIENT6).udp(53, 40002, b"answer");
+        out.push((
+            n,
+            ipv6_frame(
+                f,
+                mac,
+                &ip(CLIENT6, EP6_Z1).icmp6(&icmp6_error(1, 4, &answer)),
+            ),
+        ));
         out.push((
             n,
             neighbour_solicitation(mac, CLIENT6.octets(), EP6_Z1.octets()),
@@ -209,6 +228,12 @@ fn seeds6(fw: &[Mac; 3]) -> Vec<(usize, Vec<u8>)> {
                 ipv6_frame(f, TM, &p.tcp(8443, 40000, 1, 8, TCP_SYN | TCP_ACK, &[])),
             ));
             out.push((2, ipv6_frame(f, TM, &p.udp(5353, 40002, b"answer"))));
+            let sent = ip(nlb, t).tcp(40000, 8443, 7, 0, TCP_SYN, &[]);
+            let router = Ipv6Addr::new(0xfd00, 9, 0, 0, 0, 0, 0, 0xfe);
+            out.push((
+                2,
+                ipv6_frame(f, TM, &ip(router, nlb).icmp6(&icmp6_error(2, 0, &sent))),
+            ));
             let na = pl_common::ndp::advertisement(t.octets(), nlb.octets(), TM);
             let mut h = p.clone();
             h.hop_limit = 255;
@@ -443,15 +468,17 @@ fn check_redirect6(
     let Some((proto, off, _)) = upper6(out) else {
         return Some("output IPv6 packet malformed".into());
     };
-    if l4_ok6(out) != Some(true) && proto == 58 {
-        return Some("advertisement with a bad checksum".into());
-    }
     let (src, dst) = (addr6(out, 22), addr6(out, 38));
     let ours = [EP6_Z1, EP6_Z2, NLB6_Z1, NLB6_Z2];
-    if proto == 58 {
+    if proto == 58 && out[off] == 136 {
         let asked = upper6(input).is_some_and(|(p, o, _)| p == 58 && input[o] == 135);
-        return (out[off] != 136 || out[21] != 255 || !ours.contains(&src) || !asked)
-            .then(|| format!("ICMPv6 output {} from {src} to {dst}", out[off]));
+        return (out[21] != 255 || !ours.contains(&src) || !asked || l4_ok6(out) != Some(true))
+            .then(|| {
+                format!("advertisement from {src} to {dst} answering no solicitation, or bad")
+            });
+    }
+    if proto == 58 && upper6(input).is_some_and(|(p, _, _)| p != 58) {
+        return generated6_breach(input, out);
     }
     if l4_ok6(input) != l4_ok6(out) {
         return Some(format!(
@@ -463,6 +490,9 @@ fn check_redirect6(
     let Some((_, ioff, _)) = upper6(input) else {
         return Some("redirected an IPv6 frame the walk refuses".into());
     };
+    if proto == 58 {
+        return icmp6_error_breach(on, input, out, held);
+    }
     let (sport, dport) = (be16(out, off), be16(out, off + 2));
     let (isrc, idst, isp, idp) = (
         addr6(input, 22),
@@ -491,6 +521,63 @@ fn check_redirect6(
     }
     held.insert((src, sport, dst, dport, proto));
     None
+}
+
+/// An ICMPv6 error pl sent back for a TCP or UDP packet: time exceeded only for hop limit
+/// 1 or 0, never packet too big (the fuzz's frames fit every MTU); to the packet's sender
+/// from its destination, with a verifying checksum, quoting the packet from its start
+/// within 1280 bytes.
+fn generated6_breach(input: &[u8], out: &[u8]) -> Option<String> {
+    let (ty, hop) = (out[54], input[21]);
+    if ty != 3 || hop > 1 {
+        return Some(format!("ICMPv6 type {ty} sent back for hop limit {hop}"));
+    }
+    if l4_ok6(out) != Some(true) {
+        return Some("ICMPv6 error with a bad checksum".into());
+    }
+    if addr6(out, 22) != addr6(input, 38) || addr6(out, 38) != addr6(input, 22) {
+        return Some("ICMPv6 error not from the destination back to the source".into());
+    }
+    let quoted = &out[62..];
+    if out.len() > 14 + 1280 || input.get(14..14 + quoted.len()) != Some(quoted) {
+        return Some("ICMPv6 error quoting something else, or over 1280 bytes".into());
+    }
+    None
+}
+
+/// A redirected ICMPv6 error about a flow: its quoted packet belongs to a held flow, and
+/// its checksum is as valid as the input's.
+fn icmp6_error_breach(
+    on: usize,
+    input: &[u8],
+    out: &[u8],
+    held: &HashSet<Held6>,
+) -> Option<String> {
+    if l4_ok6(input) != l4_ok6(out) {
+        return Some("ICMPv6 checksum validity changed".into());
+    }
+    if out.len() < 106 || input.len() < 106 {
+        return Some("ICMPv6 error too short to quote ports".into());
+    }
+    let quoted = |f: &[u8]| {
+        (
+            addr6(f, 70),
+            addr6(f, 86),
+            be16(f, 102),
+            be16(f, 104),
+            f[68],
+        )
+    };
+    let flow = if on == 2 {
+        // To the consumer: the input quoted our packet to the target.
+        let (s, d, sp, dp, p) = quoted(input);
+        (s, sp, d, dp, p)
+    } else {
+        // To the target: the output quotes what the target sent.
+        let (s, d, sp, dp, p) = quoted(out);
+        (d, dp, s, sp, p)
+    };
+    (!held.contains(&flow)).then(|| format!("ICMPv6 error about a flow nobody made: {flow:?}"))
 }
 
 fn total(ebpf: &Ebpf, pick: &dyn Fn(&str) -> bool) -> u64 {
@@ -525,6 +612,8 @@ struct Outcome {
     drops: u64,
     reasons: u64,
     passes: (u64, u64),
+    /// Time exceeded sent, ICMP and ICMPv6 errors translated: what the oracle checked.
+    icmp: (u64, u64),
     findings: Vec<String>,
 }
 
@@ -586,6 +675,10 @@ fn fuzz(ebpf: &mut Ebpf, (ifindex, fw): (&[u32], &[Mac; 3]), seed: u64, frames: 
             || c == "ndp_learned"
     }) - total(ebpf, &|c| c == "icmp_time_exceeded");
     let passes = (passed, total(ebpf, &|c| c == "passed_not_our_mac"));
+    let icmp = (
+        total(ebpf, &|c| c == "icmp_time_exceeded"),
+        total(ebpf, &|c| c == "icmp_translated"),
+    );
     Outcome {
         redirected,
         flows: held.len() + held6.len(),
@@ -593,6 +686,7 @@ fn fuzz(ebpf: &mut Ebpf, (ifindex, fw): (&[u32], &[Mac; 3]), seed: u64, frames: 
         drops,
         reasons,
         passes,
+        icmp,
         findings,
     }
 }
@@ -639,9 +733,14 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
         drops,
         reasons,
         passes,
+        icmp,
         findings,
     } = result;
-    println!("fuzz: {redirected} redirected, {flows} flows made ({flows6} IPv6), {drops} dropped");
+    println!(
+        "fuzz: {redirected} redirected, {flows} flows made ({flows6} IPv6), {drops} dropped, \
+         {} time exceeded sent, {} errors translated",
+        icmp.0, icmp.1
+    );
     assert!(
         findings.is_empty(),
         "seed {seed}: {} findings:\n{}",

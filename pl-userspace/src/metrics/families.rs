@@ -109,17 +109,17 @@ pub(super) const INTERFACE: &[Family<I>] = &[
     ),
     family!(
         "interface_icmp_translated",
-        "ICMP errors about a flow, translated and sent on to the flow's other side",
+        "ICMP and ICMPv6 errors about a flow, translated and sent on to the flow's other side",
         I::IcmpTranslated
     ),
     family!(
         "interface_icmp_time_exceeded",
-        "ICMP time exceeded sent back for a packet whose TTL expired here",
+        "ICMP or ICMPv6 time exceeded sent back for a packet whose TTL or hop limit expired here",
         I::IcmpTimeExceeded
     ),
     family!(
         "interface_icmp_frag_needed",
-        "ICMP fragmentation needed sent back for a DF packet larger than the egress MTU",
+        "ICMP fragmentation needed or ICMPv6 packet too big sent back for a packet over the egress MTU",
         I::IcmpFragNeeded
     ),
     family!(
