@@ -168,6 +168,7 @@ fn handle(
     };
     let refuse = |reason| {
         stats::endpoint_add(endpoint, reason, 1);
+        events::refused6(&key, endpoint, reason);
         events::log_refusal(ctx, now, endpoint, reason);
         Ok(xdp_action::XDP_DROP)
     };
@@ -200,6 +201,8 @@ fn handle(
         Ok(Created::New(v)) => {
             stats::endpoint_add(endpoint, EndpointCounter::NewFlows, 1);
             stats::target_new_flow(admitted.target);
+            // SAFETY: this CPU's copy of the entry just made.
+            events::opened6(&key, unsafe { &*v });
             v
         }
         Ok(Created::Raced(v)) => v,
