@@ -297,8 +297,8 @@ mod tests {
         let v4 = encode(header(VERSION, KIND_FLOWS), &[<Record>::default()], &key);
         assert_eq!(v4.len(), size_of::<Header>() + 128 + TAG_LEN);
         assert!(matches!(decode(&v4, &key), Ok((_, Records::V4(r))) if r.len() == 1));
-        // IPv6 records under version 2 (what a node of an earlier pl would mistake them
-        // for), or IPv4 ones under version 3, are not flow sync.
+        // IPv6 records under version 2, IPv4 ones under version 3, or a later version, are
+        // not flow sync.
         for (version, kind) in [
             (VERSION, KIND_FLOWS6),
             (VERSION6, KIND_FLOWS),

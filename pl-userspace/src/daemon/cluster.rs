@@ -213,7 +213,7 @@ impl Daemon {
 }
 
 /// Both flow tables, as sync takes them.
-fn tables(t: &super::Tables) -> Tables<'_> {
+fn tables(t: &super::FlowTables) -> Tables<'_> {
     Tables {
         v4: t.0.as_ref(),
         v6: t.1.as_ref(),

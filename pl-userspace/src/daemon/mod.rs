@@ -56,7 +56,7 @@ pub struct Options {
 
 type Logger = aya_log::EbpfLogger<&'static dyn log::Log>;
 /// The IPv4 and IPv6 flow tables, each if mapped.
-type Tables = (Option<flows::FlowTable>, Option<flows::FlowTable6>);
+type FlowTables = (Option<flows::FlowTable>, Option<flows::FlowTable6>);
 
 type SweepJob = JoinHandle<Result<flows::Sweep, MapError>>;
 
@@ -203,7 +203,7 @@ struct Daemon {
     /// This node in its cluster; None for a lone forwarder.
     cluster: Option<crate::cluster::Member>,
     /// The flow tables, mapped once (flow sync reads and writes them).
-    flows: Tables,
+    flows: FlowTables,
     /// Zones to announce again on the next tick.
     announce_again: u32,
     sync_warned: Option<std::time::Instant>,
