@@ -269,6 +269,7 @@ fn open<const V4: bool>(
     };
     let refuse = |reason| {
         stats::endpoint_add(endpoint, reason, 1);
+        events::refused6(key, endpoint, reason);
         events::log_refusal(ctx, now, endpoint, reason);
         Err(xdp_action::XDP_DROP)
     };
@@ -304,9 +305,11 @@ fn open<const V4: bool>(
         now,
     };
     match conntrack::create6(key, hash, &admitted, &from) {
-        Ok(Created::New(_)) => {
+        Ok(Created::New(v)) => {
             stats::endpoint_add(endpoint, EndpointCounter::NewFlows, 1);
             stats::target_new_flow(admitted.target);
+            // SAFETY: this CPU's copy of the entry just made.
+            events::opened6(key, unsafe { &*v });
             Ok(())
         }
         Ok(Created::Raced(_)) => Ok(()),

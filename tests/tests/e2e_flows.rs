@@ -1,6 +1,7 @@
 //! End to end, the flow table under `pl run --config`: bounded, idle and closing flows
 //! swept on their timeouts while either side still using a flow keeps it; `pl flows`
-//! shows both sides and `pl flows --watch` streams opens, refusals and closes.
+//! shows both sides and `pl flows --watch` streams opens, refusals and closes (of IPv4
+//! and IPv6 flows).
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
@@ -10,7 +11,10 @@ use std::{
 use pl_common::stats::EndpointCounter;
 use pl_tests::{
     chain, pl_bin, require_kernel,
-    running::{CLIENT, EP_Z1, OUTSIDER, Running, T1, T2, pl_flows},
+    running::{
+        CLIENT, CLIENT6, EP_Z1, EP6_Z1, NLB6_Z1, OUTSIDER, OUTSIDER6, Running, T1, T1_6, T2,
+        pl_flows,
+    },
     stderr,
 };
 use pl_userspace::{
@@ -397,6 +401,55 @@ fn watch_streams_opens_refusals_with_reasons_and_closes() {
             && times[0] <= times[2]
             && times[2] <= ended.as_str(),
         "event times {times:?} outside {began}..{ended}"
+    );
+    // IPv6 flows too, in IPv6 notation (repeated until pl has the IPv6 targets' MACs).
+    let open6 = wait_for(
+        "IPv6 open",
+        10,
+        &|| {
+            let _ = r.who_tcp("acme", CLIENT6, 40002, EP6_Z1, TCP_PORT);
+        },
+        &|e| e.event == "open" && e.consumer == SocketAddr::from((CLIENT6, 40002)),
+    );
+    assert_eq!(
+        (
+            open6.endpoint.as_str(),
+            open6.service.as_str(),
+            open6.endpoint_addr,
+            open6.target
+        ),
+        (
+            "acme-ledger",
+            "ledger",
+            SocketAddr::from((EP6_Z1, TCP_PORT)),
+            Some(SocketAddr::from((T1_6, traffic::TCP_TARGET_PORT)))
+        ),
+        "{open6:#?}"
+    );
+    assert_eq!(
+        open6.nlb.map(|n| n.ip()),
+        Some(IpAddr::V6(NLB6_Z1)),
+        "{open6:#?}"
+    );
+    let line = open6.line();
+    assert!(
+        line.contains(&format!(
+            "[{CLIENT6}]:40002 -> [{EP6_Z1}]:{TCP_PORT} => [{NLB6_Z1}]:"
+        )),
+        "{line}"
+    );
+    let refused6 = wait_for(
+        "IPv6 refused",
+        5,
+        &|| {
+            let _ = r.who_udp("acme", OUTSIDER6, 0, EP6_Z1);
+        },
+        &|e| e.event == "refused" && e.consumer.ip() == IpAddr::V6(OUTSIDER6),
+    );
+    assert_eq!(
+        (refused6.reason.as_deref(), refused6.endpoint.as_str()),
+        (Some("source"), "acme-ledger"),
+        "{refused6:#?}"
     );
     let _ = child.kill();
     let _ = child.wait();

@@ -3,14 +3,16 @@
 //! through one.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
-    time::Duration,
+    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
+    time::{Duration, Instant},
 };
 
 use pl_common::stats::EndpointCounter;
 use pl_tests::{
     chain, output, pl_bin, require_kernel,
-    running::{CLIENT, EP_Z1, ExtraNs, Running, SHORT, T1, parse_who, pl_flows},
+    running::{
+        CLIENT, CLIENT6, EP_Z1, EP6_Z1, ExtraNs, Running, SHORT, T1, T1_6, parse_who, pl_flows,
+    },
     stderr,
 };
 use pl_userspace::{
@@ -22,7 +24,8 @@ use pl_userspace::{
 };
 
 /// A target's address moves to another MAC (failover, VRRP) and announces it with a
-/// gratuitous ARP: its established flows follow within a second, as new flows do.
+/// gratuitous ARP (IPv4) and an unsolicited advertisement (IPv6): its established flows of
+/// both families follow within a second, as new flows do.
 #[test]
 fn flows_follow_a_target_that_moves_to_a_new_mac() {
     require_kernel!("flows_follow_a_target_that_moves_to_a_new_mac");
@@ -30,6 +33,20 @@ fn flows_follow_a_target_that_moves_to_a_new_mac() {
     let (acme, prov) = (r.ns("acme"), r.ns("prov"));
     let ep = SocketAddrV4::new(EP_Z1, TCP_PORT);
     let mut held = traffic::tcp_hold(&acme, CLIENT, ep).unwrap_or_else(|e| panic!("{}", chain(e)));
+    // Tried again until pl has the IPv6 target's MAC (neighbour solicitation).
+    let mut held6 = {
+        let ep6 = SocketAddr::from((EP6_Z1, TCP_PORT));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match traffic::tcp_hold(&acme, CLIENT6, ep6) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("over IPv6: {}", chain(e)),
+            }
+        }
+    };
     let moved: pl_userspace::frame::Mac = [2, 0, 0, 0, 0x09, 0x99];
     cmd::ip([
         "-n",
@@ -45,16 +62,20 @@ fn flows_follow_a_target_that_moves_to_a_new_mac() {
     netns::run_in(&prov, || -> std::io::Result<()> {
         let ifindex = nix::net::if_::if_nametoindex(PEER_IFACE).map_err(std::io::Error::from)?;
         let garp = pl_userspace::frame::arp_request(moved, T1.octets(), T1.octets());
-        RawSender::open(ifindex)?.send(&garp, pl_common::proto::ETH_P_ARP)
+        let sender = RawSender::open(ifindex)?;
+        sender.send(&garp, pl_common::proto::ETH_P_ARP)?;
+        sender.advertise(moved, T1_6)
     })
     .unwrap_or_else(|e| panic!("{}", chain(e)))
     .unwrap_or_else(|e| panic!("gratuitous ARP: {e}"));
     let learned = r
         .run
         .wait_for_stats(Duration::from_secs(3), |s| {
-            s.targets
-                .iter()
-                .any(|t| t.ip == T1 && t.mac.as_deref() == Some("02:00:00:00:09:99"))
+            [IpAddr::from(T1), T1_6.into()].iter().all(|ip| {
+                s.targets
+                    .iter()
+                    .any(|t| t.ip == *ip && t.mac.as_deref() == Some("02:00:00:00:09:99"))
+            })
         })
         .unwrap_or_else(|e| panic!("{}", chain(e)));
     assert!(
@@ -65,10 +86,21 @@ fn flows_follow_a_target_that_moves_to_a_new_mac() {
         "the gratuitous ARP was not learned: {:?}",
         learned.targets
     );
+    assert!(
+        learned
+            .targets
+            .iter()
+            .any(|t| t.ip == T1_6 && t.mac.as_deref() == Some("02:00:00:00:09:99")),
+        "the unsolicited advertisement was not learned: {:?}",
+        learned.targets
+    );
     // The refresh that learned it also moved the flows (same tick); give it a second.
     std::thread::sleep(Duration::from_millis(1200));
     let answer = traffic::finish_hold(&mut held)
         .unwrap_or_else(|e| panic!("the established flow kept the dead MAC: {e}"));
+    assert_eq!(answer.len(), 64, "not a sha256 answer: {answer:?}");
+    let answer = traffic::finish_hold(&mut held6)
+        .unwrap_or_else(|e| panic!("the established IPv6 flow kept the dead MAC: {e}"));
     assert_eq!(answer.len(), 64, "not a sha256 answer: {answer:?}");
     r.who_tcp("acme", CLIENT, 0, EP_Z1, TCP_PORT)
         .unwrap_or_else(|e| panic!("a new flow after the move: {e}"));
@@ -77,9 +109,17 @@ fn flows_follow_a_target_that_moves_to_a_new_mac() {
         .stop_and_down()
         .unwrap_or_else(|e| panic!("{}", chain(e)));
     let log = stderr(&out);
+    // One flow of each family, in one refresh or two.
+    let followed: u32 = log
+        .lines()
+        .filter_map(|l| l.split_once(" flows follow"))
+        .filter_map(|(head, _)| head.rsplit(' ').next()?.parse::<u32>().ok())
+        .sum();
     assert!(
-        log.contains("10.9.0.11 moved from") && log.contains("1 flows follow"),
-        "pl run's log lacks the move:\n{log}"
+        log.contains("10.9.0.11 moved from")
+            && log.contains("fd00:9::11 moved from")
+            && followed == 2,
+        "pl run's log lacks the moves ({followed} flows followed):\n{log}"
     );
 }
 

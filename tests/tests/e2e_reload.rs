@@ -1,15 +1,15 @@
 //! End to end, `pl reload` under load: the stream keeps going, the changes apply, and
-//! flows the new config no longer allows are revoked.
+//! flows the new config no longer allows are revoked (IPv4 and IPv6).
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
-    time::Duration,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    time::{Duration, Instant},
 };
 
 use pl_common::stats::EndpointCounter;
 use pl_tests::{
     chain, require_kernel,
-    running::{CLIENT, EP_Z1, Running, T1, T2, parse_who, pl_flows},
+    running::{CLIENT, CLIENT6, EP_Z1, EP6_Z1, Running, T1, T2, parse_who, pl_flows},
     stderr,
 };
 use pl_userspace::{
@@ -112,11 +112,11 @@ fn reload_under_load_keeps_the_stream_and_applies_the_changes() {
                 SocketAddrV4::new(EP_Z1, TCP_PORT),
                 512 * 1024 * 1024,
             );
-            (res, std::time::Instant::now())
+            (res, Instant::now())
         });
         std::thread::sleep(Duration::from_millis(300));
         reload_bad_then_good(&r, &bad_path, &new_path);
-        let reloaded = std::time::Instant::now();
+        let reloaded = Instant::now();
         let (res, done) = stream.join().expect("stream thread");
         (res, reloaded, done)
     });
@@ -181,5 +181,69 @@ fn a_reload_revokes_the_flows_it_no_longer_allows() {
     assert!(
         r.endpoint("acme-billing", EndpointCounter::RefusedNotSyn) > 0,
         "the revoked connection's segments were not refused"
+    );
+}
+
+/// The lab config's acme-ledger, the IPv6 endpoint of the acme network.
+const ACME_LEDGER: &str = "[[endpoint]]\nname = \"acme-ledger\"\nservice = \"ledger\"\nnetwork = \"acme\"\naddresses = [{ ip = \"fd00:a::100\", zone = \"z1\" }, { ip = \"fd00:a::101\", zone = \"z2\" }]\nallowed_sources = [\"fd00:a::/121\"]\n";
+
+#[test]
+fn a_reload_that_removes_an_ipv6_endpoint_revokes_its_flows() {
+    require_kernel!("a_reload_that_removes_an_ipv6_endpoint_revokes_its_flows");
+    let r = Running::start("r6", LAB_CONFIG);
+    let ep = SocketAddr::from((EP6_Z1, TCP_PORT));
+    // Tried again until pl has the IPv6 targets' MACs (neighbour solicitation).
+    let hold = |network: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match traffic::tcp_hold(&r.ns(network), CLIENT6, ep) {
+                Ok(s) => return s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("{network} over IPv6: {}", chain(e)),
+            }
+        }
+    };
+    let mut acme_held = hold("acme");
+    let mut globex_held = hold("globex");
+    let removed = LAB_CONFIG.replace(ACME_LEDGER, "").replace(
+        r#"accepted_endpoints = ["acme-ledger", "globex-ledger"]"#,
+        r#"accepted_endpoints = ["globex-ledger"]"#,
+    );
+    assert_eq!(
+        removed.len(),
+        LAB_CONFIG.len() - ACME_LEDGER.len() - r#""acme-ledger", "#.len(),
+        "the lab config changed shape"
+    );
+    let path = r
+        .lab
+        .lab
+        .write_config(&removed)
+        .unwrap_or_else(|e| panic!("{}", chain(e)));
+    let out = r.lab.pl(
+        &r.lab.fw_ns(),
+        &["reload", "--config", &path.to_string_lossy()],
+    );
+    assert!(out.status.success(), "reload: {}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("1 flows revoked"), "reload said: {said}");
+    let flows = pl_flows(&r, &[]).unwrap_or_else(|e| panic!("pl flows: {e}"));
+    let endpoints: Vec<&str> = flows.iter().map(|f| f.endpoint.as_str()).collect();
+    assert_eq!(
+        endpoints,
+        ["globex-ledger"],
+        "flows after the reload: {flows:?}"
+    );
+    assert_eq!(r.endpoint("globex-ledger", EndpointCounter::Revoked), 0);
+    let answer = traffic::finish_hold(&mut globex_held)
+        .unwrap_or_else(|e| panic!("an allowed IPv6 connection broke across the reload: {e}"));
+    assert_eq!(answer.len(), 64, "not a sha256 answer: {answer:?}");
+    acme_held
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("read timeout");
+    assert!(
+        traffic::finish_hold(&mut acme_held).is_err(),
+        "the revoked IPv6 connection still reached its target"
     );
 }

@@ -1,8 +1,10 @@
 //! Several forwarders: this node's part in the cluster. `keepalived` elects each zone's
-//! owner, `sync` carries flows to the nodes that may take a zone over, `wire` is the sync's
-//! datagram format. [`Member`] holds them for `pl run --node`; the daemon's loop feeds it
-//! keepalived's state lines, sync datagrams and its ticks.
+//! owner, `sync` carries flows to the nodes that may take a zone over (`accept` judges and
+//! writes what it receives), `wire` is the sync's datagram format. [`Member`] holds them
+//! for `pl run --node`; the daemon's loop feeds it keepalived's state lines, sync datagrams
+//! and its ticks.
 
+mod accept;
 pub mod keepalived;
 pub mod secret;
 pub mod sync;

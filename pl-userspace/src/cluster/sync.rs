@@ -5,27 +5,29 @@
 //! The sender scans its table every `sync_interval_ms` and sends what is new, what changed
 //! state, what carried traffic since the last refresh (so the copies do not idle out), and
 //! what ended. A takeover loses what the dead node had not sent yet: flows opened, and
-//! state bits set, within the last interval.
+//! state bits set, within the last interval. Both families' tables are synced alike, each
+//! scanned on its own ([`Side`]), generic over the slot type.
 
 use std::{
     collections::BTreeMap,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, SocketAddr, SocketAddrV4},
     time::{Duration, Instant},
 };
 
-use pl_common::flow::{
-    COARSE_SHIFT, CREATED_MASK, FLOW_FORWARD, FLOW_REPLY, FlowKey, FlowValue, coarse, since,
+use pl_common::{
+    flow::{FLOW_FORWARD, Half as _, since},
+    flow6::Slot6,
+    flowtable::Slot,
 };
 
+use super::accept::{Applied, apply, zone_of};
 use super::secret::{self, Fresh, Replay, Secret};
 use super::wire::{
-    self, Header, KIND_FLOWS, KIND_HELLO, MAGIC, OP_REMOVE, OP_UPSERT, RECORDS_PER_DATAGRAM,
-    Record, VERSION,
+    self, Header, KIND_HELLO, MAGIC, OP_REMOVE, OP_UPSERT, Record, Records, VERSION, Wire,
 };
 use crate::{
-    flows::{self, FlowTable, table::Entry},
+    flows::{Family, FlowTable, FlowTable6},
     model::Model,
-    plan::be4,
 };
 
 /// Why flow sync could not start.
@@ -58,15 +60,60 @@ pub struct Peer {
 }
 
 /// A flow as last sent: what would make it worth sending again.
-struct Sent {
+struct Sent<S: Family> {
     zone: u8,
-    key: FlowKey,
+    key: S::Key,
     /// The forward entry's endpoint, which a removal names (the receiver finds the
     /// flow's zone from it).
     endpoint: u16,
-    reply_key: FlowKey,
+    reply_key: S::Key,
     states: (u8, u8),
     at: Instant,
+}
+
+/// What one family's table has been sent.
+struct Side<S: Family> {
+    /// By the slot of the flow's forward entry (entries never move): a round looks only
+    /// at its slice's, so its cost does not grow with the table.
+    sent: BTreeMap<u32, Sent<S>>,
+    /// Removals a send failed for, sent again next round.
+    unsent_removals: Vec<Pending<S>>,
+    /// The first slot of the next round's slice.
+    cursor: u32,
+}
+
+impl<S: Family> Default for Side<S> {
+    fn default() -> Self {
+        Self {
+            sent: BTreeMap::new(),
+            unsent_removals: Vec::new(),
+            cursor: 0,
+        }
+    }
+}
+
+/// The flow tables sync reads and writes, each if mapped.
+#[derive(Clone, Copy, Default)]
+pub struct Tables<'a> {
+    pub v4: Option<&'a FlowTable>,
+    pub v6: Option<&'a FlowTable6>,
+}
+
+/// A family sync handles: its wire format and its side of [`Sync`].
+trait Synced: Wire {
+    fn side(s: &mut Sync) -> &mut Side<Self>;
+}
+
+impl Synced for Slot {
+    fn side(s: &mut Sync) -> &mut Side<Self> {
+        &mut s.v4
+    }
+}
+
+impl Synced for Slot6 {
+    fn side(s: &mut Sync) -> &mut Side<Self> {
+        &mut s.v6
+    }
 }
 
 /// Counts for `pl status` and metrics.
@@ -88,9 +135,9 @@ pub struct SyncCounts {
     pub unauthenticated: u64,
 }
 
-/// Flows a round sends at most: bounds what a round costs the run loop (which also renews
-/// the lease) under a flood of new flows; past it sync lags, 250k flows/s at the default
-/// interval.
+/// Flows a round sends at most, of each family: bounds what a round costs the run loop
+/// (which also renews the lease) under a flood of new flows; past it sync lags, 250k
+/// flows/s at the default interval.
 pub const MAX_RECORDS_PER_ROUND: usize = 50_000;
 
 /// Slots a round scans (64 MiB): a table of up to 500k flows is covered every round.
@@ -123,14 +170,9 @@ pub struct Sync {
     seq: std::cell::Cell<u64>,
     fingerprint: u32,
     pub peers: Vec<Peer>,
-    /// By the slot of the flow's forward entry (entries never move): a round looks only
-    /// at its slice's, so its cost does not grow with the table.
-    sent: BTreeMap<u32, Sent>,
+    v4: Side<Slot>,
+    v6: Side<Slot6>,
     refresh: Duration,
-    /// Removals a send failed for, sent again next round.
-    unsent_removals: Vec<Pending>,
-    /// The first slot of the next round's slice.
-    cursor: u32,
     pub counts: SyncCounts,
 }
 
@@ -189,11 +231,10 @@ impl Sync {
             seq: std::cell::Cell::new(1),
             fingerprint: fingerprint(model),
             peers,
-            sent: BTreeMap::new(),
+            v4: Side::default(),
+            v6: Side::default(),
             refresh: Duration::from_nanos(shortest / 3)
                 .clamp(Duration::from_secs(1), Duration::from_secs(10)),
-            unsent_removals: Vec::new(),
-            cursor: 0,
             counts: SyncCounts::default(),
         })
     }
@@ -209,8 +250,8 @@ impl Sync {
         self.sock.recv_from(buf).await
     }
 
-    /// A header to peer `to`.
-    fn header(&self, kind: u8, serving: u32, to: u8) -> Header {
+    /// A header to peer `to`, of wire version `version`.
+    fn header(&self, version: u16, kind: u8, serving: u32, to: u8) -> Header {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
         Header {
@@ -218,7 +259,7 @@ impl Sync {
             sent_ms: wall_ms(),
             seq,
             magic: MAGIC,
-            version: VERSION,
+            version,
             node: self.me,
             kind,
             fingerprint: self.fingerprint,
@@ -228,25 +269,37 @@ impl Sync {
         }
     }
 
-    /// One round: scans `table` for what the peers must hear and sends it (and a hello
-    /// when due). Returns the flows sent.
-    pub fn round(&mut self, table: &FlowTable, model: &Model, now_ns: u64) -> usize {
+    /// One round: scans both tables for what the peers must hear and sends it. Returns
+    /// the flows sent.
+    pub fn round(&mut self, tables: Tables<'_>, model: &Model, now_ns: u64) -> usize {
+        tables.v4.map_or(0, |t| self.round_of(t, model, now_ns))
+            + tables.v6.map_or(0, |t| self.round_of(t, model, now_ns))
+    }
+
+    /// A round of one family's table.
+    fn round_of<S: Synced>(&mut self, table: &FlowTable<S>, model: &Model, now_ns: u64) -> usize
+    where
+        Record<S>: bytemuck::Pod,
+    {
         let Some(c) = model.cluster.as_ref() else {
             return 0;
         };
-        let mut records = std::mem::take(&mut self.unsent_removals);
-        records.extend(self.scan(table, model, now_ns));
+        let refresh = self.refresh;
+        let side = S::side(self);
+        let mut records = std::mem::take(&mut side.unsent_removals);
+        records.extend(side.scan(table, model, now_ns, refresh));
         let serving = model.serving.unwrap_or(0);
-        let mut failed: Vec<Pending> = Vec::new();
+        let mut failed: Vec<Pending<S>> = Vec::new();
         for p in &self.peers {
-            let mine: Vec<Pending> = records
+            let mine: Vec<Pending<S>> = records
                 .iter()
                 .filter(|r| c.candidates(r.zone).any(|(i, _)| i == usize::from(p.index)))
                 .copied()
                 .collect();
-            for chunk in mine.chunks(RECORDS_PER_DATAGRAM) {
-                let flows: Vec<Record> = chunk.iter().map(|r| r.record).collect();
-                let d = wire::encode(self.header(KIND_FLOWS, serving, p.index), &flows, &self.key);
+            for chunk in mine.chunks(S::PER_DATAGRAM) {
+                let flows: Vec<Record<S>> = chunk.iter().map(|r| r.record).collect();
+                let h = self.header(S::VERSION, S::KIND, serving, p.index);
+                let d = wire::encode(h, &flows, &self.key);
                 if self.sock.try_send_to(&d, SocketAddr::V4(p.addr)).is_ok() {
                     self.counts.datagrams_sent += 1;
                     self.counts.flows_sent += chunk.len() as u64;
@@ -258,10 +311,11 @@ impl Sync {
         }
         // Sent again next round: an update by marking it changed (still known, so its end
         // is sent if it ends first), a removal as is.
+        let side = S::side(self);
         for r in failed {
             if r.record.op == OP_REMOVE {
-                self.unsent_removals.push(r);
-            } else if let Some(s) = self.sent.get_mut(&r.slot) {
+                side.unsent_removals.push(r);
+            } else if let Some(s) = side.sent.get_mut(&r.slot) {
                 s.states = UNSENT;
             }
         }
@@ -275,107 +329,10 @@ impl Sync {
     /// (one lost hello allowed for: see `Member::servable`).
     pub fn hello(&self, serving: u32) {
         for p in &self.peers {
-            let d = wire::encode(self.header(KIND_HELLO, serving, p.index), &[], &self.key);
+            let h = self.header(VERSION, KIND_HELLO, serving, p.index);
+            let d = wire::encode::<Record>(h, &[], &self.key);
             let _ = self.sock.try_send_to(&d, SocketAddr::V4(p.addr));
         }
-    }
-
-    /// The flow sent from slot `i` ended: forgotten, and its removal if its zone is still
-    /// served here (a zone let go is another node's now).
-    fn ended(&mut self, i: u32, model: &Model) -> Option<Pending> {
-        let s = self.sent.remove(&i)?;
-        model.serves(s.zone).then(|| Pending::removal(&s))
-    }
-
-    /// What changed since the last round in the round's slice of the table.
-    fn scan(&mut self, table: &FlowTable, model: &Model, now_ns: u64) -> Vec<Pending> {
-        let now = Instant::now();
-        let mut out = Vec::new();
-        // A slice a round (64 MiB of slots at most), so a round's cost does not grow with
-        // the table: a table of N slots is covered in N / SLOTS_PER_ROUND rounds.
-        let (start, end) = (
-            self.cursor,
-            self.cursor
-                .saturating_add(SLOTS_PER_ROUND)
-                .min(table.capacity()),
-        );
-        self.cursor = if end >= table.capacity() { 0 } else { end };
-        let forward_at = |i: u32| table.entry_at(i).filter(|e| e.value.dir == FLOW_FORWARD);
-        // Sent from this slice and no longer in its slot: ended here. A zone this node
-        // stopped serving is another's now; its flows are forgotten, not removed.
-        let ended: Vec<u32> = self
-            .sent
-            .range(start..end)
-            .filter(|(i, s)| forward_at(**i).is_none_or(|e| e.key != s.key))
-            .map(|(i, _)| *i)
-            .collect();
-        out.extend(ended.into_iter().filter_map(|i| self.ended(i, model)));
-        for i in start..end {
-            let Some(e) = forward_at(i) else {
-                continue;
-            };
-            // The flow sent from this slot ended and another took the slot since the
-            // check above: its end goes out before the newcomer is looked at.
-            if self.sent.get(&i).is_some_and(|s| s.key != e.key)
-                && let Some(r) = self.ended(i, model)
-            {
-                out.push(r);
-            }
-            let Some(zone) = zone_of(model, &e.key, &e.value) else {
-                continue;
-            };
-            if !model.serves(zone) {
-                self.sent.remove(&i);
-                continue;
-            }
-            let reply_key = e.value.reply_key(e.key.proto);
-            let Some(r) = table.get(&reply_key) else {
-                continue;
-            };
-            let idle = |v: &FlowValue| (since(now_ns, v.last_seen) / 1_000_000) as u32;
-            let states = (e.value.state, r.value.state);
-            let due = match self.sent.get(&i) {
-                None => true,
-                // Another flow on the tuple (a reopened one takes a new SNAT port).
-                Some(s) if s.reply_key != reply_key || s.states != states => true,
-                Some(s) => {
-                    let gone = now.duration_since(s.at);
-                    gone >= self.refresh
-                        && u128::from(idle(&e.value).min(idle(&r.value))) < gone.as_millis()
-                }
-            };
-            // Past the round's budget, the rest waits for a later round.
-            if !due || out.len() >= MAX_RECORDS_PER_ROUND {
-                continue;
-            }
-            out.push(Pending {
-                zone,
-                slot: i,
-                record: Record {
-                    forward_key: e.key,
-                    forward: e.value,
-                    reply_key,
-                    reply: r.value,
-                    forward_idle_ms: idle(&e.value),
-                    reply_idle_ms: idle(&r.value),
-                    age_s: pl_common::flow::age_s(now_ns, e.created),
-                    op: OP_UPSERT,
-                    _pad: [0; 3],
-                },
-            });
-            self.sent.insert(
-                i,
-                Sent {
-                    zone,
-                    key: e.key,
-                    endpoint: e.value.endpoint,
-                    reply_key,
-                    states,
-                    at: now,
-                },
-            );
-        }
-        out
     }
 
     /// Takes in a datagram from `from`: hello or flows. Returns the name of a peer heard
@@ -384,10 +341,10 @@ impl Sync {
         &mut self,
         from: SocketAddr,
         buf: &[u8],
-        table: Option<&FlowTable>,
+        tables: Tables<'_>,
         model: &Model,
         now_ns: u64,
-        target_mac: &dyn Fn(u32) -> Option<[u8; 6]>,
+        target_mac: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
     ) -> Result<Option<String>, String> {
         let SocketAddr::V4(from) = from else {
             return Err(format!("flow sync from {from}: not a node"));
@@ -450,7 +407,8 @@ impl Sync {
         p.boot = Some(h.boot);
         if news.is_some() {
             // A new run of the peer has nothing: it hears every flow again.
-            self.sent.clear();
+            self.v4.sent.clear();
+            self.v6.sent.clear();
         }
         let mismatched = h.fingerprint != self.fingerprint;
         let newly = mismatched && !p.mismatched;
@@ -466,208 +424,179 @@ impl Sync {
                 Ok(news)
             };
         }
-        if h.kind == KIND_FLOWS
-            && let Some(t) = table
-        {
-            let sender = usize::from(h.node);
-            for r in &records {
-                self.counts.flows_received += 1;
-                match apply(t, model, sender, r, now_ns, target_mac) {
-                    Applied::Written => self.counts.flows_written += 1,
-                    Applied::Refused => self.counts.refused += 1,
-                    Applied::Conflict => self.counts.conflicts += 1,
-                    Applied::Nothing => {}
-                }
-            }
+        let sender = usize::from(h.node);
+        match (&records, tables.v4, tables.v6) {
+            (Records::V4(r), Some(t), _) => self.apply_all(t, model, sender, r, now_ns, target_mac),
+            (Records::V6(r), _, Some(t)) => self.apply_all(t, model, sender, r, now_ns, target_mac),
+            _ => {}
         }
         Ok(news)
+    }
+
+    /// Writes `records` from node `sender` into `t`, counting what became of each.
+    fn apply_all<S: Family>(
+        &mut self,
+        t: &FlowTable<S>,
+        model: &Model,
+        sender: usize,
+        records: &[Record<S>],
+        now_ns: u64,
+        target_mac: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+    ) {
+        for r in records {
+            self.counts.flows_received += 1;
+            match apply(t, model, sender, r, now_ns, target_mac) {
+                Applied::Written => self.counts.flows_written += 1,
+                Applied::Refused => self.counts.refused += 1,
+                Applied::Conflict => self.counts.conflicts += 1,
+                Applied::Nothing => {}
+            }
+        }
     }
 
     /// Forgets what was sent, so the next round sends every flow (after a takeover: the
     /// other candidates hear the zone's flows from their new owner).
     pub fn resend_all(&mut self) {
-        self.sent.clear();
+        self.v4.sent.clear();
+        self.v6.sent.clear();
+    }
+}
+
+impl<S: Family> Side<S> {
+    /// The flow sent from slot `i` ended: forgotten, and its removal if its zone is still
+    /// served here (a zone let go is another node's now).
+    fn ended(&mut self, i: u32, model: &Model) -> Option<Pending<S>> {
+        let s = self.sent.remove(&i)?;
+        model.serves(s.zone).then(|| Pending::removal(&s))
+    }
+
+    /// What changed since the last round in the round's slice of the table.
+    fn scan(
+        &mut self,
+        table: &FlowTable<S>,
+        model: &Model,
+        now_ns: u64,
+        refresh: Duration,
+    ) -> Vec<Pending<S>> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        // A slice a round (64 MiB of slots at most), so a round's cost does not grow with
+        // the table: a table of N slots is covered in N / SLOTS_PER_ROUND rounds.
+        let (start, end) = (
+            self.cursor,
+            self.cursor
+                .saturating_add(SLOTS_PER_ROUND)
+                .min(table.capacity()),
+        );
+        self.cursor = if end >= table.capacity() { 0 } else { end };
+        let forward_at = |i: u32| table.entry_at(i).filter(|e| e.value.dir() == FLOW_FORWARD);
+        // Sent from this slice and no longer in its slot: ended here. A zone this node
+        // stopped serving is another's now; its flows are forgotten, not removed.
+        let ended: Vec<u32> = self
+            .sent
+            .range(start..end)
+            .filter(|(i, s)| forward_at(**i).is_none_or(|e| e.key != s.key))
+            .map(|(i, _)| *i)
+            .collect();
+        out.extend(ended.into_iter().filter_map(|i| self.ended(i, model)));
+        for i in start..end {
+            let Some(e) = forward_at(i) else {
+                continue;
+            };
+            // The flow sent from this slot ended and another took the slot since the
+            // check above: its end goes out before the newcomer is looked at.
+            if self.sent.get(&i).is_some_and(|s| s.key != e.key)
+                && let Some(r) = self.ended(i, model)
+            {
+                out.push(r);
+            }
+            let Some(zone) = zone_of::<S>(model, &e.key, &e.value) else {
+                continue;
+            };
+            if !model.serves(zone) {
+                self.sent.remove(&i);
+                continue;
+            }
+            let reply_key = S::reply_key(&e.key, &e.value);
+            let Some(r) = table.get(&reply_key) else {
+                continue;
+            };
+            let idle = |v: &S::Entry| (since(now_ns, v.last_seen()) / 1_000_000) as u32;
+            let states = (e.value.state(), r.value.state());
+            let due = match self.sent.get(&i) {
+                None => true,
+                // Another flow on the tuple (a reopened one takes a new SNAT port).
+                Some(s) if s.reply_key != reply_key || s.states != states => true,
+                Some(s) => {
+                    let gone = now.duration_since(s.at);
+                    gone >= refresh
+                        && u128::from(idle(&e.value).min(idle(&r.value))) < gone.as_millis()
+                }
+            };
+            // Past the round's budget, the rest waits for a later round.
+            if !due || out.len() >= MAX_RECORDS_PER_ROUND {
+                continue;
+            }
+            out.push(Pending {
+                zone,
+                slot: i,
+                record: Record {
+                    forward_key: e.key,
+                    forward: e.value,
+                    reply_key,
+                    reply: r.value,
+                    forward_idle_ms: idle(&e.value),
+                    reply_idle_ms: idle(&r.value),
+                    age_s: pl_common::flow::age_s(now_ns, e.created),
+                    op: OP_UPSERT,
+                    _pad: [0; 3],
+                },
+            });
+            self.sent.insert(
+                i,
+                Sent {
+                    zone,
+                    key: e.key,
+                    endpoint: S::endpoint(&e.value),
+                    reply_key,
+                    states,
+                    at: now,
+                },
+            );
+        }
+        out
     }
 }
 
 /// A record on its way, with the flow's zone (which peers hear it) and the slot of its
 /// forward entry (what to forget if it cannot be sent).
 #[derive(Clone, Copy)]
-struct Pending {
+struct Pending<S: Family> {
     zone: u8,
     slot: u32,
-    record: Record,
+    record: Record<S>,
 }
 
-impl Pending {
+impl<S: Family> Pending<S> {
     /// The removal of a flow as last sent: the forward key and endpoint (the receiver
     /// finds the zone from them) and the reply key (so it removes only that flow).
-    fn removal(s: &Sent) -> Self {
+    fn removal(s: &Sent<S>) -> Self {
         Self {
             zone: s.zone,
             slot: u32::MAX,
             record: Record {
                 forward_key: s.key,
-                forward: FlowValue {
-                    endpoint: s.endpoint,
-                    dir: FLOW_FORWARD,
-                    ..FlowValue::default()
-                },
+                forward: S::forward_of(s.endpoint),
                 reply_key: s.reply_key,
+                reply: S::Entry::default(),
+                forward_idle_ms: 0,
+                reply_idle_ms: 0,
+                age_s: 0,
                 op: OP_REMOVE,
-                ..Record::default()
+                _pad: [0; 3],
             },
         }
     }
-}
-
-enum Applied {
-    Written,
-    Refused,
-    Conflict,
-    Nothing,
-}
-
-/// Writes record `r` from node `sender` into `t`. `target_mac`: the MAC this node has
-/// for a target address, which wins over the sender's.
-fn apply(
-    t: &FlowTable,
-    model: &Model,
-    sender: usize,
-    r: &Record,
-    now_ns: u64,
-    target_mac: &dyn Fn(u32) -> Option<[u8; 6]>,
-) -> Applied {
-    let Some(zone) = check(model, sender, r) else {
-        return Applied::Refused;
-    };
-    // A zone served here is this node's call: what another node says of it is late news
-    // (its last round before letting go arrives before this node serves).
-    if model.serves(zone) {
-        return Applied::Nothing;
-    }
-    let local = t.get(&r.forward_key);
-    // The same flow: the tuple rewritten the same way (a reopened flow takes a new port).
-    let same = |e: &Entry| e.value.reply_key(r.forward_key.proto) == r.reply_key;
-    if r.op == OP_REMOVE {
-        return if local.is_some_and(|e| same(&e)) && flows::remove_flow(t, &r.forward_key) {
-            Applied::Written
-        } else {
-            Applied::Nothing
-        };
-    }
-    let now_c = coarse(now_ns);
-    let seen = |idle_ms: u32| {
-        now_c.wrapping_sub(((u64::from(idle_ms) * 1_000_000) >> COARSE_SHIFT) as u32)
-    };
-    let (fwd_seen, rep_seen) = (seen(r.forward_idle_ms), seen(r.reply_idle_ms));
-    match local {
-        Some(e) if same(&e) => {
-            t.merge(&r.forward_key, r.forward.state, fwd_seen);
-            t.merge(&r.reply_key, r.reply.state, rep_seen);
-            return Applied::Written;
-        }
-        // Another flow on the tuple (the consumer reused its port): the old one goes.
-        Some(_) => {
-            flows::remove_flow(t, &r.forward_key);
-        }
-        None => {}
-    }
-    let created = ((now_ns / 1_000_000_000) as u32).wrapping_sub(r.age_s) & CREATED_MASK;
-    let reply = FlowValue {
-        last_seen: rep_seen,
-        ..r.reply
-    };
-    let forward = FlowValue {
-        last_seen: fwd_seen,
-        dst_mac: target_mac(r.forward.new_dst_be).unwrap_or(r.forward.dst_mac),
-        ..r.forward
-    };
-    // The reply entry first: it is the SNAT port's reservation.
-    let reserved = match t.insert(&r.reply_key, &reply, created) {
-        Ok(()) => true,
-        Err(_) => match t.get(&r.reply_key) {
-            // Already held for this very flow (its forward entry was lost): keep it.
-            Some(e) if same_reply(&e, &reply) => false,
-            _ => return Applied::Conflict,
-        },
-    };
-    if t.insert(&r.forward_key, &forward, created).is_err() {
-        if reserved {
-            t.remove(&r.reply_key);
-        }
-        return Applied::Conflict;
-    }
-    Applied::Written
-}
-
-fn same_reply(e: &Entry, v: &FlowValue) -> bool {
-    e.value.new_dst_be == v.new_dst_be
-        && e.value.new_dport_be == v.new_dport_be
-        && e.value.new_src_be == v.new_src_be
-        && e.value.new_sport_be == v.new_sport_be
-        && e.value.egress == v.egress
-}
-
-/// The zone of the flow in `r` if it is one this config could have opened, through a zone
-/// the sender may serve; None refuses it (a peer cannot open a path this config would not).
-fn check(model: &Model, sender: usize, r: &Record) -> Option<u8> {
-    let c = model.cluster.as_ref()?;
-    let (k, f) = (&r.forward_key, &r.forward);
-    let zone = zone_of(model, k, f)?;
-    if !c.candidates(zone).any(|(i, _)| i == sender) {
-        return None;
-    }
-    if r.op == OP_REMOVE {
-        return Some(zone);
-    }
-    let e = &model.endpoints[usize::from(f.endpoint)];
-    let s = model.services.get(usize::from(e.service))?;
-    let rep = &r.reply;
-    // A listener of the service on that port, to its target port.
-    let listener = s.listeners.iter().any(|l| {
-        l.proto == k.proto
-            && l.port.to_be() == k.dport_be
-            && l.target_port.to_be() == f.new_dport_be
-    });
-    // A target the endpoint address's zone may reach, from an NLB address of the service.
-    let target = s
-        .targets
-        .iter()
-        .any(|t| be4(t.ip) == Some(f.new_dst_be) && (s.cross_zone || t.zone == zone));
-    let port = u16::from_be(f.new_sport_be);
-    let sound = f.dir == FLOW_FORWARD
-        && rep.dir == FLOW_REPLY
-        && !s.removed
-        && listener
-        && target
-        && (model.settings.snat_port_min..=model.settings.snat_port_max).contains(&port)
-        && u16::from(f.egress) == s.network
-        && s.nlbs.iter().any(|(ip, _)| be4(*ip) == Some(f.new_src_be))
-        && r.reply_key == f.reply_key(k.proto)
-        && rep.new_src_be == k.dst_be
-        && rep.new_dst_be == k.src_be
-        && rep.new_sport_be == k.dport_be
-        && rep.new_dport_be == k.sport_be
-        && u16::from(rep.egress) == k.network
-        && model.allows(
-            f.endpoint,
-            k.network,
-            Ipv4Addr::from(k.src_be.to_ne_bytes()),
-        );
-    sound.then_some(zone)
-}
-
-/// The zone of the endpoint address a forward entry's consumer sent to.
-fn zone_of(model: &Model, key: &FlowKey, v: &FlowValue) -> Option<u8> {
-    let e = model.endpoints.get(usize::from(v.endpoint))?;
-    if e.removed || e.network != key.network {
-        return None;
-    }
-    e.addrs
-        .iter()
-        .find(|(ip, _)| be4(*ip) == Some(key.dst_be))
-        .map(|(_, z)| *z)
 }
 
 /// FNV-1a over the names behind every id a flow carries: networks, services, endpoints,
@@ -692,113 +621,10 @@ pub fn fingerprint(model: &Model) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::testing::{EXAMPLE, build};
-    use crate::plan::be;
-
-    const NODES: &str = "\n[cluster]\ninterface = \"mgmt0\"\nsecret_file = \"/etc/pl/cluster.key\"\n\n[[node]]\nname = \"fw-a\"\naddress = \"192.168.100.1\"\nzones = [\"z1\"]\nbackup_zones = [\"z2\"]\n\n[[node]]\nname = \"fw-b\"\naddress = \"192.168.100.2\"\nzones = [\"z2\"]\nbackup_zones = [\"z1\"]\n";
-
-    /// A flow of acme-billing (endpoint 0, network 0) through 10.0.0.100 (zone z1) to
-    /// target 10.9.0.11, as XDP would have written it.
-    fn record(model: &Model) -> Record {
-        let ip = |s: &str| be(s.parse().expect("ip"));
-        let key = FlowKey {
-            src_be: ip("10.0.0.10"),
-            dst_be: ip("10.0.0.100"),
-            sport_be: 40000u16.to_be(),
-            dport_be: 443u16.to_be(),
-            network: 0,
-            proto: 6,
-            _pad: 0,
-        };
-        let s = &model.services[0];
-        let forward = FlowValue {
-            new_src_be: be4(s.nlbs[0].0).expect("an IPv4 NLB"),
-            new_dst_be: be4(s.targets[0].ip).expect("an IPv4 target"),
-            new_sport_be: 20000u16.to_be(),
-            new_dport_be: 8443u16.to_be(),
-            egress: s.network as u8,
-            dir: FLOW_FORWARD,
-            endpoint: 0,
-            ..FlowValue::default()
-        };
-        let reply = FlowValue {
-            new_src_be: key.dst_be,
-            new_dst_be: key.src_be,
-            new_sport_be: key.dport_be,
-            new_dport_be: key.sport_be,
-            egress: 0,
-            dir: FLOW_REPLY,
-            endpoint: 0,
-            ..FlowValue::default()
-        };
-        Record {
-            forward_key: key,
-            reply_key: forward.reply_key(6),
-            forward,
-            reply,
-            op: OP_UPSERT,
-            ..Record::default()
-        }
-    }
-
-    /// What a record's spoiling makes of it, and how.
-    type Spoil = (&'static str, fn(&mut Record));
-
-    #[test]
-    fn only_flows_this_config_could_open_from_a_zone_the_sender_may_serve_are_taken() {
-        let m = build(&format!("{EXAMPLE}{NODES}")).unwrap_or_else(|e| panic!("{e}"));
-        let r = record(&m);
-        assert_eq!(check(&m, 0, &r), Some(0), "fw-a is z1's primary");
-        assert_eq!(check(&m, 1, &r), Some(0), "fw-b backs z1 up");
-        let other_zone = be4(m.services[0].targets[1].ip).expect("IPv4");
-        assert_ne!(
-            m.services[0].targets[1].zone, 0,
-            "the second target is z2's"
-        );
-        let mut r = record(&m);
-        r.forward.new_dst_be = other_zone;
-        assert_eq!(
-            check(&m, 1, &r),
-            None,
-            "z2's target through z1 with cross_zone off"
-        );
-        let bad: [Spoil; 7] = [
-            ("a target port no listener has", |r| {
-                r.forward.new_dport_be = 22u16.to_be();
-            }),
-            ("a SNAT port outside the range", |r| {
-                r.forward.new_sport_be = 80u16.to_be();
-                r.reply_key = r.forward.reply_key(6);
-            }),
-            ("a target the service lacks", |r| {
-                r.forward.new_dst_be = 0x0909_0909;
-            }),
-            ("a source address not the NLB's", |r| {
-                r.forward.new_src_be = 1;
-            }),
-            ("a reply entry for another tuple", |r| {
-                r.reply.new_dst_be = 7;
-            }),
-            ("an address outside allowed_sources", |r| {
-                r.forward_key.src_be = be(Ipv4Addr::new(10, 0, 1, 10));
-                r.reply.new_dst_be = r.forward_key.src_be;
-            }),
-            ("an address that is no endpoint's", |r| {
-                r.forward_key.dst_be = 5;
-            }),
-        ];
-        for (what, spoil) in bad {
-            let mut r = record(&m);
-            spoil(&mut r);
-            assert_eq!(check(&m, 1, &r), None, "{what} taken");
-        }
-        let three = format!(
-            "{EXAMPLE}{}",
-            NODES.replace("backup_zones = [\"z1\"]", "backup_zones = []")
-        );
-        let m3 = build(&three).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(check(&m3, 1, &record(&m3)), None, "fw-b may not serve z1");
-    }
+    use crate::cluster::accept::tests::{NODES, record, record6};
+    use crate::flows;
+    use crate::model::testing::{EXAMPLE, EXAMPLE6, build};
+    use std::net::Ipv4Addr;
 
     /// Node fw-a's sync, sending to a local socket that stands for fw-b.
     fn sync_for(m: &Model) -> (Sync, std::net::UdpSocket) {
@@ -815,10 +641,9 @@ mod tests {
             seq: std::cell::Cell::new(1),
             fingerprint: fingerprint(m),
             peers: Vec::new(),
-            sent: BTreeMap::new(),
+            v4: Side::default(),
+            v6: Side::default(),
             refresh: Duration::from_secs(10),
-            unsent_removals: Vec::new(),
-            cursor: 0,
             counts: SyncCounts::default(),
         };
         let SocketAddr::V4(addr) = fw_b.local_addr().expect("addr") else {
@@ -837,13 +662,25 @@ mod tests {
         (s, fw_b)
     }
 
-    /// The records of every datagram fw-b has waiting.
-    fn heard(fw_b: &std::net::UdpSocket, key: &Secret) -> Vec<Record> {
+    /// The datagrams fw-b has waiting, whole.
+    fn datagrams(fw_b: &std::net::UdpSocket) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut buf = [0u8; 2048];
         while let Ok(n) = fw_b.recv(&mut buf) {
-            let (h, r) = wire::decode(&buf[..n], key).expect("a good datagram");
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    /// The IPv4 records of every datagram fw-b has waiting.
+    fn heard(fw_b: &std::net::UdpSocket, key: &Secret) -> Vec<Record> {
+        let mut out = Vec::new();
+        for d in datagrams(fw_b) {
+            let (h, r) = wire::decode(&d, key).expect("a good datagram");
             assert_eq!((h.node, h.to), (0, 1));
+            let Records::V4(r) = r else {
+                panic!("IPv6 records from an IPv4 table");
+            };
             out.extend(r);
         }
         out
@@ -863,23 +700,23 @@ mod tests {
         t.insert(&r.forward_key, &r.forward, 0)
             .expect("forward entry");
         let now = 1_000_000_000;
-        assert_eq!(s.round(&t, &m, now), 1);
+        assert_eq!(s.round(v4(&t), &m, now), 1);
         let got = heard(&fw_b, &key);
         assert_eq!(got.len(), 1);
         assert_eq!(
             (got[0].op, got[0].forward_key, got[0].reply_key),
             (OP_UPSERT, r.forward_key, r.reply_key)
         );
-        assert_eq!(s.round(&t, &m, now), 0, "sent again unchanged");
+        assert_eq!(s.round(v4(&t), &m, now), 0, "sent again unchanged");
         // The flow ends: its end goes out, naming both keys.
         assert!(flows::remove_flow(&t, &r.forward_key));
-        assert_eq!(s.round(&t, &m, now), 1);
+        assert_eq!(s.round(v4(&t), &m, now), 1);
         let got = heard(&fw_b, &key);
         assert_eq!(
             (got.len(), got[0].op, got[0].forward_key, got[0].reply_key),
             (1, OP_REMOVE, r.forward_key, r.reply_key)
         );
-        assert_eq!(s.round(&t, &m, now), 0);
+        assert_eq!(s.round(v4(&t), &m, now), 0);
 
         // A send that fails: the flow is sent again next round, and its end still goes
         // out once it ends.
@@ -889,20 +726,24 @@ mod tests {
         let good = s.peers[0].addr;
         // Port 0: the kernel refuses the send, nothing leaves the host.
         s.peers[0].addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
-        assert_eq!(s.round(&t, &m, now), 1);
+        assert_eq!(s.round(v4(&t), &m, now), 1);
         assert_eq!(s.counts.send_errors, 1, "the send did fail");
         s.peers[0].addr = good;
-        assert_eq!(s.round(&t, &m, now), 1, "not sent again after the failure");
+        assert_eq!(
+            s.round(v4(&t), &m, now),
+            1,
+            "not sent again after the failure"
+        );
         assert_eq!(heard(&fw_b, &key)[0].op, OP_UPSERT);
         // Failed again, and the flow ends before the next round: its end still goes out
         // (the peer may hold an older copy).
         s.peers[0].addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
-        s.sent.values_mut().for_each(|x| x.states = (9, 9));
-        assert_eq!(s.round(&t, &m, now), 1, "a changed flow");
+        s.v4.sent.values_mut().for_each(|x| x.states = (9, 9));
+        assert_eq!(s.round(v4(&t), &m, now), 1, "a changed flow");
         s.peers[0].addr = good;
         assert!(flows::remove_flow(&t, &r.forward_key));
         assert_eq!(
-            s.round(&t, &m, now),
+            s.round(v4(&t), &m, now),
             1,
             "the end of a flow whose update failed"
         );
@@ -912,12 +753,95 @@ mod tests {
         t.insert(&r.reply_key, &r.reply, 0).expect("reply entry");
         t.insert(&r.forward_key, &r.forward, 0)
             .expect("forward entry");
-        assert_eq!(s.round(&t, &m, now), 1);
+        assert_eq!(s.round(v4(&t), &m, now), 1);
         let _ = heard(&fw_b, &key);
         m.serving = Some(0);
         assert!(flows::remove_flow(&t, &r.forward_key));
-        assert_eq!(s.round(&t, &m, now), 0, "a removal for a zone let go");
-        assert!(s.sent.is_empty());
+        assert_eq!(s.round(v4(&t), &m, now), 0, "a removal for a zone let go");
+        assert!(s.v4.sent.is_empty());
+    }
+
+    fn v4(t: &FlowTable) -> Tables<'_> {
+        Tables {
+            v4: Some(t),
+            v6: None,
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_ipv6_flow_is_synced_and_usable_on_the_peer_then_removed_there() {
+        let mut m = build(&format!("{EXAMPLE6}{NODES}")).unwrap_or_else(|e| panic!("{e}"));
+        m.serving = Some(1); // fw-a serves z1
+        let (ours, theirs) = (FlowTable6::anonymous(1024), FlowTable6::anonymous(1024));
+        let (mut s, fw_b) = sync_for(&m);
+        let key = s.key.clone();
+        s.sock.writable().await.expect("writable");
+        let r = record6(&m);
+        ours.insert(&r.reply_key, &r.reply, 0).expect("reply entry");
+        ours.insert(&r.forward_key, &r.forward, 0)
+            .expect("forward entry");
+        let tables = |t| Tables {
+            v4: None,
+            v6: Some(t),
+        };
+        let now = 1_000_000_000;
+        assert_eq!(s.round(tables(&ours), &m, now), 1);
+        assert_eq!(s.round(tables(&ours), &m, now), 0, "sent again unchanged");
+        let sent = datagrams(&fw_b);
+        assert_eq!(sent.len(), 1);
+        // IPv6 records in a version 3 datagram; the same checks as IPv4's on receipt.
+        let (h, got) = wire::decode(&sent[0], &key).expect("a good datagram");
+        assert_eq!(
+            (h.version, h.kind, h.count),
+            (wire::VERSION6, wire::KIND_FLOWS6, 1)
+        );
+        let Records::V6(got) = got else {
+            panic!("IPv4 records from the IPv6 table");
+        };
+        assert_eq!(
+            (got[0].forward_key, got[0].reply_key),
+            (r.forward_key, r.reply_key)
+        );
+
+        // fw-b, serving z2 only, writes it with its own MAC for the target.
+        let mut peer = m.clone();
+        peer.serving = Some(2);
+        let mac = [2, 0, 0, 0, 0, 0x22];
+        let target_mac =
+            |ip: IpAddr| (ip == "fd00:9::11".parse::<IpAddr>().expect("ip")).then_some(mac);
+        assert!(matches!(
+            apply(&theirs, &peer, 0, &got[0], now, &target_mac),
+            Applied::Written
+        ));
+        let fwd = theirs.get(&r.forward_key).expect("the forward entry");
+        assert_eq!(
+            (fwd.value.new_src, fwd.value.new_dst),
+            (r.forward.new_src, r.forward.new_dst)
+        );
+        assert_eq!(fwd.value.dst_mac, mac, "the target's MAC is the receiver's");
+        let rep = theirs
+            .get(&r.reply_key)
+            .expect("the reply entry: its SNAT reservation");
+        assert_eq!(rep.value.new_dst, r.forward_key.src);
+        // A packet of the flow finds both halves as XDP would.
+        assert_eq!(flows::flows_of(&theirs).len(), 1);
+        assert_eq!(flows::flows_of(&theirs)[0].state(), "syn_sent");
+
+        // The flow ends at fw-a: its end goes out and fw-b removes it, both halves.
+        assert!(flows::remove_flow(&ours, &r.forward_key));
+        assert_eq!(s.round(tables(&ours), &m, now), 1);
+        let sent = datagrams(&fw_b);
+        let (_, gone) = wire::decode(&sent[0], &key).expect("a good datagram");
+        let Records::V6(gone) = gone else {
+            panic!("IPv4 records from the IPv6 table");
+        };
+        assert_eq!(gone[0].op, OP_REMOVE);
+        assert!(matches!(
+            apply(&theirs, &peer, 0, &gone[0], now, &target_mac),
+            Applied::Written
+        ));
+        assert!(theirs.get(&r.forward_key).is_none() && theirs.get(&r.reply_key).is_none());
+        assert!(s.v6.sent.is_empty() && s.v4.sent.is_empty());
     }
 
     #[test]

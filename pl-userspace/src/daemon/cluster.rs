@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::Daemon;
 use crate::{
-    cluster::{Event, Member, zone_names},
+    cluster::{Event, Member, sync::Tables, zone_names},
     flows,
 };
 
@@ -42,7 +42,7 @@ impl Daemon {
                 let got = m.sync.receive(
                     from,
                     &buf[..n],
-                    self.flows.as_ref(),
+                    tables(&self.flows),
                     model,
                     flows::now_ns(),
                     &|addr| dp.target_mac(addr),
@@ -88,10 +88,8 @@ impl Daemon {
         let (gained, lost) = (mask & !before, before & !mask);
         let (gained_names, lost_names) = (zone_names(model, gained), zone_names(model, lost));
         // Letting go: the zone's last changes go out first, while it is still served.
-        if lost != 0
-            && let Some(t) = self.flows.as_ref()
-        {
-            m.sync.round(t, model, flows::now_ns());
+        if lost != 0 {
+            m.sync.round(tables(&self.flows), model, flows::now_ns());
         }
         match self.dp.set_serving(mask) {
             Ok(log) => log.iter().for_each(|l| tracing::info!("{l}")),
@@ -184,12 +182,10 @@ impl Daemon {
 
     /// One sync round: what changed in the flows of the zones served goes to the peers.
     pub(super) fn on_sync_tick(&mut self) {
-        let (Some(m), Some(t), Some(model)) =
-            (self.cluster.as_mut(), self.flows.as_ref(), self.dp.model())
-        else {
+        let (Some(m), Some(model)) = (self.cluster.as_mut(), self.dp.model()) else {
             return;
         };
-        m.sync.round(t, model, flows::now_ns());
+        m.sync.round(tables(&self.flows), model, flows::now_ns());
     }
 
     /// Leaves the cluster: the zones are released (the maps answer for nothing), then
@@ -203,8 +199,8 @@ impl Daemon {
             tracing::warn!("ending the lease: {:#}", anyhow::Error::from(e));
         }
         // The zones' last changes, then let go.
-        if let (Some(t), Some(model)) = (self.flows.as_ref(), self.dp.model()) {
-            m.sync.round(t, model, flows::now_ns());
+        if let Some(model) = self.dp.model() {
+            m.sync.round(tables(&self.flows), model, flows::now_ns());
         }
         if let Err(e) = self.dp.set_serving(0) {
             tracing::warn!("releasing zones: {:#}", anyhow::Error::from(e));
@@ -213,6 +209,14 @@ impl Daemon {
         m.sync.hello(0);
         Member::stop(m).await;
         tracing::info!("left the cluster: zones released, keepalived stopped");
+    }
+}
+
+/// Both flow tables, as sync takes them.
+fn tables(t: &super::FlowTables) -> Tables<'_> {
+    Tables {
+        v4: t.0.as_ref(),
+        v6: t.1.as_ref(),
     }
 }
 

@@ -55,6 +55,9 @@ pub struct Options {
 }
 
 type Logger = aya_log::EbpfLogger<&'static dyn log::Log>;
+/// The IPv4 and IPv6 flow tables, each if mapped.
+type FlowTables = (Option<flows::FlowTable>, Option<flows::FlowTable6>);
+
 type SweepJob = JoinHandle<Result<flows::Sweep, MapError>>;
 
 /// Runs `pl run` until SIGINT or SIGTERM; the data plane stays attached after.
@@ -199,8 +202,8 @@ struct Daemon {
     last_reload: Option<status::LastReload>,
     /// This node in its cluster; None for a lone forwarder.
     cluster: Option<crate::cluster::Member>,
-    /// The flow table, mapped once (flow sync reads and writes it).
-    flows: Option<flows::FlowTable>,
+    /// The flow tables, mapped once (flow sync reads and writes them).
+    flows: FlowTables,
     /// Zones to announce again on the next tick.
     announce_again: u32,
     sync_warned: Option<std::time::Instant>,
@@ -219,7 +222,10 @@ impl Daemon {
         if let (Some(m), Some(model)) = (cluster.as_mut(), dp.model()) {
             m.sync.set_fingerprint(model);
         }
-        let flows = cluster.as_ref().and_then(|_| dp.open_flows());
+        let flows = match cluster {
+            Some(_) => (dp.open_flows(), dp.open_flows6()),
+            None => (None, None),
+        };
         let events = dp
             .take_events()
             .map(readable)
@@ -392,7 +398,7 @@ impl Daemon {
         }
     }
 
-    fn on_events(&mut self, batch: &[pl_common::event::FlowEvent]) {
+    fn on_events(&mut self, batch: &[pl_common::event::Event]) {
         let named: Vec<_> = batch.iter().filter_map(|e| self.dp.event(e)).collect();
         self.broadcast(&named);
     }

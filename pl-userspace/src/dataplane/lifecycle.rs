@@ -2,7 +2,7 @@
 //! reloading a config while running. All three make their [`DataPath`] one way:
 //! [`DataPath::new`].
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::Ebpf;
 use pl_common::maps::DEFAULT_FLOW_ENTRIES;
@@ -111,18 +111,25 @@ fn check_kept(
 /// connections; the rest are untouched. Tallies them by endpoint id in `revoked`;
 /// returns how many went.
 fn revoke_refused(ebpf: &mut Ebpf, model: &Model, revoked: &mut Vec<u64>) -> usize {
-    let Some(table) = flows::open(ebpf) else {
-        return 0;
-    };
-    let gone = flows::revoke(&table, |k, v| {
-        !model.allows(
-            v.endpoint,
-            k.network,
-            Ipv4Addr::from(k.src_be.to_ne_bytes()),
-        )
-    });
-    for f in &gone {
-        let id = usize::from(f.forward.endpoint);
+    let mut gone: Vec<u16> = Vec::new();
+    if let Some(table) = flows::open(ebpf) {
+        let flows = flows::revoke(&table, |k, v| {
+            !model.allows(
+                v.endpoint,
+                k.network,
+                Ipv4Addr::from(k.src_be.to_ne_bytes()),
+            )
+        });
+        gone.extend(flows.iter().map(|f| f.forward.endpoint));
+    }
+    if let Some(table) = flows::open6(ebpf) {
+        let flows = flows::revoke(&table, |k, v| {
+            !model.allows6(v.endpoint, k.network, Ipv6Addr::from(k.src))
+        });
+        gone.extend(flows.iter().map(|f| f.forward.endpoint));
+    }
+    for id in &gone {
+        let id = usize::from(*id);
         if revoked.len() <= id {
             revoked.resize(id + 1, 0);
         }

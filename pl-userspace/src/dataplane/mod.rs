@@ -284,26 +284,19 @@ impl Dataplane {
             let ip = target_ip(&plan, *id, n);
             if o.mac == [0; 6] {
                 news.push(format!("{ip} at {}", mac_str(n.mac)));
-            } else if ip.is_ipv6() {
-                // The IPv6 flow table's flows are not moved here yet.
-                news.push(format!(
-                    "{ip} moved from {} to {}",
-                    mac_str(o.mac),
-                    mac_str(n.mac)
-                ));
             } else if let Some(network) = network_of(*id) {
                 // It moved: its established flows follow, as new flows already do.
-                moves.push((network, n.addr_be, n.mac, o.mac));
+                moves.push((network, ip, n.mac, o.mac));
             }
         }
         if !moves.is_empty() {
-            let m: Vec<(u16, u32, [u8; 6])> =
+            let m: Vec<(u16, IpAddr, [u8; 6])> =
                 moves.iter().map(|(n, a, m, _)| (*n, *a, *m)).collect();
-            let followed = flows::open(&self.ebpf).map_or(0, |t| flows::follow_mac(&t, &m));
+            let followed = flows::open(&self.ebpf).map_or(0, |t| flows::follow_mac(&t, &m))
+                + flows::open6(&self.ebpf).map_or(0, |t| flows::follow_mac(&t, &m));
             for (_, addr, new, old) in &moves {
                 news.push(format!(
-                    "{} moved from {} to {}",
-                    Ipv4Addr::from(addr.to_ne_bytes()),
+                    "{addr} moved from {} to {}",
                     mac_str(*old),
                     mac_str(*new)
                 ));

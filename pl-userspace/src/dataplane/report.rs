@@ -1,10 +1,10 @@
 //! What the maps hold, with the model's names: the start-up summary, counters, flows and
 //! flow events, and the line a reload logs.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use pl_common::{
-    event::{EVENT_OPEN, FlowEvent},
+    event::{EVENT_OPEN, Event},
     maps::TARGET_STATS_MAP,
     stats::EndpointCounter,
 };
@@ -85,28 +85,48 @@ impl Dataplane {
         out
     }
 
-    /// An event from the program, with names.
-    pub fn event(&self, e: &FlowEvent) -> Option<WatchEvent> {
+    /// An event from the program, with names; addresses of either family.
+    pub fn event(&self, e: &Event) -> Option<WatchEvent> {
         let d = self.data.as_ref()?;
-        let kind = if e.kind == EVENT_OPEN {
+        let h = e.head();
+        let kind = if h.kind == EVENT_OPEN {
             "open"
         } else {
             "refused"
         };
+        let (consumer, endpoint_addr, nlb, target): (
+            SocketAddr,
+            SocketAddr,
+            SocketAddr,
+            SocketAddr,
+        ) = match e {
+            Event::V4(e) => (
+                flows::addr(e.src_be, e.sport_be).into(),
+                flows::addr(e.dst_be, e.dport_be).into(),
+                flows::addr(e.nlb_be, e.snat_port_be).into(),
+                flows::addr(e.target_be, e.target_port_be).into(),
+            ),
+            Event::V6(e) => (
+                flows::addr6(e.src, e.sport_be),
+                flows::addr6(e.dst, e.dport_be),
+                flows::addr6(e.nlb, e.snat_port_be),
+                flows::addr6(e.target, e.target_port_be),
+            ),
+        };
         let mut w = WatchEvent::new(
             &d.model,
             kind,
-            e.proto,
-            e.endpoint,
-            e.network,
-            flows::addr(e.src_be, e.sport_be).into(),
-            flows::addr(e.dst_be, e.dport_be).into(),
+            h.proto,
+            h.endpoint,
+            h.network,
+            consumer,
+            endpoint_addr,
         )?;
-        if e.kind == EVENT_OPEN {
-            w.nlb = Some(flows::addr(e.nlb_be, e.snat_port_be).into());
-            w.target = Some(flows::addr(e.target_be, e.target_port_be).into());
+        if h.kind == EVENT_OPEN {
+            w.nlb = Some(nlb);
+            w.target = Some(target);
         } else {
-            let reason = EndpointCounter::ALL.get(usize::from(e.reason))?.name();
+            let reason = EndpointCounter::ALL.get(usize::from(h.reason))?.name();
             w.reason = Some(reason.trim_start_matches("refused_").to_owned());
         }
         Some(w)

@@ -21,6 +21,11 @@ impl Dataplane {
         self.data.as_ref().and_then(|_| flows::open(&self.ebpf))
     }
 
+    /// The IPv6 flow table, as [`Self::open_flows`].
+    pub fn open_flows6(&self) -> Option<flows::FlowTable6> {
+        self.data.as_ref().and_then(|_| flows::open6(&self.ebpf))
+    }
+
     /// Serves the zones in `mask` (a bit per zone index) from now on: the maps answer for
     /// their addresses only, probes go from their NLB addresses. Returns what changed.
     pub fn set_serving(&mut self, mask: u32) -> Result<Vec<String>, DataplaneError> {
@@ -46,14 +51,13 @@ impl Dataplane {
         Ok(log)
     }
 
-    /// The MAC this node has for target address `addr_be` (network byte order), if
-    /// resolved.
-    pub fn target_mac(&self, addr_be: u32) -> Option<[u8; 6]> {
+    /// The MAC this node has for target address `addr`, if resolved.
+    pub fn target_mac(&self, addr: IpAddr) -> Option<[u8; 6]> {
         let d = self.data.as_ref()?;
         d.plan
             .targets
             .iter()
-            .find(|(_, t)| t.addr_be == addr_be && t.mac != [0; 6])
+            .find(|(id, t)| t.mac != [0; 6] && super::target_ip(&d.plan, *id, t) == addr)
             .map(|(_, t)| t.mac)
     }
 

@@ -6,7 +6,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use pl_common::{
-    flow::{FlowKey, FlowValue, Half, same_flow},
+    flow::{FLOW_FORWARD, FlowKey, FlowValue, Half, same_flow},
     flow6::{Addr6, FlowKey6, FlowValue6, Slot6, same_flow6},
     flowtable::{Slot, TableSlot},
 };
@@ -16,7 +16,7 @@ use super::{Counts, Flow, Sweep};
 /// A flow table's slot type as userspace walks it: [`Slot`] (IPv4) or [`Slot6`] (IPv6).
 pub trait Family:
     TableSlot<
-        Key: Copy + PartialEq + Eq + std::fmt::Debug,
+        Key: Copy + Default + PartialEq + Eq + std::fmt::Debug,
         Entry: Half + Copy + Default + PartialEq + Eq + std::fmt::Debug,
     > + Copy
     + std::fmt::Debug
@@ -46,6 +46,38 @@ pub trait Family:
     fn entries(c: &mut Counts) -> &mut u64;
     /// Where a sweep keeps the flows of this family it closed.
     fn closed(out: &mut Sweep) -> &mut Vec<Flow<Self>>;
+    /// The network the entry's packets leave on.
+    fn egress(entry: &Self::Entry) -> u16;
+    fn dst_mac(entry: &Self::Entry) -> [u8; 6];
+    fn set_dst_mac(entry: &mut Self::Entry, mac: [u8; 6]);
+    fn set_last_seen(entry: &mut Self::Entry, last_seen: u32);
+    /// A forward entry of `endpoint` and nothing else (what a sync removal names).
+    fn forward_of(endpoint: u16) -> Self::Entry;
+    /// Where the MAC, state bits and refresh time of the entry at `e` are, for writes in
+    /// place into a live slot.
+    fn fields(e: *mut Self::Entry) -> Fields;
+}
+
+/// Pointers to the words of an entry userspace writes in place (see [`Family::fields`]).
+pub struct Fields {
+    pub dst_mac: *mut [u8; 6],
+    pub state: *mut u8,
+    pub last_seen: *mut u32,
+}
+
+/// The fields of an entry type at `e`, by offset: no reference to shared memory is made.
+macro_rules! fields_of {
+    ($t:ty, $e:expr) => {
+        Fields {
+            dst_mac: $e
+                .wrapping_byte_add(std::mem::offset_of!($t, dst_mac))
+                .cast(),
+            state: $e.wrapping_byte_add(std::mem::offset_of!($t, state)).cast(),
+            last_seen: $e
+                .wrapping_byte_add(std::mem::offset_of!($t, last_seen))
+                .cast(),
+        }
+    };
 }
 
 /// The socket address of a wire-order IPv4 address and port.
@@ -111,6 +143,28 @@ impl Family for Slot {
     fn closed(out: &mut Sweep) -> &mut Vec<Flow> {
         &mut out.closed
     }
+    fn egress(v: &FlowValue) -> u16 {
+        u16::from(v.egress)
+    }
+    fn dst_mac(v: &FlowValue) -> [u8; 6] {
+        v.dst_mac
+    }
+    fn set_dst_mac(v: &mut FlowValue, mac: [u8; 6]) {
+        v.dst_mac = mac;
+    }
+    fn set_last_seen(v: &mut FlowValue, last_seen: u32) {
+        v.last_seen = last_seen;
+    }
+    fn forward_of(endpoint: u16) -> FlowValue {
+        FlowValue {
+            endpoint,
+            dir: FLOW_FORWARD,
+            ..FlowValue::default()
+        }
+    }
+    fn fields(e: *mut FlowValue) -> Fields {
+        fields_of!(FlowValue, e)
+    }
 }
 
 impl Family for Slot6 {
@@ -156,5 +210,27 @@ impl Family for Slot6 {
     }
     fn closed(out: &mut Sweep) -> &mut Vec<Flow<Slot6>> {
         &mut out.closed6
+    }
+    fn egress(v: &FlowValue6) -> u16 {
+        u16::from(v.egress)
+    }
+    fn dst_mac(v: &FlowValue6) -> [u8; 6] {
+        v.dst_mac
+    }
+    fn set_dst_mac(v: &mut FlowValue6, mac: [u8; 6]) {
+        v.dst_mac = mac;
+    }
+    fn set_last_seen(v: &mut FlowValue6, last_seen: u32) {
+        v.last_seen = last_seen;
+    }
+    fn forward_of(endpoint: u16) -> FlowValue6 {
+        FlowValue6 {
+            endpoint,
+            dir: FLOW_FORWARD,
+            ..FlowValue6::default()
+        }
+    }
+    fn fields(e: *mut FlowValue6) -> Fields {
+        fields_of!(FlowValue6, e)
     }
 }

@@ -3,13 +3,17 @@
 //! themselves; [`report`] is how `pl flows` shows them; [`table`] is the mmapped table
 //! itself, [`family`] what walking either table's slot type needs.
 
-use std::{collections::HashMap as StdHashMap, net::SocketAddr, path::Path, sync::Mutex};
+use std::{
+    collections::HashMap as StdHashMap,
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    sync::Mutex,
+};
 
 use aya::{Ebpf, maps::MapError};
 use pl_common::{
     flow::{
-        CT_SEEN, FLOW_FORWARD, FlowKey, FlowValue, Half, Pair, TcpPhase, idle_limit_ns, since,
-        tcp_phase,
+        CT_SEEN, FLOW_FORWARD, FlowValue, Half, Pair, TcpPhase, idle_limit_ns, since, tcp_phase,
     },
     flow6::{Addr6, FlowValue6, Slot6},
     flowtable::{self, Slot},
@@ -272,13 +276,16 @@ fn remove_pair<S: Family>(
 }
 
 /// Removes every flow that `refused` says the running config no longer allows (given its
-/// consumer key and forward entry); the flows removed. (The IPv4 table's only, for now.)
-pub fn revoke(t: &FlowTable, refused: impl Fn(&FlowKey, &FlowValue) -> bool) -> Vec<Flow> {
+/// consumer key and forward entry); the flows removed.
+pub fn revoke<S: Family>(
+    t: &FlowTable<S>,
+    refused: impl Fn(&S::Key, &S::Entry) -> bool,
+) -> Vec<Flow<S>> {
     let mut out = Vec::new();
     for e in t
         .entries()
         .iter()
-        .filter(|e| e.value.dir == FLOW_FORWARD && refused(&e.key, &e.value))
+        .filter(|e| e.value.dir() == FLOW_FORWARD && refused(&e.key, &e.value))
     {
         let key = &e.key;
         // As it is taken out: a newer flow on the tuple is judged on its own. Gone while
@@ -296,16 +303,21 @@ pub fn revoke(t: &FlowTable, refused: impl Fn(&FlowKey, &FlowValue) -> bool) -> 
 }
 
 /// Points every flow to a moved target at its new MAC (failover, VRRP): `moves` are
-/// (provider network, target address on the wire, new MAC). One walk of the table for
-/// all of them; the number of flows rewritten. The MAC is written in place, so what XDP
-/// writes to the entry meanwhile (counts, state bits) stays.
-pub fn follow_mac(t: &FlowTable, moves: &[(u16, u32, [u8; 6])]) -> usize {
+/// (provider network, target address, new MAC). One walk of the table for all of them;
+/// the number of flows rewritten. The MAC is written in place, so what XDP writes to the
+/// entry meanwhile (counts, state bits) stays.
+pub fn follow_mac<S: Family>(t: &FlowTable<S>, moves: &[(u16, IpAddr, [u8; 6])]) -> usize {
     let mut n = 0;
     for e in t.entries() {
         let v = &e.value;
-        let Some((_, _, mac)) = moves.iter().find(|(net, ip, _)| {
-            v.dir == FLOW_FORWARD && u16::from(v.egress) == *net && v.new_dst_be == *ip
-        }) else {
+        if v.dir() != FLOW_FORWARD {
+            continue;
+        }
+        let target = S::rewritten(v).1.ip();
+        let Some((_, _, mac)) = moves
+            .iter()
+            .find(|(net, ip, _)| S::egress(v) == *net && target == *ip)
+        else {
             continue;
         };
         n += usize::from(t.set_dst_mac(&e.key, &e, *mac));
@@ -526,7 +538,7 @@ mod tests {
     }
 
     use pl_common::{
-        flow::{CT_NON_SYN, FlowPair, FlowPlan},
+        flow::{CT_NON_SYN, FlowKey, FlowPair, FlowPlan},
         flow6::{FlowKey6, FlowPair6, FlowPlan6},
         flowtable::{EMPTY, Slots as _, TOMB, ctl_of, state_of},
         proto::IPPROTO_UDP,
@@ -756,6 +768,34 @@ mod tests {
         assert!(by("[fd00::fa]:40001").matches(&r));
         assert!(!by("[fd00::fa]:40002").matches(&r));
         assert!(!by("10.9.0.250:40001").matches(&r));
+    }
+
+    #[test]
+    fn ipv6_flows_follow_a_moved_target_and_are_revoked_as_ipv4_ones() {
+        let t = FlowTable6::anonymous(256);
+        let (kept, doomed) = (put6(&t, 40000, S), put6(&t, 40002, S));
+        let target = IpAddr::from(std::net::Ipv6Addr::from(v6(0x0b)));
+        let mac = [2, 0, 0, 0, 9, 0x99];
+        assert_eq!(
+            follow_mac(&t, &[(2, target, mac)]),
+            2,
+            "both flows' forward entries"
+        );
+        assert_eq!(t.get(&kept).map(|e| e.value.dst_mac), Some(mac));
+        assert_eq!(follow_mac(&t, &[(2, target, mac)]), 0, "already there");
+        assert_eq!(
+            follow_mac(&t, &[(1, target, [1; 6])]),
+            0,
+            "another network's target"
+        );
+        let gone = revoke(&t, |k, _| k.sport_be == 40002u16.to_be());
+        assert_eq!(gone.iter().map(|f| f.key).collect::<Vec<_>>(), [doomed]);
+        assert!(t.get(&doomed).is_none());
+        assert!(
+            t.get(&gone[0].forward.reply_key(IPPROTO_UDP)).is_none(),
+            "its SNAT port freed"
+        );
+        assert!(t.get(&kept).is_some());
     }
 
     #[test]

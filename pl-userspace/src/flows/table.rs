@@ -13,7 +13,7 @@ use std::{
 
 use aya::maps::{Map, MapData, MapError};
 use pl_common::{
-    flow::FlowKey,
+    flow::Half as _,
     flow6::Slot6,
     flowtable::{self, LIVE, Refused, Slot, Slots, TOMB, TableSlot, created_of, ctl_of, state_of},
 };
@@ -284,12 +284,12 @@ fn seed_ptr<S: TableSlot>(base: *mut S, slots: u32) -> *mut u32 {
     S::key_ptr(base.wrapping_add(slots as usize)).cast()
 }
 
-/// What only the IPv4 table's users do (target MAC moves, cluster sync) for now.
-impl FlowTable<Slot> {
+/// What userspace writes into live entries: target MAC moves, cluster sync.
+impl<S: Family> FlowTable<S> {
     /// Points the entry under `key` at `mac` in place, if it is still `expected`'s flow
     /// (same creation time and SNAT port). Only the MAC's bytes are written: XDP's
     /// concurrent counts and state bits stay.
-    pub fn set_dst_mac(&self, key: &FlowKey, expected: &Entry, mac: [u8; 6]) -> bool {
+    pub fn set_dst_mac(&self, key: &S::Key, expected: &Entry<S>, mac: [u8; 6]) -> bool {
         let Some(s) = flowtable::find(self, key, self.hash(key)) else {
             return false;
         };
@@ -297,8 +297,8 @@ impl FlowTable<Slot> {
             return false;
         };
         if now.created != expected.created
-            || now.value.new_sport_be != expected.value.new_sport_be
-            || now.value.dst_mac == mac
+            || S::rewritten(&now.value).0 != S::rewritten(&expected.value).0
+            || S::dst_mac(&now.value) == mac
         {
             return false;
         }
@@ -309,14 +309,14 @@ impl FlowTable<Slot> {
             return false;
         }
         // SAFETY: a LIVE slot of the mapping; a 6-byte store XDP reads whole or not.
-        unsafe { std::ptr::write_volatile(&raw mut (*s).entry.dst_mac, mac) };
+        unsafe { std::ptr::write_volatile(S::fields(S::entry_ptr(s)).dst_mac, mac) };
         true
     }
 
     /// Brings the entry under `key` up to what another node says of it: `state` bits
     /// added, `last_seen` moved forward (never back). Only those words are written, so
     /// XDP's own counts stay. False if no entry is under `key`.
-    pub fn merge(&self, key: &FlowKey, state: u8, last_seen: u32) -> bool {
+    pub fn merge(&self, key: &S::Key, state: u8, last_seen: u32) -> bool {
         let Some(s) = flowtable::find(self, key, self.hash(key)) else {
             return false;
         };
@@ -326,13 +326,15 @@ impl FlowTable<Slot> {
         if now.key != *key {
             return false;
         }
+        let (had, seen) = (now.value.state(), now.value.last_seen());
+        let f = S::fields(S::entry_ptr(s));
         // SAFETY: a LIVE slot of the mapping; single-word stores XDP reads whole.
         unsafe {
-            if now.value.state | state != now.value.state {
-                std::ptr::write_volatile(&raw mut (*s).entry.state, now.value.state | state);
+            if had | state != had {
+                std::ptr::write_volatile(f.state, had | state);
             }
-            if (last_seen.wrapping_sub(now.value.last_seen) as i32) > 0 {
-                std::ptr::write_volatile(&raw mut (*s).entry.last_seen, last_seen);
+            if (last_seen.wrapping_sub(seen) as i32) > 0 {
+                std::ptr::write_volatile(f.last_seen, last_seen);
             }
         }
         true
