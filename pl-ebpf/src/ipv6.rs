@@ -202,14 +202,22 @@ fn handle<const V4: bool, const NEW: bool>(
         slot.add(IfaceCounter::DroppedNonIpv4, 1);
         return Ok(xdp_action::XDP_DROP);
     }
-    let stale = match found {
+    let opening = match found {
         // Another CPU opened it meanwhile.
-        Found::Live(_) => None,
-        Found::Stale => Some(true),
-        Found::Absent => Some(false),
+        Found::Live(_) => false,
+        // Only a packet that may open a flow clears the way; any other leaves the stale
+        // entry to the sweep. Here, not in `open`: its callees' frames would stack on
+        // `open`'s.
+        Found::Stale => {
+            if opens_flow(proto, tcp_flags) {
+                remove_stale(&key, hash);
+            }
+            true
+        }
+        Found::Absent => true,
     };
-    if let Some(stale) = stale {
-        let found = u64::from(hash) << 32 | u64::from(stale) << 8 | u64::from(tcp_flags);
+    if opening {
+        let found = u64::from(hash) << 32 | u64::from(tcp_flags);
         if let Err(action) = open::<V4>(ctx, iface, &key, found) {
             return Ok(action);
         }
@@ -237,10 +245,9 @@ fn open<const V4: bool>(
     key: &FlowKey6,
     found: u64,
 ) -> Result<(), u32> {
-    // A BPF call passes at most five arguments: the key's hash, whether a stale entry
-    // holds it, and the TCP flags come packed in `found`, and the stats slot is looked up
-    // again.
-    let (hash, stale, tcp_flags) = ((found >> 32) as u32, found & 0x100 != 0, found as u8);
+    // A BPF call passes at most five arguments: the key's hash and the TCP flags come
+    // packed in `found`, and the stats slot is looked up again.
+    let (hash, tcp_flags) = ((found >> 32) as u32, found as u8);
     let slot = &Slot::get(iface.slot).ok_or(xdp_action::XDP_ABORTED)?;
     let proto = key.proto;
     let now = conntrack::now();
@@ -275,9 +282,6 @@ fn open<const V4: bool>(
     };
     if !opens {
         return refuse(EndpointCounter::RefusedNotSyn);
-    }
-    if stale {
-        remove_stale(key, hash);
     }
     let Some(policy) = policy else {
         return refuse(EndpointCounter::RefusedNoListener);
