@@ -267,12 +267,14 @@ pub const CORPUS: &[(&str, &str, &str, &[&str])] = &[
         ],
     ),
     (
-        "an IPv6 endpoint address of a service with IPv4 targets",
+        // Translated flows key their IPv4 side by mapped addresses: a configured one could
+        // be mistaken for one.
+        "an IPv4-mapped IPv6 endpoint address",
         "",
-        "[[endpoint]]\nname = \"acme-v6\"\nservice = \"billing\"\nnetwork = \"acme\"\naddresses = [{ ip = \"fd00::64\", zone = \"z1\" }]\n",
+        "[[endpoint]]\nname = \"acme-v6\"\nservice = \"billing\"\nnetwork = \"acme\"\naddresses = [{ ip = \"::ffff:10.0.0.99\", zone = \"z1\" }]\n",
         &[
             "[[endpoint]] \"acme-v6\": addresses",
-            "family translation (IPv6 consumer to IPv4 target and back) is not supported yet",
+            "::ffff:10.0.0.99 is an IPv4-mapped IPv6 address: write it as IPv4",
         ],
     ),
     (
