@@ -27,28 +27,37 @@ pub const SINK_BAD_CHECKSUM: u32 = 3;
 /// `DEVMAP`: [0] the interface the bare redirect sends to.
 pub const BARE_EGRESS_MAP: &str = "BARE_EGRESS";
 
-/// Header bytes the generator writes at the front of every frame.
-pub const GEN_HEADER: usize = 64;
+/// IPv4 frames: Ethernet, IPv4 and 30 bytes of UDP or TCP (header and payload).
+pub const GEN_FRAME4: usize = 64;
+/// IPv6 frames: the same 30 bytes of L4 behind a 40-byte IPv6 header, so the two
+/// families differ only in what IPv6 costs (a 64-byte IPv6 frame cannot hold a TCP SYN).
+pub const GEN_FRAME6: usize = GEN_FRAME4 + 20;
+/// Room for either family's template in the generator's config (bytemuck's Pod arrays
+/// come in a few sizes; 96 is the first to hold `GEN_FRAME6`).
+pub const GEN_HEADER: usize = 96;
 
 /// How the generator varies its frames.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct GenConfig {
-    /// Ethernet + IPv4 + L4 header of the frame, rewritten in full on every frame (pages
-    /// come back from the data path rewritten). Only the first `header_len` bytes count.
+    /// The whole frame (Ethernet, IPv4 or IPv6, L4), rewritten in full on every frame
+    /// (pages come back from the data path rewritten): the first `GEN_FRAME4` bytes for
+    /// IPv4, all `GEN_FRAME6` for IPv6. `header_len` says which, for userspace.
     pub header: [u8; GEN_HEADER],
     pub header_len: u32,
     /// Distinct flows to cycle through; 0: every frame a new flow.
     pub flows: u32,
     /// Generator CPUs, so each CPU's sequence covers its own share of the flows.
     pub cpus: u32,
-    /// 1: UDP (the L4 checksum field is at offset 40), 0: TCP (offset 50). Either way
-    /// the generator updates the template's L4 checksum for the source it writes.
+    /// 1: UDP, 0: TCP. Either way the generator updates the template's L4 checksum for
+    /// the source it writes.
     pub udp: u32,
     /// With `skew_len` > 0, frame `n` uses flow `GEN_SKEW[skew_base + n % skew_len]`
     /// instead of `n % flows`.
     pub skew_base: u32,
     pub skew_len: u32,
+    /// 1: the template is IPv6 (`GEN_FRAME6` bytes), 0: IPv4 (`GEN_FRAME4`).
+    pub ipv6: u32,
 }
 
 impl Default for GenConfig {
@@ -74,7 +83,7 @@ unsafe impl aya::Pod for GenConfig {}
 /// Rewrites a template frame (Ethernet, IPv4, UDP or TCP) for flow `i`: source address
 /// and port from `flow_source`, IPv4 checksum afresh, L4 checksum updated.
 #[inline(always)]
-pub fn gen_rewrite(frame: &mut [u8; GEN_HEADER], i: u32, udp: bool) {
+pub fn gen_rewrite(frame: &mut [u8; GEN_FRAME4], i: u32, udp: bool) {
     let (addr_off, sport) = flow_source(i);
     let old_src = [frame[26], frame[27], frame[28], frame[29]];
     let old_port = u16::from_be_bytes([frame[34], frame[35]]);
@@ -91,6 +100,25 @@ pub fn gen_rewrite(frame: &mut [u8; GEN_HEADER], i: u32, udp: bool) {
     let at = if udp { 40 } else { 50 };
     let old = u16::from_be_bytes([frame[at], frame[at + 1]]);
     let new = gen_l4_check(old, old_src, src, old_port, sport, udp);
+    frame[at..at + 2].copy_from_slice(&new.to_be_bytes());
+}
+
+/// Rewrites an IPv6 template frame (Ethernet, IPv6, UDP or TCP) for flow `i`: the
+/// source address's last 32 bits advance by `flow_source`'s offset, the source port is
+/// the flow's, the L4 checksum is updated (IPv6 has no header checksum).
+#[inline(always)]
+pub fn gen_rewrite6(frame: &mut [u8; GEN_FRAME6], i: u32, udp: bool) {
+    let (addr_off, sport) = flow_source(i);
+    let old_low = [frame[34], frame[35], frame[36], frame[37]];
+    let old_port = u16::from_be_bytes([frame[54], frame[55]]);
+    let low = u32::from_be_bytes(old_low)
+        .wrapping_add(addr_off)
+        .to_be_bytes();
+    frame[34..38].copy_from_slice(&low);
+    frame[54..56].copy_from_slice(&sport.to_be_bytes());
+    let at = if udp { 60 } else { 70 };
+    let old = u16::from_be_bytes([frame[at], frame[at + 1]]);
+    let new = gen_l4_check(old, old_low, low, old_port, sport, udp);
     frame[at..at + 2].copy_from_slice(&new.to_be_bytes());
 }
 
@@ -111,9 +139,10 @@ pub const fn gen_l4_check(
     if udp && c == 0 { 0xffff } else { c }
 }
 
-/// What the sink expects of every frame it counts: IPv4 without options, addresses in
-/// these ranges (inclusive, host order), the destination port of its protocol, and
-/// (with `verify_checksums`) IPv4 and L4 checksums that verify.
+/// What the sink expects of every frame it counts: IPv4 without options (or, with
+/// `ipv6`, IPv6 without extension headers), addresses in these ranges (inclusive, host
+/// order; for IPv6 the last 32 bits, behind the 96-bit prefix given), the destination
+/// port of its protocol, and (with `verify_checksums`) IPv4 and L4 checksums that verify.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct SinkConfig {
@@ -126,6 +155,11 @@ pub struct SinkConfig {
     /// 1: verify checksums; 0: only addresses and ports (the bare count, to show what
     /// verifying costs the sink).
     pub verify_checksums: u32,
+    /// 1: frames are IPv6, `SINK_FRAME6` bytes; 0: IPv4, `SINK_FRAME` bytes.
+    pub ipv6: u32,
+    /// IPv6: the first 96 bits every source and every destination must have.
+    pub src6_prefix: [u8; 12],
+    pub dst6_prefix: [u8; 12],
 }
 
 impl Default for SinkConfig {
@@ -135,12 +169,15 @@ impl Default for SinkConfig {
 }
 
 #[cfg(feature = "user")]
-// SAFETY: repr(C), no padding (u32 x 4, u16 x 2, u32), every bit pattern valid.
+// SAFETY: repr(C), no padding (u32 x 4, u16 x 2, u32 x 2, u8 x 24), every bit pattern
+// valid.
 unsafe impl aya::Pod for SinkConfig {}
 
 /// Bytes of every frame the sink inspects: the generator's frames are this long, and
 /// nothing on the way changes their length.
-pub const SINK_FRAME: usize = GEN_HEADER;
+pub const SINK_FRAME: usize = GEN_FRAME4;
+/// The same for IPv6 frames.
+pub const SINK_FRAME6: usize = GEN_FRAME6;
 
 /// The sink's verdict on one frame: the `SINK_*` counter it goes to.
 #[inline(always)]
@@ -195,6 +232,54 @@ pub fn sink_verdict(f: &[u8; SINK_FRAME], cfg: &SinkConfig) -> u32 {
     SINK_OK
 }
 
+/// The sink's verdict on one IPv6 frame, as [`sink_verdict`] for IPv4: the L4 checksum
+/// is verified over the IPv6 pseudo-header.
+#[inline(always)]
+pub fn sink_verdict6(f: &[u8; SINK_FRAME6], cfg: &SinkConfig) -> u32 {
+    // Ethernet IPv6, payload length = the rest of the frame, no extension header.
+    let payload = u16::from_be_bytes([f[18], f[19]]) as usize;
+    if f[12] != 0x86 || f[13] != 0xdd || f[14] >> 4 != 6 || payload != SINK_FRAME6 - 54 {
+        return SINK_WRONG_HEADER;
+    }
+    let (proto, port) = (f[20], u16::from_be_bytes([f[56], f[57]]));
+    let want_port = match proto {
+        6 => cfg.tcp_port,
+        17 => cfg.udp_port,
+        _ => return SINK_WRONG_HEADER,
+    };
+    let src_low = u32::from_be_bytes([f[34], f[35], f[36], f[37]]);
+    let dst_low = u32::from_be_bytes([f[50], f[51], f[52], f[53]]);
+    if port != want_port
+        || f[22..34] != cfg.src6_prefix
+        || f[38..50] != cfg.dst6_prefix
+        || src_low < cfg.src_lo
+        || src_low > cfg.src_hi
+        || dst_low < cfg.dst_lo
+        || dst_low > cfg.dst_hi
+    {
+        return SINK_WRONG_HEADER;
+    }
+    if cfg.verify_checksums != 0 {
+        let mut src = [0u8; 16];
+        let mut dst = [0u8; 16];
+        src.copy_from_slice(&f[22..38]);
+        dst.copy_from_slice(&f[38..54]);
+        let l4_check = if proto == 17 {
+            [f[60], f[61]]
+        } else {
+            [f[70], f[71]]
+        };
+        // UDP over IPv6 must carry a checksum (RFC 8200 8.1), and the generator's does.
+        let acc = crate::xlat::pseudo_header_sum_v6(src, dst, proto, (SINK_FRAME6 - 54) as u32);
+        if (proto == 17 && l4_check == [0, 0])
+            || checksum::fold(checksum::sum(&f[54..], acc)) != 0xffff
+        {
+            return SINK_BAD_CHECKSUM;
+        }
+    }
+    SINK_OK
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +296,108 @@ mod tests {
                 );
             }
         }
+    }
+
+    const SRC6: [u8; 16] = [0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const DST6: [u8; 16] = [0xfd, 0, 0, 0xa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+
+    /// An IPv6 bench frame built from scratch: `src` with its last 32 bits advanced by
+    /// `off`, source port `sport`, L4 checksum computed in full.
+    fn frame6(udp: bool, off: u32, sport: u16) -> [u8; GEN_FRAME6] {
+        let mut f = [0u8; GEN_FRAME6];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        f[18..20].copy_from_slice(&30u16.to_be_bytes());
+        f[20] = if udp { 17 } else { 6 };
+        f[21] = 64;
+        let mut src = SRC6;
+        src[12..].copy_from_slice(&off.to_be_bytes());
+        f[22..38].copy_from_slice(&src);
+        f[38..54].copy_from_slice(&DST6);
+        f[54..56].copy_from_slice(&sport.to_be_bytes());
+        f[56..58].copy_from_slice(&(if udp { 53u16 } else { 443 }).to_be_bytes());
+        let at = if udp {
+            f[58..60].copy_from_slice(&30u16.to_be_bytes());
+            60
+        } else {
+            f[66] = 0x50; // data offset 5
+            f[67] = 0x02; // SYN
+            70
+        };
+        let c = crate::xlat::l4_checksum_v6(src, DST6, f[20], &f[54..]);
+        let c = if udp && c == 0 { 0xffff } else { c };
+        f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    fn expect6(verify: bool) -> SinkConfig {
+        let mut src6_prefix = [0u8; 12];
+        let mut dst6_prefix = [0u8; 12];
+        src6_prefix.copy_from_slice(&SRC6[..12]);
+        dst6_prefix.copy_from_slice(&DST6[..12]);
+        SinkConfig {
+            src_lo: 0,
+            src_hi: 0xff_ffff,
+            dst_lo: 0x100,
+            dst_hi: 0x100,
+            udp_port: 53,
+            tcp_port: 443,
+            verify_checksums: u32::from(verify),
+            ipv6: 1,
+            src6_prefix,
+            dst6_prefix,
+        }
+    }
+
+    #[test]
+    fn ipv6_frames_rewritten_per_flow_match_frames_built_from_scratch() {
+        for udp in [true, false] {
+            let template = frame6(udp, 0, 1024);
+            for i in [0, 1, 59_999, 60_000, 999_999, 3_000_000] {
+                let mut f = template;
+                gen_rewrite6(&mut f, i, udp);
+                let (off, port) = flow_source(i);
+                assert_eq!(f, frame6(udp, off, port), "flow {i}, udp {udp}");
+                assert_eq!(sink_verdict6(&f, &expect6(true)), SINK_OK);
+            }
+            // Every flow's frame verifies, including those whose checksum folds to 0.
+            for i in 0..200_000 {
+                let mut f = template;
+                gen_rewrite6(&mut f, i, udp);
+                assert_eq!(sink_verdict6(&f, &expect6(true)), SINK_OK, "flow {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_ipv6_sink_counts_only_what_its_config_says() {
+        let expect = expect6(true);
+        for udp in [true, false] {
+            let ok = frame6(udp, 7, 2000);
+            assert_eq!(sink_verdict6(&ok, &expect), SINK_OK);
+            // Prefix, address range, port, protocol, next header, length.
+            for (at, bit) in [(22, 1), (45, 1), (53, 1), (57, 1), (20, 0x80), (19, 1)] {
+                let mut f = ok;
+                f[at] ^= bit;
+                assert_eq!(sink_verdict6(&f, &expect), SINK_WRONG_HEADER, "byte {at}");
+            }
+            // A payload byte changed: the L4 checksum no longer verifies, unless not asked.
+            let mut f = ok;
+            f[80] ^= 0x40;
+            assert_eq!(sink_verdict6(&f, &expect), SINK_BAD_CHECKSUM);
+            assert_eq!(sink_verdict6(&f, &expect6(false)), SINK_OK);
+            // An IPv4 verdict for an IPv6 frame is never OK.
+            let mut v4 = [0u8; SINK_FRAME];
+            v4.copy_from_slice(&ok[..SINK_FRAME]);
+            assert_eq!(sink_verdict(&v4, &expect), SINK_WRONG_HEADER);
+        }
+        let mut f = frame6(true, 0, 1024);
+        f[60..62].fill(0);
+        assert_eq!(
+            sink_verdict6(&f, &expect),
+            SINK_BAD_CHECKSUM,
+            "UDP without checksum"
+        );
     }
 
     #[test]

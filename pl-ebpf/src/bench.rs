@@ -16,8 +16,9 @@ use aya_ebpf::{
 };
 use pl_common::{
     bench::{
-        GEN_HEADER, GenConfig, SINK_BYTES, SINK_FRAME, SinkConfig, TABLE_HASH, TABLE_SLOTS,
-        TableConfig, gen_rewrite, sink_verdict, table_forward_key,
+        GEN_FRAME4, GEN_FRAME6, GenConfig, SINK_BYTES, SINK_FRAME, SINK_FRAME6, SinkConfig,
+        TABLE_HASH, TABLE_SLOTS, TableConfig, gen_rewrite, gen_rewrite6, sink_verdict,
+        sink_verdict6, table_forward_key,
     },
     flow::FlowKey,
     flowtable::{self, Slot, Slots},
@@ -81,13 +82,6 @@ pub fn pl_gen(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_ABORTED;
     };
     let start = ctx.data();
-    if start + GEN_HEADER > ctx.data_end() {
-        return xdp_action::XDP_ABORTED;
-    }
-    // SAFETY: GEN_HEADER bytes are inside the frame (checked above).
-    let frame = unsafe { &mut *(start as *mut [u8; GEN_HEADER]) };
-    *frame = cfg.header;
-
     // SAFETY: no preconditions.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let seq = bump(&GEN_COUNT, 1, 1);
@@ -96,7 +90,26 @@ pub fn pl_gen(ctx: XdpContext) -> u32 {
     let Some(i) = flow_index(n, cfg.flows, cfg.skew_base, cfg.skew_len) else {
         return xdp_action::XDP_ABORTED;
     };
-    gen_rewrite(frame, i, cfg.udp != 0);
+    // Each family a fixed size, so the verifier sees constant bounds.
+    if cfg.ipv6 != 0 {
+        if start + GEN_FRAME6 > ctx.data_end() {
+            return xdp_action::XDP_ABORTED;
+        }
+        // SAFETY: GEN_FRAME6 bytes are inside the frame (checked above).
+        let frame = unsafe { &mut *(start as *mut [u8; GEN_FRAME6]) };
+        // SAFETY: the header holds at least GEN_FRAME6 bytes.
+        *frame = unsafe { *(cfg.header.as_ptr() as *const [u8; GEN_FRAME6]) };
+        gen_rewrite6(frame, i, cfg.udp != 0);
+    } else {
+        if start + GEN_FRAME4 > ctx.data_end() {
+            return xdp_action::XDP_ABORTED;
+        }
+        // SAFETY: GEN_FRAME4 bytes are inside the frame (checked above).
+        let frame = unsafe { &mut *(start as *mut [u8; GEN_FRAME4]) };
+        // SAFETY: the header holds at least GEN_FRAME4 bytes.
+        *frame = unsafe { *(cfg.header.as_ptr() as *const [u8; GEN_FRAME4]) };
+        gen_rewrite(frame, i, cfg.udp != 0);
+    }
     bump(&GEN_COUNT, 0, 1);
     xdp_action::XDP_TX
 }
@@ -104,19 +117,26 @@ pub fn pl_gen(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn pl_sink(ctx: XdpContext) -> u32 {
     // ARP goes to the stack, so the forwarder can resolve the targets behind the sink;
-    // so does IPv6 (the lab's own neighbour discovery, never a bench frame).
+    // so does ICMPv6 (neighbour discovery for the IPv6 targets, never a bench frame).
     let start = ctx.data();
-    if start + 14 <= ctx.data_end() {
-        // SAFETY: 14 bytes are inside the frame (checked above).
-        let eth = unsafe { &*(start as *const [u8; 14]) };
-        if (eth[12] == 0x08 && eth[13] == 0x06) || (eth[12] == 0x86 && eth[13] == 0xdd) {
+    if start + 21 <= ctx.data_end() {
+        // SAFETY: 21 bytes are inside the frame (checked above).
+        let eth = unsafe { &*(start as *const [u8; 21]) };
+        if (eth[12] == 0x08 && eth[13] == 0x06)
+            || (eth[12] == 0x86 && eth[13] == 0xdd && eth[20] == 58)
+        {
             return xdp_action::XDP_PASS;
         }
     }
-    // Exactly SINK_FRAME bytes; the verifier learns the bound only from a `>` check.
+    // Exactly one family's frame length; the verifier learns the bound only from a `>`
+    // check.
     let (end, len) = (ctx.data_end(), ctx.data_end() - start);
     let verdict = match SINK_CONFIG.get(0) {
-        Some(cfg) if start + SINK_FRAME <= end && len == SINK_FRAME => {
+        Some(cfg) if cfg.ipv6 != 0 && start + SINK_FRAME6 <= end && len == SINK_FRAME6 => {
+            // SAFETY: SINK_FRAME6 bytes are inside the frame (checked above).
+            sink_verdict6(unsafe { &*(start as *const [u8; SINK_FRAME6]) }, cfg)
+        }
+        Some(cfg) if cfg.ipv6 == 0 && start + SINK_FRAME <= end && len == SINK_FRAME => {
             // SAFETY: SINK_FRAME bytes are inside the frame (checked above).
             sink_verdict(unsafe { &*(start as *const [u8; SINK_FRAME]) }, cfg)
         }

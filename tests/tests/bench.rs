@@ -44,7 +44,7 @@ fn quick_bench_moves_packets_in_every_variant() {
     let prefix = format!("bq{}-", std::process::id());
     let (r, table) = bench(
         &["bench", "--quick", "--prefix", &prefix],
-        Duration::from_secs(180),
+        Duration::from_secs(240),
     );
     for (name, flows) in [
         ("bare redirect", "1"),
@@ -56,6 +56,9 @@ fn quick_bench_moves_packets_in_every_variant() {
         ("pl established, Zipf s=1", "65536"),
         ("pl new flows", "new"),
         ("pl new flows, flow sync on", "new"),
+        // The sink counts these only as IPv6 from the IPv6 NLB address to IPv6 targets.
+        ("pl IPv6 established", "1000"),
+        ("pl IPv6 new flows", "new"),
         ("nftables DNAT+SNAT", "1"),
         ("nftables DNAT+SNAT", "new"),
     ] {
@@ -109,6 +112,8 @@ fn quick_bench_moves_packets_in_every_variant() {
         "flows over 1000, Zipf s=1",
         "pl new flows / nftables new flows",
         "pl new flows, flow sync on / off",
+        "ns per packet IPv6 adds over IPv4, established, 1000 flows",
+        "pl IPv6 / pl IPv4, new flows",
     ] {
         assert!(table.contains(row), "no `{row}` in the table:\n{table}");
     }

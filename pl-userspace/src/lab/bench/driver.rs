@@ -22,9 +22,9 @@ use pl_common::{
 };
 
 use super::{
-    BATCH, FRAME_LEN,
+    BATCH, FRAME_LEN, FRAME_LEN6,
     counters::Perf,
-    frames::{self, expect_rewritten, expect_unchanged},
+    frames::{self, expect_rewritten, expect_rewritten6, expect_unchanged},
     results::Sample,
 };
 use crate::{
@@ -90,6 +90,8 @@ pub(super) struct Bench<'a> {
     pub(super) perf_events: Option<String>,
     /// The silent cluster peer of the synced runs, once made.
     sync_peer: Option<super::sync::Peer>,
+    /// The generator's frame length: `FRAME_LEN`, or `FRAME_LEN6` for IPv6 frames.
+    frame_len: usize,
 }
 
 /// What forwards on the forwarder namespace.
@@ -159,6 +161,7 @@ impl<'a> Bench<'a> {
             skew: Vec::new(),
             perf_events: None,
             sync_peer: None,
+            frame_len: FRAME_LEN,
         })
     }
 }
@@ -167,8 +170,16 @@ impl Bench<'_> {
     /// Sets the generator's template and flow count (uniform: frame `n` is flow
     /// `n % flows`; 0: every frame a new flow).
     pub(super) fn generate(&mut self, tcp_syn: bool, flows: u32) -> anyhow::Result<()> {
-        let cfg = self.gen_config(tcp_syn, flows)?;
+        let cfg = self.gen_config(tcp_syn, flows, false)?;
         self.set_gen(cfg)
+    }
+
+    /// As [`Bench::generate`], in IPv6 to the IPv6 service's endpoint; the sink then
+    /// expects pl's IPv6 rewrite (until the next `start_pl` or mode).
+    pub(super) fn generate6(&mut self, tcp_syn: bool, flows: u32) -> anyhow::Result<()> {
+        let cfg = self.gen_config(tcp_syn, flows, true)?;
+        self.set_gen(cfg)?;
+        self.expect(expect_rewritten6(true))
     }
 
     /// Established UDP over `flows` flows, walking the Zipf table loaded for that count.
@@ -178,22 +189,23 @@ impl Bench<'_> {
             .iter()
             .find(|(n, ..)| *n == flows)
             .with_context(|| format!("no skewed table for {flows} flows"))?;
-        let mut cfg = self.gen_config(false, flows)?;
+        let mut cfg = self.gen_config(false, flows, false)?;
         cfg.skew_base = base;
         cfg.skew_len = len;
         self.set_gen(cfg)
     }
 
-    fn gen_config(&self, tcp_syn: bool, flows: u32) -> anyhow::Result<GenConfig> {
+    fn gen_config(&self, tcp_syn: bool, flows: u32, ipv6: bool) -> anyhow::Result<GenConfig> {
         let net = self.topo.network("globex").context("no globex")?;
         let (dst, src) = (
             parse_mac(&net.fw_mac).context("fw MAC")?,
             parse_mac(&net.peer_mac).context("peer MAC")?,
         );
-        Ok(frames::gen_config(dst, src, tcp_syn, flows))
+        Ok(frames::gen_config(dst, src, tcp_syn, flows, ipv6))
     }
 
     fn set_gen(&mut self, cfg: GenConfig) -> anyhow::Result<()> {
+        self.frame_len = if cfg.ipv6 != 0 { FRAME_LEN6 } else { FRAME_LEN };
         let mut m: Array<&mut MapData, GenConfig> = Array::try_from(
             self.progs
                 .ebpf
@@ -258,8 +270,8 @@ impl Bench<'_> {
     /// Runs the generator for `window` and returns what it sent and the sink received.
     pub(super) fn run_for(&mut self, window: Duration) -> anyhow::Result<Sample> {
         let before = self.counts()?;
-        let frame = vec![0u8; FRAME_LEN];
-        let ctx: Vec<u8> = [0, FRAME_LEN as u32, 0, self.gen_ifindex, 0, 0]
+        let frame = vec![0u8; self.frame_len];
+        let ctx: Vec<u8> = [0, self.frame_len as u32, 0, self.gen_ifindex, 0, 0]
             .iter()
             .flat_map(|w: &u32| w.to_ne_bytes())
             .collect();
@@ -484,7 +496,10 @@ impl Bench<'_> {
             r.targets.iter().all(|t| t.mac.is_some())
         })?;
         let missing = r.targets.iter().filter(|t| t.mac.is_none()).count();
-        ensure!(missing == 0, "{missing} bench targets never answered ARP");
+        ensure!(
+            missing == 0,
+            "{missing} bench targets never answered ARP or neighbour solicitation"
+        );
         self.run = Some(run);
         self.mode = Mode::Pl;
         self.expect(expect_rewritten(true))?;
@@ -525,10 +540,12 @@ impl Bench<'_> {
         loop {
             self.run_for(Duration::from_millis(300))?;
             let stats = self.run.as_ref().context("pl is not running")?.counters()?;
-            let made = stats
+            // Whichever endpoint (IPv4 or IPv6) the generator sends to.
+            let made: u64 = stats
                 .endpoints
-                .first()
-                .map_or(0, |e| e.get(EndpointCounter::NewFlows));
+                .iter()
+                .map(|e| e.get(EndpointCounter::NewFlows))
+                .sum();
             // SNAT probes can miss a free port once in a few thousand flows at a million.
             if made * 1000 >= u64::from(flows) * 999 {
                 return Ok(());

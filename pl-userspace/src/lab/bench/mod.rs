@@ -22,7 +22,7 @@ mod table;
 mod tcp;
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::Path,
     time::{Duration, Instant},
 };
@@ -44,6 +44,12 @@ pub const FRAME_LEN: usize = 64;
 const ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 /// Generator sources start here; flow i adds i / 60000 to it.
 const SOURCE_BASE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 0);
+/// The IPv6 rows' frames: the same L4 bytes behind an IPv6 header, 20 bytes longer.
+pub const FRAME_LEN6: usize = pl_common::bench::GEN_FRAME6;
+/// The IPv6 endpoint address (the bench6 service's) and the IPv6 generator sources,
+/// which add i / 60000 to the last 32 bits.
+const ENDPOINT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 0x100);
+const SOURCE_BASE6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 1, 0, 0);
 /// Targets behind the bench service: with 40, a million flows fill ~39% of each target's
 /// SNAT ports, so 32 probes practically never all collide.
 const TARGETS: u8 = 40;
@@ -106,9 +112,10 @@ impl Sizes {
     }
 
     /// Measurements in a round: bare (sink verifying and only counting), pl with 1 flow,
-    /// each scale uniform and skewed, new flows, nftables established and new flows.
+    /// each scale uniform and skewed, new flows (and with flow sync), IPv6 established
+    /// and new flows, nftables established and new flows.
     fn per_round(&self) -> usize {
-        7 + 2 * self.scale.len()
+        9 + 2 * self.scale.len()
     }
 
     fn max_flows(&self) -> u32 {
@@ -123,6 +130,20 @@ fn sized(flows: u32) -> u32 {
 
 /// New-flow windows create about rate x window flows; their table has room for that.
 const NEW_FLOW_TABLE: u32 = 4_000_000;
+
+/// The IPv6 established row's flows: the count the IPv4 ratios compare at.
+const IPV6_FLOWS: u32 = 1_000;
+
+/// A config whose IPv6 table (a quarter of `flow_table_size`'s entries) is sized for
+/// `flows` as `sized` sizes the IPv4 one.
+fn sized6(flows: u32) -> u32 {
+    sized(flows).saturating_mul(4)
+}
+
+/// The IPv6 table holds at most 131 072 flows whatever the config says: IPv6 new-flow
+/// windows stay short enough to fill a fraction of it (about 33 000 flows at 0.33 Mpps),
+/// so they measure opening flows, not a filling table or its refusals.
+const IPV6_NEW_WINDOW: Duration = Duration::from_millis(100);
 
 pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
@@ -169,7 +190,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
 
     let mut rounds = Rounds::new(&sizes);
     println!(
-        "==> {} rounds of {} measurements, {} ms each, {FRAME_LEN}-byte frames, generator on CPU {}",
+        "==> {} rounds of {} measurements, {} ms each, {FRAME_LEN}-byte frames ({FRAME_LEN6} in IPv6), generator on CPU {}",
         sizes.repeats,
         sizes.per_round(),
         sizes.window.as_millis(),
@@ -255,12 +276,17 @@ fn measure_floor(tables: &[(u32, u64)], cpu: usize) -> anyhow::Result<Vec<FloorR
     Ok(out)
 }
 
-/// The provider's `TARGETS` addresses, one per bench target.
+/// The provider's `TARGETS` addresses, one per bench target, in each family (pl
+/// resolves them by ARP and neighbour solicitation, which the sink passes to the stack).
 fn add_targets(topo: &Topology) -> anyhow::Result<()> {
     let prov = &topo.network("prov").context("no prov")?.namespace;
     for i in 0..TARGETS {
         let addr = format!("10.9.0.{}/24", 20 + i);
         cmd::ip(["-n", prov, "addr", "add", &addr, "dev", "eth0"])?;
+    }
+    for ip in frames::targets6() {
+        let addr = format!("{ip}/64");
+        cmd::ip(["-n", prov, "addr", "add", &addr, "dev", "eth0", "nodad"])?;
     }
     Ok(())
 }
@@ -341,6 +367,19 @@ impl<'s> Rounds<'s> {
         let s = b.measure(window.min(Duration::from_millis(500)))?;
         self.record("pl new flows, flow sync on", results::PL_NEW_SYNC, "new", s);
         self.sync.push(b.sync_counts()?);
+
+        // IPv6: the same service and frames' L4 bytes, through the IPv6 flow table.
+        b.start_pl(sized6(IPV6_FLOWS))?;
+        b.generate6(false, IPV6_FLOWS)?;
+        b.warm_up(IPV6_FLOWS)?;
+        let s = b.measure(window)?;
+        let label = format!("pl IPv6 established, {IPV6_FLOWS} flows");
+        self.record(&label, results::PL6_EST, &IPV6_FLOWS.to_string(), s);
+
+        b.start_pl(NEW_FLOW_TABLE)?;
+        b.generate6(true, 0)?;
+        let s = b.measure(window.min(IPV6_NEW_WINDOW))?;
+        self.record("pl IPv6 new flows", results::PL6_NEW, "new", s);
 
         b.enter_kernel(true)?;
         b.generate(false, 1)?;

@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use super::{
     plot,
     results::{
-        BARE, BARE_UNVERIFIED, BenchResults, NFT, PL_EST, PL_NEW, PL_NEW_SYNC, PL_ZIPF, Sample,
-        StageResult, VariantResult,
+        BARE, BARE_UNVERIFIED, BenchResults, NFT, PL_EST, PL_NEW, PL_NEW_SYNC, PL_ZIPF, PL6_EST,
+        PL6_NEW, Sample, StageResult, VariantResult,
     },
 };
 
@@ -23,9 +23,15 @@ pub fn table(r: &BenchResults) -> String {
     }
     designs(&mut out, r);
     out.push_str(&stages(&r.stages));
+    let ipv6 = if r.variants.iter().any(|v| v.name.starts_with("pl IPv6")) {
+        // The same L4 bytes behind a header 20 bytes longer.
+        format!(" ({} in the IPv6 rows)", r.frame_len + 20)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "\n{} CPUs (generator on CPU {}), kernel {}, {}-byte frames",
+        "\n{} CPUs (generator on CPU {}), kernel {}, {}-byte frames{ipv6}",
         r.cpus,
         r.cpus.saturating_sub(1),
         r.kernel,
@@ -111,6 +117,7 @@ fn ratios(out: &mut String, r: &BenchResults) {
         );
     }
     sync(out, r, new);
+    ipv6(out, r, est_1k, new);
     scale(out, r);
     skew(out, r);
     floor(out, r);
@@ -118,6 +125,43 @@ fn ratios(out: &mut String, r: &BenchResults) {
     footprint(out, r);
     if !r.hw_counters.is_empty() {
         let _ = writeln!(out, "| hardware counters | {} | |", r.hw_counters);
+    }
+}
+
+/// IPv6 against IPv4 in the same run: what an IPv6 packet costs (its frame 20 bytes
+/// longer, its flow in the 128-byte-slot table), established at 1000 flows and new.
+fn ipv6(
+    out: &mut String,
+    r: &BenchResults,
+    est_1k: Option<&VariantResult>,
+    new: Option<&VariantResult>,
+) {
+    let (est6, new6) = (r.variant(PL6_EST, "1000"), r.variant(PL6_NEW, "new"));
+    for (what, v6, v4) in [
+        ("established, 1000 flows", est6, est_1k),
+        ("new flows", new6, new),
+    ] {
+        let Some(v6) = v6 else { continue };
+        let _ = writeln!(out, "| ns per IPv6 packet, {what} | {:.0} | |", ns(v6));
+        if let Some(v4) = v4.filter(|v| v.median() > 0.0) {
+            let _ = writeln!(
+                out,
+                "| ns per packet IPv6 adds over IPv4, {what} | {:.0} | |",
+                ns(v6) - ns(v4)
+            );
+            let _ = writeln!(
+                out,
+                "| pl IPv6 / pl IPv4, {what} | {:.2}x | |",
+                v6.median() / v4.median()
+            );
+        }
+    }
+    if let (Some(new6), Some(est6)) = (new6, est6) {
+        let _ = writeln!(
+            out,
+            "| ns added by an IPv6 new flow over an IPv6 established packet | {:.0} | |",
+            ns(new6) - ns(est6)
+        );
     }
 }
 
@@ -563,6 +607,33 @@ mod tests {
             &t,
             "| hardware counters | hardware counters not exposed by this VM |",
         );
+        // IPv6 at 1000 flows: 500 ns against IPv4's 400; new: 1250 against 1000.
+        has(
+            &t,
+            "| pl IPv6 established | 1000 | 2.00 | 2.00 | 2.00 | 2000000 | 2000000 | 0 | 0.0% |",
+        );
+        has(
+            &t,
+            "| ns per IPv6 packet, established, 1000 flows | 500 | |",
+        );
+        has(
+            &t,
+            "| ns per packet IPv6 adds over IPv4, established, 1000 flows | 100 | |",
+        );
+        has(
+            &t,
+            "| pl IPv6 / pl IPv4, established, 1000 flows | 0.80x | |",
+        );
+        has(&t, "| ns per IPv6 packet, new flows | 1250 | |");
+        has(
+            &t,
+            "| ns per packet IPv6 adds over IPv4, new flows | 250 | |",
+        );
+        has(
+            &t,
+            "| ns added by an IPv6 new flow over an IPv6 established packet | 750 | |",
+        );
+        has(&t, "64-byte frames (84 in the IPv6 rows)");
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub const PL_EST: &str = "pl established";
 pub const PL_ZIPF: &str = "pl established, Zipf s=1";
 pub const PL_NEW: &str = "pl new flows";
 pub const PL_NEW_SYNC: &str = "pl new flows, flow sync on";
+/// The IPv6 twin service: IPv6 frames (20 bytes longer) through the IPv6 flow table.
+pub const PL6_EST: &str = "pl IPv6 established";
+pub const PL6_NEW: &str = "pl IPv6 new flows";
 pub const NFT: &str = "nftables DNAT+SNAT";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
