@@ -356,16 +356,16 @@ fn admit<const V4: bool>(
 /// no probe waits for it.
 #[inline(never)]
 fn probe_answer<const V4: bool>(key: &FlowKey6, bits: u8) -> bool {
+    #[expect(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by value the key would be copied again onto the 512-byte BPF stack"
+    )]
     let probe = if V4 {
         let Some(k4) = key.unmapped() else {
             return false;
         };
         PL_PROBES.get_ptr_mut(&k4)
     } else {
-        #[expect(
-            clippy::needless_borrows_for_generic_args,
-            reason = "by value the key would be copied again onto the 512-byte BPF stack"
-        )]
         PL_PROBES6.get_ptr_mut(key)
     };
     match probe {
