@@ -146,38 +146,10 @@ fn a_reload_revokes_the_flows_it_no_longer_allows() {
         traffic::tcp_hold(&globex, CLIENT, ep).unwrap_or_else(|e| panic!("{}", chain(e)));
     let narrowed = LAB_CONFIG.replace(r#"["10.0.0.0/25"]"#, r#"["10.0.0.64/26"]"#);
     assert_ne!(narrowed, LAB_CONFIG, "the lab config changed shape");
-    let path = r
-        .lab
-        .lab
-        .write_config(&narrowed)
-        .unwrap_or_else(|e| panic!("{}", chain(e)));
-    let out = r.lab.pl(
-        &r.lab.fw_ns(),
-        &["reload", "--config", &path.to_string_lossy()],
-    );
-    assert!(out.status.success(), "reload: {}", stderr(&out));
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("1 flows revoked"), "reload said: {said}");
-    let flows = pl_flows(&r, &[]).unwrap_or_else(|e| panic!("pl flows: {e}"));
-    let endpoints: Vec<&str> = flows.iter().map(|f| f.endpoint.as_str()).collect();
-    assert_eq!(
-        endpoints,
-        ["globex-billing"],
-        "flows after the reload: {flows:?}"
-    );
+    reload_revoking_one(&r, &narrowed, "globex-billing");
     assert_eq!(r.endpoint("acme-billing", EndpointCounter::Revoked), 1);
     assert_eq!(r.endpoint("globex-billing", EndpointCounter::Revoked), 0);
-    // The other connection finishes its request; the revoked one goes nowhere.
-    let answer = traffic::finish_hold(&mut globex_held)
-        .unwrap_or_else(|e| panic!("an allowed connection broke across the reload: {e}"));
-    assert_eq!(answer.len(), 64, "not a sha256 answer: {answer:?}");
-    acme_held
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .expect("read timeout");
-    assert!(
-        traffic::finish_hold(&mut acme_held).is_err(),
-        "the revoked connection still reached its target"
-    );
+    across_the_reload(&mut globex_held, &mut acme_held);
     assert!(
         r.endpoint("acme-billing", EndpointCounter::RefusedNotSyn) > 0,
         "the revoked connection's segments were not refused"
@@ -216,10 +188,17 @@ fn a_reload_that_removes_an_ipv6_endpoint_revokes_its_flows() {
         LAB_CONFIG.len() - ACME_LEDGER.len() - r#""acme-ledger", "#.len(),
         "the lab config changed shape"
     );
+    reload_revoking_one(&r, &removed, "globex-ledger");
+    assert_eq!(r.endpoint("globex-ledger", EndpointCounter::Revoked), 0);
+    across_the_reload(&mut globex_held, &mut acme_held);
+}
+
+/// `pl reload` to `config`: it says one flow was revoked, and only `kept`'s remain.
+fn reload_revoking_one(r: &Running, config: &str, kept: &str) {
     let path = r
         .lab
         .lab
-        .write_config(&removed)
+        .write_config(config)
         .unwrap_or_else(|e| panic!("{}", chain(e)));
     let out = r.lab.pl(
         &r.lab.fw_ns(),
@@ -228,22 +207,22 @@ fn a_reload_that_removes_an_ipv6_endpoint_revokes_its_flows() {
     assert!(out.status.success(), "reload: {}", stderr(&out));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("1 flows revoked"), "reload said: {said}");
-    let flows = pl_flows(&r, &[]).unwrap_or_else(|e| panic!("pl flows: {e}"));
+    let flows = pl_flows(r, &[]).unwrap_or_else(|e| panic!("pl flows: {e}"));
     let endpoints: Vec<&str> = flows.iter().map(|f| f.endpoint.as_str()).collect();
-    assert_eq!(
-        endpoints,
-        ["globex-ledger"],
-        "flows after the reload: {flows:?}"
-    );
-    assert_eq!(r.endpoint("globex-ledger", EndpointCounter::Revoked), 0);
-    let answer = traffic::finish_hold(&mut globex_held)
-        .unwrap_or_else(|e| panic!("an allowed IPv6 connection broke across the reload: {e}"));
+    assert_eq!(endpoints, [kept], "flows after the reload: {flows:?}");
+}
+
+/// The allowed connection finishes its request across the reload; the revoked one goes
+/// nowhere.
+fn across_the_reload(allowed: &mut std::net::TcpStream, revoked: &mut std::net::TcpStream) {
+    let answer = traffic::finish_hold(allowed)
+        .unwrap_or_else(|e| panic!("an allowed connection broke across the reload: {e}"));
     assert_eq!(answer.len(), 64, "not a sha256 answer: {answer:?}");
-    acme_held
+    revoked
         .set_read_timeout(Some(Duration::from_secs(2)))
         .expect("read timeout");
     assert!(
-        traffic::finish_hold(&mut acme_held).is_err(),
-        "the revoked IPv6 connection still reached its target"
+        traffic::finish_hold(revoked).is_err(),
+        "the revoked connection still reached its target"
     );
 }
