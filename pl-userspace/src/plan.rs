@@ -100,11 +100,12 @@ impl Plan {
             ..Self::default()
         };
         p.networks(model);
+        let families = Families::all(model);
         for (sid, s) in model.services.iter().enumerate() {
-            p.service(model, sid as u16, s, neigh, unhealthy);
+            p.service(model, sid as u16, s, &families[sid], neigh, unhealthy);
         }
         for (eid, e) in model.endpoints.iter().enumerate() {
-            p.endpoint(model, eid as u16, e);
+            p.endpoint(model, eid as u16, e, &families);
         }
         p
     }
@@ -158,6 +159,7 @@ impl Plan {
         model: &Model,
         sid: u16,
         s: &Service,
+        families: &Families,
         neigh: &Neighbors,
         unhealthy: &Unhealthy,
     ) {
@@ -169,7 +171,7 @@ impl Plan {
         for (ip, zone) in s.nlbs.iter().filter(|(_, z)| model.serves(*z)) {
             self.addr(*ip, s.network, ADDR_NLB, *zone, sid);
         }
-        let resolved = self.targets(s, neigh, Families::of(model, sid, s).translated);
+        let resolved = self.targets(s, neigh, families.translated);
         // One table per zone, however many families its NLB addresses are of.
         let mut zones: Vec<u8> = Vec::new();
         for (_, zone) in &s.nlbs {
@@ -229,12 +231,13 @@ impl Plan {
 
     /// Endpoint `eid`: its addresses, the policy of each listener on each, and its
     /// allowed sources.
-    fn endpoint(&mut self, model: &Model, eid: u16, e: &Endpoint) {
+    /// `families`: each service's, by service id.
+    fn endpoint(&mut self, model: &Model, eid: u16, e: &Endpoint, families: &[Families]) {
         if e.removed {
             return;
         }
         let s = &model.services[usize::from(e.service)];
-        let families = Families::of(model, e.service, s);
+        let families = &families[usize::from(e.service)];
         let accepted = if e.accepted { POLICY_ACCEPTED } else { 0 };
         let any = |yes: bool| if yes { POLICY_ANY_SOURCE } else { 0 };
         let flags = accepted | any(e.sources.iter().any(|c| c.len == 0));
@@ -373,25 +376,30 @@ struct Families {
 }
 
 impl Families {
-    fn of(model: &Model, sid: u16, s: &Service) -> Self {
-        let targets_v6 = s.targets.first().map(|t| t.ip.is_ipv6());
-        let mut f = Self {
-            targets_v6,
-            same: false,
-            translated: false,
-        };
-        let live = model
-            .endpoints
+    /// Every service's, by service id: one pass over the endpoints.
+    fn all(model: &Model) -> Vec<Self> {
+        let mut all: Vec<Self> = model
+            .services
             .iter()
-            .filter(|e| !e.removed && e.service == sid);
-        for (ip, _) in live.flat_map(|e| &e.addrs) {
-            if targets_v6.is_some_and(|v6| v6 != ip.is_ipv6()) {
-                f.translated = true;
-            } else {
-                f.same = true;
+            .map(|s| Self {
+                targets_v6: s.targets.first().map(|t| t.ip.is_ipv6()),
+                same: false,
+                translated: false,
+            })
+            .collect();
+        for e in model.endpoints.iter().filter(|e| !e.removed) {
+            let Some(f) = all.get_mut(usize::from(e.service)) else {
+                continue;
+            };
+            for (ip, _) in &e.addrs {
+                if f.targets_v6.is_some_and(|v6| v6 != ip.is_ipv6()) {
+                    f.translated = true;
+                } else {
+                    f.same = true;
+                }
             }
         }
-        f
+        all
     }
 
     /// The SNAT ports of a flow (`translated` or not): the whole `[limits]` range, split in
