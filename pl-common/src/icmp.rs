@@ -18,6 +18,7 @@ use crate::{
 
 pub const ICMP_DEST_UNREACH: u8 = 3;
 pub const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMP_PARAM_PROBLEM: u8 = 12;
 /// Code of destination unreachable: fragmentation needed and DF set.
 pub const ICMP_FRAG_NEEDED: u8 = 4;
 
@@ -58,7 +59,11 @@ fn put(w: &mut [u8; WINDOW], at: usize, v: u16) {
 /// inside the outer total length.
 #[inline(always)]
 pub fn error_key(w: &[u8; WINDOW], network: u16) -> Option<FlowKey> {
-    if !matches!(w[ICMP_TYPE], ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED) || w[QUOTED] != 0x45 {
+    if !matches!(
+        w[ICMP_TYPE],
+        ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAM_PROBLEM
+    ) || w[QUOTED] != 0x45
+    {
         return None;
     }
     // The quoted ports must be in the message, not in Ethernet padding after it.

@@ -128,14 +128,15 @@ const QUOTED_L4: usize = QUOTED + 40;
 const QUOTED_UDP_CHECK: usize = QUOTED_L4 + 6;
 
 /// The flow-table key of the entry an ICMPv6 error in `w` (arrived on `network`) belongs
-/// to: the quoted packet reversed. None unless it is an error the data path translates,
+/// to: the quoted packet reversed. None unless it is an error the data path translates
+/// (destination unreachable, packet too big, time exceeded, parameter problem),
 /// quoting TCP or UDP with no extension headers, the quoted ports inside the message.
 /// The caller checked the outer packet is ICMPv6 with no extension headers.
 #[inline(always)]
 pub fn error_key(w: &[u8; WINDOW], network: u16) -> Option<FlowKey6> {
     if !matches!(
         w[ICMP_TYPE],
-        V6_DEST_UNREACH | V6_PACKET_TOO_BIG | V6_TIME_EXCEEDED
+        V6_DEST_UNREACH | V6_PACKET_TOO_BIG | V6_TIME_EXCEEDED | V6_PARAM_PROBLEM
     ) || w[QUOTED] >> 4 != 6
     {
         return None;
@@ -420,8 +421,13 @@ mod tests {
             (u16::from_be(key.sport_be), u16::from_be(key.dport_be)),
             (5353, 40001)
         );
-        // Not an error pl translates: a parameter problem; an echo; quoting ICMPv6.
-        for (at, b) in [(40, V6_PARAM_PROBLEM), (40, 128), (54, PROTO_ICMPV6)] {
+        // A parameter problem is keyed alike (its pointer stays valid: the quoted
+        // packet keeps its layout).
+        let mut pp = *w;
+        pp[40] = V6_PARAM_PROBLEM;
+        assert_eq!(error_key(&pp, 2), Some(key));
+        // Not an error pl translates: a redirect; an echo; quoting ICMPv6.
+        for (at, b) in [(40, 137), (40, 128), (54, PROTO_ICMPV6)] {
             let mut x = *w;
             x[at] = b;
             assert_eq!(error_key(&x, 2), None, "byte {at} = {b}");

@@ -27,6 +27,7 @@ pub mod flow6;
 pub mod flowtable;
 pub mod hash;
 pub mod icmp;
+pub mod icmp46;
 pub mod icmp6;
 pub mod iface;
 pub mod maglev;

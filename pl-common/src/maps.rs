@@ -24,6 +24,11 @@ pub const IPV6_NEW_PROGRAM: &str = "pl_xdp6_new";
 pub const TAIL_IPV6_NEW: u32 = 3;
 pub const XLAT4_NEW_PROGRAM: &str = "pl_xdp46_new";
 pub const TAIL_XLAT4_NEW: u32 = 4;
+/// ICMP errors about a translated flow, which change family with it: tail-called from
+/// [`PROGRAM_NAME`] (an ICMPv4 error about no IPv4 flow) and [`IPV6_PROGRAM`] (an ICMPv6
+/// error whose flow leads to IPv4) through [`TAIL_ICMP46`].
+pub const ICMP46_PROGRAM: &str = "pl_icmp46";
+pub const TAIL_ICMP46: u32 = 5;
 
 /// `ARRAY<IfaceConfig>` indexed by ifindex: the interfaces pl manages, written by userspace
 /// before attaching. A frame arriving on any other interface is passed untouched.

@@ -10,12 +10,13 @@ use pl_common::{
         translate_error,
     },
     iface::IfaceConfig,
+    maps::TAIL_ICMP46,
     proto::{ETH_HLEN, IPPROTO_TCP},
     stats::IfaceCounter,
 };
 
 use crate::{
-    maps::{Flows, PL_ICMP_SCRATCH, PL_NET_INFO},
+    maps::{Flows, PL_ICMP_SCRATCH, PL_NET_INFO, PL_TAILS},
     nat,
     parse::ptr_at,
     redirect, stats,
@@ -37,6 +38,10 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
         return drop();
     };
     let Some(s) = table::find(&key, Flows::hash(&key)) else {
+        // Perhaps a translated flow's IPv4 side, keyed in the IPv6 table.
+        // SAFETY: the context is this program's. On success it does not return (and that
+        // program counts the action).
+        unsafe { PL_TAILS.tail_call(ctx, TAIL_ICMP46) };
         return drop();
     };
     // SAFETY: a live slot's entry, copied out at once.

@@ -10,7 +10,7 @@ use aya_ebpf::{
 use network_types::eth::EthHdr;
 use pl_common::{
     flow::FLOW_FORWARD,
-    flow6::{Addr6, FlowKey6, FlowValue6, Slot6},
+    flow6::{Addr6, FlowKey6, FlowValue6, Slot6, unmapped},
     icmp6::{
         MAX_MESSAGE, QUOTED_NEXT, QUOTED_TCP_CHECK, WINDOW, error_head, error_key, fold64,
         may_answer, pseudo_sum, quoted_len, replace_addr, translate_error_with,
@@ -18,7 +18,7 @@ use pl_common::{
     iface::IfaceConfig,
     proto::{ETH_HLEN, IPPROTO_TCP, IPV6_HLEN},
     stats::IfaceCounter,
-    xlat::icmp_types::{V6_DEST_UNREACH, V6_PACKET_TOO_BIG, V6_TIME_EXCEEDED},
+    xlat::icmp_types::{V6_DEST_UNREACH, V6_PACKET_TOO_BIG, V6_PARAM_PROBLEM, V6_TIME_EXCEEDED},
 };
 
 use crate::{
@@ -45,7 +45,7 @@ pub struct Scratch {
 }
 
 /// Whether the ICMPv6 message at `l4_off` is an error this module translates: one of the
-/// three types, with no extension headers before it (fixed offsets, as for IPv4).
+/// four types, with no extension headers before it (fixed offsets, as for IPv4).
 #[inline(always)]
 pub fn is_error(ctx: &XdpContext, l4_off: u16) -> bool {
     // Four bytes, not one: see `ndp::handle`.
@@ -54,7 +54,7 @@ pub fn is_error(ctx: &XdpContext, l4_off: u16) -> bool {
     usize::from(l4_off) == L4_OFF6
         && matches!(
             ty,
-            Some(V6_DEST_UNREACH | V6_PACKET_TOO_BIG | V6_TIME_EXCEEDED)
+            Some(V6_DEST_UNREACH | V6_PACKET_TOO_BIG | V6_TIME_EXCEEDED | V6_PARAM_PROBLEM)
         )
 }
 
@@ -176,7 +176,7 @@ fn flow_of(ctx: &XdpContext, network: u16) -> Option<*mut Slot6> {
 
 /// `translate_error` out of line: its unrolled word loops spill to a frame of their own.
 #[inline(never)]
-fn rewrite(w: *mut [u8; WINDOW], v: *const FlowValue6, tcp_check: *mut [u8; 2]) {
+pub fn rewrite(w: *mut [u8; WINDOW], v: *const FlowValue6, tcp_check: *mut [u8; 2]) {
     // SAFETY: the caller's bounds-checked window and checksum (null: not quoted), and a
     // live flow entry.
     unsafe { translate_error_with(&mut *w, &*v, tcp_check.as_mut(), |a, n| replace(a, n)) }
@@ -189,8 +189,14 @@ fn replace(at: *mut Addr6, new: *const Addr6) -> u32 {
     unsafe { replace_addr(&mut *at, &*new) }
 }
 
+/// What [`handle`] returns for an error about a translated flow: the caller tail-calls
+/// `pl_icmp46`, which sends it on as ICMPv4. (The caller, not `handle`: a tail call from
+/// a subprogram returns to that subprogram's caller, which would count the frame again.)
+pub const TO_ICMP46: u32 = u32::MAX;
+
 /// An ICMPv6 error (see [`is_error`]) arrived on `iface`: translated along the flow its
-/// quoted packet belongs to and sent to the flow's other side, else dropped.
+/// quoted packet belongs to and sent to the flow's other side, else dropped; or
+/// [`TO_ICMP46`].
 #[inline(never)]
 pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
     let drop = || {
@@ -202,6 +208,9 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot) -> u32 {
     };
     // SAFETY: a live slot's entry; read in place.
     let v = unsafe { &(*s).entry };
+    if unmapped(&v.new_dst).is_some() {
+        return TO_ICMP46;
+    }
     let Some(src_mac) = PL_NET_INFO.get(u32::from(v.egress)).map(|n| n.mac) else {
         return drop();
     };

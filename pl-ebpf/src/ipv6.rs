@@ -11,7 +11,7 @@ use pl_common::{
     flow::{FLOW_FORWARD, opens_flow, packet_state},
     flow6::{FlowKey6, FlowValue6, mapped, unmapped},
     iface::{IFACE_DEDICATED, IfaceConfig},
-    maps::{TAIL_IPV6_L4, TAIL_IPV6_NEW, TAIL_XLAT4, TAIL_XLAT4_NEW},
+    maps::{TAIL_ICMP46, TAIL_IPV6_L4, TAIL_IPV6_NEW, TAIL_XLAT4, TAIL_XLAT4_NEW},
     policy::Policy6,
     proto::{ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HLEN, IPV6_HLEN, TCP_SYN},
     stats::{EndpointCounter, IfaceCounter},
@@ -58,7 +58,16 @@ pub fn run(ctx: &XdpContext) -> Result<u32, ()> {
                 xdp_action::XDP_DROP
             }
             Frame::Icmp6 { l4_off } if icmp6::is_error(ctx, l4_off) => {
-                icmp6::handle(ctx, &iface, &slot)
+                match icmp6::handle(ctx, &iface, &slot) {
+                    icmp6::TO_ICMP46 => {
+                        // SAFETY: the context is this program's. On success it does not
+                        // return (and that program counts the action).
+                        unsafe { PL_TAILS.tail_call(ctx, TAIL_ICMP46) };
+                        slot.add(IfaceCounter::DroppedIcmp, 1);
+                        xdp_action::XDP_DROP
+                    }
+                    action => action,
+                }
             }
             Frame::Icmp6 { l4_off } => ndp::handle(ctx, &iface, &slot, l4_off),
             Frame::Drop(why) => {

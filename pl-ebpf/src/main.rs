@@ -11,6 +11,7 @@ mod early;
 mod endpoint;
 mod events;
 mod icmp;
+mod icmp46;
 mod icmp6;
 mod ipv6;
 mod lease;
@@ -92,6 +93,13 @@ pub fn pl_xdp46(ctx: XdpContext) -> u32 {
 #[xdp(frags)]
 pub fn pl_xdp46_new(ctx: XdpContext) -> u32 {
     ipv6::run_xlat4::<true>(&ctx).unwrap_or(xdp_action::XDP_ABORTED)
+}
+
+/// ICMP errors about a translated flow, which change family with it: tail-called from
+/// the IPv4 and IPv6 paths.
+#[xdp(frags)]
+pub fn pl_icmp46(ctx: XdpContext) -> u32 {
+    icmp46::run(&ctx).unwrap_or(xdp_action::XDP_ABORTED)
 }
 
 /// `S`: the copy with the stage knob.

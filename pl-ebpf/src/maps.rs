@@ -225,9 +225,14 @@ pub static PL_NDP_SCRATCH: PerCpuArray<[u8; crate::ndp::NDP_SCRATCH_LEN]> =
 pub static PL_ICMP6_SCRATCH: PerCpuArray<crate::icmp6::Scratch> =
     PerCpuArray::with_max_entries(1, 0);
 
+/// Per-CPU scratch for an ICMP error changing family along a translated flow.
+#[map]
+pub static PL_ICMP46_SCRATCH: PerCpuArray<crate::icmp46::Scratch> =
+    PerCpuArray::with_max_entries(1, 0);
+
 /// Tail calls: the IPv6 programs (`pl_common::maps::TAIL_IPV6`, `TAIL_IPV6_L4`,
-/// `TAIL_IPV6_NEW`) and family translation's IPv4 side (`TAIL_XLAT4`, `TAIL_XLAT4_NEW`),
-/// which the loader puts there. Programs of their own: the verifier's budget and the 512-byte stack
+/// `TAIL_IPV6_NEW`), family translation's IPv4 side (`TAIL_XLAT4`, `TAIL_XLAT4_NEW`) and
+/// its ICMP errors (`TAIL_ICMP46`), which the loader puts there. Programs of their own: the verifier's budget and the 512-byte stack
 /// are per program, and the IPv4 path already uses most of one.
 #[map]
 pub static PL_TAILS: ProgramArray = ProgramArray::with_max_entries(8, 0);

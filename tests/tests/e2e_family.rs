@@ -6,21 +6,26 @@
 //! SNAT ports apart from the translated flows'.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     time::{Duration, Instant},
 };
 
-use pl_common::stats::EndpointCounter;
+use pl_common::stats::{EndpointCounter, IfaceCounter};
 use pl_tests::{
-    chain, require_kernel,
+    chain, output, require_kernel,
     running::{
-        CLIENT, CLIENT6, EP_Z1, NLB6_Z1, NLB6_Z2, Running, T1, T1_6, T2, T2_6, parse_who_ip,
+        CLIENT, CLIENT6, EP_Z1, NLB6_Z1, NLB6_Z2, Running, SHORT, T1, T1_6, T2, T2_6, parse_who_ip,
+        pl_flows,
     },
     stderr,
 };
-use pl_userspace::lab::{
-    LAB_CONFIG,
-    traffic::{self, TCP_PORT},
+use pl_userspace::{
+    frame::{Ipv4, Ipv6, ipv4_frame, ipv6_frame, parse_mac},
+    lab::{
+        LAB_CONFIG, PEER_IFACE, netns,
+        traffic::{self, TCP_PORT, UDP_PORT},
+    },
+    neigh::RawSender,
 };
 
 /// acme's IPv6 addresses of the IPv4 service `billing`, and IPv4 addresses of the IPv6
@@ -187,4 +192,128 @@ fn a_hundred_megabytes_cross_families_intact_each_way() {
             .unwrap_or_else(|e| panic!("{what}: provider -> consumer: {}", chain(e)));
         assert_eq!(want, got, "{what}: sha256 of the 100 MB from the target");
     }
+}
+
+/// A connected UDP socket in acme from `src:port` to `ep`, answered once through pl, and
+/// its flow's provider side: (NLB address, target).
+fn udp_flow(
+    r: &Running,
+    src: IpAddr,
+    port: u16,
+    ep: IpAddr,
+) -> (UdpSocket, SocketAddr, SocketAddr) {
+    let sock = netns::run_in(&r.ns("acme"), || -> std::io::Result<UdpSocket> {
+        let u = UdpSocket::bind(SocketAddr::new(src, port))?;
+        u.connect(SocketAddr::new(ep, UDP_PORT))?;
+        u.set_read_timeout(Some(SHORT))?;
+        u.send(b"WHO")?;
+        let mut buf = [0u8; 256];
+        u.recv(&mut buf)?;
+        Ok(u)
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("UDP through {ep}: {e}"));
+    let mut flows = Vec::new();
+    for endpoint in ["acme-billing", "acme-ledger"] {
+        flows.extend(pl_flows(r, &["--endpoint", endpoint]).unwrap_or_else(|e| panic!("{e}")));
+    }
+    let flow = flows
+        .iter()
+        .find(|f| f.consumer == SocketAddr::new(src, port))
+        .unwrap_or_else(|| panic!("no flow for the socket: {flows:#?}"));
+    (sock, flow.nlb, flow.target)
+}
+
+/// Sends `packet` (IPv4 or IPv6) into pl from the provider side, as a hop there would.
+fn from_provider(r: &Running, packet: &[u8], v6: bool) {
+    let p = r.lab.topo.network("prov").expect("prov");
+    let (peer, fw) = (
+        parse_mac(&p.peer_mac).expect("MAC"),
+        parse_mac(&p.fw_mac).expect("MAC"),
+    );
+    let (frame, ether_type) = if v6 {
+        (ipv6_frame(fw, peer, packet), 0x86dd)
+    } else {
+        (ipv4_frame(fw, peer, packet), 0x0800)
+    };
+    netns::run_in(&r.ns("prov"), || -> std::io::Result<()> {
+        let ifindex = nix::net::if_::if_nametoindex(PEER_IFACE).map_err(std::io::Error::from)?;
+        RawSender::open(ifindex)?.send(&frame, ether_type)
+    })
+    .unwrap_or_else(|e| panic!("{}", chain(e)))
+    .unwrap_or_else(|e| panic!("sending the ICMP error: {e}"));
+}
+
+/// Waits until acme's route to `ep` carries `want` (a cached path MTU).
+fn wait_route(r: &Running, ep: IpAddr, want: &str) {
+    let route = || {
+        let family = if ep.is_ipv6() { "-6" } else { "-4" };
+        let out = output(netns::exec(&r.ns("acme"), "ip").args([
+            family,
+            "route",
+            "get",
+            &ep.to_string(),
+        ]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !route().contains(want) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        route().contains(want),
+        "acme's route to {ep} has no {want}:\n{}",
+        route()
+    );
+}
+
+/// PMTU discovery across families: a hop on the provider side says a consumer's datagram
+/// was too big for its 1400-byte link, in the provider side's family. The error changes
+/// family along the translated flow, quoting what the consumer sent, and the consumer's
+/// kernel caches the path MTU less (or more) the 20 bytes between the headers.
+#[test]
+fn a_too_big_error_changes_family_and_the_consumer_learns_the_path_mtu() {
+    require_kernel!("a_too_big_error_changes_family_and_the_consumer_learns_the_path_mtu");
+    let r = start("fampt");
+
+    // IPv6 consumer, IPv4 target: fragmentation needed becomes packet too big, 1420.
+    let (sock6, nlb, target) = udp_flow(&r, CLIENT6.into(), 41500, BILLING6_Z1.into());
+    let (SocketAddr::V4(nlb), SocketAddr::V4(target)) = (nlb, target) else {
+        panic!("the IPv4 side of a 6-to-4 flow: {nlb}, {target}");
+    };
+    let quoted = Ipv4 {
+        ttl: 63,
+        df: false,
+        ..Ipv4::new(nlb.ip().octets(), target.ip().octets())
+    }
+    .udp(nlb.port(), target.port(), b"WHO");
+    let icmp = Ipv4::new(target.ip().octets(), nlb.ip().octets()).icmp_error(
+        3,
+        4,
+        [0, 0, 0x05, 0x78],
+        &quoted,
+    );
+    from_provider(&r, &icmp, false);
+    wait_route(&r, BILLING6_Z1.into(), "mtu 1420");
+
+    // IPv4 consumer, IPv6 target: packet too big becomes fragmentation needed, 1380.
+    let (sock4, nlb, target) = udp_flow(&r, CLIENT.into(), 41501, LEDGER4_Z1.into());
+    let (SocketAddr::V6(nlb), SocketAddr::V6(target)) = (nlb, target) else {
+        panic!("the IPv6 side of a 4-to-6 flow: {nlb}, {target}");
+    };
+    let quoted = Ipv6 {
+        hop_limit: 63,
+        ..Ipv6::new(nlb.ip().octets(), target.ip().octets())
+    }
+    .udp(nlb.port(), target.port(), b"WHO");
+    let mut msg = vec![2, 0, 0, 0, 0, 0, 0x05, 0x78];
+    msg.extend_from_slice(&quoted);
+    from_provider(
+        &r,
+        &Ipv6::new(target.ip().octets(), nlb.ip().octets()).icmp6(&msg),
+        true,
+    );
+    wait_route(&r, LEDGER4_Z1.into(), "mtu 1380");
+    assert_eq!(r.iface("fw-prov", IfaceCounter::IcmpTranslated), 2);
+    drop((sock6, sock4));
 }
