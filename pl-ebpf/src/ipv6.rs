@@ -426,7 +426,7 @@ fn forward<const V4: bool>(
     }
     let to_v4 = !V4 && unmapped(&v.new_dst).is_some();
     if V4 {
-        match mtu::too_big46(ctx, iface, v.endpoint, egress, len) {
+        match mtu::too_big::<{ mtu::XLAT_GROWTH }>(ctx, iface, v.endpoint, egress, len) {
             mtu::FITS => {}
             mtu::DROP => return xdp_action::XDP_DROP,
             egress_mtu => return icmp::reply(ctx, iface, slot, egress_mtu),

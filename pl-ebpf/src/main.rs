@@ -383,7 +383,7 @@ fn forward<const S: bool>(
             return icmp::reply(ctx, iface, slot, 0);
         }
     }
-    match mtu::too_big(ctx, iface, v.endpoint, u16::from(v.egress), len) {
+    match mtu::too_big::<0>(ctx, iface, v.endpoint, u16::from(v.egress), len) {
         mtu::FITS => {}
         mtu::DROP => return xdp_action::XDP_DROP,
         // Told to the sender, from the address it sent to.

@@ -8,7 +8,7 @@ use network_types::ip::Ipv4Hdr;
 use pl_common::{
     iface::IfaceConfig,
     mss::{clamp, find_mss, mss_for_mtu},
-    proto::{ETH_HLEN, TCP_MIN_HLEN},
+    proto::{ETH_HLEN, IPV4_MIN_HLEN, IPV6_HLEN, TCP_MIN_HLEN},
     stats::EndpointCounter,
 };
 
@@ -33,22 +33,31 @@ fn mtu_of(network: u16) -> u32 {
 pub const FITS: u32 = 0;
 /// [`too_big`]: too big, DF clear: drop it (pl does not fragment).
 pub const DROP: u32 = 1;
+/// What an IPv4 packet grows by when family translation makes it IPv6.
+pub const XLAT_GROWTH: u64 = (IPV6_HLEN - IPV4_MIN_HLEN) as u64;
 
 /// Whether a packet of `len` bytes (whole frame) arriving on `iface` can leave through
-/// network `egress`: [`FITS`], [`DROP`], or else the egress MTU to answer with ICMP
-/// fragmentation needed (DF set). Counted for `endpoint` when it cannot.
+/// network `egress`: [`FITS`], [`DROP`], or else the MTU to answer with ICMP fragmentation
+/// needed (DF set): the one the packet must fit as it arrives. Counted for `endpoint` when
+/// it cannot. `GROWTH`: what the packet gains on the way (20 bytes when family
+/// translation makes it IPv6).
 #[inline(always)]
-pub fn too_big(ctx: &XdpContext, iface: &IfaceConfig, endpoint: u16, egress: u16, len: u64) -> u32 {
+pub fn too_big<const GROWTH: u64>(
+    ctx: &XdpContext,
+    iface: &IfaceConfig,
+    endpoint: u16,
+    egress: u16,
+    len: u64,
+) -> u32 {
     // The common case costs one compare: it fits the smallest MTU pl has.
-    if iface.mtu_floor != 0 && len <= (ETH_HLEN as u64) + u64::from(iface.mtu_floor) {
+    if iface.mtu_floor != 0 && len + GROWTH <= (ETH_HLEN as u64) + u64::from(iface.mtu_floor) {
         return FITS;
     }
-    egress_check(ctx, endpoint, egress, 0)
+    egress_check(ctx, endpoint, egress, GROWTH as u32)
 }
 
 /// Out of line, so the main frame's stack does not carry it (the ICMP reply is called
 /// from the main frame, and both must fit 512 bytes).
-/// `growth`: what the packet gains on the way (family translation to IPv6: 20 bytes).
 #[inline(never)]
 fn egress_check(ctx: &XdpContext, endpoint: u16, egress: u16, growth: u32) -> u32 {
     let mtu = mtu_of(egress).saturating_sub(growth);
@@ -71,23 +80,6 @@ fn egress_check(ctx: &XdpContext, endpoint: u16, egress: u16, growth: u32) -> u3
     }
     // MTUs below 68 do not carry IPv4; the floor keeps the answer apart from DROP.
     mtu.max(68)
-}
-
-/// [`too_big`] for an IPv4 packet that leaves as IPv6 (family translation): 20 bytes
-/// longer there. The MTU to answer with is the one the IPv4 packet must fit.
-#[inline(always)]
-pub fn too_big46(
-    ctx: &XdpContext,
-    iface: &IfaceConfig,
-    endpoint: u16,
-    egress: u16,
-    len: u64,
-) -> u32 {
-    const GROWTH: u64 = 20;
-    if iface.mtu_floor != 0 && len + GROWTH <= (ETH_HLEN as u64) + u64::from(iface.mtu_floor) {
-        return FITS;
-    }
-    egress_check(ctx, endpoint, egress, GROWTH as u32)
 }
 
 /// Lowers the MSS option of a SYN or SYN-ACK crossing from network `ingress` to `egress`

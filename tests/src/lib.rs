@@ -2,6 +2,7 @@
 //! prefixes that always come down (also when a test panics), and `pl` as a subprocess.
 
 pub mod bad_configs;
+pub mod family;
 pub mod fixture;
 pub mod running;
 

@@ -2,17 +2,19 @@
 //! servers ([`Running`]), the lab's addresses, and checks on what `pl` prints.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    time::Duration,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
+    time::{Duration, Instant},
 };
 
 use pl_common::stats::{EndpointCounter, IfaceCounter};
 use pl_userspace::{
     flows::FlowReport,
-    lab::cmd,
+    frame::{ipv4_frame, ipv6_frame, parse_mac},
     lab::runner::PlRun,
     lab::serve::all_targets,
     lab::traffic::{self, Servers, UDP_PORT},
+    lab::{PEER_IFACE, cmd, netns},
+    neigh::RawSender,
     stats::StatsReport,
 };
 
@@ -104,7 +106,7 @@ impl Running {
         let path = path.to_string_lossy().into_owned();
         let mut args = vec!["--config", path.as_str()];
         args.extend_from_slice(extra);
-        let began = std::time::Instant::now();
+        let began = Instant::now();
         let out = run
             .stop()
             .unwrap_or_else(|e| panic!("stopping pl run: {}", chain(e)));
@@ -203,6 +205,81 @@ impl Running {
             .interface(name)
             .unwrap_or_else(|| panic!("no interface {name} in stats"))
             .get(c)
+    }
+
+    /// `ip route get ADDR` in `network`'s namespace: where a cached path MTU shows.
+    pub fn route_to(&self, network: &str, addr: IpAddr) -> String {
+        let family = if addr.is_ipv6() { "-6" } else { "-4" };
+        let out = crate::output(netns::exec(&self.ns(network), "ip").args([
+            family,
+            "route",
+            "get",
+            &addr.to_string(),
+        ]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits up to 3 s for `network`'s route to `addr` to show `want` (a cached path MTU:
+    /// `"mtu 1400"`); panics if it does not.
+    pub fn wait_route(&self, network: &str, addr: IpAddr, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !self.route_to(network, addr).contains(want) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let route = self.route_to(network, addr);
+        assert!(
+            route.contains(want),
+            "{network}'s route to {addr} has no {want}:\n{route}"
+        );
+    }
+
+    /// A connected UDP socket in `network` from `src` to `ep`, answered once through pl,
+    /// and the flow it made.
+    pub fn udp_flow(
+        &self,
+        network: &str,
+        src: SocketAddr,
+        ep: SocketAddr,
+    ) -> (UdpSocket, FlowReport) {
+        let sock = netns::run_in(&self.ns(network), || -> std::io::Result<UdpSocket> {
+            let u = UdpSocket::bind(src)?;
+            u.connect(ep)?;
+            u.set_read_timeout(Some(SHORT))?;
+            u.send(b"WHO")?;
+            let mut buf = [0u8; 256];
+            u.recv(&mut buf)?;
+            Ok(u)
+        })
+        .unwrap_or_else(|e| panic!("{}", chain(e)))
+        .unwrap_or_else(|e| panic!("UDP {src} -> {ep} through pl: {e}"));
+        let flows = pl_flows(self, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let flow = flows
+            .into_iter()
+            .find(|f| f.consumer == src)
+            .unwrap_or_else(|| panic!("no flow for the socket from {src}"));
+        (sock, flow)
+    }
+
+    /// Sends the IP `packet` (IPv4 or IPv6, by its version) into pl from the provider
+    /// side's peer, as a hop there would.
+    pub fn from_provider(&self, packet: &[u8]) {
+        let p = self.lab.topo.network("prov").expect("prov");
+        let (peer, fw) = (
+            parse_mac(&p.peer_mac).expect("MAC"),
+            parse_mac(&p.fw_mac).expect("MAC"),
+        );
+        let (frame, ether_type) = if packet.first().is_some_and(|b| b >> 4 == 6) {
+            (ipv6_frame(fw, peer, packet), 0x86dd)
+        } else {
+            (ipv4_frame(fw, peer, packet), 0x0800)
+        };
+        netns::run_in(&self.ns("prov"), || -> std::io::Result<()> {
+            let ifindex =
+                nix::net::if_::if_nametoindex(PEER_IFACE).map_err(std::io::Error::from)?;
+            RawSender::open(ifindex)?.send(&frame, ether_type)
+        })
+        .unwrap_or_else(|e| panic!("{}", chain(e)))
+        .unwrap_or_else(|e| panic!("sending from the provider side: {e}"));
     }
 }
 

@@ -12,17 +12,16 @@ use std::{
 
 use pl_common::stats::{EndpointCounter, IfaceCounter};
 use pl_tests::{
-    chain, output, require_kernel,
-    running::{CLIENT, EP_Z1, EP_Z2, OUTSIDER, Running, SHORT, T1, T2, parse_who, pl_flows},
+    chain, require_kernel,
+    running::{CLIENT, EP_Z1, EP_Z2, OUTSIDER, Running, SHORT, T1, T2, parse_who},
     stderr,
 };
 use pl_userspace::{
-    frame::{Ipv4, TCP_SYN, ipv4_frame, parse_mac},
+    frame::{Ipv4, TCP_SYN, parse_mac},
     lab::cmd,
     lab::netns,
     lab::traffic::{self, TCP_PORT, UDP_PORT},
     lab::{LAB_CONFIG, PEER_IFACE},
-    neigh::RawSender,
     stats::StatsReport,
 };
 
@@ -124,12 +123,6 @@ fn refused_tcp(
         r.endpoint(&format!("{net}-billing"), counter) >= 1,
         "{counter:?} not counted: {why}"
     );
-}
-
-/// `ip route get` for the endpoint address in namespace `ns`: where a cached PMTU shows.
-fn route_to_endpoint(ns: &str) -> String {
-    let out = output(netns::exec(ns, "ip").args(["route", "get", "10.0.0.100"]));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -441,70 +434,34 @@ fn syn_flood_fills_the_table_to_its_bound_and_established_flows_keep_going() {
 fn pmtu_discovery_works_through_an_endpoint() {
     require_kernel!("pmtu_discovery_works_through_an_endpoint");
     let r = Running::start("pm", LAB_CONFIG);
-    let (acme, prov) = (r.ns("acme"), r.ns("prov"));
     // A connected UDP socket in acme, with a flow through the endpoint.
-    let sock = netns::run_in(&acme, || -> std::io::Result<std::net::UdpSocket> {
-        let u = std::net::UdpSocket::bind((CLIENT, 41500))?;
-        u.connect((EP_Z1, UDP_PORT))?;
-        u.set_read_timeout(Some(SHORT))?;
-        u.send(b"WHO")?;
-        let mut buf = [0u8; 256];
-        u.recv(&mut buf)?;
-        Ok(u)
-    })
-    .unwrap_or_else(|e| panic!("{}", chain(e)))
-    .unwrap_or_else(|e| panic!("UDP through the endpoint: {e}"));
-    let flows = pl_flows(&r, &["--endpoint", "acme-billing"]).unwrap_or_else(|e| panic!("{e}"));
-    let flow = flows
-        .iter()
-        .find(|f| f.consumer == SocketAddr::from(SocketAddrV4::new(CLIENT, 41500)))
-        .unwrap_or_else(|| panic!("no flow for the socket: {flows:#?}"));
+    let ep = SocketAddr::from(SocketAddrV4::new(EP_Z1, UDP_PORT));
+    let (sock, flow) = r.udp_flow("acme", SocketAddrV4::new(CLIENT, 41500).into(), ep);
     let (SocketAddr::V4(nlb), SocketAddr::V4(target)) = (flow.nlb, flow.target) else {
         panic!("an IPv4 flow's provider side is IPv4: {flow:#?}");
     };
-    let route = || route_to_endpoint(&acme);
-    assert!(
-        !route().contains("mtu"),
-        "a PMTU before the test: {}",
-        route()
-    );
+    let route = r.route_to("acme", EP_Z1.into());
+    assert!(!route.contains("mtu"), "a PMTU before the test: {route}");
 
     // A hop on the provider side says the datagram was too big for its 1400-byte link.
-    let p = r.lab.topo.network("prov").expect("prov");
-    let (peer, fw) = (
-        parse_mac(&p.peer_mac).expect("MAC"),
-        parse_mac(&p.fw_mac).expect("MAC"),
-    );
     // It quotes the datagram as the provider side carried it: NLB address and SNAT port to
     // the target, TTL one lower.
     let quoted = Ipv4 {
         ttl: 63,
         ..Ipv4::new(nlb.ip().octets(), target.ip().octets())
     }
-    .udp(flow.nlb.port(), flow.target.port(), b"WHO");
-    let icmp = Ipv4::new(target.ip().octets(), nlb.ip().octets()).icmp_error(
-        3,
-        4,
-        [0, 0, 0x05, 0x78],
-        &quoted[..28],
+    .udp(nlb.port(), target.port(), b"WHO");
+    r.from_provider(
+        &Ipv4::new(target.ip().octets(), nlb.ip().octets()).icmp_error(
+            3,
+            4,
+            [0, 0, 0x05, 0x78],
+            &quoted[..28],
+        ),
     );
-    netns::run_in(&prov, || -> std::io::Result<()> {
-        let ifindex = nix::net::if_::if_nametoindex(PEER_IFACE).map_err(std::io::Error::from)?;
-        RawSender::open(ifindex)?.send(&ipv4_frame(fw, peer, &icmp), 0x0800)
-    })
-    .unwrap_or_else(|e| panic!("{}", chain(e)))
-    .unwrap_or_else(|e| panic!("sending the ICMP error: {e}"));
 
     // The consumer learns the path MTU to the endpoint address.
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while !route().contains("mtu 1400") && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        route().contains("mtu 1400"),
-        "acme did not learn the PMTU:\n{}",
-        route()
-    );
+    r.wait_route("acme", EP_Z1.into(), "mtu 1400");
     assert_eq!(r.iface("fw-prov", IfaceCounter::IcmpTranslated), 1);
     drop(sock);
 }
@@ -547,7 +504,7 @@ fn a_jumbo_consumer_reaches_a_1500_provider_through_clamped_mss_and_pmtu() {
     assert_eq!(sent, got, "sha256 of 8 MB to the target differs");
 
     // PMTU: a 3000-byte datagram with DF is answered from the endpoint address.
-    let route = || route_to_endpoint(&acme);
+    let route = || r.route_to("acme", EP_Z1.into());
     assert!(
         !route().contains("mtu"),
         "a PMTU before the test: {}",

@@ -6,55 +6,27 @@
 //! SNAT ports apart from the translated flows'.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     time::{Duration, Instant},
 };
 
 use pl_common::stats::{EndpointCounter, IfaceCounter};
 use pl_tests::{
-    chain, output, require_kernel,
+    chain,
+    family::{BILLING6_Z1, BILLING6_Z2, LEDGER4_Z1, LEDGER4_Z2, config},
+    require_kernel,
     running::{
-        CLIENT, CLIENT6, EP_Z1, NLB6_Z1, NLB6_Z2, Running, SHORT, T1, T1_6, T2, T2_6, parse_who_ip,
-        pl_flows,
+        CLIENT, CLIENT6, EP_Z1, NLB6_Z1, NLB6_Z2, Running, T1, T1_6, T2, T2_6, parse_who_ip,
     },
     stderr,
 };
 use pl_userspace::{
-    frame::{Ipv4, Ipv6, ipv4_frame, ipv6_frame, parse_mac},
-    lab::{
-        LAB_CONFIG, PEER_IFACE, netns,
-        traffic::{self, TCP_PORT, UDP_PORT},
-    },
-    neigh::RawSender,
+    frame::{Ipv4, Ipv6},
+    lab::traffic::{self, TCP_PORT, UDP_PORT},
 };
 
-/// acme's IPv6 addresses of the IPv4 service `billing`, and IPv4 addresses of the IPv6
-/// service `ledger`.
-const BILLING6_Z1: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 0x102);
-const BILLING6_Z2: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 0x103);
-const LEDGER4_Z1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 102);
-const LEDGER4_Z2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 103);
 const NLB_Z1: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 250);
 const NLB_Z2: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 251);
-
-/// The lab config with the other family's addresses (and allowed sources) on acme's two
-/// endpoints.
-fn config() -> String {
-    let swap = |text: String, from: &str, to: &str| {
-        assert!(text.contains(from), "the lab config no longer has {from:?}");
-        text.replacen(from, to, 1)
-    };
-    let c = swap(
-        LAB_CONFIG.to_owned(),
-        "addresses = [{ ip = \"10.0.0.100\", zone = \"z1\" }, { ip = \"10.0.0.101\", zone = \"z2\" }]\nallowed_sources = [\"10.0.0.0/25\"]",
-        "addresses = [{ ip = \"10.0.0.100\", zone = \"z1\" }, { ip = \"10.0.0.101\", zone = \"z2\" }, { ip = \"fd00:a::102\", zone = \"z1\" }, { ip = \"fd00:a::103\", zone = \"z2\" }]\nallowed_sources = [\"10.0.0.0/25\", \"fd00:a::/121\"]",
-    );
-    swap(
-        c,
-        "addresses = [{ ip = \"fd00:a::100\", zone = \"z1\" }, { ip = \"fd00:a::101\", zone = \"z2\" }]\nallowed_sources = [\"fd00:a::/121\"]",
-        "addresses = [{ ip = \"fd00:a::100\", zone = \"z1\" }, { ip = \"fd00:a::101\", zone = \"z2\" }, { ip = \"10.0.0.102\", zone = \"z1\" }, { ip = \"10.0.0.103\", zone = \"z2\" }]\nallowed_sources = [\"fd00:a::/121\", \"10.0.0.0/25\"]",
-    )
-}
 
 /// The lab running [`config`], with the IPv6 targets resolved.
 fn start(tag: &str) -> Running {
@@ -194,79 +166,6 @@ fn a_hundred_megabytes_cross_families_intact_each_way() {
     }
 }
 
-/// A connected UDP socket in acme from `src:port` to `ep`, answered once through pl, and
-/// its flow's provider side: (NLB address, target).
-fn udp_flow(
-    r: &Running,
-    src: IpAddr,
-    port: u16,
-    ep: IpAddr,
-) -> (UdpSocket, SocketAddr, SocketAddr) {
-    let sock = netns::run_in(&r.ns("acme"), || -> std::io::Result<UdpSocket> {
-        let u = UdpSocket::bind(SocketAddr::new(src, port))?;
-        u.connect(SocketAddr::new(ep, UDP_PORT))?;
-        u.set_read_timeout(Some(SHORT))?;
-        u.send(b"WHO")?;
-        let mut buf = [0u8; 256];
-        u.recv(&mut buf)?;
-        Ok(u)
-    })
-    .unwrap_or_else(|e| panic!("{}", chain(e)))
-    .unwrap_or_else(|e| panic!("UDP through {ep}: {e}"));
-    let mut flows = Vec::new();
-    for endpoint in ["acme-billing", "acme-ledger"] {
-        flows.extend(pl_flows(r, &["--endpoint", endpoint]).unwrap_or_else(|e| panic!("{e}")));
-    }
-    let flow = flows
-        .iter()
-        .find(|f| f.consumer == SocketAddr::new(src, port))
-        .unwrap_or_else(|| panic!("no flow for the socket: {flows:#?}"));
-    (sock, flow.nlb, flow.target)
-}
-
-/// Sends `packet` (IPv4 or IPv6) into pl from the provider side, as a hop there would.
-fn from_provider(r: &Running, packet: &[u8], v6: bool) {
-    let p = r.lab.topo.network("prov").expect("prov");
-    let (peer, fw) = (
-        parse_mac(&p.peer_mac).expect("MAC"),
-        parse_mac(&p.fw_mac).expect("MAC"),
-    );
-    let (frame, ether_type) = if v6 {
-        (ipv6_frame(fw, peer, packet), 0x86dd)
-    } else {
-        (ipv4_frame(fw, peer, packet), 0x0800)
-    };
-    netns::run_in(&r.ns("prov"), || -> std::io::Result<()> {
-        let ifindex = nix::net::if_::if_nametoindex(PEER_IFACE).map_err(std::io::Error::from)?;
-        RawSender::open(ifindex)?.send(&frame, ether_type)
-    })
-    .unwrap_or_else(|e| panic!("{}", chain(e)))
-    .unwrap_or_else(|e| panic!("sending the ICMP error: {e}"));
-}
-
-/// Waits until acme's route to `ep` carries `want` (a cached path MTU).
-fn wait_route(r: &Running, ep: IpAddr, want: &str) {
-    let route = || {
-        let family = if ep.is_ipv6() { "-6" } else { "-4" };
-        let out = output(netns::exec(&r.ns("acme"), "ip").args([
-            family,
-            "route",
-            "get",
-            &ep.to_string(),
-        ]));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !route().contains(want) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        route().contains(want),
-        "acme's route to {ep} has no {want}:\n{}",
-        route()
-    );
-}
-
 /// PMTU discovery across families: a hop on the provider side says a consumer's datagram
 /// was too big for its 1400-byte link, in the provider side's family. The error changes
 /// family along the translated flow, quoting what the consumer sent, and the consumer's
@@ -277,9 +176,10 @@ fn a_too_big_error_changes_family_and_the_consumer_learns_the_path_mtu() {
     let r = start("fampt");
 
     // IPv6 consumer, IPv4 target: fragmentation needed becomes packet too big, 1420.
-    let (sock6, nlb, target) = udp_flow(&r, CLIENT6.into(), 41500, BILLING6_Z1.into());
-    let (SocketAddr::V4(nlb), SocketAddr::V4(target)) = (nlb, target) else {
-        panic!("the IPv4 side of a 6-to-4 flow: {nlb}, {target}");
+    let ep = SocketAddr::new(BILLING6_Z1.into(), UDP_PORT);
+    let (sock6, flow) = r.udp_flow("acme", SocketAddr::new(CLIENT6.into(), 41500), ep);
+    let (SocketAddr::V4(nlb), SocketAddr::V4(target)) = (flow.nlb, flow.target) else {
+        panic!("the IPv4 side of a 6-to-4 flow: {flow:?}");
     };
     let quoted = Ipv4 {
         ttl: 63,
@@ -293,13 +193,14 @@ fn a_too_big_error_changes_family_and_the_consumer_learns_the_path_mtu() {
         [0, 0, 0x05, 0x78],
         &quoted,
     );
-    from_provider(&r, &icmp, false);
-    wait_route(&r, BILLING6_Z1.into(), "mtu 1420");
+    r.from_provider(&icmp);
+    r.wait_route("acme", BILLING6_Z1.into(), "mtu 1420");
 
     // IPv4 consumer, IPv6 target: packet too big becomes fragmentation needed, 1380.
-    let (sock4, nlb, target) = udp_flow(&r, CLIENT.into(), 41501, LEDGER4_Z1.into());
-    let (SocketAddr::V6(nlb), SocketAddr::V6(target)) = (nlb, target) else {
-        panic!("the IPv6 side of a 4-to-6 flow: {nlb}, {target}");
+    let ep = SocketAddr::new(LEDGER4_Z1.into(), UDP_PORT);
+    let (sock4, flow) = r.udp_flow("acme", SocketAddr::new(CLIENT.into(), 41501), ep);
+    let (SocketAddr::V6(nlb), SocketAddr::V6(target)) = (flow.nlb, flow.target) else {
+        panic!("the IPv6 side of a 4-to-6 flow: {flow:?}");
     };
     let quoted = Ipv6 {
         hop_limit: 63,
@@ -308,12 +209,8 @@ fn a_too_big_error_changes_family_and_the_consumer_learns_the_path_mtu() {
     .udp(nlb.port(), target.port(), b"WHO");
     let mut msg = vec![2, 0, 0, 0, 0, 0, 0x05, 0x78];
     msg.extend_from_slice(&quoted);
-    from_provider(
-        &r,
-        &Ipv6::new(target.ip().octets(), nlb.ip().octets()).icmp6(&msg),
-        true,
-    );
-    wait_route(&r, LEDGER4_Z1.into(), "mtu 1380");
+    r.from_provider(&Ipv6::new(target.ip().octets(), nlb.ip().octets()).icmp6(&msg));
+    r.wait_route("acme", LEDGER4_Z1.into(), "mtu 1380");
     assert_eq!(r.iface("fw-prov", IfaceCounter::IcmpTranslated), 2);
     drop((sock6, sock4));
 }

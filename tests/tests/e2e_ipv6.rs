@@ -12,20 +12,19 @@ use std::{
 
 use pl_common::stats::{EndpointCounter, IfaceCounter};
 use pl_tests::{
-    chain, output, require_kernel,
+    chain, require_kernel,
     running::{
         CLIENT6, EP6_Z1, EP6_Z2, NLB6_Z1, NLB6_Z2, OUTSIDER6, Running, SHORT, T1_6, T2_6,
-        parse_who_ip, pl_flows,
+        parse_who_ip,
     },
     stderr,
 };
 use pl_userspace::{
-    frame::{Ipv6, ipv6_frame, parse_mac},
+    frame::Ipv6,
     lab::{
-        LAB_CONFIG, PEER_IFACE, cmd, netns,
+        LAB_CONFIG, cmd, netns,
         traffic::{self, TCP_PORT, UDP_PORT},
     },
-    neigh::RawSender,
 };
 
 /// A lab running the lab config, with the IPv6 targets resolved too.
@@ -441,16 +440,8 @@ fn an_ipv6_consumer_hears_packet_too_big_and_time_exceeded() {
     });
     wait_resolved6(&r);
     let acme = r.ns("acme");
-    let route = || {
-        let out =
-            output(netns::exec(&acme, "ip").args(["-6", "route", "get", &EP6_Z1.to_string()]));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    assert!(
-        !route().contains("mtu"),
-        "a PMTU before the test: {}",
-        route()
-    );
+    let route = r.route_to("acme", EP6_Z1.into());
+    assert!(!route.contains("mtu"), "a PMTU before the test: {route}");
     netns::run_in(&acme, || -> std::io::Result<()> {
         let u = std::net::UdpSocket::bind(SocketAddrV6::new(CLIENT6, 0, 0, 0))?;
         u.connect(SocketAddrV6::new(EP6_Z1, UDP_PORT, 0, 0))?;
@@ -459,15 +450,7 @@ fn an_ipv6_consumer_hears_packet_too_big_and_time_exceeded() {
     })
     .unwrap_or_else(|e| panic!("{}", chain(e)))
     .unwrap_or_else(|e| panic!("sending 3000 bytes: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !route().contains("mtu 1500") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        route().contains("mtu 1500"),
-        "acme did not learn the path MTU to the endpoint:\n{}",
-        route()
-    );
+    r.wait_route("acme", EP6_Z1.into(), "mtu 1500");
     assert!(r.endpoint("acme-ledger", EndpointCounter::RefusedTooBig) >= 1);
     assert!(r.iface("fw-acme", IfaceCounter::IcmpFragNeeded) >= 1);
 
@@ -478,12 +461,6 @@ fn an_ipv6_consumer_hears_packet_too_big_and_time_exceeded() {
     assert_eq!(r.iface("fw-acme", IfaceCounter::IcmpTimeExceeded), 1);
 }
 
-/// `ip -6 route get` the zone 1 endpoint address, in `ns`.
-fn route_to_endpoint6(ns: &str) -> String {
-    let out = output(netns::exec(ns, "ip").args(["-6", "route", "get", &EP6_Z1.to_string()]));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A hop on the provider side says a consumer's datagram was too big for its 1400-byte
 /// link: the error, translated along the flow, reaches the consumer from the endpoint
 /// address quoting what it sent, and its kernel caches the path MTU.
@@ -491,39 +468,15 @@ fn route_to_endpoint6(ns: &str) -> String {
 fn packet_too_big_from_the_provider_side_reaches_the_ipv6_consumer() {
     require_kernel!("packet_too_big_from_the_provider_side_reaches_the_ipv6_consumer");
     let r = start("v6pt");
-    let (acme, prov) = (r.ns("acme"), r.ns("prov"));
     // A connected UDP socket in acme, with a flow through the endpoint.
-    let sock = netns::run_in(&acme, || -> std::io::Result<std::net::UdpSocket> {
-        let u = std::net::UdpSocket::bind(SocketAddrV6::new(CLIENT6, 41500, 0, 0))?;
-        u.connect(SocketAddrV6::new(EP6_Z1, UDP_PORT, 0, 0))?;
-        u.set_read_timeout(Some(SHORT))?;
-        u.send(b"WHO")?;
-        let mut buf = [0u8; 256];
-        u.recv(&mut buf)?;
-        Ok(u)
-    })
-    .unwrap_or_else(|e| panic!("{}", chain(e)))
-    .unwrap_or_else(|e| panic!("UDP through the IPv6 endpoint: {e}"));
-    let flows = pl_flows(&r, &["--endpoint", "acme-ledger"]).unwrap_or_else(|e| panic!("{e}"));
-    let flow = flows
-        .iter()
-        .find(|f| f.consumer == SocketAddr::from(SocketAddrV6::new(CLIENT6, 41500, 0, 0)))
-        .unwrap_or_else(|| panic!("no flow for the socket: {flows:#?}"));
+    let ep = SocketAddr::from(SocketAddrV6::new(EP6_Z1, UDP_PORT, 0, 0));
+    let (sock, flow) = r.udp_flow("acme", SocketAddrV6::new(CLIENT6, 41500, 0, 0).into(), ep);
     let (SocketAddr::V6(nlb), SocketAddr::V6(target)) = (flow.nlb, flow.target) else {
         panic!("an IPv6 flow's provider side is IPv6: {flow:#?}");
     };
-    let route = || route_to_endpoint6(&acme);
-    assert!(
-        !route().contains("mtu"),
-        "a PMTU before the test: {}",
-        route()
-    );
+    let route = r.route_to("acme", EP6_Z1.into());
+    assert!(!route.contains("mtu"), "a PMTU before the test: {route}");
 
-    let p = r.lab.topo.network("prov").expect("prov");
-    let (peer, fw) = (
-        parse_mac(&p.peer_mac).expect("MAC"),
-        parse_mac(&p.fw_mac).expect("MAC"),
-    );
     // It quotes the datagram as the provider side carried it: NLB address and SNAT port to
     // the target, hop limit one lower.
     let quoted = Ipv6 {
@@ -533,23 +486,9 @@ fn packet_too_big_from_the_provider_side_reaches_the_ipv6_consumer() {
     .udp(nlb.port(), target.port(), b"WHO");
     let mut msg = vec![2, 0, 0, 0, 0, 0, 0x05, 0x78];
     msg.extend_from_slice(&quoted);
-    let icmp = Ipv6::new(target.ip().octets(), nlb.ip().octets()).icmp6(&msg);
-    netns::run_in(&prov, || -> std::io::Result<()> {
-        let ifindex = nix::net::if_::if_nametoindex(PEER_IFACE).map_err(std::io::Error::from)?;
-        RawSender::open(ifindex)?.send(&ipv6_frame(fw, peer, &icmp), 0x86dd)
-    })
-    .unwrap_or_else(|e| panic!("{}", chain(e)))
-    .unwrap_or_else(|e| panic!("sending the ICMPv6 error: {e}"));
+    r.from_provider(&Ipv6::new(target.ip().octets(), nlb.ip().octets()).icmp6(&msg));
 
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !route().contains("mtu 1400") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        route().contains("mtu 1400"),
-        "acme did not learn the path MTU:\n{}",
-        route()
-    );
+    r.wait_route("acme", EP6_Z1.into(), "mtu 1400");
     assert_eq!(r.iface("fw-prov", IfaceCounter::IcmpTranslated), 1);
     drop(sock);
 }

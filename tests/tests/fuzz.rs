@@ -1,19 +1,21 @@
 //! Fuzzing the data path through BPF_PROG_TEST_RUN: random and mutated frames, seeded from
-//! fixture-like frames, against the real object programmed from the lab config.
+//! fixture-like frames, against the real object programmed from the lab config with family
+//! translation (`pl_tests::family`: acme reaches each service in both families).
 //!
 //! Every frame must come out dropped or redirected (never aborted), every redirected frame
-//! must be well formed with a verifying IPv4 checksum and an L4/ICMP checksum exactly as
-//! valid as the input's, and policy must hold: consumer frames reach only a target through
-//! an NLB address, from an allowed source, to an endpoint's listener; provider frames (and
-//! ICMP errors) reach a consumer only along a flow a consumer made. At the end every drop
-//! must be counted under a reason.
+//! must be well formed (a verifying IPv4 header checksum) with an L4/ICMP checksum exactly
+//! as valid as the input's, each judged in its own family (a translated frame changes
+//! family), and policy must hold: consumer frames reach only their service's target
+//! through its NLB address, from an allowed source, to an endpoint's listener; provider
+//! frames (and ICMP errors) reach a consumer only along a flow a consumer made. At the end
+//! every drop must be counted under a reason.
 //!
 //! `PL_FUZZ_FRAMES` sets the count (default 100 000; `cargo xtask fuzz` runs 1 000 000) and
 //! `PL_FUZZ_SEED` replays a run; the seed is printed.
 
 use std::{
     collections::HashSet,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use aya::Ebpf;
@@ -23,7 +25,9 @@ use pl_common::{
     stats::{EndpointCounter as E, IfaceCounter as I},
 };
 use pl_tests::{
-    Rng, TestLab, chain, programmed, require_kernel,
+    Rng, TestLab, chain,
+    family::{self, BILLING6_Z1, BILLING6_Z2, LEDGER4_Z1, LEDGER4_Z2},
+    programmed, require_kernel,
     running::{CLIENT6, EP6_Z1, EP6_Z2, NLB6_Z1, NLB6_Z2, OUTSIDER6, T1_6, T2_6},
     wire::{CLIENT, EP1, EP2, IFACES, NLB1, NLB2, OUTSIDER, T1, T2},
     xdp_test_run,
@@ -34,7 +38,6 @@ use pl_userspace::{
         Ipv4, Ipv6, Mac, TCP_ACK, TCP_SYN, arp_reply, arp_request, ipv4_frame, ipv6_frame,
         neighbour_solicitation,
     },
-    lab::LAB_CONFIG,
     lab::netns,
     plan::Neighbors,
 };
@@ -43,12 +46,9 @@ const NLBS: [[u8; 4]; 2] = [NLB1, NLB2];
 const CA: Mac = [2, 0, 0, 0, 0x0a, 1];
 const TM: Mac = [2, 0, 0, 0, 0x09, 0x11];
 
-/// xorshift64*: small, seedable, good enough to fuzz with.
-/// A provider-side tuple of a flow a consumer made: (nlb, snat port, target, target port,
-/// protocol).
-type Held = (Ipv4Addr, u16, Ipv4Addr, u16, u8);
-/// The same for an IPv6 flow.
-type Held6 = (Ipv6Addr, u16, Ipv6Addr, u16, u8);
+/// A provider-side tuple of a flow a consumer made, in the provider side's family: (NLB
+/// address, SNAT port, target, target port, protocol).
+type Held = (IpAddr, u16, IpAddr, u16, u8);
 
 fn be16(f: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([f[at], f[at + 1]])
@@ -167,7 +167,51 @@ fn seeds(fw: &[Mac; 3]) -> Vec<(usize, Vec<u8>)> {
         out.push((2, arp_reply(TM, t, f, NLBS[0])));
     }
     out.extend(seeds6(fw));
+    out.extend(seeds_xlat(fw[0]));
     out
+}
+
+/// Family translation seeds, on acme (`fw`: its interface's MAC): consumers of each
+/// family to the other family's endpoint addresses, and errors about the answers.
+fn seeds_xlat(f: Mac) -> Vec<(usize, Vec<u8>)> {
+    let mut out = Vec::new();
+    for src in [CLIENT6, OUTSIDER6] {
+        for dst in [BILLING6_Z1, BILLING6_Z2] {
+            let p = Ipv6::new(src.octets(), dst.octets());
+            out.push(ipv6_frame(f, CA, &p.tcp(40000, 443, 7, 0, TCP_SYN, &[])));
+            out.push(ipv6_frame(
+                f,
+                CA,
+                &p.tcp(40001, 443, 8, 9, TCP_ACK, b"data"),
+            ));
+            out.push(ipv6_frame(f, CA, &p.udp(40002, 53, b"query")));
+        }
+    }
+    for src in [CLIENT, OUTSIDER] {
+        for dst in [LEDGER4_Z1, LEDGER4_Z2] {
+            let p = Ipv4::new(src, dst.octets());
+            out.push(ipv4_frame(f, CA, &p.tcp(40000, 443, 7, 0, TCP_SYN, &[])));
+            out.push(ipv4_frame(
+                f,
+                CA,
+                &p.tcp(40001, 443, 8, 9, TCP_ACK, b"data"),
+            ));
+            out.push(ipv4_frame(f, CA, &p.udp(40002, 53, b"query")));
+        }
+    }
+    let answer6 = Ipv6::new(BILLING6_Z1.octets(), CLIENT6.octets()).udp(53, 40002, b"answer");
+    out.push(ipv6_frame(
+        f,
+        CA,
+        &Ipv6::new(CLIENT6.octets(), BILLING6_Z1.octets()).icmp6(&icmp6_error(1, 4, &answer6)),
+    ));
+    let answer4 = Ipv4::new(LEDGER4_Z1.octets(), CLIENT).udp(53, 40002, b"answer");
+    out.push(ipv4_frame(
+        f,
+        CA,
+        &Ipv4::new(CLIENT, LEDGER4_Z1.octets()).icmp_error(3, 3, [0; 4], &answer4[..28]),
+    ));
+    out.into_iter().map(|f| (0, f)).collect()
 }
 
 /// The ICMPv6 error `ty`/`code` (`rest` zero) quoting `invoking`, checksum zero.
@@ -299,131 +343,272 @@ fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
     }
 }
 
+/// An IP packet of either family in a frame: its addresses, upper-layer protocol, where
+/// that starts and where the packet ends, its TTL or hop limit.
+struct Packet {
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    off: usize,
+    end: usize,
+    hops: u8,
+}
+
+/// The IPv4 (no options) or IPv6 (extension headers the walk accepts) packet in `f`.
+fn packet(f: &[u8]) -> Option<Packet> {
+    if f.len() < 14 {
+        return None;
+    }
+    match be16(f, 12) {
+        0x0800 => {
+            if f.len() < 34 || f[14] != 0x45 {
+                return None;
+            }
+            let end = 14 + usize::from(be16(f, 16));
+            (34..=f.len()).contains(&end).then(|| Packet {
+                src: addr(f, 26).into(),
+                dst: addr(f, 30).into(),
+                proto: f[23],
+                off: 34,
+                end,
+                hops: f[22],
+            })
+        }
+        0x86dd => {
+            let (proto, off, end) = upper6(f)?;
+            Some(Packet {
+                src: addr6(f, 22).into(),
+                dst: addr6(f, 38).into(),
+                proto,
+                off,
+                end,
+                hops: f[21],
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Whether the upper layer's checksum verifies, in the packet's own family.
+fn l4_any(f: &[u8]) -> Option<bool> {
+    l4_ok(f).or_else(|| l4_ok6(f))
+}
+
+fn is_icmp(proto: u8) -> bool {
+    proto == 1 || proto == 58
+}
+
+/// The packet an ICMP or ICMPv6 error in `f` quotes: (source, destination, source port,
+/// destination port, protocol).
+fn quoted(f: &[u8]) -> Option<(IpAddr, IpAddr, u16, u16, u8)> {
+    let p = packet(f)?;
+    let q = p.off + 8;
+    if p.proto == 1 {
+        (f.len() >= q + 24).then(|| {
+            (
+                addr(f, q + 12).into(),
+                addr(f, q + 16).into(),
+                be16(f, q + 20),
+                be16(f, q + 22),
+                f[q + 9],
+            )
+        })
+    } else {
+        (f.len() >= q + 44).then(|| {
+            (
+                addr6(f, q + 8).into(),
+                addr6(f, q + 24).into(),
+                be16(f, q + 40),
+                be16(f, q + 42),
+                f[q + 6],
+            )
+        })
+    }
+}
+
+/// Where a consumer's packet to `dst` arriving on interface `on` may go: its service's NLB
+/// addresses and targets (in the targets' family). None: no endpoint address there.
+fn service(on: usize, dst: IpAddr) -> Option<([IpAddr; 2], [IpAddr; 2])> {
+    let billing = (NLBS.map(IpAddr::from), [T1, T2].map(IpAddr::from));
+    let ledger = (
+        [NLB6_Z1, NLB6_Z2].map(IpAddr::from),
+        [T1_6, T2_6].map(IpAddr::from),
+    );
+    let is = |set: &[IpAddr]| set.contains(&dst);
+    if is(&[EP1, EP2].map(IpAddr::from)) {
+        Some(billing)
+    } else if is(&[EP6_Z1, EP6_Z2].map(IpAddr::from)) {
+        Some(ledger)
+    // The other family's addresses are acme's only.
+    } else if on == 0 && is(&[BILLING6_Z1, BILLING6_Z2].map(IpAddr::from)) {
+        Some(billing)
+    } else if on == 0 && is(&[LEDGER4_Z1, LEDGER4_Z2].map(IpAddr::from)) {
+        Some(ledger)
+    } else {
+        None
+    }
+}
+
+/// The endpoint addresses in consumer network `on` (the other family's are acme's only).
+fn endpoint_addresses(on: usize) -> Vec<IpAddr> {
+    let mut all = vec![EP1.into(), EP2.into(), EP6_Z1.into(), EP6_Z2.into()];
+    if on == 0 {
+        all.extend([
+            IpAddr::from(BILLING6_Z1),
+            BILLING6_Z2.into(),
+            LEDGER4_Z1.into(),
+            LEDGER4_Z2.into(),
+        ]);
+    }
+    all
+}
+
+/// Whether acme's endpoints allow `src` (10.0.0.0/25 and fd00:a::/121 for both); globex's
+/// allow any.
+fn allowed(on: usize, src: IpAddr) -> bool {
+    on == 1
+        || match src {
+            IpAddr::V4(a) => a.octets()[..3] == [10, 0, 0] && a.octets()[3] < 128,
+            IpAddr::V6(a) => {
+                let o = a.octets();
+                o[..15] == CLIENT6.octets()[..15] && o[15] < 0x80
+            }
+        }
+}
+
 /// What a redirected frame must satisfy; a description of the breach if it does not.
-fn check_redirect(
-    on: usize,
-    input: &[u8],
-    out: &[u8],
-    held: &mut HashSet<Held>,
-    held6: &mut HashSet<Held6>,
-) -> Option<String> {
+/// Either family in, either out: a translated flow changes family on the way.
+fn check_redirect(on: usize, input: &[u8], out: &[u8], held: &mut HashSet<Held>) -> Option<String> {
     if out.len() < 14 {
         return Some("runt output".into());
     }
     match be16(out, 12) {
-        0x86dd => return check_redirect6(on, input, out, held6),
         0x0806 => {
             return (out.len() < 42 || be16(out, 20) != 2)
                 .then(|| "ARP output that is no reply".into());
         }
-        0x0800 => {}
+        0x0800 | 0x86dd => {}
         t => return Some(format!("output EtherType {t:#06x}")),
     }
-    if out.len() < 34 || out[14] != 0x45 || usize::from(be16(out, 16)) + 14 > out.len() {
-        return Some("output IPv4 header malformed".into());
-    }
-    if !checksum::ipv4_header_ok(out[14..34].try_into().expect("20 bytes")) {
+    let Some(o) = packet(out) else {
+        return Some("output IP packet malformed".into());
+    };
+    if be16(out, 12) == 0x0800
+        && !checksum::ipv4_header_ok(out[14..34].try_into().expect("20 bytes"))
+    {
         return Some("output IPv4 checksum does not verify".into());
     }
-    let proto = out[23];
-    let (src, dst) = (addr(out, 26), addr(out, 30));
-    if proto == 1 && out.len() >= 70 {
-        // A time exceeded for a packet whose TTL ran out here goes back to its sender,
-        // from the address it was sent to, quoting it.
-        if input.len() >= 42 && input[22] <= 1 && out[34] == 11 && out[42..70] == input[14..42] {
-            return (src != addr(input, 30) || dst != addr(input, 26) || l4_ok(out) != Some(true))
-                .then(|| {
-                    "time exceeded not back to the sender from our address, or with a bad checksum"
-                        .into()
-                });
-        }
+    if o.proto == 58 && out.get(o.off) == Some(&136) {
+        let asked = upper6(input).is_some_and(|(p, o, _)| p == 58 && input[o] == 135);
+        let ours = [EP6_Z1, EP6_Z2, NLB6_Z1, NLB6_Z2].map(IpAddr::from);
+        return (out[21] != 255 || !ours.contains(&o.src) || !asked || l4_ok6(out) != Some(true))
+            .then(|| {
+                format!(
+                    "advertisement from {} to {} answering no solicitation, or bad",
+                    o.src, o.dst
+                )
+            });
     }
-    if l4_ok(input) != l4_ok(out) {
+    let Some(i) = packet(input) else {
+        return Some("redirected a frame that is no IP packet pl accepts".into());
+    };
+    if is_icmp(o.proto) && !is_icmp(i.proto) {
+        return generated_breach(input, &i, out, &o);
+    }
+    if l4_any(input) != l4_any(out) {
         return Some(format!(
             "L4 checksum validity changed: {:?} -> {:?}",
-            l4_ok(input),
-            l4_ok(out)
+            l4_any(input),
+            l4_any(out)
         ));
     }
-    if proto == 1 {
+    if is_icmp(o.proto) {
         return icmp_error_breach(on, input, out, held);
     }
-    along_a_flow_breach(on, input, out, held)
+    along_a_flow_breach(on, (&i, input), (&o, out), held)
 }
 
-/// A redirected ICMP error must be about a flow: its quoted packet belongs to a held flow.
-fn icmp_error_breach(on: usize, input: &[u8], out: &[u8], held: &HashSet<Held>) -> Option<String> {
-    if out.len() < 62 {
-        return Some("ICMP output too short to quote a packet".into());
+/// An ICMP error pl sent back for a TCP or UDP packet: time exceeded only for a TTL or hop
+/// limit of 1 or 0, never fragmentation needed or packet too big (the fuzz's frames fit
+/// every MTU), in the packet's family, to its sender from its destination, with a
+/// verifying checksum, quoting the packet from its start (IPv4: its first 28 bytes;
+/// IPv6: what fits 1280 bytes).
+fn generated_breach(input: &[u8], i: &Packet, out: &[u8], o: &Packet) -> Option<String> {
+    let v6 = be16(out, 12) == 0x86dd;
+    let ty = out.get(o.off).copied();
+    if be16(input, 12) != be16(out, 12) || ty != Some(if v6 { 3 } else { 11 }) || i.hops > 1 {
+        return Some(format!(
+            "ICMP type {ty:?} sent back for TTL or hop limit {}",
+            i.hops
+        ));
     }
-    // An ICMP error about a flow: its quoted packet belongs to a held flow.
-    let (qs, qd, qsp, qdp, qp) = (
-        addr(out, 54),
-        addr(out, 58),
-        be16(out, 62),
-        be16(out, 64),
-        out[51],
-    );
+    if l4_any(out) != Some(true) {
+        return Some("ICMP error with a bad checksum".into());
+    }
+    if o.src != i.dst || o.dst != i.src {
+        return Some("ICMP error not from the destination back to the source".into());
+    }
+    let quoted = if v6 {
+        out.get(o.off + 8..o.end)
+    } else {
+        out.get(o.off + 8..o.off + 36)
+    };
+    let ok = quoted.is_some_and(|q| input.get(14..14 + q.len()) == Some(q))
+        && (!v6 || out.len() <= 14 + 1280);
+    (!ok).then(|| "ICMP error quoting something else, or over 1280 bytes".into())
+}
+
+/// A redirected ICMP error about a flow (of either family, and either family out): its
+/// quoted packet belongs to a held flow.
+fn icmp_error_breach(on: usize, input: &[u8], out: &[u8], held: &HashSet<Held>) -> Option<String> {
+    let (Some(qi), Some(qo)) = (quoted(input), quoted(out)) else {
+        return Some("ICMP error too short to quote ports".into());
+    };
     let flow = if on == 2 {
         // To the consumer: the input quoted our packet to the target.
-        let (is, id, isp, idp) = (
-            addr(input, 54),
-            addr(input, 58),
-            be16(input, 62),
-            be16(input, 64),
-        );
-        (is, isp, id, idp, input[51])
+        let (s, d, sp, dp, p) = qi;
+        (s, sp, d, dp, p)
     } else {
-        (qd, qdp, qs, qsp, qp)
+        // To the target: the output quotes what the target sent.
+        let (s, d, sp, dp, p) = qo;
+        (d, dp, s, sp, p)
     };
     (!held.contains(&flow)).then(|| format!("ICMP error about a flow nobody made: {flow:?}"))
 }
 
 /// A redirected TCP or UDP frame: from the provider only along a held flow; from a
-/// consumer only from an NLB address to a target, from an allowed source to a listener
-/// (then its flow is held).
+/// consumer only from its service's NLB address to its target, from an allowed source
+/// that is no endpoint address, to a listener (then its flow is held).
 fn along_a_flow_breach(
     on: usize,
-    input: &[u8],
-    out: &[u8],
+    (i, input): (&Packet, &[u8]),
+    (o, out): (&Packet, &[u8]),
     held: &mut HashSet<Held>,
 ) -> Option<String> {
-    let proto = out[23];
-    let (src, dst) = (addr(out, 26), addr(out, 30));
-    let nlbs = NLBS.map(Ipv4Addr::from);
-    let targets = [Ipv4Addr::from(T1), Ipv4Addr::from(T2)];
-    let (sport, dport) = (be16(out, 34), be16(out, 36));
+    if input.len() < i.off + 4 || out.len() < o.off + 4 {
+        return Some("TCP or UDP without ports".into());
+    }
+    let (isp, idp) = (be16(input, i.off), be16(input, i.off + 2));
+    let (sport, dport) = (be16(out, o.off), be16(out, o.off + 2));
     if on == 2 {
-        let (is, id, isp, idp) = (
-            addr(input, 26),
-            addr(input, 30),
-            be16(input, 34),
-            be16(input, 36),
-        );
-        let flow = (id, idp, is, isp, proto);
+        let flow = (i.dst, idp, i.src, isp, i.proto);
         return (!held.contains(&flow)).then(|| format!("provider frame along no flow: {flow:?}"));
     }
-    // Consumer to provider: NLB address to a target, from an allowed source to a listener.
-    let (isrc, idst, idport) = (
-        Ipv4Addr::from(<[u8; 4]>::try_from(&input[26..30]).ok()?),
-        addr(input, 30),
-        be16(input, 36),
-    );
-    let allowed = on == 1 || isrc.octets()[..3] == [10, 0, 0] && isrc.octets()[3] < 128;
-    let ours = [EP1, EP2].map(Ipv4Addr::from).contains(&isrc);
-    let listener = matches!((proto, idport, dport), (6, 443, 8443) | (17, 53, 5353));
-    if !nlbs.contains(&src)
-        || !targets.contains(&dst)
-        || !allowed
-        || ours
+    let listener = matches!((o.proto, idp, dport), (6, 443, 8443) | (17, 53, 5353));
+    let fits = service(on, i.dst)
+        .is_some_and(|(nlbs, targets)| nlbs.contains(&o.src) && targets.contains(&o.dst));
+    if !fits
+        || !allowed(on, i.src)
+        || endpoint_addresses(on).contains(&i.src)
         || !listener
-        || ![EP1, EP2].map(Ipv4Addr::from).contains(&idst)
+        || i.proto != o.proto
     {
         return Some(format!(
-            "consumer frame {isrc} -> {idst}:{idport} went out as {src}:{sport} -> {dst}:{dport}"
+            "consumer frame {} -> {}:{idp} went out as {}:{sport} -> {}:{dport}",
+            i.src, i.dst, o.src, o.dst
         ));
     }
-    held.insert((src, sport, dst, dport, proto));
+    held.insert((o.src, sport, o.dst, dport, o.proto));
     None
 }
 
@@ -457,129 +642,6 @@ fn l4_ok6(f: &[u8]) -> Option<bool> {
     Some(checksum::fold(sum) == 0xffff && !zero_udp)
 }
 
-/// A redirected IPv6 frame: a neighbour advertisement from one of our addresses answering
-/// a solicitation, or TCP/UDP under the same policy as IPv4's.
-fn check_redirect6(
-    on: usize,
-    input: &[u8],
-    out: &[u8],
-    held: &mut HashSet<Held6>,
-) -> Option<String> {
-    let Some((proto, off, _)) = upper6(out) else {
-        return Some("output IPv6 packet malformed".into());
-    };
-    let (src, dst) = (addr6(out, 22), addr6(out, 38));
-    let ours = [EP6_Z1, EP6_Z2, NLB6_Z1, NLB6_Z2];
-    if proto == 58 && out[off] == 136 {
-        let asked = upper6(input).is_some_and(|(p, o, _)| p == 58 && input[o] == 135);
-        return (out[21] != 255 || !ours.contains(&src) || !asked || l4_ok6(out) != Some(true))
-            .then(|| {
-                format!("advertisement from {src} to {dst} answering no solicitation, or bad")
-            });
-    }
-    if proto == 58 && upper6(input).is_some_and(|(p, _, _)| p != 58) {
-        return generated6_breach(input, out);
-    }
-    if l4_ok6(input) != l4_ok6(out) {
-        return Some(format!(
-            "IPv6 L4 checksum validity changed: {:?} -> {:?}",
-            l4_ok6(input),
-            l4_ok6(out)
-        ));
-    }
-    let Some((_, ioff, _)) = upper6(input) else {
-        return Some("redirected an IPv6 frame the walk refuses".into());
-    };
-    if proto == 58 {
-        return icmp6_error_breach(on, input, out, held);
-    }
-    let (sport, dport) = (be16(out, off), be16(out, off + 2));
-    let (isrc, idst, isp, idp) = (
-        addr6(input, 22),
-        addr6(input, 38),
-        be16(input, ioff),
-        be16(input, ioff + 2),
-    );
-    if on == 2 {
-        let flow = (idst, idp, isrc, isp, proto);
-        return (!held.contains(&flow))
-            .then(|| format!("IPv6 provider frame along no flow: {flow:?}"));
-    }
-    let o = isrc.octets();
-    let allowed = on == 1 || (o[..15] == CLIENT6.octets()[..15] && o[15] < 0x80);
-    let listener = matches!((proto, idp, dport), (6, 443, 8443) | (17, 53, 5353));
-    if ![NLB6_Z1, NLB6_Z2].contains(&src)
-        || ![T1_6, T2_6].contains(&dst)
-        || !allowed
-        || ours.contains(&isrc)
-        || !listener
-        || ![EP6_Z1, EP6_Z2].contains(&idst)
-    {
-        return Some(format!(
-            "IPv6 consumer frame [{isrc}] -> [{idst}]:{idp} went out as [{src}]:{sport} -> [{dst}]:{dport}"
-        ));
-    }
-    held.insert((src, sport, dst, dport, proto));
-    None
-}
-
-/// An ICMPv6 error pl sent back for a TCP or UDP packet: time exceeded only for hop limit
-/// 1 or 0, never packet too big (the fuzz's frames fit every MTU); to the packet's sender
-/// from its destination, with a verifying checksum, quoting the packet from its start
-/// within 1280 bytes.
-fn generated6_breach(input: &[u8], out: &[u8]) -> Option<String> {
-    let (ty, hop) = (out[54], input[21]);
-    if ty != 3 || hop > 1 {
-        return Some(format!("ICMPv6 type {ty} sent back for hop limit {hop}"));
-    }
-    if l4_ok6(out) != Some(true) {
-        return Some("ICMPv6 error with a bad checksum".into());
-    }
-    if addr6(out, 22) != addr6(input, 38) || addr6(out, 38) != addr6(input, 22) {
-        return Some("ICMPv6 error not from the destination back to the source".into());
-    }
-    let quoted = &out[62..];
-    if out.len() > 14 + 1280 || input.get(14..14 + quoted.len()) != Some(quoted) {
-        return Some("ICMPv6 error quoting something else, or over 1280 bytes".into());
-    }
-    None
-}
-
-/// A redirected ICMPv6 error about a flow: its quoted packet belongs to a held flow, and
-/// its checksum is as valid as the input's.
-fn icmp6_error_breach(
-    on: usize,
-    input: &[u8],
-    out: &[u8],
-    held: &HashSet<Held6>,
-) -> Option<String> {
-    if l4_ok6(input) != l4_ok6(out) {
-        return Some("ICMPv6 checksum validity changed".into());
-    }
-    if out.len() < 106 || input.len() < 106 {
-        return Some("ICMPv6 error too short to quote ports".into());
-    }
-    let quoted = |f: &[u8]| {
-        (
-            addr6(f, 70),
-            addr6(f, 86),
-            be16(f, 102),
-            be16(f, 104),
-            f[68],
-        )
-    };
-    let flow = if on == 2 {
-        // To the consumer: the input quoted our packet to the target.
-        let (s, d, sp, dp, p) = quoted(input);
-        (s, sp, d, dp, p)
-    } else {
-        // To the target: the output quotes what the target sent.
-        let (s, d, sp, dp, p) = quoted(out);
-        (d, dp, s, sp, p)
-    };
-    (!held.contains(&flow)).then(|| format!("ICMPv6 error about a flow nobody made: {flow:?}"))
-}
-
 fn total(ebpf: &Ebpf, pick: &dyn Fn(&str) -> bool) -> u64 {
     let mut n = 0;
     for slot in 0..IFACES.len() {
@@ -609,6 +671,7 @@ struct Outcome {
     redirected: u64,
     flows: usize,
     flows6: usize,
+    crossed: (u64, u64),
     drops: u64,
     reasons: u64,
     passes: (u64, u64),
@@ -636,8 +699,10 @@ fn fuzzed(rng: &mut Rng, seeds: &[(usize, Vec<u8>)]) -> (usize, Vec<u8>) {
 fn fuzz(ebpf: &mut Ebpf, (ifindex, fw): (&[u32], &[Mac; 3]), seed: u64, frames: usize) -> Outcome {
     let seeds = seeds(fw);
     let mut rng = Rng(seed);
-    let (mut held, mut held6) = (HashSet::new(), HashSet::new());
+    let mut held = HashSet::new();
     let (mut redirected, mut passed, mut findings) = (0u64, 0u64, Vec::new());
+    // Redirected frames that changed family: (IPv4 to IPv6, IPv6 to IPv4).
+    let mut crossed = (0u64, 0u64);
     for n in 0..frames {
         let (on, f) = fuzzed(&mut rng, &seeds);
         let (action, out) = xdp_test_run(ebpf, ifindex[on], &f);
@@ -651,7 +716,12 @@ fn fuzz(ebpf: &mut Ebpf, (ifindex, fw): (&[u32], &[Mac; 3]), seed: u64, frames: 
             }
             XDP_REDIRECT => {
                 redirected += 1;
-                check_redirect(on, &f, &out, &mut held, &mut held6)
+                match (be16(&f, 12), out.get(12..14)) {
+                    (0x0800, Some([0x86, 0xdd])) => crossed.0 += 1,
+                    (0x86dd, Some([8, 0])) => crossed.1 += 1,
+                    _ => {}
+                }
+                check_redirect(on, &f, &out, &mut held)
             }
             other => Some(format!("action {other}")),
         };
@@ -681,8 +751,9 @@ fn fuzz(ebpf: &mut Ebpf, (ifindex, fw): (&[u32], &[Mac; 3]), seed: u64, frames: 
     );
     Outcome {
         redirected,
-        flows: held.len() + held6.len(),
-        flows6: held6.len(),
+        flows: held.len(),
+        flows6: held.iter().filter(|h| h.0.is_ipv6()).count(),
+        crossed,
         drops,
         reasons,
         passes,
@@ -711,7 +782,7 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
             ((2, T1_6.into()), TM),
             ((2, T2_6.into()), TM),
         ]);
-        let (mut ebpf, model) = programmed(LAB_CONFIG, 4096, &neigh);
+        let (mut ebpf, model) = programmed(&family::config(), 4096, &neigh);
         let ifindex: Vec<u32> = IFACES
             .iter()
             .map(|i| {
@@ -730,6 +801,7 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
         redirected,
         flows,
         flows6,
+        crossed,
         drops,
         reasons,
         passes,
@@ -737,9 +809,9 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
         findings,
     } = result;
     println!(
-        "fuzz: {redirected} redirected, {flows} flows made ({flows6} IPv6), {drops} dropped, \
-         {} time exceeded sent, {} errors translated",
-        icmp.0, icmp.1
+        "fuzz: {redirected} redirected ({} IPv4 to IPv6, {} IPv6 to IPv4), {flows} flows made \
+         ({flows6} to IPv6 targets), {drops} dropped, {} time exceeded sent, {} errors translated",
+        crossed.0, crossed.1, icmp.0, icmp.1
     );
     assert!(
         findings.is_empty(),
@@ -758,5 +830,9 @@ fn fuzzed_frames_never_abort_break_checksums_or_policy() {
     assert!(
         redirected > 0 && flows > flows6 && flows6 > 0,
         "seed {seed}: the fuzz never got an IPv4 and an IPv6 frame through: it tested nothing"
+    );
+    assert!(
+        crossed.0 > 0 && crossed.1 > 0,
+        "seed {seed}: no frame changed family each way ({crossed:?}): translation went untested"
     );
 }

@@ -151,19 +151,25 @@ fn network(
         .routes
         .iter()
         .partition(|rc| !rc.get_ref().to.get_ref().contains(':'));
-    if let Some(routes) = found.keep(routes(sec, &v4)) {
-        for (r, rc) in routes.iter().zip(&v4) {
+    if let Some(routes) = found.keep(routes::<Cidr>(sec, &v4)) {
+        for ((_, via), rc) in routes.iter().zip(&v4) {
             let at = rc.get_ref().via.span().start;
-            found.keep(claims.claim_hop(sec, at, id, IpAddr::V4(r.via)));
+            found.keep(claims.claim_hop(sec, at, id, IpAddr::V4(*via)));
         }
-        net.routes = routes;
+        net.routes = routes
+            .into_iter()
+            .map(|(to, via)| Route { to, via })
+            .collect();
     }
-    if let Some(routes) = found.keep(routes6(sec, &v6)) {
-        for (r, rc) in routes.iter().zip(&v6) {
+    if let Some(routes) = found.keep(routes::<Cidr6>(sec, &v6)) {
+        for ((_, via), rc) in routes.iter().zip(&v6) {
             let at = rc.get_ref().via.span().start;
-            found.keep(claims.claim_hop(sec, at, id, IpAddr::V6(r.via)));
+            found.keep(claims.claim_hop(sec, at, id, IpAddr::V6(*via)));
         }
-        net.routes6 = routes;
+        net.routes6 = routes
+            .into_iter()
+            .map(|(to, via)| Route6 { to, via })
+            .collect();
     }
     net
 }
@@ -191,96 +197,96 @@ pub(super) fn network_id(
         )
 }
 
-/// A network's `routes`, validated: prefixes well-formed and listed once, routers usable
-/// and on-link. pl does not route recursively, so a router may be covered by no route but
-/// a default one (`0.0.0.0/0`, which cannot mean that the router's own segment is remote).
-fn routes(sec: &Section<'_>, cfg: &[&Spanned<RouteCfg>]) -> Result<Vec<Route>, ConfigError> {
-    let mut out: Vec<Route> = Vec::new();
-    for rc in cfg {
-        let c = rc.get_ref();
-        let to = c.to.get_ref().parse::<Cidr>().or_else(|e| {
-            sec.err(
-                "routes.to",
-                Some(c.to.span().start),
-                format!("{:?}: {e}", c.to.get_ref()),
-            )
-        })?;
-        if out.iter().any(|r| r.to == to) {
-            return sec.err(
-                "routes.to",
-                Some(c.to.span().start),
-                format!("{:?} is listed twice", c.to.get_ref()),
-            );
-        }
-        let IpAddr::V4(via) = parse_ip(sec, "routes.via", &c.via)? else {
-            return sec.err(
-                "routes.via",
-                Some(c.via.span().start),
-                format!("{}: an IPv4 route's router must be IPv4", c.via.get_ref()),
-            );
-        };
-        let b = via.octets();
-        if pl_common::cidr::is_martian(u32::from_ne_bytes(b)) {
-            return sec.err(
-                "routes.via",
-                Some(c.via.span().start),
-                format!("{via} cannot be a router's address"),
-            );
-        }
-        out.push(Route { to, via });
-    }
-    for (r, rc) in out.iter().zip(cfg) {
-        if let Some(cover) = out.iter().find(|o| o.to.len > 0 && o.to.contains(r.via)) {
-            return sec.err(
-                "routes.via",
-                Some(rc.get_ref().via.span().start),
-                format!(
-                    "{} is not on-link: route {}/{} sends it to {} (a next hop must be on the network's own segment; pl does not route recursively)",
-                    r.via, cover.to.addr, cover.to.len, cover.via
-                ),
-            );
-        }
-    }
-    Ok(out)
+/// A prefix family `routes` validates: IPv4's [`Cidr`] or IPv6's [`Cidr6`].
+trait Prefix: std::str::FromStr<Err: std::fmt::Display> + PartialEq + Copy {
+    type Addr: Copy + std::fmt::Display;
+    /// `ip` as a router of this family, or why it cannot be one.
+    fn router(ip: IpAddr) -> Result<Self::Addr, String>;
+    /// Whether a route to this prefix takes `ip` elsewhere: a default route does not
+    /// (it cannot mean that the router's own segment is remote).
+    fn covers(&self, ip: Self::Addr) -> bool;
+    /// `addr/len`.
+    fn text(&self) -> String;
 }
 
-/// A network's IPv6 `routes`, validated as the IPv4 ones are (the router is unicast, not
-/// `::`, which `parse_ip` refuses).
-fn routes6(sec: &Section<'_>, cfg: &[&Spanned<RouteCfg>]) -> Result<Vec<Route6>, ConfigError> {
-    let mut out: Vec<Route6> = Vec::new();
+impl Prefix for Cidr {
+    type Addr = Ipv4Addr;
+
+    fn router(ip: IpAddr) -> Result<Ipv4Addr, String> {
+        match ip {
+            IpAddr::V4(a) if pl_common::cidr::is_martian(u32::from_ne_bytes(a.octets())) => {
+                Err(format!("{a} cannot be a router's address"))
+            }
+            IpAddr::V4(a) => Ok(a),
+            IpAddr::V6(_) => Err(format!("{ip}: an IPv4 route's router must be IPv4")),
+        }
+    }
+
+    fn covers(&self, ip: Ipv4Addr) -> bool {
+        self.len > 0 && self.contains(ip)
+    }
+
+    fn text(&self) -> String {
+        format!("{}/{}", self.addr, self.len)
+    }
+}
+
+/// IPv6 routers: unicast, not `::` (which `parse_ip` refuses).
+impl Prefix for Cidr6 {
+    type Addr = Ipv6Addr;
+
+    fn router(ip: IpAddr) -> Result<Ipv6Addr, String> {
+        match ip {
+            IpAddr::V6(a) => Ok(a),
+            IpAddr::V4(_) => Err(format!("{ip}: an IPv6 route's router must be IPv6")),
+        }
+    }
+
+    fn covers(&self, ip: Ipv6Addr) -> bool {
+        self.len > 0 && self.contains(ip)
+    }
+
+    fn text(&self) -> String {
+        format!("{}/{}", self.addr, self.len)
+    }
+}
+
+/// A network's `routes` of one family, validated: prefixes well-formed and listed once,
+/// routers usable and on-link. pl does not route recursively, so a router may be covered
+/// by no route but a default one. (prefix, router) per route, in `cfg` order.
+fn routes<P: Prefix>(
+    sec: &Section<'_>,
+    cfg: &[&Spanned<RouteCfg>],
+) -> Result<Vec<(P, P::Addr)>, ConfigError> {
+    let mut out: Vec<(P, P::Addr)> = Vec::new();
     for rc in cfg {
         let c = rc.get_ref();
-        let to = c.to.get_ref().parse::<Cidr6>().or_else(|e| {
+        let to = c.to.get_ref().parse::<P>().or_else(|e| {
             sec.err(
                 "routes.to",
                 Some(c.to.span().start),
                 format!("{:?}: {e}", c.to.get_ref()),
             )
         })?;
-        if out.iter().any(|r| r.to == to) {
+        if out.iter().any(|r| r.0 == to) {
             return sec.err(
                 "routes.to",
                 Some(c.to.span().start),
                 format!("{:?} is listed twice", c.to.get_ref()),
             );
         }
-        let IpAddr::V6(via) = parse_ip(sec, "routes.via", &c.via)? else {
-            return sec.err(
-                "routes.via",
-                Some(c.via.span().start),
-                format!("{}: an IPv6 route's router must be IPv6", c.via.get_ref()),
-            );
-        };
-        out.push(Route6 { to, via });
+        let via = P::router(parse_ip(sec, "routes.via", &c.via)?)
+            .or_else(|why| sec.err("routes.via", Some(c.via.span().start), why))?;
+        out.push((to, via));
     }
-    for (r, rc) in out.iter().zip(cfg) {
-        if let Some(cover) = out.iter().find(|o| o.to.len > 0 && o.to.contains(r.via)) {
+    for ((_, via), rc) in out.iter().zip(cfg) {
+        if let Some((to, next)) = out.iter().find(|(to, _)| to.covers(*via)) {
             return sec.err(
                 "routes.via",
                 Some(rc.get_ref().via.span().start),
                 format!(
-                    "{} is not on-link: route {}/{} sends it to {} (a next hop must be on the network's own segment; pl does not route recursively)",
-                    r.via, cover.to.addr, cover.to.len, cover.via
+                    "{via} is not on-link: route {} sends it to {next} (a next hop must be on the network's own segment; pl does not route recursively)",
+                    to.text()
                 ),
             );
         }

@@ -278,17 +278,18 @@ impl Bench<'_> {
         let ns_file = std::fs::File::open(netns::path(&self.gen_ns))?;
         let gen_cpu = self.cpus.saturating_sub(1);
         let ebpf = &mut self.progs.ebpf;
-        let start = Instant::now();
         let stop = std::sync::atomic::AtomicBool::new(false);
-        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
         let elapsed = std::thread::scope(|s| -> anyhow::Result<Duration> {
             let h = s.spawn(|| -> anyhow::Result<()> {
-                let _ = tid_tx.send(nix::sys::pthread::pthread_self());
                 let mut set = nix::sched::CpuSet::new();
                 set.set(gen_cpu)?;
                 nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
                 nix::sched::setns(&ns_file, nix::sched::CloneFlags::CLONE_NEWNET)?;
                 let p = prog(ebpf, GEN_PROGRAM)?;
+                // The window starts when frames do: on a busy machine this thread may
+                // wait for its CPU, and a short window would count that wait as slowness.
+                let _ = started_tx.send((nix::sys::pthread::pthread_self(), Instant::now()));
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     // One long call; SIGUSR1 ends it (EINTR), which is how it should end.
                     let _ = p.test_run(TestRunOptions {
@@ -301,12 +302,15 @@ impl Bench<'_> {
                 }
                 Ok(())
             });
+            let Ok((tid, start)) = started_rx.recv() else {
+                return match h.join() {
+                    Ok(Err(e)) => Err(e.context("the generator thread never started")),
+                    _ => Err(anyhow::anyhow!("the generator thread never started")),
+                };
+            };
             std::thread::sleep(window);
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let elapsed = start.elapsed();
-            let tid = tid_rx
-                .recv()
-                .map_err(|_| anyhow::anyhow!("generator thread ended before it started"))?;
             while !h.is_finished() {
                 let _ = nix::sys::pthread::pthread_kill(tid, nix::sys::signal::Signal::SIGUSR1);
                 std::thread::sleep(Duration::from_millis(5));
