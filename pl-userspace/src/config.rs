@@ -24,6 +24,25 @@ pub struct Config {
     pub cluster: Option<Spanned<ClusterCfg>>,
     #[serde(default)]
     pub node: Vec<Spanned<NodeCfg>>,
+    /// Endpoint DNS names: the domain regional and zonal names live under, their TTL.
+    pub dns: Option<Spanned<DnsCfg>>,
+}
+
+/// `[dns]`: where endpoints' regional and zonal names live, and how long answers are kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsCfg {
+    pub domain: Spanned<String>,
+    pub ttl_s: Spanned<u32>,
+}
+
+impl Default for DnsCfg {
+    fn default() -> Self {
+        Self {
+            domain: Spanned::new(0..0, "vpce.internal".to_owned()),
+            ttl_s: Spanned::new(0..0, 60),
+        }
+    }
 }
 
 /// `[cluster]`: the management network every node shares.
@@ -69,6 +88,10 @@ pub struct NetworkCfg {
     /// Static routes to targets behind routers; an address no route matches is on-link.
     #[serde(default)]
     pub routes: Vec<Spanned<RouteCfg>>,
+    /// Where pl answers DNS for this network's endpoint names: at most one IPv4 and one
+    /// IPv6 address. None: the names are only listed (`pl dns`).
+    #[serde(default)]
+    pub dns_addresses: Vec<Spanned<String>>,
 }
 
 /// `{ to = "10.60.0.0/24", via = "10.9.0.1" }`: `to` is reached through the router `via`.
@@ -114,6 +137,9 @@ pub struct ServiceCfg {
     pub targets: Spanned<Vec<Spanned<ZonedIp>>>,
     /// Active checks of the targets; on, with NLB's defaults, when absent.
     pub health_check: Option<Spanned<HealthCheckCfg>>,
+    /// The provider's own name for the service (`billing.example.com`), answered inside
+    /// the networks of endpoints that turn `private_dns` on; unique across services.
+    pub private_dns_name: Option<Spanned<String>>,
 }
 
 /// `health_check = { ... }`: TCP SYN probes from the NLB address of the target's zone.
@@ -151,6 +177,9 @@ pub struct EndpointCfg {
     pub addresses: Spanned<Vec<Spanned<ZonedIp>>>,
     /// The endpoint's security group; any source when absent.
     pub allowed_sources: Option<Vec<Spanned<String>>>,
+    /// Answer the service's private name in this endpoint's network; on by default when
+    /// the service has one.
+    pub private_dns: Option<Spanned<bool>>,
 }
 
 /// Optional limits and timeouts.

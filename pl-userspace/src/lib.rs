@@ -18,6 +18,7 @@ pub mod config_edit;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod dns;
 pub mod errno;
 pub mod flows;
 pub mod frame;

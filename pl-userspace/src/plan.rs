@@ -495,6 +495,7 @@ mod tests {
             next_target: 2,
             cluster: None,
             serving: None,
+            dns: crate::model::Dns::default(),
             networks: vec![
                 Network {
                     removed: false,

@@ -298,6 +298,30 @@ pub const CORPUS: &[(&str, &str, &str, &[&str])] = &[
             "an IPv6 route's router must be IPv6",
         ],
     ),
+    (
+        "a DNS address that is also an endpoint address",
+        "interface = \"fw-acme\"",
+        "interface = \"fw-acme\"\ndns_addresses = [\"10.0.0.100\"]",
+        &[
+            "[[network]] \"acme\": dns_addresses",
+            "10.0.0.100 is already",
+        ],
+    ),
+    (
+        "a private DNS name used by two services",
+        "",
+        "[[service]]\nname = \"pay\"\nnetwork = \"prov\"\nprivate_dns_name = \"Billing.Example.com\"\nnlb_addresses = [{ ip = \"10.9.0.240\", zone = \"z1\" }]\nacceptance_required = false\nallowed_principals = [\"*\"]\nlisteners = [{ protocol = \"tcp\", port = 8080 }]\ntargets = [{ ip = \"10.9.0.11\", zone = \"z1\" }]\n\n[[service]]\nname = \"pay2\"\nnetwork = \"prov\"\nprivate_dns_name = \"Billing.Example.com\"\nnlb_addresses = [{ ip = \"10.9.0.241\", zone = \"z1\" }]\nacceptance_required = false\nallowed_principals = [\"*\"]\nlisteners = [{ protocol = \"tcp\", port = 8080 }]\ntargets = [{ ip = \"10.9.0.11\", zone = \"z1\" }]\n",
+        &[
+            "[[service]] \"pay2\": private_dns_name",
+            "already service \"pay\"'s private name",
+        ],
+    ),
+    (
+        "a bad DNS domain",
+        "",
+        "[dns]\ndomain = \"-vpce.internal\"\n",
+        &["[dns]: domain", "\"-vpce\""],
+    ),
 ];
 
 /// `original` with `replace` replaced by `with` (appended if `replace` is empty).

@@ -382,3 +382,110 @@ fn unprivileged(args: &[&str]) -> Option<Output> {
     .args(args);
     Some(output(&mut cmd))
 }
+
+/// `pl dns` (no root): the lab's names per network, as JSON and as a zone file; a bad
+/// config exits 4 with its field named, an unknown network with the flag named.
+#[test]
+fn pl_dns_lists_each_networks_names_and_prints_a_zone_file() {
+    let dir = Scratch::new("dns");
+    let config = LAB_CONFIG
+        .replacen(
+            "interface = \"fw-acme\"",
+            "interface = \"fw-acme\"\ndns_addresses = [\"10.0.0.2\"]",
+            1,
+        )
+        .replacen(
+            "name = \"billing\"\nnetwork = \"prov\"",
+            "name = \"billing\"\nnetwork = \"prov\"\nprivate_dns_name = \"billing.example.com\"",
+            1,
+        );
+    assert!(config.contains("dns_addresses") && config.contains("private_dns_name"));
+    let path = dir.write("dns.toml", &config);
+    let out = pl(&["dns", "--config", &path, "--json"]);
+    assert_eq!(code(&out), Some(0), "pl dns: {}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let names = |net: &str| -> Vec<(String, Vec<String>)> {
+        let n = v
+            .as_array()
+            .expect("an array")
+            .iter()
+            .find(|n| n["network"] == net)
+            .unwrap_or_else(|| panic!("no {net} in {v}"));
+        n["names"]
+            .as_array()
+            .expect("names")
+            .iter()
+            .map(|x| {
+                let addrs = x["addresses"].as_array().expect("addresses");
+                (
+                    x["name"].as_str().expect("name").to_owned(),
+                    addrs
+                        .iter()
+                        .map(|a| a.as_str().expect("ip").to_owned())
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let acme = names("acme");
+    let has = |list: &[(String, Vec<String>)], name: &str, addrs: &[&str]| {
+        list.iter().any(|(n, a)| n == name && a == addrs)
+    };
+    assert!(
+        has(
+            &acme,
+            "acme-billing.billing.vpce.internal",
+            &["10.0.0.100", "10.0.0.101"]
+        ) && has(
+            &acme,
+            "acme-billing-z2.billing.vpce.internal",
+            &["10.0.0.101"]
+        ) && has(&acme, "billing.example.com", &["10.0.0.100", "10.0.0.101"])
+            && has(
+                &acme,
+                "acme-ledger-z1.ledger.vpce.internal",
+                &["fd00:a::100"]
+            ),
+        "{acme:?}"
+    );
+    // globex has the same addresses but its own endpoints' names.
+    let globex = names("globex");
+    assert!(
+        globex.iter().all(|(n, _)| !n.starts_with("acme-"))
+            && has(
+                &globex,
+                "globex-billing.billing.vpce.internal",
+                &["10.0.0.100", "10.0.0.101"]
+            ),
+        "{globex:?}"
+    );
+    let zone = pl(&["dns", "--config", &path, "--network", "acme", "--zone-file"]);
+    assert_eq!(code(&zone), Some(0), "{}", stderr(&zone));
+    let text = String::from_utf8_lossy(&zone.stdout);
+    for line in [
+        "$ORIGIN vpce.internal.",
+        "ns.vpce.internal. 60 IN A 10.0.0.2",
+        "acme-billing-z1.billing.vpce.internal. 60 IN A 10.0.0.100",
+        "$ORIGIN billing.example.com.",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+
+    let unknown = pl(&["dns", "--config", &path, "--network", "nowhere"]);
+    assert!(
+        code(&unknown) != Some(0) && stderr(&unknown).contains("--network"),
+        "{}",
+        stderr(&unknown)
+    );
+    let bad = dir.write(
+        "bad.toml",
+        &config.replacen(
+            "dns_addresses = [\"10.0.0.2\"]",
+            "dns_addresses = [\"10.0.0.100\"]",
+            1,
+        ),
+    );
+    let out = pl(&["dns", "--config", &bad]);
+    assert_eq!(code(&out), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("dns_addresses"), "{}", stderr(&out));
+}

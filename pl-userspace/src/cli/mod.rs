@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod check;
+mod dns;
 mod docs;
 mod endpoints;
 pub mod exit;
@@ -80,6 +81,12 @@ pub enum Command {
     Status(status::StatusArgs),
     /// List every endpoint: service, network, addresses, state and live flows.
     Endpoints(endpoints::EndpointsArgs),
+    /// List the endpoint DNS names a config gives each consumer network, and their answers.
+    ///
+    /// Regional (`<endpoint>.<service>.<domain>`), zonal (`<endpoint>-<zone>...`) and
+    /// private names, per network: a network sees only its own endpoints. `--zone-file`
+    /// prints one network's as an RFC 1035 zone file. Reads the config: no root needed.
+    Dns(dns::DnsArgs),
     /// Accept ENDPOINT: edit the config in place and reload.
     ///
     /// Moves it to its service's accepted_endpoints in the config file (edited in place,
@@ -119,6 +126,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Check(args) => check::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Endpoints(args) => endpoints::endpoints(&args),
+        Command::Dns(args) => dns::run(&args),
         Command::Accept(args) => endpoints::decide(&args, Decision::Accept),
         Command::Reject(args) => endpoints::decide(&args, Decision::Reject),
         Command::Version(args) => status::version(&args),

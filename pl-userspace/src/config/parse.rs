@@ -89,12 +89,16 @@ impl Source {
                 Err(e) => errors.push(self.located(&e, "[cluster]".to_owned(), value)),
             },
             "node" => self.entries("node", value, &mut c.node, &mut u.nodes, errors),
+            "dns" => match Spanned::deserialize(ValueDeserializer::from(value.clone())) {
+                Ok(d) => c.dns = Some(d),
+                Err(e) => errors.push(self.located(&e, "[dns]".to_owned(), value)),
+            },
             other => errors.push(self.error(
                 Some(key.span().start),
                 "file",
                 "",
                 format!(
-                    "unknown section `{other}`, expected one of `network`, `service`, `endpoint`, `limits`, `cluster`, `node`"
+                    "unknown section `{other}`, expected one of `network`, `service`, `endpoint`, `limits`, `cluster`, `node`, `dns`"
                 ),
             )),
         }

@@ -75,6 +75,7 @@ impl Model {
             // Ownership is the election's, not the config's: a reload keeps it.
             serving: cluster.as_ref().and(prev.serving.or(Some(0))),
             cluster,
+            dns: self.dns,
         })
     }
 }

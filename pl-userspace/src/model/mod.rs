@@ -12,6 +12,7 @@ mod addresses;
 mod align;
 mod cidr6;
 mod cluster;
+mod dns;
 mod endpoints;
 mod found;
 mod health_check;
@@ -32,6 +33,7 @@ pub use self::{
     align::AlignError,
     cidr6::Cidr6,
     cluster::{Cluster, Node},
+    dns::{DEFAULT_DOMAIN, Dns, dns_name, is_label},
     endpoints::EndpointState,
     found::{Check, HostChecks},
     health_check::HealthCheck,
@@ -147,6 +149,9 @@ pub struct Model {
     /// Not from the config: the cluster's election sets it.
     #[serde(default)]
     pub serving: Option<u32>,
+    /// Endpoint DNS names: the domain, where each network is answered, private names.
+    #[serde(default)]
+    pub dns: Dns,
 }
 
 impl Model {
@@ -187,6 +192,7 @@ impl Model {
         let (services, next_target) = services::services(src, cfg, &networks, &mut addrs, found);
         let endpoints = endpoints::endpoints(src, cfg, &networks, &services, &mut addrs, found);
         let limits = limits::limits(src, cfg, found);
+        let dns = dns::dns(src, cfg, &networks, &endpoints, &mut addrs.claims, found);
         let cluster = cluster::cluster(
             src,
             cfg,
@@ -209,6 +215,7 @@ impl Model {
             settings,
             serving: cluster.as_ref().map(|_| 0),
             cluster,
+            dns,
         })
     }
 

@@ -626,12 +626,12 @@ pub(super) fn flow_map_memlock() -> anyhow::Result<u64> {
         std::process::Command::new("bpftool").args(["-j", "map", "show", "name", "PL_FLOWS"]),
     )?;
     let v: serde_json::Value = serde_json::from_str(&out).context("bpftool -j map show")?;
-    let entry = if v.is_array() {
-        v.get(0).cloned()
-    } else {
-        Some(v)
-    };
-    entry
+    // Other PL_FLOWS maps may live on this machine (another pl run, a kept pin): the
+    // bench's pl run made its own last, so it has the highest id.
+    let entries = v.as_array().cloned().unwrap_or_else(|| vec![v]);
+    entries
+        .iter()
+        .max_by_key(|e| e.get("id").and_then(serde_json::Value::as_u64))
         .and_then(|e| e.get("bytes_memlock").and_then(serde_json::Value::as_u64))
         .context("bpftool printed no bytes_memlock for PL_FLOWS")
 }
