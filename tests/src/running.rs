@@ -9,7 +9,7 @@ use std::{
 use pl_common::stats::{EndpointCounter, IfaceCounter};
 use pl_userspace::{
     flows::FlowReport,
-    frame::{ipv4_frame, ipv6_frame, parse_mac},
+    frame::{Ipv4, Ipv6, ipv4_frame, ipv6_frame, parse_mac},
     lab::runner::PlRun,
     lab::serve::all_targets,
     lab::traffic::{self, Servers, UDP_PORT},
@@ -311,6 +311,41 @@ pub fn parse_who_ip(answer: &str) -> (IpAddr, IpAddr, u16) {
         peer.ip(),
         peer.port(),
     )
+}
+
+/// The ICMP error a hop on the provider side sends when the `WHO` datagram pl carried for
+/// `flow` ([`Running::udp_flow`]: from its NLB address and SNAT port to its target, TTL or
+/// hop limit one lower) is too big for an `mtu`-byte link: fragmentation needed (IPv4) or
+/// packet too big (IPv6), from the target, quoting the datagram.
+pub fn too_big_from_target(flow: &FlowReport, mtu: u16) -> Vec<u8> {
+    match (flow.nlb, flow.target) {
+        (SocketAddr::V4(nlb), SocketAddr::V4(target)) => {
+            let quoted = Ipv4 {
+                ttl: 63,
+                ..Ipv4::new(nlb.ip().octets(), target.ip().octets())
+            }
+            .udp(nlb.port(), target.port(), b"WHO");
+            let m = mtu.to_be_bytes();
+            Ipv4::new(target.ip().octets(), nlb.ip().octets()).icmp_error(
+                3,
+                4,
+                [0, 0, m[0], m[1]],
+                &quoted,
+            )
+        }
+        (SocketAddr::V6(nlb), SocketAddr::V6(target)) => {
+            let quoted = Ipv6 {
+                hop_limit: 63,
+                ..Ipv6::new(nlb.ip().octets(), target.ip().octets())
+            }
+            .udp(nlb.port(), target.port(), b"WHO");
+            let mut msg = vec![2, 0, 0, 0];
+            msg.extend_from_slice(&u32::from(mtu).to_be_bytes());
+            msg.extend_from_slice(&quoted);
+            Ipv6::new(target.ip().octets(), nlb.ip().octets()).icmp6(&msg)
+        }
+        _ => panic!("a flow's provider side is of one family: {flow:?}"),
+    }
 }
 
 /// `pl flows --json ARGS` in the forwarder namespace.

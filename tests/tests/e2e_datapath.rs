@@ -13,11 +13,13 @@ use std::{
 use pl_common::stats::{EndpointCounter, IfaceCounter};
 use pl_tests::{
     chain, require_kernel,
-    running::{CLIENT, EP_Z1, EP_Z2, OUTSIDER, Running, SHORT, T1, T2, parse_who},
+    running::{
+        CLIENT, EP_Z1, EP_Z2, OUTSIDER, Running, SHORT, T1, T2, parse_who, too_big_from_target,
+    },
     stderr,
 };
 use pl_userspace::{
-    frame::{Ipv4, TCP_SYN, parse_mac},
+    frame::{TCP_SYN, parse_mac},
     lab::cmd,
     lab::netns,
     lab::traffic::{self, TCP_PORT, UDP_PORT},
@@ -437,28 +439,12 @@ fn pmtu_discovery_works_through_an_endpoint() {
     // A connected UDP socket in acme, with a flow through the endpoint.
     let ep = SocketAddr::from(SocketAddrV4::new(EP_Z1, UDP_PORT));
     let (sock, flow) = r.udp_flow("acme", SocketAddrV4::new(CLIENT, 41500).into(), ep);
-    let (SocketAddr::V4(nlb), SocketAddr::V4(target)) = (flow.nlb, flow.target) else {
-        panic!("an IPv4 flow's provider side is IPv4: {flow:#?}");
-    };
     let route = r.route_to("acme", EP_Z1.into());
     assert!(!route.contains("mtu"), "a PMTU before the test: {route}");
 
-    // A hop on the provider side says the datagram was too big for its 1400-byte link.
-    // It quotes the datagram as the provider side carried it: NLB address and SNAT port to
-    // the target, TTL one lower.
-    let quoted = Ipv4 {
-        ttl: 63,
-        ..Ipv4::new(nlb.ip().octets(), target.ip().octets())
-    }
-    .udp(nlb.port(), target.port(), b"WHO");
-    r.from_provider(
-        &Ipv4::new(target.ip().octets(), nlb.ip().octets()).icmp_error(
-            3,
-            4,
-            [0, 0, 0x05, 0x78],
-            &quoted[..28],
-        ),
-    );
+    // A hop on the provider side says the datagram was too big for its 1400-byte link,
+    // quoting it as the provider side carried it: NLB address and SNAT port to the target.
+    r.from_provider(&too_big_from_target(&flow, 1400));
 
     // The consumer learns the path MTU to the endpoint address.
     r.wait_route("acme", EP_Z1.into(), "mtu 1400");

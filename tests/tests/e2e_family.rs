@@ -17,13 +17,11 @@ use pl_tests::{
     require_kernel,
     running::{
         CLIENT, CLIENT6, EP_Z1, NLB6_Z1, NLB6_Z2, Running, T1, T1_6, T2, T2_6, parse_who_ip,
+        too_big_from_target,
     },
     stderr,
 };
-use pl_userspace::{
-    frame::{Ipv4, Ipv6},
-    lab::traffic::{self, TCP_PORT, UDP_PORT},
-};
+use pl_userspace::lab::traffic::{self, TCP_PORT, UDP_PORT};
 
 const NLB_Z1: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 250);
 const NLB_Z2: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 251);
@@ -178,38 +176,21 @@ fn a_too_big_error_changes_family_and_the_consumer_learns_the_path_mtu() {
     // IPv6 consumer, IPv4 target: fragmentation needed becomes packet too big, 1420.
     let ep = SocketAddr::new(BILLING6_Z1.into(), UDP_PORT);
     let (sock6, flow) = r.udp_flow("acme", SocketAddr::new(CLIENT6.into(), 41500), ep);
-    let (SocketAddr::V4(nlb), SocketAddr::V4(target)) = (flow.nlb, flow.target) else {
-        panic!("the IPv4 side of a 6-to-4 flow: {flow:?}");
-    };
-    let quoted = Ipv4 {
-        ttl: 63,
-        df: false,
-        ..Ipv4::new(nlb.ip().octets(), target.ip().octets())
-    }
-    .udp(nlb.port(), target.port(), b"WHO");
-    let icmp = Ipv4::new(target.ip().octets(), nlb.ip().octets()).icmp_error(
-        3,
-        4,
-        [0, 0, 0x05, 0x78],
-        &quoted,
+    assert!(
+        flow.nlb.is_ipv4(),
+        "the IPv4 side of a 6-to-4 flow: {flow:?}"
     );
-    r.from_provider(&icmp);
+    r.from_provider(&too_big_from_target(&flow, 1400));
     r.wait_route("acme", BILLING6_Z1.into(), "mtu 1420");
 
     // IPv4 consumer, IPv6 target: packet too big becomes fragmentation needed, 1380.
     let ep = SocketAddr::new(LEDGER4_Z1.into(), UDP_PORT);
     let (sock4, flow) = r.udp_flow("acme", SocketAddr::new(CLIENT.into(), 41501), ep);
-    let (SocketAddr::V6(nlb), SocketAddr::V6(target)) = (flow.nlb, flow.target) else {
-        panic!("the IPv6 side of a 4-to-6 flow: {flow:?}");
-    };
-    let quoted = Ipv6 {
-        hop_limit: 63,
-        ..Ipv6::new(nlb.ip().octets(), target.ip().octets())
-    }
-    .udp(nlb.port(), target.port(), b"WHO");
-    let mut msg = vec![2, 0, 0, 0, 0, 0, 0x05, 0x78];
-    msg.extend_from_slice(&quoted);
-    r.from_provider(&Ipv6::new(target.ip().octets(), nlb.ip().octets()).icmp6(&msg));
+    assert!(
+        flow.nlb.is_ipv6(),
+        "the IPv6 side of a 4-to-6 flow: {flow:?}"
+    );
+    r.from_provider(&too_big_from_target(&flow, 1400));
     r.wait_route("acme", LEDGER4_Z1.into(), "mtu 1380");
     assert_eq!(r.iface("fw-prov", IfaceCounter::IcmpTranslated), 2);
     drop((sock6, sock4));

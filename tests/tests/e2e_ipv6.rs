@@ -15,16 +15,13 @@ use pl_tests::{
     chain, require_kernel,
     running::{
         CLIENT6, EP6_Z1, EP6_Z2, NLB6_Z1, NLB6_Z2, OUTSIDER6, Running, SHORT, T1_6, T2_6,
-        parse_who_ip,
+        parse_who_ip, too_big_from_target,
     },
     stderr,
 };
-use pl_userspace::{
-    frame::Ipv6,
-    lab::{
-        LAB_CONFIG, cmd, netns,
-        traffic::{self, TCP_PORT, UDP_PORT},
-    },
+use pl_userspace::lab::{
+    LAB_CONFIG, cmd, netns,
+    traffic::{self, TCP_PORT, UDP_PORT},
 };
 
 /// A lab running the lab config, with the IPv6 targets resolved too.
@@ -471,22 +468,11 @@ fn packet_too_big_from_the_provider_side_reaches_the_ipv6_consumer() {
     // A connected UDP socket in acme, with a flow through the endpoint.
     let ep = SocketAddr::from(SocketAddrV6::new(EP6_Z1, UDP_PORT, 0, 0));
     let (sock, flow) = r.udp_flow("acme", SocketAddrV6::new(CLIENT6, 41500, 0, 0).into(), ep);
-    let (SocketAddr::V6(nlb), SocketAddr::V6(target)) = (flow.nlb, flow.target) else {
-        panic!("an IPv6 flow's provider side is IPv6: {flow:#?}");
-    };
     let route = r.route_to("acme", EP6_Z1.into());
     assert!(!route.contains("mtu"), "a PMTU before the test: {route}");
-
-    // It quotes the datagram as the provider side carried it: NLB address and SNAT port to
+    // Quoting the datagram as the provider side carried it: NLB address and SNAT port to
     // the target, hop limit one lower.
-    let quoted = Ipv6 {
-        hop_limit: 63,
-        ..Ipv6::new(nlb.ip().octets(), target.ip().octets())
-    }
-    .udp(nlb.port(), target.port(), b"WHO");
-    let mut msg = vec![2, 0, 0, 0, 0, 0, 0x05, 0x78];
-    msg.extend_from_slice(&quoted);
-    r.from_provider(&Ipv6::new(target.ip().octets(), nlb.ip().octets()).icmp6(&msg));
+    r.from_provider(&too_big_from_target(&flow, 1400));
 
     r.wait_route("acme", EP6_Z1.into(), "mtu 1400");
     assert_eq!(r.iface("fw-prov", IfaceCounter::IcmpTranslated), 1);

@@ -81,7 +81,7 @@ pub enum Command {
     Status(status::StatusArgs),
     /// List every endpoint: service, network, addresses, state and live flows.
     Endpoints(endpoints::EndpointsArgs),
-    /// List the endpoint DNS names a config gives each consumer network, and their answers.
+    /// List each network's endpoint DNS names and what they answer, from a config.
     ///
     /// Regional (`<endpoint>.<service>.<domain>`), zonal (`<endpoint>-<zone>...`) and
     /// private names, per network: a network sees only its own endpoints. `--zone-file`
