@@ -8,6 +8,9 @@ use bytemuck::{Pod, Zeroable};
 /// What an [`AddrKey`] is.
 pub const ADDR_ENDPOINT: u8 = 1;
 pub const ADDR_NLB: u8 = 2;
+/// A network's DNS address (`dns_addresses`): its ARP and neighbour solicitations go to
+/// the stack, where pl's DNS server owns it; nothing is forwarded to it.
+pub const ADDR_DNS: u8 = 3;
 
 /// Key of `PL_ADDRS`: one of our addresses on one network.
 #[repr(C)]
@@ -32,7 +35,7 @@ impl AddrKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct AddrInfo {
-    /// [`ADDR_ENDPOINT`] or [`ADDR_NLB`].
+    /// [`ADDR_ENDPOINT`], [`ADDR_NLB`] or [`ADDR_DNS`].
     pub kind: u8,
     /// Zone index of this address.
     pub zone: u8,

@@ -126,6 +126,9 @@ counters! {
         /// Dropped: IPv6 with AH, ESP, no next header, or more extension headers than the
         /// walk reads.
         DroppedExtHeaders = "dropped_ext_headers",
+        /// Passed to the kernel: ARP requests and neighbour solicitations for the network's
+        /// DNS address, which pl's DNS server answers from its own namespace.
+        PassedDns = "passed_dns",
     }
 }
 

@@ -1,11 +1,12 @@
 //! ARP: answer for our addresses with the interface's MAC; learn target MACs from the
 //! replies to the requests userspace sends from an NLB address (or, on a node that serves
 //! no zone yet, as probes from 0.0.0.0), and a known target's new MAC from its gratuitous
-//! ARP.
+//! ARP. Requests for a network's DNS address go to the stack, where pl's DNS server
+//! answers them.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use pl_common::{
-    endpoint::{ADDR_NLB, AddrKey},
+    endpoint::{ADDR_DNS, ADDR_NLB, AddrKey},
     iface::{IFACE_PROVIDER, IfaceConfig},
     proto::ETH_HLEN,
     stats::IfaceCounter,
@@ -61,7 +62,18 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot) -> u32 {
         // SAFETY: copied out at once.
         unsafe { PL_ADDRS.get(key) }.copied()
     };
-    if op == OP_REQUEST && ours(arp.tpa).is_some() && lease::held(conntrack::now()) {
+    let asked_for = ours(arp.tpa);
+    // The DNS address: its server's stack answers, with its own MAC (only where this node
+    // answers for its addresses at all).
+    if op == OP_REQUEST && asked_for.is_some_and(|a| a.kind == ADDR_DNS) {
+        if !lease::held(conntrack::now()) {
+            stats.add(IfaceCounter::DroppedArp, 1);
+            return xdp_action::XDP_DROP;
+        }
+        stats.add(IfaceCounter::PassedDns, 1);
+        return xdp_action::XDP_PASS;
+    }
+    if op == OP_REQUEST && asked_for.is_some() && lease::held(conntrack::now()) {
         let asked = arp.tpa;
         let (asker_mac, asker_ip) = (arp.sha, arp.spa);
         arp.op = OP_REPLY.to_be_bytes();
@@ -85,9 +97,7 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot) -> u32 {
     // an address), unicast to us on a provider network, teaches as much.
     let probe_reply =
         arp.tpa == [0; 4] && iface.flags & IFACE_PROVIDER != 0 && eth[..6] == iface.mac;
-    if op == OP_REPLY
-        && sender_ok
-        && (probe_reply || ours(arp.tpa).is_some_and(|a| a.kind == ADDR_NLB))
+    if op == OP_REPLY && sender_ok && (probe_reply || asked_for.is_some_and(|a| a.kind == ADDR_NLB))
     {
         let key = AddrKey {
             addr_be: u32::from_ne_bytes(arp.spa),

@@ -4,7 +4,7 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use pl_common::{
-    endpoint::{ADDR_NLB, AddrInfo, AddrKey, AddrKey6, SourceKey, SourceKey6},
+    endpoint::{ADDR_DNS, ADDR_NLB, AddrInfo, AddrKey, AddrKey6, SourceKey, SourceKey6},
     flow::FlowKey,
     flow6::{FlowKey6, unmapped},
     maglev::NO_BACKEND,
@@ -51,7 +51,9 @@ pub fn dest(key: &FlowKey) -> Dest {
         return Dest::Listener(p);
     }
     match addr(key.dst_be, key.network) {
+        // The DNS address belongs to the stack (its own MAC): nothing is forwarded to it.
         None => Dest::NotOurs,
+        Some(a) if a.kind == ADDR_DNS => Dest::NotOurs,
         Some(a) if a.kind == ADDR_NLB => Dest::Nlb,
         Some(a) => Dest::NoListener(a.id),
     }
@@ -137,7 +139,9 @@ pub fn dest6<const V4: bool>(key: &FlowKey6) -> Dest<Policy6> {
         addr6(key.dst, key.network)
     };
     match info {
+        // The DNS address belongs to the stack (its own MAC): nothing is forwarded to it.
         None => Dest::NotOurs,
+        Some(a) if a.kind == ADDR_DNS => Dest::NotOurs,
         Some(a) if a.kind == ADDR_NLB => Dest::Nlb,
         Some(a) => Dest::NoListener(a.id),
     }

@@ -9,7 +9,7 @@
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_tail, programs::XdpContext};
 use pl_common::{
-    endpoint::{ADDR_NLB, AddrKey6},
+    endpoint::{ADDR_DNS, ADDR_NLB, AddrKey6},
     iface::{IFACE_PROVIDER, IfaceConfig},
     ndp::{
         MESSAGE_LEN, NA_OVERRIDE, NA_SOLICITED, NEIGHBOUR_ADVERTISEMENT, NEIGHBOUR_SOLICITATION,
@@ -99,6 +99,11 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot, l4_off: u16) -
     if msg.ty == NEIGHBOUR_SOLICITATION {
         if ours.is_none() || !lease::held(conntrack::now()) {
             return drop();
+        }
+        // The DNS address: its server's stack answers, with its own MAC.
+        if ours.is_some_and(|a| a.kind == ADDR_DNS) {
+            slot.add(IfaceCounter::PassedDns, 1);
+            return xdp_action::XDP_PASS;
         }
         let to = answer_to(src);
         let to_mac = if is_multicast(&to) {

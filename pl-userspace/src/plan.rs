@@ -7,7 +7,9 @@ use std::{
 };
 
 use pl_common::{
-    endpoint::{ADDR_ENDPOINT, ADDR_NLB, AddrInfo, AddrKey, AddrKey6, SourceKey, SourceKey6},
+    endpoint::{
+        ADDR_DNS, ADDR_ENDPOINT, ADDR_NLB, AddrInfo, AddrKey, AddrKey6, SourceKey, SourceKey6,
+    },
     iface::{IFACE_ACTIVE, IFACE_DEDICATED, IFACE_PROVIDER, IfaceConfig, NetInfo},
     maglev::{self, MAGLEV_SIZE},
     policy::{
@@ -107,7 +109,24 @@ impl Plan {
         for (eid, e) in model.endpoints.iter().enumerate() {
             p.endpoint(model, eid as u16, e, &families);
         }
+        p.dns(model);
         p
+    }
+
+    /// The networks' DNS addresses: the program passes their ARP and neighbour
+    /// solicitations to the stack, where the DNS server owns them.
+    fn dns(&mut self, model: &Model) {
+        for (id, n) in model.networks.iter().enumerate() {
+            let Some(addrs) = model.dns.addresses.get(&n.name) else {
+                continue;
+            };
+            if n.removed {
+                continue;
+            }
+            for ip in addrs {
+                self.addr(*ip, id as u16, ADDR_DNS, 0, 0);
+            }
+        }
     }
 
     /// Interfaces, egress and MTUs of the live networks.

@@ -17,6 +17,9 @@ pub struct StatsReport {
     /// The cluster node that counted them; None for a lone forwarder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Each network's DNS server (`dns_addresses`); empty where none answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<crate::dns::DnsStats>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +175,9 @@ impl StatsReport {
         if !self.targets.is_empty() {
             parts.push(self.targets_text(format));
         }
+        if !self.dns.is_empty() {
+            parts.push(self.dns_text(format));
+        }
         let mut out = parts.join("\n");
         if let Some(node) = &self.node {
             out = format!("node {node}\n\n{out}");
@@ -297,6 +303,37 @@ impl StatsReport {
             }
         }
         out
+    }
+}
+
+impl StatsReport {
+    /// A row per network whose DNS server answers: where, and what became of the queries.
+    fn dns_text(&self, format: Format) -> String {
+        let mut t = table(
+            format,
+            &[
+                ("dns", Col::Text),
+                ("addresses", Col::Text),
+                ("queries", Col::Num),
+                ("answers", Col::Num),
+                ("nxdomain", Col::Num),
+                ("refused", Col::Num),
+                ("malformed", Col::Num),
+            ],
+        );
+        for d in &self.dns {
+            let addrs: Vec<String> = d.addresses.iter().map(ToString::to_string).collect();
+            t.add_row([
+                d.network.clone(),
+                addrs.join(", "),
+                d.queries.to_string(),
+                d.answers.to_string(),
+                d.nxdomain.to_string(),
+                d.refused.to_string(),
+                d.malformed.to_string(),
+            ]);
+        }
+        render(&t)
     }
 }
 

@@ -130,6 +130,15 @@ fn stats() -> StatsReport {
             ),
         ],
         node: None,
+        dns: vec![pl_userspace::dns::DnsStats {
+            network: "acme".to_owned(),
+            addresses: vec!["10.50.0.2".parse().expect("address")],
+            queries: 1_204,
+            answers: 1_180,
+            nxdomain: 17,
+            refused: 5,
+            malformed: 2,
+        }],
     }
 }
 

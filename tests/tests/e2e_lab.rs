@@ -167,6 +167,12 @@ fn demo_runs_end_to_end() {
         "peer=10.9.0.250:",
         "refused_source",
         "tearing down",
+        // Names resolved in each network, the private name to each network's own
+        // endpoint, a connection made by name.
+        "acme    billing.example.com A: 10.0.0.10",
+        "globex  acme-billing.billing.vpce.internal A: NXDOMAIN",
+        "-> billing.example.com (10.0.0.10",
+        "acme-billing-z1.billing.vpce.internal",
     ] {
         assert!(stdout.contains(s), "demo output lacks {s:?}:\n{stdout}");
     }

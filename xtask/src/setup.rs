@@ -28,6 +28,8 @@ const APT_PACKAGES: &[&str] = &[
     "curl",
     // the election engine of a cluster of forwarders (`[cluster]`)
     "keepalived",
+    // dig: the e2e DNS tests and the demo ask pl's endpoint names with it
+    "bind9-dnsutils",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// LLVM majors bpf-linker 0.13.0 has a feature for.

@@ -1,7 +1,8 @@
-//! `pl dns`: the endpoint DNS names a config gives each consumer network and what they
-//! answer; `--zone-file` prints one network's as an RFC 1035 zone file, for people who
-//! serve the names from their own DNS. Read from the config, as `pl check` reads it: no
-//! kernel, no root.
+//! `pl dns`: the endpoint DNS names each consumer network has and what they answer.
+//! With `--config`, read from a config as `pl check` reads it (no kernel, no root);
+//! without, asked of the running `pl run`, whose answers follow target health.
+//! `--zone-file` prints one network's as an RFC 1035 zone file, for people who serve the
+//! names from their own DNS.
 
 use std::path::PathBuf;
 
@@ -9,19 +10,19 @@ use anyhow::Context as _;
 use clap::Args;
 use pl_userspace::{
     config::{ConfigErrors, Source},
-    dns::{self, Name},
+    control::{self, DEFAULT_INSTANCE},
+    dns::{self, NetworkNames},
     model::{HostChecks, LiveInterfaces, Model},
     output::{self, Col},
 };
-use serde::Serialize;
 
 use super::output::OutputArgs;
 
 #[derive(Args)]
 pub struct DnsArgs {
-    /// The config whose names to list.
+    /// Read the names from this config instead of asking the running pl run.
     #[arg(long, short = 'c', value_name = "FILE")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// Only this consumer network's names.
     #[arg(long, value_name = "NETWORK")]
     pub network: Option<String>,
@@ -30,61 +31,20 @@ pub struct DnsArgs {
     pub zone_file: bool,
     #[command(flatten)]
     pub out: OutputArgs,
-}
-
-/// `pl dns -o json`: a network's names.
-#[derive(Serialize)]
-struct NetworkNames {
-    network: String,
-    /// Where pl answers them; empty: nowhere yet (list or serve them yourself).
-    dns_addresses: Vec<std::net::IpAddr>,
-    names: Vec<Name>,
+    /// The pl run to ask (without --config).
+    #[arg(long, default_value = DEFAULT_INSTANCE)]
+    pub instance: String,
 }
 
 pub fn run(args: &DnsArgs) -> anyhow::Result<()> {
-    let src = Source::read(&args.config)?;
-    let check = Model::check(&src, &LiveInterfaces, HostChecks::Warnings);
-    let model = match check.model {
-        Some(m) if check.errors.is_empty() => m,
-        _ => return Err(ConfigErrors(check.errors).into()),
-    };
-    let networks: Vec<u16> = match &args.network {
-        Some(name) => {
-            let id = model
-                .networks
-                .iter()
-                .position(|n| &n.name == name)
-                .with_context(|| {
-                    format!(
-                        "--network: {}: no network named {name:?}",
-                        args.config.display()
-                    )
-                })?;
-            vec![id as u16]
-        }
-        None => (0..model.networks.len() as u16).collect(),
+    let (all, zone) = match &args.config {
+        Some(path) => from_config(args, path)?,
+        None => control::dns(&args.instance, args.network.clone(), args.zone_file)?,
     };
     if args.zone_file {
-        print!("{}", dns::zone_file(&model, networks[0]));
+        print!("{}", zone.context("--network: no zone file for it")?);
         return Ok(());
     }
-    let all: Vec<NetworkNames> = networks
-        .iter()
-        .map(|&id| {
-            let network = model.networks[usize::from(id)].name.clone();
-            NetworkNames {
-                dns_addresses: model
-                    .dns
-                    .addresses
-                    .get(&network)
-                    .cloned()
-                    .unwrap_or_default(),
-                names: dns::names(&model, id),
-                network,
-            }
-        })
-        .filter(|n| args.network.is_some() || !n.names.is_empty())
-        .collect();
     let format = args.out.format();
     if format.is_json() {
         println!("{}", serde_json::to_string_pretty(&all)?);
@@ -112,4 +72,31 @@ pub fn run(args: &DnsArgs) -> anyhow::Result<()> {
     }
     print!("{}", output::render(&t));
     Ok(())
+}
+
+/// The names `path` gives (and with `--zone-file`, the network's zone file).
+fn from_config(
+    args: &DnsArgs,
+    path: &std::path::Path,
+) -> anyhow::Result<(Vec<NetworkNames>, Option<String>)> {
+    let src = Source::read(path)?;
+    let check = Model::check(&src, &LiveInterfaces, HostChecks::Warnings);
+    let model = match check.model {
+        Some(m) if check.errors.is_empty() => m,
+        _ => return Err(ConfigErrors(check.errors).into()),
+    };
+    let all = dns::by_network(&model, args.network.as_deref()).with_context(|| {
+        format!(
+            "--network: {}: no network named {:?}",
+            path.display(),
+            args.network.as_deref().unwrap_or("")
+        )
+    })?;
+    let zone = match &args.network {
+        Some(n) if args.zone_file => {
+            dns::network_id(&model, n).map(|id| dns::zone_file(&model, id))
+        }
+        _ => None,
+    };
+    Ok((all, zone))
 }

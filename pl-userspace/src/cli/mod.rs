@@ -81,11 +81,13 @@ pub enum Command {
     Status(status::StatusArgs),
     /// List every endpoint: service, network, addresses, state and live flows.
     Endpoints(endpoints::EndpointsArgs),
-    /// List each network's endpoint DNS names and what they answer, from a config.
+    /// List each network's endpoint DNS names and what pl run answers for them now.
     ///
     /// Regional (`<endpoint>.<service>.<domain>`), zonal (`<endpoint>-<zone>...`) and
-    /// private names, per network: a network sees only its own endpoints. `--zone-file`
-    /// prints one network's as an RFC 1035 zone file. Reads the config: no root needed.
+    /// private names, per network: a network sees only its own endpoints. Regional and
+    /// private answers leave out zones without a healthy target. `--config FILE` reads
+    /// a config instead (no pl run, no root needed). `--zone-file` prints one network's
+    /// as an RFC 1035 zone file.
     Dns(dns::DnsArgs),
     /// Accept ENDPOINT: edit the config in place and reload.
     ///

@@ -185,6 +185,22 @@ pub fn endpoints(instance: &str) -> Result<Vec<EndpointStatus>, ControlError> {
     }
 }
 
+/// The endpoint DNS names the `pl run` of `instance` answers now, and with `zone_file`
+/// network `network`'s zone file.
+pub fn dns(
+    instance: &str,
+    network: Option<String>,
+    zone_file: bool,
+) -> Result<(Vec<crate::dns::NetworkNames>, Option<String>), ControlError> {
+    match request(instance, &Request::Dns { network, zone_file })? {
+        Reply::Dns {
+            networks,
+            zone_file,
+        } => Ok((networks, zone_file)),
+        _ => Err(unexpected("dns")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{

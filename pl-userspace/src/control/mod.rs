@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
-    client::{endpoints, flows, reload, request, running, stats, stats_with, status, watch},
+    client::{dns, endpoints, flows, reload, request, running, stats, stats_with, status, watch},
     server::{
         MAX_CONNECTIONS, MAX_PER_UID, MAX_REQUEST, REPLY_TIMEOUT, REQUEST_TIMEOUT, Server,
         WALK_INTERVAL,
@@ -89,6 +89,14 @@ pub enum Request {
     Status,
     /// Every endpoint with its state and live flows (walks the flow table).
     Endpoints,
+    /// Each network's endpoint DNS names as answered now; `network` only that one's, and
+    /// with `zone_file` its RFC 1035 zone file.
+    Dns {
+        #[serde(default)]
+        network: Option<String>,
+        #[serde(default)]
+        zone_file: bool,
+    },
 }
 
 impl Request {
@@ -101,6 +109,7 @@ impl Request {
             Self::Watch => "watch",
             Self::Status => "status",
             Self::Endpoints => "endpoints",
+            Self::Dns { .. } => "dns",
         }
     }
 
@@ -119,7 +128,8 @@ impl Request {
             | Self::Flows { .. }
             | Self::Watch
             | Self::Status
-            | Self::Endpoints => Access::Read,
+            | Self::Endpoints
+            | Self::Dns { .. } => Access::Read,
             Self::Reload { .. } => Access::Admin,
         }
     }
@@ -183,6 +193,11 @@ pub enum Reply {
     Status(Box<StatusReport>),
     Endpoints {
         endpoints: Vec<EndpointStatus>,
+    },
+    Dns {
+        networks: Vec<crate::dns::NetworkNames>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        zone_file: Option<String>,
     },
     /// The peer may not make this request; the connection closes after it.
     Denied {

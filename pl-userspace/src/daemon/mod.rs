@@ -32,7 +32,7 @@ use crate::{
     config::{ConfigError, ConfigErrors, Source},
     control::{self, Job, Reply, Request, SentConfig},
     dataplane::{Dataplane, Mode, StartOptions},
-    flows, metrics,
+    dns, flows, metrics,
     model::{LiveInterfaces, Model},
     notify::{Notifier, NotifyError},
     peer::{self, Policy},
@@ -66,8 +66,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     // Whatever pl run writes (state, pins) is root's alone.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    let (dp, server, listener, member) = start(&opts).await?;
-    let mut daemon = Daemon::new(dp, opts, member)?;
+    let (dp, server, listener, member, dns) = start(&opts).await?;
+    let mut daemon = Daemon::new(dp, opts, member, dns)?;
     let (jobs_tx, mut jobs) = mpsc::channel(64);
     // Control connections and scrapes are served on tasks of their own; only requests that
     // passed the peer check reach this loop, as jobs.
@@ -90,6 +90,7 @@ async fn start(
     control::Server,
     Option<tokio::net::TcpListener>,
     Option<crate::cluster::Member>,
+    Option<dns::Servers>,
 )> {
     let policy = Policy {
         read_group: opts.read_group.as_deref().map(peer::group_id).transpose()?,
@@ -116,6 +117,17 @@ async fn start(
             .transpose()?,
         None => None,
     };
+    // The DNS namespaces before the data plane too: an address that cannot be bound fails
+    // the start with nothing attached.
+    let dns = match &model {
+        Some(m) => {
+            let servers = dns::Servers::new(&opts.instance, opts.node.as_deref())
+                .context("starting the DNS server's thread")?;
+            let prepared = servers.prepare(m)?;
+            Some((servers, prepared))
+        }
+        None => None,
+    };
     let start = StartOptions {
         instance: &opts.instance,
         mode: opts.mode,
@@ -128,6 +140,12 @@ async fn start(
     if let (Some(m), Some(model)) = (member.as_mut(), dp.model()) {
         m.elect(model);
     }
+    let dns = dns.map(|(mut servers, prepared)| {
+        if let Some(model) = dp.model() {
+            servers.commit(model, prepared, &dp.dead_zones());
+        }
+        servers
+    });
     let names: Vec<String> = dp
         .interfaces()
         .iter()
@@ -158,7 +176,7 @@ async fn start(
             m.name
         );
     }
-    Ok((dp, server, listener, member))
+    Ok((dp, server, listener, member, dns))
 }
 
 /// SIGTERM, SIGINT (stop) and SIGHUP (reload).
@@ -211,6 +229,10 @@ struct Daemon {
     waiting: bool,
     /// Until when targets are looked for on every health tick (after a takeover).
     resolving: Option<std::time::Instant>,
+    /// The networks' DNS servers; None when pl run observes interfaces.
+    dns: Option<dns::Servers>,
+    /// The zones DNS answers leave out, as last told to the servers.
+    dead: dns::DeadZones,
 }
 
 impl Daemon {
@@ -218,7 +240,9 @@ impl Daemon {
         mut dp: Dataplane,
         opts: Options,
         mut cluster: Option<crate::cluster::Member>,
+        dns: Option<dns::Servers>,
     ) -> anyhow::Result<Self> {
+        let dead = dp.dead_zones();
         if let (Some(m), Some(model)) = (cluster.as_mut(), dp.model()) {
             m.sync.set_fingerprint(model);
         }
@@ -259,6 +283,8 @@ impl Daemon {
             sync_warned: None,
             waiting: false,
             resolving: None,
+            dns,
+            dead,
         })
     }
 
@@ -377,6 +403,7 @@ impl Daemon {
             Ok(new) => new.iter().for_each(|t| tracing::info!("target {t}")),
             Err(e) => tracing::warn!("{:#}", anyhow::Error::from(e)),
         }
+        self.follow_health();
         // The sweep walks the whole table: off this loop, one at a time.
         if due.sweep && self.sweeping.is_none() {
             self.sweeping = self.dp.sweep_job().map(tokio::task::spawn_blocking);
@@ -406,9 +433,87 @@ impl Daemon {
     fn on_health(&mut self) {
         self.resolve_soon();
         match self.dp.check_health() {
-            Ok(log) => log.iter().for_each(|l| tracing::info!("health: {l}")),
+            Ok(log) if !log.is_empty() => {
+                log.iter().for_each(|l| tracing::info!("health: {l}"));
+                self.follow_health();
+            }
+            Ok(_) => {}
             Err(e) => tracing::warn!("health: {:#}", anyhow::Error::from(e)),
         }
+    }
+
+    /// DNS answers leave out zones that lost their last healthy target, and take them
+    /// back when one returns.
+    fn follow_health(&mut self) {
+        let (Some(servers), Some(model)) = (&self.dns, self.dp.model()) else {
+            return;
+        };
+        let dead = self.dp.dead_zones();
+        if dead == self.dead {
+            return;
+        }
+        servers.update(model, &dead);
+        let mut out: Vec<String> = dead
+            .iter()
+            .map(|(s, z)| {
+                let service = model
+                    .services
+                    .get(usize::from(*s))
+                    .map_or("?", |s| s.name.as_str());
+                let zone = model.zones.get(usize::from(*z)).map_or("?", String::as_str);
+                format!("{service} in {zone}")
+            })
+            .collect();
+        out.sort();
+        tracing::info!(
+            "DNS: zones without a healthy target: {}",
+            if out.is_empty() {
+                "none".to_owned()
+            } else {
+                out.join(", ")
+            }
+        );
+        self.dead = dead;
+    }
+
+    /// Each network's names as its server answers them now (health applied), or only
+    /// `network`'s; with `zone_file`, that network's zone file.
+    fn dns_names(
+        &self,
+        network: Option<&str>,
+        zone_file: bool,
+    ) -> anyhow::Result<(Vec<dns::NetworkNames>, Option<String>)> {
+        let model = self
+            .dp
+            .model()
+            .context("pl run was started without --config: it has no endpoint names")?;
+        let mut all = dns::by_network(model, network).with_context(|| {
+            format!(
+                "--network: no network named {:?} in the running config",
+                network.unwrap_or("")
+            )
+        })?;
+        if let Some(servers) = &self.dns {
+            for n in &mut all {
+                for name in &mut n.names {
+                    if let Some(a) = servers.answer_of(&n.network, &name.name) {
+                        name.addresses = a;
+                    }
+                }
+            }
+        }
+        let zone = match (zone_file, network) {
+            (true, Some(name)) => dns::network_id(model, name).map(|id| dns::zone_file(model, id)),
+            _ => None,
+        };
+        Ok((all, zone))
+    }
+
+    fn dns_stats(&self) -> Vec<dns::DnsStats> {
+        self.dns
+            .as_ref()
+            .map(dns::Servers::stats)
+            .unwrap_or_default()
     }
 
     fn on_job(&mut self, job: Job) {
@@ -435,6 +540,7 @@ impl Daemon {
                 |e| failed(e.into()),
                 |mut r| {
                     r.node = self.cluster.as_ref().map(|m| m.name.clone());
+                    r.dns = self.dns_stats();
                     Reply::Stats(r)
                 },
             ),
@@ -449,6 +555,12 @@ impl Daemon {
             Request::Endpoints => Reply::Endpoints {
                 endpoints: self.dp.endpoints(&self.dp.count_flows()),
             },
+            Request::Dns { network, zone_file } => self
+                .dns_names(network.as_deref(), zone_file)
+                .map_or_else(failed, |(networks, zone_file)| Reply::Dns {
+                    networks,
+                    zone_file,
+                }),
         }
     }
 
@@ -485,7 +597,15 @@ impl Daemon {
                 load_config(path, self.opts.insecure_config)?
             }
         };
+        // New DNS namespaces first: an address that cannot be bound refuses the reload.
+        let prepared = self.dns.as_ref().map(|d| d.prepare(&model)).transpose()?;
         let message = self.dp.reload(model)?;
+        if let (Some(servers), Some(prepared), Some(model)) =
+            (self.dns.as_mut(), prepared, self.dp.model())
+        {
+            self.dead = self.dp.dead_zones();
+            servers.commit(model, prepared, &self.dead);
+        }
         // Flow sync numbers as the running model now does; keepalived keeps its config
         // until a restart (`[cluster]` and `[[node]]` changes need one).
         if let (Some(m), Some(model)) = (self.cluster.as_mut(), self.dp.model()) {
@@ -513,7 +633,8 @@ impl Daemon {
             return;
         };
         let body = match self.dp.stats_with(&self.live) {
-            Ok(report) => {
+            Ok(mut report) => {
+                report.dns = self.dns_stats();
                 let table = self.dp.flow_table(&self.live);
                 let cluster = self.cluster_status();
                 metrics::render(&report, table.as_ref(), &self.reloads, cluster.as_ref())

@@ -201,6 +201,7 @@ impl Dataplane {
             endpoints,
             targets,
             node: None,
+            dns: Vec::new(),
         })
     }
 

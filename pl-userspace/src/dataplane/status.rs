@@ -120,3 +120,40 @@ impl Dataplane {
         flows::count(&self.ebpf)
     }
 }
+
+impl Dataplane {
+    /// The (service, zone) pairs where an endpoint address of the service leads to no
+    /// healthy, resolved target (its own zone's, or any zone's with `cross_zone`): DNS
+    /// leaves them out of regional answers while another zone is healthy.
+    pub fn dead_zones(&self) -> crate::dns::DeadZones {
+        let Some(d) = self.data.as_ref() else {
+            return crate::dns::DeadZones::new();
+        };
+        let m = &d.model;
+        let healthy = |id: u32| {
+            d.plan
+                .targets
+                .iter()
+                .any(|(t, info)| *t == id && info.mac != [0; 6])
+                && d.health
+                    .target(id)
+                    .is_none_or(|h| h.health != Health::Unhealthy)
+        };
+        let mut dead = crate::dns::DeadZones::new();
+        for e in m.endpoints.iter().filter(|e| !e.removed) {
+            let Some(s) = m.services.get(usize::from(e.service)) else {
+                continue;
+            };
+            for (_, zone) in &e.addrs {
+                let alive = s
+                    .targets
+                    .iter()
+                    .any(|t| (s.cross_zone || t.zone == *zone) && healthy(t.id));
+                if !alive {
+                    dead.insert((e.service, *zone));
+                }
+            }
+        }
+        dead
+    }
+}

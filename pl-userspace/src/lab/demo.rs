@@ -1,8 +1,10 @@
 //! `pl demo`: the PrivateLink story on a fresh lab. Two consumer networks with the same
 //! address plan reach one provider service through their own endpoints over TCP and UDP;
 //! the provider's log shows only NLB addresses; a refused source and a provider-initiated
-//! attempt fail; an IPv6 consumer reaches the IPv6 service the same way; `pl stats` (a
-//! separate process) closes with per-endpoint counters. The
+//! attempt fail; an IPv6 consumer reaches the IPv6 service the same way; each network
+//! resolves the endpoint names at its DNS address and connects by name, the same private
+//! name giving each network its own endpoint; `pl stats` (a separate process) closes with
+//! per-endpoint counters. The
 //! lab is removed however the demo ends (the guard below; `pl`'s signal handler on Ctrl-C).
 
 use std::{
@@ -16,10 +18,11 @@ use anyhow::{Context as _, ensure};
 use crate::{
     control::DEFAULT_INSTANCE,
     lab::{
-        LAB_CONFIG, Lab, Teardown, Topology, netns,
+        DNS_ADDR, DNS_ADDR6, LAB_CONFIG, Lab, Teardown, Topology, netns,
         runner::PlRun,
         serve::{TARGETS, TARGETS6, all_targets},
         traffic::{self, Servers, TCP_PORT, UDP_PORT},
+        with_dns,
     },
 };
 
@@ -71,8 +74,11 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
     one_tuple_from_both(topo)?;
     refusals(topo)?;
     ipv6_consumer(topo)?;
-    provider_log(&servers)?;
     let fw_ns = &topo.forwarder_ns;
+    names(topo)?;
+    println!("==> `pl dns --network acme`: acme's names as pl run answers them now");
+    print!("{}", pl(&exe, fw_ns, &["dns", "--network", "acme"])?);
+    provider_log(&servers)?;
     println!("==> `pl stats` (a separate process in {fw_ns})");
     print!("{}", pl(&exe, fw_ns, &["stats"])?);
     println!("==> `pl flows`: both sides of every live flow");
@@ -83,7 +89,7 @@ fn drive(lab: &Lab, topo: &Topology, opts: &DemoOptions) -> anyhow::Result<()> {
 /// The provider's servers, then `pl run` with its targets resolved.
 fn start(lab: &Lab, topo: &Topology, exe: &Path) -> anyhow::Result<(Servers, PlRun)> {
     let fw_ns = &topo.forwarder_ns;
-    let config = lab.write_config(LAB_CONFIG)?;
+    let config = lab.write_config(&with_dns(LAB_CONFIG))?;
     println!(
         "==> provider: servers on targets {} and {}, {} and {} (tcp 8443, udp 5353)",
         TARGETS[0], TARGETS[1], TARGETS6[0], TARGETS6[1]
@@ -220,6 +226,58 @@ fn ipv6_consumer(topo: &Topology) -> anyhow::Result<()> {
             "the target saw a source other than the NLB address {NLB6}: {who}"
         );
     }
+    Ok(())
+}
+
+/// Endpoint DNS names: each network asks its own DNS address (the same address in both
+/// overlapping networks), then connects by name.
+fn names(topo: &Topology) -> anyhow::Result<()> {
+    println!(
+        "==> DNS: pl answers each network's endpoint names at {DNS_ADDR} and [{DNS_ADDR6}] inside it"
+    );
+    for (net, name, v6) in [
+        ("acme", "acme-billing.billing.vpce.internal", false),
+        ("acme", "acme-billing-z1.billing.vpce.internal", false),
+        ("acme", "billing.example.com", false),
+        ("acme", "ledger.example.com", true),
+        ("globex", "billing.example.com", false),
+        ("globex", "acme-billing.billing.vpce.internal", false),
+    ] {
+        let server = if v6 {
+            IpAddr::V6(DNS_ADDR6)
+        } else {
+            IpAddr::V4(DNS_ADDR)
+        };
+        let got = match traffic::resolve(ns(topo, net)?, server, name, v6, WAIT) {
+            Ok(addrs) => addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(traffic::TrafficError::Rcode { code, .. }) => {
+                format!("{code} (a network sees only its own endpoints' names)")
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let ty = if v6 { "AAAA" } else { "A" };
+        println!("    {net:<7} {name} {ty}: {got}");
+    }
+    let acme = ns(topo, "acme")?;
+    let addrs = traffic::resolve(
+        acme,
+        IpAddr::V4(DNS_ADDR),
+        "billing.example.com",
+        false,
+        WAIT,
+    )?;
+    let first = *addrs
+        .first()
+        .context("billing.example.com had no address")?;
+    let IpAddr::V4(first) = first else {
+        anyhow::bail!("billing.example.com answered {first}, not IPv4");
+    };
+    let who = traffic::tcp_who(acme, CLIENT, 0, SocketAddrV4::new(first, TCP_PORT), WAIT)?;
+    println!("    acme    tcp {CLIENT} -> billing.example.com ({first}):{TCP_PORT}: {who}");
     Ok(())
 }
 

@@ -152,6 +152,40 @@ network = "globex"
 addresses = [{ ip = "fd00:a::100", zone = "z1" }, { ip = "fd00:a::101", zone = "z2" }]
 "#;
 
+/// Where pl answers DNS in each consumer network of the lab (the same in both: they
+/// overlap), IPv4 and IPv6.
+pub const DNS_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+pub const DNS_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 2);
+
+/// `config` (the lab's, or one shaped like it) with a DNS address in each consumer
+/// network.
+pub fn with_dns_addresses(config: &str) -> String {
+    let dns = format!("dns_addresses = [\"{DNS_ADDR}\", \"{DNS_ADDR6}\"]");
+    ["fw-acme", "fw-globex"]
+        .iter()
+        .fold(config.to_owned(), |c, iface| {
+            c.replace(
+                &format!("interface = \"{iface}\"\n"),
+                &format!("interface = \"{iface}\"\n{dns}\n"),
+            )
+        })
+}
+
+/// [`with_dns_addresses`], and private names for both services (`billing.example.com`,
+/// `ledger.example.com`).
+pub fn with_dns(config: &str) -> String {
+    ["billing", "ledger"]
+        .iter()
+        .fold(with_dns_addresses(config), |c, service| {
+            c.replace(
+                &format!("name = \"{service}\"\nnetwork = \"prov\"\n"),
+                &format!(
+                    "name = \"{service}\"\nnetwork = \"prov\"\nprivate_dns_name = \"{service}.example.com\"\n"
+                ),
+            )
+        })
+}
+
 /// A veth's MTU unless the lab is told otherwise.
 pub const DEFAULT_MTU: u32 = 1500;
 

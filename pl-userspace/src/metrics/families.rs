@@ -108,6 +108,11 @@ pub(super) const INTERFACE: &[Family<I>] = &[
         I::PassedNotOurMac
     ),
     family!(
+        "interface_passed_dns",
+        "ARP requests and neighbour solicitations for the network's DNS address, passed to pl's DNS server",
+        I::PassedDns
+    ),
+    family!(
         "interface_icmp_translated",
         "ICMP and ICMPv6 errors about a flow, translated and sent on to the flow's other side",
         I::IcmpTranslated

@@ -121,8 +121,47 @@ impl Collector for Snapshot {
         if let Some(c) = &self.cluster {
             cluster::encode(&mut enc, c)?;
         }
+        dns(&mut enc, &self.stats.dns)?;
         reloads(&mut enc, &self.reloads)
     }
+}
+
+/// Each network's DNS server: queries, and what became of them.
+fn dns(
+    enc: &mut DescriptorEncoder<'_>,
+    servers: &[crate::dns::DnsStats],
+) -> Result<(), std::fmt::Error> {
+    if servers.is_empty() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(
+        "dns_queries",
+        "DNS queries received on the network's DNS addresses, over UDP and TCP",
+        None,
+        MetricType::Counter,
+    )?;
+    for d in servers {
+        ConstCounter::new(d.queries)
+            .encode(m.encode_family(&labels(&[("network", &d.network)]))?)?;
+    }
+    let mut m = enc.encode_descriptor(
+        "dns_results",
+        "DNS queries by result: answered (NOERROR), nxdomain, refused (REFUSED, NOTIMP), malformed (FORMERR or dropped)",
+        None,
+        MetricType::Counter,
+    )?;
+    for d in servers {
+        for (result, n) in [
+            ("answered", d.answers),
+            ("nxdomain", d.nxdomain),
+            ("refused", d.refused),
+            ("malformed", d.malformed),
+        ] {
+            let l = labels(&[("network", &d.network), ("result", result)]);
+            ConstCounter::new(n).encode(m.encode_family(&l)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// `pl_build_info{version, revision} 1`: a gauge, as Prometheus' own build info is, so text-format

@@ -45,6 +45,15 @@ fn fake() -> (StatsReport, FlowTableReport, Reloads) {
             target("search", "10.9.0.21", "z1", "healthy", false),
         ],
         node: None,
+        dns: vec![crate::dns::DnsStats {
+            network: "acme".into(),
+            addresses: vec!["10.0.0.2".parse().expect("address")],
+            queries: 9,
+            answers: 5,
+            nxdomain: 2,
+            refused: 1,
+            malformed: 1,
+        }],
     };
     let snat = |address: &str, in_use| SnatReport {
         network: "prov".into(),
@@ -107,6 +116,9 @@ fn renders_every_counter_with_its_labels() {
         r#"pl_snat_ports_in_use{network="prov",address="10.9.0.1"} 3"#.into(),
         r#"pl_snat_ports_in_use{network="prov",address="10.9.0.2"} 0"#.into(),
         r#"pl_snat_ports_capacity{network="prov",address="10.9.0.1"} 64512"#.into(),
+        r#"pl_dns_queries_total{network="acme"} 9"#.into(),
+        r#"pl_dns_results_total{network="acme",result="nxdomain"} 2"#.into(),
+        r#"pl_dns_results_total{network="acme",result="malformed"} 1"#.into(),
         r#"pl_reloads_total{result="ok"} 1"#.into(),
         r#"pl_reloads_total{result="refused"} 1"#.into(),
         "pl_reload_last_successful 0".into(),

@@ -46,6 +46,9 @@ pub enum TrafficError {
     },
     #[error("{what}: unexpected answer {answer:?}")]
     Answer { what: String, answer: String },
+    /// A DNS answer with an error code (NXDOMAIN, REFUSED...).
+    #[error("{what}: {code}")]
+    Rcode { what: String, code: String },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TrafficError {
@@ -60,6 +63,65 @@ fn in_ns<T: Send>(
     f: impl FnOnce() -> std::io::Result<T> + Send,
 ) -> Result<T, TrafficError> {
     netns::run_in(ns, f)?.map_err(io(what))
+}
+
+/// The addresses `server` (port 53, UDP) gives for `name`, asked from namespace `ns`:
+/// A records, or AAAA with `v6`. An answer that is no NOERROR is an error naming its code.
+pub fn resolve(
+    ns: &str,
+    server: IpAddr,
+    name: &str,
+    v6: bool,
+    timeout: Duration,
+) -> Result<Vec<IpAddr>, TrafficError> {
+    use hickory_proto::{
+        op::{Message, Query, ResponseCode},
+        rr::{Name, RData, RecordType},
+    };
+    let what = format!("DNS {name} from {server} in {ns}");
+    let ty = if v6 { RecordType::AAAA } else { RecordType::A };
+    let mut q = Message::query();
+    q.metadata.recursion_desired = true;
+    let dns_name = Name::from_ascii(format!("{name}.")).map_err(|e| TrafficError::Answer {
+        what: what.clone(),
+        answer: e.to_string(),
+    })?;
+    q.add_query(Query::query(dns_name, ty));
+    let bytes = q
+        .to_vec()
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .map_err(io(&what))?;
+    let reply = in_ns(ns, what.clone(), || {
+        let local: SocketAddr = if server.is_ipv6() {
+            "[::]:0".parse().map_err(std::io::Error::other)?
+        } else {
+            "0.0.0.0:0".parse().map_err(std::io::Error::other)?
+        };
+        let s = UdpSocket::bind(local)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.send_to(&bytes, SocketAddr::new(server, UDP_PORT))?;
+        let mut buf = [0u8; 1500];
+        let n = s.recv(&mut buf)?;
+        Ok(buf[..n].to_vec())
+    })?;
+    let r = Message::from_vec(&reply).map_err(|e| TrafficError::Answer {
+        what: what.clone(),
+        answer: e.to_string(),
+    })?;
+    if r.metadata.response_code != ResponseCode::NoError {
+        return Err(TrafficError::Rcode {
+            what,
+            code: format!("{:?}", r.metadata.response_code).to_uppercase(),
+        });
+    }
+    Ok(r.answers
+        .iter()
+        .filter_map(|a| match &a.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// The server's one-line answer on `s`, trimmed.

@@ -1,17 +1,16 @@
-//! Endpoint DNS names, as AWS gives an interface endpoint (issue 19): per consumer
-//! network, each endpoint's regional name (every zone's addresses), a zonal name per zone,
-//! and its service's private name where the endpoint turns `private_dns` on. A network
-//! sees only its own endpoints. Pure: the model in, names and their addresses out, for
-//! `pl dns` and its zone file.
+//! The names: per consumer network, each endpoint's regional name (every zone's
+//! addresses), a zonal name per zone, and its service's private name where the endpoint
+//! turns `private_dns` on. A network sees only its own endpoints. Pure: the model in,
+//! names and their addresses out, for the server, `pl dns` and its zone file.
 
 use std::{fmt::Write as _, net::IpAddr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Endpoint, EndpointState, Model, is_label};
 
 /// What a name stands for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// `<endpoint>.<service>.<domain>`: every address of the endpoint.
@@ -24,16 +23,69 @@ pub enum Kind {
 
 /// One name pl gives in a network, and the addresses it answers with (zone order; the
 /// server shuffles the zones per query).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Name {
     /// Lower case, without the trailing dot.
     pub name: String,
     pub kind: Kind,
     pub endpoint: String,
     /// The zone of a zonal name.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
     pub addresses: Vec<IpAddr>,
+    /// The same by zone (zone index, its addresses), for answers that follow health.
+    #[serde(skip)]
+    pub groups: Vec<(u8, Vec<IpAddr>)>,
+    /// The endpoint's service (an index into the model's services).
+    #[serde(skip)]
+    pub service: u16,
+}
+
+/// One network's names: from a config (`pl dns --config`), or as `pl run` answers them
+/// now (health applied).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkNames {
+    pub network: String,
+    /// Where pl answers them; empty: nowhere (list or serve them yourself).
+    pub dns_addresses: Vec<IpAddr>,
+    pub names: Vec<Name>,
+}
+
+/// Every network's names (those with none left out), or only network `only`'s; None
+/// when no network is named `only`.
+pub fn by_network(model: &Model, only: Option<&str>) -> Option<Vec<NetworkNames>> {
+    let ids: Vec<u16> = match only {
+        Some(name) => vec![network_id(model, name)?],
+        None => (0..model.networks.len() as u16).collect(),
+    };
+    let all = ids
+        .into_iter()
+        .filter(|&id| !model.networks[usize::from(id)].removed)
+        .map(|id| {
+            let network = model.networks[usize::from(id)].name.clone();
+            NetworkNames {
+                dns_addresses: model
+                    .dns
+                    .addresses
+                    .get(&network)
+                    .cloned()
+                    .unwrap_or_default(),
+                names: names(model, id),
+                network,
+            }
+        })
+        .filter(|n| only.is_some() || !n.names.is_empty())
+        .collect();
+    Some(all)
+}
+
+/// The index of the network named `name`.
+pub fn network_id(model: &Model, name: &str) -> Option<u16> {
+    model
+        .networks
+        .iter()
+        .position(|n| n.name == name)
+        .and_then(|i| u16::try_from(i).ok())
 }
 
 /// The names network `network` (an index into `model.networks`) sees, endpoint by
@@ -61,6 +113,8 @@ pub fn names(model: &Model, network: u16) -> Vec<Name> {
             endpoint: e.name.clone(),
             zone: None,
             addresses: in_zone_order(e, None),
+            groups: by_zone(e, None),
+            service: e.service,
         });
         let mut zones: Vec<u8> = e.addrs.iter().map(|(_, z)| *z).collect();
         zones.sort_unstable();
@@ -80,6 +134,8 @@ pub fn names(model: &Model, network: u16) -> Vec<Name> {
                 endpoint: e.name.clone(),
                 zone: Some(zone),
                 addresses: in_zone_order(e, Some(z)),
+                groups: by_zone(e, Some(z)),
+                service: e.service,
             });
         }
         if let Some(private) = model.dns.private_names.get(&s.name)
@@ -91,10 +147,26 @@ pub fn names(model: &Model, network: u16) -> Vec<Name> {
                 endpoint: e.name.clone(),
                 zone: None,
                 addresses: in_zone_order(e, None),
+                groups: by_zone(e, None),
+                service: e.service,
             });
         }
     }
     out
+}
+
+/// [`in_zone_order`] cut into zones.
+fn by_zone(e: &Endpoint, zone: Option<u8>) -> Vec<(u8, Vec<IpAddr>)> {
+    let mut groups: Vec<(u8, Vec<IpAddr>)> = Vec::new();
+    let zone_of = |ip: &IpAddr| e.addrs.iter().find(|(a, _)| a == ip).map(|(_, z)| *z);
+    for ip in in_zone_order(e, zone) {
+        let z = zone_of(&ip).unwrap_or_default();
+        match groups.last_mut() {
+            Some((last, addrs)) if *last == z => addrs.push(ip),
+            _ => groups.push((z, vec![ip])),
+        }
+    }
+    groups
 }
 
 /// The endpoint's addresses in zone order (IPv4 before IPv6 within a zone), or one zone's.
@@ -156,7 +228,7 @@ pub fn zone_file(model: &Model, network: u16) -> String {
 }
 
 /// FNV-1a of the records, as a 32-bit SOA serial (never 0).
-fn serial(records: &str) -> u32 {
+pub(super) fn serial(records: &str) -> u32 {
     let h = records.bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });

@@ -1,0 +1,336 @@
+//! The DNS service: UDP and TCP on each network's DNS addresses, answered from that
+//! network's [`Book`], on a thread and runtime of its own so that neither a flood of
+//! queries nor pl run's own loop holds the other up.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    sync::{Semaphore, watch},
+    task::JoinSet,
+};
+
+use super::{
+    answer::{self, Book, DeadZones, Outcome, Transport},
+    netns::{self, Namespace, NetnsError},
+};
+use crate::model::Model;
+
+/// TCP connections served at once per network; more wait in the listen queue.
+const TCP_CONNECTIONS: usize = 64;
+/// A TCP connection that sends nothing for this long is closed (RFC 7766 suggests seconds).
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// One network's counters, as `pl stats` and metrics show them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsStats {
+    pub network: String,
+    pub addresses: Vec<IpAddr>,
+    /// Messages received, over UDP and TCP.
+    pub queries: u64,
+    /// NOERROR answers (NODATA included).
+    pub answers: u64,
+    pub nxdomain: u64,
+    /// REFUSED (not pl's name) and NOTIMP (not a standard query).
+    pub refused: u64,
+    /// FORMERR answers, and messages not answered at all.
+    pub malformed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    queries: AtomicU64,
+    answers: AtomicU64,
+    nxdomain: AtomicU64,
+    refused: AtomicU64,
+    malformed: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, outcome: Outcome) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let c = match outcome {
+            Outcome::Answered => &self.answers,
+            Outcome::NxDomain => &self.nxdomain,
+            Outcome::Refused => &self.refused,
+            Outcome::Malformed => &self.malformed,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One network's server.
+struct Server {
+    interface: String,
+    addrs: Vec<IpAddr>,
+    book: watch::Sender<Arc<Book>>,
+    counters: Arc<Counters>,
+    /// Aborted (sockets closed) when the server is dropped.
+    _tasks: JoinSet<()>,
+    /// Keeps the namespace while the tasks start.
+    _ns: std::os::fd::OwnedFd,
+}
+
+/// Servers made for a new config, not serving yet: [`Servers::commit`] puts them in
+/// place once the data plane took the config, dropping them gives everything back.
+pub struct Prepared {
+    new: BTreeMap<String, (Namespace, String, Vec<IpAddr>)>,
+}
+
+/// Every network's DNS server.
+pub struct Servers {
+    runtime: tokio::runtime::Handle,
+    /// Ends the runtime's thread when dropped.
+    _stop: tokio::sync::oneshot::Sender<()>,
+    servers: BTreeMap<String, Server>,
+    instance: String,
+    node: Option<String>,
+}
+
+impl Servers {
+    /// Starts the runtime's thread; no network is served until [`Servers::commit`].
+    pub fn new(instance: &str, node: Option<&str>) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let runtime = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("pl-dns".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Self {
+            runtime,
+            _stop: stop,
+            servers: BTreeMap::new(),
+            instance: instance.to_owned(),
+            node: node.map(str::to_owned),
+        })
+    }
+
+    /// Makes the namespaces `model` needs that are not there yet (a network new to DNS,
+    /// or whose addresses or interface changed). Nothing serves or changes yet.
+    pub fn prepare(&self, model: &Model) -> Result<Prepared, NetnsError> {
+        let mut new = BTreeMap::new();
+        for n in model.networks.iter().filter(|n| !n.removed) {
+            let Some(addrs) = model.dns.addresses.get(&n.name) else {
+                continue;
+            };
+            let same = self
+                .servers
+                .get(&n.name)
+                .is_some_and(|s| s.interface == n.interface && &s.addrs == addrs);
+            if same {
+                continue;
+            }
+            // A changed network keeps its MAC only once the old macvlan is gone.
+            let mac = if self.servers.contains_key(&n.name) {
+                netns::mac_for(&self.instance, Some("replaced"), &n.name)
+            } else {
+                netns::mac_for(&self.instance, self.node.as_deref(), &n.name)
+            };
+            let ns = netns::create(&n.name, &n.interface, addrs, mac)?;
+            new.insert(n.name.clone(), (ns, n.interface.clone(), addrs.clone()));
+        }
+        Ok(Prepared { new })
+    }
+
+    /// Serves `model`'s names: `prepared` networks start, networks gone from DNS stop,
+    /// the others answer from the new names at once.
+    pub fn commit(&mut self, model: &Model, prepared: Prepared, dead: &DeadZones) {
+        let wanted: Vec<&str> = model
+            .networks
+            .iter()
+            .filter(|n| !n.removed && model.dns.addresses.contains_key(&n.name))
+            .map(|n| n.name.as_str())
+            .collect();
+        self.servers
+            .retain(|name, _| wanted.contains(&name.as_str()) && !prepared.new.contains_key(name));
+        for (name, (ns, interface, addrs)) in prepared.new {
+            let counters = self
+                .servers
+                .get(&name)
+                .map(|s| Arc::clone(&s.counters))
+                .unwrap_or_default();
+            let id = network_id(model, &name);
+            let (book, _) = watch::channel(Arc::new(Book::new(model, id, dead)));
+            let mut tasks = JoinSet::new();
+            let Namespace { fd, udp, tcp, .. } = ns;
+            for s in udp {
+                let (book, counters) = (book.subscribe(), Arc::clone(&counters));
+                tasks.spawn_on(serve_udp(s, book, counters), &self.runtime);
+            }
+            for l in tcp {
+                let (book, counters) = (book.subscribe(), Arc::clone(&counters));
+                tasks.spawn_on(serve_tcp(l, book, counters), &self.runtime);
+            }
+            let shown: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                "DNS for network {name} at {} (UDP and TCP port {}), on {interface}",
+                shown.join(", "),
+                netns::PORT
+            );
+            self.servers.insert(
+                name,
+                Server {
+                    interface,
+                    addrs,
+                    book,
+                    counters,
+                    _tasks: tasks,
+                    _ns: fd,
+                },
+            );
+        }
+        self.update(model, dead);
+    }
+
+    /// Answers from `model`'s names and `dead` zones from now on.
+    pub fn update(&self, model: &Model, dead: &DeadZones) {
+        for (name, s) in &self.servers {
+            let book = Book::new(model, network_id(model, name), dead);
+            s.book.send_replace(Arc::new(book));
+        }
+    }
+
+    /// Every served network's counters.
+    pub fn stats(&self) -> Vec<DnsStats> {
+        self.servers
+            .iter()
+            .map(|(name, s)| {
+                let c = &s.counters;
+                let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                DnsStats {
+                    network: name.clone(),
+                    addresses: s.addrs.clone(),
+                    queries: get(&c.queries),
+                    answers: get(&c.answers),
+                    nxdomain: get(&c.nxdomain),
+                    refused: get(&c.refused),
+                    malformed: get(&c.malformed),
+                }
+            })
+            .collect()
+    }
+
+    /// What network `network`'s server answers for `name` now (health applied); None
+    /// where it serves no such name, or no server runs for the network.
+    pub fn answer_of(&self, network: &str, name: &str) -> Option<Vec<IpAddr>> {
+        self.servers.get(network)?.book.borrow().addresses(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+}
+
+fn network_id(model: &Model, name: &str) -> u16 {
+    super::network_id(model, name).unwrap_or(u16::MAX)
+}
+
+/// A fresh random number for the zone order.
+fn random() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
+}
+
+async fn serve_udp(
+    socket: std::net::UdpSocket,
+    book: watch::Receiver<Arc<Book>>,
+    c: Arc<Counters>,
+) {
+    let Ok(socket) = tokio::net::UdpSocket::from_std(socket) else {
+        tracing::warn!("DNS: cannot poll a UDP socket");
+        return;
+    };
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        let current = Arc::clone(&book.borrow());
+        let (reply, outcome) = answer::answer(&current, &buf[..n], Transport::Udp, random());
+        c.count(outcome);
+        if let Some(reply) = reply {
+            let _ = socket.send_to(&reply, from).await;
+        }
+    }
+}
+
+async fn serve_tcp(
+    listener: std::net::TcpListener,
+    book: watch::Receiver<Arc<Book>>,
+    c: Arc<Counters>,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        tracing::warn!("DNS: cannot poll a TCP listener");
+        return;
+    };
+    let slots = Arc::new(Semaphore::new(TCP_CONNECTIONS));
+    // Connections end with the listener's task.
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
+                let (book, c) = (book.clone(), Arc::clone(&c));
+                conns.spawn(async move {
+                    serve_conn(stream, book, c).await;
+                    drop(permit);
+                });
+            }
+            Some(_) = conns.join_next() => {}
+        }
+    }
+}
+
+/// One TCP connection: length-prefixed messages (RFC 1035 4.2.2), answered in order,
+/// until the client closes, idles or sends what cannot be framed.
+async fn serve_conn(
+    mut stream: tokio::net::TcpStream,
+    book: watch::Receiver<Arc<Book>>,
+    c: Arc<Counters>,
+) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let mut len = [0u8; 2];
+        let Ok(Ok(_)) = tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await else {
+            return;
+        };
+        let n = usize::from(u16::from_be_bytes(len));
+        let Ok(Ok(_)) = tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf[..n])).await
+        else {
+            return;
+        };
+        let current = Arc::clone(&book.borrow());
+        let (reply, outcome) = answer::answer(&current, &buf[..n], Transport::Tcp, random());
+        c.count(outcome);
+        let Some(reply) = reply else {
+            return;
+        };
+        let Ok(rlen) = u16::try_from(reply.len()) else {
+            return;
+        };
+        let mut out = Vec::with_capacity(reply.len() + 2);
+        out.extend_from_slice(&rlen.to_be_bytes());
+        out.extend_from_slice(&reply);
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
