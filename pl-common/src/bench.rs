@@ -58,6 +58,10 @@ pub struct GenConfig {
     pub skew_len: u32,
     /// 1: the template is IPv6 (`GEN_FRAME6` bytes), 0: IPv4 (`GEN_FRAME4`).
     pub ipv6: u32,
+    /// With `dns_every` > 0 (IPv4 only), frame `n` is `dns` as it is when `n %
+    /// dns_every == 0`: a DNS query mixed into the data frames (the flood variant).
+    pub dns_every: u32,
+    pub dns: [u8; GEN_FRAME4],
 }
 
 impl Default for GenConfig {

@@ -20,6 +20,7 @@
 pub mod bench;
 pub mod checksum;
 pub mod cidr;
+pub mod dns;
 pub mod endpoint;
 pub mod event;
 pub mod flow;

@@ -18,7 +18,9 @@ pub struct Settings {
     /// SNAT ports are taken from [snat_port_min, snat_port_max] (host order).
     pub snat_port_min: u16,
     pub snat_port_max: u16,
-    pub _pad: u32,
+    /// Frames to a network's DNS address each CPU passes per 100 ms window (a tenth of
+    /// `[dns] max_qps`); the rest are dropped before the stack.
+    pub dns_per_window: u32,
 }
 
 impl Settings {
@@ -56,7 +58,7 @@ impl Default for Settings {
             udp_oneway_ns: 30 * 1_000_000_000,
             snat_port_min: 1024,
             snat_port_max: 65535,
-            _pad: 0,
+            dns_per_window: 1000,
         }
     }
 }

@@ -129,6 +129,9 @@ counters! {
         /// Passed to the kernel: ARP requests and neighbour solicitations for the network's
         /// DNS address, which pl's DNS server answers from its own namespace.
         PassedDns = "passed_dns",
+        /// Dropped: a frame to the network's DNS address past `[dns] max_qps` on this CPU
+        /// (a flood stops in XDP, not in the forwarding CPU's stack).
+        DroppedDnsRate = "dropped_dns_rate",
     }
 }
 

@@ -70,6 +70,10 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot) -> u32 {
             stats.add(IfaceCounter::DroppedArp, 1);
             return xdp_action::XDP_DROP;
         }
+        if !crate::dns::within_budget(iface.network) {
+            stats.add(IfaceCounter::DroppedDnsRate, 1);
+            return xdp_action::XDP_DROP;
+        }
         stats.add(IfaceCounter::PassedDns, 1);
         return xdp_action::XDP_PASS;
     }

@@ -106,9 +106,13 @@ pub fn pl_gen(ctx: XdpContext) -> u32 {
         }
         // SAFETY: GEN_FRAME4 bytes are inside the frame (checked above).
         let frame = unsafe { &mut *(start as *mut [u8; GEN_FRAME4]) };
-        // SAFETY: the header holds at least GEN_FRAME4 bytes.
-        *frame = unsafe { *(cfg.header.as_ptr() as *const [u8; GEN_FRAME4]) };
-        gen_rewrite(frame, i, cfg.udp != 0);
+        if cfg.dns_every != 0 && n.is_multiple_of(cfg.dns_every) {
+            *frame = cfg.dns;
+        } else {
+            // SAFETY: the header holds at least GEN_FRAME4 bytes.
+            *frame = unsafe { *(cfg.header.as_ptr() as *const [u8; GEN_FRAME4]) };
+            gen_rewrite(frame, i, cfg.udp != 0);
+        }
     }
     bump(&GEN_COUNT, 0, 1);
     xdp_action::XDP_TX

@@ -35,7 +35,7 @@ pub enum Dest<P: 'static = Policy> {
 }
 
 #[inline(always)]
-fn addr(addr_be: u32, network: u16) -> Option<&'static AddrInfo> {
+pub fn addr(addr_be: u32, network: u16) -> Option<&'static AddrInfo> {
     // SAFETY: read at once by the callers.
     unsafe { PL_ADDRS.get(AddrKey::new(addr_be, network)) }
 }

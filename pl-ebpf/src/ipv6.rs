@@ -20,6 +20,7 @@ use pl_common::{
 use crate::{
     classify,
     conntrack::{self, Created, Found, V6},
+    dns,
     endpoint::{self, Admitted6, Dest},
     events, icmp, icmp6, lease,
     maps::{Flows6, PL_L4_STASH, PL_PROBES, PL_PROBES6, PL_TAILS},
@@ -41,8 +42,7 @@ pub fn run(ctx: &XdpContext) -> Result<u32, ()> {
     let action = if iface.flags & IFACE_DEDICATED == 0 {
         xdp_action::XDP_PASS
     } else if !classify::addressed_to_us(ctx, &iface) {
-        slot.add(IfaceCounter::PassedNotOurMac, 1);
-        xdp_action::XDP_PASS
+        dns::not_our_mac6(ctx, &iface, &slot, matches!(frame, Frame::Ipv6L4 { .. }))
     } else {
         match frame {
             Frame::Ipv6L4 { proto, l4_off } => {

@@ -7,6 +7,7 @@
 mod arp;
 mod classify;
 mod conntrack;
+mod dns;
 mod early;
 mod endpoint;
 mod events;
@@ -147,8 +148,7 @@ fn try_pl_xdp<const S: bool>(ctx: &XdpContext) -> Result<u32, ()> {
     let action = if iface.flags & IFACE_DEDICATED == 0 {
         xdp_action::XDP_PASS
     } else if !classify::addressed_to_us(ctx, &iface) {
-        stats.add(IfaceCounter::PassedNotOurMac, 1);
-        xdp_action::XDP_PASS
+        dns::not_our_mac(ctx, &iface, &stats, matches!(frame, Frame::Ipv4L4 { .. }))
     } else {
         match frame {
             Frame::Arp => arp::handle(ctx, &iface, &stats),

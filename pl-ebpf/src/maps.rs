@@ -7,6 +7,7 @@ use aya_ebpf::{
     maps::{Array, DevMap, HashMap, LpmTrie, PerCpuArray, ProgramArray, RingBuf},
 };
 use pl_common::{
+    dns::DnsWindow,
     endpoint::{AddrInfo, AddrKey, AddrKey6, SourceKey, SourceKey6},
     flow::{FlowKey, NewFlow},
     flow6::{FlowKey6, NewFlow6, Slot6},
@@ -115,6 +116,10 @@ pub static PL_TARGET_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX
 
 #[map]
 pub static PL_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Per CPU and network: the DNS address's current 100 ms window (`dns::admit`).
+#[map]
+pub static PL_DNS_RATE: PerCpuArray<DnsWindow> = PerCpuArray::with_max_entries(MAX_NETWORKS, 0);
 
 #[map]
 pub static PL_SCRATCH: PerCpuArray<NewFlow> = PerCpuArray::with_max_entries(1, 0);

@@ -102,6 +102,10 @@ pub fn handle(ctx: &XdpContext, iface: &IfaceConfig, slot: &Slot, l4_off: u16) -
         }
         // The DNS address: its server's stack answers, with its own MAC.
         if ours.is_some_and(|a| a.kind == ADDR_DNS) {
+            if !crate::dns::within_budget(iface.network) {
+                slot.add(IfaceCounter::DroppedDnsRate, 1);
+                return xdp_action::XDP_DROP;
+            }
             slot.add(IfaceCounter::PassedDns, 1);
             return xdp_action::XDP_PASS;
         }

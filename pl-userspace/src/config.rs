@@ -34,6 +34,9 @@ pub struct Config {
 pub struct DnsCfg {
     pub domain: Spanned<String>,
     pub ttl_s: Spanned<u32>,
+    /// Queries per second a network's DNS address takes on each receiving CPU; the XDP
+    /// program drops the rest before the stack sees them.
+    pub max_qps: Spanned<u32>,
 }
 
 impl Default for DnsCfg {
@@ -41,6 +44,7 @@ impl Default for DnsCfg {
         Self {
             domain: Spanned::new(0..0, "vpce.internal".to_owned()),
             ttl_s: Spanned::new(0..0, 60),
+            max_qps: Spanned::new(0..0, 10_000),
         }
     }
 }

@@ -319,6 +319,7 @@ impl StatsReport {
                 ("nxdomain", Col::Num),
                 ("refused", Col::Num),
                 ("malformed", Col::Num),
+                ("unsent", Col::Num),
             ],
         );
         for d in &self.dns {
@@ -331,6 +332,7 @@ impl StatsReport {
                 d.nxdomain.to_string(),
                 d.refused.to_string(),
                 d.malformed.to_string(),
+                d.unsent.to_string(),
             ]);
         }
         render(&t)

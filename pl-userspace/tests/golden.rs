@@ -138,6 +138,7 @@ fn stats() -> StatsReport {
             nxdomain: 17,
             refused: 5,
             malformed: 2,
+            unsent: 0,
         }],
     }
 }

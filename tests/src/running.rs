@@ -118,6 +118,21 @@ impl Running {
         (Self { run, servers, lab }, took, seen)
     }
 
+    /// `pl reload --config` with `config`, which must be applied; what it printed.
+    pub fn reload(&self, config: &str) -> String {
+        let path = self
+            .lab
+            .lab
+            .write_config(config)
+            .unwrap_or_else(|e| panic!("{}", chain(e)));
+        let out = self.lab.pl(
+            &self.lab.fw_ns(),
+            &["reload", "--config", &path.to_string_lossy()],
+        );
+        assert!(out.status.success(), "pl reload: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn ns(&self, network: &str) -> String {
         self.lab
             .topo

@@ -59,6 +59,8 @@ fn quick_bench_moves_packets_in_every_variant() {
         // The sink counts these only as IPv6 from the IPv6 NLB address to IPv6 targets.
         ("pl IPv6 established", "1000"),
         ("pl IPv6 new flows", "new"),
+        // One frame in four a DNS query: the sink counts the data frames.
+        ("pl established, DNS flood", "1000"),
         ("nftables DNAT+SNAT", "1"),
         ("nftables DNAT+SNAT", "new"),
     ] {
@@ -114,9 +116,16 @@ fn quick_bench_moves_packets_in_every_variant() {
         "pl new flows, flow sync on / off",
         "ns per packet IPv6 adds over IPv4, established, 1000 flows",
         "pl IPv6 / pl IPv4, new flows",
+        "ns per DNS query on the forwarding CPU",
     ] {
         assert!(table.contains(row), "no `{row}` in the table:\n{table}");
     }
+    // The flood reached pl's DNS server: it took queries off its socket.
+    assert!(
+        !r.dns.is_empty() && r.dns.iter().all(|d| d.queries > 0),
+        "the DNS flood never reached the server: {:?}",
+        r.dns
+    );
     // Flow sync sent what the synced runs opened (new, then refreshed and ended: at least
     // once each).
     let (created, sent) = r

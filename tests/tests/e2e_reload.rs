@@ -195,17 +195,7 @@ fn a_reload_that_removes_an_ipv6_endpoint_revokes_its_flows() {
 
 /// `pl reload` to `config`: it says one flow was revoked, and only `kept`'s remain.
 fn reload_revoking_one(r: &Running, config: &str, kept: &str) {
-    let path = r
-        .lab
-        .lab
-        .write_config(config)
-        .unwrap_or_else(|e| panic!("{}", chain(e)));
-    let out = r.lab.pl(
-        &r.lab.fw_ns(),
-        &["reload", "--config", &path.to_string_lossy()],
-    );
-    assert!(out.status.success(), "reload: {}", stderr(&out));
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = r.reload(config);
     assert!(said.contains("1 flows revoked"), "reload said: {said}");
     let flows = pl_flows(r, &[]).unwrap_or_else(|e| panic!("pl flows: {e}"));
     let endpoints: Vec<&str> = flows.iter().map(|f| f.endpoint.as_str()).collect();

@@ -96,7 +96,11 @@ fn check_kept(
     prior: Option<&Saved>,
     flow_entries: u32,
 ) -> Result<(), DataplaneError> {
-    state.check_maps(flow_entries)?;
+    for map in state.check_maps(flow_entries)? {
+        tracing::info!(
+            "counters in {map} start from zero: the pinned map has another shape (a pl that counts other things); flows are kept"
+        );
+    }
     if let Some(p) = prior.filter(|p| p.pl_version != env!("CARGO_PKG_VERSION")) {
         tracing::info!(
             "taking over the data plane of pl {} (this is pl {}): its maps have the shapes this version uses",

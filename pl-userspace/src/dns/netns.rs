@@ -125,6 +125,18 @@ fn build(
     }
     let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{IFACE}/arp_notify"), "1");
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{IFACE}/ndisc_notify"), "1");
+    // An answer to a source that never answers ARP (a spoofed one) waits in its
+    // neighbour's queue, charged to the socket: few of them, given up on soon, so a
+    // flood of such sources cannot hold the send buffer (and every answer) for long.
+    for family in ["ipv4", "ipv6"] {
+        for (key, value) in [
+            ("unres_qlen", "2"),
+            ("mcast_solicit", "2"),
+            ("retrans_time_ms", "250"),
+        ] {
+            let _ = std::fs::write(format!("/proc/sys/net/{family}/neigh/{IFACE}/{key}"), value);
+        }
+    }
     ip(network, &["link", "set", IFACE, "addrgenmode", "none"])?;
     for a in addrs {
         let cidr = match a {
@@ -160,6 +172,11 @@ fn build(
         };
         let u = UdpSocket::bind(addr).map_err(bind("udp"))?;
         u.set_nonblocking(true).map_err(bind("udp"))?;
+        // Room for a burst of answers; as root, past wmem_max. Best effort.
+        let _ =
+            nix::sys::socket::setsockopt(&u, nix::sys::socket::sockopt::SndBufForce, &(4 << 20));
+        let _ =
+            nix::sys::socket::setsockopt(&u, nix::sys::socket::sockopt::RcvBufForce, &(4 << 20));
         let t = TcpListener::bind(addr).map_err(bind("tcp"))?;
         t.set_nonblocking(true).map_err(bind("tcp"))?;
         udp.push(u);

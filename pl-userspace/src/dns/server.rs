@@ -44,6 +44,10 @@ pub struct DnsStats {
     pub refused: u64,
     /// FORMERR answers, and messages not answered at all.
     pub malformed: u64,
+    /// Answers dropped because the socket's send buffer was full (answers to sources
+    /// that do not answer ARP wait there): the server reads on instead of waiting.
+    #[serde(default)]
+    pub unsent: u64,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +57,7 @@ struct Counters {
     nxdomain: AtomicU64,
     refused: AtomicU64,
     malformed: AtomicU64,
+    unsent: AtomicU64,
 }
 
 impl Counters {
@@ -220,6 +225,7 @@ impl Servers {
                     nxdomain: get(&c.nxdomain),
                     refused: get(&c.refused),
                     malformed: get(&c.malformed),
+                    unsent: get(&c.unsent),
                 }
             })
             .collect()
@@ -265,8 +271,11 @@ async fn serve_udp(
         let current = Arc::clone(&book.borrow());
         let (reply, outcome) = answer::answer(&current, &buf[..n], Transport::Udp, random());
         c.count(outcome);
-        if let Some(reply) = reply {
-            let _ = socket.send_to(&reply, from).await;
+        // Never wait to send: a full buffer drops this answer, not every later query.
+        if let Some(reply) = reply
+            && socket.try_send_to(&reply, from).is_err()
+        {
+            c.unsent.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -100,6 +100,7 @@ pub(super) const INTERFACE: &[Family<I>] = &[
             (I::DroppedExtHeaders, "ext_headers"),
             (I::DroppedProtocol, "protocol"),
             (I::DroppedIcmp, "icmp"),
+            (I::DroppedDnsRate, "dns_rate"),
         ]
     ),
     family!(

@@ -146,7 +146,7 @@ fn dns(
     }
     let mut m = enc.encode_descriptor(
         "dns_results",
-        "DNS queries by result: answered (NOERROR), nxdomain, refused (REFUSED, NOTIMP), malformed (FORMERR or dropped)",
+        "DNS queries by result: answered (NOERROR), nxdomain, refused (REFUSED, NOTIMP), malformed (FORMERR or dropped); unsent: answers dropped, the send buffer full",
         None,
         MetricType::Counter,
     )?;
@@ -156,6 +156,7 @@ fn dns(
             ("nxdomain", d.nxdomain),
             ("refused", d.refused),
             ("malformed", d.malformed),
+            ("unsent", d.unsent),
         ] {
             let l = labels(&[("network", &d.network), ("result", result)]);
             ConstCounter::new(n).encode(m.encode_family(&l)?)?;

@@ -53,6 +53,7 @@ fn fake() -> (StatsReport, FlowTableReport, Reloads) {
             nxdomain: 2,
             refused: 1,
             malformed: 1,
+            unsent: 0,
         }],
     };
     let snat = |address: &str, in_use| SnatReport {

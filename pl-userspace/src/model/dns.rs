@@ -19,6 +19,10 @@ use crate::config::{Config, DnsCfg, Source};
 pub const DEFAULT_DOMAIN: &str = "vpce.internal";
 /// The TTL of answers (and of NXDOMAIN's negative caching) when `[dns]` names none.
 pub const DEFAULT_TTL_S: u32 = 60;
+/// Queries per second per network and receiving CPU when `[dns]` names no `max_qps`.
+pub const DEFAULT_MAX_QPS: u32 = 10_000;
+/// The most `max_qps` takes.
+pub const MAX_MAX_QPS: u32 = 10_000_000;
 /// The longest TTL `ttl_s` takes: a day.
 pub const MAX_TTL_S: u32 = 86_400;
 
@@ -27,6 +31,10 @@ pub struct Dns {
     /// Lower case, no trailing dot.
     pub domain: String,
     pub ttl_s: u32,
+    /// Queries per second a DNS address takes per receiving CPU (the XDP program drops
+    /// the rest).
+    #[serde(default = "default_max_qps")]
+    pub max_qps: u32,
     /// Where pl answers for a network, by network name (at most one address per family).
     pub addresses: BTreeMap<String, Vec<IpAddr>>,
     /// Services' private names, lower case, by service name.
@@ -35,11 +43,16 @@ pub struct Dns {
     pub private_endpoints: BTreeSet<String>,
 }
 
+const fn default_max_qps() -> u32 {
+    DEFAULT_MAX_QPS
+}
+
 impl Default for Dns {
     fn default() -> Self {
         Self {
             domain: DEFAULT_DOMAIN.to_owned(),
             ttl_s: DEFAULT_TTL_S,
+            max_qps: DEFAULT_MAX_QPS,
             addresses: BTreeMap::new(),
             private_names: BTreeMap::new(),
             private_endpoints: BTreeSet::new(),
@@ -95,7 +108,11 @@ pub(super) fn dns(
             label: "[dns]".to_owned(),
             at: d.span().start,
         };
-        let DnsCfg { domain, ttl_s } = d.get_ref();
+        let DnsCfg {
+            domain,
+            ttl_s,
+            max_qps,
+        } = d.get_ref();
         let at = |s: std::ops::Range<usize>| (!s.is_empty()).then_some(s.start);
         match dns_name(domain.get_ref(), 1) {
             Ok(n) => out.domain = n,
@@ -112,6 +129,15 @@ pub(super) fn dns(
             ));
         }
         out.ttl_s = ttl;
+        let qps = *max_qps.get_ref();
+        if qps == 0 || qps > MAX_MAX_QPS {
+            found.errors.push(sec.error(
+                "max_qps",
+                at(max_qps.span()),
+                format!("must be 1 to {MAX_MAX_QPS} queries per second"),
+            ));
+        }
+        out.max_qps = qps;
     }
     for (id, n) in cfg.network.iter().enumerate() {
         let c = n.get_ref();
@@ -277,6 +303,7 @@ mod tests {
     fn defaults_and_a_valid_dns_section() {
         let m = build(EXAMPLE).expect("valid");
         assert_eq!((m.dns.domain.as_str(), m.dns.ttl_s), ("vpce.internal", 60));
+        assert_eq!((m.dns.max_qps, m.settings.dns_per_window), (10_000, 1000));
         assert!(m.dns.addresses.is_empty() && m.dns.private_names.is_empty());
         let m = build(&with(
             "dns_addresses = [\"10.0.0.2\", \"fd00:a::2\"]",
@@ -312,6 +339,13 @@ mod tests {
                 "",
                 "\n[dns]\nttl_s = 0\n",
                 &["[dns]: ttl_s"],
+            ),
+            (
+                "no queries allowed",
+                "",
+                "",
+                "\n[dns]\nmax_qps = 0\n",
+                &["[dns]: max_qps", "1 to 10000000"],
             ),
             (
                 "a DNS address that is an endpoint address",

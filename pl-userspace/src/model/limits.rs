@@ -48,7 +48,7 @@ pub(super) fn limits(src: &Source, cfg: &Config, found: &mut Found<'_>) -> Optio
         udp_oneway_ns: ns(l.udp_oneway_timeout_s),
         snat_port_min: l.snat_port_min,
         snat_port_max: l.snat_port_max,
-        _pad: 0,
+        dns_per_window: 0,
     };
     Some((l.flow_table_size, settings))
 }

@@ -204,7 +204,8 @@ impl Model {
         if !found.errors.is_empty() {
             return None;
         }
-        let (flow_table_size, settings) = limits?;
+        let (flow_table_size, mut settings) = limits?;
+        settings.dns_per_window = dns.max_qps.div_ceil(10);
         Some(Self {
             next_target,
             networks,

@@ -182,6 +182,25 @@ impl Bench<'_> {
         self.expect(expect_rewritten6(true))
     }
 
+    /// As [`Bench::generate`] (established UDP over `flows` flows), with one frame in
+    /// `every` a DNS query to the consumer network's DNS address, at its DNS macvlan's
+    /// MAC (the one `pl run` derives for this instance and network).
+    pub(super) fn generate_dns(&mut self, flows: u32, every: u32) -> anyhow::Result<()> {
+        let mut cfg = self.gen_config(false, flows, false)?;
+        let net = self.topo.network("globex").context("no globex")?;
+        let src = parse_mac(&net.peer_mac).context("peer MAC")?;
+        let dst = crate::dns::netns::mac_for(control::DEFAULT_INSTANCE, None, "globex");
+        cfg.dns_every = every;
+        cfg.dns = frames::dns_query(dst, src);
+        self.set_gen(cfg)
+    }
+
+    /// The queries `pl run`'s DNS server has taken so far, every network.
+    pub(super) fn dns_queries(&self) -> anyhow::Result<u64> {
+        let run = self.run.as_ref().context("pl is not running")?;
+        Ok(run.stats()?.dns.iter().map(|d| d.queries).sum())
+    }
+
     /// Established UDP over `flows` flows, walking the Zipf table loaded for that count.
     pub(super) fn generate_skewed(&mut self, flows: u32) -> anyhow::Result<()> {
         let &(_, base, len) = self

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use pl_common::bench::{GEN_FRAME4, GEN_FRAME6, GEN_HEADER, GenConfig, SinkConfig};
 
-use super::{ENDPOINT, ENDPOINT6, FRAME_LEN, SOURCE_BASE, SOURCE_BASE6, TARGETS};
+use super::{DNS, ENDPOINT, ENDPOINT6, FRAME_LEN, SOURCE_BASE, SOURCE_BASE6, TARGETS};
 use crate::frame::{Ipv4, Ipv6, Mac, TCP_SYN, ipv4_frame, ipv6_frame};
 
 /// The listener ports the generator sends to and the target ports pl and nftables
@@ -59,7 +59,24 @@ pub(super) fn gen_config(dst: Mac, src: Mac, tcp_syn: bool, flows: u32, ipv6: bo
         skew_base: 0,
         skew_len: 0,
         ipv6: u32::from(ipv6),
+        dns_every: 0,
+        dns: [0; GEN_FRAME4],
     }
+}
+
+/// The flood variant's query: from the first generator source to the network's DNS
+/// address, at the DNS macvlan's MAC, a question for the root (REFUSED: pl holds no such
+/// name, and answering it costs what any answer does). 59 bytes, padded to the slot.
+pub(super) fn dns_query(dst: Mac, src: Mac) -> [u8; GEN_FRAME4] {
+    // Header: id, RD, one question; then the root name, type A, class IN.
+    let query = [
+        0x50, 0x4c, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1,
+    ];
+    let ip = Ipv4::new(SOURCE_BASE.octets(), DNS.octets());
+    let f = ipv4_frame(dst, src, &ip.udp(1024, 53, &query));
+    let mut out = [0u8; GEN_FRAME4];
+    out[..f.len()].copy_from_slice(&f);
+    out
 }
 
 /// An IPv6 address's first 96 bits and last 32 (host order), as the sink matches them.
@@ -161,6 +178,7 @@ pub(super) fn config(flow_table_size: u32) -> String {
         r#"[[network]]
 name = "globex"
 interface = "fw-globex"
+dns_addresses = ["{DNS}"]
 
 [[network]]
 name = "prov"

@@ -33,8 +33,8 @@ use driver::Bench;
 pub use report::{table, write_report};
 use results::Variants;
 pub use results::{
-    BenchResults, FloorResult, HwCount, Sample, StageResult, SyncResult, TableResult, TcpResult,
-    VariantResult,
+    BenchResults, DnsFloodResult, FloorResult, HwCount, Sample, StageResult, SyncResult,
+    TableResult, TcpResult, VariantResult,
 };
 
 use crate::lab::{Lab, Teardown, Topology, cmd};
@@ -44,6 +44,10 @@ pub const FRAME_LEN: usize = 64;
 const ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 /// Generator sources start here; flow i adds i / 60000 to it.
 const SOURCE_BASE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 0);
+/// The consumer network's DNS address (`dns_addresses`), which the flood variant asks.
+const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+/// The flood variant: one frame in this many is a DNS query.
+const DNS_EVERY: u32 = 4;
 /// The IPv6 rows' frames: the same L4 bytes behind an IPv6 header, 20 bytes longer.
 pub const FRAME_LEN6: usize = pl_common::bench::GEN_FRAME6;
 /// The IPv6 endpoint address (the bench6 service's) and the IPv6 generator sources,
@@ -112,10 +116,10 @@ impl Sizes {
     }
 
     /// Measurements in a round: bare (sink verifying and only counting), pl with 1 flow,
-    /// each scale uniform and skewed, new flows (and with flow sync), IPv6 established
-    /// and new flows, nftables established and new flows.
+    /// each scale uniform and skewed, established under a DNS flood, new flows (and with
+    /// flow sync), IPv6 established and new flows, nftables established and new flows.
     fn per_round(&self) -> usize {
-        9 + 2 * self.scale.len()
+        10 + 2 * self.scale.len()
     }
 
     fn max_flows(&self) -> u32 {
@@ -223,6 +227,7 @@ pub fn run(opts: &BenchOptions, pl: &Path) -> anyhow::Result<BenchResults> {
         stats_walk_ms: rounds.stats_walk_ms,
         stats_walk_flows: rounds.stats_walk_flows,
         sync: rounds.sync,
+        dns: rounds.dns,
         tcp,
         floor,
         hw_counters,
@@ -305,6 +310,7 @@ struct Rounds<'s> {
     stats_walk_ms: f64,
     stats_walk_flows: u64,
     sync: Vec<SyncResult>,
+    dns: Vec<DnsFloodResult>,
 }
 
 impl<'s> Rounds<'s> {
@@ -320,6 +326,7 @@ impl<'s> Rounds<'s> {
             stats_walk_ms: 0.0,
             stats_walk_flows: 0,
             sync: Vec::new(),
+            dns: Vec::new(),
         }
     }
 
@@ -355,6 +362,7 @@ impl<'s> Rounds<'s> {
         for &n in self.sizes.scale {
             self.established(b, n)?;
         }
+        self.dns_flood(b)?;
 
         b.start_pl(NEW_FLOW_TABLE)?;
         b.generate(true, 0)?;
@@ -389,6 +397,28 @@ impl<'s> Rounds<'s> {
         b.generate(true, 0)?;
         let s = b.measure(window.min(Duration::from_millis(500)))?;
         self.record("nftables new flows", results::NFT, "new", s);
+        Ok(())
+    }
+
+    /// pl established at 1000 flows with one frame in [`DNS_EVERY`] a DNS query to the
+    /// consumer network's DNS address: the same CPU forwards and takes the queries
+    /// (XDP passes them, the stack delivers them to the server's socket).
+    fn dns_flood(&mut self, b: &mut Bench<'_>) -> anyhow::Result<()> {
+        b.start_pl(sized(IPV6_FLOWS))?;
+        b.generate(false, IPV6_FLOWS)?;
+        b.warm_up(IPV6_FLOWS)?;
+        let before = b.dns_queries()?;
+        b.generate_dns(IPV6_FLOWS, DNS_EVERY)?;
+        let s = b.measure(self.sizes.window)?;
+        let took = b.dns_queries()?.saturating_sub(before);
+        self.dns.push(DnsFloodResult {
+            every: DNS_EVERY,
+            sent: s.sent,
+            seconds: s.seconds,
+            queries: took,
+        });
+        let label = format!("pl established, {IPV6_FLOWS} flows, 1 in {DNS_EVERY} frames DNS");
+        self.record(&label, results::PL_EST_DNS, &IPV6_FLOWS.to_string(), s);
         Ok(())
     }
 

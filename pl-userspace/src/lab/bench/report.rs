@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use super::{
     plot,
     results::{
-        BARE, BARE_UNVERIFIED, BenchResults, NFT, PL_EST, PL_NEW, PL_NEW_SYNC, PL_ZIPF, PL6_EST,
-        PL6_NEW, Sample, StageResult, VariantResult,
+        BARE, BARE_UNVERIFIED, BenchResults, NFT, PL_EST, PL_EST_DNS, PL_NEW, PL_NEW_SYNC, PL_ZIPF,
+        PL6_EST, PL6_NEW, Sample, StageResult, VariantResult,
     },
 };
 
@@ -117,6 +117,7 @@ fn ratios(out: &mut String, r: &BenchResults) {
         );
     }
     sync(out, r, new);
+    dns_flood(out, r, est_1k);
     ipv6(out, r, est_1k, new);
     scale(out, r);
     skew(out, r);
@@ -163,6 +164,57 @@ fn ipv6(
             ns(new6) - ns(est6)
         );
     }
+}
+
+/// Established flows with one frame in `every` a DNS query, against none (same run):
+/// what a query costs the CPU that forwards, and what the data frames keep.
+fn dns_flood(out: &mut String, r: &BenchResults, est_1k: Option<&VariantResult>) {
+    let (Some(flood), Some(plain), Some(first)) =
+        (r.variant(PL_EST_DNS, "1000"), est_1k, r.dns.first())
+    else {
+        return;
+    };
+    let share = 1.0 / f64::from(first.every.max(1));
+    // The generator's CPU runs generator, data path and sink, and now the queries' way
+    // through XDP and the stack to the server's socket: time per frame sent, split.
+    let sent_rate = |v: &VariantResult| {
+        median(
+            v.samples
+                .iter()
+                .map(|s| s.sent as f64 / s.seconds.max(1e-9)),
+        )
+    };
+    let (t_flood, t_plain) = (
+        1e9 / sent_rate(flood).max(1.0),
+        1e9 / sent_rate(plain).max(1.0),
+    );
+    let per_query = (t_flood - (1.0 - share) * t_plain) / share;
+    let qps = median(r.dns.iter().map(|d| d.queries as f64 / d.seconds.max(1e-9)));
+    let _ = writeln!(
+        out,
+        "| pl established, 1000 flows, 1 in {} frames a DNS query / no queries | {:.2}x of the data frames ({:.0} ns per data frame, {:.0} without) | {:.2}x: a query costs what a forwarded frame does |",
+        first.every,
+        flood.median() / plain.median().max(1.0),
+        ns(flood),
+        ns(plain),
+        1.0 - share
+    );
+    let _ = writeln!(
+        out,
+        "| ns per DNS query on the forwarding CPU (up to max_qps the stack to the server's socket, past it an XDP drop) | {per_query:.0} ({:.1}x a forwarded frame) | |",
+        per_query / t_plain.max(1.0)
+    );
+    let _ = writeln!(
+        out,
+        "| DNS queries pl's server took during the flood, median | {qps:.0} per second | max_qps (10 000 by default) per receiving CPU |"
+    );
+}
+
+/// The median of `x` (0 for none).
+fn median(x: impl Iterator<Item = f64>) -> f64 {
+    let mut x: Vec<f64> = x.collect();
+    x.sort_by(f64::total_cmp);
+    x.get(x.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// New flows with flow sync on against off (same run), and whether sync kept up.

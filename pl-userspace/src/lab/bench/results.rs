@@ -12,6 +12,8 @@ pub const PL_NEW_SYNC: &str = "pl new flows, flow sync on";
 /// The IPv6 twin service: IPv6 frames (20 bytes longer) through the IPv6 flow table.
 pub const PL6_EST: &str = "pl IPv6 established";
 pub const PL6_NEW: &str = "pl IPv6 new flows";
+/// Established (1000 flows) with one frame in `DnsFloodResult::every` a DNS query.
+pub const PL_EST_DNS: &str = "pl established, DNS flood";
 pub const NFT: &str = "nftables DNAT+SNAT";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -115,6 +117,19 @@ pub struct BenchResults {
     /// Each synced new-flow run: flows opened and flows flow sync sent.
     #[serde(default)]
     pub sync: Vec<SyncResult>,
+    /// Each DNS flood window: frames sent and queries the server took.
+    #[serde(default)]
+    pub dns: Vec<DnsFloodResult>,
+}
+
+/// One window of the DNS flood variant: frames sent (data and queries), and the queries
+/// pl's DNS server took off its socket.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct DnsFloodResult {
+    pub every: u32,
+    pub sent: u64,
+    pub seconds: f64,
+    pub queries: u64,
 }
 
 /// One new-flow window with flow sync on: what it opened, what sync sent of it.
@@ -198,6 +213,7 @@ impl BenchResults {
             tables: Vec::new(),
             stages: Vec::new(),
             sync: Vec::new(),
+            dns: Vec::new(),
         }
     }
 
