@@ -15,41 +15,34 @@ use crate::{
     stats::Slot,
 };
 
-/// The verdict for an IPv4 frame addressed to another MAC (`l4`: it carries TCP or UDP):
-/// passed on, unless it is for the DNS address and over this CPU's budget.
+/// The verdict for a frame addressed to another MAC: passed on, unless it is an IPv4 or
+/// IPv6 packet for the DNS address (any protocol, fragments and options included, so
+/// nothing gets past the budget) and over this CPU's budget.
 #[inline(always)]
-pub fn not_our_mac(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, l4: bool) -> u32 {
-    // The destination address: 16 bytes into the IPv4 header.
-    let dst = if l4 {
-        // SAFETY: bounds-checked by ptr_at.
-        ptr_at::<[u8; 4]>(ctx, ETH_HLEN + 16).map(|d| unsafe { *d })
-    } else {
-        None
+pub fn not_our_mac(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot) -> u32 {
+    // SAFETY: bounds-checked by ptr_at.
+    let ethertype = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).map(|e| unsafe { [(*e)[12], (*e)[13]] });
+    let to_dns = match ethertype {
+        // The destination address: 16 bytes into the IPv4 header.
+        Some([0x08, 0x00]) => ptr_at::<[u8; 4]>(ctx, ETH_HLEN + 16)
+            // SAFETY: bounds-checked by ptr_at.
+            .map(|d| unsafe { *d })
+            .and_then(|d| endpoint::addr(u32::from_ne_bytes(d), iface.network))
+            .is_some_and(|a| a.kind == ADDR_DNS),
+        // 24 bytes into the IPv6 header.
+        Some([0x86, 0xdd]) => ptr_at::<[u8; 16]>(ctx, ETH_HLEN + 24)
+            // SAFETY: bounds-checked by ptr_at.
+            .map(|d| unsafe { *d })
+            .and_then(|d| endpoint::addr6(d, iface.network))
+            .is_some_and(|a| a.kind == ADDR_DNS),
+        _ => false,
     };
-    let to_dns = dst.is_some_and(|d| {
-        endpoint::addr(u32::from_ne_bytes(d), iface.network).is_some_and(|a| a.kind == ADDR_DNS)
-    });
-    verdict(iface, stats, to_dns)
-}
-
-/// As [`not_our_mac`] for IPv6 (`l4`: TCP or UDP, after any extension headers).
-#[inline(always)]
-pub fn not_our_mac6(ctx: &XdpContext, iface: &IfaceConfig, stats: &Slot, l4: bool) -> u32 {
-    // The destination address: 24 bytes into the IPv6 header.
-    let dst = if l4 {
-        // SAFETY: bounds-checked by ptr_at.
-        ptr_at::<[u8; 16]>(ctx, ETH_HLEN + 24).map(|d| unsafe { *d })
-    } else {
-        None
-    };
-    let to_dns =
-        dst.is_some_and(|d| endpoint::addr6(d, iface.network).is_some_and(|a| a.kind == ADDR_DNS));
-    verdict(iface, stats, to_dns)
+    verdict(stats, iface.network, to_dns)
 }
 
 #[inline(always)]
-fn verdict(iface: &IfaceConfig, stats: &Slot, to_dns: bool) -> u32 {
-    if to_dns && !within_budget(iface.network) {
+fn verdict(stats: &Slot, network: u16, to_dns: bool) -> u32 {
+    if to_dns && !within_budget(network) {
         stats.add(IfaceCounter::DroppedDnsRate, 1);
         return xdp_action::XDP_DROP;
     }

@@ -42,7 +42,7 @@ pub fn run(ctx: &XdpContext) -> Result<u32, ()> {
     let action = if iface.flags & IFACE_DEDICATED == 0 {
         xdp_action::XDP_PASS
     } else if !classify::addressed_to_us(ctx, &iface) {
-        dns::not_our_mac6(ctx, &iface, &slot, matches!(frame, Frame::Ipv6L4 { .. }))
+        dns::not_our_mac(ctx, &iface, &slot)
     } else {
         match frame {
             Frame::Ipv6L4 { proto, l4_off } => {

@@ -148,7 +148,7 @@ fn try_pl_xdp<const S: bool>(ctx: &XdpContext) -> Result<u32, ()> {
     let action = if iface.flags & IFACE_DEDICATED == 0 {
         xdp_action::XDP_PASS
     } else if !classify::addressed_to_us(ctx, &iface) {
-        dns::not_our_mac(ctx, &iface, &stats, matches!(frame, Frame::Ipv4L4 { .. }))
+        dns::not_our_mac(ctx, &iface, &stats)
     } else {
         match frame {
             Frame::Arp => arp::handle(ctx, &iface, &stats),

@@ -350,10 +350,15 @@ impl State {
     }
 
     /// Checks that every pinned map has the shape this build uses (a map reused from a
-    /// pin is not checked by the loader). A counter map of another shape (a pl that
-    /// counts more, or less) is unpinned, so this run starts its counters from zero and
-    /// keeps the flows; the maps returned are those. Flow and neighbour maps must match.
-    pub fn check_maps(&self, flow_entries: u32) -> Result<Vec<&'static str>, StateError> {
+    /// pin is not checked by the loader). With `takeover`, a counter map of another
+    /// shape (a pl that counts more, or less) is unpinned, so this run starts its
+    /// counters from zero and keeps the flows; the maps returned are those. Flow and
+    /// neighbour maps must match, and without `takeover` (a read-only look) every map.
+    pub fn check_maps(
+        &self,
+        flow_entries: u32,
+        takeover: bool,
+    ) -> Result<Vec<&'static str>, StateError> {
         let mut replaced = Vec::new();
         for map in KEPT_MAPS {
             let (ty, key, value, entries) = kept_shape(map, flow_entries);
@@ -372,7 +377,7 @@ impl State {
                 info.max_entries(),
             );
             let counters = [IFACE_STATS_MAP, ENDPOINT_STATS_MAP, TARGET_STATS_MAP];
-            if found != (Some(ty), key, value, entries) && counters.contains(&map) {
+            if found != (Some(ty), key, value, entries) && takeover && counters.contains(&map) {
                 remove_if_there(&path)?;
                 replaced.push(map);
                 continue;

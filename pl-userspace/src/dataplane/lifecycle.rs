@@ -96,7 +96,7 @@ fn check_kept(
     prior: Option<&Saved>,
     flow_entries: u32,
 ) -> Result<(), DataplaneError> {
-    for map in state.check_maps(flow_entries)? {
+    for map in state.check_maps(flow_entries, true)? {
         tracing::info!(
             "counters in {map} start from zero: the pinned map has another shape (a pl that counts other things); flows are kept"
         );
@@ -248,7 +248,7 @@ impl Dataplane {
         let Some(saved) = state.saved()? else {
             return Ok(None);
         };
-        state.check_maps(saved.flow_entries)?;
+        state.check_maps(saved.flow_entries, false)?;
         let ebpf = open_maps(Some(saved.flow_entries), Some(&state))?;
         let data = saved
             .model

@@ -147,6 +147,12 @@ impl Book {
             return Found::Server;
         }
         if is_under(qname, &self.domain) {
+            // `<service>.<domain>` has no records but names below it: NODATA, not
+            // NXDOMAIN, or a resolver minimising its queries (RFC 8020) would take every
+            // name below for gone.
+            if self.names.keys().any(|n| is_under(n, qname)) {
+                return Found::Empty(self.domain.clone());
+            }
             return Found::Missing(self.domain.clone());
         }
         match self
@@ -204,6 +210,8 @@ enum Found<'a> {
     Server,
     /// Under the domain, or a private name not given here: NXDOMAIN in this zone.
     Missing(String),
+    /// A name with none of its own but names below it (an empty non-terminal): NODATA.
+    Empty(String),
     /// Not pl's.
     Elsewhere,
 }
@@ -239,7 +247,11 @@ pub fn answer(
         e.set_max_payload(EDNS_PAYLOAD).set_version(0);
         r.set_edns(e);
     }
-    let outcome = if q.metadata.op_code != OpCode::Query {
+    let outcome = if q.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        // An EDNS version pl does not speak (RFC 6891 6.1.3).
+        r.metadata.response_code = ResponseCode::BADVERS;
+        Outcome::Malformed
+    } else if q.metadata.op_code != OpCode::Query {
         r.metadata.response_code = ResponseCode::NotImp;
         Outcome::Refused
     } else if q.queries.len() != 1 || q.metadata.message_type != MessageType::Query {
@@ -314,6 +326,7 @@ fn respond(book: &Book, question: &hickory_proto::op::Query, r: &mut Message, rn
             (records, zone)
         }
         Found::Apex(zone) => (apex(book, &zone, qtype), zone),
+        Found::Empty(zone) => (Vec::new(), zone),
     };
     if records.is_empty() {
         // NODATA: the name is there, not with this type.
@@ -508,6 +521,21 @@ addresses = [{ ip = "10.0.0.110", zone = "z1" }]
             Transport::Udp,
         );
         assert_eq!((rc, a.len()), (ResponseCode::NoError, 1));
+        // An empty non-terminal: the service's name has names below it.
+        let (rc, a, auth, o) = ask(
+            &b,
+            &query("billing.vpce.internal.", RecordType::A),
+            Transport::Udp,
+        );
+        assert_eq!(
+            (rc, a.len(), auth, o),
+            (
+                ResponseCode::NoError,
+                0,
+                vec![RecordType::SOA],
+                Outcome::Answered
+            )
+        );
         let (rc, ..) = ask(
             &b,
             &query("vpce.internal.", RecordType::AXFR),
@@ -613,6 +641,21 @@ addresses = [{ ip = "10.0.0.110", zone = "z1" }]
         }
         let (rc, ..) = ask(&b, &two.to_vec().expect("query"), Transport::Udp);
         assert_eq!(rc, ResponseCode::FormErr);
+        // EDNS version 1: BADVERS.
+        let mut v1 = Message::query();
+        v1.add_query(Query::query(
+            DnsName::from_ascii(REGIONAL).expect("name"),
+            RecordType::A,
+        ));
+        let mut e = Edns::new();
+        e.set_version(1);
+        v1.set_edns(e);
+        let (rc, _, _, o) = ask(&b, &v1.to_vec().expect("query"), Transport::Udp);
+        // 16 on the wire (hickory reads it back as BADSIG, which shares the code).
+        assert_eq!(
+            (u16::from(rc), o),
+            (u16::from(ResponseCode::BADVERS), Outcome::Malformed)
+        );
         // Not a standard query.
         let mut notify = Message::new(9, MessageType::Query, OpCode::Notify);
         notify.add_query(Query::query(

@@ -58,15 +58,18 @@ pub struct Namespace {
 /// Makes network `network`'s DNS namespace: a macvlan of `interface` (in this thread's
 /// namespace) with MAC `mac` holding `addrs`, and UDP and TCP sockets on port 53 of each.
 /// On any error nothing is left behind (the namespace goes with its last fd).
+/// `announce`: send gratuitous ARP and unsolicited advertisements when the link comes up,
+/// so consumers holding another MAC for the address learn this one.
 pub fn create(
     network: &str,
     interface: &str,
     addrs: &[IpAddr],
     mac: [u8; 6],
+    announce: bool,
 ) -> Result<Namespace, NetnsError> {
     let (network, interface, addrs) = (network.to_owned(), interface.to_owned(), addrs.to_vec());
     // unshare and setns act on the calling thread: a thread of its own, which ends here.
-    std::thread::spawn(move || build(&network, &interface, &addrs, mac))
+    std::thread::spawn(move || build(&network, &interface, &addrs, mac, announce))
         .join()
         .unwrap_or_else(|_| {
             Err(NetnsError::Namespace {
@@ -82,6 +85,7 @@ fn build(
     interface: &str,
     addrs: &[IpAddr],
     mac: [u8; 6],
+    announce: bool,
 ) -> Result<Namespace, NetnsError> {
     let io = |what: &'static str| {
         move |source: std::io::Error| NetnsError::Namespace {
@@ -110,21 +114,24 @@ fn build(
         ],
     )?;
     setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(nix_io("setns (dns)"))?;
-    // Addresses before the link comes up, so its gratuitous ARP and unsolicited
-    // advertisements (arp_notify, ndisc_notify) carry them: a consumer that knew the
-    // address at an older MAC (pl run restarted) learns the new one at once.
+    // Addresses go on before the link comes up, so a replacement's gratuitous ARP and
+    // unsolicited advertisements (arp_notify, ndisc_notify) carry them: a consumer that
+    // knew the address at the older MAC learns the new one at once.
+    let notify = if announce { "1" } else { "0" };
+    // Nothing but the DNS address: no router advertisements, redirects or forwarding
+    // (best effort: a kernel without IPv6 has no such keys).
     for (key, value) in [
-        ("net/ipv4/conf/default/arp_notify", "1"),
-        ("net/ipv6/conf/default/ndisc_notify", "1"),
-        ("net/ipv4/conf/all/arp_notify", "1"),
-        ("net/ipv6/conf/all/ndisc_notify", "1"),
-        ("net/ipv6/conf/default/accept_ra", "0"),
+        ("ipv4/conf/{i}/arp_notify", notify),
+        ("ipv6/conf/{i}/ndisc_notify", notify),
+        ("ipv4/conf/{i}/accept_redirects", "0"),
+        ("ipv4/conf/{i}/forwarding", "0"),
+        ("ipv6/conf/{i}/accept_ra", "0"),
+        ("ipv6/conf/{i}/accept_redirects", "0"),
+        ("ipv6/conf/{i}/forwarding", "0"),
     ] {
-        // Best effort: a kernel without IPv6 has no such keys.
-        let _ = std::fs::write(format!("/proc/sys/{key}"), value);
+        let key = key.replace("{i}", IFACE);
+        let _ = std::fs::write(format!("/proc/sys/net/{key}"), value);
     }
-    let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{IFACE}/arp_notify"), "1");
-    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{IFACE}/ndisc_notify"), "1");
     // An answer to a source that never answers ARP (a spoofed one) waits in its
     // neighbour's queue, charged to the socket: few of them, given up on soon, so a
     // flood of such sources cannot hold the send buffer (and every answer) for long.

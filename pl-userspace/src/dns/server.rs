@@ -27,8 +27,11 @@ use crate::model::Model;
 
 /// TCP connections served at once per network; more wait in the listen queue.
 const TCP_CONNECTIONS: usize = 64;
-/// A TCP connection that sends nothing for this long is closed (RFC 7766 suggests seconds).
+/// A TCP connection that sends nothing for this long, or does not take an answer for this
+/// long, is closed (RFC 7766 suggests seconds).
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// No TCP connection lives longer than this, so a slot always comes back.
+const TCP_LIFETIME: Duration = Duration::from_secs(60);
 
 /// One network's counters, as `pl stats` and metrics show them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +80,8 @@ impl Counters {
 struct Server {
     interface: String,
     addrs: Vec<IpAddr>,
+    /// Its macvlan's MAC: a replacement takes the other of the network's two.
+    mac: [u8; 6],
     book: watch::Sender<Arc<Book>>,
     counters: Arc<Counters>,
     /// Aborted (sockets closed) when the server is dropped.
@@ -89,6 +94,15 @@ struct Server {
 /// place once the data plane took the config, dropping them gives everything back.
 pub struct Prepared {
     new: BTreeMap<String, (Namespace, String, Vec<IpAddr>)>,
+}
+
+/// The two MACs network `network`'s macvlan takes on this node, in turn.
+fn macs(instance: &str, node: Option<&str>, network: &str) -> [[u8; 6]; 2] {
+    let node = node.unwrap_or("");
+    [
+        netns::mac_for(instance, Some(node), network),
+        netns::mac_for(instance, Some(&format!("{node}\0replaced")), network),
+    ]
 }
 
 /// Every network's DNS server.
@@ -140,13 +154,15 @@ impl Servers {
             if same {
                 continue;
             }
-            // A changed network keeps its MAC only once the old macvlan is gone.
-            let mac = if self.servers.contains_key(&n.name) {
-                netns::mac_for(&self.instance, Some("replaced"), &n.name)
-            } else {
-                netns::mac_for(&self.instance, self.node.as_deref(), &n.name)
-            };
-            let ns = netns::create(&n.name, &n.interface, addrs, mac)?;
+            // A changed network's macvlan cannot take the MAC the old one still holds:
+            // it takes the other. A lone forwarder announces its MAC (consumers may hold
+            // the other one, from before a change or a restart); a cluster node does not,
+            // or a standby would pull consumers from the node that holds the lease.
+            let [first, second] = macs(&self.instance, self.node.as_deref(), &n.name);
+            let old = self.servers.get(&n.name).map(|s| s.mac);
+            let mac = if old == Some(first) { second } else { first };
+            let announce = self.node.is_none();
+            let ns = netns::create(&n.name, &n.interface, addrs, mac, announce)?;
             new.insert(n.name.clone(), (ns, n.interface.clone(), addrs.clone()));
         }
         Ok(Prepared { new })
@@ -161,18 +177,20 @@ impl Servers {
             .filter(|n| !n.removed && model.dns.addresses.contains_key(&n.name))
             .map(|n| n.name.as_str())
             .collect();
+        // A replaced network keeps its counters.
+        let kept: BTreeMap<String, Arc<Counters>> = self
+            .servers
+            .iter()
+            .map(|(name, s)| (name.clone(), Arc::clone(&s.counters)))
+            .collect();
         self.servers
             .retain(|name, _| wanted.contains(&name.as_str()) && !prepared.new.contains_key(name));
         for (name, (ns, interface, addrs)) in prepared.new {
-            let counters = self
-                .servers
-                .get(&name)
-                .map(|s| Arc::clone(&s.counters))
-                .unwrap_or_default();
+            let counters = kept.get(&name).cloned().unwrap_or_default();
             let id = network_id(model, &name);
             let (book, _) = watch::channel(Arc::new(Book::new(model, id, dead)));
             let mut tasks = JoinSet::new();
-            let Namespace { fd, udp, tcp, .. } = ns;
+            let Namespace { fd, udp, tcp, mac } = ns;
             for s in udp {
                 let (book, counters) = (book.subscribe(), Arc::clone(&counters));
                 tasks.spawn_on(serve_udp(s, book, counters), &self.runtime);
@@ -192,6 +210,7 @@ impl Servers {
                 Server {
                     interface,
                     addrs,
+                    mac,
                     book,
                     counters,
                     _tasks: tasks,
@@ -295,11 +314,15 @@ async fn serve_tcp(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    // Out of fds, say: wait rather than spin this thread.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
                 let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
                 let (book, c) = (book.clone(), Arc::clone(&c));
                 conns.spawn(async move {
-                    serve_conn(stream, book, c).await;
+                    let _ = tokio::time::timeout(TCP_LIFETIME, serve_conn(stream, book, c)).await;
                     drop(permit);
                 });
             }
@@ -338,8 +361,9 @@ async fn serve_conn(
         let mut out = Vec::with_capacity(reply.len() + 2);
         out.extend_from_slice(&rlen.to_be_bytes());
         out.extend_from_slice(&reply);
-        if stream.write_all(&out).await.is_err() {
+        // A client that does not read its answers does not hold the slot.
+        let Ok(Ok(())) = tokio::time::timeout(TCP_IDLE, stream.write_all(&out)).await else {
             return;
-        }
+        };
     }
 }
