@@ -448,6 +448,9 @@ impl Daemon {
         let (Some(servers), Some(model)) = (&self.dns, self.dp.model()) else {
             return;
         };
+        if servers.is_empty() {
+            return;
+        }
         let dead = self.dp.dead_zones();
         if dead == self.dead {
             return;

@@ -130,15 +130,19 @@ impl Dataplane {
             return crate::dns::DeadZones::new();
         };
         let m = &d.model;
-        let healthy = |id: u32| {
-            d.plan
-                .targets
-                .iter()
-                .any(|(t, info)| *t == id && info.mac != [0; 6])
-                && d.health
-                    .target(id)
-                    .is_none_or(|h| h.health != Health::Unhealthy)
-        };
+        // Resolved and not unhealthy, found once: this runs every second.
+        let healthy: std::collections::HashSet<u32> = d
+            .plan
+            .targets
+            .iter()
+            .filter(|(id, info)| {
+                info.mac != [0; 6]
+                    && d.health
+                        .target(*id)
+                        .is_none_or(|h| h.health != Health::Unhealthy)
+            })
+            .map(|(id, _)| *id)
+            .collect();
         let mut dead = crate::dns::DeadZones::new();
         for e in m.endpoints.iter().filter(|e| !e.removed) {
             let Some(s) = m.services.get(usize::from(e.service)) else {
@@ -148,7 +152,7 @@ impl Dataplane {
                 let alive = s
                     .targets
                     .iter()
-                    .any(|t| (s.cross_zone || t.zone == *zone) && healthy(t.id));
+                    .any(|t| (s.cross_zone || t.zone == *zone) && healthy.contains(&t.id));
                 if !alive {
                     dead.insert((e.service, *zone));
                 }

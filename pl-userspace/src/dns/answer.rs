@@ -102,15 +102,6 @@ impl Book {
         }
     }
 
-    /// How many names the network has.
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
     /// `name`'s addresses as answered now (health applied, zones in config order), or
     /// None for a name this network does not have.
     pub fn addresses(&self, name: &str) -> Option<Vec<IpAddr>> {
